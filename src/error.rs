@@ -1,0 +1,261 @@
+//! The one error type of the crate.
+//!
+//! Every variant says what happened, to which key or id, and what to do about
+//! it. Variants that come from a failed system call keep the `io::Error` as
+//! their [`source`](std::error::Error::source).
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+use crate::key::Key;
+
+/// The result type of every fallible operation in this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Which segment an error is about: one found by key, or one named by id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// A segment looked up by key (`shmget`).
+    Key(Key),
+    /// A segment named by its kernel id (`shmat`/`shmctl` on an id).
+    Id(i32),
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Key(k) => write!(f, "key {k}"),
+            Target::Id(id) => write!(f, "id {id}"),
+        }
+    }
+}
+
+/// A System V shared-memory limit the kernel enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// `/proc/sys/kernel/shmmax`: the largest size of one segment.
+    Shmmax,
+    /// `/proc/sys/kernel/shmall`: the total pages of all segments.
+    Shmall,
+    /// `/proc/sys/kernel/shmmni`: the number of segments system-wide.
+    Shmmni,
+    /// The kernel could not allocate memory for the segment.
+    Memory,
+}
+
+impl Limit {
+    /// The file under `/proc` that sets this limit, if there is one.
+    pub fn proc_path(self) -> Option<&'static str> {
+        match self {
+            Limit::Shmmax => Some("/proc/sys/kernel/shmmax"),
+            Limit::Shmall => Some("/proc/sys/kernel/shmall"),
+            Limit::Shmmni => Some("/proc/sys/kernel/shmmni"),
+            Limit::Memory => None,
+        }
+    }
+}
+
+/// Everything that can go wrong in shmstore.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// A raw key value that cannot name a segment (0 is `IPC_PRIVATE`).
+    InvalidKey {
+        /// The value given.
+        raw: i32,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// `ftok` could not use the path (it must exist and be accessible).
+    KeyPath {
+        /// The path given to `ftok`.
+        path: PathBuf,
+        /// The error from `stat`.
+        source: io::Error,
+    },
+    /// An exclusive create found a segment at the key already.
+    AlreadyExists {
+        /// The key that is taken.
+        key: Key,
+    },
+    /// No segment exists at the key (and creation was not asked for).
+    NotFound {
+        /// The key looked up.
+        key: Key,
+    },
+    /// No segment has this id (never existed, or removed and detached by all).
+    IdNotFound {
+        /// The id looked up.
+        id: i32,
+    },
+    /// The caller lacks the permission for the operation (`EACCES`/`EPERM`).
+    PermissionDenied {
+        /// The segment concerned.
+        target: Target,
+        /// The operation refused (`"shmget"`, `"shmat"`, `"IPC_SET"`, ...).
+        op: &'static str,
+        /// The error from the kernel.
+        source: io::Error,
+    },
+    /// The segment is owned or was created by another user, which could be a
+    /// squatter that pre-created it at a guessable key.
+    ForeignOwner {
+        /// The segment concerned.
+        target: Target,
+        /// Its owner's uid.
+        uid: u32,
+        /// Its creator's uid.
+        cuid: u32,
+        /// The caller's effective uid.
+        euid: u32,
+    },
+    /// The existing segment is smaller than the size asked for.
+    SizeMismatch {
+        /// The size asked for.
+        requested: usize,
+        /// The segment's real size.
+        actual: usize,
+    },
+    /// A size of 0 was given where a segment is to be created.
+    ZeroSize {
+        /// The key the create was for.
+        key: Key,
+    },
+    /// Huge pages were requested, but the system has none to give.
+    NoHugePages {
+        /// The error from the kernel.
+        source: io::Error,
+    },
+    /// A kernel limit on System V shared memory was hit.
+    LimitReached {
+        /// Which limit.
+        limit: Limit,
+        /// The error from the kernel (`ENOSPC`, `ENOMEM` or `EINVAL`).
+        source: io::Error,
+    },
+    /// A write was attempted through a read-only attachment.
+    ReadOnly {
+        /// The segment concerned.
+        id: i32,
+    },
+    /// An offset/length pair lies outside the segment.
+    OutOfBounds {
+        /// The first byte asked for.
+        offset: usize,
+        /// The number of bytes asked for.
+        len: usize,
+        /// The segment's size.
+        size: usize,
+    },
+    /// Any other failure of a system call.
+    Os {
+        /// The segment concerned, when there is one.
+        target: Option<Target>,
+        /// The call that failed.
+        op: &'static str,
+        /// The error from the kernel.
+        source: io::Error,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidKey { raw, reason } => {
+                write!(f, "invalid key {raw:#010x}: {reason}")
+            }
+            Error::KeyPath { path, source } => write!(
+                f,
+                "ftok cannot use {}: {source}; give a path that exists and that this user can stat",
+                path.display()
+            ),
+            Error::AlreadyExists { key } => write!(
+                f,
+                "a segment already exists at key {key}; open it instead, or remove it (`ipcrm -M {key}`)"
+            ),
+            Error::NotFound { key } => write!(
+                f,
+                "no segment exists at key {key}; create it first, or check the key (`ipcs -m`)"
+            ),
+            Error::IdNotFound { id } => write!(
+                f,
+                "no segment has id {id}: it never existed or it was removed and detached"
+            ),
+            Error::PermissionDenied { target, op, source } => write!(
+                f,
+                "{op} on {target} refused: {source}; check the segment's mode and owner (`ipcs -m -i ID`)"
+            ),
+            Error::ForeignOwner {
+                target,
+                uid,
+                cuid,
+                euid,
+            } => write!(
+                f,
+                "segment at {target} is owned by uid {uid} (created by uid {cuid}), not by this user \
+                 (uid {euid}) or root; it may have been planted at a guessable key. Remove it, or allow \
+                 foreign owners explicitly if it is trusted"
+            ),
+            Error::SizeMismatch { requested, actual } => write!(
+                f,
+                "the existing segment has {actual} bytes, fewer than the {requested} asked for; \
+                 ask for at most {actual}, or remove and recreate it"
+            ),
+            Error::ZeroSize { key } => {
+                write!(
+                    f,
+                    "cannot create a segment of 0 bytes at key {key}; give a size"
+                )
+            }
+            Error::NoHugePages { source } => write!(
+                f,
+                "huge pages were requested but none are available ({source}); reserve some with \
+                 `sysctl vm.nr_hugepages=N`, or create without huge pages"
+            ),
+            Error::LimitReached { limit, source } => match limit.proc_path() {
+                Some(path) => write!(
+                    f,
+                    "the kernel limit {path} was reached ({source}); raise it, or remove unused \
+                     segments (`ipcs -m`)"
+                ),
+                None => write!(
+                    f,
+                    "the kernel could not allocate the segment ({source}); free memory or ask for less"
+                ),
+            },
+            Error::ReadOnly { id } => write!(
+                f,
+                "segment id {id} is attached read-only; attach it read-write to change it"
+            ),
+            Error::OutOfBounds { offset, len, size } => write!(
+                f,
+                "bytes {offset}..{} lie outside the segment of {size} bytes",
+                offset.saturating_add(*len)
+            ),
+            Error::Os {
+                target: Some(target),
+                op,
+                source,
+            } => write!(f, "{op} on {target} failed: {source}"),
+            Error::Os {
+                target: None,
+                op,
+                source,
+            } => write!(f, "{op} failed: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::KeyPath { source, .. }
+            | Error::PermissionDenied { source, .. }
+            | Error::NoHugePages { source }
+            | Error::LimitReached { source, .. }
+            | Error::Os { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}

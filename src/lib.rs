@@ -1,0 +1,39 @@
+//! # shmstore
+//!
+//! Typed objects shared between cooperating processes on one Linux host
+//! through System V shared memory, read without copying.
+//!
+//! The crate is built in layers, each in its own module:
+//!
+//! - [`Key`]: the name of a segment: a raw value, `IPC_PRIVATE`, or `ftok`.
+//! - [`Segment`]: a safe wrapper of `shmget`, `shmat`, `shmdt` and `shmctl`.
+//! - [`Error`]: the one error type; each variant says what to do.
+//!
+//! ```
+//! use shmstore::{Key, Segment};
+//!
+//! let seg = Segment::options().size(4096).create(true).open(Key::PRIVATE)?;
+//! seg.write_at(0, &42u64.to_ne_bytes())?;
+//! let info = seg.info()?;
+//! assert_eq!(info.size, 4096);
+//! assert_eq!(info.nattch, 1);
+//! assert_eq!(info.cpid, std::process::id() as i32);
+//! seg.remove()?;
+//! # Ok::<(), shmstore::Error>(())
+//! ```
+
+#![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod error;
+pub mod key;
+pub mod segment;
+
+pub use error::{Error, Limit, Result, Target};
+pub use key::Key;
+pub use segment::{Segment, SegmentInfo, SegmentOptions};
+
+/// The examples in README.md, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -1,0 +1,178 @@
+//! Helpers shared by the integration tests: child processes of the test
+//! binary itself, segment guards and unique keys.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use shmstore::{Error, Key, Segment};
+
+const ARGS_ENV: &str = "SHMSTORE_TEST_CHILD";
+const SEP: char = '\u{1f}';
+
+/// The arguments of this process if it was started by [`child`], else `None`.
+///
+/// Each test file has one `#[test] fn child_entry()` that returns at once in
+/// the harness and dispatches on these arguments in a child.
+pub fn child_args() -> Option<Vec<String>> {
+    let raw = std::env::var(ARGS_ENV).ok()?;
+    Some(raw.split(SEP).map(str::to_owned).collect())
+}
+
+/// A command that runs this test binary's `child_entry` with `args`.
+pub fn child(args: &[&str]) -> Command {
+    let exe = std::env::current_exe().expect("path of the test binary");
+    let mut cmd = Command::new(exe);
+    cmd.args([
+        "child_entry",
+        "--exact",
+        "--nocapture",
+        "--test-threads=1",
+        "-q",
+    ])
+    .env(ARGS_ENV, args.join(&SEP.to_string()))
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit());
+    cmd
+}
+
+/// Print a `@name=value` line for the parent to read.
+pub fn report(name: &str, value: impl std::fmt::Display) {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "@{name}={value}").unwrap();
+    out.flush().unwrap();
+}
+
+/// The `@name=value` reports in a finished child's output.
+pub fn reports(stdout: &[u8]) -> Vec<(String, String)> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix('@'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// The value of report `name` in a finished child's output.
+pub fn report_of(stdout: &[u8], name: &str) -> Option<String> {
+    reports(stdout)
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
+}
+
+/// A child that runs while the test talks to it line by line.
+pub struct Live {
+    pub child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Live {
+    /// Start `child(args)` with piped stdin and stdout.
+    pub fn spawn(args: &[&str]) -> Live {
+        let mut child = child(args)
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("spawn child");
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        Live {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    /// Wait for report `name` and return its value.
+    pub fn expect(&mut self, name: &str) -> String {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = self.stdout.read_line(&mut line).expect("read child output");
+            assert!(n > 0, "child ended before reporting {name}");
+            if let Some((k, v)) = line
+                .trim_end()
+                .strip_prefix('@')
+                .and_then(|l| l.split_once('='))
+            {
+                if k == name {
+                    return v.to_owned();
+                }
+                panic!("child reported {k}={v} while {name} was expected");
+            }
+        }
+    }
+
+    /// Send one line to the child.
+    pub fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Close stdin and wait for the child to exit successfully.
+    pub fn finish(mut self) {
+        self.stdin = None;
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "child failed: {status}");
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Read one line from stdin (in a child), without the newline; `None` at EOF.
+pub fn read_command() -> Option<String> {
+    let mut line = String::new();
+    match std::io::stdin().read_line(&mut line) {
+        Ok(0) | Err(_) => None,
+        Ok(_) => Some(line.trim_end().to_owned()),
+    }
+}
+
+/// Removes the segment with this id when dropped, also when a test fails.
+pub struct SegGuard(pub i32);
+
+impl Drop for SegGuard {
+    fn drop(&mut self) {
+        match Segment::remove_by_id(self.0) {
+            Ok(()) | Err(Error::IdNotFound { .. }) => {}
+            Err(e) => eprintln!("could not remove segment {}: {e}", self.0),
+        }
+    }
+}
+
+/// A key that no segment uses now, distinct for every call in this process
+/// and unlikely to be used by another.
+pub fn unique_key() -> Key {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let mixed = (std::process::id().wrapping_mul(0x9e37_79b9) ^ n.wrapping_mul(0x85eb_ca6b))
+            & 0x00ff_ffff;
+        let key = Key::new((0x53 << 24 | mixed) as i32).unwrap();
+        if matches!(Segment::options().open(key), Err(Error::NotFound { .. })) {
+            return key;
+        }
+    }
+}
+
+/// Drop this process to uid and gid 65534 (`nobody`), for permission tests.
+pub fn drop_to_nobody() {
+    // SAFETY: plain system calls on this process's credentials, made in a
+    // child before any other thread that cares about them runs.
+    unsafe {
+        assert_eq!(libc::setgroups(0, std::ptr::null()), 0, "setgroups");
+        assert_eq!(libc::setgid(65534), 0, "setgid");
+        assert_eq!(libc::setuid(65534), 0, "setuid");
+    }
+}

@@ -30,7 +30,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // and nothing is left behind whatever happens next.
     seg.remove()?;
     seg.write_at(0, GREETING)?;
-    println!("parent {}: created segment id {}", std::process::id(), seg.id());
+    println!(
+        "parent {}: created segment id {}",
+        std::process::id(),
+        seg.id()
+    );
 
     let status = Command::new(std::env::current_exe()?)
         .args(["child", &seg.id().to_string()])

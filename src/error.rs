@@ -148,6 +148,72 @@ pub enum Error {
         /// The segment's size.
         size: usize,
     },
+    /// The segment at the key is not a shmstore segment (wrong magic, or
+    /// too small for a header): some other program's, most likely.
+    NotShmstore {
+        /// What was found.
+        reason: String,
+    },
+    /// The segment was written by a shmstore with another on-segment format.
+    IncompatibleFormat {
+        /// The format version in the segment.
+        found: u32,
+        /// The one this build reads.
+        supported: u32,
+    },
+    /// The segment was made on another platform (architecture, pointer
+    /// width, C library or mutex size differ).
+    AbiMismatch {
+        /// The platform the segment was made on.
+        stored: String,
+        /// This build's platform.
+        ours: String,
+    },
+    /// The segment holds another type (or kind, or schema version) than the
+    /// one asked for.
+    TypeMismatch {
+        /// What the segment holds.
+        stored: String,
+        /// What was asked for.
+        requested: String,
+    },
+    /// The segment's bytes are inconsistent: a buggy peer wrote over them,
+    /// or they were truncated.
+    Corrupt {
+        /// What is wrong.
+        reason: String,
+    },
+    /// A value or layout that cannot be stored.
+    InvalidLayout {
+        /// Why.
+        reason: String,
+    },
+    /// The segment's creator did not finish initialising it in time.
+    InitTimeout {
+        /// The segment concerned.
+        target: Target,
+        /// The creator's pid (from `IPC_STAT`).
+        creator: i32,
+        /// How long this process waited.
+        waited: std::time::Duration,
+    },
+    /// The segment's creator died before it finished initialising it.
+    CreatorDied {
+        /// The segment concerned.
+        target: Target,
+        /// Its id, for removing it.
+        id: i32,
+        /// The dead creator's pid.
+        creator: i32,
+    },
+    /// The write lock cannot be used: it is not recoverable or this thread
+    /// already holds it.
+    Lock {
+        /// The segment concerned.
+        id: i32,
+        /// What `pthread_mutex_lock` said.
+        source: io::Error,
+    },
     /// Any other failure of a system call.
     Os {
         /// The segment concerned, when there is one.
@@ -233,6 +299,55 @@ impl fmt::Display for Error {
                 "bytes {offset}..{} lie outside the segment of {size} bytes",
                 offset.saturating_add(*len)
             ),
+            Error::NotShmstore { reason } => write!(
+                f,
+                "not a shmstore segment ({reason}); another program may use this key: pick another key"
+            ),
+            Error::IncompatibleFormat { found, supported } => write!(
+                f,
+                "the segment has on-segment format {found}, this build reads format {supported}; \
+                 use the same shmstore version in every process"
+            ),
+            Error::AbiMismatch { stored, ours } => write!(
+                f,
+                "the segment was made on {stored}, this process is {ours}; share segments only \
+                 between builds for the same platform"
+            ),
+            Error::TypeMismatch { stored, requested } => write!(
+                f,
+                "the segment holds {stored}, but {requested} was asked for; open it with the type \
+                 it holds, or set the same type_name/schema_version on both sides"
+            ),
+            Error::Corrupt { reason } => write!(
+                f,
+                "the segment is corrupt: {reason}; a process wrote over it or it was truncated: \
+                 remove and recreate it"
+            ),
+            Error::InvalidLayout { reason } => write!(f, "cannot lay out the value: {reason}"),
+            Error::InitTimeout {
+                target,
+                creator,
+                waited,
+            } => write!(
+                f,
+                "the segment at {target} was not initialised by its creator (pid {creator}) within \
+                 {waited:?}; wait longer, or remove it if the creator is stuck"
+            ),
+            Error::CreatorDied {
+                target,
+                id,
+                creator,
+            } => write!(
+                f,
+                "the creator (pid {creator}) of the segment at {target} (id {id}) died before initialising it; \
+                 remove it (open_or_create does so) and create it again"
+            ),
+            Error::Lock { id, source } => {
+                write!(
+                    f,
+                    "the write lock of segment id {id} cannot be taken: {source}"
+                )
+            }
             Error::Os {
                 target: Some(target),
                 op,
@@ -254,6 +369,7 @@ impl std::error::Error for Error {
             | Error::PermissionDenied { source, .. }
             | Error::NoHugePages { source }
             | Error::LimitReached { source, .. }
+            | Error::Lock { source, .. }
             | Error::Os { source, .. } => Some(source),
             _ => None,
         }

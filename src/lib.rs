@@ -7,6 +7,9 @@
 //!
 //! - [`Key`]: the name of a segment: a raw value, `IPC_PRIVATE`, or `ftok`.
 //! - [`Segment`]: a safe wrapper of `shmget`, `shmat`, `shmdt` and `shmctl`.
+//! - [`header`]: the validated header at the start of every segment.
+//! - [`SharedCell`]: one plain-data value, read lock-free, written under a
+//!   robust process-shared mutex, with change notification.
 //! - [`Error`]: the one error type; each variant says what to do.
 //!
 //! ```
@@ -25,10 +28,15 @@
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod cell;
 pub mod error;
+pub mod header;
 pub mod key;
+mod raw;
 pub mod segment;
+mod sync;
 
+pub use cell::{CellOptions, CellReader, SharedCell};
 pub use error::{Error, Limit, Result, Target};
 pub use key::Key;
 pub use segment::{Segment, SegmentInfo, SegmentOptions};

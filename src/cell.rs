@@ -1,0 +1,398 @@
+//! `SharedCell<T>`: one plain-data value shared between processes.
+//!
+//! Reads are lock-free and write nothing: the value lives in two slots and a
+//! commit counter names the current one (a double-buffered seqlock). A writer,
+//! holding the robust mutex, fills the other slot and then bumps the counter;
+//! a reader copies the slot the counter names and retries if the counter moved
+//! meanwhile. A writer killed mid-copy leaves the committed slot intact, so
+//! readers never wait on it and never see a torn value. Copies go through
+//! atomic words (see `sync::copy`), never through `&T` into shared memory.
+//!
+//! Why a retry can only happen while writers commit: the slot a reader copies
+//! (`seq & 1`) is written again only for version `seq + 2`, whose writer starts
+//! after `seq + 1` was published. So if the counter still reads `seq` after the
+//! copy (acquire fence in between, release fence before the writer's copy), no
+//! byte of the slot changed during it.
+
+use std::marker::PhantomData;
+use std::sync::atomic::{Ordering, fence};
+use std::time::Duration;
+
+use bytemuck::Pod;
+
+use crate::error::Result;
+use crate::header::{Kind, Layout, TypeDesc};
+use crate::key::Key;
+use crate::raw::{RawStore, Spec};
+use crate::segment::SegmentInfo;
+use crate::sync::copy;
+
+/// How to open or create a [`SharedCell`]: mode, removal on drop, timeouts
+/// and the type's identity.
+///
+/// ```
+/// use shmstore::{Key, SharedCell};
+///
+/// let cell = SharedCell::<[u64; 4]>::options()
+///     .mode(0o640)
+///     .type_name("acme.Counters")
+///     .schema_version(2)
+///     .remove_on_drop(true)
+///     .create(Key::PRIVATE, [0; 4])?;
+/// assert_eq!(cell.info()?.mode, 0o640);
+/// # Ok::<(), shmstore::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct CellOptions<T> {
+    spec: Spec,
+    type_name: Option<String>,
+    schema_version: u32,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T: Pod> CellOptions<T> {
+    fn new() -> Self {
+        CellOptions {
+            spec: Spec::default(),
+            type_name: None,
+            schema_version: 0,
+            _t: PhantomData,
+        }
+    }
+
+    /// Permission bits of a created segment. Default `0o600`.
+    pub fn mode(&mut self, mode: u32) -> &mut Self {
+        self.spec.mode = mode & 0o777;
+        self
+    }
+
+    /// Remove the segment (`IPC_RMID`) when this handle is dropped: it then
+    /// disappears after the last process detaches. Default off.
+    pub fn remove_on_drop(&mut self, yes: bool) -> &mut Self {
+        self.spec.remove_on_drop = yes;
+        self
+    }
+
+    /// How long `open` waits for a racing creator to finish. Default 5 s.
+    pub fn init_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.spec.init_timeout = timeout;
+        self
+    }
+
+    /// Accept a segment owned or created by another user than this one and
+    /// root. Default off (see [`Error::ForeignOwner`](crate::Error::ForeignOwner)).
+    pub fn allow_foreign_owner(&mut self, yes: bool) -> &mut Self {
+        self.spec.allow_foreign_owner = yes;
+        self
+    }
+
+    /// The name the type is known by in the segment; by default
+    /// `std::any::type_name::<T>()`, which changes when the type moves
+    /// between crates or modules.
+    pub fn type_name(&mut self, name: impl Into<String>) -> &mut Self {
+        self.type_name = Some(name.into());
+        self
+    }
+
+    /// A version to bump when the meaning of `T` changes but its layout does
+    /// not. Default 0.
+    pub fn schema_version(&mut self, version: u32) -> &mut Self {
+        self.schema_version = version;
+        self
+    }
+
+    fn type_desc(&self) -> TypeDesc {
+        TypeDesc {
+            kind: Kind::Cell,
+            name: self
+                .type_name
+                .clone()
+                .unwrap_or_else(|| std::any::type_name::<T>().to_owned()),
+            size: size_of::<T>() as u32,
+            align: align_of::<T>() as u32,
+            schema_version: self.schema_version,
+            extra: 0,
+        }
+    }
+
+    fn layout() -> Result<Layout> {
+        Layout::for_value(size_of::<T>(), align_of::<T>(), 2)
+    }
+
+    /// Create the cell at `key` holding `initial`; fails with
+    /// [`Error::AlreadyExists`](crate::Error::AlreadyExists) if the key is taken.
+    pub fn create(&self, key: Key, initial: T) -> Result<SharedCell<T>> {
+        let raw = RawStore::create(
+            key,
+            &self.spec,
+            &self.type_desc(),
+            &Self::layout()?,
+            |raw| {
+                init(raw, &initial);
+                Ok(())
+            },
+        )?;
+        Ok(SharedCell::wrap(raw))
+    }
+
+    /// Open the existing cell at `key`, checking that it holds `T`.
+    pub fn open(&self, key: Key) -> Result<SharedCell<T>> {
+        let raw = RawStore::open(key, &self.spec, &self.type_desc(), false)?;
+        Ok(SharedCell::wrap(raw))
+    }
+
+    /// Open the cell at `key`, or create it holding `initial`.
+    pub fn open_or_create(&self, key: Key, initial: T) -> Result<SharedCell<T>> {
+        let raw = RawStore::open_or_create(
+            key,
+            &self.spec,
+            &self.type_desc(),
+            &Self::layout()?,
+            |raw| {
+                init(raw, &initial);
+                Ok(())
+            },
+        )?;
+        Ok(SharedCell::wrap(raw))
+    }
+
+    /// Attach the cell at `key` read-only (`SHM_RDONLY`).
+    pub fn open_read_only(&self, key: Key) -> Result<CellReader<T>> {
+        let raw = RawStore::open(key, &self.spec, &self.type_desc(), true)?;
+        Ok(CellReader {
+            raw,
+            _t: PhantomData,
+        })
+    }
+}
+
+/// Write the first value into slot 0; the commit counter is 0.
+fn init<T: Pod>(raw: &RawStore, initial: &T) {
+    // SAFETY: slot 0 is 8-aligned and spans slot_stride >= size_of::<T>()
+    // bytes rounded up to 8, inside the segment; nobody reads it before READY.
+    unsafe { copy::store_bytes(raw.slot_ptr(0), bytemuck::bytes_of(initial)) };
+}
+
+fn load<T: Pod>(raw: &RawStore) -> T {
+    let seq = raw.seq();
+    let mut value = T::zeroed();
+    let mut spins = 0u32;
+    loop {
+        let s1 = seq.load(Ordering::Acquire);
+        // SAFETY: slot (s1 & 1) is one of the two validated slots, 8-aligned
+        // and readable for size_of::<T>() rounded up to 8 bytes.
+        unsafe {
+            copy::load_bytes(
+                raw.slot_ptr((s1 & 1) as usize),
+                bytemuck::bytes_of_mut(&mut value),
+            )
+        };
+        fence(Ordering::Acquire);
+        if seq.load(Ordering::Relaxed) == s1 {
+            return value;
+        }
+        spins += 1;
+        if spins % 64 == 0 {
+            std::thread::yield_now();
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// A plain-data value shared between processes, read without locks.
+///
+/// `T` needs only [`bytemuck::Pod`]. Its identity (size, alignment, name,
+/// schema version) is checked at every open.
+///
+/// ```
+/// use shmstore::{Key, SharedCell};
+///
+/// let cell = SharedCell::create(Key::PRIVATE, [0u64; 8])?;
+/// cell.store([1; 8])?;
+/// let n = cell.update(|v| {
+///     v[0] += 1;
+///     v[0]
+/// })?;
+/// assert_eq!(n, 2);
+/// assert_eq!(cell.load()[0], 2);
+/// assert_eq!(cell.version(), 2);
+/// cell.remove()?;
+/// # Ok::<(), shmstore::Error>(())
+/// ```
+pub struct SharedCell<T> {
+    raw: RawStore,
+    _t: PhantomData<fn() -> T>,
+}
+
+/// A read-only attachment (`SHM_RDONLY`) of a [`SharedCell`]: it can read and
+/// wait, and has no write methods at all.
+pub struct CellReader<T> {
+    raw: RawStore,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T: Pod> SharedCell<T> {
+    fn wrap(raw: RawStore) -> Self {
+        SharedCell {
+            raw,
+            _t: PhantomData,
+        }
+    }
+
+    /// Options for opening or creating a cell.
+    pub fn options() -> CellOptions<T> {
+        CellOptions::new()
+    }
+
+    /// Create the cell at `key` holding `initial` (fails if the key exists).
+    pub fn create(key: Key, initial: T) -> Result<Self> {
+        Self::options().create(key, initial)
+    }
+
+    /// Open the existing cell at `key` (fails if absent or of another type).
+    pub fn open(key: Key) -> Result<Self> {
+        Self::options().open(key)
+    }
+
+    /// Open the cell at `key`, or create it holding `initial`.
+    pub fn open_or_create(key: Key, initial: T) -> Result<Self> {
+        Self::options().open_or_create(key, initial)
+    }
+
+    /// Attach the cell at `key` read-only.
+    pub fn open_read_only(key: Key) -> Result<CellReader<T>> {
+        Self::options().open_read_only(key)
+    }
+
+    /// The value last committed. Never blocks on a writer, never torn.
+    pub fn load(&self) -> T {
+        load(&self.raw)
+    }
+
+    /// Replace the value.
+    pub fn store(&self, value: T) -> Result<()> {
+        self.update(|v| *v = value)
+    }
+
+    /// Change the value under the write lock and return what `f` returns.
+    /// Other processes see the old value until `f` returns and the new one is
+    /// committed; if `f` panics, nothing is committed.
+    pub fn update<R>(&self, f: impl FnOnce(&mut T) -> R) -> Result<R> {
+        let guard = self.raw.lock()?;
+        let s = self.raw.seq().load(Ordering::Relaxed);
+        let mut value = T::zeroed();
+        // SAFETY: slot (s & 1) is valid as in `load`; holding the lock, no
+        // writer changes the committed slot, so one copy is consistent.
+        unsafe {
+            copy::load_bytes(
+                self.raw.slot_ptr((s & 1) as usize),
+                bytemuck::bytes_of_mut(&mut value),
+            )
+        };
+        let result = f(&mut value);
+        // Orders the counter read above before the slot writes below, so a
+        // reader that sees any of them also sees the counter moved past `s`.
+        fence(Ordering::Release);
+        // SAFETY: slot ((s + 1) & 1) is valid and writable (not read-only:
+        // lock() refused that); only lock holders write it.
+        unsafe {
+            copy::store_bytes(
+                self.raw.slot_ptr(((s + 1) & 1) as usize),
+                bytemuck::bytes_of(&value),
+            )
+        };
+        guard.commit(s + 1);
+        Ok(result)
+    }
+
+    /// The number of values committed since the cell was created.
+    pub fn version(&self) -> u64 {
+        self.raw.seq().load(Ordering::Acquire)
+    }
+
+    /// Wait until the version differs from `since` or `timeout` passes, and
+    /// return the version then (equal to `since` on timeout). `None` waits
+    /// forever.
+    pub fn wait_for_change(&self, since: u64, timeout: Option<Duration>) -> Result<u64> {
+        Ok(self.raw.wait_for_change(since, timeout))
+    }
+
+    /// Times a writer found the lock's owner dead and recovered it.
+    pub fn recoveries(&self) -> u64 {
+        self.raw.header().recoveries.load(Ordering::Relaxed)
+    }
+
+    /// `IPC_STAT` of the segment.
+    pub fn info(&self) -> Result<SegmentInfo> {
+        self.raw.info()
+    }
+
+    /// `IPC_RMID`: the key is free at once; the cell stays usable by every
+    /// attached process until its last detach.
+    pub fn remove(&self) -> Result<()> {
+        self.raw.remove()
+    }
+
+    /// The segment's kernel id.
+    pub fn id(&self) -> i32 {
+        self.raw.segment().id()
+    }
+}
+
+impl<T: Pod> CellReader<T> {
+    /// The value last committed. Never blocks on a writer, never torn.
+    pub fn load(&self) -> T {
+        load(&self.raw)
+    }
+
+    /// The number of values committed since the cell was created.
+    pub fn version(&self) -> u64 {
+        self.raw.seq().load(Ordering::Acquire)
+    }
+
+    /// As [`SharedCell::wait_for_change`]. A read-only attachment cannot tell
+    /// writers it waits, so it wakes within a few milliseconds of a change
+    /// rather than at once.
+    pub fn wait_for_change(&self, since: u64, timeout: Option<Duration>) -> Result<u64> {
+        Ok(self.raw.wait_for_change(since, timeout))
+    }
+
+    /// Times a writer found the lock's owner dead and recovered it.
+    pub fn recoveries(&self) -> u64 {
+        self.raw.header().recoveries.load(Ordering::Relaxed)
+    }
+
+    /// `IPC_STAT` of the segment.
+    pub fn info(&self) -> Result<SegmentInfo> {
+        self.raw.info()
+    }
+
+    /// The segment's kernel id.
+    pub fn id(&self) -> i32 {
+        self.raw.segment().id()
+    }
+}
+
+// Handles serve every thread of a process.
+const _: () = {
+    const fn send_sync<X: Send + Sync>() {}
+    send_sync::<SharedCell<[u64; 8]>>();
+    send_sync::<CellReader<[u64; 8]>>();
+};
+
+impl<T> std::fmt::Debug for SharedCell<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedCell")
+            .field("segment", self.raw.segment())
+            .finish()
+    }
+}
+
+impl<T> std::fmt::Debug for CellReader<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CellReader")
+            .field("segment", self.raw.segment())
+            .finish()
+    }
+}

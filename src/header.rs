@@ -1,0 +1,624 @@
+//! The header at the start of every shmstore segment, and its validation.
+//!
+//! The layout is fixed, little-endian and documented in `FORMAT.md`; every
+//! offset is asserted at compile time below. Every field is an atomic, so a
+//! `&Header` over memory that other processes write is sound whatever they
+//! write, and [`validate`] checks every field against the image's real length
+//! before any of it is trusted. `validate` makes no system call, so that it can
+//! be fuzzed.
+
+use std::cell::UnsafeCell;
+use std::fmt;
+use std::mem::{align_of, offset_of, size_of};
+use std::sync::atomic::{AtomicI32, AtomicU8, AtomicU32, AtomicU64, Ordering::Relaxed};
+
+use crate::error::{Error, Result};
+
+#[cfg(not(target_endian = "little"))]
+compile_error!(
+    "shmstore's on-segment format is little-endian; big-endian targets are not supported"
+);
+
+/// The first eight bytes of every shmstore segment: `"shmstore"`.
+pub const MAGIC: u64 = u64::from_le_bytes(*b"shmstore");
+/// The version of the on-segment format this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+/// The size of the header; the data begins at or after it.
+pub const HEADER_SIZE: usize = 512;
+/// The most bytes of a type name kept in the header.
+pub const TYPE_NAME_MAX: usize = 128;
+/// The room reserved for the platform's `pthread_mutex_t`.
+pub const MUTEX_ROOM: usize = 64;
+/// The most data slots a segment may declare.
+pub const MAX_SLOTS: u32 = 64;
+/// The largest alignment a stored type may ask for.
+pub const MAX_ALIGN: u32 = 4096;
+
+/// The `state` word: zero-filled by the kernel, not yet initialised.
+pub const STATE_FRESH: u32 = 0;
+/// The `state` word: the creator is writing the header.
+pub const STATE_INITIALIZING: u32 = 1;
+/// The `state` word: the header and the first value are written.
+pub const STATE_READY: u32 = 2;
+
+/// What a segment holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Kind {
+    /// A `SharedCell`: a plain-data value in two slots.
+    Cell = 1,
+    /// A `SharedRegion`: an rkyv archive in several buffers.
+    Region = 2,
+}
+
+impl Kind {
+    fn from_raw(raw: u32) -> Option<Kind> {
+        match raw {
+            1 => Some(Kind::Cell),
+            2 => Some(Kind::Region),
+            _ => None,
+        }
+    }
+
+    /// The name users know this kind by.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Cell => "SharedCell",
+            Kind::Region => "SharedRegion",
+        }
+    }
+}
+
+/// The platform facts two processes must share to use one segment: the
+/// architecture, pointer width, C library and the size of its mutex.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Abi {
+    /// 1 x86_64, 2 aarch64, 3 riscv64, 4 x86, 5 arm, 0 other.
+    pub arch: u32,
+    /// Pointer width in bits.
+    pub pointer_width: u32,
+    /// 1 glibc, 2 musl, 0 other.
+    pub libc: u32,
+    /// `size_of::<pthread_mutex_t>()`.
+    pub mutex_size: u32,
+}
+
+impl Abi {
+    /// The ABI of this build.
+    pub const fn current() -> Abi {
+        let arch = if cfg!(target_arch = "x86_64") {
+            1
+        } else if cfg!(target_arch = "aarch64") {
+            2
+        } else if cfg!(target_arch = "riscv64") {
+            3
+        } else if cfg!(target_arch = "x86") {
+            4
+        } else if cfg!(target_arch = "arm") {
+            5
+        } else {
+            0
+        };
+        let libc = if cfg!(target_env = "gnu") {
+            1
+        } else if cfg!(target_env = "musl") {
+            2
+        } else {
+            0
+        };
+        Abi {
+            arch,
+            pointer_width: usize::BITS,
+            libc,
+            mutex_size: size_of::<libc::pthread_mutex_t>() as u32,
+        }
+    }
+}
+
+impl fmt::Display for Abi {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let arch = match self.arch {
+            1 => "x86_64",
+            2 => "aarch64",
+            3 => "riscv64",
+            4 => "x86",
+            5 => "arm",
+            _ => "unknown arch",
+        };
+        let libc = match self.libc {
+            1 => "glibc",
+            2 => "musl",
+            _ => "unknown libc",
+        };
+        write!(
+            f,
+            "{arch}, {}-bit, {libc}, {}-byte pthread mutex",
+            self.pointer_width, self.mutex_size
+        )
+    }
+}
+
+/// The identity of a stored type: what is checked at every open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypeDesc {
+    /// What the segment holds.
+    pub kind: Kind,
+    /// The type's name (by default `std::any::type_name`).
+    pub name: String,
+    /// `size_of` the stored value.
+    pub size: u32,
+    /// `align_of` the stored value.
+    pub align: u32,
+    /// A version the user bumps when the meaning of the type changes.
+    pub schema_version: u32,
+    /// Further facts of the stored form (for regions: rkyv's format).
+    pub extra: u64,
+}
+
+impl TypeDesc {
+    /// The fingerprint stored in the header: FNV-1a over every field (the
+    /// whole name, even past the [`TYPE_NAME_MAX`] bytes that are kept).
+    pub fn fingerprint(&self) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut eat = |bytes: &[u8]| {
+            for b in bytes {
+                h ^= u64::from(*b);
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+        };
+        eat(&(self.kind as u32).to_le_bytes());
+        eat(&(self.name.len() as u64).to_le_bytes());
+        eat(self.name.as_bytes());
+        eat(&self.size.to_le_bytes());
+        eat(&self.align.to_le_bytes());
+        eat(&self.schema_version.to_le_bytes());
+        eat(&self.extra.to_le_bytes());
+        h
+    }
+}
+
+impl fmt::Display for TypeDesc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}<{}> ({} bytes, align {}, schema {}",
+            self.kind.name(),
+            self.name,
+            self.size,
+            self.align,
+            self.schema_version
+        )?;
+        if self.extra != 0 {
+            write!(f, ", format {:#x}", self.extra)?;
+        }
+        f.write_str(")")
+    }
+}
+
+/// Room for the process-shared `pthread_mutex_t`, on its own cache line.
+#[repr(C, align(64))]
+pub struct MutexRoom(pub(crate) UnsafeCell<[u8; MUTEX_ROOM]>);
+
+// SAFETY: the bytes are only ever touched through pthread_mutex_* calls, which
+// are made for concurrent use from any thread or process.
+unsafe impl Sync for MutexRoom {}
+
+/// The header of a shmstore segment, as it lies at offset 0.
+///
+/// Every field is atomic: other processes may write it at any time, and a
+/// buggy one may write anything. Read it only after [`validate`].
+#[repr(C, align(64))]
+pub struct Header {
+    /// [`MAGIC`].
+    pub magic: AtomicU64,
+    /// [`FORMAT_VERSION`].
+    pub format_version: AtomicU32,
+    /// [`Kind`] as a number.
+    pub kind: AtomicU32,
+    /// [`STATE_FRESH`], [`STATE_INITIALIZING`] or [`STATE_READY`].
+    pub state: AtomicU32,
+    /// [`HEADER_SIZE`].
+    pub header_size: AtomicU32,
+    /// The pid of the process that initialised the segment.
+    pub creator_pid: AtomicI32,
+    /// [`Abi::arch`].
+    pub abi_arch: AtomicU32,
+    /// [`Abi::pointer_width`].
+    pub abi_pointer_width: AtomicU32,
+    /// [`Abi::libc`].
+    pub abi_libc: AtomicU32,
+    /// [`Abi::mutex_size`].
+    pub abi_mutex_size: AtomicU32,
+    /// [`TypeDesc::size`].
+    pub value_size: AtomicU32,
+    /// [`TypeDesc::align`].
+    pub value_align: AtomicU32,
+    /// [`TypeDesc::schema_version`].
+    pub schema_version: AtomicU32,
+    /// [`TypeDesc::fingerprint`].
+    pub type_hash: AtomicU64,
+    /// [`TypeDesc::extra`].
+    pub type_extra: AtomicU64,
+    /// The number of bytes of `type_name` in use.
+    pub type_name_len: AtomicU32,
+    /// The number of data slots.
+    pub slot_count: AtomicU32,
+    /// The offset of slot 0 from the start of the segment.
+    pub data_offset: AtomicU64,
+    /// The distance between slots.
+    pub slot_stride: AtomicU64,
+    /// `data_offset + slot_count * slot_stride`: the bytes the segment needs.
+    pub used_len: AtomicU64,
+    _reserved0: [AtomicU64; 3],
+    /// The type's name, UTF-8, truncated to [`TYPE_NAME_MAX`] bytes.
+    pub type_name: [AtomicU8; TYPE_NAME_MAX],
+    /// The commit counter: the number of values committed after the first.
+    /// Its low 32 bits are the futex word waiters sleep on.
+    pub seq: AtomicU64,
+    /// The number of processes in `wait_for_change`.
+    pub waiters: AtomicU32,
+    _reserved1: AtomicU32,
+    /// Times a writer found the lock's owner dead and recovered it.
+    pub recoveries: AtomicU64,
+    _reserved2: [AtomicU64; 5],
+    /// The process-shared robust mutex that serialises writers.
+    pub mutex: MutexRoom,
+    _reserved3: [AtomicU64; 16],
+}
+
+const _: () = {
+    assert!(size_of::<Header>() == HEADER_SIZE);
+    assert!(align_of::<Header>() == 64);
+    assert!(offset_of!(Header, magic) == 0);
+    assert!(offset_of!(Header, format_version) == 8);
+    assert!(offset_of!(Header, kind) == 12);
+    assert!(offset_of!(Header, state) == 16);
+    assert!(offset_of!(Header, header_size) == 20);
+    assert!(offset_of!(Header, creator_pid) == 24);
+    assert!(offset_of!(Header, abi_arch) == 28);
+    assert!(offset_of!(Header, abi_pointer_width) == 32);
+    assert!(offset_of!(Header, abi_libc) == 36);
+    assert!(offset_of!(Header, abi_mutex_size) == 40);
+    assert!(offset_of!(Header, value_size) == 44);
+    assert!(offset_of!(Header, value_align) == 48);
+    assert!(offset_of!(Header, schema_version) == 52);
+    assert!(offset_of!(Header, type_hash) == 56);
+    assert!(offset_of!(Header, type_extra) == 64);
+    assert!(offset_of!(Header, type_name_len) == 72);
+    assert!(offset_of!(Header, slot_count) == 76);
+    assert!(offset_of!(Header, data_offset) == 80);
+    assert!(offset_of!(Header, slot_stride) == 88);
+    assert!(offset_of!(Header, used_len) == 96);
+    assert!(offset_of!(Header, type_name) == 128);
+    assert!(offset_of!(Header, seq) == 256);
+    assert!(offset_of!(Header, waiters) == 264);
+    assert!(offset_of!(Header, recoveries) == 272);
+    assert!(offset_of!(Header, mutex) == 320);
+    assert!(size_of::<libc::pthread_mutex_t>() <= MUTEX_ROOM);
+};
+
+/// Where the data lies, as a validated header declares it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    /// Offset of slot 0.
+    pub data_offset: usize,
+    /// Distance between slots (a multiple of 8).
+    pub slot_stride: usize,
+    /// Number of slots.
+    pub slot_count: usize,
+    /// Bytes of the value in each slot (at most `slot_stride`).
+    pub value_size: usize,
+    /// `data_offset + slot_count * slot_stride`, within the image.
+    pub used_len: usize,
+}
+
+impl Layout {
+    /// The layout of a new segment for values of `size` bytes aligned to
+    /// `align`, in `slot_count` slots.
+    pub fn for_value(size: usize, align: usize, slot_count: usize) -> Result<Layout> {
+        let align = align.max(8);
+        let too_big = || Error::InvalidLayout {
+            reason: format!("{slot_count} slots of {size} bytes do not fit in a segment"),
+        };
+        let data_offset = HEADER_SIZE.next_multiple_of(align.max(64));
+        let slot_stride = size
+            .max(1)
+            .checked_next_multiple_of(align.max(8))
+            .ok_or_else(too_big)?;
+        let used_len = slot_stride
+            .checked_mul(slot_count)
+            .and_then(|n| n.checked_add(data_offset))
+            .ok_or_else(too_big)?;
+        Ok(Layout {
+            data_offset,
+            slot_stride,
+            slot_count,
+            value_size: size,
+            used_len,
+        })
+    }
+}
+
+impl Header {
+    /// The state word, loaded with acquire ordering.
+    pub fn state(&self) -> u32 {
+        self.state.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The kind, if the number is a known one.
+    pub fn kind(&self) -> Option<Kind> {
+        Kind::from_raw(self.kind.load(Relaxed))
+    }
+
+    /// The ABI the creator wrote.
+    pub fn abi(&self) -> Abi {
+        Abi {
+            arch: self.abi_arch.load(Relaxed),
+            pointer_width: self.abi_pointer_width.load(Relaxed),
+            libc: self.abi_libc.load(Relaxed),
+            mutex_size: self.abi_mutex_size.load(Relaxed),
+        }
+    }
+
+    /// The layout this header declares (meaningful after [`validate`]).
+    pub fn layout(&self) -> Layout {
+        Layout {
+            data_offset: self.data_offset.load(Relaxed) as usize,
+            slot_stride: self.slot_stride.load(Relaxed) as usize,
+            slot_count: self.slot_count.load(Relaxed) as usize,
+            value_size: self.value_size.load(Relaxed) as usize,
+            used_len: self.used_len.load(Relaxed) as usize,
+        }
+    }
+
+    /// The type stored, as the header describes it (name truncated to
+    /// [`TYPE_NAME_MAX`] bytes, invalid UTF-8 replaced).
+    pub fn stored_type(&self) -> TypeDesc {
+        let len = (self.type_name_len.load(Relaxed) as usize).min(TYPE_NAME_MAX);
+        let bytes: Vec<u8> = self.type_name[..len]
+            .iter()
+            .map(|b| b.load(Relaxed))
+            .collect();
+        TypeDesc {
+            kind: self.kind().unwrap_or(Kind::Cell),
+            name: String::from_utf8_lossy(&bytes).into_owned(),
+            size: self.value_size.load(Relaxed),
+            align: self.value_align.load(Relaxed),
+            schema_version: self.schema_version.load(Relaxed),
+            extra: self.type_extra.load(Relaxed),
+        }
+    }
+
+    /// Fail with [`Error::TypeMismatch`] unless the stored type is `want`.
+    pub fn check_type(&self, want: &TypeDesc) -> Result<()> {
+        let matches = self.kind() == Some(want.kind)
+            && self.value_size.load(Relaxed) == want.size
+            && self.value_align.load(Relaxed) == want.align
+            && self.schema_version.load(Relaxed) == want.schema_version
+            && self.type_extra.load(Relaxed) == want.extra
+            && self.type_hash.load(Relaxed) == want.fingerprint();
+        if matches {
+            Ok(())
+        } else {
+            Err(Error::TypeMismatch {
+                stored: self.stored_type().to_string(),
+                requested: want.to_string(),
+            })
+        }
+    }
+
+    /// Write every field of a fresh header except `state`, the sync words and
+    /// the mutex. Called by the creator only, before it publishes
+    /// [`STATE_READY`].
+    pub fn write_fresh(&self, ty: &TypeDesc, layout: &Layout, creator_pid: i32) {
+        let abi = Abi::current();
+        self.magic.store(MAGIC, Relaxed);
+        self.format_version.store(FORMAT_VERSION, Relaxed);
+        self.kind.store(ty.kind as u32, Relaxed);
+        self.header_size.store(HEADER_SIZE as u32, Relaxed);
+        self.creator_pid.store(creator_pid, Relaxed);
+        self.abi_arch.store(abi.arch, Relaxed);
+        self.abi_pointer_width.store(abi.pointer_width, Relaxed);
+        self.abi_libc.store(abi.libc, Relaxed);
+        self.abi_mutex_size.store(abi.mutex_size, Relaxed);
+        self.value_size.store(ty.size, Relaxed);
+        self.value_align.store(ty.align, Relaxed);
+        self.schema_version.store(ty.schema_version, Relaxed);
+        self.type_hash.store(ty.fingerprint(), Relaxed);
+        self.type_extra.store(ty.extra, Relaxed);
+        let name = truncate_utf8(&ty.name, TYPE_NAME_MAX);
+        for (slot, b) in self.type_name.iter().zip(name.as_bytes()) {
+            slot.store(*b, Relaxed);
+        }
+        self.type_name_len.store(name.len() as u32, Relaxed);
+        self.slot_count.store(layout.slot_count as u32, Relaxed);
+        self.data_offset.store(layout.data_offset as u64, Relaxed);
+        self.slot_stride.store(layout.slot_stride as u64, Relaxed);
+        self.used_len.store(layout.used_len as u64, Relaxed);
+    }
+}
+
+fn truncate_utf8(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn corrupt(reason: impl Into<String>) -> Error {
+    Error::Corrupt {
+        reason: reason.into(),
+    }
+}
+
+/// Check a whole segment image and return its header.
+///
+/// Every field is checked against the image's real length before it is used:
+/// the magic, format version, state, kind, ABI, and the layout (slot count,
+/// stride, offsets and alignment). When this returns `Ok`, every slot the
+/// [`Layout`] names lies inside `image`. It never panics and makes no system
+/// call. The type is checked separately with [`Header::check_type`].
+///
+/// Errors: [`Error::NotShmstore`] when the bytes are not a shmstore segment
+/// at all, [`Error::IncompatibleFormat`] for another format version,
+/// [`Error::AbiMismatch`] for a segment made on another platform, and
+/// [`Error::Corrupt`] for anything inconsistent.
+pub fn validate(image: &[u8]) -> Result<&Header> {
+    if image.len() < HEADER_SIZE {
+        return Err(Error::NotShmstore {
+            reason: format!(
+                "{} bytes, fewer than a shmstore header ({HEADER_SIZE})",
+                image.len()
+            ),
+        });
+    }
+    if !(image.as_ptr() as usize).is_multiple_of(align_of::<Header>()) {
+        return Err(corrupt("the image is not aligned to 64 bytes"));
+    }
+    // SAFETY: the image holds at least size_of::<Header>() bytes at an address
+    // aligned for Header (both checked above), Header is made of atomics and an
+    // UnsafeCell of bytes, for which any bit pattern is valid, and the returned
+    // reference borrows the image.
+    let header = unsafe { &*image.as_ptr().cast::<Header>() };
+    let magic = header.magic.load(Relaxed);
+    if magic != MAGIC {
+        return Err(Error::NotShmstore {
+            reason: format!("magic {magic:#018x} is not shmstore's"),
+        });
+    }
+    let version = header.format_version.load(Relaxed);
+    if version != FORMAT_VERSION {
+        return Err(Error::IncompatibleFormat {
+            found: version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    let state = header.state();
+    if state != STATE_READY {
+        return Err(corrupt(format!(
+            "state {state} is not READY ({STATE_READY})"
+        )));
+    }
+    if header.kind().is_none() {
+        return Err(corrupt(format!(
+            "unknown kind {}",
+            header.kind.load(Relaxed)
+        )));
+    }
+    let header_size = header.header_size.load(Relaxed);
+    if header_size as usize != HEADER_SIZE {
+        return Err(corrupt(format!(
+            "header size {header_size}, expected {HEADER_SIZE}"
+        )));
+    }
+    let abi = header.abi();
+    if abi != Abi::current() {
+        return Err(Error::AbiMismatch {
+            stored: abi.to_string(),
+            ours: Abi::current().to_string(),
+        });
+    }
+    let name_len = header.type_name_len.load(Relaxed);
+    if name_len as usize > TYPE_NAME_MAX {
+        return Err(corrupt(format!(
+            "type name length {name_len} > {TYPE_NAME_MAX}"
+        )));
+    }
+    let align = header.value_align.load(Relaxed);
+    if !align.is_power_of_two() || align > MAX_ALIGN {
+        return Err(corrupt(format!("value alignment {align}")));
+    }
+    let count = header.slot_count.load(Relaxed);
+    if count == 0 || count > MAX_SLOTS {
+        return Err(corrupt(format!("{count} slots (1 to {MAX_SLOTS} allowed)")));
+    }
+    let data_offset = header.data_offset.load(Relaxed);
+    let stride = header.slot_stride.load(Relaxed);
+    let size = u64::from(header.value_size.load(Relaxed));
+    if data_offset < HEADER_SIZE as u64
+        || !data_offset.is_multiple_of(u64::from(align.max(8)))
+        || stride == 0
+        || !stride.is_multiple_of(8)
+        || size > stride
+    {
+        return Err(corrupt(format!(
+            "inconsistent layout: data at {data_offset}, stride {stride}, value {size} bytes, align {align}"
+        )));
+    }
+    let needed = stride
+        .checked_mul(u64::from(count))
+        .and_then(|n| n.checked_add(data_offset));
+    let used = header.used_len.load(Relaxed);
+    match needed {
+        Some(n) if n == used && n <= image.len() as u64 => Ok(header),
+        _ => Err(corrupt(format!(
+            "{count} slots of {stride} bytes from {data_offset} need {} bytes; header says {used}, segment has {}",
+            needed.map_or("too many".to_owned(), |n| n.to_string()),
+            image.len()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[repr(C, align(64))]
+    struct Image([u8; 4096]);
+
+    fn fresh() -> Box<Image> {
+        let img = Box::new(Image([0; 4096]));
+        // SAFETY: the image is 4096 bytes aligned to 64, enough for a Header.
+        let h = unsafe { &*img.0.as_ptr().cast::<Header>() };
+        let ty = TypeDesc {
+            kind: Kind::Cell,
+            name: "u64".into(),
+            size: 8,
+            align: 8,
+            schema_version: 0,
+            extra: 0,
+        };
+        let layout = Layout::for_value(8, 8, 2).unwrap();
+        h.write_fresh(&ty, &layout, 1);
+        h.state.store(STATE_READY, Relaxed);
+        img
+    }
+
+    #[test]
+    fn fresh_header_validates() {
+        let img = fresh();
+        let h = validate(&img.0).unwrap();
+        assert_eq!(h.layout().data_offset, 512);
+        assert_eq!(h.layout().slot_stride, 8);
+        assert_eq!(h.stored_type().name, "u64");
+    }
+
+    #[test]
+    fn each_broken_field_is_refused() {
+        let cases: [(usize, u8); 8] = [
+            (0, b'x'),  // magic
+            (8, 9),     // format version
+            (12, 7),    // kind
+            (16, 1),    // state
+            (28, 99),   // arch
+            (76, 0),    // slot count
+            (88, 3),    // stride not a multiple of 8
+            (96, 0xff), // used_len
+        ];
+        for (offset, byte) in cases {
+            let mut img = fresh();
+            img.0[offset] = byte;
+            assert!(validate(&img.0).is_err(), "byte {offset} = {byte} accepted");
+        }
+        let img = fresh();
+        assert!(
+            validate(&img.0[..HEADER_SIZE + 8]).is_err(),
+            "truncated slots"
+        );
+        assert!(validate(&img.0[..100]).is_err());
+    }
+}

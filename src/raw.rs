@@ -1,0 +1,359 @@
+//! An untyped shmstore segment: the creation protocol, the validated header,
+//! the write lock and change notification. `SharedCell` and `SharedRegion`
+//! are typed containers over it, as `lock_api` containers are over raw locks.
+//!
+//! Creation: the kernel zero-fills a new segment. Exactly one process creates
+//! it (`IPC_CREAT|IPC_EXCL`), writes the header and first value, initialises
+//! the mutex, then publishes `state = READY` with release ordering. Openers
+//! wait for `READY` with a bounded timeout, and report a creator that died
+//! before it (`open_or_create` removes such a segment and creates it anew).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result, Target};
+use crate::header::{
+    self, HEADER_SIZE, Header, Layout, MAGIC, STATE_FRESH, STATE_INITIALIZING, STATE_READY,
+    TypeDesc,
+};
+use crate::key::Key;
+use crate::segment::{Segment, SegmentInfo};
+use crate::sync::{futex, mutex, process};
+
+/// How long openers wait for a creator to publish `READY`, by default.
+pub const DEFAULT_INIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What every typed container's options share.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// Permission bits of a created segment.
+    pub mode: u32,
+    /// Remove the segment (`IPC_RMID`) when the handle is dropped.
+    pub remove_on_drop: bool,
+    /// How long to wait for a creator to finish.
+    pub init_timeout: Duration,
+    /// Accept segments owned by other users.
+    pub allow_foreign_owner: bool,
+}
+
+impl Default for Spec {
+    fn default() -> Self {
+        Spec {
+            mode: 0o600,
+            remove_on_drop: false,
+            init_timeout: DEFAULT_INIT_TIMEOUT,
+            allow_foreign_owner: false,
+        }
+    }
+}
+
+/// An attached, validated shmstore segment.
+#[derive(Debug)]
+pub struct RawStore {
+    seg: Segment,
+    remove_on_drop: bool,
+}
+
+impl RawStore {
+    /// Create the segment at `key` exclusively, lay out the header for `ty`
+    /// and `layout`, let `init` write the first value, and publish READY.
+    pub fn create(
+        key: Key,
+        spec: &Spec,
+        ty: &TypeDesc,
+        layout: &Layout,
+        init: impl FnOnce(&RawStore) -> Result<()>,
+    ) -> Result<RawStore> {
+        let seg = Segment::options()
+            .size(layout.used_len)
+            .create(true)
+            .exclusive(true)
+            .mode(spec.mode)
+            .open(key)?;
+        let store = RawStore {
+            seg,
+            remove_on_drop: spec.remove_on_drop,
+        };
+        let written = (|| {
+            let h = store.header();
+            h.state.store(STATE_INITIALIZING, Ordering::Relaxed);
+            h.write_fresh(ty, layout, std::process::id() as i32);
+            // SAFETY: the mutex room is writable, aligned to 64 and large
+            // enough (asserted in header.rs); nobody uses it before READY.
+            unsafe { mutex::init(h.mutex.0.get().cast()) }.map_err(|source| Error::Lock {
+                id: store.seg.id(),
+                source,
+            })?;
+            init(&store)?;
+            h.state.store(STATE_READY, Ordering::Release);
+            Ok(())
+        })();
+        match written {
+            Ok(()) => Ok(store),
+            Err(e) => {
+                let _ = store.seg.remove();
+                Err(e)
+            }
+        }
+    }
+
+    /// Open the existing segment at `key`, wait until it is READY, validate it
+    /// and check that it holds `ty`.
+    pub fn open(key: Key, spec: &Spec, ty: &TypeDesc, read_only: bool) -> Result<RawStore> {
+        let seg = Segment::options()
+            .read_only(read_only)
+            .allow_foreign_owner(spec.allow_foreign_owner)
+            .open(key)?;
+        let store = RawStore {
+            seg,
+            remove_on_drop: spec.remove_on_drop,
+        };
+        store.wait_ready(Target::Key(key), spec.init_timeout)?;
+        // SAFETY: the pointer and length describe the attached segment, which
+        // lives as long as `store`.
+        unsafe { validate_raw(store.seg.as_ptr(), store.seg.len()) }?;
+        store.header().check_type(ty)?;
+        Ok(store)
+    }
+
+    /// Open the segment at `key`, or create it if there is none. Many
+    /// processes may race: one creates, the others open.
+    pub fn open_or_create(
+        key: Key,
+        spec: &Spec,
+        ty: &TypeDesc,
+        layout: &Layout,
+        mut init: impl FnMut(&RawStore) -> Result<()>,
+    ) -> Result<RawStore> {
+        if key.is_private() {
+            return Self::create(key, spec, ty, layout, init);
+        }
+        let mut last = None;
+        for _ in 0..16 {
+            match Self::create(key, spec, ty, layout, &mut init) {
+                Err(Error::AlreadyExists { .. }) => {}
+                other => return other,
+            }
+            match Self::open(key, spec, ty, false) {
+                // Removed between our create and open: try again.
+                Err(e @ Error::NotFound { .. }) => last = Some(e),
+                // Nobody will ever finish it: remove it (by id, so a new
+                // segment at the key is never hit) and create it anew.
+                Err(e @ Error::CreatorDied { id, .. }) => {
+                    let _ = Segment::remove_by_id(id);
+                    last = Some(e);
+                }
+                other => return other,
+            }
+        }
+        Err(last.unwrap_or(Error::NotFound { key }))
+    }
+
+    fn wait_ready(&self, target: Target, timeout: Duration) -> Result<()> {
+        if self.seg.len() < HEADER_SIZE {
+            return Err(Error::NotShmstore {
+                reason: format!(
+                    "{} bytes, fewer than a shmstore header ({HEADER_SIZE})",
+                    self.seg.len()
+                ),
+            });
+        }
+        let h = self.header();
+        let start = Instant::now();
+        let mut pause = Duration::from_micros(20);
+        loop {
+            let state = h.state();
+            let magic = h.magic.load(Ordering::Relaxed);
+            if state == STATE_READY {
+                return Ok(());
+            }
+            let initialising =
+                matches!(state, STATE_FRESH | STATE_INITIALIZING) && (magic == 0 || magic == MAGIC);
+            if !initialising {
+                // Not a segment being made by shmstore: let validation say why.
+                return Ok(());
+            }
+            let creator = self.seg.info()?.cpid;
+            if !process::alive(creator) && h.state() != STATE_READY {
+                return Err(Error::CreatorDied {
+                    target,
+                    id: self.seg.id(),
+                    creator,
+                });
+            }
+            let waited = start.elapsed();
+            if waited >= timeout {
+                return Err(Error::InitTimeout {
+                    target,
+                    creator,
+                    waited,
+                });
+            }
+            std::thread::sleep(pause.min(timeout - waited));
+            pause = (pause * 2).min(Duration::from_millis(5));
+        }
+    }
+
+    /// The header (validated when the store was opened or created).
+    pub fn header(&self) -> &Header {
+        // SAFETY: the segment is at least HEADER_SIZE bytes (checked on open,
+        // made so on create), page-aligned by shmat, lives as long as self, and
+        // Header consists of atomics, valid for any bytes.
+        unsafe { &*self.seg.as_ptr().cast::<Header>() }
+    }
+
+    /// The attached segment.
+    pub fn segment(&self) -> &Segment {
+        &self.seg
+    }
+
+    /// The first byte of slot `i`. The caller keeps `i` below the validated
+    /// slot count.
+    pub fn slot_ptr(&self, i: usize) -> *mut u8 {
+        let layout = self.header().layout();
+        debug_assert!(i < layout.slot_count);
+        // SAFETY: validation checked data_offset + slot_count * stride <= len,
+        // so slot i (< slot_count) starts inside the mapping.
+        unsafe {
+            self.seg
+                .as_ptr()
+                .add(layout.data_offset + i * layout.slot_stride)
+        }
+    }
+
+    /// The commit counter.
+    pub fn seq(&self) -> &AtomicU64 {
+        &self.header().seq
+    }
+
+    /// Take the write lock, recovering it (and counting the recovery) if its
+    /// owner died.
+    pub fn lock(&self) -> Result<WriteGuard<'_>> {
+        if self.seg.is_read_only() {
+            return Err(Error::ReadOnly { id: self.seg.id() });
+        }
+        let h = self.header();
+        // SAFETY: the mutex was initialised by the creator before READY, and
+        // the guard borrows self, so the segment stays attached until unlock.
+        match unsafe { mutex::lock(h.mutex.0.get().cast()) } {
+            Ok(mutex::Locked::Clean) => {}
+            Ok(mutex::Locked::Recovered) => {
+                h.recoveries.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(source) => {
+                return Err(Error::Lock {
+                    id: self.seg.id(),
+                    source,
+                });
+            }
+        }
+        Ok(WriteGuard {
+            store: self,
+            _not_send: std::marker::PhantomData,
+        })
+    }
+
+    /// The futex word: the low 32 bits of the commit counter.
+    fn futex_word(&self) -> *const u32 {
+        (&self.header().seq as *const AtomicU64).cast()
+    }
+
+    /// Wait until the commit counter differs from `since`, at most `timeout`.
+    /// Returns the counter then (equal to `since` on timeout).
+    pub fn wait_for_change(&self, since: u64, timeout: Option<Duration>) -> u64 {
+        let h = self.header();
+        let deadline = timeout.map(|t| Instant::now() + t);
+        // A read-only attachment cannot register as a waiter, so writers do
+        // not know to wake it: it sleeps in short slices instead.
+        let register = !self.seg.is_read_only();
+        let slice = (!register).then_some(Duration::from_millis(2));
+        if register {
+            h.waiters.fetch_add(1, Ordering::SeqCst);
+        }
+        let now = loop {
+            let now = h.seq.load(Ordering::SeqCst);
+            if now != since {
+                break now;
+            }
+            let remaining = match deadline {
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(r) if !r.is_zero() => Some(r),
+                    _ => break now,
+                },
+                None => None,
+            };
+            let sleep = match (remaining, slice) {
+                (Some(r), Some(s)) => Some(r.min(s)),
+                (r, s) => r.or(s),
+            };
+            // SAFETY: the word is the aligned low half of `seq`, in the
+            // mapping that self keeps attached.
+            unsafe { futex::wait(self.futex_word(), since as u32, sleep) };
+        };
+        if register {
+            h.waiters.fetch_sub(1, Ordering::SeqCst);
+        }
+        now
+    }
+
+    /// `IPC_STAT` of the segment.
+    pub fn info(&self) -> Result<SegmentInfo> {
+        self.seg.info()
+    }
+
+    /// `IPC_RMID` of the segment.
+    pub fn remove(&self) -> Result<()> {
+        self.seg.remove()
+    }
+}
+
+impl Drop for RawStore {
+    fn drop(&mut self) {
+        if self.remove_on_drop {
+            let _ = self.seg.remove();
+        }
+    }
+}
+
+/// The write lock, held. Borrowing the store, it keeps the segment attached;
+/// it unlocks on drop, on the thread that locked (it is not `Send`).
+pub struct WriteGuard<'a> {
+    store: &'a RawStore,
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl WriteGuard<'_> {
+    /// Publish commit counter `seq` (release) and wake waiters, if any. A
+    /// commit with nobody waiting makes no system call.
+    pub fn commit(&self, seq: u64) {
+        let h = self.store.header();
+        // SeqCst pairs with the waiter's SeqCst increment of `waiters` and its
+        // load of `seq`: either it sees the new seq or we see it waiting.
+        h.seq.store(seq, Ordering::SeqCst);
+        if h.waiters.load(Ordering::SeqCst) > 0 {
+            // SAFETY: the futex word lies in the mapping the guard keeps.
+            unsafe { futex::wake_all(self.store.futex_word()) };
+        }
+    }
+}
+
+impl Drop for WriteGuard<'_> {
+    fn drop(&mut self) {
+        // SAFETY: this guard's thread locked the mutex in RawStore::lock and
+        // has not unlocked it (the guard is not Send and unlocks once).
+        unsafe { mutex::unlock(self.store.header().mutex.0.get().cast()) }
+    }
+}
+
+/// [`header::validate`] over a mapped segment.
+///
+/// # Safety
+/// `ptr` must point to `len` mapped bytes that stay mapped while the result
+/// is used.
+unsafe fn validate_raw<'a>(ptr: *const u8, len: usize) -> Result<&'a Header> {
+    // SAFETY: per the contract the bytes are mapped. validate reads only the
+    // header, and only through atomics, so other processes writing the slots
+    // or the header meanwhile race with nothing this slice is used for.
+    let image = unsafe { std::slice::from_raw_parts(ptr, len) };
+    header::validate(image)
+}

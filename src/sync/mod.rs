@@ -1,0 +1,9 @@
+//! Synchronisation between processes over shared memory: the robust write
+//! mutex, futex wait/wake on a shared word, and atomic copies for the
+//! double-buffered seqlock. Together with `segment.rs`, the only code that
+//! calls `libc`.
+
+pub mod copy;
+pub mod futex;
+pub mod mutex;
+pub mod process;

@@ -192,7 +192,7 @@ fn load<T: Pod>(raw: &RawStore) -> T {
             return value;
         }
         spins += 1;
-        if spins % 64 == 0 {
+        if spins.is_multiple_of(64) {
             std::thread::yield_now();
         } else {
             std::hint::spin_loop();

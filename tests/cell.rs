@@ -1,0 +1,578 @@
+//! `SharedCell` across real processes: lost updates, torn reads, dead writers,
+//! notification, and segments that are not what they claim.
+
+mod common;
+
+use std::os::unix::process::ExitStatusExt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytemuck::{Pod, Zeroable};
+use common::{Live, SegGuard, child, child_args, report, report_of, unique_key};
+use shmstore::{Error, Key, Segment, SharedCell};
+
+/// A 64-byte value whose words all derive from `seq`: a torn copy shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
+#[repr(C)]
+struct Pattern {
+    seq: u64,
+    words: [u64; 7],
+}
+
+impl Pattern {
+    fn of(seq: u64) -> Pattern {
+        let mut words = [0; 7];
+        for (i, w) in words.iter_mut().enumerate() {
+            *w = seq.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                ^ (i as u64).wrapping_mul(0xff51_afd7_ed55_8ccd);
+        }
+        Pattern { seq, words }
+    }
+
+    fn is_whole(&self) -> bool {
+        *self == Pattern::of(self.seq)
+    }
+}
+
+fn key_arg(args: &[String], i: usize) -> Key {
+    Key::new(args[i].parse().unwrap()).unwrap()
+}
+
+/// Spawn a thread that sets the returned flag when stdin reaches EOF or a line.
+fn stop_on_stdin() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    std::thread::spawn(move || {
+        let _ = common::read_command();
+        flag.store(true, Ordering::SeqCst);
+    });
+    stop
+}
+
+#[test]
+fn child_entry() {
+    let Some(args) = child_args() else { return };
+    match args[0].as_str() {
+        "increment" => {
+            let cell = SharedCell::<u64>::open(key_arg(&args, 1)).unwrap();
+            let n: u64 = args[2].parse().unwrap();
+            for _ in 0..n {
+                cell.update(|v| *v += 1).unwrap();
+            }
+        }
+        // Store patterns until told to stop.
+        "pattern_writer" => {
+            let cell = SharedCell::<Pattern>::open(key_arg(&args, 1)).unwrap();
+            let stop = stop_on_stdin();
+            report("ready", 1);
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                cell.store(Pattern::of(n)).unwrap();
+            }
+            report("stores", n);
+        }
+        // Load until told to stop; report loads and torn values.
+        "pattern_reader" => {
+            let read_only = args[2] == "ro";
+            let key = key_arg(&args, 1);
+            let load: Box<dyn Fn() -> Pattern> = if read_only {
+                let r = SharedCell::<Pattern>::open_read_only(key).unwrap();
+                Box::new(move || r.load())
+            } else {
+                let c = SharedCell::<Pattern>::open(key).unwrap();
+                Box::new(move || c.load())
+            };
+            let stop = stop_on_stdin();
+            report("ready", 1);
+            let (mut loads, mut torn, mut backwards, mut last) = (0u64, 0u64, 0u64, 0u64);
+            while !stop.load(Ordering::Relaxed) {
+                let v = load();
+                loads += 1;
+                torn += u64::from(!v.is_whole());
+                backwards += u64::from(v.seq < last);
+                last = last.max(v.seq);
+                if loads == 1000 {
+                    report("warm", 1);
+                }
+            }
+            report("loads", loads);
+            report("torn", torn);
+            report("backwards", backwards);
+            report("max_seq", last);
+        }
+        // Take the lock and hold it until killed.
+        "hold_lock" => {
+            let cell = SharedCell::<Pattern>::open(key_arg(&args, 1)).unwrap();
+            cell.update(|v| {
+                *v = Pattern::of(999_999);
+                report("locked", 1);
+                std::thread::sleep(Duration::from_secs(60));
+            })
+            .unwrap();
+        }
+        // Increment a sequence forever, each value derived from the last.
+        "chain_writer" => {
+            let cell = SharedCell::<Pattern>::open(key_arg(&args, 1)).unwrap();
+            report("ready", 1);
+            loop {
+                cell.update(|v| *v = Pattern::of(v.seq + 1)).unwrap();
+            }
+        }
+        "wait" => {
+            let cell = SharedCell::<u64>::open(key_arg(&args, 1)).unwrap();
+            let timeout_ms: u64 = args[2].parse().unwrap();
+            let since = cell.version();
+            report("waiting", since);
+            let start = Instant::now();
+            let now = cell
+                .wait_for_change(since, Some(Duration::from_millis(timeout_ms)))
+                .unwrap();
+            report("woke", now);
+            report("elapsed_ms", start.elapsed().as_millis());
+            report("value", cell.load());
+        }
+        "wait_ro" => {
+            let cell = SharedCell::<u64>::open_read_only(key_arg(&args, 1)).unwrap();
+            let since = cell.version();
+            report("waiting", since);
+            let now = cell
+                .wait_for_change(since, Some(Duration::from_secs(10)))
+                .unwrap();
+            report("woke", now);
+            report("value", cell.load());
+        }
+        "open_or_create" => {
+            let key = key_arg(&args, 1);
+            let me = std::process::id() as u64;
+            let cell = SharedCell::<[u64; 2]>::open_or_create(key, [me, 7]).unwrap();
+            let v = cell.load();
+            report("id", cell.id());
+            report("initial_pid", v[0]);
+            report("cpid", cell.info().unwrap().cpid);
+        }
+        // Create a segment at the key, start a header, and die before READY.
+        "die_initialising" => {
+            let seg = Segment::options()
+                .size(4096)
+                .create(true)
+                .exclusive(true)
+                .open(key_arg(&args, 1))
+                .unwrap();
+            report("id", seg.id());
+            seg.write_at(16, &1u32.to_le_bytes()).unwrap(); // state = INITIALIZING
+            seg.write_at(0, b"shmstore").unwrap();
+            if args[2] == "die" {
+                // SAFETY: raising SIGKILL on ourselves has no memory effects.
+                unsafe { libc::raise(libc::SIGKILL) };
+            }
+            std::thread::sleep(Duration::from_secs(60));
+        }
+        other => panic!("unknown role {other}"),
+    }
+    std::process::exit(0);
+}
+
+fn new_cell<T: Pod>(initial: T) -> (SharedCell<T>, Key, SegGuard) {
+    let key = unique_key();
+    let cell = SharedCell::create(key, initial).unwrap();
+    let guard = SegGuard(cell.id());
+    (cell, key, guard)
+}
+
+#[test]
+fn no_lost_update_across_four_processes() {
+    let (cell, key, _g) = new_cell(0u64);
+    let raw = key.raw().to_string();
+    let children: Vec<_> = (0..4)
+        .map(|_| child(&["increment", &raw, "10000"]).spawn().unwrap())
+        .collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
+    }
+    assert_eq!(cell.load(), 40_000);
+    assert_eq!(cell.version(), 40_000);
+    assert_eq!(cell.recoveries(), 0);
+}
+
+#[test]
+fn readers_never_see_torn_values() {
+    let (cell, key, _g) = new_cell(Pattern::of(0));
+    let raw = key.raw().to_string();
+    let mut readers = vec![
+        Live::spawn(&["pattern_reader", &raw, "rw"]),
+        Live::spawn(&["pattern_reader", &raw, "ro"]),
+    ];
+    for r in &mut readers {
+        r.expect("ready");
+    }
+    let mut writer = Live::spawn(&["pattern_writer", &raw]);
+    writer.expect("ready");
+    for r in &mut readers {
+        r.expect("warm");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    writer.send("stop");
+    let stores: u64 = writer.expect("stores").parse().unwrap();
+    writer.finish();
+    for mut r in readers {
+        r.send("stop");
+        let loads: u64 = r.expect("loads").parse().unwrap();
+        assert_eq!(r.expect("torn"), "0", "torn values after {loads} loads");
+        assert_eq!(r.expect("backwards"), "0");
+        let max: u64 = r.expect("max_seq").parse().unwrap();
+        assert!(max > 0 && max <= stores);
+        assert!(loads > 1000);
+        r.finish();
+    }
+    assert!(stores > 100, "the writer stored only {stores} values");
+    assert_eq!(cell.load(), Pattern::of(stores));
+}
+
+#[test]
+fn writer_killed_holding_lock_is_recovered() {
+    let (cell, key, _g) = new_cell(Pattern::of(0));
+    cell.store(Pattern::of(41)).unwrap();
+    let mut holder = Live::spawn(&["hold_lock", &key.raw().to_string()]);
+    holder.expect("locked");
+    holder.child.kill().unwrap();
+    let status = holder.child.wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+    // The dead writer's value never reached its commit point.
+    assert_eq!(cell.load(), Pattern::of(41));
+    assert_eq!(cell.recoveries(), 0);
+    cell.store(Pattern::of(42)).unwrap();
+    assert_eq!(cell.load(), Pattern::of(42));
+    assert_eq!(cell.recoveries(), 1);
+    assert_eq!(cell.version(), 2);
+    cell.store(Pattern::of(43)).unwrap();
+    assert_eq!(cell.recoveries(), 1, "recovered once only");
+}
+
+#[test]
+fn writers_killed_at_random_moments_lose_nothing() {
+    let (cell, key, _g) = new_cell(Pattern::of(0));
+    let raw = key.raw().to_string();
+    let mut reader = Live::spawn(&["pattern_reader", &raw, "rw"]);
+    reader.expect("ready");
+    reader.expect("warm");
+    // A cheap xorshift, seeded per run, picks the moments.
+    let mut rng = std::process::id() as u64 | 1;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    for round in 0..200 {
+        let mut w = child(&["chain_writer", &raw]).spawn().unwrap();
+        // Wait until it runs, then kill it a random number of microseconds later.
+        let before = cell.version();
+        let start = Instant::now();
+        while cell.version() == before && start.elapsed() < Duration::from_secs(10) {
+            std::hint::spin_loop();
+        }
+        std::thread::sleep(Duration::from_micros(next() % 2000));
+        w.kill().unwrap();
+        assert_eq!(
+            w.wait().unwrap().signal(),
+            Some(libc::SIGKILL),
+            "round {round}"
+        );
+        let v = cell.load();
+        assert!(v.is_whole(), "round {round}: torn {v:?}");
+        assert_eq!(
+            v.seq,
+            cell.version(),
+            "round {round}: a commit was lost or doubled"
+        );
+    }
+    reader.send("stop");
+    let loads: u64 = reader.expect("loads").parse().unwrap();
+    assert_eq!(reader.expect("torn"), "0", "after {loads} loads");
+    assert_eq!(reader.expect("backwards"), "0");
+    reader.finish();
+    let recovered = cell.recoveries();
+    // The next write works whatever state the last writer died in.
+    let before = cell.load();
+    cell.update(|v| *v = Pattern::of(v.seq + 1)).unwrap();
+    assert_eq!(cell.load(), Pattern::of(before.seq + 1));
+    assert_eq!(cell.version(), before.seq + 1);
+    eprintln!(
+        "200 writers killed, {recovered} died holding the lock, {} commits",
+        before.seq
+    );
+}
+
+#[test]
+fn wait_for_change_wakes_another_process() {
+    let (cell, key, _g) = new_cell(0u64);
+    let mut waiter = Live::spawn(&["wait", &key.raw().to_string(), "10000"]);
+    assert_eq!(waiter.expect("waiting"), "0");
+    std::thread::sleep(Duration::from_millis(50));
+    cell.store(7).unwrap();
+    assert_eq!(waiter.expect("woke"), "1");
+    let elapsed: u64 = waiter.expect("elapsed_ms").parse().unwrap();
+    assert!(elapsed < 10_000, "woke only at the timeout");
+    assert_eq!(waiter.expect("value"), "7");
+    waiter.finish();
+}
+
+#[test]
+fn wait_for_change_times_out_cleanly() {
+    let (_cell, key, _g) = new_cell(0u64);
+    let out = child(&["wait", &key.raw().to_string(), "150"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(report_of(&out.stdout, "woke").as_deref(), Some("0"));
+    let elapsed: u64 = report_of(&out.stdout, "elapsed_ms")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(elapsed >= 150, "returned after {elapsed} ms");
+}
+
+#[test]
+fn read_only_waiter_wakes_too() {
+    let (cell, key, _g) = new_cell(0u64);
+    let mut waiter = Live::spawn(&["wait_ro", &key.raw().to_string()]);
+    waiter.expect("waiting");
+    cell.store(3).unwrap();
+    assert_eq!(waiter.expect("woke"), "1");
+    assert_eq!(waiter.expect("value"), "3");
+    waiter.finish();
+}
+
+#[test]
+fn waiter_killed_while_waiting_breaks_nothing() {
+    let (cell, key, _g) = new_cell(0u64);
+    let raw = key.raw().to_string();
+    let mut doomed = Live::spawn(&["wait", &raw, "60000"]);
+    doomed.expect("waiting");
+    doomed.child.kill().unwrap();
+    doomed.child.wait().unwrap();
+    cell.store(1).unwrap();
+    let mut waiter = Live::spawn(&["wait", &raw, "10000"]);
+    assert_eq!(waiter.expect("waiting"), "1");
+    cell.store(2).unwrap();
+    assert_eq!(waiter.expect("woke"), "2");
+    waiter.finish();
+    assert_eq!(cell.load(), 2);
+}
+
+#[test]
+fn concurrent_open_or_create_has_one_creator() {
+    let key = unique_key();
+    let raw = key.raw().to_string();
+    let children: Vec<_> = (0..6)
+        .map(|_| child(&["open_or_create", &raw]).spawn().unwrap())
+        .collect();
+    let outs: Vec<_> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    let id: i32 = report_of(&outs[0].stdout, "id").unwrap().parse().unwrap();
+    let _g = SegGuard(id);
+    let creator = report_of(&outs[0].stdout, "cpid").unwrap();
+    for out in &outs {
+        assert!(out.status.success());
+        assert_eq!(report_of(&out.stdout, "id").unwrap(), id.to_string());
+        assert_eq!(report_of(&out.stdout, "cpid").unwrap(), creator);
+        // Everyone sees the initial value of the one process that created it.
+        assert_eq!(report_of(&out.stdout, "initial_pid").unwrap(), creator);
+    }
+}
+
+#[test]
+fn wrong_type_size_or_schema_is_type_mismatch() {
+    let (_cell, key, _g) = new_cell(5u64);
+    let err = SharedCell::<i64>::open(key).unwrap_err();
+    assert!(matches!(err, Error::TypeMismatch { .. }), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("u64") && text.contains("i64"), "{text}");
+    let err = SharedCell::<[u8; 16]>::open(key).unwrap_err();
+    assert!(matches!(err, Error::TypeMismatch { .. }), "{err}");
+    let err = SharedCell::<u64>::options()
+        .schema_version(1)
+        .open(key)
+        .unwrap_err();
+    assert!(matches!(err, Error::TypeMismatch { .. }), "{err}");
+    let err = SharedCell::<u64>::options()
+        .type_name("acme.Counter")
+        .open(key)
+        .unwrap_err();
+    assert!(matches!(err, Error::TypeMismatch { .. }), "{err}");
+    assert_eq!(SharedCell::<u64>::open(key).unwrap().load(), 5);
+}
+
+#[test]
+fn type_name_override_lets_types_move() {
+    let key = unique_key();
+    let cell = SharedCell::<u64>::options()
+        .type_name("acme.Counter")
+        .schema_version(3)
+        .create(key, 11)
+        .unwrap();
+    let _g = SegGuard(cell.id());
+    #[derive(Clone, Copy, Pod, Zeroable)]
+    #[repr(transparent)]
+    struct Counter(u64);
+    let other = SharedCell::<Counter>::options()
+        .type_name("acme.Counter")
+        .schema_version(3)
+        .open(key)
+        .unwrap();
+    assert_eq!(other.load().0, 11);
+}
+
+#[test]
+fn foreign_or_truncated_segments_are_typed_errors() {
+    // Random bytes at the key.
+    let key = unique_key();
+    let seg = Segment::options()
+        .size(4096)
+        .create(true)
+        .open(key)
+        .unwrap();
+    let _g = SegGuard(seg.id());
+    let noise: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    seg.write_at(0, &noise).unwrap();
+    let err = SharedCell::<u64>::open(key).unwrap_err();
+    assert!(matches!(err, Error::NotShmstore { .. }), "{err}");
+    assert!(matches!(
+        SharedCell::<u64>::open_or_create(key, 0),
+        Err(Error::NotShmstore { .. })
+    ));
+
+    // Too small for a header.
+    let small_key = unique_key();
+    let small = Segment::options()
+        .size(100)
+        .create(true)
+        .open(small_key)
+        .unwrap();
+    let _g2 = SegGuard(small.id());
+    let err = SharedCell::<u64>::open(small_key).unwrap_err();
+    assert!(matches!(err, Error::NotShmstore { .. }), "{err}");
+
+    // A real header whose slots lie beyond the segment's end.
+    let (_cell, cell_key, _g3) = new_cell(Pattern::of(1));
+    let full = Segment::options().open(cell_key).unwrap();
+    let mut header = vec![0u8; 512];
+    full.read_at(0, &mut header).unwrap();
+    let cut_key = unique_key();
+    let cut = Segment::options()
+        .size(520)
+        .create(true)
+        .open(cut_key)
+        .unwrap();
+    let _g4 = SegGuard(cut.id());
+    cut.write_at(0, &header).unwrap();
+    let err = SharedCell::<Pattern>::open(cut_key).unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+
+    // Another format version.
+    full.write_at(8, &9u32.to_le_bytes()).unwrap();
+    let err = SharedCell::<Pattern>::open(cell_key).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::IncompatibleFormat {
+                found: 9,
+                supported: 1
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn creator_dead_before_ready_does_not_hang_openers() {
+    let key = unique_key();
+    let raw = key.raw().to_string();
+    let out = child(&["die_initialising", &raw, "die"]).output().unwrap();
+    assert_eq!(out.status.signal(), Some(libc::SIGKILL));
+    let id: i32 = report_of(&out.stdout, "id").unwrap().parse().unwrap();
+    let _g = SegGuard(id);
+
+    let start = Instant::now();
+    let err = SharedCell::<u64>::open(key).unwrap_err();
+    assert!(
+        matches!(err, Error::CreatorDied { id: i, .. } if i == id),
+        "{err}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(2));
+
+    // open_or_create takes over: it removes the dead segment and creates anew.
+    let cell = SharedCell::<u64>::open_or_create(key, 9).unwrap();
+    let _g2 = SegGuard(cell.id());
+    assert_ne!(cell.id(), id);
+    assert_eq!(cell.load(), 9);
+    assert!(matches!(
+        Segment::info_by_id(id),
+        Err(Error::IdNotFound { .. })
+    ));
+}
+
+#[test]
+fn creator_stuck_before_ready_times_out() {
+    let key = unique_key();
+    let mut stuck = Live::spawn(&["die_initialising", &key.raw().to_string(), "stay"]);
+    let id: i32 = stuck.expect("id").parse().unwrap();
+    let _g = SegGuard(id);
+    let start = Instant::now();
+    let err = SharedCell::<u64>::options()
+        .init_timeout(Duration::from_millis(200))
+        .open(key)
+        .unwrap_err();
+    assert!(matches!(err, Error::InitTimeout { .. }), "{err}");
+    assert!(start.elapsed() >= Duration::from_millis(200));
+    assert!(start.elapsed() < Duration::from_secs(5));
+    stuck.child.kill().unwrap();
+}
+
+#[test]
+fn read_only_handle_reads_and_cannot_lock() {
+    let (cell, key, _g) = new_cell(Pattern::of(5));
+    let reader = SharedCell::<Pattern>::open_read_only(key).unwrap();
+    assert_eq!(reader.load(), Pattern::of(5));
+    cell.store(Pattern::of(6)).unwrap();
+    assert_eq!(reader.load(), Pattern::of(6));
+    assert_eq!(reader.version(), 1);
+    assert_eq!(reader.info().unwrap().nattch, 2);
+}
+
+#[test]
+fn remove_on_drop_and_remove() {
+    let key = unique_key();
+    let cell = SharedCell::<u32>::options()
+        .remove_on_drop(true)
+        .create(key, 1)
+        .unwrap();
+    let id = cell.id();
+    let _g = SegGuard(id);
+    let other = SharedCell::<u32>::open(key).unwrap();
+    drop(cell);
+    assert!(matches!(
+        SharedCell::<u32>::open(key),
+        Err(Error::NotFound { .. })
+    ));
+    other.store(2).unwrap();
+    assert_eq!(other.load(), 2);
+    drop(other);
+    assert!(matches!(
+        Segment::info_by_id(id),
+        Err(Error::IdNotFound { .. })
+    ));
+}
+
+#[test]
+fn update_inside_update_is_an_error_not_a_deadlock() {
+    let (cell, _key, _g) = new_cell(0u32);
+    let inner = cell.update(|_| cell.store(5)).unwrap();
+    assert!(matches!(inner, Err(Error::Lock { .. })), "{inner:?}");
+}

@@ -29,6 +29,8 @@ pub const HEADER_SIZE: usize = 512;
 pub const TYPE_NAME_MAX: usize = 128;
 /// The room reserved for the platform's `pthread_mutex_t`.
 pub const MUTEX_ROOM: usize = 64;
+/// The number of waiter pid slots in the header.
+pub const WAITER_SLOTS: usize = 32;
 /// The most data slots a segment may declare.
 pub const MAX_SLOTS: u32 = 64;
 /// The largest alignment a stored type may ask for.
@@ -263,7 +265,9 @@ pub struct Header {
     _reserved2: [AtomicU64; 5],
     /// The process-shared robust mutex that serialises writers.
     pub mutex: MutexRoom,
-    _reserved3: [AtomicU64; 16],
+    /// Pids of processes in `wait_for_change` (0: free), so that a writer can
+    /// forget waiters that died waiting.
+    pub waiter_pids: [AtomicI32; WAITER_SLOTS],
 }
 
 const _: () = {
@@ -294,6 +298,7 @@ const _: () = {
     assert!(offset_of!(Header, waiters) == 264);
     assert!(offset_of!(Header, recoveries) == 272);
     assert!(offset_of!(Header, mutex) == 320);
+    assert!(offset_of!(Header, waiter_pids) == 384);
     assert!(size_of::<libc::pthread_mutex_t>() <= MUTEX_ROOM);
 };
 

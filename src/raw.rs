@@ -265,11 +265,8 @@ impl RawStore {
         let deadline = timeout.map(|t| Instant::now() + t);
         // A read-only attachment cannot register as a waiter, so writers do
         // not know to wake it: it sleeps in short slices instead.
-        let register = !self.seg.is_read_only();
-        let slice = (!register).then_some(Duration::from_millis(2));
-        if register {
-            h.waiters.fetch_add(1, Ordering::SeqCst);
-        }
+        let registration = (!self.seg.is_read_only()).then(|| self.register_waiter());
+        let slice = registration.is_none().then_some(Duration::from_millis(2));
         let now = loop {
             let now = h.seq.load(Ordering::SeqCst);
             if now != since {
@@ -290,10 +287,59 @@ impl RawStore {
             // mapping that self keeps attached.
             unsafe { futex::wait(self.futex_word(), since as u32, sleep) };
         };
-        if register {
-            h.waiters.fetch_sub(1, Ordering::SeqCst);
+        if let Some(slot) = registration {
+            self.unregister_waiter(slot);
         }
         now
+    }
+
+    /// Count this process as a waiter, in a pid slot if one is free.
+    fn register_waiter(&self) -> Option<usize> {
+        let h = self.header();
+        let me = std::process::id() as i32;
+        let slot = h.waiter_pids.iter().position(|p| {
+            p.compare_exchange(0, me, Ordering::SeqCst, Ordering::Relaxed)
+                .is_ok()
+        });
+        h.waiters.fetch_add(1, Ordering::SeqCst);
+        slot
+    }
+
+    fn unregister_waiter(&self, slot: Option<usize>) {
+        let h = self.header();
+        let me = std::process::id() as i32;
+        // A writer may have taken us for dead and forgotten us already (only
+        // if our pid was reused, which cannot happen while we run); only undo
+        // what is still ours.
+        match slot {
+            Some(i) => {
+                if h.waiter_pids[i]
+                    .compare_exchange(me, 0, Ordering::SeqCst, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    h.waiters.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+            None => {
+                h.waiters.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// Forget waiters whose process died while waiting, so that writers stop
+    /// making a wake call for them. Called only when a wake found no sleeper.
+    fn reap_dead_waiters(&self) {
+        let h = self.header();
+        for p in &h.waiter_pids {
+            let pid = p.load(Ordering::Relaxed);
+            if pid != 0
+                && !process::alive(pid)
+                && p.compare_exchange(pid, 0, Ordering::SeqCst, Ordering::Relaxed)
+                    .is_ok()
+            {
+                h.waiters.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
     }
 
     /// `IPC_STAT` of the segment.
@@ -332,7 +378,12 @@ impl WriteGuard<'_> {
         h.seq.store(seq, Ordering::SeqCst);
         if h.waiters.load(Ordering::SeqCst) > 0 {
             // SAFETY: the futex word lies in the mapping the guard keeps.
-            unsafe { futex::wake_all(self.store.futex_word()) };
+            let woken = unsafe { futex::wake_all(self.store.futex_word()) };
+            if woken == 0 {
+                // Nobody was asleep: the waiters may be between checks, or
+                // dead. Forget the dead ones so later commits skip the call.
+                self.store.reap_dead_waiters();
+            }
         }
     }
 }

@@ -349,11 +349,24 @@ fn read_only_waiter_wakes_too() {
 fn waiter_killed_while_waiting_breaks_nothing() {
     let (cell, key, _g) = new_cell(0u64);
     let raw = key.raw().to_string();
+    let seg = Segment::options().open(key).unwrap();
+    let waiters = || {
+        let mut b = [0u8; 4];
+        seg.read_at(264, &mut b).unwrap(); // FORMAT.md: waiters
+        u32::from_le_bytes(b)
+    };
     let mut doomed = Live::spawn(&["wait", &raw, "60000"]);
     doomed.expect("waiting");
+    let start = Instant::now();
+    while waiters() == 0 && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(Duration::from_millis(20)); // let it fall asleep
     doomed.child.kill().unwrap();
     doomed.child.wait().unwrap();
+    assert_eq!(waiters(), 1, "the dead waiter is still counted");
     cell.store(1).unwrap();
+    assert_eq!(waiters(), 0, "the store forgot the dead waiter");
     let mut waiter = Live::spawn(&["wait", &raw, "10000"]);
     assert_eq!(waiter.expect("waiting"), "1");
     cell.store(2).unwrap();

@@ -37,14 +37,15 @@ pub unsafe fn wait(word: *const u32, expected: u32, timeout: Option<Duration>) {
     }
 }
 
-/// Wake every process sleeping in [`wait`] on the word at `word`.
+/// Wake every process sleeping in [`wait`] on the word at `word`; returns
+/// how many were woken.
 ///
 /// # Safety
 /// `word` must point to a 4-byte aligned word of a live shared mapping.
-pub unsafe fn wake_all(word: *const u32) {
+pub unsafe fn wake_all(word: *const u32) -> usize {
     // SAFETY: the word is valid per the caller's contract; FUTEX_WAKE does
     // not access it beyond computing its key.
-    unsafe {
+    let n = unsafe {
         libc::syscall(
             libc::SYS_futex,
             word,
@@ -53,6 +54,7 @@ pub unsafe fn wake_all(word: *const u32) {
             0usize,
             0usize,
             0u32,
-        );
-    }
+        )
+    };
+    n.max(0) as usize
 }

@@ -214,6 +214,27 @@ pub enum Error {
         /// What `pthread_mutex_lock` said.
         source: io::Error,
     },
+    /// A value's archive does not fit in a region's buffer.
+    CapacityExceeded {
+        /// The archive's size, when it could be measured.
+        needed: Option<usize>,
+        /// The bytes a buffer holds.
+        capacity: usize,
+    },
+    /// Every buffer a writer could use is pinned by a live reader.
+    ReadersBusy {
+        /// The processes holding pins.
+        pids: Vec<i32>,
+        /// How long the writer waited.
+        waited: std::time::Duration,
+    },
+    /// Every reader pin slot of a region is in use.
+    PinsExhausted {
+        /// The number of slots.
+        slots: usize,
+    },
+    /// Nothing has been published in the region yet.
+    NothingPublished,
     /// Any other failure of a system call.
     Os {
         /// The segment concerned, when there is one.
@@ -346,6 +367,37 @@ impl fmt::Display for Error {
                 write!(
                     f,
                     "the write lock of segment id {id} cannot be taken: {source}"
+                )
+            }
+            Error::CapacityExceeded {
+                needed: Some(needed),
+                capacity,
+            } => write!(
+                f,
+                "the value's archive needs {needed} bytes, the region's buffers hold {capacity}; \
+                 create the region with a larger capacity"
+            ),
+            Error::CapacityExceeded {
+                needed: None,
+                capacity,
+            } => write!(
+                f,
+                "the value's archive does not fit in the region's {capacity}-byte buffers; create \
+                 the region with a larger capacity"
+            ),
+            Error::ReadersBusy { pids, waited } => write!(
+                f,
+                "every free buffer is pinned by live readers (pids {pids:?}) after waiting {waited:?}; \
+                 readers must drop their guards, or create the region with more buffers"
+            ),
+            Error::PinsExhausted { slots } => write!(
+                f,
+                "all {slots} reader pins are in use; drop guards sooner or read from fewer threads at once"
+            ),
+            Error::NothingPublished => {
+                write!(
+                    f,
+                    "nothing has been published in the region yet; wait_for_change(0, ..) waits for the first value"
                 )
             }
             Error::Os {

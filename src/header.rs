@@ -302,6 +302,51 @@ const _: () = {
     assert!(size_of::<libc::pthread_mutex_t>() <= MUTEX_ROOM);
 };
 
+/// The number of reader pin slots of a region.
+pub const PIN_SLOTS: usize = 128;
+
+/// A buffer's description in a region's control block.
+#[repr(C)]
+pub struct BufferMeta {
+    /// The length of the archive in the buffer.
+    pub len: AtomicU64,
+    /// The version the buffer holds.
+    pub version: AtomicU64,
+}
+
+/// A reader's pin: while `buf` is non-zero, buffer `buf - 1` is not written.
+#[repr(C, align(64))]
+pub struct Pin {
+    /// The pinning process, 0 when the slot is free.
+    pub pid: AtomicI32,
+    /// The pinned buffer plus one; 0 for none.
+    pub buf: AtomicU32,
+    /// The pinning process's start time (clock ticks after boot; 0 unknown).
+    pub start_time: AtomicU64,
+}
+
+/// The control block of a region, right after the header.
+#[repr(C, align(64))]
+pub struct RegionControl {
+    /// `(version << 8) | buffer`: the current archive. Version 0: none yet.
+    pub current: AtomicU64,
+    _pad: [AtomicU64; 7],
+    /// One description per buffer (the first `slot_count` are used).
+    pub buffers: [BufferMeta; MAX_SLOTS as usize],
+    /// Reader pins.
+    pub pins: [Pin; PIN_SLOTS],
+}
+
+/// The size of a region's control block.
+pub const REGION_CONTROL_SIZE: usize = size_of::<RegionControl>();
+
+const _: () = {
+    assert!(offset_of!(RegionControl, buffers) == 64);
+    assert!(offset_of!(RegionControl, pins) == 64 + 16 * MAX_SLOTS as usize);
+    assert!(size_of::<Pin>() == 64);
+    assert!(REGION_CONTROL_SIZE == 64 + 16 * 64 + 64 * PIN_SLOTS);
+};
+
 /// Where the data lies, as a validated header declares it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Layout {
@@ -318,14 +363,24 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// The layout of a new segment for values of `size` bytes aligned to
+    /// The layout of a new cell for values of `size` bytes aligned to
     /// `align`, in `slot_count` slots.
     pub fn for_value(size: usize, align: usize, slot_count: usize) -> Result<Layout> {
+        Self::with_prefix(HEADER_SIZE, size, align, slot_count)
+    }
+
+    /// The layout of a new region: a control block after the header, then
+    /// `buffers` buffers of `capacity` bytes, each aligned to 64.
+    pub fn for_region(capacity: usize, buffers: usize) -> Result<Layout> {
+        Self::with_prefix(HEADER_SIZE + REGION_CONTROL_SIZE, capacity, 64, buffers)
+    }
+
+    fn with_prefix(prefix: usize, size: usize, align: usize, slot_count: usize) -> Result<Layout> {
         let align = align.max(8);
         let too_big = || Error::InvalidLayout {
             reason: format!("{slot_count} slots of {size} bytes do not fit in a segment"),
         };
-        let data_offset = HEADER_SIZE.next_multiple_of(align.max(64));
+        let data_offset = prefix.next_multiple_of(align.max(64));
         let slot_stride = size
             .max(1)
             .checked_next_multiple_of(align.max(8))
@@ -538,13 +593,21 @@ pub fn validate(image: &[u8]) -> Result<&Header> {
         return Err(corrupt(format!("value alignment {align}")));
     }
     let count = header.slot_count.load(Relaxed);
-    if count == 0 || count > MAX_SLOTS {
-        return Err(corrupt(format!("{count} slots (1 to {MAX_SLOTS} allowed)")));
+    let (min, max) = match header.kind() {
+        Some(Kind::Cell) => (2, 2),
+        _ => (2, MAX_SLOTS),
+    };
+    if count < min || count > max {
+        return Err(corrupt(format!("{count} slots ({min} to {max} allowed)")));
     }
     let data_offset = header.data_offset.load(Relaxed);
     let stride = header.slot_stride.load(Relaxed);
+    let prefix = match header.kind() {
+        Some(Kind::Region) => HEADER_SIZE + REGION_CONTROL_SIZE,
+        _ => HEADER_SIZE,
+    };
     let size = u64::from(header.value_size.load(Relaxed));
-    if data_offset < HEADER_SIZE as u64
+    if data_offset < prefix as u64
         || !data_offset.is_multiple_of(u64::from(align.max(8)))
         || stride == 0
         || !stride.is_multiple_of(8)

@@ -10,6 +10,8 @@
 //! - [`header`]: the validated header at the start of every segment.
 //! - [`SharedCell`]: one plain-data value, read lock-free, written under a
 //!   robust process-shared mutex, with change notification.
+//! - [`SharedRegion`]: an rkyv archive (strings, vectors, maps) read in
+//!   place by many processes, each read pinning the buffer it borrows.
 //! - [`Error`]: the one error type; each variant says what to do.
 //!
 //! ```
@@ -33,12 +35,14 @@ pub mod error;
 pub mod header;
 pub mod key;
 mod raw;
+pub mod region;
 pub mod segment;
 mod sync;
 
 pub use cell::{CellOptions, CellReader, SharedCell};
 pub use error::{Error, Limit, Result, Target};
 pub use key::Key;
+pub use region::{RegionOptions, RegionReader, RegionRef, SharedRegion};
 pub use segment::{Segment, SegmentInfo, SegmentOptions};
 
 /// The examples in README.md, compiled and run as doctests.

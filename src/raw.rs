@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result, Target};
 use crate::header::{
-    self, HEADER_SIZE, Header, Layout, MAGIC, STATE_FRESH, STATE_INITIALIZING, STATE_READY,
-    TypeDesc,
+    self, HEADER_SIZE, Header, Layout, MAGIC, REGION_CONTROL_SIZE, RegionControl, STATE_FRESH,
+    STATE_INITIALIZING, STATE_READY, TypeDesc,
 };
 use crate::key::Key;
 use crate::segment::{Segment, SegmentInfo};
@@ -200,6 +200,17 @@ impl RawStore {
         // made so on create), page-aligned by shmat, lives as long as self, and
         // Header consists of atomics, valid for any bytes.
         unsafe { &*self.seg.as_ptr().cast::<Header>() }
+    }
+
+    /// The control block after the header; only for a validated region,
+    /// whose data offset leaves room for it.
+    pub fn region_control(&self) -> &RegionControl {
+        debug_assert!(self.header().layout().data_offset >= HEADER_SIZE + REGION_CONTROL_SIZE);
+        // SAFETY: validation (or creation) made data_offset >= HEADER_SIZE +
+        // REGION_CONTROL_SIZE within the mapping, which lives as long as self;
+        // the block is aligned to 64 after the 512-byte header and consists
+        // of atomics, valid for any bytes.
+        unsafe { &*self.seg.as_ptr().add(HEADER_SIZE).cast::<RegionControl>() }
     }
 
     /// The attached segment.

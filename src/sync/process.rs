@@ -13,6 +13,27 @@ pub fn alive(pid: i32) -> bool {
     exists && !is_zombie(pid)
 }
 
+/// The start time of process `pid` in clock ticks after boot (field 22 of
+/// `/proc/PID/stat`): with the pid, it names a process even across pid reuse.
+pub fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    // Field 3 (the state) is the first after the name; field 22 is 19 later.
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// This process's start time, read once.
+pub fn own_start_time() -> u64 {
+    static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *START.get_or_init(|| start_time(std::process::id() as i32).unwrap_or(0))
+}
+
+/// Whether the process that recorded (`pid`, `start`) is still running; a
+/// start of 0 means unknown, and only the pid is checked.
+pub fn same_process_alive(pid: i32, start: u64) -> bool {
+    alive(pid) && (start == 0 || start_time(pid).is_none_or(|s| s == start))
+}
+
 /// Whether `/proc/PID/stat` says the process is a zombie or dead.
 fn is_zombie(pid: i32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {

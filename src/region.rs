@@ -1,0 +1,726 @@
+//! `SharedRegion<T>`: an rkyv-archived value (strings, vectors, maps) shared
+//! between processes and read in place, without copying or deserialising.
+//!
+//! The segment holds a control block and several buffers (4 by default). The
+//! current archive is named by one word, `(version << 8) | buffer`. A writer,
+//! under the robust mutex, serialises the new value straight into a buffer
+//! that is neither current nor pinned by a live reader, then makes it current
+//! with one store. A writer killed at any point leaves the current archive
+//! untouched.
+//!
+//! A reader pins the buffer it reads (hazard-pointer style): it claims a pin
+//! slot (pid and start time), publishes the buffer in it, then re-checks that
+//! the buffer is still current. All of these are sequentially consistent, as
+//! are the writer's flip of `current` and its scan of the pins, so either the
+//! writer sees the pin or the reader sees the flip and tries again. While a
+//! pin lives, no writer touches that buffer: the `&Archived<T>` a guard hands
+//! out stays valid for as long as the guard does. Each process validates each
+//! version once (rkyv's bytecheck); later reads of it are a few atomics.
+//!
+//! Why four buffers: one is current, one is kept by readers still finishing
+//! with the previous version, one is being written; the fourth lets a slow
+//! reader hold an older version without making `publish` wait.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering, fence};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use rkyv::api::high::{HighSerializer, HighValidator};
+use rkyv::bytecheck::CheckBytes;
+use rkyv::rancor;
+use rkyv::ser::allocator::{Arena, ArenaHandle};
+use rkyv::ser::writer::Buffer;
+use rkyv::util::AlignedVec;
+use rkyv::{Archive, Portable, Serialize};
+
+use crate::error::{Error, Result};
+use crate::header::{Kind, Layout, MAX_SLOTS, PIN_SLOTS, RegionControl, TypeDesc};
+use crate::key::Key;
+use crate::raw::{RawStore, Spec, WriteGuard};
+use crate::segment::SegmentInfo;
+use crate::sync::{copy, process};
+
+/// The number of buffers a region has unless told otherwise.
+pub const DEFAULT_BUFFERS: usize = 4;
+/// How long `publish` waits for a buffer no live reader pins, by default.
+pub const DEFAULT_PUBLISH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The bound `publish` needs: rkyv can serialise `T` into a buffer.
+pub trait Publishable:
+    for<'a> Serialize<HighSerializer<Buffer<'a>, ArenaHandle<'a>, rancor::Error>>
+{
+}
+impl<T> Publishable for T where
+    T: for<'a> Serialize<HighSerializer<Buffer<'a>, ArenaHandle<'a>, rancor::Error>>
+{
+}
+
+/// The bound `read` needs: rkyv can validate `T`'s archived form.
+pub trait Readable:
+    Archive<Archived: Portable + for<'a> CheckBytes<HighValidator<'a, rancor::Error>>>
+{
+}
+impl<T> Readable for T where
+    T: Archive<Archived: Portable + for<'a> CheckBytes<HighValidator<'a, rancor::Error>>>
+{
+}
+
+/// rkyv's format facts that change the archived bytes: endianness, the size
+/// of archived `usize` (pointer width) and whether primitives are aligned.
+fn rkyv_format() -> u64 {
+    let little = archives_little_endian();
+    let usize_size = size_of::<rkyv::primitive::ArchivedUsize>() as u64;
+    let u32_align = align_of::<rkyv::primitive::ArchivedU32>() as u64;
+    0x7200_0000 | (u64::from(little) << 16) | (usize_size << 8) | u32_align
+}
+
+/// Whether rkyv stores a `u32` little-endian, read off its archived bytes.
+fn archives_little_endian() -> bool {
+    let archived = rkyv::primitive::ArchivedU32::from_native(0x0102_0304);
+    // SAFETY: ArchivedU32 is a 4-byte plain integer wrapper with no padding.
+    let bytes: [u8; 4] = unsafe { std::mem::transmute_copy(&archived) };
+    bytes == [4, 3, 2, 1]
+}
+
+/// How to open or create a [`SharedRegion`].
+#[derive(Debug, Clone)]
+pub struct RegionOptions<T> {
+    spec: Spec,
+    type_name: Option<String>,
+    schema_version: u32,
+    buffers: usize,
+    publish_timeout: Duration,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T: Archive> RegionOptions<T> {
+    fn new() -> Self {
+        RegionOptions {
+            spec: Spec::default(),
+            type_name: None,
+            schema_version: 0,
+            buffers: DEFAULT_BUFFERS,
+            publish_timeout: DEFAULT_PUBLISH_TIMEOUT,
+            _t: PhantomData,
+        }
+    }
+
+    /// Permission bits of a created segment. Default `0o600`.
+    pub fn mode(&mut self, mode: u32) -> &mut Self {
+        self.spec.mode = mode & 0o777;
+        self
+    }
+
+    /// Remove the segment when this handle is dropped. Default off.
+    pub fn remove_on_drop(&mut self, yes: bool) -> &mut Self {
+        self.spec.remove_on_drop = yes;
+        self
+    }
+
+    /// How long `open` waits for a racing creator. Default 5 s.
+    pub fn init_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.spec.init_timeout = timeout;
+        self
+    }
+
+    /// Accept a segment owned by another user. Default off.
+    pub fn allow_foreign_owner(&mut self, yes: bool) -> &mut Self {
+        self.spec.allow_foreign_owner = yes;
+        self
+    }
+
+    /// The name the type is known by; default `std::any::type_name::<T>()`.
+    pub fn type_name(&mut self, name: impl Into<String>) -> &mut Self {
+        self.type_name = Some(name.into());
+        self
+    }
+
+    /// A version to bump when the meaning of `T` changes. Default 0.
+    pub fn schema_version(&mut self, version: u32) -> &mut Self {
+        self.schema_version = version;
+        self
+    }
+
+    /// The number of buffers of a created region (2 to 64). Default 4.
+    pub fn buffers(&mut self, n: usize) -> &mut Self {
+        self.buffers = n;
+        self
+    }
+
+    /// How long `publish` waits for a buffer no live reader pins before it
+    /// fails with [`Error::ReadersBusy`]. Default 2 s.
+    pub fn publish_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.publish_timeout = timeout;
+        self
+    }
+
+    fn type_desc(&self) -> TypeDesc {
+        TypeDesc {
+            kind: Kind::Region,
+            name: self
+                .type_name
+                .clone()
+                .unwrap_or_else(|| std::any::type_name::<T>().to_owned()),
+            size: size_of::<T::Archived>() as u32,
+            align: align_of::<T::Archived>() as u32,
+            schema_version: self.schema_version,
+            extra: rkyv_format(),
+        }
+    }
+
+    fn layout(&self, capacity: usize) -> Result<Layout> {
+        if !(2..=MAX_SLOTS as usize).contains(&self.buffers) {
+            return Err(Error::InvalidLayout {
+                reason: format!("{} buffers; a region has 2 to {MAX_SLOTS}", self.buffers),
+            });
+        }
+        let capacity = capacity.max(size_of::<T::Archived>()).next_multiple_of(64);
+        Layout::for_region(capacity, self.buffers)
+    }
+
+    fn wrap(&self, raw: RawStore) -> SharedRegion<T> {
+        SharedRegion {
+            raw,
+            arena: Mutex::new(Arena::new()),
+            validated: AtomicU64::new(0),
+            publish_timeout: self.publish_timeout,
+            _t: PhantomData,
+        }
+    }
+
+    /// Create the region at `key` with buffers of `capacity` bytes (rounded
+    /// up to 64); nothing is published yet. Fails if the key exists.
+    pub fn create(&self, key: Key, capacity: usize) -> Result<SharedRegion<T>> {
+        let raw = RawStore::create(
+            key,
+            &self.spec,
+            &self.type_desc(),
+            &self.layout(capacity)?,
+            |_| Ok(()),
+        )?;
+        Ok(self.wrap(raw))
+    }
+
+    /// Open the existing region at `key`, checking that it holds `T`.
+    pub fn open(&self, key: Key) -> Result<SharedRegion<T>> {
+        let raw = RawStore::open(key, &self.spec, &self.type_desc(), false)?;
+        Ok(self.wrap(raw))
+    }
+
+    /// Open the region at `key`, or create it with buffers of `capacity` bytes.
+    pub fn open_or_create(&self, key: Key, capacity: usize) -> Result<SharedRegion<T>> {
+        let layout = self.layout(capacity)?;
+        let raw =
+            RawStore::open_or_create(key, &self.spec, &self.type_desc(), &layout, |_| Ok(()))?;
+        Ok(self.wrap(raw))
+    }
+
+    /// Attach the region at `key` read-only (`SHM_RDONLY`).
+    pub fn open_read_only(&self, key: Key) -> Result<RegionReader<T>> {
+        let raw = RawStore::open(key, &self.spec, &self.type_desc(), true)?;
+        Ok(RegionReader {
+            raw,
+            cache: Mutex::new(None),
+            _t: PhantomData,
+        })
+    }
+}
+
+/// An rkyv-archived value shared between processes, read in place.
+///
+/// ```
+/// use shmstore::{Key, SharedRegion};
+///
+/// #[derive(rkyv::Archive, rkyv::Serialize)]
+/// struct Config {
+///     name: String,
+///     ports: Vec<u16>,
+/// }
+///
+/// let region = SharedRegion::<Config>::create(Key::PRIVATE, 4096)?;
+/// let v = region.publish(&Config { name: "edge".into(), ports: vec![80, 443] })?;
+/// assert_eq!(v, 1);
+/// let cfg = region.read()?; // zero-copy: derefs to ArchivedConfig in the segment
+/// assert_eq!(cfg.name.as_str(), "edge");
+/// assert_eq!(cfg.ports.len(), 2);
+/// drop(cfg);
+/// region.remove()?;
+/// # Ok::<(), shmstore::Error>(())
+/// ```
+pub struct SharedRegion<T> {
+    raw: RawStore,
+    arena: Mutex<Arena>,
+    /// The `current` word of the last archive this handle validated.
+    validated: AtomicU64,
+    publish_timeout: Duration,
+    _t: PhantomData<fn() -> T>,
+}
+
+fn split(current: u64) -> (u64, usize) {
+    (current >> 8, (current & 0xff) as usize)
+}
+
+impl<T: Archive> SharedRegion<T> {
+    /// Options for opening or creating a region.
+    pub fn options() -> RegionOptions<T> {
+        RegionOptions::new()
+    }
+
+    /// Create the region at `key` with buffers of `capacity` bytes.
+    pub fn create(key: Key, capacity: usize) -> Result<Self> {
+        Self::options().create(key, capacity)
+    }
+
+    /// Open the existing region at `key`.
+    pub fn open(key: Key) -> Result<Self> {
+        Self::options().open(key)
+    }
+
+    /// Open the region at `key`, or create it with buffers of `capacity` bytes.
+    pub fn open_or_create(key: Key, capacity: usize) -> Result<Self> {
+        Self::options().open_or_create(key, capacity)
+    }
+
+    /// Attach the region at `key` read-only.
+    pub fn open_read_only(key: Key) -> Result<RegionReader<T>> {
+        Self::options().open_read_only(key)
+    }
+
+    fn control(&self) -> &RegionControl {
+        self.raw.region_control()
+    }
+
+    /// The bytes each buffer can hold.
+    pub fn capacity(&self) -> usize {
+        self.raw.header().layout().slot_stride
+    }
+
+    /// The version of the current value (0 before the first publish).
+    pub fn version(&self) -> u64 {
+        self.raw.seq().load(Ordering::Acquire)
+    }
+
+    /// Wait until the version differs from `since` or `timeout` passes;
+    /// returns the version then (equal to `since` on timeout).
+    pub fn wait_for_change(&self, since: u64, timeout: Option<Duration>) -> Result<u64> {
+        Ok(self.raw.wait_for_change(since, timeout))
+    }
+
+    /// Times a writer found the lock's owner dead and recovered it.
+    pub fn recoveries(&self) -> u64 {
+        self.raw.header().recoveries.load(Ordering::Relaxed)
+    }
+
+    /// `IPC_STAT` of the segment.
+    pub fn info(&self) -> Result<SegmentInfo> {
+        self.raw.info()
+    }
+
+    /// `IPC_RMID`: the key is free at once; the region stays usable by every
+    /// attached process until its last detach.
+    pub fn remove(&self) -> Result<()> {
+        self.raw.remove()
+    }
+
+    /// The segment's kernel id.
+    pub fn id(&self) -> i32 {
+        self.raw.segment().id()
+    }
+
+    /// Serialise `value` into a free buffer and make it current; returns the
+    /// new version. A value larger than [`capacity`](Self::capacity) is
+    /// [`Error::CapacityExceeded`] and leaves the current value as it was.
+    pub fn publish(&self, value: &T) -> Result<u64>
+    where
+        T: Publishable,
+    {
+        let guard = self.raw.lock()?;
+        let (version, buffer) = self.free_buffer()?;
+        let capacity = self.capacity();
+        // SAFETY: the buffer lies inside the mapping (validated layout), is
+        // neither current nor pinned by a live reader, and we hold the write
+        // lock, so nothing else in any process writes or reads it as a value
+        // until we make it current.
+        let dst = unsafe { std::slice::from_raw_parts_mut(self.raw.slot_ptr(buffer), capacity) };
+        let written = {
+            let mut arena = self.arena.lock();
+            rkyv::api::high::to_bytes_in_with_alloc::<_, _, rancor::Error>(
+                value,
+                Buffer::from(dst),
+                arena.acquire(),
+            )
+            .map(|b| b.len())
+        };
+        let len = match written {
+            Ok(len) => len,
+            Err(_) => {
+                return Err(Error::CapacityExceeded {
+                    needed: self.measure(value),
+                    capacity,
+                });
+            }
+        };
+        Ok(self.make_current(&guard, version, buffer, len))
+    }
+
+    /// The size of `value`'s archive, for the error of a failed publish.
+    fn measure(&self, value: &T) -> Option<usize>
+    where
+        T: Publishable,
+    {
+        let mut size = self.capacity().max(4096);
+        while size <= 1 << 32 {
+            size *= 2;
+            let mut scratch = vec![0u8; size];
+            let mut arena = self.arena.lock();
+            if let Ok(b) = rkyv::api::high::to_bytes_in_with_alloc::<_, _, rancor::Error>(
+                value,
+                Buffer::from(&mut scratch[..]),
+                arena.acquire(),
+            ) {
+                return Some(b.len());
+            }
+        }
+        None
+    }
+
+    /// Make an archive produced elsewhere current, after validating it as a
+    /// `T`; returns the new version. Invalid bytes are [`Error::Corrupt`] and
+    /// leave the current value as it was.
+    pub fn publish_bytes(&self, archive: &[u8]) -> Result<u64>
+    where
+        T: Readable,
+    {
+        let capacity = self.capacity();
+        if archive.len() > capacity {
+            return Err(Error::CapacityExceeded {
+                needed: Some(archive.len()),
+                capacity,
+            });
+        }
+        let guard = self.raw.lock()?;
+        let (version, buffer) = self.free_buffer()?;
+        // SAFETY: as in publish: the buffer is ours alone until made current,
+        // and holds at least `capacity >= archive.len()` bytes.
+        let dst =
+            unsafe { std::slice::from_raw_parts_mut(self.raw.slot_ptr(buffer), archive.len()) };
+        dst.copy_from_slice(archive);
+        check_archive::<T>(dst)?;
+        Ok(self.make_current(&guard, version, buffer, archive.len()))
+    }
+
+    fn make_current(&self, guard: &WriteGuard<'_>, version: u64, buffer: usize, len: usize) -> u64 {
+        let ctl = self.control();
+        let next = version + 1;
+        ctl.buffers[buffer].len.store(len as u64, Ordering::Relaxed);
+        ctl.buffers[buffer].version.store(next, Ordering::Relaxed);
+        ctl.current
+            .store((next << 8) | buffer as u64, Ordering::SeqCst);
+        guard.commit(next);
+        next
+    }
+
+    /// The current version and a buffer that is neither current nor pinned
+    /// by a live reader. Waits up to the publish timeout for one.
+    fn free_buffer(&self) -> Result<(u64, usize)> {
+        let ctl = self.control();
+        let count = self.raw.header().layout().slot_count;
+        let (version, current) = split(ctl.current.load(Ordering::SeqCst));
+        let current = if version == 0 { usize::MAX } else { current };
+        let start = Instant::now();
+        loop {
+            let mut pinned = 0u64;
+            for pin in &ctl.pins {
+                let b = pin.buf.load(Ordering::SeqCst);
+                if (1..=MAX_SLOTS).contains(&b) {
+                    pinned |= 1 << (b - 1);
+                }
+            }
+            // Prefer the buffer after the current one: the oldest.
+            let free = (1..=count)
+                .map(|i| (current.wrapping_add(i)) % count)
+                .find(|&b| b != current && pinned & (1 << b) == 0);
+            if let Some(b) = free {
+                return Ok((version, b));
+            }
+            if self.reclaim_dead_pins() {
+                continue;
+            }
+            let waited = start.elapsed();
+            if waited >= self.publish_timeout {
+                let mut pids: Vec<i32> = ctl
+                    .pins
+                    .iter()
+                    .filter(|p| p.buf.load(Ordering::Relaxed) != 0)
+                    .map(|p| p.pid.load(Ordering::Relaxed))
+                    .collect();
+                pids.sort_unstable();
+                pids.dedup();
+                return Err(Error::ReadersBusy { pids, waited });
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+
+    /// Free the pins of processes that are gone (or whose pid now names
+    /// another process). Returns whether any was freed.
+    fn reclaim_dead_pins(&self) -> bool {
+        let mut freed = false;
+        for pin in &self.control().pins {
+            let pid = pin.pid.load(Ordering::SeqCst);
+            if pid == 0 || pin.buf.load(Ordering::SeqCst) == 0 {
+                continue;
+            }
+            if !process::same_process_alive(pid, pin.start_time.load(Ordering::Relaxed)) {
+                // Clear the buffer first: while pid still names the dead
+                // process, no live reader can claim the slot in between.
+                pin.buf.store(0, Ordering::SeqCst);
+                let _ = pin
+                    .pid
+                    .compare_exchange(pid, 0, Ordering::SeqCst, Ordering::Relaxed);
+                freed = true;
+            }
+        }
+        freed
+    }
+
+    /// Claim a free pin slot for this process.
+    fn claim_pin(&self) -> Result<usize> {
+        let pins = &self.control().pins;
+        let me = std::process::id() as i32;
+        let start = process::own_start_time();
+        let hint = thread_hint();
+        for round in 0..2 {
+            for i in 0..PIN_SLOTS {
+                let s = (hint + i) % PIN_SLOTS;
+                let pin = &pins[s];
+                if pin.pid.load(Ordering::Relaxed) == 0
+                    && pin
+                        .pid
+                        .compare_exchange(0, me, Ordering::SeqCst, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    pin.start_time.store(start, Ordering::SeqCst);
+                    return Ok(s);
+                }
+            }
+            if round == 0 {
+                self.reclaim_dead_pins();
+            }
+        }
+        Err(Error::PinsExhausted { slots: PIN_SLOTS })
+    }
+
+    /// Pin the current archive and borrow it in place. The archive is
+    /// validated the first time this handle sees its version; later reads of
+    /// the same version cost a few atomic operations whatever its size.
+    pub fn read(&self) -> Result<RegionRef<'_, T>>
+    where
+        T: Readable,
+    {
+        let ctl = self.control();
+        let slot = self.claim_pin()?;
+        let pin = PinHold { ctl, slot };
+        let current = loop {
+            let current = ctl.current.load(Ordering::SeqCst);
+            if current >> 8 == 0 {
+                return Err(Error::NothingPublished);
+            }
+            ctl.pins[slot]
+                .buf
+                .store((current & 0xff) as u32 + 1, Ordering::SeqCst);
+            if ctl.current.load(Ordering::SeqCst) == current {
+                break current;
+            }
+        };
+        let bytes = self.archive_bytes(current)?;
+        if self.validated.load(Ordering::Acquire) != current {
+            check_archive::<T>(bytes)?;
+            self.validated.store(current, Ordering::Release);
+        }
+        // SAFETY: the bytes were validated as T::Archived (now or on an
+        // earlier read of this same version and buffer, which no writer has
+        // touched since: it was current, and is pinned now).
+        let value = unsafe { rkyv::access_unchecked::<T::Archived>(bytes) };
+        Ok(RegionRef {
+            value,
+            version: current >> 8,
+            _hold: Hold::Pin(pin),
+        })
+    }
+
+    /// The archive bytes of `current`, its length checked against the buffer.
+    fn archive_bytes(&self, current: u64) -> Result<&[u8]> {
+        archive_bytes(&self.raw, current)
+    }
+}
+
+fn archive_bytes(raw: &RawStore, current: u64) -> Result<&[u8]> {
+    let layout = raw.header().layout();
+    let (_, buffer) = split(current);
+    if buffer >= layout.slot_count {
+        return Err(Error::Corrupt {
+            reason: format!("current buffer {buffer} of {}", layout.slot_count),
+        });
+    }
+    let len = raw.region_control().buffers[buffer]
+        .len
+        .load(Ordering::Acquire);
+    if len as usize > layout.slot_stride || len == 0 {
+        return Err(Error::Corrupt {
+            reason: format!(
+                "archive of {len} bytes in a buffer of {}",
+                layout.slot_stride
+            ),
+        });
+    }
+    // SAFETY: the buffer lies inside the mapping (validated layout, checked
+    // index and length); it is current or pinned, so no writer changes it
+    // while the returned borrow is used under a pin.
+    Ok(unsafe { std::slice::from_raw_parts(raw.slot_ptr(buffer), len as usize) })
+}
+
+fn check_archive<T: Readable>(bytes: &[u8]) -> Result<()> {
+    rkyv::access::<T::Archived, rancor::Error>(bytes)
+        .map(|_| ())
+        .map_err(|e| Error::Corrupt {
+            reason: format!("the archive does not validate: {e}"),
+        })
+}
+
+/// A small per-thread number, to spread threads over the pin slots.
+fn thread_hint() -> usize {
+    use std::hash::{BuildHasher, RandomState};
+    thread_local! {
+        static HINT: usize = RandomState::new().hash_one(std::thread::current().id()) as usize;
+    }
+    HINT.with(|h| *h)
+}
+
+struct PinHold<'a> {
+    ctl: &'a RegionControl,
+    slot: usize,
+}
+
+impl Drop for PinHold<'_> {
+    fn drop(&mut self) {
+        let pin = &self.ctl.pins[self.slot];
+        pin.buf.store(0, Ordering::Release);
+        pin.pid.store(0, Ordering::Release);
+    }
+}
+
+enum Hold<'a> {
+    Pin(#[allow(dead_code)] PinHold<'a>),
+    Copy(#[allow(dead_code)] Arc<AlignedVec>),
+}
+
+/// A validated archived value, borrowed in place (or, from a read-only
+/// attachment, from a private copy). Derefs to `T::Archived`.
+pub struct RegionRef<'a, T: Archive> {
+    value: *const T::Archived,
+    version: u64,
+    _hold: Hold<'a>,
+}
+
+impl<T: Archive> RegionRef<'_, T> {
+    /// The version this value was published as.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+}
+
+impl<T: Archive> std::ops::Deref for RegionRef<'_, T> {
+    type Target = T::Archived;
+
+    fn deref(&self) -> &T::Archived {
+        // SAFETY: `value` points into bytes that `_hold` keeps unchanged (a
+        // pinned buffer, or a private copy) and that were validated as
+        // T::Archived.
+        unsafe { &*self.value }
+    }
+}
+
+/// A read-only attachment (`SHM_RDONLY`) of a [`SharedRegion`]. It cannot
+/// pin, so `read` copies the current archive into a private aligned buffer
+/// (once per version), checks it was not overwritten meanwhile, validates it
+/// and hands that out.
+pub struct RegionReader<T> {
+    raw: RawStore,
+    cache: Mutex<Option<(u64, Arc<AlignedVec>)>>,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T: Archive> RegionReader<T> {
+    /// The current value, from a validated private copy.
+    pub fn read(&self) -> Result<RegionRef<'_, T>>
+    where
+        T: Readable,
+    {
+        let ctl = self.raw.region_control();
+        loop {
+            let current = ctl.current.load(Ordering::Acquire);
+            if current >> 8 == 0 {
+                return Err(Error::NothingPublished);
+            }
+            let mut cache = self.cache.lock();
+            if let Some((seen, copy)) = cache.as_ref()
+                && *seen == current
+            {
+                return Ok(Self::guard(copy.clone(), current));
+            }
+            let len = archive_bytes(&self.raw, current)?.len();
+            let mut bytes = AlignedVec::<16>::with_capacity(len);
+            bytes.resize(len, 0);
+            let (_, buffer) = split(current);
+            // SAFETY: the buffer is 64-aligned and readable for its whole
+            // stride (>= len rounded up to 8) inside the mapping.
+            unsafe { copy::load_bytes(self.raw.slot_ptr(buffer), &mut bytes) };
+            fence(Ordering::Acquire);
+            if ctl.current.load(Ordering::Relaxed) != current {
+                continue; // overwritten while we copied: copy the new one
+            }
+            check_archive::<T>(&bytes)?;
+            let copy = Arc::new(bytes);
+            *cache = Some((current, copy.clone()));
+            return Ok(Self::guard(copy, current));
+        }
+    }
+
+    fn guard(copy: Arc<AlignedVec>, current: u64) -> RegionRef<'static, T>
+    where
+        T: Readable,
+    {
+        // SAFETY: the copy was validated as T::Archived when it was cached,
+        // and the Arc held by the guard keeps it alive and unchanged.
+        let value = unsafe { rkyv::access_unchecked::<T::Archived>(&copy) } as *const T::Archived;
+        RegionRef {
+            value,
+            version: current >> 8,
+            _hold: Hold::Copy(copy),
+        }
+    }
+
+    /// The version of the current value.
+    pub fn version(&self) -> u64 {
+        self.raw.seq().load(Ordering::Acquire)
+    }
+
+    /// As [`SharedRegion::wait_for_change`], waking within a few
+    /// milliseconds of a change (a read-only attachment cannot register).
+    pub fn wait_for_change(&self, since: u64, timeout: Option<Duration>) -> Result<u64> {
+        Ok(self.raw.wait_for_change(since, timeout))
+    }
+
+    /// `IPC_STAT` of the segment.
+    pub fn info(&self) -> Result<SegmentInfo> {
+        self.raw.info()
+    }
+
+    /// The segment's kernel id.
+    pub fn id(&self) -> i32 {
+        self.raw.segment().id()
+    }
+}

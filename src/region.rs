@@ -299,7 +299,7 @@ impl<T: Archive> SharedRegion<T> {
 
     /// The version of the current value (0 before the first publish).
     pub fn version(&self) -> u64 {
-        self.raw.seq().load(Ordering::Acquire)
+        self.control().current.load(Ordering::Acquire) >> 8
     }
 
     /// Wait until the version differs from `since` or `timeout` passes;
@@ -337,7 +337,7 @@ impl<T: Archive> SharedRegion<T> {
         T: Publishable,
     {
         let guard = self.raw.lock()?;
-        let (version, buffer) = self.free_buffer()?;
+        let (version, buffer) = self.free_buffer(&guard)?;
         let capacity = self.capacity();
         // SAFETY: the buffer lies inside the mapping (validated layout), is
         // neither current nor pinned by a live reader, and we hold the write
@@ -401,7 +401,7 @@ impl<T: Archive> SharedRegion<T> {
             });
         }
         let guard = self.raw.lock()?;
-        let (version, buffer) = self.free_buffer()?;
+        let (version, buffer) = self.free_buffer(&guard)?;
         // SAFETY: as in publish: the buffer is ours alone until made current,
         // and holds at least `capacity >= archive.len()` bytes.
         let dst =
@@ -424,10 +424,15 @@ impl<T: Archive> SharedRegion<T> {
 
     /// The current version and a buffer that is neither current nor pinned
     /// by a live reader. Waits up to the publish timeout for one.
-    fn free_buffer(&self) -> Result<(u64, usize)> {
+    fn free_buffer(&self, guard: &WriteGuard<'_>) -> Result<(u64, usize)> {
         let ctl = self.control();
         let count = self.raw.header().layout().slot_count;
         let (version, current) = split(ctl.current.load(Ordering::SeqCst));
+        if self.raw.seq().load(Ordering::Relaxed) != version {
+            // A writer died between making its buffer current (the commit
+            // point) and publishing the counter waiters watch: finish that.
+            guard.commit(version);
+        }
         let current = if version == 0 { usize::MAX } else { current };
         let start = Instant::now();
         loop {
@@ -705,7 +710,7 @@ impl<T: Archive> RegionReader<T> {
 
     /// The version of the current value.
     pub fn version(&self) -> u64 {
-        self.raw.seq().load(Ordering::Acquire)
+        self.raw.region_control().current.load(Ordering::Acquire) >> 8
     }
 
     /// As [`SharedRegion::wait_for_change`], waking within a few

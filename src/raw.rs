@@ -51,6 +51,10 @@ impl Default for Spec {
 #[derive(Debug)]
 pub struct RawStore {
     seg: Segment,
+    /// The layout as validated at open (or made at create). Kept here, never
+    /// re-read from the segment, so a peer scribbling on the header later
+    /// cannot move a slot outside the mapping.
+    layout: Layout,
     remove_on_drop: bool,
 }
 
@@ -72,6 +76,7 @@ impl RawStore {
             .open(key)?;
         let store = RawStore {
             seg,
+            layout: *layout,
             remove_on_drop: spec.remove_on_drop,
         };
         let written = (|| {
@@ -104,15 +109,17 @@ impl RawStore {
             .read_only(read_only)
             .allow_foreign_owner(spec.allow_foreign_owner)
             .open(key)?;
-        let store = RawStore {
+        let mut store = RawStore {
             seg,
+            layout: Layout::for_value(0, 8, 2)?,
             remove_on_drop: spec.remove_on_drop,
         };
         store.wait_ready(Target::Key(key), spec.init_timeout)?;
         // SAFETY: the pointer and length describe the attached segment, which
         // lives as long as `store`.
-        unsafe { validate_raw(store.seg.as_ptr(), store.seg.len()) }?;
-        store.header().check_type(ty)?;
+        let header = unsafe { validate_raw(store.seg.as_ptr(), store.seg.len()) }?;
+        header.check_type(ty)?;
+        store.layout = header.layout();
         Ok(store)
     }
 
@@ -205,12 +212,17 @@ impl RawStore {
     /// The control block after the header; only for a validated region,
     /// whose data offset leaves room for it.
     pub fn region_control(&self) -> &RegionControl {
-        debug_assert!(self.header().layout().data_offset >= HEADER_SIZE + REGION_CONTROL_SIZE);
+        assert!(self.layout.data_offset >= HEADER_SIZE + REGION_CONTROL_SIZE);
         // SAFETY: validation (or creation) made data_offset >= HEADER_SIZE +
         // REGION_CONTROL_SIZE within the mapping, which lives as long as self;
         // the block is aligned to 64 after the 512-byte header and consists
         // of atomics, valid for any bytes.
         unsafe { &*self.seg.as_ptr().add(HEADER_SIZE).cast::<RegionControl>() }
+    }
+
+    /// The validated layout.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
     }
 
     /// The attached segment.
@@ -221,8 +233,8 @@ impl RawStore {
     /// The first byte of slot `i`. The caller keeps `i` below the validated
     /// slot count.
     pub fn slot_ptr(&self, i: usize) -> *mut u8 {
-        let layout = self.header().layout();
-        debug_assert!(i < layout.slot_count);
+        let layout = &self.layout;
+        assert!(i < layout.slot_count, "slot {i} of {}", layout.slot_count);
         // SAFETY: validation checked data_offset + slot_count * stride <= len,
         // so slot i (< slot_count) starts inside the mapping.
         unsafe {

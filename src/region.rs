@@ -294,7 +294,7 @@ impl<T: Archive> SharedRegion<T> {
 
     /// The bytes each buffer can hold.
     pub fn capacity(&self) -> usize {
-        self.raw.header().layout().slot_stride
+        self.raw.layout().slot_stride
     }
 
     /// The version of the current value (0 before the first publish).
@@ -426,7 +426,7 @@ impl<T: Archive> SharedRegion<T> {
     /// by a live reader. Waits up to the publish timeout for one.
     fn free_buffer(&self, guard: &WriteGuard<'_>) -> Result<(u64, usize)> {
         let ctl = self.control();
-        let count = self.raw.header().layout().slot_count;
+        let count = self.raw.layout().slot_count;
         let (version, current) = split(ctl.current.load(Ordering::SeqCst));
         if self.raw.seq().load(Ordering::Relaxed) != version {
             // A writer died between making its buffer current (the commit
@@ -563,7 +563,7 @@ impl<T: Archive> SharedRegion<T> {
 }
 
 fn archive_bytes(raw: &RawStore, current: u64) -> Result<&[u8]> {
-    let layout = raw.header().layout();
+    let layout = raw.layout();
     let (_, buffer) = split(current);
     if buffer >= layout.slot_count {
         return Err(Error::Corrupt {

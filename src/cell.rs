@@ -23,7 +23,7 @@ use bytemuck::Pod;
 use crate::error::Result;
 use crate::header::{Kind, Layout, TypeDesc};
 use crate::key::Key;
-use crate::raw::{RawStore, Spec};
+use crate::raw::{RawStore, Spec, WriteGuard};
 use crate::segment::SegmentInfo;
 use crate::sync::copy;
 
@@ -164,10 +164,27 @@ impl<T: Pod> CellOptions<T> {
             _t: PhantomData,
         })
     }
+
+    /// Attach the cell in the segment with this id (as `ipcs -m` or
+    /// [`SharedCell::id`] gives it); works for private and removed segments
+    /// that no key reaches any more.
+    pub fn attach_id(&self, id: i32) -> Result<SharedCell<T>> {
+        let raw = RawStore::attach_id(id, &self.spec, &self.type_desc(), false)?;
+        Ok(SharedCell::wrap(raw))
+    }
+
+    /// Attach the cell in the segment with this id read-only.
+    pub fn attach_id_read_only(&self, id: i32) -> Result<CellReader<T>> {
+        let raw = RawStore::attach_id(id, &self.spec, &self.type_desc(), true)?;
+        Ok(CellReader {
+            raw,
+            _t: PhantomData,
+        })
+    }
 }
 
 /// Write the first value into slot 0; the commit counter is 0.
-fn init<T: Pod>(raw: &RawStore, initial: &T) {
+pub(crate) fn init<T: Pod>(raw: &RawStore, initial: &T) {
     // SAFETY: slot 0 is 8-aligned and spans slot_stride >= size_of::<T>()
     // bytes rounded up to 8, inside the segment; nobody reads it before READY.
     unsafe { copy::store_bytes(raw.slot_ptr(0), bytemuck::bytes_of(initial)) };
@@ -233,7 +250,7 @@ pub struct CellReader<T> {
 }
 
 impl<T: Pod> SharedCell<T> {
-    fn wrap(raw: RawStore) -> Self {
+    pub(crate) fn wrap(raw: RawStore) -> Self {
         SharedCell {
             raw,
             _t: PhantomData,
@@ -272,7 +289,27 @@ impl<T: Pod> SharedCell<T> {
 
     /// Replace the value.
     pub fn store(&self, value: T) -> Result<()> {
-        self.update(|v| *v = value)
+        let guard = self.raw.lock()?;
+        let s = self.raw.seq().load(Ordering::Relaxed);
+        self.commit_next(&guard, s, &value);
+        Ok(())
+    }
+
+    /// Write `value` into the slot after version `s`'s and commit it.
+    fn commit_next(&self, guard: &WriteGuard<'_>, s: u64, value: &T) {
+        // Orders the counter read before the slot writes below, so a reader
+        // that sees any of them also sees the counter moved past `s`.
+        fence(Ordering::Release);
+        // SAFETY: slot ((s + 1) & 1) is one of the two validated slots, 8-aligned
+        // and writable (lock() refused a read-only attachment); only lock
+        // holders write it, and readers of version s read the other slot.
+        unsafe {
+            copy::store_bytes(
+                self.raw.slot_ptr(((s + 1) & 1) as usize),
+                bytemuck::bytes_of(value),
+            )
+        };
+        guard.commit(s + 1);
     }
 
     /// Change the value under the write lock and return what `f` returns.
@@ -291,18 +328,7 @@ impl<T: Pod> SharedCell<T> {
             )
         };
         let result = f(&mut value);
-        // Orders the counter read above before the slot writes below, so a
-        // reader that sees any of them also sees the counter moved past `s`.
-        fence(Ordering::Release);
-        // SAFETY: slot ((s + 1) & 1) is valid and writable (not read-only:
-        // lock() refused that); only lock holders write it.
-        unsafe {
-            copy::store_bytes(
-                self.raw.slot_ptr(((s + 1) & 1) as usize),
-                bytemuck::bytes_of(&value),
-            )
-        };
-        guard.commit(s + 1);
+        self.commit_next(&guard, s, &value);
         Ok(result)
     }
 
@@ -336,7 +362,7 @@ impl<T: Pod> SharedCell<T> {
 
     /// The segment's kernel id.
     pub fn id(&self) -> i32 {
-        self.raw.segment().id()
+        self.raw.id()
     }
 }
 
@@ -370,7 +396,7 @@ impl<T: Pod> CellReader<T> {
 
     /// The segment's kernel id.
     pub fn id(&self) -> i32 {
-        self.raw.segment().id()
+        self.raw.id()
     }
 }
 
@@ -384,7 +410,7 @@ const _: () = {
 impl<T> std::fmt::Debug for SharedCell<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SharedCell")
-            .field("segment", self.raw.segment())
+            .field("memory", self.raw.backing())
             .finish()
     }
 }
@@ -392,7 +418,7 @@ impl<T> std::fmt::Debug for SharedCell<T> {
 impl<T> std::fmt::Debug for CellReader<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CellReader")
-            .field("segment", self.raw.segment())
+            .field("memory", self.raw.backing())
             .finish()
     }
 }

@@ -32,7 +32,10 @@
 
 pub mod cell;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod header;
+mod image;
 pub mod key;
 mod raw;
 pub mod region;

@@ -16,6 +16,7 @@ use crate::header::{
     self, HEADER_SIZE, Header, Layout, MAGIC, REGION_CONTROL_SIZE, RegionControl, STATE_FRESH,
     STATE_INITIALIZING, STATE_READY, TypeDesc,
 };
+use crate::image::Backing;
 use crate::key::Key;
 use crate::segment::{Segment, SegmentInfo};
 use crate::sync::{futex, mutex, process};
@@ -50,7 +51,7 @@ impl Default for Spec {
 /// An attached, validated shmstore segment.
 #[derive(Debug)]
 pub struct RawStore {
-    seg: Segment,
+    backing: Backing,
     /// The layout as validated at open (or made at create). Kept here, never
     /// re-read from the segment, so a peer scribbling on the header later
     /// cannot move a slot outside the mapping.
@@ -74,8 +75,26 @@ impl RawStore {
             .exclusive(true)
             .mode(spec.mode)
             .open(key)?;
+        Self::create_in(Backing::Segment(seg), spec, ty, layout, init)
+    }
+
+    /// Lay out a store in fresh zero-filled memory, let `init` write the first
+    /// value, and publish READY. On failure the memory is removed.
+    pub fn create_in(
+        backing: Backing,
+        spec: &Spec,
+        ty: &TypeDesc,
+        layout: &Layout,
+        init: impl FnOnce(&RawStore) -> Result<()>,
+    ) -> Result<RawStore> {
+        if backing.len() < layout.used_len {
+            return Err(Error::SizeMismatch {
+                requested: layout.used_len,
+                actual: backing.len(),
+            });
+        }
         let store = RawStore {
-            seg,
+            backing,
             layout: *layout,
             remove_on_drop: spec.remove_on_drop,
         };
@@ -86,7 +105,7 @@ impl RawStore {
             // SAFETY: the mutex room is writable, aligned to 64 and large
             // enough (asserted in header.rs); nobody uses it before READY.
             unsafe { mutex::init(h.mutex.0.get().cast()) }.map_err(|source| Error::Lock {
-                id: store.seg.id(),
+                id: store.backing.id(),
                 source,
             })?;
             init(&store)?;
@@ -96,7 +115,7 @@ impl RawStore {
         match written {
             Ok(()) => Ok(store),
             Err(e) => {
-                let _ = store.seg.remove();
+                let _ = store.backing.remove();
                 Err(e)
             }
         }
@@ -109,15 +128,36 @@ impl RawStore {
             .read_only(read_only)
             .allow_foreign_owner(spec.allow_foreign_owner)
             .open(key)?;
+        Self::open_in(Backing::Segment(seg), Target::Key(key), spec, ty)
+    }
+
+    /// Attach the segment with this id, wait until it is READY, validate it
+    /// and check that it holds `ty`.
+    pub fn attach_id(id: i32, spec: &Spec, ty: &TypeDesc, read_only: bool) -> Result<RawStore> {
+        let seg = Segment::options()
+            .read_only(read_only)
+            .allow_foreign_owner(spec.allow_foreign_owner)
+            .attach_id(id)?;
+        Self::open_in(Backing::Segment(seg), Target::Id(id), spec, ty)
+    }
+
+    /// Wait until the memory is READY, validate it and check that it holds
+    /// `ty`.
+    pub fn open_in(
+        backing: Backing,
+        target: Target,
+        spec: &Spec,
+        ty: &TypeDesc,
+    ) -> Result<RawStore> {
         let mut store = RawStore {
-            seg,
+            backing,
             layout: Layout::for_value(0, 8, 2)?,
             remove_on_drop: spec.remove_on_drop,
         };
-        store.wait_ready(Target::Key(key), spec.init_timeout)?;
-        // SAFETY: the pointer and length describe the attached segment, which
+        store.wait_ready(target, spec.init_timeout)?;
+        // SAFETY: the pointer and length describe the backing memory, which
         // lives as long as `store`.
-        let header = unsafe { validate_raw(store.seg.as_ptr(), store.seg.len()) }?;
+        let header = unsafe { validate_raw(store.backing.as_ptr(), store.backing.len()) }?;
         header.check_type(ty)?;
         store.layout = header.layout();
         Ok(store)
@@ -157,11 +197,11 @@ impl RawStore {
     }
 
     fn wait_ready(&self, target: Target, timeout: Duration) -> Result<()> {
-        if self.seg.len() < HEADER_SIZE {
+        if self.backing.len() < HEADER_SIZE {
             return Err(Error::NotShmstore {
                 reason: format!(
                     "{} bytes, fewer than a shmstore header ({HEADER_SIZE})",
-                    self.seg.len()
+                    self.backing.len()
                 ),
             });
         }
@@ -180,11 +220,11 @@ impl RawStore {
                 // Not a segment being made by shmstore: let validation say why.
                 return Ok(());
             }
-            let creator = self.seg.info()?.cpid;
+            let creator = self.backing.creator_pid()?;
             if !process::alive(creator) && h.state() != STATE_READY {
                 return Err(Error::CreatorDied {
                     target,
-                    id: self.seg.id(),
+                    id: self.backing.id(),
                     creator,
                 });
             }
@@ -203,10 +243,10 @@ impl RawStore {
 
     /// The header (validated when the store was opened or created).
     pub fn header(&self) -> &Header {
-        // SAFETY: the segment is at least HEADER_SIZE bytes (checked on open,
-        // made so on create), page-aligned by shmat, lives as long as self, and
-        // Header consists of atomics, valid for any bytes.
-        unsafe { &*self.seg.as_ptr().cast::<Header>() }
+        // SAFETY: the memory is at least HEADER_SIZE bytes (checked on open,
+        // made so on create), page-aligned (shmat, HeapImage), lives as long
+        // as self, and Header consists of atomics, valid for any bytes.
+        unsafe { &*self.backing.as_ptr().cast::<Header>() }
     }
 
     /// The control block after the header; only for a validated region,
@@ -217,7 +257,13 @@ impl RawStore {
         // REGION_CONTROL_SIZE within the mapping, which lives as long as self;
         // the block is aligned to 64 after the 512-byte header and consists
         // of atomics, valid for any bytes.
-        unsafe { &*self.seg.as_ptr().add(HEADER_SIZE).cast::<RegionControl>() }
+        unsafe {
+            &*self
+                .backing
+                .as_ptr()
+                .add(HEADER_SIZE)
+                .cast::<RegionControl>()
+        }
     }
 
     /// The validated layout.
@@ -225,9 +271,14 @@ impl RawStore {
         &self.layout
     }
 
-    /// The attached segment.
-    pub fn segment(&self) -> &Segment {
-        &self.seg
+    /// The memory the store lives in.
+    pub fn backing(&self) -> &Backing {
+        &self.backing
+    }
+
+    /// The segment's id (-1 for a heap image).
+    pub fn id(&self) -> i32 {
+        self.backing.id()
     }
 
     /// The first byte of slot `i`. The caller keeps `i` below the validated
@@ -238,7 +289,7 @@ impl RawStore {
         // SAFETY: validation checked data_offset + slot_count * stride <= len,
         // so slot i (< slot_count) starts inside the mapping.
         unsafe {
-            self.seg
+            self.backing
                 .as_ptr()
                 .add(layout.data_offset + i * layout.slot_stride)
         }
@@ -252,8 +303,10 @@ impl RawStore {
     /// Take the write lock, recovering it (and counting the recovery) if its
     /// owner died.
     pub fn lock(&self) -> Result<WriteGuard<'_>> {
-        if self.seg.is_read_only() {
-            return Err(Error::ReadOnly { id: self.seg.id() });
+        if self.backing.is_read_only() {
+            return Err(Error::ReadOnly {
+                id: self.backing.id(),
+            });
         }
         let h = self.header();
         // SAFETY: the mutex was initialised by the creator before READY, and
@@ -265,13 +318,14 @@ impl RawStore {
             }
             Err(source) => {
                 return Err(Error::Lock {
-                    id: self.seg.id(),
+                    id: self.backing.id(),
                     source,
                 });
             }
         }
         Ok(WriteGuard {
             store: self,
+            wake: std::cell::Cell::new(false),
             _not_send: std::marker::PhantomData,
         })
     }
@@ -288,7 +342,7 @@ impl RawStore {
         let deadline = timeout.map(|t| Instant::now() + t);
         // A read-only attachment cannot register as a waiter, so writers do
         // not know to wake it: it sleeps in short slices instead.
-        let registration = (!self.seg.is_read_only()).then(|| self.register_waiter());
+        let registration = (!self.backing.is_read_only()).then(|| self.register_waiter());
         let slice = registration.is_none().then_some(Duration::from_millis(2));
         let now = loop {
             let now = h.seq.load(Ordering::SeqCst);
@@ -367,19 +421,19 @@ impl RawStore {
 
     /// `IPC_STAT` of the segment.
     pub fn info(&self) -> Result<SegmentInfo> {
-        self.seg.info()
+        self.backing.info()
     }
 
     /// `IPC_RMID` of the segment.
     pub fn remove(&self) -> Result<()> {
-        self.seg.remove()
+        self.backing.remove()
     }
 }
 
 impl Drop for RawStore {
     fn drop(&mut self) {
         if self.remove_on_drop {
-            let _ = self.seg.remove();
+            let _ = self.backing.remove();
         }
     }
 }
@@ -388,11 +442,14 @@ impl Drop for RawStore {
 /// it unlocks on drop, on the thread that locked (it is not `Send`).
 pub struct WriteGuard<'a> {
     store: &'a RawStore,
+    /// A commit found waiters: wake them once the lock is released.
+    wake: std::cell::Cell<bool>,
     _not_send: std::marker::PhantomData<*const ()>,
 }
 
 impl WriteGuard<'_> {
-    /// Publish commit counter `seq` (release) and wake waiters, if any. A
+    /// Publish commit counter `seq`. Waiters, if any, are woken when the guard
+    /// is dropped, after the unlock, so they do not wake into a held lock; a
     /// commit with nobody waiting makes no system call.
     pub fn commit(&self, seq: u64) {
         let h = self.store.header();
@@ -400,13 +457,7 @@ impl WriteGuard<'_> {
         // load of `seq`: either it sees the new seq or we see it waiting.
         h.seq.store(seq, Ordering::SeqCst);
         if h.waiters.load(Ordering::SeqCst) > 0 {
-            // SAFETY: the futex word lies in the mapping the guard keeps.
-            let woken = unsafe { futex::wake_all(self.store.futex_word()) };
-            if woken == 0 {
-                // Nobody was asleep: the waiters may be between checks, or
-                // dead. Forget the dead ones so later commits skip the call.
-                self.store.reap_dead_waiters();
-            }
+            self.wake.set(true);
         }
     }
 }
@@ -416,6 +467,16 @@ impl Drop for WriteGuard<'_> {
         // SAFETY: this guard's thread locked the mutex in RawStore::lock and
         // has not unlocked it (the guard is not Send and unlocks once).
         unsafe { mutex::unlock(self.store.header().mutex.0.get().cast()) }
+        if self.wake.get() {
+            // SAFETY: the futex word lies in the memory the guard's borrow of
+            // the store keeps attached.
+            let woken = unsafe { futex::wake_all(self.store.futex_word()) };
+            if woken == 0 {
+                // Nobody was asleep: the waiters may be between checks, or
+                // dead. Forget the dead ones so later commits skip the call.
+                self.store.reap_dead_waiters();
+            }
+        }
     }
 }
 

@@ -156,7 +156,7 @@ impl<T: Archive> RegionOptions<T> {
         self
     }
 
-    fn type_desc(&self) -> TypeDesc {
+    pub(crate) fn type_desc(&self) -> TypeDesc {
         TypeDesc {
             kind: Kind::Region,
             name: self
@@ -180,7 +180,7 @@ impl<T: Archive> RegionOptions<T> {
         Layout::for_region(capacity, self.buffers)
     }
 
-    fn wrap(&self, raw: RawStore) -> SharedRegion<T> {
+    pub(crate) fn wrap(&self, raw: RawStore) -> SharedRegion<T> {
         SharedRegion {
             raw,
             arena: Mutex::new(Arena::new()),
@@ -220,11 +220,28 @@ impl<T: Archive> RegionOptions<T> {
     /// Attach the region at `key` read-only (`SHM_RDONLY`).
     pub fn open_read_only(&self, key: Key) -> Result<RegionReader<T>> {
         let raw = RawStore::open(key, &self.spec, &self.type_desc(), true)?;
-        Ok(RegionReader {
+        Ok(Self::reader(raw))
+    }
+
+    /// Attach the region in the segment with this id; works for private and
+    /// removed segments that no key reaches any more.
+    pub fn attach_id(&self, id: i32) -> Result<SharedRegion<T>> {
+        let raw = RawStore::attach_id(id, &self.spec, &self.type_desc(), false)?;
+        Ok(self.wrap(raw))
+    }
+
+    /// Attach the region in the segment with this id read-only.
+    pub fn attach_id_read_only(&self, id: i32) -> Result<RegionReader<T>> {
+        let raw = RawStore::attach_id(id, &self.spec, &self.type_desc(), true)?;
+        Ok(Self::reader(raw))
+    }
+
+    pub(crate) fn reader(raw: RawStore) -> RegionReader<T> {
+        RegionReader {
             raw,
             cache: Mutex::new(None),
             _t: PhantomData,
-        })
+        }
     }
 }
 
@@ -288,8 +305,12 @@ impl<T: Archive> SharedRegion<T> {
         Self::options().open_read_only(key)
     }
 
-    fn control(&self) -> &RegionControl {
+    pub(crate) fn control(&self) -> &RegionControl {
         self.raw.region_control()
+    }
+
+    pub(crate) fn raw(&self) -> &RawStore {
+        &self.raw
     }
 
     /// The bytes each buffer can hold.
@@ -326,7 +347,7 @@ impl<T: Archive> SharedRegion<T> {
 
     /// The segment's kernel id.
     pub fn id(&self) -> i32 {
-        self.raw.segment().id()
+        self.raw.id()
     }
 
     /// Serialise `value` into a free buffer and make it current; returns the
@@ -726,6 +747,6 @@ impl<T: Archive> RegionReader<T> {
 
     /// The segment's kernel id.
     pub fn id(&self) -> i32 {
-        self.raw.segment().id()
+        self.raw.id()
     }
 }

@@ -54,6 +54,15 @@ fn stop_on_stdin() -> Arc<AtomicBool> {
 fn child_entry() {
     let Some(args) = child_args() else { return };
     match args[0].as_str() {
+        "increment_id" => {
+            let id: i32 = args[1].parse().unwrap();
+            let cell = SharedCell::<u64>::options().attach_id(id).unwrap();
+            cell.update(|v| *v += 1).unwrap();
+            let reader = SharedCell::<u64>::options()
+                .attach_id_read_only(id)
+                .unwrap();
+            report("seen", reader.load());
+        }
         "increment" => {
             let cell = SharedCell::<u64>::open(key_arg(&args, 1)).unwrap();
             let n: u64 = args[2].parse().unwrap();
@@ -588,4 +597,20 @@ fn update_inside_update_is_an_error_not_a_deadlock() {
     let (cell, _key, _g) = new_cell(0u32);
     let inner = cell.update(|_| cell.store(5)).unwrap();
     assert!(matches!(inner, Err(Error::Lock { .. })), "{inner:?}");
+}
+
+#[test]
+fn private_cell_is_reached_by_id() {
+    let cell = SharedCell::create(Key::PRIVATE, 41u64).unwrap();
+    let _g = SegGuard(cell.id());
+    let out = child(&["increment_id", &cell.id().to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(report_of(&out.stdout, "seen").as_deref(), Some("42"));
+    assert_eq!(cell.load(), 42);
+    let err = SharedCell::<u32>::options()
+        .attach_id(cell.id())
+        .unwrap_err();
+    assert!(matches!(err, Error::TypeMismatch { .. }), "{err}");
 }

@@ -1,0 +1,456 @@
+//! Entry points for the fuzz targets in `fuzz/` and for the corpus replay
+//! in `tests/fuzz_corpus.rs`: each takes arbitrary bytes and panics only if
+//! shmstore breaks a promise (an invariant check below fails). They run on
+//! private heap images, never on System V segments, so they make no system
+//! call beyond memory allocation.
+//!
+//! Not part of the stable API.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::cell::SharedCell;
+use crate::error::{Error, Result, Target};
+use crate::header::{self, Kind, Layout, TypeDesc};
+use crate::image::{Backing, HeapImage};
+use crate::raw::{RawStore, Spec};
+use crate::region::{RegionOptions, RegionReader, SharedRegion};
+
+/// Reads a fuzzer's bytes as a stream of small values; runs dry as zeros.
+struct Input<'a>(&'a [u8]);
+
+impl Input<'_> {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn u8(&mut self) -> u8 {
+        match self.0.split_first() {
+            Some((b, rest)) => {
+                self.0 = rest;
+                *b
+            }
+            None => 0,
+        }
+    }
+
+    fn u16(&mut self) -> u16 {
+        u16::from_le_bytes([self.u8(), self.u8()])
+    }
+
+    fn u64(&mut self) -> u64 {
+        let mut b = [0u8; 8];
+        for x in &mut b {
+            *x = self.u8();
+        }
+        u64::from_le_bytes(b)
+    }
+
+    fn bytes(&mut self, n: usize) -> &[u8] {
+        let n = n.min(self.0.len());
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        head
+    }
+}
+
+fn heap(len: usize) -> Arc<HeapImage> {
+    HeapImage::new(len).expect("a small heap image")
+}
+
+fn spec() -> Spec {
+    Spec {
+        init_timeout: std::time::Duration::ZERO,
+        ..Spec::default()
+    }
+}
+
+fn view(image: &Arc<HeapImage>, len: usize) -> Backing {
+    Backing::Heap {
+        image: image.clone(),
+        len,
+    }
+}
+
+/// Whether an open of a damaged image failed the way validation should
+/// (never a system-call error, never a panic).
+fn is_validation_error(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::NotShmstore { .. }
+            | Error::Corrupt { .. }
+            | Error::IncompatibleFormat { .. }
+            | Error::AbiMismatch { .. }
+            | Error::TypeMismatch { .. }
+            | Error::CreatorDied { .. }
+    )
+}
+
+/// Target `header`: arbitrary bytes as a whole segment image.
+///
+/// When `validate` accepts the image, every slot it declares must lie inside
+/// it and be consistent with the declared sizes.
+pub fn header(data: &[u8]) {
+    let image = heap(data.len());
+    // SAFETY: the image has data.len() bytes (at least 1); nothing else uses it.
+    unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), image.as_ptr(), data.len()) };
+    // SAFETY: the image lives until the end of this function.
+    let bytes = unsafe { std::slice::from_raw_parts(image.as_ptr(), data.len()) };
+    if let Ok(h) = header::validate(bytes) {
+        let l = h.layout();
+        assert!(l.slot_count >= 2, "{l:?}");
+        assert!(l.value_size <= l.slot_stride, "{l:?}");
+        assert!(l.slot_stride % 8 == 0, "{l:?}");
+        assert!(l.data_offset >= header::HEADER_SIZE, "{l:?}");
+        let end = l.slot_stride * l.slot_count + l.data_offset;
+        assert!(
+            end == l.used_len && end <= bytes.len(),
+            "{l:?} in {}",
+            bytes.len()
+        );
+        if h.kind() == Some(Kind::Region) {
+            assert!(l.data_offset >= header::HEADER_SIZE + header::REGION_CONTROL_SIZE);
+        }
+        let _ = h.stored_type().to_string();
+    }
+}
+
+/// The value type of the region targets: strings, a vector and a map.
+#[derive(rkyv::Archive, rkyv::Serialize, Debug, Clone, PartialEq)]
+pub struct FuzzConfig {
+    /// A number.
+    pub version: u64,
+    /// A string.
+    pub name: String,
+    /// A vector.
+    pub items: Vec<u32>,
+    /// A map.
+    pub map: HashMap<String, u64>,
+}
+
+impl FuzzConfig {
+    fn of(seed: u64) -> FuzzConfig {
+        let n = (seed % 11) as usize;
+        FuzzConfig {
+            version: seed,
+            name: format!("cfg-{seed}"),
+            items: (0..n as u32).map(|i| i ^ seed as u32).collect(),
+            map: (0..n)
+                .map(|i| (format!("k{i}"), seed.wrapping_add(i as u64)))
+                .collect(),
+        }
+    }
+}
+
+/// Touch every byte an archived config refers to, as a user would.
+fn walk(c: &ArchivedFuzzConfig) -> u64 {
+    let mut h = c.version.to_native();
+    h = h.wrapping_add(c.name.as_str().bytes().map(u64::from).sum::<u64>());
+    h = h.wrapping_add(
+        c.items
+            .iter()
+            .map(|x| u64::from(x.to_native()))
+            .sum::<u64>(),
+    );
+    for (k, v) in c.map.iter() {
+        h = h.wrapping_add(k.len() as u64).wrapping_add(v.to_native());
+    }
+    h
+}
+
+fn matches(c: &ArchivedFuzzConfig, want: &FuzzConfig) -> bool {
+    c.version.to_native() == want.version
+        && c.name.as_str() == want.name
+        && c.items
+            .iter()
+            .map(|x| x.to_native())
+            .eq(want.items.iter().copied())
+        && c.map.len() == want.map.len()
+        && want
+            .map
+            .iter()
+            .all(|(k, v)| c.map.get(k.as_str()).map(|x| x.to_native()) == Some(*v))
+}
+
+const REGION_CAPACITY: usize = 1024;
+
+fn new_region(buffers: usize) -> (Arc<HeapImage>, SharedRegion<FuzzConfig>) {
+    let mut options = SharedRegion::<FuzzConfig>::options();
+    options
+        .buffers(buffers)
+        .publish_timeout(std::time::Duration::ZERO);
+    let layout = Layout::for_region(REGION_CAPACITY, buffers).expect("region layout");
+    let image = heap(layout.used_len);
+    let raw = RawStore::create_in(
+        view(&image, layout.used_len),
+        &spec(),
+        &region_type(&options),
+        &layout,
+        |_| Ok(()),
+    )
+    .expect("create a region in a heap image");
+    (image, options.wrap(raw))
+}
+
+fn region_type(options: &RegionOptions<FuzzConfig>) -> TypeDesc {
+    options.type_desc()
+}
+
+fn open_region(image: &Arc<HeapImage>, len: usize) -> Result<SharedRegion<FuzzConfig>> {
+    let options = SharedRegion::<FuzzConfig>::options();
+    let raw = RawStore::open_in(
+        view(image, len),
+        Target::Id(-1),
+        &spec(),
+        &region_type(&options),
+    )?;
+    Ok(options.wrap(raw))
+}
+
+fn open_region_reader(image: &Arc<HeapImage>, len: usize) -> Result<RegionReader<FuzzConfig>> {
+    let options = SharedRegion::<FuzzConfig>::options();
+    let raw = RawStore::open_in(
+        view(image, len),
+        Target::Id(-1),
+        &spec(),
+        &region_type(&options),
+    )?;
+    Ok(RegionOptions::<FuzzConfig>::reader(raw))
+}
+
+/// Target `region_archive`: a valid region header whose current-buffer word,
+/// archive length and buffer bytes come from the fuzzer. Reading returns a
+/// value or a typed error; a returned value can be walked safely.
+pub fn region_archive(data: &[u8]) {
+    let mut input = Input(data);
+    let (image, region) = new_region(4);
+    let stride = region.capacity();
+    let ctl = region.control();
+    let buffer = input.u8();
+    let version = input.u16() as u64 + 1;
+    let len = input.u16() as u64;
+    let bytes = input.bytes(stride).to_vec();
+    let target = (buffer as usize) % 4;
+    // SAFETY: buffer `target` (< 4) holds `stride` bytes inside the image;
+    // no reader is active.
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), region.raw().slot_ptr(target), bytes.len())
+    };
+    ctl.buffers[target]
+        .len
+        .store(len, std::sync::atomic::Ordering::SeqCst);
+    ctl.current.store(
+        (version << 8) | u64::from(buffer),
+        std::sync::atomic::Ordering::SeqCst,
+    );
+    match region.read() {
+        Ok(c) => {
+            walk(&c);
+        }
+        Err(e) => assert!(matches!(e, Error::Corrupt { .. }), "{e}"),
+    }
+    let reader = open_region_reader(&image, image.len()).expect("reopen read-only");
+    match reader.read() {
+        Ok(c) => {
+            walk(&c);
+        }
+        Err(e) => assert!(matches!(e, Error::Corrupt { .. }), "{e}"),
+    }
+}
+
+/// Target `cell_ops`: a sequence of operations on one cell image through
+/// several handles: store, update, load, open with the right and a wrong
+/// type, corrupt a byte, open a truncated view. Until a byte is corrupted,
+/// every load returns the last committed value; after, only reading
+/// operations run (writers are trusted to be bug-free, readers are not) and
+/// none may panic.
+pub fn cell_ops(data: &[u8]) {
+    type V = [u64; 4];
+    let ty = |name: &str, size: u32| TypeDesc {
+        kind: Kind::Cell,
+        name: name.to_owned(),
+        size,
+        align: 8,
+        schema_version: 0,
+        extra: 0,
+    };
+    let right = ty(std::any::type_name::<V>(), 32);
+    let layout = Layout::for_value(32, 8, 2).expect("cell layout");
+    let image = heap(layout.used_len);
+    let first = RawStore::create_in(
+        view(&image, layout.used_len),
+        &spec(),
+        &right,
+        &layout,
+        |raw| {
+            crate::cell::init(raw, &[0u64; 4]);
+            Ok(())
+        },
+    )
+    .expect("create a cell in a heap image");
+    let mut handles = vec![SharedCell::<V>::wrap(first)];
+    let (mut model, mut version, mut corrupted) = ([0u64; 4], 0u64, false);
+    let mut input = Input(data);
+    while !input.is_empty() && handles.len() < 16 {
+        let h = input.u8() as usize % handles.len();
+        match input.u8() % 7 {
+            0 if !corrupted => {
+                let v = [input.u64(), input.u64(), input.u64(), input.u64()];
+                handles[h].store(v).expect("store");
+                model = v;
+                version += 1;
+            }
+            1 if !corrupted => {
+                let add = input.u64();
+                let seen = handles[h].update(|v| {
+                    v[0] = v[0].wrapping_add(add);
+                    v[3] ^= add;
+                    *v
+                });
+                model[0] = model[0].wrapping_add(add);
+                model[3] ^= add;
+                assert_eq!(seen.expect("update"), model);
+                version += 1;
+            }
+            2 => {
+                let v = handles[h].load();
+                let n = handles[h].version();
+                if !corrupted {
+                    assert_eq!(v, model);
+                    assert_eq!(n, version);
+                }
+            }
+            3 => {
+                match RawStore::open_in(view(&image, image.len()), Target::Id(-1), &spec(), &right)
+                {
+                    Ok(raw) => handles.push(SharedCell::<V>::wrap(raw)),
+                    Err(e) => assert!(corrupted && is_validation_error(&e), "{e}"),
+                }
+            }
+            4 => {
+                let wrong = if input.u8() % 2 == 0 {
+                    ty("[u32; 8]", 32)
+                } else {
+                    ty("u64", 8)
+                };
+                match RawStore::open_in(view(&image, image.len()), Target::Id(-1), &spec(), &wrong)
+                {
+                    Ok(_) => panic!("a cell of {right} opened as {wrong}"),
+                    Err(e) => assert!(is_validation_error(&e), "{e}"),
+                }
+            }
+            5 => {
+                let offset = input.u16() as usize % image.len();
+                let byte = input.u8();
+                // SAFETY: offset < len; the fuzz input plays a buggy peer
+                // scribbling on the image, through an atomic byte store.
+                let cell =
+                    unsafe { std::sync::atomic::AtomicU8::from_ptr(image.as_ptr().add(offset)) };
+                if cell.swap(byte, std::sync::atomic::Ordering::SeqCst) != byte {
+                    corrupted = true;
+                }
+            }
+            6 => {
+                let len = input.u16() as usize % (layout.used_len + 1);
+                match RawStore::open_in(view(&image, len), Target::Id(-1), &spec(), &right) {
+                    Ok(raw) => {
+                        assert!(
+                            len >= layout.used_len || corrupted,
+                            "a {len}-byte view opened"
+                        );
+                        handles.push(SharedCell::<V>::wrap(raw));
+                    }
+                    Err(e) => assert!(is_validation_error(&e), "{e}"),
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Target `region_ops`: publish, read (also through read-only handles),
+/// open, corrupt and truncate on one region image. Until a byte is
+/// corrupted, reads return the last published value; after, only reads run,
+/// and they return a value that can be walked or a typed error.
+pub fn region_ops(data: &[u8]) {
+    let mut input = Input(data);
+    let buffers = 2 + input.u8() as usize % 3;
+    let (image, first) = new_region(buffers);
+    let mut writers = vec![first];
+    let mut readers: Vec<RegionReader<FuzzConfig>> = Vec::new();
+    let (mut model, mut corrupted): (Option<FuzzConfig>, bool) = (None, false);
+    while !input.is_empty() && writers.len() + readers.len() < 16 {
+        let w = input.u8() as usize % writers.len();
+        let op = input.u8() % 7;
+        match op {
+            0 if !corrupted => {
+                let mut value = FuzzConfig::of(input.u64());
+                if input.u8() % 8 == 0 {
+                    value.name = "x".repeat(REGION_CAPACITY * 2);
+                }
+                match writers[w].publish(&value) {
+                    Ok(_) => model = Some(value),
+                    Err(Error::CapacityExceeded { .. }) => {}
+                    Err(e) => panic!("publish: {e}"),
+                }
+            }
+            1 | 2 => {
+                // A handle validates each version once; after a scribble on
+                // bytes it already validated only a fresh handle checks them
+                // again (writers are trusted not to scribble; see region.rs).
+                let fresh;
+                let value = if corrupted {
+                    match open_region(&image, image.len()) {
+                        Ok(r) => {
+                            fresh = r;
+                            fresh.read()
+                        }
+                        Err(e) => {
+                            assert!(is_validation_error(&e), "{e}");
+                            continue;
+                        }
+                    }
+                } else if op == 2 && !readers.is_empty() {
+                    readers[w % readers.len()].read()
+                } else {
+                    writers[w].read()
+                };
+                match (value, &model) {
+                    (Ok(c), Some(m)) if !corrupted => assert!(matches(&c, m)),
+                    (Ok(c), _) => assert!(corrupted, "read {} before any publish", walk(&c)),
+                    (Err(Error::NothingPublished), None) => {}
+                    (Err(e), _) => assert!(
+                        corrupted && matches!(e, Error::Corrupt { .. } | Error::NothingPublished),
+                        "{e}"
+                    ),
+                }
+            }
+            3 => match open_region(&image, image.len()) {
+                Ok(r) => writers.push(r),
+                Err(e) => assert!(corrupted && is_validation_error(&e), "{e}"),
+            },
+            4 => match open_region_reader(&image, image.len()) {
+                Ok(r) => readers.push(r),
+                Err(e) => assert!(corrupted && is_validation_error(&e), "{e}"),
+            },
+            5 => {
+                let offset = (input.u16() as usize * 7) % image.len();
+                let byte = input.u8();
+                // SAFETY: offset < len; a buggy peer's scribble, made atomically.
+                let cell =
+                    unsafe { std::sync::atomic::AtomicU8::from_ptr(image.as_ptr().add(offset)) };
+                if cell.swap(byte, std::sync::atomic::Ordering::SeqCst) != byte {
+                    corrupted = true;
+                }
+            }
+            6 => {
+                let len = input.u16() as usize * 4 % (image.len() + 1);
+                match open_region(&image, len) {
+                    Ok(_) => assert!(len >= image.len() || corrupted, "a {len}-byte view opened"),
+                    Err(e) => assert!(is_validation_error(&e), "{e}"),
+                }
+            }
+            _ => {}
+        }
+    }
+}

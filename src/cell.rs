@@ -45,8 +45,6 @@ use crate::sync::copy;
 #[derive(Debug, Clone)]
 pub struct CellOptions<T> {
     spec: Spec,
-    type_name: Option<String>,
-    schema_version: u32,
     _t: PhantomData<fn() -> T>,
 }
 
@@ -54,65 +52,15 @@ impl<T: Pod> CellOptions<T> {
     fn new() -> Self {
         CellOptions {
             spec: Spec::default(),
-            type_name: None,
-            schema_version: 0,
             _t: PhantomData,
         }
     }
 
-    /// Permission bits of a created segment. Default `0o600`.
-    pub fn mode(&mut self, mode: u32) -> &mut Self {
-        self.spec.mode = mode & 0o777;
-        self
-    }
-
-    /// Remove the segment (`IPC_RMID`) when this handle is dropped: it then
-    /// disappears after the last process detaches. Default off.
-    pub fn remove_on_drop(&mut self, yes: bool) -> &mut Self {
-        self.spec.remove_on_drop = yes;
-        self
-    }
-
-    /// How long `open` waits for a racing creator to finish. Default 5 s.
-    pub fn init_timeout(&mut self, timeout: Duration) -> &mut Self {
-        self.spec.init_timeout = timeout;
-        self
-    }
-
-    /// Accept a segment owned or created by another user than this one and
-    /// root. Default off (see [`Error::ForeignOwner`](crate::Error::ForeignOwner)).
-    pub fn allow_foreign_owner(&mut self, yes: bool) -> &mut Self {
-        self.spec.allow_foreign_owner = yes;
-        self
-    }
-
-    /// The name the type is known by in the segment; by default
-    /// `std::any::type_name::<T>()`, which changes when the type moves
-    /// between crates or modules.
-    pub fn type_name(&mut self, name: impl Into<String>) -> &mut Self {
-        self.type_name = Some(name.into());
-        self
-    }
-
-    /// A version to bump when the meaning of `T` changes but its layout does
-    /// not. Default 0.
-    pub fn schema_version(&mut self, version: u32) -> &mut Self {
-        self.schema_version = version;
-        self
-    }
+    crate::raw::spec_setters!();
 
     fn type_desc(&self) -> TypeDesc {
-        TypeDesc {
-            kind: Kind::Cell,
-            name: self
-                .type_name
-                .clone()
-                .unwrap_or_else(|| std::any::type_name::<T>().to_owned()),
-            size: size_of::<T>() as u32,
-            align: align_of::<T>() as u32,
-            schema_version: self.schema_version,
-            extra: 0,
-        }
+        self.spec
+            .type_desc::<T>(Kind::Cell, size_of::<T>(), align_of::<T>(), 0)
     }
 
     fn layout() -> Result<Layout> {
@@ -217,6 +165,45 @@ fn load<T: Pod>(raw: &RawStore) -> T {
     }
 }
 
+/// The reading methods, the same on [`SharedCell`] and [`CellReader`].
+macro_rules! read_methods {
+    () => {
+        /// The value last committed. Never blocks on a writer, never torn.
+        pub fn load(&self) -> T {
+            load(&self.raw)
+        }
+
+        /// The number of values committed since the cell was created.
+        pub fn version(&self) -> u64 {
+            self.raw.seq().load(Ordering::Acquire)
+        }
+
+        /// Wait until the version differs from `since` or `timeout` passes,
+        /// and return the version then (equal to `since` on timeout). `None`
+        /// waits forever. A read-only attachment cannot tell writers it
+        /// waits, so it wakes within a few milliseconds of a change rather
+        /// than at once.
+        pub fn wait_for_change(&self, since: u64, timeout: Option<Duration>) -> Result<u64> {
+            Ok(self.raw.wait_for_change(since, timeout))
+        }
+
+        /// Times a writer found the lock's owner dead and recovered it.
+        pub fn recoveries(&self) -> u64 {
+            self.raw.header().recoveries.load(Ordering::Relaxed)
+        }
+
+        /// `IPC_STAT` of the segment.
+        pub fn info(&self) -> Result<SegmentInfo> {
+            self.raw.info()
+        }
+
+        /// The segment's kernel id.
+        pub fn id(&self) -> i32 {
+            self.raw.id()
+        }
+    };
+}
+
 /// A plain-data value shared between processes, read without locks.
 ///
 /// `T` needs only [`bytemuck::Pod`]. Its identity (size, alignment, name,
@@ -282,10 +269,7 @@ impl<T: Pod> SharedCell<T> {
         Self::options().open_read_only(key)
     }
 
-    /// The value last committed. Never blocks on a writer, never torn.
-    pub fn load(&self) -> T {
-        load(&self.raw)
-    }
+    read_methods!();
 
     /// Replace the value.
     pub fn store(&self, value: T) -> Result<()> {
@@ -332,72 +316,15 @@ impl<T: Pod> SharedCell<T> {
         Ok(result)
     }
 
-    /// The number of values committed since the cell was created.
-    pub fn version(&self) -> u64 {
-        self.raw.seq().load(Ordering::Acquire)
-    }
-
-    /// Wait until the version differs from `since` or `timeout` passes, and
-    /// return the version then (equal to `since` on timeout). `None` waits
-    /// forever.
-    pub fn wait_for_change(&self, since: u64, timeout: Option<Duration>) -> Result<u64> {
-        Ok(self.raw.wait_for_change(since, timeout))
-    }
-
-    /// Times a writer found the lock's owner dead and recovered it.
-    pub fn recoveries(&self) -> u64 {
-        self.raw.header().recoveries.load(Ordering::Relaxed)
-    }
-
-    /// `IPC_STAT` of the segment.
-    pub fn info(&self) -> Result<SegmentInfo> {
-        self.raw.info()
-    }
-
     /// `IPC_RMID`: the key is free at once; the cell stays usable by every
     /// attached process until its last detach.
     pub fn remove(&self) -> Result<()> {
         self.raw.remove()
     }
-
-    /// The segment's kernel id.
-    pub fn id(&self) -> i32 {
-        self.raw.id()
-    }
 }
 
 impl<T: Pod> CellReader<T> {
-    /// The value last committed. Never blocks on a writer, never torn.
-    pub fn load(&self) -> T {
-        load(&self.raw)
-    }
-
-    /// The number of values committed since the cell was created.
-    pub fn version(&self) -> u64 {
-        self.raw.seq().load(Ordering::Acquire)
-    }
-
-    /// As [`SharedCell::wait_for_change`]. A read-only attachment cannot tell
-    /// writers it waits, so it wakes within a few milliseconds of a change
-    /// rather than at once.
-    pub fn wait_for_change(&self, since: u64, timeout: Option<Duration>) -> Result<u64> {
-        Ok(self.raw.wait_for_change(since, timeout))
-    }
-
-    /// Times a writer found the lock's owner dead and recovered it.
-    pub fn recoveries(&self) -> u64 {
-        self.raw.header().recoveries.load(Ordering::Relaxed)
-    }
-
-    /// `IPC_STAT` of the segment.
-    pub fn info(&self) -> Result<SegmentInfo> {
-        self.raw.info()
-    }
-
-    /// The segment's kernel id.
-    pub fn id(&self) -> i32 {
-        self.raw.id()
-    }
+    read_methods!();
 }
 
 // Handles serve every thread of a process.

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result, Target};
 use crate::header::{
-    self, HEADER_SIZE, Header, Layout, MAGIC, REGION_CONTROL_SIZE, RegionControl, STATE_FRESH,
-    STATE_INITIALIZING, STATE_READY, TypeDesc,
+    self, HEADER_SIZE, Header, Kind, Layout, MAGIC, REGION_CONTROL_SIZE, RegionControl,
+    STATE_FRESH, STATE_INITIALIZING, STATE_READY, TypeDesc,
 };
 use crate::image::Backing;
 use crate::key::Key;
@@ -35,6 +35,10 @@ pub struct Spec {
     pub init_timeout: Duration,
     /// Accept segments owned by other users.
     pub allow_foreign_owner: bool,
+    /// The stored type's name, if not the Rust type's own.
+    pub type_name: Option<String>,
+    /// The stored type's schema version.
+    pub schema_version: u32,
 }
 
 impl Default for Spec {
@@ -44,9 +48,84 @@ impl Default for Spec {
             remove_on_drop: false,
             init_timeout: DEFAULT_INIT_TIMEOUT,
             allow_foreign_owner: false,
+            type_name: None,
+            schema_version: 0,
         }
     }
 }
+
+impl Spec {
+    /// The identity of `T` stored as `kind` in `size` bytes aligned to
+    /// `align`, with the name and schema version these options give.
+    pub fn type_desc<T: ?Sized>(
+        &self,
+        kind: Kind,
+        size: usize,
+        align: usize,
+        extra: u64,
+    ) -> TypeDesc {
+        TypeDesc {
+            kind,
+            name: self
+                .type_name
+                .clone()
+                .unwrap_or_else(|| std::any::type_name::<T>().to_owned()),
+            size: size as u32,
+            align: align as u32,
+            schema_version: self.schema_version,
+            extra,
+        }
+    }
+}
+
+/// The option setters every typed container shares, for an options type
+/// with a `spec: Spec` field.
+macro_rules! spec_setters {
+    () => {
+        /// Permission bits of a created segment. Default `0o600`.
+        pub fn mode(&mut self, mode: u32) -> &mut Self {
+            self.spec.mode = mode & 0o777;
+            self
+        }
+
+        /// Remove the segment (`IPC_RMID`) when this handle is dropped: it
+        /// then disappears after the last process detaches. Default off.
+        pub fn remove_on_drop(&mut self, yes: bool) -> &mut Self {
+            self.spec.remove_on_drop = yes;
+            self
+        }
+
+        /// How long `open` waits for a racing creator to finish. Default 5 s.
+        pub fn init_timeout(&mut self, timeout: std::time::Duration) -> &mut Self {
+            self.spec.init_timeout = timeout;
+            self
+        }
+
+        /// Accept a segment owned or created by another user than this one
+        /// and root. Default off (see
+        /// [`Error::ForeignOwner`](crate::Error::ForeignOwner)).
+        pub fn allow_foreign_owner(&mut self, yes: bool) -> &mut Self {
+            self.spec.allow_foreign_owner = yes;
+            self
+        }
+
+        /// The name the type is known by in the segment; by default
+        /// `std::any::type_name::<T>()`, which changes when the type moves
+        /// between crates or modules.
+        pub fn type_name(&mut self, name: impl Into<String>) -> &mut Self {
+            self.spec.type_name = Some(name.into());
+            self
+        }
+
+        /// A version to bump when the meaning of `T` changes but its layout
+        /// does not. Default 0.
+        pub fn schema_version(&mut self, version: u32) -> &mut Self {
+            self.spec.schema_version = version;
+            self
+        }
+    };
+}
+pub(crate) use spec_setters;
 
 /// An attached, validated shmstore segment.
 #[derive(Debug)]

@@ -88,8 +88,6 @@ fn archives_little_endian() -> bool {
 #[derive(Debug, Clone)]
 pub struct RegionOptions<T> {
     spec: Spec,
-    type_name: Option<String>,
-    schema_version: u32,
     buffers: usize,
     publish_timeout: Duration,
     _t: PhantomData<fn() -> T>,
@@ -99,49 +97,13 @@ impl<T: Archive> RegionOptions<T> {
     fn new() -> Self {
         RegionOptions {
             spec: Spec::default(),
-            type_name: None,
-            schema_version: 0,
             buffers: DEFAULT_BUFFERS,
             publish_timeout: DEFAULT_PUBLISH_TIMEOUT,
             _t: PhantomData,
         }
     }
 
-    /// Permission bits of a created segment. Default `0o600`.
-    pub fn mode(&mut self, mode: u32) -> &mut Self {
-        self.spec.mode = mode & 0o777;
-        self
-    }
-
-    /// Remove the segment when this handle is dropped. Default off.
-    pub fn remove_on_drop(&mut self, yes: bool) -> &mut Self {
-        self.spec.remove_on_drop = yes;
-        self
-    }
-
-    /// How long `open` waits for a racing creator. Default 5 s.
-    pub fn init_timeout(&mut self, timeout: Duration) -> &mut Self {
-        self.spec.init_timeout = timeout;
-        self
-    }
-
-    /// Accept a segment owned by another user. Default off.
-    pub fn allow_foreign_owner(&mut self, yes: bool) -> &mut Self {
-        self.spec.allow_foreign_owner = yes;
-        self
-    }
-
-    /// The name the type is known by; default `std::any::type_name::<T>()`.
-    pub fn type_name(&mut self, name: impl Into<String>) -> &mut Self {
-        self.type_name = Some(name.into());
-        self
-    }
-
-    /// A version to bump when the meaning of `T` changes. Default 0.
-    pub fn schema_version(&mut self, version: u32) -> &mut Self {
-        self.schema_version = version;
-        self
-    }
+    crate::raw::spec_setters!();
 
     /// The number of buffers of a created region (2 to 64). Default 4.
     pub fn buffers(&mut self, n: usize) -> &mut Self {
@@ -157,17 +119,12 @@ impl<T: Archive> RegionOptions<T> {
     }
 
     pub(crate) fn type_desc(&self) -> TypeDesc {
-        TypeDesc {
-            kind: Kind::Region,
-            name: self
-                .type_name
-                .clone()
-                .unwrap_or_else(|| std::any::type_name::<T>().to_owned()),
-            size: size_of::<T::Archived>() as u32,
-            align: align_of::<T::Archived>() as u32,
-            schema_version: self.schema_version,
-            extra: rkyv_format(),
-        }
+        self.spec.type_desc::<T>(
+            Kind::Region,
+            size_of::<T::Archived>(),
+            align_of::<T::Archived>(),
+            rkyv_format(),
+        )
     }
 
     fn layout(&self, capacity: usize) -> Result<Layout> {

@@ -4,12 +4,13 @@
 mod common;
 
 use std::os::unix::process::ExitStatusExt;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytemuck::{Pod, Zeroable};
-use common::{Live, SegGuard, child, child_args, report, report_of, unique_key};
+use common::{
+    Live, SegGuard, child, child_args, key_arg, report, report_of, stop_on_stdin, unique_key,
+};
 use shmstore::{Error, Key, Segment, SharedCell};
 
 /// A 64-byte value whose words all derive from `seq`: a torn copy shows.
@@ -33,21 +34,6 @@ impl Pattern {
     fn is_whole(&self) -> bool {
         *self == Pattern::of(self.seq)
     }
-}
-
-fn key_arg(args: &[String], i: usize) -> Key {
-    Key::new(args[i].parse().unwrap()).unwrap()
-}
-
-/// Spawn a thread that sets the returned flag when stdin reaches EOF or a line.
-fn stop_on_stdin() -> Arc<AtomicBool> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    std::thread::spawn(move || {
-        let _ = common::read_command();
-        flag.store(true, Ordering::SeqCst);
-    });
-    stop
 }
 
 #[test]

@@ -5,11 +5,10 @@ mod common;
 
 use std::collections::HashMap;
 use std::os::unix::process::ExitStatusExt;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{Live, SegGuard, child, child_args, report, unique_key};
+use common::{Live, SegGuard, child, child_args, key_arg, report, stop_on_stdin, unique_key};
 use shmstore::{Error, Key, Segment, SharedRegion};
 
 /// A configuration whose every field derives from `version`.
@@ -49,20 +48,6 @@ fn is_whole(c: &ArchivedConfig) -> bool {
             .limits
             .iter()
             .all(|(k, val)| c.limits.get(k.as_str()).map(|x| x.to_native()) == Some(*val))
-}
-
-fn key_arg(args: &[String], i: usize) -> Key {
-    Key::new(args[i].parse().unwrap()).unwrap()
-}
-
-fn stop_on_stdin() -> Arc<AtomicBool> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    std::thread::spawn(move || {
-        let _ = common::read_command();
-        flag.store(true, Ordering::SeqCst);
-    });
-    stop
 }
 
 #[test]

@@ -4,7 +4,8 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use shmstore::{Error, Key, Segment};
 
@@ -175,4 +176,20 @@ pub fn drop_to_nobody() {
         assert_eq!(libc::setgid(65534), 0, "setgid");
         assert_eq!(libc::setuid(65534), 0, "setuid");
     }
+}
+
+/// Argument `i` of a child's arguments as a key.
+pub fn key_arg(args: &[String], i: usize) -> Key {
+    Key::new(args[i].parse().unwrap()).unwrap()
+}
+
+/// A flag set (from a thread) once the parent sends a line or closes stdin.
+pub fn stop_on_stdin() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    std::thread::spawn(move || {
+        let _ = read_command();
+        flag.store(true, Ordering::SeqCst);
+    });
+    stop
 }

@@ -707,3 +707,10 @@ impl<T: Archive> RegionReader<T> {
         self.raw.id()
     }
 }
+
+// Handles serve every thread of a process.
+const _: () = {
+    const fn send_sync<X: Send + Sync>() {}
+    send_sync::<SharedRegion<String>>();
+    send_sync::<RegionReader<String>>();
+};

@@ -23,8 +23,8 @@
 
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering, fence};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use rkyv::api::high::{HighSerializer, HighValidator};
@@ -36,11 +36,14 @@ use rkyv::util::AlignedVec;
 use rkyv::{Archive, Portable, Serialize};
 
 use crate::error::{Error, Result};
-use crate::header::{Kind, Layout, MAX_SLOTS, PIN_SLOTS, RegionControl, TypeDesc};
+use crate::header::{Kind, Layout, MAX_SLOTS, RegionControl, TypeDesc};
 use crate::key::Key;
 use crate::raw::{RawStore, Spec, WriteGuard};
 use crate::segment::SegmentInfo;
-use crate::sync::{copy, process};
+
+mod pins;
+mod reader;
+pub use reader::RegionReader;
 
 /// The number of buffers a region has unless told otherwise.
 pub const DEFAULT_BUFFERS: usize = 4;
@@ -232,7 +235,7 @@ pub struct SharedRegion<T> {
     _t: PhantomData<fn() -> T>,
 }
 
-fn split(current: u64) -> (u64, usize) {
+pub(crate) fn split(current: u64) -> (u64, usize) {
     (current >> 8, (current & 0xff) as usize)
 }
 
@@ -401,99 +404,23 @@ impl<T: Archive> SharedRegion<T> {
     }
 
     /// The current version and a buffer that is neither current nor pinned
-    /// by a live reader. Waits up to the publish timeout for one.
+    /// by a live reader, waiting up to the publish timeout for one.
     fn free_buffer(&self, guard: &WriteGuard<'_>) -> Result<(u64, usize)> {
         let ctl = self.control();
-        let count = self.raw.layout().slot_count;
         let (version, current) = split(ctl.current.load(Ordering::SeqCst));
         if self.raw.seq().load(Ordering::Relaxed) != version {
             // A writer died between making its buffer current (the commit
             // point) and publishing the counter waiters watch: finish that.
             guard.commit(version);
         }
-        let current = if version == 0 { usize::MAX } else { current };
-        let start = Instant::now();
-        loop {
-            let mut pinned = 0u64;
-            for pin in &ctl.pins {
-                let b = pin.buf.load(Ordering::SeqCst);
-                if (1..=MAX_SLOTS).contains(&b) {
-                    pinned |= 1 << (b - 1);
-                }
-            }
-            // Prefer the buffer after the current one: the oldest.
-            let free = (1..=count)
-                .map(|i| (current.wrapping_add(i)) % count)
-                .find(|&b| b != current && pinned & (1 << b) == 0);
-            if let Some(b) = free {
-                return Ok((version, b));
-            }
-            if self.reclaim_dead_pins() {
-                continue;
-            }
-            let waited = start.elapsed();
-            if waited >= self.publish_timeout {
-                let mut pids: Vec<i32> = ctl
-                    .pins
-                    .iter()
-                    .filter(|p| p.buf.load(Ordering::Relaxed) != 0)
-                    .map(|p| p.pid.load(Ordering::Relaxed))
-                    .collect();
-                pids.sort_unstable();
-                pids.dedup();
-                return Err(Error::ReadersBusy { pids, waited });
-            }
-            std::thread::sleep(Duration::from_micros(200));
-        }
-    }
-
-    /// Free the pins of processes that are gone (or whose pid now names
-    /// another process). Returns whether any was freed.
-    fn reclaim_dead_pins(&self) -> bool {
-        let mut freed = false;
-        for pin in &self.control().pins {
-            let pid = pin.pid.load(Ordering::SeqCst);
-            if pid == 0 || pin.buf.load(Ordering::SeqCst) == 0 {
-                continue;
-            }
-            if !process::same_process_alive(pid, pin.start_time.load(Ordering::Relaxed)) {
-                // Clear the buffer first: while pid still names the dead
-                // process, no live reader can claim the slot in between.
-                pin.buf.store(0, Ordering::SeqCst);
-                let _ = pin
-                    .pid
-                    .compare_exchange(pid, 0, Ordering::SeqCst, Ordering::Relaxed);
-                freed = true;
-            }
-        }
-        freed
-    }
-
-    /// Claim a free pin slot for this process.
-    fn claim_pin(&self) -> Result<usize> {
-        let pins = &self.control().pins;
-        let me = std::process::id() as i32;
-        let start = process::own_start_time();
-        let hint = thread_hint();
-        for round in 0..2 {
-            for i in 0..PIN_SLOTS {
-                let s = (hint + i) % PIN_SLOTS;
-                let pin = &pins[s];
-                if pin.pid.load(Ordering::Relaxed) == 0
-                    && pin
-                        .pid
-                        .compare_exchange(0, me, Ordering::SeqCst, Ordering::Relaxed)
-                        .is_ok()
-                {
-                    pin.start_time.store(start, Ordering::SeqCst);
-                    return Ok(s);
-                }
-            }
-            if round == 0 {
-                self.reclaim_dead_pins();
-            }
-        }
-        Err(Error::PinsExhausted { slots: PIN_SLOTS })
+        let current = (version != 0).then_some(current);
+        let buffer = pins::free_buffer(
+            ctl,
+            self.raw.layout().slot_count,
+            current,
+            self.publish_timeout,
+        )?;
+        Ok((version, buffer))
     }
 
     /// Pin the current archive and borrow it in place. The archive is
@@ -504,8 +431,8 @@ impl<T: Archive> SharedRegion<T> {
         T: Readable,
     {
         let ctl = self.control();
-        let slot = self.claim_pin()?;
-        let pin = PinHold { ctl, slot };
+        let pin = pins::claim(ctl)?;
+        let slot = pin.slot;
         let current = loop {
             let current = ctl.current.load(Ordering::SeqCst);
             if current >> 8 == 0 {
@@ -540,7 +467,7 @@ impl<T: Archive> SharedRegion<T> {
     }
 }
 
-fn archive_bytes(raw: &RawStore, current: u64) -> Result<&[u8]> {
+pub(crate) fn archive_bytes(raw: &RawStore, current: u64) -> Result<&[u8]> {
     let layout = raw.layout();
     let (_, buffer) = split(current);
     if buffer >= layout.slot_count {
@@ -565,7 +492,7 @@ fn archive_bytes(raw: &RawStore, current: u64) -> Result<&[u8]> {
     Ok(unsafe { std::slice::from_raw_parts(raw.slot_ptr(buffer), len as usize) })
 }
 
-fn check_archive<T: Readable>(bytes: &[u8]) -> Result<()> {
+pub(crate) fn check_archive<T: Readable>(bytes: &[u8]) -> Result<()> {
     rkyv::access::<T::Archived, rancor::Error>(bytes)
         .map(|_| ())
         .map_err(|e| Error::Corrupt {
@@ -573,39 +500,17 @@ fn check_archive<T: Readable>(bytes: &[u8]) -> Result<()> {
         })
 }
 
-/// A small per-thread number, to spread threads over the pin slots.
-fn thread_hint() -> usize {
-    use std::hash::{BuildHasher, RandomState};
-    thread_local! {
-        static HINT: usize = RandomState::new().hash_one(std::thread::current().id()) as usize;
-    }
-    HINT.with(|h| *h)
-}
-
-struct PinHold<'a> {
-    ctl: &'a RegionControl,
-    slot: usize,
-}
-
-impl Drop for PinHold<'_> {
-    fn drop(&mut self) {
-        let pin = &self.ctl.pins[self.slot];
-        pin.buf.store(0, Ordering::Release);
-        pin.pid.store(0, Ordering::Release);
-    }
-}
-
-enum Hold<'a> {
-    Pin(#[allow(dead_code)] PinHold<'a>),
+pub(crate) enum Hold<'a> {
+    Pin(#[allow(dead_code)] pins::PinHold<'a>),
     Copy(#[allow(dead_code)] Arc<AlignedVec>),
 }
 
 /// A validated archived value, borrowed in place (or, from a read-only
 /// attachment, from a private copy). Derefs to `T::Archived`.
 pub struct RegionRef<'a, T: Archive> {
-    value: *const T::Archived,
-    version: u64,
-    _hold: Hold<'a>,
+    pub(crate) value: *const T::Archived,
+    pub(crate) version: u64,
+    pub(crate) _hold: Hold<'a>,
 }
 
 impl<T: Archive> RegionRef<'_, T> {
@@ -623,88 +528,6 @@ impl<T: Archive> std::ops::Deref for RegionRef<'_, T> {
         // pinned buffer, or a private copy) and that were validated as
         // T::Archived.
         unsafe { &*self.value }
-    }
-}
-
-/// A read-only attachment (`SHM_RDONLY`) of a [`SharedRegion`]. It cannot
-/// pin, so `read` copies the current archive into a private aligned buffer
-/// (once per version), checks it was not overwritten meanwhile, validates it
-/// and hands that out.
-pub struct RegionReader<T> {
-    raw: RawStore,
-    cache: Mutex<Option<(u64, Arc<AlignedVec>)>>,
-    _t: PhantomData<fn() -> T>,
-}
-
-impl<T: Archive> RegionReader<T> {
-    /// The current value, from a validated private copy.
-    pub fn read(&self) -> Result<RegionRef<'_, T>>
-    where
-        T: Readable,
-    {
-        let ctl = self.raw.region_control();
-        loop {
-            let current = ctl.current.load(Ordering::Acquire);
-            if current >> 8 == 0 {
-                return Err(Error::NothingPublished);
-            }
-            let mut cache = self.cache.lock();
-            if let Some((seen, copy)) = cache.as_ref()
-                && *seen == current
-            {
-                return Ok(Self::guard(copy.clone(), current));
-            }
-            let len = archive_bytes(&self.raw, current)?.len();
-            let mut bytes = AlignedVec::<16>::with_capacity(len);
-            bytes.resize(len, 0);
-            let (_, buffer) = split(current);
-            // SAFETY: the buffer is 64-aligned and readable for its whole
-            // stride (>= len rounded up to 8) inside the mapping.
-            unsafe { copy::load_bytes(self.raw.slot_ptr(buffer), &mut bytes) };
-            fence(Ordering::Acquire);
-            if ctl.current.load(Ordering::Relaxed) != current {
-                continue; // overwritten while we copied: copy the new one
-            }
-            check_archive::<T>(&bytes)?;
-            let copy = Arc::new(bytes);
-            *cache = Some((current, copy.clone()));
-            return Ok(Self::guard(copy, current));
-        }
-    }
-
-    fn guard(copy: Arc<AlignedVec>, current: u64) -> RegionRef<'static, T>
-    where
-        T: Readable,
-    {
-        // SAFETY: the copy was validated as T::Archived when it was cached,
-        // and the Arc held by the guard keeps it alive and unchanged.
-        let value = unsafe { rkyv::access_unchecked::<T::Archived>(&copy) } as *const T::Archived;
-        RegionRef {
-            value,
-            version: current >> 8,
-            _hold: Hold::Copy(copy),
-        }
-    }
-
-    /// The version of the current value.
-    pub fn version(&self) -> u64 {
-        self.raw.region_control().current.load(Ordering::Acquire) >> 8
-    }
-
-    /// As [`SharedRegion::wait_for_change`], waking within a few
-    /// milliseconds of a change (a read-only attachment cannot register).
-    pub fn wait_for_change(&self, since: u64, timeout: Option<Duration>) -> Result<u64> {
-        Ok(self.raw.wait_for_change(since, timeout))
-    }
-
-    /// `IPC_STAT` of the segment.
-    pub fn info(&self) -> Result<SegmentInfo> {
-        self.raw.info()
-    }
-
-    /// The segment's kernel id.
-    pub fn id(&self) -> i32 {
-        self.raw.id()
     }
 }
 

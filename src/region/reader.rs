@@ -1,0 +1,99 @@
+//! The read-only side of a region: a `SHM_RDONLY` attachment cannot pin, so
+//! it reads a validated private copy of the current archive.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::{Ordering, fence};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use rkyv::Archive;
+use rkyv::util::AlignedVec;
+
+use super::{Hold, Readable, RegionRef, archive_bytes, check_archive, split};
+use crate::error::{Error, Result};
+use crate::raw::RawStore;
+use crate::segment::SegmentInfo;
+use crate::sync::copy;
+
+/// A read-only attachment (`SHM_RDONLY`) of a [`SharedRegion`]. It cannot
+/// pin, so `read` copies the current archive into a private aligned buffer
+/// (once per version), checks it was not overwritten meanwhile, validates it
+/// and hands that out.
+pub struct RegionReader<T> {
+    pub(super) raw: RawStore,
+    pub(super) cache: Mutex<Option<(u64, Arc<AlignedVec>)>>,
+    pub(super) _t: PhantomData<fn() -> T>,
+}
+
+impl<T: Archive> RegionReader<T> {
+    /// The current value, from a validated private copy.
+    pub fn read(&self) -> Result<RegionRef<'_, T>>
+    where
+        T: Readable,
+    {
+        let ctl = self.raw.region_control();
+        loop {
+            let current = ctl.current.load(Ordering::Acquire);
+            if current >> 8 == 0 {
+                return Err(Error::NothingPublished);
+            }
+            let mut cache = self.cache.lock();
+            if let Some((seen, copy)) = cache.as_ref()
+                && *seen == current
+            {
+                return Ok(Self::guard(copy.clone(), current));
+            }
+            let len = archive_bytes(&self.raw, current)?.len();
+            let mut bytes = AlignedVec::<16>::with_capacity(len);
+            bytes.resize(len, 0);
+            let (_, buffer) = split(current);
+            // SAFETY: the buffer is 64-aligned and readable for its whole
+            // stride (>= len rounded up to 8) inside the mapping.
+            unsafe { copy::load_bytes(self.raw.slot_ptr(buffer), &mut bytes) };
+            fence(Ordering::Acquire);
+            if ctl.current.load(Ordering::Relaxed) != current {
+                continue; // overwritten while we copied: copy the new one
+            }
+            check_archive::<T>(&bytes)?;
+            let copy = Arc::new(bytes);
+            *cache = Some((current, copy.clone()));
+            return Ok(Self::guard(copy, current));
+        }
+    }
+
+    fn guard(copy: Arc<AlignedVec>, current: u64) -> RegionRef<'static, T>
+    where
+        T: Readable,
+    {
+        // SAFETY: the copy was validated as T::Archived when it was cached,
+        // and the Arc held by the guard keeps it alive and unchanged.
+        let value = unsafe { rkyv::access_unchecked::<T::Archived>(&copy) } as *const T::Archived;
+        RegionRef {
+            value,
+            version: current >> 8,
+            _hold: Hold::Copy(copy),
+        }
+    }
+
+    /// The version of the current value.
+    pub fn version(&self) -> u64 {
+        self.raw.region_control().current.load(Ordering::Acquire) >> 8
+    }
+
+    /// As [`SharedRegion::wait_for_change`], waking within a few
+    /// milliseconds of a change (a read-only attachment cannot register).
+    pub fn wait_for_change(&self, since: u64, timeout: Option<Duration>) -> Result<u64> {
+        Ok(self.raw.wait_for_change(since, timeout))
+    }
+
+    /// `IPC_STAT` of the segment.
+    pub fn info(&self) -> Result<SegmentInfo> {
+        self.raw.info()
+    }
+
+    /// The segment's kernel id.
+    pub fn id(&self) -> i32 {
+        self.raw.id()
+    }
+}

@@ -35,6 +35,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod header;
+mod identity;
 mod image;
 pub mod key;
 mod raw;

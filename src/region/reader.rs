@@ -16,7 +16,7 @@ use crate::raw::RawStore;
 use crate::segment::SegmentInfo;
 use crate::sync::copy;
 
-/// A read-only attachment (`SHM_RDONLY`) of a [`SharedRegion`]. It cannot
+/// A read-only attachment (`SHM_RDONLY`) of a [`SharedRegion`](super::SharedRegion). It cannot
 /// pin, so `read` copies the current archive into a private aligned buffer
 /// (once per version), checks it was not overwritten meanwhile, validates it
 /// and hands that out.

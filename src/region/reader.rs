@@ -81,7 +81,7 @@ impl<T: Archive> RegionReader<T> {
         self.raw.region_control().current.load(Ordering::Acquire) >> 8
     }
 
-    /// As [`SharedRegion::wait_for_change`], waking within a few
+    /// As [`SharedRegion::wait_for_change`](super::SharedRegion::wait_for_change), waking within a few
     /// milliseconds of a change (a read-only attachment cannot register).
     pub fn wait_for_change(&self, since: u64, timeout: Option<Duration>) -> Result<u64> {
         Ok(self.raw.wait_for_change(since, timeout))

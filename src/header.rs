@@ -183,6 +183,18 @@ pub struct RegionControl {
     pub pins: [Pin; PIN_SLOTS],
 }
 
+/// The control block of a region image, if the image reaches that far.
+pub fn region_control(image: &[u8]) -> Option<&RegionControl> {
+    let bytes = image.get(HEADER_SIZE..HEADER_SIZE + REGION_CONTROL_SIZE)?;
+    if !(bytes.as_ptr() as usize).is_multiple_of(align_of::<RegionControl>()) {
+        return None;
+    }
+    // SAFETY: `bytes` spans a whole RegionControl at an address aligned for
+    // it (both checked); it consists of atomics, valid for any bytes; the
+    // reference borrows the image.
+    Some(unsafe { &*bytes.as_ptr().cast::<RegionControl>() })
+}
+
 /// The size of a region's control block.
 pub const REGION_CONTROL_SIZE: usize = size_of::<RegionControl>();
 
@@ -374,6 +386,14 @@ fn corrupt(reason: impl Into<String>) -> Error {
 /// [`Error::AbiMismatch`] for a segment made on another platform, and
 /// [`Error::Corrupt`] for anything inconsistent.
 pub fn validate(image: &[u8]) -> Result<&Header> {
+    validate_header(image, image.len())
+}
+
+/// [`validate`] for an image that holds at least the header but may stop
+/// short of the slots: the layout is checked against `segment_len`, the
+/// length of the segment the image was copied from (at least the image's).
+pub fn validate_header(image: &[u8], segment_len: usize) -> Result<&Header> {
+    let segment_len = segment_len.max(image.len());
     if image.len() < HEADER_SIZE {
         return Err(Error::NotShmstore {
             reason: format!(
@@ -468,11 +488,11 @@ pub fn validate(image: &[u8]) -> Result<&Header> {
         .and_then(|n| n.checked_add(data_offset));
     let used = header.used_len.load(Relaxed);
     match needed {
-        Some(n) if n == used && n <= image.len() as u64 => Ok(header),
+        Some(n) if n == used && n <= segment_len as u64 => Ok(header),
         _ => Err(corrupt(format!(
             "{count} slots of {stride} bytes from {data_offset} need {} bytes; header says {used}, segment has {}",
             needed.map_or("too many".to_owned(), |n| n.to_string()),
-            image.len()
+            segment_len
         ))),
     }
 }

@@ -37,7 +37,9 @@ pub mod fuzzing;
 pub mod header;
 mod identity;
 mod image;
+pub mod inspect;
 pub mod key;
+mod listing;
 mod raw;
 pub mod region;
 pub mod segment;
@@ -46,6 +48,7 @@ mod sync;
 pub use cell::{CellOptions, CellReader, SharedCell};
 pub use error::{Error, Limit, Result, Target};
 pub use key::Key;
+pub use listing::list_segments;
 pub use region::{RegionOptions, RegionReader, RegionRef, SharedRegion};
 pub use segment::{Segment, SegmentInfo, SegmentOptions};
 

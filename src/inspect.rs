@@ -1,0 +1,216 @@
+//! Decoding a segment for display (the `shmstore` command's `list`,
+//! `inspect` and `watch`). It works on a snapshot of the segment's first
+//! bytes, treats every byte as hostile, and never panics: whatever the bytes,
+//! it returns a [`Description`] that says what it found.
+
+use std::fmt;
+use std::sync::atomic::Ordering::Relaxed;
+
+use rkyv::util::AlignedVec;
+
+use crate::error::Result;
+use crate::header::{self, HEADER_SIZE, Kind, REGION_CONTROL_SIZE, RegionControl};
+use crate::segment::Segment;
+
+/// The most bytes a description looks at: the header and a region's
+/// control block.
+pub const SNAPSHOT_LEN: usize = HEADER_SIZE + REGION_CONTROL_SIZE;
+
+/// Describe an attached segment from a snapshot of its first bytes.
+pub fn describe_segment(seg: &Segment) -> Result<Description> {
+    let mut bytes = vec![0u8; seg.len().min(SNAPSHOT_LEN)];
+    seg.read_at(0, &mut bytes)?;
+    Ok(describe(&bytes, seg.len()))
+}
+
+/// What a segment's first bytes say, for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Description {
+    /// The bytes looked at.
+    pub len: usize,
+    /// Why the bytes are not a valid shmstore segment, if they are not.
+    pub problem: Option<String>,
+    /// The stored type, when valid.
+    pub stored: Option<String>,
+    /// `Cell` or `Region`, when valid.
+    pub kind: Option<Kind>,
+    /// The commit counter.
+    pub version: u64,
+    /// Recoveries from dead writers.
+    pub recoveries: u64,
+    /// Processes waiting for a change.
+    pub waiters: u32,
+    /// The pid that initialised the segment.
+    pub creator_pid: i32,
+    /// The slot layout: data offset, stride, count.
+    pub layout: Option<(usize, usize, usize)>,
+    /// For a region: the current version and buffer, each buffer's archive
+    /// length and version, and the live pins (pid, buffer).
+    pub region: Option<RegionState>,
+}
+
+/// The state of a region's control block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegionState {
+    /// The version of the current archive (0: none yet).
+    pub current_version: u64,
+    /// The buffer that holds it.
+    pub current_buffer: usize,
+    /// Per buffer: archive length and version.
+    pub buffers: Vec<(u64, u64)>,
+    /// Held pins: pid and buffer.
+    pub pins: Vec<(i32, u32)>,
+}
+
+/// Decode a snapshot of the first bytes of a segment of `segment_len` bytes
+/// (at most [`SNAPSHOT_LEN`] bytes of the snapshot are looked at).
+pub fn describe(bytes: &[u8], segment_len: usize) -> Description {
+    let mut aligned = AlignedVec::<64>::with_capacity(bytes.len().min(SNAPSHOT_LEN));
+    aligned.extend_from_slice(&bytes[..bytes.len().min(SNAPSHOT_LEN)]);
+    let image: &[u8] = &aligned;
+    let mut d = Description {
+        len: bytes.len(),
+        problem: None,
+        stored: None,
+        kind: None,
+        version: 0,
+        recoveries: 0,
+        waiters: 0,
+        creator_pid: 0,
+        layout: None,
+        region: None,
+    };
+    // The slots lie beyond the snapshot: the layout is checked against the
+    // segment's length.
+    let h = match header::validate_header(image, segment_len) {
+        Ok(h) => h,
+        Err(e) => {
+            d.problem = Some(e.to_string());
+            return d;
+        }
+    };
+    let layout = h.layout();
+    d.stored = Some(h.stored_type().to_string());
+    d.kind = h.kind();
+    d.version = h.seq.load(Relaxed);
+    d.recoveries = h.recoveries.load(Relaxed);
+    d.waiters = h.waiters.load(Relaxed);
+    d.creator_pid = h.creator_pid.load(Relaxed);
+    d.layout = Some((layout.data_offset, layout.slot_stride, layout.slot_count));
+    if d.kind == Some(Kind::Region) {
+        match header::region_control(image) {
+            Some(ctl) => d.region = Some(region_state(ctl, layout.slot_count)),
+            None => {
+                d.problem = Some("the snapshot does not reach the region's control block".into())
+            }
+        }
+    }
+    d
+}
+
+fn region_state(ctl: &RegionControl, count: usize) -> RegionState {
+    let current = ctl.current.load(Relaxed);
+    RegionState {
+        current_version: current >> 8,
+        current_buffer: (current & 0xff) as usize,
+        buffers: ctl
+            .buffers
+            .iter()
+            .take(count)
+            .map(|b| (b.len.load(Relaxed), b.version.load(Relaxed)))
+            .collect(),
+        pins: ctl
+            .pins
+            .iter()
+            .map(|p| (p.pid.load(Relaxed), p.buf.load(Relaxed)))
+            .filter(|&(pid, buf)| pid != 0 && buf != 0)
+            .map(|(pid, buf)| (pid, buf - 1))
+            .collect(),
+    }
+}
+
+impl fmt::Display for Description {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let (Some(problem), None) = (&self.problem, &self.stored) {
+            return write!(f, "not a valid shmstore segment: {problem}");
+        }
+        writeln!(f, "holds:       {}", self.stored.as_deref().unwrap_or("?"))?;
+        writeln!(f, "version:     {}", self.version)?;
+        writeln!(
+            f,
+            "recoveries:  {} (writers that died holding the lock)",
+            self.recoveries
+        )?;
+        writeln!(f, "waiters:     {}", self.waiters)?;
+        writeln!(f, "initialised: by pid {}", self.creator_pid)?;
+        if let Some((offset, stride, count)) = self.layout {
+            writeln!(
+                f,
+                "layout:      {count} slots of {stride} bytes from offset {offset}"
+            )?;
+        }
+        if let Some(r) = &self.region {
+            writeln!(
+                f,
+                "current:     version {} in buffer {}",
+                r.current_version, r.current_buffer
+            )?;
+            for (i, (len, version)) in r.buffers.iter().enumerate() {
+                writeln!(f, "buffer {i}:    {len} bytes, version {version}")?;
+            }
+            if r.pins.is_empty() {
+                writeln!(f, "pins:        none")?;
+            }
+            for (pid, buf) in &r.pins {
+                writeln!(f, "pin:         pid {pid} reads buffer {buf}")?;
+            }
+        }
+        if let Some(problem) = &self.problem {
+            writeln!(f, "problem:     {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A one-line summary: kind, type and version, or why it is not ours.
+pub fn summary(d: &Description) -> String {
+    match (&d.stored, &d.problem) {
+        (Some(stored), _) => format!("{stored} v{}", d.version),
+        (None, Some(problem)) => format!("({problem})"),
+        (None, None) => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_bytes_never_panic() {
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        for len in [
+            0,
+            1,
+            7,
+            8,
+            100,
+            511,
+            512,
+            600,
+            SNAPSHOT_LEN,
+            SNAPSHOT_LEN + 10,
+        ] {
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    rng as u8
+                })
+                .collect();
+            let d = describe(&bytes, len * 3);
+            assert!(d.problem.is_some());
+            assert!(!d.to_string().is_empty());
+        }
+    }
+}

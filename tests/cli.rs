@@ -1,0 +1,163 @@
+//! The `shmstore` command, run as a separate process against real segments.
+
+mod common;
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::{SegGuard, unique_key};
+use shmstore::{Key, Segment, SharedCell, SharedRegion};
+
+fn cli(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_shmstore"))
+        .args(args)
+        .output()
+        .expect("run shmstore")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[derive(rkyv::Archive, rkyv::Serialize)]
+struct Config {
+    name: String,
+}
+
+#[test]
+fn list_and_inspect_decode_cells_and_regions() {
+    let key = unique_key();
+    let cell = SharedCell::options()
+        .type_name("acme.Counter")
+        .create(key, 5u64)
+        .unwrap();
+    let _g = SegGuard(cell.id());
+    cell.store(6).unwrap();
+    let region = SharedRegion::<Config>::create(Key::PRIVATE, 1024).unwrap();
+    let _g2 = SegGuard(region.id());
+    region
+        .publish(&Config {
+            name: "edge".into(),
+        })
+        .unwrap();
+    let guard = region.read().unwrap();
+
+    let out = cli(&["list"]);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&key.to_string()))
+        .expect("cell listed");
+    assert!(
+        line.contains("SharedCell<acme.Counter>") && line.contains("v1"),
+        "{line}"
+    );
+    let line = text
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(&region.id().to_string()))
+        .expect("region listed");
+    assert!(
+        line.contains("SharedRegion<") && line.contains("v1"),
+        "{line}"
+    );
+
+    let out = cli(&["inspect", &key.to_string()]);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    assert!(
+        text.contains("holds:       SharedCell<acme.Counter>"),
+        "{text}"
+    );
+    assert!(text.contains("version:     1"), "{text}");
+
+    let out = cli(&["inspect", &region.id().to_string()]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("current:     version 1 in buffer 0"),
+        "{text}"
+    );
+    let pin = format!("pin:         pid {} reads buffer 0", std::process::id());
+    assert!(text.contains(&pin), "{text}");
+    drop(guard);
+    let text = stdout(&cli(&["inspect", &region.id().to_string()]));
+    assert!(text.contains("pins:        none"), "{text}");
+}
+
+#[test]
+fn foreign_bytes_are_described_not_trusted() {
+    let seg = Segment::options()
+        .size(4096)
+        .create(true)
+        .open(Key::PRIVATE)
+        .unwrap();
+    let _g = SegGuard(seg.id());
+    seg.write_at(0, b"shmstore but not really, just some bytes")
+        .unwrap();
+    let out = cli(&["inspect", &seg.id().to_string()]);
+    assert!(out.status.success());
+    assert!(
+        stdout(&out).contains("not a valid shmstore segment"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn remove_by_key_and_id() {
+    let key = unique_key();
+    let a = SharedCell::create(key, 1u32).unwrap();
+    let _g = SegGuard(a.id());
+    let out = cli(&["remove", &key.to_string()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(a.info().unwrap().marked_for_removal);
+    assert!(matches!(
+        SharedCell::<u32>::open(key),
+        Err(shmstore::Error::NotFound { .. })
+    ));
+    let out = cli(&["remove", "0x7fffff01"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no segment exists"));
+}
+
+#[test]
+fn watch_prints_each_new_version() {
+    let cell = SharedCell::create(Key::PRIVATE, 0u64).unwrap();
+    let _g = SegGuard(cell.id());
+    let child = Command::new(env!("CARGO_BIN_EXE_shmstore"))
+        .args([
+            "watch",
+            &cell.id().to_string(),
+            "--count",
+            "2",
+            "--timeout",
+            "20",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    cell.store(1).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    cell.store(2).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let text = stdout(&out);
+    let versions: Vec<&str> = text
+        .lines()
+        .map(|l| l.rsplit(' ').next().unwrap_or(""))
+        .collect();
+    assert_eq!(versions, ["v0", "v1", "v2"], "{text}");
+}
+
+#[test]
+fn bad_usage_exits_2() {
+    assert_eq!(cli(&[]).status.code(), Some(2));
+    assert_eq!(cli(&["inspect"]).status.code(), Some(2));
+    assert_eq!(cli(&["frobnicate", "1"]).status.code(), Some(2));
+    assert_eq!(cli(&["inspect", "notanumber"]).status.code(), Some(1));
+}

@@ -454,3 +454,16 @@ pub fn region_ops(data: &[u8]) {
         }
     }
 }
+
+/// Target `cli_inspect`: the decoding the `shmstore` command prints, over an
+/// arbitrary snapshot and a claimed segment length (the first 8 bytes).
+/// Whatever the bytes, it describes them without panicking, and a
+/// description without a problem names the stored type.
+pub fn cli_inspect(data: &[u8]) {
+    let mut input = Input(data);
+    let claimed = input.u64() as usize;
+    let d = crate::inspect::describe(input.0, claimed);
+    assert!(d.problem.is_some() || d.stored.is_some(), "{d:?}");
+    let _ = d.to_string();
+    let _ = crate::inspect::summary(&d);
+}

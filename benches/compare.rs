@@ -181,15 +181,15 @@ impl Ctx {
     /// Settings of a group of in-process measurements.
     fn local(&self, g: &mut BenchmarkGroup<'_, WallTime>) {
         g.warm_up_time(self.time(0.5))
-            .measurement_time(self.time(1.5))
+            .measurement_time(self.time(2.0))
             .sample_size(self.samples(20));
     }
 
     /// Settings of a group of cross-process measurements, noisier.
     fn ipc(&self, g: &mut BenchmarkGroup<'_, WallTime>) {
         g.warm_up_time(self.time(0.5))
-            .measurement_time(self.time(2.5))
-            .sample_size(self.samples(40));
+            .measurement_time(self.time(4.0))
+            .sample_size(self.samples(50));
     }
 }
 
@@ -1655,6 +1655,14 @@ impl Machine {
     }
 }
 
+fn list_or_none(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(", ")
+    }
+}
+
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split(' ').take(3).collect::<Vec<_>>().join(" "))
@@ -1875,8 +1883,8 @@ fn report(r: &Results, m: &Machine, scaling: &[Scale], took: Duration, quick: bo
     writeln!(
         w,
         "Machine: {}{}, {} cores (`available_parallelism`), Linux {}, {}. \
-         Run on {}, {:.1} minutes{}. Load average before the run: {}; \
-         other processes running at its start: {}.\n",
+         Run on {}, {:.1} minutes{}. Load average before the run: {}, after it: {}; \
+         other processes running at its start: {}; at its end: {}.\n",
         m.cpu,
         if m.virtual_machine {
             " (virtual machine)"
@@ -1890,11 +1898,9 @@ fn report(r: &Results, m: &Machine, scaling: &[Scale], took: Duration, quick: bo
         took.as_secs_f64() / 60.0,
         if quick { ", QUICK smoke settings" } else { "" },
         m.load_before,
-        if m.busy_before.is_empty() {
-            "none".to_owned()
-        } else {
-            m.busy_before.join(", ")
-        },
+        load_average(),
+        list_or_none(&m.busy_before),
+        list_or_none(&busy_processes()),
     )
     .expect("write to a String");
 

@@ -280,8 +280,20 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new() -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("shmstore-bench-compare-{}", std::process::id()));
+        const PREFIX: &str = "shmstore-bench-compare-";
+        let tmp = std::env::temp_dir();
+        // A run killed outright (SIGKILL) could not remove its directory:
+        // remove those whose process is gone.
+        for entry in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
+            let name = entry.file_name();
+            let pid = name.to_str().and_then(|n| n.strip_prefix(PREFIX));
+            if let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok())
+                && !Path::new(&format!("/proc/{pid}")).exists()
+            {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        let dir = tmp.join(format!("{PREFIX}{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create the temp dir");
         TempDir(dir)

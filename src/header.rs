@@ -176,7 +176,11 @@ pub struct Pin {
 pub struct RegionControl {
     /// `(version << 8) | buffer`: the current archive. Version 0: none yet.
     pub current: AtomicU64,
-    _pad: [AtomicU64; 7],
+    /// One more than the highest pin slot ever claimed: writers scan the
+    /// pins below it only. Readers claim the lowest free slot.
+    pub pin_high: AtomicU32,
+    _pad0: AtomicU32,
+    _pad: [AtomicU64; 6],
     /// One description per buffer (the first `slot_count` are used).
     pub buffers: [BufferMeta; MAX_SLOTS as usize],
     /// Reader pins.
@@ -199,6 +203,7 @@ pub fn region_control(image: &[u8]) -> Option<&RegionControl> {
 pub const REGION_CONTROL_SIZE: usize = size_of::<RegionControl>();
 
 const _: () = {
+    assert!(offset_of!(RegionControl, pin_high) == 8);
     assert!(offset_of!(RegionControl, buffers) == 64);
     assert!(offset_of!(RegionControl, pins) == 64 + 16 * MAX_SLOTS as usize);
     assert!(size_of::<Pin>() == 64);

@@ -245,10 +245,14 @@ fn garbage_in_the_current_buffer_is_corrupt() {
     let (region, key, _g) = new_region(4096);
     region.publish(&Config::of(1)).unwrap();
     let seg = Segment::options().open(key).unwrap();
-    // FORMAT.md: data_offset at 80; buffer 0 holds version 1.
-    let mut b = [0u8; 8];
-    seg.read_at(80, &mut b).unwrap();
-    let data = u64::from_le_bytes(b) as usize;
+    // FORMAT.md: data_offset at 80, slot_stride at 88, and the current
+    // buffer in the low byte of the region's `current` word at 512.
+    let word = |offset| {
+        let mut b = [0u8; 8];
+        seg.read_at(offset, &mut b).unwrap();
+        u64::from_le_bytes(b) as usize
+    };
+    let data = word(80) + word(88) * (word(512) & 0xff);
     let reader = SharedRegion::<Config>::open(key).unwrap();
     let noise: Vec<u8> = (0..4096u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8)
@@ -314,4 +318,53 @@ fn read_only_reader_copies_validated_values() {
     let b = ro.read().unwrap();
     assert_eq!(a.version.to_native(), 3, "an earlier guard keeps its copy");
     assert_eq!(b.version.to_native(), 4);
+}
+
+#[test]
+fn nested_guards_and_many_threads_share_the_pin_slots() {
+    let (region, key, _g) = new_region(4096);
+    region.publish(&Config::of(1)).unwrap();
+    // Two guards at once in one thread: the second gets a slot of its own.
+    let a = region.read().unwrap();
+    let b = region.read().unwrap();
+    assert!(is_whole(&a) && is_whole(&b));
+    drop((a, b));
+    // Far more threads than pin slots, one after another: each exiting
+    // thread gives its slot back to the handle.
+    for _ in 0..300 {
+        std::thread::scope(|s| {
+            s.spawn(|| assert!(is_whole(&region.read().unwrap())));
+        });
+    }
+    // Many threads at once, each holding a guard while another publishes.
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                for _ in 0..200 {
+                    assert!(is_whole(&region.read().unwrap()));
+                }
+            });
+        }
+        for v in 2..50 {
+            region.publish(&Config::of(v)).unwrap();
+        }
+    });
+    // A dropped handle releases its slots: nothing stays pinned or claimed.
+    let other = SharedRegion::<Config>::open(key).unwrap();
+    drop(other.read().unwrap());
+    drop(other);
+    drop(region);
+    let seg = Segment::options().open(key).unwrap();
+    let d = shmstore::inspect::describe_segment(&seg).unwrap();
+    assert_eq!(d.region.unwrap().pins, vec![], "no pins left");
+    let mut claimed = [0u8; 4];
+    let mut held = 0;
+    for slot in 0..128 {
+        seg.read_at(512 + 1088 + 64 * slot, &mut claimed).unwrap(); // FORMAT.md: pins[p].pid
+        held += u32::from(claimed != [0; 4]);
+    }
+    assert_eq!(
+        held, 0,
+        "pin slots still claimed after every handle dropped"
+    );
 }

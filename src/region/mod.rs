@@ -146,6 +146,7 @@ impl<T: Archive> RegionOptions<T> {
             arena: Mutex::new(Arena::new()),
             validated: AtomicU64::new(0),
             publish_timeout: self.publish_timeout,
+            pins: pins::PinCache::new(),
             _t: PhantomData,
         }
     }
@@ -232,7 +233,17 @@ pub struct SharedRegion<T> {
     /// The `current` word of the last archive this handle validated.
     validated: AtomicU64,
     publish_timeout: Duration,
+    /// The pin slots this handle claimed, lent to its reading threads.
+    pins: Arc<pins::PinCache>,
     _t: PhantomData<fn() -> T>,
+}
+
+impl<T> Drop for SharedRegion<T> {
+    fn drop(&mut self) {
+        // No guard lives (they borrow the handle) and the segment is still
+        // attached (raw is dropped after this).
+        self.pins.release_all(self.raw.region_control());
+    }
 }
 
 pub(crate) fn split(current: u64) -> (u64, usize) {
@@ -431,7 +442,7 @@ impl<T: Archive> SharedRegion<T> {
         T: Readable,
     {
         let ctl = self.control();
-        let pin = pins::claim(ctl)?;
+        let pin = pins::pin(ctl, &self.pins)?;
         let slot = pin.slot;
         let current = loop {
             let current = ctl.current.load(Ordering::SeqCst);

@@ -5,9 +5,20 @@
 //! buffers no slot names. Slots of processes that are gone (pid dead, or
 //! alive with another start time) are reclaimed: buffer cleared first, then
 //! the pid, so no live reader can claim a slot in between.
+//!
+//! Claiming a slot costs a compare-and-swap on a shared line, so a handle
+//! keeps the slots it claimed and lends one to each thread that reads
+//! through it: after its first read, a thread pins with one store and
+//! unpins with another. The handle releases its slots when it is dropped;
+//! a thread that exits gives its slot back to the handle (in private
+//! memory, so it is safe even if the handle is gone).
 
-use std::sync::atomic::Ordering;
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
 use crate::header::{MAX_SLOTS, PIN_SLOTS, RegionControl};
@@ -15,38 +26,35 @@ use crate::sync::process;
 
 /// A buffer (of `count`) that is neither `current` nor pinned by a live
 /// reader, waiting up to `timeout` for one; then [`Error::ReadersBusy`]
-/// naming the pinning processes.
+/// naming the pinning processes. Of the free buffers it takes the one
+/// written last, whose bytes are most likely still in cache.
 pub(super) fn free_buffer(
     ctl: &RegionControl,
     count: usize,
     current: Option<usize>,
     timeout: Duration,
 ) -> Result<usize> {
-    let current = current.unwrap_or(usize::MAX);
-    let start = Instant::now();
+    let mut start = None;
     loop {
         let mut pinned = 0u64;
-        for pin in &ctl.pins {
+        for pin in scanned(ctl) {
             let b = pin.buf.load(Ordering::SeqCst);
             if (1..=MAX_SLOTS).contains(&b) {
                 pinned |= 1 << (b - 1);
             }
         }
-        // Prefer the buffer after the current one: the oldest.
-        let free = (1..=count)
-            .map(|i| (current.wrapping_add(i)) % count)
-            .find(|&b| b != current && pinned & (1 << b) == 0);
+        let free = (0..count)
+            .filter(|&b| Some(b) != current && pinned & (1 << b) == 0)
+            .max_by_key(|&b| ctl.buffers[b].version.load(Ordering::Relaxed));
         if let Some(b) = free {
             return Ok(b);
         }
         if reclaim_dead(ctl) {
             continue;
         }
-        let waited = start.elapsed();
+        let waited = start.get_or_insert_with(Instant::now).elapsed();
         if waited >= timeout {
-            let mut pids: Vec<i32> = ctl
-                .pins
-                .iter()
+            let mut pids: Vec<i32> = scanned(ctl)
                 .filter(|p| p.buf.load(Ordering::Relaxed) != 0)
                 .map(|p| p.pid.load(Ordering::Relaxed))
                 .collect();
@@ -56,6 +64,12 @@ pub(super) fn free_buffer(
         }
         std::thread::sleep(Duration::from_micros(200));
     }
+}
+
+/// The pin slots that have ever been claimed (below `pin_high`).
+fn scanned(ctl: &RegionControl) -> impl Iterator<Item = &crate::header::Pin> {
+    let high = (ctl.pin_high.load(Ordering::SeqCst) as usize).min(PIN_SLOTS);
+    ctl.pins[..high].iter()
 }
 
 /// Free the pins of processes that are gone (or whose pid now names
@@ -80,16 +94,12 @@ pub(super) fn reclaim_dead(ctl: &RegionControl) -> bool {
     freed
 }
 
-/// Claim a free pin slot for this process.
-pub(super) fn claim(ctl: &RegionControl) -> Result<PinHold<'_>> {
-    let pins = &ctl.pins;
-    let me = std::process::id() as i32;
+/// Claim the lowest free pin slot for this process.
+fn claim_slot(ctl: &RegionControl) -> Result<usize> {
+    let me = process::own_pid();
     let start = process::own_start_time();
-    let hint = thread_hint();
     for round in 0..2 {
-        for i in 0..PIN_SLOTS {
-            let s = (hint + i) % PIN_SLOTS;
-            let pin = &pins[s];
+        for (s, pin) in ctl.pins.iter().enumerate() {
             if pin.pid.load(Ordering::Relaxed) == 0
                 && pin
                     .pid
@@ -97,7 +107,10 @@ pub(super) fn claim(ctl: &RegionControl) -> Result<PinHold<'_>> {
                     .is_ok()
             {
                 pin.start_time.store(start, Ordering::SeqCst);
-                return Ok(PinHold { ctl, slot: s });
+                // Writers scan up to here from now on; the SeqCst order puts
+                // this before any buffer this slot will pin.
+                ctl.pin_high.fetch_max(s as u32 + 1, Ordering::SeqCst);
+                return Ok(s);
             }
         }
         if round == 0 {
@@ -107,25 +120,144 @@ pub(super) fn claim(ctl: &RegionControl) -> Result<PinHold<'_>> {
     Err(Error::PinsExhausted { slots: PIN_SLOTS })
 }
 
-/// A small per-thread number, to spread threads over the pin slots.
-fn thread_hint() -> usize {
-    use std::hash::{BuildHasher, RandomState};
-    thread_local! {
-        static HINT: usize = RandomState::new().hash_one(std::thread::current().id()) as usize;
-    }
-    HINT.with(|h| *h)
+fn release_slot(ctl: &RegionControl, slot: usize) {
+    let pin = &ctl.pins[slot];
+    pin.buf.store(0, Ordering::Release);
+    pin.pid.store(0, Ordering::Release);
 }
 
-/// A claimed pin slot; released (buffer, then pid) on drop.
+/// The pin slots a handle has claimed, lent to the threads reading
+/// through it.
+pub(crate) struct PinCache {
+    /// Unique among the handles of this process, never reused.
+    id: u64,
+    /// The process the slots were claimed for (a forked child may not use
+    /// them).
+    pid: i32,
+    /// Slots claimed and lent to no thread.
+    spare: Mutex<Vec<usize>>,
+    /// Every slot claimed, released when the handle is dropped.
+    claimed: Mutex<Vec<usize>>,
+    /// Set when the handle has released its slots.
+    dropped: AtomicBool,
+}
+
+impl PinCache {
+    pub(crate) fn new() -> Arc<PinCache> {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        Arc::new(PinCache {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            pid: process::own_pid(),
+            spare: Mutex::new(Vec::new()),
+            claimed: Mutex::new(Vec::new()),
+            dropped: AtomicBool::new(false),
+        })
+    }
+
+    /// Release every slot this handle claimed. Called by the handle's drop,
+    /// while the segment is still attached and no guard lives.
+    pub(crate) fn release_all(&self, ctl: &RegionControl) {
+        self.dropped.store(true, Ordering::SeqCst);
+        if self.pid != process::own_pid() {
+            return; // a forked child: the slots are its parent's
+        }
+        for &slot in self.claimed.lock().iter() {
+            release_slot(ctl, slot);
+        }
+    }
+}
+
+/// A slot lent to this thread by a handle.
+struct Lent {
+    cache: Arc<PinCache>,
+    slot: usize,
+    busy: bool,
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        // The thread is exiting (or the entry is stale): give the slot back
+        // to its handle, in private memory, touching no segment.
+        if !self.cache.dropped.load(Ordering::SeqCst) {
+            self.cache.spare.lock().push(self.slot);
+        }
+    }
+}
+
+thread_local! {
+    static LENT: RefCell<Vec<Lent>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Pin a slot for one read: the thread's own slot of this handle when it
+/// has one free, else a slot claimed for this read alone (nested reads, a
+/// forked child, a thread being torn down).
+pub(super) fn pin<'a>(ctl: &'a RegionControl, cache: &Arc<PinCache>) -> Result<PinHold<'a>> {
+    if cache.pid == process::own_pid()
+        && let Ok(Some(slot)) = LENT.try_with(|lent| lend(ctl, cache, &mut lent.borrow_mut()))
+    {
+        let slot = slot?;
+        return Ok(PinHold {
+            ctl,
+            slot,
+            lent: Some(cache.id),
+        });
+    }
+    Ok(PinHold {
+        ctl,
+        slot: claim_slot(ctl)?,
+        lent: None,
+    })
+}
+
+/// This thread's free slot of `cache`'s handle, if it can have one.
+fn lend(ctl: &RegionControl, cache: &Arc<PinCache>, lent: &mut Vec<Lent>) -> Option<Result<usize>> {
+    if let Some(entry) = lent.iter_mut().find(|e| e.cache.id == cache.id) {
+        if entry.busy {
+            return None; // a nested read: it gets a slot of its own
+        }
+        entry.busy = true;
+        return Some(Ok(entry.slot));
+    }
+    lent.retain(|e| !e.cache.dropped.load(Ordering::Relaxed));
+    let slot = match cache.spare.lock().pop() {
+        Some(slot) => slot,
+        None => match claim_slot(ctl) {
+            Ok(slot) => {
+                cache.claimed.lock().push(slot);
+                slot
+            }
+            Err(e) => return Some(Err(e)),
+        },
+    };
+    lent.push(Lent {
+        cache: cache.clone(),
+        slot,
+        busy: true,
+    });
+    Some(Ok(slot))
+}
+
+/// A pinned slot for one read. Dropping it unpins the buffer and gives the
+/// slot back to the thread (or releases it, if it was claimed for this read).
 pub(crate) struct PinHold<'a> {
     ctl: &'a RegionControl,
     pub(super) slot: usize,
+    /// The handle that lent the slot, if it was lent.
+    lent: Option<u64>,
 }
 
 impl Drop for PinHold<'_> {
     fn drop(&mut self) {
-        let pin = &self.ctl.pins[self.slot];
-        pin.buf.store(0, Ordering::Release);
-        pin.pid.store(0, Ordering::Release);
+        match self.lent {
+            Some(id) => {
+                self.ctl.pins[self.slot].buf.store(0, Ordering::Release);
+                let _ = LENT.try_with(|lent| {
+                    if let Some(e) = lent.borrow_mut().iter_mut().find(|e| e.cache.id == id) {
+                        e.busy = false;
+                    }
+                });
+            }
+            None => release_slot(self.ctl, self.slot),
+        }
     }
 }

@@ -1,5 +1,30 @@
 //! Facts about other processes: whether one is alive.
 
+/// This process's pid, without a system call after the first: glibc no
+/// longer caches `getpid`, and a region read needs the pid. The cache is
+/// cleared in the child of a `fork`.
+pub fn own_pid() -> i32 {
+    use std::sync::Once;
+    use std::sync::atomic::{AtomicI32, Ordering};
+    static PID: AtomicI32 = AtomicI32::new(0);
+    static HOOK: Once = Once::new();
+    extern "C" fn forget_in_child() {
+        PID.store(0, Ordering::Relaxed);
+    }
+    let pid = PID.load(Ordering::Relaxed);
+    if pid != 0 {
+        return pid;
+    }
+    HOOK.call_once(|| {
+        // SAFETY: registers a handler that only stores to an atomic, which
+        // is async-signal-safe as the child of fork requires.
+        unsafe { libc::pthread_atfork(None, None, Some(forget_in_child)) };
+    });
+    let pid = std::process::id() as i32;
+    PID.store(pid, Ordering::Relaxed);
+    pid
+}
+
 /// Whether process `pid` exists and has not exited (a zombie counts as
 /// exited: it will never run again).
 pub fn alive(pid: i32) -> bool {
@@ -22,10 +47,21 @@ pub fn start_time(pid: i32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// This process's start time, read once.
+/// This process's start time, read once per process (again in the child
+/// of a `fork`).
 pub fn own_start_time() -> u64 {
-    static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *START.get_or_init(|| start_time(std::process::id() as i32).unwrap_or(0))
+    use std::sync::atomic::{AtomicU64, Ordering};
+    // Cached with the pid it belongs to, so the child of a fork reads its own.
+    static PID: AtomicU64 = AtomicU64::new(0);
+    static START: AtomicU64 = AtomicU64::new(0);
+    let me = own_pid() as u64;
+    if PID.load(Ordering::Acquire) == me {
+        return START.load(Ordering::Relaxed);
+    }
+    let start = start_time(me as i32).unwrap_or(0);
+    START.store(start, Ordering::Relaxed);
+    PID.store(me, Ordering::Release);
+    start
 }
 
 /// Whether the process that recorded (`pid`, `start`) is still running; a

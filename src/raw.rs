@@ -131,6 +131,8 @@ pub(crate) use spec_setters;
 #[derive(Debug)]
 pub struct RawStore {
     backing: Backing,
+    /// `backing.as_ptr()`, kept for the hot paths.
+    base: std::ptr::NonNull<u8>,
     /// The layout as validated at open (or made at create). Kept here, never
     /// re-read from the segment, so a peer scribbling on the header later
     /// cannot move a slot outside the mapping.
@@ -173,6 +175,7 @@ impl RawStore {
             });
         }
         let store = RawStore {
+            base: base_of(&backing),
             backing,
             layout: *layout,
             remove_on_drop: spec.remove_on_drop,
@@ -229,6 +232,7 @@ impl RawStore {
         ty: &TypeDesc,
     ) -> Result<RawStore> {
         let mut store = RawStore {
+            base: base_of(&backing),
             backing,
             layout: Layout::for_value(0, 8, 2)?,
             remove_on_drop: spec.remove_on_drop,
@@ -321,31 +325,28 @@ impl RawStore {
     }
 
     /// The header (validated when the store was opened or created).
+    #[inline]
     pub fn header(&self) -> &Header {
         // SAFETY: the memory is at least HEADER_SIZE bytes (checked on open,
         // made so on create), page-aligned (shmat, HeapImage), lives as long
         // as self, and Header consists of atomics, valid for any bytes.
-        unsafe { &*self.backing.as_ptr().cast::<Header>() }
+        unsafe { &*self.base.as_ptr().cast::<Header>() }
     }
 
     /// The control block after the header; only for a validated region,
     /// whose data offset leaves room for it.
+    #[inline]
     pub fn region_control(&self) -> &RegionControl {
         assert!(self.layout.data_offset >= HEADER_SIZE + REGION_CONTROL_SIZE);
         // SAFETY: validation (or creation) made data_offset >= HEADER_SIZE +
         // REGION_CONTROL_SIZE within the mapping, which lives as long as self;
         // the block is aligned to 64 after the 512-byte header and consists
         // of atomics, valid for any bytes.
-        unsafe {
-            &*self
-                .backing
-                .as_ptr()
-                .add(HEADER_SIZE)
-                .cast::<RegionControl>()
-        }
+        unsafe { &*self.base.as_ptr().add(HEADER_SIZE).cast::<RegionControl>() }
     }
 
     /// The validated layout.
+    #[inline]
     pub fn layout(&self) -> &Layout {
         &self.layout
     }
@@ -362,19 +363,21 @@ impl RawStore {
 
     /// The first byte of slot `i`. The caller keeps `i` below the validated
     /// slot count.
+    #[inline]
     pub fn slot_ptr(&self, i: usize) -> *mut u8 {
         let layout = &self.layout;
         assert!(i < layout.slot_count, "slot {i} of {}", layout.slot_count);
         // SAFETY: validation checked data_offset + slot_count * stride <= len,
         // so slot i (< slot_count) starts inside the mapping.
         unsafe {
-            self.backing
+            self.base
                 .as_ptr()
                 .add(layout.data_offset + i * layout.slot_stride)
         }
     }
 
     /// The commit counter.
+    #[inline]
     pub fn seq(&self) -> &AtomicU64 {
         &self.header().seq
     }
@@ -508,6 +511,17 @@ impl RawStore {
         self.backing.remove()
     }
 }
+
+fn base_of(backing: &Backing) -> std::ptr::NonNull<u8> {
+    std::ptr::NonNull::new(backing.as_ptr()).expect("a mapping is never at address 0")
+}
+
+// SAFETY: `base` points into `backing`, which the store owns and which is
+// Send + Sync (an attachment or a heap image); every access through it is
+// atomic or under the process-shared lock, from any thread.
+unsafe impl Send for RawStore {}
+// SAFETY: as above.
+unsafe impl Sync for RawStore {}
 
 impl Drop for RawStore {
     fn drop(&mut self) {

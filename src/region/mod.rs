@@ -141,12 +141,14 @@ impl<T: Archive> RegionOptions<T> {
     }
 
     pub(crate) fn wrap(&self, raw: RawStore) -> SharedRegion<T> {
+        let ctl = CtlPtr(std::ptr::NonNull::from(raw.region_control()));
         SharedRegion {
             raw,
             arena: Mutex::new(Arena::new()),
             validated: AtomicU64::new(0),
             publish_timeout: self.publish_timeout,
             pins: pins::PinCache::new(),
+            ctl,
             _t: PhantomData,
         }
     }
@@ -235,8 +237,19 @@ pub struct SharedRegion<T> {
     publish_timeout: Duration,
     /// The pin slots this handle claimed, lent to its reading threads.
     pins: Arc<pins::PinCache>,
+    /// `raw.region_control()`, kept for the read path.
+    ctl: CtlPtr,
     _t: PhantomData<fn() -> T>,
 }
+
+/// The address of a handle's control block, valid while its `raw` lives.
+struct CtlPtr(std::ptr::NonNull<RegionControl>);
+
+// SAFETY: it points at atomics (RegionControl is Sync) in a mapping that the
+// owning handle keeps attached; sharing or sending the address is harmless.
+unsafe impl Send for CtlPtr {}
+// SAFETY: as above.
+unsafe impl Sync for CtlPtr {}
 
 impl<T> Drop for SharedRegion<T> {
     fn drop(&mut self) {
@@ -276,8 +289,11 @@ impl<T: Archive> SharedRegion<T> {
         Self::options().open_read_only(key)
     }
 
+    #[inline]
     pub(crate) fn control(&self) -> &RegionControl {
-        self.raw.region_control()
+        // SAFETY: `ctl` points at the control block of the mapping `raw`
+        // keeps attached for as long as self lives.
+        unsafe { self.ctl.0.as_ref() }
     }
 
     pub(crate) fn raw(&self) -> &RawStore {
@@ -478,29 +494,36 @@ impl<T: Archive> SharedRegion<T> {
     }
 }
 
+#[inline]
 pub(crate) fn archive_bytes(raw: &RawStore, current: u64) -> Result<&[u8]> {
     let layout = raw.layout();
     let (_, buffer) = split(current);
     if buffer >= layout.slot_count {
-        return Err(Error::Corrupt {
-            reason: format!("current buffer {buffer} of {}", layout.slot_count),
-        });
+        return Err(corrupt(format_args!(
+            "current buffer {buffer} of {}",
+            layout.slot_count
+        )));
     }
     let len = raw.region_control().buffers[buffer]
         .len
         .load(Ordering::Acquire);
     if len as usize > layout.slot_stride || len == 0 {
-        return Err(Error::Corrupt {
-            reason: format!(
-                "archive of {len} bytes in a buffer of {}",
-                layout.slot_stride
-            ),
-        });
+        return Err(corrupt(format_args!(
+            "archive of {len} bytes in a buffer of {}",
+            layout.slot_stride
+        )));
     }
     // SAFETY: the buffer lies inside the mapping (validated layout, checked
     // index and length); it is current or pinned, so no writer changes it
     // while the returned borrow is used under a pin.
     Ok(unsafe { std::slice::from_raw_parts(raw.slot_ptr(buffer), len as usize) })
+}
+
+#[cold]
+fn corrupt(reason: std::fmt::Arguments<'_>) -> Error {
+    Error::Corrupt {
+        reason: reason.to_string(),
+    }
 }
 
 pub(crate) fn check_archive<T: Readable>(bytes: &[u8]) -> Result<()> {

@@ -13,7 +13,7 @@
 //! a thread that exits gives its slot back to the handle (in private
 //! memory, so it is safe even if the handle is gone).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -95,6 +95,7 @@ pub(super) fn reclaim_dead(ctl: &RegionControl) -> bool {
 }
 
 /// Claim the lowest free pin slot for this process.
+#[cold]
 fn claim_slot(ctl: &RegionControl) -> Result<usize> {
     let me = process::own_pid();
     let start = process::own_start_time();
@@ -167,11 +168,11 @@ impl PinCache {
     }
 }
 
-/// A slot lent to this thread by a handle.
+/// A slot lent to this thread by a handle. A lent slot is in use while its
+/// `buf` is non-zero.
 struct Lent {
     cache: Arc<PinCache>,
     slot: usize,
-    busy: bool,
 }
 
 impl Drop for Lent {
@@ -185,79 +186,95 @@ impl Drop for Lent {
 }
 
 thread_local! {
+    /// The slots lent to this thread, one per handle it read through.
     static LENT: RefCell<Vec<Lent>> = const { RefCell::new(Vec::new()) };
+    /// The last (handle id, slot) this thread read through: the fast path.
+    static LAST: Cell<(u64, usize)> = const { Cell::new((0, 0)) };
 }
 
 /// Pin a slot for one read: the thread's own slot of this handle when it
 /// has one free, else a slot claimed for this read alone (nested reads, a
 /// forked child, a thread being torn down).
+#[inline]
 pub(super) fn pin<'a>(ctl: &'a RegionControl, cache: &Arc<PinCache>) -> Result<PinHold<'a>> {
-    if cache.pid == process::own_pid()
-        && let Ok(Some(slot)) = LENT.try_with(|lent| lend(ctl, cache, &mut lent.borrow_mut()))
+    // The fast path: the slot this thread last read this handle through.
+    if let Ok((id, slot)) = LAST.try_with(Cell::get)
+        && id == cache.id
+        && cache.pid == process::own_pid()
+        && ctl.pins[slot].buf.load(Ordering::Relaxed) == 0
     {
-        let slot = slot?;
         return Ok(PinHold {
             ctl,
             slot,
-            lent: Some(cache.id),
+            lent: true,
         });
+    }
+    pin_slow(ctl, cache)
+}
+
+#[cold]
+fn pin_slow<'a>(ctl: &'a RegionControl, cache: &Arc<PinCache>) -> Result<PinHold<'a>> {
+    if cache.pid == process::own_pid()
+        && let Ok(lent) = LENT.try_with(|lent| lend(ctl, cache, &mut lent.borrow_mut()))
+    {
+        let slot = lent?;
+        // In use by an outer guard of this thread: this read is nested.
+        if ctl.pins[slot].buf.load(Ordering::Relaxed) == 0 {
+            let _ = LAST.try_with(|c| c.set((cache.id, slot)));
+            return Ok(PinHold {
+                ctl,
+                slot,
+                lent: true,
+            });
+        }
     }
     Ok(PinHold {
         ctl,
         slot: claim_slot(ctl)?,
-        lent: None,
+        lent: false,
     })
 }
 
-/// This thread's free slot of `cache`'s handle, if it can have one.
-fn lend(ctl: &RegionControl, cache: &Arc<PinCache>, lent: &mut Vec<Lent>) -> Option<Result<usize>> {
-    if let Some(entry) = lent.iter_mut().find(|e| e.cache.id == cache.id) {
-        if entry.busy {
-            return None; // a nested read: it gets a slot of its own
-        }
-        entry.busy = true;
-        return Some(Ok(entry.slot));
+/// This thread's slot of `cache`'s handle, claimed or taken from the
+/// handle's spares on first use.
+#[cold]
+fn lend(ctl: &RegionControl, cache: &Arc<PinCache>, lent: &mut Vec<Lent>) -> Result<usize> {
+    if let Some(entry) = lent.iter().find(|e| e.cache.id == cache.id) {
+        return Ok(entry.slot);
     }
     lent.retain(|e| !e.cache.dropped.load(Ordering::Relaxed));
-    let slot = match cache.spare.lock().pop() {
+    let spare = cache.spare.lock().pop();
+    let slot = match spare {
         Some(slot) => slot,
-        None => match claim_slot(ctl) {
-            Ok(slot) => {
-                cache.claimed.lock().push(slot);
-                slot
-            }
-            Err(e) => return Some(Err(e)),
-        },
+        None => {
+            let slot = claim_slot(ctl)?;
+            cache.claimed.lock().push(slot);
+            slot
+        }
     };
     lent.push(Lent {
         cache: cache.clone(),
         slot,
-        busy: true,
     });
-    Some(Ok(slot))
+    Ok(slot)
 }
 
-/// A pinned slot for one read. Dropping it unpins the buffer and gives the
-/// slot back to the thread (or releases it, if it was claimed for this read).
+/// A pinned slot for one read. Dropping it unpins the buffer, and releases
+/// the slot if it was claimed for this read alone.
 pub(crate) struct PinHold<'a> {
     ctl: &'a RegionControl,
     pub(super) slot: usize,
-    /// The handle that lent the slot, if it was lent.
-    lent: Option<u64>,
+    /// Whether the slot is the thread's own, lent by the handle.
+    lent: bool,
 }
 
 impl Drop for PinHold<'_> {
+    #[inline]
     fn drop(&mut self) {
-        match self.lent {
-            Some(id) => {
-                self.ctl.pins[self.slot].buf.store(0, Ordering::Release);
-                let _ = LENT.try_with(|lent| {
-                    if let Some(e) = lent.borrow_mut().iter_mut().find(|e| e.cache.id == id) {
-                        e.busy = false;
-                    }
-                });
-            }
-            None => release_slot(self.ctl, self.slot),
+        if self.lent {
+            self.ctl.pins[self.slot].buf.store(0, Ordering::Release);
+        } else {
+            release_slot(self.ctl, self.slot);
         }
     }
 }

@@ -3,6 +3,7 @@
 /// This process's pid, without a system call after the first: glibc no
 /// longer caches `getpid`, and a region read needs the pid. The cache is
 /// cleared in the child of a `fork`.
+#[inline]
 pub fn own_pid() -> i32 {
     use std::sync::Once;
     use std::sync::atomic::{AtomicI32, Ordering};

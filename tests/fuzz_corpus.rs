@@ -1,0 +1,76 @@
+//! Replays the fuzz inputs kept in the repository through the fuzz targets'
+//! entry points, so that plain `cargo test` on stable catches a regression on
+//! any input a fuzzing campaign found interesting: the minimised corpus
+//! (`fuzz/corpus/TARGET/`), the hand-written seeds (`fuzz/seeds/TARGET/`) and
+//! every crash or timeout input found so far (`fuzz/regressions/TARGET/`).
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+
+/// The files directly in `dir`, sorted; none if it does not exist.
+fn inputs(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .map(|e| e.expect("a directory entry").path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    files
+}
+
+/// Run every kept input of `target` through `run`, each under
+/// `catch_unwind`; fail naming every input that panicked.
+fn replay(target: &str, run: fn(&[u8])) {
+    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let corpus = inputs(&fuzz.join("corpus").join(target));
+    assert!(
+        !corpus.is_empty(),
+        "no corpus for {target} in {}: the minimised corpus must be kept",
+        fuzz.join("corpus").join(target).display()
+    );
+    let mut all = corpus;
+    all.extend(inputs(&fuzz.join("seeds").join(target)));
+    all.extend(inputs(&fuzz.join("regressions").join(target)));
+    let mut failed = Vec::new();
+    for path in &all {
+        let data = std::fs::read(path).expect("a readable fuzz input");
+        if catch_unwind(AssertUnwindSafe(|| run(&data))).is_err() {
+            failed.push(path.display().to_string());
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of {} inputs of {target} panicked:\n{}",
+        failed.len(),
+        all.len(),
+        failed.join("\n")
+    );
+    println!("{target}: {} inputs replayed", all.len());
+}
+
+#[test]
+fn header() {
+    replay("header", shmstore::fuzzing::header);
+}
+
+#[test]
+fn region_archive() {
+    replay("region_archive", shmstore::fuzzing::region_archive);
+}
+
+#[test]
+fn cell_ops() {
+    replay("cell_ops", shmstore::fuzzing::cell_ops);
+}
+
+#[test]
+fn region_ops() {
+    replay("region_ops", shmstore::fuzzing::region_ops);
+}
+
+#[test]
+fn cli_inspect() {
+    replay("cli_inspect", shmstore::fuzzing::cli_inspect);
+}

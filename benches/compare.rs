@@ -42,7 +42,7 @@
 //! `Key::PRIVATE` and marked for removal at once; child processes (this
 //! binary run again with [`CHILD_ENV`] set) attach it by id, and die with
 //! their parent (`PR_SET_PDEATHSIG`). Files (mmap-sync's, shared_memory's
-//! flinks, the socket) live in a fresh directory under the temp dir, removed
+//! flinks, the socket) live in a fresh directory in `/dev/shm` (tmpfs), removed
 //! at the end, on a panic too; shared_memory's POSIX objects are unlinked as
 //! soon as every process has them open.
 
@@ -275,13 +275,21 @@ fn criterion_dir() -> PathBuf {
     base.join("compare")
 }
 
-/// A fresh directory for the run's files, removed on drop.
+/// A fresh directory for the run's files (in `/dev/shm` if there is one),
+/// removed on drop.
 struct TempDir(PathBuf);
 
 impl TempDir {
     fn new() -> Self {
         const PREFIX: &str = "shmstore-bench-compare-";
-        let tmp = std::env::temp_dir();
+        // On tmpfs where there is one, as mmap-sync is meant to be used: on a
+        // disk file system its `write` (which `msync`s) measures the disk.
+        let shm = Path::new("/dev/shm");
+        let tmp = if shm.is_dir() {
+            shm.to_owned()
+        } else {
+            std::env::temp_dir()
+        };
         // A run killed outright (SIGKILL) could not remove its directory:
         // remove those whose process is gone.
         for entry in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {

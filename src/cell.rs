@@ -75,10 +75,7 @@ impl<T: Pod> CellOptions<T> {
             &self.spec,
             &self.type_desc(),
             &Self::layout()?,
-            |raw| {
-                init(raw, &initial);
-                Ok(())
-            },
+            |raw| init(raw, &initial),
         )?;
         Ok(SharedCell::wrap(raw))
     }
@@ -96,10 +93,7 @@ impl<T: Pod> CellOptions<T> {
             &self.spec,
             &self.type_desc(),
             &Self::layout()?,
-            |raw| {
-                init(raw, &initial);
-                Ok(())
-            },
+            |raw| init(raw, &initial),
         )?;
         Ok(SharedCell::wrap(raw))
     }
@@ -132,10 +126,11 @@ impl<T: Pod> CellOptions<T> {
 }
 
 /// Write the first value into slot 0; the commit counter is 0.
-pub(crate) fn init<T: Pod>(raw: &RawStore, initial: &T) {
+pub(crate) fn init<T: Pod>(raw: &RawStore, initial: &T) -> Result<()> {
     // SAFETY: slot 0 is 8-aligned and spans slot_stride >= size_of::<T>()
     // bytes rounded up to 8, inside the segment; nobody reads it before READY.
     unsafe { copy::store_bytes(raw.slot_ptr(0), bytemuck::bytes_of(initial)) };
+    Ok(())
 }
 
 fn load<T: Pod>(raw: &RawStore) -> T {

@@ -282,10 +282,7 @@ pub fn cell_ops(data: &[u8]) {
         &spec(),
         &right,
         &layout,
-        |raw| {
-            crate::cell::init(raw, &[0u64; 4]);
-            Ok(())
-        },
+        |raw| crate::cell::init(raw, &[0u64; 4]),
     )
     .expect("create a cell in a heap image");
     let mut handles = vec![SharedCell::<V>::wrap(first)];

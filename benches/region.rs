@@ -37,10 +37,13 @@
 //! ```
 
 use std::collections::HashMap;
+mod common;
+
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
+use common::median_ns;
 use criterion::Criterion;
 use mmap_sync::synchronizer::Synchronizer;
 use rkyv::rancor;
@@ -324,18 +327,6 @@ fn bench_publish(
 
 // ---------------------------------------------------------------------------
 // The summary tables
-
-/// Criterion's median time for `group/bench` in nanoseconds, if this run
-/// measured it.
-fn median_ns(out_dir: &Path, group: &str, bench: &str, since: SystemTime) -> Option<f64> {
-    let path = out_dir.join(group).join(bench).join("new/estimates.json");
-    let modified = std::fs::metadata(&path).ok()?.modified().ok()?;
-    if modified < since {
-        return None;
-    }
-    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
-    json["median"]["point_estimate"].as_f64()
-}
 
 fn fmt_ns(ns: f64) -> String {
     if ns >= 10_000.0 {

@@ -453,12 +453,68 @@ impl<T: Archive> SharedRegion<T> {
     /// Pin the current archive and borrow it in place. The archive is
     /// validated the first time this handle sees its version; later reads of
     /// the same version cost a few atomic operations whatever its size.
+    #[inline(always)]
     pub fn read(&self) -> Result<RegionRef<'_, T>>
     where
         T: Readable,
     {
+        let pinned = match self.pin_validated() {
+            Ok(pinned) => pinned,
+            Err(pin) => self.read_slow(pin)?,
+        };
+        // SAFETY: this handle validated these bytes as T::Archived (on this
+        // read or an earlier one of this same version and buffer, which no
+        // writer has touched since: it was current then, and is pinned now).
+        let value = unsafe { rkyv::access_unchecked::<T::Archived>(pinned.bytes) };
+        Ok(RegionRef {
+            value,
+            version: pinned.current >> 8,
+            _hold: Hold::Pin(pinned.pin),
+        })
+    }
+
+    /// The common case of `read`, small enough to inline into the caller:
+    /// this thread's slot is free, the version is one this handle
+    /// validated, and no publish comes between the pin and its re-check.
+    /// Otherwise the slot, if one was taken, for the long way.
+    #[inline(always)]
+    fn pin_validated(&self) -> std::result::Result<Pinned<'_>, Option<pins::PinHold<'_>>> {
         let ctl = self.control();
-        let pin = pins::pin(ctl, &self.pins)?;
+        let Some(pin) = pins::pin_fast(ctl, &self.pins) else {
+            return Err(None);
+        };
+        let current = ctl.current.load(Ordering::SeqCst);
+        ctl.pins[pin.slot]
+            .buf
+            .store((current & 0xff) as u32 + 1, Ordering::SeqCst);
+        if current >> 8 != 0
+            && ctl.current.load(Ordering::SeqCst) == current
+            && self.validated.load(Ordering::Acquire) == current
+            && let Some(bytes) = archive_bytes_in(&self.raw, ctl, current)
+        {
+            return Ok(Pinned {
+                pin,
+                current,
+                bytes,
+            });
+        }
+        Err(Some(pin))
+    }
+
+    /// `read` when the fast path does not apply: claims or lends a slot
+    /// (unless `pin` holds one already), pins whatever is current and
+    /// validates it if this handle has not yet. Also reports the errors.
+    #[cold]
+    #[inline(never)]
+    fn read_slow<'a>(&'a self, pin: Option<pins::PinHold<'a>>) -> Result<Pinned<'a>>
+    where
+        T: Readable,
+    {
+        let ctl = self.control();
+        let pin = match pin {
+            Some(pin) => pin,
+            None => pins::pin(ctl, &self.pins)?,
+        };
         let slot = pin.slot;
         let current = loop {
             let current = ctl.current.load(Ordering::SeqCst);
@@ -477,14 +533,10 @@ impl<T: Archive> SharedRegion<T> {
             check_archive::<T>(bytes)?;
             self.validated.store(current, Ordering::Release);
         }
-        // SAFETY: the bytes were validated as T::Archived (now or on an
-        // earlier read of this same version and buffer, which no writer has
-        // touched since: it was current, and is pinned now).
-        let value = unsafe { rkyv::access_unchecked::<T::Archived>(bytes) };
-        Ok(RegionRef {
-            value,
-            version: current >> 8,
-            _hold: Hold::Pin(pin),
+        Ok(Pinned {
+            pin,
+            current,
+            bytes,
         })
     }
 
@@ -494,29 +546,44 @@ impl<T: Archive> SharedRegion<T> {
     }
 }
 
-#[inline]
+/// The archive bytes of `current`, its buffer index and length checked
+/// against the layout; the reason as [`Error::Corrupt`] when they do not fit.
 pub(crate) fn archive_bytes(raw: &RawStore, current: u64) -> Result<&[u8]> {
+    let layout = raw.layout();
+    let ctl = raw.region_control();
+    archive_bytes_in(raw, ctl, current).ok_or_else(|| {
+        let (_, buffer) = split(current);
+        if buffer >= layout.slot_count {
+            return corrupt(format_args!(
+                "current buffer {buffer} of {}",
+                layout.slot_count
+            ));
+        }
+        let len = ctl.buffers[buffer].len.load(Ordering::Acquire);
+        corrupt(format_args!(
+            "archive of {len} bytes in a buffer of {}",
+            layout.slot_stride
+        ))
+    })
+}
+
+/// The archive bytes of `current` in `raw`, whose control block is `ctl`;
+/// `None` when its buffer index or length does not fit the layout.
+#[inline]
+fn archive_bytes_in<'a>(raw: &'a RawStore, ctl: &RegionControl, current: u64) -> Option<&'a [u8]> {
     let layout = raw.layout();
     let (_, buffer) = split(current);
     if buffer >= layout.slot_count {
-        return Err(corrupt(format_args!(
-            "current buffer {buffer} of {}",
-            layout.slot_count
-        )));
+        return None;
     }
-    let len = raw.region_control().buffers[buffer]
-        .len
-        .load(Ordering::Acquire);
-    if len as usize > layout.slot_stride || len == 0 {
-        return Err(corrupt(format_args!(
-            "archive of {len} bytes in a buffer of {}",
-            layout.slot_stride
-        )));
+    let len = ctl.buffers[buffer].len.load(Ordering::Acquire) as usize;
+    if len > layout.slot_stride || len == 0 {
+        return None;
     }
     // SAFETY: the buffer lies inside the mapping (validated layout, checked
     // index and length); it is current or pinned, so no writer changes it
     // while the returned borrow is used under a pin.
-    Ok(unsafe { std::slice::from_raw_parts(raw.slot_ptr(buffer), len as usize) })
+    Some(unsafe { std::slice::from_raw_parts(raw.slot_ptr(buffer), len) })
 }
 
 #[cold]
@@ -532,6 +599,14 @@ pub(crate) fn check_archive<T: Readable>(bytes: &[u8]) -> Result<()> {
         .map_err(|e| Error::Corrupt {
             reason: format!("the archive does not validate: {e}"),
         })
+}
+
+/// A pinned, validated archive: the pin, the `current` word it was read
+/// under, and its bytes.
+struct Pinned<'a> {
+    pin: pins::PinHold<'a>,
+    current: u64,
+    bytes: &'a [u8],
 }
 
 pub(crate) enum Hold<'a> {

@@ -192,24 +192,34 @@ thread_local! {
     static LAST: Cell<(u64, usize)> = const { Cell::new((0, 0)) };
 }
 
+/// The thread's own slot of this handle, when it has one and it is free:
+/// the fast path of a read.
+#[inline]
+pub(super) fn pin_fast<'a>(ctl: &'a RegionControl, cache: &PinCache) -> Option<PinHold<'a>> {
+    match LAST.try_with(Cell::get) {
+        Ok((id, slot))
+            if id == cache.id
+                && cache.pid == process::own_pid()
+                && ctl.pins[slot].buf.load(Ordering::Relaxed) == 0 =>
+        {
+            Some(PinHold {
+                ctl,
+                slot,
+                lent: true,
+            })
+        }
+        _ => None,
+    }
+}
+
 /// Pin a slot for one read: the thread's own slot of this handle when it
 /// has one free, else a slot claimed for this read alone (nested reads, a
 /// forked child, a thread being torn down).
-#[inline]
 pub(super) fn pin<'a>(ctl: &'a RegionControl, cache: &Arc<PinCache>) -> Result<PinHold<'a>> {
-    // The fast path: the slot this thread last read this handle through.
-    if let Ok((id, slot)) = LAST.try_with(Cell::get)
-        && id == cache.id
-        && cache.pid == process::own_pid()
-        && ctl.pins[slot].buf.load(Ordering::Relaxed) == 0
-    {
-        return Ok(PinHold {
-            ctl,
-            slot,
-            lent: true,
-        });
+    match pin_fast(ctl, cache) {
+        Some(hold) => Ok(hold),
+        None => pin_slow(ctl, cache),
     }
-    pin_slow(ctl, cache)
 }
 
 #[cold]

@@ -5,16 +5,23 @@
 /// cleared in the child of a `fork`.
 #[inline]
 pub fn own_pid() -> i32 {
+    match OWN_PID.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => fetch_own_pid(),
+        pid => pid,
+    }
+}
+
+/// The cache of [`own_pid`]; 0 until the first call and in a forked child.
+static OWN_PID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+#[cold]
+#[inline(never)]
+fn fetch_own_pid() -> i32 {
     use std::sync::Once;
-    use std::sync::atomic::{AtomicI32, Ordering};
-    static PID: AtomicI32 = AtomicI32::new(0);
+    use std::sync::atomic::Ordering;
     static HOOK: Once = Once::new();
     extern "C" fn forget_in_child() {
-        PID.store(0, Ordering::Relaxed);
-    }
-    let pid = PID.load(Ordering::Relaxed);
-    if pid != 0 {
-        return pid;
+        OWN_PID.store(0, Ordering::Relaxed);
     }
     HOOK.call_once(|| {
         // SAFETY: registers a handler that only stores to an atomic, which
@@ -22,7 +29,7 @@ pub fn own_pid() -> i32 {
         unsafe { libc::pthread_atfork(None, None, Some(forget_in_child)) };
     });
     let pid = std::process::id() as i32;
-    PID.store(pid, Ordering::Relaxed);
+    OWN_PID.store(pid, Ordering::Relaxed);
     pid
 }
 

@@ -133,6 +133,7 @@ pub(crate) fn init<T: Pod>(raw: &RawStore, initial: &T) -> Result<()> {
     Ok(())
 }
 
+#[inline]
 fn load<T: Pod>(raw: &RawStore) -> T {
     let seq = raw.seq();
     let mut value = T::zeroed();
@@ -164,6 +165,7 @@ fn load<T: Pod>(raw: &RawStore) -> T {
 macro_rules! read_methods {
     () => {
         /// The value last committed. Never blocks on a writer, never torn.
+        #[inline]
         pub fn load(&self) -> T {
             load(&self.raw)
         }

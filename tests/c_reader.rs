@@ -182,6 +182,14 @@ fn c_reader_never_sees_a_torn_value_while_rust_writes() {
                 cell.update(|v| *v = value_for(v[0] + 1)).expect("update");
             }
         });
+        // Stops the writer also when a run panics, so the scope can end.
+        struct StopOnDrop<'a>(&'a AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        let _stop_writer = StopOnDrop(&stop);
         while cell.version() < 100 {
             std::thread::yield_now();
         }

@@ -1,18 +1,26 @@
 //! `SharedCell<T>`: one plain-data value shared between processes.
 //!
-//! Reads are lock-free and write nothing: the value lives in two slots and a
-//! commit counter names the current one (a double-buffered seqlock). A writer,
-//! holding the robust mutex, fills the other slot and then bumps the counter;
-//! a reader copies the slot the counter names and retries if the counter moved
-//! meanwhile. A writer killed mid-copy leaves the committed slot intact, so
-//! readers never wait on it and never see a torn value. Copies go through
-//! atomic words (see `sync::copy`), never through `&T` into shared memory.
+//! Reads are lock-free and write nothing. The value lives in a ring of slots
+//! (a power of two, 4 by default) and the commit counter `seq` names the
+//! current one, `seq % slots`. A writer, holding the robust mutex, first
+//! announces the version it is about to write in `writing`, fills the next
+//! slot and then bumps `seq`; a reader copies the slot `seq` names and keeps
+//! the copy unless a writer may have started refilling that slot meanwhile.
+//! A writer killed mid-copy leaves the committed slots intact, so readers
+//! never wait on it and never see a torn value. Copies go through atomic
+//! words (see `sync::copy`), never through `&T` into shared memory.
 //!
-//! Why a retry can only happen while writers commit: the slot a reader copies
-//! (`seq & 1`) is written again only for version `seq + 2`, whose writer starts
-//! after `seq + 1` was published. So if the counter still reads `seq` after the
-//! copy (acquire fence in between, release fence before the writer's copy), no
-//! byte of the slot changed during it.
+//! Why a kept copy is whole: the slot of version `s` is written again only
+//! for version `s + slots` (or later), and that writer stores `writing = s +
+//! slots` before a release fence that precedes its slot writes. A reader
+//! that saw any of those writes in its copy, and then passes an acquire
+//! fence, sees `writing >= s + slots` (`writing` only grows), and retries.
+//! So a reader keeps its copy when `writing - s < slots`; it also keeps it
+//! when `seq` still reads `s`, the plain seqlock rule, which holds whatever
+//! `writing` says (a peer may have scribbled on it; a reader must not spin
+//! forever on it). A reader thus retries only if the writers got `slots - 1`
+//! whole values ahead during its copy: a large value copied under a writer
+//! that never pauses still gets through.
 
 use std::marker::PhantomData;
 use std::sync::atomic::{Ordering, fence};
@@ -20,8 +28,8 @@ use std::time::Duration;
 
 use bytemuck::Pod;
 
-use crate::error::Result;
-use crate::header::{Kind, Layout, TypeDesc};
+use crate::error::{Error, Result};
+use crate::header::{Kind, Layout, MAX_SLOTS, TypeDesc};
 use crate::key::Key;
 use crate::raw::{RawStore, Spec, WriteGuard};
 use crate::segment::SegmentInfo;
@@ -45,38 +53,56 @@ use crate::sync::copy;
 #[derive(Debug, Clone)]
 pub struct CellOptions<T> {
     spec: Spec,
+    slots: usize,
     _t: PhantomData<fn() -> T>,
 }
+
+/// The slots of a new cell unless [`CellOptions::slots`] says otherwise.
+pub const DEFAULT_CELL_SLOTS: usize = 4;
 
 impl<T: Pod> CellOptions<T> {
     fn new() -> Self {
         CellOptions {
             spec: Spec::default(),
+            slots: DEFAULT_CELL_SLOTS,
             _t: PhantomData,
         }
     }
 
     crate::raw::spec_setters!();
 
+    /// The number of slots a created cell keeps the value in: a power of two
+    /// from 2 to 64, [`DEFAULT_CELL_SLOTS`] by default. A reader's copy
+    /// survives `slots - 1` commits made while it copies, so more slots help
+    /// readers of large values keep up with a writer that never pauses; each
+    /// costs one more `size_of::<T>()` of shared memory. Opening an existing
+    /// cell takes the count it was created with.
+    pub fn slots(&mut self, n: usize) -> &mut Self {
+        self.slots = n;
+        self
+    }
+
     fn type_desc(&self) -> TypeDesc {
         self.spec
             .type_desc::<T>(Kind::Cell, size_of::<T>(), align_of::<T>(), 0)
     }
 
-    fn layout() -> Result<Layout> {
-        Layout::for_value(size_of::<T>(), align_of::<T>(), 2)
+    fn layout(&self) -> Result<Layout> {
+        let n = self.slots;
+        if !(2..=MAX_SLOTS as usize).contains(&n) || !n.is_power_of_two() {
+            return Err(Error::InvalidLayout {
+                reason: format!("{n} slots; a cell has a power of two from 2 to {MAX_SLOTS}"),
+            });
+        }
+        Layout::for_value(size_of::<T>(), align_of::<T>(), n)
     }
 
     /// Create the cell at `key` holding `initial`; fails with
     /// [`Error::AlreadyExists`](crate::Error::AlreadyExists) if the key is taken.
     pub fn create(&self, key: Key, initial: T) -> Result<SharedCell<T>> {
-        let raw = RawStore::create(
-            key,
-            &self.spec,
-            &self.type_desc(),
-            &Self::layout()?,
-            |raw| init(raw, &initial),
-        )?;
+        let raw = RawStore::create(key, &self.spec, &self.type_desc(), &self.layout()?, |raw| {
+            init(raw, &initial)
+        })?;
         Ok(SharedCell::wrap(raw))
     }
 
@@ -88,13 +114,10 @@ impl<T: Pod> CellOptions<T> {
 
     /// Open the cell at `key`, or create it holding `initial`.
     pub fn open_or_create(&self, key: Key, initial: T) -> Result<SharedCell<T>> {
-        let raw = RawStore::open_or_create(
-            key,
-            &self.spec,
-            &self.type_desc(),
-            &Self::layout()?,
-            |raw| init(raw, &initial),
-        )?;
+        let raw =
+            RawStore::open_or_create(key, &self.spec, &self.type_desc(), &self.layout()?, |raw| {
+                init(raw, &initial)
+            })?;
         Ok(SharedCell::wrap(raw))
     }
 
@@ -135,21 +158,25 @@ pub(crate) fn init<T: Pod>(raw: &RawStore, initial: &T) -> Result<()> {
 
 #[inline]
 fn load<T: Pod>(raw: &RawStore) -> T {
-    let seq = raw.seq();
+    let header = raw.header();
+    let slots = raw.layout().slot_count as u64;
     let mut value = T::zeroed();
     let mut spins = 0u32;
     loop {
-        let s1 = seq.load(Ordering::Acquire);
-        // SAFETY: slot (s1 & 1) is one of the two validated slots, 8-aligned
-        // and readable for size_of::<T>() rounded up to 8 bytes.
+        let s1 = header.seq.load(Ordering::Acquire);
+        // SAFETY: slot (s1 % slots) is one of the validated slots (whose
+        // count is a power of two), 8-aligned and readable for size_of::<T>()
+        // rounded up to 8 bytes.
         unsafe {
             copy::load_bytes(
-                raw.slot_ptr((s1 & 1) as usize),
+                raw.slot_ptr((s1 & (slots - 1)) as usize),
                 bytemuck::bytes_of_mut(&mut value),
             )
         };
         fence(Ordering::Acquire);
-        if seq.load(Ordering::Relaxed) == s1 {
+        if header.writing.load(Ordering::Relaxed).wrapping_sub(s1) < slots
+            || header.seq.load(Ordering::Relaxed) == s1
+        {
             return value;
         }
         spins += 1;
@@ -276,21 +303,29 @@ impl<T: Pod> SharedCell<T> {
         Ok(())
     }
 
-    /// Write `value` into the slot after version `s`'s and commit it.
+    /// Write `value` into the slot of version `s + 1` and commit it.
     fn commit_next(&self, guard: &WriteGuard<'_>, s: u64, value: &T) {
-        // Orders the counter read before the slot writes below, so a reader
-        // that sees any of them also sees the counter moved past `s`.
+        let next = s + 1;
+        // Announce the version before writing its slot; the fence orders the
+        // announcement (and the counter read) before the slot writes, so a
+        // reader that sees any of them also sees `writing >= next`.
+        self.raw.header().writing.store(next, Ordering::Relaxed);
         fence(Ordering::Release);
-        // SAFETY: slot ((s + 1) & 1) is one of the two validated slots, 8-aligned
-        // and writable (lock() refused a read-only attachment); only lock
-        // holders write it, and readers of version s read the other slot.
+        // SAFETY: the slot is one of the validated slots, 8-aligned and
+        // writable (lock() refused a read-only attachment); only lock holders
+        // write it, and readers that copy it meanwhile see `writing` moved.
         unsafe {
             copy::store_bytes(
-                self.raw.slot_ptr(((s + 1) & 1) as usize),
+                self.raw.slot_ptr(self.slot_of(next)),
                 bytemuck::bytes_of(value),
             )
         };
-        guard.commit(s + 1);
+        guard.commit(next);
+    }
+
+    /// The slot that holds version `v`.
+    fn slot_of(&self, v: u64) -> usize {
+        (v & (self.raw.layout().slot_count as u64 - 1)) as usize
     }
 
     /// Change the value under the write lock and return what `f` returns.
@@ -300,11 +335,11 @@ impl<T: Pod> SharedCell<T> {
         let guard = self.raw.lock()?;
         let s = self.raw.seq().load(Ordering::Relaxed);
         let mut value = T::zeroed();
-        // SAFETY: slot (s & 1) is valid as in `load`; holding the lock, no
+        // SAFETY: the slot is valid as in `load`; holding the lock, no
         // writer changes the committed slot, so one copy is consistent.
         unsafe {
             copy::load_bytes(
-                self.raw.slot_ptr((s & 1) as usize),
+                self.raw.slot_ptr(self.slot_of(s)),
                 bytemuck::bytes_of_mut(&mut value),
             )
         };

@@ -108,6 +108,9 @@ pub fn header(data: &[u8]) {
             "{l:?} in {}",
             bytes.len()
         );
+        if h.kind() == Some(Kind::Cell) {
+            assert!(l.slot_count.is_power_of_two(), "{l:?}");
+        }
         if h.kind() == Some(Kind::Region) {
             assert!(l.data_offset >= header::HEADER_SIZE + header::REGION_CONTROL_SIZE);
         }
@@ -275,7 +278,10 @@ pub fn cell_ops(data: &[u8]) {
         extra: 0,
     };
     let right = ty(std::any::type_name::<V>(), 32);
-    let layout = Layout::for_value(32, 8, 2).expect("cell layout");
+    // The slot count comes from the input's length, so that the bytes keep
+    // their meaning as operations.
+    let slots = 2 << (data.len() % 3);
+    let layout = Layout::for_value(32, 8, slots).expect("cell layout");
     let image = heap(layout.used_len);
     let first = RawStore::create_in(
         view(&image, layout.used_len),

@@ -22,7 +22,7 @@ compile_error!(
 /// The first eight bytes of every shmstore segment: `"shmstore"`.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"shmstore");
 /// The version of the on-segment format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// The size of the header; the data begins at or after it.
 pub const HEADER_SIZE: usize = 512;
 /// The most bytes of a type name kept in the header.
@@ -108,7 +108,10 @@ pub struct Header {
     _reserved1: AtomicU32,
     /// Times a writer found the lock's owner dead and recovered it.
     pub recoveries: AtomicU64,
-    _reserved2: [AtomicU64; 5],
+    /// Cells: the version a writer is filling a slot for (`seq + 1` while it
+    /// writes, `seq` after its commit); 0 in regions.
+    pub writing: AtomicU64,
+    _reserved2: [AtomicU64; 4],
     /// The process-shared robust mutex that serialises writers.
     pub mutex: MutexRoom,
     /// Pids of processes in `wait_for_change` (0: free), so that a writer can
@@ -143,6 +146,7 @@ const _: () = {
     assert!(offset_of!(Header, seq) == 256);
     assert!(offset_of!(Header, waiters) == 264);
     assert!(offset_of!(Header, recoveries) == 272);
+    assert!(offset_of!(Header, writing) == 280);
     assert!(offset_of!(Header, mutex) == 320);
     assert!(offset_of!(Header, waiter_pids) == 384);
     assert!(size_of::<libc::pthread_mutex_t>() <= MUTEX_ROOM);
@@ -464,12 +468,13 @@ pub fn validate_header(image: &[u8], segment_len: usize) -> Result<&Header> {
         return Err(corrupt(format!("value alignment {align}")));
     }
     let count = header.slot_count.load(Relaxed);
-    let (min, max) = match header.kind() {
-        Some(Kind::Cell) => (2, 2),
-        _ => (2, MAX_SLOTS),
-    };
-    if count < min || count > max {
-        return Err(corrupt(format!("{count} slots ({min} to {max} allowed)")));
+    if !(2..=MAX_SLOTS).contains(&count) {
+        return Err(corrupt(format!("{count} slots (2 to {MAX_SLOTS} allowed)")));
+    }
+    if header.kind() == Some(Kind::Cell) && !count.is_power_of_two() {
+        return Err(corrupt(format!(
+            "{count} slots in a cell (a power of two is required)"
+        )));
     }
     let data_offset = header.data_offset.load(Relaxed);
     let stride = header.slot_stride.load(Relaxed);

@@ -8,7 +8,7 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
 pub enum Kind {
-    /// A `SharedCell`: a plain-data value in two slots.
+    /// A `SharedCell`: a plain-data value in a ring of slots.
     Cell = 1,
     /// A `SharedRegion`: an rkyv archive in several buffers.
     Region = 2,

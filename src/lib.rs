@@ -45,7 +45,7 @@ pub mod region;
 pub mod segment;
 mod sync;
 
-pub use cell::{CellOptions, CellReader, SharedCell};
+pub use cell::{CellOptions, CellReader, DEFAULT_CELL_SLOTS, SharedCell};
 pub use error::{Error, Limit, Result, Target};
 pub use key::Key;
 pub use listing::list_segments;

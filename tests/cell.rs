@@ -491,7 +491,7 @@ fn foreign_or_truncated_segments_are_typed_errors() {
             err,
             Error::IncompatibleFormat {
                 found: 9,
-                supported: 1
+                supported: shmstore::header::FORMAT_VERSION
             }
         ),
         "{err}"

@@ -1,6 +1,6 @@
 //! Synchronisation between processes over shared memory: the robust write
 //! mutex, futex wait/wake on a shared word, and atomic copies for the
-//! double-buffered seqlock. Together with `segment.rs`, the only code that
+//! cell's seqlock. Together with `segment.rs`, the only code that
 //! calls `libc`.
 
 pub mod copy;

@@ -28,7 +28,8 @@
 
 #define HEADER_SIZE 512u
 #define MAGIC UINT64_C(0x65726f74736d6873) /* "shmstore", little-endian */
-#define FORMAT_VERSION 1u
+#define FORMAT_VERSION 2u
+#define MAX_SLOTS 64u
 #define KIND_CELL 1u
 #define STATE_READY 2u
 #define TYPE_NAME_MAX 128u
@@ -54,6 +55,7 @@ enum {
     OFF_USED_LEN = 96,
     OFF_TYPE_NAME = 128,
     OFF_SEQ = 256,
+    OFF_WRITING = 280,
 };
 
 static const unsigned char *base;
@@ -104,7 +106,7 @@ static int check_and_read(size_t seg_len, unsigned long reads) {
         return fail("state is not READY", state);
     uint32_t version = ld32(OFF_FORMAT_VERSION, memory_order_relaxed);
     if (version != FORMAT_VERSION)
-        return fail("format version is not 1", version);
+        return fail("format version is not 2", version);
     uint32_t kind = ld32(OFF_KIND, memory_order_relaxed);
     if (kind != KIND_CELL)
         return fail("kind is not cell", kind);
@@ -115,8 +117,8 @@ static int check_and_read(size_t seg_len, unsigned long reads) {
     if (value_size != VALUE_SIZE)
         return fail("value size is not 32", value_size);
     uint32_t slot_count = ld32(OFF_SLOT_COUNT, memory_order_relaxed);
-    if (slot_count != 2)
-        return fail("a cell has 2 slots", slot_count);
+    if (slot_count < 2 || slot_count > MAX_SLOTS || (slot_count & (slot_count - 1)) != 0)
+        return fail("a cell has a power of two from 2 to 64 slots", slot_count);
     uint64_t data_offset = ld64(OFF_DATA_OFFSET, memory_order_relaxed);
     uint64_t stride = ld64(OFF_SLOT_STRIDE, memory_order_relaxed);
     uint64_t used_len = ld64(OFF_USED_LEN, memory_order_relaxed);
@@ -124,7 +126,7 @@ static int check_and_read(size_t seg_len, unsigned long reads) {
         return fail("bad data offset", data_offset);
     if (stride < VALUE_SIZE || stride % 8 != 0)
         return fail("bad slot stride", stride);
-    if (used_len != data_offset + 2 * stride || used_len > seg_len)
+    if (used_len != data_offset + slot_count * stride || used_len > seg_len)
         return fail("slots do not fit in the segment", used_len);
 
     uint32_t name_len = ld32(OFF_TYPE_NAME_LEN, memory_order_relaxed);
@@ -150,19 +152,22 @@ static int check_and_read(size_t seg_len, unsigned long reads) {
         hash = h == ld64(OFF_TYPE_HASH, memory_order_relaxed) ? "ok" : "mismatch";
     }
 
-    /* FORMAT.md, "Reading": a double-buffered seqlock. */
+    /* FORMAT.md, "Reading": a seqlock over a ring of slots. */
     const _Atomic uint64_t *seq = at64(OFF_SEQ);
+    const _Atomic uint64_t *writing = at64(OFF_WRITING);
     uint64_t prev_words[WORDS] = {0}, prev_version = 0;
     for (unsigned long r = 0; r < reads; r++) {
         uint64_t words[WORDS];
         uint64_t s1;
         for (unsigned spins = 1;; spins++) {
             s1 = atomic_load_explicit(seq, memory_order_acquire);
-            const _Atomic uint64_t *slot = at64(data_offset + (s1 & 1) * stride);
+            const _Atomic uint64_t *slot =
+                at64(data_offset + (s1 & (slot_count - 1)) * stride);
             for (unsigned w = 0; w < WORDS; w++)
                 words[w] = atomic_load_explicit(&slot[w], memory_order_relaxed);
             atomic_thread_fence(memory_order_acquire);
-            if (atomic_load_explicit(seq, memory_order_relaxed) == s1)
+            if (atomic_load_explicit(writing, memory_order_relaxed) - s1 < slot_count ||
+                atomic_load_explicit(seq, memory_order_relaxed) == s1)
                 break;
             if (spins % 64 == 0)
                 sched_yield();

@@ -23,7 +23,7 @@
 
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering, fence};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -447,6 +447,11 @@ impl<T: Archive> SharedRegion<T> {
             current,
             self.publish_timeout,
         )?;
+        // The buffer's bytes are written next, plainly. A read-only reader
+        // may be copying them from when they were current; this fence (after
+        // the loads that saw `current` move on) makes such a reader that
+        // sees any new byte also see `current` moved, so it drops its copy.
+        fence(Ordering::Release);
         Ok((version, buffer))
     }
 

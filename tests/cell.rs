@@ -4,37 +4,17 @@
 mod common;
 
 use std::os::unix::process::ExitStatusExt;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytemuck::{Pod, Zeroable};
 use common::{
-    Live, SegGuard, child, child_args, key_arg, report, report_of, stop_on_stdin, unique_key,
+    Live, SegGuard, Stamped, check_stamps_under_writer, child, child_args, key_arg,
+    load_stamps_until_stopped, report, report_of, store_stamps_until_stopped, unique_key,
 };
 use shmstore::{Error, Key, Segment, SharedCell};
 
 /// A 64-byte value whose words all derive from `seq`: a torn copy shows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
-#[repr(C)]
-struct Pattern {
-    seq: u64,
-    words: [u64; 7],
-}
-
-impl Pattern {
-    fn of(seq: u64) -> Pattern {
-        let mut words = [0; 7];
-        for (i, w) in words.iter_mut().enumerate() {
-            *w = seq.wrapping_mul(0x9e37_79b9_7f4a_7c15)
-                ^ (i as u64).wrapping_mul(0xff51_afd7_ed55_8ccd);
-        }
-        Pattern { seq, words }
-    }
-
-    fn is_whole(&self) -> bool {
-        *self == Pattern::of(self.seq)
-    }
-}
+type Pattern = Stamped<7>;
 
 #[test]
 fn child_entry() {
@@ -57,46 +37,9 @@ fn child_entry() {
             }
         }
         // Store patterns until told to stop.
-        "pattern_writer" => {
-            let cell = SharedCell::<Pattern>::open(key_arg(&args, 1)).unwrap();
-            let stop = stop_on_stdin();
-            report("ready", 1);
-            let mut n = 0;
-            while !stop.load(Ordering::Relaxed) {
-                n += 1;
-                cell.store(Pattern::of(n)).unwrap();
-            }
-            report("stores", n);
-        }
+        "pattern_writer" => store_stamps_until_stopped::<7>(key_arg(&args, 1)),
         // Load until told to stop; report loads and torn values.
-        "pattern_reader" => {
-            let read_only = args[2] == "ro";
-            let key = key_arg(&args, 1);
-            let load: Box<dyn Fn() -> Pattern> = if read_only {
-                let r = SharedCell::<Pattern>::open_read_only(key).unwrap();
-                Box::new(move || r.load())
-            } else {
-                let c = SharedCell::<Pattern>::open(key).unwrap();
-                Box::new(move || c.load())
-            };
-            let stop = stop_on_stdin();
-            report("ready", 1);
-            let (mut loads, mut torn, mut backwards, mut last) = (0u64, 0u64, 0u64, 0u64);
-            while !stop.load(Ordering::Relaxed) {
-                let v = load();
-                loads += 1;
-                torn += u64::from(!v.is_whole());
-                backwards += u64::from(v.seq < last);
-                last = last.max(v.seq);
-                if loads == 1000 {
-                    report("warm", 1);
-                }
-            }
-            report("loads", loads);
-            report("torn", torn);
-            report("backwards", backwards);
-            report("max_seq", last);
-        }
+        "pattern_reader" => load_stamps_until_stopped::<7>(key_arg(&args, 1), args[2] == "ro"),
         // Take the lock and hold it until killed.
         "hold_lock" => {
             let cell = SharedCell::<Pattern>::open(key_arg(&args, 1)).unwrap();
@@ -195,33 +138,15 @@ fn no_lost_update_across_four_processes() {
 fn readers_never_see_torn_values() {
     let (cell, key, _g) = new_cell(Pattern::of(0));
     let raw = key.raw().to_string();
-    let mut readers = vec![
-        Live::spawn(&["pattern_reader", &raw, "rw"]),
-        Live::spawn(&["pattern_reader", &raw, "ro"]),
-    ];
-    for r in &mut readers {
-        r.expect("ready");
-    }
-    let mut writer = Live::spawn(&["pattern_writer", &raw]);
-    writer.expect("ready");
-    for r in &mut readers {
-        r.expect("warm");
-    }
-    std::thread::sleep(Duration::from_millis(500));
-    writer.send("stop");
-    let stores: u64 = writer.expect("stores").parse().unwrap();
-    writer.finish();
-    for mut r in readers {
-        r.send("stop");
-        let loads: u64 = r.expect("loads").parse().unwrap();
-        assert_eq!(r.expect("torn"), "0", "torn values after {loads} loads");
-        assert_eq!(r.expect("backwards"), "0");
-        let max: u64 = r.expect("max_seq").parse().unwrap();
-        assert!(max > 0 && max <= stores);
-        assert!(loads > 1000);
-        r.finish();
-    }
-    assert!(stores > 100, "the writer stored only {stores} values");
+    let stores = check_stamps_under_writer(
+        &[
+            &["pattern_reader", &raw, "rw"],
+            &["pattern_reader", &raw, "ro"],
+        ],
+        &["pattern_writer", &raw],
+        Duration::from_millis(500),
+        "64-byte cell",
+    );
     assert_eq!(cell.load(), Pattern::of(stores));
 }
 

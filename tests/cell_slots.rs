@@ -3,11 +3,12 @@
 
 mod common;
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bytemuck::{Pod, Zeroable};
-use common::{Live, SegGuard, child_args, key_arg, report, stop_on_stdin, unique_key};
+use common::{
+    SegGuard, Stamped, check_stamps_under_writer, child_args, key_arg, load_stamps_until_stopped,
+    store_stamps_until_stopped, unique_key,
+};
 use shmstore::{DEFAULT_CELL_SLOTS, Error, Key, Segment, SharedCell};
 
 /// Offsets in the header (FORMAT.md).
@@ -20,68 +21,14 @@ const WRITING_AT: usize = 280;
 
 /// A 4 KiB value whose words all derive from `seq`: a torn copy shows, and
 /// copying one takes long enough for a nonstop writer to commit meanwhile.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
-#[repr(C)]
-struct Big {
-    seq: u64,
-    words: [u64; 511],
-}
-
-impl Big {
-    fn of(seq: u64) -> Big {
-        let mut words = [0; 511];
-        for (i, w) in words.iter_mut().enumerate() {
-            *w = seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (i as u64).rotate_left(17);
-        }
-        Big { seq, words }
-    }
-
-    fn is_whole(&self) -> bool {
-        *self == Big::of(self.seq)
-    }
-}
+type Big = Stamped<511>;
 
 #[test]
 fn child_entry() {
     let Some(args) = child_args() else { return };
     match args[0].as_str() {
-        // Store values until told to stop, without pausing.
-        "writer" => {
-            let cell = SharedCell::<Big>::open(key_arg(&args, 1)).unwrap();
-            let stop = stop_on_stdin();
-            report("ready", 1);
-            let mut n = 0;
-            while !stop.load(Ordering::Relaxed) {
-                n += 1;
-                cell.store(Big::of(n)).unwrap();
-            }
-            report("stores", n);
-        }
-        // Load until told to stop; report loads, torn and backward values.
-        "reader" => {
-            let key = key_arg(&args, 1);
-            let load: Box<dyn Fn() -> Big> = if args[2] == "ro" {
-                let r = SharedCell::<Big>::open_read_only(key).unwrap();
-                Box::new(move || r.load())
-            } else {
-                let c = SharedCell::<Big>::open(key).unwrap();
-                Box::new(move || c.load())
-            };
-            let stop = stop_on_stdin();
-            report("ready", 1);
-            let (mut loads, mut torn, mut backwards, mut last) = (0u64, 0u64, 0u64, 0u64);
-            while !stop.load(Ordering::Relaxed) {
-                let v = load();
-                loads += 1;
-                torn += u64::from(!v.is_whole());
-                backwards += u64::from(v.seq < last);
-                last = last.max(v.seq);
-            }
-            report("loads", loads);
-            report("torn", torn);
-            report("backwards", backwards);
-            report("max_seq", last);
-        }
+        "writer" => store_stamps_until_stopped::<511>(key_arg(&args, 1)),
+        "reader" => load_stamps_until_stopped::<511>(key_arg(&args, 1), args[2] == "ro"),
         other => panic!("unknown role {other}"),
     }
     std::process::exit(0);
@@ -103,34 +50,12 @@ fn large_values_are_never_torn_whatever_the_slot_count() {
             .unwrap();
         let _g = SegGuard(cell.id());
         let raw = key.raw().to_string();
-        let mut readers = vec![
-            Live::spawn(&["reader", &raw, "rw"]),
-            Live::spawn(&["reader", &raw, "ro"]),
-        ];
-        for r in &mut readers {
-            r.expect("ready");
-        }
-        let mut writer = Live::spawn(&["writer", &raw]);
-        writer.expect("ready");
-        std::thread::sleep(Duration::from_millis(400));
-        writer.send("stop");
-        let stores: u64 = writer.expect("stores").parse().unwrap();
-        writer.finish();
-        for mut r in readers {
-            r.send("stop");
-            let loads: u64 = r.expect("loads").parse().unwrap();
-            assert_eq!(
-                r.expect("torn"),
-                "0",
-                "{slots} slots: torn after {loads} loads"
-            );
-            assert_eq!(r.expect("backwards"), "0", "{slots} slots");
-            let max: u64 = r.expect("max_seq").parse().unwrap();
-            assert!(max <= stores, "{slots} slots: saw {max} of {stores}");
-            assert!(loads > 0, "{slots} slots");
-            r.finish();
-        }
-        assert!(stores > 100, "{slots} slots: only {stores} stores");
+        let stores = check_stamps_under_writer(
+            &[&["reader", &raw, "rw"], &["reader", &raw, "ro"]],
+            &["writer", &raw],
+            Duration::from_millis(400),
+            &format!("4 KiB cell, {slots} slots"),
+        );
         assert_eq!(cell.load(), Big::of(stores));
         assert_eq!(cell.version(), stores);
     }

@@ -193,3 +193,121 @@ pub fn stop_on_stdin() -> Arc<AtomicBool> {
     });
     stop
 }
+
+/// A value of `1 + W` words that all derive from `seq`: a torn copy shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct Stamped<const W: usize> {
+    pub seq: u64,
+    pub words: [u64; W],
+}
+
+// SAFETY: repr(C) of u64s only: no padding, and every bit pattern is valid.
+unsafe impl<const W: usize> bytemuck::Zeroable for Stamped<W> {}
+// SAFETY: as above; the type is Copy and 'static.
+unsafe impl<const W: usize> bytemuck::Pod for Stamped<W> {}
+
+impl<const W: usize> Stamped<W> {
+    pub fn of(seq: u64) -> Self {
+        let mut words = [0; W];
+        for (i, w) in words.iter_mut().enumerate() {
+            *w = seq.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                ^ (i as u64).wrapping_mul(0xff51_afd7_ed55_8ccd);
+        }
+        Stamped { seq, words }
+    }
+
+    pub fn is_whole(&self) -> bool {
+        *self == Self::of(self.seq)
+    }
+}
+
+/// Child role: store `Stamped::of(1)`, `of(2)`, ... into the cell at `key`,
+/// without pausing, until the parent sends a line. Reports `ready`, then
+/// `stores`.
+pub fn store_stamps_until_stopped<const W: usize>(key: Key) {
+    let cell = shmstore::SharedCell::<Stamped<W>>::open(key).unwrap();
+    let stop = stop_on_stdin();
+    report("ready", 1);
+    let mut n = 0;
+    while !stop.load(Ordering::Relaxed) {
+        n += 1;
+        cell.store(Stamped::of(n)).unwrap();
+    }
+    report("stores", n);
+}
+
+/// Child role: load the cell at `key` (through a read-only attachment if
+/// `read_only`) until the parent sends a line. Reports `ready`, `warm` after
+/// 1000 loads, then `loads`, `torn`, `backwards` (loads older than one seen
+/// before) and `max_seq`.
+pub fn load_stamps_until_stopped<const W: usize>(key: Key, read_only: bool) {
+    let load: Box<dyn Fn() -> Stamped<W>> = if read_only {
+        let r = shmstore::SharedCell::<Stamped<W>>::open_read_only(key).unwrap();
+        Box::new(move || r.load())
+    } else {
+        let c = shmstore::SharedCell::<Stamped<W>>::open(key).unwrap();
+        Box::new(move || c.load())
+    };
+    let stop = stop_on_stdin();
+    report("ready", 1);
+    let (mut loads, mut torn, mut backwards, mut last) = (0u64, 0u64, 0u64, 0u64);
+    while !stop.load(Ordering::Relaxed) {
+        let v = load();
+        loads += 1;
+        torn += u64::from(!v.is_whole());
+        backwards += u64::from(v.seq < last);
+        last = last.max(v.seq);
+        if loads == 1000 {
+            report("warm", 1);
+        }
+    }
+    report("loads", loads);
+    report("torn", torn);
+    report("backwards", backwards);
+    report("max_seq", last);
+}
+
+/// Start the children `readers` (roles of [`load_stamps_until_stopped`]),
+/// then `writer` (a role of [`store_stamps_until_stopped`]); once every
+/// reader made 1000 loads, let them all run for `run`, then stop them.
+/// Fails if a reader saw a torn value or went backwards, or saw a version
+/// the writer never stored. Returns the number of stores.
+pub fn check_stamps_under_writer(
+    readers: &[&[&str]],
+    writer: &[&str],
+    run: std::time::Duration,
+    what: &str,
+) -> u64 {
+    let mut readers: Vec<Live> = readers.iter().map(|args| Live::spawn(args)).collect();
+    for r in &mut readers {
+        r.expect("ready");
+    }
+    let mut writer = Live::spawn(writer);
+    writer.expect("ready");
+    for r in &mut readers {
+        r.expect("warm");
+    }
+    std::thread::sleep(run);
+    writer.send("stop");
+    let stores: u64 = writer.expect("stores").parse().unwrap();
+    writer.finish();
+    for mut r in readers {
+        r.send("stop");
+        let loads: u64 = r.expect("loads").parse().unwrap();
+        assert_eq!(
+            r.expect("torn"),
+            "0",
+            "{what}: torn values in {loads} loads"
+        );
+        assert_eq!(r.expect("backwards"), "0", "{what}: went backwards");
+        let max: u64 = r.expect("max_seq").parse().unwrap();
+        assert!(max <= stores, "{what}: saw {max} of {stores} stores");
+        r.finish();
+    }
+    assert!(
+        stores > 100,
+        "{what}: the writer stored only {stores} values"
+    );
+    stores
+}

@@ -23,6 +23,7 @@
 //! that never pauses still gets through.
 
 use std::marker::PhantomData;
+use std::mem::MaybeUninit;
 use std::sync::atomic::{Ordering, fence};
 use std::time::Duration;
 
@@ -160,24 +161,28 @@ pub(crate) fn init<T: Pod>(raw: &RawStore, initial: &T) -> Result<()> {
 fn load<T: Pod>(raw: &RawStore) -> T {
     let header = raw.header();
     let slots = raw.layout().slot_count as u64;
-    let mut value = T::zeroed();
+    let mut value = MaybeUninit::<T>::uninit();
     let mut spins = 0u32;
     loop {
         let s1 = header.seq.load(Ordering::Acquire);
         // SAFETY: slot (s1 % slots) is one of the validated slots (whose
         // count is a power of two), 8-aligned and readable for size_of::<T>()
-        // rounded up to 8 bytes.
+        // rounded up to 8 bytes; `value` is private and has size_of::<T>()
+        // bytes.
         unsafe {
             copy::load_bytes(
                 raw.slot_ptr((s1 & (slots - 1)) as usize),
-                bytemuck::bytes_of_mut(&mut value),
+                value.as_mut_ptr().cast(),
+                size_of::<T>(),
             )
         };
         fence(Ordering::Acquire);
         if header.writing.load(Ordering::Relaxed).wrapping_sub(s1) < slots
             || header.seq.load(Ordering::Relaxed) == s1
         {
-            return value;
+            // SAFETY: every byte of value was just written, and any bytes
+            // are a valid T (T: Pod).
+            return unsafe { value.assume_init() };
         }
         spins += 1;
         if spins.is_multiple_of(64) {
@@ -340,7 +345,8 @@ impl<T: Pod> SharedCell<T> {
         unsafe {
             copy::load_bytes(
                 self.raw.slot_ptr(self.slot_of(s)),
-                bytemuck::bytes_of_mut(&mut value),
+                (&raw mut value).cast(),
+                size_of::<T>(),
             )
         };
         let result = f(&mut value);

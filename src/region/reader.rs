@@ -49,8 +49,9 @@ impl<T: Archive> RegionReader<T> {
             bytes.resize(len, 0);
             let (_, buffer) = split(current);
             // SAFETY: the buffer is 64-aligned and readable for its whole
-            // stride (>= len rounded up to 8) inside the mapping.
-            unsafe { copy::load_bytes(self.raw.slot_ptr(buffer), &mut bytes) };
+            // stride (>= len rounded up to 8) inside the mapping; `bytes` is
+            // private and holds len bytes.
+            unsafe { copy::load_bytes(self.raw.slot_ptr(buffer), bytes.as_mut_ptr(), len) };
             fence(Ordering::Acquire);
             if ctl.current.load(Ordering::Relaxed) != current {
                 continue; // overwritten while we copied: copy the new one

@@ -34,12 +34,13 @@
 mod common;
 
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::median_ns;
+use common::child::{FUTEX_STOP, Peer, exit_if_child, futex_echo, futex_round_trips, parent_gone};
+use common::report::{criterion_dir, fmt_opt_ns, judge, median_ns, ratio};
+use common::sys::{DATA_AT, PAGE, RobustMutexSeg, futex_wait, futex_wake, private_segment};
 use criterion::{Bencher, Criterion};
 use shmstore::{Error, Key, Segment, SharedCell};
 
@@ -50,14 +51,9 @@ const CHILD_ENV: &str = "SHMSTORE_BENCH_CELL_CHILD";
 
 /// Sent as the value to tell a child to exit.
 const STOP: u64 = u64::MAX;
-const STOP32: u32 = u32::MAX;
 
 /// How long a sleeper waits before checking that its peer is still alive.
 const POLL: Duration = Duration::from_millis(200);
-
-/// Offset of the 64-byte value in the floors' segments: its own cache lines,
-/// apart from the mutex, as a cell's slots are apart from its header.
-const DATA_AT: usize = 512;
 
 const TARGETS: [(&str, &str, &str, &str, f64); 3] = [
     (
@@ -85,16 +81,7 @@ const TARGETS: [(&str, &str, &str, &str, f64); 3] = [
 
 fn main() {
     // Before criterion sees the arguments: a child runs its loop and exits.
-    if let Some(role) = std::env::var_os(CHILD_ENV) {
-        let role = role.into_string().expect("child role is UTF-8");
-        std::process::exit(match child_main(&role) {
-            Ok(()) => 0,
-            Err(e) => {
-                eprintln!("bench child ({role}): {e}");
-                1
-            }
-        });
-    }
+    exit_if_child(CHILD_ENV, child_main);
 
     let started = SystemTime::now();
     let out_dir = criterion_dir();
@@ -114,34 +101,8 @@ fn main() {
     print_table(&out_dir, started);
 }
 
-/// Where criterion keeps its results: as criterion decides by default, but
-/// without asking `cargo metadata` (the binary lies in `<target>/<profile>/deps`).
-fn criterion_dir() -> PathBuf {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return PathBuf::from(home);
-    }
-    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
-        return PathBuf::from(target).join("criterion");
-    }
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.join("criterion")))
-        .unwrap_or_else(|| PathBuf::from("target/criterion"))
-}
-
 // ---------------------------------------------------------------------------
 // Segments and raw primitives for the floors
-
-/// A private segment of one page, already marked for removal.
-fn private_segment() -> Segment {
-    let seg = Segment::options()
-        .size(4096)
-        .create(true)
-        .open(Key::PRIVATE)
-        .expect("create a private segment");
-    seg.remove().expect("mark the segment for removal");
-    seg
-}
 
 /// The 32-bit atomic word at `offset` in `seg`.
 fn word(seg: &Segment, offset: usize) -> &AtomicU32 {
@@ -152,113 +113,13 @@ fn word(seg: &Segment, offset: usize) -> &AtomicU32 {
     unsafe { &*seg.as_ptr().add(offset).cast::<AtomicU32>() }
 }
 
-/// `FUTEX_WAIT` (shared, not private) while `word` holds `expected`, at most
-/// `timeout`. Returns on a wake, a signal, a timeout or a changed word.
-fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) {
-    let ts = libc::timespec {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_nsec: timeout.subsec_nanos() as libc::c_long,
-    };
-    // SAFETY: `word` is a live, aligned 4-byte word of a shared mapping, which
-    // the kernel only reads; `ts` outlives the call.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAIT,
-            expected,
-            &ts as *const libc::timespec,
-            0usize,
-            0u32,
-        );
-    }
-}
-
-/// `FUTEX_WAKE` (shared) of every sleeper on `word`.
-fn futex_wake(word: &AtomicU32) {
-    // SAFETY: `word` is a live, aligned word; FUTEX_WAKE only computes its key.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAKE,
-            i32::MAX,
-            0usize,
-            0usize,
-            0u32,
-        );
-    }
-}
-
-/// A robust, process-shared, error-checking pthread mutex at offset 0 of a
-/// private segment (the same kind `SharedCell` writes under), with a 64-byte
-/// value at [`DATA_AT`].
-struct RawMutexSeg {
-    seg: Segment,
-}
-
-impl RawMutexSeg {
-    fn new() -> Self {
-        let seg = private_segment();
-        assert!(size_of::<libc::pthread_mutex_t>() <= DATA_AT);
-        let m = seg.as_ptr().cast::<libc::pthread_mutex_t>();
-        let mut attr = std::mem::MaybeUninit::<libc::pthread_mutexattr_t>::uninit();
-        // SAFETY: `attr` is initialised by pthread_mutexattr_init before any
-        // other use and destroyed after the mutex is made; `m` points to the
-        // page-aligned start of a fresh segment, writable, large enough and
-        // used by nobody else.
-        unsafe {
-            let a = attr.as_mut_ptr();
-            assert_eq!(libc::pthread_mutexattr_init(a), 0);
-            assert_eq!(
-                libc::pthread_mutexattr_setpshared(a, libc::PTHREAD_PROCESS_SHARED),
-                0
-            );
-            assert_eq!(
-                libc::pthread_mutexattr_setrobust(a, libc::PTHREAD_MUTEX_ROBUST),
-                0
-            );
-            assert_eq!(
-                libc::pthread_mutexattr_settype(a, libc::PTHREAD_MUTEX_ERRORCHECK),
-                0
-            );
-            assert_eq!(libc::pthread_mutex_init(m, a), 0);
-            libc::pthread_mutexattr_destroy(a);
-        }
-        RawMutexSeg { seg }
-    }
-
-    /// Lock, copy `value` in, unlock.
-    #[inline]
-    fn store(&self, value: Value) {
-        let m = self.seg.as_ptr().cast::<libc::pthread_mutex_t>();
-        // SAFETY: the mutex was initialised in `new` and lives in the mapping
-        // `self` keeps; the value's 64 bytes at DATA_AT are inside the page,
-        // 64-aligned, and written only by this thread while it holds the lock.
-        unsafe {
-            let rc = libc::pthread_mutex_lock(m);
-            debug_assert_eq!(rc, 0);
-            std::ptr::write_volatile(self.seg.as_ptr().add(DATA_AT).cast::<Value>(), value);
-            let rc = libc::pthread_mutex_unlock(m);
-            debug_assert_eq!(rc, 0);
-        }
-    }
-}
-
-impl Drop for RawMutexSeg {
-    fn drop(&mut self) {
-        // SAFETY: the mutex was initialised in `new` and nobody holds it.
-        unsafe { libc::pthread_mutex_destroy(self.seg.as_ptr().cast()) };
-    }
-}
-
 // ---------------------------------------------------------------------------
 // load and store
 
 fn bench_load(c: &mut Criterion) {
     let cell = SharedCell::create(Key::PRIVATE, [7u64; 8]).expect("create a cell");
     cell.remove().expect("mark the cell for removal");
-    let seg = private_segment();
+    let seg = private_segment(PAGE);
     let src = seg.as_ptr().wrapping_add(DATA_AT).cast::<Value>();
     // SAFETY: DATA_AT + 64 lies inside the page, 64-aligned; only this thread
     // touches it.
@@ -278,7 +139,7 @@ fn bench_load(c: &mut Criterion) {
 fn bench_store(c: &mut Criterion) {
     let cell = SharedCell::create(Key::PRIVATE, [0u64; 8]).expect("create a cell");
     cell.remove().expect("mark the cell for removal");
-    let floor = RawMutexSeg::new();
+    let floor = RobustMutexSeg::new(size_of::<Value>());
 
     let mut g = c.benchmark_group("store");
     g.bench_function("shared_cell", |b| {
@@ -292,7 +153,7 @@ fn bench_store(c: &mut Criterion) {
         let mut n = 0u64;
         b.iter(|| {
             n += 1;
-            floor.store(black_box([n; 8]));
+            floor.store_volatile(black_box([n; 8]));
         })
     });
     g.finish();
@@ -319,48 +180,19 @@ fn bench_wake(c: &mut Criterion) {
     g.finish();
 }
 
-fn spawn_child(role: &str) -> Child {
-    Command::new(std::env::current_exe().expect("current_exe"))
-        .env(CHILD_ENV, role)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn the bench child")
-}
-
-/// Panic (rather than hang) if the child has exited.
-fn check_child(child: &mut Child) {
-    if let Some(status) = child.try_wait().expect("try_wait") {
-        panic!("bench child exited early: {status}");
-    }
-}
-
-/// Let the child exit by itself after `stop`, or kill it.
-fn reap(child: &mut Child) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// Whether the process that started this child is gone (it was re-parented).
-fn parent_gone(parent: libc::pid_t) -> bool {
-    // SAFETY: getppid has no preconditions and cannot fail.
-    unsafe { libc::getppid() != parent }
-}
-
 /// Two cells at fresh keys, A written by the parent, B by the child.
 struct CellPingPong {
+    /// Declared first: the child is reaped before the cells are detached.
+    child: Peer,
     a: SharedCell<Value>,
     b: SharedCell<Value>,
     b_seen: u64,
     n: u64,
-    child: Child,
+}
+
+/// This binary run again as a child: `role` with the arguments `args`.
+fn spawn_child(role: &str, args: &[i64]) -> Peer {
+    Peer::spawn(CHILD_ENV, role, args, None)
 }
 
 /// Create a cell at a key nobody uses, removed on drop until removed for good.
@@ -385,13 +217,7 @@ impl CellPingPong {
     fn start() -> Self {
         let (a, key_a) = cell_at_fresh_key(1);
         let (b, key_b) = cell_at_fresh_key(2);
-        let role = format!(
-            "cell:{}:{}:{}",
-            std::process::id(),
-            key_a.raw(),
-            key_b.raw()
-        );
-        let mut child = spawn_child(&role);
+        let mut child = spawn_child("cell", &[key_a.raw().into(), key_b.raw().into()]);
         // The child stores into B once it has both cells open.
         // Fresh cells start at version 0; the child may have stored already.
         let mut b_seen = 0;
@@ -401,17 +227,17 @@ impl CellPingPong {
                 b_seen = v;
                 break;
             }
-            check_child(&mut child);
+            child.check();
         }
         // Both processes are attached: the keys can go now.
         a.remove().expect("remove A");
         b.remove().expect("remove B");
         CellPingPong {
+            child,
             a,
             b,
             b_seen,
             n: 0,
-            child,
         }
     }
 
@@ -429,7 +255,7 @@ impl CellPingPong {
                     self.b_seen = v;
                     break;
                 }
-                check_child(&mut self.child);
+                self.child.check();
             }
         }
         let elapsed = start.elapsed();
@@ -440,8 +266,8 @@ impl CellPingPong {
 
 impl Drop for CellPingPong {
     fn drop(&mut self) {
+        // The child exits on this value; `child`, dropped next, waits for it.
         let _ = self.a.store([STOP; 8]);
-        reap(&mut self.child);
     }
 }
 
@@ -470,9 +296,10 @@ fn cell_child(parent: libc::pid_t, key_a: i32, key_b: i32) -> Result<(), Error> 
 /// Two futex words in one private segment, on separate cache lines: A at 0,
 /// written by the parent, B at 64, written by the child.
 struct FutexPingPong {
+    /// Declared first: the child is reaped before the segment is detached.
+    child: Peer,
     seg: Segment,
     n: u32,
-    child: Child,
 }
 
 const WORD_A: usize = 0;
@@ -481,46 +308,29 @@ const WORD_READY: usize = 128;
 
 impl FutexPingPong {
     fn start() -> Self {
-        let seg = private_segment();
-        let mut child = spawn_child(&format!("futex:{}:{}", std::process::id(), seg.id()));
+        let seg = private_segment(PAGE);
+        let mut child = spawn_child("futex", &[seg.id().into()]);
         let ready = word(&seg, WORD_READY);
         while ready.load(Ordering::SeqCst) == 0 {
             futex_wait(ready, 0, POLL);
-            check_child(&mut child);
+            child.check();
         }
-        FutexPingPong { seg, n: 0, child }
+        FutexPingPong { child, seg, n: 0 }
     }
 
     fn round_trips(&mut self, iters: u64) -> Duration {
         let a = word(&self.seg, WORD_A);
         let b = word(&self.seg, WORD_B);
-        let start = Instant::now();
-        for _ in 0..iters {
-            let prev = self.n;
-            // Wraps below STOP32.
-            self.n = (self.n + 1) % STOP32;
-            a.store(self.n, Ordering::SeqCst);
-            futex_wake(a);
-            loop {
-                if b.load(Ordering::SeqCst) == self.n {
-                    break;
-                }
-                futex_wait(b, prev, POLL);
-                if b.load(Ordering::SeqCst) == prev {
-                    check_child(&mut self.child);
-                }
-            }
-        }
-        start.elapsed()
+        futex_round_trips(a, b, &mut self.n, iters, POLL, || self.child.check())
     }
 }
 
 impl Drop for FutexPingPong {
     fn drop(&mut self) {
+        // The child exits on this value; `child`, dropped next, waits for it.
         let a = word(&self.seg, WORD_A);
-        a.store(STOP32, Ordering::SeqCst);
+        a.store(FUTEX_STOP, Ordering::SeqCst);
         futex_wake(a);
-        reap(&mut self.child);
     }
 }
 
@@ -531,25 +341,11 @@ fn futex_child(parent: libc::pid_t, id: i32) -> Result<(), Error> {
         word(&seg, WORD_B),
         word(&seg, WORD_READY),
     );
-    let mut seen = a.load(Ordering::SeqCst);
-    ready.store(1, Ordering::SeqCst);
-    futex_wake(ready);
-    loop {
-        let v = a.load(Ordering::SeqCst);
-        if v == seen {
-            futex_wait(a, seen, POLL);
-            if a.load(Ordering::SeqCst) == seen && parent_gone(parent) {
-                return Ok(());
-            }
-            continue;
-        }
-        seen = v;
-        if v == STOP32 {
-            return Ok(());
-        }
-        b.store(v, Ordering::SeqCst);
-        futex_wake(b);
-    }
+    futex_echo(a, b, parent, POLL, || {
+        ready.store(1, Ordering::SeqCst);
+        futex_wake(ready);
+    });
+    Ok(())
 }
 
 fn child_main(role: &str) -> Result<(), Box<dyn std::error::Error>> {
@@ -564,16 +360,6 @@ fn child_main(role: &str) -> Result<(), Box<dyn std::error::Error>> {
 // ---------------------------------------------------------------------------
 // The summary table
 
-fn fmt_ns(ns: f64) -> String {
-    if ns >= 10_000.0 {
-        format!("{:.2} µs", ns / 1000.0)
-    } else if ns >= 100.0 {
-        format!("{ns:.0} ns")
-    } else {
-        format!("{ns:.2} ns")
-    }
-}
-
 fn print_table(out_dir: &Path, since: SystemTime) {
     println!();
     println!(
@@ -583,17 +369,8 @@ fn print_table(out_dir: &Path, since: SystemTime) {
     for (group, ours, floor, what, target) in TARGETS {
         let o = median_ns(out_dir, group, ours, since);
         let f = median_ns(out_dir, group, floor, since);
-        let (os, fs) = (
-            o.map_or("n/a".into(), fmt_ns),
-            f.map_or("n/a".into(), fmt_ns),
-        );
-        let (ratio, met) = match (o, f) {
-            (Some(o), Some(f)) if f > 0.0 => {
-                let r = o / f;
-                (format!("{r:.2}x"), if r <= target { "yes" } else { "no" })
-            }
-            _ => ("n/a".into(), "not measured"),
-        };
+        let (os, fs) = (fmt_opt_ns(o, 2), fmt_opt_ns(f, 2));
+        let (ratio, met) = judge(ratio(o, f), |r| r <= target);
         println!("| {what} | {os} | {fs} | {ratio} | ≤ {target:.1}x | {met} |");
     }
 }

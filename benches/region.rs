@@ -36,155 +36,23 @@
 //! cargo bench --bench region
 //! ```
 
-use std::collections::HashMap;
 mod common;
 
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::path::Path;
+use std::time::{Duration, SystemTime};
 
-use common::median_ns;
+use common::report::{criterion_dir, fmt_opt_ns, judge, median_ns, ratio};
+use common::sys::{TMPFS, TempDir};
+use common::values::{
+    Config, Config07, MmapSync, archive_len, archive07_len, first_reads, read_region,
+    region_values, region_with, serialise_local,
+};
 use criterion::Criterion;
-use mmap_sync::synchronizer::Synchronizer;
-use rkyv::rancor;
 use rkyv::util::AlignedVec;
-use shmstore::{Key, SharedRegion};
 
-/// The value shared, archived with rkyv 0.8 (shmstore's).
-#[derive(rkyv::Archive, rkyv::Serialize)]
-struct Config {
-    name: String,
-    values: Vec<u64>,
-    labels: HashMap<String, String>,
-}
-
-use v07::Config07;
-
-mod v07 {
-    // bytecheck 0.6, which rkyv 0.7 derives `CheckBytes` with, writes its
-    // unsafe calls without `unsafe` blocks inside an `unsafe fn`, as code
-    // before edition 2024 could.
-    #![allow(unsafe_op_in_unsafe_fn)]
-
-    use std::collections::HashMap;
-
-    /// The same value for mmap-sync, which archives with rkyv 0.7.
-    #[derive(rkyv07::Archive, rkyv07::Serialize)]
-    #[archive(crate = "rkyv07", check_bytes)]
-    pub struct Config07 {
-        pub name: String,
-        pub values: Vec<u64>,
-        pub labels: HashMap<String, String>,
-    }
-}
-
-/// The archive sizes aimed at, and their names in the results.
-const SIZES: [(&str, usize); 3] = [("1KiB", 1 << 10), ("64KiB", 64 << 10), ("1MiB", 1 << 20)];
-
-/// How long mmap-sync's `write` waits for readers of the buffer it reuses.
-/// No guard is held across a write here, so it never waits.
-const GRACE: Duration = Duration::from_secs(1);
-
-fn labels() -> HashMap<String, String> {
-    (0..8)
-        .map(|i| (format!("label-{i:02}"), format!("value-of-label-{i:02}")))
-        .collect()
-}
-
-fn config(len: usize) -> Config {
-    Config {
-        name: "edge-proxy-configuration".to_owned(),
-        values: (0..len as u64)
-            .map(|i| i.wrapping_mul(0x9e37_79b9))
-            .collect(),
-        labels: labels(),
-    }
-}
-
-fn mirror(c: &Config) -> Config07 {
-    Config07 {
-        name: c.name.clone(),
-        values: c.values.clone(),
-        labels: c.labels.clone(),
-    }
-}
-
-fn archive_len(c: &Config) -> usize {
-    rkyv::to_bytes::<rancor::Error>(c)
-        .expect("serialise a config")
-        .len()
-}
-
-fn archive07_len(c: &Config07) -> usize {
-    rkyv07::to_bytes::<_, 1024>(c)
-        .expect("serialise a config with rkyv 0.7")
-        .len()
-}
-
-/// A config whose rkyv 0.8 archive is about `target` bytes.
-fn config_of_size(target: usize) -> Config {
-    let base = archive_len(&config(0));
-    config(target.saturating_sub(base) / size_of::<u64>())
-}
-
-/// A region holding one published `value`, already marked for removal.
-fn region_with(value: &Config) -> SharedRegion<Config> {
-    let capacity = archive_len(value) + 4096;
-    let region = SharedRegion::<Config>::create(Key::PRIVATE, capacity).expect("create a region");
-    region.remove().expect("mark the region for removal");
-    region.publish(value).expect("publish");
-    region
-}
-
-/// The tmpfs where mmap-sync's writes are also measured.
-const TMPFS: &str = "/dev/shm";
-
-/// A fresh directory for mmap-sync's files, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(base: &Path) -> Self {
-        let dir = base.join(format!("shmstore-bench-region-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create the temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// An mmap-sync writer and reader on the same files, one value written.
-struct MmapSync {
-    writer: Synchronizer,
-    reader: Synchronizer,
-}
-
-impl MmapSync {
-    fn new(dir: &Path, name: &str, value: &Config07) -> Self {
-        let prefix = dir.join(name);
-        let mut writer = Synchronizer::new(prefix.as_os_str());
-        let reader = Synchronizer::new(prefix.as_os_str());
-        writer.write(value, GRACE).expect("mmap-sync write");
-        MmapSync { writer, reader }
-    }
-
-    /// mmap-sync's read: guard made, one field touched, guard dropped.
-    #[inline]
-    fn read(&mut self, check_bytes: bool) -> usize {
-        // SAFETY: the guard is dropped before this returns, long before any
-        // write's grace period could run out (nothing writes meanwhile: the
-        // writer is ours, on this thread). Unchecked, rkyv trusts the bytes:
-        // they are the archive of a `Config07` that our writer produced and
-        // validated (mmap-sync's `write` checks it) in files of a directory
-        // made for this run, which no other process writes.
-        let guard = unsafe { self.reader.read::<Config07>(check_bytes) }.expect("mmap-sync read");
-        black_box(guard.values.len())
-    }
-}
+/// Prefix of the directories for mmap-sync's files.
+const DIR_PREFIX: &str = "shmstore-bench-region-";
 
 fn main() {
     let started = SystemTime::now();
@@ -197,18 +65,11 @@ fn main() {
         .output_directory(&out_dir)
         .configure_from_args();
 
-    let dir = TempDir::new(&std::env::temp_dir());
+    let dir = TempDir::new(&std::env::temp_dir(), DIR_PREFIX);
     let tmpfs = Path::new(TMPFS)
         .is_dir()
-        .then(|| TempDir::new(Path::new(TMPFS)));
-    let values: Vec<(&str, Config, Config07)> = SIZES
-        .iter()
-        .map(|&(name, target)| {
-            let v = config_of_size(target);
-            let m = mirror(&v);
-            (name, v, m)
-        })
-        .collect();
+        .then(|| TempDir::new(Path::new(TMPFS), DIR_PREFIX));
+    let values = region_values();
     let mut sizes = Vec::new();
     for (name, v, m) in &values {
         sizes.push((*name, v.values.len(), archive_len(v), archive07_len(m)));
@@ -228,21 +89,6 @@ fn main() {
     print_tables(&out_dir, started, &sizes);
 }
 
-/// Where criterion keeps its results: as criterion decides by default, but
-/// without asking `cargo metadata` (the binary lies in `<target>/<profile>/deps`).
-fn criterion_dir() -> PathBuf {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return PathBuf::from(home);
-    }
-    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
-        return PathBuf::from(target).join("criterion");
-    }
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.join("criterion")))
-        .unwrap_or_else(|| PathBuf::from("target/criterion"))
-}
-
 // ---------------------------------------------------------------------------
 // The measurements
 
@@ -254,12 +100,7 @@ fn bench_read(c: &mut Criterion, size: &str, value: &Config, value07: &Config07,
     assert_eq!(mmap.read(true), value.values.len());
 
     let mut g = c.benchmark_group(format!("read_{size}"));
-    g.bench_function("shmstore", |b| {
-        b.iter(|| {
-            let guard = region.read().expect("read");
-            black_box(guard.values.len())
-        })
-    });
+    g.bench_function("shmstore", |b| b.iter(|| read_region(&region)));
     g.bench_function("mmap_sync_unchecked", |b| b.iter(|| mmap.read(false)));
     g.bench_function("mmap_sync_checked", |b| b.iter(|| mmap.read(true)));
     g.finish();
@@ -270,18 +111,7 @@ fn bench_first_read(c: &mut Criterion, values: &[(&str, Config, Config07)]) {
     for (size, value, _) in values {
         let region = region_with(value);
         g.bench_function(*size, |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    region.publish(value).expect("publish");
-                    let start = Instant::now();
-                    let guard = region.read().expect("read");
-                    black_box(guard.values.len());
-                    drop(guard);
-                    total += start.elapsed();
-                }
-                total
-            })
+            b.iter_custom(|iters| first_reads(&region, value, iters))
         });
     }
     g.finish();
@@ -306,20 +136,14 @@ fn bench_publish(
         b.iter(|| black_box(region.publish(value).expect("publish")))
     });
     g.bench_function("rkyv_local", |b| {
-        b.iter(|| {
-            let mut buf = std::mem::take(&mut local);
-            buf.clear();
-            local =
-                rkyv::api::high::to_bytes_in::<_, rancor::Error>(value, buf).expect("serialise");
-            black_box(local.len())
-        })
+        b.iter(|| serialise_local(&mut local, value))
     });
     g.bench_function("mmap_sync_write", |b| {
-        b.iter(|| black_box(mmap.writer.write(value07, GRACE).expect("mmap-sync write")))
+        b.iter(|| black_box(mmap.write(value07)))
     });
     if let Some(mmap) = &mut mmap_tmpfs {
         g.bench_function("mmap_sync_write_tmpfs", |b| {
-            b.iter(|| black_box(mmap.writer.write(value07, GRACE).expect("mmap-sync write")))
+            b.iter(|| black_box(mmap.write(value07)))
         });
     }
     g.finish();
@@ -328,29 +152,14 @@ fn bench_publish(
 // ---------------------------------------------------------------------------
 // The summary tables
 
-fn fmt_ns(ns: f64) -> String {
-    if ns >= 10_000.0 {
-        format!("{:.1} µs", ns / 1000.0)
-    } else if ns >= 100.0 {
-        format!("{ns:.0} ns")
-    } else {
-        format!("{ns:.2} ns")
-    }
-}
-
+/// A median for these tables: microseconds with one decimal.
 fn fmt_opt(ns: Option<f64>) -> String {
-    ns.map_or("n/a".into(), fmt_ns)
+    fmt_opt_ns(ns, 1)
 }
 
 /// One row comparing `ours` with `other`: met when ours / other ≤ `max`.
 fn ratio_row(what: &str, ours: Option<f64>, other: Option<f64>, max: f64) {
-    let (ratio, met) = match (ours, other) {
-        (Some(o), Some(f)) if f > 0.0 => {
-            let r = o / f;
-            (format!("{r:.2}x"), if r <= max { "yes" } else { "no" })
-        }
-        _ => ("n/a".into(), "not measured"),
-    };
+    let (ratio, met) = judge(ratio(ours, other), |r| r <= max);
     println!(
         "| {what} | {} | {} | {ratio} | ≤ {max:.2}x | {met} |",
         fmt_opt(ours),
@@ -360,13 +169,7 @@ fn ratio_row(what: &str, ours: Option<f64>, other: Option<f64>, max: f64) {
 
 /// One row comparing `other` with `ours`: met when other / ours ≥ `min`.
 fn speedup_row(what: &str, ours: Option<f64>, other: Option<f64>, min: f64) {
-    let (ratio, met) = match (ours, other) {
-        (Some(o), Some(f)) if o > 0.0 => {
-            let r = f / o;
-            (format!("{r:.2}x"), if r >= min { "yes" } else { "no" })
-        }
-        _ => ("n/a".into(), "not measured"),
-    };
+    let (ratio, met) = judge(ratio(other, ours), |r| r >= min);
     println!(
         "| {what} | {} | {} | {ratio} | ≥ {min:.2}x | {met} |",
         fmt_opt(ours),
@@ -423,10 +226,7 @@ fn print_tables(out_dir: &Path, since: SystemTime, sizes: &[(&str, usize, usize,
         if i + 1 == sizes.len() {
             ratio_row(&what, ours, local, 1.5);
         } else {
-            let ratio = match (ours, local) {
-                (Some(o), Some(l)) if l > 0.0 => format!("{:.2}x", o / l),
-                _ => "n/a".into(),
-            };
+            let ratio = ratio(ours, local).map_or("n/a".into(), |r| format!("{r:.2}x"));
             println!(
                 "| {what} | {} | {} | {ratio} | none | context |",
                 fmt_opt(ours),

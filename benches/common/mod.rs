@@ -1,16 +1,13 @@
-//! Helpers shared by the benches.
+//! Helpers shared by the benches, one concept a module: criterion's results
+//! and the tables made of them ([`report`]), segments, futexes and the
+//! robust-mutex floor ([`sys`]), child processes and the futex ping-pong with
+//! one ([`child`]), and the region value with its mmap-sync mirror
+//! ([`values`]).
+//!
+//! Each bench compiles this module on its own and uses only part of it.
+#![allow(dead_code)]
 
-use std::path::Path;
-use std::time::SystemTime;
-
-/// Criterion's median time for `group/bench` in nanoseconds, if this run
-/// measured it (its `estimates.json` was written after `since`).
-pub fn median_ns(out_dir: &Path, group: &str, bench: &str, since: SystemTime) -> Option<f64> {
-    let path = out_dir.join(group).join(bench).join("new/estimates.json");
-    let modified = std::fs::metadata(&path).ok()?.modified().ok()?;
-    if modified < since {
-        return None;
-    }
-    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
-    json["median"]["point_estimate"].as_f64()
-}
+pub mod child;
+pub mod report;
+pub mod sys;
+pub mod values;

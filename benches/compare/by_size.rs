@@ -1,0 +1,340 @@
+//! One value size: floors, `SharedCell`, shared_memory + raw_sync, std
+//! Mutex, Unix socket + bincode, in process and across processes; and the
+//! cell's cross-process measurements (a process storing nonstop, an echo).
+
+use std::hint::black_box;
+use std::mem::MaybeUninit;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use criterion::Criterion;
+use shmstore::SharedCell;
+
+use crate::children::{ChildResult, Ctl, HALT, READY, spawn};
+use crate::common::child::{Peer, parent_gone};
+use crate::common::sys::{DATA_AT, RobustMutexSeg, private_segment};
+use crate::floors::bench_floor_ipc;
+use crate::peers::{ShmHammer, ShmRawSync, UdsEcho};
+use crate::value::{Bytes, private_cell};
+use crate::{Ctx, POLL, SIZES, SPIN_CHECK, STOP};
+
+pub fn bench_size<const N: usize>(c: &mut Criterion, ctx: &Ctx, name: &str) {
+    let seg = private_segment(DATA_AT + N);
+    let src = seg.as_ptr().wrapping_add(DATA_AT).cast::<Bytes<N>>();
+    // SAFETY: DATA_AT + N bytes lie inside the mapping; only this thread
+    // touches them.
+    unsafe { src.write(Bytes::pattern(7)) };
+    let floor = RobustMutexSeg::new(N);
+    let cell = private_cell(Bytes::<N>::pattern(7));
+    let mut shm = ShmRawSync::create(&ctx.dir, name, N);
+    shm.unlink();
+    shm.store(&Bytes::<N>::pattern(7));
+    let std_mutex = std::sync::Mutex::new(Bytes::<N>::pattern(7));
+    let mut value = Bytes::<N>::pattern(1);
+
+    let mut g = c.benchmark_group(name);
+    ctx.local(&mut g);
+    g.bench_function("floor_copy", |b| {
+        b.iter(|| {
+            let mut out = MaybeUninit::<Bytes<N>>::uninit();
+            // SAFETY: as above; no other process or thread writes the value.
+            unsafe { std::ptr::copy_nonoverlapping(black_box(src), out.as_mut_ptr(), 1) };
+            black_box(&out);
+        })
+    });
+    g.bench_function("floor_copy_words", |b| {
+        b.iter(|| {
+            let mut out = MaybeUninit::<Bytes<N>>::uninit();
+            let (from, to) = (black_box(src).cast::<u64>(), out.as_mut_ptr().cast::<u64>());
+            for i in 0..N / 8 {
+                // SAFETY: word i of the value lies inside the mapping, 8-aligned
+                // (DATA_AT is), and inside `out`, written unaligned.
+                unsafe {
+                    to.add(i)
+                        .write_unaligned(std::ptr::read_volatile(from.add(i)))
+                };
+            }
+            black_box(&out);
+        })
+    });
+    g.bench_function("floor_lock_copy", |b| {
+        let mut n = 0u64;
+        b.iter(|| {
+            n += 1;
+            value.0[8] = n as u8;
+            floor.store(black_box(&value));
+        })
+    });
+    g.bench_function("cell_load", |b| {
+        b.iter(|| {
+            let v = cell.load();
+            black_box(&v);
+        })
+    });
+    g.bench_function("cell_store", |b| {
+        let mut n = 0u64;
+        b.iter(|| {
+            n += 1;
+            value.0[8] = n as u8;
+            cell.store(black_box(value)).expect("store");
+        })
+    });
+    g.bench_function("cell_update", |b| {
+        b.iter(|| {
+            cell.update(|v| v.0[8] = black_box(v.0[8].wrapping_add(1)))
+                .expect("update")
+        })
+    });
+    g.bench_function("shm_rawsync_load", |b| {
+        b.iter(|| {
+            let v = shm.load::<N>();
+            black_box(&v);
+        })
+    });
+    g.bench_function("shm_rawsync_store", |b| {
+        let mut n = 0u64;
+        b.iter(|| {
+            n += 1;
+            value.0[8] = n as u8;
+            shm.store(black_box(&value));
+        })
+    });
+    g.bench_function("std_mutex_load", |b| {
+        b.iter(|| {
+            let v = *std_mutex.lock().expect("std mutex");
+            black_box(&v);
+        })
+    });
+    g.bench_function("std_mutex_store", |b| {
+        let mut n = 0u64;
+        b.iter(|| {
+            n += 1;
+            value.0[8] = n as u8;
+            *std_mutex.lock().expect("std mutex") = black_box(value);
+        })
+    });
+    g.finish();
+
+    if name == SIZES[0] {
+        bench_floor_ipc(c, ctx);
+    }
+    let mut g = c.benchmark_group(format!("{name}_ipc"));
+    ctx.ipc(&mut g);
+    for (id, spin) in [("cell_observe_spin", true), ("cell_observe_wait", false)] {
+        let mut echo: Option<CellEcho<N>> = None;
+        g.bench_function(id, |b| {
+            let p = echo.get_or_insert_with(|| CellEcho::start(spin));
+            b.iter_custom(|iters| p.round_trips(iters) / 2);
+        });
+    }
+    {
+        let mut hammer: Option<CellHammer<N>> = None;
+        g.bench_function("cell_load_contended", |b| {
+            let h = hammer.get_or_insert_with(CellHammer::start);
+            b.iter(|| {
+                let v = h.cell.load();
+                black_box(&v);
+            });
+        });
+    }
+    {
+        let mut hammer: Option<ShmHammer<N>> = None;
+        g.bench_function("shm_rawsync_load_contended", |b| {
+            let h = hammer.get_or_insert_with(|| ShmHammer::start(&ctx.dir, name));
+            b.iter(|| {
+                let v = h.shm.load::<N>();
+                black_box(&v);
+            });
+        });
+    }
+    {
+        let mut echo: Option<Box<UdsEcho<N>>> = None;
+        g.bench_function("uds_bincode", |b| {
+            let p = echo.get_or_insert_with(|| UdsEcho::start(&ctx.dir, name));
+            b.iter_custom(|iters| p.round_trips(iters) / 2);
+        });
+    }
+    g.finish();
+}
+
+/// A cell and a child process storing into it as fast as it can.
+struct CellHammer<const N: usize> {
+    cell: SharedCell<Bytes<N>>,
+    ctl: Ctl,
+    _peer: Peer,
+}
+
+impl<const N: usize> CellHammer<N> {
+    fn start() -> Self {
+        let cell = private_cell(Bytes::<N>::pattern(0));
+        let ctl = Ctl::new();
+        let mut peer = spawn(
+            "cell_hammer",
+            &[N as i64, ctl.id().into(), cell.id().into()],
+            None,
+        );
+        ctl.wait_ready(std::slice::from_mut(&mut peer), 1);
+        // Make sure it is storing before the measurement starts.
+        let v = cell.version();
+        while cell.version() == v {
+            peer.check();
+            std::thread::yield_now();
+        }
+        CellHammer {
+            cell,
+            ctl,
+            _peer: peer,
+        }
+    }
+}
+
+impl<const N: usize> Drop for CellHammer<N> {
+    fn drop(&mut self) {
+        self.ctl.u64(HALT).store(1, Ordering::SeqCst);
+    }
+}
+
+pub fn cell_hammer<const N: usize>(ctl: i32, cell: i32) -> ChildResult {
+    let ctl = Ctl::attach(ctl)?;
+    let cell = SharedCell::<Bytes<N>>::options().attach_id(cell)?;
+    ctl.u64(READY).fetch_add(1, Ordering::SeqCst);
+    let mut value = Bytes::<N>::pattern(0);
+    let mut n = 0u64;
+    while ctl.u64(HALT).load(Ordering::Relaxed) == 0 {
+        for _ in 0..256 {
+            n += 1;
+            value.set_tag(n);
+            cell.store(value)?;
+        }
+    }
+    Ok(())
+}
+
+/// Two cells, A stored by the parent, B by the child, which echoes each
+/// value of A into B; both sides spin on `version()` or sleep in
+/// `wait_for_change`.
+struct CellEcho<const N: usize> {
+    a: SharedCell<Bytes<N>>,
+    b: SharedCell<Bytes<N>>,
+    spin: bool,
+    b_seen: u64,
+    n: u64,
+    value: Box<Bytes<N>>,
+    peer: Peer,
+}
+
+impl<const N: usize> CellEcho<N> {
+    fn start(spin: bool) -> Self {
+        let a = private_cell(Bytes::<N>::pattern(0));
+        let b = private_cell(Bytes::<N>::pattern(0));
+        let peer = spawn(
+            "cell_echo",
+            &[N as i64, spin.into(), a.id().into(), b.id().into()],
+            None,
+        );
+        let mut echo = CellEcho {
+            a,
+            b,
+            spin,
+            b_seen: 0,
+            n: 0,
+            value: Box::new(Bytes::pattern(0)),
+            peer,
+        };
+        // The child stores into B once it has both cells.
+        echo.wait_b();
+        echo
+    }
+
+    fn wait_b(&mut self) {
+        if self.spin {
+            let mut spins = 0u32;
+            loop {
+                let v = self.b.version();
+                if v != self.b_seen {
+                    self.b_seen = v;
+                    return;
+                }
+                std::hint::spin_loop();
+                spins += 1;
+                if spins == SPIN_CHECK {
+                    spins = 0;
+                    std::thread::yield_now();
+                    self.peer.check();
+                }
+            }
+        } else {
+            loop {
+                let v = self
+                    .b
+                    .wait_for_change(self.b_seen, Some(POLL))
+                    .expect("wait");
+                if v != self.b_seen {
+                    self.b_seen = v;
+                    return;
+                }
+                self.peer.check();
+            }
+        }
+    }
+
+    fn round_trips(&mut self, iters: u64) -> Duration {
+        let start = Instant::now();
+        for _ in 0..iters {
+            self.n += 1;
+            self.value.set_tag(self.n);
+            self.a.store(*self.value).expect("store A");
+            self.wait_b();
+        }
+        let elapsed = start.elapsed();
+        assert_eq!(
+            self.b.load().tag(),
+            self.n,
+            "the child echoed another value"
+        );
+        elapsed
+    }
+}
+
+impl<const N: usize> Drop for CellEcho<N> {
+    fn drop(&mut self) {
+        self.value.set_tag(STOP);
+        let _ = self.a.store(*self.value);
+    }
+}
+
+pub fn cell_echo<const N: usize>(parent: libc::pid_t, spin: bool, a: i32, b: i32) -> ChildResult {
+    let a = SharedCell::<Bytes<N>>::options().attach_id(a)?;
+    let b = SharedCell::<Bytes<N>>::options().attach_id(b)?;
+    let mut seen = a.version();
+    b.store(Bytes::pattern(0))?;
+    let mut spins = 0u32;
+    loop {
+        let v = if spin {
+            a.version()
+        } else {
+            a.wait_for_change(seen, Some(POLL))?
+        };
+        if v == seen {
+            if spin {
+                std::hint::spin_loop();
+                spins += 1;
+                if spins < SPIN_CHECK {
+                    continue;
+                }
+                spins = 0;
+                std::thread::yield_now();
+            }
+            if parent_gone(parent) {
+                return Ok(());
+            }
+            continue;
+        }
+        seen = v;
+        let value = a.load();
+        if value.tag() == STOP {
+            return Ok(());
+        }
+        b.store(value)?;
+    }
+}

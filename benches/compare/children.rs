@@ -1,0 +1,132 @@
+//! The child processes of the compare bench: this binary run again with
+//! [`CHILD_ENV`] set to a role, its parent's pid and its arguments, and the
+//! page of control words it shares with its parent.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use shmstore::Segment;
+
+use crate::by_size::{cell_echo, cell_hammer};
+use crate::common::child::{Peer, parent_gone};
+use crate::common::sys::{PAGE, private_segment};
+use crate::floors::{futex_child, spin_child};
+use crate::peers::{shm_hammer, uds_echo};
+use crate::scaling::{scale_reader, scale_writer};
+use crate::{CHILD_ENV, CHILD_PATH_ENV};
+
+/// A child process running `role` with `args`, and with `path` in
+/// [`CHILD_PATH_ENV`] if given; stopped (or killed) on drop.
+pub fn spawn(role: &str, args: &[i64], path: Option<&Path>) -> Peer {
+    Peer::spawn(CHILD_ENV, role, args, path.map(|p| (CHILD_PATH_ENV, p)))
+}
+
+/// A page of control words shared with child processes, each word on its
+/// own cache line.
+pub struct Ctl {
+    seg: Segment,
+}
+
+/// Indices of the control words.
+pub const READY: usize = 0;
+pub const START: usize = 1;
+pub const HALT: usize = 2;
+pub const WORD_A: usize = 3;
+pub const WORD_B: usize = 4;
+pub const WRITER_COUNT: usize = 5;
+pub const READER_COUNT: usize = 8;
+
+impl Ctl {
+    pub fn new() -> Self {
+        Ctl {
+            seg: private_segment(PAGE),
+        }
+    }
+
+    pub fn attach(id: i32) -> Result<Self, shmstore::Error> {
+        Ok(Ctl {
+            seg: Segment::attach_id(id)?,
+        })
+    }
+
+    pub fn id(&self) -> i32 {
+        self.seg.id()
+    }
+
+    /// The 64-bit word `i`.
+    pub fn u64(&self, i: usize) -> &AtomicU64 {
+        assert!((i + 1) * 64 <= self.seg.len());
+        // SAFETY: the word is 64-aligned (the mapping is page-aligned) and
+        // inside the mapping, which lives as long as the borrow of `self`;
+        // every access to it, from any process, is atomic.
+        unsafe { &*self.seg.as_ptr().add(i * 64).cast::<AtomicU64>() }
+    }
+
+    /// The 32-bit word `i` (a futex word), on the same line as `u64(i)`:
+    /// a given index is used as one or the other.
+    pub fn u32(&self, i: usize) -> &AtomicU32 {
+        assert!((i + 1) * 64 <= self.seg.len());
+        // SAFETY: as in `u64`.
+        unsafe { &*self.seg.as_ptr().add(i * 64).cast::<AtomicU32>() }
+    }
+
+    /// Wait until the READY word reaches `n`, checking that `peers` are
+    /// still alive.
+    pub fn wait_ready(&self, peers: &mut [Peer], n: u64) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.u64(READY).load(Ordering::SeqCst) < n {
+            for p in peers.iter_mut() {
+                p.check();
+            }
+            assert!(Instant::now() < deadline, "bench children not ready");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+/// The body of a child process, `spec` being what [`spawn`] set in
+/// [`CHILD_ENV`].
+pub fn child_main(spec: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let mut parts = spec.split(':');
+    let role = parts.next().ok_or("empty child spec")?;
+    let parent: libc::pid_t = parts.next().ok_or("no parent pid")?.parse()?;
+    let args: Vec<i64> = parts.map(str::parse).collect::<Result<_, _>>()?;
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number and no pointer.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
+    if parent_gone(parent) {
+        return Ok(()); // The parent died before the signal was armed.
+    }
+    let arg = |i: usize| -> Result<i32, Box<dyn std::error::Error>> {
+        Ok(i32::try_from(*args.get(i).ok_or("missing argument")?)?)
+    };
+    let path = || -> Result<PathBuf, Box<dyn std::error::Error>> {
+        Ok(std::env::var_os(CHILD_PATH_ENV)
+            .ok_or("no path given")?
+            .into())
+    };
+    macro_rules! sized {
+        ($size:expr, $f:ident($($a:expr),*)) => {
+            match $size {
+                64 => $f::<64>($($a),*),
+                4096 => $f::<4096>($($a),*),
+                65536 => $f::<65536>($($a),*),
+                n => Err(format!("no value of {n} bytes").into()),
+            }
+        };
+    }
+    match role {
+        "futex" => futex_child(parent, arg(0)?),
+        "spin" => spin_child(parent, arg(0)?),
+        "cell_hammer" => sized!(arg(0)?, cell_hammer(arg(1)?, arg(2)?)),
+        "shm_hammer" => sized!(arg(0)?, shm_hammer(arg(1)?, &path()?)),
+        "cell_echo" => sized!(arg(0)?, cell_echo(parent, arg(1)? != 0, arg(2)?, arg(3)?)),
+        "uds_echo" => sized!(arg(0)?, uds_echo(&path()?)),
+        "scale_reader" => scale_reader(arg(0)?, arg(1)?, arg(2)? as usize),
+        "scale_writer" => scale_writer(arg(0)?, arg(1)?),
+        _ => Err(format!("unknown role {role:?}").into()),
+    }
+}
+
+/// What a child role returns: an error ends the child with a message.
+pub type ChildResult = Result<(), Box<dyn std::error::Error>>;

@@ -1,0 +1,507 @@
+//! The Markdown report of a run (medians, ratios, scaling, the acceptance
+//! targets), and writing it into BENCHMARKS.md.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use crate::common::report::{fmt_opt_ns, median_ns, ratio};
+use crate::common::values::REGION_SIZES;
+use crate::machine::{Machine, busy_processes, list_or_none, load_average};
+use crate::scaling::Scale;
+use crate::{SIZES, WRITER_RATE};
+
+/// Criterion's medians of this run.
+pub struct Results {
+    pub out_dir: PathBuf,
+    pub since: SystemTime,
+}
+
+impl Results {
+    /// The median of `group/bench` in nanoseconds, if this run measured it.
+    fn get(&self, group: &str, bench: &str) -> Option<f64> {
+        median_ns(&self.out_dir, group, bench, self.since)
+    }
+}
+
+/// A median for the report, "n/a" if not measured: as in the other benches'
+/// tables, but in milliseconds from 1 ms and in microseconds with two
+/// decimals from 1 µs to 10 µs.
+fn fmt_ns(ns: Option<f64>) -> String {
+    match ns {
+        Some(ns) if ns >= 1_000_000.0 => format!("{:.2} ms", ns / 1e6),
+        Some(ns) if (1_000.0..10_000.0).contains(&ns) => format!("{:.2} µs", ns / 1e3),
+        ns => fmt_opt_ns(ns, 1),
+    }
+}
+
+fn fmt_ratio(r: Option<f64>) -> String {
+    match r {
+        None => "n/a".into(),
+        Some(r) if r >= 100.0 => format!("{r:.0}x"),
+        Some(r) if r < 0.1 => format!("1/{:.0}", 1.0 / r),
+        Some(r) if r >= 10.0 => format!("{r:.1}x"),
+        Some(r) => format!("{r:.2}x"),
+    }
+}
+
+/// One acceptance target: met when `value` ≤ `max` (a ratio or, with
+/// `unit_ns`, nanoseconds).
+struct Target {
+    what: String,
+    value: Option<f64>,
+    max: f64,
+    strict: bool,
+    unit_ns: bool,
+}
+
+impl Target {
+    fn row(&self) -> String {
+        let fmt = |x: f64| {
+            if self.unit_ns {
+                fmt_ns(Some(x))
+            } else {
+                fmt_ratio(Some(x))
+            }
+        };
+        let bound = format!("{} {}", if self.strict { "<" } else { "≤" }, fmt(self.max));
+        let (measured, verdict) = match self.value {
+            None => ("n/a".to_owned(), "not measured".to_owned()),
+            Some(v) => {
+                let met = if self.strict {
+                    v < self.max
+                } else {
+                    v <= self.max
+                };
+                let verdict = if met {
+                    "**met**".to_owned()
+                } else {
+                    format!(
+                        "**missed** by {} ({:.0}% over)",
+                        if self.unit_ns {
+                            fmt_ns(Some(v - self.max))
+                        } else {
+                            format!("{:.2}x", v - self.max)
+                        },
+                        (v / self.max - 1.0) * 100.0
+                    )
+                };
+                (fmt(v), verdict)
+            }
+        };
+        format!("| {} | {measured} | {bound} | {verdict} |", self.what)
+    }
+}
+
+fn table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
+    writeln!(out, "| {} |", header.join(" | ")).expect("write to a String");
+    let align: Vec<&str> = header
+        .iter()
+        .enumerate()
+        .map(|(i, _)| if i == 0 { "---" } else { "---:" })
+        .collect();
+    writeln!(out, "|{}|", align.join("|")).expect("write to a String");
+    for r in rows {
+        writeln!(out, "| {} |", r.join(" | ")).expect("write to a String");
+    }
+    out.push('\n');
+}
+
+pub fn report(r: &Results, m: &Machine, scaling: &[Scale], took: Duration, quick: bool) -> String {
+    let mut out = String::new();
+    let w = &mut out;
+    let size_header = ["", "64 B", "4 KiB", "64 KiB"];
+    let region_header = ["", "1 KiB", "64 KiB", "1 MiB"];
+    let sized = |id: &str| -> Vec<Option<f64>> {
+        SIZES
+            .iter()
+            .map(|s| r.get(s, id).or_else(|| r.get(&format!("{s}_ipc"), id)))
+            .collect()
+    };
+    let regional = |id: &str| -> Vec<Option<f64>> {
+        REGION_SIZES
+            .iter()
+            .map(|(s, _)| {
+                if id == "first_read" {
+                    r.get("region_first_read", s)
+                } else {
+                    r.get(&format!("region_{s}"), id)
+                }
+            })
+            .collect()
+    };
+    let ns_row = |label: &str, xs: &[Option<f64>]| -> Vec<String> {
+        std::iter::once(label.to_owned())
+            .chain(xs.iter().map(|&x| fmt_ns(x)))
+            .collect()
+    };
+    let ratio_row = |label: &str, a: &[Option<f64>], b: &[Option<f64>]| -> Vec<String> {
+        std::iter::once(label.to_owned())
+            .chain(a.iter().zip(b).map(|(&x, &y)| fmt_ratio(ratio(x, y))))
+            .collect()
+    };
+
+    writeln!(
+        w,
+        "Machine: {}{}, {} cores (`available_parallelism`), Linux {}, {}. \
+         Run on {}, {:.1} minutes{}. Load average before the run: {}, after it: {}; \
+         other processes running at its start: {}; at its end: {}.\n",
+        m.cpu,
+        if m.virtual_machine {
+            " (virtual machine)"
+        } else {
+            ""
+        },
+        m.cores,
+        m.kernel,
+        m.rustc,
+        m.date,
+        took.as_secs_f64() / 60.0,
+        if quick { ", QUICK smoke settings" } else { "" },
+        m.load_before,
+        load_average(),
+        list_or_none(&m.busy_before),
+        list_or_none(&busy_processes()),
+    )
+    .expect("write to a String");
+
+    // Medians by value size.
+    writeln!(w, "### Medians by value size\n").expect("write to a String");
+    let rows_spec: [(&str, &str); 15] = [
+        (
+            "floor: plain copy (`memcpy`) out of a segment",
+            "floor_copy",
+        ),
+        (
+            "floor: word-by-word volatile copy out of a segment",
+            "floor_copy_words",
+        ),
+        (
+            "floor: robust mutex lock + copy in + unlock",
+            "floor_lock_copy",
+        ),
+        ("`SharedCell::load`", "cell_load"),
+        ("`SharedCell::store`", "cell_store"),
+        ("`SharedCell::update`", "cell_update"),
+        (
+            "`SharedCell::load`, another process storing nonstop",
+            "cell_load_contended",
+        ),
+        (
+            "`SharedCell` store→observed, spinning reader (one way)",
+            "cell_observe_spin",
+        ),
+        (
+            "`SharedCell` store→observed, `wait_for_change` reader (one way)",
+            "cell_observe_wait",
+        ),
+        (
+            "shared_memory + raw_sync: lock, copy out",
+            "shm_rawsync_load",
+        ),
+        (
+            "shared_memory + raw_sync: lock, copy in",
+            "shm_rawsync_store",
+        ),
+        (
+            "shared_memory + raw_sync: copy out, another process storing nonstop",
+            "shm_rawsync_load_contended",
+        ),
+        (
+            "Unix socket + bincode, echo (round trip / 2)",
+            "uds_bincode",
+        ),
+        ("`std::sync::Mutex<T>`: lock, copy out", "std_mutex_load"),
+        ("`std::sync::Mutex<T>`: lock, copy in", "std_mutex_store"),
+    ];
+    let rows: Vec<Vec<String>> = rows_spec
+        .iter()
+        .map(|(label, id)| ns_row(label, &sized(id)))
+        .collect();
+    table(w, &size_header, &rows);
+
+    writeln!(w, "### Floors without a value\n").expect("write to a String");
+    table(
+        w,
+        &["", "median"],
+        &[
+            vec![
+                "robust process-shared mutex, lock + unlock".into(),
+                fmt_ns(r.get("floor", "robust_lock_unlock")),
+            ],
+            vec![
+                "context: a `getpid` system call".into(),
+                fmt_ns(r.get("floor", "getpid")),
+            ],
+            vec![
+                "shared futex wake between two processes (one way)".into(),
+                fmt_ns(r.get("floor_ipc", "futex_wake")),
+            ],
+            vec![
+                "cache line between two spinning processes (one way)".into(),
+                fmt_ns(r.get("floor_ipc", "cacheline")),
+            ],
+        ],
+    );
+
+    writeln!(w, "### Ratios by value size\n").expect("write to a String");
+    let futex = r.get("floor_ipc", "futex_wake");
+    let line = r.get("floor_ipc", "cacheline");
+    let rows = vec![
+        ratio_row(
+            "`load` / plain copy (`memcpy`)",
+            &sized("cell_load"),
+            &sized("floor_copy"),
+        ),
+        ratio_row(
+            "`load` / word-by-word volatile copy",
+            &sized("cell_load"),
+            &sized("floor_copy_words"),
+        ),
+        ratio_row(
+            "`store` / robust lock + copy + unlock",
+            &sized("cell_store"),
+            &sized("floor_lock_copy"),
+        ),
+        ratio_row(
+            "`update` / robust lock + copy + unlock",
+            &sized("cell_update"),
+            &sized("floor_lock_copy"),
+        ),
+        ratio_row(
+            "`load` contended / uncontended",
+            &sized("cell_load_contended"),
+            &sized("cell_load"),
+        ),
+        ratio_row(
+            "store→observed spinning / cache-line ping-pong",
+            &sized("cell_observe_spin"),
+            &[line; 3],
+        ),
+        ratio_row(
+            "store→observed `wait_for_change` / futex wake",
+            &sized("cell_observe_wait"),
+            &[futex; 3],
+        ),
+        ratio_row(
+            "shared_memory + raw_sync copy out / `load`",
+            &sized("shm_rawsync_load"),
+            &sized("cell_load"),
+        ),
+        ratio_row(
+            "shared_memory + raw_sync copy in / `store`",
+            &sized("shm_rawsync_store"),
+            &sized("cell_store"),
+        ),
+        ratio_row(
+            "shared_memory + raw_sync contended / `load` contended",
+            &sized("shm_rawsync_load_contended"),
+            &sized("cell_load_contended"),
+        ),
+        ratio_row(
+            "Unix socket + bincode / store→observed `wait_for_change`",
+            &sized("uds_bincode"),
+            &sized("cell_observe_wait"),
+        ),
+        ratio_row(
+            "`std::sync::Mutex` copy out / `load`",
+            &sized("std_mutex_load"),
+            &sized("cell_load"),
+        ),
+        ratio_row(
+            "`std::sync::Mutex` copy in / `store`",
+            &sized("std_mutex_store"),
+            &sized("cell_store"),
+        ),
+    ];
+    table(w, &size_header, &rows);
+    writeln!(
+        w,
+        "A ratio above 1 means the second is faster: for the peers' rows, \
+         ours is that many times faster.\n"
+    )
+    .expect("write to a String");
+
+    writeln!(
+        w,
+        "### SharedRegion and mmap-sync (archive of about the size given)\n"
+    )
+    .expect("write to a String");
+    let region_rows = [
+        ("`read`, version already validated", "read"),
+        ("`read`, first of a new version (validates)", "first_read"),
+        ("`publish`", "publish"),
+        ("rkyv `to_bytes_in` a local `AlignedVec`", "rkyv_local"),
+        (
+            "mmap-sync `read(check_bytes = false)`",
+            "mmap_sync_read_unchecked",
+        ),
+        (
+            "mmap-sync `read(check_bytes = true)`",
+            "mmap_sync_read_checked",
+        ),
+        ("mmap-sync `write`", "mmap_sync_write"),
+    ];
+    let mut rows: Vec<Vec<String>> = region_rows
+        .iter()
+        .map(|(label, id)| ns_row(label, &regional(id)))
+        .collect();
+    rows.push(ratio_row(
+        "`read` / mmap-sync unchecked `read`",
+        &regional("read"),
+        &regional("mmap_sync_read_unchecked"),
+    ));
+    rows.push(ratio_row(
+        "`publish` / mmap-sync `write`",
+        &regional("publish"),
+        &regional("mmap_sync_write"),
+    ));
+    rows.push(ratio_row(
+        "`publish` / local rkyv serialisation",
+        &regional("publish"),
+        &regional("rkyv_local"),
+    ));
+    table(w, &region_header, &rows);
+
+    writeln!(
+        w,
+        "### Scaling: `load` of a 64 B cell by N reader processes, one writer \
+         process storing about {WRITER_RATE} times a second\n"
+    )
+    .expect("write to a String");
+    let rows: Vec<Vec<String>> = scaling
+        .iter()
+        .map(|s| {
+            vec![
+                s.readers.to_string(),
+                format!("{:.1} M", s.loads / 1e6),
+                format!("{:.1} M", s.loads / 1e6 / s.readers as f64),
+                format!("{:.0}", s.stores),
+            ]
+        })
+        .collect();
+    table(
+        w,
+        &[
+            "reader processes",
+            "loads/s, total",
+            "loads/s per reader",
+            "writer stores/s",
+        ],
+        &rows,
+    );
+    writeln!(
+        w,
+        "This machine has {} cores: beyond that many busy processes the \
+         readers share them, so the total cannot grow.\n",
+        m.cores
+    )
+    .expect("write to a String");
+
+    writeln!(w, "### Acceptance targets\n").expect("write to a String");
+    let (reads, first_ns) = (regional("read"), regional("read")[0]);
+    let mut targets = vec![
+        Target {
+            what: "`load` / plain 64-byte copy, word by word (volatile, as `benches/cell.rs`)"
+                .into(),
+            value: ratio(sized("cell_load")[0], sized("floor_copy_words")[0]),
+            max: 2.0,
+            strict: false,
+            unit_ns: false,
+        },
+        Target {
+            what: "`load` / plain 64-byte copy, `memcpy` (vector moves)".into(),
+            value: ratio(sized("cell_load")[0], sized("floor_copy")[0]),
+            max: 2.0,
+            strict: false,
+            unit_ns: false,
+        },
+        Target {
+            what: "`store` / robust lock + 64-byte copy + unlock".into(),
+            value: ratio(sized("cell_store")[0], sized("floor_lock_copy")[0]),
+            max: 2.0,
+            strict: false,
+            unit_ns: false,
+        },
+        Target {
+            what: "store→wake / bare futex wake (64 B, one way)".into(),
+            value: ratio(sized("cell_observe_wait")[0], futex),
+            max: 1.5,
+            strict: false,
+            unit_ns: false,
+        },
+    ];
+    for ((name, _), &ns) in REGION_SIZES.iter().zip(&reads) {
+        targets.push(Target {
+            what: format!("region `read` of a validated version, {name}"),
+            value: ns,
+            max: 50.0,
+            strict: true,
+            unit_ns: true,
+        });
+    }
+    let last_ns = reads[reads.len() - 1];
+    targets.push(Target {
+        what: "region `read`, 1 MiB vs 1 KiB (slower / faster)".into(),
+        value: match (first_ns, last_ns) {
+            (Some(a), Some(b)) => Some(a.max(b) / a.min(b)),
+            _ => None,
+        },
+        max: 1.5,
+        strict: false,
+        unit_ns: false,
+    });
+    let unchecked = regional("mmap_sync_read_unchecked");
+    let publish = regional("publish");
+    let write = regional("mmap_sync_write");
+    for (i, (name, _)) in REGION_SIZES.iter().enumerate() {
+        targets.push(Target {
+            what: format!("region `read` / mmap-sync unchecked `read`, {name}"),
+            value: ratio(reads[i], unchecked[i]),
+            max: 1.0,
+            strict: false,
+            unit_ns: false,
+        });
+    }
+    for (i, (name, _)) in REGION_SIZES.iter().enumerate() {
+        targets.push(Target {
+            what: format!("`publish` / mmap-sync `write`, {name} (≥ 2x faster)"),
+            value: ratio(publish[i], write[i]),
+            max: 0.5,
+            strict: false,
+            unit_ns: false,
+        });
+    }
+    targets.push(Target {
+        what: "`publish` / local rkyv serialisation, 1 MiB".into(),
+        value: ratio(publish[2], regional("rkyv_local")[2]),
+        max: 1.5,
+        strict: false,
+        unit_ns: false,
+    });
+    writeln!(w, "| target | measured | bound | verdict |").expect("write to a String");
+    writeln!(w, "|---|---:|---:|---|").expect("write to a String");
+    for t in &targets {
+        writeln!(w, "{}", t.row()).expect("write to a String");
+    }
+    out
+}
+
+const BEGIN: &str = "<!-- generated by `cargo bench --bench compare`: begin -->";
+const END: &str = "<!-- generated by `cargo bench --bench compare`: end -->";
+
+/// Put `report` between the markers of BENCHMARKS.md (creating the file if
+/// needed), keeping what is written around them.
+pub fn write_benchmarks_md(report: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    let block = format!("{BEGIN}\n\n{report}\n{END}");
+    let new = match (old.find(BEGIN), old.find(END)) {
+        (Some(b), Some(e)) if b < e => {
+            format!("{}{block}{}", &old[..b], &old[e + END.len()..])
+        }
+        _ => format!("# Benchmarks\n\n{block}\n{old}"),
+    };
+    std::fs::write(&path, new).expect("write BENCHMARKS.md");
+    println!("wrote {}", path.display());
+}

@@ -99,7 +99,7 @@ impl<T: Pod> CellOptions<T> {
     }
 
     /// Create the cell at `key` holding `initial`; fails with
-    /// [`Error::AlreadyExists`](crate::Error::AlreadyExists) if the key is taken.
+    /// [`Error::AlreadyExists`] if the key is taken.
     pub fn create(&self, key: Key, initial: T) -> Result<SharedCell<T>> {
         let raw = RawStore::create(key, &self.spec, &self.type_desc(), &self.layout()?, |raw| {
             init(raw, &initial)

@@ -159,20 +159,29 @@ pub(crate) fn init<T: Pod>(raw: &RawStore, initial: &T) -> Result<()> {
 
 #[inline]
 fn load<T: Pod>(raw: &RawStore) -> T {
+    let mut value = MaybeUninit::<T>::uninit();
+    load_into(raw, value.as_mut_ptr());
+    // SAFETY: load_into wrote every byte of value, and any bytes are a valid
+    // T (T: Pod).
+    unsafe { value.assume_init() }
+}
+
+/// Copy the committed value to `out` (all `size_of::<T>()` bytes of it).
+#[inline]
+fn load_into<T: Pod>(raw: &RawStore, out: *mut T) {
     let header = raw.header();
     let slots = raw.layout().slot_count as u64;
-    let mut value = MaybeUninit::<T>::uninit();
     let mut spins = 0u32;
     loop {
         let s1 = header.seq.load(Ordering::Acquire);
         // SAFETY: slot (s1 % slots) is one of the validated slots (whose
         // count is a power of two), 8-aligned and readable for size_of::<T>()
-        // rounded up to 8 bytes; `value` is private and has size_of::<T>()
-        // bytes.
+        // rounded up to 8 bytes; `out` is private memory of size_of::<T>()
+        // bytes (the callers' locals and references).
         unsafe {
             copy::load_bytes(
                 raw.slot_ptr((s1 & (slots - 1)) as usize),
-                value.as_mut_ptr().cast(),
+                out.cast(),
                 size_of::<T>(),
             )
         };
@@ -180,9 +189,7 @@ fn load<T: Pod>(raw: &RawStore) -> T {
         if header.writing.load(Ordering::Relaxed).wrapping_sub(s1) < slots
             || header.seq.load(Ordering::Relaxed) == s1
         {
-            // SAFETY: every byte of value was just written, and any bytes
-            // are a valid T (T: Pod).
-            return unsafe { value.assume_init() };
+            return;
         }
         spins += 1;
         if spins.is_multiple_of(64) {
@@ -200,6 +207,16 @@ macro_rules! read_methods {
         #[inline]
         pub fn load(&self) -> T {
             load(&self.raw)
+        }
+
+        /// Copy the value last committed into `out`: `*out = self.load()`
+        /// without the second copy that returning a large `T` by value
+        /// often costs (measured at 64 KiB: a whole extra `memcpy`). While
+        /// it runs `out` may hold bytes of a value being written; when it
+        /// returns, it holds a whole committed value.
+        #[inline]
+        pub fn load_into(&self, out: &mut T) {
+            load_into(&self.raw, out)
         }
 
         /// The number of values committed since the cell was created.

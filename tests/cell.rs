@@ -475,6 +475,11 @@ fn read_only_handle_reads_and_cannot_lock() {
     assert_eq!(reader.load(), Pattern::of(5));
     cell.store(Pattern::of(6)).unwrap();
     assert_eq!(reader.load(), Pattern::of(6));
+    let mut out = Pattern::of(0);
+    reader.load_into(&mut out);
+    assert_eq!(out, Pattern::of(6));
+    cell.load_into(&mut out);
+    assert_eq!(out, Pattern::of(6));
     assert_eq!(reader.version(), 1);
     assert_eq!(reader.info().unwrap().nattch, 2);
 }

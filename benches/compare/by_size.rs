@@ -71,6 +71,13 @@ pub fn bench_size<const N: usize>(c: &mut Criterion, ctx: &Ctx, name: &str) {
             black_box(&v);
         })
     });
+    g.bench_function("cell_load_into", |b| {
+        let mut out = Bytes::<N>::pattern(0);
+        b.iter(|| {
+            cell.load_into(&mut out);
+            black_box(&out);
+        })
+    });
     g.bench_function("cell_store", |b| {
         let mut n = 0u64;
         b.iter(|| {
@@ -134,6 +141,14 @@ pub fn bench_size<const N: usize>(c: &mut Criterion, ctx: &Ctx, name: &str) {
             b.iter(|| {
                 let v = h.cell.load();
                 black_box(&v);
+            });
+        });
+        g.bench_function("cell_load_into_contended", |b| {
+            let h = hammer.get_or_insert_with(CellHammer::start);
+            let mut out = Bytes::<N>::pattern(0);
+            b.iter(|| {
+                h.cell.load_into(&mut out);
+                black_box(&out);
             });
         });
     }

@@ -15,7 +15,8 @@
 //!   round trip); a cache line bounced between two processes spinning on an
 //!   atomic word of a segment (ping-pong, half a round trip: the physical
 //!   limit of any notification).
-//! - `SharedCell`: `load`, `store`, `update`; `load` while another process
+//! - `SharedCell`: `load`, `load_into` (into a value the caller keeps),
+//!   `store`, `update`; `load` and `load_into` while another process
 //!   stores as fast as it can; store→observed latency in another process,
 //!   both sides spinning on `version()`, and both sides in `wait_for_change`
 //!   (ping-pongs, half a round trip).

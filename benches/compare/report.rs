@@ -167,7 +167,7 @@ pub fn report(r: &Results, m: &Machine, scaling: &[Scale], took: Duration, quick
 
     // Medians by value size.
     writeln!(w, "### Medians by value size\n").expect("write to a String");
-    let rows_spec: [(&str, &str); 15] = [
+    let rows_spec: [(&str, &str); 17] = [
         (
             "floor: plain copy (`memcpy`) out of a segment",
             "floor_copy",
@@ -181,11 +181,19 @@ pub fn report(r: &Results, m: &Machine, scaling: &[Scale], took: Duration, quick
             "floor_lock_copy",
         ),
         ("`SharedCell::load`", "cell_load"),
+        (
+            "`SharedCell::load_into` (copies into the caller's value)",
+            "cell_load_into",
+        ),
         ("`SharedCell::store`", "cell_store"),
         ("`SharedCell::update`", "cell_update"),
         (
             "`SharedCell::load`, another process storing nonstop",
             "cell_load_contended",
+        ),
+        (
+            "`SharedCell::load_into`, another process storing nonstop",
+            "cell_load_into_contended",
         ),
         (
             "`SharedCell` store→observed, spinning reader (one way)",
@@ -259,6 +267,11 @@ pub fn report(r: &Results, m: &Machine, scaling: &[Scale], took: Duration, quick
             &sized("floor_copy_words"),
         ),
         ratio_row(
+            "`load_into` / plain copy (`memcpy`)",
+            &sized("cell_load_into"),
+            &sized("floor_copy"),
+        ),
+        ratio_row(
             "`store` / robust lock + copy + unlock",
             &sized("cell_store"),
             &sized("floor_lock_copy"),
@@ -289,6 +302,11 @@ pub fn report(r: &Results, m: &Machine, scaling: &[Scale], took: Duration, quick
             &sized("cell_load"),
         ),
         ratio_row(
+            "shared_memory + raw_sync copy out / `load_into`",
+            &sized("shm_rawsync_load"),
+            &sized("cell_load_into"),
+        ),
+        ratio_row(
             "shared_memory + raw_sync copy in / `store`",
             &sized("shm_rawsync_store"),
             &sized("cell_store"),
@@ -299,6 +317,11 @@ pub fn report(r: &Results, m: &Machine, scaling: &[Scale], took: Duration, quick
             &sized("cell_load_contended"),
         ),
         ratio_row(
+            "shared_memory + raw_sync contended / `load_into` contended",
+            &sized("shm_rawsync_load_contended"),
+            &sized("cell_load_into_contended"),
+        ),
+        ratio_row(
             "Unix socket + bincode / store→observed `wait_for_change`",
             &sized("uds_bincode"),
             &sized("cell_observe_wait"),
@@ -307,6 +330,11 @@ pub fn report(r: &Results, m: &Machine, scaling: &[Scale], took: Duration, quick
             "`std::sync::Mutex` copy out / `load`",
             &sized("std_mutex_load"),
             &sized("cell_load"),
+        ),
+        ratio_row(
+            "`std::sync::Mutex` copy out / `load_into`",
+            &sized("std_mutex_load"),
+            &sized("cell_load_into"),
         ),
         ratio_row(
             "`std::sync::Mutex` copy in / `store`",

@@ -238,22 +238,36 @@ pub fn store_stamps_until_stopped<const W: usize>(key: Key) {
 }
 
 /// Child role: load the cell at `key` (through a read-only attachment if
-/// `read_only`) until the parent sends a line. Reports `ready`, `warm` after
-/// 1000 loads, then `loads`, `torn`, `backwards` (loads older than one seen
-/// before) and `max_seq`.
+/// `read_only`) until the parent sends a line, by `load` and `load_into` in
+/// turn. Reports `ready`, `warm` after 1000 loads, then `loads`, `torn`,
+/// `backwards` (loads older than one seen before) and `max_seq`.
 pub fn load_stamps_until_stopped<const W: usize>(key: Key, read_only: bool) {
-    let load: Box<dyn Fn() -> Stamped<W>> = if read_only {
+    type Load<const W: usize> = Box<dyn Fn(&mut Stamped<W>, bool)>;
+    let load: Load<W> = if read_only {
         let r = shmstore::SharedCell::<Stamped<W>>::open_read_only(key).unwrap();
-        Box::new(move || r.load())
+        Box::new(move |out, into| {
+            if into {
+                r.load_into(out)
+            } else {
+                *out = r.load()
+            }
+        })
     } else {
         let c = shmstore::SharedCell::<Stamped<W>>::open(key).unwrap();
-        Box::new(move || c.load())
+        Box::new(move |out, into| {
+            if into {
+                c.load_into(out)
+            } else {
+                *out = c.load()
+            }
+        })
     };
     let stop = stop_on_stdin();
     report("ready", 1);
     let (mut loads, mut torn, mut backwards, mut last) = (0u64, 0u64, 0u64, 0u64);
+    let mut v = Stamped::of(0);
     while !stop.load(Ordering::Relaxed) {
-        let v = load();
+        load(&mut v, loads % 2 == 1);
         loads += 1;
         torn += u64::from(!v.is_whole());
         backwards += u64::from(v.seq < last);

@@ -488,12 +488,8 @@ impl<T: Archive> SharedRegion<T> {
         let Some(pin) = pins::pin_fast(ctl, &self.pins) else {
             return Err(None);
         };
-        let current = ctl.current.load(Ordering::SeqCst);
-        ctl.pins[pin.slot]
-            .buf
-            .store((current & 0xff) as u32 + 1, Ordering::SeqCst);
-        if current >> 8 != 0
-            && ctl.current.load(Ordering::SeqCst) == current
+        if let Some(current) = pins::pin_current(ctl, pin.slot)
+            && current >> 8 != 0
             && self.validated.load(Ordering::Acquire) == current
             && let Some(bytes) = archive_bytes_in(&self.raw, ctl, current)
         {
@@ -520,19 +516,14 @@ impl<T: Archive> SharedRegion<T> {
             Some(pin) => pin,
             None => pins::pin(ctl, &self.pins)?,
         };
-        let slot = pin.slot;
         let current = loop {
-            let current = ctl.current.load(Ordering::SeqCst);
-            if current >> 8 == 0 {
-                return Err(Error::NothingPublished);
-            }
-            ctl.pins[slot]
-                .buf
-                .store((current & 0xff) as u32 + 1, Ordering::SeqCst);
-            if ctl.current.load(Ordering::SeqCst) == current {
+            if let Some(current) = pins::pin_current(ctl, pin.slot) {
                 break current;
             }
         };
+        if current >> 8 == 0 {
+            return Err(Error::NothingPublished);
+        }
         let bytes = self.archive_bytes(current)?;
         if self.validated.load(Ordering::Acquire) != current {
             check_archive::<T>(bytes)?;

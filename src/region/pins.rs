@@ -192,6 +192,21 @@ thread_local! {
     static LAST: Cell<(u64, usize)> = const { Cell::new((0, 0)) };
 }
 
+/// Pin whatever buffer is current in `slot`: store it, then re-check that it
+/// is still current (all sequentially consistent, so a writer that scans
+/// the pins after this store sees it, and one that flipped before it is
+/// seen by the re-check). The `current` word pinned, or `None` if a publish
+/// came in between (try again). A `current` of version 0 pins nothing
+/// meaningful; the caller reports it.
+#[inline(always)]
+pub(super) fn pin_current(ctl: &RegionControl, slot: usize) -> Option<u64> {
+    let current = ctl.current.load(Ordering::SeqCst);
+    ctl.pins[slot]
+        .buf
+        .store((current & 0xff) as u32 + 1, Ordering::SeqCst);
+    (ctl.current.load(Ordering::SeqCst) == current).then_some(current)
+}
+
 /// The thread's own slot of this handle, when it has one and it is free:
 /// the fast path of a read.
 #[inline]

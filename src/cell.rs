@@ -8,7 +8,8 @@
 //! the copy unless a writer may have started refilling that slot meanwhile.
 //! A writer killed mid-copy leaves the committed slots intact, so readers
 //! never wait on it and never see a torn value. Copies go through atomic
-//! words (see `sync::copy`), never through `&T` into shared memory.
+//! words or the processor's string move (see `sync::copy`), never through
+//! `&T` into shared memory.
 //!
 //! Why a kept copy is whole: the slot of version `s` is written again only
 //! for version `s + slots` (or later), and that writer stores `writing = s +
@@ -166,6 +167,13 @@ fn load<T: Pod>(raw: &RawStore) -> T {
     unsafe { value.assume_init() }
 }
 
+/// The slot that holds version `v`: `v % slots`, the count being a power of
+/// two.
+#[inline]
+fn slot_of(raw: &RawStore, v: u64) -> usize {
+    (v & (raw.layout().slot_count as u64 - 1)) as usize
+}
+
 /// Copy the committed value to `out` (all `size_of::<T>()` bytes of it).
 #[inline]
 fn load_into<T: Pod>(raw: &RawStore, out: *mut T) {
@@ -174,17 +182,10 @@ fn load_into<T: Pod>(raw: &RawStore, out: *mut T) {
     let mut spins = 0u32;
     loop {
         let s1 = header.seq.load(Ordering::Acquire);
-        // SAFETY: slot (s1 % slots) is one of the validated slots (whose
-        // count is a power of two), 8-aligned and readable for size_of::<T>()
-        // rounded up to 8 bytes; `out` is private memory of size_of::<T>()
-        // bytes (the callers' locals and references).
-        unsafe {
-            copy::load_bytes(
-                raw.slot_ptr((s1 & (slots - 1)) as usize),
-                out.cast(),
-                size_of::<T>(),
-            )
-        };
+        // SAFETY: the slot is one of the validated slots, 8-aligned and
+        // readable for size_of::<T>() rounded up to 8 bytes; `out` is private
+        // memory of size_of::<T>() bytes (the callers' locals and references).
+        unsafe { copy::load_bytes(raw.slot_ptr(slot_of(raw, s1)), out.cast(), size_of::<T>()) };
         fence(Ordering::Acquire);
         if header.writing.load(Ordering::Relaxed).wrapping_sub(s1) < slots
             || header.seq.load(Ordering::Relaxed) == s1
@@ -338,16 +339,11 @@ impl<T: Pod> SharedCell<T> {
         // write it, and readers that copy it meanwhile see `writing` moved.
         unsafe {
             copy::store_bytes(
-                self.raw.slot_ptr(self.slot_of(next)),
+                self.raw.slot_ptr(slot_of(&self.raw, next)),
                 bytemuck::bytes_of(value),
             )
         };
         guard.commit(next);
-    }
-
-    /// The slot that holds version `v`.
-    fn slot_of(&self, v: u64) -> usize {
-        (v & (self.raw.layout().slot_count as u64 - 1)) as usize
     }
 
     /// Change the value under the write lock and return what `f` returns.
@@ -361,7 +357,7 @@ impl<T: Pod> SharedCell<T> {
         // writer changes the committed slot, so one copy is consistent.
         unsafe {
             copy::load_bytes(
-                self.raw.slot_ptr(self.slot_of(s)),
+                self.raw.slot_ptr(slot_of(&self.raw, s)),
                 (&raw mut value).cast(),
                 size_of::<T>(),
             )

@@ -514,7 +514,7 @@ impl<T: Archive> SharedRegion<T> {
         let ctl = self.control();
         let pin = match pin {
             Some(pin) => pin,
-            None => pins::pin(ctl, &self.pins)?,
+            None => pins::pin_slow(ctl, &self.pins)?,
         };
         let current = loop {
             if let Some(current) = pins::pin_current(ctl, pin.slot) {

@@ -227,18 +227,11 @@ pub(super) fn pin_fast<'a>(ctl: &'a RegionControl, cache: &PinCache) -> Option<P
     }
 }
 
-/// Pin a slot for one read: the thread's own slot of this handle when it
-/// has one free, else a slot claimed for this read alone (nested reads, a
-/// forked child, a thread being torn down).
-pub(super) fn pin<'a>(ctl: &'a RegionControl, cache: &Arc<PinCache>) -> Result<PinHold<'a>> {
-    match pin_fast(ctl, cache) {
-        Some(hold) => Ok(hold),
-        None => pin_slow(ctl, cache),
-    }
-}
-
+/// Pin a slot for one read when [`pin_fast`] found none: the thread's own
+/// slot of this handle, lent on first use, else a slot claimed for this read
+/// alone (nested reads, a forked child, a thread being torn down).
 #[cold]
-fn pin_slow<'a>(ctl: &'a RegionControl, cache: &Arc<PinCache>) -> Result<PinHold<'a>> {
+pub(super) fn pin_slow<'a>(ctl: &'a RegionControl, cache: &Arc<PinCache>) -> Result<PinHold<'a>> {
     if cache.pid == process::own_pid()
         && let Ok(lent) = LENT.try_with(|lent| lend(ctl, cache, &mut lent.borrow_mut()))
     {

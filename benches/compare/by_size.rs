@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use criterion::Criterion;
 use shmstore::SharedCell;
 
-use crate::children::{ChildResult, Ctl, HALT, READY, spawn};
+use crate::children::{
+    ChildResult, Ctl, HALT, READY, STORE_COUNT_EVERY, WRITER_COUNT, WriterWindow, spawn,
+};
 use crate::common::child::{Peer, parent_gone};
 use crate::common::sys::{DATA_AT, RobustMutexSeg, private_segment};
 use crate::floors::bench_floor_ipc;
@@ -18,7 +20,29 @@ use crate::peers::{ShmHammer, ShmRawSync, UdsEcho};
 use crate::value::{Bytes, private_cell};
 use crate::{Ctx, POLL, SIZES, SPIN_CHECK, STOP};
 
-pub fn bench_size<const N: usize>(c: &mut Criterion, ctx: &Ctx, name: &str) {
+/// How long a hammer child's stores are counted alone, right after it
+/// starts and before any reader (a fifth of that in a quick run).
+pub const ALONE_SECS: f64 = 0.3;
+
+/// The writer's side of the contended reads of one value size: the stores
+/// per second of the child storing nonstop, alone and while each reader ran
+/// (`None` where not measured).
+#[derive(Clone, Copy, Default)]
+pub struct WriterSide {
+    /// `SharedCell::store` in a loop, no reader.
+    pub cell_alone: Option<f64>,
+    /// The same while `cell_load_contended` ran.
+    pub cell_load: Option<f64>,
+    /// The same while `cell_load_into_contended` ran.
+    pub cell_load_into: Option<f64>,
+    /// shared_memory + raw_sync stores in a loop, no reader.
+    pub shm_alone: Option<f64>,
+    /// The same while `shm_rawsync_load_contended` ran.
+    pub shm_load: Option<f64>,
+}
+
+/// Measure one value size; return the writer's side of its contended reads.
+pub fn bench_size<const N: usize>(c: &mut Criterion, ctx: &Ctx, name: &str) -> WriterSide {
     let seg = private_segment(DATA_AT + N);
     let src = seg.as_ptr().wrapping_add(DATA_AT).cast::<Bytes<N>>();
     // SAFETY: DATA_AT + N bytes lie inside the mapping; only this thread
@@ -134,33 +158,52 @@ pub fn bench_size<const N: usize>(c: &mut Criterion, ctx: &Ctx, name: &str) {
             b.iter_custom(|iters| p.round_trips(iters) / 2);
         });
     }
+    // The writer's count is read when the reader starts and each time
+    // criterion's closure returns: the window covers all the time the
+    // reader looped (warm-up and samples).
+    let alone = ctx.time(ALONE_SECS);
+    let mut writer = WriterSide::default();
     {
         let mut hammer: Option<CellHammer<N>> = None;
+        let mut window = WriterWindow::default();
         g.bench_function("cell_load_contended", |b| {
-            let h = hammer.get_or_insert_with(CellHammer::start);
+            let h = hammer.get_or_insert_with(|| CellHammer::start(alone));
+            window.mark(&h.ctl);
             b.iter(|| {
                 let v = h.cell.load();
                 black_box(&v);
             });
+            window.mark(&h.ctl);
         });
+        writer.cell_load = window.rate();
+        let mut window = WriterWindow::default();
         g.bench_function("cell_load_into_contended", |b| {
-            let h = hammer.get_or_insert_with(CellHammer::start);
+            let h = hammer.get_or_insert_with(|| CellHammer::start(alone));
             let mut out = Bytes::<N>::pattern(0);
+            window.mark(&h.ctl);
             b.iter(|| {
                 h.cell.load_into(&mut out);
                 black_box(&out);
             });
+            window.mark(&h.ctl);
         });
+        writer.cell_load_into = window.rate();
+        writer.cell_alone = hammer.as_ref().map(|h| h.alone);
     }
     {
         let mut hammer: Option<ShmHammer<N>> = None;
+        let mut window = WriterWindow::default();
         g.bench_function("shm_rawsync_load_contended", |b| {
-            let h = hammer.get_or_insert_with(|| ShmHammer::start(&ctx.dir, name));
+            let h = hammer.get_or_insert_with(|| ShmHammer::start(&ctx.dir, name, alone));
+            window.mark(&h.ctl);
             b.iter(|| {
                 let v = h.shm.load::<N>();
                 black_box(&v);
             });
+            window.mark(&h.ctl);
         });
+        writer.shm_load = window.rate();
+        writer.shm_alone = hammer.as_ref().map(|h| h.alone);
     }
     {
         let mut echo: Option<Box<UdsEcho<N>>> = None;
@@ -170,17 +213,33 @@ pub fn bench_size<const N: usize>(c: &mut Criterion, ctx: &Ctx, name: &str) {
         });
     }
     g.finish();
+    let rate = |r: Option<f64>| r.map_or("n/a".to_owned(), |r| format!("{:.0}", r));
+    println!(
+        "{name}_ipc writer stores/s: cell alone {}, during load {}, during load_into {}; \
+         raw_sync alone {}, during its load {}",
+        rate(writer.cell_alone),
+        rate(writer.cell_load),
+        rate(writer.cell_load_into),
+        rate(writer.shm_alone),
+        rate(writer.shm_load),
+    );
+    writer
 }
 
-/// A cell and a child process storing into it as fast as it can.
+/// A cell and a child process storing into it as fast as it can, counting
+/// its stores in the control page.
 struct CellHammer<const N: usize> {
     cell: SharedCell<Bytes<N>>,
     ctl: Ctl,
+    /// The child's stores per second before any reader, over [`ALONE_SECS`].
+    alone: f64,
     _peer: Peer,
 }
 
 impl<const N: usize> CellHammer<N> {
-    fn start() -> Self {
+    /// Start the child, wait until it stores, then count its stores alone
+    /// for `alone`.
+    fn start(alone: Duration) -> Self {
         let cell = private_cell(Bytes::<N>::pattern(0));
         let ctl = Ctl::new();
         let mut peer = spawn(
@@ -195,9 +254,12 @@ impl<const N: usize> CellHammer<N> {
             peer.check();
             std::thread::yield_now();
         }
+        let alone = ctl.writer_rate(alone);
+        peer.check();
         CellHammer {
             cell,
             ctl,
+            alone,
             _peer: peer,
         }
     }
@@ -213,14 +275,16 @@ pub fn cell_hammer<const N: usize>(ctl: i32, cell: i32) -> ChildResult {
     let ctl = Ctl::attach(ctl)?;
     let cell = SharedCell::<Bytes<N>>::options().attach_id(cell)?;
     ctl.u64(READY).fetch_add(1, Ordering::SeqCst);
+    let count = ctl.u64(WRITER_COUNT);
     let mut value = Bytes::<N>::pattern(0);
     let mut n = 0u64;
     while ctl.u64(HALT).load(Ordering::Relaxed) == 0 {
-        for _ in 0..256 {
+        for _ in 0..STORE_COUNT_EVERY {
             n += 1;
             value.set_tag(n);
             cell.store(value)?;
         }
+        count.store(n, Ordering::Relaxed);
     }
     Ok(())
 }

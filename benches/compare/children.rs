@@ -34,8 +34,14 @@ pub const START: usize = 1;
 pub const HALT: usize = 2;
 pub const WORD_A: usize = 3;
 pub const WORD_B: usize = 4;
+/// The stores a writer child has made so far (the scaling writer, the
+/// hammers), published with relaxed stores.
 pub const WRITER_COUNT: usize = 5;
 pub const READER_COUNT: usize = 8;
+
+/// How many stores a hammer child makes between two updates of its count in
+/// [`WRITER_COUNT`].
+pub const STORE_COUNT_EVERY: u64 = 64;
 
 impl Ctl {
     pub fn new() -> Self {
@@ -71,6 +77,24 @@ impl Ctl {
         unsafe { &*self.seg.as_ptr().add(i * 64).cast::<AtomicU32>() }
     }
 
+    /// The writer child's count of stores, with the time it was read.
+    pub fn writer_count(&self) -> (Instant, u64) {
+        (
+            Instant::now(),
+            self.u64(WRITER_COUNT).load(Ordering::Relaxed),
+        )
+    }
+
+    /// The writer child's stores per second over the next `how_long`, this
+    /// process sleeping meanwhile.
+    pub fn writer_rate(&self, how_long: Duration) -> f64 {
+        let mut window = WriterWindow::default();
+        window.mark(self);
+        std::thread::sleep(how_long);
+        window.mark(self);
+        window.rate().expect("a window of two marks")
+    }
+
     /// Wait until the READY word reaches `n`, checking that `peers` are
     /// still alive.
     pub fn wait_ready(&self, peers: &mut [Peer], n: u64) {
@@ -82,6 +106,32 @@ impl Ctl {
             assert!(Instant::now() < deadline, "bench children not ready");
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+}
+
+/// The stores per second of a writer child between the first and the last
+/// of a series of readings of its count (made while something else ran).
+#[derive(Default)]
+pub struct WriterWindow {
+    first: Option<(Instant, u64)>,
+    last: Option<(Instant, u64)>,
+}
+
+impl WriterWindow {
+    /// Read the writer's count: the window runs from the first reading to
+    /// this one.
+    pub fn mark(&mut self, ctl: &Ctl) {
+        let now = ctl.writer_count();
+        self.first.get_or_insert(now);
+        self.last = Some(now);
+    }
+
+    /// Stores per second between the first and the last reading, if there
+    /// were two at different times.
+    pub fn rate(&self) -> Option<f64> {
+        let ((t0, n0), (t1, n1)) = (self.first?, self.last?);
+        let secs = (t1 - t0).as_secs_f64();
+        (secs > 0.0).then(|| n1.saturating_sub(n0) as f64 / secs)
     }
 }
 

@@ -17,7 +17,8 @@
 //!   limit of any notification).
 //! - `SharedCell`: `load`, `load_into` (into a value the caller keeps),
 //!   `store`, `update`; `load` and `load_into` while another process
-//!   stores as fast as it can; store→observed latency in another process,
+//!   stores as fast as it can, and that process's stores per second, alone
+//!   and while each reader ran; store→observed latency in another process,
 //!   both sides spinning on `version()`, and both sides in `wait_for_change`
 //!   (ping-pongs, half a round trip).
 //! - `SharedRegion` (the value shape of `benches/region.rs`: a name, a
@@ -26,7 +27,8 @@
 //!   version (validation), `publish`, and rkyv serialising the same value
 //!   into a local buffer.
 //! - peers: `shared_memory` + `raw_sync` (a process-shared mutex around a
-//!   copy, uncontended and against a process storing continuously);
+//!   copy, uncontended and against a process storing continuously, whose
+//!   stores per second are counted as for `SharedCell`);
 //!   cloudflare's `mmap-sync` (`read` with and without `check_bytes`,
 //!   `write`); a Unix domain socket between two processes carrying the value
 //!   encoded with `bincode` (request/response echo, half a round trip);
@@ -98,13 +100,16 @@ const READERS: [usize; 4] = [1, 2, 4, 8];
 /// Stores per second of the writer in the scaling test.
 const WRITER_RATE: u64 = 100_000;
 
-/// Run `$f::<N>(args.., name)` for every size of [`SIZES`].
+/// Run `$f::<N>(args.., name)` for every size of [`SIZES`], in order; the
+/// array of what they return.
 macro_rules! for_each_size {
-    ($f:ident($($arg:expr),*)) => {{
-        $f::<64>($($arg,)* SIZES[0]);
-        $f::<4096>($($arg,)* SIZES[1]);
-        $f::<65536>($($arg,)* SIZES[2]);
-    }};
+    ($f:ident($($arg:expr),*)) => {
+        [
+            $f::<64>($($arg,)* SIZES[0]),
+            $f::<4096>($($arg,)* SIZES[1]),
+            $f::<65536>($($arg,)* SIZES[2]),
+        ]
+    };
 }
 
 // ---------------------------------------------------------------------------
@@ -166,7 +171,7 @@ fn main() {
         .configure_from_args();
 
     bench_floors(&mut c, &ctx);
-    for_each_size!(bench_size(&mut c, &ctx));
+    let writers = for_each_size!(bench_size(&mut c, &ctx));
     bench_region(&mut c, &ctx);
     let scaling = if filtered_out(&c, "scaling") {
         Vec::new()
@@ -180,7 +185,14 @@ fn main() {
         out_dir,
         since: started,
     };
-    let report = report(&results, &machine, &scaling, wall.elapsed(), ctx.quick);
+    let report = report(
+        &results,
+        &machine,
+        &scaling,
+        &writers,
+        wall.elapsed(),
+        ctx.quick,
+    );
     println!("\n{report}");
     if filtered || ctx.quick {
         println!("(filtered or quick run: BENCHMARKS.md left as it is)");

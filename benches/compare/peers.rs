@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use raw_sync::locks::{LockImpl, LockInit, Mutex as RawSyncMutex};
 use shared_memory::{Shmem, ShmemConf};
 
-use crate::children::{ChildResult, Ctl, HALT, READY, spawn};
+use crate::children::{ChildResult, Ctl, HALT, READY, STORE_COUNT_EVERY, WRITER_COUNT, spawn};
 use crate::common::child::Peer;
 use crate::common::sys::DATA_AT;
 use crate::value::Bytes;
@@ -100,24 +100,36 @@ impl ShmRawSync {
 }
 
 /// A shared_memory + raw_sync value and a child process storing into it as
-/// fast as it can.
+/// fast as it can, counting its stores in the control page.
 pub struct ShmHammer<const N: usize> {
     pub shm: ShmRawSync,
-    ctl: Ctl,
+    pub ctl: Ctl,
+    /// The child's stores per second before any reader.
+    pub alone: f64,
     _peer: Peer,
 }
 
 impl<const N: usize> ShmHammer<N> {
-    pub fn start(dir: &Path, name: &str) -> Self {
+    /// Start the child, wait until it stores, then count its stores alone
+    /// for `alone`.
+    pub fn start(dir: &Path, name: &str, alone: Duration) -> Self {
         let mut shm = ShmRawSync::create(dir, &format!("{name}-contended"), N);
         shm.store(&Bytes::<N>::pattern(0));
         let ctl = Ctl::new();
         let mut peer = spawn("shm_hammer", &[N as i64, ctl.id().into()], Some(&shm.flink));
         ctl.wait_ready(std::slice::from_mut(&mut peer), 1);
         shm.unlink();
+        // Make sure it is storing before the measurement starts.
+        while ctl.writer_count().1 == 0 {
+            peer.check();
+            std::thread::yield_now();
+        }
+        let alone = ctl.writer_rate(alone);
+        peer.check();
         ShmHammer {
             shm,
             ctl,
+            alone,
             _peer: peer,
         }
     }
@@ -133,14 +145,16 @@ pub fn shm_hammer<const N: usize>(ctl: i32, flink: &Path) -> ChildResult {
     let ctl = Ctl::attach(ctl)?;
     let shm = ShmRawSync::open(flink);
     ctl.u64(READY).fetch_add(1, Ordering::SeqCst);
+    let count = ctl.u64(WRITER_COUNT);
     let mut value = Bytes::<N>::pattern(0);
     let mut n = 0u64;
     while ctl.u64(HALT).load(Ordering::Relaxed) == 0 {
-        for _ in 0..256 {
+        for _ in 0..STORE_COUNT_EVERY {
             n += 1;
             value.set_tag(n);
             shm.store(&value);
         }
+        count.store(n, Ordering::Relaxed);
     }
     Ok(())
 }

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use crate::by_size::{ALONE_SECS, WriterSide};
 use crate::common::report::{fmt_opt_ns, median_ns, ratio};
 use crate::common::values::REGION_SIZES;
 use crate::machine::{Machine, busy_processes, list_or_none, load_average};
@@ -32,6 +33,27 @@ fn fmt_ns(ns: Option<f64>) -> String {
         Some(ns) if ns >= 1_000_000.0 => format!("{:.2} ms", ns / 1e6),
         Some(ns) if (1_000.0..10_000.0).contains(&ns) => format!("{:.2} µs", ns / 1e3),
         ns => fmt_opt_ns(ns, 1),
+    }
+}
+
+/// A rate per second for the report, "n/a" if not measured: in millions
+/// with three significant digits or so, in thousands below a million.
+fn fmt_rate(r: Option<f64>) -> String {
+    match r {
+        None => "n/a".into(),
+        Some(r) if r >= 100e6 => format!("{:.0} M", r / 1e6),
+        Some(r) if r >= 10e6 => format!("{:.1} M", r / 1e6),
+        Some(r) if r >= 1e6 => format!("{:.2} M", r / 1e6),
+        Some(r) => format!("{:.0} k", r / 1e3),
+    }
+}
+
+/// A writer's rate while a reader ran, followed by its share of the rate
+/// `alone` in parentheses when both were measured.
+fn fmt_rate_share(r: Option<f64>, alone: Option<f64>) -> String {
+    match (r, alone) {
+        (Some(r), Some(a)) if a > 0.0 => format!("{} ({:.0}%)", fmt_rate(Some(r)), r / a * 100.0),
+        _ => fmt_rate(r),
     }
 }
 
@@ -107,7 +129,16 @@ fn table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
     out.push('\n');
 }
 
-pub fn report(r: &Results, m: &Machine, scaling: &[Scale], took: Duration, quick: bool) -> String {
+/// The report of a run: `writers` holds the writer's side of the contended
+/// reads, one per size of [`SIZES`].
+pub fn report(
+    r: &Results,
+    m: &Machine,
+    scaling: &[Scale],
+    writers: &[WriterSide],
+    took: Duration,
+    quick: bool,
+) -> String {
     let mut out = String::new();
     let w = &mut out;
     let size_header = ["", "64 B", "4 KiB", "64 KiB"];
@@ -347,6 +378,43 @@ pub fn report(r: &Results, m: &Machine, scaling: &[Scale], took: Duration, quick
         w,
         "A ratio above 1 means the second is faster: for the peers' rows, \
          ours is that many times faster.\n"
+    )
+    .expect("write to a String");
+
+    writeln!(w, "### Contended reads: the writer's side\n").expect("write to a String");
+    let rows: Vec<Vec<String>> = size_header[1..]
+        .iter()
+        .zip(writers)
+        .map(|(size, ws)| {
+            vec![
+                (*size).to_owned(),
+                fmt_rate(ws.cell_alone),
+                fmt_rate_share(ws.cell_load, ws.cell_alone),
+                fmt_rate_share(ws.cell_load_into, ws.cell_alone),
+                fmt_rate(ws.shm_alone),
+                fmt_rate_share(ws.shm_load, ws.shm_alone),
+            ]
+        })
+        .collect();
+    table(
+        w,
+        &[
+            "stores/s",
+            "`SharedCell::store`, alone",
+            "while `load` ran",
+            "while `load_into` ran",
+            "raw_sync store, alone",
+            "while raw_sync's copy out ran",
+        ],
+        &rows,
+    );
+    writeln!(
+        w,
+        "Stores per second of the process storing nonstop in the contended rows \
+         above: *alone* counted for {:.2} s after it started, before any reader; \
+         *while … ran* counted over all the time criterion ran that reader \
+         (warm-up and samples), in parentheses as a share of the rate alone.\n",
+        if quick { ALONE_SECS / 5.0 } else { ALONE_SECS }
     )
     .expect("write to a String");
 

@@ -4,15 +4,12 @@
 
 use std::hint::black_box;
 use std::mem::MaybeUninit;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 use shmstore::SharedCell;
 
-use crate::children::{
-    ChildResult, Ctl, HALT, READY, STORE_COUNT_EVERY, WRITER_COUNT, WriterWindow, spawn,
-};
+use crate::children::{ChildResult, Ctl, Hammer, WriterWindow, hammer_loop, spawn};
 use crate::common::child::{Peer, parent_gone};
 use crate::common::sys::{DATA_AT, RobustMutexSeg, private_segment};
 use crate::floors::bench_floor_ipc;
@@ -168,42 +165,42 @@ pub fn bench_size<const N: usize>(c: &mut Criterion, ctx: &Ctx, name: &str) -> W
         let mut window = WriterWindow::default();
         g.bench_function("cell_load_contended", |b| {
             let h = hammer.get_or_insert_with(|| CellHammer::start(alone));
-            window.mark(&h.ctl);
+            window.mark(&h.hammer.ctl);
             b.iter(|| {
                 let v = h.cell.load();
                 black_box(&v);
             });
-            window.mark(&h.ctl);
+            window.mark(&h.hammer.ctl);
         });
         writer.cell_load = window.rate();
         let mut window = WriterWindow::default();
         g.bench_function("cell_load_into_contended", |b| {
             let h = hammer.get_or_insert_with(|| CellHammer::start(alone));
             let mut out = Bytes::<N>::pattern(0);
-            window.mark(&h.ctl);
+            window.mark(&h.hammer.ctl);
             b.iter(|| {
                 h.cell.load_into(&mut out);
                 black_box(&out);
             });
-            window.mark(&h.ctl);
+            window.mark(&h.hammer.ctl);
         });
         writer.cell_load_into = window.rate();
-        writer.cell_alone = hammer.as_ref().map(|h| h.alone);
+        writer.cell_alone = hammer.as_ref().map(|h| h.hammer.alone);
     }
     {
         let mut hammer: Option<ShmHammer<N>> = None;
         let mut window = WriterWindow::default();
         g.bench_function("shm_rawsync_load_contended", |b| {
             let h = hammer.get_or_insert_with(|| ShmHammer::start(&ctx.dir, name, alone));
-            window.mark(&h.ctl);
+            window.mark(&h.hammer.ctl);
             b.iter(|| {
                 let v = h.shm.load::<N>();
                 black_box(&v);
             });
-            window.mark(&h.ctl);
+            window.mark(&h.hammer.ctl);
         });
         writer.shm_load = window.rate();
-        writer.shm_alone = hammer.as_ref().map(|h| h.alone);
+        writer.shm_alone = hammer.as_ref().map(|h| h.hammer.alone);
     }
     {
         let mut echo: Option<Box<UdsEcho<N>>> = None;
@@ -230,10 +227,7 @@ pub fn bench_size<const N: usize>(c: &mut Criterion, ctx: &Ctx, name: &str) -> W
 /// its stores in the control page.
 struct CellHammer<const N: usize> {
     cell: SharedCell<Bytes<N>>,
-    ctl: Ctl,
-    /// The child's stores per second before any reader, over [`ALONE_SECS`].
-    alone: f64,
-    _peer: Peer,
+    hammer: Hammer,
 }
 
 impl<const N: usize> CellHammer<N> {
@@ -242,51 +236,24 @@ impl<const N: usize> CellHammer<N> {
     fn start(alone: Duration) -> Self {
         let cell = private_cell(Bytes::<N>::pattern(0));
         let ctl = Ctl::new();
-        let mut peer = spawn(
+        let peer = spawn(
             "cell_hammer",
             &[N as i64, ctl.id().into(), cell.id().into()],
             None,
         );
-        ctl.wait_ready(std::slice::from_mut(&mut peer), 1);
-        // Make sure it is storing before the measurement starts.
-        let v = cell.version();
-        while cell.version() == v {
-            peer.check();
-            std::thread::yield_now();
-        }
-        let alone = ctl.writer_rate(alone);
-        peer.check();
-        CellHammer {
-            cell,
-            ctl,
-            alone,
-            _peer: peer,
-        }
-    }
-}
-
-impl<const N: usize> Drop for CellHammer<N> {
-    fn drop(&mut self) {
-        self.ctl.u64(HALT).store(1, Ordering::SeqCst);
+        let hammer = Hammer::running(ctl, peer, alone);
+        CellHammer { cell, hammer }
     }
 }
 
 pub fn cell_hammer<const N: usize>(ctl: i32, cell: i32) -> ChildResult {
     let ctl = Ctl::attach(ctl)?;
     let cell = SharedCell::<Bytes<N>>::options().attach_id(cell)?;
-    ctl.u64(READY).fetch_add(1, Ordering::SeqCst);
-    let count = ctl.u64(WRITER_COUNT);
     let mut value = Bytes::<N>::pattern(0);
-    let mut n = 0u64;
-    while ctl.u64(HALT).load(Ordering::Relaxed) == 0 {
-        for _ in 0..STORE_COUNT_EVERY {
-            n += 1;
-            value.set_tag(n);
-            cell.store(value)?;
-        }
-        count.store(n, Ordering::Relaxed);
-    }
-    Ok(())
+    hammer_loop(&ctl, |n| {
+        value.set_tag(n);
+        Ok(cell.store(value)?)
+    })
 }
 
 /// Two cells, A stored by the parent, B by the child, which echoes each

@@ -135,6 +135,58 @@ impl WriterWindow {
     }
 }
 
+/// A child process that stores nonstop into a value the parent reads and
+/// counts its stores in the control page ([`hammer_loop`]); halted on drop.
+pub struct Hammer {
+    pub ctl: Ctl,
+    /// The child's stores per second before any reader.
+    pub alone: f64,
+    _peer: Peer,
+}
+
+impl Hammer {
+    /// `peer`, started with `ctl`: wait until it stores, then count its
+    /// stores alone for `alone`.
+    pub fn running(ctl: Ctl, mut peer: Peer, alone: Duration) -> Hammer {
+        ctl.wait_ready(std::slice::from_mut(&mut peer), 1);
+        // Make sure it is storing before the measurement starts.
+        while ctl.writer_count().1 == 0 {
+            peer.check();
+            std::thread::yield_now();
+        }
+        let alone = ctl.writer_rate(alone);
+        peer.check();
+        Hammer {
+            ctl,
+            alone,
+            _peer: peer,
+        }
+    }
+}
+
+impl Drop for Hammer {
+    fn drop(&mut self) {
+        self.ctl.u64(HALT).store(1, Ordering::SeqCst);
+    }
+}
+
+/// The child's side of a [`Hammer`]: say it is ready, then call `store(n)`
+/// with n = 1, 2, ... until halted, publishing the count every
+/// [`STORE_COUNT_EVERY`] stores.
+pub fn hammer_loop(ctl: &Ctl, mut store: impl FnMut(u64) -> ChildResult) -> ChildResult {
+    ctl.u64(READY).fetch_add(1, Ordering::SeqCst);
+    let count = ctl.u64(WRITER_COUNT);
+    let mut n = 0u64;
+    while ctl.u64(HALT).load(Ordering::Relaxed) == 0 {
+        for _ in 0..STORE_COUNT_EVERY {
+            n += 1;
+            store(n)?;
+        }
+        count.store(n, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
 /// The body of a child process, `spec` being what [`spawn`] set in
 /// [`CHILD_ENV`].
 pub fn child_main(spec: &str) -> Result<(), Box<dyn std::error::Error>> {

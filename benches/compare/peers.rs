@@ -8,13 +8,12 @@ use std::io::{ErrorKind, Read, Write};
 use std::mem::MaybeUninit;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use raw_sync::locks::{LockImpl, LockInit, Mutex as RawSyncMutex};
 use shared_memory::{Shmem, ShmemConf};
 
-use crate::children::{ChildResult, Ctl, HALT, READY, STORE_COUNT_EVERY, WRITER_COUNT, spawn};
+use crate::children::{ChildResult, Ctl, Hammer, hammer_loop, spawn};
 use crate::common::child::Peer;
 use crate::common::sys::DATA_AT;
 use crate::value::Bytes;
@@ -103,10 +102,7 @@ impl ShmRawSync {
 /// fast as it can, counting its stores in the control page.
 pub struct ShmHammer<const N: usize> {
     pub shm: ShmRawSync,
-    pub ctl: Ctl,
-    /// The child's stores per second before any reader.
-    pub alone: f64,
-    _peer: Peer,
+    pub hammer: Hammer,
 }
 
 impl<const N: usize> ShmHammer<N> {
@@ -116,47 +112,23 @@ impl<const N: usize> ShmHammer<N> {
         let mut shm = ShmRawSync::create(dir, &format!("{name}-contended"), N);
         shm.store(&Bytes::<N>::pattern(0));
         let ctl = Ctl::new();
-        let mut peer = spawn("shm_hammer", &[N as i64, ctl.id().into()], Some(&shm.flink));
-        ctl.wait_ready(std::slice::from_mut(&mut peer), 1);
+        let peer = spawn("shm_hammer", &[N as i64, ctl.id().into()], Some(&shm.flink));
+        let hammer = Hammer::running(ctl, peer, alone);
+        // The child has the object open once it stores.
         shm.unlink();
-        // Make sure it is storing before the measurement starts.
-        while ctl.writer_count().1 == 0 {
-            peer.check();
-            std::thread::yield_now();
-        }
-        let alone = ctl.writer_rate(alone);
-        peer.check();
-        ShmHammer {
-            shm,
-            ctl,
-            alone,
-            _peer: peer,
-        }
-    }
-}
-
-impl<const N: usize> Drop for ShmHammer<N> {
-    fn drop(&mut self) {
-        self.ctl.u64(HALT).store(1, Ordering::SeqCst);
+        ShmHammer { shm, hammer }
     }
 }
 
 pub fn shm_hammer<const N: usize>(ctl: i32, flink: &Path) -> ChildResult {
     let ctl = Ctl::attach(ctl)?;
     let shm = ShmRawSync::open(flink);
-    ctl.u64(READY).fetch_add(1, Ordering::SeqCst);
-    let count = ctl.u64(WRITER_COUNT);
     let mut value = Bytes::<N>::pattern(0);
-    let mut n = 0u64;
-    while ctl.u64(HALT).load(Ordering::Relaxed) == 0 {
-        for _ in 0..STORE_COUNT_EVERY {
-            n += 1;
-            value.set_tag(n);
-            shm.store(&value);
-        }
-        count.store(n, Ordering::Relaxed);
-    }
-    Ok(())
+    hammer_loop(&ctl, |n| {
+        value.set_tag(n);
+        shm.store(&value);
+        Ok(())
+    })
 }
 
 /// A Unix domain socket to a child process that decodes each value

@@ -40,7 +40,9 @@ pub enum Limit {
     Shmall,
     /// `/proc/sys/kernel/shmmni`: the number of segments system-wide.
     Shmmni,
-    /// The kernel could not allocate memory for the segment.
+    /// The kernel could not allocate memory for a new segment (`shmget`
+    /// failed with `ENOMEM`), most often because the segment needs more
+    /// memory than the system can commit.
     Memory,
 }
 
@@ -132,6 +134,20 @@ pub enum Error {
         /// Which limit.
         limit: Limit,
         /// The error from the kernel (`ENOSPC`, `ENOMEM` or `EINVAL`).
+        source: io::Error,
+    },
+    /// `shmat` could not map the segment into this process's address space
+    /// (`ENOMEM`): the process's address-space limit (`RLIMIT_AS`, `ulimit
+    /// -v`) or its number of mappings (`vm.max_map_count`) was reached, or no
+    /// free range of addresses is large enough. The kernel had the segment;
+    /// if this call created it, it was removed again. Raise the limit, or use
+    /// a smaller segment.
+    MapFailed {
+        /// The segment concerned.
+        target: Target,
+        /// The segment's size in bytes.
+        size: usize,
+        /// The error from the kernel.
         source: io::Error,
     },
     /// A write was attempted through a read-only attachment.
@@ -308,9 +324,20 @@ impl fmt::Display for Error {
                 ),
                 None => write!(
                     f,
-                    "the kernel could not allocate the segment ({source}); free memory or ask for less"
+                    "shmget: the kernel could not allocate memory for the segment ({source}); free \
+                     memory or ask for less"
                 ),
             },
+            Error::MapFailed {
+                target,
+                size,
+                source,
+            } => write!(
+                f,
+                "shmat could not map the segment at {target} ({size} bytes) into this process's \
+                 address space ({source}); raise the process's address-space limit (`ulimit -v`) \
+                 or vm.max_map_count, or use a smaller segment"
+            ),
             Error::ReadOnly { id } => write!(
                 f,
                 "segment id {id} is attached read-only; attach it read-write to change it"
@@ -421,6 +448,7 @@ impl std::error::Error for Error {
             | Error::PermissionDenied { source, .. }
             | Error::NoHugePages { source }
             | Error::LimitReached { source, .. }
+            | Error::MapFailed { source, .. }
             | Error::Lock { source, .. }
             | Error::Os { source, .. } => Some(source),
             _ => None,

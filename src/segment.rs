@@ -79,7 +79,10 @@ impl SegmentOptions {
         self
     }
 
-    /// Create the segment if it does not exist (`IPC_CREAT`).
+    /// Create the segment if it does not exist (`IPC_CREAT`). Without
+    /// [`exclusive`](Self::exclusive), [`open`](Self::open) looks the key up
+    /// first and creates with `IPC_CREAT | IPC_EXCL` only if it is missing,
+    /// so that it knows whether it created the segment.
     pub fn create(&mut self, yes: bool) -> &mut Self {
         self.create = yes;
         self
@@ -132,28 +135,74 @@ impl SegmentOptions {
     ///
     /// [`Key::PRIVATE`] always creates a new segment, whatever
     /// [`create`](Self::create) says.
+    ///
+    /// If this call created the segment and then cannot attach it (`IPC_STAT`,
+    /// the owner or size check, or `shmat` fails), it removes the segment
+    /// again before returning the error, so a failed call leaves nothing
+    /// behind. A segment that existed before the call is never removed.
     pub fn open(&self, key: Key) -> Result<Segment> {
-        // The mode bits also ask shmget for access; when only opening, ask for
-        // none and let shmat check the access the attachment really needs.
-        let mut flags = 0;
-        if self.create || key.is_private() {
-            flags |= self.mode as libc::c_int | libc::IPC_CREAT;
-            if self.exclusive {
-                flags |= libc::IPC_EXCL;
+        let (id, created) = self.get(key)?;
+        let attached = self.attach(id, Target::Key(key));
+        if attached.is_err() && created {
+            // This call made the segment, so it existed for nobody before:
+            // remove it, by id, which never hits a segment made at the key
+            // later. A process that found it at the key meanwhile keeps its
+            // attachment until it detaches, as after any removal. The creator
+            // may remove it whatever its mode; should that fail anyway, the
+            // attach error is still the one to report.
+            let _ = remove(id);
+        }
+        attached
+    }
+
+    /// `shmget` as the options say: the segment's id, and whether this call
+    /// created it.
+    fn get(&self, key: Key) -> Result<(i32, bool)> {
+        // The mode bits also ask shmget for access; when only looking up, ask
+        // for none and let shmat check the access the attachment really needs.
+        // Creating is always exclusive, so that a success means this call
+        // made the segment (IPC_EXCL changes nothing for Key::PRIVATE, which
+        // always makes a new one).
+        let mut create = self.mode as libc::c_int | libc::IPC_CREAT | libc::IPC_EXCL;
+        if self.huge_pages {
+            create |= libc::SHM_HUGETLB;
+        }
+        if self.no_reserve {
+            create |= libc::SHM_NORESERVE;
+        }
+        if key.is_private() || (self.create && self.exclusive) {
+            return shmget(key, self.size, create)
+                .map(|id| (id, true))
+                .map_err(|err| self.shmget_error(key, err));
+        }
+        if !self.create {
+            return shmget(key, self.size, 0)
+                .map(|id| (id, false))
+                .map_err(|err| self.shmget_error(key, err));
+        }
+        // Open or create: look the key up, and create it exclusively only if
+        // it is missing. A segment created (EEXIST) or removed (ENOENT) by
+        // another process between the two calls sends us round again.
+        for _ in 0..OPEN_OR_CREATE_ROUNDS {
+            match shmget(key, self.size, 0) {
+                Ok(id) => return Ok((id, false)),
+                Err(err) if err.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(err) => return Err(self.shmget_error(key, err)),
             }
-            if self.huge_pages {
-                flags |= libc::SHM_HUGETLB;
-            }
-            if self.no_reserve {
-                flags |= libc::SHM_NORESERVE;
+            match shmget(key, self.size, create) {
+                Ok(id) => return Ok((id, true)),
+                Err(err) if err.raw_os_error() == Some(libc::EEXIST) => {}
+                Err(err) => return Err(self.shmget_error(key, err)),
             }
         }
-        // SAFETY: shmget takes plain integers and touches no memory of ours.
-        let id = unsafe { libc::shmget(key.raw(), self.size, flags) };
-        if id < 0 {
-            return Err(self.shmget_error(key, io::Error::last_os_error()));
-        }
-        self.attach(id, Target::Key(key))
+        Err(Error::Os {
+            target: Some(Target::Key(key)),
+            op: "shmget",
+            source: io::Error::other(format!(
+                "other processes created and removed the segment at this key {OPEN_OR_CREATE_ROUNDS} \
+                 times in a row while it was being opened; try again"
+            )),
+        })
     }
 
     /// Attach the segment with this kernel id (as `ipcs -m` lists it). The
@@ -196,8 +245,9 @@ impl SegmentOptions {
                     source: err,
                 },
                 Some(libc::EINVAL) | Some(libc::EIDRM) => Error::IdNotFound { id },
-                Some(libc::ENOMEM) => Error::LimitReached {
-                    limit: Limit::Memory,
+                Some(libc::ENOMEM) => Error::MapFailed {
+                    target,
+                    size: info.size,
                     source: err,
                 },
                 _ => Error::Os {
@@ -239,9 +289,8 @@ impl SegmentOptions {
                 // The segment exists but is smaller than asked for, or the size
                 // is outside the kernel's bounds for a new segment.
                 if !key.is_private() {
-                    // SAFETY: plain integers; size 0 and no flags only looks up.
-                    let existing = unsafe { libc::shmget(key.raw(), 0, 0) };
-                    if existing >= 0
+                    // Size 0 and no flags only looks up.
+                    if let Ok(existing) = shmget(key, 0, 0)
                         && let Ok(info) = stat(existing, Target::Key(key))
                         && info.size < self.size
                     {
@@ -291,6 +340,19 @@ impl SegmentOptions {
             },
         }
     }
+}
+
+/// How many times an open-or-create looks the key up and tries to create the
+/// segment before giving up on other processes creating and removing it.
+const OPEN_OR_CREATE_ROUNDS: usize = 16;
+
+fn shmget(key: Key, size: usize, flags: libc::c_int) -> io::Result<i32> {
+    // SAFETY: shmget takes plain integers and touches no memory of ours.
+    let id = unsafe { libc::shmget(key.raw(), size, flags) };
+    if id < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(id)
 }
 
 fn read_proc_u64(path: &str) -> Option<u64> {

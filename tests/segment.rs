@@ -4,8 +4,10 @@ mod common;
 
 use std::os::unix::process::ExitStatusExt;
 
-use common::{Live, SegGuard, child, child_args, drop_to_nobody, report, report_of, unique_key};
-use shmstore::{Error, Key, Segment};
+use common::{
+    Live, SegGuard, child, child_args, drop_to_nobody, report, report_of, reports, unique_key,
+};
+use shmstore::{Error, Key, Segment, SegmentOptions};
 
 /// Dispatches the roles a test gives its child processes.
 #[test]
@@ -88,9 +90,171 @@ fn child_entry() {
                 .unwrap();
             report("id", seg.id());
         }
+        // Under an address-space limit too small for a 1 GiB segment, create
+        // one at each key in turn, exclusively and not, then a private one;
+        // report each outcome and whether the segment was left behind.
+        "create_unmappable" => {
+            let size = UNMAPPABLE_SIZE;
+            if let Some(reason) = cannot_create(size) {
+                report("skip", reason);
+                std::process::exit(0);
+            }
+            limit_address_space(256 << 20);
+            let keys = [common::key_arg(&args, 1), common::key_arg(&args, 2)];
+            for (name, value) in failing_creates(keys, size, |o| {
+                o.no_reserve(true);
+            }) {
+                report(&name, value);
+            }
+        }
+        // As uid 65534, create segments of mode 0o000 that it cannot attach.
+        "nobody_create_mode_000" => {
+            drop_to_nobody();
+            let keys = [common::key_arg(&args, 1), common::key_arg(&args, 2)];
+            for (name, value) in failing_creates(keys, MODE_000_SIZE, |o| {
+                o.mode(0o000);
+            }) {
+                report(&name, value);
+            }
+        }
+        // As uid 65534, open-or-create a key where root's 0o600 segment is.
+        "nobody_open_or_create" => {
+            drop_to_nobody();
+            let key = Key::new(num(1)).unwrap();
+            match Segment::options().size(4096).create(true).open(key) {
+                Ok(seg) => report("id", seg.id()),
+                Err(e) => report("error", e),
+            }
+        }
         other => panic!("unknown role {other}"),
     }
     std::process::exit(0);
+}
+
+/// A size that the kernel's segment limits allow but that `create_unmappable`
+/// keeps out of the child's address space.
+const UNMAPPABLE_SIZE: usize = 1 << 30;
+
+/// An odd size, to tell this test's private segments from the others'.
+const MODE_000_SIZE: usize = 12_345;
+
+/// Why a segment of `size` bytes cannot be created here, if it cannot.
+fn cannot_create(size: usize) -> Option<String> {
+    let proc_u64 = |path: &str| -> u64 {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let shmmax = proc_u64("/proc/sys/kernel/shmmax");
+    // SAFETY: sysconf takes an integer and touches no memory of ours.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64;
+    let shmall_bytes = proc_u64("/proc/sys/kernel/shmall").saturating_mul(page);
+    if (size as u64) > shmmax {
+        Some(format!("shmmax is {shmmax}, below {size}"))
+    } else if (size as u64) > shmall_bytes {
+        Some(format!("shmall allows {shmall_bytes} bytes, below {size}"))
+    } else {
+        None
+    }
+}
+
+/// Lower this process's address-space limit (`RLIMIT_AS`, `ulimit -v`) to
+/// what it uses now plus `headroom` bytes.
+fn limit_address_space(headroom: u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let used_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmSize:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("VmSize in /proc/self/status");
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `rl` is a valid rlimit for getrlimit to fill.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut rl) }, 0);
+    rl.rlim_cur = (used_kb * 1024 + headroom).min(rl.rlim_max);
+    // SAFETY: `rl` is a valid rlimit; lowering the soft limit is always allowed.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &rl) }, 0);
+}
+
+/// Create a segment of `size` bytes, set up by `configure`, at `keys[0]`
+/// exclusively, at `keys[1]` not exclusively, and at `Key::PRIVATE`.
+/// Returns reports: `NAME_id` if the create succeeded (the segment is left,
+/// detached); else `NAME_error` (its text), `NAME_errno` (its OS error, or
+/// -1) and `NAME_left` (how many segments it left behind).
+fn failing_creates(
+    keys: [Key; 2],
+    size: usize,
+    configure: impl Fn(&mut SegmentOptions),
+) -> Vec<(String, String)> {
+    let me = std::process::id() as i32;
+    let mut out = Vec::new();
+    for (name, key, exclusive) in [
+        ("exclusive", keys[0], true),
+        ("create", keys[1], false),
+        ("private", Key::PRIVATE, false),
+    ] {
+        let mut opts = Segment::options();
+        opts.size(size).create(true).exclusive(exclusive);
+        configure(&mut opts);
+        match opts.open(key) {
+            Ok(seg) => out.push((format!("{name}_id"), seg.id().to_string())),
+            Err(e) => {
+                let errno = std::error::Error::source(&e)
+                    .and_then(|s| s.downcast_ref::<std::io::Error>())
+                    .and_then(std::io::Error::raw_os_error)
+                    .unwrap_or(-1);
+                out.push((format!("{name}_error"), e.to_string()));
+                out.push((format!("{name}_errno"), errno.to_string()));
+                let left = leftovers(key, size, me).len();
+                out.push((format!("{name}_left"), left.to_string()));
+            }
+        }
+    }
+    out
+}
+
+/// The segments at `key`, or for `Key::PRIVATE` the private ones of `size`
+/// bytes that process `cpid` created.
+fn leftovers(key: Key, size: usize, cpid: i32) -> Vec<shmstore::SegmentInfo> {
+    shmstore::list_segments()
+        .unwrap()
+        .into_iter()
+        .filter(|s| {
+            if key.is_private() {
+                s.key.is_private() && s.cpid == cpid && s.size == size
+            } else {
+                s.key == key
+            }
+        })
+        .collect()
+}
+
+/// Guards for every segment that process `pid` created.
+fn guard_created_by(pid: u32) -> Vec<SegGuard> {
+    shmstore::list_segments()
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.cpid == pid as i32)
+        .map(|s| SegGuard(s.id))
+        .collect()
+}
+
+/// Run `child(args)` to the end; guard whatever segments it created.
+fn run_child(args: &[&str]) -> (std::process::Output, Vec<SegGuard>) {
+    let proc = child(args).spawn().unwrap();
+    let pid = proc.id();
+    let out = proc.wait_with_output().unwrap();
+    (out, guard_created_by(pid))
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
 }
 
 fn create(key: Key, size: usize) -> (Segment, SegGuard) {
@@ -462,4 +626,189 @@ fn oversized_create_names_shmmax() {
         .open(Key::PRIVATE)
         .unwrap_err();
     assert!(matches!(err, Error::LimitReached { .. }), "{err}");
+}
+
+#[test]
+fn create_that_shmat_cannot_map_removes_the_segment_and_says_why() {
+    let keys = [unique_key(), unique_key()];
+    let (k0, k1) = (keys[0].raw().to_string(), keys[1].raw().to_string());
+    let (out, guards) = run_child(&["create_unmappable", &k0, &k1]);
+    let got = reports(&out.stdout);
+    assert!(out.status.success(), "{:?} {got:?}", out.status);
+    if let Some(reason) = report_of(&out.stdout, "skip") {
+        eprintln!("skipped: a {UNMAPPABLE_SIZE}-byte segment cannot be created here: {reason}");
+        return;
+    }
+    for name in ["exclusive", "create", "private"] {
+        let value = |what: &str| report_of(&out.stdout, &format!("{name}_{what}"));
+        let error = value("error").unwrap_or_else(|| panic!("{name}: no error: {got:?}"));
+        assert_eq!(
+            value("errno").as_deref(),
+            Some(libc::ENOMEM.to_string().as_str()),
+            "{name}: {error}"
+        );
+        assert!(
+            error.contains("shmat")
+                && error.contains("address space")
+                && error.contains(&UNMAPPABLE_SIZE.to_string())
+                && !error.contains("could not allocate"),
+            "{name}: the error does not say that shmat could not map the segment: {error}"
+        );
+        assert_eq!(
+            value("left").as_deref(),
+            Some("0"),
+            "{name}: the segment this call created was left behind"
+        );
+    }
+    assert_eq!(guards.len(), 0, "the child left segments behind");
+}
+
+#[test]
+fn create_of_unmappable_size_leaves_no_segment() {
+    for no_reserve in [false, true] {
+        let key = unique_key();
+        let result = Segment::options()
+            .size(1 << 50)
+            .create(true)
+            .no_reserve(no_reserve)
+            .open(key);
+        match result {
+            Ok(seg) => {
+                let _g = SegGuard(seg.id());
+                eprintln!("skipped: this system maps a segment of 1 PiB");
+            }
+            Err(err) => {
+                let left = leftovers(key, 0, 0);
+                let _g: Vec<SegGuard> = left.iter().map(|s| SegGuard(s.id)).collect();
+                assert!(
+                    left.is_empty(),
+                    "no_reserve {no_reserve}: the failed create ({err}) left the segment behind"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn create_of_mode_000_never_leaves_the_segment() {
+    let keys = [unique_key(), unique_key()];
+    if is_root() {
+        // The kernel lets root (CAP_IPC_OWNER) attach whatever the mode.
+        let seg = Segment::options()
+            .size(4096)
+            .create(true)
+            .mode(0o000)
+            .open(unique_key())
+            .unwrap();
+        let _g = SegGuard(seg.id());
+        assert_eq!(seg.info().unwrap().mode, 0o000);
+
+        let (k0, k1) = (keys[0].raw().to_string(), keys[1].raw().to_string());
+        let (out, guards) = run_child(&["nobody_create_mode_000", &k0, &k1]);
+        let got = reports(&out.stdout);
+        assert!(out.status.success(), "{:?} {got:?}", out.status);
+        check_mode_000(&got);
+        assert_eq!(guards.len(), 0, "uid 65534 left segments behind: {got:?}");
+    } else {
+        let got = failing_creates(keys, MODE_000_SIZE, |o| {
+            o.mode(0o000);
+        });
+        let mut _guards = Vec::new();
+        for key in [keys[0], keys[1], Key::PRIVATE] {
+            for s in leftovers(key, MODE_000_SIZE, std::process::id() as i32) {
+                _guards.push(SegGuard(s.id));
+            }
+        }
+        if got.iter().any(|(name, _)| name.ends_with("_id")) {
+            eprintln!("skipped: this user can attach segments of mode 0o000: {got:?}");
+        } else {
+            check_mode_000(&got);
+        }
+    }
+}
+
+/// Each create of a mode-0o000 segment by an ordinary user was refused and
+/// left nothing behind.
+fn check_mode_000(got: &[(String, String)]) {
+    let value = |name: &str| got.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    for name in ["exclusive", "create", "private"] {
+        let error = value(&format!("{name}_error"))
+            .unwrap_or_else(|| panic!("{name}: an ordinary user attached mode 0o000: {got:?}"));
+        assert_eq!(
+            value(&format!("{name}_left")),
+            Some("0"),
+            "{name}: the segment this call created was left behind ({error})"
+        );
+    }
+}
+
+#[test]
+fn failed_open_of_an_existing_segment_keeps_it() {
+    let key = unique_key();
+    let (seg, _g) = create(key, 4096);
+    // SAFETY: geteuid and getegid have no preconditions and cannot fail.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    // Give the segment away (its creator may still stat and remove it).
+    let other = if uid == 65534 { 65533 } else { 65534 };
+    seg.set_owner(other, other).unwrap();
+    let err = Segment::options()
+        .size(4096)
+        .create(true)
+        .open(key)
+        .unwrap_err();
+    assert!(matches!(err, Error::ForeignOwner { .. }), "{err}");
+    let info = seg.info().unwrap();
+    assert!(!info.marked_for_removal, "a segment found was removed");
+    assert_eq!(info.key, key);
+
+    if !is_root() {
+        eprintln!("skipped the part as uid 65534: not root");
+        return;
+    }
+    seg.set_owner(uid, gid).unwrap();
+    let out = child(&["nobody_open_or_create", &key.raw().to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let got = reports(&out.stdout);
+    assert!(
+        report_of(&out.stdout, "error").is_some_and(|e| e.contains("refused")),
+        "{got:?}"
+    );
+    let info = seg.info().unwrap();
+    assert!(
+        !info.marked_for_removal,
+        "another user's failed open removed the segment: {got:?}"
+    );
+    assert_eq!(info.key, key);
+}
+
+#[test]
+fn racing_creators_share_one_segment() {
+    for _ in 0..20 {
+        let key = unique_key();
+        let barrier = std::sync::Barrier::new(4);
+        let ids: Vec<Result<i32, String>> = std::thread::scope(|s| {
+            let threads: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| {
+                        barrier.wait();
+                        Segment::options()
+                            .size(4096)
+                            .create(true)
+                            .open(key)
+                            .map(|seg| seg.id())
+                            .map_err(|e| e.to_string())
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        let _guards: Vec<SegGuard> = leftovers(key, 0, 0)
+            .iter()
+            .map(|s| SegGuard(s.id))
+            .collect();
+        let first = ids[0].clone().unwrap();
+        assert!(ids.iter().all(|id| id == &Ok(first)), "{ids:?}");
+    }
 }

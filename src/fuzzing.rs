@@ -94,24 +94,27 @@ pub fn header(data: &[u8]) {
     let image = heap(data.len());
     // SAFETY: the image has data.len() bytes (at least 1); nothing else uses it.
     unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), image.as_ptr(), data.len()) };
-    // SAFETY: the image lives until the end of this function.
-    let bytes = unsafe { std::slice::from_raw_parts(image.as_ptr(), data.len()) };
-    if let Ok(h) = header::validate(bytes) {
-        let l = h.layout();
+    // SAFETY: the image's pointer is valid for data.len() bytes until the
+    // end of this function, and is a mutable allocation's.
+    let Ok(h) = (unsafe { header::header_at(image.as_ptr(), data.len()) }) else {
+        return;
+    };
+    if let Ok(v) = header::validate(h, data.len()) {
+        let l = v.layout;
         assert!(l.slot_count >= 2, "{l:?}");
         assert!(l.value_size <= l.slot_stride, "{l:?}");
         assert!(l.slot_stride % 8 == 0, "{l:?}");
         assert!(l.data_offset >= header::HEADER_SIZE, "{l:?}");
         let end = l.slot_stride * l.slot_count + l.data_offset;
         assert!(
-            end == l.used_len && end <= bytes.len(),
+            end == l.used_len && end <= data.len(),
             "{l:?} in {}",
-            bytes.len()
+            data.len()
         );
-        if h.kind() == Some(Kind::Cell) {
+        if v.kind == Kind::Cell {
             assert!(l.slot_count.is_power_of_two(), "{l:?}");
         }
-        if h.kind() == Some(Kind::Region) {
+        if v.kind == Kind::Region {
             assert!(l.data_offset >= header::HEADER_SIZE + header::REGION_CONTROL_SIZE);
         }
         let _ = h.stored_type().to_string();

@@ -3,9 +3,13 @@
 //! The layout is fixed, little-endian and documented in `FORMAT.md`; every
 //! offset is asserted at compile time below. Every field is an atomic, so a
 //! `&Header` over memory that other processes write is sound whatever they
-//! write, and [`validate`] checks every field against the image's real length
-//! before any of it is trusted. `validate` makes no system call, so that it can
-//! be fuzzed.
+//! write, and [`validate`] checks every field against the segment's real
+//! length before any of it is trusted, returning the [`Layout`] it checked:
+//! callers keep that copy and never read the layout fields again. A
+//! `&Header` is only ever made from a raw pointer to mapped (or private,
+//! aligned) memory, never from a `&[u8]`, whose bytes Rust would take as
+//! frozen. `validate` makes no system call, so that it can be fuzzed and run
+//! under Miri.
 
 use std::cell::UnsafeCell;
 use std::mem::{align_of, offset_of, size_of};
@@ -22,15 +26,13 @@ compile_error!(
 /// The first eight bytes of every shmstore segment: `"shmstore"`.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"shmstore");
 /// The version of the on-segment format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// The size of the header; the data begins at or after it.
 pub const HEADER_SIZE: usize = 512;
 /// The most bytes of a type name kept in the header.
 pub const TYPE_NAME_MAX: usize = 128;
 /// The room reserved for the platform's `pthread_mutex_t`.
 pub const MUTEX_ROOM: usize = 64;
-/// The number of waiter pid slots in the header.
-pub const WAITER_SLOTS: usize = 32;
 /// The most data slots a segment may declare.
 pub const MAX_SLOTS: u32 = 64;
 /// The largest alignment a stored type may ask for.
@@ -63,7 +65,16 @@ pub struct Header {
     pub format_version: AtomicU32,
     /// [`Kind`] as a number.
     pub kind: AtomicU32,
-    /// [`STATE_FRESH`], [`STATE_INITIALIZING`] or [`STATE_READY`].
+    /// The creation protocol's word (see `raw.rs`):
+    ///
+    /// | value | meaning | written by |
+    /// |---|---|---|
+    /// | [`STATE_FRESH`] | zero-filled by the kernel | `shmget` |
+    /// | [`STATE_INITIALIZING`] | the creator is writing the header | the creator, relaxed |
+    /// | [`STATE_READY`] | header, mutex and first value written | the creator, release |
+    ///
+    /// Nothing but `magic` and `state` may be read before an acquire load
+    /// of this word gives `STATE_READY`; it never changes afterwards.
     pub state: AtomicU32,
     /// [`HEADER_SIZE`].
     pub header_size: AtomicU32,
@@ -100,23 +111,40 @@ pub struct Header {
     _reserved0: [AtomicU64; 3],
     /// The type's name, UTF-8, truncated to [`TYPE_NAME_MAX`] bytes.
     pub type_name: [AtomicU8; TYPE_NAME_MAX],
-    /// The commit counter: the number of values committed after the first.
-    /// Its low 32 bits are the futex word waiters sleep on.
+    /// Cells: the commit counter, the number of values committed after the
+    /// first; the value of version `v` is in slot `v % slot_count`. Written
+    /// (release) under the mutex only, it is the cell's one commit point.
+    /// Unused (0) in regions, whose commit point is `RegionControl::current`.
     pub seq: AtomicU64,
-    /// The number of processes in `wait_for_change`.
-    pub waiters: AtomicU32,
+    /// The event count waiters sleep on (`sync/notify.rs`):
+    ///
+    /// | bits | meaning | written by |
+    /// |---|---|---|
+    /// | 0 (`WAITING`) | a read-write waiter may be asleep on this word | waiters set it (CAS) |
+    /// | 1..32 | epoch | a writer that saw `WAITING` clears it and adds 2 (CAS), then wakes |
+    ///
+    /// A writer commits, then (after a seq-cst fence) looks at `WAITING`;
+    /// a waiter sets `WAITING`, then (after a seq-cst fence) looks at the
+    /// commit point, then sleeps on the word's value: one of them sees the
+    /// other, and a change of epoch makes the kernel refuse the sleep.
+    pub notify: AtomicU32,
     _reserved1: AtomicU32,
     /// Times a writer found the lock's owner dead and recovered it.
     pub recoveries: AtomicU64,
-    /// Cells: the version a writer is filling a slot for (`seq + 1` while it
-    /// writes, `seq` after its commit); 0 in regions.
+    /// Cells: the version a writer is filling a slot for (see `cell.rs`):
+    ///
+    /// | value | meaning |
+    /// |---|---|
+    /// | `seq` | no write under way (the last writer committed) |
+    /// | `seq + 1` | a writer is filling slot `(seq + 1) % slot_count`, or died doing so |
+    /// | anything else | scribbled by a faulty peer: readers still finish |
+    ///
+    /// Only grows, under the mutex; 0 in regions.
     pub writing: AtomicU64,
     _reserved2: [AtomicU64; 4],
     /// The process-shared robust mutex that serialises writers.
     pub mutex: MutexRoom,
-    /// Pids of processes in `wait_for_change` (0: free), so that a writer can
-    /// forget waiters that died waiting.
-    pub waiter_pids: [AtomicI32; WAITER_SLOTS],
+    _reserved3: [AtomicU64; 16],
 }
 
 const _: () = {
@@ -144,11 +172,11 @@ const _: () = {
     assert!(offset_of!(Header, used_len) == 96);
     assert!(offset_of!(Header, type_name) == 128);
     assert!(offset_of!(Header, seq) == 256);
-    assert!(offset_of!(Header, waiters) == 264);
+    assert!(offset_of!(Header, notify) == 264);
     assert!(offset_of!(Header, recoveries) == 272);
     assert!(offset_of!(Header, writing) == 280);
     assert!(offset_of!(Header, mutex) == 320);
-    assert!(offset_of!(Header, waiter_pids) == 384);
+    assert!(offset_of!(Header, _reserved3) == 384);
     assert!(size_of::<libc::pthread_mutex_t>() <= MUTEX_ROOM);
 };
 
@@ -164,24 +192,50 @@ pub struct BufferMeta {
     pub version: AtomicU64,
 }
 
-/// A reader's pin: while `buf` is non-zero, buffer `buf - 1` is not written.
+/// A reader pin slot, on a cache line of its own. The protocol on it is in
+/// `region/pin_slot.rs`.
 #[repr(C, align(64))]
 pub struct Pin {
-    /// The pinning process, 0 when the slot is free.
-    pub pid: AtomicI32,
-    /// The pinned buffer plus one; 0 for none.
-    pub buf: AtomicU32,
-    /// The pinning process's start time (clock ticks after boot; 0 unknown).
+    /// Who holds the slot and what it pins, in one word so that a reclaimer
+    /// can compare-and-swap exactly the claim it judged dead:
+    ///
+    /// | bits | field | meaning |
+    /// |---|---|---|
+    /// | 0..22 | pid | the holder; 0: the slot is free |
+    /// | 22..29 | buf | the pinned buffer plus one; 0: none |
+    /// | 29 | started | `start_time` holds this claim's start time |
+    /// | 30..64 | tag | claims made of this slot so far (wrapping) |
+    ///
+    /// States: free (pid 0, buf 0, started 0) → claimed (pid, tag + 1, by
+    /// CAS) → started (by the holder) ↔ pinned (buf set and cleared by the
+    /// holder) → free (by the holder, or by a reclaimer's CAS once the holder
+    /// is dead), the tag kept.
+    pub word: AtomicU64,
+    /// The holder's start time (clock ticks after boot, field 22 of
+    /// `/proc/PID/stat`; 0 unknown), written before `started` is set.
     pub start_time: AtomicU64,
+    _pad: [AtomicU64; 6],
 }
 
 /// The control block of a region, right after the header.
 #[repr(C, align(64))]
 pub struct RegionControl {
-    /// `(version << 8) | buffer`: the current archive. Version 0: none yet.
+    /// The region's one commit point: `(version << 8) | buffer`, the archive
+    /// readers use.
+    ///
+    /// | value | meaning |
+    /// |---|---|
+    /// | version 0 | nothing published yet |
+    /// | version `v`, buffer `b` | buffer `b` holds version `v`, `buffers[b].len` bytes; no writer touches `b` while it is current or pinned |
+    ///
+    /// Stored (release, then a seq-cst fence) only under the mutex, after
+    /// the archive and its `len`; versions only grow. `version()` and
+    /// `wait_for_change` both read this word.
     pub current: AtomicU64,
     /// One more than the highest pin slot ever claimed: writers scan the
-    /// pins below it only. Readers claim the lowest free slot.
+    /// pins below it only. Readers claim the lowest free slot, then raise it
+    /// (read-modify-write, so that a writer's read-modify-write of it orders
+    /// the two).
     pub pin_high: AtomicU32,
     _pad0: AtomicU32,
     _pad: [AtomicU64; 6],
@@ -189,18 +243,6 @@ pub struct RegionControl {
     pub buffers: [BufferMeta; MAX_SLOTS as usize],
     /// Reader pins.
     pub pins: [Pin; PIN_SLOTS],
-}
-
-/// The control block of a region image, if the image reaches that far.
-pub fn region_control(image: &[u8]) -> Option<&RegionControl> {
-    let bytes = image.get(HEADER_SIZE..HEADER_SIZE + REGION_CONTROL_SIZE)?;
-    if !(bytes.as_ptr() as usize).is_multiple_of(align_of::<RegionControl>()) {
-        return None;
-    }
-    // SAFETY: `bytes` spans a whole RegionControl at an address aligned for
-    // it (both checked); it consists of atomics, valid for any bytes; the
-    // reference borrows the image.
-    Some(unsafe { &*bytes.as_ptr().cast::<RegionControl>() })
 }
 
 /// The size of a region's control block.
@@ -255,6 +297,7 @@ impl Layout {
         let used_len = slot_stride
             .checked_mul(slot_count)
             .and_then(|n| n.checked_add(data_offset))
+            .filter(|&n| n <= isize::MAX as usize)
             .ok_or_else(too_big)?;
         Ok(Layout {
             data_offset,
@@ -284,17 +327,6 @@ impl Header {
             pointer_width: self.abi_pointer_width.load(Relaxed),
             libc: self.abi_libc.load(Relaxed),
             mutex_size: self.abi_mutex_size.load(Relaxed),
-        }
-    }
-
-    /// The layout this header declares (meaningful after [`validate`]).
-    pub fn layout(&self) -> Layout {
-        Layout {
-            data_offset: self.data_offset.load(Relaxed) as usize,
-            slot_stride: self.slot_stride.load(Relaxed) as usize,
-            slot_count: self.slot_count.load(Relaxed) as usize,
-            value_size: self.value_size.load(Relaxed) as usize,
-            used_len: self.used_len.load(Relaxed) as usize,
         }
     }
 
@@ -382,43 +414,46 @@ fn corrupt(reason: impl Into<String>) -> Error {
     }
 }
 
-/// Check a whole segment image and return its header.
+/// The header at `ptr`, if `len` bytes there can hold one and `ptr` is
+/// aligned for it.
 ///
-/// Every field is checked against the image's real length before it is used:
-/// the magic, format version, state, kind, ABI, and the layout (slot count,
-/// stride, offsets and alignment). When this returns `Ok`, every slot the
-/// [`Layout`] names lies inside `image`. It never panics and makes no system
-/// call. The type is checked separately with [`Header::check_type`].
+/// # Safety
+/// `ptr` must be valid for reads (and, through the atomics, writes if the
+/// memory is writable) of `len` bytes for `'a`, and derived from a mutable
+/// pointer or a mapping (not from a `&[u8]`): other processes and threads
+/// may write the bytes at any time.
+pub unsafe fn header_at<'a>(ptr: *const u8, len: usize) -> Result<&'a Header> {
+    if len < HEADER_SIZE {
+        return Err(Error::NotShmstore {
+            reason: format!("{len} bytes, fewer than a shmstore header ({HEADER_SIZE})"),
+        });
+    }
+    if !(ptr as usize).is_multiple_of(align_of::<Header>()) {
+        return Err(corrupt("the segment is not aligned to 64 bytes"));
+    }
+    // SAFETY: at least size_of::<Header>() bytes at an address aligned for
+    // Header (both checked), valid for 'a (the caller's promise). Header is
+    // made of atomics and an UnsafeCell of bytes, valid for any bit pattern
+    // and sound to share while others write them.
+    Ok(unsafe { &*ptr.cast::<Header>() })
+}
+
+/// Check a header against the length of its segment and return the layout
+/// it declares.
+///
+/// Every field is read once, checked, and the checked values are what is
+/// returned: the magic, format version, state, kind, ABI, and the layout
+/// (slot count, stride, offsets and alignment). When this returns `Ok`,
+/// every slot of the [`Layout`] lies inside `segment_len` bytes from the
+/// header, and a region's control block fits before its data. It never
+/// panics and makes no system call. The type is checked separately with
+/// [`Header::check_type`].
 ///
 /// Errors: [`Error::NotShmstore`] when the bytes are not a shmstore segment
 /// at all, [`Error::IncompatibleFormat`] for another format version,
 /// [`Error::AbiMismatch`] for a segment made on another platform, and
 /// [`Error::Corrupt`] for anything inconsistent.
-pub fn validate(image: &[u8]) -> Result<&Header> {
-    validate_header(image, image.len())
-}
-
-/// [`validate`] for an image that holds at least the header but may stop
-/// short of the slots: the layout is checked against `segment_len`, the
-/// length of the segment the image was copied from (at least the image's).
-pub fn validate_header(image: &[u8], segment_len: usize) -> Result<&Header> {
-    let segment_len = segment_len.max(image.len());
-    if image.len() < HEADER_SIZE {
-        return Err(Error::NotShmstore {
-            reason: format!(
-                "{} bytes, fewer than a shmstore header ({HEADER_SIZE})",
-                image.len()
-            ),
-        });
-    }
-    if !(image.as_ptr() as usize).is_multiple_of(align_of::<Header>()) {
-        return Err(corrupt("the image is not aligned to 64 bytes"));
-    }
-    // SAFETY: the image holds at least size_of::<Header>() bytes at an address
-    // aligned for Header (both checked above), Header is made of atomics and an
-    // UnsafeCell of bytes, for which any bit pattern is valid, and the returned
-    // reference borrows the image.
-    let header = unsafe { &*image.as_ptr().cast::<Header>() };
+pub fn validate(header: &Header, segment_len: usize) -> Result<Validated> {
     let magic = header.magic.load(Relaxed);
     if magic != MAGIC {
         return Err(Error::NotShmstore {
@@ -438,12 +473,10 @@ pub fn validate_header(image: &[u8], segment_len: usize) -> Result<&Header> {
             "state {state} is not READY ({STATE_READY})"
         )));
     }
-    if header.kind().is_none() {
-        return Err(corrupt(format!(
-            "unknown kind {}",
-            header.kind.load(Relaxed)
-        )));
-    }
+    let raw_kind = header.kind.load(Relaxed);
+    let Some(kind) = Kind::from_raw(raw_kind) else {
+        return Err(corrupt(format!("unknown kind {raw_kind}")));
+    };
     let header_size = header.header_size.load(Relaxed);
     if header_size as usize != HEADER_SIZE {
         return Err(corrupt(format!(
@@ -471,22 +504,23 @@ pub fn validate_header(image: &[u8], segment_len: usize) -> Result<&Header> {
     if !(2..=MAX_SLOTS).contains(&count) {
         return Err(corrupt(format!("{count} slots (2 to {MAX_SLOTS} allowed)")));
     }
-    if header.kind() == Some(Kind::Cell) && !count.is_power_of_two() {
+    if kind == Kind::Cell && !count.is_power_of_two() {
         return Err(corrupt(format!(
             "{count} slots in a cell (a power of two is required)"
         )));
     }
     let data_offset = header.data_offset.load(Relaxed);
     let stride = header.slot_stride.load(Relaxed);
-    let prefix = match header.kind() {
-        Some(Kind::Region) => HEADER_SIZE + REGION_CONTROL_SIZE,
-        _ => HEADER_SIZE,
+    let prefix = match kind {
+        Kind::Region => HEADER_SIZE + REGION_CONTROL_SIZE,
+        Kind::Cell => HEADER_SIZE,
     };
     let size = u64::from(header.value_size.load(Relaxed));
     if data_offset < prefix as u64
         || !data_offset.is_multiple_of(u64::from(align.max(8)))
         || stride == 0
         || !stride.is_multiple_of(8)
+        || (kind == Kind::Region && !stride.is_multiple_of(64))
         || size > stride
     {
         return Err(corrupt(format!(
@@ -498,13 +532,32 @@ pub fn validate_header(image: &[u8], segment_len: usize) -> Result<&Header> {
         .and_then(|n| n.checked_add(data_offset));
     let used = header.used_len.load(Relaxed);
     match needed {
-        Some(n) if n == used && n <= segment_len as u64 => Ok(header),
+        Some(n) if n == used && n <= segment_len as u64 => Ok(Validated {
+            kind,
+            layout: Layout {
+                data_offset: data_offset as usize,
+                slot_stride: stride as usize,
+                slot_count: count as usize,
+                value_size: size as usize,
+                used_len: n as usize,
+            },
+        }),
         _ => Err(corrupt(format!(
             "{count} slots of {stride} bytes from {data_offset} need {} bytes; header says {used}, segment has {}",
             needed.map_or("too many".to_owned(), |n| n.to_string()),
             segment_len
         ))),
     }
+}
+
+/// What [`validate`] checked: the values to keep and use, never to read
+/// from the header again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validated {
+    /// What the segment holds.
+    pub kind: Kind,
+    /// Where its data lies, every slot inside the segment.
+    pub layout: Layout,
 }
 
 #[cfg(test)]
@@ -514,10 +567,14 @@ mod tests {
     #[repr(C, align(64))]
     struct Image([u8; 4096]);
 
-    fn fresh() -> Box<Image> {
-        let img = Box::new(Image([0; 4096]));
-        // SAFETY: the image is 4096 bytes aligned to 64, enough for a Header.
-        let h = unsafe { &*img.0.as_ptr().cast::<Header>() };
+    /// A fresh, valid cell header in private memory. The header is reached
+    /// through the box's raw pointer, never through a reference to its
+    /// bytes.
+    fn fresh() -> *mut Image {
+        let img = Box::into_raw(Box::new(Image([0; 4096])));
+        // SAFETY: the image is 4096 bytes aligned to 64, enough for a Header,
+        // and reached only through this pointer until `free`.
+        let h = unsafe { header_at(img.cast(), 4096) }.unwrap();
         let ty = TypeDesc {
             kind: Kind::Cell,
             name: "u64".into(),
@@ -532,13 +589,27 @@ mod tests {
         img
     }
 
+    fn check(img: *mut Image, len: usize) -> Result<Validated> {
+        // SAFETY: `img` is a live image of 4096 >= len bytes from `fresh`.
+        validate(unsafe { header_at(img.cast(), len) }?, len)
+    }
+
+    fn free(img: *mut Image) {
+        // SAFETY: made by Box::into_raw in `fresh`, freed once.
+        drop(unsafe { Box::from_raw(img) });
+    }
+
     #[test]
     fn fresh_header_validates() {
         let img = fresh();
-        let h = validate(&img.0).unwrap();
-        assert_eq!(h.layout().data_offset, 512);
-        assert_eq!(h.layout().slot_stride, 8);
+        let v = check(img, 4096).unwrap();
+        assert_eq!(v.kind, Kind::Cell);
+        assert_eq!(v.layout.data_offset, 512);
+        assert_eq!(v.layout.slot_stride, 8);
+        // SAFETY: as in `check`.
+        let h = unsafe { header_at(img.cast(), 4096) }.unwrap();
         assert_eq!(h.stored_type().name, "u64");
+        free(img);
     }
 
     #[test]
@@ -554,15 +625,16 @@ mod tests {
             (96, 0xff), // used_len
         ];
         for (offset, byte) in cases {
-            let mut img = fresh();
-            img.0[offset] = byte;
-            assert!(validate(&img.0).is_err(), "byte {offset} = {byte} accepted");
+            let img = fresh();
+            // SAFETY: offset < 4096 inside the live image; nothing else
+            // refers to it.
+            unsafe { img.cast::<u8>().add(offset).write(byte) };
+            assert!(check(img, 4096).is_err(), "byte {offset} = {byte} accepted");
+            free(img);
         }
         let img = fresh();
-        assert!(
-            validate(&img.0[..HEADER_SIZE + 8]).is_err(),
-            "truncated slots"
-        );
-        assert!(validate(&img.0[..100]).is_err());
+        assert!(check(img, HEADER_SIZE + 8).is_err(), "truncated slots");
+        assert!(check(img, 100).is_err());
+        free(img);
     }
 }

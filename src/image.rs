@@ -125,12 +125,43 @@ impl Backing {
         }
     }
 
-    /// The pid of the process that created the memory (0 for a heap image,
-    /// which no live process is still initialising).
-    pub fn creator_pid(&self) -> Result<i32> {
+    /// Who created the memory, as the kernel tells (nobody for a heap
+    /// image, which no live process is still initialising).
+    pub fn creator(&self) -> Result<Creator> {
         match self {
-            Backing::Segment(s) => Ok(s.info()?.cpid),
-            Backing::Heap { .. } => Ok(0),
+            Backing::Segment(s) => {
+                let info = s.info()?;
+                Ok(Creator {
+                    pid: info.cpid,
+                    created: info.ctime,
+                    uid: info.cuid,
+                })
+            }
+            Backing::Heap { .. } => Ok(Creator {
+                pid: 0,
+                created: None,
+                uid: 0,
+            }),
         }
+    }
+}
+
+/// The creator of a segment, as `IPC_STAT` gives it.
+#[derive(Debug, Clone, Copy)]
+pub struct Creator {
+    /// `shm_cpid`.
+    pub pid: i32,
+    /// `shm_ctime`: the creation (or last `IPC_SET`).
+    pub created: Option<std::time::SystemTime>,
+    /// `shm_perm.cuid`.
+    pub uid: u32,
+}
+
+impl Creator {
+    /// Whether the creator is still running: a live process with its pid
+    /// that started before the segment was made and runs as its user (a
+    /// pid alone may have been taken over since the creator died).
+    pub fn alive(&self) -> bool {
+        crate::sync::process::may_be_creator(self.pid, self.created, self.uid)
     }
 }

@@ -10,7 +10,9 @@ use rkyv::util::AlignedVec;
 
 use crate::error::Result;
 use crate::header::{self, HEADER_SIZE, Kind, REGION_CONTROL_SIZE, RegionControl};
+use crate::region::pin_slot::{buffer_of, pid_of};
 use crate::segment::Segment;
+use crate::sync::notify::WAITING;
 
 /// The most bytes a description looks at: the header and a region's
 /// control block.
@@ -34,12 +36,13 @@ pub struct Description {
     pub stored: Option<String>,
     /// `Cell` or `Region`, when valid.
     pub kind: Option<Kind>,
-    /// The commit counter.
+    /// The version: a cell's commit counter, a region's current version.
     pub version: u64,
     /// Recoveries from dead writers.
     pub recoveries: u64,
-    /// Processes waiting for a change.
-    pub waiters: u32,
+    /// Whether a read-write waiter announced itself since the last commit
+    /// (it may have died since).
+    pub waiting: bool,
     /// The pid that initialised the segment.
     pub creator_pid: i32,
     /// The slot layout: data offset, stride, count.
@@ -65,9 +68,9 @@ pub struct RegionState {
 /// Decode a snapshot of the first bytes of a segment of `segment_len` bytes
 /// (at most [`SNAPSHOT_LEN`] bytes of the snapshot are looked at).
 pub fn describe(bytes: &[u8], segment_len: usize) -> Description {
-    let mut aligned = AlignedVec::<64>::with_capacity(bytes.len().min(SNAPSHOT_LEN));
-    aligned.extend_from_slice(&bytes[..bytes.len().min(SNAPSHOT_LEN)]);
-    let image: &[u8] = &aligned;
+    let len = bytes.len().min(SNAPSHOT_LEN);
+    let mut aligned = AlignedVec::<64>::with_capacity(len);
+    aligned.extend_from_slice(&bytes[..len]);
     let mut d = Description {
         len: bytes.len(),
         problem: None,
@@ -75,34 +78,52 @@ pub fn describe(bytes: &[u8], segment_len: usize) -> Description {
         kind: None,
         version: 0,
         recoveries: 0,
-        waiters: 0,
+        waiting: false,
         creator_pid: 0,
         layout: None,
         region: None,
     };
-    // The slots lie beyond the snapshot: the layout is checked against the
-    // segment's length.
-    let h = match header::validate_header(image, segment_len) {
+    // The header is reached through the copy's mutable pointer, never a
+    // reference to its bytes.
+    let ptr = aligned.as_mut_ptr();
+    // SAFETY: `ptr` points to the `len` bytes of the private copy, which
+    // lives until the end of this function, longer than every use of the
+    // header.
+    let h = match unsafe { header::header_at(ptr, len) } {
         Ok(h) => h,
         Err(e) => {
             d.problem = Some(e.to_string());
             return d;
         }
     };
-    let layout = h.layout();
+    // The slots lie beyond the snapshot: the layout is checked against the
+    // segment's length.
+    let valid = match header::validate(h, segment_len.max(len)) {
+        Ok(v) => v,
+        Err(e) => {
+            d.problem = Some(e.to_string());
+            return d;
+        }
+    };
+    let layout = valid.layout;
     d.stored = Some(h.stored_type().to_string());
-    d.kind = h.kind();
+    d.kind = Some(valid.kind);
     d.version = h.seq.load(Relaxed);
     d.recoveries = h.recoveries.load(Relaxed);
-    d.waiters = h.waiters.load(Relaxed);
+    d.waiting = h.notify.load(Relaxed) & WAITING != 0;
     d.creator_pid = h.creator_pid.load(Relaxed);
     d.layout = Some((layout.data_offset, layout.slot_stride, layout.slot_count));
-    if d.kind == Some(Kind::Region) {
-        match header::region_control(image) {
-            Some(ctl) => d.region = Some(region_state(ctl, layout.slot_count)),
-            None => {
-                d.problem = Some("the snapshot does not reach the region's control block".into())
-            }
+    if valid.kind == Kind::Region {
+        if len < HEADER_SIZE + REGION_CONTROL_SIZE {
+            d.problem = Some("the snapshot does not reach the region's control block".into());
+        } else {
+            // SAFETY: the copy holds the whole control block after the
+            // 512-byte header (checked), 64-aligned (the copy is, and 512 is
+            // a multiple of 64); it consists of atomics, valid for any bytes.
+            let ctl = unsafe { &*ptr.add(HEADER_SIZE).cast::<RegionControl>() };
+            let state = region_state(ctl, layout.slot_count);
+            d.version = state.current_version;
+            d.region = Some(state);
         }
     }
     d
@@ -122,9 +143,9 @@ fn region_state(ctl: &RegionControl, count: usize) -> RegionState {
         pins: ctl
             .pins
             .iter()
-            .map(|p| (p.pid.load(Relaxed), p.buf.load(Relaxed)))
-            .filter(|&(pid, buf)| pid != 0 && buf != 0)
-            .map(|(pid, buf)| (pid, buf - 1))
+            .map(|p| p.word.load(Relaxed))
+            .filter_map(|w| Some((pid_of(w), buffer_of(w)? as u32)))
+            .filter(|&(pid, _)| pid != 0)
             .collect(),
     }
 }
@@ -141,7 +162,11 @@ impl fmt::Display for Description {
             "recoveries:  {} (writers that died holding the lock)",
             self.recoveries
         )?;
-        writeln!(f, "waiters:     {}", self.waiters)?;
+        writeln!(
+            f,
+            "waiting:     {}",
+            if self.waiting { "yes" } else { "no" }
+        )?;
         writeln!(f, "initialised: by pid {}", self.creator_pid)?;
         if let Some((offset, stride, count)) = self.layout {
             writeln!(

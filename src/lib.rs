@@ -31,6 +31,11 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod cell;
+#[cfg(feature = "crash-points")]
+#[doc(hidden)]
+pub mod crash;
+#[cfg(not(feature = "crash-points"))]
+mod crash;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -2,11 +2,30 @@
 //! the write lock and change notification. `SharedCell` and `SharedRegion`
 //! are typed containers over it, as `lock_api` containers are over raw locks.
 //!
-//! Creation: the kernel zero-fills a new segment. Exactly one process creates
-//! it (`IPC_CREAT|IPC_EXCL`), writes the header and first value, initialises
-//! the mutex, then publishes `state = READY` with release ordering. Openers
-//! wait for `READY` with a bounded timeout, and report a creator that died
-//! before it (`open_or_create` removes such a segment and creates it anew).
+//! **Creation.** The kernel zero-fills a new segment. Exactly one process
+//! creates it (`IPC_CREAT|IPC_EXCL`), stores `state = INITIALIZING`, writes
+//! the header, initialises the mutex, writes the first value, then stores
+//! `state = READY` with release ordering. Openers load `state` with acquire
+//! ordering and read nothing else (but `magic`) before `READY`: after it,
+//! every field the creator wrote is visible. Openers wait for `READY` with a
+//! bounded timeout; a creator that died before it is told apart from a live
+//! one by pid, start time and user (`process::may_be_creator`), never by pid
+//! alone, so a process that took over a dead creator's pid does not block
+//! recovery: `open_or_create` removes such a segment (by id) and creates it
+//! anew. A creator that fails removes what it created; removal on drop is
+//! armed only once an open or create has succeeded.
+//!
+//! **Validation.** An open validates the header once and keeps the layout
+//! `header::validate` checked; nothing of the layout is read from the
+//! segment again, so a peer scribbling on the header later cannot move a
+//! slot outside the mapping.
+//!
+//! **Writing and waiting.** Writers take the robust mutex; one that finds
+//! its previous owner dead marks it consistent, counts a recovery and wakes
+//! every waiter (the dead one may have committed without waking anyone).
+//! Each kind's commit is one store to one word (a cell's `seq`, a region's
+//! `current`), followed, still under the lock, by the wake of
+//! `sync/notify.rs`; waiting compares that same word.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -19,7 +38,9 @@ use crate::header::{
 use crate::image::Backing;
 use crate::key::Key;
 use crate::segment::{Segment, SegmentInfo};
-use crate::sync::{futex, mutex, process};
+use crate::sync::atomic::Std;
+use crate::sync::notify::{self, Futex};
+use crate::sync::{mutex, process, ready};
 
 /// How long openers wait for a creator to publish `READY`, by default.
 pub const DEFAULT_INIT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -133,14 +154,26 @@ pub struct RawStore {
     backing: Backing,
     /// `backing.as_ptr()`, kept for the hot paths.
     base: std::ptr::NonNull<u8>,
-    /// The layout as validated at open (or made at create). Kept here, never
+    /// What was validated at open (or made at create). Kept here, never
     /// re-read from the segment, so a peer scribbling on the header later
     /// cannot move a slot outside the mapping.
+    kind: Kind,
     layout: Layout,
+    /// Armed only once the open or create succeeded.
     remove_on_drop: bool,
 }
 
 impl RawStore {
+    fn unarmed(backing: Backing, kind: Kind, layout: Layout) -> RawStore {
+        RawStore {
+            base: base_of(&backing),
+            backing,
+            kind,
+            layout,
+            remove_on_drop: false,
+        }
+    }
+
     /// Create the segment at `key` exclusively, lay out the header for `ty`
     /// and `layout`, let `init` write the first value, and publish READY.
     pub fn create(
@@ -156,6 +189,7 @@ impl RawStore {
             .exclusive(true)
             .mode(spec.mode)
             .open(key)?;
+        crate::crash::point("create.after_shmget");
         Self::create_in(Backing::Segment(seg), spec, ty, layout, init)
     }
 
@@ -168,34 +202,36 @@ impl RawStore {
         layout: &Layout,
         init: impl FnOnce(&RawStore) -> Result<()>,
     ) -> Result<RawStore> {
-        if backing.len() < layout.used_len {
+        if backing.len() < layout.used_len || backing.len() < HEADER_SIZE {
+            let _ = backing.remove();
             return Err(Error::SizeMismatch {
-                requested: layout.used_len,
+                requested: layout.used_len.max(HEADER_SIZE),
                 actual: backing.len(),
             });
         }
-        let store = RawStore {
-            base: base_of(&backing),
-            backing,
-            layout: *layout,
-            remove_on_drop: spec.remove_on_drop,
-        };
+        let mut store = Self::unarmed(backing, ty.kind, *layout);
         let written = (|| {
             let h = store.header();
-            h.state.store(STATE_INITIALIZING, Ordering::Relaxed);
-            h.write_fresh(ty, layout, std::process::id() as i32);
+            ready::begin::<Std>(&h.state);
+            h.write_fresh(ty, layout, process::own_pid());
+            crate::crash::point("create.after_header");
             // SAFETY: the mutex room is writable, aligned to 64 and large
             // enough (asserted in header.rs); nobody uses it before READY.
             unsafe { mutex::init(h.mutex.0.get().cast()) }.map_err(|source| Error::Lock {
                 id: store.backing.id(),
                 source,
             })?;
+            crate::crash::point("create.after_mutex");
             init(&store)?;
-            h.state.store(STATE_READY, Ordering::Release);
+            crate::crash::point("create.after_value");
+            ready::publish::<Std>(&h.state);
             Ok(())
         })();
         match written {
-            Ok(()) => Ok(store),
+            Ok(()) => {
+                store.remove_on_drop = spec.remove_on_drop;
+                Ok(store)
+            }
             Err(e) => {
                 let _ = store.backing.remove();
                 Err(e)
@@ -224,25 +260,23 @@ impl RawStore {
     }
 
     /// Wait until the memory is READY, validate it and check that it holds
-    /// `ty`.
+    /// `ty`. The layout validated is the one kept.
     pub fn open_in(
         backing: Backing,
         target: Target,
         spec: &Spec,
         ty: &TypeDesc,
     ) -> Result<RawStore> {
-        let mut store = RawStore {
-            base: base_of(&backing),
-            backing,
-            layout: Layout::for_value(0, 8, 2)?,
-            remove_on_drop: spec.remove_on_drop,
-        };
-        store.wait_ready(target, spec.init_timeout)?;
-        // SAFETY: the pointer and length describe the backing memory, which
-        // lives as long as `store`.
-        let header = unsafe { validate_raw(store.backing.as_ptr(), store.backing.len()) }?;
+        // SAFETY: the pointer and length describe the backing memory (a
+        // mapping or a heap image, reached through a mutable pointer), which
+        // lives as long as `backing`, and so as long as the header is used
+        // here.
+        let header = unsafe { header::header_at(backing.as_ptr(), backing.len()) }?;
+        wait_ready(header, &backing, target, spec.init_timeout)?;
+        let valid = header::validate(header, backing.len())?;
         header.check_type(ty)?;
-        store.layout = header.layout();
+        let mut store = Self::unarmed(backing, valid.kind, valid.layout);
+        store.remove_on_drop = spec.remove_on_drop;
         Ok(store)
     }
 
@@ -279,51 +313,6 @@ impl RawStore {
         Err(last.unwrap_or(Error::NotFound { key }))
     }
 
-    fn wait_ready(&self, target: Target, timeout: Duration) -> Result<()> {
-        if self.backing.len() < HEADER_SIZE {
-            return Err(Error::NotShmstore {
-                reason: format!(
-                    "{} bytes, fewer than a shmstore header ({HEADER_SIZE})",
-                    self.backing.len()
-                ),
-            });
-        }
-        let h = self.header();
-        let start = Instant::now();
-        let mut pause = Duration::from_micros(20);
-        loop {
-            let state = h.state();
-            let magic = h.magic.load(Ordering::Relaxed);
-            if state == STATE_READY {
-                return Ok(());
-            }
-            let initialising =
-                matches!(state, STATE_FRESH | STATE_INITIALIZING) && (magic == 0 || magic == MAGIC);
-            if !initialising {
-                // Not a segment being made by shmstore: let validation say why.
-                return Ok(());
-            }
-            let creator = self.backing.creator_pid()?;
-            if !process::alive(creator) && h.state() != STATE_READY {
-                return Err(Error::CreatorDied {
-                    target,
-                    id: self.backing.id(),
-                    creator,
-                });
-            }
-            let waited = start.elapsed();
-            if waited >= timeout {
-                return Err(Error::InitTimeout {
-                    target,
-                    creator,
-                    waited,
-                });
-            }
-            std::thread::sleep(pause.min(timeout - waited));
-            pause = (pause * 2).min(Duration::from_millis(5));
-        }
-    }
-
     /// The header (validated when the store was opened or created).
     #[inline]
     pub fn header(&self) -> &Header {
@@ -333,15 +322,21 @@ impl RawStore {
         unsafe { &*self.base.as_ptr().cast::<Header>() }
     }
 
-    /// The control block after the header; only for a validated region,
-    /// whose data offset leaves room for it.
+    /// The control block after the header, for a store validated (or
+    /// created) as a region.
     #[inline]
     pub fn region_control(&self) -> &RegionControl {
-        assert!(self.layout.data_offset >= HEADER_SIZE + REGION_CONTROL_SIZE);
+        assert!(
+            self.kind == Kind::Region
+                && self.layout.data_offset >= HEADER_SIZE + REGION_CONTROL_SIZE,
+            "a region's control block of a {:?}",
+            self.kind
+        );
         // SAFETY: validation (or creation) made data_offset >= HEADER_SIZE +
-        // REGION_CONTROL_SIZE within the mapping, which lives as long as self;
-        // the block is aligned to 64 after the 512-byte header and consists
-        // of atomics, valid for any bytes.
+        // REGION_CONTROL_SIZE within the mapping for a region (the kept
+        // values, checked above), which lives as long as self; the block is
+        // aligned to 64 after the 512-byte header and consists of atomics,
+        // valid for any bytes.
         unsafe { &*self.base.as_ptr().add(HEADER_SIZE).cast::<RegionControl>() }
     }
 
@@ -382,8 +377,9 @@ impl RawStore {
         &self.header().seq
     }
 
-    /// Take the write lock, recovering it (and counting the recovery) if its
-    /// owner died.
+    /// Take the write lock. A lock whose owner died is recovered: marked
+    /// consistent, counted, and every waiter woken, since the dead owner may
+    /// have committed without waking anyone.
     pub fn lock(&self) -> Result<WriteGuard<'_>> {
         if self.backing.is_read_only() {
             return Err(Error::ReadOnly {
@@ -397,6 +393,7 @@ impl RawStore {
             Ok(mutex::Locked::Clean) => {}
             Ok(mutex::Locked::Recovered) => {
                 h.recoveries.fetch_add(1, Ordering::Relaxed);
+                notify::wake::<Std, _>(&h.notify, &Futex);
             }
             Err(source) => {
                 return Err(Error::Lock {
@@ -407,98 +404,54 @@ impl RawStore {
         }
         Ok(WriteGuard {
             store: self,
-            wake: std::cell::Cell::new(false),
             _not_send: std::marker::PhantomData,
         })
     }
 
-    /// The futex word: the low 32 bits of the commit counter.
-    fn futex_word(&self) -> *const u32 {
-        (&self.header().seq as *const AtomicU64).cast()
-    }
-
-    /// Wait until the commit counter differs from `since`, at most `timeout`.
-    /// Returns the counter then (equal to `since` on timeout).
-    pub fn wait_for_change(&self, since: u64, timeout: Option<Duration>) -> u64 {
-        let h = self.header();
-        let deadline = timeout.map(|t| Instant::now() + t);
-        // A read-only attachment cannot register as a waiter, so writers do
-        // not know to wake it: it sleeps in short slices instead.
-        let registration = (!self.backing.is_read_only()).then(|| self.register_waiter());
-        let slice = registration.is_none().then_some(Duration::from_millis(2));
-        let now = loop {
-            let now = h.seq.load(Ordering::SeqCst);
-            if now != since {
-                break now;
-            }
-            let remaining = match deadline {
-                Some(d) => match d.checked_duration_since(Instant::now()) {
-                    Some(r) if !r.is_zero() => Some(r),
-                    _ => break now,
-                },
-                None => None,
-            };
-            let sleep = match (remaining, slice) {
-                (Some(r), Some(s)) => Some(r.min(s)),
-                (r, s) => r.or(s),
-            };
-            // SAFETY: the word is the aligned low half of `seq`, in the
-            // mapping that self keeps attached.
-            unsafe { futex::wait(self.futex_word(), since as u32, sleep) };
+    /// Wait until `version()` differs from `since`, at most `timeout` (a
+    /// timeout too long to represent waits as long as `None`). Returns the
+    /// version then (equal to `since` on timeout).
+    pub fn wait_for_change(
+        &self,
+        since: u64,
+        timeout: Option<Duration>,
+        version: impl Fn() -> u64,
+    ) -> Result<u64> {
+        let word = &self.header().notify;
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        // A read-only attachment cannot announce itself, so writers do not
+        // wake it: it sleeps in short slices instead.
+        let announce = !self.backing.is_read_only();
+        let slice = if announce {
+            notify::MAX_SLEEP
+        } else {
+            Duration::from_millis(2)
         };
-        if let Some(slot) = registration {
-            self.unregister_waiter(slot);
-        }
-        now
-    }
-
-    /// Count this process as a waiter, in a pid slot if one is free.
-    fn register_waiter(&self) -> Option<usize> {
-        let h = self.header();
-        let me = std::process::id() as i32;
-        let slot = h.waiter_pids.iter().position(|p| {
-            p.compare_exchange(0, me, Ordering::SeqCst, Ordering::Relaxed)
-                .is_ok()
-        });
-        h.waiters.fetch_add(1, Ordering::SeqCst);
-        slot
-    }
-
-    fn unregister_waiter(&self, slot: Option<usize>) {
-        let h = self.header();
-        let me = std::process::id() as i32;
-        // A writer may have taken us for dead and forgotten us already (only
-        // if our pid was reused, which cannot happen while we run); only undo
-        // what is still ours.
-        match slot {
-            Some(i) => {
-                if h.waiter_pids[i]
-                    .compare_exchange(me, 0, Ordering::SeqCst, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    h.waiters.fetch_sub(1, Ordering::SeqCst);
-                }
-            }
-            None => {
-                h.waiters.fetch_sub(1, Ordering::SeqCst);
+        let mut now = since;
+        let mut changed = || {
+            now = version();
+            now != since
+        };
+        loop {
+            let sleep = match deadline {
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(r) if !r.is_zero() => r.min(slice),
+                    _ => break,
+                },
+                None => slice,
+            };
+            let moved =
+                notify::wait_round::<Std, _>(word, &Futex, announce, &mut changed, Some(sleep))
+                    .map_err(|source| Error::Os {
+                        target: Some(Target::Id(self.id())),
+                        op: "futex wait",
+                        source,
+                    })?;
+            if moved {
+                break;
             }
         }
-    }
-
-    /// Forget waiters whose process died while waiting, so that writers stop
-    /// making a wake call for them. Called only when a wake found no sleeper.
-    fn reap_dead_waiters(&self) {
-        let h = self.header();
-        for p in &h.waiter_pids {
-            let pid = p.load(Ordering::Relaxed);
-            if pid != 0
-                && !process::alive(pid)
-                && p.compare_exchange(pid, 0, Ordering::SeqCst, Ordering::Relaxed)
-                    .is_ok()
-            {
-                h.waiters.fetch_sub(1, Ordering::SeqCst);
-            }
-        }
+        Ok(now)
     }
 
     /// `IPC_STAT` of the segment.
@@ -509,6 +462,43 @@ impl RawStore {
     /// `IPC_RMID` of the segment.
     pub fn remove(&self) -> Result<()> {
         self.backing.remove()
+    }
+}
+
+/// Wait until the header's state is READY, or find out it never will be.
+fn wait_ready(h: &Header, backing: &Backing, target: Target, timeout: Duration) -> Result<()> {
+    let start = Instant::now();
+    let mut pause = Duration::from_micros(20);
+    loop {
+        let state = ready::state::<Std>(&h.state);
+        let magic = h.magic.load(Ordering::Relaxed);
+        if state == STATE_READY {
+            return Ok(());
+        }
+        let initialising =
+            matches!(state, STATE_FRESH | STATE_INITIALIZING) && (magic == 0 || magic == MAGIC);
+        if !initialising {
+            // Not a segment being made by shmstore: let validation say why.
+            return Ok(());
+        }
+        let creator = backing.creator()?;
+        if !creator.alive() && ready::state::<Std>(&h.state) != STATE_READY {
+            return Err(Error::CreatorDied {
+                target,
+                id: backing.id(),
+                creator: creator.pid,
+            });
+        }
+        let waited = start.elapsed();
+        if waited >= timeout {
+            return Err(Error::InitTimeout {
+                target,
+                creator: creator.pid,
+                waited,
+            });
+        }
+        std::thread::sleep(pause.min(timeout - waited));
+        pause = (pause * 2).min(Duration::from_millis(5));
     }
 }
 
@@ -535,23 +525,17 @@ impl Drop for RawStore {
 /// it unlocks on drop, on the thread that locked (it is not `Send`).
 pub struct WriteGuard<'a> {
     store: &'a RawStore,
-    /// A commit found waiters: wake them once the lock is released.
-    wake: std::cell::Cell<bool>,
     _not_send: std::marker::PhantomData<*const ()>,
 }
 
 impl WriteGuard<'_> {
-    /// Publish commit counter `seq`. Waiters, if any, are woken when the guard
-    /// is dropped, after the unlock, so they do not wake into a held lock; a
-    /// commit with nobody waiting makes no system call.
-    pub fn commit(&self, seq: u64) {
-        let h = self.store.header();
-        // SeqCst pairs with the waiter's SeqCst increment of `waiters` and its
-        // load of `seq`: either it sees the new seq or we see it waiting.
-        h.seq.store(seq, Ordering::SeqCst);
-        if h.waiters.load(Ordering::SeqCst) > 0 {
-            self.wake.set(true);
-        }
+    /// Called right after the store that commits: wake the waiters, if any
+    /// announced themselves, before the lock is released (a writer that
+    /// dies before waking them dies holding the lock, and the next one
+    /// wakes them). A commit with nobody waiting makes no system call.
+    #[inline]
+    pub fn committed(&self) {
+        notify::after_commit::<Std, _>(&self.store.header().notify, &Futex);
     }
 }
 
@@ -560,28 +544,5 @@ impl Drop for WriteGuard<'_> {
         // SAFETY: this guard's thread locked the mutex in RawStore::lock and
         // has not unlocked it (the guard is not Send and unlocks once).
         unsafe { mutex::unlock(self.store.header().mutex.0.get().cast()) }
-        if self.wake.get() {
-            // SAFETY: the futex word lies in the memory the guard's borrow of
-            // the store keeps attached.
-            let woken = unsafe { futex::wake_all(self.store.futex_word()) };
-            if woken == 0 {
-                // Nobody was asleep: the waiters may be between checks, or
-                // dead. Forget the dead ones so later commits skip the call.
-                self.store.reap_dead_waiters();
-            }
-        }
     }
-}
-
-/// [`header::validate`] over a mapped segment.
-///
-/// # Safety
-/// `ptr` must point to `len` mapped bytes that stay mapped while the result
-/// is used.
-unsafe fn validate_raw<'a>(ptr: *const u8, len: usize) -> Result<&'a Header> {
-    // SAFETY: per the contract the bytes are mapped. validate reads only the
-    // header, and only through atomics, so other processes writing the slots
-    // or the header meanwhile race with nothing this slice is used for.
-    let image = unsafe { std::slice::from_raw_parts(ptr, len) };
-    header::validate(image)
 }

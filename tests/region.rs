@@ -357,11 +357,12 @@ fn nested_guards_and_many_threads_share_the_pin_slots() {
     let seg = Segment::options().open(key).unwrap();
     let d = shmstore::inspect::describe_segment(&seg).unwrap();
     assert_eq!(d.region.unwrap().pins, vec![], "no pins left");
-    let mut claimed = [0u8; 4];
+    let mut word = [0u8; 4];
     let mut held = 0;
     for slot in 0..128 {
-        seg.read_at(512 + 1088 + 64 * slot, &mut claimed).unwrap(); // FORMAT.md: pins[p].pid
-        held += u32::from(claimed != [0; 4]);
+        // FORMAT.md: the low 22 bits of pins[p].word are the holder's pid.
+        seg.read_at(512 + 1088 + 64 * slot, &mut word).unwrap();
+        held += u32::from(u32::from_le_bytes(word) & 0x3f_ffff != 0);
     }
     assert_eq!(
         held, 0,

@@ -2,20 +2,33 @@
 //! between processes and read in place, without copying or deserialising.
 //!
 //! The segment holds a control block and several buffers (4 by default). The
-//! current archive is named by one word, `(version << 8) | buffer`. A writer,
-//! under the robust mutex, serialises the new value straight into a buffer
-//! that is neither current nor pinned by a live reader, then makes it current
-//! with one store. A writer killed at any point leaves the current archive
-//! untouched.
+//! current archive is named by one word, `current = (version << 8) |
+//! buffer`: the region's one commit point, from which `version()`,
+//! `wait_for_change` and every read derive. A writer, under the robust
+//! mutex, serialises the new value straight into a buffer that is neither
+//! current nor pinned by a live reader (`pin_slot.rs` argues why no pinned
+//! buffer is ever chosen), stores its length, then stores `current`, then
+//! wakes waiters (`sync/notify.rs`). A writer killed at any point before the
+//! `current` store leaves the current archive and its length untouched; one
+//! killed after it has published, and the next writer that recovers the lock
+//! wakes the waiters it may not have woken.
 //!
-//! A reader pins the buffer it reads (hazard-pointer style): it claims a pin
-//! slot (pid and start time), publishes the buffer in it, then re-checks that
-//! the buffer is still current. All of these are sequentially consistent, as
-//! are the writer's flip of `current` and its scan of the pins, so either the
-//! writer sees the pin or the reader sees the flip and tries again. While a
-//! pin lives, no writer touches that buffer: the `&Archived<T>` a guard hands
-//! out stays valid for as long as the guard does. Each handle validates each
-//! version once (rkyv's bytecheck); later reads of it are a few atomics.
+//! A reader pins the buffer `current` names, re-checks `current`, and then
+//! uses the archive in place: no writer touches a pinned buffer, so the
+//! `&Archived<T>` a guard hands out stays valid for as long as the guard
+//! does. A handle validates each archive once (rkyv's bytecheck), the first
+//! time one of its threads meets that `current` word, and keeps what it
+//! validated (the `current` word and the archive's length, hence its root):
+//! later reads of that version use the kept length, never the control
+//! block's again, so a peer scribbling on the control block cannot move a
+//! reader onto unvalidated bytes. What a writer that scribbles on a
+//! published buffer's bytes can do is in README.md ("Guarantees").
+//!
+//! Writers fill a chosen buffer through a `&mut [u8]` (rkyv's serialiser).
+//! That is sound: within this mapping nothing else reads or writes the
+//! buffer meanwhile (readers of this process pin first, and a pinned buffer
+//! is never chosen); a read-only reader of this process has a mapping of its
+//! own, and copies with atomic loads, as do readers of other processes.
 //!
 //! Why four buffers: one is current, one is kept by readers still finishing
 //! with the previous version, one is being written; the fourth lets a slow
@@ -23,7 +36,7 @@
 
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering, fence};
+use std::sync::atomic::{Ordering, fence};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -42,6 +55,7 @@ use crate::raw::{RawStore, WriteGuard};
 use crate::segment::SegmentInfo;
 
 mod options;
+pub(crate) mod pin_slot;
 mod pins;
 mod reader;
 pub use options::RegionOptions;
@@ -96,8 +110,9 @@ impl<T> Readable for T where
 pub struct SharedRegion<T> {
     raw: RawStore,
     arena: Mutex<Arena>,
-    /// The `current` word of the last archive this handle validated.
-    validated: AtomicU64,
+    /// The archive this handle validated last: its `current` word and its
+    /// length, the only length reads of that version use.
+    validated: Mutex<Option<(u64, usize)>>,
     publish_timeout: Duration,
     /// The pin slots this handle claimed, lent to its reading threads.
     pins: Arc<pins::PinCache>,
@@ -175,9 +190,12 @@ impl<T: Archive> SharedRegion<T> {
     }
 
     /// Wait until the version differs from `since` or `timeout` passes;
-    /// returns the version then (equal to `since` on timeout).
+    /// returns the version then (equal to `since` on timeout). `None`, or a
+    /// timeout too long to represent, waits for as long as it takes.
     pub fn wait_for_change(&self, since: u64, timeout: Option<Duration>) -> Result<u64> {
-        Ok(self.raw.wait_for_change(since, timeout))
+        let current = &self.control().current;
+        self.raw
+            .wait_for_change(since, timeout, || current.load(Ordering::SeqCst) >> 8)
     }
 
     /// Times a writer found the lock's owner dead and recovered it.
@@ -209,12 +227,14 @@ impl<T: Archive> SharedRegion<T> {
         T: Publishable,
     {
         let guard = self.raw.lock()?;
+        crate::crash::point("region.after_lock");
         let (version, buffer) = self.free_buffer(&guard)?;
+        crate::crash::point("region.after_choose");
         let capacity = self.capacity();
-        // SAFETY: the buffer lies inside the mapping (validated layout), is
-        // neither current nor pinned by a live reader, and we hold the write
-        // lock, so nothing else in any process writes or reads it as a value
-        // until we make it current.
+        // SAFETY: the buffer lies inside the mapping (validated layout); it
+        // is neither current nor pinned by a live reader, and we hold the
+        // write lock, so nothing in this mapping reads or writes it until
+        // we make it current (see the module's comment for other mappings).
         let dst = unsafe { std::slice::from_raw_parts_mut(self.raw.slot_ptr(buffer), capacity) };
         let written = {
             let mut arena = self.arena.lock();
@@ -225,16 +245,20 @@ impl<T: Archive> SharedRegion<T> {
             )
             .map(|b| b.len())
         };
-        let len = match written {
-            Ok(len) => len,
+        match written {
+            Ok(len) => {
+                crate::crash::point("region.after_write");
+                Ok(self.make_current(&guard, version, buffer, len))
+            }
             Err(_) => {
-                return Err(Error::CapacityExceeded {
+                // Measured without the lock: others may publish meanwhile.
+                drop(guard);
+                Err(Error::CapacityExceeded {
                     needed: self.measure(value),
                     capacity,
-                });
+                })
             }
-        };
-        Ok(self.make_current(&guard, version, buffer, len))
+        }
     }
 
     /// The size of `value`'s archive, for the error of a failed publish.
@@ -242,11 +266,11 @@ impl<T: Archive> SharedRegion<T> {
     where
         T: Publishable,
     {
+        let mut arena = self.arena.lock();
         let mut size = self.capacity().max(4096);
         while size <= 1 << 32 {
             size *= 2;
             let mut scratch = vec![0u8; size];
-            let mut arena = self.arena.lock();
             if let Ok(b) = rkyv::api::high::to_bytes_in_with_alloc::<_, _, rancor::Error>(
                 value,
                 Buffer::from(&mut scratch[..]),
@@ -283,27 +307,26 @@ impl<T: Archive> SharedRegion<T> {
         Ok(self.make_current(&guard, version, buffer, archive.len()))
     }
 
+    /// The commit: the buffer's length and version, then `current`, then
+    /// the waiters are woken.
     fn make_current(&self, guard: &WriteGuard<'_>, version: u64, buffer: usize, len: usize) -> u64 {
         let ctl = self.control();
         let next = version + 1;
         ctl.buffers[buffer].len.store(len as u64, Ordering::Relaxed);
         ctl.buffers[buffer].version.store(next, Ordering::Relaxed);
+        crate::crash::point("region.after_len");
         ctl.current
-            .store((next << 8) | buffer as u64, Ordering::SeqCst);
-        guard.commit(next);
+            .store((next << 8) | buffer as u64, Ordering::Release);
+        crate::crash::point("region.after_commit");
+        guard.committed();
         next
     }
 
     /// The current version and a buffer that is neither current nor pinned
     /// by a live reader, waiting up to the publish timeout for one.
-    fn free_buffer(&self, guard: &WriteGuard<'_>) -> Result<(u64, usize)> {
+    fn free_buffer(&self, _guard: &WriteGuard<'_>) -> Result<(u64, usize)> {
         let ctl = self.control();
-        let (version, current) = split(ctl.current.load(Ordering::SeqCst));
-        if self.raw.seq().load(Ordering::Relaxed) != version {
-            // A writer died between making its buffer current (the commit
-            // point) and publishing the counter waiters watch: finish that.
-            guard.commit(version);
-        }
+        let (version, current) = split(ctl.current.load(Ordering::Acquire));
         let current = (version != 0).then_some(current);
         let buffer = pins::free_buffer(
             ctl,
@@ -327,123 +350,118 @@ impl<T: Archive> SharedRegion<T> {
     where
         T: Readable,
     {
-        let pinned = match self.pin_validated() {
-            Ok(pinned) => pinned,
-            Err(pin) => self.read_slow(pin)?,
-        };
-        // SAFETY: this handle validated these bytes as T::Archived (on this
-        // read or an earlier one of this same version and buffer, which no
-        // writer has touched since: it was current then, and is pinned now).
-        let value = unsafe { rkyv::access_unchecked::<T::Archived>(pinned.bytes) };
-        Ok(RegionRef {
-            value,
-            version: pinned.current >> 8,
-            _hold: Hold::Pin(pinned.pin),
-        })
-    }
-
-    /// The common case of `read`, small enough to inline into the caller:
-    /// this thread's slot is free, the version is one this handle
-    /// validated, and no publish comes between the pin and its re-check.
-    /// Otherwise the slot, if one was taken, for the long way.
-    #[inline(always)]
-    fn pin_validated(&self) -> std::result::Result<Pinned<'_>, Option<pins::PinHold<'_>>> {
         let ctl = self.control();
-        let Some(pin) = pins::pin_fast(ctl, &self.pins) else {
-            return Err(None);
-        };
-        if let Some(current) = pins::pin_current(ctl, pin.slot)
-            && current >> 8 != 0
-            && self.validated.load(Ordering::Acquire) == current
-            && let Some(bytes) = archive_bytes_in(&self.raw, ctl, current)
-        {
-            return Ok(Pinned {
-                pin,
-                current,
-                bytes,
-            });
+        if let Some(fast) = pins::fast(&self.pins) {
+            let pin = &ctl.pins[fast.lease.slot];
+            if pin_slot::buffer_of(pin.word.load(Ordering::Relaxed)).is_none() {
+                let hold = pins::PinHold::lent(pin, fast.lease, self.pins.pid);
+                if hold.pin(&ctl.current) == Some(fast.current) {
+                    return Ok(self.guard(hold, fast.current, fast.len));
+                }
+            }
         }
-        Err(Some(pin))
+        self.read_slow()
     }
 
-    /// `read` when the fast path does not apply: claims or lends a slot
-    /// (unless `pin` holds one already), pins whatever is current and
-    /// validates it if this handle has not yet. Also reports the errors.
+    /// `read` when the fast path does not apply: pins through the thread's
+    /// own slot if it is free (else one claimed for this read), and
+    /// validates the archive if this handle has not yet. Also reports the
+    /// errors.
     #[cold]
     #[inline(never)]
-    fn read_slow<'a>(&'a self, pin: Option<pins::PinHold<'a>>) -> Result<Pinned<'a>>
+    fn read_slow(&self) -> Result<RegionRef<'_, T>>
     where
         T: Readable,
     {
         let ctl = self.control();
-        let pin = match pin {
-            Some(pin) => pin,
-            None => pins::pin_slow(ctl, &self.pins)?,
-        };
+        let hold = pins::acquire(ctl, &self.pins)?;
         let current = loop {
-            if let Some(current) = pins::pin_current(ctl, pin.slot) {
+            if let Some(current) = hold.pin(&ctl.current) {
                 break current;
             }
         };
         if current >> 8 == 0 {
             return Err(Error::NothingPublished);
         }
-        let bytes = self.archive_bytes(current)?;
-        if self.validated.load(Ordering::Acquire) != current {
-            check_archive::<T>(bytes)?;
-            self.validated.store(current, Ordering::Release);
+        let len = self.validated_len(current)?;
+        if hold.lent {
+            pins::remember(pins::Fast {
+                id: self.pins.id,
+                lease: hold.lease,
+                current,
+                len,
+            });
         }
-        Ok(Pinned {
-            pin,
-            current,
-            bytes,
-        })
+        Ok(self.guard(hold, current, len))
     }
 
-    /// The archive bytes of `current`, its length checked against the buffer.
-    fn archive_bytes(&self, current: u64) -> Result<&[u8]> {
-        archive_bytes(&self.raw, current)
+    /// The length of the archive `current` names, which this handle has
+    /// validated: taken from what it kept if it validated this `current`
+    /// already, else read once, checked against the layout, and the archive
+    /// validated. The caller pins the buffer.
+    fn validated_len(&self, current: u64) -> Result<usize>
+    where
+        T: Readable,
+    {
+        let mut validated = self.validated.lock();
+        if let Some((c, len)) = *validated
+            && c == current
+        {
+            return Ok(len);
+        }
+        let len = archive_len(&self.raw, self.control(), current)?;
+        // SAFETY: archive_len checked that the buffer and its `len` bytes lie
+        // inside the mapping; the caller's pin keeps writers off them.
+        let bytes = unsafe { std::slice::from_raw_parts(self.raw.slot_ptr(split(current).1), len) };
+        check_archive::<T>(bytes)?;
+        *validated = Some((current, len));
+        Ok(len)
+    }
+
+    /// The guard of a pinned archive this handle validated at `len` bytes.
+    #[inline(always)]
+    fn guard<'a>(&'a self, hold: pins::PinHold<'a>, current: u64, len: usize) -> RegionRef<'a, T>
+    where
+        T: Readable,
+    {
+        // SAFETY: `len` is the length this handle kept when it validated the
+        // archive `current` names, which fits the buffer (archive_len
+        // checked it); the buffer lies inside the mapping the handle keeps
+        // attached, and the pin keeps every writer off it while the guard
+        // lives.
+        let bytes = unsafe { std::slice::from_raw_parts(self.raw.slot_ptr(split(current).1), len) };
+        // SAFETY: these bytes were validated as T::Archived by this handle,
+        // at this length, and no writer has changed them since: the buffer
+        // was current then and has been pinned since the re-check.
+        let value = unsafe { rkyv::access_unchecked::<T::Archived>(bytes) };
+        RegionRef {
+            value,
+            version: current >> 8,
+            _hold: Hold::Pin(hold),
+        }
     }
 }
 
-/// The archive bytes of `current`, its buffer index and length checked
-/// against the layout; the reason as [`Error::Corrupt`] when they do not fit.
-pub(crate) fn archive_bytes(raw: &RawStore, current: u64) -> Result<&[u8]> {
-    let layout = raw.layout();
-    let ctl = raw.region_control();
-    archive_bytes_in(raw, ctl, current).ok_or_else(|| {
-        let (_, buffer) = split(current);
-        if buffer >= layout.slot_count {
-            return corrupt(format_args!(
-                "current buffer {buffer} of {}",
-                layout.slot_count
-            ));
-        }
-        let len = ctl.buffers[buffer].len.load(Ordering::Acquire);
-        corrupt(format_args!(
-            "archive of {len} bytes in a buffer of {}",
-            layout.slot_stride
-        ))
-    })
-}
-
-/// The archive bytes of `current` in `raw`, whose control block is `ctl`;
-/// `None` when its buffer index or length does not fit the layout.
-#[inline]
-fn archive_bytes_in<'a>(raw: &'a RawStore, ctl: &RegionControl, current: u64) -> Option<&'a [u8]> {
+/// The length of the archive `current` names, its buffer index and length
+/// checked against the layout; the reason as [`Error::Corrupt`] when they do
+/// not fit. Read once: callers keep the result.
+pub(crate) fn archive_len(raw: &RawStore, ctl: &RegionControl, current: u64) -> Result<usize> {
     let layout = raw.layout();
     let (_, buffer) = split(current);
     if buffer >= layout.slot_count {
-        return None;
+        return Err(corrupt(format_args!(
+            "current buffer {buffer} of {}",
+            layout.slot_count
+        )));
     }
-    let len = ctl.buffers[buffer].len.load(Ordering::Acquire) as usize;
-    if len > layout.slot_stride || len == 0 {
-        return None;
+    let len = ctl.buffers[buffer].len.load(Ordering::Acquire);
+    if len > layout.slot_stride as u64 {
+        return Err(corrupt(format_args!(
+            "archive of {len} bytes in a buffer of {}",
+            layout.slot_stride
+        )));
     }
-    // SAFETY: the buffer lies inside the mapping (validated layout, checked
-    // index and length); it is current or pinned, so no writer changes it
-    // while the returned borrow is used under a pin.
-    Some(unsafe { std::slice::from_raw_parts(raw.slot_ptr(buffer), len) })
+    Ok(len as usize)
 }
 
 #[cold]
@@ -461,14 +479,6 @@ pub(crate) fn check_archive<T: Readable>(bytes: &[u8]) -> Result<()> {
         })
 }
 
-/// A pinned, validated archive: the pin, the `current` word it was read
-/// under, and its bytes.
-struct Pinned<'a> {
-    pin: pins::PinHold<'a>,
-    current: u64,
-    bytes: &'a [u8],
-}
-
 pub(crate) enum Hold<'a> {
     Pin(#[allow(dead_code)] pins::PinHold<'a>),
     Copy(#[allow(dead_code)] Arc<AlignedVec>),
@@ -476,6 +486,8 @@ pub(crate) enum Hold<'a> {
 
 /// A validated archived value, borrowed in place (or, from a read-only
 /// attachment, from a private copy). Derefs to `T::Archived`.
+///
+/// Not `Send`: the pin it holds belongs to this thread's slot.
 pub struct RegionRef<'a, T: Archive> {
     pub(crate) value: *const T::Archived,
     pub(crate) version: u64,

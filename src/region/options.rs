@@ -2,7 +2,6 @@
 //! rkyv's format that a region's type identity records.
 
 use std::marker::PhantomData;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -81,7 +80,13 @@ impl<T: Archive> RegionOptions<T> {
                 reason: format!("{} buffers; a region has 2 to {MAX_SLOTS}", self.buffers),
             });
         }
-        let capacity = capacity.max(size_of::<T::Archived>()).next_multiple_of(64);
+        let capacity = capacity
+            .max(size_of::<T::Archived>())
+            .checked_next_multiple_of(64)
+            .filter(|&c| c <= isize::MAX as usize)
+            .ok_or_else(|| Error::InvalidLayout {
+                reason: format!("a capacity of {capacity} bytes does not fit in a segment"),
+            })?;
         Layout::for_region(capacity, self.buffers)
     }
 
@@ -90,7 +95,7 @@ impl<T: Archive> RegionOptions<T> {
         SharedRegion {
             raw,
             arena: Mutex::new(Arena::new()),
-            validated: AtomicU64::new(0),
+            validated: Mutex::new(None),
             publish_timeout: self.publish_timeout,
             pins: pins::PinCache::new(),
             ctl,

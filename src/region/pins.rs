@@ -1,17 +1,20 @@
-//! The reader pins of a region: a hazard-pointer protocol over 128 slots in
-//! the control block. A reader claims a slot (compare-and-swap of its pid
-//! into a free one, then its start time), stores the buffer it is about to
-//! read and re-checks that the buffer is still current; a writer takes only
-//! buffers no slot names. Slots of processes that are gone (pid dead, or
-//! alive with another start time) are reclaimed: buffer cleared first, then
-//! the pid, so no live reader can claim a slot in between.
+//! A handle's pin slots and how the threads reading through it borrow them
+//! (process-local bookkeeping around the protocol of `pin_slot.rs`).
 //!
 //! Claiming a slot costs a compare-and-swap on a shared line, so a handle
 //! keeps the slots it claimed and lends one to each thread that reads
-//! through it: after its first read, a thread pins with one store and
-//! unpins with another. The handle releases its slots when it is dropped;
-//! a thread that exits gives its slot back to the handle (in private
-//! memory, so it is safe even if the handle is gone).
+//! through it: after its first read, a thread pins with one swap and unpins
+//! with one store, and remembers in [`FAST`] which slot and which validated
+//! archive it used last. The handle releases its slots when it is dropped.
+//! A thread that exits gives its slot back to the handle in private memory
+//! only (the handle, and with it the mapping, may be gone); the slot is
+//! lent again only once no guard pins through it, which matters when a
+//! guard outlives the thread's own bookkeeping in a thread-local destructor.
+//!
+//! Slots claimed by a process belong to it alone: a forked child inherits
+//! the handle, its guards and this bookkeeping, but compares the handle's
+//! pid with its own and never writes its parent's slots; it reads through
+//! slots of its own, claimed for each read.
 
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
@@ -20,9 +23,18 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use super::pin_slot::{self, buffer_of, pid_of};
 use crate::error::{Error, Result};
-use crate::header::{MAX_SLOTS, PIN_SLOTS, RegionControl};
+use crate::header::{PIN_SLOTS, Pin, RegionControl};
+use crate::sync::atomic::Std;
 use crate::sync::process;
+
+/// A slot this process claimed, with the word of its claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Lease {
+    pub(crate) slot: usize,
+    pub(crate) claim: u64,
+}
 
 /// A buffer (of `count`) that is neither `current` nor pinned by a live
 /// reader, waiting up to `timeout` for one; then [`Error::ReadersBusy`]
@@ -36,13 +48,8 @@ pub(super) fn free_buffer(
 ) -> Result<usize> {
     let mut start = None;
     loop {
-        let mut pinned = 0u64;
-        for pin in scanned(ctl) {
-            let b = pin.buf.load(Ordering::SeqCst);
-            if (1..=MAX_SLOTS).contains(&b) {
-                pinned |= 1 << (b - 1);
-            }
-        }
+        let pinned =
+            pin_slot::pinned_buffers::<Std>(&ctl.pin_high, ctl.pins.iter().map(|p| &p.word));
         let free = (0..count)
             .filter(|&b| Some(b) != current && pinned & (1 << b) == 0)
             .max_by_key(|&b| ctl.buffers[b].version.load(Ordering::Relaxed));
@@ -54,9 +61,12 @@ pub(super) fn free_buffer(
         }
         let waited = start.get_or_insert_with(Instant::now).elapsed();
         if waited >= timeout {
-            let mut pids: Vec<i32> = scanned(ctl)
-                .filter(|p| p.buf.load(Ordering::Relaxed) != 0)
-                .map(|p| p.pid.load(Ordering::Relaxed))
+            let mut pids: Vec<i32> = ctl
+                .pins
+                .iter()
+                .map(|p| p.word.load(Ordering::Relaxed))
+                .filter(|&w| buffer_of(w).is_some())
+                .map(pid_of)
                 .collect();
             pids.sort_unstable();
             pids.dedup();
@@ -66,52 +76,36 @@ pub(super) fn free_buffer(
     }
 }
 
-/// The pin slots that have ever been claimed (below `pin_high`).
-fn scanned(ctl: &RegionControl) -> impl Iterator<Item = &crate::header::Pin> {
-    let high = (ctl.pin_high.load(Ordering::SeqCst) as usize).min(PIN_SLOTS);
-    ctl.pins[..high].iter()
-}
-
-/// Free the pins of processes that are gone (or whose pid now names
-/// another process). Returns whether any was freed.
+/// Free the slots of processes that are gone (or whose pid now names
+/// another process), pinning or not. Returns whether any was freed.
 pub(super) fn reclaim_dead(ctl: &RegionControl) -> bool {
     let mut freed = false;
     for pin in &ctl.pins {
-        let pid = pin.pid.load(Ordering::SeqCst);
-        if pid == 0 || pin.buf.load(Ordering::SeqCst) == 0 {
-            continue;
-        }
-        if !process::same_process_alive(pid, pin.start_time.load(Ordering::Relaxed)) {
-            // Clear the buffer first: while pid still names the dead
-            // process, no live reader can claim the slot in between.
-            pin.buf.store(0, Ordering::SeqCst);
-            let _ = pin
-                .pid
-                .compare_exchange(pid, 0, Ordering::SeqCst, Ordering::Relaxed);
-            freed = true;
-        }
+        freed |= pin_slot::reclaim_if_dead::<Std>(&pin.word, &pin.start_time, |pid, start| {
+            process::same_process_alive(pid, start)
+        });
     }
     freed
 }
 
-/// Claim the lowest free pin slot for this process.
+/// Claim a free pin slot for this process, reclaiming dead readers' slots
+/// if none is free.
 #[cold]
-fn claim_slot(ctl: &RegionControl) -> Result<usize> {
+fn claim_slot(ctl: &RegionControl) -> Result<Lease> {
     let me = process::own_pid();
+    if me <= 0 || me as u64 > pin_slot::PID_MASK {
+        return Err(Error::Os {
+            target: None,
+            op: "claim a pin slot",
+            source: std::io::Error::other(format!("pid {me} does not fit in 22 bits")),
+        });
+    }
     let start = process::own_start_time();
     for round in 0..2 {
-        for (s, pin) in ctl.pins.iter().enumerate() {
-            if pin.pid.load(Ordering::Relaxed) == 0
-                && pin
-                    .pid
-                    .compare_exchange(0, me, Ordering::SeqCst, Ordering::Relaxed)
-                    .is_ok()
-            {
-                pin.start_time.store(start, Ordering::SeqCst);
-                // Writers scan up to here from now on; the SeqCst order puts
-                // this before any buffer this slot will pin.
-                ctl.pin_high.fetch_max(s as u32 + 1, Ordering::SeqCst);
-                return Ok(s);
+        for (slot, pin) in ctl.pins.iter().enumerate() {
+            if let Some(claim) = pin_slot::claim::<Std>(&pin.word, &pin.start_time, me, start) {
+                pin_slot::raise_high::<Std>(&ctl.pin_high, slot);
+                return Ok(Lease { slot, claim });
             }
         }
         if round == 0 {
@@ -121,24 +115,20 @@ fn claim_slot(ctl: &RegionControl) -> Result<usize> {
     Err(Error::PinsExhausted { slots: PIN_SLOTS })
 }
 
-fn release_slot(ctl: &RegionControl, slot: usize) {
-    let pin = &ctl.pins[slot];
-    pin.buf.store(0, Ordering::Release);
-    pin.pid.store(0, Ordering::Release);
-}
-
 /// The pin slots a handle has claimed, lent to the threads reading
 /// through it.
 pub(crate) struct PinCache {
     /// Unique among the handles of this process, never reused.
-    id: u64,
+    pub(super) id: u64,
     /// The process the slots were claimed for (a forked child may not use
     /// them).
-    pid: i32,
-    /// Slots claimed and lent to no thread.
-    spare: Mutex<Vec<usize>>,
+    pub(super) pid: i32,
+    /// Slots claimed and lent to no live thread. One may still be pinned by
+    /// a guard that outlived its thread's bookkeeping: it is lent again
+    /// once that guard is gone.
+    spare: Mutex<Vec<Lease>>,
     /// Every slot claimed, released when the handle is dropped.
-    claimed: Mutex<Vec<usize>>,
+    claimed: Mutex<Vec<Lease>>,
     /// Set when the handle has released its slots.
     dropped: AtomicBool,
 }
@@ -162,93 +152,102 @@ impl PinCache {
         if self.pid != process::own_pid() {
             return; // a forked child: the slots are its parent's
         }
-        for &slot in self.claimed.lock().iter() {
-            release_slot(ctl, slot);
+        for lease in self.claimed.lock().drain(..) {
+            pin_slot::release::<Std>(&ctl.pins[lease.slot].word, lease.claim);
         }
+        self.spare.lock().clear();
     }
 }
 
-/// A slot lent to this thread by a handle. A lent slot is in use while its
-/// `buf` is non-zero.
+/// A slot lent to this thread by a handle.
 struct Lent {
     cache: Arc<PinCache>,
-    slot: usize,
+    lease: Lease,
 }
 
 impl Drop for Lent {
     fn drop(&mut self) {
-        // The thread is exiting (or the entry is stale): give the slot back
-        // to its handle, in private memory, touching no segment.
+        // The thread is exiting (or the handle is gone): forget the fast
+        // path through this slot, and give the slot back to its handle, in
+        // private memory, touching no segment.
+        let _ = FAST.try_with(|f| {
+            if f.get().id == self.cache.id {
+                f.set(Fast::NONE);
+            }
+        });
         if !self.cache.dropped.load(Ordering::SeqCst) {
-            self.cache.spare.lock().push(self.slot);
+            self.cache.spare.lock().push(self.lease);
         }
     }
+}
+
+/// What a thread remembers of its last read, for the next one: through
+/// which handle and slot, and the archive (its `current` word and length)
+/// that handle validated.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Fast {
+    pub(super) id: u64,
+    pub(super) lease: Lease,
+    pub(super) current: u64,
+    pub(super) len: usize,
+}
+
+impl Fast {
+    const NONE: Fast = Fast {
+        id: 0,
+        lease: Lease { slot: 0, claim: 0 },
+        current: 0,
+        len: 0,
+    };
 }
 
 thread_local! {
     /// The slots lent to this thread, one per handle it read through.
     static LENT: RefCell<Vec<Lent>> = const { RefCell::new(Vec::new()) };
-    /// The last (handle id, slot) this thread read through: the fast path.
-    static LAST: Cell<(u64, usize)> = const { Cell::new((0, 0)) };
+    /// This thread's last read.
+    static FAST: Cell<Fast> = const { Cell::new(Fast::NONE) };
 }
 
-/// Pin whatever buffer is current in `slot`: store it, then re-check that it
-/// is still current (all sequentially consistent, so a writer that scans
-/// the pins after this store sees it, and one that flipped before it is
-/// seen by the re-check). The `current` word pinned, or `None` if a publish
-/// came in between (try again). A `current` of version 0 pins nothing
-/// meaningful; the caller reports it.
+/// This thread's last read through the handle whose cache is `cache`, if
+/// its slot is the thread's own and free: the fast path.
 #[inline(always)]
-pub(super) fn pin_current(ctl: &RegionControl, slot: usize) -> Option<u64> {
-    let current = ctl.current.load(Ordering::SeqCst);
-    ctl.pins[slot]
-        .buf
-        .store((current & 0xff) as u32 + 1, Ordering::SeqCst);
-    (ctl.current.load(Ordering::SeqCst) == current).then_some(current)
+pub(super) fn fast(cache: &PinCache) -> Option<Fast> {
+    let f = FAST.try_with(Cell::get).ok()?;
+    (f.id == cache.id && cache.pid == process::own_pid()).then_some(f)
 }
 
-/// The thread's own slot of this handle, when it has one and it is free:
-/// the fast path of a read.
-#[inline]
-pub(super) fn pin_fast<'a>(ctl: &'a RegionControl, cache: &PinCache) -> Option<PinHold<'a>> {
-    match LAST.try_with(Cell::get) {
-        Ok((id, slot))
-            if id == cache.id
-                && cache.pid == process::own_pid()
-                && ctl.pins[slot].buf.load(Ordering::Relaxed) == 0 =>
-        {
-            Some(PinHold {
-                ctl,
-                slot,
-                lent: true,
-            })
-        }
-        _ => None,
-    }
+/// Remember this thread's read through its own slot.
+pub(super) fn remember(fast: Fast) {
+    let _ = FAST.try_with(|f| f.set(fast));
 }
 
-/// Pin a slot for one read when [`pin_fast`] found none: the thread's own
-/// slot of this handle, lent on first use, else a slot claimed for this read
-/// alone (nested reads, a forked child, a thread being torn down).
+/// A free slot for one read when the fast path did not apply: the thread's
+/// own slot of this handle (lent on first use) if it is free, else a slot
+/// claimed for this read alone (nested reads, a forked child, a thread
+/// being torn down).
 #[cold]
-pub(super) fn pin_slow<'a>(ctl: &'a RegionControl, cache: &Arc<PinCache>) -> Result<PinHold<'a>> {
-    if cache.pid == process::own_pid()
+pub(super) fn acquire<'a>(ctl: &'a RegionControl, cache: &Arc<PinCache>) -> Result<PinHold<'a>> {
+    let me = process::own_pid();
+    if cache.pid == me
         && let Ok(lent) = LENT.try_with(|lent| lend(ctl, cache, &mut lent.borrow_mut()))
     {
-        let slot = lent?;
-        // In use by an outer guard of this thread: this read is nested.
-        if ctl.pins[slot].buf.load(Ordering::Relaxed) == 0 {
-            let _ = LAST.try_with(|c| c.set((cache.id, slot)));
+        let lease = lent?;
+        let pin = &ctl.pins[lease.slot];
+        if buffer_of(pin.word.load(Ordering::Relaxed)).is_none() {
             return Ok(PinHold {
-                ctl,
-                slot,
+                pin,
+                lease,
+                pid: me,
                 lent: true,
             });
         }
+        // Pinned by an outer guard of this thread: this read is nested.
     }
+    let lease = claim_slot(ctl)?;
     Ok(PinHold {
-        ctl,
-        slot: claim_slot(ctl)?,
+        pin: &ctl.pins[lease.slot],
+        lease,
+        pid: me,
         lent: false,
     })
 }
@@ -256,43 +255,77 @@ pub(super) fn pin_slow<'a>(ctl: &'a RegionControl, cache: &Arc<PinCache>) -> Res
 /// This thread's slot of `cache`'s handle, claimed or taken from the
 /// handle's spares on first use.
 #[cold]
-fn lend(ctl: &RegionControl, cache: &Arc<PinCache>, lent: &mut Vec<Lent>) -> Result<usize> {
+fn lend(ctl: &RegionControl, cache: &Arc<PinCache>, lent: &mut Vec<Lent>) -> Result<Lease> {
     if let Some(entry) = lent.iter().find(|e| e.cache.id == cache.id) {
-        return Ok(entry.slot);
+        return Ok(entry.lease);
     }
     lent.retain(|e| !e.cache.dropped.load(Ordering::Relaxed));
-    let spare = cache.spare.lock().pop();
-    let slot = match spare {
-        Some(slot) => slot,
+    let spare = {
+        let mut spare = cache.spare.lock();
+        let free = spare
+            .iter()
+            .position(|l| buffer_of(ctl.pins[l.slot].word.load(Ordering::Acquire)).is_none());
+        free.map(|i| spare.swap_remove(i))
+    };
+    let lease = match spare {
+        Some(lease) => lease,
         None => {
-            let slot = claim_slot(ctl)?;
-            cache.claimed.lock().push(slot);
-            slot
+            let lease = claim_slot(ctl)?;
+            cache.claimed.lock().push(lease);
+            lease
         }
     };
     lent.push(Lent {
         cache: cache.clone(),
-        slot,
+        lease,
     });
-    Ok(slot)
+    Ok(lease)
 }
 
-/// A pinned slot for one read. Dropping it unpins the buffer, and releases
-/// the slot if it was claimed for this read alone.
+/// A slot held for one read. Dropping it unpins the buffer, and releases
+/// the slot if it was claimed for this read alone; in a forked child
+/// (another pid than the one that pinned) it does nothing: the slot is the
+/// parent's.
 pub(crate) struct PinHold<'a> {
-    ctl: &'a RegionControl,
-    pub(super) slot: usize,
+    pub(super) pin: &'a Pin,
+    pub(super) lease: Lease,
+    /// The process that holds the slot.
+    pid: i32,
     /// Whether the slot is the thread's own, lent by the handle.
-    lent: bool,
+    pub(super) lent: bool,
+}
+
+impl<'a> PinHold<'a> {
+    /// The thread's own slot `lease` (from [`fast`], which checked that this
+    /// process claimed it), held for one read.
+    #[inline(always)]
+    pub(super) fn lent(pin: &'a Pin, lease: Lease, pid: i32) -> Self {
+        PinHold {
+            pin,
+            lease,
+            pid,
+            lent: true,
+        }
+    }
+
+    /// Pin whatever `current` names: its word, or `None` if a commit came
+    /// in between.
+    #[inline(always)]
+    pub(super) fn pin(&self, current: &std::sync::atomic::AtomicU64) -> Option<u64> {
+        pin_slot::pin::<Std>(current, &self.pin.word, self.lease.claim)
+    }
 }
 
 impl Drop for PinHold<'_> {
     #[inline]
     fn drop(&mut self) {
+        if self.pid != process::own_pid() {
+            return;
+        }
         if self.lent {
-            self.ctl.pins[self.slot].buf.store(0, Ordering::Release);
+            pin_slot::unpin::<Std>(&self.pin.word, self.lease.claim);
         } else {
-            release_slot(self.ctl, self.slot);
+            pin_slot::release::<Std>(&self.pin.word, self.lease.claim);
         }
     }
 }

@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 use rkyv::Archive;
 use rkyv::util::AlignedVec;
 
-use super::{Hold, Readable, RegionRef, archive_bytes, check_archive, split};
+use super::{Hold, Readable, RegionRef, archive_len, check_archive, split};
 use crate::error::{Error, Result};
 use crate::raw::RawStore;
 use crate::segment::SegmentInfo;
@@ -44,7 +44,7 @@ impl<T: Archive> RegionReader<T> {
             {
                 return Ok(Self::guard(copy.clone(), current));
             }
-            let len = archive_bytes(&self.raw, current)?.len();
+            let len = archive_len(&self.raw, ctl, current)?;
             let mut bytes = AlignedVec::<16>::with_capacity(len);
             bytes.resize(len, 0);
             let (_, buffer) = split(current);
@@ -83,9 +83,12 @@ impl<T: Archive> RegionReader<T> {
     }
 
     /// As [`SharedRegion::wait_for_change`](super::SharedRegion::wait_for_change), waking within a few
-    /// milliseconds of a change (a read-only attachment cannot register).
+    /// milliseconds of a change (a read-only attachment cannot announce
+    /// itself to writers).
     pub fn wait_for_change(&self, since: u64, timeout: Option<Duration>) -> Result<u64> {
-        Ok(self.raw.wait_for_change(since, timeout))
+        let current = &self.raw.region_control().current;
+        self.raw
+            .wait_for_change(since, timeout, || current.load(Ordering::SeqCst) >> 8)
     }
 
     /// `IPC_STAT` of the segment.

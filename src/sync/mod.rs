@@ -3,7 +3,10 @@
 //! cell's seqlock. Together with `segment.rs`, the only code that
 //! calls `libc`.
 
+pub mod atomic;
 pub mod copy;
 pub mod futex;
 pub mod mutex;
+pub mod notify;
 pub mod process;
+pub mod ready;

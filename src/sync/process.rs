@@ -1,40 +1,100 @@
-//! Facts about other processes: whether one is alive.
+//! Facts about processes: this one's pid (kept across `fork` correctly),
+//! whether another is alive, whether it is the one that started a claim or
+//! created a segment.
+//!
+//! A pid alone does not name a process for long: pids are reused, within
+//! seconds on a busy machine (or on purpose: an unprivileged user can fork
+//! until it owns a given pid). So a process that leaves its mark in shared
+//! memory also leaves its start time, and one judging the mark compares both.
+
+use std::sync::atomic::{AtomicI32, AtomicPtr, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// This process's pid, without a system call after the first: glibc no
-/// longer caches `getpid`, and a region read needs the pid. The cache is
-/// cleared in the child of a `fork`.
+/// longer caches `getpid`, and a region read needs the pid.
+///
+/// The cache lives in a page marked `MADV_WIPEONFORK`, which the kernel
+/// zero-fills in the child of every fork, however it is made (`fork`,
+/// `SYS_fork`, `clone` without `CLONE_VM`): a child never sees its parent's
+/// pid here. Where the kernel lacks `MADV_WIPEONFORK` (before 4.14), a
+/// `pthread_atfork` handler clears the cache instead, which covers forks made
+/// through the C library only.
 #[inline]
 pub fn own_pid() -> i32 {
-    match OWN_PID.load(std::sync::atomic::Ordering::Relaxed) {
-        0 => fetch_own_pid(),
-        pid => pid,
+    let page = PAGE.load(Ordering::Acquire);
+    if !page.is_null() {
+        // SAFETY: a non-null PAGE points to a live atomic in a page that is
+        // never unmapped (see `fetch_own_pid`).
+        let pid = unsafe { (*page).load(Ordering::Relaxed) };
+        if pid != 0 {
+            return pid;
+        }
     }
+    fetch_own_pid()
 }
 
-/// The cache of [`own_pid`]; 0 until the first call and in a forked child.
-static OWN_PID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+/// The cache of [`own_pid`]: an atomic in a wipe-on-fork page, or in
+/// [`FALLBACK`].
+static PAGE: AtomicPtr<AtomicI32> = AtomicPtr::new(std::ptr::null_mut());
+/// The cache where the kernel has no `MADV_WIPEONFORK`.
+static FALLBACK: AtomicI32 = AtomicI32::new(0);
 
 #[cold]
 #[inline(never)]
 fn fetch_own_pid() -> i32 {
-    use std::sync::Once;
-    use std::sync::atomic::Ordering;
-    static HOOK: Once = Once::new();
-    extern "C" fn forget_in_child() {
-        OWN_PID.store(0, Ordering::Relaxed);
-    }
-    HOOK.call_once(|| {
-        // SAFETY: registers a handler that only stores to an atomic, which
-        // is async-signal-safe as the child of fork requires.
-        unsafe { libc::pthread_atfork(None, None, Some(forget_in_child)) };
-    });
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| PAGE.store(cache_cell(), Ordering::Release));
     let pid = std::process::id() as i32;
-    OWN_PID.store(pid, Ordering::Relaxed);
+    // SAFETY: `call_once` stored a pointer to a live, never-freed atomic.
+    unsafe { (*PAGE.load(Ordering::Acquire)).store(pid, Ordering::Relaxed) };
     pid
 }
 
+/// A never-freed atomic that reads 0 in the child of a fork.
+#[cfg(not(miri))]
+fn cache_cell() -> *mut AtomicI32 {
+    // SAFETY: an anonymous private mapping of one page at an address the
+    // kernel picks: it replaces nothing; the result is checked.
+    let page = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if page != libc::MAP_FAILED {
+        // SAFETY: `page` is the page just mapped; madvise only changes how
+        // the kernel copies it on fork.
+        if unsafe { libc::madvise(page, 4096, libc::MADV_WIPEONFORK) } == 0 {
+            // The page is zero-filled (so the atomic reads 0) and never
+            // unmapped.
+            return page.cast();
+        }
+        // SAFETY: the page mapped above, which nothing refers to.
+        unsafe { libc::munmap(page, 4096) };
+    }
+    extern "C" fn forget_in_child() {
+        FALLBACK.store(0, Ordering::Relaxed);
+    }
+    // SAFETY: registers a handler that only stores to an atomic, which is
+    // async-signal-safe as the child of a fork requires.
+    unsafe { libc::pthread_atfork(None, None, Some(forget_in_child)) };
+    (&raw const FALLBACK).cast_mut()
+}
+
+/// Miri runs no fork and knows no `mmap`: a plain static.
+#[cfg(miri)]
+fn cache_cell() -> *mut AtomicI32 {
+    (&raw const FALLBACK).cast_mut()
+}
+
 /// Whether process `pid` exists and has not exited (a zombie counts as
-/// exited: it will never run again).
+/// exited: it will never run again). Processes of other users count
+/// (`EPERM`): judge them further by [`start_time`].
+#[cfg(not(miri))]
 pub fn alive(pid: i32) -> bool {
     if pid <= 0 {
         return false;
@@ -46,19 +106,31 @@ pub fn alive(pid: i32) -> bool {
     exists && !is_zombie(pid)
 }
 
+/// Under Miri (no `kill`): only this process is known to be alive.
+#[cfg(miri)]
+pub fn alive(pid: i32) -> bool {
+    pid == own_pid()
+}
+
+/// Fields of `/proc/PID/stat` after the command name, which is in
+/// parentheses and may itself hold spaces and parentheses: field 3 (the
+/// state) first.
+fn stat_fields(pid: i32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
 /// The start time of process `pid` in clock ticks after boot (field 22 of
 /// `/proc/PID/stat`): with the pid, it names a process even across pid reuse.
 pub fn start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = stat.rsplit_once(')')?;
-    // Field 3 (the state) is the first after the name; field 22 is 19 later.
-    rest.split_whitespace().nth(19)?.parse().ok()
+    stat_fields(pid)?.get(19)?.parse().ok()
 }
 
 /// This process's start time, read once per process (again in the child
 /// of a `fork`).
 pub fn own_start_time() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::atomic::AtomicU64;
     // Cached with the pid it belongs to, so the child of a fork reads its own.
     static PID: AtomicU64 = AtomicU64::new(0);
     static START: AtomicU64 = AtomicU64::new(0);
@@ -73,19 +145,92 @@ pub fn own_start_time() -> u64 {
 }
 
 /// Whether the process that recorded (`pid`, `start`) is still running; a
-/// start of 0 means unknown, and only the pid is checked.
-pub fn same_process_alive(pid: i32, start: u64) -> bool {
-    alive(pid) && (start == 0 || start_time(pid).is_none_or(|s| s == start))
+/// start of `None` or 0 means unknown, and only the pid is checked.
+pub fn same_process_alive(pid: i32, start: Option<u64>) -> bool {
+    alive(pid)
+        && match start {
+            Some(start) if start != 0 => start_time(pid).is_none_or(|s| s == start),
+            _ => true,
+        }
 }
 
 /// Whether `/proc/PID/stat` says the process is a zombie or dead.
 fn is_zombie(pid: i32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    // The state follows the command name, which is in parentheses and may
-    // itself contain spaces and parentheses.
-    stat.rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().next())
+    stat_fields(pid)
+        .and_then(|f| f.into_iter().next())
         .is_some_and(|state| state == "Z" || state == "X")
+}
+
+/// Whether process `pid` may be the one that created, as user `cuid`, a
+/// segment whose creation time the kernel gives as `created`: it is alive,
+/// it started no later than that (allowing for the kernel's one-second
+/// clocks), and one of its user ids is `cuid`. A process that took over the
+/// creator's pid after the creator died started later, or (if within the
+/// same second) belongs to another user, or is the same user's, who could
+/// remove the segment anyway. Where `/proc` does not tell (hidepid), the pid
+/// alone decides.
+pub fn may_be_creator(pid: i32, created: Option<SystemTime>, cuid: u32) -> bool {
+    if !alive(pid) {
+        return false;
+    }
+    let (Some(started), Some(created)) = (started_at(pid), created) else {
+        return true;
+    };
+    if started > created + Duration::from_secs(2) {
+        return false;
+    }
+    uids(pid).is_none_or(|ids| ids.contains(&cuid))
+}
+
+/// When process `pid` started, from its start time and the boot time.
+fn started_at(pid: i32) -> Option<SystemTime> {
+    let ticks = start_time(pid)?;
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let btime: u64 = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz <= 0 {
+        return None;
+    }
+    let hz = hz as u64;
+    Some(
+        UNIX_EPOCH
+            + Duration::from_secs(btime)
+            + Duration::from_secs(ticks / hz)
+            + Duration::from_nanos((ticks % hz) * 1_000_000_000 / hz),
+    )
+}
+
+/// The real, effective, saved and file-system user ids of process `pid`.
+fn uids(pid: i32) -> Option<Vec<u32>> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+    line.split_whitespace().map(|u| u.parse().ok()).collect()
+}
+
+#[cfg(all(test, not(miri)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_alive_and_its_own_creator() {
+        let me = own_pid();
+        assert_eq!(me, std::process::id() as i32);
+        assert!(alive(me));
+        assert!(same_process_alive(me, Some(own_start_time())));
+        assert!(!same_process_alive(me, Some(own_start_time() + 1)));
+        // SAFETY: geteuid has no preconditions.
+        let euid = unsafe { libc::geteuid() };
+        let now = SystemTime::now();
+        assert!(may_be_creator(me, Some(now), euid));
+        assert!(!may_be_creator(me, Some(now), euid.wrapping_add(1)));
+        // Created long before this process started: not its creator.
+        assert!(!may_be_creator(me, Some(UNIX_EPOCH), euid));
+        assert!(!alive(0) && !alive(-1));
+    }
 }

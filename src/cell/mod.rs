@@ -1,31 +1,21 @@
 //! `SharedCell<T>`: one plain-data value shared between processes.
 //!
 //! Reads are lock-free and write nothing. The value lives in a ring of slots
-//! (a power of two, 4 by default) and the commit counter `seq` names the
-//! current one, `seq % slots`. A writer, holding the robust mutex, first
-//! announces the version it is about to write in `writing`, fills the next
-//! slot and then bumps `seq`; a reader copies the slot `seq` names and keeps
-//! the copy unless a writer may have started refilling that slot meanwhile.
-//! A writer killed mid-copy leaves the committed slots intact, so readers
-//! never wait on it and never see a torn value. Copies go through atomic
-//! words or the processor's string move (see `sync::copy`), never through
-//! `&T` into shared memory.
-//!
-//! Why a kept copy is whole: the slot of version `s` is written again only
-//! for version `s + slots` (or later), and that writer stores `writing = s +
-//! slots` before a release fence that precedes its slot writes. A reader
-//! that saw any of those writes in its copy, and then passes an acquire
-//! fence, sees `writing >= s + slots` (`writing` only grows), and retries.
-//! So a reader keeps its copy when `writing - s < slots`; it also keeps it
-//! when `seq` still reads `s`, the plain seqlock rule, which holds whatever
-//! `writing` says (a peer may have scribbled on it; a reader must not spin
-//! forever on it). A reader thus retries only if the writers got `slots - 1`
-//! whole values ahead during its copy: a large value copied under a writer
-//! that never pauses still gets through.
+//! (a power of two, 4 by default); the commit counter `seq` names the
+//! current one, `seq % slots`, and is the cell's one commit point, which
+//! `version()` and `wait_for_change` read too. A writer, holding the robust
+//! mutex, announces the version it is about to write, fills the next slot
+//! and then bumps `seq`; a reader copies the slot `seq` names and keeps the
+//! copy unless a writer may have started refilling that slot meanwhile. The
+//! protocol and why a kept copy is whole are in `ring.rs`. A writer killed
+//! mid-copy leaves the committed slots intact, so readers never wait on it
+//! and never see a torn value. Copies go through atomic words or the
+//! processor's string move (see `sync::copy`), never through `&T` into
+//! shared memory.
 
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
-use std::sync::atomic::{Ordering, fence};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytemuck::Pod;
@@ -33,9 +23,12 @@ use bytemuck::Pod;
 use crate::error::{Error, Result};
 use crate::header::{Kind, Layout, MAX_SLOTS, TypeDesc};
 use crate::key::Key;
-use crate::raw::{RawStore, Spec, WriteGuard};
+use crate::raw::{RawStore, Spec};
 use crate::segment::SegmentInfo;
+use crate::sync::atomic::Std;
 use crate::sync::copy;
+
+mod ring;
 
 /// How to open or create a [`SharedCell`]: mode, removal on drop, timeouts
 /// and the type's identity.
@@ -167,38 +160,17 @@ fn load<T: Pod>(raw: &RawStore) -> T {
     unsafe { value.assume_init() }
 }
 
-/// The slot that holds version `v`: `v % slots`, the count being a power of
-/// two.
-#[inline]
-fn slot_of(raw: &RawStore, v: u64) -> usize {
-    (v & (raw.layout().slot_count as u64 - 1)) as usize
-}
-
 /// Copy the committed value to `out` (all `size_of::<T>()` bytes of it).
 #[inline]
 fn load_into<T: Pod>(raw: &RawStore, out: *mut T) {
     let header = raw.header();
     let slots = raw.layout().slot_count as u64;
-    let mut spins = 0u32;
-    loop {
-        let s1 = header.seq.load(Ordering::Acquire);
+    ring::read::<Std>(&header.seq, &header.writing, slots, |slot| {
         // SAFETY: the slot is one of the validated slots, 8-aligned and
         // readable for size_of::<T>() rounded up to 8 bytes; `out` is private
         // memory of size_of::<T>() bytes (the callers' locals and references).
-        unsafe { copy::load_bytes(raw.slot_ptr(slot_of(raw, s1)), out.cast(), size_of::<T>()) };
-        fence(Ordering::Acquire);
-        if header.writing.load(Ordering::Relaxed).wrapping_sub(s1) < slots
-            || header.seq.load(Ordering::Relaxed) == s1
-        {
-            return;
-        }
-        spins += 1;
-        if spins.is_multiple_of(64) {
-            std::thread::yield_now();
-        } else {
-            std::hint::spin_loop();
-        }
-    }
+        unsafe { copy::load_bytes(raw.slot_ptr(slot), out.cast(), size_of::<T>()) }
+    });
 }
 
 /// The reading methods, the same on [`SharedCell`] and [`CellReader`].
@@ -226,12 +198,14 @@ macro_rules! read_methods {
         }
 
         /// Wait until the version differs from `since` or `timeout` passes,
-        /// and return the version then (equal to `since` on timeout). `None`
-        /// waits forever. A read-only attachment cannot tell writers it
-        /// waits, so it wakes within a few milliseconds of a change rather
-        /// than at once.
+        /// and return the version then (equal to `since` on timeout). `None`,
+        /// or a timeout too long to represent, waits for as long as it
+        /// takes. A read-only attachment cannot tell writers it waits, so it
+        /// wakes within a few milliseconds of a change rather than at once.
         pub fn wait_for_change(&self, since: u64, timeout: Option<Duration>) -> Result<u64> {
-            Ok(self.raw.wait_for_change(since, timeout))
+            let seq = self.raw.seq();
+            self.raw
+                .wait_for_change(since, timeout, || seq.load(Ordering::SeqCst))
         }
 
         /// Times a writer found the lock's owner dead and recovered it.
@@ -321,29 +295,24 @@ impl<T: Pod> SharedCell<T> {
     /// Replace the value.
     pub fn store(&self, value: T) -> Result<()> {
         let guard = self.raw.lock()?;
-        let s = self.raw.seq().load(Ordering::Relaxed);
-        self.commit_next(&guard, s, &value);
+        crate::crash::point("cell.after_lock");
+        self.commit_next(&value);
+        guard.committed();
         Ok(())
     }
 
-    /// Write `value` into the slot of version `s + 1` and commit it.
-    fn commit_next(&self, guard: &WriteGuard<'_>, s: u64, value: &T) {
-        let next = s + 1;
-        // Announce the version before writing its slot; the fence orders the
-        // announcement (and the counter read) before the slot writes, so a
-        // reader that sees any of them also sees `writing >= next`.
-        self.raw.header().writing.store(next, Ordering::Relaxed);
-        fence(Ordering::Release);
-        // SAFETY: the slot is one of the validated slots, 8-aligned and
-        // writable (lock() refused a read-only attachment); only lock holders
-        // write it, and readers that copy it meanwhile see `writing` moved.
-        unsafe {
-            copy::store_bytes(
-                self.raw.slot_ptr(slot_of(&self.raw, next)),
-                bytemuck::bytes_of(value),
-            )
-        };
-        guard.commit(next);
+    /// Write `value` into the slot of the next version and commit it; the
+    /// caller holds the write lock.
+    fn commit_next(&self, value: &T) {
+        let h = self.raw.header();
+        let slots = self.raw.layout().slot_count as u64;
+        ring::write::<Std>(&h.seq, &h.writing, slots, |slot| {
+            // SAFETY: the slot is one of the validated slots, 8-aligned and
+            // writable (lock() refused a read-only attachment); only lock
+            // holders write it, and readers that copy it meanwhile see
+            // `writing` moved.
+            unsafe { copy::store_bytes(self.raw.slot_ptr(slot), bytemuck::bytes_of(value)) }
+        });
     }
 
     /// Change the value under the write lock and return what `f` returns.
@@ -351,19 +320,22 @@ impl<T: Pod> SharedCell<T> {
     /// committed; if `f` panics, nothing is committed.
     pub fn update<R>(&self, f: impl FnOnce(&mut T) -> R) -> Result<R> {
         let guard = self.raw.lock()?;
+        crate::crash::point("cell.after_lock");
         let s = self.raw.seq().load(Ordering::Relaxed);
         let mut value = T::zeroed();
+        let slot = ring::slot_of(s, self.raw.layout().slot_count as u64);
         // SAFETY: the slot is valid as in `load`; holding the lock, no
         // writer changes the committed slot, so one copy is consistent.
         unsafe {
             copy::load_bytes(
-                self.raw.slot_ptr(slot_of(&self.raw, s)),
+                self.raw.slot_ptr(slot),
                 (&raw mut value).cast(),
                 size_of::<T>(),
             )
         };
         let result = f(&mut value);
-        self.commit_next(&guard, s, &value);
+        self.commit_next(&value);
+        guard.committed();
         Ok(result)
     }
 

@@ -1,0 +1,112 @@
+//! Named steps of the cross-process protocols, where a test can make this
+//! process die or stop exactly (feature `crash-points`; without it every
+//! point compiles to nothing).
+//!
+//! A process started with `SHMSTORE_CRASH_AT=STEP` kills itself with
+//! `SIGKILL` the first time it reaches `STEP`, as `kill -9` would at that
+//! instruction; `STEP@N` waits for the `N`th time; `STEP:stop` stops itself
+//! with `SIGSTOP` instead, so that the test can look at the segment before
+//! it kills or continues the process. The tests in `tests/crash_points.rs`
+//! hold the table of every step and what must hold after a death there.
+
+/// Every named step, in protocol order.
+#[cfg_attr(not(feature = "crash-points"), allow(dead_code))]
+pub const STEPS: &[&str] = &[
+    // Creation (raw.rs).
+    "create.after_shmget",
+    "create.after_header",
+    "create.after_mutex",
+    "create.after_value",
+    // A cell's store (cell.rs).
+    "cell.after_lock",
+    "cell.after_announce",
+    "cell.after_slot",
+    "cell.after_commit",
+    // A region's publish (region/mod.rs).
+    "region.after_lock",
+    "region.after_choose",
+    "region.after_write",
+    "region.after_len",
+    "region.after_commit",
+    // Waking (sync/notify.rs), after either kind's commit.
+    "notify.before_wake",
+    "notify.before_sleep",
+    // A reader's pin (region/pin_slot.rs).
+    "pin.after_claim",
+    "pin.after_start",
+    "pin.after_pin",
+    // A reclaim of a dead reader's pin.
+    "reclaim.after_judge",
+];
+
+#[cfg(feature = "crash-points")]
+mod armed {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    struct Arm {
+        step: String,
+        at: u64,
+        stop: bool,
+        hits: AtomicU64,
+    }
+
+    fn arm() -> Option<&'static Arm> {
+        static ARM: OnceLock<Option<Arm>> = OnceLock::new();
+        ARM.get_or_init(|| {
+            let spec = std::env::var("SHMSTORE_CRASH_AT").ok()?;
+            let (spec, stop) = match spec.strip_suffix(":stop") {
+                Some(s) => (s.to_owned(), true),
+                None => (spec, false),
+            };
+            let (step, at) = match spec.split_once('@') {
+                Some((s, n)) => (s.to_owned(), n.parse().unwrap_or(1)),
+                None => (spec, 1),
+            };
+            assert!(
+                super::STEPS.contains(&step.as_str()),
+                "SHMSTORE_CRASH_AT names no step: {step}"
+            );
+            Some(Arm {
+                step,
+                at,
+                stop,
+                hits: AtomicU64::new(0),
+            })
+        })
+        .as_ref()
+    }
+
+    #[cold]
+    fn hit(arm: &Arm) {
+        if arm.hits.fetch_add(1, Ordering::SeqCst) + 1 == arm.at {
+            let signal = if arm.stop {
+                libc::SIGSTOP
+            } else {
+                libc::SIGKILL
+            };
+            // SAFETY: raising a signal on this process has no memory
+            // effects; SIGKILL ends it here, SIGSTOP suspends it here.
+            unsafe { libc::raise(signal) };
+        }
+    }
+
+    /// Die or stop here if this is the armed step.
+    #[inline]
+    pub fn point(step: &'static str) {
+        if let Some(arm) = arm()
+            && arm.step == step
+        {
+            hit(arm);
+        }
+    }
+}
+
+#[cfg(feature = "crash-points")]
+pub use armed::point;
+
+/// Die or stop here if this is the armed step (no-op: the feature
+/// `crash-points` is off).
+#[cfg(not(feature = "crash-points"))]
+#[inline(always)]
+pub fn point(_step: &'static str) {}

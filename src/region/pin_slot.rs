@@ -1,0 +1,186 @@
+//! The reader pins of a region: a hazard-pointer protocol over the pin
+//! slots of the control block, each one word (`Pin::word`: pid, pinned
+//! buffer, `started`, claim tag) plus the holder's start time.
+//!
+//! **Claim** (reader): compare-and-swap a free word to `(pid, tag + 1)`;
+//! store the start time (release); store the word with `started` set
+//! (release); raise `pin_high` past the slot (read-modify-write).
+//! **Pin**: load `current`; swap the word to name its buffer; load `current`
+//! again; if it moved, try again. **Unpin**: store the word without the
+//! buffer. **Release**: store the word free, keeping the tag.
+//!
+//! **Scan** (writer, under the write lock, before it writes a buffer): read
+//! `pin_high` and every word below it with read-modify-writes that change
+//! nothing (`fetch_add(0)`), and take a buffer that is neither current nor
+//! named by any word.
+//!
+//! **Why a pinned buffer is never written.** Take a reader that pinned
+//! buffer `b` and found `current` unchanged (naming `b`), and a writer that
+//! later chose `b`. The writer chose it under the write lock after a commit
+//! that moved `current` off `b` (`b` was current when the reader looked, and
+//! a writer never takes the current buffer). The reader's swap and the
+//! writer's read-modify-write of the same word are ordered in that word's
+//! modification order. If the writer's came first, the reader's swap (which
+//! acquires) reads from it (which releases), so everything before the
+//! writer's scan, the commit that moved `current` off `b` included,
+//! happens before the reader's second load of `current`, which then cannot
+//! name `b` at the version it saw: the reader tries again. If the reader's
+//! came first, the writer reads `b` in the word and skips it. `pin_high` is
+//! the same argument one level up: a writer whose read-modify-write of it
+//! came before the reader's raise makes the reader's first load of `current`
+//! see the commit, so the reader pins a buffer the writer is not writing;
+//! otherwise the writer scans the slot. Read-modify-writes (not seq-cst
+//! loads and stores) carry the argument so that it holds in loom's model
+//! too, which treats seq-cst accesses as acquire-release.
+//!
+//! **Reclaim** (anyone, when slots or buffers run out): load the word; if
+//! `started`, load the start time (acquire) and the word again: if the claim
+//! part (pid, `started`, tag) is unchanged, that start time is this claim's
+//! (every new claim changes the tag before it stores its start time). Judge
+//! the holder dead by pid and start time (by pid alone before `started`);
+//! then compare-and-swap exactly the word judged dead to free. A live holder
+//! is never judged dead (its pid answers and its start time matches), so the
+//! CAS can only free a dead claim: the word it expects carries the claim's
+//! tag, and a slot freed and claimed again in between carries another tag
+//! (2^34 claims of one slot would have to pass between the reclaimer's two
+//! loads and its CAS for the tag to come round). Its holder being dead,
+//! nothing else writes that word, so the CAS fails only if another reclaimer
+//! freed it first.
+//!
+//! **Fork.** A slot belongs to the process whose pid it holds: a child
+//! inherits its parent's handles and guards but never writes its parent's
+//! slots (callers compare the slot's pid with [`own_pid`]) and claims its own.
+//!
+//! The model in `tests/loom_pins.rs` runs these functions.
+//!
+//! [`own_pid`]: crate::sync::process::own_pid
+
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
+
+use crate::sync::atomic::{Model, Word32, Word64};
+
+/// The bits of the pid (Linux pids are below 2^22).
+pub const PID_MASK: u64 = (1 << 22) - 1;
+/// Where the pinned buffer (plus one) lies.
+pub const BUF_SHIFT: u32 = 22;
+/// The bits of the pinned buffer plus one.
+pub const BUF_MASK: u64 = 0x7f << BUF_SHIFT;
+/// The holder's start time is in `start_time`.
+pub const STARTED: u64 = 1 << 29;
+/// One claim, in the tag.
+pub const TAG_ONE: u64 = 1 << 30;
+/// The bits of the claim tag.
+pub const TAG_MASK: u64 = !(TAG_ONE - 1);
+
+/// The pid in a word (0: free).
+#[inline]
+pub fn pid_of(word: u64) -> i32 {
+    (word & PID_MASK) as i32
+}
+
+/// The pinned buffer in a word, if any.
+#[inline]
+pub fn buffer_of(word: u64) -> Option<usize> {
+    match (word & BUF_MASK) >> BUF_SHIFT {
+        0 => None,
+        b => Some(b as usize - 1),
+    }
+}
+
+/// The word of a claim pinning `buffer`.
+#[inline]
+pub fn with_buffer(claim: u64, buffer: usize) -> u64 {
+    (claim & !BUF_MASK) | (((buffer as u64 + 1) << BUF_SHIFT) & BUF_MASK)
+}
+
+/// Claim the slot for (`pid`, `start`) if it is free. Returns the claim's
+/// word (started, nothing pinned), which only its holder writes from then on.
+pub fn claim<M: Model>(word: &M::U64, start_time: &M::U64, pid: i32, start: u64) -> Option<u64> {
+    debug_assert!(pid > 0 && pid as u64 <= PID_MASK);
+    let w = word.load(Relaxed);
+    if pid_of(w) != 0 {
+        return None;
+    }
+    let claimed = (w & TAG_MASK).wrapping_add(TAG_ONE) | pid as u64;
+    word.compare_exchange(w, claimed, AcqRel, Relaxed).ok()?;
+    crate::crash::point("pin.after_claim");
+    start_time.store(start, Release);
+    crate::crash::point("pin.after_start");
+    let started = claimed | STARTED;
+    word.store(started, Release);
+    Some(started)
+}
+
+/// Raise `pin_high` past slot `slot` (after claiming it, before pinning).
+pub fn raise_high<M: Model>(high: &M::U32, slot: usize) {
+    high.fetch_max(slot as u32 + 1, AcqRel);
+}
+
+/// Pin whatever buffer `current` names, in the slot held by `claim`: the
+/// `current` word pinned, or `None` if a commit came in between (try again).
+#[inline(always)]
+pub fn pin<M: Model>(current: &M::U64, word: &M::U64, claim: u64) -> Option<u64> {
+    let c = current.load(Acquire);
+    word.swap(with_buffer(claim, (c & 0xff) as usize), SeqCst);
+    crate::crash::point("pin.after_pin");
+    (current.load(Acquire) == c).then_some(c)
+}
+
+/// Unpin the slot held by `claim`.
+#[inline(always)]
+pub fn unpin<M: Model>(word: &M::U64, claim: u64) {
+    word.store(claim & !BUF_MASK, Release);
+}
+
+/// Free the slot held by `claim` (its holder's release).
+pub fn release<M: Model>(word: &M::U64, claim: u64) {
+    word.store(claim & TAG_MASK, Release);
+}
+
+/// The writer's scan: a bit per buffer that a slot below `pin_high` pins.
+pub fn pinned_buffers<'a, M: Model + 'a>(
+    high: &M::U32,
+    words: impl IntoIterator<Item = &'a M::U64>,
+) -> u64 {
+    let n = high.fetch_add(0, AcqRel) as usize;
+    let mut pinned = 0u64;
+    for word in words.into_iter().take(n) {
+        if let Some(b) = buffer_of(word.fetch_add(0, AcqRel))
+            && b < 64
+        {
+            pinned |= 1 << b;
+        }
+    }
+    pinned
+}
+
+/// Free the slot if its holder is dead, by `alive(pid, start)` (start `None`
+/// before the holder stored it). Returns whether this call freed it.
+pub fn reclaim_if_dead<M: Model>(
+    word: &M::U64,
+    start_time: &M::U64,
+    alive: impl FnOnce(i32, Option<u64>) -> bool,
+) -> bool {
+    let mut w = word.load(Acquire);
+    let pid = pid_of(w);
+    if pid == 0 {
+        return false;
+    }
+    let start = if w & STARTED != 0 {
+        let start = start_time.load(Acquire);
+        let again = word.load(Acquire);
+        if again & !BUF_MASK != w & !BUF_MASK {
+            return false; // released or claimed again meanwhile
+        }
+        w = again;
+        Some(start)
+    } else {
+        None
+    };
+    if alive(pid, start) {
+        return false;
+    }
+    crate::crash::point("reclaim.after_judge");
+    word.compare_exchange(w, w & TAG_MASK, AcqRel, Relaxed)
+        .is_ok()
+}

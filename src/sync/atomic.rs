@@ -1,0 +1,155 @@
+//! The atomic words the cross-process protocols are written against.
+//!
+//! Each protocol (the cell's ring of slots, the region's pins, waiting for a
+//! change, creation) is a set of functions generic over a [`Model`]: the
+//! atomics and fence of the memory they run on. The library instantiates
+//! them with [`Std`], whose words are the `std` atomics that lie in the
+//! segment header; the loom models in `tests/loom_*.rs` instantiate the very
+//! same functions with `Loom` (built with `--cfg loom`), whose words are
+//! loom's, so that loom explores every interleaving and every value a weak
+//! memory order allows. A protocol step that is not in one of these
+//! functions is not model-checked.
+
+use std::sync::atomic::Ordering;
+
+/// A 64-bit atomic word.
+pub trait Word64 {
+    /// Atomic load.
+    fn load(&self, order: Ordering) -> u64;
+    /// Atomic store.
+    fn store(&self, value: u64, order: Ordering);
+    /// Atomic swap; returns the previous value.
+    fn swap(&self, value: u64, order: Ordering) -> u64;
+    /// Atomic compare-and-exchange (strong).
+    fn compare_exchange(
+        &self,
+        current: u64,
+        new: u64,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<u64, u64>;
+    /// Atomic add; returns the previous value.
+    fn fetch_add(&self, value: u64, order: Ordering) -> u64;
+}
+
+/// A 32-bit atomic word.
+pub trait Word32 {
+    /// Atomic load.
+    fn load(&self, order: Ordering) -> u32;
+    /// Atomic store.
+    fn store(&self, value: u32, order: Ordering);
+    /// Atomic compare-and-exchange (strong).
+    fn compare_exchange(
+        &self,
+        current: u32,
+        new: u32,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<u32, u32>;
+    /// Atomic add; returns the previous value.
+    fn fetch_add(&self, value: u32, order: Ordering) -> u32;
+    /// Atomic maximum; returns the previous value.
+    fn fetch_max(&self, value: u32, order: Ordering) -> u32;
+}
+
+/// The atomics and fence a protocol runs on.
+pub trait Model {
+    /// A 64-bit word.
+    type U64: Word64;
+    /// A 32-bit word.
+    type U32: Word32;
+    /// An atomic fence.
+    fn fence(order: Ordering);
+    /// Back off in a retry loop, `round` times retried so far.
+    fn spin(round: u32);
+}
+
+/// The real thing: `std` atomics, which is what the segment header holds.
+pub enum Std {}
+
+impl Model for Std {
+    type U64 = std::sync::atomic::AtomicU64;
+    type U32 = std::sync::atomic::AtomicU32;
+
+    #[inline(always)]
+    fn fence(order: Ordering) {
+        std::sync::atomic::fence(order);
+    }
+
+    #[inline]
+    fn spin(round: u32) {
+        if round.is_multiple_of(64) {
+            std::thread::yield_now();
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+macro_rules! word {
+    ($trait:ident, $ty:ty, $int:ty) => {
+        impl $trait for $ty {
+            #[inline(always)]
+            fn load(&self, order: Ordering) -> $int {
+                <$ty>::load(self, order)
+            }
+            #[inline(always)]
+            fn store(&self, value: $int, order: Ordering) {
+                <$ty>::store(self, value, order)
+            }
+            #[inline(always)]
+            fn compare_exchange(
+                &self,
+                current: $int,
+                new: $int,
+                success: Ordering,
+                failure: Ordering,
+            ) -> Result<$int, $int> {
+                <$ty>::compare_exchange(self, current, new, success, failure)
+            }
+            #[inline(always)]
+            fn fetch_add(&self, value: $int, order: Ordering) -> $int {
+                <$ty>::fetch_add(self, value, order)
+            }
+            word!(@only $trait, $ty, $int);
+        }
+    };
+    (@only Word64, $ty:ty, $int:ty) => {
+        #[inline(always)]
+        fn swap(&self, value: $int, order: Ordering) -> $int {
+            <$ty>::swap(self, value, order)
+        }
+    };
+    (@only Word32, $ty:ty, $int:ty) => {
+        #[inline(always)]
+        fn fetch_max(&self, value: $int, order: Ordering) -> $int {
+            <$ty>::fetch_max(self, value, order)
+        }
+    };
+}
+
+word!(Word64, std::sync::atomic::AtomicU64, u64);
+word!(Word32, std::sync::atomic::AtomicU32, u32);
+
+/// loom's atomics, for the models in `tests/loom_*.rs`.
+#[cfg(loom)]
+pub enum Loom {}
+
+#[cfg(loom)]
+impl Model for Loom {
+    type U64 = loom::sync::atomic::AtomicU64;
+    type U32 = loom::sync::atomic::AtomicU32;
+
+    fn fence(order: Ordering) {
+        loom::sync::atomic::fence(order);
+    }
+
+    fn spin(_round: u32) {
+        loom::thread::yield_now();
+    }
+}
+
+#[cfg(loom)]
+word!(Word64, loom::sync::atomic::AtomicU64, u64);
+#[cfg(loom)]
+word!(Word32, loom::sync::atomic::AtomicU32, u32);

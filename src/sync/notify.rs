@@ -1,0 +1,143 @@
+//! Waiting for a change: an event count on one 32-bit word per object
+//! (`Header::notify`), beside the object's commit point (a cell's `seq`, a
+//! region's `current`).
+//!
+//! The word holds `WAITING` (bit 0: a read-write waiter may be asleep on the
+//! word) and an epoch (bits 1 to 31).
+//!
+//! - **Writer**, holding the write lock, after the store that commits:
+//!   seq-cst fence, load the word; if `WAITING` is set, [`wake`]: replace
+//!   the word by `(word & !WAITING) + 2` (compare-and-swap loop) and
+//!   `FUTEX_WAKE` every sleeper. All of this happens before the lock is
+//!   released, so a writer that dies between its commit and its wake dies
+//!   holding the lock, and the next writer, which recovers the lock, calls
+//!   [`wake`] unconditionally.
+//! - **Waiter** (read-write attachment): load the word (`e`); if the commit
+//!   point moved, done. Else set `WAITING` by compare-and-swap from `e`
+//!   (start over if that fails), seq-cst fence, look at the commit point
+//!   again; if it did not move, `FUTEX_WAIT` while the word still holds
+//!   `e | WAITING`. Read-only attachments cannot write the word: they sleep
+//!   on it without announcing themselves, in short slices.
+//!
+//! **No lost wake-up** (between live processes). Take a waiter that goes to
+//! sleep on value `x = e | WAITING` and a commit `C` its last look did not
+//! see. The waiter's `WAITING` store, its fence `Fw` and its look, and the
+//! writer's commit, its fence `Fc` and its load of the word are two store →
+//! fence → load sequences (store buffering): since the waiter's look missed
+//! `C`, `Fw` precedes `Fc` in the single order of seq-cst fences, so the
+//! writer's load sees the waiter's `WAITING` store or a later value of the
+//! word. Only writers clear `WAITING`, each after a commit of its own, so
+//! the first commit after the waiter's look finds `WAITING` set and changes
+//! the epoch: from then on the word differs from `x`. The kernel compares the
+//! word and queues the waiter atomically with respect to `FUTEX_WAKE`, so the
+//! waiter either does not sleep (the word moved) or is queued before the
+//! writer's wake and woken by it. Dead waiters leave `WAITING` set: the next
+//! commit pays one wake call and clears it; no waiter bookkeeping is needed.
+//!
+//! **Writers that die.** Between commit and wake: covered by the recovery
+//! above. With no later writer at all, waiters still see the change: a
+//! read-write waiter sleeps at most [`MAX_SLEEP`] at a time before it looks
+//! at the commit point again.
+//!
+//! The model in `tests/loom_notify.rs` runs these functions.
+
+use std::io;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::time::Duration;
+
+use super::atomic::{Model, Word32};
+
+/// Bit 0 of the word: a read-write waiter may be asleep on it.
+pub const WAITING: u32 = 1;
+
+/// The longest a waiter sleeps before it looks at the commit point again,
+/// so that a change whose writer died before waking anyone is still seen.
+pub const MAX_SLEEP: Duration = Duration::from_millis(250);
+
+/// How a waiter sleeps on a word until a writer wakes it (the kernel's
+/// futex for the real thing; a condition variable in the loom models).
+pub trait Sleep<W: ?Sized> {
+    /// Sleep while `word` holds `expected`, at most `timeout`; may return
+    /// early for any reason.
+    fn sleep(&self, word: &W, expected: u32, timeout: Option<Duration>) -> io::Result<()>;
+    /// Wake every sleeper on `word`.
+    fn wake_all(&self, word: &W);
+}
+
+/// The kernel's futex.
+pub struct Futex;
+
+impl Sleep<std::sync::atomic::AtomicU32> for Futex {
+    #[inline]
+    fn sleep(
+        &self,
+        word: &std::sync::atomic::AtomicU32,
+        expected: u32,
+        timeout: Option<Duration>,
+    ) -> io::Result<()> {
+        super::futex::wait(word, expected, timeout).map(drop)
+    }
+
+    #[inline]
+    fn wake_all(&self, word: &std::sync::atomic::AtomicU32) {
+        // A failed wake (ENOSYS) leaves waiters to their MAX_SLEEP slices;
+        // the commit is made either way.
+        let _ = super::futex::wake_all(word);
+    }
+}
+
+/// The writer's side, right after the store that commits (and still under
+/// the write lock): wake the waiters if any announced themselves.
+#[inline]
+pub fn after_commit<M: Model, S: Sleep<M::U32>>(word: &M::U32, sleep: &S) {
+    M::fence(SeqCst);
+    if word.load(Relaxed) & WAITING != 0 {
+        crate::crash::point("notify.before_wake");
+        wake::<M, S>(word, sleep);
+    }
+}
+
+/// Clear `WAITING`, move the epoch on and wake every sleeper. Called by a
+/// writer whose commit found `WAITING`, and unconditionally by a writer that
+/// recovered the lock from a dead one.
+pub fn wake<M: Model, S: Sleep<M::U32>>(word: &M::U32, sleep: &S) {
+    let mut w = word.load(Relaxed);
+    while let Err(now) = word.compare_exchange(w, (w & !WAITING).wrapping_add(2), SeqCst, Relaxed) {
+        w = now;
+    }
+    sleep.wake_all(word);
+}
+
+/// One round of waiting: returns `true` as soon as `changed()` says the
+/// commit point moved, `false` after a sleep of at most `timeout` (or a
+/// wake, or a lost race on the word) without seeing it move. `announce`:
+/// set `WAITING` so that writers wake this waiter (a read-write attachment
+/// only).
+pub fn wait_round<M: Model, S: Sleep<M::U32>>(
+    word: &M::U32,
+    sleep: &S,
+    announce: bool,
+    changed: &mut impl FnMut() -> bool,
+    timeout: Option<Duration>,
+) -> io::Result<bool> {
+    let mut e = word.load(SeqCst);
+    if changed() {
+        return Ok(true);
+    }
+    if announce && e & WAITING == 0 {
+        if word
+            .compare_exchange(e, e | WAITING, SeqCst, Relaxed)
+            .is_err()
+        {
+            return Ok(false);
+        }
+        e |= WAITING;
+    }
+    M::fence(SeqCst);
+    if changed() {
+        return Ok(true);
+    }
+    crate::crash::point("notify.before_sleep");
+    sleep.sleep(word, e, timeout)?;
+    Ok(changed())
+}

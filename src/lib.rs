@@ -50,6 +50,17 @@ pub mod region;
 pub mod segment;
 mod sync;
 
+/// The protocols, for the loom models in `tests/loom_*.rs` (built with
+/// `RUSTFLAGS="--cfg loom"` only).
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod loom_api {
+    pub use crate::cell::ring;
+    pub use crate::region::pin_slot;
+    pub use crate::sync::atomic::{Loom, Model, Word32, Word64};
+    pub use crate::sync::{notify, ready};
+}
+
 pub use cell::{CellOptions, CellReader, DEFAULT_CELL_SLOTS, SharedCell};
 pub use error::{Error, Limit, Result, Target};
 pub use key::Key;

@@ -28,6 +28,9 @@ use crate::segment::SegmentInfo;
 use crate::sync::atomic::Std;
 use crate::sync::copy;
 
+#[cfg(loom)]
+pub mod ring;
+#[cfg(not(loom))]
 mod ring;
 
 /// How to open or create a [`SharedCell`]: mode, removal on drop, timeouts

@@ -55,6 +55,9 @@ use crate::raw::{RawStore, WriteGuard};
 use crate::segment::SegmentInfo;
 
 mod options;
+#[cfg(loom)]
+pub mod pin_slot;
+#[cfg(not(loom))]
 pub(crate) mod pin_slot;
 mod pins;
 mod reader;

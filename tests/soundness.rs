@@ -543,12 +543,14 @@ fn hold_for(micros: u64) {
 fn tls_check(guard: &RegionRef<'_, Text>, seen: &(u64, String), context: &'static str) {
     TLS_CHECKED.fetch_add(1, Ordering::Relaxed);
     let now = text_of(guard);
-    if now != *seen || !is_whole(guard) || seen.0 != guard.version() {
+    let whole = is_whole(guard);
+    if now != *seen || !whole || seen.0 != guard.version() {
         TLS_CHANGED.fetch_add(1, Ordering::Relaxed);
         *TLS_CHANGED_BY.lock().unwrap().entry(context).or_default() += 1;
         tls_problem(format!(
-            "{context}: a guard of version {} showed {seen:?}, then {now:?}",
-            guard.version()
+            "{context}: a guard of version {} showed {seen:?}, then {now:?}{}",
+            guard.version(),
+            if whole { "" } else { ", then a torn value" },
         ));
     }
 }

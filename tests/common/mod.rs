@@ -167,6 +167,22 @@ pub fn unique_key() -> Key {
     }
 }
 
+/// Whether this process runs as root. Tests that need root (to act as
+/// another user, or to give a segment away) call [`root_or_skip`].
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// `true` when running as root; otherwise prints why the calling test is
+/// skipped and returns `false`.
+pub fn root_or_skip(why: &str) -> bool {
+    if !is_root() {
+        eprintln!("skipped: {why} needs root");
+    }
+    is_root()
+}
+
 /// Drop this process to uid and gid 65534 (`nobody`), for permission tests.
 pub fn drop_to_nobody() {
     // SAFETY: plain system calls on this process's credentials, made in a

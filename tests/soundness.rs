@@ -13,15 +13,13 @@ mod common;
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Child, ChildStdin, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use common::{SegGuard, child_args, key_arg, report, unique_key};
+use common::{CHILD_WAIT, Kid, SPAWNING, SegGuard, child_args, key_arg, report, unique_key};
 use shmstore::{Error, Key, RegionRef, Segment, SharedCell, SharedRegion};
 
 /// A value whose every archive has the same layout (the text has the same
@@ -51,129 +49,6 @@ fn text_of(t: &ArchivedText) -> (u64, String) {
 /// Whether an archived `Text` is whole: its text agrees with its version.
 fn is_whole(t: &ArchivedText) -> bool {
     t.version.to_native() < 100_000_000 && t.text.as_str() == Text::of(t.version.to_native()).text
-}
-
-/// How long a child gets to make each report or to exit.
-const CHILD_WAIT: Duration = Duration::from_secs(30);
-
-/// Children are spawned under the read side; a test that needs the next
-/// pid to go to its own child spawns under the write side.
-static SPAWNING: RwLock<()> = RwLock::new(());
-
-/// A child process of this binary (see [`common::child`]) whose reports
-/// are read with a deadline: a child that does not report in time is
-/// killed and the test fails, instead of hanging.
-struct Kid {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<String>,
-    what: String,
-}
-
-impl Kid {
-    fn spawn(args: &[&str]) -> Kid {
-        let _spawning = SPAWNING.read().unwrap_or_else(|e| e.into_inner());
-        Kid::spawn_unlocked(args)
-    }
-
-    fn spawn_unlocked(args: &[&str]) -> Kid {
-        let mut child = common::child(args)
-            .stdin(Stdio::piped())
-            .spawn()
-            .expect("spawn child");
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Kid {
-            child,
-            stdin,
-            lines,
-            what: args.join(" "),
-        }
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    /// Wait for report `name` and return its value.
-    fn expect(&mut self, name: &str) -> String {
-        let deadline = Instant::now() + CHILD_WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    let Some((k, v)) = line.strip_prefix('@').and_then(|l| l.split_once('='))
-                    else {
-                        continue;
-                    };
-                    if k == name {
-                        return v.to_owned();
-                    }
-                    panic!(
-                        "child `{}` reported {k}={v} while {name} was expected",
-                        self.what
-                    );
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    self.kill();
-                    panic!(
-                        "child `{}` did not report {name} within {CHILD_WAIT:?}: killed it",
-                        self.what
-                    );
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    let status = self.wait();
-                    panic!(
-                        "child `{}` ended ({status}) before reporting {name}",
-                        self.what
-                    );
-                }
-            }
-        }
-    }
-
-    /// Close the child's stdin and wait for it to exit.
-    fn wait(&mut self) -> ExitStatus {
-        self.stdin = None;
-        let deadline = Instant::now() + CHILD_WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait for child") {
-                return status;
-            }
-            if Instant::now() >= deadline {
-                self.kill();
-                panic!(
-                    "child `{}` did not exit within {CHILD_WAIT:?}: killed it",
-                    self.what
-                );
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-
-    /// SIGKILL the child and reap it.
-    fn kill(&mut self) -> ExitStatus {
-        let _ = self.child.kill();
-        self.child.wait().expect("reap child")
-    }
-}
-
-impl Drop for Kid {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }
 
 #[test]

@@ -3,9 +3,11 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::Arc;
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use shmstore::{Error, Key, Segment};
 
@@ -123,6 +125,160 @@ impl Live {
 }
 
 impl Drop for Live {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// How long a child gets to make each report or to exit.
+pub const CHILD_WAIT: Duration = Duration::from_secs(30);
+
+/// Children are spawned under the read side; a test that needs the next
+/// pid to go to its own child spawns under the write side.
+pub static SPAWNING: RwLock<()> = RwLock::new(());
+
+/// A child process of this binary (see [`common::child`]) whose reports
+/// are read with a deadline: a child that does not report in time is
+/// killed and the test fails, instead of hanging.
+pub struct Kid {
+    pub child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    what: String,
+}
+
+impl Kid {
+    pub fn spawn(args: &[&str]) -> Kid {
+        let _spawning = SPAWNING.read().unwrap_or_else(|e| e.into_inner());
+        Kid::spawn_unlocked(args)
+    }
+
+    pub fn spawn_unlocked(args: &[&str]) -> Kid {
+        Kid::start(child(args))
+    }
+
+    /// Start `cmd` (a [`child`] command, perhaps with more settings).
+    pub fn start(mut cmd: Command) -> Kid {
+        let what = format!("{cmd:?}");
+        let mut child = cmd.stdin(Stdio::piped()).spawn().expect("spawn child");
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Kid {
+            child,
+            stdin,
+            lines,
+            what,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Wait for report `name` and return its value.
+    pub fn expect(&mut self, name: &str) -> String {
+        let deadline = Instant::now() + CHILD_WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let Some((k, v)) = line.strip_prefix('@').and_then(|l| l.split_once('='))
+                    else {
+                        continue;
+                    };
+                    if k == name {
+                        return v.to_owned();
+                    }
+                    panic!(
+                        "child `{}` reported {k}={v} while {name} was expected",
+                        self.what
+                    );
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    self.kill();
+                    panic!(
+                        "child `{}` did not report {name} within {CHILD_WAIT:?}: killed it",
+                        self.what
+                    );
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let status = self.wait();
+                    panic!(
+                        "child `{}` ended ({status}) before reporting {name}",
+                        self.what
+                    );
+                }
+            }
+        }
+    }
+
+    /// Close the child's stdin and wait for it to exit.
+    pub fn wait(&mut self) -> ExitStatus {
+        self.stdin = None;
+        let deadline = Instant::now() + CHILD_WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for child") {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                self.kill();
+                panic!(
+                    "child `{}` did not exit within {CHILD_WAIT:?}: killed it",
+                    self.what
+                );
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// SIGKILL the child and reap it.
+    pub fn kill(&mut self) -> ExitStatus {
+        let _ = self.child.kill();
+        self.child.wait().expect("reap child")
+    }
+
+    /// Send one line to the child.
+    pub fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// The next report `name` if the child makes it within `wait`, `None`
+    /// if it does not (the child lives on).
+    pub fn report_within(&mut self, name: &str, wait: Duration) -> Option<String> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some((k, v)) = line.strip_prefix('@').and_then(|l| l.split_once('=')) {
+                        assert_eq!(k, name, "child `{}` reported {k}={v}", self.what);
+                        return Some(v.to_owned());
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => return None,
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!("child `{}` ended before reporting {name}", self.what)
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Kid {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();

@@ -266,10 +266,13 @@ pub fn region_archive(data: &[u8]) {
 
 /// Target `cell_ops`: a sequence of operations on one cell image through
 /// several handles: store, update, load, open with the right and a wrong
-/// type, corrupt a byte, open a truncated view. Until a byte is corrupted,
-/// every load returns the last committed value; after, only reading
-/// operations run (writers are trusted to be bug-free, readers are not) and
-/// none may panic.
+/// type, corrupt a byte, scribble on a layout field of the header, open a
+/// truncated view. Until a byte is corrupted, every load returns the last
+/// committed value; after, only reading operations run (writers are trusted
+/// to be bug-free, readers are not) and none may panic. A scribble on the
+/// layout fields changes nothing for handles opened before it: they keep
+/// the layout they validated, and go on loading and storing the model's
+/// values.
 pub fn cell_ops(data: &[u8]) {
     type V = [u64; 4];
     let ty = |name: &str, size: u32| TypeDesc {
@@ -295,11 +298,16 @@ pub fn cell_ops(data: &[u8]) {
     )
     .expect("create a cell in a heap image");
     let mut handles = vec![SharedCell::<V>::wrap(first)];
+    // Per handle: opened before any layout scribble, so its layout is the
+    // creator's.
+    let mut trusted = vec![true];
     let (mut model, mut version, mut corrupted) = ([0u64; 4], 0u64, false);
+    let mut layout_scribbled = false;
     let mut input = Input(data);
     while !input.is_empty() && handles.len() < 16 {
         let h = input.u8() as usize % handles.len();
-        match input.u8() % 7 {
+        match input.u8() % 8 {
+            0 | 1 if !trusted[h] => {}
             0 if !corrupted => {
                 let v = [input.u64(), input.u64(), input.u64(), input.u64()];
                 handles[h].store(v).expect("store");
@@ -321,7 +329,7 @@ pub fn cell_ops(data: &[u8]) {
             2 => {
                 let v = handles[h].load();
                 let n = handles[h].version();
-                if !corrupted {
+                if !corrupted && trusted[h] {
                     assert_eq!(v, model);
                     assert_eq!(n, version);
                 }
@@ -329,8 +337,14 @@ pub fn cell_ops(data: &[u8]) {
             3 => {
                 match RawStore::open_in(view(&image, image.len()), Target::Id(-1), &spec(), &right)
                 {
-                    Ok(raw) => handles.push(SharedCell::<V>::wrap(raw)),
-                    Err(e) => assert!(corrupted && is_validation_error(&e), "{e}"),
+                    Ok(raw) => {
+                        handles.push(SharedCell::<V>::wrap(raw));
+                        trusted.push(!layout_scribbled);
+                    }
+                    Err(e) => assert!(
+                        (corrupted || layout_scribbled) && is_validation_error(&e),
+                        "{e}"
+                    ),
                 }
             }
             4 => {
@@ -361,12 +375,30 @@ pub fn cell_ops(data: &[u8]) {
                 match RawStore::open_in(view(&image, len), Target::Id(-1), &spec(), &right) {
                     Ok(raw) => {
                         assert!(
-                            len >= layout.used_len || corrupted,
+                            len >= layout.used_len || corrupted || layout_scribbled,
                             "a {len}-byte view opened"
                         );
                         handles.push(SharedCell::<V>::wrap(raw));
+                        trusted.push(!layout_scribbled);
                     }
                     Err(e) => assert!(is_validation_error(&e), "{e}"),
+                }
+            }
+            7 => {
+                // FORMAT.md: value_size, slot_count, data_offset,
+                // slot_stride, used_len.
+                const FIELDS: [(usize, usize); 5] = [(44, 4), (76, 4), (80, 8), (88, 8), (96, 8)];
+                let (offset, width) = FIELDS[input.u8() as usize % FIELDS.len()];
+                let value = input.u64().to_le_bytes();
+                for (i, &byte) in value.iter().take(width).enumerate() {
+                    // SAFETY: the fields lie within the 512-byte header of
+                    // the image; a buggy peer's scribble, made atomically.
+                    let cell = unsafe {
+                        std::sync::atomic::AtomicU8::from_ptr(image.as_ptr().add(offset + i))
+                    };
+                    if cell.swap(byte, std::sync::atomic::Ordering::SeqCst) != byte {
+                        layout_scribbled = true;
+                    }
                 }
             }
             _ => {}
@@ -377,14 +409,22 @@ pub fn cell_ops(data: &[u8]) {
 /// Target `region_ops`: publish, read (also through read-only handles),
 /// open, corrupt and truncate on one region image. Until a byte is
 /// corrupted, reads return the last published value; after, only reads run,
-/// and they return a value that can be walked or a typed error.
+/// and they return a value that can be walked or a typed error. A handle
+/// keeps what it validated: after scribbles that spared the buffers' bytes
+/// (header, control block: `len`, `current`, pins), a handle that reads
+/// the archive it validated last reads exactly what it read before.
 pub fn region_ops(data: &[u8]) {
     let mut input = Input(data);
     let buffers = 2 + input.u8() as usize % 3;
     let (image, first) = new_region(buffers);
+    let data_offset = first.raw().layout().data_offset;
     let mut writers = vec![first];
+    // Per writer handle: the `current` word of its last read and what the
+    // read saw.
+    let mut last: Vec<Option<(u64, u64)>> = vec![None];
     let mut readers: Vec<RegionReader<FuzzConfig>> = Vec::new();
     let (mut model, mut corrupted): (Option<FuzzConfig>, bool) = (None, false);
+    let mut buffers_scribbled = false;
     while !input.is_empty() && writers.len() + readers.len() < 16 {
         let w = input.u8() as usize % writers.len();
         let op = input.u8() % 7;
@@ -400,11 +440,37 @@ pub fn region_ops(data: &[u8]) {
                     Err(e) => panic!("publish: {e}"),
                 }
             }
+            1 | 2 if corrupted && !buffers_scribbled && op == 2 => {
+                // The archive this handle validated last, read again after
+                // the control block was scribbled on: the same bytes at the
+                // same kept length, so the same value.
+                let current = writers[w]
+                    .control()
+                    .current
+                    .load(std::sync::atomic::Ordering::SeqCst);
+                match (writers[w].read(), last[w]) {
+                    (Ok(c), Some((seen, hash))) if seen == current => {
+                        assert_eq!(walk(&c), hash, "a kept archive changed");
+                    }
+                    (Ok(c), _) => {
+                        walk(&c);
+                    }
+                    (Err(e), _) => assert!(
+                        matches!(e, Error::Corrupt { .. } | Error::NothingPublished),
+                        "{e}"
+                    ),
+                }
+            }
             1 | 2 => {
                 // A handle validates each version once; after a scribble on
                 // bytes it already validated only a fresh handle checks them
                 // again (writers are trusted not to scribble; see region.rs).
                 let fresh;
+                let current = writers[w]
+                    .control()
+                    .current
+                    .load(std::sync::atomic::Ordering::SeqCst);
+                let through_writer = !corrupted && !(op == 2 && !readers.is_empty());
                 let value = if corrupted {
                     match open_region(&image, image.len()) {
                         Ok(r) => {
@@ -421,6 +487,9 @@ pub fn region_ops(data: &[u8]) {
                 } else {
                     writers[w].read()
                 };
+                if through_writer && let Ok(c) = &value {
+                    last[w] = Some((current, walk(c)));
+                }
                 match (value, &model) {
                     (Ok(c), Some(m)) if !corrupted => assert!(matches(&c, m)),
                     (Ok(c), _) => assert!(corrupted, "read {} before any publish", walk(&c)),
@@ -432,7 +501,10 @@ pub fn region_ops(data: &[u8]) {
                 }
             }
             3 => match open_region(&image, image.len()) {
-                Ok(r) => writers.push(r),
+                Ok(r) => {
+                    writers.push(r);
+                    last.push(None);
+                }
                 Err(e) => assert!(corrupted && is_validation_error(&e), "{e}"),
             },
             4 => match open_region_reader(&image, image.len()) {
@@ -447,6 +519,7 @@ pub fn region_ops(data: &[u8]) {
                     unsafe { std::sync::atomic::AtomicU8::from_ptr(image.as_ptr().add(offset)) };
                 if cell.swap(byte, std::sync::atomic::Ordering::SeqCst) != byte {
                     corrupted = true;
+                    buffers_scribbled |= offset >= data_offset;
                 }
             }
             6 => {

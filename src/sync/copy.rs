@@ -21,18 +21,21 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// The size from which copies use the string move, where the processor has
 /// one.
+#[cfg_attr(miri, allow(dead_code))]
 pub const STRING_MIN: usize = 256;
 
 /// Copy `len` bytes from the slot at `src` to `dst`.
 ///
 /// # Safety
 /// `src` must be 8-byte aligned and valid for reads of `len` rounded up to a
-/// multiple of 8 bytes, for the duration of the call; `dst` must be valid
-/// for writes of `len` bytes (it may be uninitialised and unaligned) and
-/// must not overlap the slot.
+/// multiple of 8 bytes, for the duration of the call, and derived from a
+/// pointer that may also write (the bytes are read as atomics, which other
+/// threads may write: a pointer from a shared reference to plain bytes does
+/// not do); `dst` must be valid for writes of `len` bytes (it may be
+/// uninitialised and unaligned) and must not overlap the slot.
 #[inline]
 pub unsafe fn load_bytes(src: *const u8, dst: *mut u8, len: usize) {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
     if len >= STRING_MIN {
         // SAFETY: the caller's promises, which `string::load` repeats.
         unsafe { string::load(src, dst, len) };
@@ -69,7 +72,7 @@ pub unsafe fn store_bytes(dst: *mut u8, data: &[u8]) {
     let words = dst.cast::<AtomicU64>();
     let mut chunks = data.chunks_exact(8);
     let mut i = 0;
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
     if data.len() >= STRING_MIN {
         let whole = data.len() / 8 * 8;
         // SAFETY: dst is writable for data.len() >= whole bytes (the
@@ -95,7 +98,7 @@ pub unsafe fn store_bytes(dst: *mut u8, data: &[u8]) {
 }
 
 /// The string move of x86-64, with the fences the seqlock needs.
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", not(miri)))]
 mod string {
     /// Copy `n` bytes from shared `src` to private `dst`; the copy's loads
     /// are complete before any later load (`lfence`), so a load of the
@@ -157,7 +160,7 @@ mod tests {
             unsafe { store_bytes(slot.as_mut_ptr().cast(), &data) };
             let mut out = vec![0u8; len];
             // SAFETY: as above; out has len bytes.
-            unsafe { load_bytes(slot.as_ptr().cast(), out.as_mut_ptr(), len) };
+            unsafe { load_bytes(slot.as_mut_ptr().cast(), out.as_mut_ptr(), len) };
             assert_eq!(out, data);
         }
     }
@@ -175,7 +178,7 @@ mod tests {
             unsafe { store_bytes(slot.as_mut_ptr().cast(), &data) };
             let mut out = vec![0u8; len];
             // SAFETY: as above; out has len bytes.
-            unsafe { load_bytes(slot.as_ptr().cast(), out.as_mut_ptr(), len) };
+            unsafe { load_bytes(slot.as_mut_ptr().cast(), out.as_mut_ptr(), len) };
             assert_eq!(out, data, "{len} bytes");
             // The rest of the last word is zero, as FORMAT.md says.
             let bytes: &[u8] = bytemuck::cast_slice(&slot);

@@ -35,26 +35,42 @@ pub unsafe fn init(m: *mut libc::pthread_mutex_t) -> io::Result<()> {
     unsafe {
         check(libc::pthread_mutexattr_init(attr.as_mut_ptr()))?;
         let a = attr.as_mut_ptr();
-        let result = check(libc::pthread_mutexattr_setpshared(
-            a,
-            libc::PTHREAD_PROCESS_SHARED,
-        ))
-        .and_then(|()| {
-            check(libc::pthread_mutexattr_setrobust(
-                a,
-                libc::PTHREAD_MUTEX_ROBUST,
-            ))
-        })
-        .and_then(|()| {
-            check(libc::pthread_mutexattr_settype(
-                a,
-                libc::PTHREAD_MUTEX_ERRORCHECK,
-            ))
-        })
-        .and_then(|()| check(libc::pthread_mutex_init(m, a)));
+        let result = shared_and_robust(a)
+            .and_then(|()| {
+                check(libc::pthread_mutexattr_settype(
+                    a,
+                    libc::PTHREAD_MUTEX_ERRORCHECK,
+                ))
+            })
+            .and_then(|()| check(libc::pthread_mutex_init(m, a)));
         libc::pthread_mutexattr_destroy(a);
         result
     }
+}
+
+/// Make the attributes process-shared and robust.
+///
+/// # Safety
+/// `a` must point to initialised mutex attributes.
+#[cfg(not(miri))]
+unsafe fn shared_and_robust(a: *mut libc::pthread_mutexattr_t) -> io::Result<()> {
+    // SAFETY: `a` is initialised (the caller's promise).
+    let rc = unsafe { libc::pthread_mutexattr_setpshared(a, libc::PTHREAD_PROCESS_SHARED) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    // SAFETY: as above.
+    match unsafe { libc::pthread_mutexattr_setrobust(a, libc::PTHREAD_MUTEX_ROBUST) } {
+        0 => Ok(()),
+        rc => Err(io::Error::from_raw_os_error(rc)),
+    }
+}
+
+/// Under Miri, which runs one process and knows neither attribute: a
+/// mutex private to the process, which is all a heap image needs.
+#[cfg(miri)]
+unsafe fn shared_and_robust(_: *mut libc::pthread_mutexattr_t) -> io::Result<()> {
+    Ok(())
 }
 
 /// Lock the mutex at `m`, recovering it if its owner died.

@@ -470,7 +470,7 @@ pub fn region_ops(data: &[u8]) {
                     .control()
                     .current
                     .load(std::sync::atomic::Ordering::SeqCst);
-                let through_writer = !corrupted && !(op == 2 && !readers.is_empty());
+                let through_writer = !corrupted && (op != 2 || readers.is_empty());
                 let value = if corrupted {
                     match open_region(&image, image.len()) {
                         Ok(r) => {

@@ -272,11 +272,23 @@ fn fork_with_guard(key: Key, what: &str) {
     // SAFETY: the grandchild runs only this thread: it drops or forgets
     // values (atomic stores, shmdt, free) and pins through its own slot,
     // then _exits without running any destructor or atexit handler.
-    let pid = unsafe { libc::fork() };
+    // The grandchild runs only this thread: it drops or forgets values
+    // (atomic stores, shmdt, free) and pins through its own slot, then
+    // _exits without running any destructor or atexit handler.
+    // `raw_drop_guard`: the fork system call itself, which runs no
+    // pthread_atfork handler (the C library's fork does).
+    let pid = if what.starts_with("raw_") {
+        // SAFETY: the grandchild only drops the guard (atomic loads and
+        // stores, a getpid) and _exits.
+        unsafe { libc::syscall(libc::SYS_fork) as libc::pid_t }
+    } else {
+        // SAFETY: see above.
+        unsafe { libc::fork() }
+    };
     assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
     if pid == 0 {
         let ok = match what {
-            "drop_guard" => {
+            "drop_guard" | "raw_drop_guard" => {
                 drop(guard);
                 true
             }
@@ -327,7 +339,13 @@ fn fork_with_guard(key: Key, what: &str) {
 #[test]
 fn a_forked_child_does_not_unpin_the_parents_guard() {
     let mut failures = Vec::new();
-    for what in ["drop_guard", "own_read", "drop_handle", "everything"] {
+    for what in [
+        "drop_guard",
+        "raw_drop_guard",
+        "own_read",
+        "drop_handle",
+        "everything",
+    ] {
         let key = unique_key();
         let region = SharedRegion::<Text>::options()
             .buffers(2)

@@ -388,7 +388,8 @@ impl fmt::Display for Error {
             } => write!(
                 f,
                 "the creator (pid {creator}) of the segment at {target} (id {id}) died before initialising it; \
-                 remove it (open_or_create does so) and create it again"
+                 remove it and create it again (open_or_create does so when the segment has the size \
+                 and header it would have made itself)"
             ),
             Error::Lock { id, source } => {
                 write!(

@@ -108,7 +108,11 @@ pub struct Header {
     pub slot_stride: AtomicU64,
     /// `data_offset + slot_count * slot_stride`: the bytes the segment needs.
     pub used_len: AtomicU64,
-    _reserved0: [AtomicU64; 3],
+    /// The start time of the process that initialised the segment (clock
+    /// ticks after boot, field 22 of `/proc/PID/stat`; 0 unknown): with
+    /// `creator_pid`, it names the creator even if its pid is reused.
+    pub creator_start: AtomicU64,
+    _reserved0: [AtomicU64; 2],
     /// The type's name, UTF-8, truncated to [`TYPE_NAME_MAX`] bytes.
     pub type_name: [AtomicU8; TYPE_NAME_MAX],
     /// Cells: the commit counter, the number of values committed after the
@@ -170,6 +174,7 @@ const _: () = {
     assert!(offset_of!(Header, data_offset) == 80);
     assert!(offset_of!(Header, slot_stride) == 88);
     assert!(offset_of!(Header, used_len) == 96);
+    assert!(offset_of!(Header, creator_start) == 104);
     assert!(offset_of!(Header, type_name) == 128);
     assert!(offset_of!(Header, seq) == 256);
     assert!(offset_of!(Header, notify) == 264);
@@ -348,34 +353,24 @@ impl Header {
         }
     }
 
-    /// Fail with [`Error::TypeMismatch`] unless the stored type is `want`.
-    pub fn check_type(&self, want: &TypeDesc) -> Result<()> {
-        let matches = self.kind() == Some(want.kind)
-            && self.value_size.load(Relaxed) == want.size
-            && self.value_align.load(Relaxed) == want.align
-            && self.schema_version.load(Relaxed) == want.schema_version
-            && self.type_extra.load(Relaxed) == want.extra
-            && self.type_hash.load(Relaxed) == want.fingerprint();
-        if matches {
-            Ok(())
-        } else {
-            Err(Error::TypeMismatch {
-                stored: self.stored_type().to_string(),
-                requested: want.to_string(),
-            })
-        }
+    /// Say who is creating the segment: the creator's first writes, so that
+    /// openers can tell a live creator from a dead one by more than its pid.
+    pub fn write_creator(&self, pid: i32, start: u64) {
+        self.creator_start.store(start, Relaxed);
+        self.creator_pid.store(pid, Relaxed);
+        // Release: an opener that sees the magic (acquire) sees the two.
+        self.magic
+            .store(MAGIC, std::sync::atomic::Ordering::Release);
     }
 
-    /// Write every field of a fresh header except `state`, the sync words and
-    /// the mutex. Called by the creator only, before it publishes
-    /// [`STATE_READY`].
-    pub fn write_fresh(&self, ty: &TypeDesc, layout: &Layout, creator_pid: i32) {
+    /// Write every field of a fresh header except `state`, the creator, the
+    /// sync words and the mutex. Called by the creator only, before it
+    /// publishes [`STATE_READY`].
+    pub fn write_fresh(&self, ty: &TypeDesc, layout: &Layout) {
         let abi = Abi::current();
-        self.magic.store(MAGIC, Relaxed);
         self.format_version.store(FORMAT_VERSION, Relaxed);
         self.kind.store(ty.kind as u32, Relaxed);
         self.header_size.store(HEADER_SIZE as u32, Relaxed);
-        self.creator_pid.store(creator_pid, Relaxed);
         self.abi_arch.store(abi.arch, Relaxed);
         self.abi_pointer_width.store(abi.pointer_width, Relaxed);
         self.abi_libc.store(abi.libc, Relaxed);
@@ -490,13 +485,17 @@ pub fn validate(header: &Header, segment_len: usize) -> Result<Validated> {
             ours: Abi::current().to_string(),
         });
     }
+    let value_align = header.value_align.load(Relaxed);
+    let schema_version = header.schema_version.load(Relaxed);
+    let type_hash = header.type_hash.load(Relaxed);
+    let type_extra = header.type_extra.load(Relaxed);
     let name_len = header.type_name_len.load(Relaxed);
     if name_len as usize > TYPE_NAME_MAX {
         return Err(corrupt(format!(
             "type name length {name_len} > {TYPE_NAME_MAX}"
         )));
     }
-    let align = header.value_align.load(Relaxed);
+    let align = value_align;
     if !align.is_power_of_two() || align > MAX_ALIGN {
         return Err(corrupt(format!("value alignment {align}")));
     }
@@ -515,7 +514,8 @@ pub fn validate(header: &Header, segment_len: usize) -> Result<Validated> {
         Kind::Region => HEADER_SIZE + REGION_CONTROL_SIZE,
         Kind::Cell => HEADER_SIZE,
     };
-    let size = u64::from(header.value_size.load(Relaxed));
+    let value_size = header.value_size.load(Relaxed);
+    let size = u64::from(value_size);
     if data_offset < prefix as u64
         || !data_offset.is_multiple_of(u64::from(align.max(8)))
         || stride == 0
@@ -534,6 +534,11 @@ pub fn validate(header: &Header, segment_len: usize) -> Result<Validated> {
     match needed {
         Some(n) if n == used && n <= segment_len as u64 => Ok(Validated {
             kind,
+            value_size,
+            value_align,
+            schema_version,
+            type_hash,
+            type_extra,
             layout: Layout {
                 data_offset: data_offset as usize,
                 slot_stride: stride as usize,
@@ -550,14 +555,48 @@ pub fn validate(header: &Header, segment_len: usize) -> Result<Validated> {
     }
 }
 
-/// What [`validate`] checked: the values to keep and use, never to read
-/// from the header again.
+/// What [`validate`] read and checked: the values to keep and use, never
+/// to read from the header again (another process may change the header
+/// between two reads).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Validated {
     /// What the segment holds.
     pub kind: Kind,
+    /// The stored value's size: at most `layout.slot_stride`.
+    pub value_size: u32,
+    /// The stored value's alignment.
+    pub value_align: u32,
+    /// The stored type's schema version.
+    pub schema_version: u32,
+    /// The stored type's fingerprint.
+    pub type_hash: u64,
+    /// Further facts of the stored form.
+    pub type_extra: u64,
     /// Where its data lies, every slot inside the segment.
     pub layout: Layout,
+}
+
+impl Validated {
+    /// Fail with [`Error::TypeMismatch`] unless the type validated is
+    /// `want`, compared on the values validated (so the kind and the size
+    /// that the layout was checked against are the ones matched). The
+    /// header is read again only for the error's description.
+    pub fn check_type(&self, header: &Header, want: &TypeDesc) -> Result<()> {
+        let matches = self.kind == want.kind
+            && self.value_size == want.size
+            && self.value_align == want.align
+            && self.schema_version == want.schema_version
+            && self.type_extra == want.extra
+            && self.type_hash == want.fingerprint();
+        if matches {
+            Ok(())
+        } else {
+            Err(Error::TypeMismatch {
+                stored: header.stored_type().to_string(),
+                requested: want.to_string(),
+            })
+        }
+    }
 }
 
 #[cfg(test)]
@@ -584,7 +623,8 @@ mod tests {
             extra: 0,
         };
         let layout = Layout::for_value(8, 8, 2).unwrap();
-        h.write_fresh(&ty, &layout, 1);
+        h.write_creator(1, 0);
+        h.write_fresh(&ty, &layout);
         h.state.store(STATE_READY, Relaxed);
         img
     }

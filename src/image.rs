@@ -158,10 +158,20 @@ pub struct Creator {
 }
 
 impl Creator {
-    /// Whether the creator is still running: a live process with its pid
-    /// that started before the segment was made and runs as its user (a
-    /// pid alone may have been taken over since the creator died).
-    pub fn alive(&self) -> bool {
-        crate::sync::process::may_be_creator(self.pid, self.created, self.uid)
+    /// Whether the creator is still running. A pid alone may have been taken
+    /// over since the creator died: where the header names the creator (its
+    /// first writes are its pid and start time), the process with that pid
+    /// must have that start time; before that, it must have started before
+    /// the segment was made and run as its user.
+    pub fn alive(&self, header: &crate::header::Header) -> bool {
+        use std::sync::atomic::Ordering::{Acquire, Relaxed};
+        let named = header.magic.load(Acquire) == crate::header::MAGIC
+            && header.creator_pid.load(Relaxed) == self.pid;
+        let start = header.creator_start.load(Relaxed);
+        if named && start != 0 {
+            crate::sync::process::same_process_alive(self.pid, Some(start))
+        } else {
+            crate::sync::process::may_be_creator(self.pid, self.created, self.uid)
+        }
     }
 }

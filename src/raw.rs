@@ -159,8 +159,10 @@ pub struct RawStore {
     /// cannot move a slot outside the mapping.
     kind: Kind,
     layout: Layout,
-    /// Armed only once the open or create succeeded.
-    remove_on_drop: bool,
+    /// The process that armed removal on drop (only once the open or
+    /// create succeeded); 0: not armed. A forked child that drops its copy
+    /// of the handle removes nothing.
+    remove_on_drop: i32,
 }
 
 impl RawStore {
@@ -170,7 +172,13 @@ impl RawStore {
             backing,
             kind,
             layout,
-            remove_on_drop: false,
+            remove_on_drop: 0,
+        }
+    }
+
+    fn arm(&mut self, remove_on_drop: bool) {
+        if remove_on_drop {
+            self.remove_on_drop = process::own_pid();
         }
     }
 
@@ -212,8 +220,9 @@ impl RawStore {
         let mut store = Self::unarmed(backing, ty.kind, *layout);
         let written = (|| {
             let h = store.header();
+            h.write_creator(process::own_pid(), process::own_start_time());
             ready::begin::<Std>(&h.state);
-            h.write_fresh(ty, layout, process::own_pid());
+            h.write_fresh(ty, layout);
             crate::crash::point("create.after_header");
             // SAFETY: the mutex room is writable, aligned to 64 and large
             // enough (asserted in header.rs); nobody uses it before READY.
@@ -229,7 +238,7 @@ impl RawStore {
         })();
         match written {
             Ok(()) => {
-                store.remove_on_drop = spec.remove_on_drop;
+                store.arm(spec.remove_on_drop);
                 Ok(store)
             }
             Err(e) => {
@@ -274,9 +283,9 @@ impl RawStore {
         let header = unsafe { header::header_at(backing.as_ptr(), backing.len()) }?;
         wait_ready(header, &backing, target, spec.init_timeout)?;
         let valid = header::validate(header, backing.len())?;
-        header.check_type(ty)?;
+        valid.check_type(header, ty)?;
         let mut store = Self::unarmed(backing, valid.kind, valid.layout);
-        store.remove_on_drop = spec.remove_on_drop;
+        store.arm(spec.remove_on_drop);
         Ok(store)
     }
 
@@ -301,9 +310,14 @@ impl RawStore {
             match Self::open(key, spec, ty, false) {
                 // Removed between our create and open: try again.
                 Err(e @ Error::NotFound { .. }) => last = Some(e),
-                // Nobody will ever finish it: remove it (by id, so a new
+                // Nobody will ever finish it: if it is what a creator of
+                // this very layout leaves, remove it (by id, so a new
                 // segment at the key is never hit) and create it anew.
+                // Anything else may be another program's: leave it.
                 Err(e @ Error::CreatorDied { id, .. }) => {
+                    if !abandoned_like(id, spec, layout) {
+                        return Err(e);
+                    }
                     let _ = Segment::remove_by_id(id);
                     last = Some(e);
                 }
@@ -436,7 +450,12 @@ impl RawStore {
             let sleep = match deadline {
                 Some(d) => match d.checked_duration_since(Instant::now()) {
                     Some(r) if !r.is_zero() => r.min(slice),
-                    _ => break,
+                    // Out of time: one last look, so that even a zero
+                    // timeout sees a change made before the call.
+                    _ => {
+                        changed();
+                        break;
+                    }
                 },
                 None => slice,
             };
@@ -465,6 +484,26 @@ impl RawStore {
     }
 }
 
+/// Whether segment `id`, whose creator died before READY, is what a
+/// shmstore creator of `layout` leaves: its size, and a header that either
+/// carries shmstore's magic or is still all zeros (the creator died right
+/// after `shmget`). A segment of another size or with other bytes in its
+/// header is left alone.
+fn abandoned_like(id: i32, spec: &Spec, layout: &Layout) -> bool {
+    let Ok(seg) = Segment::options()
+        .read_only(true)
+        .allow_foreign_owner(spec.allow_foreign_owner)
+        .attach_id(id)
+    else {
+        return false;
+    };
+    let mut head = [0u8; HEADER_SIZE];
+    if seg.len() != layout.used_len || seg.read_at(0, &mut head).is_err() {
+        return false;
+    }
+    head[..8] == MAGIC.to_le_bytes() || head.iter().all(|&b| b == 0)
+}
+
 /// Wait until the header's state is READY, or find out it never will be.
 fn wait_ready(h: &Header, backing: &Backing, target: Target, timeout: Duration) -> Result<()> {
     let start = Instant::now();
@@ -482,7 +521,7 @@ fn wait_ready(h: &Header, backing: &Backing, target: Target, timeout: Duration) 
             return Ok(());
         }
         let creator = backing.creator()?;
-        if !creator.alive() && ready::state::<Std>(&h.state) != STATE_READY {
+        if !creator.alive(h) && ready::state::<Std>(&h.state) != STATE_READY {
             return Err(Error::CreatorDied {
                 target,
                 id: backing.id(),
@@ -515,7 +554,7 @@ unsafe impl Sync for RawStore {}
 
 impl Drop for RawStore {
     fn drop(&mut self) {
-        if self.remove_on_drop {
+        if self.remove_on_drop != 0 && self.remove_on_drop == process::own_pid() {
             let _ = self.backing.remove();
         }
     }

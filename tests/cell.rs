@@ -91,9 +91,11 @@ fn child_entry() {
             report("cpid", cell.info().unwrap().cpid);
         }
         // Create a segment at the key, start a header, and die before READY.
+        // The size is what a SharedCell<u64> of 4 slots needs (FORMAT.md:
+        // 512 + 4 * 8), so that open_or_create takes it for its own.
         "die_initialising" => {
             let seg = Segment::options()
-                .size(4096)
+                .size(544)
                 .create(true)
                 .exclusive(true)
                 .open(key_arg(&args, 1))

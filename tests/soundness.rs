@@ -63,9 +63,12 @@ fn child_entry() {
         "fork_with_guard" => fork_with_guard(key_arg(&args, 1), &args[2]),
         "tls_guards" => tls_guards(key_arg(&args, 1), args[2].parse().unwrap()),
         // Create a segment at the key, start a header, and die before READY.
+        // The size is what a SharedCell<[u64; 2]> of 4 slots needs
+        // (FORMAT.md: 512 + 4 * 16), so that open_or_create takes it for
+        // its own.
         "die_initialising" => {
             let seg = Segment::options()
-                .size(4096)
+                .size(576)
                 .create(true)
                 .exclusive(true)
                 .open(key_arg(&args, 1))

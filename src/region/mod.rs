@@ -264,15 +264,19 @@ impl<T: Archive> SharedRegion<T> {
         }
     }
 
-    /// The size of `value`'s archive, for the error of a failed publish.
+    /// The size of `value`'s archive, for the error of a failed publish:
+    /// serialised into scratch buffers of doubling size, up to 16 times the
+    /// capacity (at least 1 MiB, at most 1 GiB; `None` beyond).
     fn measure(&self, value: &T) -> Option<usize>
     where
         T: Publishable,
     {
+        const MOST: usize = 1 << 30;
+        let limit = self.capacity().saturating_mul(64).clamp(1 << 20, MOST);
         let mut arena = self.arena.lock();
-        let mut size = self.capacity().max(4096);
-        while size <= 1 << 32 {
-            size *= 2;
+        let mut size = self.capacity().clamp(2048, MOST);
+        while size < limit {
+            size = size.saturating_mul(2).min(limit);
             let mut scratch = vec![0u8; size];
             if let Ok(b) = rkyv::api::high::to_bytes_in_with_alloc::<_, _, rancor::Error>(
                 value,

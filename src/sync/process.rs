@@ -7,52 +7,75 @@
 //! until it owns a given pid). So a process that leaves its mark in shared
 //! memory also leaves its start time, and one judging the mark compares both.
 
-use std::sync::atomic::{AtomicI32, AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// This process's pid, without a system call after the first: glibc no
 /// longer caches `getpid`, and a region read needs the pid.
 ///
-/// The cache lives in a page marked `MADV_WIPEONFORK`, which the kernel
-/// zero-fills in the child of every fork, however it is made (`fork`,
-/// `SYS_fork`, `clone` without `CLONE_VM`): a child never sees its parent's
-/// pid here. Where the kernel lacks `MADV_WIPEONFORK` (before 4.14), a
-/// `pthread_atfork` handler clears the cache instead, which covers forks made
-/// through the C library only.
+/// The cache (pid and start time) lives in a page marked
+/// `MADV_WIPEONFORK`, which the kernel zero-fills in the child of every
+/// fork, however it is made (`fork`, `SYS_fork`, `clone` without
+/// `CLONE_VM`): a child never sees its parent's pid or start time here, not
+/// even a descendant that happens to get an ancestor's pid back. Where the
+/// kernel lacks `MADV_WIPEONFORK` (before 4.14), a `pthread_atfork` handler
+/// clears the cache instead, which covers forks made through the C library
+/// only.
 #[inline]
 pub fn own_pid() -> i32 {
-    let page = PAGE.load(Ordering::Acquire);
-    if !page.is_null() {
-        // SAFETY: a non-null PAGE points to a live atomic in a page that is
-        // never unmapped (see `fetch_own_pid`).
-        let pid = unsafe { (*page).load(Ordering::Relaxed) };
-        if pid != 0 {
-            return pid;
-        }
+    let pid = cache().pid.load(Ordering::Relaxed);
+    if pid != 0 {
+        return pid;
     }
     fetch_own_pid()
 }
 
-/// The cache of [`own_pid`]: an atomic in a wipe-on-fork page, or in
-/// [`FALLBACK`].
-static PAGE: AtomicPtr<AtomicI32> = AtomicPtr::new(std::ptr::null_mut());
+/// What [`own_pid`] and [`own_start_time`] remember; all zero in a new
+/// process and in the child of a fork.
+struct Cache {
+    pid: AtomicI32,
+    /// The start time plus one; 0 until read.
+    start: AtomicU64,
+}
+
+/// The cache: in a wipe-on-fork page, or [`FALLBACK`].
+static PAGE: AtomicPtr<Cache> = AtomicPtr::new(std::ptr::null_mut());
 /// The cache where the kernel has no `MADV_WIPEONFORK`.
-static FALLBACK: AtomicI32 = AtomicI32::new(0);
+static FALLBACK: Cache = Cache {
+    pid: AtomicI32::new(0),
+    start: AtomicU64::new(0),
+};
+
+#[inline]
+fn cache() -> &'static Cache {
+    let page = PAGE.load(Ordering::Acquire);
+    if page.is_null() {
+        return init_cache();
+    }
+    // SAFETY: a non-null PAGE points to a Cache in a page that is never
+    // unmapped, or to FALLBACK (see `init_cache`).
+    unsafe { &*page }
+}
+
+#[cold]
+fn init_cache() -> &'static Cache {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| PAGE.store(cache_cell(), Ordering::Release));
+    // SAFETY: `call_once` stored a pointer to a live, never-freed Cache.
+    unsafe { &*PAGE.load(Ordering::Acquire) }
+}
 
 #[cold]
 #[inline(never)]
 fn fetch_own_pid() -> i32 {
-    static INIT: std::sync::Once = std::sync::Once::new();
-    INIT.call_once(|| PAGE.store(cache_cell(), Ordering::Release));
     let pid = std::process::id() as i32;
-    // SAFETY: `call_once` stored a pointer to a live, never-freed atomic.
-    unsafe { (*PAGE.load(Ordering::Acquire)).store(pid, Ordering::Relaxed) };
+    cache().pid.store(pid, Ordering::Relaxed);
     pid
 }
 
-/// A never-freed atomic that reads 0 in the child of a fork.
+/// A never-freed cache that reads all zero in the child of a fork.
 #[cfg(not(miri))]
-fn cache_cell() -> *mut AtomicI32 {
+fn cache_cell() -> *mut Cache {
     // SAFETY: an anonymous private mapping of one page at an address the
     // kernel picks: it replaces nothing; the result is checked.
     let page = unsafe {
@@ -69,17 +92,18 @@ fn cache_cell() -> *mut AtomicI32 {
         // SAFETY: `page` is the page just mapped; madvise only changes how
         // the kernel copies it on fork.
         if unsafe { libc::madvise(page, 4096, libc::MADV_WIPEONFORK) } == 0 {
-            // The page is zero-filled (so the atomic reads 0) and never
-            // unmapped.
+            // The page is zero-filled (an all-zero Cache: atomics, valid
+            // for zero), aligned to 4096 and never unmapped.
             return page.cast();
         }
         // SAFETY: the page mapped above, which nothing refers to.
         unsafe { libc::munmap(page, 4096) };
     }
     extern "C" fn forget_in_child() {
-        FALLBACK.store(0, Ordering::Relaxed);
+        FALLBACK.pid.store(0, Ordering::Relaxed);
+        FALLBACK.start.store(0, Ordering::Relaxed);
     }
-    // SAFETY: registers a handler that only stores to an atomic, which is
+    // SAFETY: registers a handler that only stores to atomics, which is
     // async-signal-safe as the child of a fork requires.
     unsafe { libc::pthread_atfork(None, None, Some(forget_in_child)) };
     (&raw const FALLBACK).cast_mut()
@@ -87,7 +111,7 @@ fn cache_cell() -> *mut AtomicI32 {
 
 /// Miri runs no fork and knows no `mmap`: a plain static.
 #[cfg(miri)]
-fn cache_cell() -> *mut AtomicI32 {
+fn cache_cell() -> *mut Cache {
     (&raw const FALLBACK).cast_mut()
 }
 
@@ -128,20 +152,17 @@ pub fn start_time(pid: i32) -> Option<u64> {
 }
 
 /// This process's start time, read once per process (again in the child
-/// of a `fork`).
+/// of a fork: see [`own_pid`]); 0 if `/proc` does not tell.
 pub fn own_start_time() -> u64 {
-    use std::sync::atomic::AtomicU64;
-    // Cached with the pid it belongs to, so the child of a fork reads its own.
-    static PID: AtomicU64 = AtomicU64::new(0);
-    static START: AtomicU64 = AtomicU64::new(0);
-    let me = own_pid() as u64;
-    if PID.load(Ordering::Acquire) == me {
-        return START.load(Ordering::Relaxed);
+    let cache = cache();
+    match cache.start.load(Ordering::Relaxed) {
+        0 => {
+            let start = start_time(own_pid()).unwrap_or(0);
+            cache.start.store(start + 1, Ordering::Relaxed);
+            start
+        }
+        known => known - 1,
     }
-    let start = start_time(me as i32).unwrap_or(0);
-    START.store(start, Ordering::Relaxed);
-    PID.store(me, Ordering::Release);
-    start
 }
 
 /// Whether the process that recorded (`pid`, `start`) is still running; a
@@ -154,12 +175,26 @@ pub fn same_process_alive(pid: i32, start: Option<u64>) -> bool {
         }
 }
 
-/// Whether `/proc/PID/stat` says the process is a zombie or dead.
+/// Whether the process is a zombie or dead: every one of its threads is.
+/// (The state in `/proc/PID/stat` is its first thread's, which is a zombie
+/// once that thread exits alone, while the others still run.)
 #[cfg(not(miri))]
 fn is_zombie(pid: i32) -> bool {
-    stat_fields(pid)
-        .and_then(|f| f.into_iter().next())
-        .is_some_and(|state| state == "Z" || state == "X")
+    let dead = |fields: Option<Vec<String>>| {
+        fields
+            .and_then(|f| f.into_iter().next())
+            .is_some_and(|state| state == "Z" || state == "X")
+    };
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return dead(stat_fields(pid));
+    };
+    tasks.flatten().all(|task| {
+        let stat = std::fs::read_to_string(task.path().join("stat")).ok();
+        dead(stat.and_then(|s| {
+            let (_, rest) = s.rsplit_once(')')?;
+            Some(rest.split_whitespace().map(str::to_owned).collect())
+        }))
+    })
 }
 
 /// Whether process `pid` may be the one that created, as user `cuid`, a

@@ -430,3 +430,55 @@ fn an_open_checks_the_type_it_validated() {
         "a read-only reader crashed ({status}) on a peer's scribble"
     );
 }
+
+// ---------------------------------------------------------------------------
+// What an open validated it keeps: a peer scribbling on the header's layout
+// fields, or on a region's control block, after the open cannot move a
+// handle's reads (FORMAT.md: slot_count at 76, data_offset at 80,
+// slot_stride at 88, used_len at 96; a region's control block at 512, its
+// buffers' lengths at 512 + 64 + 16 * b).
+
+#[test]
+fn handles_keep_the_layout_they_validated() {
+    let key = unique_key();
+    let cell = SharedCell::<[u64; 4]>::create(key, [1, 2, 3, 4]).unwrap();
+    let _g = SegGuard(cell.id());
+    cell.store([5, 6, 7, 8]).unwrap();
+    let reader = SharedCell::<[u64; 4]>::open_read_only(key).unwrap();
+    let seg = Segment::options().open(key).unwrap();
+    seg.write_at(76, &64u32.to_le_bytes()).unwrap();
+    seg.write_at(80, &(1u64 << 40).to_le_bytes()).unwrap();
+    seg.write_at(88, &8u64.to_le_bytes()).unwrap();
+    seg.write_at(96, &u64::MAX.to_le_bytes()).unwrap();
+    assert_eq!(reader.load(), [5, 6, 7, 8]);
+    assert_eq!(cell.load(), [5, 6, 7, 8]);
+    cell.store([9, 10, 11, 12]).unwrap();
+    assert_eq!(reader.load(), [9, 10, 11, 12]);
+    assert!(matches!(
+        SharedCell::<[u64; 4]>::open(key),
+        Err(Error::Corrupt { .. })
+    ));
+}
+
+#[test]
+fn a_region_handle_keeps_the_length_it_validated() {
+    let key = unique_key();
+    let region = SharedRegion::<Text>::create(key, 4096).unwrap();
+    let _g = SegGuard(region.id());
+    region.publish(&Text::of(1)).unwrap();
+    let reader = SharedRegion::<Text>::open(key).unwrap();
+    let seen = text_of(&reader.read().unwrap());
+    let seg = Segment::options().open(key).unwrap();
+    let mut current = [0u8; 8];
+    seg.read_at(512, &mut current).unwrap();
+    let buffer = (u64::from_le_bytes(current) & 0xff) as usize;
+    for len in [0u64, 1, 24, 4096] {
+        seg.write_at(512 + 64 + 16 * buffer, &len.to_le_bytes())
+            .unwrap();
+        // The same archive, at the length this handle validated.
+        assert_eq!(text_of(&reader.read().unwrap()), seen, "len = {len}");
+        std::thread::scope(|s| {
+            s.spawn(|| assert_eq!(text_of(&reader.read().unwrap()), seen, "len = {len}"));
+        });
+    }
+}

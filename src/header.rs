@@ -442,7 +442,7 @@ pub unsafe fn header_at<'a>(ptr: *const u8, len: usize) -> Result<&'a Header> {
 /// every slot of the [`Layout`] lies inside `segment_len` bytes from the
 /// header, and a region's control block fits before its data. It never
 /// panics and makes no system call. The type is checked separately with
-/// [`Header::check_type`].
+/// [`Validated::check_type`], on the values read here.
 ///
 /// Errors: [`Error::NotShmstore`] when the bytes are not a shmstore segment
 /// at all, [`Error::IncompatibleFormat`] for another format version,

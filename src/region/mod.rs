@@ -53,6 +53,7 @@ use crate::header::RegionControl;
 use crate::key::Key;
 use crate::raw::{RawStore, WriteGuard};
 use crate::segment::SegmentInfo;
+use crate::sync::atomic::Std;
 
 mod options;
 #[cfg(loom)]
@@ -357,17 +358,39 @@ impl<T: Archive> SharedRegion<T> {
     where
         T: Readable,
     {
+        // One construction of the guard, from scalars, for both paths: the
+        // fast path's stay in registers.
+        let p = match self.pin_fast() {
+            Some(p) => p,
+            None => self.read_slow()?,
+        };
+        Ok(self.guard(p.word, p.claim, p.lent, p.current, p.len))
+    }
+
+    /// The common case of `read`: this thread's own slot of this handle is
+    /// free, and the archive `current` names is the one this thread read
+    /// last through it. `None` (nothing left pinned) otherwise.
+    #[inline(always)]
+    fn pin_fast(&self) -> Option<Pinned<'_>> {
         let ctl = self.control();
-        if let Some(fast) = pins::fast(&self.pins) {
-            let pin = &ctl.pins[fast.lease.slot];
-            if pin_slot::buffer_of(pin.word.load(Ordering::Relaxed)).is_none() {
-                let hold = pins::PinHold::lent(pin, fast.lease, self.pins.pid);
-                if hold.pin(&ctl.current) == Some(fast.current) {
-                    return Ok(self.guard(hold, fast.current, fast.len));
-                }
+        let fast = pins::fast(&self.pins)?;
+        let word = &ctl.pins[fast.lease.slot].word;
+        if pin_slot::buffer_of(word.load(Ordering::Relaxed)).is_some() {
+            return None;
+        }
+        match pin_slot::pin::<Std>(&ctl.current, word, fast.lease.claim) {
+            Some(c) if c == fast.current => Some(Pinned {
+                word,
+                claim: fast.lease.claim,
+                lent: true,
+                current: c,
+                len: fast.len,
+            }),
+            _ => {
+                pin_slot::unpin::<Std>(word, fast.lease.claim);
+                None
             }
         }
-        self.read_slow()
     }
 
     /// `read` when the fast path does not apply: pins through the thread's
@@ -376,12 +399,12 @@ impl<T: Archive> SharedRegion<T> {
     /// errors.
     #[cold]
     #[inline(never)]
-    fn read_slow(&self) -> Result<RegionRef<'_, T>>
+    fn read_slow(&self) -> Result<Pinned<'_>>
     where
         T: Readable,
     {
         let ctl = self.control();
-        let hold = pins::acquire(ctl, &self.pins)?;
+        let (hold, slot) = pins::acquire(ctl, &self.pins)?;
         let current = loop {
             if let Some(current) = hold.pin(&ctl.current) {
                 break current;
@@ -394,12 +417,23 @@ impl<T: Archive> SharedRegion<T> {
         if hold.lent {
             pins::remember(pins::Fast {
                 id: self.pins.id,
-                lease: hold.lease,
+                lease: pins::Lease {
+                    slot,
+                    claim: hold.claim,
+                },
                 current,
                 len,
             });
         }
-        Ok(self.guard(hold, current, len))
+        // The guard takes the hold over.
+        let hold = std::mem::ManuallyDrop::new(hold);
+        Ok(Pinned {
+            word: hold.word,
+            claim: hold.claim,
+            lent: hold.lent,
+            current,
+            len,
+        })
     }
 
     /// The length of the archive `current` names, which this handle has
@@ -425,9 +459,18 @@ impl<T: Archive> SharedRegion<T> {
         Ok(len)
     }
 
-    /// The guard of a pinned archive this handle validated at `len` bytes.
+    /// The guard of the archive `current` names, pinned through `word` by
+    /// `claim`, which this handle validated at `len` bytes. Built from
+    /// scalars, so that the fast path makes it in registers.
     #[inline(always)]
-    fn guard<'a>(&'a self, hold: pins::PinHold<'a>, current: u64, len: usize) -> RegionRef<'a, T>
+    fn guard<'a>(
+        &'a self,
+        word: &'a std::sync::atomic::AtomicU64,
+        claim: u64,
+        lent: bool,
+        current: u64,
+        len: usize,
+    ) -> RegionRef<'a, T>
     where
         T: Readable,
     {
@@ -444,7 +487,7 @@ impl<T: Archive> SharedRegion<T> {
         RegionRef {
             value,
             version: current >> 8,
-            _hold: Hold::Pin(hold),
+            _hold: Hold::Pin(pins::PinHold { word, claim, lent }),
         }
     }
 }
@@ -484,6 +527,17 @@ pub(crate) fn check_archive<T: Readable>(bytes: &[u8]) -> Result<()> {
         .map_err(|e| Error::Corrupt {
             reason: format!("the archive does not validate: {e}"),
         })
+}
+
+/// A pinned archive this handle validated, for `read` to make a guard of:
+/// the slot's word, the claim that pinned it, whether the slot is the
+/// thread's own, the `current` word pinned and the kept length.
+struct Pinned<'a> {
+    word: &'a std::sync::atomic::AtomicU64,
+    claim: u64,
+    lent: bool,
+    current: u64,
+    len: usize,
 }
 
 pub(crate) enum Hold<'a> {

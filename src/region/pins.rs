@@ -25,7 +25,7 @@ use parking_lot::Mutex;
 
 use super::pin_slot::{self, buffer_of, pid_of};
 use crate::error::{Error, Result};
-use crate::header::{PIN_SLOTS, Pin, RegionControl};
+use crate::header::{PIN_SLOTS, RegionControl};
 use crate::sync::atomic::Std;
 use crate::sync::process;
 
@@ -221,35 +221,37 @@ pub(super) fn remember(fast: Fast) {
     let _ = FAST.try_with(|f| f.set(fast));
 }
 
-/// A free slot for one read when the fast path did not apply: the thread's
-/// own slot of this handle (lent on first use) if it is free, else a slot
-/// claimed for this read alone (nested reads, a forked child, a thread
-/// being torn down).
+/// A free slot for one read when the fast path did not apply, and its
+/// index: the thread's own slot of this handle (lent on first use) if it is
+/// free, else a slot claimed for this read alone (nested reads, a forked
+/// child, a thread being torn down).
 #[cold]
-pub(super) fn acquire<'a>(ctl: &'a RegionControl, cache: &Arc<PinCache>) -> Result<PinHold<'a>> {
-    let me = process::own_pid();
-    if cache.pid == me
+pub(super) fn acquire<'a>(
+    ctl: &'a RegionControl,
+    cache: &Arc<PinCache>,
+) -> Result<(PinHold<'a>, usize)> {
+    if cache.pid == process::own_pid()
         && let Ok(lent) = LENT.try_with(|lent| lend(ctl, cache, &mut lent.borrow_mut()))
     {
         let lease = lent?;
-        let pin = &ctl.pins[lease.slot];
-        if buffer_of(pin.word.load(Ordering::Relaxed)).is_none() {
-            return Ok(PinHold {
-                pin,
-                lease,
-                pid: me,
+        let word = &ctl.pins[lease.slot].word;
+        if buffer_of(word.load(Ordering::Relaxed)).is_none() {
+            let hold = PinHold {
+                word,
+                claim: lease.claim,
                 lent: true,
-            });
+            };
+            return Ok((hold, lease.slot));
         }
         // Pinned by an outer guard of this thread: this read is nested.
     }
     let lease = claim_slot(ctl)?;
-    Ok(PinHold {
-        pin: &ctl.pins[lease.slot],
-        lease,
-        pid: me,
+    let hold = PinHold {
+        word: &ctl.pins[lease.slot].word,
+        claim: lease.claim,
         lent: false,
-    })
+    };
+    Ok((hold, lease.slot))
 }
 
 /// This thread's slot of `cache`'s handle, claimed or taken from the
@@ -284,48 +286,36 @@ fn lend(ctl: &RegionControl, cache: &Arc<PinCache>, lent: &mut Vec<Lent>) -> Res
 
 /// A slot held for one read. Dropping it unpins the buffer, and releases
 /// the slot if it was claimed for this read alone; in a forked child
-/// (another pid than the one that pinned) it does nothing: the slot is the
+/// (another pid than the claim's) it does nothing: the slot is the
 /// parent's.
 pub(crate) struct PinHold<'a> {
-    pub(super) pin: &'a Pin,
-    pub(super) lease: Lease,
-    /// The process that holds the slot.
-    pid: i32,
+    /// The slot's word.
+    pub(super) word: &'a AtomicU64,
+    /// The holder's claim (its pid is in it).
+    pub(super) claim: u64,
     /// Whether the slot is the thread's own, lent by the handle.
     pub(super) lent: bool,
 }
 
-impl<'a> PinHold<'a> {
-    /// The thread's own slot `lease` (from [`fast`], which checked that this
-    /// process claimed it), held for one read.
-    #[inline(always)]
-    pub(super) fn lent(pin: &'a Pin, lease: Lease, pid: i32) -> Self {
-        PinHold {
-            pin,
-            lease,
-            pid,
-            lent: true,
-        }
-    }
-
+impl PinHold<'_> {
     /// Pin whatever `current` names: its word, or `None` if a commit came
     /// in between.
     #[inline(always)]
-    pub(super) fn pin(&self, current: &std::sync::atomic::AtomicU64) -> Option<u64> {
-        pin_slot::pin::<Std>(current, &self.pin.word, self.lease.claim)
+    pub(super) fn pin(&self, current: &AtomicU64) -> Option<u64> {
+        pin_slot::pin::<Std>(current, self.word, self.claim)
     }
 }
 
 impl Drop for PinHold<'_> {
     #[inline]
     fn drop(&mut self) {
-        if self.pid != process::own_pid() {
+        if pid_of(self.claim) != process::own_pid() {
             return;
         }
         if self.lent {
-            pin_slot::unpin::<Std>(&self.pin.word, self.lease.claim);
+            pin_slot::unpin::<Std>(self.word, self.claim);
         } else {
-            pin_slot::release::<Std>(&self.pin.word, self.lease.claim);
+            pin_slot::release::<Std>(self.word, self.claim);
         }
     }
 }

@@ -3,36 +3,43 @@
 //! region's `current`).
 //!
 //! The word holds `WAITING` (bit 0: a read-write waiter may be asleep on the
-//! word) and an epoch (bits 1 to 31).
+//! word) and an epoch (bits 1 to 31). Every write to it is a
+//! read-modify-write, so all of them lie in one modification order and
+//! each release one synchronises with every acquire one that reads a later
+//! value (release sequences).
 //!
 //! - **Writer**, holding the write lock, after the store that commits:
-//!   seq-cst fence, load the word; if `WAITING` is set, [`wake`]: replace
-//!   the word by `(word & !WAITING) + 2` (compare-and-swap loop) and
-//!   `FUTEX_WAKE` every sleeper. All of this happens before the lock is
-//!   released, so a writer that dies between its commit and its wake dies
-//!   holding the lock, and the next writer, which recovers the lock, calls
-//!   [`wake`] unconditionally.
-//! - **Waiter** (read-write attachment): load the word (`e`); if the commit
-//!   point moved, done. Else set `WAITING` by compare-and-swap from `e`
-//!   (start over if that fails), seq-cst fence, look at the commit point
-//!   again; if it did not move, `FUTEX_WAIT` while the word still holds
-//!   `e | WAITING`. Read-only attachments cannot write the word: they sleep
-//!   on it without announcing themselves, in short slices.
+//!   read the word with a read-modify-write that changes nothing
+//!   (`fetch_add(0)`); if `WAITING` is set, [`wake`]: replace the word by
+//!   `(word & !WAITING) + 2` (compare-and-swap loop) and `FUTEX_WAKE` every
+//!   sleeper. All of this happens before the lock is released, so a writer
+//!   that dies between its commit and its wake dies holding the lock, and
+//!   the next writer, which recovers the lock, calls [`wake`]
+//!   unconditionally.
+//! - **Waiter** (read-write attachment): load the word (`e`, acquire); if
+//!   the commit point moved, done. Unless `e` has `WAITING`, set it by
+//!   compare-and-swap from `e` (start over if that fails). Look at the
+//!   commit point again; if it did not move, `FUTEX_WAIT` while the word
+//!   still holds `e | WAITING`. Read-only attachments cannot write the
+//!   word: they sleep on it without announcing themselves, in short slices.
 //!
 //! **No lost wake-up** (between live processes). Take a waiter that goes to
-//! sleep on value `x = e | WAITING` and a commit `C` its last look did not
-//! see. The waiter's `WAITING` store, its fence `Fw` and its look, and the
-//! writer's commit, its fence `Fc` and its load of the word are two store →
-//! fence → load sequences (store buffering): since the waiter's look missed
-//! `C`, `Fw` precedes `Fc` in the single order of seq-cst fences, so the
-//! writer's load sees the waiter's `WAITING` store or a later value of the
-//! word. Only writers clear `WAITING`, each after a commit of its own, so
-//! the first commit after the waiter's look finds `WAITING` set and changes
-//! the epoch: from then on the word differs from `x`. The kernel compares the
-//! word and queues the waiter atomically with respect to `FUTEX_WAKE`, so the
-//! waiter either does not sleep (the word moved) or is queued before the
-//! writer's wake and woken by it. Dead waiters leave `WAITING` set: the next
-//! commit pays one wake call and clears it; no waiter bookkeeping is needed.
+//! sleep on `x = e | WAITING` after its last look missed a commit `C`, and
+//! let `R` be the writer's read-modify-write after `C`. Where the waiter
+//! set `WAITING` itself, its CAS and `R` are ordered in the word's
+//! modification order; where it found `WAITING` set, its load of `e` read
+//! some value of that order. If the waiter's CAS (or the value its load
+//! read) came after `R`, it read from `R` or a later read-modify-write, so
+//! it synchronises with `R`, and `C`, sequenced before `R`, happens before
+//! the waiter's look: the look would have seen `C`. So it came before `R`:
+//! `R` reads a value at or after it, with `WAITING` set (only writers clear
+//! `WAITING`, each right after a commit of its own, and the first commit
+//! after the waiter's look is `C`'s), and `R`'s writer moves the epoch on:
+//! from then on the word differs from `x`. The kernel compares the word and
+//! queues the waiter atomically with respect to `FUTEX_WAKE`, so the waiter
+//! either does not sleep (the word moved) or is queued before the writer's
+//! wake and woken by it. Dead waiters leave `WAITING` set: the next commit
+//! pays one wake call and clears it; no waiter bookkeeping is needed.
 //!
 //! **Writers that die.** Between commit and wake: covered by the recovery
 //! above. With no later writer at all, waiters still see the change: a
@@ -90,8 +97,7 @@ impl Sleep<std::sync::atomic::AtomicU32> for Futex {
 /// the write lock): wake the waiters if any announced themselves.
 #[inline]
 pub fn after_commit<M: Model, S: Sleep<M::U32>>(word: &M::U32, sleep: &S) {
-    M::fence(SeqCst);
-    if word.load(Relaxed) & WAITING != 0 {
+    if word.fetch_add(0, SeqCst) & WAITING != 0 {
         crate::crash::point("notify.before_wake");
         wake::<M, S>(word, sleep);
     }
@@ -133,7 +139,6 @@ pub fn wait_round<M: Model, S: Sleep<M::U32>>(
         }
         e |= WAITING;
     }
-    M::fence(SeqCst);
     if changed() {
         return Ok(true);
     }

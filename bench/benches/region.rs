@@ -33,7 +33,7 @@
 //! removed at the end, on a panic too.
 //!
 //! ```text
-//! cargo bench --bench region
+//! cargo bench -p shmstore-bench --bench region
 //! ```
 
 mod common;

@@ -28,7 +28,7 @@
 //! first).
 //!
 //! ```text
-//! cargo bench --bench cell
+//! cargo bench -p shmstore-bench --bench cell
 //! ```
 
 mod common;

@@ -1,9 +1,9 @@
 //! shmstore against its floors and its peers, in one run, on one machine.
 //!
 //! ```text
-//! cargo bench --bench compare               # everything, then BENCHMARKS.md
-//! cargo bench --bench compare -- 64B        # a criterion filter: no BENCHMARKS.md
-//! COMPARE_QUICK=1 cargo bench --bench compare   # a short smoke run
+//! cargo bench -p shmstore-bench --bench compare               # everything, then BENCHMARKS.md
+//! cargo bench -p shmstore-bench --bench compare -- 64B        # a criterion filter: no BENCHMARKS.md
+//! COMPARE_QUICK=1 cargo bench -p shmstore-bench --bench compare   # a short smoke run
 //! ```
 //!
 //! What is measured (criterion medians), with values of 64 B, 4 KiB and
@@ -21,7 +21,7 @@
 //!   and while each reader ran; store→observed latency in another process,
 //!   both sides spinning on `version()`, and both sides in `wait_for_change`
 //!   (ping-pongs, half a round trip).
-//! - `SharedRegion` (the value shape of `benches/region.rs`: a name, a
+//! - `SharedRegion` (the value shape of `bench/benches/region.rs`: a name, a
 //!   `Vec<u64>` and eight string labels, archives of about 1 KiB, 64 KiB and
 //!   1 MiB): `read` of a version already validated, the first `read` of a new
 //!   version (validation), `publish`, and rkyv serialising the same value

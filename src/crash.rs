@@ -8,6 +8,7 @@
 //! with `SIGSTOP` instead, so that the test can look at the segment before
 //! it kills or continues the process. The tests in `tests/crash_points.rs`
 //! hold the table of every step and what must hold after a death there.
+#![allow(unsafe_code)]
 
 /// Every named step, in protocol order.
 #[cfg_attr(not(feature = "crash-points"), allow(dead_code))]

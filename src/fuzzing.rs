@@ -5,16 +5,19 @@
 //! call beyond memory allocation.
 //!
 //! Not part of the stable API.
+#![allow(unsafe_code)]
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::cell::SharedCell;
 use crate::error::{Error, Result, Target};
-use crate::header::{self, Kind, Layout, TypeDesc};
-use crate::image::{Backing, HeapImage};
-use crate::raw::{RawStore, Spec};
+use crate::format::{self, Kind, Layout, TypeDesc};
+use crate::region::RegionSettings;
 use crate::region::{RegionOptions, RegionReader, SharedRegion};
+use crate::store::heap::HeapImage;
+use crate::store::options::Common;
+use crate::store::{Flavor, Memory, Store};
 
 /// Reads a fuzzer's bytes as a stream of small values; runs dry as zeros.
 struct Input<'a>(&'a [u8]);
@@ -58,15 +61,15 @@ fn heap(len: usize) -> Arc<HeapImage> {
     HeapImage::new(len).expect("a small heap image")
 }
 
-fn spec() -> Spec {
-    Spec {
+fn spec() -> Common {
+    Common {
         init_timeout: std::time::Duration::ZERO,
-        ..Spec::default()
+        ..Common::default()
     }
 }
 
-fn view(image: &Arc<HeapImage>, len: usize) -> Backing {
-    Backing::Heap {
+fn view(image: &Arc<HeapImage>, len: usize) -> Memory {
+    Memory::Heap {
         image: image.clone(),
         len,
     }
@@ -96,15 +99,15 @@ pub fn header(data: &[u8]) {
     unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), image.as_ptr(), data.len()) };
     // SAFETY: the image's pointer is valid for data.len() bytes until the
     // end of this function, and is a mutable allocation's.
-    let Ok(h) = (unsafe { header::header_at(image.as_ptr(), data.len()) }) else {
+    let Ok(h) = (unsafe { format::header_at(image.as_ptr(), data.len()) }) else {
         return;
     };
-    if let Ok(v) = header::validate(h, data.len()) {
+    if let Ok(v) = format::validate(h, data.len()) {
         let l = v.layout;
         assert!(l.slot_count >= 2, "{l:?}");
         assert!(l.value_size <= l.slot_stride, "{l:?}");
         assert!(l.slot_stride % 8 == 0, "{l:?}");
-        assert!(l.data_offset >= header::HEADER_SIZE, "{l:?}");
+        assert!(l.data_offset >= format::HEADER_SIZE, "{l:?}");
         let end = l.slot_stride * l.slot_count + l.data_offset;
         assert!(
             end == l.used_len && end <= data.len(),
@@ -115,7 +118,7 @@ pub fn header(data: &[u8]) {
             assert!(l.slot_count.is_power_of_two(), "{l:?}");
         }
         if v.kind == Kind::Region {
-            assert!(l.data_offset >= header::HEADER_SIZE + header::REGION_CONTROL_SIZE);
+            assert!(l.data_offset >= format::HEADER_SIZE + format::REGION_CONTROL_SIZE);
         }
         let _ = h.stored_type().to_string();
     }
@@ -187,7 +190,7 @@ fn new_region(buffers: usize) -> (Arc<HeapImage>, SharedRegion<FuzzConfig>) {
         .publish_timeout(std::time::Duration::ZERO);
     let layout = Layout::for_region(REGION_CAPACITY, buffers).expect("region layout");
     let image = heap(layout.used_len);
-    let raw = RawStore::create_in(
+    let raw = Store::create_in(
         view(&image, layout.used_len),
         &spec(),
         &region_type(&options),
@@ -195,33 +198,33 @@ fn new_region(buffers: usize) -> (Arc<HeapImage>, SharedRegion<FuzzConfig>) {
         |_| Ok(()),
     )
     .expect("create a region in a heap image");
-    (image, options.wrap(raw))
+    (image, SharedRegion::wrap(raw, &options.kind))
 }
 
 fn region_type(options: &RegionOptions<FuzzConfig>) -> TypeDesc {
-    options.type_desc()
+    RegionSettings::type_desc(options)
 }
 
 fn open_region(image: &Arc<HeapImage>, len: usize) -> Result<SharedRegion<FuzzConfig>> {
     let options = SharedRegion::<FuzzConfig>::options();
-    let raw = RawStore::open_in(
+    let raw = Store::open_in(
         view(image, len),
         Target::Id(-1),
         &spec(),
         &region_type(&options),
     )?;
-    Ok(options.wrap(raw))
+    Ok(SharedRegion::wrap(raw, &options.kind))
 }
 
 fn open_region_reader(image: &Arc<HeapImage>, len: usize) -> Result<RegionReader<FuzzConfig>> {
     let options = SharedRegion::<FuzzConfig>::options();
-    let raw = RawStore::open_in(
+    let raw = Store::open_in(
         view(image, len),
         Target::Id(-1),
         &spec(),
         &region_type(&options),
     )?;
-    Ok(RegionOptions::<FuzzConfig>::reader(raw))
+    Ok(RegionReader::wrap(raw))
 }
 
 /// Target `region_archive`: a valid region header whose current-buffer word,
@@ -240,7 +243,7 @@ pub fn region_archive(data: &[u8]) {
     // SAFETY: buffer `target` (< 4) holds `stride` bytes inside the image;
     // no reader is active.
     unsafe {
-        std::ptr::copy_nonoverlapping(bytes.as_ptr(), region.raw().slot_ptr(target), bytes.len())
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), region.store().slot_ptr(target), bytes.len())
     };
     ctl.buffers[target]
         .len
@@ -289,12 +292,15 @@ pub fn cell_ops(data: &[u8]) {
     let slots = 2 << (data.len() % 3);
     let layout = Layout::for_value(32, 8, slots).expect("cell layout");
     let image = heap(layout.used_len);
-    let first = RawStore::create_in(
+    let first = Store::create_in(
         view(&image, layout.used_len),
         &spec(),
         &right,
         &layout,
-        |raw| crate::cell::init(raw, &[0u64; 4]),
+        |raw| {
+            crate::cell::init(raw, &[0u64; 4]);
+            Ok(())
+        },
     )
     .expect("create a cell in a heap image");
     let mut handles = vec![SharedCell::<V>::wrap(first)];
@@ -334,27 +340,23 @@ pub fn cell_ops(data: &[u8]) {
                     assert_eq!(n, version);
                 }
             }
-            3 => {
-                match RawStore::open_in(view(&image, image.len()), Target::Id(-1), &spec(), &right)
-                {
-                    Ok(raw) => {
-                        handles.push(SharedCell::<V>::wrap(raw));
-                        trusted.push(!layout_scribbled);
-                    }
-                    Err(e) => assert!(
-                        (corrupted || layout_scribbled) && is_validation_error(&e),
-                        "{e}"
-                    ),
+            3 => match Store::open_in(view(&image, image.len()), Target::Id(-1), &spec(), &right) {
+                Ok(raw) => {
+                    handles.push(SharedCell::<V>::wrap(raw));
+                    trusted.push(!layout_scribbled);
                 }
-            }
+                Err(e) => assert!(
+                    (corrupted || layout_scribbled) && is_validation_error(&e),
+                    "{e}"
+                ),
+            },
             4 => {
                 let wrong = if input.u8() % 2 == 0 {
                     ty("[u32; 8]", 32)
                 } else {
                     ty("u64", 8)
                 };
-                match RawStore::open_in(view(&image, image.len()), Target::Id(-1), &spec(), &wrong)
-                {
+                match Store::open_in(view(&image, image.len()), Target::Id(-1), &spec(), &wrong) {
                     Ok(_) => panic!("a cell of {right} opened as {wrong}"),
                     Err(e) => assert!(is_validation_error(&e), "{e}"),
                 }
@@ -372,7 +374,7 @@ pub fn cell_ops(data: &[u8]) {
             }
             6 => {
                 let len = input.u16() as usize % (layout.used_len + 1);
-                match RawStore::open_in(view(&image, len), Target::Id(-1), &spec(), &right) {
+                match Store::open_in(view(&image, len), Target::Id(-1), &spec(), &right) {
                     Ok(raw) => {
                         assert!(
                             len >= layout.used_len || corrupted || layout_scribbled,
@@ -417,7 +419,7 @@ pub fn region_ops(data: &[u8]) {
     let mut input = Input(data);
     let buffers = 2 + input.u8() as usize % 3;
     let (image, first) = new_region(buffers);
-    let data_offset = first.raw().layout().data_offset;
+    let data_offset = first.store().layout().data_offset;
     let mut writers = vec![first];
     // Per writer handle: the `current` word of its last read and what the
     // read saw.

@@ -2,6 +2,7 @@
 //! `inspect` and `watch`). It works on a snapshot of the segment's first
 //! bytes, treats every byte as hostile, and never panics: whatever the bytes,
 //! it returns a [`Description`] that says what it found.
+#![allow(unsafe_code)]
 
 use std::fmt;
 use std::sync::atomic::Ordering::Relaxed;
@@ -9,10 +10,10 @@ use std::sync::atomic::Ordering::Relaxed;
 use rkyv::util::AlignedVec;
 
 use crate::error::Result;
-use crate::header::{self, HEADER_SIZE, Kind, REGION_CONTROL_SIZE, RegionControl};
+use crate::format::{self, HEADER_SIZE, Kind, REGION_CONTROL_SIZE, RegionControl};
 use crate::region::pin_slot::{buffer_of, pid_of};
-use crate::segment::Segment;
 use crate::sync::notify::WAITING;
+use crate::sys::shm::Segment;
 
 /// The most bytes a description looks at: the header and a region's
 /// control block.
@@ -89,7 +90,7 @@ pub fn describe(bytes: &[u8], segment_len: usize) -> Description {
     // SAFETY: `ptr` points to the `len` bytes of the private copy, which
     // lives until the end of this function, longer than every use of the
     // header.
-    let h = match unsafe { header::header_at(ptr, len) } {
+    let h = match unsafe { format::header_at(ptr, len) } {
         Ok(h) => h,
         Err(e) => {
             d.problem = Some(e.to_string());
@@ -98,7 +99,7 @@ pub fn describe(bytes: &[u8], segment_len: usize) -> Description {
     };
     // The slots lie beyond the snapshot: the layout is checked against the
     // segment's length.
-    let valid = match header::validate(h, segment_len.max(len)) {
+    let valid = match format::validate(h, segment_len.max(len)) {
         Ok(v) => v,
         Err(e) => {
             d.problem = Some(e.to_string());

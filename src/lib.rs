@@ -3,16 +3,22 @@
 //! Typed objects shared between cooperating processes on one Linux host
 //! through System V shared memory, read without copying.
 //!
-//! The crate is built in layers, each in its own module:
-//!
 //! - [`Key`]: the name of a segment: a raw value, `IPC_PRIVATE`, or `ftok`.
 //! - [`Segment`]: a safe wrapper of `shmget`, `shmat`, `shmdt` and `shmctl`.
-//! - [`header`]: the validated header at the start of every segment.
 //! - [`SharedCell`]: one plain-data value, read lock-free, written under a
-//!   robust process-shared mutex, with change notification.
+//!   robust process-shared mutex, with change notification;
+//!   [`CellReader`] is its read-only attachment.
 //! - [`SharedRegion`]: an rkyv archive (strings, vectors, maps) read in
-//!   place by many processes, each read pinning the buffer it borrows.
+//!   place by many processes, each read pinning the buffer it borrows;
+//!   [`RegionReader`] copies from a read-only attachment.
+//! - [`Options`]: how to open or create either, `SharedCell::options()` and
+//!   `SharedRegion::options()`.
+//! - [`list_segments`] and [`inspect`]: every segment on the system, and
+//!   what a shmstore one holds.
 //! - [`Error`]: the one error type; each variant says what to do.
+//!
+//! ARCHITECTURE.md describes the layers and the protocols, FORMAT.md the
+//! bytes in a segment.
 //!
 //! ```
 //! use shmstore::{Key, Segment};
@@ -28,27 +34,26 @@
 //! ```
 
 #![warn(missing_docs)]
+#![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
-pub mod cell;
+mod cell;
 #[cfg(feature = "crash-points")]
 #[doc(hidden)]
 pub mod crash;
 #[cfg(not(feature = "crash-points"))]
 mod crash;
-pub mod error;
+mod error;
+mod format;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod header;
-mod identity;
-mod image;
 pub mod inspect;
-pub mod key;
-mod listing;
-mod raw;
-pub mod region;
-pub mod segment;
+mod key;
+mod region;
+mod store;
 mod sync;
+mod sys;
 
 /// The protocols, for the loom models in `tests/loom_*.rs` (built with
 /// `RUSTFLAGS="--cfg loom"` only).
@@ -61,12 +66,26 @@ pub mod loom_api {
     pub use crate::sync::{notify, ready};
 }
 
-pub use cell::{CellOptions, CellReader, DEFAULT_CELL_SLOTS, SharedCell};
+pub use cell::{CellOptions, CellReader, CellSettings, DEFAULT_CELL_SLOTS, SharedCell};
 pub use error::{Error, Limit, Result, Target};
+pub use format::FORMAT_VERSION;
 pub use key::Key;
-pub use listing::list_segments;
-pub use region::{RegionOptions, RegionReader, RegionRef, SharedRegion};
-pub use segment::{Segment, SegmentInfo, SegmentOptions};
+pub use region::{
+    Publishable, Readable, RegionOptions, RegionReader, RegionRef, RegionSettings, SharedRegion,
+};
+pub use store::options::Options;
+pub use store::{Access, ReadOnly, ReadWrite};
+pub use sys::proc::list_segments;
+pub use sys::shm::{Segment, SegmentInfo, SegmentOptions};
+
+/// The rkyv this crate archives regions with: derive `Archive` and
+/// `Serialize` from it (`#[derive(shmstore::rkyv::Archive, ...)]` with
+/// `#[rkyv(crate = shmstore::rkyv)]`), or depend on the same version
+/// (`rkyv = "0.8"`), so that the traits match.
+pub use rkyv;
+
+/// The bytemuck whose `Pod` a cell's value implements.
+pub use bytemuck;
 
 /// The examples in README.md, compiled and run as doctests.
 #[cfg(doctest)]

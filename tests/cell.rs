@@ -423,7 +423,7 @@ fn foreign_or_truncated_segments_are_typed_errors() {
             err,
             Error::IncompatibleFormat {
                 found: 9,
-                supported: shmstore::header::FORMAT_VERSION
+                supported: shmstore::FORMAT_VERSION
             }
         ),
         "{err}"

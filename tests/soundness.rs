@@ -1109,7 +1109,7 @@ struct Empty;
 /// publishing `value` twice; the failures.
 fn zero_size_round_trip<T>(name: &str, value: &T) -> Vec<String>
 where
-    T: rkyv::Archive + shmstore::region::Publishable + shmstore::region::Readable,
+    T: rkyv::Archive + shmstore::Publishable + shmstore::Readable,
 {
     let key = unique_key();
     let region = SharedRegion::<T>::create(key, 64).unwrap();

@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{Kid, SegGuard, child_args, key_arg, report, unique_key};
-use shmstore::header::{Kind, TypeDesc};
 use shmstore::{Error, Key, Segment, SharedCell, SharedRegion};
 
 #[derive(rkyv::Archive, rkyv::Serialize, Debug, Clone, PartialEq)]
@@ -355,6 +354,26 @@ fn a_forked_child_dropping_a_handle_removes_nothing() {
 
 type Big = [u64; 512];
 
+/// The type fingerprint of FORMAT.md: FNV-1a over kind, name length, name,
+/// size, alignment, schema version and extra facts.
+fn fingerprint(kind: u32, name: &str, size: u32, align: u32, schema: u32, extra: u64) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    eat(&kind.to_le_bytes());
+    eat(&(name.len() as u64).to_le_bytes());
+    eat(name.as_bytes());
+    eat(&size.to_le_bytes());
+    eat(&align.to_le_bytes());
+    eat(&schema.to_le_bytes());
+    eat(&extra.to_le_bytes());
+    h
+}
+
 fn toctou_reader(key: Key) {
     let deadline = Instant::now() + Duration::from_secs(4);
     let mut opens = 0u64;
@@ -386,15 +405,8 @@ fn an_open_checks_the_type_it_validated() {
     let _g = SegGuard(cell.id());
     let seg = Segment::options().open(key).unwrap();
     assert_eq!(seg.len(), 512 + 16);
-    let big = TypeDesc {
-        kind: Kind::Cell,
-        name: "Big".into(),
-        size: 4096,
-        align: 8,
-        schema_version: 0,
-        extra: 0,
-    };
-    seg.write_at(56, &big.fingerprint().to_le_bytes()).unwrap();
+    seg.write_at(56, &fingerprint(1, "Big", 4096, 8, 0, 0).to_le_bytes())
+        .unwrap();
     // A faulty peer flipping value_size (offset 44) between 8 and 4096.
     let stop = Arc::new(AtomicBool::new(false));
     let base = seg.as_ptr() as usize;

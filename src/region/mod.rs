@@ -33,6 +33,7 @@
 //! Why four buffers: one is current, one is kept by readers still finishing
 //! with the previous version, one is being written; the fourth lets a slow
 //! reader hold an older version without making `publish` wait.
+#![allow(unsafe_code)]
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -40,21 +41,20 @@ use std::sync::atomic::{Ordering, fence};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use rkyv::api::high::{HighSerializer, HighValidator};
-use rkyv::bytecheck::CheckBytes;
+use rkyv::Archive;
 use rkyv::rancor;
-use rkyv::ser::allocator::{Arena, ArenaHandle};
+use rkyv::ser::allocator::Arena;
 use rkyv::ser::writer::Buffer;
 use rkyv::util::AlignedVec;
-use rkyv::{Archive, Portable, Serialize};
 
 use crate::error::{Error, Result};
-use crate::header::RegionControl;
+use crate::format::RegionControl;
 use crate::key::Key;
-use crate::raw::{RawStore, WriteGuard};
-use crate::segment::SegmentInfo;
+use crate::store::{Store, WriteGuard};
 use crate::sync::atomic::Std;
+use crate::sys::shm::SegmentInfo;
 
+mod archive;
 mod options;
 #[cfg(loom)]
 pub mod pin_slot;
@@ -62,33 +62,15 @@ pub mod pin_slot;
 pub(crate) mod pin_slot;
 mod pins;
 mod reader;
-pub use options::RegionOptions;
+pub(crate) use archive::check_archive;
+pub use archive::{Publishable, Readable};
+pub use options::{RegionOptions, RegionSettings};
 pub use reader::RegionReader;
 
 /// The number of buffers a region has unless told otherwise.
 pub const DEFAULT_BUFFERS: usize = 4;
 /// How long `publish` waits for a buffer no live reader pins, by default.
 pub const DEFAULT_PUBLISH_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// The bound `publish` needs: rkyv can serialise `T` into a buffer.
-pub trait Publishable:
-    for<'a> Serialize<HighSerializer<Buffer<'a>, ArenaHandle<'a>, rancor::Error>>
-{
-}
-impl<T> Publishable for T where
-    T: for<'a> Serialize<HighSerializer<Buffer<'a>, ArenaHandle<'a>, rancor::Error>>
-{
-}
-
-/// The bound `read` needs: rkyv can validate `T`'s archived form.
-pub trait Readable:
-    Archive<Archived: Portable + for<'a> CheckBytes<HighValidator<'a, rancor::Error>>>
-{
-}
-impl<T> Readable for T where
-    T: Archive<Archived: Portable + for<'a> CheckBytes<HighValidator<'a, rancor::Error>>>
-{
-}
 
 /// An rkyv-archived value shared between processes, read in place.
 ///
@@ -112,7 +94,7 @@ impl<T> Readable for T where
 /// # Ok::<(), shmstore::Error>(())
 /// ```
 pub struct SharedRegion<T> {
-    raw: RawStore,
+    store: Store,
     arena: Mutex<Arena>,
     /// The archive this handle validated last: its `current` word and its
     /// length, the only length reads of that version use.
@@ -138,7 +120,7 @@ impl<T> Drop for SharedRegion<T> {
     fn drop(&mut self) {
         // No guard lives (they borrow the handle) and the segment is still
         // attached (raw is dropped after this).
-        self.pins.release_all(self.raw.region_control());
+        self.pins.release_all(self.store.region_control());
     }
 }
 
@@ -147,6 +129,19 @@ pub(crate) fn split(current: u64) -> (u64, usize) {
 }
 
 impl<T: Archive> SharedRegion<T> {
+    pub(crate) fn wrap(store: Store, settings: &RegionSettings) -> Self {
+        let ctl = CtlPtr(std::ptr::NonNull::from(store.region_control()));
+        SharedRegion {
+            store,
+            arena: Mutex::new(Arena::new()),
+            validated: Mutex::new(None),
+            publish_timeout: settings.publish_timeout,
+            pins: pins::PinCache::new(),
+            ctl,
+            _t: PhantomData,
+        }
+    }
+
     /// Options for opening or creating a region.
     pub fn options() -> RegionOptions<T> {
         RegionOptions::new()
@@ -179,13 +174,14 @@ impl<T: Archive> SharedRegion<T> {
         unsafe { self.ctl.0.as_ref() }
     }
 
-    pub(crate) fn raw(&self) -> &RawStore {
-        &self.raw
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
     }
 
     /// The bytes each buffer can hold.
     pub fn capacity(&self) -> usize {
-        self.raw.layout().slot_stride
+        self.store.layout().slot_stride
     }
 
     /// The version of the current value (0 before the first publish).
@@ -198,29 +194,29 @@ impl<T: Archive> SharedRegion<T> {
     /// timeout too long to represent, waits for as long as it takes.
     pub fn wait_for_change(&self, since: u64, timeout: Option<Duration>) -> Result<u64> {
         let current = &self.control().current;
-        self.raw
+        self.store
             .wait_for_change(since, timeout, || current.load(Ordering::SeqCst) >> 8)
     }
 
     /// Times a writer found the lock's owner dead and recovered it.
     pub fn recoveries(&self) -> u64 {
-        self.raw.header().recoveries.load(Ordering::Relaxed)
+        self.store.header().recoveries.load(Ordering::Relaxed)
     }
 
     /// `IPC_STAT` of the segment.
     pub fn info(&self) -> Result<SegmentInfo> {
-        self.raw.info()
+        self.store.info()
     }
 
     /// `IPC_RMID`: the key is free at once; the region stays usable by every
     /// attached process until its last detach.
     pub fn remove(&self) -> Result<()> {
-        self.raw.remove()
+        self.store.remove()
     }
 
     /// The segment's kernel id.
     pub fn id(&self) -> i32 {
-        self.raw.id()
+        self.store.id()
     }
 
     /// Serialise `value` into a free buffer and make it current; returns the
@@ -230,7 +226,7 @@ impl<T: Archive> SharedRegion<T> {
     where
         T: Publishable,
     {
-        let guard = self.raw.lock()?;
+        let guard = self.store.lock()?;
         crate::crash::point("region.after_lock");
         let (version, buffer) = self.free_buffer(&guard)?;
         crate::crash::point("region.after_choose");
@@ -239,7 +235,7 @@ impl<T: Archive> SharedRegion<T> {
         // is neither current nor pinned by a live reader, and we hold the
         // write lock, so nothing in this mapping reads or writes it until
         // we make it current (see the module's comment for other mappings).
-        let dst = unsafe { std::slice::from_raw_parts_mut(self.raw.slot_ptr(buffer), capacity) };
+        let dst = unsafe { std::slice::from_raw_parts_mut(self.store.slot_ptr(buffer), capacity) };
         let written = {
             let mut arena = self.arena.lock();
             rkyv::api::high::to_bytes_in_with_alloc::<_, _, rancor::Error>(
@@ -304,12 +300,12 @@ impl<T: Archive> SharedRegion<T> {
                 capacity,
             });
         }
-        let guard = self.raw.lock()?;
+        let guard = self.store.lock()?;
         let (version, buffer) = self.free_buffer(&guard)?;
         // SAFETY: as in publish: the buffer is ours alone until made current,
         // and holds at least `capacity >= archive.len()` bytes.
         let dst =
-            unsafe { std::slice::from_raw_parts_mut(self.raw.slot_ptr(buffer), archive.len()) };
+            unsafe { std::slice::from_raw_parts_mut(self.store.slot_ptr(buffer), archive.len()) };
         dst.copy_from_slice(archive);
         check_archive::<T>(dst)?;
         Ok(self.make_current(&guard, version, buffer, archive.len()))
@@ -338,7 +334,7 @@ impl<T: Archive> SharedRegion<T> {
         let current = (version != 0).then_some(current);
         let buffer = pins::free_buffer(
             ctl,
-            self.raw.layout().slot_count,
+            self.store.layout().slot_count,
             current,
             self.publish_timeout,
         )?;
@@ -450,10 +446,11 @@ impl<T: Archive> SharedRegion<T> {
         {
             return Ok(len);
         }
-        let len = archive_len(&self.raw, self.control(), current)?;
+        let len = archive_len(&self.store, self.control(), current)?;
         // SAFETY: archive_len checked that the buffer and its `len` bytes lie
         // inside the mapping; the caller's pin keeps writers off them.
-        let bytes = unsafe { std::slice::from_raw_parts(self.raw.slot_ptr(split(current).1), len) };
+        let bytes =
+            unsafe { std::slice::from_raw_parts(self.store.slot_ptr(split(current).1), len) };
         check_archive::<T>(bytes)?;
         *validated = Some((current, len));
         Ok(len)
@@ -479,7 +476,8 @@ impl<T: Archive> SharedRegion<T> {
         // checked it); the buffer lies inside the mapping the handle keeps
         // attached, and the pin keeps every writer off it while the guard
         // lives.
-        let bytes = unsafe { std::slice::from_raw_parts(self.raw.slot_ptr(split(current).1), len) };
+        let bytes =
+            unsafe { std::slice::from_raw_parts(self.store.slot_ptr(split(current).1), len) };
         // SAFETY: these bytes were validated as T::Archived by this handle,
         // at this length, and no writer has changed them since: the buffer
         // was current then and has been pinned since the re-check.
@@ -495,7 +493,7 @@ impl<T: Archive> SharedRegion<T> {
 /// The length of the archive `current` names, its buffer index and length
 /// checked against the layout; the reason as [`Error::Corrupt`] when they do
 /// not fit. Read once: callers keep the result.
-pub(crate) fn archive_len(raw: &RawStore, ctl: &RegionControl, current: u64) -> Result<usize> {
+pub(crate) fn archive_len(raw: &Store, ctl: &RegionControl, current: u64) -> Result<usize> {
     let layout = raw.layout();
     let (_, buffer) = split(current);
     if buffer >= layout.slot_count {
@@ -519,14 +517,6 @@ fn corrupt(reason: std::fmt::Arguments<'_>) -> Error {
     Error::Corrupt {
         reason: reason.to_string(),
     }
-}
-
-pub(crate) fn check_archive<T: Readable>(bytes: &[u8]) -> Result<()> {
-    rkyv::access::<T::Archived, rancor::Error>(bytes)
-        .map(|_| ())
-        .map_err(|e| Error::Corrupt {
-            reason: format!("the archive does not validate: {e}"),
-        })
 }
 
 /// A pinned archive this handle validated, for `read` to make a guard of:

@@ -53,7 +53,7 @@
 //!
 //! The model in `tests/loom_pins.rs` runs these functions.
 //!
-//! [`own_pid`]: crate::sync::process::own_pid
+//! [`own_pid`]: crate::sys::proc::own_pid
 
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
 

@@ -25,9 +25,9 @@ use parking_lot::Mutex;
 
 use super::pin_slot::{self, buffer_of, pid_of};
 use crate::error::{Error, Result};
-use crate::header::{PIN_SLOTS, RegionControl};
+use crate::format::{PIN_SLOTS, RegionControl};
 use crate::sync::atomic::Std;
-use crate::sync::process;
+use crate::sys::proc;
 
 /// A slot this process claimed, with the word of its claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,7 +82,7 @@ pub(super) fn reclaim_dead(ctl: &RegionControl) -> bool {
     let mut freed = false;
     for pin in &ctl.pins {
         freed |= pin_slot::reclaim_if_dead::<Std>(&pin.word, &pin.start_time, |pid, start| {
-            process::same_process_alive(pid, start)
+            proc::same_process_alive(pid, start)
         });
     }
     freed
@@ -92,7 +92,7 @@ pub(super) fn reclaim_dead(ctl: &RegionControl) -> bool {
 /// if none is free.
 #[cold]
 fn claim_slot(ctl: &RegionControl) -> Result<Lease> {
-    let me = process::own_pid();
+    let me = proc::own_pid();
     if me <= 0 || me as u64 > pin_slot::PID_MASK {
         return Err(Error::Os {
             target: None,
@@ -100,7 +100,7 @@ fn claim_slot(ctl: &RegionControl) -> Result<Lease> {
             source: std::io::Error::other(format!("pid {me} does not fit in 22 bits")),
         });
     }
-    let start = process::own_start_time();
+    let start = proc::own_start_time();
     for round in 0..2 {
         for (slot, pin) in ctl.pins.iter().enumerate() {
             if let Some(claim) = pin_slot::claim::<Std>(&pin.word, &pin.start_time, me, start) {
@@ -138,7 +138,7 @@ impl PinCache {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         Arc::new(PinCache {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            pid: process::own_pid(),
+            pid: proc::own_pid(),
             spare: Mutex::new(Vec::new()),
             claimed: Mutex::new(Vec::new()),
             dropped: AtomicBool::new(false),
@@ -149,7 +149,7 @@ impl PinCache {
     /// while the segment is still attached and no guard lives.
     pub(crate) fn release_all(&self, ctl: &RegionControl) {
         self.dropped.store(true, Ordering::SeqCst);
-        if self.pid != process::own_pid() {
+        if self.pid != proc::own_pid() {
             return; // a forked child: the slots are its parent's
         }
         for lease in self.claimed.lock().drain(..) {
@@ -213,7 +213,7 @@ thread_local! {
 #[inline(always)]
 pub(super) fn fast(cache: &PinCache) -> Option<Fast> {
     let f = FAST.try_with(Cell::get).ok()?;
-    (f.id == cache.id && cache.pid == process::own_pid()).then_some(f)
+    (f.id == cache.id && cache.pid == proc::own_pid()).then_some(f)
 }
 
 /// Remember this thread's read through its own slot.
@@ -230,7 +230,7 @@ pub(super) fn acquire<'a>(
     ctl: &'a RegionControl,
     cache: &Arc<PinCache>,
 ) -> Result<(PinHold<'a>, usize)> {
-    if cache.pid == process::own_pid()
+    if cache.pid == proc::own_pid()
         && let Ok(lent) = LENT.try_with(|lent| lend(ctl, cache, &mut lent.borrow_mut()))
     {
         let lease = lent?;
@@ -309,7 +309,7 @@ impl PinHold<'_> {
 impl Drop for PinHold<'_> {
     #[inline]
     fn drop(&mut self) {
-        if pid_of(self.claim) != process::own_pid() {
+        if pid_of(self.claim) != proc::own_pid() {
             return;
         }
         if self.lent {

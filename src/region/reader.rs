@@ -1,5 +1,6 @@
 //! The read-only side of a region: a `SHM_RDONLY` attachment cannot pin, so
 //! it reads a validated private copy of the current archive.
+#![allow(unsafe_code)]
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -12,27 +13,35 @@ use rkyv::util::AlignedVec;
 
 use super::{Hold, Readable, RegionRef, archive_len, check_archive, split};
 use crate::error::{Error, Result};
-use crate::raw::RawStore;
-use crate::segment::SegmentInfo;
+use crate::store::Store;
 use crate::sync::copy;
+use crate::sys::shm::SegmentInfo;
 
 /// A read-only attachment (`SHM_RDONLY`) of a [`SharedRegion`](super::SharedRegion). It cannot
 /// pin, so `read` copies the current archive into a private aligned buffer
 /// (once per version), checks it was not overwritten meanwhile, validates it
 /// and hands that out.
 pub struct RegionReader<T> {
-    pub(super) raw: RawStore,
+    pub(super) store: Store,
     pub(super) cache: Mutex<Option<(u64, Arc<AlignedVec>)>>,
     pub(super) _t: PhantomData<fn() -> T>,
 }
 
 impl<T: Archive> RegionReader<T> {
+    pub(crate) fn wrap(store: Store) -> Self {
+        RegionReader {
+            store,
+            cache: Mutex::new(None),
+            _t: PhantomData,
+        }
+    }
+
     /// The current value, from a validated private copy.
     pub fn read(&self) -> Result<RegionRef<'_, T>>
     where
         T: Readable,
     {
-        let ctl = self.raw.region_control();
+        let ctl = self.store.region_control();
         loop {
             let current = ctl.current.load(Ordering::Acquire);
             if current >> 8 == 0 {
@@ -44,14 +53,14 @@ impl<T: Archive> RegionReader<T> {
             {
                 return Ok(Self::guard(copy.clone(), current));
             }
-            let len = archive_len(&self.raw, ctl, current)?;
+            let len = archive_len(&self.store, ctl, current)?;
             let mut bytes = AlignedVec::<16>::with_capacity(len);
             bytes.resize(len, 0);
             let (_, buffer) = split(current);
             // SAFETY: the buffer is 64-aligned and readable for its whole
             // stride (>= len rounded up to 8) inside the mapping; `bytes` is
             // private and holds len bytes.
-            unsafe { copy::load_bytes(self.raw.slot_ptr(buffer), bytes.as_mut_ptr(), len) };
+            unsafe { copy::load_bytes(self.store.slot_ptr(buffer), bytes.as_mut_ptr(), len) };
             fence(Ordering::Acquire);
             if ctl.current.load(Ordering::Relaxed) != current {
                 continue; // overwritten while we copied: copy the new one
@@ -79,25 +88,25 @@ impl<T: Archive> RegionReader<T> {
 
     /// The version of the current value.
     pub fn version(&self) -> u64 {
-        self.raw.region_control().current.load(Ordering::Acquire) >> 8
+        self.store.region_control().current.load(Ordering::Acquire) >> 8
     }
 
     /// As [`SharedRegion::wait_for_change`](super::SharedRegion::wait_for_change), waking within a few
     /// milliseconds of a change (a read-only attachment cannot announce
     /// itself to writers).
     pub fn wait_for_change(&self, since: u64, timeout: Option<Duration>) -> Result<u64> {
-        let current = &self.raw.region_control().current;
-        self.raw
+        let current = &self.store.region_control().current;
+        self.store
             .wait_for_change(since, timeout, || current.load(Ordering::SeqCst) >> 8)
     }
 
     /// `IPC_STAT` of the segment.
     pub fn info(&self) -> Result<SegmentInfo> {
-        self.raw.info()
+        self.store.info()
     }
 
     /// The segment's kernel id.
     pub fn id(&self) -> i32 {
-        self.raw.id()
+        self.store.id()
     }
 }

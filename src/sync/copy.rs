@@ -16,6 +16,7 @@
 //! `memcpy` speed. Fences around it keep the string operation's accesses,
 //! which the processor may perform out of order among themselves, on the
 //! right side of the seqlock's counter accesses.
+#![allow(unsafe_code)]
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 

@@ -1,12 +1,10 @@
-//! Synchronisation between processes over shared memory: the robust write
-//! mutex, futex wait/wake on a shared word, and atomic copies for the
-//! cell's seqlock. Together with `segment.rs`, the only code that
-//! calls `libc`.
+//! The building blocks of the cross-process protocols, free of system
+//! calls: the atomics they are generic over (`atomic`, std's or loom's),
+//! copies through atomic words (`copy`), waiting for a change (`notify`),
+//! the creation state word (`ready`) and one backoff for every retry loop
+//! (`backoff`).
 
 pub mod atomic;
 pub mod copy;
-pub mod futex;
-pub mod mutex;
 pub mod notify;
-pub mod process;
 pub mod ready;

@@ -71,28 +71,6 @@ pub trait Sleep<W: ?Sized> {
     fn wake_all(&self, word: &W);
 }
 
-/// The kernel's futex.
-pub struct Futex;
-
-impl Sleep<std::sync::atomic::AtomicU32> for Futex {
-    #[inline]
-    fn sleep(
-        &self,
-        word: &std::sync::atomic::AtomicU32,
-        expected: u32,
-        timeout: Option<Duration>,
-    ) -> io::Result<()> {
-        super::futex::wait(word, expected, timeout).map(drop)
-    }
-
-    #[inline]
-    fn wake_all(&self, word: &std::sync::atomic::AtomicU32) {
-        // A failed wake (ENOSYS) leaves waiters to their MAX_SLEEP slices;
-        // the commit is made either way.
-        let _ = super::futex::wake_all(word);
-    }
-}
-
 /// The writer's side, right after the store that commits (and still under
 /// the write lock): wake the waiters if any announced themselves.
 #[inline]

@@ -15,7 +15,7 @@
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 use super::atomic::{Model, Word32};
-use crate::header::{STATE_INITIALIZING, STATE_READY};
+use crate::format::{STATE_INITIALIZING, STATE_READY};
 
 /// The creator, before it writes anything else.
 pub fn begin<M: Model>(state: &M::U32) {

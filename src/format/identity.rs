@@ -120,7 +120,7 @@ pub struct TypeDesc {
 
 impl TypeDesc {
     /// The fingerprint stored in the header: FNV-1a over every field (the
-    /// whole name, even past the [`TYPE_NAME_MAX`](crate::header::TYPE_NAME_MAX) bytes that are kept).
+    /// whole name, even past the [`TYPE_NAME_MAX`](crate::format::TYPE_NAME_MAX) bytes that are kept).
     pub fn fingerprint(&self) -> u64 {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         let mut eat = |bytes: &[u8]| {

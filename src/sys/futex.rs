@@ -1,4 +1,5 @@
 //! Futex wait and wake on a 32-bit word in shared memory (`futex(2)`).
+#![allow(unsafe_code)]
 //!
 //! The futexes are shared (no `FUTEX_PRIVATE_FLAG`): the kernel keys them by
 //! the page, so processes that map the segment at different addresses meet
@@ -9,6 +10,8 @@
 use std::io;
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
+
+use crate::sync::notify::Sleep;
 
 /// How a [`wait`] ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +88,24 @@ pub fn wake_all(word: &AtomicU32) -> io::Result<usize> {
         return Err(io::Error::last_os_error());
     }
     Ok(n as usize)
+}
+
+/// The kernel's futex, as the waiting protocol (`sync/notify.rs`) sleeps
+/// and wakes on it.
+pub struct Futex;
+
+impl Sleep<AtomicU32> for Futex {
+    #[inline]
+    fn sleep(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> io::Result<()> {
+        wait(word, expected, timeout).map(drop)
+    }
+
+    #[inline]
+    fn wake_all(&self, word: &AtomicU32) {
+        // A failed wake (ENOSYS) leaves waiters to their MAX_SLEEP slices;
+        // the commit is made either way.
+        let _ = wake_all(word);
+    }
 }
 
 #[cfg(test)]

@@ -1,14 +1,20 @@
-//! Facts about processes: this one's pid (kept across `fork` correctly),
-//! whether another is alive, whether it is the one that started a claim or
-//! created a segment.
+//! What `/proc` and a few system calls tell about processes and segments:
+//! this process's pid (kept across `fork` correctly), whether another is
+//! alive, whether it is the one that started a claim or created a segment,
+//! and the kernel's list of every segment (`/proc/sysvipc/shm`).
 //!
 //! A pid alone does not name a process for long: pids are reused, within
 //! seconds on a busy machine (or on purpose: an unprivileged user can fork
 //! until it owns a given pid). So a process that leaves its mark in shared
 //! memory also leaves its start time, and one judging the mark compares both.
+#![allow(unsafe_code)]
 
 use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::error::{Error, Result};
+use crate::key::Key;
+use crate::sys::shm::SegmentInfo;
 
 /// This process's pid, without a system call after the first: glibc no
 /// longer caches `getpid`, and a region read needs the pid.
@@ -256,6 +262,72 @@ fn uids(pid: i32) -> Option<Vec<u32>> {
     line.split_whitespace().map(|u| u.parse().ok()).collect()
 }
 
+/// The kernel's list of segments.
+pub const PROC_SHM: &str = "/proc/sysvipc/shm";
+
+/// Every segment on the system, in the kernel's order.
+///
+/// ```
+/// let all = shmstore::list_segments()?;
+/// for seg in &all {
+///     println!("{} {} {} bytes", seg.key, seg.id, seg.size);
+/// }
+/// # Ok::<(), shmstore::Error>(())
+/// ```
+pub fn list_segments() -> Result<Vec<SegmentInfo>> {
+    let text = std::fs::read_to_string(PROC_SHM).map_err(|source| Error::Os {
+        target: None,
+        op: "read /proc/sysvipc/shm",
+        source,
+    })?;
+    Ok(parse(&text))
+}
+
+/// Parse the text of `/proc/sysvipc/shm`; lines that do not parse are
+/// skipped.
+pub fn parse(text: &str) -> Vec<SegmentInfo> {
+    text.lines().skip(1).filter_map(parse_line).collect()
+}
+
+fn parse_line(line: &str) -> Option<SegmentInfo> {
+    let f: Vec<&str> = line.split_whitespace().collect();
+    if f.len() < 14 {
+        return None;
+    }
+    let num = |i: usize| f[i].parse::<i64>().ok();
+    let time = |i: usize| {
+        num(i)
+            .filter(|&t| t > 0)
+            .map(|t| UNIX_EPOCH + Duration::from_secs(t as u64))
+    };
+    let raw_key = f[0].parse::<i32>().ok()?;
+    // The kernel prints the mode in octal, with SHM_DEST (0o1000) and
+    // SHM_LOCKED (0o2000) above the permission bits.
+    let perms = u32::from_str_radix(f[2], 8).ok()?;
+    Some(SegmentInfo {
+        id: f[1].parse().ok()?,
+        key: if raw_key == 0 {
+            Key::PRIVATE
+        } else {
+            Key::new(raw_key).ok()?
+        },
+        size: f[3].parse().ok()?,
+        mode: perms & 0o777,
+        marked_for_removal: perms & 0o1000 != 0,
+        locked: perms & 0o2000 != 0,
+        cpid: num(4)? as i32,
+        lpid: num(5)? as i32,
+        nattch: num(6)? as u64,
+        uid: num(7)? as u32,
+        gid: num(8)? as u32,
+        cuid: num(9)? as u32,
+        cgid: num(10)? as u32,
+        atime: time(11),
+        dtime: time(12),
+        ctime: time(13),
+    })
+}
+
 #[cfg(all(test, not(miri)))]
 mod tests {
     use super::*;
@@ -275,5 +347,25 @@ mod tests {
         // Created long before this process started: not its creator.
         assert!(!may_be_creator(me, Some(UNIX_EPOCH), euid));
         assert!(!alive(0) && !alive(-1));
+    }
+}
+
+#[cfg(test)]
+mod listing_tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_kernel_format() {
+        let text = "       key      shmid perms                  size  cpid  lpid nattch   uid   gid  cuid  cgid      atime      dtime      ctime                   rss                  swap\n\
+                    1392508929      32769  1600                 30272 15964 15970      1     0     0     0     0 1795708267          0 1795708260                 28672                     0\n\
+                    garbage\n";
+        let all = parse(text);
+        assert_eq!(all.len(), 1);
+        let s = &all[0];
+        assert_eq!(s.key.raw(), 1_392_508_929);
+        assert_eq!((s.id, s.size, s.mode), (32769, 30272, 0o600));
+        assert!(s.marked_for_removal && !s.locked);
+        assert_eq!((s.cpid, s.lpid, s.nattch), (15964, 15970, 1));
+        assert!(s.atime.is_some() && s.dtime.is_none());
     }
 }

@@ -4,6 +4,7 @@
 //! Every call into the kernel for segments is made in this file, behind
 //! [`Segment`] (an attachment that detaches on drop) and [`SegmentOptions`]
 //! (how to find or create one, in the style of [`std::fs::OpenOptions`]).
+#![allow(unsafe_code)]
 
 use std::io;
 use std::mem::MaybeUninit;

@@ -4,6 +4,7 @@
 //! Robust: when the owner dies holding it, the next locker gets `EOWNERDEAD`,
 //! marks it consistent and is told so ([`Locked::Recovered`]). Error-checking:
 //! a thread that locks it twice gets an error instead of a deadlock.
+#![allow(unsafe_code)]
 
 use std::io;
 

@@ -1,0 +1,93 @@
+//! How a cell is opened or created: [`CellOptions`], the shared
+//! [`Options`] with what only a cell has (its number of slots).
+
+use bytemuck::Pod;
+
+use super::{CellReader, SharedCell, init};
+use crate::error::{Error, Result};
+use crate::format::{Kind, Layout, MAX_SLOTS, TypeDesc};
+use crate::key::Key;
+use crate::store::{Flavor, Options, Store};
+
+/// The slots of a new cell unless [`CellOptions::slots`] says otherwise.
+pub const DEFAULT_CELL_SLOTS: usize = 4;
+
+/// What only a cell's options have: the number of slots of a created cell.
+#[derive(Debug, Clone)]
+pub struct CellSettings {
+    slots: usize,
+}
+
+/// How to open or create a [`SharedCell`]: mode, removal on drop, timeouts
+/// and the type's identity ([`Options`]), and the number of slots.
+pub type CellOptions<T> = Options<T, CellSettings>;
+
+impl<T: Pod> Flavor<T> for CellSettings {
+    type Handle = SharedCell<T>;
+    type Reader = CellReader<T>;
+
+    fn type_desc(options: &CellOptions<T>) -> TypeDesc {
+        options
+            .common
+            .type_desc::<T>(Kind::Cell, size_of::<T>(), align_of::<T>(), 0)
+    }
+
+    fn handle(store: Store, _: &CellOptions<T>) -> SharedCell<T> {
+        SharedCell::wrap(store)
+    }
+
+    fn reader(store: Store, _: &CellOptions<T>) -> CellReader<T> {
+        SharedCell::wrap(store)
+    }
+}
+
+/// What only a cell has.
+impl<T: Pod> Options<T, CellSettings> {
+    pub(crate) fn new() -> Self {
+        Options::with(CellSettings {
+            slots: DEFAULT_CELL_SLOTS,
+        })
+    }
+
+    /// The number of slots a created cell keeps the value in: a power of two
+    /// from 2 to 64, [`DEFAULT_CELL_SLOTS`] by default. A reader's copy
+    /// survives `slots - 1` commits made while it copies, so more slots help
+    /// readers of large values keep up with a writer that never pauses; each
+    /// costs one more `size_of::<T>()` of shared memory. Opening an existing
+    /// cell takes the count it was created with.
+    pub fn slots(&mut self, n: usize) -> &mut Self {
+        self.kind.slots = n;
+        self
+    }
+
+    fn layout(&self) -> Result<Layout> {
+        let n = self.kind.slots;
+        if !(2..=MAX_SLOTS as usize).contains(&n) || !n.is_power_of_two() {
+            return Err(Error::InvalidLayout {
+                reason: format!("{n} slots; a cell has a power of two from 2 to {MAX_SLOTS}"),
+            });
+        }
+        Layout::for_value(size_of::<T>(), align_of::<T>(), n)
+    }
+
+    /// Create the cell at `key` holding `initial`; fails with
+    /// [`Error::AlreadyExists`] if the key is taken.
+    pub fn create(&self, key: Key, initial: T) -> Result<SharedCell<T>> {
+        let ty = CellSettings::type_desc(self);
+        let store = Store::create(key, &self.common, &ty, &self.layout()?, |store| {
+            init(store, &initial);
+            Ok(())
+        })?;
+        Ok(SharedCell::wrap(store))
+    }
+
+    /// Open the cell at `key`, or create it holding `initial`.
+    pub fn open_or_create(&self, key: Key, initial: T) -> Result<SharedCell<T>> {
+        let ty = CellSettings::type_desc(self);
+        let store = Store::open_or_create(key, &self.common, &ty, &self.layout()?, |store| {
+            init(store, &initial);
+            Ok(())
+        })?;
+        Ok(SharedCell::wrap(store))
+    }
+}

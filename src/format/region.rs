@@ -1,0 +1,85 @@
+//! A region's control block, right after the header: the commit word
+//! `current`, one description per buffer, and the reader pin slots. Each
+//! shared word carries the table of its states; the protocols on them are in
+//! `region/pin_slot.rs` and `region/mod.rs`.
+
+use std::mem::{offset_of, size_of};
+use std::sync::atomic::{AtomicU32, AtomicU64};
+
+use super::header::MAX_SLOTS;
+
+/// The number of reader pin slots of a region.
+pub const PIN_SLOTS: usize = 128;
+
+/// A buffer's description in a region's control block.
+#[repr(C)]
+pub struct BufferMeta {
+    /// The length of the archive in the buffer.
+    pub len: AtomicU64,
+    /// The version the buffer holds.
+    pub version: AtomicU64,
+}
+
+/// A reader pin slot, on a cache line of its own. The protocol on it is in
+/// `region/pin_slot.rs`.
+#[repr(C, align(64))]
+pub struct Pin {
+    /// Who holds the slot and what it pins, in one word so that a reclaimer
+    /// can compare-and-swap exactly the claim it judged dead:
+    ///
+    /// | bits | field | meaning |
+    /// |---|---|---|
+    /// | 0..22 | pid | the holder; 0: the slot is free |
+    /// | 22..29 | buf | the pinned buffer plus one; 0: none |
+    /// | 29 | started | `start_time` holds this claim's start time |
+    /// | 30..64 | tag | claims made of this slot so far (wrapping) |
+    ///
+    /// States: free (pid 0, buf 0, started 0) → claimed (pid, tag + 1, by
+    /// CAS) → started (by the holder) ↔ pinned (buf set and cleared by the
+    /// holder) → free (by the holder, or by a reclaimer's CAS once the holder
+    /// is dead), the tag kept.
+    pub word: AtomicU64,
+    /// The holder's start time (clock ticks after boot, field 22 of
+    /// `/proc/PID/stat`; 0 unknown), written before `started` is set.
+    pub start_time: AtomicU64,
+    _pad: [AtomicU64; 6],
+}
+
+/// The control block of a region, right after the header.
+#[repr(C, align(64))]
+pub struct RegionControl {
+    /// The region's one commit point: `(version << 8) | buffer`, the archive
+    /// readers use.
+    ///
+    /// | value | meaning |
+    /// |---|---|
+    /// | version 0 | nothing published yet |
+    /// | version `v`, buffer `b` | buffer `b` holds version `v`, `buffers[b].len` bytes; no writer touches `b` while it is current or pinned |
+    ///
+    /// Stored (release, then a seq-cst fence) only under the mutex, after
+    /// the archive and its `len`; versions only grow. `version()` and
+    /// `wait_for_change` both read this word.
+    pub current: AtomicU64,
+    /// One more than the highest pin slot ever claimed: writers scan the
+    /// pins below it only. Readers claim the lowest free slot, then raise it
+    /// (read-modify-write, so that a writer's read-modify-write of it orders
+    /// the two).
+    pub pin_high: AtomicU32,
+    _pad0: AtomicU32,
+    _pad: [AtomicU64; 6],
+    /// One description per buffer (the first `slot_count` are used).
+    pub buffers: [BufferMeta; MAX_SLOTS as usize],
+    /// Reader pins.
+    pub pins: [Pin; PIN_SLOTS],
+}
+
+/// The size of a region's control block.
+pub const REGION_CONTROL_SIZE: usize = size_of::<RegionControl>();
+
+const _: () = {
+    assert!(offset_of!(RegionControl, pin_high) == 8);
+    assert!(offset_of!(RegionControl, buffers) == 64);
+    assert!(offset_of!(RegionControl, pins) == 64 + 16 * MAX_SLOTS as usize);
+    assert!(size_of::<Pin>() == 64);
+    assert!(REGION_CONTROL_SIZE == 64 + 16 * 64 + 64 * PIN_SLOTS);
+};

@@ -1,0 +1,322 @@
+//! What a segment's header declares, checked before anything is trusted:
+//! [`validate`] reads every field once, checks it against the segment's real
+//! length and this build, and returns what it checked ([`Validated`]):
+//! callers keep that copy and never read those fields again, since another
+//! process may change them between two reads. It makes no system call, so
+//! that it can be fuzzed and run under Miri.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use super::header::{
+    FORMAT_VERSION, HEADER_SIZE, Header, MAGIC, MAX_ALIGN, MAX_SLOTS, STATE_READY, TYPE_NAME_MAX,
+};
+use super::identity::{Abi, Kind, TypeDesc};
+use super::region::REGION_CONTROL_SIZE;
+use crate::error::{Error, Result};
+
+/// Where the data lies, as a validated header declares it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    /// Offset of slot 0.
+    pub data_offset: usize,
+    /// Distance between slots (a multiple of 8).
+    pub slot_stride: usize,
+    /// Number of slots.
+    pub slot_count: usize,
+    /// Bytes of the value in each slot (at most `slot_stride`).
+    pub value_size: usize,
+    /// `data_offset + slot_count * slot_stride`, within the image.
+    pub used_len: usize,
+}
+
+impl Layout {
+    /// The layout of a new cell for values of `size` bytes aligned to
+    /// `align`, in `slot_count` slots.
+    pub fn for_value(size: usize, align: usize, slot_count: usize) -> Result<Layout> {
+        Self::with_prefix(HEADER_SIZE, size, align, slot_count)
+    }
+
+    /// The layout of a new region: a control block after the header, then
+    /// `buffers` buffers of `capacity` bytes, each aligned to 64.
+    pub fn for_region(capacity: usize, buffers: usize) -> Result<Layout> {
+        Self::with_prefix(HEADER_SIZE + REGION_CONTROL_SIZE, capacity, 64, buffers)
+    }
+
+    fn with_prefix(prefix: usize, size: usize, align: usize, slot_count: usize) -> Result<Layout> {
+        let align = align.max(8);
+        let too_big = || Error::InvalidLayout {
+            reason: format!("{slot_count} slots of {size} bytes do not fit in a segment"),
+        };
+        let data_offset = prefix.next_multiple_of(align.max(64));
+        let slot_stride = size
+            .max(1)
+            .checked_next_multiple_of(align.max(8))
+            .ok_or_else(too_big)?;
+        let used_len = slot_stride
+            .checked_mul(slot_count)
+            .and_then(|n| n.checked_add(data_offset))
+            .filter(|&n| n <= isize::MAX as usize)
+            .ok_or_else(too_big)?;
+        Ok(Layout {
+            data_offset,
+            slot_stride,
+            slot_count,
+            value_size: size,
+            used_len,
+        })
+    }
+}
+
+fn corrupt(reason: impl Into<String>) -> Error {
+    Error::Corrupt {
+        reason: reason.into(),
+    }
+}
+
+/// Check a header against the length of its segment and return the layout
+/// it declares.
+///
+/// Every field is read once, checked, and the checked values are what is
+/// returned: the magic, format version, state, kind, ABI, and the layout
+/// (slot count, stride, offsets and alignment). When this returns `Ok`,
+/// every slot of the [`Layout`] lies inside `segment_len` bytes from the
+/// header, and a region's control block fits before its data. It never
+/// panics and makes no system call. The type is checked separately with
+/// [`Validated::check_type`], on the values read here.
+///
+/// Errors: [`Error::NotShmstore`] when the bytes are not a shmstore segment
+/// at all, [`Error::IncompatibleFormat`] for another format version,
+/// [`Error::AbiMismatch`] for a segment made on another platform, and
+/// [`Error::Corrupt`] for anything inconsistent.
+pub fn validate(header: &Header, segment_len: usize) -> Result<Validated> {
+    let magic = header.magic.load(Relaxed);
+    if magic != MAGIC {
+        return Err(Error::NotShmstore {
+            reason: format!("magic {magic:#018x} is not shmstore's"),
+        });
+    }
+    let version = header.format_version.load(Relaxed);
+    if version != FORMAT_VERSION {
+        return Err(Error::IncompatibleFormat {
+            found: version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    let state = header.state();
+    if state != STATE_READY {
+        return Err(corrupt(format!(
+            "state {state} is not READY ({STATE_READY})"
+        )));
+    }
+    let raw_kind = header.kind.load(Relaxed);
+    let Some(kind) = Kind::from_raw(raw_kind) else {
+        return Err(corrupt(format!("unknown kind {raw_kind}")));
+    };
+    let header_size = header.header_size.load(Relaxed);
+    if header_size as usize != HEADER_SIZE {
+        return Err(corrupt(format!(
+            "header size {header_size}, expected {HEADER_SIZE}"
+        )));
+    }
+    let abi = header.abi();
+    if abi != Abi::current() {
+        return Err(Error::AbiMismatch {
+            stored: abi.to_string(),
+            ours: Abi::current().to_string(),
+        });
+    }
+    let value_align = header.value_align.load(Relaxed);
+    let schema_version = header.schema_version.load(Relaxed);
+    let type_hash = header.type_hash.load(Relaxed);
+    let type_extra = header.type_extra.load(Relaxed);
+    let name_len = header.type_name_len.load(Relaxed);
+    if name_len as usize > TYPE_NAME_MAX {
+        return Err(corrupt(format!(
+            "type name length {name_len} > {TYPE_NAME_MAX}"
+        )));
+    }
+    let align = value_align;
+    if !align.is_power_of_two() || align > MAX_ALIGN {
+        return Err(corrupt(format!("value alignment {align}")));
+    }
+    let count = header.slot_count.load(Relaxed);
+    if !(2..=MAX_SLOTS).contains(&count) {
+        return Err(corrupt(format!("{count} slots (2 to {MAX_SLOTS} allowed)")));
+    }
+    if kind == Kind::Cell && !count.is_power_of_two() {
+        return Err(corrupt(format!(
+            "{count} slots in a cell (a power of two is required)"
+        )));
+    }
+    let data_offset = header.data_offset.load(Relaxed);
+    let stride = header.slot_stride.load(Relaxed);
+    let prefix = match kind {
+        Kind::Region => HEADER_SIZE + REGION_CONTROL_SIZE,
+        Kind::Cell => HEADER_SIZE,
+    };
+    let value_size = header.value_size.load(Relaxed);
+    let size = u64::from(value_size);
+    if data_offset < prefix as u64
+        || !data_offset.is_multiple_of(u64::from(align.max(8)))
+        || stride == 0
+        || !stride.is_multiple_of(8)
+        || (kind == Kind::Region && !stride.is_multiple_of(64))
+        || size > stride
+    {
+        return Err(corrupt(format!(
+            "inconsistent layout: data at {data_offset}, stride {stride}, value {size} bytes, align {align}"
+        )));
+    }
+    let needed = stride
+        .checked_mul(u64::from(count))
+        .and_then(|n| n.checked_add(data_offset));
+    let used = header.used_len.load(Relaxed);
+    match needed {
+        Some(n) if n == used && n <= segment_len as u64 => Ok(Validated {
+            kind,
+            value_size,
+            value_align,
+            schema_version,
+            type_hash,
+            type_extra,
+            layout: Layout {
+                data_offset: data_offset as usize,
+                slot_stride: stride as usize,
+                slot_count: count as usize,
+                value_size: size as usize,
+                used_len: n as usize,
+            },
+        }),
+        _ => Err(corrupt(format!(
+            "{count} slots of {stride} bytes from {data_offset} need {} bytes; header says {used}, segment has {}",
+            needed.map_or("too many".to_owned(), |n| n.to_string()),
+            segment_len
+        ))),
+    }
+}
+
+/// What [`validate`] read and checked: the values to keep and use, never
+/// to read from the header again (another process may change the header
+/// between two reads).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validated {
+    /// What the segment holds.
+    pub kind: Kind,
+    /// The stored value's size: at most `layout.slot_stride`.
+    pub value_size: u32,
+    /// The stored value's alignment.
+    pub value_align: u32,
+    /// The stored type's schema version.
+    pub schema_version: u32,
+    /// The stored type's fingerprint.
+    pub type_hash: u64,
+    /// Further facts of the stored form.
+    pub type_extra: u64,
+    /// Where its data lies, every slot inside the segment.
+    pub layout: Layout,
+}
+
+impl Validated {
+    /// Fail with [`Error::TypeMismatch`] unless the type validated is
+    /// `want`, compared on the values validated (so the kind and the size
+    /// that the layout was checked against are the ones matched). The
+    /// header is read again only for the error's description.
+    pub fn check_type(&self, header: &Header, want: &TypeDesc) -> Result<()> {
+        let matches = self.kind == want.kind
+            && self.value_size == want.size
+            && self.value_align == want.align
+            && self.schema_version == want.schema_version
+            && self.type_extra == want.extra
+            && self.type_hash == want.fingerprint();
+        if matches {
+            Ok(())
+        } else {
+            Err(Error::TypeMismatch {
+                stored: header.stored_type().to_string(),
+                requested: want.to_string(),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(unsafe_code)]
+mod tests {
+    use super::super::header::header_at;
+    use super::*;
+
+    #[repr(C, align(64))]
+    struct Image([u8; 4096]);
+
+    /// A fresh, valid cell header in private memory. The header is reached
+    /// through the box's raw pointer, never through a reference to its
+    /// bytes.
+    fn fresh() -> *mut Image {
+        let img = Box::into_raw(Box::new(Image([0; 4096])));
+        // SAFETY: the image is 4096 bytes aligned to 64, enough for a Header,
+        // and reached only through this pointer until `free`.
+        let h = unsafe { header_at(img.cast(), 4096) }.unwrap();
+        let ty = TypeDesc {
+            kind: Kind::Cell,
+            name: "u64".into(),
+            size: 8,
+            align: 8,
+            schema_version: 0,
+            extra: 0,
+        };
+        let layout = Layout::for_value(8, 8, 2).unwrap();
+        h.write_creator(1, 0);
+        h.write_fresh(&ty, &layout);
+        h.state.store(STATE_READY, Relaxed);
+        img
+    }
+
+    fn check(img: *mut Image, len: usize) -> Result<Validated> {
+        // SAFETY: `img` is a live image of 4096 >= len bytes from `fresh`.
+        validate(unsafe { header_at(img.cast(), len) }?, len)
+    }
+
+    fn free(img: *mut Image) {
+        // SAFETY: made by Box::into_raw in `fresh`, freed once.
+        drop(unsafe { Box::from_raw(img) });
+    }
+
+    #[test]
+    fn fresh_header_validates() {
+        let img = fresh();
+        let v = check(img, 4096).unwrap();
+        assert_eq!(v.kind, Kind::Cell);
+        assert_eq!(v.layout.data_offset, 512);
+        assert_eq!(v.layout.slot_stride, 8);
+        // SAFETY: as in `check`.
+        let h = unsafe { header_at(img.cast(), 4096) }.unwrap();
+        assert_eq!(h.stored_type().name, "u64");
+        free(img);
+    }
+
+    #[test]
+    fn each_broken_field_is_refused() {
+        let cases: [(usize, u8); 8] = [
+            (0, b'x'),  // magic
+            (8, 9),     // format version
+            (12, 7),    // kind
+            (16, 1),    // state
+            (28, 99),   // arch
+            (76, 0),    // slot count
+            (88, 3),    // stride not a multiple of 8
+            (96, 0xff), // used_len
+        ];
+        for (offset, byte) in cases {
+            let img = fresh();
+            // SAFETY: offset < 4096 inside the live image; nothing else
+            // refers to it.
+            unsafe { img.cast::<u8>().add(offset).write(byte) };
+            assert!(check(img, 4096).is_err(), "byte {offset} = {byte} accepted");
+            free(img);
+        }
+        let img = fresh();
+        assert!(check(img, HEADER_SIZE + 8).is_err(), "truncated slots");
+        assert!(check(img, 100).is_err());
+        free(img);
+    }
+}

@@ -1,0 +1,189 @@
+//! An untyped shmstore object: one segment, created or opened, validated,
+//! with its write lock and its waiting. `SharedCell` and `SharedRegion` are
+//! typed containers over it, as `lock_api`'s containers are over raw locks.
+//! One concept per file: the options every kind shares (`options.rs`),
+//! creation and opening (`create.rs`), the write lock (`lock.rs`), waiting
+//! for a change (`wait.rs`), and the memory an object lives in
+//! (`memory.rs`, `heap.rs`).
+//!
+//! **Validation.** An open validates the header once and keeps what
+//! `format::validate` checked (kind, layout, type): nothing of it is read
+//! from the segment again, so a peer scribbling on the header later cannot
+//! move a slot outside the mapping.
+#![allow(unsafe_code)]
+
+use std::sync::atomic::AtomicU64;
+
+use crate::error::Result;
+use crate::format::{HEADER_SIZE, Header, Kind, Layout, REGION_CONTROL_SIZE, RegionControl};
+use crate::sys::proc;
+use crate::sys::shm::SegmentInfo;
+
+mod create;
+#[cfg(feature = "fuzzing")]
+pub mod heap;
+mod lock;
+pub mod memory;
+pub mod options;
+mod wait;
+
+pub use lock::WriteGuard;
+pub use memory::Memory;
+pub use options::{Flavor, Options};
+
+/// Read-write access to an object: its handle has the write methods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct ReadWrite;
+
+/// Read-only access (`SHM_RDONLY`): its handle can read and wait, and has no
+/// write methods at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct ReadOnly;
+
+/// The access a handle has: [`ReadWrite`] or [`ReadOnly`].
+pub trait Access: sealed::Sealed + Send + Sync + 'static {
+    /// Whether the attachment is `SHM_RDONLY`.
+    const READ_ONLY: bool;
+}
+
+impl Access for ReadWrite {
+    const READ_ONLY: bool = false;
+}
+
+impl Access for ReadOnly {
+    const READ_ONLY: bool = true;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::ReadWrite {}
+    impl Sealed for super::ReadOnly {}
+}
+
+/// An attached, validated shmstore segment.
+#[derive(Debug)]
+pub struct Store {
+    memory: Memory,
+    /// `backing.as_ptr()`, kept for the hot paths.
+    base: std::ptr::NonNull<u8>,
+    /// What was validated at open (or made at create). Kept here, never
+    /// re-read from the segment, so a peer scribbling on the header later
+    /// cannot move a slot outside the mapping.
+    kind: Kind,
+    layout: Layout,
+    /// The process that armed removal on drop (only once the open or
+    /// create succeeded); 0: not armed. A forked child that drops its copy
+    /// of the handle removes nothing.
+    remove_on_drop: i32,
+}
+
+impl Store {
+    fn unarmed(memory: Memory, kind: Kind, layout: Layout) -> Store {
+        Store {
+            base: base_of(&memory),
+            memory,
+            kind,
+            layout,
+            remove_on_drop: 0,
+        }
+    }
+
+    fn arm(&mut self, remove_on_drop: bool) {
+        if remove_on_drop {
+            self.remove_on_drop = proc::own_pid();
+        }
+    }
+
+    /// The header (validated when the store was opened or created).
+    #[inline]
+    pub fn header(&self) -> &Header {
+        // SAFETY: the memory is at least HEADER_SIZE bytes (checked on open,
+        // made so on create), page-aligned (shmat, HeapImage), lives as long
+        // as self, and Header consists of atomics, valid for any bytes.
+        unsafe { &*self.base.as_ptr().cast::<Header>() }
+    }
+
+    /// The control block after the header, for a store validated (or
+    /// created) as a region.
+    #[inline]
+    pub fn region_control(&self) -> &RegionControl {
+        assert!(
+            self.kind == Kind::Region
+                && self.layout.data_offset >= HEADER_SIZE + REGION_CONTROL_SIZE,
+            "a region's control block of a {:?}",
+            self.kind
+        );
+        // SAFETY: validation (or creation) made data_offset >= HEADER_SIZE +
+        // REGION_CONTROL_SIZE within the mapping for a region (the kept
+        // values, checked above), which lives as long as self; the block is
+        // aligned to 64 after the 512-byte header and consists of atomics,
+        // valid for any bytes.
+        unsafe { &*self.base.as_ptr().add(HEADER_SIZE).cast::<RegionControl>() }
+    }
+
+    /// The validated layout.
+    #[inline]
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The memory the store lives in.
+    pub fn memory(&self) -> &Memory {
+        &self.memory
+    }
+
+    /// The segment's id (-1 for a heap image).
+    pub fn id(&self) -> i32 {
+        self.memory.id()
+    }
+
+    /// The first byte of slot `i`. The caller keeps `i` below the validated
+    /// slot count.
+    #[inline]
+    pub fn slot_ptr(&self, i: usize) -> *mut u8 {
+        let layout = &self.layout;
+        assert!(i < layout.slot_count, "slot {i} of {}", layout.slot_count);
+        // SAFETY: validation checked data_offset + slot_count * stride <= len,
+        // so slot i (< slot_count) starts inside the mapping.
+        unsafe {
+            self.base
+                .as_ptr()
+                .add(layout.data_offset + i * layout.slot_stride)
+        }
+    }
+
+    /// The commit counter.
+    #[inline]
+    pub fn seq(&self) -> &AtomicU64 {
+        &self.header().seq
+    }
+
+    /// `IPC_STAT` of the segment.
+    pub fn info(&self) -> Result<SegmentInfo> {
+        self.memory.info()
+    }
+
+    /// `IPC_RMID` of the segment.
+    pub fn remove(&self) -> Result<()> {
+        self.memory.remove()
+    }
+}
+
+fn base_of(memory: &Memory) -> std::ptr::NonNull<u8> {
+    std::ptr::NonNull::new(memory.as_ptr()).expect("a mapping is never at address 0")
+}
+
+// SAFETY: `base` points into `memory`, which the store owns and which is
+// Send + Sync (an attachment or a heap image); every access through it is
+// atomic or under the process-shared lock, from any thread.
+unsafe impl Send for Store {}
+// SAFETY: as above.
+unsafe impl Sync for Store {}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if self.remove_on_drop != 0 && self.remove_on_drop == proc::own_pid() {
+            let _ = self.memory.remove();
+        }
+    }
+}

@@ -199,6 +199,11 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// Options that contradict each other or the call they are given to.
+    InvalidOptions {
+        /// Which, and why.
+        reason: String,
+    },
     /// A value or layout that cannot be stored.
     InvalidLayout {
         /// Why.
@@ -372,6 +377,7 @@ impl fmt::Display for Error {
                  remove and recreate it"
             ),
             Error::InvalidLayout { reason } => write!(f, "cannot lay out the value: {reason}"),
+            Error::InvalidOptions { reason } => write!(f, "invalid options: {reason}"),
             Error::InitTimeout {
                 target,
                 creator,

@@ -826,3 +826,28 @@ fn racing_creators_share_one_segment() {
         assert!(ids.iter().all(|id| id == &Ok(first)), "{ids:?}");
     }
 }
+
+#[test]
+fn attach_id_refuses_options_only_a_create_uses() {
+    let (seg, _g) = create(Key::PRIVATE, 4096);
+    let id = seg.id();
+    let refused: [(&str, SegmentOptions); 5] = [
+        ("create", Segment::options().create(true).clone()),
+        ("exclusive", Segment::options().exclusive(true).clone()),
+        ("mode", Segment::options().mode(0o644).clone()),
+        ("huge_pages", Segment::options().huge_pages(true).clone()),
+        ("no_reserve", Segment::options().no_reserve(true).clone()),
+    ];
+    for (option, options) in refused {
+        match options.attach_id(id) {
+            Err(Error::InvalidOptions { reason }) => assert!(reason.contains(option), "{reason}"),
+            other => panic!("{option}: {:?}", other.map(|s| s.id())),
+        }
+    }
+    let ro = Segment::options()
+        .read_only(true)
+        .size(4096)
+        .attach_id(id)
+        .unwrap();
+    assert!(ro.is_read_only());
+}

@@ -1,24 +1,14 @@
-//! A safe wrapper of the System V shared-memory calls: `shmget`, `shmat`,
-//! `shmdt` and `shmctl` (`IPC_STAT`, `IPC_SET`, `IPC_RMID`).
-//!
-//! Every call into the kernel for segments is made in this file, behind
-//! [`Segment`] (an attachment that detaches on drop) and [`SegmentOptions`]
-//! (how to find or create one, in the style of [`std::fs::OpenOptions`]).
+//! How to find, create and attach a segment: [`SegmentOptions`], and what
+//! each `shmget` and `shmat` failure means.
 #![allow(unsafe_code)]
 
 use std::io;
-use std::mem::MaybeUninit;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::Segment;
+use super::info::{remove, stat};
 use crate::error::{Error, Limit, Result, Target};
 use crate::key::Key;
-
-/// `SHM_DEST` in `shm_perm.mode`: marked for removal, gone after the last detach.
-const SHM_DEST: u16 = 0o1000;
-/// `SHM_LOCKED` in `shm_perm.mode`: locked in memory by `SHM_LOCK`.
-const SHM_LOCKED: u16 = 0o2000;
 
 /// How to find, create and attach a segment.
 ///
@@ -48,6 +38,9 @@ pub struct SegmentOptions {
     huge_pages: bool,
     no_reserve: bool,
     allow_foreign_owner: bool,
+    /// The last option set that only a create uses, which `attach_id`
+    /// refuses rather than ignore.
+    create_only: Option<&'static str>,
 }
 
 impl Default for SegmentOptions {
@@ -61,6 +54,7 @@ impl Default for SegmentOptions {
             huge_pages: false,
             no_reserve: false,
             allow_foreign_owner: false,
+            create_only: None,
         }
     }
 }
@@ -86,6 +80,7 @@ impl SegmentOptions {
     /// so that it knows whether it created the segment.
     pub fn create(&mut self, yes: bool) -> &mut Self {
         self.create = yes;
+        self.create_only = Some("create");
         self
     }
 
@@ -94,6 +89,7 @@ impl SegmentOptions {
     /// succeeds.
     pub fn exclusive(&mut self, yes: bool) -> &mut Self {
         self.exclusive = yes;
+        self.create_only = Some("exclusive");
         self
     }
 
@@ -101,6 +97,7 @@ impl SegmentOptions {
     /// Default `0o600`: only this user.
     pub fn mode(&mut self, mode: u32) -> &mut Self {
         self.mode = mode & 0o777;
+        self.create_only = Some("mode");
         self
     }
 
@@ -114,6 +111,7 @@ impl SegmentOptions {
     /// [`Error::NoHugePages`] where the system has none reserved.
     pub fn huge_pages(&mut self, yes: bool) -> &mut Self {
         self.huge_pages = yes;
+        self.create_only = Some("huge_pages");
         self
     }
 
@@ -121,6 +119,7 @@ impl SegmentOptions {
     /// may then get `SIGSEGV` when memory runs out.
     pub fn no_reserve(&mut self, yes: bool) -> &mut Self {
         self.no_reserve = yes;
+        self.create_only = Some("no_reserve");
         self
     }
 
@@ -141,6 +140,8 @@ impl SegmentOptions {
     /// the owner or size check, or `shmat` fails), it removes the segment
     /// again before returning the error, so a failed call leaves nothing
     /// behind. A segment that existed before the call is never removed.
+    #[doc(alias = "shmget")]
+    #[doc(alias = "shmat")]
     pub fn open(&self, key: Key) -> Result<Segment> {
         let (id, created) = self.get(key)?;
         let attached = self.attach(id, Target::Key(key));
@@ -207,8 +208,19 @@ impl SegmentOptions {
     }
 
     /// Attach the segment with this kernel id (as `ipcs -m` lists it). The
-    /// size, read-only and foreign-owner options apply; the others do not.
+    /// size, read-only and foreign-owner options apply; an option that only
+    /// a create uses (`create`, `exclusive`, `mode`, `huge_pages`,
+    /// `no_reserve`) is refused with [`Error::InvalidOptions`] rather than
+    /// ignored.
+    #[doc(alias = "shmat")]
     pub fn attach_id(&self, id: i32) -> Result<Segment> {
+        if let Some(option) = self.create_only {
+            return Err(Error::InvalidOptions {
+                reason: format!(
+                    "`{option}` applies to a segment being created; attach_id only attaches an existing one"
+                ),
+            });
+        }
         self.attach(id, Target::Id(id))
     }
 
@@ -358,304 +370,4 @@ fn shmget(key: Key, size: usize, flags: libc::c_int) -> io::Result<i32> {
 
 fn read_proc_u64(path: &str) -> Option<u64> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
-}
-
-/// What the kernel knows of a segment (`shmctl(IPC_STAT)`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SegmentInfo {
-    /// The segment's id.
-    pub id: i32,
-    /// Its key; [`Key::PRIVATE`] for private segments and for segments
-    /// marked for removal.
-    pub key: Key,
-    /// Its size in bytes, as created.
-    pub size: usize,
-    /// The permission bits (low 9 bits of `shm_perm.mode`).
-    pub mode: u32,
-    /// `IPC_RMID` was called: it disappears after the last detach.
-    pub marked_for_removal: bool,
-    /// Locked in memory (`SHM_LOCK`).
-    pub locked: bool,
-    /// Owner's user id.
-    pub uid: u32,
-    /// Owner's group id.
-    pub gid: u32,
-    /// Creator's user id.
-    pub cuid: u32,
-    /// Creator's group id.
-    pub cgid: u32,
-    /// Process id of the creator.
-    pub cpid: i32,
-    /// Process id of the last `shmat`/`shmdt`.
-    pub lpid: i32,
-    /// Number of current attachments.
-    pub nattch: u64,
-    /// Time of the last attach, if any.
-    pub atime: Option<SystemTime>,
-    /// Time of the last detach, if any.
-    pub dtime: Option<SystemTime>,
-    /// Time of the creation or the last `IPC_SET`.
-    pub ctime: Option<SystemTime>,
-}
-
-fn time_of(secs: libc::time_t) -> Option<SystemTime> {
-    (secs > 0).then(|| UNIX_EPOCH + Duration::from_secs(secs as u64))
-}
-
-fn stat_raw(id: i32, target: Target) -> Result<libc::shmid_ds> {
-    let mut ds = MaybeUninit::<libc::shmid_ds>::zeroed();
-    // SAFETY: `ds` is a valid, writable shmid_ds for IPC_STAT to fill.
-    let rc = unsafe { libc::shmctl(id, libc::IPC_STAT, ds.as_mut_ptr()) };
-    if rc < 0 {
-        return Err(ctl_error(
-            id,
-            target,
-            "IPC_STAT",
-            io::Error::last_os_error(),
-        ));
-    }
-    // SAFETY: shmctl succeeded, so the kernel filled the struct (and it was
-    // zeroed before, which is a valid value of this plain C struct anyway).
-    Ok(unsafe { ds.assume_init() })
-}
-
-fn stat(id: i32, target: Target) -> Result<SegmentInfo> {
-    let ds = stat_raw(id, target)?;
-    let raw_key = ds.shm_perm.__key;
-    Ok(SegmentInfo {
-        id,
-        key: if raw_key == 0 {
-            Key::PRIVATE
-        } else {
-            Key::new(raw_key)?
-        },
-        size: ds.shm_segsz,
-        mode: u32::from(ds.shm_perm.mode & 0o777),
-        marked_for_removal: ds.shm_perm.mode & SHM_DEST != 0,
-        locked: ds.shm_perm.mode & SHM_LOCKED != 0,
-        uid: ds.shm_perm.uid,
-        gid: ds.shm_perm.gid,
-        cuid: ds.shm_perm.cuid,
-        cgid: ds.shm_perm.cgid,
-        cpid: ds.shm_cpid,
-        lpid: ds.shm_lpid,
-        nattch: ds.shm_nattch,
-        atime: time_of(ds.shm_atime),
-        dtime: time_of(ds.shm_dtime),
-        ctime: time_of(ds.shm_ctime),
-    })
-}
-
-fn ctl_error(id: i32, target: Target, op: &'static str, err: io::Error) -> Error {
-    match err.raw_os_error() {
-        Some(libc::EACCES) | Some(libc::EPERM) => Error::PermissionDenied {
-            target,
-            op,
-            source: err,
-        },
-        Some(libc::EINVAL) | Some(libc::EIDRM) => Error::IdNotFound { id },
-        _ => Error::Os {
-            target: Some(target),
-            op,
-            source: err,
-        },
-    }
-}
-
-fn set(id: i32, change: impl FnOnce(&mut libc::ipc_perm)) -> Result<()> {
-    let target = Target::Id(id);
-    let mut ds = stat_raw(id, target)?;
-    change(&mut ds.shm_perm);
-    // SAFETY: `ds` is a valid shmid_ds; IPC_SET only reads uid, gid and mode.
-    let rc = unsafe { libc::shmctl(id, libc::IPC_SET, &mut ds) };
-    if rc < 0 {
-        return Err(ctl_error(id, target, "IPC_SET", io::Error::last_os_error()));
-    }
-    Ok(())
-}
-
-fn remove(id: i32) -> Result<()> {
-    // SAFETY: IPC_RMID does not read the buffer argument, which may be null.
-    let rc = unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
-    if rc < 0 {
-        return Err(ctl_error(
-            id,
-            Target::Id(id),
-            "IPC_RMID",
-            io::Error::last_os_error(),
-        ));
-    }
-    Ok(())
-}
-
-/// A System V shared-memory segment attached to this process.
-///
-/// Dropping it detaches (`shmdt`); the segment itself lives on in the kernel
-/// until it is [removed](Segment::remove) and every process has detached.
-///
-/// Other processes may write the memory at any time, so the bytes are reached
-/// through atomics ([`read_at`](Self::read_at), [`write_at`](Self::write_at))
-/// or through the raw pointer by layers that bring their own synchronisation.
-#[derive(Debug)]
-pub struct Segment {
-    id: i32,
-    key: Key,
-    ptr: NonNull<u8>,
-    len: usize,
-    read_only: bool,
-}
-
-// SAFETY: the mapping belongs to the process, not a thread, and stays valid
-// until the Segment is dropped; every access through &self is atomic.
-unsafe impl Send for Segment {}
-// SAFETY: as above: shared access from several threads only uses atomics.
-unsafe impl Sync for Segment {}
-
-impl Segment {
-    /// Options to find, create and attach a segment.
-    pub fn options() -> SegmentOptions {
-        SegmentOptions::new()
-    }
-
-    /// Attach the segment with this id read-write, refusing foreign owners.
-    pub fn attach_id(id: i32) -> Result<Segment> {
-        SegmentOptions::new().attach_id(id)
-    }
-
-    /// `IPC_STAT` of the segment with this id, without attaching it.
-    pub fn info_by_id(id: i32) -> Result<SegmentInfo> {
-        stat(id, Target::Id(id))
-    }
-
-    /// `IPC_RMID` of the segment with this id, without attaching it.
-    pub fn remove_by_id(id: i32) -> Result<()> {
-        remove(id)
-    }
-
-    /// The kernel's id of the segment.
-    pub fn id(&self) -> i32 {
-        self.id
-    }
-
-    /// The key the segment was found by, as the kernel had it at attach time
-    /// ([`Key::PRIVATE`] for private segments).
-    pub fn key(&self) -> Key {
-        self.key
-    }
-
-    /// The segment's size in bytes, as the kernel has it (not the size asked
-    /// for when opening).
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether the segment has no bytes (never true for a real segment).
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Whether the attachment is read-only (`SHM_RDONLY`).
-    pub fn is_read_only(&self) -> bool {
-        self.read_only
-    }
-
-    /// The first byte of the mapping, valid for [`len`](Self::len) bytes while
-    /// `self` lives. Writing through it faults if the attachment is read-only.
-    pub fn as_ptr(&self) -> *mut u8 {
-        self.ptr.as_ptr()
-    }
-
-    fn check_range(&self, offset: usize, len: usize) -> Result<()> {
-        match offset.checked_add(len) {
-            Some(end) if end <= self.len => Ok(()),
-            _ => Err(Error::OutOfBounds {
-                offset,
-                len,
-                size: self.len,
-            }),
-        }
-    }
-
-    /// Copy `buf.len()` bytes at `offset` out of the segment. Bytes another
-    /// process writes meanwhile may be seen half old, half new: the layers above
-    /// bring the synchronisation that rules that out.
-    pub fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
-        self.check_range(offset, buf.len())?;
-        for (i, out) in buf.iter_mut().enumerate() {
-            // SAFETY: offset + i < len (checked), so the byte is inside the
-            // mapping, which lives as long as self; u8 needs no alignment.
-            let cell = unsafe { AtomicU8::from_ptr(self.ptr.as_ptr().add(offset + i)) };
-            *out = cell.load(Ordering::Relaxed);
-        }
-        Ok(())
-    }
-
-    /// Copy `data` into the segment at `offset`. Fails with
-    /// [`Error::ReadOnly`] on a read-only attachment.
-    pub fn write_at(&self, offset: usize, data: &[u8]) -> Result<()> {
-        if self.read_only {
-            return Err(Error::ReadOnly { id: self.id });
-        }
-        self.check_range(offset, data.len())?;
-        for (i, byte) in data.iter().enumerate() {
-            // SAFETY: as in read_at; the mapping is writable (not read-only).
-            let cell = unsafe { AtomicU8::from_ptr(self.ptr.as_ptr().add(offset + i)) };
-            cell.store(*byte, Ordering::Relaxed);
-        }
-        Ok(())
-    }
-
-    /// `IPC_STAT`: size, mode, owner, creator, pids, attach count and times.
-    pub fn info(&self) -> Result<SegmentInfo> {
-        stat(self.id, Target::Id(self.id))
-    }
-
-    /// `IPC_SET` of the permission bits (low 9 bits of `mode`). Only the
-    /// owner, the creator or root may.
-    pub fn set_mode(&self, mode: u32) -> Result<()> {
-        set(self.id, |perm| {
-            perm.mode = (perm.mode & !0o777) | (mode & 0o777) as u16;
-        })
-    }
-
-    /// `IPC_SET` of the owner's uid and gid. Only the owner, the creator or
-    /// root may.
-    pub fn set_owner(&self, uid: u32, gid: u32) -> Result<()> {
-        set(self.id, |perm| {
-            perm.uid = uid;
-            perm.gid = gid;
-        })
-    }
-
-    /// `IPC_RMID`: the key is free at once; the memory stays usable by every
-    /// process attached until its last detach, then it is gone.
-    pub fn remove(&self) -> Result<()> {
-        remove(self.id)
-    }
-
-    /// Detach now (`shmdt`), reporting a failure that `drop` would ignore.
-    pub fn detach(self) -> Result<()> {
-        let this = std::mem::ManuallyDrop::new(self);
-        // SAFETY: the pointer came from shmat and is detached exactly once,
-        // since `this` is never dropped.
-        let rc = unsafe { libc::shmdt(this.ptr.as_ptr().cast()) };
-        if rc < 0 {
-            return Err(Error::Os {
-                target: Some(Target::Id(this.id)),
-                op: "shmdt",
-                source: io::Error::last_os_error(),
-            });
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Segment {
-    fn drop(&mut self) {
-        // SAFETY: the pointer came from shmat and is detached exactly once;
-        // nothing borrowed from self outlives it.
-        unsafe {
-            libc::shmdt(self.ptr.as_ptr().cast());
-        }
-    }
 }

@@ -38,6 +38,7 @@
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 use crate::sync::atomic::{Model, Word64};
+use crate::sync::backoff::Backoff;
 
 /// The slot that holds version `v` in a ring of `slots` (a power of two).
 #[inline(always)]
@@ -55,7 +56,7 @@ pub fn read<M: Model>(
     slots: u64,
     mut copy: impl FnMut(usize),
 ) -> u64 {
-    let mut round = 0u32;
+    let mut backoff = Backoff::new();
     loop {
         let s1 = seq.load(Acquire);
         copy(slot_of(s1, slots));
@@ -63,8 +64,7 @@ pub fn read<M: Model>(
         if writing.load(Relaxed).wrapping_sub(s1) < slots || seq.load(Relaxed) == s1 {
             return s1;
         }
-        round = round.wrapping_add(1);
-        M::spin(round);
+        M::spin(&mut backoff);
     }
 }
 

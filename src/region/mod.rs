@@ -52,6 +52,7 @@ use crate::format::RegionControl;
 use crate::key::Key;
 use crate::store::{Store, WriteGuard};
 use crate::sync::atomic::Std;
+use crate::sync::backoff::Backoff;
 use crate::sys::shm::SegmentInfo;
 
 mod archive;
@@ -401,10 +402,12 @@ impl<T: Archive> SharedRegion<T> {
     {
         let ctl = self.control();
         let (hold, slot) = pins::acquire(ctl, &self.pins)?;
+        let mut backoff = Backoff::new();
         let current = loop {
             if let Some(current) = hold.pin(&ctl.current) {
                 break current;
             }
+            backoff.spin();
         };
         if current >> 8 == 0 {
             return Err(Error::NothingPublished);

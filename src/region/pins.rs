@@ -27,6 +27,7 @@ use super::pin_slot::{self, buffer_of, pid_of};
 use crate::error::{Error, Result};
 use crate::format::{PIN_SLOTS, RegionControl};
 use crate::sync::atomic::Std;
+use crate::sync::backoff::Backoff;
 use crate::sys::proc;
 
 /// A slot this process claimed, with the word of its claim.
@@ -46,7 +47,9 @@ pub(super) fn free_buffer(
     current: Option<usize>,
     timeout: Duration,
 ) -> Result<usize> {
-    let mut start = None;
+    let start = Instant::now();
+    let deadline = start.checked_add(timeout);
+    let mut backoff = Backoff::new();
     loop {
         let pinned =
             pin_slot::pinned_buffers::<Std>(&ctl.pin_high, ctl.pins.iter().map(|p| &p.word));
@@ -59,7 +62,7 @@ pub(super) fn free_buffer(
         if reclaim_dead(ctl) {
             continue;
         }
-        let waited = start.get_or_insert_with(Instant::now).elapsed();
+        let waited = start.elapsed();
         if waited >= timeout {
             let mut pids: Vec<i32> = ctl
                 .pins
@@ -72,7 +75,7 @@ pub(super) fn free_buffer(
             pids.dedup();
             return Err(Error::ReadersBusy { pids, waited });
         }
-        std::thread::sleep(Duration::from_micros(200));
+        backoff.snooze(deadline);
     }
 }
 

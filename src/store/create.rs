@@ -29,6 +29,7 @@ use crate::format::{
 };
 use crate::key::Key;
 use crate::sync::atomic::Std;
+use crate::sync::backoff::Backoff;
 use crate::sync::ready;
 use crate::sys::shm::Segment;
 use crate::sys::{mutex, proc};
@@ -203,7 +204,8 @@ fn abandoned_like(id: i32, options: &Common, layout: &Layout) -> bool {
 /// Wait until the header's state is READY, or find out it never will be.
 fn wait_ready(h: &Header, memory: &Memory, target: Target, timeout: Duration) -> Result<()> {
     let start = Instant::now();
-    let mut pause = Duration::from_micros(20);
+    let deadline = start.checked_add(timeout);
+    let mut backoff = Backoff::new();
     loop {
         let state = ready::state::<Std>(&h.state);
         let magic = h.magic.load(Ordering::Relaxed);
@@ -232,7 +234,6 @@ fn wait_ready(h: &Header, memory: &Memory, target: Target, timeout: Duration) ->
                 waited,
             });
         }
-        std::thread::sleep(pause.min(timeout - waited));
-        pause = (pause * 2).min(Duration::from_millis(5));
+        backoff.snooze(deadline);
     }
 }

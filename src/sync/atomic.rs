@@ -60,8 +60,9 @@ pub trait Model {
     type U32: Word32;
     /// An atomic fence.
     fn fence(order: Ordering);
-    /// Back off in a retry loop, `round` times retried so far.
-    fn spin(round: u32);
+    /// Back off in a retry loop (`sync::backoff` for the real thing; a
+    /// yield to loom's scheduler in the models).
+    fn spin(backoff: &mut super::backoff::Backoff);
 }
 
 /// The real thing: `std` atomics, which is what the segment header holds.
@@ -77,12 +78,8 @@ impl Model for Std {
     }
 
     #[inline]
-    fn spin(round: u32) {
-        if round.is_multiple_of(64) {
-            std::thread::yield_now();
-        } else {
-            std::hint::spin_loop();
-        }
+    fn spin(backoff: &mut super::backoff::Backoff) {
+        backoff.spin();
     }
 }
 
@@ -144,7 +141,7 @@ impl Model for Loom {
         loom::sync::atomic::fence(order);
     }
 
-    fn spin(_round: u32) {
+    fn spin(_: &mut super::backoff::Backoff) {
         loom::thread::yield_now();
     }
 }

@@ -5,6 +5,7 @@
 //! (`backoff`).
 
 pub mod atomic;
+pub mod backoff;
 pub mod copy;
 pub mod notify;
 pub mod ready;

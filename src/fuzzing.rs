@@ -546,5 +546,5 @@ pub fn cli_inspect(data: &[u8]) {
     let d = crate::inspect::describe(input.0, claimed);
     assert!(d.problem.is_some() || d.stored.is_some(), "{d:?}");
     let _ = d.to_string();
-    let _ = crate::inspect::summary(&d);
+    let _ = d.summary();
 }

@@ -46,11 +46,40 @@ pub struct Description {
     pub waiting: bool,
     /// The pid that initialised the segment.
     pub creator_pid: i32,
-    /// The slot layout: data offset, stride, count.
-    pub layout: Option<(usize, usize, usize)>,
+    /// Where the slots lie, when valid.
+    pub layout: Option<SlotLayout>,
     /// For a region: the current version and buffer, each buffer's archive
     /// length and version, and the live pins (pid, buffer).
     pub region: Option<RegionState>,
+}
+
+/// Where a segment's data slots lie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotLayout {
+    /// The offset of slot 0.
+    pub data_offset: usize,
+    /// The distance between slots.
+    pub slot_stride: usize,
+    /// The number of slots (a region's buffers).
+    pub slot_count: usize,
+}
+
+/// A region buffer's description.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferState {
+    /// The length of the archive in it.
+    pub len: u64,
+    /// The version it holds.
+    pub version: u64,
+}
+
+/// A reader's pin on a buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PinState {
+    /// The reading process.
+    pub pid: i32,
+    /// The buffer it pins.
+    pub buffer: u32,
 }
 
 /// The state of a region's control block.
@@ -60,10 +89,10 @@ pub struct RegionState {
     pub current_version: u64,
     /// The buffer that holds it.
     pub current_buffer: usize,
-    /// Per buffer: archive length and version.
-    pub buffers: Vec<(u64, u64)>,
-    /// Held pins: pid and buffer.
-    pub pins: Vec<(i32, u32)>,
+    /// Each buffer's archive length and version.
+    pub buffers: Vec<BufferState>,
+    /// The pins held.
+    pub pins: Vec<PinState>,
 }
 
 /// Decode a snapshot of the first bytes of a segment of `segment_len` bytes
@@ -113,7 +142,11 @@ pub fn describe(bytes: &[u8], segment_len: usize) -> Description {
     d.recoveries = h.recoveries.load(Relaxed);
     d.waiting = h.notify.load(Relaxed) & WAITING != 0;
     d.creator_pid = h.creator_pid.load(Relaxed);
-    d.layout = Some((layout.data_offset, layout.slot_stride, layout.slot_count));
+    d.layout = Some(SlotLayout {
+        data_offset: layout.data_offset,
+        slot_stride: layout.slot_stride,
+        slot_count: layout.slot_count,
+    });
     if valid.kind == Kind::Region {
         if len < HEADER_SIZE + REGION_CONTROL_SIZE {
             d.problem = Some("the snapshot does not reach the region's control block".into());
@@ -139,14 +172,22 @@ fn region_state(ctl: &RegionControl, count: usize) -> RegionState {
             .buffers
             .iter()
             .take(count)
-            .map(|b| (b.len.load(Relaxed), b.version.load(Relaxed)))
+            .map(|b| BufferState {
+                len: b.len.load(Relaxed),
+                version: b.version.load(Relaxed),
+            })
             .collect(),
         pins: ctl
             .pins
             .iter()
             .map(|p| p.word.load(Relaxed))
-            .filter_map(|w| Some((pid_of(w), buffer_of(w)? as u32)))
-            .filter(|&(pid, _)| pid != 0)
+            .filter_map(|w| {
+                Some(PinState {
+                    pid: pid_of(w),
+                    buffer: buffer_of(w)? as u32,
+                })
+            })
+            .filter(|p| p.pid != 0)
             .collect(),
     }
 }
@@ -169,10 +210,11 @@ impl fmt::Display for Description {
             if self.waiting { "yes" } else { "no" }
         )?;
         writeln!(f, "initialised: by pid {}", self.creator_pid)?;
-        if let Some((offset, stride, count)) = self.layout {
+        if let Some(l) = self.layout {
             writeln!(
                 f,
-                "layout:      {count} slots of {stride} bytes from offset {offset}"
+                "layout:      {} slots of {} bytes from offset {}",
+                l.slot_count, l.slot_stride, l.data_offset
             )?;
         }
         if let Some(r) = &self.region {
@@ -181,14 +223,14 @@ impl fmt::Display for Description {
                 "current:     version {} in buffer {}",
                 r.current_version, r.current_buffer
             )?;
-            for (i, (len, version)) in r.buffers.iter().enumerate() {
-                writeln!(f, "buffer {i}:    {len} bytes, version {version}")?;
+            for (i, b) in r.buffers.iter().enumerate() {
+                writeln!(f, "buffer {i}:    {} bytes, version {}", b.len, b.version)?;
             }
             if r.pins.is_empty() {
                 writeln!(f, "pins:        none")?;
             }
-            for (pid, buf) in &r.pins {
-                writeln!(f, "pin:         pid {pid} reads buffer {buf}")?;
+            for p in &r.pins {
+                writeln!(f, "pin:         pid {} reads buffer {}", p.pid, p.buffer)?;
             }
         }
         if let Some(problem) = &self.problem {
@@ -198,12 +240,14 @@ impl fmt::Display for Description {
     }
 }
 
-/// A one-line summary: kind, type and version, or why it is not ours.
-pub fn summary(d: &Description) -> String {
-    match (&d.stored, &d.problem) {
-        (Some(stored), _) => format!("{stored} v{}", d.version),
-        (None, Some(problem)) => format!("({problem})"),
-        (None, None) => String::new(),
+impl Description {
+    /// A one-line summary: kind, type and version, or why it is not ours.
+    pub fn summary(&self) -> String {
+        match (&self.stored, &self.problem) {
+            (Some(stored), _) => format!("{stored} v{}", self.version),
+            (None, Some(problem)) => format!("({problem})"),
+            (None, None) => String::new(),
+        }
     }
 }
 

@@ -84,7 +84,7 @@ fn list() -> CliResult {
     );
     for s in list_segments()? {
         let contents = match describe_id(s.id) {
-            Ok(d) => inspect::summary(&d),
+            Ok(d) => d.summary(),
             Err(e) => format!("(cannot read: {e})"),
         };
         let dest = if s.marked_for_removal {
@@ -160,7 +160,7 @@ fn watch(arg: &str, opts: &[String]) -> CliResult {
         .attach_id(id)?;
     let start = Instant::now();
     let mut last = inspect::describe_segment(&seg)?;
-    println!("{}", inspect::summary(&last));
+    println!("{}", last.summary());
     let mut seen = 0;
     while seen < count {
         if timeout.is_some_and(|t| start.elapsed() >= t) {
@@ -169,7 +169,7 @@ fn watch(arg: &str, opts: &[String]) -> CliResult {
         std::thread::sleep(Duration::from_millis(20));
         let now = inspect::describe_segment(&seg)?;
         if now.version != last.version || now.problem != last.problem {
-            println!("{}", inspect::summary(&now));
+            println!("{}", now.summary());
             last = now;
             seen += 1;
         }

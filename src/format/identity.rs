@@ -7,6 +7,7 @@ use std::fmt;
 /// What a segment holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
+#[non_exhaustive]
 pub enum Kind {
     /// A `SharedCell`: a plain-data value in a ring of slots.
     Cell = 1,

@@ -102,20 +102,20 @@ pub struct SharedRegion<T> {
     validated: Mutex<Option<(u64, usize)>>,
     publish_timeout: Duration,
     /// The pin slots this handle claimed, lent to its reading threads.
-    pins: Arc<pins::PinCache>,
+    pins: Arc<pins::HandleSlots>,
     /// `raw.region_control()`, kept for the read path.
-    ctl: CtlPtr,
+    ctl: ControlPtr,
     _t: PhantomData<fn() -> T>,
 }
 
 /// The address of a handle's control block, valid while its `raw` lives.
-struct CtlPtr(std::ptr::NonNull<RegionControl>);
+struct ControlPtr(std::ptr::NonNull<RegionControl>);
 
 // SAFETY: it points at atomics (RegionControl is Sync) in a mapping that the
 // owning handle keeps attached; sharing or sending the address is harmless.
-unsafe impl Send for CtlPtr {}
+unsafe impl Send for ControlPtr {}
 // SAFETY: as above.
-unsafe impl Sync for CtlPtr {}
+unsafe impl Sync for ControlPtr {}
 
 impl<T> Drop for SharedRegion<T> {
     fn drop(&mut self) {
@@ -131,13 +131,13 @@ pub(crate) fn split(current: u64) -> (u64, usize) {
 
 impl<T: Archive> SharedRegion<T> {
     pub(crate) fn wrap(store: Store, settings: &RegionSettings) -> Self {
-        let ctl = CtlPtr(std::ptr::NonNull::from(store.region_control()));
+        let ctl = ControlPtr(std::ptr::NonNull::from(store.region_control()));
         SharedRegion {
             store,
             arena: Mutex::new(Arena::new()),
             validated: Mutex::new(None),
             publish_timeout: settings.publish_timeout,
-            pins: pins::PinCache::new(),
+            pins: pins::HandleSlots::new(),
             ctl,
             _t: PhantomData,
         }
@@ -368,15 +368,15 @@ impl<T: Archive> SharedRegion<T> {
     /// free, and the archive `current` names is the one this thread read
     /// last through it. `None` (nothing left pinned) otherwise.
     #[inline(always)]
-    fn pin_fast(&self) -> Option<Pinned<'_>> {
+    fn pin_fast(&self) -> Option<PinnedArchive<'_>> {
         let ctl = self.control();
-        let fast = pins::fast(&self.pins)?;
+        let fast = pins::last_read(&self.pins)?;
         let word = &ctl.pins[fast.lease.slot].word;
         if pin_slot::buffer_of(word.load(Ordering::Relaxed)).is_some() {
             return None;
         }
         match pin_slot::pin::<Std>(&ctl.current, word, fast.lease.claim) {
-            Some(c) if c == fast.current => Some(Pinned {
+            Some(c) if c == fast.current => Some(PinnedArchive {
                 word,
                 claim: fast.lease.claim,
                 lent: true,
@@ -396,7 +396,7 @@ impl<T: Archive> SharedRegion<T> {
     /// errors.
     #[cold]
     #[inline(never)]
-    fn read_slow(&self) -> Result<Pinned<'_>>
+    fn read_slow(&self) -> Result<PinnedArchive<'_>>
     where
         T: Readable,
     {
@@ -414,7 +414,7 @@ impl<T: Archive> SharedRegion<T> {
         }
         let len = self.validated_len(current)?;
         if hold.lent {
-            pins::remember(pins::Fast {
+            pins::remember(pins::LastRead {
                 id: self.pins.id,
                 lease: pins::Lease {
                     slot,
@@ -426,7 +426,7 @@ impl<T: Archive> SharedRegion<T> {
         }
         // The guard takes the hold over.
         let hold = std::mem::ManuallyDrop::new(hold);
-        Ok(Pinned {
+        Ok(PinnedArchive {
             word: hold.word,
             claim: hold.claim,
             lent: hold.lent,
@@ -525,7 +525,7 @@ fn corrupt(reason: std::fmt::Arguments<'_>) -> Error {
 /// A pinned archive this handle validated, for `read` to make a guard of:
 /// the slot's word, the claim that pinned it, whether the slot is the
 /// thread's own, the `current` word pinned and the kept length.
-struct Pinned<'a> {
+struct PinnedArchive<'a> {
     word: &'a std::sync::atomic::AtomicU64,
     claim: u64,
     lent: bool,

@@ -4,7 +4,7 @@
 //! Claiming a slot costs a compare-and-swap on a shared line, so a handle
 //! keeps the slots it claimed and lends one to each thread that reads
 //! through it: after its first read, a thread pins with one swap and unpins
-//! with one store, and remembers in [`FAST`] which slot and which validated
+//! with one store, and remembers in [`LAST_READ`] which slot and which validated
 //! archive it used last. The handle releases its slots when it is dropped.
 //! A thread that exits gives its slot back to the handle in private memory
 //! only (the handle, and with it the mapping, may be gone); the slot is
@@ -120,7 +120,7 @@ fn claim_slot(ctl: &RegionControl) -> Result<Lease> {
 
 /// The pin slots a handle has claimed, lent to the threads reading
 /// through it.
-pub(crate) struct PinCache {
+pub(crate) struct HandleSlots {
     /// Unique among the handles of this process, never reused.
     pub(super) id: u64,
     /// The process the slots were claimed for (a forked child may not use
@@ -136,10 +136,10 @@ pub(crate) struct PinCache {
     dropped: AtomicBool,
 }
 
-impl PinCache {
-    pub(crate) fn new() -> Arc<PinCache> {
+impl HandleSlots {
+    pub(crate) fn new() -> Arc<HandleSlots> {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-        Arc::new(PinCache {
+        Arc::new(HandleSlots {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             pid: proc::own_pid(),
             spare: Mutex::new(Vec::new()),
@@ -163,19 +163,19 @@ impl PinCache {
 }
 
 /// A slot lent to this thread by a handle.
-struct Lent {
-    cache: Arc<PinCache>,
+struct ThreadSlot {
+    cache: Arc<HandleSlots>,
     lease: Lease,
 }
 
-impl Drop for Lent {
+impl Drop for ThreadSlot {
     fn drop(&mut self) {
         // The thread is exiting (or the handle is gone): forget the fast
         // path through this slot, and give the slot back to its handle, in
         // private memory, touching no segment.
-        let _ = FAST.try_with(|f| {
+        let _ = LAST_READ.try_with(|f| {
             if f.get().id == self.cache.id {
-                f.set(Fast::NONE);
+                f.set(LastRead::NONE);
             }
         });
         if !self.cache.dropped.load(Ordering::SeqCst) {
@@ -188,15 +188,15 @@ impl Drop for Lent {
 /// which handle and slot, and the archive (its `current` word and length)
 /// that handle validated.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Fast {
+pub(super) struct LastRead {
     pub(super) id: u64,
     pub(super) lease: Lease,
     pub(super) current: u64,
     pub(super) len: usize,
 }
 
-impl Fast {
-    const NONE: Fast = Fast {
+impl LastRead {
+    const NONE: LastRead = LastRead {
         id: 0,
         lease: Lease { slot: 0, claim: 0 },
         current: 0,
@@ -206,22 +206,22 @@ impl Fast {
 
 thread_local! {
     /// The slots lent to this thread, one per handle it read through.
-    static LENT: RefCell<Vec<Lent>> = const { RefCell::new(Vec::new()) };
+    static THREAD_SLOTS: RefCell<Vec<ThreadSlot>> = const { RefCell::new(Vec::new()) };
     /// This thread's last read.
-    static FAST: Cell<Fast> = const { Cell::new(Fast::NONE) };
+    static LAST_READ: Cell<LastRead> = const { Cell::new(LastRead::NONE) };
 }
 
 /// This thread's last read through the handle whose cache is `cache`, if
 /// its slot is the thread's own and free: the fast path.
 #[inline(always)]
-pub(super) fn fast(cache: &PinCache) -> Option<Fast> {
-    let f = FAST.try_with(Cell::get).ok()?;
+pub(super) fn last_read(cache: &HandleSlots) -> Option<LastRead> {
+    let f = LAST_READ.try_with(Cell::get).ok()?;
     (f.id == cache.id && cache.pid == proc::own_pid()).then_some(f)
 }
 
 /// Remember this thread's read through its own slot.
-pub(super) fn remember(fast: Fast) {
-    let _ = FAST.try_with(|f| f.set(fast));
+pub(super) fn remember(fast: LastRead) {
+    let _ = LAST_READ.try_with(|f| f.set(fast));
 }
 
 /// A free slot for one read when the fast path did not apply, and its
@@ -231,10 +231,10 @@ pub(super) fn remember(fast: Fast) {
 #[cold]
 pub(super) fn acquire<'a>(
     ctl: &'a RegionControl,
-    cache: &Arc<PinCache>,
+    cache: &Arc<HandleSlots>,
 ) -> Result<(PinHold<'a>, usize)> {
     if cache.pid == proc::own_pid()
-        && let Ok(lent) = LENT.try_with(|lent| lend(ctl, cache, &mut lent.borrow_mut()))
+        && let Ok(lent) = THREAD_SLOTS.try_with(|lent| lend(ctl, cache, &mut lent.borrow_mut()))
     {
         let lease = lent?;
         let word = &ctl.pins[lease.slot].word;
@@ -246,7 +246,7 @@ pub(super) fn acquire<'a>(
             };
             return Ok((hold, lease.slot));
         }
-        // Pinned by an outer guard of this thread: this read is nested.
+        // PinnedArchive by an outer guard of this thread: this read is nested.
     }
     let lease = claim_slot(ctl)?;
     let hold = PinHold {
@@ -260,7 +260,11 @@ pub(super) fn acquire<'a>(
 /// This thread's slot of `cache`'s handle, claimed or taken from the
 /// handle's spares on first use.
 #[cold]
-fn lend(ctl: &RegionControl, cache: &Arc<PinCache>, lent: &mut Vec<Lent>) -> Result<Lease> {
+fn lend(
+    ctl: &RegionControl,
+    cache: &Arc<HandleSlots>,
+    lent: &mut Vec<ThreadSlot>,
+) -> Result<Lease> {
     if let Some(entry) = lent.iter().find(|e| e.cache.id == cache.id) {
         return Ok(entry.lease);
     }
@@ -280,7 +284,7 @@ fn lend(ctl: &RegionControl, cache: &Arc<PinCache>, lent: &mut Vec<Lent>) -> Res
             lease
         }
     };
-    lent.push(Lent {
+    lent.push(ThreadSlot {
         cache: cache.clone(),
         lease,
     });

@@ -13,12 +13,12 @@
 /// Every named step, in protocol order.
 #[cfg_attr(not(feature = "crash-points"), allow(dead_code))]
 pub const STEPS: &[&str] = &[
-    // Creation (raw.rs).
+    // Creation (store/create.rs).
     "create.after_shmget",
     "create.after_header",
     "create.after_mutex",
     "create.after_value",
-    // A cell's store (cell.rs).
+    // A cell's store (cell/ring.rs).
     "cell.after_lock",
     "cell.after_announce",
     "cell.after_slot",

@@ -67,7 +67,7 @@ pub struct Header {
     pub format_version: AtomicU32,
     /// [`Kind`] as a number.
     pub kind: AtomicU32,
-    /// The creation protocol's word (see `raw.rs`):
+    /// The creation protocol's word (see `store/create.rs` and `sync/ready.rs`):
     ///
     /// | value | meaning | written by |
     /// |---|---|---|
@@ -137,7 +137,7 @@ pub struct Header {
     _reserved1: AtomicU32,
     /// Times a writer found the lock's owner dead and recovered it.
     pub recoveries: AtomicU64,
-    /// Cells: the version a writer is filling a slot for (see `cell.rs`):
+    /// Cells: the version a writer is filling a slot for (see `cell/ring.rs`):
     ///
     /// | value | meaning |
     /// |---|---|

@@ -78,7 +78,7 @@ impl Store {
             h.write_fresh(ty, layout);
             crate::crash::point("create.after_header");
             // SAFETY: the mutex room is writable, aligned to 64 and large
-            // enough (asserted in header.rs); nobody uses it before READY.
+            // enough (asserted in format/header.rs); nobody uses it before READY.
             unsafe { mutex::init(h.mutex.0.get().cast()) }.map_err(|source| Error::Lock {
                 id: store.memory.id(),
                 source,

@@ -8,7 +8,7 @@
 //! sees `READY`: the acquire load that reads `READY` synchronises with the
 //! release store, so every write the creator made before it is visible. A
 //! creator that dies before `READY` leaves the word at `INITIALIZING` (or
-//! `FRESH`) for good; openers judge the creator's liveness (`raw.rs`).
+//! `FRESH`) for good; openers judge the creator's liveness (`store/create.rs`).
 //!
 //! The model in `tests/loom_ready.rs` runs these functions.
 

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use criterion::Criterion;
 use shmstore::SharedCell;
 
-use crate::children::{ChildResult, Ctl, Hammer, WriterWindow, hammer_loop, spawn};
 use crate::common::child::{Peer, parent_gone};
 use crate::common::sys::{DATA_AT, RobustMutexSeg, private_segment};
+use crate::ctl::{ChildResult, Ctl, Hammer, WriterWindow, hammer_loop, spawn};
 use crate::floors::bench_floor_ipc;
 use crate::peers::{ShmHammer, ShmRawSync, UdsEcho};
 use crate::value::{Bytes, private_cell};

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 
-use crate::children::{ChildResult, Ctl, READY, WORD_A, WORD_B, spawn};
 use crate::common::child::{FUTEX_STOP, Peer, futex_echo, futex_round_trips, parent_gone};
 use crate::common::sys::{RobustMutexSeg, futex_wake};
+use crate::ctl::{ChildResult, Ctl, READY, WORD_A, WORD_B, spawn};
 use crate::{Ctx, POLL, SPIN_CHECK, STOP};
 
 pub fn bench_floors(c: &mut Criterion, ctx: &Ctx) {

@@ -53,12 +53,13 @@
 mod common;
 
 mod by_size;
-mod children;
+mod ctl;
 mod floors;
 mod machine;
 mod peers;
 mod region;
 mod report;
+mod roles;
 mod scaling;
 mod value;
 
@@ -68,13 +69,13 @@ use std::time::{Duration, Instant, SystemTime};
 use criterion::{BenchmarkGroup, Criterion, measurement::WallTime};
 
 use by_size::bench_size;
-use children::child_main;
 use common::child::exit_if_child;
 use common::sys::{TMPFS, TempDir};
 use floors::bench_floors;
 use machine::Machine;
 use region::bench_region;
 use report::{Results, report, write_benchmarks_md};
+use roles::child_main;
 use scaling::scaling;
 
 /// Set in a child process: its role, its parent's pid and its arguments.

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use raw_sync::locks::{LockImpl, LockInit, Mutex as RawSyncMutex};
 use shared_memory::{Shmem, ShmemConf};
 
-use crate::children::{ChildResult, Ctl, Hammer, hammer_loop, spawn};
 use crate::common::child::Peer;
 use crate::common::sys::DATA_AT;
+use crate::ctl::{ChildResult, Ctl, Hammer, hammer_loop, spawn};
 use crate::value::Bytes;
 
 /// A `shared_memory` mapping (POSIX `shm_open`, with a flink file) holding a

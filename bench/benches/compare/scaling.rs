@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use shmstore::SharedCell;
 
-use crate::children::{ChildResult, Ctl, HALT, READER_COUNT, READY, START, WRITER_COUNT, spawn};
+use crate::ctl::{ChildResult, Ctl, HALT, READER_COUNT, READY, START, WRITER_COUNT, spawn};
 use crate::value::{Bytes, private_cell};
 use crate::{Ctx, WRITER_RATE};
 

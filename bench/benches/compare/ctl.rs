@@ -1,19 +1,17 @@
-//! The child processes of the compare bench: this binary run again with
-//! [`CHILD_ENV`] set to a role, its parent's pid and its arguments, and the
-//! page of control words it shares with its parent.
+//! How the compare bench talks to its child processes: starting one (this
+//! binary run again with [`CHILD_ENV`] set to a role, its parent's pid and
+//! its arguments), and the page of control words they share. A leaf: the
+//! measurements import it, and the roles' dispatcher (`roles.rs`) imports
+//! the measurements.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use shmstore::Segment;
 
-use crate::by_size::{cell_echo, cell_hammer};
-use crate::common::child::{Peer, parent_gone};
+use crate::common::child::Peer;
 use crate::common::sys::{PAGE, private_segment};
-use crate::floors::{futex_child, spin_child};
-use crate::peers::{shm_hammer, uds_echo};
-use crate::scaling::{scale_reader, scale_writer};
 use crate::{CHILD_ENV, CHILD_PATH_ENV};
 
 /// A child process running `role` with `args`, and with `path` in
@@ -185,49 +183,6 @@ pub fn hammer_loop(ctl: &Ctl, mut store: impl FnMut(u64) -> ChildResult) -> Chil
         count.store(n, Ordering::Relaxed);
     }
     Ok(())
-}
-
-/// The body of a child process, `spec` being what [`spawn`] set in
-/// [`CHILD_ENV`].
-pub fn child_main(spec: &str) -> Result<(), Box<dyn std::error::Error>> {
-    let mut parts = spec.split(':');
-    let role = parts.next().ok_or("empty child spec")?;
-    let parent: libc::pid_t = parts.next().ok_or("no parent pid")?.parse()?;
-    let args: Vec<i64> = parts.map(str::parse).collect::<Result<_, _>>()?;
-    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number and no pointer.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
-    if parent_gone(parent) {
-        return Ok(()); // The parent died before the signal was armed.
-    }
-    let arg = |i: usize| -> Result<i32, Box<dyn std::error::Error>> {
-        Ok(i32::try_from(*args.get(i).ok_or("missing argument")?)?)
-    };
-    let path = || -> Result<PathBuf, Box<dyn std::error::Error>> {
-        Ok(std::env::var_os(CHILD_PATH_ENV)
-            .ok_or("no path given")?
-            .into())
-    };
-    macro_rules! sized {
-        ($size:expr, $f:ident($($a:expr),*)) => {
-            match $size {
-                64 => $f::<64>($($a),*),
-                4096 => $f::<4096>($($a),*),
-                65536 => $f::<65536>($($a),*),
-                n => Err(format!("no value of {n} bytes").into()),
-            }
-        };
-    }
-    match role {
-        "futex" => futex_child(parent, arg(0)?),
-        "spin" => spin_child(parent, arg(0)?),
-        "cell_hammer" => sized!(arg(0)?, cell_hammer(arg(1)?, arg(2)?)),
-        "shm_hammer" => sized!(arg(0)?, shm_hammer(arg(1)?, &path()?)),
-        "cell_echo" => sized!(arg(0)?, cell_echo(parent, arg(1)? != 0, arg(2)?, arg(3)?)),
-        "uds_echo" => sized!(arg(0)?, uds_echo(&path()?)),
-        "scale_reader" => scale_reader(arg(0)?, arg(1)?, arg(2)? as usize),
-        "scale_writer" => scale_writer(arg(0)?, arg(1)?),
-        _ => Err(format!("unknown role {role:?}").into()),
-    }
 }
 
 /// What a child role returns: an error ends the child with a message.

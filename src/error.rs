@@ -256,6 +256,12 @@ pub enum Error {
     },
     /// Nothing has been published in the region yet.
     NothingPublished,
+    /// The object was removed (`IPC_RMID`): the handle still reads its last
+    /// value, but no process will write it again.
+    Removed {
+        /// The removed segment's id.
+        id: i32,
+    },
     /// Any other failure of a system call.
     Os {
         /// The segment concerned, when there is one.
@@ -427,6 +433,11 @@ impl fmt::Display for Error {
             Error::PinsExhausted { slots } => write!(
                 f,
                 "all {slots} reader pins are in use; drop guards sooner or read from fewer threads at once"
+            ),
+            Error::Removed { id } => write!(
+                f,
+                "the object (segment id {id}) was removed; open it again by its key if it was \
+                 replaced, or stop using it"
             ),
             Error::NothingPublished => {
                 write!(

@@ -127,7 +127,9 @@ impl<T: Pod, A: Access> SharedCell<T, A> {
     /// timeout too long to represent, waits for as long as it takes; a zero
     /// timeout looks once. A read-only attachment cannot tell writers it
     /// waits, so it wakes within a few milliseconds of a change rather than
-    /// at once. Errors only if the kernel refuses the futex call.
+    /// at once. Once the cell is removed (by any process, or by `ipcrm`),
+    /// it returns [`Error::Removed`](crate::Error::Removed) instead of
+    /// waiting on, within a fraction of a second.
     pub fn wait_for_change(&self, since: u64, timeout: Option<Duration>) -> Result<u64> {
         let seq = self.store.seq();
         self.store
@@ -137,6 +139,13 @@ impl<T: Pod, A: Access> SharedCell<T, A> {
     /// Times a writer found the lock's owner dead and recovered it.
     pub fn recoveries(&self) -> u64 {
         self.store.header().recoveries.load(Ordering::Relaxed)
+    }
+
+    /// Whether this cell was removed (by any process, or by `ipcrm`): it
+    /// still reads its last value, but no key reaches it any more, so a
+    /// replacement may live at its key. One `IPC_STAT`.
+    pub fn is_removed(&self) -> Result<bool> {
+        self.store.is_removed()
     }
 
     /// `IPC_STAT` of the segment.
@@ -225,7 +234,8 @@ impl<T: Pod> SharedCell<T, ReadWrite> {
     }
 
     /// `IPC_RMID`: the key is free at once; the cell stays usable by every
-    /// attached process until its last detach.
+    /// attached process until its last detach, and every process waiting in
+    /// `wait_for_change` returns [`Error::Removed`](crate::Error::Removed).
     pub fn remove(&self) -> Result<()> {
         self.store.remove()
     }

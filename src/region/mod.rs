@@ -192,7 +192,8 @@ impl<T: Archive> SharedRegion<T> {
 
     /// Wait until the version differs from `since` or `timeout` passes;
     /// returns the version then (equal to `since` on timeout). `None`, or a
-    /// timeout too long to represent, waits for as long as it takes.
+    /// timeout too long to represent, waits for as long as it takes. Once
+    /// the region is removed, returns [`Error::Removed`] instead.
     pub fn wait_for_change(&self, since: u64, timeout: Option<Duration>) -> Result<u64> {
         let current = &self.control().current;
         self.store
@@ -210,9 +211,17 @@ impl<T: Archive> SharedRegion<T> {
     }
 
     /// `IPC_RMID`: the key is free at once; the region stays usable by every
-    /// attached process until its last detach.
+    /// attached process until its last detach, and every process waiting in
+    /// `wait_for_change` returns [`Error::Removed`].
     pub fn remove(&self) -> Result<()> {
         self.store.remove()
+    }
+
+    /// Whether this region was removed (by any process, or by `ipcrm`): it
+    /// still reads its last value, but no key reaches it any more. One
+    /// `IPC_STAT`.
+    pub fn is_removed(&self) -> Result<bool> {
+        self.store.is_removed()
     }
 
     /// The segment's kernel id.

@@ -100,6 +100,11 @@ impl<T: Archive> RegionReader<T> {
             .wait_for_change(since, timeout, || current.load(Ordering::SeqCst) >> 8)
     }
 
+    /// Whether the region was removed (one `IPC_STAT`).
+    pub fn is_removed(&self) -> Result<bool> {
+        self.store.is_removed()
+    }
+
     /// `IPC_STAT` of the segment.
     pub fn info(&self) -> Result<SegmentInfo> {
         self.store.info()

@@ -73,6 +73,19 @@ impl Memory {
         }
     }
 
+    /// Whether the segment is marked for removal (a heap image never is).
+    pub fn is_removed(&self) -> Result<bool> {
+        match self {
+            Memory::Segment(s) => match s.info() {
+                Ok(info) => Ok(info.marked_for_removal),
+                Err(crate::error::Error::IdNotFound { .. }) => Ok(true),
+                Err(e) => Err(e),
+            },
+            #[cfg(feature = "fuzzing")]
+            Memory::Heap { .. } => Ok(false),
+        }
+    }
+
     /// `IPC_RMID` of the segment; nothing for a heap image.
     pub fn remove(&self) -> Result<()> {
         match self {

@@ -163,9 +163,24 @@ impl Store {
         self.memory.info()
     }
 
-    /// `IPC_RMID` of the segment.
+    /// `IPC_RMID` of the segment, then a wake of every waiter, so that they
+    /// learn it at once.
     pub fn remove(&self) -> Result<()> {
-        self.memory.remove()
+        self.memory.remove()?;
+        if !self.memory.is_read_only() {
+            crate::sync::notify::wake::<crate::sync::atomic::Std, _>(
+                &self.header().notify,
+                &crate::sys::futex::Futex,
+            );
+        }
+        Ok(())
+    }
+
+    /// Whether the object was removed (`IPC_RMID` by anyone): it lives on for
+    /// the processes attached, but no key reaches it any more. One
+    /// `IPC_STAT`.
+    pub fn is_removed(&self) -> Result<bool> {
+        self.memory.is_removed()
     }
 }
 

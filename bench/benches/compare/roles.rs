@@ -3,12 +3,12 @@
 
 use std::path::PathBuf;
 
+use crate::CHILD_PATH_ENV;
 use crate::by_size::{cell_echo, cell_hammer};
 use crate::common::child::parent_gone;
 use crate::floors::{futex_child, spin_child};
 use crate::peers::{shm_hammer, uds_echo};
 use crate::scaling::{scale_reader, scale_writer};
-use crate::CHILD_PATH_ENV;
 
 /// The body of a child process, `spec` being what `ctl::spawn` set in
 /// [`CHILD_ENV`].

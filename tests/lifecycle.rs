@@ -1,0 +1,163 @@
+//! The life of an object seen from other processes: removal reaches every
+//! waiter, read-write and read-only, whoever removes it (a handle, the
+//! `shmstore` command, `ipcrm`).
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Kid, SegGuard, child_args, key_arg, report, unique_key};
+use shmstore::{Error, SharedCell, SharedRegion};
+
+#[derive(rkyv::Archive, rkyv::Serialize)]
+struct Note {
+    text: String,
+}
+
+#[test]
+fn child_entry() {
+    let Some(args) = child_args() else { return };
+    let key = key_arg(&args, 1);
+    let read_only = args[2] == "ro";
+    let outcome = match args[0].as_str() {
+        "cell_wait" if read_only => {
+            let cell = SharedCell::<u64>::open_read_only(key).unwrap();
+            wait(|| cell.wait_for_change(cell.version(), None))
+        }
+        "cell_wait" => {
+            let cell = SharedCell::<u64>::open(key).unwrap();
+            wait(|| cell.wait_for_change(cell.version(), None))
+        }
+        "region_wait" if read_only => {
+            let region = SharedRegion::<Note>::open_read_only(key).unwrap();
+            wait(|| region.wait_for_change(region.version(), None))
+        }
+        "region_wait" => {
+            let region = SharedRegion::<Note>::open(key).unwrap();
+            wait(|| region.wait_for_change(region.version(), None))
+        }
+        other => panic!("unknown role {other}"),
+    };
+    report("outcome", outcome);
+    std::process::exit(0);
+}
+
+/// Report `waiting`, wait, and say how the wait ended.
+fn wait(f: impl FnOnce() -> shmstore::Result<u64>) -> String {
+    report("waiting", 1);
+    match f() {
+        Err(Error::Removed { .. }) => "removed".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// How an object is removed.
+#[derive(Clone, Copy, Debug)]
+enum Remover {
+    Handle,
+    Command,
+    Ipcrm,
+}
+
+fn remove(how: Remover, id: i32, by_handle: impl FnOnce() -> shmstore::Result<()>) {
+    match how {
+        Remover::Handle => by_handle().unwrap(),
+        Remover::Command => {
+            let out = Command::new(env!("CARGO_BIN_EXE_shmstore"))
+                .args(["remove", &id.to_string()])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "shmstore remove: {out:?}");
+        }
+        Remover::Ipcrm => {
+            let out = Command::new("ipcrm")
+                .args(["-m", &id.to_string()])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "ipcrm: {out:?}");
+        }
+    }
+}
+
+/// Every waiter returns `Removed` soon after the removal, however it was
+/// removed, for cells and regions, read-write and read-only waiters.
+#[test]
+fn waiters_learn_that_their_object_was_removed() {
+    for how in [Remover::Handle, Remover::Command, Remover::Ipcrm] {
+        for kind in ["cell", "region"] {
+            let key = unique_key();
+            let (id, by_handle): (i32, Box<dyn FnOnce() -> shmstore::Result<()>>) =
+                if kind == "cell" {
+                    let cell = SharedCell::<u64>::create(key, 1).unwrap();
+                    (cell.id(), Box::new(move || cell.remove()))
+                } else {
+                    let region = SharedRegion::<Note>::create(key, 1024).unwrap();
+                    region
+                        .publish(&Note {
+                            text: "first".into(),
+                        })
+                        .unwrap();
+                    (region.id(), Box::new(move || region.remove()))
+                };
+            let _g = SegGuard(id);
+            let raw = key.raw().to_string();
+            let role = format!("{kind}_wait");
+            let mut waiters: Vec<Kid> = ["rw", "ro"]
+                .iter()
+                .map(|access| Kid::spawn(&[&role, &raw, access]))
+                .collect();
+            for w in &mut waiters {
+                w.expect("waiting");
+            }
+            // Let them fall asleep.
+            std::thread::sleep(Duration::from_millis(50));
+            let removed_at = Instant::now();
+            remove(how, id, by_handle);
+            for (w, access) in waiters.iter_mut().zip(["rw", "ro"]) {
+                assert_eq!(
+                    w.expect("outcome"),
+                    "removed",
+                    "{how:?} of a {kind}, {access} waiter"
+                );
+                let took = removed_at.elapsed();
+                assert!(
+                    took < Duration::from_secs(5),
+                    "{how:?} of a {kind}: the {access} waiter took {took:?}"
+                );
+                w.wait();
+            }
+            assert!(matches!(
+                SharedCell::<u64>::open(key),
+                Err(Error::NotFound { .. })
+            ));
+        }
+    }
+}
+
+/// A handle can ask whether its object is still the one its key reaches,
+/// and waiting on a removed object fails at once.
+#[test]
+fn handles_know_their_object_was_removed() {
+    let key = unique_key();
+    let cell = SharedCell::<u64>::create(key, 7).unwrap();
+    let _g = SegGuard(cell.id());
+    let reader = SharedCell::<u64>::open_read_only(key).unwrap();
+    assert!(!cell.is_removed().unwrap() && !reader.is_removed().unwrap());
+    cell.remove().unwrap();
+    assert!(cell.is_removed().unwrap() && reader.is_removed().unwrap());
+    assert_eq!(reader.load(), 7, "the last value stays readable");
+    assert!(matches!(
+        reader.wait_for_change(0, Some(Duration::from_secs(10))),
+        Err(Error::Removed { .. })
+    ));
+    assert!(matches!(
+        cell.wait_for_change(0, Some(Duration::ZERO)),
+        Err(Error::Removed { .. })
+    ));
+    // A new object at the key is another one.
+    let new = SharedCell::<u64>::create(key, 8).unwrap();
+    let _g2 = SegGuard(new.id());
+    assert!(cell.is_removed().unwrap() && !new.is_removed().unwrap());
+    assert_eq!(SharedCell::<u64>::open(key).unwrap().load(), 8);
+}

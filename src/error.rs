@@ -69,6 +69,21 @@ pub enum Error {
         /// Why it was refused.
         reason: &'static str,
     },
+    /// A name that cannot name an object.
+    InvalidName {
+        /// The name given, escaped.
+        name: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// No key of a name's sequence is free for a new object: each holds an
+    /// object of another name, or another program's segment.
+    NameTaken {
+        /// The name.
+        name: String,
+        /// The keys tried, in order.
+        keys: Vec<i32>,
+    },
     /// `ftok` could not use the path (it must exist and be accessible).
     KeyPath {
         /// The path given to `ftok`.
@@ -279,6 +294,18 @@ impl fmt::Display for Error {
             Error::InvalidKey { raw, reason } => {
                 write!(f, "invalid key {raw:#010x}: {reason}")
             }
+            Error::InvalidName { name, reason } => {
+                write!(f, "invalid name \"{name}\": {reason}")
+            }
+            Error::NameTaken { name, keys } => write!(
+                f,
+                "every key of the name {name:?} ({}) holds another object; remove what holds \
+                 them (`ipcs -m`, `shmstore list`) or choose another name",
+                keys.iter()
+                    .map(|k| format!("{:#010x}", *k as u32))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             Error::KeyPath { path, source } => write!(
                 f,
                 "ftok cannot use {}: {source}; give a path that exists and that this user can stat",

@@ -192,6 +192,7 @@ fn new_region(buffers: usize) -> (Arc<HeapImage>, SharedRegion<FuzzConfig>) {
     let image = heap(layout.used_len);
     let raw = Store::create_in(
         view(&image, layout.used_len),
+        None,
         &spec(),
         &region_type(&options),
         &layout,
@@ -294,6 +295,7 @@ pub fn cell_ops(data: &[u8]) {
     let image = heap(layout.used_len);
     let first = Store::create_in(
         view(&image, layout.used_len),
+        None,
         &spec(),
         &right,
         &layout,

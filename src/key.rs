@@ -1,4 +1,11 @@
-//! System V IPC keys: `IPC_PRIVATE`, raw values and `ftok`.
+//! System V IPC keys: `IPC_PRIVATE`, raw values, `ftok`, and names.
+//!
+//! A name (`acme/config`) derives its key by the algorithm of FORMAT.md
+//! ("Names"), so that a C or Python reader finds the object too, and is
+//! stored in the segment and checked at every open through the name. Two
+//! names whose keys collide, or a name whose key another program took,
+//! never open each other's object: the open probes the next key of the
+//! name's sequence.
 
 use std::fmt;
 use std::os::unix::fs::MetadataExt;
@@ -24,12 +31,17 @@ use crate::error::{Error, Result};
 /// assert!(Key::new(0).is_err()); // 0 is IPC_PRIVATE
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Key(i32);
+pub struct Key(i32, Option<&'static str>);
+
+/// The longest name, in bytes of UTF-8.
+pub const NAME_MAX: usize = 128;
+/// How many keys of a name's sequence are probed.
+pub const NAME_PROBES: u8 = 8;
 
 impl Key {
     /// `IPC_PRIVATE`: every create with it makes a new segment, reachable by
     /// other processes only through its id.
-    pub const PRIVATE: Key = Key(0);
+    pub const PRIVATE: Key = Key(0, None);
 
     /// A key from its raw value.
     ///
@@ -42,7 +54,53 @@ impl Key {
                 reason: "0 is IPC_PRIVATE; use Key::PRIVATE to ask for a private segment",
             });
         }
-        Ok(Key(raw))
+        Ok(Key(raw, None))
+    }
+
+    /// The key of an object named `name`: 1 to [`NAME_MAX`] bytes of UTF-8,
+    /// no control character (NUL included); `/` separates an application's
+    /// prefix, as in `acme/config`. The name is stored in the object when
+    /// it is created and checked at every open through this key, so objects
+    /// of two names never open each other even if their keys collide, and
+    /// neither opens an object that another program made at that key
+    /// value: the open tries the next key of the name's sequence (FORMAT.md
+    /// says how keys are derived). `Display` shows the name.
+    ///
+    /// ```
+    /// use shmstore::{Key, SharedCell};
+    ///
+    /// let key = Key::named("acme/test-counter")?;
+    /// assert_eq!(key.name(), Some("acme/test-counter"));
+    /// # let _ = SharedCell::<u64>::open(key).map(|c| c.remove());
+    /// let cell = SharedCell::<u64>::create(key, 0)?;
+    /// assert_eq!(SharedCell::<u64>::open(key)?.id(), cell.id());
+    /// cell.remove()?;
+    /// assert!(Key::named("bad\nname").is_err());
+    /// # Ok::<(), shmstore::Error>(())
+    /// ```
+    pub fn named(name: &str) -> Result<Key> {
+        check_name(name)?;
+        let name = intern(name);
+        Ok(Key(name_key(name, 0), Some(name)))
+    }
+
+    /// The name, for a key made by [`Key::named`].
+    pub fn name(self) -> Option<&'static str> {
+        self.1
+    }
+
+    /// The keys a named object may be at, in the order they are tried: the
+    /// name's sequence ([`NAME_PROBES`] keys); just this key if it has no
+    /// name.
+    pub(crate) fn candidates(self) -> impl Iterator<Item = Key> {
+        let probes = match self.1 {
+            Some(_) => NAME_PROBES,
+            None => 1,
+        };
+        (0..probes).map(move |i| match self.1 {
+            Some(name) => Key(name_key(name, i), Some(name)),
+            None => self,
+        })
     }
 
     /// The key glibc's `ftok(path, proj_id)` gives, bit for bit.
@@ -77,7 +135,7 @@ impl Key {
                 reason: "ftok gave 0 (IPC_PRIVATE) for this path with project id 0; use another project id",
             });
         }
-        Ok(Key(raw))
+        Ok(Key(raw, None))
     }
 
     /// glibc's formula: `(ino & 0xffff) | ((dev & 0xff) << 16) | (proj_id << 24)`.
@@ -100,8 +158,58 @@ impl Key {
 
 impl fmt::Display for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:#010x}", self.0 as u32)
+        match self.1 {
+            Some(name) => write!(f, "{name:?} ({:#010x})", self.0 as u32),
+            None => write!(f, "{:#010x}", self.0 as u32),
+        }
     }
+}
+
+/// Refuse what cannot be a name: empty, too long, or with a control
+/// character.
+pub(crate) fn check_name(name: &str) -> Result<()> {
+    let reason = if name.is_empty() {
+        "a name has at least one byte"
+    } else if name.len() > NAME_MAX {
+        "a name has at most 128 bytes"
+    } else if name.chars().any(char::is_control) {
+        "a name has no control character"
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidName {
+        name: name.escape_debug().to_string(),
+        reason,
+    })
+}
+
+/// Key `i` of the sequence of `name` (FORMAT.md, "Names"): 32-bit FNV-1a
+/// over `shmstore:`, the name's bytes and the byte `i`, with the top bit
+/// set, so that it is never `IPC_PRIVATE` and never an `ftok` key of a
+/// project id below 0x80.
+pub(crate) fn name_key(name: &str, i: u8) -> i32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in b"shmstore:".iter().chain(name.as_bytes()).chain([i].iter()) {
+        h ^= u32::from(*b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    (h | 0x8000_0000) as i32
+}
+
+/// The one `&'static` copy of `name` in this process (names are few: each
+/// distinct name is kept once).
+fn intern(name: &str) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static NAMES: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
+    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    let names = names.get_or_insert_with(HashSet::new);
+    if let Some(known) = names.get(name) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
+    names.insert(leaked);
+    leaked
 }
 
 impl fmt::Debug for Key {
@@ -123,6 +231,26 @@ mod tests {
         assert_eq!(Key::new(1).unwrap().to_string(), "0x00000001");
         assert_eq!(Key::new(-1).unwrap().to_string(), "0xffffffff");
         assert_eq!(Key::PRIVATE.to_string(), "0x00000000");
+    }
+
+    #[test]
+    fn names_make_keys_with_the_top_bit_set() {
+        let k = Key::named("acme/config").unwrap();
+        assert_eq!(k.name(), Some("acme/config"));
+        assert_eq!(k.raw(), name_key("acme/config", 0));
+        assert!(k.raw() < 0, "top bit set");
+        let keys: Vec<i32> = k.candidates().map(Key::raw).collect();
+        assert_eq!(keys.len(), NAME_PROBES as usize);
+        assert!(keys.iter().all(|&r| r != 0));
+        assert_eq!(Key::new(5).unwrap().candidates().count(), 1);
+        assert_eq!(
+            k.to_string(),
+            format!("\"acme/config\" ({:#010x})", k.raw() as u32)
+        );
+        for bad in ["", "a\0b", "tab\there", "\u{1b}[2K", &"x".repeat(129)] {
+            assert!(Key::named(bad).is_err(), "{bad:?}");
+        }
+        assert!(Key::named(&"é".repeat(64)).is_ok());
     }
 
     #[test]

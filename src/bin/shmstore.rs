@@ -3,15 +3,17 @@
 //!
 //! ```text
 //! shmstore list                         every segment; shmstore ones decoded
-//! shmstore inspect ID|KEY               header, layout, version, pins
-//! shmstore remove ID|KEY...             IPC_RMID (gone after the last detach)
-//! shmstore watch ID|KEY [--count N] [--timeout SECS]
+//! shmstore inspect ID|KEY|NAME          header, layout, version, pins
+//! shmstore remove ID|KEY|NAME...        IPC_RMID (gone after the last detach)
+//! shmstore remove --prefix PREFIX       every object whose name starts so
+//! shmstore watch ID|KEY|NAME [--count N] [--timeout SECS]
 //!                                       print each new version
 //! ```
 //!
-//! A segment is named by its id (decimal, as `ipcs -m` prints it) or by its
-//! key (hex with `0x`, as `ipcs -m` prints it). Segments are attached
-//! read-only, whoever owns them; their bytes are validated, never trusted.
+//! A segment is named by its id (decimal, as `ipcs -m` prints it), by its
+//! key (hex with `0x`, as `ipcs -m` prints it), or by the name of the object
+//! in it (`acme/config`). Segments are attached read-only, whoever owns
+//! them; their bytes are validated, never trusted.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -21,16 +23,19 @@ use shmstore::{Error, Key, Segment, list_segments};
 
 const USAGE: &str = "usage:
   shmstore list
-  shmstore inspect ID|KEY
-  shmstore remove ID|KEY...
-  shmstore watch ID|KEY [--count N] [--timeout SECS]
-ID is decimal (as `ipcs -m` prints it), KEY is hex with 0x.";
+  shmstore inspect ID|KEY|NAME
+  shmstore remove ID|KEY|NAME...
+  shmstore remove --prefix PREFIX
+  shmstore watch ID|KEY|NAME [--count N] [--timeout SECS]
+ID is decimal (as `ipcs -m` prints it), KEY is hex with 0x, NAME is an
+object's name (acme/config).";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("list") if args.len() == 1 => list(),
         Some("inspect") if args.len() == 2 => inspect(&args[1]),
+        Some("remove") if args.len() == 3 && args[1] == "--prefix" => remove_prefix(&args[2]),
         Some("remove") if args.len() >= 2 => remove(&args[1..]),
         Some("watch") if args.len() >= 2 => watch(&args[1], &args[2..]),
         Some("-h" | "--help" | "help") => {
@@ -63,9 +68,33 @@ fn resolve(arg: &str) -> Result<i32, Box<dyn std::error::Error>> {
             .map(|s| s.id)
             .ok_or_else(|| Error::NotFound { key }.into());
     }
-    Ok(arg
-        .parse()
-        .map_err(|e| format!("bad id {arg}: {e} (a key needs 0x)"))?)
+    if arg.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(arg
+            .parse()
+            .map_err(|e| format!("bad id {arg}: {e} (a key needs 0x)"))?);
+    }
+    match inspect::find_named(arg)?.first() {
+        Some(object) => Ok(object.info.id),
+        None => Err(format!("no object is named {arg:?} (`shmstore list` shows the names)").into()),
+    }
+}
+
+fn remove_prefix(prefix: &str) -> CliResult {
+    let mut failed = false;
+    for (object, removed) in inspect::remove_prefix(prefix)? {
+        let name = object.name().unwrap_or_default();
+        match removed {
+            Ok(()) => println!("removed {name} (segment {})", object.info.id),
+            Err(e) => {
+                failed = true;
+                eprintln!("shmstore: {name} (segment {}): {e}", object.info.id);
+            }
+        }
+    }
+    if failed {
+        return Err("some objects could not be removed".into());
+    }
+    Ok(())
 }
 
 /// Attach read-only and describe; a segment this user cannot read says so.

@@ -28,9 +28,11 @@ pub const MAGIC: u64 = u64::from_le_bytes(*b"shmstore");
 /// The version of the on-segment format (`FORMAT.md`) this build reads and
 /// writes; a segment of another version is
 /// [`Error::IncompatibleFormat`](crate::Error::IncompatibleFormat).
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 /// The size of the header; the data begins at or after it.
 pub const HEADER_SIZE: usize = 512;
+/// The most bytes of an object's name.
+pub const NAME_MAX: usize = crate::key::NAME_MAX;
 /// The most bytes of a type name kept in the header.
 pub const TYPE_NAME_MAX: usize = 128;
 /// The room reserved for the platform's `pthread_mutex_t`.
@@ -114,7 +116,11 @@ pub struct Header {
     /// ticks after boot, field 22 of `/proc/PID/stat`; 0 unknown): with
     /// `creator_pid`, it names the creator even if its pid is reused.
     pub creator_start: AtomicU64,
-    _reserved0: [AtomicU64; 2],
+    /// The number of bytes of `name` in use: 0 for an object made at a plain
+    /// key, else its name's (at most [`NAME_MAX`]). Written before `magic`.
+    pub name_len: AtomicU32,
+    _reserved0: AtomicU32,
+    _reserved0b: AtomicU64,
     /// The type's name, UTF-8, truncated to [`TYPE_NAME_MAX`] bytes.
     pub type_name: [AtomicU8; TYPE_NAME_MAX],
     /// Cells: the commit counter, the number of values committed after the
@@ -150,7 +156,9 @@ pub struct Header {
     _reserved2: [AtomicU64; 4],
     /// The process-shared robust mutex that serialises writers.
     pub mutex: MutexRoom,
-    _reserved3: [AtomicU64; 16],
+    /// The object's name (`Key::named`), UTF-8, `name_len` bytes; written by
+    /// the creator before `magic`, never changed after.
+    pub name: [AtomicU8; NAME_MAX],
 }
 
 const _: () = {
@@ -183,7 +191,8 @@ const _: () = {
     assert!(offset_of!(Header, recoveries) == 272);
     assert!(offset_of!(Header, writing) == 280);
     assert!(offset_of!(Header, mutex) == 320);
-    assert!(offset_of!(Header, _reserved3) == 384);
+    assert!(offset_of!(Header, name_len) == 112);
+    assert!(offset_of!(Header, name) == 384);
     assert!(size_of::<libc::pthread_mutex_t>() <= MUTEX_ROOM);
 };
 
@@ -208,6 +217,13 @@ impl Header {
         }
     }
 
+    /// The object's name as stored (`None` if its length is out of range),
+    /// read once.
+    pub fn stored_name(&self) -> Option<Vec<u8>> {
+        let len = self.name_len.load(Relaxed) as usize;
+        (len <= NAME_MAX).then(|| self.name[..len].iter().map(|b| b.load(Relaxed)).collect())
+    }
+
     /// The type stored, as the header describes it (name truncated to
     /// [`TYPE_NAME_MAX`] bytes, invalid UTF-8 replaced).
     pub fn stored_type(&self) -> TypeDesc {
@@ -226,11 +242,18 @@ impl Header {
         }
     }
 
-    /// Say who is creating the segment: the creator's first writes, so that
-    /// openers can tell a live creator from a dead one by more than its pid.
-    pub fn write_creator(&self, pid: i32, start: u64) {
+    /// Say who is creating the segment, and under which name: the creator's
+    /// first writes, so that openers can tell a live creator from a dead one
+    /// by more than its pid, and an object of their name from another.
+    pub fn write_creator(&self, pid: i32, start: u64, name: Option<&str>) {
         self.creator_start.store(start, Relaxed);
         self.creator_pid.store(pid, Relaxed);
+        let name = name.unwrap_or("").as_bytes();
+        let name = &name[..name.len().min(NAME_MAX)];
+        for (slot, b) in self.name.iter().zip(name) {
+            slot.store(*b, Relaxed);
+        }
+        self.name_len.store(name.len() as u32, Relaxed);
         // Release: an opener that sees the magic (acquire) sees the two.
         self.magic
             .store(MAGIC, std::sync::atomic::Ordering::Release);

@@ -8,7 +8,8 @@
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::header::{
-    FORMAT_VERSION, HEADER_SIZE, Header, MAGIC, MAX_ALIGN, MAX_SLOTS, STATE_READY, TYPE_NAME_MAX,
+    FORMAT_VERSION, HEADER_SIZE, Header, MAGIC, MAX_ALIGN, MAX_SLOTS, NAME_MAX, STATE_READY,
+    TYPE_NAME_MAX,
 };
 use super::identity::{Abi, Kind, TypeDesc};
 use super::region::REGION_CONTROL_SIZE;
@@ -133,6 +134,12 @@ pub fn validate(header: &Header, segment_len: usize) -> Result<Validated> {
     if name_len as usize > TYPE_NAME_MAX {
         return Err(corrupt(format!(
             "type name length {name_len} > {TYPE_NAME_MAX}"
+        )));
+    }
+    let object_name_len = header.name_len.load(Relaxed);
+    if object_name_len as usize > NAME_MAX {
+        return Err(corrupt(format!(
+            "name length {object_name_len} > {NAME_MAX}"
         )));
     }
     let align = value_align;
@@ -265,7 +272,7 @@ mod tests {
             extra: 0,
         };
         let layout = Layout::for_value(8, 8, 2).unwrap();
-        h.write_creator(1, 0);
+        h.write_creator(1, 0, None);
         h.write_fresh(&ty, &layout);
         h.state.store(STATE_READY, Relaxed);
         img

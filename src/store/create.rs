@@ -35,10 +35,27 @@ use crate::sys::shm::Segment;
 use crate::sys::{mutex, proc};
 
 impl Store {
-    /// Create the segment at `key` exclusively, lay out the header for `ty`
-    /// and `layout`, let `init` write the first value, and publish READY.
+    /// Create the object at `key` (exclusively), lay out the header for
+    /// `ty` and `layout`, let `init` write the first value, and publish
+    /// READY. A named key creates at the first free key of its name's
+    /// sequence (`names.rs`).
     pub fn create(
         key: Key,
+        options: &Common,
+        ty: &TypeDesc,
+        layout: &Layout,
+        init: impl FnMut(&Store) -> Result<()>,
+    ) -> Result<Store> {
+        match key.name() {
+            Some(name) => Self::create_named(key, name, options, ty, layout, init),
+            None => Self::create_at(key, None, options, ty, layout, init),
+        }
+    }
+
+    /// Create the segment at `key` exclusively, under `name` if given.
+    pub(super) fn create_at(
+        key: Key,
+        name: Option<&str>,
         options: &Common,
         ty: &TypeDesc,
         layout: &Layout,
@@ -51,18 +68,27 @@ impl Store {
             .mode(options.mode)
             .open(key)?;
         crate::crash::point("create.after_shmget");
-        Self::create_in(Memory::Segment(seg), options, ty, layout, init)
+        Self::create_in(Memory::Segment(seg), name, options, ty, layout, init)
     }
 
-    /// Lay out a store in fresh zero-filled memory, let `init` write the first
-    /// value, and publish READY. On failure the memory is removed.
+    /// Lay out a store in fresh zero-filled memory (under `name` if given),
+    /// let `init` write the first value, and publish READY. On failure the
+    /// memory is removed.
     pub fn create_in(
         memory: Memory,
+        name: Option<&str>,
         options: &Common,
         ty: &TypeDesc,
         layout: &Layout,
         init: impl FnOnce(&Store) -> Result<()>,
     ) -> Result<Store> {
+        if ty.name.chars().any(char::is_control) {
+            let _ = memory.remove();
+            return Err(Error::InvalidName {
+                name: ty.name.escape_debug().to_string(),
+                reason: "a type name has no control character",
+            });
+        }
         if memory.len() < layout.used_len || memory.len() < HEADER_SIZE {
             let _ = memory.remove();
             return Err(Error::SizeMismatch {
@@ -73,7 +99,7 @@ impl Store {
         let mut store = Self::unarmed(memory, ty.kind, *layout);
         let written = (|| {
             let h = store.header();
-            h.write_creator(proc::own_pid(), proc::own_start_time());
+            h.write_creator(proc::own_pid(), proc::own_start_time(), name);
             ready::begin::<Std>(&h.state);
             h.write_fresh(ty, layout);
             crate::crash::point("create.after_header");
@@ -101,9 +127,13 @@ impl Store {
         }
     }
 
-    /// Open the existing segment at `key`, wait until it is READY, validate it
-    /// and check that it holds `ty`.
+    /// Open the existing object at `key`, wait until it is READY, validate
+    /// it and check that it holds `ty`. A named key opens the key of its
+    /// name's sequence that holds an object of that name (`names.rs`).
     pub fn open(key: Key, options: &Common, ty: &TypeDesc, read_only: bool) -> Result<Store> {
+        if let Some(name) = key.name() {
+            return Self::open_named(key, name, options, ty, read_only);
+        }
         let seg = Segment::options()
             .read_only(read_only)
             .allow_foreign_owner(options.allow_foreign_owner)
@@ -186,7 +216,7 @@ impl Store {
 /// carries shmstore's magic or is still all zeros (the creator died right
 /// after `shmget`). A segment of another size or with other bytes in its
 /// header is left alone.
-fn abandoned_like(id: i32, options: &Common, layout: &Layout) -> bool {
+pub(super) fn abandoned_like(id: i32, options: &Common, layout: &Layout) -> bool {
     let Ok(seg) = Segment::options()
         .read_only(true)
         .allow_foreign_owner(options.allow_foreign_owner)

@@ -99,14 +99,7 @@ impl Memory {
     /// image, which no live process is still initialising).
     pub fn creator(&self) -> Result<Creator> {
         match self {
-            Memory::Segment(s) => {
-                let info = s.info()?;
-                Ok(Creator {
-                    pid: info.cpid,
-                    created: info.ctime,
-                    uid: info.cuid,
-                })
-            }
+            Memory::Segment(s) => Creator::of(s),
             #[cfg(feature = "fuzzing")]
             Memory::Heap { .. } => Ok(Creator {
                 pid: 0,
@@ -129,6 +122,16 @@ pub struct Creator {
 }
 
 impl Creator {
+    /// The creator of `seg`, as `IPC_STAT` gives it.
+    pub fn of(seg: &Segment) -> Result<Creator> {
+        let info = seg.info()?;
+        Ok(Creator {
+            pid: info.cpid,
+            created: info.ctime,
+            uid: info.cuid,
+        })
+    }
+
     /// Whether the creator is still running. A pid alone may have been taken
     /// over since the creator died: where the header names the creator (its
     /// first writes are its pid and start time), the process with that pid

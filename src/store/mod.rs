@@ -24,6 +24,7 @@ mod create;
 pub mod heap;
 mod lock;
 pub mod memory;
+mod names;
 pub mod options;
 mod wait;
 

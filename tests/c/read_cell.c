@@ -28,7 +28,7 @@
 
 #define HEADER_SIZE 512u
 #define MAGIC UINT64_C(0x65726f74736d6873) /* "shmstore", little-endian */
-#define FORMAT_VERSION 3u
+#define FORMAT_VERSION 4u
 #define MAX_SLOTS 64u
 #define KIND_CELL 1u
 #define STATE_READY 2u
@@ -106,7 +106,7 @@ static int check_and_read(size_t seg_len, unsigned long reads) {
         return fail("state is not READY", state);
     uint32_t version = ld32(OFF_FORMAT_VERSION, memory_order_relaxed);
     if (version != FORMAT_VERSION)
-        return fail("format version is not 3", version);
+        return fail("format version is not 4", version);
     uint32_t kind = ld32(OFF_KIND, memory_order_relaxed);
     if (kind != KIND_CELL)
         return fail("kind is not cell", kind);

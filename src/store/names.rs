@@ -1,0 +1,170 @@
+//! Objects reached by name (`Key::named`): which key of the name's sequence
+//! holds the object.
+//!
+//! A named object's creator writes the name (with its pid and start time)
+//! before the magic, which it stores with release ordering; so whoever
+//! attaches a segment and sees the magic (acquire) reads the name it was
+//! created under, and that name never changes. A segment whose magic is not
+//! there yet is a creator at its first instructions: it is waited for
+//! (bounded by the open's timeout) while its creator lives.
+//!
+//! - **Open**: try the keys of the sequence in order; skip a key that holds
+//!   nothing, an object of another name, a plain key's object or another
+//!   program's segment; open the first that holds this name, on the same
+//!   attachment that showed the name (so nothing can replace it between the
+//!   check and the open).
+//! - **Create**: if a key of the sequence holds this name already, the
+//!   object exists; else create at the first key that holds nothing (a
+//!   racing creator of the same name that gets there first makes this one
+//!   find it: `AlreadyExists`). A key that holds another name is skipped,
+//!   so two names whose keys collide never share an object. A segment left
+//!   by a creator that died before it wrote anything is removed if it has
+//!   the size this creator would make, as for a plain key.
+//!
+//! The sequence has `NAME_PROBES` keys; a name all of whose keys are taken
+//! is `Error::NameTaken`.
+
+use std::sync::atomic::Ordering::{Acquire, Relaxed};
+use std::time::Instant;
+
+use super::memory::Creator;
+use super::options::Common;
+use super::{Memory, Store};
+use crate::error::{Error, Result, Target};
+use crate::format::{self, Layout, MAGIC, STATE_FRESH, TypeDesc};
+use crate::key::Key;
+use crate::sync::backoff::Backoff;
+use crate::sys::shm::Segment;
+
+/// How long after a segment is made its creator may still not have written
+/// its first words (the kernel's clock counts whole seconds).
+const CREATOR_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What a key of a name's sequence holds, for that name.
+enum Holds {
+    /// Nothing: no segment at the key.
+    Nothing,
+    /// The object of this name, attached.
+    This(Segment),
+    /// A segment of another name, a plain key's object, another program's
+    /// segment, or one this user may not open.
+    Other,
+    /// A segment whose creator died before writing anything, with its id.
+    Abandoned(i32),
+}
+
+/// Attach the segment at `k` (`read_only` as asked) and say whether it
+/// holds the object named `name`.
+fn holds(k: Key, name: &str, options: &Common, read_only: bool) -> Result<Holds> {
+    let seg = match Segment::options()
+        .read_only(read_only)
+        .allow_foreign_owner(options.allow_foreign_owner)
+        .open(k)
+    {
+        Ok(seg) => seg,
+        Err(Error::NotFound { .. }) | Err(Error::IdNotFound { .. }) => return Ok(Holds::Nothing),
+        Err(Error::ForeignOwner { .. }) | Err(Error::PermissionDenied { .. }) => {
+            return Ok(Holds::Other);
+        }
+        Err(e) => return Err(e),
+    };
+    // SAFETY: the pointer and length are the attachment's, which `seg`
+    // keeps mapped while the header is used here.
+    let Ok(h) = (unsafe { format::header_at(seg.as_ptr(), seg.len()) }) else {
+        return Ok(Holds::Other);
+    };
+    let deadline = Instant::now().checked_add(options.init_timeout);
+    let mut backoff = Backoff::new();
+    loop {
+        if h.magic.load(Acquire) == MAGIC {
+            // The name was written before the magic (release).
+            return Ok(match h.stored_name() {
+                Some(stored) if stored == name.as_bytes() => Holds::This(seg),
+                _ => Holds::Other,
+            });
+        }
+        if h.magic.load(Relaxed) != 0 || h.state.load(Relaxed) != STATE_FRESH {
+            return Ok(Holds::Other);
+        }
+        // Not a word written yet: a creator at its first instructions, or
+        // one that died there, or another program's segment that is all
+        // zeros. A creator writes within microseconds of making the
+        // segment: one made seconds ago is not being created.
+        let creator = Creator::of(&seg)?;
+        if !creator.alive(h) {
+            return Ok(Holds::Abandoned(seg.id()));
+        }
+        let settled = creator
+            .created
+            .and_then(|t| t.checked_add(CREATOR_WINDOW))
+            .is_none_or(|t| t < std::time::SystemTime::now());
+        if settled {
+            return Ok(Holds::Other);
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(Error::InitTimeout {
+                target: Target::Key(k),
+                creator: creator.pid,
+                waited: options.init_timeout,
+            });
+        }
+        backoff.snooze(deadline);
+    }
+}
+
+impl Store {
+    /// Open the object named by `key` (a named key): the first key of its
+    /// sequence that holds it.
+    pub(super) fn open_named(
+        key: Key,
+        name: &str,
+        options: &Common,
+        ty: &TypeDesc,
+        read_only: bool,
+    ) -> Result<Store> {
+        for k in key.candidates() {
+            if let Holds::This(seg) = holds(k, name, options, read_only)? {
+                return Self::open_in(Memory::Segment(seg), Target::Key(key), options, ty);
+            }
+        }
+        Err(Error::NotFound { key })
+    }
+
+    /// Create the object named by `key` at the first free key of its
+    /// sequence, unless it exists.
+    pub(super) fn create_named(
+        key: Key,
+        name: &str,
+        options: &Common,
+        ty: &TypeDesc,
+        layout: &Layout,
+        mut init: impl FnMut(&Store) -> Result<()>,
+    ) -> Result<Store> {
+        for k in key.candidates() {
+            if let Holds::This(_) = holds(k, name, options, true)? {
+                return Err(Error::AlreadyExists { key });
+            }
+        }
+        for k in key.candidates() {
+            for _ in 0..2 {
+                match Self::create_at(k, Some(name), options, ty, layout, &mut init) {
+                    Err(Error::AlreadyExists { .. }) => {}
+                    other => return other,
+                }
+                match holds(k, name, options, true)? {
+                    Holds::This(_) => return Err(Error::AlreadyExists { key }),
+                    Holds::Abandoned(id) if super::create::abandoned_like(id, options, layout) => {
+                        let _ = Segment::remove_by_id(id);
+                    }
+                    // Removed meanwhile: try this key again.
+                    Holds::Nothing => {}
+                    _ => break,
+                }
+            }
+        }
+        Err(Error::NameTaken {
+            name: name.to_owned(),
+            keys: key.candidates().map(Key::raw).collect(),
+        })
+    }
+}

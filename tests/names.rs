@@ -1,0 +1,236 @@
+//! Objects reached by name (`Key::named`), across processes: the key
+//! derivation of FORMAT.md, colliding names and keys taken by others never
+//! opening each other's object, and names refused.
+
+mod common;
+
+use common::{Kid, SegGuard, child_args, report};
+use shmstore::{Error, Key, NAME_PROBES, Segment, SharedCell};
+
+#[test]
+fn child_entry() {
+    let Some(args) = child_args() else { return };
+    match args[0].as_str() {
+        "read_named" => {
+            let cell = SharedCell::<u64>::open(Key::named(&args[1]).unwrap()).unwrap();
+            report("value", cell.load());
+            cell.store(cell.load() + 1).unwrap();
+        }
+        other => panic!("unknown role {other}"),
+    }
+    std::process::exit(0);
+}
+
+/// Key `i` of `name`'s sequence, as FORMAT.md ("Names") defines it.
+fn documented_key(name: &str, i: u8) -> i32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in b"shmstore:".iter().chain(name.as_bytes()).chain([i].iter()) {
+        h ^= u32::from(*b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    (h | 0x8000_0000) as i32
+}
+
+/// A name no other test or run uses.
+fn fresh_name(what: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "shmstore-test/{}-{}-{what}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Remove whatever a name's keys hold when dropped.
+struct NameGuard(Vec<i32>);
+
+impl NameGuard {
+    fn of(name: &str) -> NameGuard {
+        NameGuard((0..NAME_PROBES).map(|i| documented_key(name, i)).collect())
+    }
+}
+
+impl Drop for NameGuard {
+    fn drop(&mut self) {
+        for &raw in &self.0 {
+            if let Ok(seg) = Segment::options().open(Key::new(raw).unwrap()) {
+                let _ = seg.remove();
+            }
+        }
+    }
+}
+
+#[test]
+fn named_keys_follow_the_documented_derivation() {
+    let name = fresh_name("derivation");
+    let key = Key::named(&name).unwrap();
+    assert_eq!(key.raw(), documented_key(&name, 0));
+    assert_eq!(key.name(), Some(name.as_str()));
+    assert!(key.to_string().contains(&name));
+}
+
+#[test]
+fn another_process_opens_by_name() {
+    let name = fresh_name("across");
+    let _g = NameGuard::of(&name);
+    let cell = SharedCell::<u64>::create(Key::named(&name).unwrap(), 41).unwrap();
+    let mut kid = Kid::spawn(&["read_named", &name]);
+    assert_eq!(kid.expect("value"), "41");
+    assert!(kid.wait().success());
+    assert_eq!(cell.load(), 42);
+    assert!(matches!(
+        SharedCell::<u64>::create(Key::named(&name).unwrap(), 0),
+        Err(Error::AlreadyExists { .. })
+    ));
+}
+
+/// Two names whose keys collide: each gets its own object, and neither
+/// opens the other's, also after the first one is removed.
+#[test]
+fn colliding_names_never_open_each_others_object() {
+    let prefix = fresh_name("collide");
+    let mut seen = std::collections::HashMap::new();
+    let (a, b) = (0u32..)
+        .find_map(|i| {
+            let name = format!("{prefix}/{i}");
+            let key = documented_key(&name, 0);
+            seen.insert(key, name.clone()).map(|other| (other, name))
+        })
+        .unwrap();
+    let (_ga, _gb) = (NameGuard::of(&a), NameGuard::of(&b));
+    let (ka, kb) = (Key::named(&a).unwrap(), Key::named(&b).unwrap());
+    assert_eq!(ka.raw(), kb.raw(), "{a} and {b} collide");
+    let cell_a = SharedCell::<u64>::create(ka, 1).unwrap();
+    let cell_b = SharedCell::<u64>::create(kb, 2).unwrap();
+    assert_ne!(cell_a.id(), cell_b.id());
+    assert_eq!(SharedCell::<u64>::open(ka).unwrap().load(), 1);
+    assert_eq!(SharedCell::<u64>::open(kb).unwrap().load(), 2);
+    cell_a.remove().unwrap();
+    assert!(matches!(
+        SharedCell::<u64>::open(ka),
+        Err(Error::NotFound { .. })
+    ));
+    assert_eq!(
+        SharedCell::<u64>::open(kb).unwrap().load(),
+        2,
+        "found past the hole"
+    );
+    let again = SharedCell::<u64>::open_or_create(ka, 3).unwrap();
+    assert_eq!(again.load(), 3);
+    assert_eq!(SharedCell::<u64>::open(kb).unwrap().load(), 2);
+}
+
+/// A plain key's object, or another program's segment, at a name's key is
+/// never opened through the name: the name's object goes to the next key.
+#[test]
+fn a_names_key_taken_by_others_is_skipped() {
+    let name = fresh_name("taken");
+    let _g = NameGuard::of(&name);
+    let plain_key = Key::new(documented_key(&name, 0)).unwrap();
+    let plain = SharedCell::<u64>::create(plain_key, 7).unwrap();
+    let _gp = SegGuard(plain.id());
+    let named = Key::named(&name).unwrap();
+    assert!(matches!(
+        SharedCell::<u64>::open(named),
+        Err(Error::NotFound { .. })
+    ));
+    let cell = SharedCell::<u64>::open_or_create(named, 8).unwrap();
+    assert_ne!(cell.id(), plain.id());
+    assert_eq!(SharedCell::<u64>::open(named).unwrap().load(), 8);
+    assert_eq!(SharedCell::<u64>::open(plain_key).unwrap().load(), 7);
+
+    // Every key of another name taken by foreign segments: NameTaken.
+    let full = fresh_name("full");
+    let _gf = NameGuard::of(&full);
+    let foreign: Vec<Segment> = (0..NAME_PROBES)
+        .map(|i| {
+            Segment::options()
+                .size(4096)
+                .create(true)
+                .exclusive(true)
+                .open(Key::new(documented_key(&full, i)).unwrap())
+                .unwrap()
+        })
+        .collect();
+    match SharedCell::<u64>::create(Key::named(&full).unwrap(), 0) {
+        Err(Error::NameTaken { keys, .. }) => assert_eq!(keys.len(), NAME_PROBES as usize),
+        other => panic!("{:?}", other.map(|c| c.id())),
+    }
+    drop(foreign);
+}
+
+#[test]
+fn names_and_type_names_with_control_characters_are_refused() {
+    for bad in [
+        "",
+        "with\nnewline",
+        "esc\u{1b}[2K",
+        "nul\0",
+        &"n".repeat(129),
+    ] {
+        assert!(
+            matches!(Key::named(bad), Err(Error::InvalidName { .. })),
+            "{bad:?}"
+        );
+    }
+    let err = SharedCell::<u64>::options()
+        .type_name("evil\r\u{1b}[2Kkernel: owner 0:0")
+        .create(Key::PRIVATE, 0)
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidName { .. }), "{err}");
+}
+
+fn shmstore(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shmstore"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// The command lists, inspects and removes objects by name, and removes
+/// every object under a prefix, leaving the others.
+#[test]
+fn the_command_knows_names() {
+    let prefix = fresh_name("cli");
+    let names: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .map(|n| format!("{prefix}/{n}"))
+        .collect();
+    let other = fresh_name("cli-other");
+    let _guards: Vec<NameGuard> = names
+        .iter()
+        .chain([&other])
+        .map(|n| NameGuard::of(n))
+        .collect();
+    let cells: Vec<SharedCell<u64>> = names
+        .iter()
+        .chain([&other])
+        .map(|n| SharedCell::create(Key::named(n).unwrap(), 5).unwrap())
+        .collect();
+    let (ok, out) = shmstore(&["list"]);
+    assert!(ok, "{out}");
+    for n in names.iter().chain([&other]) {
+        assert!(out.contains(n.as_str()), "list does not show {n}:\n{out}");
+    }
+    let (ok, out) = shmstore(&["inspect", &names[0]]);
+    assert!(
+        ok && out.contains(&format!("name:        {}", names[0])),
+        "{out}"
+    );
+    let (ok, out) = shmstore(&["remove", &names[0]]);
+    assert!(ok, "{out}");
+    assert!(cells[0].is_removed().unwrap());
+    let (ok, out) = shmstore(&["remove", "--prefix", &format!("{prefix}/")]);
+    assert!(ok, "{out}");
+    assert!(cells[1].is_removed().unwrap() && cells[2].is_removed().unwrap());
+    assert!(!cells[3].is_removed().unwrap(), "outside the prefix");
+    let (ok, out) = shmstore(&["inspect", &names[1]]);
+    assert!(ok, "a removed object is still found while attached: {out}");
+    let (ok, out) = shmstore(&["inspect", "no/such/name"]);
+    assert!(!ok && out.contains("no object is named"), "{out}");
+}

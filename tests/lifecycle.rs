@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{Kid, SegGuard, child_args, key_arg, report, unique_key};
-use shmstore::{Error, SharedCell, SharedRegion};
+use shmstore::{Error, Key, Segment, SharedCell, SharedRegion};
 
 #[derive(rkyv::Archive, rkyv::Serialize)]
 struct Note {
@@ -18,24 +18,35 @@ struct Note {
 #[test]
 fn child_entry() {
     let Some(args) = child_args() else { return };
-    let key = key_arg(&args, 1);
-    let read_only = args[2] == "ro";
     let outcome = match args[0].as_str() {
-        "cell_wait" if read_only => {
+        "cell_wait" if args[2] == "ro" => {
+            let key = key_arg(&args, 1);
             let cell = SharedCell::<u64>::open_read_only(key).unwrap();
             wait(|| cell.wait_for_change(cell.version(), None))
         }
         "cell_wait" => {
-            let cell = SharedCell::<u64>::open(key).unwrap();
+            let cell = SharedCell::<u64>::open(key_arg(&args, 1)).unwrap();
             wait(|| cell.wait_for_change(cell.version(), None))
         }
-        "region_wait" if read_only => {
-            let region = SharedRegion::<Note>::open_read_only(key).unwrap();
+        "region_wait" if args[2] == "ro" => {
+            let region = SharedRegion::<Note>::open_read_only(key_arg(&args, 1)).unwrap();
             wait(|| region.wait_for_change(region.version(), None))
         }
         "region_wait" => {
-            let region = SharedRegion::<Note>::open(key).unwrap();
+            let region = SharedRegion::<Note>::open(key_arg(&args, 1)).unwrap();
             wait(|| region.wait_for_change(region.version(), None))
+        }
+        // Open or create the counter at this name, report what it found,
+        // then count until killed.
+        "supervisor" => {
+            let name = &args[1];
+            let cell =
+                SharedCell::<[u64; 2]>::open_or_create(Key::named(name).unwrap(), [0, 0]).unwrap();
+            report("found", format!("{:?}@{}", cell.load(), cell.version()));
+            loop {
+                cell.update(|v| v[0] += 1).unwrap();
+                std::thread::sleep(Duration::from_millis(1));
+            }
         }
         other => panic!("unknown role {other}"),
     };
@@ -160,4 +171,68 @@ fn handles_know_their_object_was_removed() {
     let _g2 = SegGuard(new.id());
     assert!(cell.is_removed().unwrap() && !new.is_removed().unwrap());
     assert_eq!(SharedCell::<u64>::open(key).unwrap().load(), 8);
+}
+
+/// A supervisor killed with SIGKILL and started again with the same code
+/// continues on the same object: its value and version are kept.
+#[test]
+fn a_supervisor_killed_and_restarted_keeps_value_and_version() {
+    let name = format!("shmstore-test/{}-restart", std::process::id());
+    let key = Key::named(&name).unwrap();
+    let mut first = Kid::spawn(&["supervisor", &name]);
+    assert_eq!(first.expect("found"), "[0, 0]@0");
+    let reader = SharedCell::<[u64; 2]>::open_read_only(key).unwrap();
+    let _g = SegGuard(reader.id());
+    while reader.load()[0] < 20 {
+        reader
+            .wait_for_change(reader.version(), Some(Duration::from_secs(10)))
+            .unwrap();
+    }
+    first.kill();
+    let (value, version) = (reader.load(), reader.version());
+    assert!(value[0] >= 20 && version == value[0], "{value:?}@{version}");
+    let mut second = Kid::spawn(&["supervisor", &name]);
+    assert_eq!(second.expect("found"), format!("{value:?}@{version}"));
+    while reader.version() < version + 5 {
+        reader
+            .wait_for_change(reader.version(), Some(Duration::from_secs(10)))
+            .unwrap();
+    }
+    second.kill();
+    assert!(reader.load()[0] >= value[0] + 5);
+    assert_eq!(SharedCell::<[u64; 2]>::open(key).unwrap().id(), reader.id());
+}
+
+/// A new release replaces an object of another type in one call; the old
+/// one's waiters see Removed. Another program's segment is never replaced.
+#[test]
+fn open_or_replace_replaces_only_shmstore_objects_of_another_type() {
+    let key = unique_key();
+    let old = SharedCell::<u64>::create(key, 1).unwrap();
+    let _g = SegGuard(old.id());
+    let reader = SharedCell::<u64>::open_read_only(key).unwrap();
+    let new = SharedCell::<[u64; 2]>::open_or_replace(key, [2, 2]).unwrap();
+    let _g2 = SegGuard(new.id());
+    assert_ne!(new.id(), old.id());
+    assert!(matches!(
+        reader.wait_for_change(reader.version(), Some(Duration::from_secs(10))),
+        Err(Error::Removed { .. })
+    ));
+    // The same type: opened, not replaced.
+    let again = SharedCell::<[u64; 2]>::open_or_replace(key, [9, 9]).unwrap();
+    assert_eq!((again.id(), again.load()), (new.id(), [2, 2]));
+
+    let foreign_key = unique_key();
+    let foreign = Segment::options()
+        .size(4096)
+        .create(true)
+        .open(foreign_key)
+        .unwrap();
+    let _g3 = SegGuard(foreign.id());
+    foreign.write_at(0, b"not ours").unwrap();
+    assert!(matches!(
+        SharedCell::<u64>::open_or_replace(foreign_key, 0),
+        Err(Error::NotShmstore { .. })
+    ));
+    assert!(!foreign.info().unwrap().marked_for_removal);
 }

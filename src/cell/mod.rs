@@ -181,6 +181,13 @@ impl<T: Pod> SharedCell<T, ReadWrite> {
         Self::options().open_or_create(key, initial)
     }
 
+    /// Open the cell at `key`, or create it holding `initial`, replacing an
+    /// object of another type at the key (see
+    /// [`Options::open_or_replace`](crate::Options::open_or_replace)).
+    pub fn open_or_replace(key: Key, initial: T) -> Result<Self> {
+        Self::options().open_or_replace(key, initial)
+    }
+
     /// Attach the cell at `key` read-only.
     pub fn open_read_only(key: Key) -> Result<CellReader<T>> {
         Self::options().open_read_only(key)

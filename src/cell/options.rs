@@ -81,6 +81,20 @@ impl<T: Pod> Options<T, CellSettings> {
         Ok(SharedCell::wrap(store))
     }
 
+    /// Open the cell at `key`, or create it holding `initial`; if `key`
+    /// reaches a shmstore object of another type (a new release of the
+    /// program that made it), remove that one and create this one. Processes
+    /// attached to the old object learn it: their waits return
+    /// [`Error::Removed`].
+    pub fn open_or_replace(&self, key: Key, initial: T) -> Result<SharedCell<T>> {
+        let ty = CellSettings::type_desc(self);
+        let store = Store::open_or_replace(key, &self.common, &ty, &self.layout()?, |store| {
+            init(store, &initial);
+            Ok(())
+        })?;
+        Ok(SharedCell::wrap(store))
+    }
+
     /// Open the cell at `key`, or create it holding `initial`.
     pub fn open_or_create(&self, key: Key, initial: T) -> Result<SharedCell<T>> {
         let ty = CellSettings::type_desc(self);

@@ -96,6 +96,18 @@ impl<T: Archive> Options<T, RegionSettings> {
     }
 
     /// Open the region at `key`, or create it with buffers of `capacity`
+    /// bytes; if `key` reaches a shmstore object of another type (a new
+    /// release of the program that made it), remove that one and create
+    /// this one. Processes attached to the old object learn it: their waits
+    /// return [`Error::Removed`].
+    pub fn open_or_replace(&self, key: Key, capacity: usize) -> Result<SharedRegion<T>> {
+        let ty = RegionSettings::type_desc(self);
+        let layout = self.layout(capacity)?;
+        let store = Store::open_or_replace(key, &self.common, &ty, &layout, |_| Ok(()))?;
+        Ok(SharedRegion::wrap(store, &self.kind))
+    }
+
+    /// Open the region at `key`, or create it with buffers of `capacity`
     /// bytes.
     pub fn open_or_create(&self, key: Key, capacity: usize) -> Result<SharedRegion<T>> {
         let ty = RegionSettings::type_desc(self);

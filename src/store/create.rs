@@ -209,6 +209,59 @@ impl Store {
         }
         Err(last.unwrap_or(Error::NotFound { key }))
     }
+
+    /// Open the object at `key`, or create it; if the key reaches a
+    /// shmstore object of another type, format or platform (a new release
+    /// restarting), remove that one and create this one. Processes still
+    /// attached to the old object keep reading its last value, and their
+    /// waits return `Error::Removed`: they open the key again. Another
+    /// program's segment at the key is never removed.
+    pub fn open_or_replace(
+        key: Key,
+        options: &Common,
+        ty: &TypeDesc,
+        layout: &Layout,
+        mut init: impl FnMut(&Store) -> Result<()>,
+    ) -> Result<Store> {
+        let mut last = None;
+        for _ in 0..4 {
+            match Self::open_or_create(key, options, ty, layout, &mut init) {
+                Err(
+                    e @ (Error::TypeMismatch { .. }
+                    | Error::IncompatibleFormat { .. }
+                    | Error::AbiMismatch { .. }),
+                ) => {
+                    // (Gone meanwhile: nothing to remove.)
+                    if let Some(id) = Self::object_at(key, options)? {
+                        Segment::remove_by_id(id)?;
+                    }
+                    last = Some(e);
+                }
+                other => return other,
+            }
+        }
+        Err(last.unwrap_or(Error::NotFound { key }))
+    }
+
+    /// The id of the shmstore object `key` reaches (by its name's sequence
+    /// for a named key), if any.
+    fn object_at(key: Key, options: &Common) -> Result<Option<i32>> {
+        if let Some(name) = key.name() {
+            return Self::named_object_at(key, name, options);
+        }
+        let seg = match Segment::options()
+            .read_only(true)
+            .allow_foreign_owner(options.allow_foreign_owner)
+            .open(key)
+        {
+            Ok(seg) => seg,
+            Err(Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut magic = [0u8; 8];
+        seg.read_at(0, &mut magic)?;
+        Ok((magic == MAGIC.to_le_bytes()).then(|| seg.id()))
+    }
 }
 
 /// Whether segment `id`, whose creator died before READY, is what a

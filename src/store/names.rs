@@ -130,6 +130,17 @@ impl Store {
         Err(Error::NotFound { key })
     }
 
+    /// The id of the object named by `key`, if a key of its sequence holds
+    /// it.
+    pub(super) fn named_object_at(key: Key, name: &str, options: &Common) -> Result<Option<i32>> {
+        for k in key.candidates() {
+            if let Holds::This(seg) = holds(k, name, options, true)? {
+                return Ok(Some(seg.id()));
+            }
+        }
+        Ok(None)
+    }
+
     /// Create the object named by `key` at the first free key of its
     /// sequence, unless it exists.
     pub(super) fn create_named(

@@ -13,76 +13,13 @@ use crate::error::Result;
 use crate::format::{self, HEADER_SIZE, Kind, REGION_CONTROL_SIZE, RegionControl};
 use crate::region::pin_slot::{buffer_of, pid_of};
 use crate::sync::notify::WAITING;
-use crate::sys::shm::{Segment, SegmentInfo};
+use crate::sys::shm::Segment;
+
+pub use crate::catalog::{Liveness, Object, find_named, garbage, liveness, objects, remove_prefix};
 
 /// The most bytes a description looks at: the header and a region's
 /// control block.
 pub const SNAPSHOT_LEN: usize = HEADER_SIZE + REGION_CONTROL_SIZE;
-
-/// A segment on the system, with what its bytes say.
-#[derive(Debug, Clone)]
-pub struct Object {
-    /// What the kernel says.
-    pub info: SegmentInfo,
-    /// What the header says, or why it could not be read.
-    pub description: std::result::Result<Description, String>,
-}
-
-impl Object {
-    /// The object's name, if it is a named shmstore object.
-    pub fn name(&self) -> Option<&str> {
-        self.description.as_ref().ok()?.name.as_deref()
-    }
-}
-
-/// Every segment on the system ([`list_segments`](crate::list_segments)),
-/// each attached read-only (whoever owns it) and described.
-pub fn objects() -> Result<Vec<Object>> {
-    Ok(crate::sys::proc::list_segments()?
-        .into_iter()
-        .map(|info| {
-            let description = Segment::options()
-                .read_only(true)
-                .allow_foreign_owner(true)
-                .attach_id(info.id)
-                .and_then(|seg| describe_segment(&seg))
-                .map_err(|e| e.to_string());
-            Object { info, description }
-        })
-        .collect())
-}
-
-/// The objects named `name` (one, unless a removed one still lingers:
-/// removed segments come after).
-pub fn find_named(name: &str) -> Result<Vec<Object>> {
-    let mut found: Vec<Object> = objects()?
-        .into_iter()
-        .filter(|o| o.name() == Some(name))
-        .collect();
-    found.sort_by_key(|o| o.info.marked_for_removal);
-    Ok(found)
-}
-
-/// Remove (`IPC_RMID`) every object whose name starts with `prefix` (not
-/// empty: `acme/` removes `acme/config` and `acme/counters`), and return
-/// them. Objects this user may not remove are skipped and returned with
-/// the error.
-pub fn remove_prefix(prefix: &str) -> Result<Vec<(Object, Result<()>)>> {
-    if prefix.is_empty() {
-        return Err(crate::Error::InvalidName {
-            name: String::new(),
-            reason: "an empty prefix would name every object",
-        });
-    }
-    Ok(objects()?
-        .into_iter()
-        .filter(|o| o.name().is_some_and(|n| n.starts_with(prefix)) && !o.info.marked_for_removal)
-        .map(|o| {
-            let removed = Segment::remove_by_id(o.info.id);
-            (o, removed)
-        })
-        .collect())
-}
 
 /// Describe an attached segment from a snapshot of its first bytes.
 pub fn describe_segment(seg: &Segment) -> Result<Description> {

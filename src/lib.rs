@@ -37,6 +37,7 @@
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod catalog;
 mod cell;
 #[cfg(feature = "crash-points")]
 #[doc(hidden)]

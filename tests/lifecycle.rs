@@ -48,6 +48,36 @@ fn child_entry() {
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
+        // Create a cell and exit without removing it: garbage once gone.
+        "make_and_exit" => {
+            if args.get(2).is_some_and(|a| a == "nobody") {
+                common::drop_to_nobody();
+            }
+            let cell = SharedCell::<u64>::create(key_arg(&args, 1), 1).unwrap();
+            report("id", cell.id());
+            std::process::exit(0);
+        }
+        // Create a cell and stay.
+        "make_and_stay" => {
+            let cell = SharedCell::<u64>::create(key_arg(&args, 1), 1).unwrap();
+            report("id", cell.id());
+            let _ = common::read_command();
+            std::process::exit(0);
+        }
+        // Run `shmstore gc --remove` as uid 65534.
+        "gc_as_nobody" => {
+            common::drop_to_nobody();
+            let out = Command::new(&args[1])
+                .args(["gc", "--remove"])
+                .output()
+                .unwrap();
+            report("ok", out.status.success());
+            report(
+                "out",
+                String::from_utf8_lossy(&out.stdout).replace('\n', " | "),
+            );
+            std::process::exit(0);
+        }
         other => panic!("unknown role {other}"),
     };
     report("outcome", outcome);
@@ -235,4 +265,83 @@ fn open_or_replace_replaces_only_shmstore_objects_of_another_type() {
         Err(Error::NotShmstore { .. })
     ));
     assert!(!foreign.info().unwrap().marked_for_removal);
+}
+
+/// `shmstore gc` lists the objects nobody uses (no process attached, the
+/// creator gone), and not the others; with `--remove` it removes them, only
+/// the caller's own unless root.
+#[test]
+fn gc_finds_what_nobody_uses() {
+    let (dead_key, live_key, held_key) = (unique_key(), unique_key(), unique_key());
+    let mut dead = Kid::spawn(&["make_and_exit", &dead_key.raw().to_string(), "self"]);
+    let dead_id: i32 = dead.expect("id").parse().unwrap();
+    dead.wait();
+    let _g1 = SegGuard(dead_id);
+    let mut live = Kid::spawn(&["make_and_stay", &live_key.raw().to_string()]);
+    let live_id: i32 = live.expect("id").parse().unwrap();
+    let _g2 = SegGuard(live_id);
+    let mut held = Kid::spawn(&["make_and_exit", &held_key.raw().to_string(), "self"]);
+    let held_id: i32 = held.expect("id").parse().unwrap();
+    held.wait();
+    let _g3 = SegGuard(held_id);
+    let holder = SharedCell::<u64>::options().attach_id(held_id).unwrap();
+
+    let garbage: Vec<i32> = shmstore::inspect::garbage()
+        .unwrap()
+        .iter()
+        .map(|o| o.info.id)
+        .collect();
+    assert!(garbage.contains(&dead_id), "{garbage:?}");
+    assert!(!garbage.contains(&live_id), "the creator runs");
+    assert!(!garbage.contains(&held_id), "a process is attached");
+    let out = Command::new(env!("CARGO_BIN_EXE_shmstore"))
+        .arg("gc")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        text.contains(&format!("would remove segment {dead_id} ")),
+        "{text}"
+    );
+    assert!(!text.contains(&format!("segment {live_id} ")), "{text}");
+    assert!(
+        SharedCell::<u64>::options().attach_id(dead_id).is_ok(),
+        "a dry run removes nothing"
+    );
+    live.send("stop");
+    live.wait();
+    drop(holder);
+
+    if !common::root_or_skip("gc --remove as another user") {
+        return;
+    }
+    let nobody_key = unique_key();
+    let mut made = Kid::spawn(&["make_and_exit", &nobody_key.raw().to_string(), "nobody"]);
+    let nobody_id: i32 = made.expect("id").parse().unwrap();
+    made.wait();
+    let _g4 = SegGuard(nobody_id);
+    let mut gc = Kid::spawn(&["gc_as_nobody", env!("CARGO_BIN_EXE_shmstore")]);
+    assert_eq!(gc.expect("ok"), "true");
+    let text = gc.expect("out");
+    gc.wait();
+    assert!(
+        text.contains(&format!("removed segment {nobody_id} ")),
+        "{text}"
+    );
+    assert!(
+        !text.contains(&format!("segment {dead_id} ")),
+        "nobody removed root's segment: {text}"
+    );
+    assert!(
+        shmstore::Segment::info_by_id(nobody_id).is_err()
+            || shmstore::Segment::info_by_id(nobody_id)
+                .unwrap()
+                .marked_for_removal
+    );
+    assert!(
+        !shmstore::Segment::info_by_id(dead_id)
+            .unwrap()
+            .marked_for_removal
+    );
 }

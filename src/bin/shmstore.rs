@@ -8,6 +8,8 @@
 //! shmstore remove --prefix PREFIX       every object whose name starts so
 //! shmstore watch ID|KEY|NAME [--count N] [--timeout SECS]
 //!                                       print each new version
+//! shmstore gc [--remove]                objects nobody uses (creator gone,
+//!                                       nothing attached); --remove them
 //! ```
 //!
 //! A segment is named by its id (decimal, as `ipcs -m` prints it), by its
@@ -27,6 +29,7 @@ const USAGE: &str = "usage:
   shmstore remove ID|KEY|NAME...
   shmstore remove --prefix PREFIX
   shmstore watch ID|KEY|NAME [--count N] [--timeout SECS]
+  shmstore gc [--remove]
 ID is decimal (as `ipcs -m` prints it), KEY is hex with 0x, NAME is an
 object's name (acme/config).";
 
@@ -38,6 +41,8 @@ fn main() -> ExitCode {
         Some("remove") if args.len() == 3 && args[1] == "--prefix" => remove_prefix(&args[2]),
         Some("remove") if args.len() >= 2 => remove(&args[1..]),
         Some("watch") if args.len() >= 2 => watch(&args[1], &args[2..]),
+        Some("gc") if args.len() == 1 => gc(false),
+        Some("gc") if args.len() == 2 && args[1] == "--remove" => gc(true),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -157,7 +162,55 @@ fn inspect(arg: &str) -> CliResult {
         }
     );
     print!("{}", describe_id(id)?);
+    let seg = Segment::options()
+        .read_only(true)
+        .allow_foreign_owner(true)
+        .attach_id(id)?;
+    if let Some(l) = inspect::liveness(&seg) {
+        let alive = |yes: bool| if yes { "running" } else { "gone" };
+        println!("creator:     pid {} ({})", l.creator.0, alive(l.creator.1));
+        for (pid, buffer, running) in &l.readers {
+            match buffer {
+                Some(b) => println!(
+                    "reader:      pid {pid} ({}), pins buffer {b}",
+                    alive(*running)
+                ),
+                None => println!("reader:      pid {pid} ({}), pins nothing", alive(*running)),
+            }
+        }
+    }
     println!();
+    Ok(())
+}
+
+/// The objects nobody uses; removed with `--remove`.
+fn gc(remove: bool) -> CliResult {
+    let garbage = inspect::garbage()?;
+    if garbage.is_empty() {
+        println!("nothing to collect");
+    }
+    let mut failed = false;
+    for o in garbage {
+        let what = o
+            .description
+            .as_ref()
+            .map(Description::summary)
+            .unwrap_or_default();
+        if !remove {
+            println!("would remove segment {} ({what})", o.info.id);
+            continue;
+        }
+        match Segment::remove_by_id(o.info.id) {
+            Ok(()) => println!("removed segment {} ({what})", o.info.id),
+            Err(e) => {
+                failed = true;
+                eprintln!("shmstore: segment {}: {e}", o.info.id);
+            }
+        }
+    }
+    if failed {
+        return Err("some segments could not be removed".into());
+    }
     Ok(())
 }
 

@@ -124,6 +124,8 @@ pub enum Error {
         uid: u32,
         /// Its creator's uid.
         cuid: u32,
+        /// Its group.
+        gid: u32,
         /// The caller's effective uid.
         euid: u32,
     },
@@ -331,12 +333,14 @@ impl fmt::Display for Error {
                 target,
                 uid,
                 cuid,
+                gid,
                 euid,
             } => write!(
                 f,
-                "segment at {target} is owned by uid {uid} (created by uid {cuid}), not by this user \
-                 (uid {euid}) or root; it may have been planted at a guessable key. Remove it, or allow \
-                 foreign owners explicitly if it is trusted"
+                "segment at {target} is owned by uid {uid} and was created by uid {cuid} (group {gid}), \
+                 not by this user (uid {euid}) or root; it may have been planted at a guessable key. \
+                 If it is trusted: trust_group({gid}) when its owner and creator are members of \
+                 group {gid}, or allow_foreign_owner(true); otherwise remove it"
             ),
             Error::SizeMismatch { requested, actual } => write!(
                 f,

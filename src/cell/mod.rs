@@ -153,6 +153,19 @@ impl<T: Pod, A: Access> SharedCell<T, A> {
         self.store.info()
     }
 
+    /// `IPC_SET` of the permission bits (low 9 bits of `mode`, such as
+    /// `0o660` to share with the segment's group); only the owner, the
+    /// creator or root may.
+    pub fn set_mode(&self, mode: u32) -> Result<()> {
+        self.store.set_mode(mode)
+    }
+
+    /// `IPC_SET` of the owner's uid and gid; only the owner, the creator or
+    /// root may.
+    pub fn set_owner(&self, uid: u32, gid: u32) -> Result<()> {
+        self.store.set_owner(uid, gid)
+    }
+
     /// The segment's kernel id.
     pub fn id(&self) -> i32 {
         self.store.id()

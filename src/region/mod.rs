@@ -210,6 +210,19 @@ impl<T: Archive> SharedRegion<T> {
         self.store.info()
     }
 
+    /// `IPC_SET` of the permission bits (low 9 bits of `mode`, such as
+    /// `0o660` to share with the segment's group); only the owner, the
+    /// creator or root may.
+    pub fn set_mode(&self, mode: u32) -> Result<()> {
+        self.store.set_mode(mode)
+    }
+
+    /// `IPC_SET` of the owner's uid and gid; only the owner, the creator or
+    /// root may.
+    pub fn set_owner(&self, uid: u32, gid: u32) -> Result<()> {
+        self.store.set_owner(uid, gid)
+    }
+
     /// `IPC_RMID`: the key is free at once; the region stays usable by every
     /// attached process until its last detach, and every process waiting in
     /// `wait_for_change` returns [`Error::Removed`].

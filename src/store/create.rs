@@ -68,6 +68,14 @@ impl Store {
             .mode(options.mode)
             .open(key)?;
         crate::crash::point("create.after_shmget");
+        if let Some(gid) = options.group {
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            let euid = unsafe { libc::geteuid() };
+            if let Err(e) = seg.set_owner(euid, gid) {
+                let _ = seg.remove();
+                return Err(e);
+            }
+        }
         Self::create_in(Memory::Segment(seg), name, options, ty, layout, init)
     }
 
@@ -137,6 +145,7 @@ impl Store {
         let seg = Segment::options()
             .read_only(read_only)
             .allow_foreign_owner(options.allow_foreign_owner)
+            .trust_group_opt(options.trust_group)
             .open(key)?;
         Self::open_in(Memory::Segment(seg), Target::Key(key), options, ty)
     }
@@ -147,6 +156,7 @@ impl Store {
         let seg = Segment::options()
             .read_only(read_only)
             .allow_foreign_owner(options.allow_foreign_owner)
+            .trust_group_opt(options.trust_group)
             .attach_id(id)?;
         Self::open_in(Memory::Segment(seg), Target::Id(id), options, ty)
     }
@@ -252,6 +262,7 @@ impl Store {
         let seg = match Segment::options()
             .read_only(true)
             .allow_foreign_owner(options.allow_foreign_owner)
+            .trust_group_opt(options.trust_group)
             .open(key)
         {
             Ok(seg) => seg,
@@ -273,6 +284,7 @@ pub(super) fn abandoned_like(id: i32, options: &Common, layout: &Layout) -> bool
     let Ok(seg) = Segment::options()
         .read_only(true)
         .allow_foreign_owner(options.allow_foreign_owner)
+        .trust_group_opt(options.trust_group)
         .attach_id(id)
     else {
         return false;

@@ -73,6 +73,24 @@ impl Memory {
         }
     }
 
+    /// `IPC_SET` of the permission bits.
+    pub fn set_mode(&self, mode: u32) -> Result<()> {
+        match self {
+            Memory::Segment(s) => s.set_mode(mode),
+            #[cfg(feature = "fuzzing")]
+            Memory::Heap { .. } => Ok(()),
+        }
+    }
+
+    /// `IPC_SET` of the owner.
+    pub fn set_owner(&self, uid: u32, gid: u32) -> Result<()> {
+        match self {
+            Memory::Segment(s) => s.set_owner(uid, gid),
+            #[cfg(feature = "fuzzing")]
+            Memory::Heap { .. } => Ok(()),
+        }
+    }
+
     /// Whether the segment is marked for removal (a heap image never is).
     pub fn is_removed(&self) -> Result<bool> {
         match self {

@@ -177,6 +177,18 @@ impl Store {
         Ok(())
     }
 
+    /// `IPC_SET` of the permission bits (low 9 bits of `mode`): only the
+    /// owner, the creator or root may.
+    pub fn set_mode(&self, mode: u32) -> Result<()> {
+        self.memory.set_mode(mode)
+    }
+
+    /// `IPC_SET` of the owner's uid and gid: only the owner, the creator or
+    /// root may.
+    pub fn set_owner(&self, uid: u32, gid: u32) -> Result<()> {
+        self.memory.set_owner(uid, gid)
+    }
+
     /// Whether the object was removed (`IPC_RMID` by anyone): it lives on for
     /// the processes attached, but no key reaches it any more. One
     /// `IPC_STAT`.

@@ -59,6 +59,7 @@ fn holds(k: Key, name: &str, options: &Common, read_only: bool) -> Result<Holds>
     let seg = match Segment::options()
         .read_only(read_only)
         .allow_foreign_owner(options.allow_foreign_owner)
+        .trust_group_opt(options.trust_group)
         .open(k)
     {
         Ok(seg) => seg,

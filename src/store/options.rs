@@ -31,6 +31,10 @@ pub struct Common {
     pub type_name: Option<String>,
     /// The stored type's schema version.
     pub schema_version: u32,
+    /// The group a created segment is given.
+    pub group: Option<u32>,
+    /// A group whose members' segments are trusted.
+    pub trust_group: Option<u32>,
 }
 
 impl Default for Common {
@@ -42,6 +46,8 @@ impl Default for Common {
             allow_foreign_owner: false,
             type_name: None,
             schema_version: 0,
+            group: None,
+            trust_group: None,
         }
     }
 }
@@ -147,6 +153,25 @@ impl<T, K> Options<T, K> {
     /// does not. Default 0.
     pub fn schema_version(&mut self, version: u32) -> &mut Self {
         self.common.schema_version = version;
+        self
+    }
+
+    /// Give a created segment to group `gid` (`IPC_SET`, before anyone can
+    /// open it), so that with a mode like `0o660` its members can use it;
+    /// they open it with [`trust_group`](Self::trust_group). This user must
+    /// be allowed to (a member of the group, or root).
+    pub fn group(&mut self, gid: u32) -> &mut Self {
+        self.common.group = Some(gid);
+        self
+    }
+
+    /// Trust objects owned and created by members of group `gid` whose
+    /// segment belongs to that group (see
+    /// [`SegmentOptions::trust_group`](crate::SegmentOptions::trust_group)):
+    /// a user outside the group who planted a segment at the key is still
+    /// refused, unlike with [`allow_foreign_owner`](Self::allow_foreign_owner).
+    pub fn trust_group(&mut self, gid: u32) -> &mut Self {
+        self.common.trust_group = Some(gid);
         self
     }
 }

@@ -255,6 +255,47 @@ fn started_at(pid: i32) -> Option<SystemTime> {
     )
 }
 
+/// Whether the user database (NSS: `/etc/passwd`, `/etc/group`, ...)
+/// puts user `uid` in group `gid`, as its primary group or a supplementary
+/// one. `false` for a user it does not know.
+#[cfg(not(miri))]
+pub fn user_in_group(uid: u32, gid: u32) -> bool {
+    let mut pwd = std::mem::MaybeUninit::<libc::passwd>::uninit();
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call: `pwd` and `found` are
+    // writable, `buf` holds `buf.len()` bytes that the result points into.
+    let rc = unsafe {
+        libc::getpwuid_r(
+            uid,
+            pwd.as_mut_ptr(),
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut found,
+        )
+    };
+    if rc != 0 || found.is_null() {
+        return false;
+    }
+    // SAFETY: getpwuid_r succeeded and filled `pwd`.
+    let pwd = unsafe { pwd.assume_init() };
+    if pwd.pw_gid == gid {
+        return true;
+    }
+    let mut groups = vec![0 as libc::gid_t; 256];
+    let mut n = groups.len() as libc::c_int;
+    // SAFETY: `pw_name` is a NUL-terminated name in `buf`, alive here;
+    // `groups` has room for `n` entries, and `n` is updated in place.
+    let rc = unsafe { libc::getgrouplist(pwd.pw_name, pwd.pw_gid, groups.as_mut_ptr(), &mut n) };
+    rc >= 0 && groups[..n.max(0) as usize].contains(&gid)
+}
+
+/// Under Miri, no user database.
+#[cfg(miri)]
+pub fn user_in_group(_uid: u32, _gid: u32) -> bool {
+    false
+}
+
 /// The real, effective, saved and file-system user ids of process `pid`.
 fn uids(pid: i32) -> Option<Vec<u32>> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

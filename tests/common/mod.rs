@@ -339,6 +339,18 @@ pub fn root_or_skip(why: &str) -> bool {
     is_root()
 }
 
+/// Become user `uid` with primary group `gid` and no other group (in a
+/// child, which must be root), for permission tests.
+pub fn drop_to(uid: u32, gid: u32) {
+    // SAFETY: plain system calls on this process's credentials, made in a
+    // child before any other thread that cares about them runs.
+    unsafe {
+        assert_eq!(libc::setgroups(0, std::ptr::null()), 0, "setgroups");
+        assert_eq!(libc::setgid(gid), 0, "setgid");
+        assert_eq!(libc::setuid(uid), 0, "setuid");
+    }
+}
+
 /// Drop this process to uid and gid 65534 (`nobody`), for permission tests.
 pub fn drop_to_nobody() {
     // SAFETY: plain system calls on this process's credentials, made in a

@@ -38,6 +38,7 @@ pub struct SegmentOptions {
     huge_pages: bool,
     no_reserve: bool,
     allow_foreign_owner: bool,
+    trust_group: Option<u32>,
     /// The last option set that only a create uses, which `attach_id`
     /// refuses rather than ignore.
     create_only: Option<&'static str>,
@@ -54,6 +55,7 @@ impl Default for SegmentOptions {
             huge_pages: false,
             no_reserve: false,
             allow_foreign_owner: false,
+            trust_group: None,
             create_only: None,
         }
     }
@@ -128,6 +130,23 @@ impl SegmentOptions {
     /// guessable key and feed it to us ([`Error::ForeignOwner`]).
     pub fn allow_foreign_owner(&mut self, yes: bool) -> &mut Self {
         self.allow_foreign_owner = yes;
+        self
+    }
+
+    /// Also accept a segment owned and created by members of group `gid`,
+    /// if the segment's group is `gid`: users who share a group share its
+    /// segments, while a user outside the group who planted a segment at the
+    /// key is still refused. A member is a user whose primary group is
+    /// `gid`, or whom the user database lists in it; the creator also counts
+    /// when the kernel recorded `gid` as its group at creation (`cgid`).
+    pub fn trust_group(&mut self, gid: u32) -> &mut Self {
+        self.trust_group = Some(gid);
+        self
+    }
+
+    /// [`trust_group`](Self::trust_group), or no group.
+    pub(crate) fn trust_group_opt(&mut self, gid: Option<u32>) -> &mut Self {
+        self.trust_group = gid;
         self
     }
 
@@ -229,12 +248,20 @@ impl SegmentOptions {
         if !self.allow_foreign_owner {
             // SAFETY: geteuid has no preconditions and cannot fail.
             let euid = unsafe { libc::geteuid() };
-            let trusted = |uid: u32| uid == euid || uid == 0;
+            let in_group = |uid: u32| {
+                self.trust_group.is_some_and(|g| {
+                    info.gid == g
+                        && ((uid == info.cuid && info.cgid == g)
+                            || crate::sys::proc::user_in_group(uid, g))
+                })
+            };
+            let trusted = |uid: u32| uid == euid || uid == 0 || in_group(uid);
             if !trusted(info.uid) || !trusted(info.cuid) {
                 return Err(Error::ForeignOwner {
                     target,
                     uid: info.uid,
                     cuid: info.cuid,
+                    gid: info.gid,
                     euid,
                 });
             }

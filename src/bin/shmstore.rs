@@ -116,11 +116,21 @@ fn list() -> CliResult {
         "{:<10} {:>10} {:>5} {:>10} {:>6} {:>7} {:>7}  contents",
         "key", "id", "mode", "bytes", "nattch", "cpid", "lpid"
     );
-    for s in list_segments()? {
-        let contents = match describe_id(s.id) {
+    for o in inspect::objects()? {
+        let s = &o.info;
+        let mut contents = match &o.description {
             Ok(d) => d.summary(),
             Err(e) => format!("(cannot read: {e})"),
         };
+        if let Some(l) = &o.liveness {
+            if !l.creator.1 {
+                contents.push_str(" [creator gone]");
+            }
+            let dead = l.readers.iter().filter(|r| !r.2).count();
+            if dead > 0 {
+                contents.push_str(&format!(" [{dead} dead reader pins]"));
+            }
+        }
         let dest = if s.marked_for_removal {
             " [removed]"
         } else {

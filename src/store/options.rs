@@ -122,7 +122,11 @@ impl<T, K> Options<T, K> {
 
     /// Remove the segment (`IPC_RMID`) when this handle is dropped (by the
     /// process that opened or created it, not by a forked child): it then
-    /// disappears after the last process detaches. Default off.
+    /// disappears after the last process detaches. Default off. It cannot
+    /// happen when the process is killed (`kill -9`), exits without dropping
+    /// the handle (`process::exit`, a handle in a `static` or leaked), or
+    /// while another owner of the handle (an `Arc` in another thread) still
+    /// holds it at exit: `shmstore gc` finds the objects left so.
     pub fn remove_on_drop(&mut self, yes: bool) -> &mut Self {
         self.common.remove_on_drop = yes;
         self

@@ -156,3 +156,36 @@ pub fn garbage() -> Result<Vec<Object>> {
         })
         .collect())
 }
+
+/// The value a cell's segment holds now, with its version: the bytes of the
+/// committed slot, copied as readers copy (`cell/ring.rs`). `None` if `seg`
+/// is not a valid cell.
+pub fn cell_value(seg: &Segment) -> Option<(u64, Vec<u8>)> {
+    // SAFETY: the attachment's pointer and length, mapped while `seg` lives.
+    let h = unsafe { format::header_at(seg.as_ptr(), seg.len()) }.ok()?;
+    let valid = format::validate(h, seg.len()).ok()?;
+    if valid.kind != Kind::Cell {
+        return None;
+    }
+    let layout = valid.layout;
+    let mut out = vec![0u8; layout.value_size];
+    let version = crate::cell::ring::read::<crate::sync::atomic::Std>(
+        &h.seq,
+        &h.writing,
+        layout.slot_count as u64,
+        |slot| {
+            // SAFETY: validate checked that every slot lies inside the
+            // attachment; a slot is value_size bytes rounded up to 8 at an
+            // 8-aligned offset; `out` holds value_size bytes.
+            unsafe {
+                crate::sync::copy::load_bytes(
+                    seg.as_ptr()
+                        .add(layout.data_offset + slot * layout.slot_stride),
+                    out.as_mut_ptr(),
+                    layout.value_size,
+                )
+            }
+        },
+    );
+    Some((version, out))
+}

@@ -15,7 +15,9 @@ use crate::region::pin_slot::{buffer_of, pid_of};
 use crate::sync::notify::WAITING;
 use crate::sys::shm::Segment;
 
-pub use crate::catalog::{Liveness, Object, find_named, garbage, liveness, objects, remove_prefix};
+pub use crate::catalog::{
+    Liveness, Object, cell_value, find_named, garbage, liveness, objects, remove_prefix,
+};
 
 /// The most bytes a description looks at: the header and a region's
 /// control block.
@@ -35,9 +37,15 @@ pub struct Description {
     pub len: usize,
     /// Why the bytes are not a valid shmstore segment, if they are not.
     pub problem: Option<String>,
-    /// The object's name (`Key::named`), if it has one and it is valid
-    /// UTF-8 without control characters.
+    /// The object's name (`Key::named`), if it has one: control characters
+    /// and bytes that are not UTF-8 escaped (and flagged in `warnings`).
     pub name: Option<String>,
+    /// Fields that disagree with each other or with the format, each said
+    /// in a sentence: the description shows them, but they are not to be
+    /// trusted.
+    pub warnings: Vec<String>,
+    /// The header's `state` word: 0 FRESH, 1 INITIALIZING, 2 READY.
+    pub state: u32,
     /// The stored type, when valid.
     pub stored: Option<String>,
     /// `Cell` or `Region`, when valid.
@@ -110,6 +118,8 @@ pub fn describe(bytes: &[u8], segment_len: usize) -> Description {
         len: bytes.len(),
         problem: None,
         name: None,
+        warnings: Vec::new(),
+        state: 0,
         stored: None,
         kind: None,
         version: 0,
@@ -132,6 +142,23 @@ pub fn describe(bytes: &[u8], segment_len: usize) -> Description {
             return d;
         }
     };
+    let magic = h.magic.load(Relaxed);
+    d.state = h.state.load(Relaxed);
+    if magic == 0 && bytes[..len.min(HEADER_SIZE)].iter().all(|&b| b == 0) {
+        d.problem = Some(
+            "all zeros: not initialised yet (a creator may be at work) or another program's segment"
+                .into(),
+        );
+        return d;
+    }
+    if magic == format::MAGIC && d.state != format::STATE_READY {
+        d.problem = Some(format!(
+            "being initialised (state {}): its creator is at work, or died before it finished",
+            d.state
+        ));
+        d.creator_pid = h.creator_pid.load(Relaxed);
+        return d;
+    }
     // The slots lie beyond the snapshot: the layout is checked against the
     // segment's length.
     let valid = match format::validate(h, segment_len.max(len)) {
@@ -142,12 +169,23 @@ pub fn describe(bytes: &[u8], segment_len: usize) -> Description {
         }
     };
     let layout = valid.layout;
-    d.stored = Some(h.stored_type().to_string());
-    d.name = h
-        .stored_name()
-        .filter(|n| !n.is_empty())
-        .and_then(|n| String::from_utf8(n).ok())
-        .filter(|n| crate::key::check_name(n).is_ok());
+    let stored = h.stored_type();
+    d.stored = Some(escape(&stored.to_string()));
+    check_type(h, &stored, &mut d.warnings);
+    if let Some(name) = h.stored_name().filter(|n| !n.is_empty()) {
+        match String::from_utf8(name) {
+            Ok(n) => {
+                if crate::key::check_name(&n).is_err() {
+                    d.warnings.push("the name holds control characters".into());
+                }
+                d.name = Some(escape(&n));
+            }
+            Err(e) => {
+                d.warnings.push("the name is not UTF-8".into());
+                d.name = Some(escape_bytes(e.as_bytes()));
+            }
+        }
+    }
     d.kind = Some(valid.kind);
     d.version = h.seq.load(Relaxed);
     d.recoveries = h.recoveries.load(Relaxed);
@@ -158,7 +196,22 @@ pub fn describe(bytes: &[u8], segment_len: usize) -> Description {
         slot_stride: layout.slot_stride,
         slot_count: layout.slot_count,
     });
+    if valid.kind == Kind::Cell {
+        let writing = h.writing.load(Relaxed);
+        if writing.wrapping_sub(d.version) > 1 {
+            d.warnings.push(format!(
+                "writing is {writing}, not the version ({}) or the next",
+                d.version
+            ));
+        }
+    }
     if valid.kind == Kind::Region {
+        if valid.type_extra >> 24 != 0x72 {
+            d.warnings.push(format!(
+                "a region's format word is {:#x}, not rkyv's (0x72......)",
+                valid.type_extra
+            ));
+        }
         if len < HEADER_SIZE + REGION_CONTROL_SIZE {
             d.problem = Some("the snapshot does not reach the region's control block".into());
         } else {
@@ -167,11 +220,106 @@ pub fn describe(bytes: &[u8], segment_len: usize) -> Description {
             // a multiple of 64); it consists of atomics, valid for any bytes.
             let ctl = unsafe { &*ptr.add(HEADER_SIZE).cast::<RegionControl>() };
             let state = region_state(ctl, layout.slot_count);
+            check_region(&state, &layout, &mut d.warnings);
             d.version = state.current_version;
             d.region = Some(state);
         }
     }
     d
+}
+
+/// Flag a type description whose fingerprint does not match its fields
+/// (checkable when the name was not cut to fit the header), or whose name
+/// is not UTF-8.
+fn check_type(h: &format::Header, stored: &format::TypeDesc, warnings: &mut Vec<String>) {
+    let len = h.type_name_len.load(Relaxed) as usize;
+    let bytes: Vec<u8> = h.type_name[..len.min(format::TYPE_NAME_MAX)]
+        .iter()
+        .map(|b| b.load(Relaxed))
+        .collect();
+    if std::str::from_utf8(&bytes).is_err() {
+        warnings.push("the type name is not UTF-8".into());
+        return;
+    }
+    if stored.name.chars().any(char::is_control) {
+        warnings.push("the type name holds control characters".into());
+    }
+    if len < format::TYPE_NAME_MAX - 3 && stored.fingerprint() != h.type_hash.load(Relaxed) {
+        warnings.push(
+            "the type fingerprint does not match the type's name, size, alignment and schema"
+                .into(),
+        );
+    }
+}
+
+/// Flag region values that cannot be: a buffer out of range, an archive
+/// longer than its buffer, a version ahead of the current one.
+fn check_region(r: &RegionState, layout: &format::Layout, warnings: &mut Vec<String>) {
+    if r.current_version != 0 && r.current_buffer >= layout.slot_count {
+        warnings.push(format!(
+            "the current buffer {} is not one of the {}",
+            r.current_buffer, layout.slot_count
+        ));
+    }
+    for (i, b) in r.buffers.iter().enumerate() {
+        if b.len > layout.slot_stride as u64 {
+            warnings.push(format!(
+                "buffer {i} says {} bytes, it holds {}",
+                b.len, layout.slot_stride
+            ));
+        }
+        if b.version > r.current_version {
+            warnings.push(format!(
+                "buffer {i} holds version {}, after the current {}",
+                b.version, r.current_version
+            ));
+        }
+    }
+    if r.current_version != 0
+        && let Some(b) = r.buffers.get(r.current_buffer)
+        && b.version != r.current_version
+    {
+        warnings.push(format!(
+            "the current buffer {} holds version {}, not the current {}",
+            r.current_buffer, b.version, r.current_version
+        ));
+    }
+    for p in &r.pins {
+        if p.buffer as usize >= layout.slot_count {
+            warnings.push(format!(
+                "pid {} pins buffer {}, out of range",
+                p.pid, p.buffer
+            ));
+        }
+    }
+}
+
+/// `s` with every control character escaped (`\u{1b}`, `\r`, ...), so
+/// that nothing read from a segment can drive a terminal.
+pub fn escape(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// Bytes that are not UTF-8, shown with `\xNN` escapes where they fail.
+fn escape_bytes(bytes: &[u8]) -> String {
+    bytes
+        .utf8_chunks()
+        .map(|chunk| {
+            let mut out = escape(chunk.valid());
+            for b in chunk.invalid() {
+                out.push_str(&format!("\\x{b:02x}"));
+            }
+            out
+        })
+        .collect()
 }
 
 fn region_state(ctl: &RegionControl, count: usize) -> RegionState {
@@ -246,6 +394,9 @@ impl fmt::Display for Description {
             for p in &r.pins {
                 writeln!(f, "pin:         pid {} reads buffer {}", p.pid, p.buffer)?;
             }
+        }
+        for w in &self.warnings {
+            writeln!(f, "warning:     {w}")?;
         }
         if let Some(problem) = &self.problem {
             writeln!(f, "problem:     {problem}")?;

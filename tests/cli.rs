@@ -127,6 +127,8 @@ fn remove_by_key_and_id() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no segment exists"));
 }
 
+/// `watch --count 3` prints three lines: the version it starts from and the
+/// next two, each with the time and the cell's value.
 #[test]
 fn watch_prints_each_new_version() {
     let cell = SharedCell::create(Key::PRIVATE, 0u64).unwrap();
@@ -136,9 +138,12 @@ fn watch_prints_each_new_version() {
             "watch",
             &cell.id().to_string(),
             "--count",
-            "2",
+            "3",
             "--timeout",
             "20",
+            "--format",
+            "u64",
+            "--json",
         ])
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -150,11 +155,21 @@ fn watch_prints_each_new_version() {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     let text = stdout(&out);
-    let versions: Vec<&str> = text
+    let lines: Vec<serde_json::Value> = text
         .lines()
-        .map(|l| l.rsplit(' ').next().unwrap_or(""))
+        .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(versions, ["v0", "v1", "v2"], "{text}");
+    let versions: Vec<u64> = lines
+        .iter()
+        .map(|l| l["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(versions, [0, 1, 2], "{text}");
+    let values: Vec<&str> = lines
+        .iter()
+        .map(|l| l["value"][0].as_str().unwrap())
+        .collect();
+    assert_eq!(values, ["0", "1", "2"], "{text}");
+    assert!(lines.iter().all(|l| l["time"].as_f64().unwrap() > 1e9));
 }
 
 #[test]

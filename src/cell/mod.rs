@@ -32,7 +32,7 @@ mod options;
 #[cfg(loom)]
 pub mod ring;
 #[cfg(not(loom))]
-mod ring;
+pub(crate) mod ring;
 
 pub use options::{CellOptions, CellSettings, DEFAULT_CELL_SLOTS};
 

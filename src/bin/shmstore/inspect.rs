@@ -1,0 +1,79 @@
+//! `shmstore inspect`: one segment, the kernel's view read before
+//! attaching, then the header's, then who still runs.
+
+use serde_json::json;
+use shmstore::{Segment, inspect};
+
+use crate::out::{clean, description_json, kernel_json, liveness_json, print_json, secs};
+use crate::resolve::resolve;
+use crate::{Failure, Outcome};
+
+pub fn run(target: &str, as_json: bool, no_attach: bool) -> Result<Outcome, Failure> {
+    let id = resolve(target)?;
+    // Before attaching: an attach changes the kernel's last pid and time.
+    let info = Segment::info_by_id(id)?;
+    let attached = if no_attach {
+        None
+    } else {
+        Some(
+            Segment::options()
+                .read_only(true)
+                .allow_foreign_owner(true)
+                .attach_id(id)?,
+        )
+    };
+    let description = match &attached {
+        Some(seg) => Some(inspect::describe_segment(seg)?),
+        None => None,
+    };
+    let liveness = attached.as_ref().and_then(inspect::liveness);
+    if as_json {
+        print_json(&json!({
+            "kernel": kernel_json(&info),
+            "object": description.as_ref().map(description_json),
+            "liveness": liveness.as_ref().map(liveness_json),
+        }));
+        return Ok(Outcome::Done);
+    }
+    println!("segment:     id {id}, key {:#010x}", info.key.raw() as u32);
+    println!(
+        "kernel:      {} bytes, mode {:o}, owner {}:{}, creator {}:{} (pid {}), last attach or \
+         detach by pid {}, {} attached{}{}",
+        info.size,
+        info.mode,
+        info.uid,
+        info.gid,
+        info.cuid,
+        info.cgid,
+        info.cpid,
+        info.lpid,
+        info.nattch,
+        secs(info.ctime).map_or(String::new(), |t| format!(", changed at {t}")),
+        if info.marked_for_removal {
+            ", marked for removal"
+        } else {
+            ""
+        }
+    );
+    if let Some(d) = &description {
+        // The description's strings are escaped; print it line by line
+        // through clean() all the same.
+        for line in d.to_string().lines() {
+            println!("{}", clean(line));
+        }
+    }
+    if let Some(l) = &liveness {
+        let state = |yes: bool| if yes { "running" } else { "gone" };
+        println!("creator:     pid {} ({})", l.creator.0, state(l.creator.1));
+        for (pid, buffer, running) in &l.readers {
+            match buffer {
+                Some(b) => println!(
+                    "reader:      pid {pid} ({}), pins buffer {b}",
+                    state(*running)
+                ),
+                None => println!("reader:      pid {pid} ({}), pins nothing", state(*running)),
+            }
+        }
+    }
+    Ok(Outcome::Done)
+}

@@ -1,0 +1,206 @@
+//! `shmstore`: list, inspect, watch, remove and collect System V
+//! shared-memory segments, decoding the ones shmstore made.
+//!
+//! A segment is named by its id (decimal, as `ipcs -m` prints it), by its
+//! key (hex with `0x`, as `ipcs -m` prints it), or by the name of the object
+//! in it (`acme/config`). Decoding attaches the segment read-only (which
+//! the kernel records as an attach: the kernel fields shown are those read
+//! before); `--no-attach` shows the kernel's view only. Every string that
+//! comes from a segment is escaped before it is printed.
+//!
+//! Exit codes: 0 everything done, 1 something failed (each failure is
+//! reported), 2 a usage error.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+mod gc;
+mod inspect;
+mod list;
+mod out;
+mod remove;
+mod resolve;
+mod watch;
+
+/// Lists, inspects, watches, removes and collects System V shared-memory
+/// segments, decoding the ones shmstore made.
+///
+/// A TARGET is a segment id (decimal, as `ipcs -m` prints it), a key (hex
+/// with 0x) or an object's name (acme/config). Decoding attaches segments
+/// read-only; the kernel fields shown are those read before attaching.
+/// Exit codes: 0 all done, 1 something failed, 2 usage error.
+#[derive(Parser, Debug)]
+#[command(name = "shmstore", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Every segment on the system; shmstore ones decoded.
+    List {
+        /// One JSON array of objects instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Show only what the kernel says: attach nothing.
+        #[arg(long)]
+        no_attach: bool,
+    },
+    /// One segment: the kernel's view, the header's, and who still runs.
+    Inspect {
+        /// The segment: id, 0x key or name.
+        target: String,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Show only what the kernel says: attach nothing.
+        #[arg(long)]
+        no_attach: bool,
+    },
+    /// Print each new version of an object until COUNT lines or TIMEOUT.
+    Watch {
+        /// The segment: id, 0x key or name.
+        target: String,
+        /// Stop after this many lines (the first one included).
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+        /// Fail if no new version comes within this many seconds.
+        #[arg(long, value_name = "SECS", value_parser = parse_seconds, allow_negative_numbers = true)]
+        timeout: Option<Duration>,
+        /// How to print a cell's value: its bytes in hex, or as words.
+        #[arg(long, value_enum, default_value_t = Words::Hex)]
+        format: Words,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove segments (IPC_RMID: gone once every process has detached).
+    Remove {
+        /// The segments: ids, 0x keys or names. Each is removed or reported
+        /// on its own.
+        targets: Vec<String>,
+        /// Remove every object whose name starts with PREFIX.
+        #[arg(long, value_name = "PREFIX")]
+        prefix: Option<String>,
+        /// Remove only if the segment still has this key (0x...).
+        #[arg(long, value_name = "KEY")]
+        expect_key: Option<String>,
+        /// Remove only if the object still has this name.
+        #[arg(long, value_name = "NAME")]
+        expect_name: Option<String>,
+        /// Remove only if the segment was still created by this pid.
+        #[arg(long, value_name = "PID")]
+        expect_cpid: Option<i32>,
+        /// Remove only if the segment's change time is still this (seconds
+        /// since the epoch, as `list --json` gives it).
+        #[arg(long, value_name = "SECS")]
+        expect_ctime: Option<u64>,
+        /// One JSON array of results.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The shmstore objects nobody uses (nothing attached, creator gone),
+    /// the caller's own unless root; a dry run unless --remove.
+    Gc {
+        /// Remove them.
+        #[arg(long)]
+        remove: bool,
+        /// One JSON array of results.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// How `watch` prints a cell's value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Words {
+    /// The bytes, in hex.
+    Hex,
+    /// Little-endian unsigned 64-bit words.
+    U64,
+    /// Little-endian signed 32-bit words.
+    I32,
+    /// Little-endian 64-bit floats.
+    F64,
+}
+
+/// A number of seconds: finite, not negative, at most a billion.
+fn parse_seconds(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
+        return Err(format!(
+            "{s} is not a number of seconds from 0 to 1000000000"
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// What a subcommand did: every part done, or some failed (and said so).
+pub enum Outcome {
+    Done,
+    SomeFailed,
+}
+
+/// A failure that ends a subcommand; it is printed on stderr.
+pub type Failure = Box<dyn std::error::Error>;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version print and succeed; anything else is a
+            // usage error (exit code 2), naming the argument.
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let result = match cli.command {
+        Command::List { json, no_attach } => list::run(json, no_attach),
+        Command::Inspect {
+            target,
+            json,
+            no_attach,
+        } => inspect::run(&target, json, no_attach),
+        Command::Watch {
+            target,
+            count,
+            timeout,
+            format,
+            json,
+        } => watch::run(&target, count, timeout, format, json),
+        Command::Remove {
+            targets,
+            prefix,
+            expect_key,
+            expect_name,
+            expect_cpid,
+            expect_ctime,
+            json,
+        } => remove::run(
+            &targets,
+            prefix.as_deref(),
+            &remove::Expect {
+                key: expect_key,
+                name: expect_name,
+                cpid: expect_cpid,
+                ctime: expect_ctime,
+            },
+            json,
+        ),
+        Command::Gc { remove, json } => gc::run(remove, json),
+    };
+    match result {
+        Ok(Outcome::Done) => ExitCode::SUCCESS,
+        Ok(Outcome::SomeFailed) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("shmstore: {}", out::clean(&e.to_string()));
+            ExitCode::FAILURE
+        }
+    }
+}

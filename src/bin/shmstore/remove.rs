@@ -1,0 +1,156 @@
+//! `shmstore remove`: each target removed or reported on its own, after
+//! showing what it is; expectations re-checked with `IPC_STAT` right before
+//! `IPC_RMID`, since ids are reused within seconds.
+
+use serde_json::{Value, json};
+use shmstore::{Segment, SegmentInfo, inspect};
+
+use crate::out::{clean, print_json, secs};
+use crate::resolve::resolve;
+use crate::{Failure, Outcome};
+
+/// What the operator expects the segment to be.
+pub struct Expect {
+    pub key: Option<String>,
+    pub name: Option<String>,
+    pub cpid: Option<i32>,
+    pub ctime: Option<u64>,
+}
+
+impl Expect {
+    /// Why `info` (and the object's `name`) is not what was expected.
+    fn mismatch(&self, info: &SegmentInfo, name: Option<&str>) -> Option<String> {
+        if let Some(key) = &self.key {
+            let have = format!("{:#010x}", info.key.raw() as u32);
+            if !have.eq_ignore_ascii_case(key) {
+                return Some(format!("its key is {have}, not {}", clean(key)));
+            }
+        }
+        if let Some(want) = &self.name
+            && name != Some(want.as_str())
+        {
+            return Some(format!(
+                "its name is {}, not {}",
+                name.map_or("none".into(), clean),
+                clean(want)
+            ));
+        }
+        if let Some(cpid) = self.cpid
+            && info.cpid != cpid
+        {
+            return Some(format!("it was created by pid {}, not {cpid}", info.cpid));
+        }
+        if let Some(ctime) = self.ctime
+            && secs(info.ctime) != Some(ctime)
+        {
+            return Some(format!(
+                "its change time is {}, not {ctime}",
+                secs(info.ctime).unwrap_or(0)
+            ));
+        }
+        None
+    }
+}
+
+/// What segment `id` is, in a line.
+fn identify(info: &SegmentInfo, name: Option<&str>, holds: Option<&str>) -> String {
+    let mut s = format!(
+        "segment {} (key {:#010x}, {} bytes, created by pid {} uid {}",
+        info.id,
+        info.key.raw() as u32,
+        info.size,
+        info.cpid,
+        info.cuid
+    );
+    if let Some(n) = name {
+        s.push_str(&format!(", name {}", clean(n)));
+    }
+    if let Some(h) = holds {
+        s.push_str(&format!(", holds {}", clean(h)));
+    }
+    s.push(')');
+    s
+}
+
+/// Remove the segment `arg` names, if it is what was expected.
+fn remove_one(arg: &str, expect: &Expect) -> Result<(i32, String), (Option<i32>, String)> {
+    let id = resolve(arg).map_err(|e| (None, clean(&e.to_string())))?;
+    let info = Segment::info_by_id(id).map_err(|e| (Some(id), e.to_string()))?;
+    let described = Segment::options()
+        .read_only(true)
+        .allow_foreign_owner(true)
+        .attach_id(id)
+        .ok()
+        .and_then(|seg| inspect::describe_segment(&seg).ok());
+    let name = described.as_ref().and_then(|d| d.name.clone());
+    let holds = described.as_ref().and_then(|d| d.stored.clone());
+    let what = identify(&info, name.as_deref(), holds.as_deref());
+    if let Some(why) = expect.mismatch(&info, name.as_deref()) {
+        return Err((Some(id), format!("{what}: not removed: {why}")));
+    }
+    // Right before IPC_RMID: is the id still the segment shown?
+    let now = Segment::info_by_id(id).map_err(|e| (Some(id), e.to_string()))?;
+    if now.key != info.key || now.cpid != info.cpid || now.ctime != info.ctime {
+        return Err((
+            Some(id),
+            format!("{what}: not removed: the id now names another segment"),
+        ));
+    }
+    Segment::remove_by_id(id).map_err(|e| (Some(id), format!("{what}: {e}")))?;
+    Ok((id, what))
+}
+
+pub fn run(
+    targets: &[String],
+    prefix: Option<&str>,
+    expect: &Expect,
+    as_json: bool,
+) -> Result<Outcome, Failure> {
+    if targets.is_empty() && prefix.is_none() {
+        return Err("give the segments to remove, or --prefix".into());
+    }
+    let mut outcome = Outcome::Done;
+    let mut rows = Vec::new();
+    for arg in targets {
+        match remove_one(arg, expect) {
+            Ok((id, what)) => {
+                if as_json {
+                    rows.push(
+                        json!({"target": clean(arg), "id": id, "removed": true, "error": null}),
+                    );
+                } else {
+                    println!("removed {what} (gone once every process has detached)");
+                }
+            }
+            Err((id, why)) => {
+                outcome = Outcome::SomeFailed;
+                if as_json {
+                    rows.push(json!({"target": clean(arg), "id": id, "removed": false, "error": clean(&why)}));
+                } else {
+                    eprintln!("shmstore: {}: {}", clean(arg), clean(&why));
+                }
+            }
+        }
+    }
+    if let Some(prefix) = prefix {
+        for (object, removed) in inspect::remove_prefix(prefix)? {
+            let name = object.name().map(clean).unwrap_or_default();
+            let error = removed.as_ref().err().map(|e| clean(&e.to_string()));
+            if error.is_some() {
+                outcome = Outcome::SomeFailed;
+            }
+            if as_json {
+                rows.push(json!({"target": name, "id": object.info.id, "removed": error.is_none(), "error": error}));
+                continue;
+            }
+            match error {
+                None => println!("removed {name} (segment {})", object.info.id),
+                Some(e) => eprintln!("shmstore: {name} (segment {}): {e}", object.info.id),
+            }
+        }
+    }
+    if as_json {
+        print_json(&Value::Array(rows));
+    }
+    Ok(outcome)
+}

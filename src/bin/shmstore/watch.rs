@@ -1,0 +1,101 @@
+//! `shmstore watch`: a line for each new version of an object, with the
+//! time, and a cell's value (in hex or words) or a region's archive length.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::json;
+use shmstore::{Segment, inspect};
+
+use crate::out::{clean, print_json};
+use crate::resolve::resolve;
+use crate::{Failure, Outcome, Words};
+
+/// A cell's value as `format` says.
+fn words(bytes: &[u8], format: Words) -> Vec<String> {
+    match format {
+        Words::Hex => vec![bytes.iter().map(|b| format!("{b:02x}")).collect()],
+        Words::U64 => bytes
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()).to_string())
+            .collect(),
+        Words::I32 => bytes
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes(c.try_into().unwrap_or_default()).to_string())
+            .collect(),
+        Words::F64 => bytes
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().unwrap_or_default()).to_string())
+            .collect(),
+    }
+}
+
+/// Print the object's state now.
+fn show(seg: &Segment, d: &inspect::Description, format: Words, as_json: bool) {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    let value = inspect::cell_value(seg).map(|(_, bytes)| words(&bytes, format));
+    let archive = d.region.as_ref().and_then(|r| {
+        r.buffers
+            .get(r.current_buffer)
+            .map(|b| b.len)
+            .filter(|_| r.current_version != 0)
+    });
+    if as_json {
+        print_json(&json!({
+            "time": now,
+            "version": d.version,
+            "holds": d.stored,
+            "name": d.name,
+            "value": value,
+            "archive_len": archive,
+            "problem": d.problem.as_deref().map(clean),
+        }));
+        return;
+    }
+    let mut line = format!("{now:.3} {}", clean(&d.summary()));
+    if let Some(v) = value {
+        line.push_str(&format!(" value {}", v.join(" ")));
+    }
+    if let Some(len) = archive {
+        line.push_str(&format!(" archive {len} bytes"));
+    }
+    println!("{line}");
+}
+
+pub fn run(
+    target: &str,
+    count: Option<u64>,
+    timeout: Option<Duration>,
+    format: Words,
+    as_json: bool,
+) -> Result<Outcome, Failure> {
+    let id = resolve(target)?;
+    let seg = Segment::options()
+        .read_only(true)
+        .allow_foreign_owner(true)
+        .attach_id(id)?;
+    let count = count.unwrap_or(u64::MAX);
+    if count == 0 {
+        return Ok(Outcome::Done);
+    }
+    let mut last = inspect::describe_segment(&seg)?;
+    show(&seg, &last, format, as_json);
+    let mut shown = 1;
+    let mut since = Instant::now();
+    while shown < count {
+        if timeout.is_some_and(|t| since.elapsed() >= t) {
+            return Err(format!("no new version within {:?}", timeout.unwrap_or_default()).into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        let now = inspect::describe_segment(&seg)?;
+        if now.version != last.version || now.problem != last.problem {
+            show(&seg, &now, format, as_json);
+            last = now;
+            shown += 1;
+            since = Instant::now();
+        }
+    }
+    Ok(Outcome::Done)
+}

@@ -56,9 +56,9 @@ pub struct RegionControl {
     /// | version 0 | nothing published yet |
     /// | version `v`, buffer `b` | buffer `b` holds version `v`, `buffers[b].len` bytes; no writer touches `b` while it is current or pinned |
     ///
-    /// Stored (release, then a seq-cst fence) only under the mutex, after
-    /// the archive and its `len`; versions only grow. `version()` and
-    /// `wait_for_change` both read this word.
+    /// Stored (release) only under the mutex, after the archive and its
+    /// `len`; versions only grow. `version()` and `wait_for_change` both
+    /// read this word.
     pub current: AtomicU64,
     /// One more than the highest pin slot ever claimed: writers scan the
     /// pins below it only. Readers claim the lowest free slot, then raise it

@@ -31,7 +31,7 @@ use super::memory::Creator;
 use super::options::Common;
 use super::{Memory, Store};
 use crate::error::{Error, Result, Target};
-use crate::format::{self, Layout, MAGIC, STATE_FRESH, TypeDesc};
+use crate::format::{self, Header, Layout, MAGIC, STATE_FRESH, TypeDesc};
 use crate::key::Key;
 use crate::sync::backoff::Backoff;
 use crate::sys::shm::Segment;
@@ -77,26 +77,25 @@ fn holds(k: Key, name: &str, options: &Common, read_only: bool) -> Result<Holds>
     let deadline = Instant::now().checked_add(options.init_timeout);
     let mut backoff = Backoff::new();
     loop {
-        if h.magic.load(Acquire) == MAGIC {
-            // The name was written before the magic (release).
-            return Ok(match h.stored_name() {
-                Some(stored) if stored == name.as_bytes() => Holds::This(seg),
-                _ => Holds::Other,
-            });
-        }
-        if h.magic.load(Relaxed) != 0 || h.state.load(Relaxed) != STATE_FRESH {
-            return Ok(Holds::Other);
-        }
-        // Not a word written yet: a creator at its first instructions, or
-        // one that died there, or another program's segment that is all
-        // zeros. A creator writes within microseconds of making the
-        // segment: one made seconds ago is not being created.
-        let creator = Creator::of(&seg)?;
-        if !creator.alive(h) {
-            return Ok(Holds::Abandoned(seg.id()));
-        }
+        let mut creator = None;
+        let seen = look(h, name, || {
+            let c = Creator::of(&seg)?;
+            let alive = c.alive(h);
+            creator = Some(c);
+            Ok(alive)
+        })?;
+        let creator = match seen {
+            Look::Named(true) => return Ok(Holds::This(seg)),
+            Look::Named(false) | Look::Foreign => return Ok(Holds::Other),
+            Look::Abandoned => return Ok(Holds::Abandoned(seg.id())),
+            Look::Again => continue,
+            Look::Creating => creator,
+        };
+        // A creator writes within microseconds of making the segment: one
+        // made seconds ago is not being created.
         let settled = creator
-            .created
+            .as_ref()
+            .and_then(|c| c.created)
             .and_then(|t| t.checked_add(CREATOR_WINDOW))
             .is_none_or(|t| t < std::time::SystemTime::now());
         if settled {
@@ -105,12 +104,54 @@ fn holds(k: Key, name: &str, options: &Common, read_only: bool) -> Result<Holds>
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return Err(Error::InitTimeout {
                 target: Target::Key(k),
-                creator: creator.pid,
+                creator: creator.map_or(0, |c| c.pid),
                 waited: options.init_timeout,
             });
         }
         backoff.snooze(deadline);
     }
+}
+
+/// What one look at a header shows, for a name.
+#[derive(Debug, PartialEq, Eq)]
+enum Look {
+    /// shmstore's object, of this name (`true`) or not.
+    Named(bool),
+    /// Bytes that are not a shmstore creator's.
+    Foreign,
+    /// Not a word written yet, and the creator lives.
+    Creating,
+    /// Not a word written yet, and the creator is dead.
+    Abandoned,
+    /// The creator wrote its first words meanwhile: look again.
+    Again,
+}
+
+/// Look at a header once: the magic (acquire, so that the name written
+/// before it is seen), else whether a creator may be at work, judged by
+/// `creator_alive`. A creator can write its first words, finish and exit
+/// between the loads that saw none and the judgement that finds it dead:
+/// only a header still without them after that judgement is abandoned.
+fn look(h: &Header, name: &str, creator_alive: impl FnOnce() -> Result<bool>) -> Result<Look> {
+    let untouched = || h.magic.load(Acquire) == 0 && h.state.load(Relaxed) == STATE_FRESH;
+    if h.magic.load(Acquire) == MAGIC {
+        // The name was written before the magic (release).
+        return Ok(Look::Named(
+            h.stored_name()
+                .is_some_and(|stored| stored == name.as_bytes()),
+        ));
+    }
+    if !untouched() {
+        return Ok(Look::Foreign);
+    }
+    if creator_alive()? {
+        return Ok(Look::Creating);
+    }
+    Ok(if untouched() {
+        Look::Abandoned
+    } else {
+        Look::Again
+    })
 }
 
 impl Store {
@@ -178,5 +219,58 @@ impl Store {
             name: name.to_owned(),
             keys: key.candidates().map(Key::raw).collect(),
         })
+    }
+}
+
+#[cfg(test)]
+#[allow(unsafe_code)]
+mod tests {
+    use super::*;
+    use crate::format::header_at;
+
+    #[repr(C, align(64))]
+    struct Image([u8; 512]);
+
+    /// A zero-filled header in private memory, as the kernel makes it.
+    fn zeroed() -> Box<Image> {
+        Box::new(Image([0; 512]))
+    }
+
+    fn header(img: &mut Image) -> &Header {
+        // SAFETY: 512 bytes aligned to 64, borrowed mutably for as long as
+        // the header is used, and reached only through it.
+        unsafe { header_at((img as *mut Image).cast(), 512) }.unwrap()
+    }
+
+    #[test]
+    fn a_creator_that_finished_and_exited_while_judged_is_not_abandoned() {
+        let mut img = zeroed();
+        let h = header(&mut img);
+        // The creator writes its first words, completes and exits between
+        // the look that saw none and the liveness check that finds it dead.
+        let seen = look(h, "acme/config", || {
+            h.write_creator(4242, 1, Some("acme/config"));
+            Ok(false)
+        })
+        .unwrap();
+        assert_eq!(seen, Look::Again);
+        assert_eq!(
+            look(h, "acme/config", || Ok(false)).unwrap(),
+            Look::Named(true)
+        );
+    }
+
+    #[test]
+    fn looks_at_a_header() {
+        let mut img = zeroed();
+        let h = header(&mut img);
+        assert_eq!(look(h, "a", || Ok(true)).unwrap(), Look::Creating);
+        assert_eq!(look(h, "a", || Ok(false)).unwrap(), Look::Abandoned);
+        h.write_creator(4242, 1, Some("b"));
+        assert_eq!(look(h, "a", || Ok(false)).unwrap(), Look::Named(false));
+        let mut other = zeroed();
+        let h = header(&mut other);
+        h.state.store(7, Relaxed);
+        assert_eq!(look(h, "a", || Ok(false)).unwrap(), Look::Foreign);
     }
 }

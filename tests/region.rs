@@ -369,3 +369,39 @@ fn nested_guards_and_many_threads_share_the_pin_slots() {
         "pin slots still claimed after every handle dropped"
     );
 }
+
+/// A value whose archived form is aligned to 128 bytes, more than a
+/// buffer's usual 64.
+#[derive(rkyv::Archive, rkyv::Serialize, Debug, Clone, PartialEq)]
+#[rkyv(attr(repr(align(128))))]
+struct Wide {
+    id: u64,
+    label: String,
+}
+
+#[test]
+fn an_over_aligned_root_is_laid_out_for_its_alignment() {
+    assert_eq!(std::mem::align_of::<ArchivedWide>(), 128);
+    let region = SharedRegion::<Wide>::create(Key::PRIVATE, 4096).unwrap();
+    let _guard = SegGuard(region.id());
+    let value = Wide {
+        id: 7,
+        label: "wide".into(),
+    };
+    region.publish(&value).unwrap();
+    let read = region.read().unwrap();
+    assert_eq!(read.id.to_native(), 7);
+    assert_eq!(read.label.as_str(), "wide");
+    assert_eq!((&*read as *const ArchivedWide as usize) % 128, 0);
+    drop(read);
+    // Another handle opens what this one created: the layout passes
+    // validation, and the archive is read aligned.
+    let other = SharedRegion::<Wide>::options()
+        .attach_id(region.id())
+        .unwrap();
+    assert_eq!(other.read().unwrap().label.as_str(), "wide");
+    let copy = SharedRegion::<Wide>::options()
+        .attach_id_read_only(region.id())
+        .unwrap();
+    assert_eq!(copy.read().unwrap().id.to_native(), 7);
+}

@@ -38,9 +38,16 @@ impl Layout {
     }
 
     /// The layout of a new region: a control block after the header, then
-    /// `buffers` buffers of `capacity` bytes, each aligned to 64.
-    pub fn for_region(capacity: usize, buffers: usize) -> Result<Layout> {
-        Self::with_prefix(HEADER_SIZE + REGION_CONTROL_SIZE, capacity, 64, buffers)
+    /// `buffers` buffers of `capacity` bytes, each aligned to 64 or to the
+    /// archived root's `align` if that is more (rkyv aligns an archive's
+    /// parts relative to its start).
+    pub fn for_region(capacity: usize, buffers: usize, align: usize) -> Result<Layout> {
+        Self::with_prefix(
+            HEADER_SIZE + REGION_CONTROL_SIZE,
+            capacity,
+            align.max(64),
+            buffers,
+        )
     }
 
     fn with_prefix(prefix: usize, size: usize, align: usize, slot_count: usize) -> Result<Layout> {

@@ -45,7 +45,6 @@ use rkyv::Archive;
 use rkyv::rancor;
 use rkyv::ser::allocator::Arena;
 use rkyv::ser::writer::Buffer;
-use rkyv::util::AlignedVec;
 
 use crate::error::{Error, Result};
 use crate::format::RegionControl;
@@ -557,7 +556,7 @@ struct PinnedArchive<'a> {
 
 pub(crate) enum Hold<'a> {
     Pin(#[allow(dead_code)] pins::PinHold<'a>),
-    Copy(#[allow(dead_code)] Arc<AlignedVec>),
+    Copy(#[allow(dead_code)] Arc<reader::ArchiveCopy>),
 }
 
 /// A validated archived value, borrowed in place (or, from a read-only

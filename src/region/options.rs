@@ -84,7 +84,7 @@ impl<T: Archive> Options<T, RegionSettings> {
             .ok_or_else(|| Error::InvalidLayout {
                 reason: format!("a capacity of {capacity} bytes does not fit in a segment"),
             })?;
-        Layout::for_region(capacity, buffers)
+        Layout::for_region(capacity, buffers, align_of::<T::Archived>())
     }
 
     /// Create the region at `key` with buffers of `capacity` bytes (rounded

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use rkyv::Archive;
-use rkyv::util::AlignedVec;
 
 use super::{Hold, Readable, RegionRef, archive_len, check_archive, split};
 use crate::error::{Error, Result};
@@ -23,8 +22,34 @@ use crate::sys::shm::SegmentInfo;
 /// and hands that out.
 pub struct RegionReader<T> {
     pub(super) store: Store,
-    pub(super) cache: Mutex<Option<(u64, Arc<AlignedVec>)>>,
+    pub(super) cache: Mutex<Option<(u64, Arc<ArchiveCopy>)>>,
     pub(super) _t: PhantomData<fn() -> T>,
+}
+
+/// A private copy of an archive, starting at an address aligned as its
+/// root type asks (rkyv aligns an archive's parts relative to its start).
+pub(crate) struct ArchiveCopy {
+    buf: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl ArchiveCopy {
+    /// `len` zero bytes at an address aligned to `align` (a power of two).
+    fn zeroed(len: usize, align: usize) -> ArchiveCopy {
+        let buf = vec![0u8; len + align - 1];
+        // The heap buffer never moves: `buf` is never grown.
+        let start = buf.as_ptr().align_offset(align).min(align - 1);
+        ArchiveCopy { buf, start, len }
+    }
+
+    fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.buf[self.start..self.start + self.len].as_mut_ptr()
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.buf[self.start..self.start + self.len]
+    }
 }
 
 impl<T: Archive> RegionReader<T> {
@@ -54,31 +79,31 @@ impl<T: Archive> RegionReader<T> {
                 return Ok(Self::guard(copy.clone(), current));
             }
             let len = archive_len(&self.store, ctl, current)?;
-            let mut bytes = AlignedVec::<16>::with_capacity(len);
-            bytes.resize(len, 0);
+            let mut bytes = ArchiveCopy::zeroed(len, align_of::<T::Archived>().max(16));
             let (_, buffer) = split(current);
             // SAFETY: the buffer is 64-aligned and readable for its whole
             // stride (>= len rounded up to 8) inside the mapping; `bytes` is
-            // private and holds len bytes.
+            // private and holds len writable bytes from its pointer.
             unsafe { copy::load_bytes(self.store.slot_ptr(buffer), bytes.as_mut_ptr(), len) };
             fence(Ordering::Acquire);
             if ctl.current.load(Ordering::Relaxed) != current {
                 continue; // overwritten while we copied: copy the new one
             }
-            check_archive::<T>(&bytes)?;
+            check_archive::<T>(bytes.bytes())?;
             let copy = Arc::new(bytes);
             *cache = Some((current, copy.clone()));
             return Ok(Self::guard(copy, current));
         }
     }
 
-    fn guard(copy: Arc<AlignedVec>, current: u64) -> RegionRef<'static, T>
+    fn guard(copy: Arc<ArchiveCopy>, current: u64) -> RegionRef<'static, T>
     where
         T: Readable,
     {
         // SAFETY: the copy was validated as T::Archived when it was cached,
         // and the Arc held by the guard keeps it alive and unchanged.
-        let value = unsafe { rkyv::access_unchecked::<T::Archived>(&copy) } as *const T::Archived;
+        let value =
+            unsafe { rkyv::access_unchecked::<T::Archived>(copy.bytes()) } as *const T::Archived;
         RegionRef {
             value,
             version: current >> 8,

@@ -31,7 +31,9 @@ use super::memory::Creator;
 use super::options::Common;
 use super::{Memory, Store};
 use crate::error::{Error, Result, Target};
-use crate::format::{self, Header, Layout, MAGIC, STATE_FRESH, TypeDesc};
+use crate::format::{
+    self, Header, Layout, MAGIC, STATE_FRESH, STATE_INITIALIZING, STATE_READY, TypeDesc,
+};
 use crate::key::Key;
 use crate::sync::backoff::Backoff;
 use crate::sys::shm::Segment;
@@ -129,29 +131,42 @@ enum Look {
 
 /// Look at a header once: the magic (acquire, so that the name written
 /// before it is seen), else whether a creator may be at work, judged by
-/// `creator_alive`. A creator can write its first words, finish and exit
-/// between the loads that saw none and the judgement that finds it dead:
-/// only a header still without them after that judgement is abandoned.
+/// `creator_alive`.
+///
+/// A creator stores the magic, then `state = INITIALIZING` (relaxed): a
+/// look may see that state before the magic, or the magic may appear
+/// between two loads; with no magic seen, a state of INITIALIZING or READY
+/// is a creator at work too (it is judged like one at its first words). A
+/// creator can also write its first words, finish and exit between the
+/// loads that saw none and the judgement that finds it dead: after that
+/// judgement the magic is looked at again, and only a header still all
+/// zero there is abandoned.
 fn look(h: &Header, name: &str, creator_alive: impl FnOnce() -> Result<bool>) -> Result<Look> {
-    let untouched = || h.magic.load(Acquire) == 0 && h.state.load(Relaxed) == STATE_FRESH;
-    if h.magic.load(Acquire) == MAGIC {
+    let magic = h.magic.load(Acquire);
+    if magic == MAGIC {
         // The name was written before the magic (release).
         return Ok(Look::Named(
             h.stored_name()
                 .is_some_and(|stored| stored == name.as_bytes()),
         ));
     }
-    if !untouched() {
+    let state = h.state.load(Relaxed);
+    if magic != 0 || !matches!(state, STATE_FRESH | STATE_INITIALIZING | STATE_READY) {
         return Ok(Look::Foreign);
     }
     if creator_alive()? {
         return Ok(Look::Creating);
     }
-    Ok(if untouched() {
-        Look::Abandoned
-    } else {
-        Look::Again
-    })
+    if h.magic.load(Acquire) == MAGIC {
+        return Ok(Look::Again);
+    }
+    Ok(
+        if state == STATE_FRESH && h.state.load(Relaxed) == STATE_FRESH {
+            Look::Abandoned
+        } else {
+            Look::Foreign
+        },
+    )
 }
 
 impl Store {
@@ -258,6 +273,24 @@ mod tests {
             look(h, "acme/config", || Ok(false)).unwrap(),
             Look::Named(true)
         );
+    }
+
+    #[test]
+    fn a_creator_whose_state_is_seen_before_its_magic_is_still_creating() {
+        // The creator stores the magic, then `state = INITIALIZING`
+        // (relaxed): a look may see the state first, or see the magic
+        // appear between its two loads. Neither is another program's.
+        let mut img = zeroed();
+        let h = header(&mut img);
+        h.state.store(STATE_INITIALIZING, Relaxed);
+        assert_eq!(look(h, "a", || Ok(true)).unwrap(), Look::Creating);
+        let seen = look(h, "a", || {
+            h.write_creator(4242, 1, Some("a"));
+            Ok(false)
+        })
+        .unwrap();
+        assert_eq!(seen, Look::Again);
+        assert_eq!(look(h, "a", || Ok(false)).unwrap(), Look::Named(true));
     }
 
     #[test]

@@ -170,11 +170,18 @@ pub fn validate(header: &Header, segment_len: usize) -> Result<Validated> {
     };
     let value_size = header.value_size.load(Relaxed);
     let size = u64::from(value_size);
+    // A cell's slots are read as 8-byte words; a region's buffers start on
+    // cache lines, and at its root's alignment (rkyv aligns within an
+    // archive relative to its start).
+    let unit = u64::from(match kind {
+        Kind::Cell => align.max(8),
+        Kind::Region => align.max(64),
+    });
     if data_offset < prefix as u64
-        || !data_offset.is_multiple_of(u64::from(align.max(8)))
+        || !data_offset.is_multiple_of(unit)
         || stride == 0
         || !stride.is_multiple_of(8)
-        || (kind == Kind::Region && !stride.is_multiple_of(64))
+        || (kind == Kind::Region && !stride.is_multiple_of(unit))
         || size > stride
     {
         return Err(corrupt(format!(
@@ -332,5 +339,42 @@ mod tests {
         assert!(check(img, HEADER_SIZE + 8).is_err(), "truncated slots");
         assert!(check(img, 100).is_err());
         free(img);
+    }
+
+    #[test]
+    fn region_buffers_lie_at_the_roots_alignment_and_on_cache_lines() {
+        for align in [8usize, 64, 128] {
+            let img = fresh();
+            // SAFETY: as in `check`.
+            let h = unsafe { header_at(img.cast(), 4096) }.unwrap();
+            let ty = TypeDesc {
+                kind: Kind::Region,
+                name: "Config".into(),
+                size: 16,
+                align: align as u32,
+                schema_version: 0,
+                extra: 0,
+            };
+            let layout = Layout::for_region(1000, 2, align).unwrap();
+            assert_eq!(layout.data_offset % align.max(64), 0);
+            assert_eq!(layout.slot_stride % align.max(64), 0);
+            h.write_fresh(&ty, &layout);
+            // Only the header is read: the length says how long the segment is.
+            assert!(validate(h, layout.used_len).is_ok(), "align {align}");
+            for (field, shift) in [(&h.data_offset, 8u64), (&h.slot_stride, 8)] {
+                let good = field.load(Relaxed);
+                field.store(good + shift, Relaxed);
+                let used = h.data_offset.load(Relaxed) + 2 * h.slot_stride.load(Relaxed);
+                h.used_len.store(used, Relaxed);
+                assert!(
+                    validate(h, used as usize).is_err(),
+                    "align {align}: {good} + {shift} accepted"
+                );
+                field.store(good, Relaxed);
+            }
+            h.used_len.store(layout.used_len as u64, Relaxed);
+            assert!(validate(h, layout.used_len).is_ok());
+            free(img);
+        }
     }
 }

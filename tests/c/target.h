@@ -1,0 +1,82 @@
+/*
+ * The object argument shared by the test readers: a segment id, `--key KEY`
+ * (decimal or 0x-prefixed hexadecimal, as ipcs prints it) or `--name NAME`.
+ */
+#ifndef SHMSTORE_TEST_TARGET_H
+#define SHMSTORE_TEST_TARGET_H
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "shmstore.h"
+
+/* Exit statuses of the test readers. */
+enum { EXIT_USAGE = 2, EXIT_REFUSED = 3, EXIT_SYSTEM = 4, EXIT_NOTHING = 5 };
+
+static inline int parse_long(const char *s, int base, long long lo, long long hi, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, base);
+    if (*s == '\0' || *end != '\0' || errno != 0 || v < lo || v > hi)
+        return 0;
+    *out = v;
+    return 1;
+}
+
+/* Report a failed shmstore call on stderr and return the exit status for
+ * it. */
+static inline int report_error(const char *prog, const char *what, int rc,
+                        const struct shmstore_object *obj)
+{
+    if (rc == SHMSTORE_ESYSTEM) {
+        fprintf(stderr, "%s: %s: %s: %s: %s\n", prog, what, shmstore_strerror(rc),
+                obj->sys_call ? obj->sys_call : "?", strerror(obj->sys_errno));
+        return EXIT_SYSTEM;
+    }
+    fprintf(stderr, "%s: %s: %s", prog, what, shmstore_strerror(rc));
+    if (obj->detail != NULL)
+        fprintf(stderr, ": %s (found %" PRIu64 ")", obj->detail, obj->detail_value);
+    fputc('\n', stderr);
+    return rc == SHMSTORE_ENOTHING ? EXIT_NOTHING : EXIT_REFUSED;
+}
+
+/* Open the object the arguments from argv[*i] name and advance *i past
+ * them. Returns 0, EXIT_USAGE, or the exit status of the failure. */
+static inline int open_target(const char *prog, int argc, char **argv, int *i,
+                       struct shmstore_object *obj)
+{
+    if (*i >= argc)
+        return EXIT_USAGE;
+    const char *arg = argv[*i];
+    int rc;
+    if (strcmp(arg, "--key") == 0 || strcmp(arg, "--name") == 0) {
+        if (*i + 1 >= argc)
+            return EXIT_USAGE;
+        const char *value = argv[*i + 1];
+        *i += 2;
+        if (arg[2] == 'k') {
+            long long key;
+            if (!parse_long(value, 0, INT32_MIN, UINT32_MAX, &key) || key == 0) {
+                fprintf(stderr, "%s: bad key %s\n", prog, value);
+                return EXIT_USAGE;
+            }
+            /* 0x80000000 and above are the negative key_t values. */
+            rc = shmstore_open_key((key_t)(key > INT32_MAX ? key - 0x100000000LL : key), obj);
+        } else {
+            rc = shmstore_open_name(value, obj);
+        }
+    } else {
+        long long id;
+        if (!parse_long(arg, 10, 0, INT32_MAX, &id)) {
+            fprintf(stderr, "%s: bad segment id %s\n", prog, arg);
+            return EXIT_USAGE;
+        }
+        *i += 1;
+        rc = shmstore_open_id((int)id, obj);
+    }
+    return rc == SHMSTORE_OK ? 0 : report_error(prog, "open", rc, obj);
+}
+
+#endif

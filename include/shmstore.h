@@ -940,9 +940,12 @@ static inline int shmstore__holds(key_t key, const char *name, size_t len,
             return SHMSTORE__HOLDS_OTHER;
         }
         /* No magic yet: a creator at its first instructions, while it lives
-         * and the segment is less than 2 seconds old. */
+         * and the segment is less than 2 seconds old. One judged dead may
+         * have finished and exited since the loads above: look again. */
         if (!shmstore__alive(out->cpid) || time(NULL) > out->ctime + 2 ||
             shmstore__now_ms() - start >= SHMSTORE_INIT_TIMEOUT_MS) {
+            if (atomic_load_explicit(&h->magic, memory_order_acquire) == SHMSTORE_MAGIC)
+                continue;
             shmstore_close(out);
             return SHMSTORE__HOLDS_OTHER;
         }

@@ -715,16 +715,17 @@ static inline int shmstore_validate(struct shmstore_object *obj)
             return shmstore__refuse(obj, SHMSTORE_ECORRUPT,
                                     "slot stride is not a multiple of 8 holding the value", stride);
     } else {
-        if (data_offset < SHMSTORE_REGION_DATA_MIN || data_offset % word_align != 0 ||
-            data_offset % SHMSTORE_REGION_BUFFER_ALIGN != 0)
+        /* Buffers start on cache lines and at the root's alignment. */
+        uint64_t unit = align > SHMSTORE_REGION_BUFFER_ALIGN ? align : SHMSTORE_REGION_BUFFER_ALIGN;
+        if (data_offset < SHMSTORE_REGION_DATA_MIN || data_offset % unit != 0)
             return shmstore__refuse(obj, SHMSTORE_ECORRUPT,
                                     "a region's data offset is below its control block or not a "
-                                    "multiple of 64",
+                                    "multiple of max(64, value_align)",
                                     data_offset);
-        if (stride == 0 || stride % SHMSTORE_REGION_BUFFER_ALIGN != 0 || stride < value_size)
+        if (stride == 0 || stride % unit != 0 || stride < value_size)
             return shmstore__refuse(obj, SHMSTORE_ECORRUPT,
-                                    "a region's buffer stride is not a multiple of 64 holding the "
-                                    "value",
+                                    "a region's buffer stride is not a multiple of "
+                                    "max(64, value_align) holding the value",
                                     stride);
     }
     if (stride > (UINT64_MAX - data_offset) / count)

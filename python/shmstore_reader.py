@@ -795,16 +795,19 @@ def _validate(addr: int, segment_len: int) -> tuple:
     data_offset = _u64(addr + OFF_DATA_OFFSET)
     stride = _u64(addr + OFF_SLOT_STRIDE)
     prefix = HEADER_SIZE + (REGION_CONTROL_SIZE if kind == KIND_REGION else 0)
-    if data_offset < prefix or data_offset % max(value_align, 8):
+    # A cell's slots are read as 8-byte words; a region's buffers start on
+    # cache lines and at the root's alignment.
+    unit = max(value_align, 64 if kind == KIND_REGION else 8)
+    if data_offset < prefix or data_offset % unit:
         raise _corrupt(
-            f"data at {data_offset}: it must be at least {prefix} and a multiple of {max(value_align, 8)}",
+            f"data at {data_offset}: it must be at least {prefix} and a multiple of {unit}",
             "data_offset",
         )
-    if stride == 0 or stride % 8 or (kind == KIND_REGION and stride % 64) or value_size > stride:
+    stride_unit = unit if kind == KIND_REGION else 8
+    if stride == 0 or stride % stride_unit or value_size > stride:
         raise _corrupt(
             f"slot stride {stride} for values of {value_size} bytes "
-            f"(a {'region' if kind == KIND_REGION else 'cell'} needs a nonzero multiple of "
-            f"{64 if kind == KIND_REGION else 8}, at least the value size)",
+            f"(a nonzero multiple of {stride_unit}, at least the value size)",
             "slot_stride",
         )
     needed = data_offset + count * stride

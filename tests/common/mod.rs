@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use shmstore::{Error, Key, Segment};
 
+pub mod programs;
+
 const ARGS_ENV: &str = "SHMSTORE_TEST_CHILD";
 const SEP: char = '\u{1f}';
 

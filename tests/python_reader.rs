@@ -1,4 +1,4 @@
-//! The Python reader (`python/shmstore_reader.py`), written from FORMAT.md
+//! The Python reader (`python/shmstore_reader/`), written from FORMAT.md
 //! alone with the standard library only, against objects Rust makes and
 //! writes: it finds them by key, id and name, never returns a torn cell
 //! value or a torn region archive while Rust writes nonstop, decodes the
@@ -19,7 +19,7 @@ use common::{Kid, SegGuard, Stamped, child_args, key_arg, report, stop_on_stdin,
 use serde_json::{Value, json};
 use shmstore::{Key, Segment, SharedCell, SharedRegion};
 
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/python/shmstore_reader.py");
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/python/shmstore_reader");
 
 /// How long one run of the Python reader may take before it is killed and
 /// the test fails.
@@ -103,7 +103,7 @@ fn py(args: &[&str]) -> Run {
 
 /// As [`py`], with `input` on its standard input.
 fn py_with_input(args: &[&str], input: Option<&[u8]>) -> Run {
-    let what = format!("shmstore_reader.py {}", args.join(" "));
+    let what = format!("shmstore_reader {}", args.join(" "));
     let mut child = Command::new("python3")
         .arg(SCRIPT)
         .args(args)

@@ -1,9 +1,11 @@
 //! The Python reader (`python/shmstore_reader/`), written from FORMAT.md
 //! alone with the standard library only, against cells Rust makes and
-//! writes: it finds them by key, id and name, never returns a torn cell
-//! value while Rust stores nonstop, refuses every damaged or foreign header
-//! of the fuzz corpus that Rust refuses, and runs both as a module and on
-//! its directory. Regions and their archives: `python_region.rs`.
+//! writes: it finds them by key, id and name (also a name whose creator's
+//! state shows before its magic, or which is finished while the reader
+//! judges its creator), never returns a torn cell value while Rust stores
+//! nonstop, refuses every damaged or foreign header of the fuzz corpus that
+//! Rust refuses, and runs both as a module and on its directory. Regions
+//! and their archives: `python_region.rs`.
 //!
 //! Each test is skipped, saying why, when `python3` cannot be run.
 
@@ -11,6 +13,8 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use common::python::{PACKAGE, PYTHON_PATH, PyRun, hex, hex_key, py, python_or_skip};
 use common::{Kid, SegGuard, Stamped, child_args, key_arg, unique_key};
@@ -375,4 +379,155 @@ fn runs_as_a_module_on_its_directory_and_on_a_copy() {
     ]);
     let got = PyRun::start(cmd, "import shmstore_reader".into()).finish();
     assert_eq!(got.ok(), json!([0, 0x0102_0304, 0xc5bf_6153_u32]));
+}
+
+/// The bytes of a cell named `name` holding `value`, as its creator (this
+/// process) leaves them, and the name's first key, where it was made.
+fn named_image(name: &str, value: Reading) -> (Key, Vec<u8>) {
+    let named = Key::named(name).unwrap();
+    let cell = SharedCell::<Reading>::create(named, value).unwrap();
+    let _guard = SegGuard(cell.id());
+    let first = Key::new(named.raw()).unwrap();
+    assert_eq!(cell.info().unwrap().key.raw(), first.raw(), "not at key 0");
+    let seg = Segment::options().open(first).unwrap();
+    let mut image = vec![0; seg.len()];
+    seg.read_at(0, &mut image).unwrap();
+    (first, image)
+}
+
+/// Write `image` into `seg` as its creator finishes an object: everything
+/// but the magic, then the magic, by one 8-byte release store.
+fn finish_as_creator(seg: &Segment, image: &[u8]) {
+    seg.write_at(8, &image[8..]).unwrap();
+    let magic = u64::from_le_bytes(image[..8].try_into().unwrap());
+    // SAFETY: the attachment is read-write, page-aligned and longer than 8
+    // bytes, and stays mapped while `seg` lives; its bytes are only
+    // accessed atomically.
+    let word = unsafe { AtomicU64::from_ptr(seg.as_ptr().cast()) };
+    word.store(magic, Ordering::Release);
+}
+
+/// The reader's command line with `args`, run by a driver that first runs
+/// `prelude` (`names` is the module shmstore_reader.names), then says
+/// `ready` on standard error and waits for a line on standard input.
+fn reader_on_go(prelude: &str, args: &[&str]) -> PyRun {
+    let driver = format!(
+        "import sys\n\
+         sys.path.insert(0, sys.argv[1])\n\
+         import shmstore_reader.names as names\n\
+         from shmstore_reader.cli import main\n\
+         {prelude}\n\
+         sys.stderr.write('ready\\n')\n\
+         sys.stderr.flush()\n\
+         sys.stdin.readline()\n\
+         sys.exit(main(sys.argv[2:]))\n"
+    );
+    let mut cmd = Command::new("python3");
+    cmd.args(["-c", &driver, PYTHON_PATH]).args(args);
+    PyRun::start(cmd, format!("shmstore_reader {} (on go)", args.join(" ")))
+}
+
+#[test]
+fn waits_for_a_named_creator_whose_state_shows_before_its_magic() {
+    if !python_or_skip("waits_for_a_named_creator_whose_state_shows_before_its_magic") {
+        return;
+    }
+    // A creator stores the magic, then `state = INITIALIZING` (relaxed),
+    // then at last READY: a look may load the magic before the first store
+    // and the state after the second or the last. The segment stays as
+    // that look saw it while its creator (this process) lives.
+    for state in [1u32, 2] {
+        let name = format!("pyreader/early-{state}-{}", std::process::id());
+        let value = Reading {
+            id: 40 + u64::from(state),
+            temp: 0.5,
+            count: 3,
+            flags: 1,
+            level: 2,
+            ok: 1,
+        };
+        let (first, image) = named_image(&name, value);
+        let mut reader = reader_on_go("", &["cell", &name, "--struct", READING]);
+        reader.expect_stderr("ready");
+        let seg = Segment::options()
+            .size(image.len())
+            .create(true)
+            .exclusive(true)
+            .open(first)
+            .unwrap();
+        let _guard = SegGuard(seg.id());
+        seg.write_at(16, &state.to_le_bytes()).unwrap();
+        reader.send("go");
+        // The reader must wait, attached, for the creator rather than take
+        // the segment for another program's and skip the key.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let waiting = loop {
+            if seg.info().unwrap().nattch >= 2 {
+                break true;
+            }
+            if !reader.running() || Instant::now() >= deadline {
+                break false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        finish_as_creator(&seg, &image);
+        let run = reader.finish();
+        assert!(
+            waiting,
+            "state {state}: the reader did not wait for the creator: {}{}",
+            run.stdout, run.stderr
+        );
+        let read = run.ok();
+        assert_eq!(read["version"], 0, "state {state}");
+        assert_eq!(read["value"], reading_json(&value), "state {state}");
+    }
+}
+
+/// Judges a creator dead, once the test has had it finish the object.
+const JUDGED_DEAD_AFTER_IT_FINISHED: &str = "\
+def judged(addr, info):
+    sys.stderr.write('judging\\n')
+    sys.stderr.flush()
+    sys.stdin.readline()
+    return False
+names._creator_alive = judged";
+
+#[test]
+fn finds_a_named_object_finished_while_its_creator_was_judged() {
+    if !python_or_skip("finds_a_named_object_finished_while_its_creator_was_judged") {
+        return;
+    }
+    let name = format!("pyreader/judged-{}", std::process::id());
+    let value = Reading {
+        id: 42,
+        temp: -1.5,
+        count: 9,
+        flags: 2,
+        level: 1,
+        ok: 0,
+    };
+    let (first, image) = named_image(&name, value);
+    let mut reader = reader_on_go(
+        JUDGED_DEAD_AFTER_IT_FINISHED,
+        &["cell", &name, "--struct", READING],
+    );
+    reader.expect_stderr("ready");
+    // A creator at its first instructions: the segment is all zeros.
+    let seg = Segment::options()
+        .size(image.len())
+        .create(true)
+        .exclusive(true)
+        .open(first)
+        .unwrap();
+    let _guard = SegGuard(seg.id());
+    reader.send("go");
+    // While the reader judges it, the creator finishes the object and
+    // exits: the reader is told it is dead, and must look at the magic
+    // again rather than skip the key.
+    reader.expect_stderr("judging");
+    finish_as_creator(&seg, &image);
+    reader.send("judged");
+    let read = reader.finish().ok();
+    assert_eq!(read["version"], 0);
+    assert_eq!(read["value"], reading_json(&value));
 }

@@ -13,6 +13,18 @@ on x86-64, see host.py) therefore reads the name the object was made
 under, and that name never changes. `_holds` checks it on the attachment
 that is then used, so nothing can replace the segment between the check
 and the read.
+
+A look that sees no magic may still be looking at a creator at work, and
+must not skip its key (FORMAT.md, "Names"). The creator stores the magic,
+then `state = INITIALIZING` with relaxed ordering: loads of the magic
+then the state may see the state without the magic, so with magic 0 a
+state of 0, 1 or 2 is a creator at work, waited for while it lives and
+its segment is less than 2 seconds old; only a magic that is neither 0
+nor shmstore's, or a state above 2, is another program's. And a creator
+may write its first words, finish and exit between the loads that saw no
+magic and the judgement that finds it dead or its time passed: the magic
+is loaded again after that judgement, and a key whose magic is there now
+is looked at again.
 """
 
 from __future__ import annotations
@@ -33,6 +45,7 @@ from .header import (
     OFF_NAME_LEN,
     OFF_STATE,
     STATE_FRESH,
+    STATE_READY,
     _creator_alive,
 )
 from .host import _u32, _u64
@@ -82,23 +95,33 @@ def _holds(key: int, name: bytes, opts: OpenOptions, shown: str) -> Optional[_At
         addr = att.addr
         start = time.monotonic()
         while True:
-            if _u64(addr + OFF_MAGIC) == MAGIC:
+            magic = _u64(addr + OFF_MAGIC)
+            if magic == MAGIC:
                 # The name was stored before the magic (release).
                 length = _u32(addr + OFF_NAME_LEN)
                 keep = length <= NAME_MAX and ctypes.string_at(addr + OFF_NAME, length) == name
                 return att if keep else None
-            if _u64(addr + OFF_MAGIC) != 0 or _u32(addr + OFF_STATE) != STATE_FRESH:
+            state = _u32(addr + OFF_STATE)
+            if magic != 0 or state > STATE_READY:
                 return None
-            # Not a word written yet: a creator at its first instructions,
-            # one that died there, or another program's zeroed segment.
-            if not _creator_alive(addr, att.info):
-                return None
-            if att.info.ctime <= 0 or att.info.ctime + 2 < time.time():
+            # No magic seen: a creator at its first instructions (its
+            # state, stored after the magic, may be seen first), one that
+            # died there, or another program's zeroed segment.
+            if (
+                not _creator_alive(addr, att.info)
+                or att.info.ctime <= 0
+                or att.info.ctime + 2 < time.time()
+            ):
+                # It may have finished, and exited, since the magic was
+                # loaded: then the object is there.
+                if _u64(addr + OFF_MAGIC) == MAGIC:
+                    continue
                 return None
             waited = time.monotonic() - start
             if waited >= opts.wait:
+                seen = "still all zeros" if state == STATE_FRESH else f"at state {state} with no magic yet"
                 raise InitTimeout(
-                    f"segment {att.info.id} ({what}) is still all zeros after {waited:.3f} s "
+                    f"segment {att.info.id} ({what}) is {seen} after {waited:.3f} s "
                     f"while its creator (pid {att.info.cpid}) runs"
                 )
             time.sleep(0.001)

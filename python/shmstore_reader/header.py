@@ -3,12 +3,13 @@ waiting for a creator to finish it.
 
 `_validate` reads every header field once, checks it as FORMAT.md's
 "Validating" says, in that order (the magic, then the format version,
-then the rest), and keeps what it read in a `Layout`: the layout fields
-are never read from the segment again, so a later change to them (by a
+then the rest; and, as shmstore does, that the ABI fields are this
+host's), and keeps what it read in a `Layout`: the layout fields are
+never read from the segment again, so a later change to them (by a
 faulty or hostile writer) cannot move a read outside the bounds checked
-here. `state` is loaded before `magic` with x86-64's acquire loads (see
-host.py), so a READY state seen is one stored after the fields it
-publishes.
+here. `state` is loaded first, and x86-64 loads are acquire loads (see
+host.py): once it is READY, the fields read after it are those the
+creator wrote before it stored READY (release).
 
 A segment is first all zeros, then its creator stores `magic`, `state =
 INITIALIZING`, the fields, and `state = READY`. `_wait_ready` waits while

@@ -1,6 +1,9 @@
 //! Helpers shared by the integration tests: child processes of the test
-//! binary itself, segment guards and unique keys.
+//! binary itself, segment guards and unique keys; `python` runs the Python
+//! reader.
 #![allow(dead_code)]
+
+pub mod python;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};

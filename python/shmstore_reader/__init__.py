@@ -1,0 +1,121 @@
+"""Read shmstore objects (System V shared memory) from Python.
+
+A reader written from FORMAT.md alone, with the standard library only
+(``ctypes`` for ``shmget``, ``shmat``, ``shmdt`` and ``shmctl``): it finds
+an object by key, by segment id or by name, attaches it read-only
+(``SHM_RDONLY``: it never writes a byte of the segment), validates the
+header as FORMAT.md says and keeps the layout it validated, reads a cell's
+value with the ring-of-slots seqlock, copies a region's current archive,
+and decodes the common rkyv 0.8 types of such an archive from a schema
+(FORMAT.md, "Region archives").
+
+It runs on Linux x86-64 only; host.py says why.
+
+The package, one concern per module:
+
+- errors.py: the ReaderError hierarchy, with the stable `kind` of each;
+- host.py: the host check, the single ordered loads of shared words, and
+  why they are correct on x86-64 only;
+- sysv.py: shmget, shmat and shmctl through ctypes, what the kernel says
+  of a segment, whose segments are trusted, read-only attachment;
+- proc.py: whether a process runs, since when and as whom (/proc);
+- header.py: the header's layout, its validation, waiting for a creator;
+- names.py: valid names, a name's keys, and which key holds the object;
+- objects.py: ShmObject, finding an object and reading a cell or region;
+- rkyv.py: the schema parser and the rkyv 0.8 archive decoder;
+- cli.py and __main__.py: the command line.
+
+Command line (JSON on stdout; exit status 0 ok, 1 error, 2 usage), with
+the directory holding this package on PYTHONPATH, or as
+``python3 path/to/shmstore_reader`` on the package's directory::
+
+    python3 -m shmstore_reader info   TARGET
+    python3 -m shmstore_reader cell   TARGET [--struct FORMAT] [--reads N]
+    python3 -m shmstore_reader region TARGET [--schema JSON|@FILE] [--reads N]
+    python3 -m shmstore_reader decode --schema JSON|@FILE [--hex] < ARCHIVE
+
+A TARGET is a segment id (decimal, as ``ipcs -m`` prints it, or ``id:N``),
+a key (``0x...`` in hex, or ``key:N`` in decimal), or an object's name
+(``acme/config``, or ``name:TEXT`` for a name that looks like a number).
+
+As a package::
+
+    import shmstore_reader as sr
+    with sr.ShmObject.open("acme/counters") as obj:
+        version, (hits, misses) = obj.read_cell("<QQ")
+    schema = sr.parse_schema([["id", "u64"], ["name", "str"], ["ports", "vec<u32>"]])
+    with sr.ShmObject.open("0x2a01beef") as obj:
+        version, config = obj.read_region(schema)
+"""
+
+from .cli import main
+from .errors import (
+    AbiMismatch,
+    Closed,
+    Corrupt,
+    CreatorDied,
+    DecodeError,
+    ForeignOwner,
+    IncompatibleFormat,
+    InitTimeout,
+    NotFound,
+    NothingPublished,
+    NotShmstore,
+    OsFailure,
+    PermissionDenied,
+    ReaderError,
+    Starved,
+    TypeMismatch,
+    UnsupportedArchive,
+    UnsupportedHost,
+    UsageError,
+    WrongKind,
+)
+from .header import FORMAT_VERSION, HEADER_SIZE, KIND_CELL, KIND_REGION, MAGIC, RKYV_FORMAT, Layout
+from .host import check_host
+from .names import check_name, name_key, name_keys
+from .objects import ShmObject, Versioned, parse_target
+from .rkyv import decode_archive, parse_schema
+from .sysv import OpenOptions, SegmentInfo
+
+__all__ = [
+    "ShmObject",
+    "OpenOptions",
+    "Versioned",
+    "Layout",
+    "SegmentInfo",
+    "parse_schema",
+    "decode_archive",
+    "parse_target",
+    "check_name",
+    "name_key",
+    "name_keys",
+    "check_host",
+    "main",
+    "MAGIC",
+    "FORMAT_VERSION",
+    "HEADER_SIZE",
+    "KIND_CELL",
+    "KIND_REGION",
+    "RKYV_FORMAT",
+    "ReaderError",
+    "UsageError",
+    "UnsupportedHost",
+    "NotFound",
+    "PermissionDenied",
+    "ForeignOwner",
+    "NotShmstore",
+    "IncompatibleFormat",
+    "AbiMismatch",
+    "Corrupt",
+    "InitTimeout",
+    "CreatorDied",
+    "WrongKind",
+    "TypeMismatch",
+    "NothingPublished",
+    "Starved",
+    "UnsupportedArchive",
+    "DecodeError",
+    "OsFailure",
+    "Closed",
+]

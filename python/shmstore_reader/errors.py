@@ -1,0 +1,113 @@
+"""The errors of the reader: one class per way a read can fail.
+
+Every failure to find, validate, read or decode an object raises a
+ReaderError subclass whose message says what is wrong. Its `kind` is a
+stable word for scripts (the command line prints it as ``{"error": kind,
+"message": ...}``), and `exit_status` is the command's exit status: 2 for
+a bad argument or an unsupported host, 1 for everything else. `field`,
+when set, names the header field or the archive path at fault.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+
+class ReaderError(Exception):
+    """A failure to find, validate, read or decode an object."""
+
+    kind = "error"
+    exit_status = 1
+
+    def __init__(self, message: str, field: Optional[str] = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def to_json(self) -> dict:
+        out = {"error": self.kind, "message": self.message}
+        if self.field is not None:
+            out["field"] = self.field
+        return out
+
+
+class UsageError(ReaderError):
+    """A bad argument: a target, a name, a struct format or a schema."""
+
+    kind = "usage"
+    exit_status = 2
+
+
+class UnsupportedHost(ReaderError):
+    """Not Linux x86-64."""
+
+    kind = "unsupported_host"
+    exit_status = 2
+
+
+class NotFound(ReaderError):
+    kind = "not_found"
+
+
+class PermissionDenied(ReaderError):
+    kind = "permission_denied"
+
+
+class ForeignOwner(ReaderError):
+    kind = "foreign_owner"
+
+
+class NotShmstore(ReaderError):
+    kind = "not_shmstore"
+
+
+class IncompatibleFormat(ReaderError):
+    kind = "incompatible_format"
+
+
+class AbiMismatch(ReaderError):
+    kind = "abi_mismatch"
+
+
+class Corrupt(ReaderError):
+    kind = "corrupt"
+
+
+class InitTimeout(ReaderError):
+    kind = "init_timeout"
+
+
+class CreatorDied(ReaderError):
+    kind = "creator_died"
+
+
+class WrongKind(ReaderError):
+    kind = "wrong_kind"
+
+
+class TypeMismatch(ReaderError):
+    kind = "type_mismatch"
+
+
+class NothingPublished(ReaderError):
+    kind = "nothing_published"
+
+
+class Starved(ReaderError):
+    kind = "starved"
+
+
+class UnsupportedArchive(ReaderError):
+    kind = "unsupported_archive"
+
+
+class DecodeError(ReaderError):
+    kind = "decode"
+
+
+class OsFailure(ReaderError):
+    kind = "os"
+
+
+class Closed(ReaderError):
+    kind = "closed"

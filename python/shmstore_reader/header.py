@@ -1,0 +1,282 @@
+"""The header (FORMAT.md, version 4): its layout, its validation, and
+waiting for a creator to finish it.
+
+`_validate` reads every header field once, checks it as FORMAT.md's
+"Validating" says, in that order (the magic, then the format version,
+then the rest; and, as shmstore does, that the ABI fields are this
+host's), and keeps what it read in a `Layout`: the layout fields are
+never read from the segment again, so a later change to them (by a
+faulty or hostile writer) cannot move a read outside the bounds checked
+here. `state` is loaded first, and x86-64 loads are acquire loads (see
+host.py): once it is READY, the fields read after it are those the
+creator wrote before it stored READY (release).
+
+A segment is first all zeros, then its creator stores `magic`, `state =
+INITIALIZING`, the fields, and `state = READY`. `_wait_ready` waits while
+a creator is at work and lives (FORMAT.md, "Creation"), and says when it
+died or took too long; anything else (a READY header, another program's
+bytes) is left for validation to describe. `_creator_alive` judges the
+creator: by the pid and start time the header names once its magic is
+there, else by the kernel's creator pid, start time and user.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import struct
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+from .errors import AbiMismatch, Corrupt, CreatorDied, IncompatibleFormat, InitTimeout, NotShmstore
+from .host import M64, _abi_text, _host_abi, _i32, _u32, _u64
+from .proc import _alive, _start_time, _started_at, _uids
+from .sysv import SegmentInfo, _Attachment
+
+MAGIC = 0x65726F74736D6873  # the bytes "shmstore", little-endian
+FORMAT_VERSION = 4
+HEADER_SIZE = 512
+KIND_CELL = 1
+KIND_REGION = 2
+KIND_NAMES = {KIND_CELL: "cell", KIND_REGION: "region"}
+STATE_FRESH = 0
+STATE_INITIALIZING = 1
+STATE_READY = 2
+TYPE_NAME_MAX = 128
+NAME_MAX = 128
+MAX_SLOTS = 64
+MAX_ALIGN = 4096
+NAME_PROBES = 8
+REGION_CONTROL_SIZE = 9280
+PIN_SLOTS = 128
+# rkyv's format word of a region (`type_extra`): rkyv 0.8 with its default
+# features, little-endian (1 << 16), archived usize of 4 bytes (4 << 8),
+# archived u32 aligned to 4 (4).
+RKYV_FORMAT = 0x72010404
+
+# Header offsets (FORMAT.md, "Header").
+OFF_MAGIC = 0
+OFF_FORMAT_VERSION = 8
+OFF_KIND = 12
+OFF_STATE = 16
+OFF_HEADER_SIZE = 20
+OFF_CREATOR_PID = 24
+OFF_ABI_ARCH = 28
+OFF_ABI_POINTER_WIDTH = 32
+OFF_ABI_LIBC = 36
+OFF_ABI_MUTEX_SIZE = 40
+OFF_VALUE_SIZE = 44
+OFF_VALUE_ALIGN = 48
+OFF_SCHEMA_VERSION = 52
+OFF_TYPE_HASH = 56
+OFF_TYPE_EXTRA = 64
+OFF_TYPE_NAME_LEN = 72
+OFF_SLOT_COUNT = 76
+OFF_DATA_OFFSET = 80
+OFF_SLOT_STRIDE = 88
+OFF_USED_LEN = 96
+OFF_CREATOR_START = 104
+OFF_NAME_LEN = 112
+OFF_TYPE_NAME = 128
+OFF_SEQ = 256
+OFF_NOTIFY = 264
+OFF_RECOVERIES = 272
+OFF_WRITING = 280
+OFF_NAME = 384
+
+# A region's control block, from offset 512 (FORMAT.md, "Region data").
+CTL_CURRENT = 0
+CTL_PIN_HIGH = 8
+CTL_BUFFERS = 64  # + 16 * i: len (u64), version (u64)
+CTL_PINS = 1088  # + 64 * p: word (u64), start_time (u64)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What a validated header declares. Kept: the layout fields are never
+    read from the segment again."""
+
+    kind: int
+    value_size: int
+    value_align: int
+    schema_version: int
+    type_hash: int
+    type_extra: int
+    type_name: str
+    type_name_len: int
+    name: Optional[str]
+    slot_count: int
+    data_offset: int
+    slot_stride: int
+    used_len: int
+    creator_pid: int
+    abi: tuple
+
+    @property
+    def kind_name(self) -> str:
+        return KIND_NAMES[self.kind]
+
+    def fingerprint(self, type_name: bytes) -> int:
+        """The type fingerprint these fields give (FORMAT.md, "Type
+        fingerprint")."""
+        h = 0xCBF29CE484222325
+        data = (
+            struct.pack("<IQ", self.kind, len(type_name))
+            + type_name
+            + struct.pack("<IIIQ", self.value_size, self.value_align, self.schema_version, self.type_extra)
+        )
+        for b in data:
+            h = ((h ^ b) * 0x100000001B3) & M64
+        return h
+
+
+def _corrupt(message: str, field: str) -> Corrupt:
+    return Corrupt(f"the segment is corrupt: {message}", field=field)
+
+
+def _validate(addr: int, segment_len: int) -> tuple:
+    """Check the header at `addr` of a segment of `segment_len` bytes as
+    FORMAT.md says; return the layout and the raw type name. Every field is
+    read once."""
+    if segment_len < HEADER_SIZE:
+        raise NotShmstore(f"{segment_len} bytes, fewer than a shmstore header ({HEADER_SIZE})")
+    state = _u32(addr + OFF_STATE)
+    magic = _u64(addr + OFF_MAGIC)
+    if magic != MAGIC:
+        raise NotShmstore(f"magic {magic:#018x} is not shmstore's")
+    version = _u32(addr + OFF_FORMAT_VERSION)
+    if version != FORMAT_VERSION:
+        raise IncompatibleFormat(
+            f"format version {version}; this reader reads version {FORMAT_VERSION}", field="format_version"
+        )
+    if state != STATE_READY:
+        raise _corrupt(f"state {state} is not READY ({STATE_READY})", "state")
+    kind = _u32(addr + OFF_KIND)
+    if kind not in KIND_NAMES:
+        raise _corrupt(f"unknown kind {kind}", "kind")
+    header_size = _u32(addr + OFF_HEADER_SIZE)
+    if header_size != HEADER_SIZE:
+        raise _corrupt(f"header size {header_size}, expected {HEADER_SIZE}", "header_size")
+    abi = (
+        _u32(addr + OFF_ABI_ARCH),
+        _u32(addr + OFF_ABI_POINTER_WIDTH),
+        _u32(addr + OFF_ABI_LIBC),
+        _u32(addr + OFF_ABI_MUTEX_SIZE),
+    )
+    host = _host_abi()
+    if abi != host:
+        raise AbiMismatch(
+            f"the segment was made for {_abi_text(abi)}; this host is {_abi_text(host)}", field="abi"
+        )
+    value_size = _u32(addr + OFF_VALUE_SIZE)
+    value_align = _u32(addr + OFF_VALUE_ALIGN)
+    schema_version = _u32(addr + OFF_SCHEMA_VERSION)
+    type_hash = _u64(addr + OFF_TYPE_HASH)
+    type_extra = _u64(addr + OFF_TYPE_EXTRA)
+    type_name_len = _u32(addr + OFF_TYPE_NAME_LEN)
+    if type_name_len > TYPE_NAME_MAX:
+        raise _corrupt(f"type name length {type_name_len} > {TYPE_NAME_MAX}", "type_name_len")
+    name_len = _u32(addr + OFF_NAME_LEN)
+    if name_len > NAME_MAX:
+        raise _corrupt(f"name length {name_len} > {NAME_MAX}", "name_len")
+    if value_align == 0 or value_align & (value_align - 1) or value_align > MAX_ALIGN:
+        raise _corrupt(f"value alignment {value_align}", "value_align")
+    count = _u32(addr + OFF_SLOT_COUNT)
+    if not 2 <= count <= MAX_SLOTS:
+        raise _corrupt(f"{count} slots (2 to {MAX_SLOTS} allowed)", "slot_count")
+    if kind == KIND_CELL and count & (count - 1):
+        raise _corrupt(f"{count} slots in a cell (a power of two is required)", "slot_count")
+    data_offset = _u64(addr + OFF_DATA_OFFSET)
+    stride = _u64(addr + OFF_SLOT_STRIDE)
+    prefix = HEADER_SIZE + (REGION_CONTROL_SIZE if kind == KIND_REGION else 0)
+    # A cell's slots are read as 8-byte words; a region's buffers start on
+    # cache lines and at the root's alignment.
+    unit = max(value_align, 64 if kind == KIND_REGION else 8)
+    if data_offset < prefix or data_offset % unit:
+        raise _corrupt(
+            f"data at {data_offset}: it must be at least {prefix} and a multiple of {unit}",
+            "data_offset",
+        )
+    stride_unit = unit if kind == KIND_REGION else 8
+    if stride == 0 or stride % stride_unit or value_size > stride:
+        raise _corrupt(
+            f"slot stride {stride} for values of {value_size} bytes "
+            f"(a nonzero multiple of {stride_unit}, at least the value size)",
+            "slot_stride",
+        )
+    needed = data_offset + count * stride
+    used = _u64(addr + OFF_USED_LEN)
+    if needed != used or needed > segment_len:
+        raise _corrupt(
+            f"{count} slots of {stride} bytes from {data_offset} need {needed} bytes; "
+            f"header says {used}, segment has {segment_len}",
+            "used_len",
+        )
+    type_name = ctypes.string_at(addr + OFF_TYPE_NAME, type_name_len)
+    name = ctypes.string_at(addr + OFF_NAME, name_len) if name_len else None
+    layout = Layout(
+        kind=kind,
+        value_size=value_size,
+        value_align=value_align,
+        schema_version=schema_version,
+        type_hash=type_hash,
+        type_extra=type_extra,
+        type_name=type_name.decode("utf-8", "backslashreplace"),
+        type_name_len=type_name_len,
+        name=name.decode("utf-8", "backslashreplace") if name is not None else None,
+        slot_count=count,
+        data_offset=data_offset,
+        slot_stride=stride,
+        used_len=used,
+        creator_pid=_i32(addr + OFF_CREATOR_PID),
+        abi=abi,
+    )
+    return layout, type_name
+
+
+def _creator_alive(addr: int, info: SegmentInfo) -> bool:
+    """Whether the process that creates the segment still runs: by its pid
+    and start time once the header names it, else by the kernel's creator
+    pid, start time and user (FORMAT.md, "Creation")."""
+    named = _u64(addr + OFF_MAGIC) == MAGIC and _i32(addr + OFF_CREATOR_PID) == info.cpid
+    start = _u64(addr + OFF_CREATOR_START)
+    if named and start != 0:
+        return _alive(info.cpid) and _start_time(info.cpid) in (None, start)
+    if not _alive(info.cpid):
+        return False
+    started = _started_at(info.cpid)
+    if started is not None and info.ctime > 0 and started > info.ctime + 2:
+        return False
+    uids = _uids(info.cpid)
+    return uids is None or info.cuid in uids
+
+
+def _wait_ready(att: _Attachment, wait: float, what: str) -> None:
+    """Wait while a live creator is initialising the segment (FORMAT.md,
+    "Creation"); return at once for anything that is not being made by
+    shmstore, which validation then describes."""
+    if att.size < HEADER_SIZE:
+        return
+    addr = att.addr
+    start = time.monotonic()
+    pause = 0.0005
+    while True:
+        state = _u32(addr + OFF_STATE)
+        magic = _u64(addr + OFF_MAGIC)
+        if state == STATE_READY:
+            return
+        if state not in (STATE_FRESH, STATE_INITIALIZING) or magic not in (0, MAGIC):
+            return
+        if not _creator_alive(addr, att.info) and _u32(addr + OFF_STATE) != STATE_READY:
+            raise CreatorDied(
+                f"segment {att.info.id} ({what}) will never be ready: its creator (pid {att.info.cpid}) "
+                f"died before it finished (state {state})"
+            )
+        waited = time.monotonic() - start
+        if waited >= wait:
+            raise InitTimeout(
+                f"segment {att.info.id} ({what}) is still being initialised (state {state}) by pid "
+                f"{att.info.cpid} after {waited:.3f} s"
+            )
+        time.sleep(min(pause, max(wait - waited, 0)))
+        pause = min(pause * 2, 0.05)

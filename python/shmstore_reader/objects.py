@@ -1,0 +1,426 @@
+"""Objects: finding one by id, key or name, and reading it.
+
+`ShmObject` attaches a segment read-only, waits while its creator
+finishes it, validates its header once and keeps the layout it validated
+(header.py); every read after that stays within that layout.
+
+A cell is read with FORMAT.md's "Reading a cell" protocol: load `seq`,
+copy the slot `seq` designates, then accept the copy if fewer than
+`slot_count` commits started since (`writing - seq`) or `seq` did not
+move; else retry. A region is copied as "Reading a region by copying"
+says: load `current`, copy the buffer it designates (its length checked
+against the stride), and accept the copy if `current` did not change.
+The loads are made in that order by single 8-byte loads, which x86-64
+keeps in order (host.py): an accepted copy is never torn. A reader that
+writers keep lapping backs off, then gives up after its timeout
+(Starved) rather than spin forever.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import re
+import struct
+import time
+from typing import Optional
+
+from .errors import (
+    Closed,
+    NotFound,
+    NothingPublished,
+    ReaderError,
+    Starved,
+    TypeMismatch,
+    UnsupportedArchive,
+    UsageError,
+    WrongKind,
+)
+from .header import (
+    CTL_BUFFERS,
+    CTL_CURRENT,
+    CTL_PIN_HIGH,
+    CTL_PINS,
+    HEADER_SIZE,
+    KIND_CELL,
+    KIND_REGION,
+    NAME_PROBES,
+    OFF_NOTIFY,
+    OFF_RECOVERIES,
+    OFF_SEQ,
+    OFF_WRITING,
+    PIN_SLOTS,
+    RKYV_FORMAT,
+    TYPE_NAME_MAX,
+    Layout,
+    _corrupt,
+    _validate,
+    _wait_ready,
+)
+from .host import M64, _pack_words, _u32, _u64, _WordArray, _words
+from .names import _holds, check_name, name_key
+from .rkyv import _T, decode_archive, parse_schema
+from .sysv import OpenOptions, SegmentInfo, _Attachment, _key_text, _shmget
+
+
+class Versioned(tuple):
+    """(version, value) of a read, with the number of times the read was
+    retried because writers overwrote what it was copying."""
+
+    retries: int
+
+    def __new__(cls, version, value, retries):
+        self = super().__new__(cls, (version, value))
+        self.retries = retries
+        return self
+
+
+class ShmObject:
+    """A shmstore object, attached read-only, its header validated."""
+
+    def __init__(self, att: _Attachment, what: str, opts: OpenOptions):
+        self._att = att
+        self.what = what
+        self.options = opts
+        _wait_ready(att, opts.wait, what)
+        self.layout, self._type_name_raw = _validate(att.addr, att.size)
+        addr = att.addr
+        self._seq = ctypes.c_uint64.from_address(addr + OFF_SEQ)
+        self._writing = ctypes.c_uint64.from_address(addr + OFF_WRITING)
+        lay = self.layout
+        if lay.kind == KIND_CELL:
+            words = (lay.value_size + 7) // 8
+            self._slots = [
+                _WordArray(addr + lay.data_offset + i * lay.slot_stride, words) for i in range(lay.slot_count)
+            ]
+        else:
+            self._current = ctypes.c_uint64.from_address(addr + HEADER_SIZE + CTL_CURRENT)
+
+    # -- finding
+
+    @classmethod
+    def open(cls, target, opts: Optional[OpenOptions] = None) -> "ShmObject":
+        """Open a TARGET as the command line takes it: an id (`123`,
+        `id:123`), a key (`0x2a01beef`, `key:704757487`) or a name
+        (`acme/config`, `name:2024`)."""
+        opts = opts or OpenOptions()
+        kind, value = parse_target(target)
+        if kind == "id":
+            return cls.by_id(value, opts)
+        if kind == "key":
+            return cls.by_key(value, opts)
+        return cls.by_name(value, opts)
+
+    @classmethod
+    def by_id(cls, shmid: int, opts: Optional[OpenOptions] = None) -> "ShmObject":
+        opts = opts or OpenOptions()
+        what = f"id {shmid}"
+        try:
+            att = _Attachment(shmid, what, opts)
+        except NotFound as e:
+            try:
+                at_key = _shmget(shmid) if 0 < shmid < (1 << 32) else None
+            except ReaderError:
+                at_key = None
+            if at_key is None:
+                raise
+            raise NotFound(
+                f"{e.message}; the segment with key {_key_text(shmid)} ({shmid} in decimal) has id "
+                f"{at_key}: give keys in hex with 0x, or as key:{shmid}"
+            )
+        return cls._from(att, what, opts)
+
+    @classmethod
+    def by_key(cls, key: int, opts: Optional[OpenOptions] = None) -> "ShmObject":
+        opts = opts or OpenOptions()
+        if key & 0xFFFFFFFF == 0:
+            raise UsageError("key 0 is IPC_PRIVATE, which names no segment: give the segment's id")
+        what = f"key {_key_text(key)}"
+        return cls._from(_Attachment(_shmget(key), what, opts), what, opts)
+
+    @classmethod
+    def by_name(cls, name: str, opts: Optional[OpenOptions] = None) -> "ShmObject":
+        """The object named `name`: the first key of the name's sequence
+        whose segment holds it, checked on the attachment then used."""
+        opts = opts or OpenOptions()
+        raw = check_name(name)
+        keys = [name_key(raw, i) for i in range(NAME_PROBES)]
+        shown = json.dumps(name)
+        for key in keys:
+            att = _holds(key, raw, opts, shown)
+            if att is not None:
+                return cls._from(att, f"name {shown} at key {_key_text(key)}", opts)
+        raise NotFound(f"no object is named {shown} (keys tried: {', '.join(_key_text(k) for k in keys)})")
+
+    @classmethod
+    def _from(cls, att: _Attachment, what: str, opts: OpenOptions) -> "ShmObject":
+        try:
+            return cls(att, what, opts)
+        except BaseException:
+            att.close()
+            raise
+
+    def close(self) -> None:
+        self._att.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    @property
+    def id(self) -> int:
+        return self._att.info.id
+
+    @property
+    def segment(self) -> SegmentInfo:
+        return self._att.info
+
+    # -- reading
+
+    def _check_open(self) -> None:
+        # The word objects point into the attachment: after shmdt, reading
+        # them would fault.
+        if self._att.addr is None:
+            raise Closed(f"{self.what}: the object was closed")
+
+    def version(self) -> int:
+        """The current version: a cell's `seq`, a region's `current >> 8`."""
+        self._check_open()
+        if self.layout.kind == KIND_CELL:
+            return self._seq.value
+        return self._current.value >> 8
+
+    def read_cell(self, fmt: Optional[str] = None) -> Versioned:
+        """The cell's current value and its version: the value's bytes, or
+        the tuple `struct.unpack(fmt, bytes)` if `fmt` is given (its size must
+        be the stored value's size). Never torn: FORMAT.md's "Reading"
+        protocol, retried while writers lap this reader."""
+        self._check_open()
+        lay = self.layout
+        if lay.kind != KIND_CELL:
+            raise WrongKind(f"{self.what} holds a region (SharedRegion), not a cell: read it with `region`")
+        unpack = None
+        if fmt is not None:
+            unpack = _struct_for(fmt, lay)
+        n = lay.slot_count
+        mask = n - 1
+        seq = self._seq
+        writing = self._writing
+        slots = self._slots
+        retries = 0
+        deadline = None
+        while True:
+            # FORMAT.md, "Reading": acquire load of seq, the slot's words one
+            # by one, acquire fence (no instruction on x86-64), then the two
+            # tests. Each `.value` and each array element is one load.
+            s1 = seq.value
+            words = slots[s1 & mask].load()
+            if (writing.value - s1) & M64 < n or seq.value == s1:
+                break
+            retries += 1
+            deadline = self._back_off(retries, deadline, "cell value")
+        data = _pack_words(words, lay.value_size)
+        return Versioned(s1, unpack(data) if unpack else data, retries)
+
+    def copy_region(self) -> Versioned:
+        """The region's current archive, copied: (version, bytes).
+        FORMAT.md, "Reading without writing"."""
+        self._check_open()
+        lay = self.layout
+        if lay.kind != KIND_REGION:
+            raise WrongKind(f"{self.what} holds a cell (SharedCell), not a region: read it with `cell`")
+        ctl = self._att.addr + HEADER_SIZE
+        base = self._att.addr + lay.data_offset
+        current = self._current
+        retries = 0
+        deadline = None
+        while True:
+            cur = current.value
+            version, buf = cur >> 8, cur & 0xFF
+            if version == 0:
+                raise NothingPublished(f"{self.what}: nothing has been published yet (version 0)")
+            if buf >= lay.slot_count:
+                raise _corrupt(f"current buffer {buf} of {lay.slot_count}", "current")
+            length = _u64(ctl + CTL_BUFFERS + 16 * buf)
+            if length > lay.slot_stride:
+                raise _corrupt(
+                    f"archive of {length} bytes in a buffer of {lay.slot_stride}", f"buffers[{buf}].len"
+                )
+            words = _words(base + buf * lay.slot_stride, (length + 7) // 8)
+            # Acquire fence: no instruction on x86-64.
+            if current.value == cur:
+                break
+            retries += 1
+            deadline = self._back_off(retries, deadline, "region archive")
+        return Versioned(version, _pack_words(words, length), retries)
+
+    def read_region(self, schema) -> Versioned:
+        """The region's current value decoded with `schema` (see
+        `parse_schema`): (version, value)."""
+        root = schema if isinstance(schema, _T) else parse_schema(schema)
+        lay = self.layout
+        if lay.kind != KIND_REGION:
+            raise WrongKind(f"{self.what} holds a cell (SharedCell), not a region: read it with `cell`")
+        if lay.type_extra != RKYV_FORMAT:
+            raise UnsupportedArchive(
+                f"the region's archives are in rkyv format {lay.type_extra:#x}; this decoder reads "
+                f"{RKYV_FORMAT:#x} (rkyv 0.8, little-endian, 32-bit offsets and lengths, aligned)",
+                field="type_extra",
+            )
+        if (root.size, root.align) != (lay.value_size, lay.value_align):
+            raise TypeMismatch(
+                f"the schema's root ({root.describe()}) is {root.size} bytes aligned to {root.align}; "
+                f"the region holds {lay.type_name!r}, whose archived root is {lay.value_size} bytes "
+                f"aligned to {lay.value_align}"
+            )
+        copy = self.copy_region()
+        return Versioned(copy[0], decode_archive(copy[1], root), copy.retries)
+
+    def check_type(
+        self,
+        type_name: Optional[str] = None,
+        schema_version: Optional[int] = None,
+        size: Optional[int] = None,
+    ) -> None:
+        """Raise TypeMismatch unless the object holds what the caller
+        expects: values (a region: archived roots) of `size` bytes, of the
+        type named `type_name` (the fingerprint of that name with the
+        header's other fields must be the stored one, as shmstore checks),
+        at `schema_version`."""
+        lay = self.layout
+        problems = []
+        if size is not None and size != lay.value_size:
+            problems.append(f"{size} bytes were expected")
+        if schema_version is not None and schema_version != lay.schema_version:
+            problems.append(f"schema version {schema_version} was expected")
+        if type_name is not None:
+            raw = type_name.encode("utf-8")
+            if lay.fingerprint(raw) != lay.type_hash:
+                problems.append(f"the type {type_name!r} was expected")
+        if problems:
+            raise TypeMismatch(
+                f"{self.what} holds {lay.type_name!r} ({lay.kind_name}, {lay.value_size} bytes, "
+                f"align {lay.value_align}, schema {lay.schema_version}); " + "; ".join(problems)
+            )
+
+    def _back_off(self, retries: int, deadline: Optional[float], what: str) -> Optional[float]:
+        """Between two tries of a read: spin a little, then yield the
+        processor; fail once the read has been retried for the timeout."""
+        if retries < 16:
+            return deadline
+        now = time.monotonic()
+        if deadline is None:
+            return now + self.options.timeout
+        if now >= deadline:
+            raise Starved(
+                f"{self.what}: every copy of the {what} was overwritten while it was taken "
+                f"({retries} tries in {self.options.timeout} s): the writers commit faster than this "
+                f"reader copies; give the object more slots, or retry"
+            )
+        os.sched_yield()
+        return deadline
+
+    # -- description
+
+    def info(self) -> dict:
+        """What the header, the kernel and the shared words say now."""
+        self._check_open()
+        lay = self.layout
+        addr = self._att.addr
+        if lay.type_name_len < TYPE_NAME_MAX - 3:
+            fp = "ok" if lay.fingerprint(self._type_name_raw) == lay.type_hash else "mismatch"
+        else:
+            fp = "unchecked (the type name may have been cut)"
+        out = {
+            "target": self.what,
+            "segment": self.segment.to_json(),
+            "name": lay.name,
+            "kind": lay.kind_name,
+            "type_name": lay.type_name,
+            "value_size": lay.value_size,
+            "value_align": lay.value_align,
+            "schema_version": lay.schema_version,
+            "type_hash": f"{lay.type_hash:#018x}",
+            "type_extra": f"{lay.type_extra:#x}",
+            "fingerprint": fp,
+            "creator_pid": lay.creator_pid,
+            "layout": {
+                "slot_count": lay.slot_count,
+                "data_offset": lay.data_offset,
+                "slot_stride": lay.slot_stride,
+                "used_len": lay.used_len,
+            },
+            "recoveries": _u64(addr + OFF_RECOVERIES),
+            "waiting": bool(_u32(addr + OFF_NOTIFY) & 1),
+        }
+        if lay.kind == KIND_CELL:
+            out["version"] = self._seq.value
+            out["writing"] = self._writing.value
+        else:
+            ctl = addr + HEADER_SIZE
+            cur = self._current.value
+            pins = []
+            for p in range(PIN_SLOTS):
+                word = _u64(ctl + CTL_PINS + 64 * p)
+                pid = word & ((1 << 22) - 1)
+                buf = (word >> 22) & 0x7F
+                if pid:
+                    pins.append({"slot": p, "pid": pid, "buffer": buf - 1 if buf else None})
+            out["version"] = cur >> 8
+            out["region"] = {
+                "current_version": cur >> 8,
+                "current_buffer": cur & 0xFF,
+                "pin_high": _u32(ctl + CTL_PIN_HIGH),
+                "buffers": [
+                    {"len": _u64(ctl + CTL_BUFFERS + 16 * i), "version": _u64(ctl + CTL_BUFFERS + 16 * i + 8)}
+                    for i in range(lay.slot_count)
+                ],
+                "pins": pins,
+            }
+        return out
+
+
+def _struct_for(fmt: str, lay: Layout):
+    try:
+        st = struct.Struct(fmt)
+    except struct.error as e:
+        raise UsageError(f"bad struct format {fmt!r}: {e}")
+    if st.size != lay.value_size:
+        raise TypeMismatch(
+            f"the format {fmt!r} unpacks {st.size} bytes; the cell holds {lay.type_name!r}, "
+            f"{lay.value_size} bytes aligned to {lay.value_align}"
+        )
+    return st.unpack
+
+
+def parse_target(target) -> tuple:
+    """("id" | "key" | "name", value) for a TARGET."""
+    if isinstance(target, int):
+        return ("key", target)
+    text = str(target)
+
+    def number(s: str, what: str) -> int:
+        try:
+            return int(s, 0) if s.lower().startswith(("0x", "-0x")) else int(s, 10)
+        except ValueError:
+            raise UsageError(f"bad {what} {s!r}: not a number")
+
+    if text.startswith("name:"):
+        return ("name", text[5:])
+    if text.startswith("id:"):
+        value = number(text[3:], "id")
+        if value < 0:
+            raise UsageError(f"bad id {value}: ids are not negative")
+        return ("id", value)
+    if text.startswith("key:"):
+        return ("key", number(text[4:], "key"))
+    if re.fullmatch(r"0[xX][0-9a-fA-F]{1,8}", text):
+        return ("key", int(text, 16))
+    if re.fullmatch(r"0[xX].*", text):
+        raise UsageError(f"bad key {text!r}: a key is 1 to 8 hex digits after 0x")
+    if re.fullmatch(r"[0-9]+", text):
+        return ("id", int(text))
+    return ("name", text)

@@ -1,0 +1,539 @@
+"""rkyv 0.8 archives (FORMAT.md, "Region archives: the rkyv 0.8 subset a
+reader needs"): the schema that says what an archive's root is, and the
+decoder that reads an archive by it.
+
+`parse_schema` turns a description (a type string such as "vec<u32>", a
+list of [field, type] pairs, or a JSON object) into an archived type that
+knows its size and alignment, laid out as rkyv lays it out: structs,
+tuples and enum variants are repr(C), an option is a repr(u8) enum, a
+string is 8 bytes inline or a length and an offset, a vector or box a
+relative pointer and a length. `decode_archive` finds the root at the
+archive's end and decodes it.
+
+The archive is a copy, and nothing in it is trusted: every relative
+pointer is checked to stay in the archive and to be aligned before it is
+followed, every bool, char, tag and string is checked to be valid, and
+the number of items decoded is bounded by the archive's size, so that a
+damaged archive is a DecodeError that says where, never a wrong value, a
+crash or a decoder that runs away.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from typing import Any
+
+from .errors import DecodeError, UsageError
+
+
+def _round_up(n: int, align: int) -> int:
+    return (n + align - 1) // align * align
+
+
+def _layout_fields(types) -> tuple:
+    """repr(C): (offsets, size, align) of fields of these types in order."""
+    offset, align, offsets = 0, 1, []
+    for t in types:
+        offset = _round_up(offset, t.align)
+        offsets.append(offset)
+        offset += t.size
+        align = max(align, t.align)
+    return offsets, _round_up(offset, align), align
+
+
+class _Archive:
+    def __init__(self, data: bytes):
+        self.data = bytes(data)
+        self.len = len(self.data)
+        self.items = 0
+
+    def fail(self, path: str, message: str) -> DecodeError:
+        return DecodeError(f"at {path or 'the root'}: {message}", field=path or "root")
+
+    def target(self, at: int) -> int:
+        """Where the relative pointer at `at` points: its own position plus
+        the signed 32-bit offset it holds."""
+        return at + struct.unpack_from("<i", self.data, at)[0]
+
+    def check(self, at: int, size: int, align: int, path: str, what: str) -> None:
+        if at < 0 or at + size > self.len:
+            raise self.fail(
+                path, f"{what} at bytes {at}..{at + size} lies outside the archive's {self.len} bytes"
+            )
+        if at % align:
+            raise self.fail(path, f"{what} at byte {at} is not aligned to {align}")
+
+    def count(self, n: int, path: str) -> None:
+        self.items += n
+        if self.items > 16 * (self.len + 1024) + (1 << 20):
+            raise self.fail(path, "more items than an archive of this size can describe")
+
+
+class _T:
+    """An archived type: its size and alignment, and how to decode it."""
+
+    size = 0
+    align = 1
+
+    def decode(self, a: _Archive, at: int, path: str):
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+
+class _Prim(_T):
+    def __init__(self, name: str, fmt: str, size: int):
+        self.name, self.fmt, self.size, self.align = name, fmt, size, size
+
+    def decode(self, a, at, path):
+        return struct.unpack_from(self.fmt, a.data, at)[0]
+
+    def describe(self):
+        return self.name
+
+
+class _Wide(_T):
+    """u128 and i128: 16 bytes, aligned to 16."""
+
+    size = align = 16
+
+    def __init__(self, signed: bool):
+        self.signed = signed
+
+    def decode(self, a, at, path):
+        return int.from_bytes(a.data[at : at + 16], "little", signed=self.signed)
+
+    def describe(self):
+        return "i128" if self.signed else "u128"
+
+
+class _Bool(_T):
+    size = align = 1
+
+    def decode(self, a, at, path):
+        b = a.data[at]
+        if b > 1:
+            raise a.fail(path, f"a bool holds {b}, not 0 or 1")
+        return b == 1
+
+    def describe(self):
+        return "bool"
+
+
+class _Char(_T):
+    size = align = 4
+
+    def decode(self, a, at, path):
+        c = struct.unpack_from("<I", a.data, at)[0]
+        if c > 0x10FFFF or 0xD800 <= c <= 0xDFFF:
+            raise a.fail(path, f"a char holds {c:#x}, not a Unicode scalar value")
+        return chr(c)
+
+    def describe(self):
+        return "char"
+
+
+class _Unit(_T):
+    size, align = 0, 1
+
+    def decode(self, a, at, path):
+        return None
+
+    def describe(self):
+        return "()"
+
+
+class _Str(_T):
+    """ArchivedString: 8 bytes, aligned to 4; inline up to 8 bytes (padded
+    with 0xff), else a length with the marker bits 0b10 in bits 6-7 and an
+    offset from the string's own start."""
+
+    size, align = 8, 4
+
+    def decode(self, a, at, path):
+        first = a.data[at]
+        if first & 0xC0 != 0x80:
+            raw = a.data[at : at + 8]
+            end = raw.find(b"\xff")
+            raw = raw if end < 0 else raw[:end]
+        else:
+            word = struct.unpack_from("<I", a.data, at)[0]
+            length = (word & 0x3F) | ((word & 0xFFFFFF00) >> 2)
+            if length <= 8:
+                raise a.fail(path, f"an out-of-line string of {length} bytes (at most 8 are kept inline)")
+            start = at + struct.unpack_from("<i", a.data, at + 4)[0]
+            a.check(start, length, 1, path, f"a string of {length} bytes")
+            raw = a.data[start : start + length]
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise a.fail(path, f"a string is not UTF-8 ({e.reason} at byte {e.start})")
+
+    def describe(self):
+        return "str"
+
+
+class _Vec(_T):
+    """ArchivedVec<T> and the archived slice of Box<[T]>: a relative pointer
+    to the elements and their number (u32)."""
+
+    size, align = 8, 4
+
+    def __init__(self, elem: _T, name: str = "vec"):
+        self.elem, self.name = elem, name
+
+    def decode(self, a, at, path):
+        count = struct.unpack_from("<I", a.data, at + 4)[0]
+        if count == 0:
+            return []
+        start = a.target(at)
+        size = self.elem.size
+        a.check(start, count * size, self.elem.align, path, f"{count} elements of {size} bytes")
+        a.count(count, path)
+        return [self.elem.decode(a, start + i * size, f"{path}[{i}]") for i in range(count)]
+
+    def describe(self):
+        return f"{self.name}<{self.elem.describe()}>"
+
+
+class _BoxStr(_T):
+    """ArchivedBox<str>: a relative pointer to the bytes and their number."""
+
+    size, align = 8, 4
+
+    def decode(self, a, at, path):
+        count = struct.unpack_from("<I", a.data, at + 4)[0]
+        start = a.target(at)
+        if count:
+            a.check(start, count, 1, path, f"a string of {count} bytes")
+        try:
+            return a.data[start : start + count].decode("utf-8") if count else ""
+        except UnicodeDecodeError as e:
+            raise a.fail(path, f"a string is not UTF-8 ({e.reason} at byte {e.start})")
+
+    def describe(self):
+        return "box<str>"
+
+
+class _Box(_T):
+    """ArchivedBox<T> of a sized T: a relative pointer."""
+
+    size, align = 4, 4
+
+    def __init__(self, elem: _T):
+        self.elem = elem
+
+    def decode(self, a, at, path):
+        start = a.target(at)
+        a.check(start, self.elem.size, self.elem.align, path, f"a boxed {self.elem.describe()}")
+        a.count(1, path)
+        return self.elem.decode(a, start, path)
+
+    def describe(self):
+        return f"box<{self.elem.describe()}>"
+
+
+class _Option(_T):
+    """ArchivedOption<T>: repr(u8) enum: tag byte 0 None / 1 Some, the value
+    at the next multiple of its alignment."""
+
+    def __init__(self, elem: _T):
+        self.elem = elem
+        offsets, some, align = _layout_fields([_U8, elem])
+        self.payload = offsets[1]
+        self.align = align
+        self.size = _round_up(max(1, some), align)
+
+    def decode(self, a, at, path):
+        tag = a.data[at]
+        if tag == 0:
+            return None
+        if tag != 1:
+            raise a.fail(path, f"an option's tag is {tag}, not 0 (None) or 1 (Some)")
+        return self.elem.decode(a, at + self.payload, path)
+
+    def describe(self):
+        return f"option<{self.elem.describe()}>"
+
+
+class _Struct(_T):
+    def __init__(self, fields: list):
+        self.fields = fields
+        self.offsets, self.size, self.align = _layout_fields([t for _, t in fields])
+
+    def decode(self, a, at, path):
+        return {
+            name: t.decode(a, at + off, f"{path}.{name}")
+            for (name, t), off in zip(self.fields, self.offsets)
+        }
+
+    def describe(self):
+        return "{" + ", ".join(f"{n}: {t.describe()}" for n, t in self.fields) + "}"
+
+
+class _Tuple(_T):
+    def __init__(self, elems: list):
+        self.elems = elems
+        self.offsets, self.size, self.align = _layout_fields(elems)
+
+    def decode(self, a, at, path):
+        return [
+            t.decode(a, at + off, f"{path}.{i}") for i, (t, off) in enumerate(zip(self.elems, self.offsets))
+        ]
+
+    def describe(self):
+        return "(" + ", ".join(t.describe() for t in self.elems) + ")"
+
+
+class _Array(_T):
+    def __init__(self, elem: _T, count: int):
+        self.elem, self.count = elem, count
+        self.size, self.align = elem.size * count, elem.align
+
+    def decode(self, a, at, path):
+        a.count(self.count, path)
+        return [self.elem.decode(a, at + i * self.elem.size, f"{path}[{i}]") for i in range(self.count)]
+
+    def describe(self):
+        return f"[{self.elem.describe()}; {self.count}]"
+
+
+class _Enum(_T):
+    """A derived enum (repr(u8)): a union of repr(C) structs, each the tag
+    byte then the variant's fields. `variants` is a list of (name, tag,
+    fields or None, tuple-like)."""
+
+    def __init__(self, variants: list):
+        if not variants:
+            raise UsageError("an enum needs at least one variant")
+        self.variants = {}
+        size, align = 1, 1
+        for name, tag, fields, tuple_like in variants:
+            if not 0 <= tag <= 255 or tag in self.variants:
+                raise UsageError(f"enum variant {name!r}: tag {tag} is out of 0..255 or repeated")
+            types = [t for _, t in fields or []]
+            offsets, vsize, valign = _layout_fields([_U8] + types)
+            self.variants[tag] = (name, fields, offsets[1:], tuple_like)
+            size, align = max(size, vsize), max(align, valign)
+        self.size, self.align = _round_up(size, align), align
+
+    def decode(self, a, at, path):
+        tag = a.data[at]
+        if tag not in self.variants:
+            raise a.fail(path, f"enum tag {tag} names no variant of the schema")
+        name, fields, offsets, tuple_like = self.variants[tag]
+        if fields is None:
+            return name
+        values = [t.decode(a, at + off, f"{path}.{name}.{n}") for (n, t), off in zip(fields, offsets)]
+        if tuple_like:
+            return {name: values}
+        return {name: {n: v for (n, _), v in zip(fields, values)}}
+
+    def describe(self):
+        return "enum{" + ", ".join(v[0] for v in self.variants.values()) + "}"
+
+
+_U8 = _Prim("u8", "<B", 1)
+_PRIMS = {
+    "u8": _U8,
+    "i8": _Prim("i8", "<b", 1),
+    "u16": _Prim("u16", "<H", 2),
+    "i16": _Prim("i16", "<h", 2),
+    "u32": _Prim("u32", "<I", 4),
+    "i32": _Prim("i32", "<i", 4),
+    "u64": _Prim("u64", "<Q", 8),
+    "i64": _Prim("i64", "<q", 8),
+    "usize": _Prim("usize", "<I", 4),
+    "isize": _Prim("isize", "<i", 4),
+    "f32": _Prim("f32", "<f", 4),
+    "f64": _Prim("f64", "<d", 8),
+    "u128": _Wide(False),
+    "i128": _Wide(True),
+    "bool": _Bool(),
+    "char": _Char(),
+    "unit": _Unit(),
+    "str": _Str(),
+    "string": _Str(),
+    "String": _Str(),
+}
+
+_TOKEN = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*|[0-9]+|[<>\[\];,()])")
+
+
+class _TypeParser:
+    """Type strings: u8 ... i128, f32, f64, bool, char, unit or (), str
+    (String), vec<T>, option<T>, box<T>, box<str>, box<[T]>, [T; N],
+    (A, B, ...), result<T, E>."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.tokens = []
+        pos = 0
+        text = text.rstrip()
+        while pos < len(text):
+            m = _TOKEN.match(text, pos)
+            if not m:
+                raise UsageError(f"bad type {self.text!r}: unexpected {text[pos:].strip()[:10]!r}")
+            self.tokens.append(m.group(1))
+            pos = m.end()
+        self.i = 0
+
+    def peek(self):
+        return self.tokens[self.i] if self.i < len(self.tokens) else None
+
+    def take(self, want=None):
+        tok = self.peek()
+        if tok is None or (want is not None and tok != want):
+            raise UsageError(f"bad type {self.text!r}: expected {want or 'a type'}, found {tok or 'the end'}")
+        self.i += 1
+        return tok
+
+    def parse(self) -> _T:
+        t = self.type()
+        if self.peek() is not None:
+            raise UsageError(f"bad type {self.text!r}: unexpected {self.peek()!r}")
+        return t
+
+    def type(self) -> _T:
+        tok = self.take()
+        if tok == "(":
+            if self.peek() == ")":
+                self.take()
+                return _PRIMS["unit"]
+            elems = [self.type()]
+            while self.peek() == ",":
+                self.take()
+                if self.peek() == ")":
+                    break
+                elems.append(self.type())
+            self.take(")")
+            return _Tuple(elems)
+        if tok == "[":
+            elem = self.type()
+            self.take(";")
+            count = self.take()
+            if not count.isdigit():
+                raise UsageError(f"bad type {self.text!r}: an array length is a number")
+            self.take("]")
+            return _Array(elem, int(count))
+        low = tok.lower()
+        if low in ("vec", "option", "box", "result"):
+            self.take("<")
+            if low == "box" and self.peek() == "str":
+                self.take()
+                inner = _BoxStr()
+            elif low == "box" and self.peek() == "[":
+                self.take()
+                elem = self.type()
+                self.take("]")
+                inner = _Vec(elem, "box<[..]>")
+            elif low == "result":
+                ok = self.type()
+                self.take(",")
+                err = self.type()
+                inner = _Enum([("Ok", 0, [("0", ok)], True), ("Err", 1, [("0", err)], True)])
+            else:
+                elem = self.type()
+                inner = {"vec": _Vec, "option": _Option, "box": _Box}[low](elem)
+            self.take(">")
+            return inner
+        if tok in _PRIMS:
+            return _PRIMS[tok]
+        raise UsageError(f"bad type {self.text!r}: unknown type {tok!r}")
+
+
+def parse_schema(spec) -> _T:
+    """An archived type from a schema description:
+
+    - a type string: "u64", "i32", "f64", "bool", "char", "str", "vec<u32>",
+      "option<u64>", "box<str>", "[u8; 4]", "(u8, str)", "result<u32, str>";
+    - a list of [field name, type] pairs: a struct, fields in declaration
+      order (rkyv's archived structs are repr(C));
+    - {"struct": [[name, type], ...]}, {"tuple": [type, ...]},
+      {"vec": type}, {"option": type}, {"box": type},
+      {"array": type, "len": N};
+    - {"enum": [[variant, fields], ...]} for a derived enum, where fields is
+      null (a unit variant), a list of [name, type] pairs (a struct variant)
+      or a list of types (a tuple variant); variant i has tag i unless the
+      entry is {"name": ..., "fields": ..., "tag": N}.
+    """
+    if isinstance(spec, _T):
+        return spec
+    if isinstance(spec, str):
+        return _TypeParser(spec).parse()
+    if isinstance(spec, list):
+        return _Struct(_fields(spec, "struct"))
+    if isinstance(spec, dict) and len(spec) >= 1:
+        if "struct" in spec:
+            return _Struct(_fields(spec["struct"], "struct"))
+        if "tuple" in spec:
+            return _Tuple([parse_schema(t) for t in _list(spec["tuple"], "tuple")])
+        if "array" in spec:
+            count = spec.get("len")
+            if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+                raise UsageError("an array schema needs a \"len\" of 0 or more")
+            return _Array(parse_schema(spec["array"]), count)
+        for key, cls in (("vec", _Vec), ("option", _Option), ("box", _Box)):
+            if key in spec:
+                return cls(parse_schema(spec[key]))
+        if "enum" in spec:
+            variants = []
+            for i, v in enumerate(_list(spec["enum"], "enum")):
+                if isinstance(v, dict):
+                    name, fields, tag = v.get("name"), v.get("fields"), v.get("tag", i)
+                elif isinstance(v, list) and len(v) == 2:
+                    (name, fields), tag = v, i
+                else:
+                    raise UsageError(
+                        f"enum variant {i}: give [name, fields] or an object with name, fields and tag"
+                    )
+                if not isinstance(name, str) or not isinstance(tag, int) or isinstance(tag, bool):
+                    raise UsageError(f"enum variant {i}: a name is a string and a tag a number")
+                if fields is None:
+                    variants.append((name, tag, None, False))
+                    continue
+                fields = _list(fields, f"variant {name}")
+                named = bool(fields) and all(
+                    isinstance(f, list) and len(f) == 2 and isinstance(f[0], str) for f in fields
+                )
+                if named:
+                    variants.append((name, tag, _fields(fields, f"variant {name}"), False))
+                else:
+                    positional = [(str(j), parse_schema(t)) for j, t in enumerate(fields)]
+                    variants.append((name, tag, positional, True))
+            return _Enum(variants)
+    raise UsageError(
+        f"bad schema {json.dumps(spec)[:80]}: give a type string, a list of [name, type] pairs or an object"
+    )
+
+
+def _list(value, what: str) -> list:
+    if not isinstance(value, list):
+        raise UsageError(f"bad {what} schema: a list is expected")
+    return value
+
+
+def _fields(pairs, what: str) -> list:
+    out = []
+    for p in _list(pairs, what):
+        if not (isinstance(p, (list, tuple)) and len(p) == 2 and isinstance(p[0], str)):
+            raise UsageError(f"bad {what} schema: each field is [name, type], not {json.dumps(p)[:60]}")
+        out.append((p[0], parse_schema(p[1])))
+    return out
+
+
+def decode_archive(data: bytes, schema) -> Any:
+    """Decode an rkyv 0.8 archive (as a region holds it) whose root has the
+    type `schema` (see `parse_schema`). Every pointer is checked to stay in
+    the archive; DecodeError says where a check failed."""
+    root = parse_schema(schema)
+    a = _Archive(data)
+    if a.len < root.size:
+        raise DecodeError(f"the archive has {a.len} bytes, fewer than its root ({root.size})", field="root")
+    at = a.len - root.size
+    if at % root.align:
+        raise DecodeError(f"the root at byte {at} is not aligned to {root.align}", field="root")
+    return root.decode(a, at, "")

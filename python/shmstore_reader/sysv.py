@@ -1,0 +1,252 @@
+"""System V shared memory through the C library: finding a segment by key
+or id, what the kernel says of it, whom to trust, and attaching it.
+
+`shmget`, `shmat`, `shmdt` and `shmctl` are called through `ctypes` with
+the x86-64 Linux `struct shmid_ds` (its size and layout are checked before
+the first call). Nothing here writes to a segment: `shmget` asks for no
+access and creates nothing, and a segment is attached with `SHM_RDONLY`.
+
+Before attaching, the segment's owner and creator are checked
+(`_check_owner`), as shmstore checks them: a segment owned or created by
+another user (not root, not a trusted group's member) is refused unless
+the caller allows it, because anyone may put anything at a known key. An
+attachment keeps what `IPC_STAT` said when it was made (`SegmentInfo`):
+its size bounds every read, and its creator pid and time are what telling
+a slow creator from a dead one starts from (FORMAT.md, "Creation").
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+from .errors import ForeignOwner, NotFound, OsFailure, PermissionDenied, UnsupportedHost, UsageError
+from .host import M64, check_host
+
+# Linux System V IPC (<sys/ipc.h>, <sys/shm.h>).
+IPC_STAT = 2
+SHM_RDONLY = 0o10000
+
+
+class _IpcPerm(ctypes.Structure):
+    _fields_ = [
+        ("key", ctypes.c_int32),
+        ("uid", ctypes.c_uint32),
+        ("gid", ctypes.c_uint32),
+        ("cuid", ctypes.c_uint32),
+        ("cgid", ctypes.c_uint32),
+        ("mode", ctypes.c_uint16),
+        ("_pad1", ctypes.c_uint16),
+        ("seq", ctypes.c_uint16),
+        ("_pad2", ctypes.c_uint16),
+        ("_reserved1", ctypes.c_uint64),
+        ("_reserved2", ctypes.c_uint64),
+    ]
+
+
+class _ShmidDs(ctypes.Structure):
+    _fields_ = [
+        ("perm", _IpcPerm),
+        ("segsz", ctypes.c_size_t),
+        ("atime", ctypes.c_int64),
+        ("dtime", ctypes.c_int64),
+        ("ctime", ctypes.c_int64),
+        ("cpid", ctypes.c_int32),
+        ("lpid", ctypes.c_int32),
+        ("nattch", ctypes.c_uint64),
+        ("_reserved4", ctypes.c_uint64),
+        ("_reserved5", ctypes.c_uint64),
+    ]
+
+
+_LIBC = None
+
+
+def _libc():
+    global _LIBC
+    if _LIBC is None:
+        check_host()
+        if ctypes.sizeof(_ShmidDs) != 112 or _ShmidDs.segsz.offset != 48:
+            raise UnsupportedHost("struct shmid_ds is not the x86-64 Linux one")
+        lib = ctypes.CDLL(None, use_errno=True)
+        lib.shmget.argtypes = [ctypes.c_int, ctypes.c_size_t, ctypes.c_int]
+        lib.shmget.restype = ctypes.c_int
+        lib.shmat.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
+        lib.shmat.restype = ctypes.c_void_p
+        lib.shmdt.argtypes = [ctypes.c_void_p]
+        lib.shmdt.restype = ctypes.c_int
+        lib.shmctl.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.POINTER(_ShmidDs)]
+        lib.shmctl.restype = ctypes.c_int
+        _LIBC = lib
+    return _LIBC
+
+
+def _key_text(key: int) -> str:
+    return f"{key & 0xFFFFFFFF:#010x}"
+
+
+def _signed_key(key: int) -> int:
+    if not -(1 << 31) <= key < (1 << 32):
+        raise UsageError(f"key {key} does not fit in 32 bits")
+    return key - (1 << 32) if key >= (1 << 31) else key
+
+
+@dataclass(frozen=True)
+class SegmentInfo:
+    """What `shmctl(IPC_STAT)` says of a segment."""
+
+    id: int
+    key: int
+    size: int
+    mode: int
+    uid: int
+    gid: int
+    cuid: int
+    cgid: int
+    cpid: int
+    lpid: int
+    nattch: int
+    ctime: int
+
+    def to_json(self) -> dict:
+        return {
+            "id": self.id,
+            "key": _key_text(self.key),
+            "bytes": self.size,
+            "mode": f"{self.mode & 0o777:04o}",
+            "uid": self.uid,
+            "gid": self.gid,
+            "cuid": self.cuid,
+            "cgid": self.cgid,
+            "cpid": self.cpid,
+            "lpid": self.lpid,
+            "nattch": self.nattch,
+            "ctime": self.ctime,
+        }
+
+
+def _segment_stat(shmid: int, what: str) -> SegmentInfo:
+    ds = _ShmidDs()
+    if _libc().shmctl(shmid, IPC_STAT, ctypes.byref(ds)) < 0:
+        err = ctypes.get_errno()
+        if err in (errno.EINVAL, errno.EIDRM):
+            raise NotFound(f"no segment has id {shmid}" + ("" if what == f"id {shmid}" else f" ({what})"))
+        if err in (errno.EACCES, errno.EPERM):
+            raise PermissionDenied(f"may not read segment {shmid} ({what}): {os.strerror(err)}")
+        raise OsFailure(f"shmctl(IPC_STAT) on segment {shmid} ({what}): {os.strerror(err)}")
+    p = ds.perm
+    return SegmentInfo(
+        id=shmid,
+        key=p.key & 0xFFFFFFFF,
+        size=ds.segsz,
+        mode=p.mode,
+        uid=p.uid,
+        gid=p.gid,
+        cuid=p.cuid,
+        cgid=p.cgid,
+        cpid=ds.cpid,
+        lpid=ds.lpid,
+        nattch=ds.nattch,
+        ctime=ds.ctime,
+    )
+
+
+def _shmget(key: int) -> int:
+    """The id of the segment at `key` (no create, no access asked)."""
+    shmid = _libc().shmget(_signed_key(key), 0, 0)
+    if shmid < 0:
+        err = ctypes.get_errno()
+        if err == errno.ENOENT:
+            raise NotFound(f"no segment has key {_key_text(key)}")
+        if err in (errno.EACCES, errno.EPERM):
+            raise PermissionDenied(f"may not open the segment at key {_key_text(key)}: {os.strerror(err)}")
+        raise OsFailure(f"shmget({_key_text(key)}): {os.strerror(err)}")
+    return shmid
+
+
+def _user_in_group(uid: int, gid: int) -> bool:
+    import pwd
+
+    try:
+        entry = pwd.getpwuid(uid)
+    except KeyError:
+        return False
+    if entry.pw_gid == gid:
+        return True
+    try:
+        return gid in os.getgrouplist(entry.pw_name, entry.pw_gid)
+    except OSError:
+        return False
+
+
+@dataclass(frozen=True)
+class OpenOptions:
+    """How to open: how long to wait for a creator, which owners to trust,
+    and how long a read may retry."""
+
+    wait: float = 5.0
+    allow_foreign_owner: bool = False
+    trust_group: Optional[int] = None
+    timeout: float = 10.0
+
+
+def _check_owner(info: SegmentInfo, opts: OpenOptions, what: str) -> None:
+    """Refuse a segment owned or created by a user other than this one or
+    root (as shmstore does unless told otherwise): another user could have
+    put anything at a known key."""
+    if opts.allow_foreign_owner:
+        return
+    euid = os.geteuid()
+    g = opts.trust_group
+
+    def in_group(uid: int) -> bool:
+        return (
+            g is not None
+            and info.gid == g
+            and ((uid == info.cuid and info.cgid == g) or _user_in_group(uid, g))
+        )
+
+    def trusted(uid: int) -> bool:
+        return uid == euid or uid == 0 or in_group(uid)
+
+    if not trusted(info.uid) or not trusted(info.cuid):
+        raise ForeignOwner(
+            f"segment {info.id} ({what}) belongs to uid {info.uid} (created by uid {info.cuid}, "
+            f"group {info.gid}), not to this user (uid {euid}) or root: pass --allow-foreign-owner "
+            f"to read it anyway, or --trust-group GID for a group's object"
+        )
+
+
+class _Attachment:
+    """A read-only attachment of a segment, with what IPC_STAT said of it."""
+
+    def __init__(self, shmid: int, what: str, opts: OpenOptions):
+        self.addr = None
+        self.info = _segment_stat(shmid, what)
+        _check_owner(self.info, opts, what)
+        addr = _libc().shmat(shmid, None, SHM_RDONLY)
+        if addr is None or addr == M64:
+            err = ctypes.get_errno()
+            if err in (errno.EACCES, errno.EPERM):
+                raise PermissionDenied(
+                    f"may not attach segment {shmid} ({what}) read-only: {os.strerror(err)}"
+                )
+            if err in (errno.EINVAL, errno.EIDRM):
+                raise NotFound(f"segment {shmid} ({what}) is gone")
+            raise OsFailure(f"shmat of segment {shmid} ({what}): {os.strerror(err)}")
+        self.addr = addr
+        self.size = self.info.size
+
+    def close(self) -> None:
+        if self.addr is not None:
+            _libc().shmdt(self.addr)
+            self.addr = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass

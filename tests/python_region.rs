@@ -1,0 +1,386 @@
+//! The Python reader (`python/shmstore_reader/`) on regions: it copies a
+//! region's current archive as FORMAT.md says, never returns a torn archive
+//! while Rust publishes nonstop, and decodes every rkyv 0.8 layout FORMAT.md
+//! documents ("Region archives") to the value Rust archived.
+//!
+//! Each test is skipped, saying why, when `python3` cannot be run.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+
+use common::python::{hex, hex_key, py, py_with_input, python_or_skip};
+use common::{Kid, SegGuard, child_args, key_arg, report, stop_on_stdin, unique_key};
+use serde_json::{Value, json};
+use shmstore::SharedRegion;
+
+#[derive(rkyv::Archive, rkyv::Serialize, Debug, Clone, PartialEq)]
+struct Inner {
+    tag: u8,
+    words: Vec<u16>,
+}
+
+/// A region's value with the field types FORMAT.md documents.
+#[derive(rkyv::Archive, rkyv::Serialize, Debug, Clone, PartialEq)]
+struct Sample {
+    id: u64,
+    short: String,
+    long: String,
+    ports: Vec<u32>,
+    limit: Option<u64>,
+    on: bool,
+    ratio: f64,
+    inner: Inner,
+}
+
+/// The schema of [`Sample`] for the Python reader.
+const SAMPLE_SCHEMA: &str = r#"[["id", "u64"], ["short", "str"], ["long", "str"],
+    ["ports", "vec<u32>"], ["limit", "option<u64>"], ["on", "bool"], ["ratio", "f64"],
+    ["inner", [["tag", "u8"], ["words", "vec<u16>"]]]]"#;
+
+impl Sample {
+    /// A value whose every field derives from `v`: a torn archive shows.
+    fn of(v: u64) -> Sample {
+        Sample {
+            id: v,
+            short: format!("s{}", v % 10_000_000),
+            long: format!("version {v} of a string longer than eight bytes"),
+            ports: (0..(v % 5) as u32).map(|i| i * 1000 + v as u32).collect(),
+            limit: (!v.is_multiple_of(3)).then_some(v * 1000),
+            on: v.is_multiple_of(2),
+            ratio: v as f64 / 8.0,
+            inner: Inner {
+                tag: (v % 251) as u8,
+                words: (0..(v % 4) as u16)
+                    .map(|i| i.wrapping_add(v as u16))
+                    .collect(),
+            },
+        }
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "short": self.short,
+            "long": self.long,
+            "ports": self.ports,
+            "limit": self.limit,
+            "on": self.on,
+            "ratio": self.ratio,
+            "inner": {"tag": self.inner.tag, "words": self.inner.words},
+        })
+    }
+}
+
+#[test]
+fn child_entry() {
+    let Some(args) = child_args() else { return };
+    match args[0].as_str() {
+        "publish" => {
+            let region = SharedRegion::<Sample>::open(key_arg(&args, 1)).unwrap();
+            let stop = stop_on_stdin();
+            report("ready", 1);
+            let mut published = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let v = region.version();
+                region.publish(&Sample::of(v + 1)).unwrap();
+                published += 1;
+            }
+            report("published", published);
+        }
+        other => panic!("unknown role {other}"),
+    }
+    std::process::exit(0);
+}
+
+#[test]
+fn copies_and_decodes_a_region() {
+    if !python_or_skip("copies_and_decodes_a_region") {
+        return;
+    }
+    let key = unique_key();
+    let region = SharedRegion::<Sample>::create(key, 4096).unwrap();
+    let _guard = SegGuard(region.id());
+    let target = hex_key(key);
+    assert_eq!(py(&["region", &target]).error(), "nothing_published");
+
+    let edge = Sample {
+        id: u64::MAX,
+        short: "12345678".into(),
+        long: "123456789".into(),
+        ports: Vec::new(),
+        limit: None,
+        on: false,
+        ratio: -0.1,
+        inner: Inner {
+            tag: 0,
+            words: vec![u16::MAX],
+        },
+    };
+    let long = Sample {
+        long: "é".repeat(100),
+        ports: (0..300).collect(),
+        ..Sample::of(7)
+    };
+    for (i, value) in [Sample::of(1), Sample::of(3), edge, long]
+        .iter()
+        .enumerate()
+    {
+        region.publish(value).unwrap();
+        let decoded = py(&["region", &target, "--schema", SAMPLE_SCHEMA]).ok();
+        assert_eq!(decoded["version"], i + 1);
+        assert_eq!(decoded["value"], value.json(), "{value:?}");
+        let raw = py(&["region", &target]).ok();
+        let archive = rkyv::to_bytes::<rkyv::rancor::Error>(value).unwrap();
+        assert_eq!(raw["len"], archive.len());
+        assert_eq!(raw["bytes"], hex(&archive), "{value:?}");
+    }
+
+    let info = py(&["info", &target]).ok();
+    assert_eq!(info["kind"], "region");
+    assert_eq!(info["type_extra"], "0x72010404");
+    assert_eq!(info["value_size"], size_of::<ArchivedSample>());
+    assert_eq!(info["region"]["current_version"], 4);
+    assert_eq!(py(&["cell", &target]).error(), "wrong_kind");
+    assert_eq!(
+        py(&["region", &target, "--schema", "u64"]).error(),
+        "type_mismatch"
+    );
+    assert_eq!(py(&["region", &target, "--schema", "[\"x\""]).status, 2);
+
+    // While a Rust process publishes nonstop, every archive copied decodes
+    // to the value of its own version, and versions only move forward.
+    let mut publisher = Kid::spawn(&["publish", &key.raw().to_string()]);
+    publisher.expect("ready");
+    let (mut runs, mut reads, mut retries) = (0, 0usize, 0u64);
+    let mut overlapped = false;
+    while !overlapped && runs < 10 {
+        runs += 1;
+        let run = py(&[
+            "region",
+            &target,
+            "--schema",
+            SAMPLE_SCHEMA,
+            "--reads",
+            "2000",
+        ]);
+        assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+        let lines = run.lines();
+        let mut last = 0;
+        for line in &lines {
+            let version = line["version"].as_u64().unwrap();
+            assert_eq!(line["value"], Sample::of(version).json(), "torn: {line}");
+            assert!(version >= last, "went back from {last}: {line}");
+            last = version;
+            retries += line["retries"].as_u64().unwrap();
+        }
+        reads += lines.len();
+        overlapped = lines.first().map(|l| &l["version"]) != lines.last().map(|l| &l["version"]);
+    }
+    publisher.send("stop");
+    let published: u64 = publisher.expect("published").parse().unwrap();
+    assert!(publisher.wait().success());
+    assert!(
+        overlapped,
+        "in {runs} runs the Python reader never saw a new version"
+    );
+    println!("{runs} runs, {reads} distinct reads, {retries} retries, {published} published");
+}
+
+#[derive(rkyv::Archive, rkyv::Serialize)]
+struct Padded {
+    a: u8,
+    b: u64,
+    c: u16,
+}
+
+#[derive(rkyv::Archive, rkyv::Serialize)]
+enum Shape {
+    Empty,
+    Circle(u32),
+    Named { sides: u8, name: String },
+}
+
+#[derive(rkyv::Archive, rkyv::Serialize)]
+#[allow(dead_code)]
+enum Level {
+    Low = 3,
+    High = 7,
+}
+
+/// The example of FORMAT.md, "Region archives".
+#[derive(rkyv::Archive, rkyv::Serialize)]
+struct Config {
+    id: u32,
+    name: String,
+    ports: Vec<u16>,
+    backup: Option<u64>,
+}
+
+#[test]
+fn decodes_the_documented_rkyv_layouts() {
+    if !python_or_skip("decodes_the_documented_rkyv_layouts") {
+        return;
+    }
+    macro_rules! archive {
+        ($value:expr) => {
+            rkyv::to_bytes::<rkyv::rancor::Error>(&$value)
+                .unwrap()
+                .to_vec()
+        };
+    }
+    // FORMAT.md shows these bytes: they must stay what rkyv writes.
+    let config = archive!(Config {
+        id: 7,
+        name: "db.example.org".into(),
+        ports: vec![80, 443],
+        backup: Some(9),
+    });
+    let rows = [
+        "64622e6578616d70", // 0: "db.examp"
+        "6c652e6f72675000", // 8: "le.org", then ports[0] = 80
+        "bb01000000000000", // 16: ports[1] = 443, padding
+        "070000008e000000", // 24: the root: id = 7; name: length word 0x8e
+        "e4ffffffeaffffff", // 32: name's offset -28; ports' pointer -22
+        "0200000000000000", // 40: ports' length 2, padding
+        "0100000000000000", // 48: backup: tag 1 (Some), padding
+        "0900000000000000", // 56: backup's value 9
+    ];
+    assert_eq!(hex(&config), rows.concat());
+    let long = |c: char, n: usize| std::iter::repeat_n(c, n).collect::<String>();
+    let cases: Vec<(&str, Vec<u8>, Value)> = vec![
+        ("u8", archive!(0xabu8), json!(0xab)),
+        ("i16", archive!(-2i16), json!(-2)),
+        ("u32", archive!(0x0102_0304u32), json!(0x0102_0304)),
+        ("i64", archive!(i64::MIN), json!(i64::MIN)),
+        ("u128", archive!(u128::from(u64::MAX)), json!(u64::MAX)),
+        ("i128", archive!(-3i128), json!(-3)),
+        ("usize", archive!(0x0102_0304usize), json!(0x0102_0304)),
+        ("isize", archive!(-5isize), json!(-5)),
+        ("f32", archive!(1.5f32), json!(1.5)),
+        ("f64", archive!(-0.1f64), json!(-0.1)),
+        ("bool", archive!(true), json!(true)),
+        ("char", archive!('🎉'), json!("🎉")),
+        ("()", archive!(()), json!(null)),
+        (
+            r#"[["a", "u8"], ["b", "u64"], ["c", "u16"]]"#,
+            archive!(Padded { a: 1, b: 2, c: 3 }),
+            json!({"a": 1, "b": 2, "c": 3}),
+        ),
+        (
+            "(u8, u32, u16)",
+            archive!((1u8, 2u32, 3u16)),
+            json!([1, 2, 3]),
+        ),
+        ("[u16; 3]", archive!([1u16, 2, 3]), json!([1, 2, 3])),
+        ("str", archive!(String::new()), json!("")),
+        ("str", archive!("a".to_string()), json!("a")),
+        ("str", archive!("12345678".to_string()), json!("12345678")),
+        ("str", archive!("123456789".to_string()), json!("123456789")),
+        (
+            "str",
+            archive!("héllo wörld".to_string()),
+            json!("héllo wörld"),
+        ),
+        ("str", archive!(long('x', 63)), json!(long('x', 63))),
+        ("str", archive!(long('y', 64)), json!(long('y', 64))),
+        ("str", archive!(long('z', 70)), json!(long('z', 70))),
+        (
+            "str",
+            archive!(long('w', 100_000)),
+            json!(long('w', 100_000)),
+        ),
+        ("vec<u32>", archive!(Vec::<u32>::new()), json!([])),
+        ("vec<u32>", archive!(vec![1u32, 2, 3]), json!([1, 2, 3])),
+        (
+            "vec<str>",
+            archive!(vec!["ab".to_string(), "0123456789abc".to_string()]),
+            json!(["ab", "0123456789abc"]),
+        ),
+        (
+            "vec<vec<u8>>",
+            archive!(vec![vec![1u8], vec![], vec![2, 3]]),
+            json!([[1], [], [2, 3]]),
+        ),
+        (
+            "vec<option<u64>>",
+            archive!(vec![Some(1u64), None, Some(3)]),
+            json!([1, null, 3]),
+        ),
+        ("option<u64>", archive!(None::<u64>), json!(null)),
+        ("option<u64>", archive!(Some(u64::MAX)), json!(u64::MAX)),
+        ("option<u8>", archive!(Some(7u8)), json!(7)),
+        ("option<bool>", archive!(Some(false)), json!(false)),
+        (
+            "option<str>",
+            archive!(Some("a string of 21 bytes!".to_string())),
+            json!("a string of 21 bytes!"),
+        ),
+        ("box<u64>", archive!(Box::new(42u64)), json!(42)),
+        (
+            "box<str>",
+            archive!(Box::<str>::from("a boxed str")),
+            json!("a boxed str"),
+        ),
+        (
+            "box<[u32]>",
+            archive!(Box::<[u32]>::from(vec![4u32, 5])),
+            json!([4, 5]),
+        ),
+        (
+            "box<string>",
+            archive!(Box::new("inner string!".to_string())),
+            json!("inner string!"),
+        ),
+        (
+            "result<u32, str>",
+            archive!(Ok::<u32, String>(5)),
+            json!({"Ok": [5]}),
+        ),
+        (
+            "result<u32, str>",
+            archive!(Err::<u32, String>("bad".into())),
+            json!({"Err": ["bad"]}),
+        ),
+    ];
+    let shape = r#"{"enum": [["Empty", null], ["Circle", ["u32"]],
+        ["Named", [["sides", "u8"], ["name", "str"]]]]}"#;
+    let level = r#"{"enum": [{"name": "Low", "fields": null, "tag": 3},
+        {"name": "High", "fields": null, "tag": 7}]}"#;
+    let config_schema = r#"[["id", "u32"], ["name", "str"], ["ports", "vec<u16>"],
+        ["backup", "option<u64>"]]"#;
+    let more: Vec<(&str, Vec<u8>, Value)> = vec![
+        (shape, archive!(Shape::Empty), json!("Empty")),
+        (
+            shape,
+            archive!(Shape::Circle(0xdead_beef)),
+            json!({"Circle": [0xdead_beef_u32]}),
+        ),
+        (
+            shape,
+            archive!(Shape::Named {
+                sides: 5,
+                name: "a pentagon, named".into()
+            }),
+            json!({"Named": {"sides": 5, "name": "a pentagon, named"}}),
+        ),
+        (level, archive!(Level::High), json!("High")),
+        (
+            config_schema,
+            config,
+            json!({"id": 7, "name": "db.example.org", "ports": [80, 443], "backup": 9}),
+        ),
+    ];
+    for (schema, bytes, want) in cases.into_iter().chain(more) {
+        let run = py_with_input(&["decode", "--schema", schema], Some(&bytes));
+        let got = run.ok();
+        assert_eq!(got["len"], bytes.len(), "{schema}: {}", hex(&bytes));
+        assert_eq!(got["value"], want, "{schema}: {}", hex(&bytes));
+    }
+    // A pointer out of the archive is an error that says where.
+    let mut bad = archive!(vec![1u32, 2, 3]);
+    let at = bad.len() - 8;
+    bad[at..at + 4].copy_from_slice(&(-1000i32).to_le_bytes());
+    let run = py_with_input(&["decode", "--schema", "vec<u32>"], Some(&bad));
+    assert_eq!(run.error(), "decode");
+}

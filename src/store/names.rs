@@ -101,6 +101,10 @@ fn holds(k: Key, name: &str, options: &Common, read_only: bool) -> Result<Holds>
             .and_then(|t| t.checked_add(CREATOR_WINDOW))
             .is_none_or(|t| t < std::time::SystemTime::now());
         if settled {
+            // Unless the creator wrote its first words since the look.
+            if h.magic.load(Acquire) == MAGIC {
+                continue;
+            }
             return Ok(Holds::Other);
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {

@@ -35,6 +35,13 @@
  * change how long an open waits for a creator to finish (5000 ms by
  * default), and SHMSTORE_ABI_LIBC if the C library is neither glibc nor
  * musl as detected below.
+ *
+ * As shmstore does, it opens only segments whose owner and creator are this
+ * process's effective user or root (SHMSTORE_EFOREIGN otherwise; a name skips
+ * such a segment): another user could put a segment of its own at a known
+ * key or at a name's key. Define SHMSTORE_TRUST_GROUP to a group id to also
+ * trust the members of that group in a segment of that group, or
+ * SHMSTORE_ALLOW_FOREIGN_OWNER to 1 to open any user's segments.
  */
 #ifndef SHMSTORE_H
 #define SHMSTORE_H
@@ -54,6 +61,11 @@
 #include <sys/shm.h>
 #include <sys/types.h>
 #include <unistd.h>
+
+#ifdef SHMSTORE_TRUST_GROUP
+#include <grp.h>
+#include <pwd.h>
+#endif
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "shmstore's on-segment format is little-endian; big-endian targets are not supported"
@@ -358,6 +370,10 @@ _Static_assert(sizeof(pthread_mutex_t) <= SHMSTORE_MUTEX_ROOM, "the mutex fits i
 #define SHMSTORE_INIT_TIMEOUT_MS 5000u
 #endif
 
+#ifndef SHMSTORE_ALLOW_FOREIGN_OWNER
+#define SHMSTORE_ALLOW_FOREIGN_OWNER 0
+#endif
+
 /* ------------------------------------------------------------------------
  * Errors
  * --------------------------------------------------------------------- */
@@ -394,6 +410,10 @@ enum shmstore_error {
     /* The caller's buffer is smaller than the archive (its length is
      * returned). */
     SHMSTORE_ETOOSMALL = 12,
+    /* The segment's owner or creator is another user than this process's
+     * effective user and root (see SHMSTORE_TRUST_GROUP and
+     * SHMSTORE_ALLOW_FOREIGN_OWNER above). */
+    SHMSTORE_EFOREIGN = 13,
 };
 
 /* A sentence for each error code. */
@@ -427,6 +447,8 @@ static inline const char *shmstore_strerror(int code)
         return "invalid argument";
     case SHMSTORE_ETOOSMALL:
         return "the buffer is smaller than the archive";
+    case SHMSTORE_EFOREIGN:
+        return "the segment belongs to another user (neither this one nor root)";
     default:
         return "unknown shmstore error";
     }
@@ -560,8 +582,57 @@ static inline int shmstore__alive(pid_t pid)
     return close[2] != 'Z' && close[2] != 'X';
 }
 
+#ifdef SHMSTORE_TRUST_GROUP
+/* Whether the user database puts user `uid` in group `gid`, as its primary
+ * group or a supplementary one. It calls getpwuid and getgrgid, which are
+ * not thread-safe. */
+static inline int shmstore__user_in_group(uid_t uid, gid_t gid)
+{
+    const struct passwd *pw = getpwuid(uid);
+    if (pw == NULL || pw->pw_name == NULL)
+        return 0;
+    if (pw->pw_gid == gid)
+        return 1;
+    char user[256];
+    size_t n = strlen(pw->pw_name);
+    if (n >= sizeof user)
+        return 0;
+    memcpy(user, pw->pw_name, n + 1);
+    const struct group *gr = getgrgid(gid);
+    if (gr == NULL || gr->gr_mem == NULL)
+        return 0;
+    for (char *const *m = gr->gr_mem; *m != NULL; m++)
+        if (strcmp(*m, user) == 0)
+            return 1;
+    return 0;
+}
+#endif
+
+/* Whether user `uid`, the owner or the creator of the segment `ds`
+ * describes, is trusted: this process's effective user, root, or (with
+ * SHMSTORE_TRUST_GROUP) a member of that group in a segment of that group,
+ * the creator counting as one when the kernel recorded the group as its
+ * group (cgid). */
+static inline int shmstore__trusted_user(uid_t uid, const struct shmid_ds *ds)
+{
+    if (uid == geteuid() || uid == 0)
+        return 1;
+#ifdef SHMSTORE_TRUST_GROUP
+    const gid_t group = (gid_t)(SHMSTORE_TRUST_GROUP);
+    if (ds->shm_perm.gid == group &&
+        ((uid == ds->shm_perm.cuid && ds->shm_perm.cgid == group) ||
+         shmstore__user_in_group(uid, group)))
+        return 1;
+#else
+    (void)ds;
+#endif
+    return 0;
+}
+
 /* Attach segment `id` read-only and learn its real size, without looking at
- * its bytes. */
+ * its bytes. A segment owned or created by another user is refused
+ * (SHMSTORE_EFOREIGN, the user's id in `detail_value`) before it is
+ * attached, unless SHMSTORE_ALLOW_FOREIGN_OWNER is 1. */
 static inline int shmstore_attach_id(int id, struct shmstore_object *out)
 {
     memset(out, 0, sizeof *out);
@@ -579,6 +650,15 @@ static inline int shmstore_attach_id(int id, struct shmstore_object *out)
                                     (uint64_t)id);
         }
         return shmstore__system(out, "shmctl(IPC_STAT)", err);
+    }
+    if (!SHMSTORE_ALLOW_FOREIGN_OWNER) {
+        int owner = shmstore__trusted_user(ds.shm_perm.uid, &ds);
+        if (!owner || !shmstore__trusted_user(ds.shm_perm.cuid, &ds))
+            return shmstore__refuse(out, SHMSTORE_EFOREIGN,
+                                    owner ? "the segment was created by another user"
+                                          : "the segment is owned by another user",
+                                    owner ? (uint64_t)ds.shm_perm.cuid
+                                          : (uint64_t)ds.shm_perm.uid);
     }
     void *p = shmat(id, NULL, SHM_RDONLY);
     if (p == (void *)-1) {
@@ -906,8 +986,8 @@ static inline int shmstore__holds(key_t key, const char *name, size_t len,
     out->key = key;
     if (arc == SHMSTORE_ENOTFOUND)
         return SHMSTORE__HOLDS_NOTHING; /* removed meanwhile */
-    if (arc == SHMSTORE_ESYSTEM && out->sys_errno == EACCES)
-        return SHMSTORE__HOLDS_OTHER;
+    if ((arc == SHMSTORE_ESYSTEM && out->sys_errno == EACCES) || arc == SHMSTORE_EFOREIGN)
+        return SHMSTORE__HOLDS_OTHER; /* a segment this process may not open */
     if (arc != SHMSTORE_OK) {
         *rc = arc;
         return SHMSTORE__HOLDS_OTHER;
@@ -955,7 +1035,8 @@ static inline int shmstore__holds(key_t key, const char *name, size_t len,
 }
 
 /* Open the object named `name` (a NUL-terminated string): try the 8 keys of
- * its sequence in order, skip keys with no segment, segments of another name
+ * its sequence in order, skip keys with no segment, segments this process
+ * may not open (another user's, or no permission), segments of another name
  * or of none and segments that are not shmstore's, and open the first one
  * that holds the name, on the attachment that showed the name. */
 static inline int shmstore_open_name(const char *name, struct shmstore_object *out)

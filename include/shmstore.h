@@ -46,6 +46,7 @@
 #ifndef SHMSTORE_H
 #define SHMSTORE_H
 
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -558,16 +559,11 @@ static inline void shmstore__backoff(unsigned round)
     }
 }
 
-/* Whether process `pid` lives: it has an entry in /proc that is not a
- * zombie's. A simplification of FORMAT.md's rule (which also compares start
- * times): it serves only to stop waiting early for a creator that died, and
- * every wait is bounded anyway. */
-static inline int shmstore__alive(pid_t pid)
+/* Whether the thread whose /proc stat file is `path` lives: 1 if the file
+ * shows a state other than zombie or dead, or cannot be read for another
+ * reason than the thread being gone; 0 if it is a zombie or gone. */
+static inline int shmstore__stat_lives(const char *path)
 {
-    if (pid <= 0)
-        return 0;
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
     FILE *f = fopen(path, "r");
     if (f == NULL)
         return errno != ENOENT && errno != ESRCH;
@@ -576,10 +572,41 @@ static inline int shmstore__alive(pid_t pid)
     fclose(f);
     buf[n] = '\0';
     /* "pid (comm) S ...": the state follows the last ')'. */
-    const char *close = strrchr(buf, ')');
-    if (close == NULL || close[1] != ' ')
+    const char *end = strrchr(buf, ')');
+    if (end == NULL || end[1] != ' ')
         return 1;
-    return close[2] != 'Z' && close[2] != 'X';
+    return end[2] != 'Z' && end[2] != 'X';
+}
+
+/* Whether process `pid` lives: one of its threads (/proc/PID/task/TID) is
+ * not a zombie. (A process whose first thread has exited shows as a zombie
+ * in /proc/PID/stat while its other threads run.) A simplification of
+ * FORMAT.md's rule (which also compares start times): it serves only to stop
+ * waiting early for a creator that died, and every wait is bounded anyway. */
+static inline int shmstore__alive(pid_t pid)
+{
+    if (pid <= 0)
+        return 0;
+    char path[96];
+    snprintf(path, sizeof path, "/proc/%ld/task", (long)pid);
+    DIR *tasks = opendir(path);
+    if (tasks == NULL) {
+        if (errno == ENOENT || errno == ESRCH)
+            return 0;
+        snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+        return shmstore__stat_lives(path);
+    }
+    int alive = 0;
+    const struct dirent *task;
+    while (!alive && (task = readdir(tasks)) != NULL) {
+        if (task->d_name[0] < '0' || task->d_name[0] > '9' ||
+            strlen(task->d_name) > 20)
+            continue;
+        snprintf(path, sizeof path, "/proc/%ld/task/%.20s/stat", (long)pid, task->d_name);
+        alive = shmstore__stat_lives(path);
+    }
+    closedir(tasks);
+    return alive;
 }
 
 #ifdef SHMSTORE_TRUST_GROUP

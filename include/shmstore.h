@@ -4,9 +4,9 @@
  * A single C11 header; every function is static inline, so there is
  * nothing to link. It attaches segments read-only (SHM_RDONLY) and never
  * writes a byte of them: it reads a SharedCell's value with the lock-free
- * protocol of FORMAT.md ("Reading") and copies a SharedRegion's current
- * rkyv archive ("Reading without writing"). It does not take the writers'
- * mutex, pin region buffers or wait for changes.
+ * protocol of FORMAT.md ("Reading a cell") and copies a SharedRegion's
+ * current rkyv archive ("Reading a region by copying"). It does not take the
+ * writers' mutex, pin region buffers or wait for changes.
  *
  *     #include "shmstore.h"
  *
@@ -82,6 +82,12 @@ _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2,
 
 /* The first eight bytes of every segment: "shmstore", little-endian. */
 #define SHMSTORE_MAGIC UINT64_C(0x65726f74736d6873)
+
+/* A region's `type_extra` when its archives are in the rkyv format FORMAT.md
+ * ("Region archives") describes: rkyv 0.8, little-endian, 32-bit relative
+ * pointers and lengths, aligned. A program that decodes archives by those
+ * rules refuses a region with another `type_extra`. */
+#define SHMSTORE_RKYV_FORMAT UINT64_C(0x72010404)
 
 enum {
     SHMSTORE_FORMAT_VERSION = 4,
@@ -1149,8 +1155,10 @@ static inline int shmstore_fingerprint_matches(const struct shmstore_object *obj
  * SHMSTORE_KIND_REGION) with values of `size` bytes aligned to `align`.
  * With a `type_name` (NUL-terminated, the whole name as the writer gave it),
  * also check the fingerprint of that name with `schema_version`, the size
- * and alignment, and the stored `type_extra` (for regions, rkyv's format
- * word, which C does not interpret). */
+ * and alignment, and the stored `type_extra`. The stored `type_extra` itself
+ * is not checked (for regions, rkyv's format word, which C does not
+ * interpret): a program that decodes a region's archives compares it with
+ * SHMSTORE_RKYV_FORMAT. */
 static inline int shmstore_check_type(struct shmstore_object *obj, uint32_t kind, size_t size,
                                       size_t align, const char *type_name, uint32_t schema_version)
 {
@@ -1209,8 +1217,9 @@ static inline int shmstore_version(const struct shmstore_object *obj, uint64_t *
 }
 
 /* Read a cell's current value into `out` (`size` bytes, the value's size):
- * the lock-free seqlock over a ring of slots of FORMAT.md ("Reading"). The
- * copy returned is never torn; `version` (if not NULL) gets its version. */
+ * the lock-free seqlock over a ring of slots of FORMAT.md ("Reading a
+ * cell"). The copy returned is never torn; `version` (if not NULL) gets its
+ * version. */
 static inline int shmstore_cell_read(struct shmstore_object *obj, void *out, size_t size,
                                      uint64_t *version)
 {
@@ -1245,10 +1254,11 @@ static inline size_t shmstore_region_capacity(const struct shmstore_object *obj)
 }
 
 /* Copy a region's current archive into `buf` (`cap` bytes; any alignment,
- * though rkyv wants 16 to read it in place): FORMAT.md, "Reading without
- * writing". `len` gets the archive's length and `version` (if not NULL) its
- * version. A copy that a writer may have overwritten meanwhile is made
- * again. The bytes are an rkyv archive that C does not check: validate it
+ * though rkyv reads it in place only at max(16, value_align), since an
+ * archive aligns its parts relative to its start): FORMAT.md, "Reading a
+ * region by copying". `len` gets the archive's length and `version` (if not
+ * NULL) its version. A copy that a writer may have overwritten meanwhile is
+ * made again. The bytes are an rkyv archive that C does not check: validate it
  * before trusting it. SHMSTORE_ETOOSMALL sets `len` to the length needed
  * (at most shmstore_region_capacity()). */
 static inline int shmstore_region_copy(struct shmstore_object *obj, void *buf, size_t cap,

@@ -222,6 +222,12 @@ fn c_validator_refuses_corrupt_and_foreign_segments() {
             out.status.success() && said.starts_with("valid "),
             "a live {what} refused: {said}"
         );
+        // The rkyv format FORMAT.md describes is the one Rust writes.
+        assert_eq!(
+            said.contains(" rkyv_format=ok"),
+            what == "region",
+            "a live {what}: {said}"
+        );
         drop(guard);
     }
 

@@ -1034,36 +1034,38 @@ static inline int shmstore__holds(key_t key, const char *name, size_t len,
     for (;;) {
         /* The name is written before the magic (release). */
         uint64_t magic = atomic_load_explicit(&h->magic, memory_order_acquire);
-        if (magic == SHMSTORE_MAGIC) {
-            uint32_t stored = atomic_load_explicit(&h->name_len, memory_order_relaxed);
-            int same = stored == len;
-            for (size_t k = 0; same && k < len; k++)
-                same = atomic_load_explicit(&h->name[k], memory_order_relaxed) ==
-                       (unsigned char)name[k];
-            if (same)
-                return SHMSTORE__HOLDS_THIS;
-            shmstore_close(out);
-            return SHMSTORE__HOLDS_OTHER;
-        }
-        uint32_t state = atomic_load_explicit(&h->state, memory_order_acquire);
-        if (magic == 0 && state == SHMSTORE_STATE_READY &&
-            atomic_load_explicit(&h->magic, memory_order_acquire) == SHMSTORE_MAGIC)
-            continue; /* the creator finished between the two loads */
-        if (magic != 0 || state > SHMSTORE_STATE_INITIALIZING) {
-            shmstore_close(out);
-            return SHMSTORE__HOLDS_OTHER;
-        }
-        /* No magic yet: a creator at its first instructions, while it lives
-         * and the segment is less than 2 seconds old. One judged dead may
-         * have finished and exited since the loads above: look again. */
-        if (!shmstore__alive(out->cpid) || time(NULL) > out->ctime + 2 ||
-            shmstore__now_ms() - start >= SHMSTORE_INIT_TIMEOUT_MS) {
-            if (atomic_load_explicit(&h->magic, memory_order_acquire) == SHMSTORE_MAGIC)
+        if (magic != SHMSTORE_MAGIC) {
+            uint32_t state = atomic_load_explicit(&h->state, memory_order_acquire);
+            if (magic != 0 || state > SHMSTORE_STATE_READY) {
+                shmstore_close(out);
+                return SHMSTORE__HOLDS_OTHER;
+            }
+            /* No magic yet. READY (release) comes after the magic: the
+             * creator finished between the two loads. Else a creator at its
+             * first instructions (its state may be seen before its magic):
+             * wait while it lives and the segment is less than 2 seconds
+             * old. One judged dead may have finished and exited since the
+             * loads above. Either way, look at the magic once more. */
+            if (state != SHMSTORE_STATE_READY && shmstore__alive(out->cpid) &&
+                time(NULL) <= out->ctime + 2 &&
+                shmstore__now_ms() - start < SHMSTORE_INIT_TIMEOUT_MS) {
+                poll(NULL, 0, 1);
                 continue;
-            shmstore_close(out);
-            return SHMSTORE__HOLDS_OTHER;
+            }
+            if (atomic_load_explicit(&h->magic, memory_order_acquire) != SHMSTORE_MAGIC) {
+                shmstore_close(out);
+                return SHMSTORE__HOLDS_OTHER;
+            }
         }
-        poll(NULL, 0, 1);
+        uint32_t stored = atomic_load_explicit(&h->name_len, memory_order_relaxed);
+        int same = stored == len;
+        for (size_t k = 0; same && k < len; k++)
+            same = atomic_load_explicit(&h->name[k], memory_order_relaxed) ==
+                   (unsigned char)name[k];
+        if (same)
+            return SHMSTORE__HOLDS_THIS;
+        shmstore_close(out);
+        return SHMSTORE__HOLDS_OTHER;
     }
 }
 

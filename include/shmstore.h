@@ -4,9 +4,9 @@
  * A single C11 header; every function is static inline, so there is
  * nothing to link. It attaches segments read-only (SHM_RDONLY) and never
  * writes a byte of them: it reads a SharedCell's value with the lock-free
- * protocol of FORMAT.md ("Reading") and copies a SharedRegion's current
- * rkyv archive ("Reading without writing"). It does not take the writers'
- * mutex, pin region buffers or wait for changes.
+ * protocol of FORMAT.md ("Reading a cell") and copies a SharedRegion's
+ * current rkyv archive ("Reading a region by copying"). It does not take the
+ * writers' mutex, pin region buffers or wait for changes.
  *
  *     #include "shmstore.h"
  *
@@ -35,10 +35,18 @@
  * change how long an open waits for a creator to finish (5000 ms by
  * default), and SHMSTORE_ABI_LIBC if the C library is neither glibc nor
  * musl as detected below.
+ *
+ * As shmstore does, it opens only segments whose owner and creator are this
+ * process's effective user or root (SHMSTORE_EFOREIGN otherwise; a name skips
+ * such a segment): another user could put a segment of its own at a known
+ * key or at a name's key. Define SHMSTORE_TRUST_GROUP to a group id to also
+ * trust the members of that group in a segment of that group, or
+ * SHMSTORE_ALLOW_FOREIGN_OWNER to 1 to open any user's segments.
  */
 #ifndef SHMSTORE_H
 #define SHMSTORE_H
 
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -55,6 +63,11 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#ifdef SHMSTORE_TRUST_GROUP
+#include <grp.h>
+#include <pwd.h>
+#endif
+
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "shmstore's on-segment format is little-endian; big-endian targets are not supported"
 #endif
@@ -69,6 +82,12 @@ _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2,
 
 /* The first eight bytes of every segment: "shmstore", little-endian. */
 #define SHMSTORE_MAGIC UINT64_C(0x65726f74736d6873)
+
+/* A region's `type_extra` when its archives are in the rkyv format FORMAT.md
+ * ("Region archives") describes: rkyv 0.8, little-endian, 32-bit relative
+ * pointers and lengths, aligned. A program that decodes archives by those
+ * rules refuses a region with another `type_extra`. */
+#define SHMSTORE_RKYV_FORMAT UINT64_C(0x72010404)
 
 enum {
     SHMSTORE_FORMAT_VERSION = 4,
@@ -358,6 +377,10 @@ _Static_assert(sizeof(pthread_mutex_t) <= SHMSTORE_MUTEX_ROOM, "the mutex fits i
 #define SHMSTORE_INIT_TIMEOUT_MS 5000u
 #endif
 
+#ifndef SHMSTORE_ALLOW_FOREIGN_OWNER
+#define SHMSTORE_ALLOW_FOREIGN_OWNER 0
+#endif
+
 /* ------------------------------------------------------------------------
  * Errors
  * --------------------------------------------------------------------- */
@@ -394,6 +417,10 @@ enum shmstore_error {
     /* The caller's buffer is smaller than the archive (its length is
      * returned). */
     SHMSTORE_ETOOSMALL = 12,
+    /* The segment's owner or creator is another user than this process's
+     * effective user and root (see SHMSTORE_TRUST_GROUP and
+     * SHMSTORE_ALLOW_FOREIGN_OWNER above). */
+    SHMSTORE_EFOREIGN = 13,
 };
 
 /* A sentence for each error code. */
@@ -427,6 +454,8 @@ static inline const char *shmstore_strerror(int code)
         return "invalid argument";
     case SHMSTORE_ETOOSMALL:
         return "the buffer is smaller than the archive";
+    case SHMSTORE_EFOREIGN:
+        return "the segment belongs to another user (neither this one nor root)";
     default:
         return "unknown shmstore error";
     }
@@ -536,16 +565,11 @@ static inline void shmstore__backoff(unsigned round)
     }
 }
 
-/* Whether process `pid` lives: it has an entry in /proc that is not a
- * zombie's. A simplification of FORMAT.md's rule (which also compares start
- * times): it serves only to stop waiting early for a creator that died, and
- * every wait is bounded anyway. */
-static inline int shmstore__alive(pid_t pid)
+/* Whether the thread whose /proc stat file is `path` lives: 1 if the file
+ * shows a state other than zombie or dead, or cannot be read for another
+ * reason than the thread being gone; 0 if it is a zombie or gone. */
+static inline int shmstore__stat_lives(const char *path)
 {
-    if (pid <= 0)
-        return 0;
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
     FILE *f = fopen(path, "r");
     if (f == NULL)
         return errno != ENOENT && errno != ESRCH;
@@ -554,14 +578,94 @@ static inline int shmstore__alive(pid_t pid)
     fclose(f);
     buf[n] = '\0';
     /* "pid (comm) S ...": the state follows the last ')'. */
-    const char *close = strrchr(buf, ')');
-    if (close == NULL || close[1] != ' ')
+    const char *end = strrchr(buf, ')');
+    if (end == NULL || end[1] != ' ')
         return 1;
-    return close[2] != 'Z' && close[2] != 'X';
+    return end[2] != 'Z' && end[2] != 'X';
+}
+
+/* Whether process `pid` lives: one of its threads (/proc/PID/task/TID) is
+ * not a zombie. (A process whose first thread has exited shows as a zombie
+ * in /proc/PID/stat while its other threads run.) A simplification of
+ * FORMAT.md's rule (which also compares start times): it serves only to stop
+ * waiting early for a creator that died, and every wait is bounded anyway. */
+static inline int shmstore__alive(pid_t pid)
+{
+    if (pid <= 0)
+        return 0;
+    char path[96];
+    snprintf(path, sizeof path, "/proc/%ld/task", (long)pid);
+    DIR *tasks = opendir(path);
+    if (tasks == NULL) {
+        if (errno == ENOENT || errno == ESRCH)
+            return 0;
+        snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+        return shmstore__stat_lives(path);
+    }
+    int alive = 0;
+    const struct dirent *task;
+    while (!alive && (task = readdir(tasks)) != NULL) {
+        if (task->d_name[0] < '0' || task->d_name[0] > '9' ||
+            strlen(task->d_name) > 20)
+            continue;
+        snprintf(path, sizeof path, "/proc/%ld/task/%.20s/stat", (long)pid, task->d_name);
+        alive = shmstore__stat_lives(path);
+    }
+    closedir(tasks);
+    return alive;
+}
+
+#ifdef SHMSTORE_TRUST_GROUP
+/* Whether the user database puts user `uid` in group `gid`, as its primary
+ * group or a supplementary one. It calls getpwuid and getgrgid, which are
+ * not thread-safe. */
+static inline int shmstore__user_in_group(uid_t uid, gid_t gid)
+{
+    const struct passwd *pw = getpwuid(uid);
+    if (pw == NULL || pw->pw_name == NULL)
+        return 0;
+    if (pw->pw_gid == gid)
+        return 1;
+    char user[256];
+    size_t n = strlen(pw->pw_name);
+    if (n >= sizeof user)
+        return 0;
+    memcpy(user, pw->pw_name, n + 1);
+    const struct group *gr = getgrgid(gid);
+    if (gr == NULL || gr->gr_mem == NULL)
+        return 0;
+    for (char *const *m = gr->gr_mem; *m != NULL; m++)
+        if (strcmp(*m, user) == 0)
+            return 1;
+    return 0;
+}
+#endif
+
+/* Whether user `uid`, the owner or the creator of the segment `ds`
+ * describes, is trusted: this process's effective user, root, or (with
+ * SHMSTORE_TRUST_GROUP) a member of that group in a segment of that group,
+ * the creator counting as one when the kernel recorded the group as its
+ * group (cgid). */
+static inline int shmstore__trusted_user(uid_t uid, const struct shmid_ds *ds)
+{
+    if (uid == geteuid() || uid == 0)
+        return 1;
+#ifdef SHMSTORE_TRUST_GROUP
+    const gid_t group = (gid_t)(SHMSTORE_TRUST_GROUP);
+    if (ds->shm_perm.gid == group &&
+        ((uid == ds->shm_perm.cuid && ds->shm_perm.cgid == group) ||
+         shmstore__user_in_group(uid, group)))
+        return 1;
+#else
+    (void)ds;
+#endif
+    return 0;
 }
 
 /* Attach segment `id` read-only and learn its real size, without looking at
- * its bytes. */
+ * its bytes. A segment owned or created by another user is refused
+ * (SHMSTORE_EFOREIGN, the user's id in `detail_value`) before it is
+ * attached, unless SHMSTORE_ALLOW_FOREIGN_OWNER is 1. */
 static inline int shmstore_attach_id(int id, struct shmstore_object *out)
 {
     memset(out, 0, sizeof *out);
@@ -579,6 +683,15 @@ static inline int shmstore_attach_id(int id, struct shmstore_object *out)
                                     (uint64_t)id);
         }
         return shmstore__system(out, "shmctl(IPC_STAT)", err);
+    }
+    if (!SHMSTORE_ALLOW_FOREIGN_OWNER) {
+        int owner = shmstore__trusted_user(ds.shm_perm.uid, &ds);
+        if (!owner || !shmstore__trusted_user(ds.shm_perm.cuid, &ds))
+            return shmstore__refuse(out, SHMSTORE_EFOREIGN,
+                                    owner ? "the segment was created by another user"
+                                          : "the segment is owned by another user",
+                                    owner ? (uint64_t)ds.shm_perm.cuid
+                                          : (uint64_t)ds.shm_perm.uid);
     }
     void *p = shmat(id, NULL, SHM_RDONLY);
     if (p == (void *)-1) {
@@ -906,8 +1019,8 @@ static inline int shmstore__holds(key_t key, const char *name, size_t len,
     out->key = key;
     if (arc == SHMSTORE_ENOTFOUND)
         return SHMSTORE__HOLDS_NOTHING; /* removed meanwhile */
-    if (arc == SHMSTORE_ESYSTEM && out->sys_errno == EACCES)
-        return SHMSTORE__HOLDS_OTHER;
+    if ((arc == SHMSTORE_ESYSTEM && out->sys_errno == EACCES) || arc == SHMSTORE_EFOREIGN)
+        return SHMSTORE__HOLDS_OTHER; /* a segment this process may not open */
     if (arc != SHMSTORE_OK) {
         *rc = arc;
         return SHMSTORE__HOLDS_OTHER;
@@ -921,41 +1034,44 @@ static inline int shmstore__holds(key_t key, const char *name, size_t len,
     for (;;) {
         /* The name is written before the magic (release). */
         uint64_t magic = atomic_load_explicit(&h->magic, memory_order_acquire);
-        if (magic == SHMSTORE_MAGIC) {
-            uint32_t stored = atomic_load_explicit(&h->name_len, memory_order_relaxed);
-            int same = stored == len;
-            for (size_t k = 0; same && k < len; k++)
-                same = atomic_load_explicit(&h->name[k], memory_order_relaxed) ==
-                       (unsigned char)name[k];
-            if (same)
-                return SHMSTORE__HOLDS_THIS;
-            shmstore_close(out);
-            return SHMSTORE__HOLDS_OTHER;
-        }
-        uint32_t state = atomic_load_explicit(&h->state, memory_order_acquire);
-        if (magic == 0 && state == SHMSTORE_STATE_READY &&
-            atomic_load_explicit(&h->magic, memory_order_acquire) == SHMSTORE_MAGIC)
-            continue; /* the creator finished between the two loads */
-        if (magic != 0 || state > SHMSTORE_STATE_INITIALIZING) {
-            shmstore_close(out);
-            return SHMSTORE__HOLDS_OTHER;
-        }
-        /* No magic yet: a creator at its first instructions, while it lives
-         * and the segment is less than 2 seconds old. One judged dead may
-         * have finished and exited since the loads above: look again. */
-        if (!shmstore__alive(out->cpid) || time(NULL) > out->ctime + 2 ||
-            shmstore__now_ms() - start >= SHMSTORE_INIT_TIMEOUT_MS) {
-            if (atomic_load_explicit(&h->magic, memory_order_acquire) == SHMSTORE_MAGIC)
+        if (magic != SHMSTORE_MAGIC) {
+            uint32_t state = atomic_load_explicit(&h->state, memory_order_acquire);
+            if (magic != 0 || state > SHMSTORE_STATE_READY) {
+                shmstore_close(out);
+                return SHMSTORE__HOLDS_OTHER;
+            }
+            /* No magic yet. READY (release) comes after the magic: the
+             * creator finished between the two loads. Else a creator at its
+             * first instructions (its state may be seen before its magic):
+             * wait while it lives and the segment is less than 2 seconds
+             * old. One judged dead may have finished and exited since the
+             * loads above. Either way, look at the magic once more. */
+            if (state != SHMSTORE_STATE_READY && shmstore__alive(out->cpid) &&
+                time(NULL) <= out->ctime + 2 &&
+                shmstore__now_ms() - start < SHMSTORE_INIT_TIMEOUT_MS) {
+                poll(NULL, 0, 1);
                 continue;
-            shmstore_close(out);
-            return SHMSTORE__HOLDS_OTHER;
+            }
+            if (atomic_load_explicit(&h->magic, memory_order_acquire) != SHMSTORE_MAGIC) {
+                shmstore_close(out);
+                return SHMSTORE__HOLDS_OTHER;
+            }
         }
-        poll(NULL, 0, 1);
+        uint32_t stored = atomic_load_explicit(&h->name_len, memory_order_relaxed);
+        int same = stored == len;
+        for (size_t k = 0; same && k < len; k++)
+            same = atomic_load_explicit(&h->name[k], memory_order_relaxed) ==
+                   (unsigned char)name[k];
+        if (same)
+            return SHMSTORE__HOLDS_THIS;
+        shmstore_close(out);
+        return SHMSTORE__HOLDS_OTHER;
     }
 }
 
 /* Open the object named `name` (a NUL-terminated string): try the 8 keys of
- * its sequence in order, skip keys with no segment, segments of another name
+ * its sequence in order, skip keys with no segment, segments this process
+ * may not open (another user's, or no permission), segments of another name
  * or of none and segments that are not shmstore's, and open the first one
  * that holds the name, on the attachment that showed the name. */
 static inline int shmstore_open_name(const char *name, struct shmstore_object *out)
@@ -1041,8 +1157,10 @@ static inline int shmstore_fingerprint_matches(const struct shmstore_object *obj
  * SHMSTORE_KIND_REGION) with values of `size` bytes aligned to `align`.
  * With a `type_name` (NUL-terminated, the whole name as the writer gave it),
  * also check the fingerprint of that name with `schema_version`, the size
- * and alignment, and the stored `type_extra` (for regions, rkyv's format
- * word, which C does not interpret). */
+ * and alignment, and the stored `type_extra`. The stored `type_extra` itself
+ * is not checked (for regions, rkyv's format word, which C does not
+ * interpret): a program that decodes a region's archives compares it with
+ * SHMSTORE_RKYV_FORMAT. */
 static inline int shmstore_check_type(struct shmstore_object *obj, uint32_t kind, size_t size,
                                       size_t align, const char *type_name, uint32_t schema_version)
 {
@@ -1101,8 +1219,9 @@ static inline int shmstore_version(const struct shmstore_object *obj, uint64_t *
 }
 
 /* Read a cell's current value into `out` (`size` bytes, the value's size):
- * the lock-free seqlock over a ring of slots of FORMAT.md ("Reading"). The
- * copy returned is never torn; `version` (if not NULL) gets its version. */
+ * the lock-free seqlock over a ring of slots of FORMAT.md ("Reading a
+ * cell"). The copy returned is never torn; `version` (if not NULL) gets its
+ * version. */
 static inline int shmstore_cell_read(struct shmstore_object *obj, void *out, size_t size,
                                      uint64_t *version)
 {
@@ -1137,10 +1256,11 @@ static inline size_t shmstore_region_capacity(const struct shmstore_object *obj)
 }
 
 /* Copy a region's current archive into `buf` (`cap` bytes; any alignment,
- * though rkyv wants 16 to read it in place): FORMAT.md, "Reading without
- * writing". `len` gets the archive's length and `version` (if not NULL) its
- * version. A copy that a writer may have overwritten meanwhile is made
- * again. The bytes are an rkyv archive that C does not check: validate it
+ * though rkyv reads it in place only at max(16, value_align), since an
+ * archive aligns its parts relative to its start): FORMAT.md, "Reading a
+ * region by copying". `len` gets the archive's length and `version` (if not
+ * NULL) its version. A copy that a writer may have overwritten meanwhile is
+ * made again. The bytes are an rkyv archive that C does not check: validate it
  * before trusting it. SHMSTORE_ETOOSMALL sets `len` to the length needed
  * (at most shmstore_region_capacity()). */
 static inline int shmstore_region_copy(struct shmstore_object *obj, void *buf, size_t cap,

@@ -1,9 +1,10 @@
 //! C programs built on `include/shmstore.h` (the format of `FORMAT.md` as a
 //! C header) read the cells Rust writes: `tests/c/read_cell.c` and
 //! `tests/c/read_stamps.c` read a `SharedCell` while Rust writers never
-//! pause, and `tests/c/validate.c` checks headers as a reader does, against
-//! the fuzz corpus. They are compiled with gcc (a test that finds no gcc says
-//! so and passes). Regions and names are in `c_reader_region.rs`.
+//! pause, `tests/c/validate.c` checks headers as a reader does, against
+//! the fuzz corpus, and `tests/c/alive.c` how a creator's life is judged.
+//! They are compiled with gcc (a test that finds no gcc says so and
+//! passes). Regions and names are in `c_reader_region.rs`.
 
 mod common;
 
@@ -221,6 +222,12 @@ fn c_validator_refuses_corrupt_and_foreign_segments() {
             out.status.success() && said.starts_with("valid "),
             "a live {what} refused: {said}"
         );
+        // The rkyv format FORMAT.md describes is the one Rust writes.
+        assert_eq!(
+            said.contains(" rkyv_format=ok"),
+            what == "region",
+            "a live {what}: {said}"
+        );
         drop(guard);
     }
 
@@ -261,6 +268,28 @@ fn c_validator_refuses_corrupt_and_foreign_segments() {
     println!(
         "{} inputs: {accepted} valid, {refused} refused, as Rust judges them",
         inputs.len()
+    );
+}
+
+/// A creator is judged by all of its threads (FORMAT.md, "Opening"): one
+/// whose first thread has exited while another still works lives, so an
+/// open waits for it instead of refusing its segment half made.
+#[test]
+fn c_reader_judges_a_creator_by_all_its_threads() {
+    let Some(programs) = compile("alive", &["alive"]) else {
+        return;
+    };
+    let out = run(&programs, "alive", &[]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{said}");
+    assert_eq!(
+        said.lines().filter(|l| l.starts_with("ok ")).count(),
+        5,
+        "{said}"
     );
 }
 

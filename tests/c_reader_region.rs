@@ -340,3 +340,57 @@ fn c_reader_opens_by_name_past_other_segments() {
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("every key of the name"));
 }
+
+/// A user who is not this one and not root.
+const OUTSIDER: (u32, u32) = (43_003, 43_999);
+
+/// Another user's segment at a name's first key, holding an object of that
+/// very name: the C reader skips it and finds the object past it (as the
+/// crate does), and refuses it when given its id or key, since another user
+/// could have put anything there.
+#[test]
+fn c_reader_skips_and_refuses_another_users_segments() {
+    if !common::root_or_skip("giving a segment to another user") {
+        return;
+    }
+    let Some(programs) = compile("foreign", &["read_cell"]) else {
+        return;
+    };
+    let name = format!("shmstore-test/c-reader-{}/foreign", std::process::id());
+    let planted = SharedCell::<Words>::options()
+        .remove_on_drop(true)
+        .create(Key::named(&name).unwrap(), [6, 6, 6, 6])
+        .expect("create the object to plant");
+    let _g1 = SegGuard(planted.id());
+    planted
+        .set_owner(OUTSIDER.0, OUTSIDER.1)
+        .expect("give it to another user");
+    let ours = SharedCell::<Words>::options()
+        .remove_on_drop(true)
+        .create(Key::named(&name).unwrap(), [7, 7, 7, 7])
+        .expect("create the object past the planted one");
+    let _g2 = SegGuard(ours.id());
+    let at_second = Segment::options()
+        .open(Key::new(name_key(&name, 1)).unwrap())
+        .expect("the crate put the object at the name's second key");
+    assert_eq!(at_second.id(), ours.id());
+    drop(at_second);
+
+    let reads = read_cell(&programs, &["--name", &name], 1);
+    assert_eq!((reads[0].version, reads[0].words), (0, [7, 7, 7, 7]));
+    for target in [
+        vec![planted.id().to_string()],
+        vec![
+            "--key".to_owned(),
+            format!("{:#x}", name_key(&name, 0) as u32),
+        ],
+    ] {
+        let args: Vec<&str> = target.iter().map(String::as_str).collect();
+        let out = run(&programs, "read_cell", &args);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("owned by another user (found 43003)"),
+            "{args:?}: {out:?}"
+        );
+    }
+}

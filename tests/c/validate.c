@@ -10,6 +10,9 @@
  *     valid kind=K slots=N data_offset=D slot_stride=S value_size=V name_len=L
  *     refused code=C: MESSAGE: DETAIL (found X)
  *
+ * A region's line ends in " rkyv_format=ok" if its type_extra is
+ * SHMSTORE_RKYV_FORMAT, " rkyv_format=other" if not.
+ *
  * Exit status: 0 if valid, 2 on bad usage, 3 if refused, 4 if a system call
  * fails.
  */
@@ -36,9 +39,12 @@ int main(int argc, char **argv)
     int status = 0;
     if (rc == SHMSTORE_OK) {
         printf("valid kind=%" PRIu32 " slots=%" PRIu32 " data_offset=%" PRIu64
-               " slot_stride=%" PRIu64 " value_size=%" PRIu32 " name_len=%" PRIu32 "\n",
+               " slot_stride=%" PRIu64 " value_size=%" PRIu32 " name_len=%" PRIu32,
                obj.kind, obj.slot_count, obj.data_offset, obj.slot_stride, obj.value_size,
                obj.name_len);
+        if (obj.kind == SHMSTORE_KIND_REGION)
+            printf(" rkyv_format=%s", obj.type_extra == SHMSTORE_RKYV_FORMAT ? "ok" : "other");
+        putchar('\n');
     } else if (rc == SHMSTORE_ESYSTEM) {
         status = report_error("validate", "validate", rc, &obj);
     } else {

@@ -89,17 +89,23 @@ fn check_archive(copy: &Copy) {
     );
 }
 
+/// A region of snapshots at `key`, removed by the guard (and on drop).
+fn new_region(key: Key, capacity: usize) -> (SharedRegion<Snapshot>, SegGuard) {
+    let region = SharedRegion::<Snapshot>::options()
+        .remove_on_drop(true)
+        .create(key, capacity)
+        .expect("create the region");
+    let guard = SegGuard(region.id());
+    (region, guard)
+}
+
 #[test]
 fn c_region_reader_copies_what_rust_published() {
     let Some(programs) = compile("region", &["read_region"]) else {
         return;
     };
     let key = common::unique_key();
-    let region = SharedRegion::<Snapshot>::options()
-        .remove_on_drop(true)
-        .create(key, 4096)
-        .expect("create the region");
-    let _guard = SegGuard(region.id());
+    let (region, _guard) = new_region(key, 4096);
     let id = region.id().to_string();
     let out = run(&programs, "read_region", &[&id]);
     assert_eq!(out.status.code(), Some(5), "nothing published: {out:?}");
@@ -151,11 +157,7 @@ fn c_region_reader_copies_whole_archives_while_rust_publishes() {
         return;
     };
     let key = common::unique_key();
-    let region = SharedRegion::<Snapshot>::options()
-        .remove_on_drop(true)
-        .create(key, 4096)
-        .expect("create the region");
-    let _guard = SegGuard(region.id());
+    let (region, _guard) = new_region(key, 4096);
     let id = region.id().to_string();
     let mut writer = Kid::spawn(&["publish", &key.raw().to_string()]);
     writer.expect("ready");
@@ -302,11 +304,7 @@ fn c_reader_opens_by_name_past_other_segments() {
 
     // A region by name.
     let region_name = format!("{prefix}region");
-    let region = SharedRegion::<Snapshot>::options()
-        .remove_on_drop(true)
-        .create(Key::named(&region_name).unwrap(), 2048)
-        .expect("create the named region");
-    let _g4 = SegGuard(region.id());
+    let (region, _g4) = new_region(Key::named(&region_name).unwrap(), 2048);
     region.publish(&Snapshot::of(1)).expect("publish");
     let out = stdout_of(
         "read_region",

@@ -39,7 +39,8 @@ impl ArchiveCopy {
     fn zeroed(len: usize, align: usize) -> ArchiveCopy {
         let buf = vec![0u8; len + align - 1];
         // The heap buffer never moves: `buf` is never grown.
-        let start = buf.as_ptr().align_offset(align).min(align - 1);
+        let addr = buf.as_ptr().addr();
+        let start = addr.next_multiple_of(align) - addr;
         ArchiveCopy { buf, start, len }
     }
 

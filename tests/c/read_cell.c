@@ -68,25 +68,5 @@ static int read_cell(struct shmstore_object *obj, unsigned long long reads)
 
 int main(int argc, char **argv)
 {
-    struct shmstore_object obj;
-    int i = 1;
-    int rc = open_target(PROG, argc, argv, &i, &obj);
-    if (rc == EXIT_USAGE)
-        return usage();
-    if (rc != 0)
-        return rc;
-    long long reads = 1;
-    if (i < argc && !parse_long(argv[i++], 10, 1, LLONG_MAX, &reads)) {
-        fprintf(stderr, "%s: bad read count %s\n", PROG, argv[i - 1]);
-        rc = EXIT_USAGE;
-    } else if (i < argc) {
-        rc = usage();
-    } else {
-        rc = read_cell(&obj, (unsigned long long)reads);
-    }
-    if (fflush(stdout) != 0 && rc == 0)
-        rc = EXIT_SYSTEM;
-    if (shmstore_close(&obj) != SHMSTORE_OK)
-        return report_error(PROG, "close", SHMSTORE_ESYSTEM, &obj);
-    return rc;
+    return run_counted(PROG, argc, argv, "read", usage, read_cell);
 }

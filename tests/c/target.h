@@ -79,4 +79,35 @@ static inline int open_target(const char *prog, int argc, char **argv, int *i,
     return rc == SHMSTORE_OK ? 0 : report_error(prog, "open", rc, obj);
 }
 
+/* The main of a reader whose arguments are a target and an optional count
+ * (`what` names it in messages; default 1): open the target, run `body`
+ * with the count, flush the output and close. `usage` prints the usage and
+ * returns EXIT_USAGE. */
+static inline int run_counted(const char *prog, int argc, char **argv, const char *what,
+                              int (*usage)(void),
+                              int (*body)(struct shmstore_object *, unsigned long long))
+{
+    struct shmstore_object obj;
+    int i = 1;
+    int rc = open_target(prog, argc, argv, &i, &obj);
+    if (rc == EXIT_USAGE)
+        return usage();
+    if (rc != 0)
+        return rc;
+    long long count = 1;
+    if (i < argc && !parse_long(argv[i++], 10, 1, LLONG_MAX, &count)) {
+        fprintf(stderr, "%s: bad %s count %s\n", prog, what, argv[i - 1]);
+        rc = EXIT_USAGE;
+    } else if (i < argc) {
+        rc = usage();
+    } else {
+        rc = body(&obj, (unsigned long long)count);
+    }
+    if (fflush(stdout) != 0 && rc == 0)
+        rc = EXIT_SYSTEM;
+    if (shmstore_close(&obj) != SHMSTORE_OK)
+        return report_error(prog, "close", SHMSTORE_ESYSTEM, &obj);
+    return rc;
+}
+
 #endif

@@ -121,6 +121,12 @@ fn cache_cell() -> *mut Cache {
     (&raw const FALLBACK).cast_mut()
 }
 
+/// This process's effective user id.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
 /// Whether process `pid` exists and has not exited (a zombie counts as
 /// exited: it will never run again). Processes of other users count
 /// (`EPERM`): judge them further by [`start_time`].

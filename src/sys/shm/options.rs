@@ -6,6 +6,7 @@ use std::io;
 use std::ptr::NonNull;
 
 use super::Segment;
+use super::SegmentInfo;
 use super::info::{remove, stat};
 use crate::error::{Error, Limit, Result, Target};
 use crate::key::Key;
@@ -39,6 +40,7 @@ pub struct SegmentOptions {
     no_reserve: bool,
     allow_foreign_owner: bool,
     trust_group: Option<u32>,
+    trust_user: Option<u32>,
     /// The last option set that only a create uses, which `attach_id`
     /// refuses rather than ignore.
     create_only: Option<&'static str>,
@@ -56,6 +58,7 @@ impl Default for SegmentOptions {
             no_reserve: false,
             allow_foreign_owner: false,
             trust_group: None,
+            trust_user: None,
             create_only: None,
         }
     }
@@ -150,30 +153,84 @@ impl SegmentOptions {
         self
     }
 
+    /// Also accept a segment owned and created by user `uid` (as well as
+    /// this user and root): for an operator or a service that reads the
+    /// objects of one other user, without trusting every user as
+    /// [`allow_foreign_owner`](Self::allow_foreign_owner) does.
+    pub fn trust_user(&mut self, uid: u32) -> &mut Self {
+        self.trust_user = Some(uid);
+        self
+    }
+
+    /// [`trust_user`](Self::trust_user), or no user.
+    pub(crate) fn trust_user_opt(&mut self, uid: Option<u32>) -> &mut Self {
+        self.trust_user = uid;
+        self
+    }
+
     /// Find (or create, as the options say) the segment at `key` and attach it.
     ///
     /// [`Key::PRIVATE`] always creates a new segment, whatever
     /// [`create`](Self::create) says.
     ///
-    /// If this call created the segment and then cannot attach it (`IPC_STAT`,
-    /// the owner or size check, or `shmat` fails), it removes the segment
-    /// again before returning the error, so a failed call leaves nothing
-    /// behind. A segment that existed before the call is never removed.
+    /// The segment returned is the one at `key` when it was attached: what
+    /// is checked (owner, size) is read again after `shmat`, whose
+    /// attachment keeps the id from naming another segment; a segment that
+    /// was removed between the lookup and the attach, its id perhaps taken
+    /// by another, is let go and the key looked up again.
+    ///
+    /// If this call created the segment and then cannot attach it, it
+    /// removes the segment again before returning the error, so a failed
+    /// call leaves nothing behind. A segment that existed before the call is
+    /// never removed.
     #[doc(alias = "shmget")]
     #[doc(alias = "shmat")]
     pub fn open(&self, key: Key) -> Result<Segment> {
-        let (id, created) = self.get(key)?;
-        let attached = self.attach(id, Target::Key(key));
-        if attached.is_err() && created {
-            // This call made the segment, so it existed for nobody before:
-            // remove it, by id, which never hits a segment made at the key
-            // later. A process that found it at the key meanwhile keeps its
-            // attachment until it detaches, as after any removal. The creator
-            // may remove it whatever its mode; should that fail anyway, the
-            // attach error is still the one to report.
-            let _ = remove(id);
+        for _ in 0..OPEN_OR_CREATE_ROUNDS {
+            let (id, created) = self.get(key)?;
+            let attached = self.attach(id, Target::Key(key), created);
+            match attached {
+                Ok(seg) if key.is_private() || seg.key.raw() == key.raw() => {
+                    if created && self.mode & 0o600 != 0o600 {
+                        // Created with the owner's read and write so that
+                        // this attach could not fail for the mode; now the
+                        // mode asked for, on the attached segment.
+                        if let Err(e) = seg.set_mode(self.mode) {
+                            let _ = seg.remove();
+                            return Err(e);
+                        }
+                    }
+                    return Ok(seg);
+                }
+                // Removed between the lookup and the attach (its key is
+                // then IPC_PRIVATE): look the key up again.
+                Ok(_) | Err(Error::IdNotFound { .. }) if !created => {}
+                Ok(seg) => {
+                    // Made by this call and removed by another process
+                    // before this one attached it: gone once detached.
+                    drop(seg);
+                }
+                Err(e) => {
+                    if created {
+                        // This call made the segment, so it existed for
+                        // nobody before, and no attach held it: remove it by
+                        // id. Only `shmat` running out of address space gets
+                        // here (the creator always has read and write), a
+                        // few microseconds after the segment was made.
+                        let _ = remove(id);
+                    }
+                    return Err(e);
+                }
+            }
         }
-        attached
+        Err(Error::Os {
+            target: Some(Target::Key(key)),
+            op: "shmget",
+            source: io::Error::other(format!(
+                "the segment at this key was removed and another made {OPEN_OR_CREATE_ROUNDS} \
+                 times in a row while it was being attached; try again"
+            )),
+        })
     }
 
     /// `shmget` as the options say: the segment's id, and whether this call
@@ -184,7 +241,9 @@ impl SegmentOptions {
         // Creating is always exclusive, so that a success means this call
         // made the segment (IPC_EXCL changes nothing for Key::PRIVATE, which
         // always makes a new one).
-        let mut create = self.mode as libc::c_int | libc::IPC_CREAT | libc::IPC_EXCL;
+        // The owner's read and write always, so that the creator can attach
+        // what it made (`open` sets the mode asked for afterwards).
+        let mut create = (self.mode | 0o600) as libc::c_int | libc::IPC_CREAT | libc::IPC_EXCL;
         if self.huge_pages {
             create |= libc::SHM_HUGETLB;
         }
@@ -240,37 +299,13 @@ impl SegmentOptions {
                 ),
             });
         }
-        self.attach(id, Target::Id(id))
+        self.attach(id, Target::Id(id), false)
     }
 
-    fn attach(&self, id: i32, target: Target) -> Result<Segment> {
+    fn attach(&self, id: i32, target: Target, created: bool) -> Result<Segment> {
         let info = stat(id, target)?;
-        if !self.allow_foreign_owner {
-            // SAFETY: geteuid has no preconditions and cannot fail.
-            let euid = unsafe { libc::geteuid() };
-            let in_group = |uid: u32| {
-                self.trust_group.is_some_and(|g| {
-                    info.gid == g
-                        && ((uid == info.cuid && info.cgid == g)
-                            || crate::sys::proc::user_in_group(uid, g))
-                })
-            };
-            let trusted = |uid: u32| uid == euid || uid == 0 || in_group(uid);
-            if !trusted(info.uid) || !trusted(info.cuid) {
-                return Err(Error::ForeignOwner {
-                    target,
-                    uid: info.uid,
-                    cuid: info.cuid,
-                    gid: info.gid,
-                    euid,
-                });
-            }
-        }
-        if self.size > info.size {
-            return Err(Error::SizeMismatch {
-                requested: self.size,
-                actual: info.size,
-            });
+        if !created {
+            self.check_owner(&info, target)?;
         }
         let flags = if self.read_only { libc::SHM_RDONLY } else { 0 };
         // SAFETY: a null address lets the kernel choose where to map, so no
@@ -302,12 +337,58 @@ impl SegmentOptions {
             op: "shmat",
             source: io::Error::other("the kernel mapped the segment at address 0"),
         })?;
-        Ok(Segment {
+        // The attachment is what is judged from here on: while it lasts, the
+        // id names this segment. What was read before `shmat` may describe
+        // another segment that had the id (removed since, the id reused), so
+        // it is read again: the length above all, which bounds every access.
+        let mut seg = Segment {
             id,
             key: info.key,
             ptr,
-            len: info.size,
+            len: 0,
             read_only: self.read_only,
+        };
+        let now = stat(id, target)?;
+        if !created {
+            self.check_owner(&now, target)?;
+        }
+        if self.size > now.size {
+            return Err(Error::SizeMismatch {
+                requested: self.size,
+                actual: now.size,
+            });
+        }
+        seg.key = now.key;
+        seg.len = now.size;
+        Ok(seg)
+    }
+
+    /// [`Error::ForeignOwner`] unless the segment's owner and creator are
+    /// trusted: this user, root, or (with `trust_group`) members of the
+    /// segment's group.
+    fn check_owner(&self, info: &SegmentInfo, target: Target) -> Result<()> {
+        if self.allow_foreign_owner {
+            return Ok(());
+        }
+        let euid = crate::sys::proc::euid();
+        let in_group = |uid: u32| {
+            self.trust_group.is_some_and(|g| {
+                info.gid == g
+                    && ((uid == info.cuid && info.cgid == g)
+                        || crate::sys::proc::user_in_group(uid, g))
+            })
+        };
+        let trusted =
+            |uid: u32| uid == euid || uid == 0 || Some(uid) == self.trust_user || in_group(uid);
+        if trusted(info.uid) && trusted(info.cuid) {
+            return Ok(());
+        }
+        Err(Error::ForeignOwner {
+            target,
+            uid: info.uid,
+            cuid: info.cuid,
+            gid: info.gid,
+            euid,
         })
     }
 

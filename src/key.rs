@@ -184,12 +184,14 @@ pub(crate) fn check_name(name: &str) -> Result<()> {
 }
 
 /// Key `i` of the sequence of `name` (FORMAT.md, "Names"): 32-bit FNV-1a
-/// over `shmstore:`, the name's bytes and the byte `i`, with the top bit
+/// over the byte `i`, `shmstore:` and the name's bytes, with the top bit
 /// set, so that it is never `IPC_PRIVATE` and never an `ftok` key of a
-/// project id below 0x80.
+/// project id below 0x80. The probe byte comes first, so that the states
+/// of two names' hashes differ from the first byte on for every probe: two
+/// names whose key 0 collide do not collide on their other keys.
 pub(crate) fn name_key(name: &str, i: u8) -> i32 {
     let mut h: u32 = 0x811c_9dc5;
-    for b in b"shmstore:".iter().chain(name.as_bytes()).chain([i].iter()) {
+    for b in [i].iter().chain(b"shmstore:").chain(name.as_bytes()) {
         h ^= u32::from(*b);
         h = h.wrapping_mul(0x0100_0193);
     }
@@ -251,6 +253,25 @@ mod tests {
             assert!(Key::named(bad).is_err(), "{bad:?}");
         }
         assert!(Key::named(&"é".repeat(64)).is_ok());
+    }
+
+    #[test]
+    fn names_whose_first_keys_collide_differ_in_their_other_keys() {
+        // Find two names with the same key 0 (a birthday search over 31
+        // bits: some tens of thousands of names).
+        let mut seen = std::collections::HashMap::new();
+        let (a, b) = (0u32..)
+            .find_map(|n| {
+                let name = format!("n{n}");
+                let k0 = name_key(&name, 0);
+                seen.insert(k0, name.clone()).map(|other| (other, name))
+            })
+            .unwrap();
+        assert_eq!(name_key(&a, 0), name_key(&b, 0));
+        let same = (1..NAME_PROBES)
+            .filter(|&i| name_key(&a, i) == name_key(&b, i))
+            .count();
+        assert_eq!(same, 0, "{a:?} and {b:?} collide beyond key 0");
     }
 
     #[test]

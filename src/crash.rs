@@ -13,11 +13,19 @@
 /// Every named step, in protocol order.
 #[cfg_attr(not(feature = "crash-points"), allow(dead_code))]
 pub const STEPS: &[&str] = &[
-    // Creation (store/create.rs).
+    // The life of an object (store/life/).
+    "create.before_shmget",
     "create.after_shmget",
+    "create.after_claim",
+    "create.after_scan",
     "create.after_header",
     "create.after_mutex",
     "create.after_value",
+    "replace.after_judge",
+    "remove.after_mark",
+    "remove.finish",
+    "gc.after_judge",
+    "gc.after_mark",
     // A cell's store (cell/ring.rs).
     "cell.after_lock",
     "cell.after_announce",

@@ -77,12 +77,17 @@ pub enum Error {
         reason: &'static str,
     },
     /// No key of a name's sequence is free for a new object: each holds an
-    /// object of another name, or another program's segment.
+    /// object of another name, another program's segment, or a segment
+    /// another user made there (names made by keys are a namespace every
+    /// local user shares: see `Key::named`).
     NameTaken {
         /// The name.
         name: String,
         /// The keys tried, in order.
         keys: Vec<i32>,
+        /// The owner (uid) of the segment at each key, in the same order
+        /// (`None` where the segment went away meanwhile).
+        owners: Vec<Option<u32>>,
     },
     /// `ftok` could not use the path (it must exist and be accessible).
     KeyPath {
@@ -235,6 +240,18 @@ pub enum Error {
         /// How long this process waited.
         waited: std::time::Duration,
     },
+    /// The object is being removed, or judged by `shmstore gc`, by a
+    /// process that has not finished (it may be paused).
+    Busy {
+        /// The object concerned.
+        target: Target,
+        /// The process removing or collecting it.
+        pid: i32,
+        /// Being removed (`true`), or judged for collection.
+        removing: bool,
+        /// How long this process waited.
+        waited: std::time::Duration,
+    },
     /// The segment's creator died before it finished initialising it.
     CreatorDied {
         /// The segment concerned.
@@ -299,12 +316,16 @@ impl fmt::Display for Error {
             Error::InvalidName { name, reason } => {
                 write!(f, "invalid name \"{name}\": {reason}")
             }
-            Error::NameTaken { name, keys } => write!(
+            Error::NameTaken { name, keys, owners } => write!(
                 f,
-                "every key of the name {name:?} ({}) holds another object; remove what holds \
-                 them (`ipcs -m`, `shmstore list`) or choose another name",
+                "every key of the name {name:?} holds another object ({}); remove what holds \
+                 them (`ipcs -m`, `shmstore list`), ask their owners to, or choose another name",
                 keys.iter()
-                    .map(|k| format!("{:#010x}", *k as u32))
+                    .zip(owners.iter().chain(std::iter::repeat(&None)))
+                    .map(|(k, o)| match o {
+                        Some(uid) => format!("{:#010x} owned by uid {uid}", *k as u32),
+                        None => format!("{:#010x}", *k as u32),
+                    })
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
@@ -335,13 +356,22 @@ impl fmt::Display for Error {
                 cuid,
                 gid,
                 euid,
-            } => write!(
-                f,
-                "segment at {target} is owned by uid {uid} and was created by uid {cuid} (group {gid}), \
-                 not by this user (uid {euid}) or root; it may have been planted at a guessable key. \
-                 If it is trusted: trust_group({gid}) when its owner and creator are members of \
-                 group {gid}, or allow_foreign_owner(true); otherwise remove it"
-            ),
+            } => {
+                write!(
+                    f,
+                    "segment at {target} is owned by uid {uid} and was created by uid {cuid} (group \
+                     {gid}), not by this user (uid {euid}) or root, so it is not trusted: any local \
+                     user can make a segment at a key. If that user is trusted: "
+                )?;
+                if uid == cuid {
+                    write!(f, "trust_user({uid}) (`--trust-user {uid}`), ")?;
+                }
+                write!(
+                    f,
+                    "trust_group({gid}) when its owner and creator are members of group {gid} \
+                     (`--trust-group {gid}`), or allow_foreign_owner(true); otherwise remove it"
+                )
+            }
             Error::SizeMismatch { requested, actual } => write!(
                 f,
                 "the existing segment has {actual} bytes, fewer than the {requested} asked for; \
@@ -423,6 +453,26 @@ impl fmt::Display for Error {
                 f,
                 "the segment at {target} was not initialised by its creator (pid {creator}) within \
                  {waited:?}; wait longer, or remove it if the creator is stuck"
+            ),
+            Error::Busy {
+                target,
+                pid,
+                removing: true,
+                waited,
+            } => write!(
+                f,
+                "the object at {target} is being removed by pid {pid}, which has not finished after \
+                 {waited:?}; wait for it (it may be stopped), or create the object anew once it is gone"
+            ),
+            Error::Busy {
+                target,
+                pid,
+                removing: false,
+                waited,
+            } => write!(
+                f,
+                "the object at {target} is being judged by `shmstore gc` (pid {pid}), which has not \
+                 finished after {waited:?}; wait for it (it may be stopped) and open it again"
             ),
             Error::CreatorDied {
                 target,

@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::names::{NameGuard, documented_key, fresh_name};
 use common::{Kid, SegGuard, child_args, report};
 use shmstore::{Error, Key, NAME_PROBES, Segment, SharedCell};
 
@@ -19,46 +20,6 @@ fn child_entry() {
         other => panic!("unknown role {other}"),
     }
     std::process::exit(0);
-}
-
-/// Key `i` of `name`'s sequence, as FORMAT.md ("Names") defines it.
-fn documented_key(name: &str, i: u8) -> i32 {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in b"shmstore:".iter().chain(name.as_bytes()).chain([i].iter()) {
-        h ^= u32::from(*b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    (h | 0x8000_0000) as i32
-}
-
-/// A name no other test or run uses.
-fn fresh_name(what: &str) -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "shmstore-test/{}-{}-{what}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// Remove whatever a name's keys hold when dropped.
-struct NameGuard(Vec<i32>);
-
-impl NameGuard {
-    fn of(name: &str) -> NameGuard {
-        NameGuard((0..NAME_PROBES).map(|i| documented_key(name, i)).collect())
-    }
-}
-
-impl Drop for NameGuard {
-    fn drop(&mut self) {
-        for &raw in &self.0 {
-            if let Ok(seg) = Segment::options().open(Key::new(raw).unwrap()) {
-                let _ = seg.remove();
-            }
-        }
-    }
 }
 
 #[test]
@@ -154,7 +115,12 @@ fn a_names_key_taken_by_others_is_skipped() {
         })
         .collect();
     match SharedCell::<u64>::create(Key::named(&full).unwrap(), 0) {
-        Err(Error::NameTaken { keys, .. }) => assert_eq!(keys.len(), NAME_PROBES as usize),
+        Err(Error::NameTaken { keys, owners, .. }) => {
+            assert_eq!(keys.len(), NAME_PROBES as usize);
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            let me = unsafe { libc::geteuid() };
+            assert_eq!(owners, vec![Some(me); NAME_PROBES as usize]);
+        }
         other => panic!("{:?}", other.map(|c| c.id())),
     }
     drop(foreign);
@@ -229,8 +195,12 @@ fn the_command_knows_names() {
     assert!(ok, "{out}");
     assert!(cells[1].is_removed().unwrap() && cells[2].is_removed().unwrap());
     assert!(!cells[3].is_removed().unwrap(), "outside the prefix");
+    // A removed object is no longer reached by its name (as by the
+    // library), only by its id while attached.
     let (ok, out) = shmstore(&["inspect", &names[1]]);
-    assert!(ok, "a removed object is still found while attached: {out}");
+    assert!(!ok && out.contains("no object is named"), "{out}");
+    let (ok, out) = shmstore(&["inspect", &cells[1].id().to_string()]);
+    assert!(ok && out.contains("marked for removal"), "{out}");
     let (ok, out) = shmstore(&["inspect", "no/such/name"]);
     assert!(!ok && out.contains("no object is named"), "{out}");
 }

@@ -28,7 +28,7 @@ pub const MAGIC: u64 = u64::from_le_bytes(*b"shmstore");
 /// The version of the on-segment format (`FORMAT.md`) this build reads and
 /// writes; a segment of another version is
 /// [`Error::IncompatibleFormat`](crate::Error::IncompatibleFormat).
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 /// The size of the header; the data begins at or after it.
 pub const HEADER_SIZE: usize = 512;
 /// The most bytes of an object's name.
@@ -48,6 +48,13 @@ pub const STATE_FRESH: u32 = 0;
 pub const STATE_INITIALIZING: u32 = 1;
 /// The `state` word: the header and the first value are written.
 pub const STATE_READY: u32 = 2;
+
+/// The `life` word's state: in use.
+pub const LIFE_LIVE: u64 = 0;
+/// The `life` word's state: `shmstore gc` is judging whether anyone uses it.
+pub const LIFE_COLLECTING: u64 = 1;
+/// The `life` word's state: being removed, or removed, through shmstore.
+pub const LIFE_REMOVING: u64 = 2;
 
 /// Room for the process-shared `pthread_mutex_t`, on its own cache line.
 #[repr(C, align(64))]
@@ -153,7 +160,19 @@ pub struct Header {
     ///
     /// Only grows, under the mutex; 0 in regions.
     pub writing: AtomicU64,
-    _reserved2: [AtomicU64; 4],
+    /// Whether the object is being collected or removed, and by whom (the
+    /// removal protocol, `store/life/removal.rs`):
+    ///
+    /// | bits | field | meaning |
+    /// |---|---|---|
+    /// | 0..2 | state | [`LIFE_LIVE`], [`LIFE_COLLECTING`], [`LIFE_REMOVING`]; 3 counts as removing |
+    /// | 2..24 | pid | the process collecting or removing it |
+    /// | 24..64 | start | the low 40 bits of that process's start time |
+    ///
+    /// Set by compare-and-swap only; a removal, once marked, is never
+    /// taken back except by the remover whose `IPC_RMID` failed.
+    pub life: AtomicU64,
+    _reserved2: [AtomicU64; 3],
     /// The process-shared robust mutex that serialises writers.
     pub mutex: MutexRoom,
     /// The object's name (`Key::named`), UTF-8, `name_len` bytes; written by
@@ -190,6 +209,7 @@ const _: () = {
     assert!(offset_of!(Header, notify) == 264);
     assert!(offset_of!(Header, recoveries) == 272);
     assert!(offset_of!(Header, writing) == 280);
+    assert!(offset_of!(Header, life) == 288);
     assert!(offset_of!(Header, mutex) == 320);
     assert!(offset_of!(Header, name_len) == 112);
     assert!(offset_of!(Header, name) == 384);

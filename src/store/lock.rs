@@ -18,7 +18,9 @@ use crate::sys::mutex;
 impl Store {
     /// Take the write lock. A lock whose owner died is recovered: marked
     /// consistent, counted, and every waiter woken, since the dead owner may
-    /// have committed without waking anyone.
+    /// have committed without waking anyone. An object marked removed
+    /// (`life/removal.rs`) is [`Error::Removed`]: nothing is written into an
+    /// object no opener can reach any more.
     pub fn lock(&self) -> Result<WriteGuard<'_>> {
         if self.memory.is_read_only() {
             return Err(Error::ReadOnly {
@@ -41,10 +43,16 @@ impl Store {
                 });
             }
         }
-        Ok(WriteGuard {
+        let guard = WriteGuard {
             store: self,
             _not_send: std::marker::PhantomData,
-        })
+        };
+        if super::life::removal::removed(h) {
+            return Err(Error::Removed {
+                id: self.memory.id(),
+            });
+        }
+        Ok(guard)
     }
 }
 

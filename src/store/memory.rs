@@ -1,6 +1,5 @@
 //! The memory an object lives in: an attached System V segment, or (for
-//! the fuzz targets) a private heap image of the same layout; and who created
-//! it.
+//! the fuzz targets) a private heap image of the same layout.
 
 #[cfg(feature = "fuzzing")]
 use crate::error::Error;
@@ -24,6 +23,15 @@ pub enum Memory {
 }
 
 impl Memory {
+    /// The attached segment, unless this is a heap image.
+    pub fn segment(&self) -> Option<&Segment> {
+        match self {
+            Memory::Segment(s) => Some(s),
+            #[cfg(feature = "fuzzing")]
+            Memory::Heap { .. } => None,
+        }
+    }
+
     /// The first byte.
     pub fn as_ptr(&self) -> *mut u8 {
         match self {
@@ -110,60 +118,6 @@ impl Memory {
             Memory::Segment(s) => s.remove(),
             #[cfg(feature = "fuzzing")]
             Memory::Heap { .. } => Ok(()),
-        }
-    }
-
-    /// Who created the memory, as the kernel tells (nobody for a heap
-    /// image, which no live process is still initialising).
-    pub fn creator(&self) -> Result<Creator> {
-        match self {
-            Memory::Segment(s) => Creator::of(s),
-            #[cfg(feature = "fuzzing")]
-            Memory::Heap { .. } => Ok(Creator {
-                pid: 0,
-                created: None,
-                uid: 0,
-            }),
-        }
-    }
-}
-
-/// The creator of a segment, as `IPC_STAT` gives it.
-#[derive(Debug, Clone, Copy)]
-pub struct Creator {
-    /// `shm_cpid`.
-    pub pid: i32,
-    /// `shm_ctime`: the creation (or last `IPC_SET`).
-    pub created: Option<std::time::SystemTime>,
-    /// `shm_perm.cuid`.
-    pub uid: u32,
-}
-
-impl Creator {
-    /// The creator of `seg`, as `IPC_STAT` gives it.
-    pub fn of(seg: &Segment) -> Result<Creator> {
-        let info = seg.info()?;
-        Ok(Creator {
-            pid: info.cpid,
-            created: info.ctime,
-            uid: info.cuid,
-        })
-    }
-
-    /// Whether the creator is still running. A pid alone may have been taken
-    /// over since the creator died: where the header names the creator (its
-    /// first writes are its pid and start time), the process with that pid
-    /// must have that start time; before that, it must have started before
-    /// the segment was made and run as its user.
-    pub fn alive(&self, header: &crate::format::Header) -> bool {
-        use std::sync::atomic::Ordering::{Acquire, Relaxed};
-        let named = header.magic.load(Acquire) == crate::format::MAGIC
-            && header.creator_pid.load(Relaxed) == self.pid;
-        let start = header.creator_start.load(Relaxed);
-        if named && start != 0 {
-            crate::sys::proc::same_process_alive(self.pid, Some(start))
-        } else {
-            crate::sys::proc::may_be_creator(self.pid, self.created, self.uid)
         }
     }
 }

@@ -19,12 +19,11 @@ use crate::format::{HEADER_SIZE, Header, Kind, Layout, REGION_CONTROL_SIZE, Regi
 use crate::sys::proc;
 use crate::sys::shm::SegmentInfo;
 
-mod create;
 #[cfg(feature = "fuzzing")]
 pub mod heap;
+pub(crate) mod life;
 mod lock;
 pub mod memory;
-mod names;
 pub mod options;
 mod wait;
 
@@ -65,7 +64,7 @@ mod sealed {
 #[derive(Debug)]
 pub struct Store {
     memory: Memory,
-    /// `backing.as_ptr()`, kept for the hot paths.
+    /// `memory.as_ptr()`, kept for the hot paths.
     base: std::ptr::NonNull<u8>,
     /// What was validated at open (or made at create). Kept here, never
     /// re-read from the segment, so a peer scribbling on the header later
@@ -162,19 +161,6 @@ impl Store {
     /// `IPC_STAT` of the segment.
     pub fn info(&self) -> Result<SegmentInfo> {
         self.memory.info()
-    }
-
-    /// `IPC_RMID` of the segment, then a wake of every waiter, so that they
-    /// learn it at once.
-    pub fn remove(&self) -> Result<()> {
-        self.memory.remove()?;
-        if !self.memory.is_read_only() {
-            crate::sync::notify::wake::<crate::sync::atomic::Std, _>(
-                &self.header().notify,
-                &crate::sys::futex::Futex,
-            );
-        }
-        Ok(())
     }
 
     /// `IPC_SET` of the permission bits (low 9 bits of `mode`): only the

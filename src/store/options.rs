@@ -35,6 +35,8 @@ pub struct Common {
     pub group: Option<u32>,
     /// A group whose members' segments are trusted.
     pub trust_group: Option<u32>,
+    /// A user whose segments are trusted.
+    pub trust_user: Option<u32>,
 }
 
 impl Default for Common {
@@ -48,6 +50,7 @@ impl Default for Common {
             schema_version: 0,
             group: None,
             trust_group: None,
+            trust_user: None,
         }
     }
 }
@@ -176,6 +179,13 @@ impl<T, K> Options<T, K> {
     /// refused, unlike with [`allow_foreign_owner`](Self::allow_foreign_owner).
     pub fn trust_group(&mut self, gid: u32) -> &mut Self {
         self.common.trust_group = Some(gid);
+        self
+    }
+
+    /// Trust objects owned and created by user `uid` too (see
+    /// [`SegmentOptions::trust_user`](crate::SegmentOptions::trust_user)).
+    pub fn trust_user(&mut self, uid: u32) -> &mut Self {
+        self.common.trust_user = Some(uid);
         self
     }
 }

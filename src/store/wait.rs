@@ -3,13 +3,16 @@
 //! deadline. A read-only attachment cannot announce itself, so it polls in
 //! short slices.
 //!
-//! **Removal.** A waiter whose object is removed (`IPC_RMID`, by `remove()`,
-//! the `shmstore` command or `ipcrm`) returns [`Error::Removed`]: it asks the
-//! kernel (`IPC_STAT`) when it starts and then whenever a slice passed, or
-//! it was woken, without a change, at most every [`REMOVAL_CHECK`]. A
-//! `remove()` through a handle also wakes every waiter, so they see it at
-//! once; an `ipcrm` is seen within a slice (250 ms, or [`REMOVAL_CHECK`] for
-//! a read-only waiter). Loads, reads and stores never ask.
+//! **Removal.** A waiter whose object is removed returns
+//! [`Error::Removed`]. A removal through shmstore (`remove()`, the
+//! `shmstore` command) marks the header's `life` word, then wakes every
+//! waiter (`life/removal.rs`): a waiter looks at the mark before it sleeps
+//! and after every wake, so it returns at once. An `ipcrm` marks nothing:
+//! for it, a waiter also asks the kernel (`IPC_STAT`) when it starts and
+//! then at most every [`REMOVAL_CHECK`] while nothing changes, so it sees
+//! one within that and a slice (250 ms for a read-write waiter, 2 ms for a
+//! read-only one). Loads and reads never ask; stores and publishes look at
+//! the mark once they hold the write lock.
 
 use std::time::{Duration, Instant};
 
@@ -44,13 +47,18 @@ impl Store {
         } else {
             Duration::from_millis(2)
         };
-        let mut now = since;
+        let now = std::cell::Cell::new(since);
+        let header = self.header();
+        let removed = || super::life::removal::removed(header);
         let mut changed = || {
-            now = version();
-            now != since
+            now.set(version());
+            now.get() != since || removed()
         };
         if !changed() {
             self.fail_if_removed()?;
+        }
+        if now.get() == since && removed() {
+            return Err(Error::Removed { id: self.id() });
         }
         let mut checked = Instant::now();
         loop {
@@ -60,7 +68,9 @@ impl Store {
                     // Out of time: one last look, so that even a zero
                     // timeout sees a change made before the call.
                     _ => {
-                        changed();
+                        if changed() && now.get() == since {
+                            return Err(Error::Removed { id: self.id() });
+                        }
                         break;
                     }
                 },
@@ -74,6 +84,9 @@ impl Store {
                         source,
                     })?;
             if moved {
+                if now.get() == since {
+                    return Err(Error::Removed { id: self.id() });
+                }
                 break;
             }
             if checked.elapsed() >= REMOVAL_CHECK.min(slice) {
@@ -81,7 +94,7 @@ impl Store {
                 checked = Instant::now();
             }
         }
-        Ok(now)
+        Ok(now.get())
     }
 
     /// [`Error::Removed`] if the object was removed.

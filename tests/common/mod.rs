@@ -3,6 +3,7 @@
 //! reader.
 #![allow(dead_code)]
 
+pub mod names;
 pub mod python;
 
 use std::io::{BufRead, BufReader, Write};
@@ -137,6 +138,23 @@ impl Drop for Live {
         }
     }
 }
+
+/// The steps of the life of an object (src/store/life/), each killed and
+/// stopped at by `tests/life.rs`.
+pub const LIFE_STEPS: &[&str] = &[
+    "create.before_shmget",
+    "create.after_shmget",
+    "create.after_claim",
+    "create.after_scan",
+    "create.after_header",
+    "create.after_mutex",
+    "create.after_value",
+    "replace.after_judge",
+    "remove.after_mark",
+    "remove.finish",
+    "gc.after_judge",
+    "gc.after_mark",
+];
 
 /// How long a child gets to make each report or to exit.
 pub const CHILD_WAIT: Duration = Duration::from_secs(30);

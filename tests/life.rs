@@ -1,0 +1,644 @@
+//! The life of an object across processes (store/life/): creating,
+//! naming, replacing and removing, with other processes racing, killed or
+//! stopped at each named step. What must hold: at most one object per name,
+//! replacers converge on one object and never remove one they did not find
+//! of the wrong type, and a removal is seen by writers and waiters.
+
+mod common;
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use common::names::{NameGuard, at_keys, fresh_name, objects_of};
+use common::{Kid, SegGuard, child, child_args, read_command, report, unique_key};
+use shmstore::{Error, Key, SharedCell};
+
+/// A child's key argument: a name, or `#RAW` for a plain key.
+fn key_of(arg: &str) -> Key {
+    match arg.strip_prefix('#') {
+        Some(raw) => Key::new(raw.parse().unwrap()).unwrap(),
+        None => Key::named(arg).unwrap(),
+    }
+}
+
+fn arg_of(key: Key) -> String {
+    match key.name() {
+        Some(name) => name.to_owned(),
+        None => format!("#{}", key.raw()),
+    }
+}
+
+/// `ok:ID`, or `err:` and the error's variant.
+fn outcome<T: bytemuck::Pod>(r: &shmstore::Result<SharedCell<T>>) -> String {
+    match r {
+        Ok(c) => format!("ok:{}", c.id()),
+        Err(e) => format!("err:{}", variant(e)),
+    }
+}
+
+fn variant(e: &Error) -> String {
+    let debug = format!("{e:?}");
+    debug
+        .split([' ', '{', '('])
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn options(timeout_ms: &str) -> shmstore::CellOptions<u64> {
+    let mut o = SharedCell::<u64>::options();
+    o.init_timeout(Duration::from_millis(timeout_ms.parse().unwrap()));
+    o
+}
+
+#[test]
+fn child_entry() {
+    let Some(args) = child_args() else { return };
+    let key = key_of(&args[1]);
+    match args[0].as_str() {
+        "create" => {
+            let value = args[2].parse().unwrap();
+            report("result", outcome(&options(&args[3]).create(key, value)));
+        }
+        "open_or_create" => {
+            let value = args[2].parse().unwrap();
+            report(
+                "result",
+                outcome(&options(&args[3]).open_or_create(key, value)),
+            );
+        }
+        "replace" => {
+            let value = args[2].parse().unwrap();
+            report(
+                "result",
+                outcome(&options(&args[3]).open_or_replace(key, value)),
+            );
+        }
+        "open" => report("result", outcome(&options(&args[2]).open(key))),
+        "remove" => {
+            let cell = SharedCell::<u64>::open(key).unwrap();
+            match cell.remove() {
+                Ok(()) => report("result", "removed"),
+                Err(e) => report("result", format!("err:{}", variant(&e))),
+            }
+        }
+        // Open the cell, then store what each line on stdin says.
+        "hold" => {
+            let cell = SharedCell::<u64>::open(key).unwrap();
+            report("opened", cell.id());
+            while let Some(line) = read_command() {
+                let v: u64 = line.parse().unwrap();
+                match cell.store(v) {
+                    Ok(()) => report("stored", v),
+                    Err(e) => report("stored", format!("err:{}", variant(&e))),
+                }
+            }
+        }
+        other => panic!("unknown role {other}"),
+    }
+    std::process::exit(0);
+}
+
+/// Start a child that stops itself (SIGSTOP) at `step`, and wait until it
+/// has.
+fn stopped_at(step: &str, args: &[&str]) -> Kid {
+    start_stopped(child(args), step)
+}
+
+/// The `shmstore` command with `args`, as a child whose output is read by
+/// [`Kid`] (which skips lines that are not reports).
+fn command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shmstore"));
+    cmd.args(args).stdout(Stdio::piped());
+    cmd
+}
+
+/// Start `cmd` so that it stops itself at `step`, and wait until it has.
+fn start_stopped(mut cmd: Command, step: &str) -> Kid {
+    let what = format!("{cmd:?}");
+    cmd.env("SHMSTORE_CRASH_AT", format!("{step}:stop"));
+    let kid = Kid::start(cmd);
+    let start = Instant::now();
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", kid.pid())).unwrap();
+        let state = stat.rsplit_once(')').unwrap().1.split_whitespace().next();
+        if state == Some("T") {
+            return kid;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{what} never stopped at {step}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Let a stopped child go on.
+fn resume(kid: &Kid) {
+    // SAFETY: a signal to a child of this process; no memory is involved.
+    assert_eq!(unsafe { libc::kill(kid.pid(), libc::SIGCONT) }, 0);
+}
+
+/// Run a child that kills itself (SIGKILL) at `step`.
+fn killed_at(step: &str, args: &[&str]) {
+    run_killed(child(args), step);
+}
+
+/// Run `cmd` so that it kills itself at `step`.
+fn run_killed(mut cmd: Command, step: &str) {
+    let what = format!("{cmd:?}");
+    cmd.env("SHMSTORE_CRASH_AT", step);
+    let mut kid = Kid::start(cmd);
+    let status = kid.wait();
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGKILL),
+        "{what} did not die at {step} ({status})"
+    );
+}
+
+/// The one object of `name`, checked through the library and byte by byte.
+fn the_object(name: &str) -> SharedCell<u64> {
+    let objects = objects_of(name);
+    assert_eq!(
+        objects.len(),
+        1,
+        "{name}: objects {objects:?}, keys {:?}",
+        at_keys(name)
+    );
+    let cell = SharedCell::<u64>::open(Key::named(name).unwrap()).unwrap();
+    assert_eq!(cell.id(), objects[0]);
+    cell
+}
+
+/// Finding: four replacers at once of an old object ended on different
+/// objects, or on a removed one, or failed. Now they end on one object,
+/// which is the one the key reaches, and the old one is removed.
+#[test]
+fn racing_replacers_end_on_one_object() {
+    for named in [true, false] {
+        for round in 0..60 {
+            let name = fresh_name("replace");
+            let _names = NameGuard::of(&name);
+            let key = if named {
+                Key::named(&name).unwrap()
+            } else {
+                unique_key()
+            };
+            let old = SharedCell::<u32>::create(key, 7).unwrap();
+            let _old = SegGuard(old.id());
+            let barrier = Arc::new(Barrier::new(4));
+            let replacers: Vec<_> = (0..4u64)
+                .map(|i| {
+                    let barrier = barrier.clone();
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        SharedCell::<u64>::open_or_replace(key, i)
+                    })
+                })
+                .collect();
+            let cells: Vec<SharedCell<u64>> = replacers
+                .into_iter()
+                .map(|t| t.join().unwrap())
+                .collect::<Result<_, _>>()
+                .unwrap_or_else(|e| panic!("named {named}, round {round}: {e}"));
+            let _new = SegGuard(cells[0].id());
+            let ids: Vec<i32> = cells.iter().map(|c| c.id()).collect();
+            assert!(
+                ids.iter().all(|&id| id == ids[0]),
+                "named {named}, round {round}: replacers on {ids:?}"
+            );
+            assert!(old.is_removed().unwrap());
+            assert!(!cells[0].is_removed().unwrap(), "round {round}");
+            cells[3].store(99).unwrap();
+            let opened = SharedCell::<u64>::open(key).unwrap();
+            assert_eq!((opened.id(), opened.load()), (ids[0], 99));
+        }
+    }
+}
+
+/// The same, in processes.
+#[test]
+fn racing_replacers_in_processes_end_on_one_object() {
+    for _ in 0..5 {
+        let name = fresh_name("replace-procs");
+        let _names = NameGuard::of(&name);
+        let key = Key::named(&name).unwrap();
+        let old = SharedCell::<u32>::create(key, 7).unwrap();
+        let mut kids: Vec<Kid> = (0..4)
+            .map(|i| Kid::spawn(&["replace", &name, &i.to_string(), "10000"]))
+            .collect();
+        let results: Vec<String> = kids.iter_mut().map(|k| k.expect("result")).collect();
+        let cell = the_object(&name);
+        for r in &results {
+            assert_eq!(r, &format!("ok:{}", cell.id()), "{results:?}");
+        }
+        assert!(old.is_removed().unwrap());
+    }
+}
+
+/// Finding: a creator stopped for 3 s right after its `shmget`, and a
+/// second `create` of the same name, both succeeded, at two keys. Now one
+/// of them makes the object and the other is told it exists.
+#[test]
+fn a_creator_stopped_after_shmget_never_makes_a_second_object() {
+    let name = fresh_name("stopped");
+    let _names = NameGuard::of(&name);
+    let key = Key::named(&name).unwrap();
+    let mut a = stopped_at("create.after_shmget", &["create", &name, "1", "10000"]);
+    // Longer than any window in which a creator could be judged by time.
+    std::thread::sleep(Duration::from_secs(3));
+    let b = SharedCell::<u64>::options()
+        .init_timeout(Duration::from_secs(1))
+        .create(key, 2);
+    resume(&a);
+    let a_result = a.expect("result");
+    let cell = the_object(&name);
+    match &b {
+        Ok(b) => {
+            assert_eq!(a_result, "err:AlreadyExists");
+            assert_eq!(cell.id(), b.id());
+            b.store(3).unwrap();
+        }
+        Err(e) => panic!("the second creator failed ({e}); the first: {a_result}"),
+    }
+    assert_eq!(cell.load(), 3);
+}
+
+/// Finding: a plain object at a name's key; a creator looked at the keys
+/// and was about to make its segment; another created the name; the plain
+/// object went away; the first then created too: two objects. Now the
+/// later creator finds the object and gives way, whichever key it took.
+#[test]
+fn a_key_freed_meanwhile_never_makes_a_second_object() {
+    use common::names::documented_key;
+    for stop in ["create.before_shmget", "create.after_claim"] {
+        let name = fresh_name("freed");
+        let _names = NameGuard::of(&name);
+        let key = Key::named(&name).unwrap();
+        let plain: Vec<SharedCell<u64>> = (0..2)
+            .map(|i| SharedCell::create(Key::new(documented_key(&name, i)).unwrap(), 0).unwrap())
+            .collect();
+        // B chose key 2 (keys 0 and 1 held plain objects) and stops.
+        let mut b = stopped_at(stop, &["create", &name, "2", "10000"]);
+        plain[0].remove().unwrap();
+        let a = std::thread::spawn(move || {
+            SharedCell::<u64>::options()
+                .init_timeout(Duration::from_secs(20))
+                .create(key, 1)
+        });
+        // A, at key 0, either finished (B had not claimed yet) or waits for
+        // B's claim at a higher key to be decided.
+        std::thread::sleep(Duration::from_millis(300));
+        resume(&b);
+        let b_result = b.expect("result");
+        let a = a.join().unwrap();
+        let cell = the_object(&name);
+        let a = a.unwrap_or_else(|e| panic!("{stop}: A failed: {e}; B {b_result}"));
+        assert_eq!(cell.id(), a.id(), "{stop}");
+        assert_eq!(b_result, "err:AlreadyExists", "{stop}");
+        plain[1].remove().unwrap();
+    }
+}
+
+/// The steps of a creation by name: a creator killed at each leaves
+/// nothing that stops another from making the one object (and what it left
+/// is cleared); a creator stopped at each is either waited for or given
+/// way to, and in the end there is one object.
+const CREATE_STEPS: &[&str] = &[
+    "create.before_shmget",
+    "create.after_shmget",
+    "create.after_claim",
+    "create.after_scan",
+    "create.after_header",
+    "create.after_mutex",
+    "create.after_value",
+];
+
+#[test]
+fn creators_killed_at_every_step() {
+    for &step in CREATE_STEPS {
+        let name = fresh_name("killed");
+        let _names = NameGuard::of(&name);
+        killed_at(step, &["create", &name, "1", "10000"]);
+        let b = SharedCell::<u64>::options()
+            .init_timeout(Duration::from_secs(5))
+            .open_or_create(Key::named(&name).unwrap(), 2)
+            .unwrap_or_else(|e| panic!("{step}: {e}"));
+        let cell = the_object(&name);
+        assert_eq!((cell.id(), cell.load()), (b.id(), 2), "{step}");
+        assert_eq!(
+            at_keys(&name).len(),
+            1,
+            "{step}: what the dead creator left stayed"
+        );
+    }
+}
+
+#[test]
+fn creators_stopped_at_every_step() {
+    for &step in CREATE_STEPS {
+        let name = fresh_name("held");
+        let _names = NameGuard::of(&name);
+        let mut a = stopped_at(step, &["create", &name, "1", "10000"]);
+        let b = SharedCell::<u64>::options()
+            .init_timeout(Duration::from_millis(500))
+            .open_or_create(Key::named(&name).unwrap(), 2);
+        resume(&a);
+        let a_result = a.expect("result");
+        let cell = the_object(&name);
+        match &b {
+            Ok(b) => {
+                // Nothing of A's was a claim yet: B made the object, A gave way.
+                assert_eq!(cell.id(), b.id(), "{step}");
+                assert_eq!(a_result, "err:AlreadyExists", "{step}");
+            }
+            Err(e) => {
+                // A's claim stood: B waited for it, and A made the object.
+                assert!(matches!(e, Error::InitTimeout { .. }), "{step}: {e}");
+                assert_eq!(a_result, format!("ok:{}", cell.id()), "{step}");
+            }
+        }
+    }
+}
+
+/// A replacer stopped after judging the old object, while another replaces
+/// it: the first removes only the old one (already removed) and ends on the
+/// other's new object. Killed there: the other replaces alone.
+#[test]
+fn replacers_stopped_or_killed_after_judging() {
+    let name = fresh_name("replace-step");
+    let _names = NameGuard::of(&name);
+    let key = Key::named(&name).unwrap();
+    let old = SharedCell::<u32>::create(key, 7).unwrap();
+    let mut a = stopped_at("replace.after_judge", &["replace", &name, "1", "10000"]);
+    let b = SharedCell::<u64>::open_or_replace(key, 2).unwrap();
+    assert!(old.is_removed().unwrap());
+    resume(&a);
+    assert_eq!(a.expect("result"), format!("ok:{}", b.id()));
+    assert!(!b.is_removed().unwrap());
+    assert_eq!(the_object(&name).id(), b.id());
+    b.remove().unwrap();
+
+    let old = SharedCell::<u32>::create(key, 7).unwrap();
+    killed_at("replace.after_judge", &["replace", &name, "1", "10000"]);
+    assert!(
+        !old.is_removed().unwrap(),
+        "the dead replacer removed nothing"
+    );
+    let b = SharedCell::<u64>::open_or_replace(key, 2).unwrap();
+    assert!(old.is_removed().unwrap());
+    assert_eq!(the_object(&name).id(), b.id());
+}
+
+/// Finding: `remove()` was seen by waiters only after 250 ms, and never by
+/// writers. Now a writer's next store and every waiter return `Removed` at
+/// once.
+#[test]
+fn a_removal_is_seen_at_once_by_waiters_and_writers() {
+    let key = unique_key();
+    let cell = SharedCell::<u64>::create(key, 1).unwrap();
+    let _g = SegGuard(cell.id());
+    let mut writer = Kid::spawn(&["hold", &arg_of(key)]);
+    assert_eq!(writer.expect("opened"), cell.id().to_string());
+    let waiters: Vec<_> = [false, true]
+        .into_iter()
+        .map(|read_only| {
+            std::thread::spawn(move || {
+                let result = if read_only {
+                    let r = SharedCell::<u64>::open_read_only(key).unwrap();
+                    r.wait_for_change(0, Some(Duration::from_secs(10)))
+                } else {
+                    let c = SharedCell::<u64>::open(key).unwrap();
+                    c.wait_for_change(0, Some(Duration::from_secs(10)))
+                };
+                (result, Instant::now())
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let removed_at = Instant::now();
+    cell.remove().unwrap();
+    for w in waiters {
+        let (result, woke) = w.join().unwrap();
+        assert!(matches!(result, Err(Error::Removed { .. })), "{result:?}");
+        let late = woke.duration_since(removed_at);
+        assert!(late < Duration::from_millis(10), "seen after {late:?}");
+    }
+    writer.send("5");
+    assert_eq!(writer.expect("stored"), "err:Removed");
+    assert!(matches!(cell.store(6), Err(Error::Removed { .. })));
+}
+
+/// A remover stopped after marking the object: writers are refused, an open
+/// waits for it (`Busy` past its timeout); once it goes on the object is
+/// gone. A remover killed there: the next open finishes the removal.
+#[test]
+fn removers_stopped_or_killed_after_marking() {
+    let name = fresh_name("remove-step");
+    let _names = NameGuard::of(&name);
+    let key = Key::named(&name).unwrap();
+    let cell = SharedCell::<u64>::create(key, 1).unwrap();
+    let mut a = stopped_at("remove.after_mark", &["remove", &name]);
+    assert!(matches!(cell.store(2), Err(Error::Removed { .. })));
+    let opened = SharedCell::<u64>::options()
+        .init_timeout(Duration::from_millis(300))
+        .open(key);
+    assert!(
+        matches!(opened, Err(Error::Busy { .. })),
+        "{:?}",
+        opened.map(|c| c.id())
+    );
+    resume(&a);
+    assert_eq!(a.expect("result"), "removed");
+    assert!(cell.is_removed().unwrap());
+    assert!(matches!(
+        SharedCell::<u64>::open(key),
+        Err(Error::NotFound { .. })
+    ));
+
+    let cell = SharedCell::<u64>::create(key, 1).unwrap();
+    killed_at("remove.after_mark", &["remove", &name]);
+    assert!(!cell.is_removed().unwrap(), "not removed yet, only marked");
+    assert!(matches!(cell.store(2), Err(Error::Removed { .. })));
+    // The next opener finishes what the dead remover began.
+    killed_at("remove.finish", &["open", &name, "1000"]);
+    assert!(!cell.is_removed().unwrap());
+    assert!(matches!(
+        SharedCell::<u64>::open(key),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(cell.is_removed().unwrap());
+    let again = SharedCell::<u64>::open_or_create(key, 9).unwrap();
+    assert_eq!(the_object(&name).id(), again.id());
+}
+
+/// An opener finishing the removal a dead remover began, stopped before its
+/// `IPC_RMID`: another opener finishes it too, and both find nothing.
+#[test]
+fn finishers_stopped_before_removing() {
+    let name = fresh_name("finish-step");
+    let _names = NameGuard::of(&name);
+    let key = Key::named(&name).unwrap();
+    let cell = SharedCell::<u64>::create(key, 1).unwrap();
+    killed_at("remove.after_mark", &["remove", &name]);
+    let mut a = stopped_at("remove.finish", &["open", &name, "1000"]);
+    assert!(matches!(
+        SharedCell::<u64>::open(key),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(cell.is_removed().unwrap());
+    resume(&a);
+    assert_eq!(a.expect("result"), "err:NotFound");
+}
+
+/// An object whose creator exited, which nobody has attached: garbage.
+fn garbage_named(name: &str) -> i32 {
+    let mut made = Kid::spawn(&["create", name, "1", "1000"]);
+    let id = made.expect("result");
+    assert!(made.wait().success());
+    id.strip_prefix("ok:").unwrap().parse().unwrap()
+}
+
+fn gc_cmd(name: &str) -> Command {
+    command(&["gc", "--remove", "--prefix", name])
+}
+
+/// Finding: `gc --remove` removed an object that a restarted supervisor had
+/// just opened. Now a collector stopped after judging an object, or after
+/// marking it, keeps it when a supervisor opens it meanwhile (the opener
+/// waits for a marking collector); killed at either step, it leaves the
+/// object usable.
+#[test]
+fn collectors_stopped_or_killed_while_a_supervisor_opens() {
+    for step in ["gc.after_judge", "gc.after_mark"] {
+        let name = fresh_name("gc-kept");
+        let _names = NameGuard::of(&name);
+        garbage_named(&name);
+        let mut gc = start_stopped(gc_cmd(&name), step);
+        let mut supervisor = Kid::spawn(&["hold", &name]);
+        if step == "gc.after_mark" {
+            let early = supervisor.report_within("opened", Duration::from_millis(300));
+            assert_eq!(early, None, "opened while the collector judged it");
+        } else {
+            supervisor.expect("opened");
+        }
+        resume(&gc);
+        if step == "gc.after_mark" {
+            supervisor.expect("opened");
+        }
+        assert!(gc.wait().success(), "{step}");
+        supervisor.send("5");
+        assert_eq!(supervisor.expect("stored"), "5", "{step}");
+        assert_eq!(the_object(&name).load(), 5, "{step}");
+    }
+    // Stopped with nobody opening it: collected.
+    let name = fresh_name("gc-collected");
+    let _names = NameGuard::of(&name);
+    let id = garbage_named(&name);
+    let mut gc = start_stopped(gc_cmd(&name), "gc.after_mark");
+    resume(&gc);
+    assert!(gc.wait().success());
+    assert!(objects_of(&name).is_empty());
+    assert!(
+        shmstore::list_segments()
+            .unwrap()
+            .iter()
+            .all(|s| s.id != id)
+    );
+    // Killed at either step: the object stays, and opens.
+    for step in ["gc.after_judge", "gc.after_mark"] {
+        let name = fresh_name("gc-killed");
+        let _names = NameGuard::of(&name);
+        garbage_named(&name);
+        run_killed(gc_cmd(&name), step);
+        let cell = SharedCell::<u64>::options()
+            .init_timeout(Duration::from_secs(2))
+            .open(Key::named(&name).unwrap())
+            .unwrap_or_else(|e| panic!("{step}: {e}"));
+        cell.store(7).unwrap();
+        assert_eq!(the_object(&name).load(), 7, "{step}");
+    }
+}
+
+/// Each step of the life of an object, and the tests that kill a process
+/// there and stop one there.
+const STEPS: &[(&str, &str, &str)] = &[
+    (
+        "create.before_shmget",
+        "creators_killed_at_every_step",
+        "creators_stopped_at_every_step, a_key_freed_meanwhile_never_makes_a_second_object",
+    ),
+    (
+        "create.after_shmget",
+        "creators_killed_at_every_step",
+        "creators_stopped_at_every_step, a_creator_stopped_after_shmget_never_makes_a_second_object",
+    ),
+    (
+        "create.after_claim",
+        "creators_killed_at_every_step",
+        "creators_stopped_at_every_step, a_key_freed_meanwhile_never_makes_a_second_object",
+    ),
+    (
+        "create.after_scan",
+        "creators_killed_at_every_step",
+        "creators_stopped_at_every_step",
+    ),
+    (
+        "create.after_header",
+        "creators_killed_at_every_step",
+        "creators_stopped_at_every_step",
+    ),
+    (
+        "create.after_mutex",
+        "creators_killed_at_every_step",
+        "creators_stopped_at_every_step",
+    ),
+    (
+        "create.after_value",
+        "creators_killed_at_every_step",
+        "creators_stopped_at_every_step",
+    ),
+    (
+        "replace.after_judge",
+        "replacers_stopped_or_killed_after_judging",
+        "replacers_stopped_or_killed_after_judging",
+    ),
+    (
+        "remove.after_mark",
+        "removers_stopped_or_killed_after_marking",
+        "removers_stopped_or_killed_after_marking",
+    ),
+    (
+        "remove.finish",
+        "removers_stopped_or_killed_after_marking",
+        "finishers_stopped_before_removing",
+    ),
+    (
+        "gc.after_judge",
+        "collectors_stopped_or_killed_while_a_supervisor_opens",
+        "collectors_stopped_or_killed_while_a_supervisor_opens",
+    ),
+    (
+        "gc.after_mark",
+        "collectors_stopped_or_killed_while_a_supervisor_opens",
+        "collectors_stopped_or_killed_while_a_supervisor_opens",
+    ),
+];
+
+/// The table above names every step of the life of an object, as
+/// `common::LIFE_STEPS` does (which `tests/crash_points.rs` counts as
+/// covered here).
+#[test]
+fn every_life_step_is_killed_and_stopped() {
+    let tabled: Vec<&str> = STEPS.iter().map(|s| s.0).collect();
+    assert_eq!(tabled, common::LIFE_STEPS);
+    for step in shmstore::crash::STEPS {
+        let life = ["create.", "replace.", "remove.", "gc."]
+            .iter()
+            .any(|p| step.starts_with(p));
+        assert_eq!(life, tabled.contains(step), "{step}");
+    }
+}

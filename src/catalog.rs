@@ -1,15 +1,20 @@
 //! The objects on the system, by what their headers say: every segment
-//! described, found by name, removed by prefix, and the ones nobody uses
-//! any more (`shmstore gc`). Public through [`inspect`](crate::inspect).
+//! described, found by name as the library finds it, removed (by prefix
+//! too) and collected when nobody uses them (`shmstore gc`), each judged and
+//! removed on one attachment. Public through [`inspect`](crate::inspect).
 #![allow(unsafe_code)]
 
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::{self, HEADER_SIZE, Kind, MAGIC, REGION_CONTROL_SIZE, RegionControl};
 use crate::inspect::{Description, describe_segment};
+use crate::key::Key;
 use crate::region::pin_slot::{STARTED, buffer_of, pid_of};
-use crate::store::memory::Creator;
+use crate::store::life::creator::Creator;
+use crate::store::life::{look, removal};
+use crate::store::options::Common;
+use crate::store::{Memory, Store};
 use crate::sync::notify::WAITING;
 use crate::sys::proc;
 use crate::sys::shm::{Segment, SegmentInfo};
@@ -70,21 +75,94 @@ pub fn objects() -> Result<Vec<Object>> {
         .collect())
 }
 
-/// The objects named `name` (one, unless a removed one still lingers:
-/// removed segments come after).
-pub fn find_named(name: &str) -> Result<Vec<Object>> {
-    let mut found: Vec<Object> = objects()?
-        .into_iter()
-        .filter(|o| o.name() == Some(name))
-        .collect();
-    found.sort_by_key(|o| o.info.marked_for_removal);
+/// Which owners a lookup by name trusts, beside this user and root: the
+/// options of the same names on [`Options`](crate::Options).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Trust {
+    /// A user whose objects are trusted (`trust_user`).
+    pub user: Option<u32>,
+    /// A group whose members' objects are trusted (`trust_group`).
+    pub group: Option<u32>,
+    /// Every owner (`allow_foreign_owner`).
+    pub any: bool,
+}
+
+impl Trust {
+    fn options(&self) -> Common {
+        Common {
+            allow_foreign_owner: self.any,
+            trust_group: self.group,
+            trust_user: self.user,
+            ..Common::default()
+        }
+    }
+}
+
+/// The segment of the object named `name`, found as the library finds it
+/// (the name's keys, trusted owners; `Error::ForeignOwner` if only an
+/// untrusted segment holds the name), attached read-only or read-write as
+/// asked. Describe, watch or remove *this* attachment: it keeps the id from
+/// naming another segment.
+pub fn locate(name: &str, trust: &Trust, read_only: bool) -> Result<Segment> {
+    let key = Key::named(name)?;
+    Store::locate(key, &trust.options(), read_only)?.ok_or(Error::NotFound { key })
+}
+
+/// Every segment at the keys of `name` that holds that name, whoever owns
+/// it: what an operator needs to see when a lookup is refused.
+pub fn claimants(name: &str) -> Result<Vec<SegmentInfo>> {
+    let key = Key::named(name)?;
+    let mut found = Vec::new();
+    for k in key.candidates() {
+        let Ok(seg) = Segment::options()
+            .read_only(true)
+            .allow_foreign_owner(true)
+            .open(k)
+        else {
+            continue;
+        };
+        let named = look::header(&seg)
+            .filter(|h| h.magic.load(Acquire) == MAGIC)
+            .and_then(|h| h.stored_name())
+            .is_some_and(|n| n == name.as_bytes());
+        if named {
+            found.push(seg.info()?);
+        }
+    }
     Ok(found)
 }
 
-/// Remove (`IPC_RMID`) every object whose name starts with `prefix` (not
-/// empty: `acme/` removes `acme/config` and `acme/counters`), and return
-/// them. Objects this user may not remove are skipped and returned with
-/// the error.
+/// Remove the segment `seg` is attached to: a shmstore object through the
+/// removal protocol (marked, so that its writers and waiters learn it at
+/// once, then `IPC_RMID` on this attachment's id), any other segment by
+/// `IPC_RMID` on this attachment's id. Judge it on `seg` first: the id
+/// names no other segment while `seg` lives.
+pub fn remove_attached(seg: Segment) -> Result<()> {
+    let memory = Memory::Segment(seg);
+    let h = memory.segment().and_then(look::header);
+    match h.filter(|h| h.magic.load(Acquire) == MAGIC) {
+        Some(h) => removal::remove(&memory, h),
+        None => memory.remove(),
+    }
+}
+
+/// Attach segment `id` (whoever owns it) read-write if this user may, else
+/// read-only: what the command judges and removes.
+pub fn attach_for_removal(id: i32) -> Result<Segment> {
+    match Segment::options().allow_foreign_owner(true).attach_id(id) {
+        Err(Error::PermissionDenied { .. }) => Segment::options()
+            .read_only(true)
+            .allow_foreign_owner(true)
+            .attach_id(id),
+        other => other,
+    }
+}
+
+/// Remove every object whose name starts with `prefix` (not empty:
+/// `acme/` removes `acme/config` and `acme/counters`), and return them,
+/// each with what its removal gave. Each is attached, its name read again
+/// on that attachment, and removed through it (`remove_attached`), so that
+/// an id reused meanwhile by another segment is never removed.
 pub fn remove_prefix(prefix: &str) -> Result<Vec<(Object, Result<()>)>> {
     if prefix.is_empty() {
         return Err(crate::Error::InvalidName {
@@ -95,9 +173,17 @@ pub fn remove_prefix(prefix: &str) -> Result<Vec<(Object, Result<()>)>> {
     Ok(objects()?
         .into_iter()
         .filter(|o| o.name().is_some_and(|n| n.starts_with(prefix)) && !o.info.marked_for_removal)
-        .map(|o| {
-            let removed = Segment::remove_by_id(o.info.id);
-            (o, removed)
+        .filter_map(|o| {
+            let seg = match attach_for_removal(o.info.id) {
+                Ok(seg) => seg,
+                Err(Error::IdNotFound { .. }) => return None,
+                Err(e) => return Some((o, Err(e))),
+            };
+            let still = look::header(&seg)
+                .filter(|h| h.magic.load(Acquire) == MAGIC)
+                .and_then(|h| h.stored_name())
+                .is_some_and(|n| n.starts_with(prefix.as_bytes()));
+            still.then(|| (o, remove_attached(seg)))
         })
         .collect())
 }
@@ -142,10 +228,9 @@ pub fn liveness(seg: &Segment) -> Option<Liveness> {
 
 /// The shmstore objects nobody uses any more: no process attached and the
 /// creator gone, owned by this user (by anyone, for root). What `shmstore
-/// gc` lists, and removes when told.
+/// gc` lists; [`collect`] removes one, judged again.
 pub fn garbage() -> Result<Vec<Object>> {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
+    let euid = proc::euid();
     Ok(objects()?
         .into_iter()
         .filter(|o| {
@@ -155,6 +240,60 @@ pub fn garbage() -> Result<Vec<Object>> {
                 && o.liveness.as_ref().is_some_and(|l| !l.creator.1)
         })
         .collect())
+}
+
+/// What [`collect`] did with a segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Collection {
+    /// Removed.
+    Removed,
+    /// Not garbage when judged again on an attachment: why.
+    Kept(String),
+}
+
+/// Remove segment `id` if it is still garbage, judged on an attachment of
+/// it (only this attachment, its creator gone, this user's unless root,
+/// not being removed, its name under `prefix` if given) and then by the
+/// collection protocol
+/// (`store/life/removal.rs`): an opener that attaches while it is judged
+/// keeps it.
+pub fn collect(id: i32, prefix: Option<&str>) -> Result<Collection> {
+    let euid = proc::euid();
+    let seg = match Segment::options().allow_foreign_owner(true).attach_id(id) {
+        Ok(seg) => seg,
+        Err(Error::IdNotFound { .. }) => return Ok(Collection::Kept("gone".into())),
+        Err(e) => return Err(e),
+    };
+    let info = seg.info()?;
+    let memory = Memory::Segment(seg);
+    let h = memory.segment().and_then(look::header);
+    let Some(h) = h.filter(|h| h.magic.load(Acquire) == MAGIC) else {
+        return Ok(Collection::Kept("not a shmstore object".into()));
+    };
+    let named = h.stored_name().unwrap_or_default();
+    let why = if info.marked_for_removal {
+        Some("it was removed".to_owned())
+    } else if prefix.is_some_and(|p| !named.starts_with(p.as_bytes())) {
+        Some("its name is not under the prefix".to_owned())
+    } else if info.nattch != 1 {
+        Some(format!("{} other processes attached", info.nattch - 1))
+    } else if euid != 0 && info.uid != euid {
+        Some(format!("it belongs to uid {}", info.uid))
+    } else if Creator::from_info(&info).alive(h) {
+        Some(format!("its creator (pid {}) runs", info.cpid))
+    } else {
+        None
+    };
+    if let Some(why) = why {
+        return Ok(Collection::Kept(why));
+    }
+    Ok(match removal::collect(&memory, h)? {
+        removal::Collected::Removed => Collection::Removed,
+        removal::Collected::InUse => {
+            Collection::Kept("a process attached while it was judged".into())
+        }
+        removal::Collected::Busy => Collection::Kept("another process removes it".into()),
+    })
 }
 
 /// The value a cell's segment holds now, with its version: the bytes of the

@@ -1,15 +1,21 @@
-//! `shmstore gc`: the shmstore objects nobody uses, removed when told.
+//! `shmstore gc`: the shmstore objects nobody uses, removed when told: each
+//! judged again on an attachment and collected through it
+//! (`inspect::collect`), so that an object a process opened meanwhile is
+//! kept.
 
 use serde_json::{Value, json};
-use shmstore::{Segment, inspect};
+use shmstore::inspect::{self, Collection};
 
 use crate::out::{clean, print_json};
 use crate::{Failure, Outcome};
 
-pub fn run(remove: bool, as_json: bool) -> Result<Outcome, Failure> {
+pub fn run(remove: bool, prefix: Option<&str>, as_json: bool) -> Result<Outcome, Failure> {
     let mut outcome = Outcome::Done;
     let mut rows = Vec::new();
-    let garbage = inspect::garbage()?;
+    let mut garbage = inspect::garbage()?;
+    if let Some(p) = prefix {
+        garbage.retain(|o| o.name().is_some_and(|n| n.starts_with(p)));
+    }
     if garbage.is_empty() && !as_json {
         println!("nothing to collect");
     }
@@ -19,7 +25,8 @@ pub fn run(remove: bool, as_json: bool) -> Result<Outcome, Failure> {
             .as_ref()
             .map(|d| d.summary())
             .unwrap_or_default();
-        let result = remove.then(|| Segment::remove_by_id(o.info.id));
+        // Judged again on an attachment, and collected through it.
+        let result = remove.then(|| inspect::collect(o.info.id, prefix));
         let error = match &result {
             Some(Err(e)) => {
                 outcome = Outcome::SomeFailed;
@@ -27,18 +34,31 @@ pub fn run(remove: bool, as_json: bool) -> Result<Outcome, Failure> {
             }
             _ => None,
         };
+        let kept = match &result {
+            Some(Ok(Collection::Kept(why))) => Some(clean(why)),
+            _ => None,
+        };
         if as_json {
             rows.push(json!({
                 "id": o.info.id,
                 "holds": what,
-                "removed": result.as_ref().map(|r| r.is_ok()),
+                "removed": result.as_ref().map(|r| matches!(r, Ok(Collection::Removed))),
+                "kept": kept,
                 "error": error,
             }));
             continue;
         }
         match (&result, &error) {
             (None, _) => println!("would remove segment {} ({})", o.info.id, clean(&what)),
-            (Some(Ok(())), _) => println!("removed segment {} ({})", o.info.id, clean(&what)),
+            (Some(Ok(Collection::Removed)), _) => {
+                println!("removed segment {} ({})", o.info.id, clean(&what))
+            }
+            (Some(Ok(Collection::Kept(_))), _) => println!(
+                "kept segment {} ({}): {}",
+                o.info.id,
+                clean(&what),
+                kept.unwrap_or_default()
+            ),
             (Some(Err(_)), Some(e)) => eprintln!("shmstore: segment {}: {e}", o.info.id),
             (Some(Err(_)), None) => {}
         }

@@ -2,26 +2,46 @@
 //! attaching, then the header's, then who still runs.
 
 use serde_json::json;
-use shmstore::{Segment, inspect};
+use shmstore::Segment;
+use shmstore::inspect::{self, Trust};
 
 use crate::out::{clean, description_json, kernel_json, liveness_json, print_json, secs};
-use crate::resolve::resolve;
+use crate::resolve::{Purpose, attach, id_of};
 use crate::{Failure, Outcome};
 
-pub fn run(target: &str, as_json: bool, no_attach: bool) -> Result<Outcome, Failure> {
-    let id = resolve(target)?;
-    // Before attaching: an attach changes the kernel's last pid and time.
-    let info = Segment::info_by_id(id)?;
-    let attached = if no_attach {
-        None
-    } else {
-        Some(
-            Segment::options()
-                .read_only(true)
-                .allow_foreign_owner(true)
-                .attach_id(id)?,
-        )
+pub fn run(
+    target: &str,
+    trust: &Trust,
+    as_json: bool,
+    no_attach: bool,
+) -> Result<Outcome, Failure> {
+    // An id or a key is looked at before attaching (an attach changes the
+    // kernel's last pid and time); a name is found by attaching its keys,
+    // so its kernel fields count this command's attach.
+    let (info, attached) = match id_of(target)? {
+        Some(id) => {
+            let info = Segment::info_by_id(id)?;
+            let attached = if no_attach {
+                None
+            } else {
+                Some(
+                    Segment::options()
+                        .read_only(true)
+                        .allow_foreign_owner(true)
+                        .attach_id(id)?,
+                )
+            };
+            (info, attached)
+        }
+        None if no_attach => {
+            return Err("--no-attach takes an id or a key: a name is found by attaching".into());
+        }
+        None => {
+            let seg = attach(target, trust, Purpose::Read)?;
+            (seg.info()?, Some(seg))
+        }
     };
+    let id = info.id;
     let description = match &attached {
         Some(seg) => Some(inspect::describe_segment(seg)?),
         None => None,

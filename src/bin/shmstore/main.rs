@@ -36,6 +36,17 @@ mod watch;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Also trust objects of this user when finding one by name (beside
+    /// this user and root).
+    #[arg(long, global = true, value_name = "UID")]
+    trust_user: Option<u32>,
+    /// Also trust objects of members of this group when finding one by name.
+    #[arg(long, global = true, value_name = "GID")]
+    trust_group: Option<u32>,
+    /// Trust objects of every user when finding one by name (any local user
+    /// can make a segment at a name's keys).
+    #[arg(long, global = true)]
+    allow_foreign_owner: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -108,6 +119,9 @@ enum Command {
         /// Remove them.
         #[arg(long)]
         remove: bool,
+        /// Only objects whose name starts with PREFIX.
+        #[arg(long, value_name = "PREFIX")]
+        prefix: Option<String>,
         /// One JSON array of results.
         #[arg(long)]
         json: bool,
@@ -160,20 +174,25 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    let trust = shmstore::inspect::Trust {
+        user: cli.trust_user,
+        group: cli.trust_group,
+        any: cli.allow_foreign_owner,
+    };
     let result = match cli.command {
         Command::List { json, no_attach } => list::run(json, no_attach),
         Command::Inspect {
             target,
             json,
             no_attach,
-        } => inspect::run(&target, json, no_attach),
+        } => inspect::run(&target, &trust, json, no_attach),
         Command::Watch {
             target,
             count,
             timeout,
             format,
             json,
-        } => watch::run(&target, count, timeout, format, json),
+        } => watch::run(&target, &trust, count, timeout, format, json),
         Command::Remove {
             targets,
             prefix,
@@ -184,6 +203,7 @@ fn main() -> ExitCode {
             json,
         } => remove::run(
             &targets,
+            &trust,
             prefix.as_deref(),
             &remove::Expect {
                 key: expect_key,
@@ -193,7 +213,11 @@ fn main() -> ExitCode {
             },
             json,
         ),
-        Command::Gc { remove, json } => gc::run(remove, json),
+        Command::Gc {
+            remove,
+            prefix,
+            json,
+        } => gc::run(remove, prefix.as_deref(), json),
     };
     match result {
         Ok(Outcome::Done) => ExitCode::SUCCESS,

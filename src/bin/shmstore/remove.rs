@@ -1,12 +1,14 @@
 //! `shmstore remove`: each target removed or reported on its own, after
-//! showing what it is; expectations re-checked with `IPC_STAT` right before
-//! `IPC_RMID`, since ids are reused within seconds.
+//! showing what it is; what it is and the expectations are judged on an
+//! attachment of it, and the removal is made through that attachment, since
+//! ids are reused within seconds.
 
 use serde_json::{Value, json};
-use shmstore::{Segment, SegmentInfo, inspect};
+use shmstore::SegmentInfo;
+use shmstore::inspect::{self, Trust};
 
 use crate::out::{clean, print_json, secs};
-use crate::resolve::resolve;
+use crate::resolve::{Purpose, attach};
 use crate::{Failure, Outcome};
 
 /// What the operator expects the segment to be.
@@ -72,36 +74,31 @@ fn identify(info: &SegmentInfo, name: Option<&str>, holds: Option<&str>) -> Stri
     s
 }
 
-/// Remove the segment `arg` names, if it is what was expected.
-fn remove_one(arg: &str, expect: &Expect) -> Result<(i32, String), (Option<i32>, String)> {
-    let id = resolve(arg).map_err(|e| (None, clean(&e.to_string())))?;
-    let info = Segment::info_by_id(id).map_err(|e| (Some(id), e.to_string()))?;
-    let described = Segment::options()
-        .read_only(true)
-        .allow_foreign_owner(true)
-        .attach_id(id)
-        .ok()
-        .and_then(|seg| inspect::describe_segment(&seg).ok());
+/// Remove the segment `arg` names, if it is what was expected: judged on
+/// the attachment that is then removed, so that an id reused meanwhile by
+/// another segment is never hit.
+fn remove_one(
+    arg: &str,
+    trust: &Trust,
+    expect: &Expect,
+) -> Result<(i32, String), (Option<i32>, String)> {
+    let seg = attach(arg, trust, Purpose::Remove).map_err(|e| (None, clean(&e.to_string())))?;
+    let id = seg.id();
+    let info = seg.info().map_err(|e| (Some(id), e.to_string()))?;
+    let described = inspect::describe_segment(&seg).ok();
     let name = described.as_ref().and_then(|d| d.name.clone());
     let holds = described.as_ref().and_then(|d| d.stored.clone());
     let what = identify(&info, name.as_deref(), holds.as_deref());
     if let Some(why) = expect.mismatch(&info, name.as_deref()) {
         return Err((Some(id), format!("{what}: not removed: {why}")));
     }
-    // Right before IPC_RMID: is the id still the segment shown?
-    let now = Segment::info_by_id(id).map_err(|e| (Some(id), e.to_string()))?;
-    if now.key != info.key || now.cpid != info.cpid || now.ctime != info.ctime {
-        return Err((
-            Some(id),
-            format!("{what}: not removed: the id now names another segment"),
-        ));
-    }
-    Segment::remove_by_id(id).map_err(|e| (Some(id), format!("{what}: {e}")))?;
+    inspect::remove_attached(seg).map_err(|e| (Some(id), format!("{what}: {e}")))?;
     Ok((id, what))
 }
 
 pub fn run(
     targets: &[String],
+    trust: &Trust,
     prefix: Option<&str>,
     expect: &Expect,
     as_json: bool,
@@ -112,7 +109,7 @@ pub fn run(
     let mut outcome = Outcome::Done;
     let mut rows = Vec::new();
     for arg in targets {
-        match remove_one(arg, expect) {
+        match remove_one(arg, trust, expect) {
             Ok((id, what)) => {
                 if as_json {
                     rows.push(

@@ -1,45 +1,135 @@
-//! Which segment an argument names: a decimal id, a `0x` key, or the name
-//! of an object.
+//! Which segment an argument names, attached: a decimal id, a `0x` key, or
+//! the name of an object, found as the library finds it (the name's keys,
+//! owners trusted as `--trust-user`, `--trust-group` and
+//! `--allow-foreign-owner` say). The attachment is what the subcommand then
+//! describes, watches or removes: while it lasts, the id names no other
+//! segment.
 
-use shmstore::{Error, Key, list_segments};
+use shmstore::inspect::{self, Trust};
+use shmstore::{Error, Key, Segment, list_segments};
 
 use crate::Failure;
 use crate::out::clean;
 
-/// The id of the segment `arg` names.
-pub fn resolve(arg: &str) -> Result<i32, Failure> {
+/// What the attachment is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Reading: attached read-only.
+    Read,
+    /// Removing: attached read-write where this user may (so that the
+    /// object's writers and waiters are told), else read-only.
+    Remove,
+}
+
+/// The segment `arg` names, attached for `purpose`.
+pub fn attach(arg: &str, trust: &Trust, purpose: Purpose) -> Result<Segment, Failure> {
+    let read_only = purpose == Purpose::Read;
+    let either = |open: &dyn Fn(bool) -> shmstore::Result<Segment>| match open(read_only) {
+        Err(Error::PermissionDenied { .. }) if !read_only => open(true),
+        other => other,
+    };
+    if let Some(hex) = arg.strip_prefix("0x").or_else(|| arg.strip_prefix("0X")) {
+        let raw = u32::from_str_radix(hex, 16)
+            .map_err(|e| format!("bad key {}: {e}", clean(arg)))? as i32;
+        let key = Key::new(raw)?;
+        return Ok(either(&|ro| {
+            Segment::options()
+                .read_only(ro)
+                .allow_foreign_owner(true)
+                .open(key)
+        })?);
+    }
+    if !arg.is_empty() && arg.bytes().all(|b| b.is_ascii_digit()) {
+        let id: i32 = arg.parse().map_err(|e| format!("bad id {arg}: {e}"))?;
+        return match either(&|ro| {
+            Segment::options()
+                .read_only(ro)
+                .allow_foreign_owner(true)
+                .attach_id(id)
+        }) {
+            Ok(seg) => Ok(seg),
+            Err(Error::IdNotFound { .. }) => Err(no_such_id(id)),
+            Err(e) => Err(e.into()),
+        };
+    }
+    match either(&|ro| inspect::locate(arg, trust, ro)) {
+        Ok(seg) => Ok(seg),
+        Err(Error::NotFound { .. }) => Err(format!(
+            "no object is named {} (`shmstore list` shows the names; ids are decimal, keys \
+             0x...){}",
+            clean(arg),
+            held_by(arg)
+        )
+        .into()),
+        Err(e @ (Error::ForeignOwner { .. } | Error::PermissionDenied { .. })) => {
+            Err(format!("{}{}", clean(&e.to_string()), held_by(arg)).into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The id an id or a key argument names, without attaching; `None` for a
+/// name.
+pub fn id_of(arg: &str) -> Result<Option<i32>, Failure> {
     if let Some(hex) = arg.strip_prefix("0x").or_else(|| arg.strip_prefix("0X")) {
         let raw = u32::from_str_radix(hex, 16)
             .map_err(|e| format!("bad key {}: {e}", clean(arg)))? as i32;
         let key = Key::new(raw)?;
         let found = list_segments()?.into_iter().find(|s| s.key == key);
-        return found
-            .map(|s| s.id)
-            .ok_or_else(|| Error::NotFound { key }.into());
+        return match found {
+            Some(s) => Ok(Some(s.id)),
+            None => Err(Error::NotFound { key }.into()),
+        };
     }
     if !arg.is_empty() && arg.bytes().all(|b| b.is_ascii_digit()) {
         let id: i32 = arg.parse().map_err(|e| format!("bad id {arg}: {e}"))?;
-        let all = list_segments()?;
-        if all.iter().any(|s| s.id == id) {
-            return Ok(id);
+        if list_segments()?.iter().any(|s| s.id == id) {
+            return Ok(Some(id));
         }
-        // A key written in decimal, perhaps.
-        if let Some(s) = all.iter().find(|s| s.key.raw() == id) {
-            return Err(format!(
-                "no segment has id {id}; the segment with key {} ({id} in decimal) has id {}: \
-                 give keys in hex with 0x",
-                s.key, s.id
-            )
-            .into());
-        }
-        return Err(Error::IdNotFound { id }.into());
+        return Err(no_such_id(id));
     }
-    match shmstore::inspect::find_named(arg)?.first() {
-        Some(object) => Ok(object.info.id),
-        None => Err(format!(
-            "no object is named {} (`shmstore list` shows the names; ids are decimal, keys 0x...)",
-            clean(arg)
+    Ok(None)
+}
+
+/// The error for an id no segment has, pointing at a key written in
+/// decimal if that is what it was.
+fn no_such_id(id: i32) -> Failure {
+    if let Ok(all) = list_segments()
+        && let Some(s) = all.iter().find(|s| s.key.raw() == id)
+    {
+        return format!(
+            "no segment has id {id}; the segment with key {} ({id} in decimal) has id {}: \
+             give keys in hex with 0x",
+            s.key, s.id
         )
-        .into()),
+        .into();
     }
+    Error::IdNotFound { id }.into()
+}
+
+/// Who holds segments named `name` at its keys, for an error that lets the
+/// operator choose whom to trust.
+fn held_by(name: &str) -> String {
+    let Ok(found) = inspect::claimants(name) else {
+        return String::new();
+    };
+    if found.is_empty() {
+        return String::new();
+    }
+    let each: Vec<String> = found
+        .iter()
+        .map(|s| {
+            format!(
+                "segment {} at {:#010x}, owner uid {}, creator uid {}",
+                s.id,
+                s.key.raw() as u32,
+                s.uid,
+                s.cuid
+            )
+        })
+        .collect();
+    format!(
+        "; segments holding the name: {} (trust one with --trust-user UID)",
+        each.join("; ")
+    )
 }

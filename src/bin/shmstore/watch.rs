@@ -4,10 +4,11 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
-use shmstore::{Segment, inspect};
+use shmstore::Segment;
+use shmstore::inspect::{self, Trust};
 
 use crate::out::{clean, print_json};
-use crate::resolve::resolve;
+use crate::resolve::{Purpose, attach};
 use crate::{Failure, Outcome, Words};
 
 /// A cell's value as `format` says.
@@ -66,16 +67,13 @@ fn show(seg: &Segment, d: &inspect::Description, format: Words, as_json: bool) {
 
 pub fn run(
     target: &str,
+    trust: &Trust,
     count: Option<u64>,
     timeout: Option<Duration>,
     format: Words,
     as_json: bool,
 ) -> Result<Outcome, Failure> {
-    let id = resolve(target)?;
-    let seg = Segment::options()
-        .read_only(true)
-        .allow_foreign_owner(true)
-        .attach_id(id)?;
+    let seg = attach(target, trust, Purpose::Read)?;
     let count = count.unwrap_or(u64::MAX);
     if count == 0 {
         return Ok(Outcome::Done);

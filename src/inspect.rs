@@ -38,8 +38,10 @@ pub struct Description {
     pub len: usize,
     /// Why the bytes are not a valid shmstore segment, if they are not.
     pub problem: Option<String>,
-    /// The object's name (`Key::named`), if it has one: control characters
-    /// and bytes that are not UTF-8 escaped (and flagged in `warnings`).
+    /// The object's name (`Key::named`), if it has one, escaped as
+    /// [`escape`] says (bytes that are not UTF-8 as `\xNN`); control
+    /// characters and bytes that are not UTF-8 are also flagged in
+    /// `warnings`.
     pub name: Option<String>,
     /// Fields that disagree with each other or with the format, each said
     /// in a sentence: the description shows them, but they are not to be
@@ -295,18 +297,66 @@ fn check_region(r: &RegionState, layout: &format::Layout, warnings: &mut Vec<Str
     }
 }
 
-/// `s` with every control character escaped (`\u{1b}`, `\r`, ...), so
-/// that nothing read from a segment can drive a terminal.
+/// `s` with every control character (Unicode category Cc), format
+/// character (Cf: bidirectional overrides, isolates and marks, zero-width
+/// joiners, tags, ...) and line or paragraph separator (U+2028, U+2029)
+/// escaped (`\u{1b}`, `\r`, `\u{202e}`, ...), so that nothing read from a
+/// segment can drive a terminal or show as other text than it is.
 pub fn escape(s: &str) -> String {
     s.chars()
         .map(|c| {
-            if c.is_control() {
+            if c.is_control() || is_format(c) || matches!(c, '\u{2028}' | '\u{2029}') {
                 c.escape_default().to_string()
             } else {
                 c.to_string()
             }
         })
         .collect()
+}
+
+/// The code points of Unicode's general category Cf (format), as sorted,
+/// disjoint, inclusive ranges: those of Unicode 16.0.0, listed by Python's
+/// `unicodedata2` 16.0.0 as every code point `c` whose
+/// `unicodedata2.category(chr(c))` is `"Cf"`, consecutive ones merged.
+/// `unicodedata2` 18.0.0 (Unicode 18.0.0) lists the same ranges.
+const FORMAT: &[(u32, u32)] = &[
+    (0x00ad, 0x00ad),
+    (0x0600, 0x0605),
+    (0x061c, 0x061c),
+    (0x06dd, 0x06dd),
+    (0x070f, 0x070f),
+    (0x0890, 0x0891),
+    (0x08e2, 0x08e2),
+    (0x180e, 0x180e),
+    (0x200b, 0x200f),
+    (0x202a, 0x202e),
+    (0x2060, 0x2064),
+    (0x2066, 0x206f),
+    (0xfeff, 0xfeff),
+    (0xfff9, 0xfffb),
+    (0x110bd, 0x110bd),
+    (0x110cd, 0x110cd),
+    (0x13430, 0x1343f),
+    (0x1bca0, 0x1bca3),
+    (0x1d173, 0x1d17a),
+    (0xe0001, 0xe0001),
+    (0xe0020, 0xe007f),
+];
+
+/// Whether `c` is a format character (Unicode category Cf).
+fn is_format(c: char) -> bool {
+    let c = u32::from(c);
+    FORMAT
+        .binary_search_by(|&(lo, hi)| {
+            if hi < c {
+                std::cmp::Ordering::Less
+            } else if lo > c {
+                std::cmp::Ordering::Greater
+            } else {
+                std::cmp::Ordering::Equal
+            }
+        })
+        .is_ok()
 }
 
 /// Bytes that are not UTF-8, shown with `\xNN` escapes where they fail.
@@ -423,6 +473,61 @@ impl Description {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escape_shows_control_format_and_separator_characters() {
+        // Bidirectional overrides, isolates and marks: what makes a name
+        // show as another in a terminal.
+        assert_eq!(escape("abc\u{202e}txt.exe"), "abc\\u{202e}txt.exe");
+        for (c, shown) in [
+            ('\u{2066}', "\\u{2066}"),
+            ('\u{2069}', "\\u{2069}"),
+            ('\u{200e}', "\\u{200e}"),
+            ('\u{200f}', "\\u{200f}"),
+            ('\u{61c}', "\\u{61c}"),
+            ('\u{200d}', "\\u{200d}"),
+            ('\u{feff}', "\\u{feff}"),
+            ('\u{ad}', "\\u{ad}"),
+            ('\u{2060}', "\\u{2060}"),
+            ('\u{e0001}', "\\u{e0001}"),
+            ('\u{e007f}', "\\u{e007f}"),
+            ('\u{2028}', "\\u{2028}"),
+            ('\u{2029}', "\\u{2029}"),
+            ('\u{1b}', "\\u{1b}"),
+            ('\r', "\\r"),
+            ('\u{9b}', "\\u{9b}"),
+        ] {
+            assert_eq!(escape(&format!("a{c}b")), format!("a{shown}b"), "{c:?}");
+        }
+        // Printable text, spaces and marks that are not format characters
+        // stay as they are.
+        let plain = "acme/config é 🎉 \u{a0}\u{200a}\u{301}\u{ac}\u{2065}";
+        assert_eq!(escape(plain), plain);
+    }
+
+    #[test]
+    fn the_format_table_is_sorted_and_knows_known_points() {
+        for w in FORMAT.windows(2) {
+            assert!(w[0].0 <= w[0].1 && w[0].1 + 1 < w[1].0, "{w:x?}");
+        }
+        let format = [
+            0xad, 0x600, 0x605, 0x61c, 0x6dd, 0x70f, 0x890, 0x891, 0x8e2, 0x180e, 0x200b, 0x200f,
+            0x202a, 0x202e, 0x2060, 0x2064, 0x2066, 0x206f, 0xfeff, 0xfff9, 0xfffb, 0x110bd,
+            0x110cd, 0x13430, 0x1343f, 0x1bca0, 0x1bca3, 0x1d173, 0x1d17a, 0xe0001, 0xe0020,
+            0xe007f,
+        ];
+        let not_format = [
+            0x0, 0x20, 0x41, 0xac, 0xae, 0x5ff, 0x606, 0x61b, 0x61d, 0x892, 0x180f, 0x200a, 0x2010,
+            0x2028, 0x2029, 0x2065, 0x2070, 0xfefe, 0xff00, 0xfffc, 0x13440, 0x1d17b, 0xe0000,
+            0xe0002, 0xe001f, 0xe0080, 0x10ffff,
+        ];
+        for c in format {
+            assert!(is_format(char::from_u32(c).unwrap()), "{c:#x}");
+        }
+        for c in not_format {
+            assert!(!is_format(char::from_u32(c).unwrap()), "{c:#x}");
+        }
+    }
 
     #[test]
     fn hostile_bytes_never_panic() {

@@ -179,3 +179,54 @@ fn bad_usage_exits_2() {
     assert_eq!(cli(&["frobnicate", "1"]).status.code(), Some(2));
     assert_eq!(cli(&["inspect", "notanumber"]).status.code(), Some(1));
 }
+
+/// A name or type name holding format characters (a right-to-left override,
+/// an isolate, a zero-width joiner) or a line separator is printed escaped,
+/// so that it cannot show as another name in a terminal.
+#[test]
+fn format_characters_in_names_are_escaped() {
+    let name = format!("cli/\u{202e}gnp.exe-{}", std::process::id());
+    let cell = SharedCell::options()
+        .type_name("acme.\u{2066}Counter\u{200d}\u{2028}")
+        .create(Key::named(&name).unwrap(), 5u64)
+        .unwrap();
+    let _g = SegGuard(cell.id());
+    let shown_name = format!("cli/\\u{{202e}}gnp.exe-{}", std::process::id());
+    let shown_type = "acme.\\u{2066}Counter\\u{200d}\\u{2028}";
+    let raw = ["\u{202e}", "\u{2066}", "\u{200d}", "\u{2028}"];
+    let id = cell.id().to_string();
+    for args in [
+        &["list"][..],
+        &["list", "--json"],
+        &["inspect", &id],
+        &["inspect", &id, "--json"],
+    ] {
+        let out = cli(args);
+        assert!(out.status.success(), "{args:?}: {}", stdout(&out));
+        let all = [out.stdout.as_slice(), out.stderr.as_slice()].concat();
+        let text = String::from_utf8_lossy(&all);
+        for c in raw {
+            assert!(!text.contains(c), "{args:?} printed {c:?}: {text}");
+        }
+        if args.contains(&"--json") {
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let object = match v.as_array() {
+                Some(rows) => rows
+                    .iter()
+                    .find(|r| r["kernel"]["id"] == cell.id())
+                    .expect("the cell listed")["object"]
+                    .clone(),
+                None => v["object"].clone(),
+            };
+            assert_eq!(object["name"], shown_name.as_str(), "{args:?}");
+            let holds = object["holds"].as_str().unwrap();
+            assert!(
+                holds.starts_with(&format!("SharedCell<{shown_type}>")),
+                "{args:?}: {holds}"
+            );
+        } else {
+            assert!(text.contains(&shown_name), "{args:?}: {text}");
+            assert!(text.contains(shown_type), "{args:?}: {text}");
+        }
+    }
+}

@@ -295,6 +295,52 @@ fn refuses_every_header_rust_refuses() {
     );
 }
 
+/// A name or type name holding format characters (a right-to-left
+/// override, an isolate, a zero-width joiner) or a line separator reaches
+/// the terminal escaped: the JSON lines escape every character past ASCII,
+/// and the messages on standard error quote names and type names escaped.
+#[test]
+fn format_characters_in_names_are_printed_escaped() {
+    if !python_or_skip("format_characters_in_names_are_printed_escaped") {
+        return;
+    }
+    let name = format!("pyreader/\u{202e}gnp.exe-{}", std::process::id());
+    let type_name = "acme.\u{2066}Counter\u{200d}\u{2028}";
+    let cell = SharedCell::options()
+        .type_name(type_name)
+        .create(Key::named(&name).unwrap(), 5u64)
+        .unwrap();
+    let _guard = SegGuard(cell.id());
+    let raw = ["\u{202e}", "\u{2066}", "\u{200d}", "\u{2028}"];
+    let printed = |run: &common::python::Run| {
+        let all = format!("{}{}", run.stdout, run.stderr);
+        for c in raw {
+            assert!(!all.contains(c), "{} printed {c:?}: {all}", run.args);
+        }
+        all
+    };
+
+    let run = py(&["info", &name]);
+    printed(&run);
+    let info = run.ok();
+    assert_eq!(info["name"], name.as_str());
+    assert_eq!(info["type_name"], type_name);
+
+    let run = py(&["cell", &name, "--type-name", "acme.Other"]);
+    let all = printed(&run);
+    assert_eq!(run.error(), "type_mismatch");
+    assert!(
+        run.stderr.contains("acme.\\u2066Counter\\u200d\\u2028"),
+        "{all}"
+    );
+
+    let missing = format!("{name}-missing");
+    let run = py(&["cell", &missing]);
+    let all = printed(&run);
+    assert_eq!(run.error(), "not_found");
+    assert!(run.stderr.contains("pyreader/\\u202egnp.exe-"), "{all}");
+}
+
 #[test]
 fn refuses_another_users_object_unless_told() {
     if !python_or_skip("refuses_another_users_object_unless_told")

@@ -7,9 +7,10 @@
 
 mod common;
 
+use std::process::Command;
 use std::sync::atomic::Ordering;
 
-use common::python::{hex, hex_key, py, py_with_input, python_or_skip};
+use common::python::{PYTHON_PATH, PyRun, hex, hex_key, py, py_with_input, python_or_skip};
 use common::{Kid, SegGuard, child_args, key_arg, report, stop_on_stdin, unique_key};
 use serde_json::{Value, json};
 use shmstore::SharedRegion;
@@ -383,4 +384,153 @@ fn decodes_the_documented_rkyv_layouts() {
     bad[at..at + 4].copy_from_slice(&(-1000i32).to_le_bytes());
     let run = py_with_input(&["decode", "--schema", "vec<u32>"], Some(&bad));
     assert_eq!(run.error(), "decode");
+}
+
+/// `aliased(schema, total)` in Python: an archive of `total` bytes whose
+/// root, a `vec<vec<u8>>` or a `vec<str>`, has elements that all point at
+/// one vector or string filling the first half of the archive; the
+/// elements fill the rest.
+const ALIASED: &str = r#"
+def aliased(schema, total):
+    inner = total // 2
+    n = (total - inner - 8) // 8
+    if schema == "vec<vec<u8>>":
+        out = bytearray(b"\x07" * inner)
+        for _ in range(n):
+            out += struct.pack("<iI", -len(out), inner)
+    else:
+        word = (inner & 0x3F) | 0x80 | ((inner & ~0x3F) << 2)
+        out = bytearray(b"a" * inner)
+        for _ in range(n):
+            out += struct.pack("<Ii", word, -len(out))
+    out += struct.pack("<iI", inner - len(out), n)
+    assert len(out) == total
+    return bytes(out)
+"#;
+
+/// A Python script: given the package's parent directory and then
+/// `SCHEMA=FILE` or `SCHEMA=aliased:BYTES` for each archive, it decodes each
+/// archive, once timed and once with its memory traced, and prints one JSON
+/// line: for each, how the decode ended (`ok` with the
+/// root's length, `DecodeError` with its message, or `MemoryError` past
+/// the 2 GiB the script may use), its seconds and its peak traced bytes.
+const DECODE_EACH: &str = r#"
+import json, resource, struct, sys, time, tracemalloc
+sys.path.insert(0, sys.argv[1])
+from shmstore_reader import DecodeError, decode_archive
+ALIASED
+resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+def attempt(data, schema, traced):
+    if traced:
+        tracemalloc.start()
+    start = time.monotonic()
+    try:
+        kind, message = "ok", str(len(decode_archive(data, schema)))
+    except DecodeError as e:
+        kind, message = "DecodeError", e.message
+    except MemoryError:
+        kind, message = "MemoryError", ""
+    seconds = time.monotonic() - start
+    peak = tracemalloc.get_traced_memory()[1] if traced else 0
+    tracemalloc.stop()
+    return kind, message, seconds, peak
+
+out = []
+for case in sys.argv[2:]:
+    schema, source = case.split("=", 1)
+    spec = json.loads(schema) if schema.startswith("{") else schema
+    if source.startswith("aliased:"):
+        data = aliased(schema, int(source[8:]))
+    else:
+        with open(source, "rb") as f:
+            data = f.read()
+    kind, message, seconds, _ = attempt(data, spec, False)
+    _, _, _, peak = attempt(data, spec, True)
+    out.append({"schema": schema, "len": len(data), "kind": kind, "message": message,
+                "seconds": seconds, "peak": peak})
+print(json.dumps(out))
+"#;
+
+/// An archived struct of one byte that decodes to three values (the
+/// element, its field and the field's field): the most values per archived
+/// byte among the tests' honest archives.
+#[derive(rkyv::Archive, rkyv::Serialize)]
+struct Nested {
+    inner: Byte,
+}
+
+#[derive(rkyv::Archive, rkyv::Serialize)]
+struct Byte {
+    b: u8,
+}
+
+#[test]
+fn pointers_that_share_a_target_cannot_blow_up_a_decode() {
+    if !python_or_skip("pointers_that_share_a_target_cannot_blow_up_a_decode") {
+        return;
+    }
+    // Honest archives as rkyv writes them, of the sizes of the aliased
+    // ones: they decode whole.
+    macro_rules! archive {
+        ($value:expr) => {
+            rkyv::to_bytes::<rkyv::rancor::Error>(&$value)
+                .unwrap()
+                .to_vec()
+        };
+    }
+    let nested: Vec<Nested> = (0..64 << 10)
+        .map(|i| Nested {
+            inner: Byte { b: i as u8 },
+        })
+        .collect();
+    let honest: Vec<(&str, Vec<u8>, usize)> = vec![
+        ("vec<u8>", archive!(vec![7u8; 64 << 10]), 64 << 10),
+        ("vec<vec<u8>>", archive!(vec![vec![7u8; 504]; 128]), 128),
+        (
+            r#"{"vec": [["inner", [["b", "u8"]]]]}"#,
+            archive!(nested),
+            64 << 10,
+        ),
+        ("vec<str>", archive!(vec!["a".repeat(504); 2048]), 2048),
+    ];
+    let dir = std::env::temp_dir();
+    let mut cases = Vec::new();
+    let mut files = Vec::new();
+    for (i, (schema, bytes, _)) in honest.iter().enumerate() {
+        let path = dir.join(format!("honest-archive-{}-{i}.bin", std::process::id()));
+        std::fs::write(&path, bytes).unwrap();
+        cases.push(format!("{schema}={}", path.display()));
+        files.push(path);
+    }
+    // 64 KiB of vectors that all point at one 32 KiB vector: 134 million
+    // values; 1 MiB of strings that all point at one 512 KiB string: 32 GiB.
+    let aliased = [("vec<vec<u8>>", 64usize << 10), ("vec<str>", 1 << 20)];
+    for (schema, len) in aliased {
+        cases.push(format!("{schema}=aliased:{len}"));
+    }
+    let script = DECODE_EACH.replace("ALIASED", ALIASED);
+    let mut cmd = Command::new("python3");
+    cmd.args(["-c", &script, PYTHON_PATH]).args(&cases);
+    let run = PyRun::start(cmd, "decode aliased archives".into()).finish();
+    for f in files {
+        let _ = std::fs::remove_file(f);
+    }
+    let results = run.ok();
+    let results = results.as_array().unwrap();
+    for ((schema, bytes, count), got) in honest.iter().zip(results) {
+        assert_eq!(got["len"], bytes.len(), "{schema}");
+        assert_eq!(got["kind"], "ok", "{schema}: {got}");
+        assert_eq!(got["message"], count.to_string(), "{schema}: {got}");
+    }
+    for ((schema, len), got) in aliased.iter().zip(&results[honest.len()..]) {
+        assert_eq!(got["len"], *len, "{schema}");
+        assert_eq!(got["kind"], "DecodeError", "{schema}: {got}");
+        let seconds = got["seconds"].as_f64().unwrap();
+        assert!(seconds < 1.0, "{schema}: {seconds} s to refuse: {got}");
+        // What was decoded before the refusal is bounded by the archive's
+        // size, not by the size of what it points at again and again.
+        let peak = got["peak"].as_u64().unwrap() as usize;
+        assert!(peak < 64 * len + (4 << 20), "{schema}: {peak} bytes: {got}");
+    }
 }

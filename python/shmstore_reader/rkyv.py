@@ -13,9 +13,28 @@ archive's end and decodes it.
 The archive is a copy, and nothing in it is trusted: every relative
 pointer is checked to stay in the archive and to be aligned before it is
 followed, every bool, char, tag and string is checked to be valid, and
-the number of items decoded is bounded by the archive's size, so that a
+what the decode produces is bounded by the archive's size, so that a
 damaged archive is a DecodeError that says where, never a wrong value, a
 crash or a decoder that runs away.
+
+The bound is on the bytes of output, as the decoder counts them: every
+value it makes (a number, bool, char, string, None, list, dict or
+variant name) counts 8 bytes and every string its length in UTF-8 bytes
+as well, and the whole may not pass 32 bytes per byte of the archive
+plus 1 MiB:
+
+    budget = 32 * len(archive) + 2**20
+
+Pointers may share a target (rkyv's own validation refuses that; this
+decoder does not look), and each is followed anew, so without the bound
+an archive of N pointers to one vector or string of M bytes would decode
+to N * M bytes: 1 MiB of them to gigabytes. An archive whose pointers
+do not share targets decodes each of its bytes once, and stays inside
+the budget while it averages fewer than 4 values per byte: a vector of
+`u8` makes 1 value per byte, of structs of one `u8` 2, of structs holding
+a struct of one `u8` 3 (only zero-sized values, such as `()`, and
+structs nested deeper around single bytes make more, within the extra
+1 MiB).
 """
 
 from __future__ import annotations
@@ -26,6 +45,15 @@ import struct
 from typing import Any
 
 from .errors import DecodeError, UsageError
+
+
+# What one decoded value counts against the budget, in bytes.
+_VALUE_COST = 8
+
+# The budget: this many bytes of output per byte of the archive, plus
+# _BUDGET_EXTRA.
+_BUDGET_PER_BYTE = 32
+_BUDGET_EXTRA = 1 << 20
 
 
 def _round_up(n: int, align: int) -> int:
@@ -47,7 +75,8 @@ class _Archive:
     def __init__(self, data: bytes):
         self.data = bytes(data)
         self.len = len(self.data)
-        self.items = 0
+        self.budget = _BUDGET_PER_BYTE * self.len + _BUDGET_EXTRA
+        self.spent = 0
 
     def fail(self, path: str, message: str) -> DecodeError:
         return DecodeError(f"at {path or 'the root'}: {message}", field=path or "root")
@@ -65,10 +94,21 @@ class _Archive:
         if at % align:
             raise self.fail(path, f"{what} at byte {at} is not aligned to {align}")
 
-    def count(self, n: int, path: str) -> None:
-        self.items += n
-        if self.items > 16 * (self.len + 1024) + (1 << 20):
-            raise self.fail(path, "more items than an archive of this size can describe")
+    def spend(self, n: int, path: str) -> None:
+        """Count `n` bytes of output against the budget, before they are
+        made."""
+        self.spent += n
+        if self.spent > self.budget:
+            raise self.fail(
+                path,
+                f"the archive's {self.len} bytes decode to more than {self.budget} bytes of values "
+                f"({_BUDGET_PER_BYTE} per archive byte plus {_BUDGET_EXTRA}): pointers in it share "
+                "their targets, or it is not of this schema",
+            )
+
+    def values(self, n: int, path: str) -> None:
+        """Count `n` values about to be made."""
+        self.spend(n * _VALUE_COST, path)
 
 
 class _T:
@@ -167,6 +207,7 @@ class _Str(_T):
             start = at + struct.unpack_from("<i", a.data, at + 4)[0]
             a.check(start, length, 1, path, f"a string of {length} bytes")
             raw = a.data[start : start + length]
+        a.spend(len(raw), path)
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError as e:
@@ -192,7 +233,7 @@ class _Vec(_T):
         start = a.target(at)
         size = self.elem.size
         a.check(start, count * size, self.elem.align, path, f"{count} elements of {size} bytes")
-        a.count(count, path)
+        a.values(count, path)
         return [self.elem.decode(a, start + i * size, f"{path}[{i}]") for i in range(count)]
 
     def describe(self):
@@ -209,6 +250,7 @@ class _BoxStr(_T):
         start = a.target(at)
         if count:
             a.check(start, count, 1, path, f"a string of {count} bytes")
+            a.spend(count, path)
         try:
             return a.data[start : start + count].decode("utf-8") if count else ""
         except UnicodeDecodeError as e:
@@ -229,7 +271,6 @@ class _Box(_T):
     def decode(self, a, at, path):
         start = a.target(at)
         a.check(start, self.elem.size, self.elem.align, path, f"a boxed {self.elem.describe()}")
-        a.count(1, path)
         return self.elem.decode(a, start, path)
 
     def describe(self):
@@ -265,6 +306,7 @@ class _Struct(_T):
         self.offsets, self.size, self.align = _layout_fields([t for _, t in fields])
 
     def decode(self, a, at, path):
+        a.values(len(self.fields), path)
         return {
             name: t.decode(a, at + off, f"{path}.{name}")
             for (name, t), off in zip(self.fields, self.offsets)
@@ -280,6 +322,7 @@ class _Tuple(_T):
         self.offsets, self.size, self.align = _layout_fields(elems)
 
     def decode(self, a, at, path):
+        a.values(len(self.elems), path)
         return [
             t.decode(a, at + off, f"{path}.{i}") for i, (t, off) in enumerate(zip(self.elems, self.offsets))
         ]
@@ -294,7 +337,7 @@ class _Array(_T):
         self.size, self.align = elem.size * count, elem.align
 
     def decode(self, a, at, path):
-        a.count(self.count, path)
+        a.values(self.count, path)
         return [self.elem.decode(a, at + i * self.elem.size, f"{path}[{i}]") for i in range(self.count)]
 
     def describe(self):
@@ -327,6 +370,8 @@ class _Enum(_T):
         name, fields, offsets, tuple_like = self.variants[tag]
         if fields is None:
             return name
+        # The variant's fields, and the list or dict that holds them.
+        a.values(len(fields) + 1, path)
         values = [t.decode(a, at + off, f"{path}.{name}.{n}") for (n, t), off in zip(fields, offsets)]
         if tuple_like:
             return {name: values}
@@ -528,7 +573,8 @@ def _fields(pairs, what: str) -> list:
 def decode_archive(data: bytes, schema) -> Any:
     """Decode an rkyv 0.8 archive (as a region holds it) whose root has the
     type `schema` (see `parse_schema`). Every pointer is checked to stay in
-    the archive; DecodeError says where a check failed."""
+    the archive, and the value made is bounded by the archive's size (the
+    module's docstring says how); DecodeError says where a check failed."""
     root = parse_schema(schema)
     a = _Archive(data)
     if a.len < root.size:
@@ -536,4 +582,5 @@ def decode_archive(data: bytes, schema) -> Any:
     at = a.len - root.size
     if at % root.align:
         raise DecodeError(f"the root at byte {at} is not aligned to {root.align}", field="root")
+    a.values(1, "")
     return root.decode(a, at, "")

@@ -7,8 +7,9 @@ use serde_json::{Value, json};
 use shmstore::SegmentInfo;
 use shmstore::inspect::{Description, Liveness};
 
-/// `s` with every control character escaped: nothing a segment holds (or
-/// an error quotes from one) can drive the terminal.
+/// `s` with every control and format character escaped (see
+/// `shmstore::inspect::escape`): nothing a segment holds (or an error
+/// quotes from one) can drive the terminal or show as other text.
 pub fn clean(s: &str) -> String {
     shmstore::inspect::escape(s)
 }

@@ -34,6 +34,7 @@ pub const STEPS: &[&str] = &[
     // A region's publish (region/mod.rs).
     "region.after_lock",
     "region.after_choose",
+    "region.after_announce",
     "region.after_write",
     "region.after_len",
     "region.after_commit",

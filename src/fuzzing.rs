@@ -250,6 +250,9 @@ pub fn region_archive(data: &[u8]) {
     ctl.buffers[target]
         .len
         .store(len, std::sync::atomic::Ordering::SeqCst);
+    ctl.buffers[target]
+        .version
+        .store(version, std::sync::atomic::Ordering::SeqCst);
     ctl.current.store(
         (version << 8) | u64::from(buffer),
         std::sync::atomic::Ordering::SeqCst,

@@ -227,6 +227,7 @@ fn cell_writers_killed_at_every_step() {
 const REGION_STEPS: &[(&str, bool)] = &[
     ("region.after_lock", false),
     ("region.after_choose", false),
+    ("region.after_announce", false),
     ("region.after_write", false),
     ("region.after_len", false),
     ("region.after_commit", true),

@@ -16,7 +16,13 @@ pub const PIN_SLOTS: usize = 128;
 pub struct BufferMeta {
     /// The length of the archive in the buffer.
     pub len: AtomicU64,
-    /// The version the buffer holds.
+    /// The version the buffer holds, the buffer's own seqlock
+    /// (`region/buffers.rs`):
+    ///
+    /// | value | meaning | written by |
+    /// |---|---|---|
+    /// | 0 | being filled (or never filled, or its writer died filling it) | the writer, relaxed, before its release fence and the archive |
+    /// | `v` | holds version `v`, `len` bytes | the writer, release, after the archive and `len` |
     pub version: AtomicU64,
 }
 
@@ -56,15 +62,13 @@ pub struct RegionControl {
     /// | version 0 | nothing published yet |
     /// | version `v`, buffer `b` | buffer `b` holds version `v`, `buffers[b].len` bytes; no writer touches `b` while it is current or pinned |
     ///
-    /// Stored (release) only under the mutex, after the archive and its
-    /// `len`; versions only grow. `version()` and `wait_for_change` both
+    /// Stored (release) only under the mutex, after the archive, its `len`
+    /// and its `version`; versions only grow (`region/buffers.rs`). `version()` and `wait_for_change` both
     /// read this word.
     pub current: AtomicU64,
-    /// One more than the highest pin slot ever claimed: writers scan the
-    /// pins below it only. Readers claim the lowest free slot, then raise it
-    /// (read-modify-write, so that a writer's read-modify-write of it orders
-    /// the two).
-    pub pin_high: AtomicU32,
+    /// Reserved (format 4's `pin_high`, which no writer reads any more:
+    /// a writer scans every pin slot); zero.
+    _reserved: AtomicU32,
     _pad0: AtomicU32,
     _pad: [AtomicU64; 6],
     /// One description per buffer (the first `slot_count` are used).
@@ -77,7 +81,7 @@ pub struct RegionControl {
 pub const REGION_CONTROL_SIZE: usize = size_of::<RegionControl>();
 
 const _: () = {
-    assert!(offset_of!(RegionControl, pin_high) == 8);
+    assert!(offset_of!(RegionControl, _reserved) == 8);
     assert!(offset_of!(RegionControl, buffers) == 64);
     assert!(offset_of!(RegionControl, pins) == 64 + 16 * MAX_SLOTS as usize);
     assert!(size_of::<Pin>() == 64);

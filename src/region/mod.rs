@@ -37,7 +37,7 @@
 
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::sync::atomic::{Ordering, fence};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -55,6 +55,10 @@ use crate::sync::backoff::Backoff;
 use crate::sys::shm::SegmentInfo;
 
 mod archive;
+#[cfg(loom)]
+pub mod buffers;
+#[cfg(not(loom))]
+pub(crate) mod buffers;
 mod options;
 #[cfg(loom)]
 pub mod pin_slot;
@@ -100,14 +104,29 @@ pub struct SharedRegion<T> {
     /// length, the only length reads of that version use.
     validated: Mutex<Option<(u64, usize)>>,
     publish_timeout: Duration,
+    /// How long a buffer that stopped being current is left alone before a
+    /// publish reuses it (for copying readers slower than the writer).
+    reuse_grace: Duration,
+    /// When each buffer stopped being current, as this handle saw it.
+    retired: Mutex<Retired>,
     /// The pin slots this handle claimed, lent to its reading threads.
     pins: Arc<pins::HandleSlots>,
-    /// `raw.region_control()`, kept for the read path.
+    /// `store.region_control()`, kept for the read path.
     ctl: ControlPtr,
     _t: PhantomData<fn() -> T>,
 }
 
-/// The address of a handle's control block, valid while its `raw` lives.
+/// When the buffers stopped being current, as one handle saw it: exactly
+/// for the commits it made; for a commit another process made, the moment
+/// this handle first saw it.
+struct Retired {
+    /// The `current` word this handle last saw or made.
+    seen: u64,
+    /// When each buffer stopped being current.
+    at: Vec<Option<std::time::Instant>>,
+}
+
+/// The address of a handle's control block, valid while its `store` lives.
 struct ControlPtr(std::ptr::NonNull<RegionControl>);
 
 // SAFETY: it points at atomics (RegionControl is Sync) in a mapping that the
@@ -130,13 +149,19 @@ pub(crate) fn split(current: u64) -> (u64, usize) {
 
 impl<T: Archive> SharedRegion<T> {
     pub(crate) fn wrap(store: Store, settings: &RegionSettings) -> Self {
+        let slots = store.layout().slot_count;
         let ctl = ControlPtr(std::ptr::NonNull::from(store.region_control()));
         SharedRegion {
+            pins: pins::HandleSlots::new(store.region_control()),
             store,
             arena: Mutex::new(Arena::new()),
             validated: Mutex::new(None),
             publish_timeout: settings.publish_timeout,
-            pins: pins::HandleSlots::new(),
+            reuse_grace: settings.reuse_grace,
+            retired: Mutex::new(Retired {
+                seen: 0,
+                at: vec![None; slots],
+            }),
             ctl,
             _t: PhantomData,
         }
@@ -252,6 +277,7 @@ impl<T: Archive> SharedRegion<T> {
         crate::crash::point("region.after_lock");
         let (version, buffer) = self.free_buffer(&guard)?;
         crate::crash::point("region.after_choose");
+        buffers::begin::<Std>(&self.meta(buffer));
         let capacity = self.capacity();
         // SAFETY: the buffer lies inside the mapping (validated layout); it
         // is neither current nor pinned by a live reader, and we hold the
@@ -324,6 +350,7 @@ impl<T: Archive> SharedRegion<T> {
         }
         let guard = self.store.lock()?;
         let (version, buffer) = self.free_buffer(&guard)?;
+        buffers::begin::<Std>(&self.meta(buffer));
         // SAFETY: as in publish: the buffer is ours alone until made current,
         // and holds at least `capacity >= archive.len()` bytes.
         let dst =
@@ -333,38 +360,72 @@ impl<T: Archive> SharedRegion<T> {
         Ok(self.make_current(&guard, version, buffer, archive.len()))
     }
 
+    /// A buffer's description.
+    fn meta(&self, buffer: usize) -> buffers::Meta<'_, std::sync::atomic::AtomicU64> {
+        let m = &self.control().buffers[buffer];
+        buffers::Meta {
+            len: &m.len,
+            version: &m.version,
+        }
+    }
+
     /// The commit: the buffer's length and version, then `current`, then
     /// the waiters are woken.
     fn make_current(&self, guard: &WriteGuard<'_>, version: u64, buffer: usize, len: usize) -> u64 {
-        let ctl = self.control();
         let next = version + 1;
-        ctl.buffers[buffer].len.store(len as u64, Ordering::Relaxed);
-        ctl.buffers[buffer].version.store(next, Ordering::Relaxed);
-        crate::crash::point("region.after_len");
-        ctl.current
-            .store((next << 8) | buffer as u64, Ordering::Release);
-        crate::crash::point("region.after_commit");
+        buffers::commit::<Std>(
+            &self.control().current,
+            &self.meta(buffer),
+            next,
+            buffer,
+            len as u64,
+        );
         guard.committed();
+        if !self.reuse_grace.is_zero() {
+            let mut retired = self.retired.lock();
+            if version != 0 {
+                let before = split(retired.seen).1;
+                retired.at[before] = Some(std::time::Instant::now());
+            }
+            retired.seen = (next << 8) | buffer as u64;
+        }
         next
     }
 
     /// The current version and a buffer that is neither current nor pinned
-    /// by a live reader, waiting up to the publish timeout for one.
+    /// by a live reader nor within the reuse grace, waiting up to the
+    /// publish timeout for one.
     fn free_buffer(&self, _guard: &WriteGuard<'_>) -> Result<(u64, usize)> {
         let ctl = self.control();
-        let (version, current) = split(ctl.current.load(Ordering::Acquire));
+        let now = ctl.current.load(Ordering::Acquire);
+        let (version, current) = split(now);
+        let count = self.store.layout().slot_count;
+        let grace = self.reuse_grace;
+        let mut retired = self.retired.lock();
+        if !grace.is_zero() && retired.seen != now {
+            // Another process committed since this handle last did: when
+            // its buffers stopped being current is not known here; count
+            // them from now.
+            let at = std::time::Instant::now();
+            for (b, t) in retired.at.iter_mut().enumerate() {
+                if b != current {
+                    *t = Some(at);
+                }
+            }
+            retired.seen = now;
+        }
+        // (Held while waiting for a buffer: only publishes, which hold the
+        // write lock, take it.)
+        let grace_left = |b: usize| {
+            if grace.is_zero() {
+                return None;
+            }
+            retired.at[b]
+                .and_then(|t| grace.checked_sub(t.elapsed()))
+                .filter(|d| !d.is_zero())
+        };
         let current = (version != 0).then_some(current);
-        let buffer = pins::free_buffer(
-            ctl,
-            self.store.layout().slot_count,
-            current,
-            self.publish_timeout,
-        )?;
-        // The buffer's bytes are written next, plainly. A read-only reader
-        // may be copying them from when they were current; this fence (after
-        // the loads that saw `current` move on) makes such a reader that
-        // sees any new byte also see `current` moved, so it drops its copy.
-        fence(Ordering::Release);
+        let buffer = pins::free_buffer(ctl, count, current, self.publish_timeout, grace_left)?;
         Ok((version, buffer))
     }
 
@@ -393,28 +454,29 @@ impl<T: Archive> SharedRegion<T> {
         let ctl = self.control();
         let fast = pins::last_read(&self.pins)?;
         let word = &ctl.pins[fast.lease.slot].word;
-        if pin_slot::buffer_of(word.load(Ordering::Relaxed)).is_some() {
-            return None;
-        }
         match pin_slot::pin::<Std>(&ctl.current, word, fast.lease.claim) {
-            Some(c) if c == fast.current => Some(PinnedArchive {
+            pin_slot::Pin::Pinned(c) if c == fast.current => Some(PinnedArchive {
                 word,
                 claim: fast.lease.claim,
                 lent: true,
                 current: c,
                 len: fast.len,
             }),
-            _ => {
+            pin_slot::Pin::Pinned(_) => {
                 pin_slot::unpin::<Std>(word, fast.lease.claim);
                 None
             }
+            // A commit came in between, the slot is pinned by an outer
+            // guard of this thread, or it was revoked: the slow path sorts
+            // it out.
+            pin_slot::Pin::Moved | pin_slot::Pin::Lost => None,
         }
     }
 
     /// `read` when the fast path does not apply: pins through the thread's
-    /// own slot if it is free (else one claimed for this read), and
-    /// validates the archive if this handle has not yet. Also reports the
-    /// errors.
+    /// own slot if it is free (else one claimed for this read), claims a
+    /// new slot if the thread's was revoked, and validates the archive if
+    /// this handle has not yet. Also reports the errors.
     #[cold]
     #[inline(never)]
     fn read_slow(&self) -> Result<PinnedArchive<'_>>
@@ -422,25 +484,36 @@ impl<T: Archive> SharedRegion<T> {
         T: Readable,
     {
         let ctl = self.control();
-        let (hold, slot) = pins::acquire(ctl, &self.pins)?;
         let mut backoff = Backoff::new();
-        let current = loop {
-            if let Some(current) = hold.pin(&ctl.current) {
-                break current;
+        let (slot, current) = loop {
+            let slot = pins::acquire(ctl, &self.pins)?;
+            let pinned = loop {
+                match slot.pin(&ctl.current) {
+                    pin_slot::Pin::Pinned(c) => break Some(c),
+                    pin_slot::Pin::Moved => backoff.spin(),
+                    pin_slot::Pin::Lost => break None,
+                }
+            };
+            match pinned {
+                Some(current) => break (slot, current),
+                // Revoked while idle: the thread's slot is forgotten (a
+                // slot claimed for this read is simply gone) and another
+                // claimed.
+                None if slot.lent => pins::lost(&self.pins, slot.lease),
+                None => {}
             }
-            backoff.spin();
         };
+        let (lease, lent) = (slot.lease, slot.lent);
+        // From here the pin is held, and an error unpins it.
+        let hold = slot.pinned();
         if current >> 8 == 0 {
             return Err(Error::NothingPublished);
         }
         let len = self.validated_len(current)?;
-        if hold.lent {
+        if lent {
             pins::remember(pins::LastRead {
                 id: self.pins.id,
-                lease: pins::Lease {
-                    slot,
-                    claim: hold.claim,
-                },
+                lease,
                 current,
                 len,
             });

@@ -19,6 +19,7 @@ use crate::store::{Flavor, Options, Store};
 pub struct RegionSettings {
     buffers: usize,
     pub(super) publish_timeout: Duration,
+    pub(super) reuse_grace: Duration,
 }
 
 /// How to open or create a [`SharedRegion`]: mode, removal on drop,
@@ -54,6 +55,7 @@ impl<T: Archive> Options<T, RegionSettings> {
         Options::with(RegionSettings {
             buffers: DEFAULT_BUFFERS,
             publish_timeout: DEFAULT_PUBLISH_TIMEOUT,
+            reuse_grace: Duration::ZERO,
         })
     }
 
@@ -67,6 +69,22 @@ impl<T: Archive> Options<T, RegionSettings> {
     /// fails with [`Error::ReadersBusy`]. Default 2 s.
     pub fn publish_timeout(&mut self, timeout: Duration) -> &mut Self {
         self.kind.publish_timeout = timeout;
+        self
+    }
+
+    /// How long a buffer that stopped being current is left alone before a
+    /// publish of this handle writes it again. Readers that copy (read-only
+    /// attachments, the C and Python readers) start a copy again when its
+    /// buffer is rewritten meanwhile; with `n` buffers a copy survives
+    /// `n - 2` publishes made while it runs, and with a grace at least as
+    /// long as the copy takes it always survives. The cost is the writer's:
+    /// once every free buffer stopped being current less than the grace
+    /// ago, a publish sleeps until one did, so publishes come at most `n -
+    /// 1` per grace. A buffer that stopped being current by another
+    /// process's publish counts from when this handle first saw that.
+    /// Default zero: no grace.
+    pub fn reuse_grace(&mut self, grace: Duration) -> &mut Self {
+        self.kind.reuse_grace = grace;
         self
     }
 

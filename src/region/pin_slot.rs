@@ -4,34 +4,35 @@
 //!
 //! **Claim** (reader): compare-and-swap a free word to `(pid, tag + 1)`;
 //! store the start time (release); store the word with `started` set
-//! (release); raise `pin_high` past the slot (read-modify-write).
-//! **Pin**: load `current`; swap the word to name its buffer; load `current`
-//! again; if it moved, try again. **Unpin**: store the word without the
-//! buffer. **Release**: store the word free, keeping the tag.
+//! (release). **Pin**: load `current`; compare-and-swap the word from the
+//! idle claim to the claim naming `current`'s buffer; load `current` again;
+//! if it moved, unpin and try again; if the compare-and-swap failed, the
+//! slot was revoked: claim another. **Unpin**: store the idle claim.
+//! **Release**: compare-and-swap the idle claim to free, keeping the tag.
 //!
-//! **Scan** (writer, under the write lock, before it writes a buffer): read
-//! `pin_high` and every word below it with read-modify-writes that change
-//! nothing (`fetch_add(0)`), and take a buffer that is neither current nor
-//! named by any word.
+//! **Scan** (writer, under the write lock, before it writes a buffer):
+//! read every slot's word with a read-modify-write that changes nothing
+//! (`fetch_add(0)`), and take a buffer that is neither current nor named by
+//! any word. Every slot, always: nothing a peer scribbles on another word
+//! (the old `pin_high` bound) can make the writer skip a slot.
 //!
 //! **Why a pinned buffer is never written.** Take a reader that pinned
 //! buffer `b` and found `current` unchanged (naming `b`), and a writer that
 //! later chose `b`. The writer chose it under the write lock after a commit
 //! that moved `current` off `b` (`b` was current when the reader looked, and
-//! a writer never takes the current buffer). The reader's swap and the
-//! writer's read-modify-write of the same word are ordered in that word's
-//! modification order. If the writer's came first, the reader's swap (which
-//! acquires) reads from it (which releases), so everything before the
-//! writer's scan, the commit that moved `current` off `b` included,
+//! a writer never takes the current buffer). The reader's compare-and-swap
+//! and the writer's read-modify-write of the same word are ordered in that
+//! word's modification order. If the writer's came first, the reader's
+//! (which acquires) reads from it (which releases), so everything before
+//! the writer's scan, the commit that moved `current` off `b` included,
 //! happens before the reader's second load of `current`, which then cannot
 //! name `b` at the version it saw: the reader tries again. If the reader's
-//! came first, the writer reads `b` in the word and skips it. `pin_high` is
-//! the same argument one level up: a writer whose read-modify-write of it
-//! came before the reader's raise makes the reader's first load of `current`
-//! see the commit, so the reader pins a buffer the writer is not writing;
-//! otherwise the writer scans the slot. Read-modify-writes (not seq-cst
-//! loads and stores) carry the argument so that it holds in loom's model
-//! too, which treats seq-cst accesses as acquire-release.
+//! came first, the writer reads `b` in the word and skips it.
+//! Read-modify-writes carry the argument (the reader's compare-and-swap
+//! acquires, the writer's scan acquires and releases), so that it holds in
+//! loom's model too, which treats seq-cst accesses as acquire-release; the
+//! writer's scan also acquires the reader's unpin (release), so the
+//! reader's use of the buffer happens before the writer's next write.
 //!
 //! **Reclaim** (anyone, when slots or buffers run out): load the word; if
 //! `started`, load the start time (acquire) and the word again: if the claim
@@ -47,17 +48,25 @@
 //! nothing else writes that word, so the CAS fails only if another reclaimer
 //! freed it first.
 //!
+//! **Revoke** (a claimer that finds no slot free, not even after reclaiming
+//! dead ones): compare-and-swap a live holder's *idle* started claim (no
+//! buffer pinned) to free, keeping the tag. A pinned word is never revoked
+//! (the CAS expects the idle word), and the holder learns it at its next
+//! pin, whose compare-and-swap from its idle claim fails; so idle threads,
+//! in any process, never keep the slots others need.
+//!
 //! **Fork.** A slot belongs to the process whose pid it holds: a child
 //! inherits its parent's handles and guards but never writes its parent's
 //! slots (callers compare the slot's pid with [`own_pid`]) and claims its own.
 //!
-//! The model in `tests/loom_pins.rs` runs these functions.
+//! The model in `tests/loom_pins.rs` runs these functions, and the
+//! writer's side of `buffers.rs` with them.
 //!
 //! [`own_pid`]: crate::sys::proc::own_pid
 
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 
-use crate::sync::atomic::{Model, Word32, Word64};
+use crate::sync::atomic::{Model, Word64};
 
 /// The bits of the pid (Linux pids are below 2^22).
 pub const PID_MASK: u64 = (1 << 22) - 1;
@@ -111,19 +120,39 @@ pub fn claim<M: Model>(word: &M::U64, start_time: &M::U64, pid: i32, start: u64)
     Some(started)
 }
 
-/// Raise `pin_high` past slot `slot` (after claiming it, before pinning).
-pub fn raise_high<M: Model>(high: &M::U32, slot: usize) {
-    high.fetch_max(slot as u32 + 1, AcqRel);
+/// What a pin found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pin {
+    /// Pinned the buffer this `current` word names, re-checked.
+    Pinned(u64),
+    /// A commit came in between: unpinned again; try again.
+    Moved,
+    /// The slot is no longer this claim's (revoked while idle): claim
+    /// another.
+    Lost,
 }
 
-/// Pin whatever buffer `current` names, in the slot held by `claim`: the
-/// `current` word pinned, or `None` if a commit came in between (try again).
+/// Pin whatever buffer `current` names, in the slot held by `claim` (idle).
 #[inline(always)]
-pub fn pin<M: Model>(current: &M::U64, word: &M::U64, claim: u64) -> Option<u64> {
+pub fn pin<M: Model>(current: &M::U64, word: &M::U64, claim: u64) -> Pin {
     let c = current.load(Acquire);
-    word.swap(with_buffer(claim, (c & 0xff) as usize), SeqCst);
+    let idle = claim & !BUF_MASK;
+    let pinned = with_buffer(claim, (c & 0xff) as usize);
+    if word
+        .compare_exchange(idle, pinned, Acquire, Relaxed)
+        .is_err()
+    {
+        return Pin::Lost;
+    }
     crate::crash::point("pin.after_pin");
-    (current.load(Acquire) == c).then_some(c)
+    // Relaxed: if a writer's scan came first in the word's order, the CAS
+    // above acquired it, and the commit before that scan is then seen here.
+    if current.load(Relaxed) == c {
+        Pin::Pinned(c)
+    } else {
+        unpin::<M>(word, claim);
+        Pin::Moved
+    }
 }
 
 /// Unpin the slot held by `claim`.
@@ -132,19 +161,28 @@ pub fn unpin<M: Model>(word: &M::U64, claim: u64) {
     word.store(claim & !BUF_MASK, Release);
 }
 
-/// Free the slot held by `claim` (its holder's release).
-pub fn release<M: Model>(word: &M::U64, claim: u64) {
-    word.store(claim & TAG_MASK, Release);
+/// Free the slot held by `claim`, idle (its holder's release); `false` if
+/// it was revoked meanwhile (then it is not this holder's any more).
+pub fn release<M: Model>(word: &M::U64, claim: u64) -> bool {
+    word.compare_exchange(claim & !BUF_MASK, claim & TAG_MASK, AcqRel, Relaxed)
+        .is_ok()
 }
 
-/// The writer's scan: a bit per buffer that a slot below `pin_high` pins.
-pub fn pinned_buffers<'a, M: Model + 'a>(
-    high: &M::U32,
-    words: impl IntoIterator<Item = &'a M::U64>,
-) -> u64 {
-    let n = high.fetch_add(0, AcqRel) as usize;
+/// Free the slot if it holds an idle started claim (of a live holder,
+/// whoever it is); returns whether this call freed it.
+pub fn revoke_idle<M: Model>(word: &M::U64) -> bool {
+    let w = word.load(Acquire);
+    if pid_of(w) == 0 || w & STARTED == 0 || buffer_of(w).is_some() {
+        return false;
+    }
+    word.compare_exchange(w, w & TAG_MASK, AcqRel, Relaxed)
+        .is_ok()
+}
+
+/// The writer's scan: a bit per buffer that any slot pins.
+pub fn pinned_buffers<'a, M: Model + 'a>(words: impl IntoIterator<Item = &'a M::U64>) -> u64 {
     let mut pinned = 0u64;
-    for word in words.into_iter().take(n) {
+    for word in words {
         if let Some(b) = buffer_of(word.fetch_add(0, AcqRel))
             && b < 64
         {

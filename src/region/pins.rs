@@ -2,14 +2,22 @@
 //! (process-local bookkeeping around the protocol of `pin_slot.rs`).
 //!
 //! Claiming a slot costs a compare-and-swap on a shared line, so a handle
-//! keeps the slots it claimed and lends one to each thread that reads
-//! through it: after its first read, a thread pins with one swap and unpins
-//! with one store, and remembers in [`LAST_READ`] which slot and which validated
-//! archive it used last. The handle releases its slots when it is dropped.
-//! A thread that exits gives its slot back to the handle in private memory
-//! only (the handle, and with it the mapping, may be gone); the slot is
-//! lent again only once no guard pins through it, which matters when a
-//! guard outlives the thread's own bookkeeping in a thread-local destructor.
+//! lends each thread that reads through it a slot of its own: after its
+//! first read, a thread pins with one compare-and-swap and unpins with one
+//! store, and remembers in [`LAST_READ`] which slot and which validated
+//! archive it used last. Slots go back to the shared table:
+//!
+//! - when the thread exits (its `ThreadSlot` is dropped): released at once
+//!   if the handle still lives and nothing pins through the slot (a guard
+//!   that outlived the thread's bookkeeping keeps it until the handle lends
+//!   it again or is dropped);
+//! - when the handle is dropped: every slot it still holds;
+//! - when another reader, in any process, finds no slot free: it revokes an
+//!   idle one (`pin_slot::revoke_idle`), and this handle's thread finds out
+//!   at its next pin (`Pin::Lost`) and claims another.
+//!
+//! So idle threads, and threads that exited, never keep the slots other
+//! readers need.
 //!
 //! Slots claimed by a process belong to it alone: a forked child inherits
 //! the handle, its guards and this bookkeeping, but compares the handle's
@@ -18,12 +26,12 @@
 
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::pin_slot::{self, buffer_of, pid_of};
+use super::pin_slot::{self, Pin, buffer_of, pid_of};
 use crate::error::{Error, Result};
 use crate::format::{PIN_SLOTS, RegionControl};
 use crate::sync::atomic::Std;
@@ -37,27 +45,40 @@ pub(crate) struct Lease {
     pub(crate) claim: u64,
 }
 
+/// How long a reader that finds every slot pinned waits for one to be
+/// unpinned before it reports [`Error::PinsExhausted`].
+const SLOT_WAIT: Duration = Duration::from_millis(50);
+
 /// A buffer (of `count`) that is neither `current` nor pinned by a live
-/// reader, waiting up to `timeout` for one; then [`Error::ReadersBusy`]
-/// naming the pinning processes. Of the free buffers it takes the one
-/// written last, whose bytes are most likely still in cache.
+/// reader, nor within its reuse grace (`grace_left`), waiting up to
+/// `timeout` for pins to go; then [`Error::ReadersBusy`] naming the pinning
+/// processes. Of the free buffers it takes the one whose version is oldest.
 pub(super) fn free_buffer(
     ctl: &RegionControl,
     count: usize,
     current: Option<usize>,
     timeout: Duration,
+    grace_left: impl Fn(usize) -> Option<Duration>,
 ) -> Result<usize> {
     let start = Instant::now();
     let deadline = start.checked_add(timeout);
     let mut backoff = Backoff::new();
+    let version = |b: usize| ctl.buffers[b].version.load(Ordering::Relaxed);
     loop {
-        let pinned =
-            pin_slot::pinned_buffers::<Std>(&ctl.pin_high, ctl.pins.iter().map(|p| &p.word));
-        let free = (0..count)
-            .filter(|&b| Some(b) != current && pinned & (1 << b) == 0)
-            .max_by_key(|&b| ctl.buffers[b].version.load(Ordering::Relaxed));
-        if let Some(b) = free {
+        let pinned = pin_slot::pinned_buffers::<Std>(ctl.pins.iter().map(|p| &p.word));
+        let ready = |b: usize| grace_left(b).is_none();
+        if let Some(b) = super::buffers::choose(count, current, pinned, version, ready) {
             return Ok(b);
+        }
+        // A buffer free but for its grace: the grace passes whatever
+        // readers do.
+        let waiting = (0..count)
+            .filter(|&b| Some(b) != current && pinned & (1 << b) == 0)
+            .filter_map(&grace_left)
+            .min();
+        if let Some(left) = waiting {
+            std::thread::sleep(left);
+            continue;
         }
         if reclaim_dead(ctl) {
             continue;
@@ -91,8 +112,9 @@ pub(super) fn reclaim_dead(ctl: &RegionControl) -> bool {
     freed
 }
 
-/// Claim a free pin slot for this process, reclaiming dead readers' slots
-/// if none is free.
+/// Claim a free pin slot for this process: reclaiming dead readers' slots
+/// if none is free, then revoking an idle one, then waiting a little for
+/// one to be unpinned.
 #[cold]
 fn claim_slot(ctl: &RegionControl) -> Result<Lease> {
     let me = proc::own_pid();
@@ -104,19 +126,37 @@ fn claim_slot(ctl: &RegionControl) -> Result<Lease> {
         });
     }
     let start = proc::own_start_time();
-    for round in 0..2 {
+    let deadline = Instant::now() + SLOT_WAIT;
+    let mut backoff = Backoff::new();
+    loop {
         for (slot, pin) in ctl.pins.iter().enumerate() {
             if let Some(claim) = pin_slot::claim::<Std>(&pin.word, &pin.start_time, me, start) {
-                pin_slot::raise_high::<Std>(&ctl.pin_high, slot);
                 return Ok(Lease { slot, claim });
             }
         }
-        if round == 0 {
-            reclaim_dead(ctl);
+        if reclaim_dead(ctl)
+            || ctl
+                .pins
+                .iter()
+                .any(|p| pin_slot::revoke_idle::<Std>(&p.word))
+        {
+            continue;
         }
+        if Instant::now() >= deadline {
+            return Err(Error::PinsExhausted { slots: PIN_SLOTS });
+        }
+        backoff.snooze(Some(deadline));
     }
-    Err(Error::PinsExhausted { slots: PIN_SLOTS })
 }
+
+/// The address of a handle's control block, while the handle lives.
+#[derive(Clone, Copy)]
+struct ControlPtr(std::ptr::NonNull<RegionControl>);
+
+// SAFETY: it points at atomics (RegionControl is Sync) in a mapping that the
+// owning handle keeps attached until it clears the pointer (under the
+// handle's lock, before detaching); sending the address is harmless.
+unsafe impl Send for ControlPtr {}
 
 /// The pin slots a handle has claimed, lent to the threads reading
 /// through it.
@@ -126,32 +166,34 @@ pub(crate) struct HandleSlots {
     /// The process the slots were claimed for (a forked child may not use
     /// them).
     pub(super) pid: i32,
+    /// The control block while the handle lives; `None` once it released
+    /// its slots (the mapping may be gone).
+    ctl: Mutex<Option<ControlPtr>>,
     /// Slots claimed and lent to no live thread. One may still be pinned by
     /// a guard that outlived its thread's bookkeeping: it is lent again
     /// once that guard is gone.
     spare: Mutex<Vec<Lease>>,
-    /// Every slot claimed, released when the handle is dropped.
+    /// Every slot claimed and not given back, released when the handle is
+    /// dropped.
     claimed: Mutex<Vec<Lease>>,
-    /// Set when the handle has released its slots.
-    dropped: AtomicBool,
 }
 
 impl HandleSlots {
-    pub(crate) fn new() -> Arc<HandleSlots> {
+    pub(crate) fn new(ctl: &RegionControl) -> Arc<HandleSlots> {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         Arc::new(HandleSlots {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             pid: proc::own_pid(),
+            ctl: Mutex::new(Some(ControlPtr(std::ptr::NonNull::from(ctl)))),
             spare: Mutex::new(Vec::new()),
             claimed: Mutex::new(Vec::new()),
-            dropped: AtomicBool::new(false),
         })
     }
 
     /// Release every slot this handle claimed. Called by the handle's drop,
     /// while the segment is still attached and no guard lives.
     pub(crate) fn release_all(&self, ctl: &RegionControl) {
-        self.dropped.store(true, Ordering::SeqCst);
+        *self.ctl.lock() = None;
         if self.pid != proc::own_pid() {
             return; // a forked child: the slots are its parent's
         }
@@ -160,27 +202,50 @@ impl HandleSlots {
         }
         self.spare.lock().clear();
     }
+
+    /// Forget `lease`: it was revoked, or given back.
+    fn forget(&self, lease: Lease) {
+        self.claimed.lock().retain(|l| *l != lease);
+        self.spare.lock().retain(|l| *l != lease);
+    }
 }
 
 /// A slot lent to this thread by a handle.
 struct ThreadSlot {
     cache: Arc<HandleSlots>,
     lease: Lease,
+    /// Still this handle's (not revoked).
+    held: bool,
 }
 
 impl Drop for ThreadSlot {
     fn drop(&mut self) {
-        // The thread is exiting (or the handle is gone): forget the fast
-        // path through this slot, and give the slot back to its handle, in
-        // private memory, touching no segment.
+        // The thread is exiting (or forgets the slot): forget the fast path
+        // through it, and give the slot back, to the shared table if the
+        // handle still lives and nothing pins through it.
         let _ = LAST_READ.try_with(|f| {
             if f.get().id == self.cache.id {
                 f.set(LastRead::NONE);
             }
         });
-        if !self.cache.dropped.load(Ordering::SeqCst) {
-            self.cache.spare.lock().push(self.lease);
+        if !self.held || self.cache.pid != proc::own_pid() {
+            return;
         }
+        let ctl = self.cache.ctl.lock();
+        let Some(ptr) = *ctl else {
+            return; // the handle released its slots
+        };
+        // SAFETY: the handle clears the pointer under this lock before its
+        // mapping goes, and the lock is held: the control block is mapped.
+        let word = &unsafe { ptr.0.as_ref() }.pins[self.lease.slot].word;
+        if buffer_of(word.load(Ordering::Acquire)).is_some() {
+            // A guard outlived this thread's bookkeeping: lend it again
+            // once that guard is gone.
+            self.cache.spare.lock().push(self.lease);
+            return;
+        }
+        pin_slot::release::<Std>(word, self.lease.claim);
+        self.cache.forget(self.lease);
     }
 }
 
@@ -224,37 +289,32 @@ pub(super) fn remember(fast: LastRead) {
     let _ = LAST_READ.try_with(|f| f.set(fast));
 }
 
-/// A free slot for one read when the fast path did not apply, and its
-/// index: the thread's own slot of this handle (lent on first use) if it is
-/// free, else a slot claimed for this read alone (nested reads, a forked
-/// child, a thread being torn down).
+/// A free slot for one read when the fast path did not apply: the thread's
+/// own slot of this handle (lent on first use) if it is free, else a slot
+/// claimed for this read alone (nested reads, a forked child, a thread
+/// being torn down).
 #[cold]
-pub(super) fn acquire<'a>(
-    ctl: &'a RegionControl,
-    cache: &Arc<HandleSlots>,
-) -> Result<(PinHold<'a>, usize)> {
+pub(super) fn acquire<'a>(ctl: &'a RegionControl, cache: &Arc<HandleSlots>) -> Result<Slot<'a>> {
     if cache.pid == proc::own_pid()
         && let Ok(lent) = THREAD_SLOTS.try_with(|lent| lend(ctl, cache, &mut lent.borrow_mut()))
     {
         let lease = lent?;
         let word = &ctl.pins[lease.slot].word;
         if buffer_of(word.load(Ordering::Relaxed)).is_none() {
-            let hold = PinHold {
+            return Ok(Slot {
                 word,
-                claim: lease.claim,
+                lease,
                 lent: true,
-            };
-            return Ok((hold, lease.slot));
+            });
         }
-        // PinnedArchive by an outer guard of this thread: this read is nested.
+        // Pinned by an outer guard of this thread: this read is nested.
     }
     let lease = claim_slot(ctl)?;
-    let hold = PinHold {
+    Ok(Slot {
         word: &ctl.pins[lease.slot].word,
-        claim: lease.claim,
+        lease,
         lent: false,
-    };
-    Ok((hold, lease.slot))
+    })
 }
 
 /// This thread's slot of `cache`'s handle, claimed or taken from the
@@ -268,7 +328,7 @@ fn lend(
     if let Some(entry) = lent.iter().find(|e| e.cache.id == cache.id) {
         return Ok(entry.lease);
     }
-    lent.retain(|e| !e.cache.dropped.load(Ordering::Relaxed));
+    lent.retain(|e| e.cache.ctl.lock().is_some());
     let spare = {
         let mut spare = cache.spare.lock();
         let free = spare
@@ -287,13 +347,61 @@ fn lend(
     lent.push(ThreadSlot {
         cache: cache.clone(),
         lease,
+        held: true,
     });
     Ok(lease)
 }
 
-/// A slot held for one read. Dropping it unpins the buffer, and releases
-/// the slot if it was claimed for this read alone; in a forked child
-/// (another pid than the claim's) it does nothing: the slot is the
+/// The slot `lease` of this thread was revoked: forget it, so that the next
+/// read claims another.
+#[cold]
+pub(super) fn lost(cache: &HandleSlots, lease: Lease) {
+    let _ = THREAD_SLOTS.try_with(|lent| {
+        let mut lent = lent.borrow_mut();
+        if let Some(i) = lent
+            .iter()
+            .position(|e| e.cache.id == cache.id && e.lease == lease)
+        {
+            let mut entry = lent.swap_remove(i);
+            entry.held = false;
+        }
+    });
+    let _ = LAST_READ.try_with(|f| {
+        if f.get().id == cache.id {
+            f.set(LastRead::NONE);
+        }
+    });
+    cache.forget(lease);
+}
+
+/// A slot for one read, not pinned yet.
+pub(super) struct Slot<'a> {
+    word: &'a AtomicU64,
+    pub(super) lease: Lease,
+    /// Whether the slot is the thread's own, lent by the handle.
+    pub(super) lent: bool,
+}
+
+impl<'a> Slot<'a> {
+    /// Pin whatever `current` names.
+    #[inline(always)]
+    pub(super) fn pin(&self, current: &AtomicU64) -> Pin {
+        pin_slot::pin::<Std>(current, self.word, self.lease.claim)
+    }
+
+    /// The hold of the pin this slot just made: dropping it unpins.
+    pub(super) fn pinned(self) -> PinHold<'a> {
+        PinHold {
+            word: self.word,
+            claim: self.lease.claim,
+            lent: self.lent,
+        }
+    }
+}
+
+/// A pinned slot, held by a guard. Dropping it unpins the buffer, and
+/// releases the slot if it was claimed for this read alone; in a forked
+/// child (another pid than the claim's) it does nothing: the slot is the
 /// parent's.
 pub(crate) struct PinHold<'a> {
     /// The slot's word.
@@ -304,24 +412,14 @@ pub(crate) struct PinHold<'a> {
     pub(super) lent: bool,
 }
 
-impl PinHold<'_> {
-    /// Pin whatever `current` names: its word, or `None` if a commit came
-    /// in between.
-    #[inline(always)]
-    pub(super) fn pin(&self, current: &AtomicU64) -> Option<u64> {
-        pin_slot::pin::<Std>(current, self.word, self.claim)
-    }
-}
-
 impl Drop for PinHold<'_> {
     #[inline]
     fn drop(&mut self) {
         if pid_of(self.claim) != proc::own_pid() {
             return;
         }
-        if self.lent {
-            pin_slot::unpin::<Std>(self.word, self.claim);
-        } else {
+        pin_slot::unpin::<Std>(self.word, self.claim);
+        if !self.lent {
             pin_slot::release::<Std>(self.word, self.claim);
         }
     }

@@ -4,25 +4,28 @@
 
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::sync::atomic::{Ordering, fence};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
 use rkyv::Archive;
 
-use super::{Hold, Readable, RegionRef, archive_len, check_archive, split};
+use super::{Hold, Readable, RegionRef, buffers, check_archive, split};
 use crate::error::{Error, Result};
 use crate::store::Store;
+use crate::sync::atomic::Std;
 use crate::sync::copy;
 use crate::sys::shm::SegmentInfo;
 
 /// A read-only attachment (`SHM_RDONLY`) of a [`SharedRegion`](super::SharedRegion). It cannot
 /// pin, so `read` copies the current archive into a private aligned buffer
-/// (once per version), checks it was not overwritten meanwhile, validates it
-/// and hands that out.
+/// (once per version), checks that its buffer was not rewritten meanwhile,
+/// validates it and hands that out.
 pub struct RegionReader<T> {
     pub(super) store: Store,
     pub(super) cache: Mutex<Option<(u64, Arc<ArchiveCopy>)>>,
+    /// Copies made again (see [`retries`](Self::retries)).
+    pub(super) retries: AtomicU64,
     pub(super) _t: PhantomData<fn() -> T>,
 }
 
@@ -58,16 +61,21 @@ impl<T: Archive> RegionReader<T> {
         RegionReader {
             store,
             cache: Mutex::new(None),
+            retries: AtomicU64::new(0),
             _t: PhantomData,
         }
     }
 
-    /// The current value, from a validated private copy.
+    /// The current value, from a validated private copy. A copy is made
+    /// once per version (`buffers.rs` says how it is known to be whole);
+    /// one whose buffer was rewritten meanwhile is made again
+    /// ([`retries`](Self::retries) counts them).
     pub fn read(&self) -> Result<RegionRef<'_, T>>
     where
         T: Readable,
     {
         let ctl = self.store.region_control();
+        let layout = *self.store.layout();
         loop {
             let current = ctl.current.load(Ordering::Acquire);
             if current >> 8 == 0 {
@@ -79,22 +87,62 @@ impl<T: Archive> RegionReader<T> {
             {
                 return Ok(Self::guard(copy.clone(), current));
             }
-            let len = archive_len(&self.store, ctl, current)?;
-            let mut bytes = ArchiveCopy::zeroed(len, align_of::<T::Archived>().max(16));
-            let (_, buffer) = split(current);
-            // SAFETY: the buffer is 64-aligned and readable for its whole
-            // stride (>= len rounded up to 8) inside the mapping; `bytes` is
-            // private and holds len writable bytes from its pointer.
-            unsafe { copy::load_bytes(self.store.slot_ptr(buffer), bytes.as_mut_ptr(), len) };
-            fence(Ordering::Acquire);
-            if ctl.current.load(Ordering::Relaxed) != current {
-                continue; // overwritten while we copied: copy the new one
-            }
+            let mut bytes = None;
+            let meta = |b: usize| {
+                (b < layout.slot_count).then(|| buffers::Meta {
+                    len: &ctl.buffers[b].len,
+                    version: &ctl.buffers[b].version,
+                })
+            };
+            let copied = buffers::copy::<Std>(&ctl.current, meta, layout.slot_stride, |b, len| {
+                let mut into = ArchiveCopy::zeroed(len, align_of::<T::Archived>().max(16));
+                // SAFETY: buffer `b` (below the validated slot count) is
+                // 64-aligned and readable for its whole stride (>= len,
+                // checked, rounded up to 8) inside the mapping; `into` is
+                // private and holds len writable bytes from its pointer.
+                unsafe { copy::load_bytes(self.store.slot_ptr(b), into.as_mut_ptr(), len) };
+                bytes = Some(into);
+            });
+            let (current, bytes) = match copied {
+                buffers::Copied::Whole { current, .. } => (current, bytes),
+                buffers::Copied::Nothing => return Err(Error::NothingPublished),
+                buffers::Copied::Corrupt { len } => {
+                    let (version, buffer) = split(current);
+                    return Err(Error::Corrupt {
+                        reason: if len == u64::MAX {
+                            format!(
+                                "the current word names version {version} in buffer {buffer} \
+                                 (of {}), which does not hold it",
+                                layout.slot_count
+                            )
+                        } else {
+                            format!(
+                                "archive of {len} bytes in a buffer of {}",
+                                layout.slot_stride
+                            )
+                        },
+                    });
+                }
+                buffers::Copied::Rewritten => {
+                    self.retries.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+            };
+            let Some(bytes) = bytes else {
+                continue;
+            };
             check_archive::<T>(bytes.bytes())?;
             let copy = Arc::new(bytes);
             *cache = Some((current, copy.clone()));
             return Ok(Self::guard(copy, current));
         }
+    }
+
+    /// How many copies this handle made again because the writer reused
+    /// their buffer while they ran: a reader that copies slower than the
+    /// writer reuses buffers starves; a region's `reuse_grace` bounds it.
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
     }
 
     fn guard(copy: Arc<ArchiveCopy>, current: u64) -> RegionRef<'static, T>

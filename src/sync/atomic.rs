@@ -18,8 +18,6 @@ pub trait Word64 {
     fn load(&self, order: Ordering) -> u64;
     /// Atomic store.
     fn store(&self, value: u64, order: Ordering);
-    /// Atomic swap; returns the previous value.
-    fn swap(&self, value: u64, order: Ordering) -> u64;
     /// Atomic compare-and-exchange (strong).
     fn compare_exchange(
         &self,
@@ -48,8 +46,6 @@ pub trait Word32 {
     ) -> Result<u32, u32>;
     /// Atomic add; returns the previous value.
     fn fetch_add(&self, value: u32, order: Ordering) -> u32;
-    /// Atomic maximum; returns the previous value.
-    fn fetch_max(&self, value: u32, order: Ordering) -> u32;
 }
 
 /// The atomics and fence a protocol runs on.
@@ -111,18 +107,8 @@ macro_rules! word {
             word!(@only $trait, $ty, $int);
         }
     };
-    (@only Word64, $ty:ty, $int:ty) => {
-        #[inline(always)]
-        fn swap(&self, value: $int, order: Ordering) -> $int {
-            <$ty>::swap(self, value, order)
-        }
-    };
-    (@only Word32, $ty:ty, $int:ty) => {
-        #[inline(always)]
-        fn fetch_max(&self, value: $int, order: Ordering) -> $int {
-            <$ty>::fetch_max(self, value, order)
-        }
-    };
+    (@only Word64, $ty:ty, $int:ty) => {};
+    (@only Word32, $ty:ty, $int:ty) => {};
 }
 
 word!(Word64, std::sync::atomic::AtomicU64, u64);

@@ -1,0 +1,155 @@
+//! A region's buffers: how a writer chooses one, fills it and makes it
+//! current, and how a reader that cannot pin (a read-only attachment, or a
+//! reader in another language) copies one and knows its copy is whole.
+//!
+//! Each buffer's description (`BufferMeta`) holds the length of its archive
+//! and the version it holds; `version` doubles as the buffer's own seqlock.
+//!
+//! **Writer** (holding the write lock): scan the pins (`pin_slot.rs`) and
+//! choose, among the buffers that are neither current nor pinned, the one
+//! whose version is oldest (so that a buffer a copier may be reading is
+//! reused as late as possible), and none that stopped being current less
+//! than the region's reuse grace ago; store its `version = 0` (release),
+//! then a release fence; write the archive (plain writes); store `len`
+//! (relaxed) and `version = v` (release); then the commit: `current = (v
+//! << 8) | b` (release).
+//!
+//! **Copying reader**: load `current` (acquire) → version `v`, buffer `b`;
+//! load `buffers[b].version` (acquire); load `len` and check it against
+//! the buffer's size; copy `len` bytes (relaxed 8-byte loads, or a string
+//! move the check covers); acquire fence; load `buffers[b].version` again
+//! (acquire): the copy is whole if both loads gave `v`, whatever `current`
+//! did meanwhile. If either did not, `b` is being (or was) rewritten, and
+//! `current` has moved on: load it again and start again; if `current` is
+//! still the word first loaded, a peer scribbled on the control block
+//! (`Corrupt`), and the reader stops instead of spinning.
+//!
+//! **Why a kept copy is whole.** The acquire load that read `version = v`
+//! synchronises with the release store of it, which came after that
+//! version's bytes and `len`: they are visible. The copy can differ from
+//! them only by bytes of a later writer of `b`, which stored `version = 0`
+//! before its release fence and its writes (and `len`); a copier that read
+//! any of those writes and then passed its acquire fence sees `version = 0`
+//! or a later value, and versions only grow, so never `v` again: it starts
+//! again. And a reader that sees `version` other than `v` (from a later
+//! writer's release store of it) sees everything before it, the commit
+//! that moved `current` off `b` included (an earlier publish, ordered by
+//! the lock): `current` no longer reads the word first loaded, which never
+//! comes back (versions only grow); so an unchanged `current` there is a
+//! scribble. A copy is thus thrown away only when its own buffer was rewritten,
+//! not whenever another commit moved `current`: with `n` buffers and no
+//! pins, a copy survives `n - 2` commits made while it runs, and any number
+//! once a reuse grace at least as long as the copy is set.
+//!
+//! **In-place readers** pin (`pin_slot.rs`): no writer chooses a pinned
+//! buffer, so a pinned archive does not change while it is read.
+//!
+//! The model in `tests/loom_pins.rs` runs these functions, with the pins.
+
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+
+use crate::sync::atomic::{Model, Word64};
+
+/// A buffer's description, as the protocol sees it.
+pub struct Meta<'a, W> {
+    /// The length of its archive.
+    pub len: &'a W,
+    /// The version it holds; 0 while a writer fills it.
+    pub version: &'a W,
+}
+
+/// The buffer a writer may fill next: of `count`, neither `current` nor in
+/// `pinned` (a bit per buffer) nor refused by `ready` (the reuse grace), the
+/// one whose version is oldest; `None` if there is none.
+pub fn choose(
+    count: usize,
+    current: Option<usize>,
+    pinned: u64,
+    meta: impl Fn(usize) -> u64,
+    ready: impl Fn(usize) -> bool,
+) -> Option<usize> {
+    (0..count)
+        .filter(|&b| Some(b) != current && pinned & (1 << b) == 0 && ready(b))
+        .min_by_key(|&b| meta(b))
+}
+
+/// The writer, before it writes buffer `b`: it is no longer any version.
+pub fn begin<M: Model>(meta: &Meta<'_, M::U64>) {
+    meta.version.store(0, Release);
+    crate::crash::point("region.after_announce");
+    M::fence(Release);
+}
+
+/// The writer, after it wrote `len` bytes of version `next` into buffer
+/// `b`: the buffer's description, then the commit.
+pub fn commit<M: Model>(current: &M::U64, meta: &Meta<'_, M::U64>, next: u64, b: usize, len: u64) {
+    meta.len.store(len, Relaxed);
+    meta.version.store(next, Release);
+    crate::crash::point("region.after_len");
+    current.store((next << 8) | b as u64, Release);
+    crate::crash::point("region.after_commit");
+}
+
+/// What one copy attempt gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Copied {
+    /// A whole copy of the archive this `current` word names, `len` bytes.
+    Whole {
+        /// The `current` word copied.
+        current: u64,
+        /// Its length.
+        len: usize,
+    },
+    /// Nothing published yet.
+    Nothing,
+    /// A faulty peer wrote the control block: the buffer's length is more
+    /// than `stride` (that length), or `current` names a buffer that does
+    /// not hold its version (`u64::MAX`).
+    Corrupt {
+        /// The length found, or `u64::MAX`.
+        len: u64,
+    },
+    /// The buffer was rewritten during the copy: try again.
+    Rewritten,
+}
+
+/// Copy the current archive: `copy(b, len)` copies `len` bytes of buffer
+/// `b` out (relaxed loads); its result is kept only if `Whole` is returned.
+pub fn copy<'a, M: Model + 'a>(
+    current: &M::U64,
+    meta: impl Fn(usize) -> Option<Meta<'a, M::U64>>,
+    stride: usize,
+    copy: impl FnOnce(usize, usize),
+) -> Copied {
+    let c = current.load(Acquire);
+    let (v, b) = (c >> 8, (c & 0xff) as usize);
+    if v == 0 {
+        return Copied::Nothing;
+    }
+    let Some(m) = meta(b) else {
+        return Copied::Corrupt { len: u64::MAX };
+    };
+    let rewritten = || {
+        if current.load(Relaxed) == c {
+            Copied::Corrupt { len: u64::MAX }
+        } else {
+            Copied::Rewritten
+        }
+    };
+    if m.version.load(Acquire) != v {
+        return rewritten();
+    }
+    let len = m.len.load(Relaxed);
+    if len > stride as u64 {
+        return Copied::Corrupt { len };
+    }
+    copy(b, len as usize);
+    M::fence(Acquire);
+    if m.version.load(Acquire) != v {
+        return rewritten();
+    }
+    Copied::Whole {
+        current: c,
+        len: len as usize,
+    }
+}

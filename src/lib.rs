@@ -62,7 +62,8 @@ mod sys;
 #[doc(hidden)]
 pub mod loom_api {
     pub use crate::cell::ring;
-    pub use crate::region::pin_slot;
+    pub use crate::region::{buffers, pin_slot};
+    pub use crate::store::life::{claim, removal};
     pub use crate::sync::atomic::{Loom, Model, Word32, Word64};
     pub use crate::sync::{notify, ready};
 }

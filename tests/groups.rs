@@ -69,9 +69,49 @@ fn child_entry() {
             report("id", cell.id());
             report("regrouped", regrouped);
         }
+        // A user makes a named object others may read.
+        "create_named" => {
+            drop_to(CREATOR, GROUP);
+            let cell = SharedCell::<u64>::options()
+                .mode(0o644)
+                .create(Key::named(&args[2]).unwrap(), 9)
+                .unwrap();
+            report("id", cell.id());
+        }
         other => panic!("unknown role {other}"),
     }
     std::process::exit(0);
+}
+
+/// Finding: a user who does not trust an object's owner got `NotFound`
+/// for an object `shmstore list` shows, the cause and the remedy hidden.
+/// Opening it by name now says who owns it and how to trust them; trusting
+/// that user opens it.
+#[test]
+fn a_name_held_by_another_user_says_whose_it_is() {
+    if !root_or_skip("acting as another user") {
+        return;
+    }
+    let name = common::names::fresh_name("foreign");
+    let _names = common::names::NameGuard::of(&name);
+    let mut creator = run(&["create_named", &unique_key().raw().to_string(), &name]);
+    let id: i32 = creator.expect("id").parse().unwrap();
+    creator.wait();
+    let _g = SegGuard(id);
+    let key = Key::named(&name).unwrap();
+    match SharedCell::<u64>::open_read_only(key) {
+        Err(e @ Error::ForeignOwner { uid, cuid, .. }) => {
+            assert_eq!((uid, cuid), (CREATOR, CREATOR));
+            let text = e.to_string();
+            assert!(text.contains(&format!("trust_user({CREATOR})")), "{text}");
+        }
+        other => panic!("{:?}", other.map(|c| c.id())),
+    }
+    let cell = SharedCell::<u64>::options()
+        .trust_user(CREATOR)
+        .open_read_only(key)
+        .unwrap();
+    assert_eq!((cell.id(), cell.load()), (id, 9));
 }
 
 fn run(args: &[&str]) -> Kid {

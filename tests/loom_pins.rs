@@ -1,29 +1,36 @@
-//! loom models of a region's reader pins (`src/region/pin_slot.rs`): a
-//! writer never writes a buffer a reader pinned and re-checked, and a
-//! reclaim frees only the claim it judged dead, even when two reclaimers
-//! race and the dead reader's pid comes back as a live reader.
+//! loom models of a region's buffers and reader pins
+//! (`src/region/buffers.rs`, `src/region/pin_slot.rs`), running the
+//! library's own publish, pin and copy: a writer never writes a buffer a
+//! reader pinned and re-checked; a copying reader keeps only whole copies
+//! and never takes an honest writer for a scribbler; a reclaim frees only
+//! the claim it judged dead; a revoked slot is never pinned through.
 //!
-//! The buffers are loom `UnsafeCell`s: a write that overlaps a pinned read
-//! is reported by loom as a data race.
+//! The buffers of the pinning models are loom `UnsafeCell`s: a write that
+//! overlaps a pinned read is reported by loom as a data race. The copying
+//! model's buffers are atomic words written and read relaxed, as FORMAT.md
+//! has copiers read them.
 //!
 //! Run: `RUSTFLAGS="--cfg loom" cargo test --release --test loom_pins`.
 #![cfg(loom)]
 
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::Ordering::{Acquire, Relaxed};
 
 use loom::cell::UnsafeCell;
 use loom::sync::Arc;
-use loom::sync::atomic::{AtomicU32, AtomicU64};
+use loom::sync::atomic::AtomicU64;
 use loom::thread;
-use shmstore::loom_api::{Loom, pin_slot};
+use shmstore::loom_api::Loom;
+use shmstore::loom_api::buffers::{self, Copied, Meta};
+use shmstore::loom_api::pin_slot::{self, Pin};
 
 const SLOTS: usize = 2;
 
 struct Region {
     current: AtomicU64,
-    high: AtomicU32,
     words: [AtomicU64; SLOTS],
     starts: [AtomicU64; SLOTS],
+    lens: [AtomicU64; 2],
+    versions: [AtomicU64; 2],
     buffers: [UnsafeCell<u64>; 2],
 }
 
@@ -32,46 +39,60 @@ impl Region {
     fn new() -> Region {
         Region {
             current: AtomicU64::new(1 << 8),
-            high: AtomicU32::new(0),
             words: [AtomicU64::new(0), AtomicU64::new(0)],
             starts: [AtomicU64::new(0), AtomicU64::new(0)],
+            lens: [AtomicU64::new(8), AtomicU64::new(0)],
+            versions: [AtomicU64::new(1), AtomicU64::new(0)],
             buffers: [UnsafeCell::new(1), UnsafeCell::new(0)],
         }
     }
 
-    /// A writer's publish of `version` (the write lock is the model's
-    /// single writer): scan the pins, write a buffer neither current nor
-    /// pinned, commit. Returns false where every buffer is taken (the real
-    /// writer waits, then reports the busy readers).
-    fn publish(&self, version: u64) -> bool {
-        let current = (self.current.load(Acquire) & 0xff) as usize;
-        let pinned = pin_slot::pinned_buffers::<Loom>(&self.high, self.words.iter());
-        let Some(b) = (0..2).find(|&b| b != current && pinned & (1 << b) == 0) else {
-            return false;
-        };
-        self.buffers[b].with_mut(|p| {
-            // SAFETY: loom checks that no pinned read overlaps this write.
-            unsafe { *p = version }
-        });
-        self.current.store((version << 8) | b as u64, Release);
-        true
+    fn meta(&self, b: usize) -> Meta<'_, AtomicU64> {
+        Meta {
+            len: &self.lens[b],
+            version: &self.versions[b],
+        }
+    }
+
+    /// The library's publish (the model's single writer stands for the
+    /// write lock): the scan of every pin and the choice of a buffer, as
+    /// `pins::free_buffer` makes them each round, then announce, write,
+    /// commit. Returns false where every buffer is taken (the real writer
+    /// waits, then reports the busy readers).
+    fn publish(&self) -> bool {
+        buffers::publish::<Loom, ()>(
+            &self.current,
+            |b| self.meta(b),
+            |current| {
+                let pinned = pin_slot::pinned_buffers::<Loom>(self.words.iter());
+                let version = |b: usize| self.versions[b].load(Relaxed);
+                buffers::choose(2, current, pinned, version, |_| true).ok_or(())
+            },
+            |b, version| {
+                self.buffers[b].with_mut(|p| {
+                    // SAFETY: loom checks that no pinned read overlaps this write.
+                    unsafe { *p = version }
+                });
+                Ok(8)
+            },
+        )
+        .is_ok()
     }
 
     /// A reader's claim of `slot` for process (`pid`, `start`).
     fn claim(&self, slot: usize, pid: i32, start: u64) -> Option<u64> {
-        let claim = pin_slot::claim::<Loom>(&self.words[slot], &self.starts[slot], pid, start)?;
-        pin_slot::raise_high::<Loom>(&self.high, slot);
-        Some(claim)
+        pin_slot::claim::<Loom>(&self.words[slot], &self.starts[slot], pid, start)
     }
 
-    /// Pin, read the pinned buffer in place, unpin; the value read is the
-    /// version pinned.
-    fn read(&self, slot: usize, claim: u64) {
+    /// Pin through `claim` (None once it was revoked), read the pinned
+    /// buffer in place, unpin; the value read is the version pinned.
+    fn read(&self, slot: usize, claim: u64) -> Option<u64> {
         let c = loop {
-            if let Some(c) = pin_slot::pin::<Loom>(&self.current, &self.words[slot], claim) {
-                break c;
+            match pin_slot::pin::<Loom>(&self.current, &self.words[slot], claim) {
+                Pin::Pinned(c) => break c,
+                Pin::Moved => thread::yield_now(),
+                Pin::Lost => return None,
             }
-            thread::yield_now();
         };
         let seen = self.buffers[(c & 0xff) as usize].with(|p| {
             // SAFETY: loom checks that no write overlaps this pinned read.
@@ -79,6 +100,7 @@ impl Region {
         });
         assert_eq!(seen, c >> 8, "a pinned buffer changed under its reader");
         pin_slot::unpin::<Loom>(&self.words[slot], claim);
+        Some(seen)
     }
 }
 
@@ -91,7 +113,8 @@ fn bounded() -> loom::model::Builder {
 }
 
 /// A reader claims a slot and reads twice while a writer publishes twice
-/// into two buffers: never a write into the buffer a reader holds.
+/// into two buffers: never a write into the buffer a reader holds, and the
+/// reader reads the version its pinned `current` names.
 #[test]
 fn pinned_buffer_is_never_written() {
     bounded().check(|| {
@@ -99,15 +122,47 @@ fn pinned_buffer_is_never_written() {
         let writer = {
             let region = region.clone();
             thread::spawn(move || {
-                region.publish(2);
-                region.publish(3);
+                region.publish();
+                region.publish();
             })
         };
         let claim = region.claim(0, 1, 100).expect("a free slot");
-        region.read(0, claim);
-        region.read(0, claim);
-        pin_slot::release::<Loom>(&region.words[0], claim);
+        region.read(0, claim).expect("not revoked");
+        region.read(0, claim).expect("not revoked");
+        assert!(pin_slot::release::<Loom>(&region.words[0], claim));
         writer.join().unwrap();
+    });
+}
+
+/// A claimer revokes the idle slot of a live reader that reads at the same
+/// time: the reader either pinned first (the slot is not revoked while
+/// pinned) or finds its slot gone, and never pins through a revoked slot;
+/// the writer never writes what is pinned.
+#[test]
+fn a_revoked_slot_is_never_pinned_through() {
+    bounded().check(|| {
+        let region = Arc::new(Region::new());
+        let claim = region.claim(0, 1, 100).expect("a free slot");
+        let revoker = {
+            let region = region.clone();
+            thread::spawn(move || pin_slot::revoke_idle::<Loom>(&region.words[0]))
+        };
+        let writer = {
+            let region = region.clone();
+            thread::spawn(move || {
+                region.publish();
+            })
+        };
+        let read = region.read(0, claim);
+        let revoked = revoker.join().unwrap();
+        writer.join().unwrap();
+        let word = region.words[0].load(Relaxed);
+        if revoked {
+            assert_eq!(pin_slot::pid_of(word), 0, "revoked, then claimed again?");
+        } else {
+            assert!(read.is_some(), "lost a slot nobody revoked");
+            assert_eq!(word, claim & !pin_slot::BUF_MASK, "unpinned, still held");
+        }
     });
 }
 
@@ -122,7 +177,6 @@ fn reclaim_frees_only_the_dead_claim() {
         let dead = pin_slot::STARTED | pin_slot::TAG_ONE | 7;
         region.starts[0].store(5, Relaxed);
         region.words[0].store(pin_slot::with_buffer(dead, 0), Relaxed);
-        region.high.store(1, Relaxed);
         // Pid 7 runs again, as another process: start time 6.
         let alive = |pid: i32, start: Option<u64>| pid == 7 && start.is_none_or(|s| s == 6);
         let reclaimers: Vec<_> = (0..2)
@@ -140,7 +194,8 @@ fn reclaim_frees_only_the_dead_claim() {
             thread::yield_now();
         };
         let c = loop {
-            if let Some(c) = pin_slot::pin::<Loom>(&region.current, &region.words[0], claim) {
+            if let Pin::Pinned(c) = pin_slot::pin::<Loom>(&region.current, &region.words[0], claim)
+            {
                 break c;
             }
             thread::yield_now();
@@ -155,5 +210,100 @@ fn reclaim_frees_only_the_dead_claim() {
             pin_slot::with_buffer(claim, (c & 0xff) as usize),
             "a reclaimer touched the live claim"
         );
+    });
+}
+
+/// A region whose buffers are read by copying: two words per buffer, the
+/// second seven times the first, both the version.
+struct Copying {
+    current: AtomicU64,
+    lens: [AtomicU64; 2],
+    versions: [AtomicU64; 2],
+    words: [[AtomicU64; 2]; 2],
+}
+
+impl Copying {
+    fn new() -> Copying {
+        Copying {
+            current: AtomicU64::new(1 << 8),
+            lens: [AtomicU64::new(16), AtomicU64::new(0)],
+            versions: [AtomicU64::new(1), AtomicU64::new(0)],
+            words: [
+                [AtomicU64::new(1), AtomicU64::new(7)],
+                [AtomicU64::new(0), AtomicU64::new(0)],
+            ],
+        }
+    }
+
+    fn meta(&self, b: usize) -> Meta<'_, AtomicU64> {
+        Meta {
+            len: &self.lens[b],
+            version: &self.versions[b],
+        }
+    }
+
+    /// The library's publish, no pins: the buffer whose version is oldest.
+    fn publish(&self) {
+        buffers::publish::<Loom, ()>(
+            &self.current,
+            |b| self.meta(b),
+            |current| {
+                let version = |b: usize| self.versions[b].load(Relaxed);
+                buffers::choose(2, current, 0, version, |_| true).ok_or(())
+            },
+            |b, version| {
+                self.words[b][0].store(version, Relaxed);
+                self.words[b][1].store(version * 7, Relaxed);
+                Ok(16)
+            },
+        )
+        .unwrap();
+    }
+
+    /// The library's copy, retried until whole: the version copied.
+    fn copy(&self) -> u64 {
+        loop {
+            let mut got = [0u64; 2];
+            let meta = |b: usize| (b < 2).then(|| self.meta(b));
+            match buffers::copy::<Loom>(&self.current, meta, 16, |b, len| {
+                assert_eq!(len, 16);
+                got = [
+                    self.words[b][0].load(Relaxed),
+                    self.words[b][1].load(Relaxed),
+                ];
+            }) {
+                Copied::Whole { current, len } => {
+                    assert_eq!(len, 16);
+                    assert_eq!(got[0], current >> 8, "a copy of another version kept");
+                    assert_eq!(got[1], got[0] * 7, "a torn copy kept");
+                    return got[0];
+                }
+                Copied::Rewritten => thread::yield_now(),
+                other => panic!("an honest writer's region read as {other:?}"),
+            }
+        }
+    }
+}
+
+/// Two buffers and three publishes while a reader copies twice: every
+/// buffer is rewritten under some copy, and only whole copies are kept;
+/// an honest writer is never taken for a scribbler.
+#[test]
+fn a_kept_copy_is_whole() {
+    bounded().check(|| {
+        let region = Arc::new(Copying::new());
+        let writer = {
+            let region = region.clone();
+            thread::spawn(move || {
+                for _ in 0..3 {
+                    region.publish();
+                }
+            })
+        };
+        let first = region.copy();
+        let second = region.copy();
+        assert!(second >= first, "versions went back");
+        writer.join().unwrap();
+        assert_eq!(region.current.load(Acquire) >> 8, 4);
     });
 }

@@ -73,6 +73,30 @@ pub fn choose(
         .min_by_key(|&b| meta(b))
 }
 
+/// A publish, by a writer holding the write lock: the buffer `choose`
+/// gives (told the current buffer, if any version is published) is
+/// announced, filled by `write` (told the buffer and the version it writes;
+/// it returns the archive's length) and made current. Returns the new
+/// version; an error of `choose` or `write` leaves `current` as it was.
+pub fn publish<'a, M: Model + 'a, E>(
+    current: &M::U64,
+    meta: impl Fn(usize) -> Meta<'a, M::U64>,
+    choose: impl FnOnce(Option<usize>) -> Result<usize, E>,
+    write: impl FnOnce(usize, u64) -> Result<u64, E>,
+) -> Result<u64, E> {
+    // Relaxed: only lock holders store `current`, and the lock orders them.
+    let c = current.load(Relaxed);
+    let (v, now) = (c >> 8, (c & 0xff) as usize);
+    let b = choose((v != 0).then_some(now))?;
+    crate::crash::point("region.after_choose");
+    let m = meta(b);
+    begin::<M>(&m);
+    let len = write(b, v + 1)?;
+    crate::crash::point("region.after_write");
+    commit::<M>(current, &m, v + 1, b, len);
+    Ok(v + 1)
+}
+
 /// The writer, before it writes buffer `b`: it is no longer any version.
 pub fn begin<M: Model>(meta: &Meta<'_, M::U64>) {
     meta.version.store(0, Release);

@@ -275,30 +275,36 @@ impl<T: Archive> SharedRegion<T> {
     {
         let guard = self.store.lock()?;
         crate::crash::point("region.after_lock");
-        let (version, buffer) = self.free_buffer(&guard)?;
-        crate::crash::point("region.after_choose");
-        buffers::begin::<Std>(&self.meta(buffer));
         let capacity = self.capacity();
-        // SAFETY: the buffer lies inside the mapping (validated layout); it
-        // is neither current nor pinned by a live reader, and we hold the
-        // write lock, so nothing in this mapping reads or writes it until
-        // we make it current (see the module's comment for other mappings).
-        let dst = unsafe { std::slice::from_raw_parts_mut(self.store.slot_ptr(buffer), capacity) };
-        let written = {
-            let mut arena = self.arena.lock();
-            rkyv::api::high::to_bytes_in_with_alloc::<_, _, rancor::Error>(
-                value,
-                Buffer::from(dst),
-                arena.acquire(),
-            )
-            .map(|b| b.len())
-        };
-        match written {
-            Ok(len) => {
-                crate::crash::point("region.after_write");
-                Ok(self.make_current(&guard, version, buffer, len))
-            }
-            Err(_) => {
+        let published = buffers::publish::<Std, Error>(
+            &self.control().current,
+            |b| self.meta(b),
+            |current| self.free_buffer(&guard, current),
+            |buffer, _| {
+                // SAFETY: the buffer lies inside the mapping (validated
+                // layout); it is neither current nor pinned by a live
+                // reader, and we hold the write lock, so nothing in this
+                // mapping reads or writes it until we make it current (see
+                // the module's comment for other mappings).
+                let dst = unsafe {
+                    std::slice::from_raw_parts_mut(self.store.slot_ptr(buffer), capacity)
+                };
+                let mut arena = self.arena.lock();
+                rkyv::api::high::to_bytes_in_with_alloc::<_, _, rancor::Error>(
+                    value,
+                    Buffer::from(dst),
+                    arena.acquire(),
+                )
+                .map(|b| b.len() as u64)
+                .map_err(|_| Error::CapacityExceeded {
+                    needed: None,
+                    capacity,
+                })
+            },
+        );
+        match published {
+            Ok(next) => Ok(self.committed(&guard, next)),
+            Err(Error::CapacityExceeded { .. }) => {
                 // Measured without the lock: others may publish meanwhile.
                 drop(guard);
                 Err(Error::CapacityExceeded {
@@ -306,6 +312,7 @@ impl<T: Archive> SharedRegion<T> {
                     capacity,
                 })
             }
+            Err(e) => Err(e),
         }
     }
 
@@ -349,15 +356,23 @@ impl<T: Archive> SharedRegion<T> {
             });
         }
         let guard = self.store.lock()?;
-        let (version, buffer) = self.free_buffer(&guard)?;
-        buffers::begin::<Std>(&self.meta(buffer));
-        // SAFETY: as in publish: the buffer is ours alone until made current,
-        // and holds at least `capacity >= archive.len()` bytes.
-        let dst =
-            unsafe { std::slice::from_raw_parts_mut(self.store.slot_ptr(buffer), archive.len()) };
-        dst.copy_from_slice(archive);
-        check_archive::<T>(dst)?;
-        Ok(self.make_current(&guard, version, buffer, archive.len()))
+        let next = buffers::publish::<Std, Error>(
+            &self.control().current,
+            |b| self.meta(b),
+            |current| self.free_buffer(&guard, current),
+            |buffer, _| {
+                // SAFETY: as in publish: the buffer is ours alone until made
+                // current, and holds at least `capacity >= archive.len()`
+                // bytes.
+                let dst = unsafe {
+                    std::slice::from_raw_parts_mut(self.store.slot_ptr(buffer), archive.len())
+                };
+                dst.copy_from_slice(archive);
+                check_archive::<T>(dst)?;
+                Ok(archive.len() as u64)
+            },
+        )?;
+        Ok(self.committed(&guard, next))
     }
 
     /// A buffer's description.
@@ -369,36 +384,26 @@ impl<T: Archive> SharedRegion<T> {
         }
     }
 
-    /// The commit: the buffer's length and version, then `current`, then
-    /// the waiters are woken.
-    fn make_current(&self, guard: &WriteGuard<'_>, version: u64, buffer: usize, len: usize) -> u64 {
-        let next = version + 1;
-        buffers::commit::<Std>(
-            &self.control().current,
-            &self.meta(buffer),
-            next,
-            buffer,
-            len as u64,
-        );
+    /// After the commit of version `next`: wake the waiters, and note when
+    /// the buffer that was current stopped being so (the reuse grace).
+    fn committed(&self, guard: &WriteGuard<'_>, next: u64) -> u64 {
         guard.committed();
         if !self.reuse_grace.is_zero() {
             let mut retired = self.retired.lock();
-            if version != 0 {
+            if next > 1 {
                 let before = split(retired.seen).1;
                 retired.at[before] = Some(std::time::Instant::now());
             }
-            retired.seen = (next << 8) | buffer as u64;
+            retired.seen = self.control().current.load(Ordering::Relaxed);
         }
         next
     }
 
-    /// The current version and a buffer that is neither current nor pinned
-    /// by a live reader nor within the reuse grace, waiting up to the
-    /// publish timeout for one.
-    fn free_buffer(&self, _guard: &WriteGuard<'_>) -> Result<(u64, usize)> {
+    /// A buffer that is neither `current` nor pinned by a live reader nor
+    /// within the reuse grace, waiting up to the publish timeout for one.
+    fn free_buffer(&self, _guard: &WriteGuard<'_>, current: Option<usize>) -> Result<usize> {
         let ctl = self.control();
-        let now = ctl.current.load(Ordering::Acquire);
-        let (version, current) = split(now);
+        let now = ctl.current.load(Ordering::Relaxed);
         let count = self.store.layout().slot_count;
         let grace = self.reuse_grace;
         let mut retired = self.retired.lock();
@@ -408,7 +413,7 @@ impl<T: Archive> SharedRegion<T> {
             // them from now.
             let at = std::time::Instant::now();
             for (b, t) in retired.at.iter_mut().enumerate() {
-                if b != current {
+                if Some(b) != current {
                     *t = Some(at);
                 }
             }
@@ -424,9 +429,7 @@ impl<T: Archive> SharedRegion<T> {
                 .and_then(|t| grace.checked_sub(t.elapsed()))
                 .filter(|d| !d.is_zero())
         };
-        let current = (version != 0).then_some(current);
-        let buffer = pins::free_buffer(ctl, count, current, self.publish_timeout, grace_left)?;
-        Ok((version, buffer))
+        pins::free_buffer(ctl, count, current, self.publish_timeout, grace_left)
     }
 
     /// Pin the current archive and borrow it in place. The archive is

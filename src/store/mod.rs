@@ -21,6 +21,9 @@ use crate::sys::shm::SegmentInfo;
 
 #[cfg(feature = "fuzzing")]
 pub mod heap;
+#[cfg(loom)]
+pub mod life;
+#[cfg(not(loom))]
 pub(crate) mod life;
 mod lock;
 pub mod memory;

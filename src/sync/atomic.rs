@@ -80,7 +80,7 @@ impl Model for Std {
 }
 
 macro_rules! word {
-    ($trait:ident, $ty:ty, $int:ty) => {
+    ($trait:ident, $ty:ty, $int:ty, $store:ident) => {
         impl $trait for $ty {
             #[inline(always)]
             fn load(&self, order: Ordering) -> $int {
@@ -88,7 +88,7 @@ macro_rules! word {
             }
             #[inline(always)]
             fn store(&self, value: $int, order: Ordering) {
-                <$ty>::store(self, value, order)
+                word!(@store $store, $ty, self, value, order)
             }
             #[inline(always)]
             fn compare_exchange(
@@ -107,12 +107,18 @@ macro_rules! word {
             word!(@only $trait, $ty, $int);
         }
     };
+    (@store plain, $ty:ty, $word:ident, $value:ident, $order:ident) => {
+        <$ty>::store($word, $value, $order)
+    };
+    (@store swap, $ty:ty, $word:ident, $value:ident, $order:ident) => {{
+        <$ty>::swap($word, $value, $order);
+    }};
     (@only Word64, $ty:ty, $int:ty) => {};
     (@only Word32, $ty:ty, $int:ty) => {};
 }
 
-word!(Word64, std::sync::atomic::AtomicU64, u64);
-word!(Word32, std::sync::atomic::AtomicU32, u32);
+word!(Word64, std::sync::atomic::AtomicU64, u64, plain);
+word!(Word32, std::sync::atomic::AtomicU32, u32, plain);
 
 /// loom's atomics, for the models in `tests/loom_*.rs`.
 #[cfg(loom)]
@@ -132,7 +138,17 @@ impl Model for Loom {
     }
 }
 
+// loom 0.7 lets a plain store land between the read and the write of
+// another thread's read-modify-write of the same word, which the memory
+// model forbids (tokio-rs/loom#254): a model then sees impossible values
+// (a pin word that a writer's `fetch_add(0)` turns back into an older
+// claim). The models' stores are therefore swaps, which loom keeps
+// atomic. For every load of another thread a swap that discards what it
+// read writes the same modification as the store; what a swap adds is
+// that it continues a release sequence where a store would end one, so a
+// protocol must not rely on a store ending one (none here does: their
+// acquirers read the values they synchronise with directly).
 #[cfg(loom)]
-word!(Word64, loom::sync::atomic::AtomicU64, u64);
+word!(Word64, loom::sync::atomic::AtomicU64, u64, swap);
 #[cfg(loom)]
-word!(Word32, loom::sync::atomic::AtomicU32, u32);
+word!(Word32, loom::sync::atomic::AtomicU32, u32, swap);

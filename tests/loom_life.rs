@@ -30,6 +30,8 @@ struct Segment {
     magic: AtomicU64,
     state: AtomicU32,
     name: AtomicU64,
+    /// The creator's identity, written before the magic.
+    creator: AtomicU64,
 }
 
 impl Segment {
@@ -38,12 +40,14 @@ impl Segment {
             magic: AtomicU64::new(0),
             state: AtomicU32::new(0),
             name: AtomicU64::new(0),
+            creator: AtomicU64::new(0),
         })
     }
 
     /// A whole object of another kind (a plain key's), as found at a key.
     fn plain() -> Arc<Segment> {
         let s = Segment::fresh();
+        s.creator.store(9, SeqCst);
         s.magic.store(u64::from_le_bytes(*b"shmstore"), SeqCst);
         s.state.store(READY, SeqCst);
         s
@@ -99,7 +103,10 @@ fn create(keys: &Keys) -> Option<usize> {
         let Some(seg) = keys.make(own) else {
             continue; // EEXIST: look again
         };
-        claim::claim::<Loom>(&seg.magic, &seg.state, || seg.name.store(NAME, Relaxed));
+        claim::claim::<Loom>(&seg.magic, &seg.state, || {
+            seg.creator.store(1, Relaxed);
+            seg.name.store(NAME, Relaxed);
+        });
         loop {
             let peers = (0..KEYS).filter(|&j| j != own).map(|j| match keys.look(j) {
                 Some((_, Some((READY, true)))) => Peer::Object,
@@ -161,6 +168,25 @@ fn two_creators_never_make_two_objects() {
             .filter(|&k| matches!(keys.look(k), Some((_, Some((READY, true))))))
             .count();
         assert_eq!(objects, made.len());
+    });
+}
+
+/// An opener looks while a creator claims: whoever sees the magic sees who
+/// made the segment and under which name (the look's closure asserts it).
+#[test]
+fn whoever_sees_the_magic_sees_the_claim() {
+    bounded().check(|| {
+        let keys = Arc::new(Keys([Mutex::new(None), Mutex::new(None), Mutex::new(None)]));
+        let creator = {
+            let keys = keys.clone();
+            thread::spawn(move || create(&keys))
+        };
+        for k in 0..KEYS {
+            if let Some((_, Some((_, named)))) = keys.look(k) {
+                assert!(named, "the magic seen before the name");
+            }
+        }
+        assert_eq!(creator.join().unwrap(), Some(0));
     });
 }
 

@@ -1,5 +1,5 @@
 /*
- * shmstore.h: read shmstore objects (on-segment format version 4) from C.
+ * shmstore.h: read shmstore objects (on-segment format version 5) from C.
  *
  * A single C11 header; every function is static inline, so there is
  * nothing to link. It attaches segments read-only (SHM_RDONLY) and never
@@ -90,7 +90,7 @@ _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2,
 #define SHMSTORE_RKYV_FORMAT UINT64_C(0x72010404)
 
 enum {
-    SHMSTORE_FORMAT_VERSION = 4,
+    SHMSTORE_FORMAT_VERSION = 5,
     SHMSTORE_HEADER_SIZE = 512,
     SHMSTORE_TYPE_NAME_MAX = 128,
     SHMSTORE_NAME_MAX = 128,
@@ -148,6 +148,7 @@ enum {
     SHMSTORE_OFF_NOTIFY = 264,
     SHMSTORE_OFF_RECOVERIES = 272,
     SHMSTORE_OFF_WRITING = 280,
+    SHMSTORE_OFF_LIFE = 288,
     SHMSTORE_OFF_MUTEX = 320,
     SHMSTORE_OFF_NAME = 384,
 };
@@ -163,7 +164,6 @@ enum {
     SHMSTORE_PIN_SLOTS = 128,
 
     SHMSTORE_RC_CURRENT = 0,
-    SHMSTORE_RC_PIN_HIGH = 8,
     SHMSTORE_RC_BUFFERS = 64,
     SHMSTORE_RC_BUFFER_SIZE = 16,
     SHMSTORE_RC_BUFFER_LEN = 0,     /* within a buffer's description */
@@ -199,7 +199,7 @@ enum {
  * --------------------------------------------------------------------- */
 
 /* The header at offset 0. Fields that other processes write after READY
- * (seq, notify, recoveries, writing, the mutex) must be read through
+ * (seq, notify, recoveries, writing, life, the mutex) must be read through
  * atomics of their size; every field is declared _Atomic so that any read
  * through this struct is one. */
 struct shmstore_header {
@@ -232,7 +232,8 @@ struct shmstore_header {
     unsigned char reserved1[4];
     _Atomic uint64_t recoveries;
     _Atomic uint64_t writing;
-    unsigned char reserved2[32];
+    _Atomic uint64_t life;
+    unsigned char reserved2[24];
     unsigned char mutex[SHMSTORE_MUTEX_ROOM]; /* a pthread_mutex_t: readers leave it alone */
     _Atomic unsigned char name[SHMSTORE_NAME_MAX];
 };
@@ -253,8 +254,7 @@ struct shmstore_pin {
 /* A region's control block, at SHMSTORE_REGION_CONTROL_OFFSET. */
 struct shmstore_region_control {
     _Alignas(64) _Atomic uint64_t current;
-    _Atomic uint32_t pin_high;
-    unsigned char reserved[52];
+    unsigned char reserved[56]; /* format 4's pin_high: readers never used it */
     struct shmstore_buffer_meta buffers[SHMSTORE_MAX_SLOTS];
     struct shmstore_pin pins[SHMSTORE_PIN_SLOTS];
 };
@@ -309,6 +309,7 @@ _Static_assert(offsetof(struct shmstore_header, notify) == SHMSTORE_OFF_NOTIFY, 
 _Static_assert(offsetof(struct shmstore_header, recoveries) == SHMSTORE_OFF_RECOVERIES,
                "recoveries");
 _Static_assert(offsetof(struct shmstore_header, writing) == SHMSTORE_OFF_WRITING, "writing");
+_Static_assert(offsetof(struct shmstore_header, life) == SHMSTORE_OFF_LIFE, "life");
 _Static_assert(offsetof(struct shmstore_header, mutex) == SHMSTORE_OFF_MUTEX, "mutex");
 _Static_assert(offsetof(struct shmstore_header, name) == SHMSTORE_OFF_NAME, "name");
 
@@ -324,8 +325,6 @@ _Static_assert(sizeof(struct shmstore_region_control) == SHMSTORE_REGION_CONTROL
                "control block size");
 _Static_assert(offsetof(struct shmstore_region_control, current) == SHMSTORE_RC_CURRENT,
                "current");
-_Static_assert(offsetof(struct shmstore_region_control, pin_high) == SHMSTORE_RC_PIN_HIGH,
-               "pin_high");
 _Static_assert(offsetof(struct shmstore_region_control, buffers) == SHMSTORE_RC_BUFFERS,
                "buffers");
 _Static_assert(offsetof(struct shmstore_region_control, pins) == SHMSTORE_RC_PINS, "pins");
@@ -770,7 +769,7 @@ static inline int shmstore_validate(struct shmstore_object *obj)
 
     uint32_t version = atomic_load_explicit(&h->format_version, memory_order_relaxed);
     if (version != SHMSTORE_FORMAT_VERSION)
-        return shmstore__refuse(obj, SHMSTORE_EFORMAT, "format version is not 4", version);
+        return shmstore__refuse(obj, SHMSTORE_EFORMAT, "format version is not 5", version);
     uint32_t kind = atomic_load_explicit(&h->kind, memory_order_relaxed);
     if (kind != SHMSTORE_KIND_CELL && kind != SHMSTORE_KIND_REGION)
         return shmstore__refuse(obj, SHMSTORE_ECORRUPT, "unknown kind", kind);

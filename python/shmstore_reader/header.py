@@ -1,4 +1,4 @@
-"""The header (FORMAT.md, version 4): its layout, its validation, and
+"""The header (FORMAT.md, version 5): its layout, its validation, and
 waiting for a creator to finish it.
 
 `_validate` reads every header field once, checks it as FORMAT.md's
@@ -34,7 +34,7 @@ from .proc import _alive, _start_time, _started_at, _uids
 from .sysv import SegmentInfo, _Attachment
 
 MAGIC = 0x65726F74736D6873  # the bytes "shmstore", little-endian
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 HEADER_SIZE = 512
 KIND_CELL = 1
 KIND_REGION = 2
@@ -82,11 +82,11 @@ OFF_SEQ = 256
 OFF_NOTIFY = 264
 OFF_RECOVERIES = 272
 OFF_WRITING = 280
+OFF_LIFE = 288
 OFF_NAME = 384
 
 # A region's control block, from offset 512 (FORMAT.md, "Region data").
-CTL_CURRENT = 0
-CTL_PIN_HIGH = 8
+CTL_CURRENT = 0  # 8 to 63: reserved (format 4's pin_high, which readers never used)
 CTL_BUFFERS = 64  # + 16 * i: len (u64), version (u64)
 CTL_PINS = 1088  # + 64 * p: word (u64), start_time (u64)
 

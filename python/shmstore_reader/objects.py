@@ -40,7 +40,6 @@ from .errors import (
 from .header import (
     CTL_BUFFERS,
     CTL_CURRENT,
-    CTL_PIN_HIGH,
     CTL_PINS,
     HEADER_SIZE,
     KIND_CELL,
@@ -373,7 +372,6 @@ class ShmObject:
             out["region"] = {
                 "current_version": cur >> 8,
                 "current_buffer": cur & 0xFF,
-                "pin_high": _u32(ctl + CTL_PIN_HIGH),
                 "buffers": [
                     {"len": _u64(ctl + CTL_BUFFERS + 16 * i), "version": _u64(ctl + CTL_BUFFERS + 16 * i + 8)}
                     for i in range(lay.slot_count)

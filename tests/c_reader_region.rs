@@ -9,7 +9,11 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::programs::{compile, key_hex, read_cell, run, stdout_of};
+use common::names::{
+    NameGuard, cell_image, crowded, dead_pid, documented_key, fresh_name, life_word, make_ready,
+    own_start_time, plant, set_life, squat,
+};
+use common::programs::{compile, compile_with, key_hex, read_cell, run, stdout_of};
 use common::{Kid, SegGuard};
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
@@ -140,6 +144,24 @@ fn publish_until_stopped(key: Key) {
     common::report("published", last);
 }
 
+/// Child role: create the cell named `name` holding [9, 9, 9, 9] (as user
+/// 65534, mode 0644, holding [3, 1, 4, 1] if `as_nobody`), report
+/// `created`, and leave it when it exits.
+fn create_named(name: &str, as_nobody: bool) {
+    let mut options = SharedCell::<Words>::options();
+    let value = if as_nobody {
+        common::drop_to_nobody();
+        options.mode(0o644);
+        [3, 1, 4, 1]
+    } else {
+        [9, 9, 9, 9]
+    };
+    let cell = options
+        .create(Key::named(name).unwrap(), value)
+        .expect("create the named cell");
+    common::report("created", cell.id());
+}
+
 #[test]
 fn child_entry() {
     let Some(args) = common::child_args() else {
@@ -147,6 +169,13 @@ fn child_entry() {
     };
     match args[0].as_str() {
         "publish" => publish_until_stopped(common::key_arg(&args, 1)),
+        "create_named" => create_named(&args[1], false),
+        "create_as_nobody" => create_named(&args[1], true),
+        "remove" => {
+            let cell = SharedCell::<Words>::open(Key::named(&args[1]).unwrap()).expect("open");
+            cell.remove().expect("remove");
+            common::report("removed", cell.id());
+        }
         role => panic!("unknown child role {role}"),
     }
 }
@@ -211,16 +240,6 @@ fn c_region_reader_copies_whole_archives_while_rust_publishes() {
     );
 }
 
-/// Key `i` of a name's sequence, as FORMAT.md ("Names") says, written
-/// again here so that the crate's derivation is checked too.
-fn name_key(name: &str, i: u8) -> i32 {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in b"shmstore:".iter().chain(name.as_bytes()).chain([i].iter()) {
-        h = (h ^ u32::from(*b)).wrapping_mul(0x0100_0193);
-    }
-    (h | 0x8000_0000) as i32
-}
-
 /// Two distinct names, both starting with `prefix`, whose first keys are
 /// equal: the second name's object must be found past the first's. The
 /// names end in well-mixed hexadecimal digits (names that differ in a few
@@ -236,26 +255,11 @@ fn colliding_names(prefix: &str) -> Option<(String, String)> {
     let mut seen = std::collections::HashMap::new();
     for i in 0..1_000_000u64 {
         let name = format!("{prefix}{:016x}", mix(i));
-        if let Some(other) = seen.insert(name_key(&name, 0), name.clone()) {
+        if let Some(other) = seen.insert(documented_key(&name, 0), name.clone()) {
             return Some((other, name));
         }
     }
     None
-}
-
-/// A segment at `key` that is not shmstore's: 4096 bytes that start with
-/// text.
-fn squat(key: i32) -> (Segment, SegGuard) {
-    let seg = Segment::options()
-        .size(4096)
-        .create(true)
-        .exclusive(true)
-        .open(Key::new(key).unwrap())
-        .expect("create a foreign segment");
-    let guard = SegGuard(seg.id());
-    seg.write_at(0, b"another program's segment")
-        .expect("write it");
-    (seg, guard)
 }
 
 #[test]
@@ -266,7 +270,7 @@ fn c_reader_opens_by_name_past_other_segments() {
     let prefix = format!("shmstore-test/c-reader-{}/", std::process::id());
     assert_eq!(
         Key::named(&format!("{prefix}check")).unwrap().raw(),
-        name_key(&format!("{prefix}check"), 0),
+        documented_key(&format!("{prefix}check"), 0),
         "FORMAT.md's key derivation is the crate's"
     );
 
@@ -281,17 +285,17 @@ fn c_reader_opens_by_name_past_other_segments() {
     let _g1 = SegGuard(first_cell.id());
     let plain = SharedCell::<Words>::options()
         .remove_on_drop(true)
-        .create(Key::new(name_key(&second, 1)).unwrap(), [2, 2, 2, 2])
+        .create(Key::new(documented_key(&second, 1)).unwrap(), [2, 2, 2, 2])
         .expect("create a cell at a plain key");
     let _g2 = SegGuard(plain.id());
-    let _squatter = squat(name_key(&second, 2));
+    let _squatter = squat(documented_key(&second, 2));
     let second_cell = SharedCell::<Words>::options()
         .remove_on_drop(true)
         .create(Key::named(&second).unwrap(), [3, 3, 3, 3])
         .expect("create the second named cell");
     let _g3 = SegGuard(second_cell.id());
     let at_fourth = Segment::options()
-        .open(Key::new(name_key(&second, 3)).unwrap())
+        .open(Key::new(documented_key(&second, 3)).unwrap())
         .expect("the second name's object is at its fourth key");
     assert_eq!(at_fourth.id(), second_cell.id());
     drop(at_fourth);
@@ -328,7 +332,7 @@ fn c_reader_opens_by_name_past_other_segments() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid argument"));
     let taken = format!("{prefix}taken");
     let _squatters: Vec<_> = (0..shmstore::NAME_PROBES)
-        .map(|i| squat(name_key(&taken, i)))
+        .map(|i| squat(documented_key(&taken, i)))
         .collect();
     assert!(matches!(
         SharedCell::<Words>::create(Key::named(&taken).unwrap(), [0; 4]),
@@ -369,7 +373,7 @@ fn c_reader_skips_and_refuses_another_users_segments() {
         .expect("create the object past the planted one");
     let _g2 = SegGuard(ours.id());
     let at_second = Segment::options()
-        .open(Key::new(name_key(&name, 1)).unwrap())
+        .open(Key::new(documented_key(&name, 1)).unwrap())
         .expect("the crate put the object at the name's second key");
     assert_eq!(at_second.id(), ours.id());
     drop(at_second);
@@ -380,7 +384,7 @@ fn c_reader_skips_and_refuses_another_users_segments() {
         vec![planted.id().to_string()],
         vec![
             "--key".to_owned(),
-            format!("{:#x}", name_key(&name, 0) as u32),
+            format!("{:#x}", documented_key(&name, 0) as u32),
         ],
     ] {
         let args: Vec<&str> = target.iter().map(String::as_str).collect();
@@ -391,4 +395,259 @@ fn c_reader_skips_and_refuses_another_users_segments() {
             "{args:?}: {out:?}"
         );
     }
+}
+
+/// FORMAT.md's keys of a name are the header's: the byte `i` first, then
+/// "shmstore:" and the name.
+#[test]
+fn c_reader_derives_a_names_keys_as_format_md_says() {
+    let Some(programs) = compile("name-keys", &["name_keys"]) else {
+        return;
+    };
+    let out = stdout_of("name_keys", run(&programs, "name_keys", &["acme/config"]));
+    let keys: Vec<&str> = out.lines().collect();
+    assert_eq!(keys[..2], ["0x8bcb4d9b", "0x886faa70"], "{out}");
+    let documented: Vec<String> = (0..shmstore::NAME_PROBES)
+        .map(|i| format!("{:#010x}", documented_key("acme/config", i) as u32))
+        .collect();
+    assert_eq!(keys, documented);
+    assert_eq!(
+        Key::named("acme/config").unwrap().raw(),
+        documented_key("acme/config", 0)
+    );
+}
+
+/// The object of a name at its last key, past a live creator's claim, a
+/// segment whose state shows but not its magic, a dead creator's claim and
+/// other programs' segments: the reader opens it at once, waiting neither
+/// for the claim (an object exists) nor for the segment without a magic
+/// (not a claim: no time window makes it one).
+#[test]
+fn c_reader_finds_a_named_object_at_any_key() {
+    let Some(programs) = compile("any-key", &["read_cell"]) else {
+        return;
+    };
+    let name = fresh_name("c-any-key");
+    let crowd = crowded(&name, [1, 2, 3, 4]);
+    let start = Instant::now();
+    let reads = read_cell(&programs, &["--name", &name], 1);
+    let took = start.elapsed();
+    assert_eq!((reads[0].version, reads[0].words), (0, [1, 2, 3, 4]));
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    drop(crowd);
+}
+
+/// A claim of a name (magic and name, not READY) whose creator (this
+/// process) lives, and no object: the reader waits, and opens it once it
+/// is READY. A segment whose state shows but not its magic is no claim:
+/// without an object, the name is not found, at once.
+#[test]
+fn c_reader_waits_for_a_live_claim_and_skips_a_segment_without_magic() {
+    let Some(programs) = compile("claim", &["read_cell"]) else {
+        return;
+    };
+    for state in [0u32, 1] {
+        let name = fresh_name("c-claim");
+        let _names = NameGuard::of(&name);
+        let image = cell_image(&name, [5, 6, 7, 8]);
+        let (seg, _guard) = plant(documented_key(&name, 0), &image, true, state);
+        std::thread::scope(|s| {
+            let reader = s.spawn(|| read_cell(&programs, &["--name", &name], 1));
+            std::thread::sleep(Duration::from_millis(300));
+            assert!(
+                !reader.is_finished(),
+                "state {state}: the reader did not wait"
+            );
+            make_ready(&seg);
+            let reads = reader.join().expect("the reader");
+            assert_eq!(
+                (reads[0].version, reads[0].words),
+                (0, [5, 6, 7, 8]),
+                "state {state}"
+            );
+        });
+    }
+    for state in [1u32, 2] {
+        let name = fresh_name("c-no-magic");
+        let _names = NameGuard::of(&name);
+        let image = cell_image(&name, [5, 6, 7, 8]);
+        let (_seg, _guard) = plant(documented_key(&name, 0), &image, false, state);
+        let start = Instant::now();
+        let out = run(&programs, "read_cell", &["--name", &name]);
+        let took = start.elapsed();
+        assert_eq!(out.status.code(), Some(3), "state {state}: {out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("no such object"),
+            "state {state}: {out:?}"
+        );
+        assert!(
+            took < Duration::from_secs(2),
+            "state {state}: took {took:?}"
+        );
+    }
+}
+
+/// A creator stopped (SIGSTOP) right after its claim, for longer than any
+/// old time window: the reader keeps waiting for it and, at its timeout,
+/// says the object is still being made by that creator, never that the
+/// name is not found; once the creator goes on, the reader opens the
+/// object.
+#[test]
+fn c_reader_waits_for_a_stopped_creator() {
+    let Some(programs) = compile_with(
+        "stopped-creator",
+        &["read_cell"],
+        &["SHMSTORE_INIT_TIMEOUT_MS=2500"],
+    ) else {
+        return;
+    };
+    let name = fresh_name("c-stopped");
+    let _names = NameGuard::of(&name);
+    let mut creator = common::start_stopped(
+        common::child(&["create_named", &name]),
+        "create.after_claim",
+    );
+    let out = run(&programs, "read_cell", &["--name", &name]);
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(
+        said.contains("still being initialised") && said.contains(&creator.pid().to_string()),
+        "{said}"
+    );
+    std::thread::scope(|s| {
+        let reader = s.spawn(|| read_cell(&programs, &["--name", &name], 1));
+        std::thread::sleep(Duration::from_millis(300));
+        common::resume(&creator);
+        let reads = reader.join().expect("the reader");
+        assert_eq!((reads[0].version, reads[0].words), (0, [9, 9, 9, 9]));
+    });
+    creator.expect("created");
+    assert!(creator.wait().success());
+}
+
+/// Finding: a user who is not trusted got "no such object" for an object
+/// that `shmstore list` shows. Another user's (65534) object of the name,
+/// alone at its keys: the reader says whose it is and how to trust that
+/// user, and opens it when built to trust that user.
+#[test]
+fn c_reader_reports_another_users_object_of_a_name() {
+    if !common::root_or_skip("acting as user 65534") {
+        return;
+    }
+    let Some(programs) = compile("foreign-name", &["read_cell"]) else {
+        return;
+    };
+    let Some(trusting) = compile_with(
+        "foreign-name-trusted",
+        &["read_cell"],
+        &["SHMSTORE_TRUST_USER=65534"],
+    ) else {
+        return;
+    };
+    let name = fresh_name("c-foreign");
+    let _names = NameGuard::of(&name);
+    let mut kid = Kid::spawn(&["create_as_nobody", &name]);
+    kid.expect("created");
+    assert!(kid.wait().success());
+    let out = run(&programs, "read_cell", &["--name", &name]);
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    for want in [
+        "another user",
+        "owner uid 65534",
+        "creator uid 65534",
+        "SHMSTORE_TRUST_USER=65534",
+        "SHMSTORE_TRUST_GROUP=65534",
+    ] {
+        assert!(said.contains(want), "{want:?} not in {said}");
+    }
+    let reads = read_cell(&trusting, &["--name", &name], 1);
+    assert_eq!((reads[0].version, reads[0].words), (0, [3, 1, 4, 1]));
+}
+
+/// An object whose `life` word says it is being removed or collected
+/// (FORMAT.md, "Removal"): REMOVING by a dead remover is removed (not
+/// found, and left for shmstore to finish: a reader removes nothing);
+/// REMOVING or COLLECTING by a live process is waited for (busy at the
+/// timeout); COLLECTING by a dead collector is ignored. By id, the object
+/// opens whatever the word says.
+#[test]
+fn c_reader_honours_the_life_word() {
+    let Some(programs) = compile_with("life", &["read_cell"], &["SHMSTORE_INIT_TIMEOUT_MS=500"])
+    else {
+        return;
+    };
+    let name = fresh_name("c-life");
+    let _names = NameGuard::of(&name);
+    let cell = SharedCell::<Words>::options()
+        .remove_on_drop(true)
+        .create(Key::named(&name).unwrap(), [2, 7, 1, 8])
+        .expect("create the cell");
+    let seg = Segment::options().attach_id(cell.id()).expect("attach it");
+    let key = key_hex(Key::new(documented_key(&name, 0)).unwrap());
+    let (me, start, dead) = (std::process::id() as i32, own_start_time(), dead_pid());
+    let cases = [
+        (life_word(2, dead, 1), "removed"),
+        (life_word(2, me, start), "busy"),
+        (life_word(1, me, start), "busy"),
+        (life_word(1, dead, 1), "opened"),
+        (0, "opened"),
+    ];
+    for (word, want) in cases {
+        set_life(&seg, word);
+        for target in [vec!["--name", name.as_str()], vec!["--key", key.as_str()]] {
+            let out = run(&programs, "read_cell", &target);
+            let said = String::from_utf8_lossy(&out.stderr).into_owned();
+            let what = format!("life {word:#x}, {target:?}: {said}");
+            match want {
+                "opened" => assert!(out.status.success(), "{what}"),
+                "removed" => {
+                    assert_eq!(out.status.code(), Some(3), "{what}");
+                    assert!(said.contains("no such object"), "{what}");
+                }
+                _ => {
+                    assert_eq!(out.status.code(), Some(3), "{what}");
+                    assert!(said.contains("being removed or collected"), "{what}");
+                    assert!(said.contains(&format!("(found {me})")), "{what}");
+                }
+            }
+        }
+        let by_id = run(&programs, "read_cell", &[&cell.id().to_string()]);
+        assert!(by_id.status.success(), "life {word:#x} by id: {by_id:?}");
+    }
+    set_life(&seg, life_word(2, dead, 1));
+    run(&programs, "read_cell", &["--name", &name]);
+    assert!(!cell.is_removed().unwrap(), "a reader removed the object");
+}
+
+/// A remover stopped between its mark and its `IPC_RMID`: the reader
+/// waits for it, and once it goes on, finds the name's object gone.
+#[test]
+fn c_reader_finds_an_object_removed_meanwhile_gone() {
+    let Some(programs) = compile("removed", &["read_cell"]) else {
+        return;
+    };
+    let name = fresh_name("c-removed");
+    let _names = NameGuard::of(&name);
+    let cell = SharedCell::<Words>::create(Key::named(&name).unwrap(), [1, 1, 2, 3])
+        .expect("create the cell");
+    let _guard = SegGuard(cell.id());
+    let mut remover = common::start_stopped(common::child(&["remove", &name]), "remove.after_mark");
+    std::thread::scope(|s| {
+        let reader = s.spawn(|| run(&programs, "read_cell", &["--name", &name]));
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            !reader.is_finished(),
+            "the reader did not wait for the remover"
+        );
+        common::resume(&remover);
+        let out = reader.join().expect("the reader");
+        assert_eq!(out.status.code(), Some(3), "{out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("no such object"),
+            "{out:?}"
+        );
+    });
+    assert_eq!(remover.expect("removed"), cell.id().to_string());
+    assert!(remover.wait().success());
 }

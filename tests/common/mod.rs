@@ -574,3 +574,30 @@ pub fn header_images() -> Vec<(String, Vec<u8>)> {
     }
     images
 }
+
+/// Start `cmd` (a [`child`] command) so that it stops itself (`SIGSTOP`) at
+/// the named step `step` (`src/crash.rs`), and wait until it has.
+pub fn start_stopped(mut cmd: Command, step: &str) -> Kid {
+    let what = format!("{cmd:?}");
+    cmd.env("SHMSTORE_CRASH_AT", format!("{step}:stop"));
+    let kid = Kid::start(cmd);
+    let start = Instant::now();
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", kid.pid())).unwrap();
+        let state = stat.rsplit_once(')').unwrap().1.split_whitespace().next();
+        if state == Some("T") {
+            return kid;
+        }
+        assert!(
+            start.elapsed() < CHILD_WAIT,
+            "{what} never stopped at {step}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Let a child stopped by [`start_stopped`] go on.
+pub fn resume(kid: &Kid) {
+    // SAFETY: a signal to a child of this process; no memory is involved.
+    assert_eq!(unsafe { libc::kill(kid.pid(), libc::SIGCONT) }, 0);
+}

@@ -33,6 +33,14 @@ pub fn root() -> &'static Path {
 /// fresh temporary directory, or print why the test is skipped and return
 /// `None` when there is no gcc.
 pub fn compile(test: &str, programs: &[&str]) -> Option<Programs> {
+    compile_with(test, programs, &[])
+}
+
+/// As [`compile`], with each of `defines` (`NAME=VALUE`) passed to gcc as
+/// `-D`: the header's compile-time settings (`SHMSTORE_TRUST_USER`,
+/// `SHMSTORE_INIT_TIMEOUT_MS`...). `test` names the directory: give each
+/// set of settings its own.
+pub fn compile_with(test: &str, programs: &[&str], defines: &[&str]) -> Option<Programs> {
     let has_gcc = Command::new("gcc")
         .arg("--version")
         .output()
@@ -60,6 +68,7 @@ pub fn compile(test: &str, programs: &[&str]) -> Option<Programs> {
                 "-o",
             ])
             .arg(built.exe(program))
+            .args(defines.iter().map(|d| format!("-D{d}")))
             .arg(&source)
             .output()
             .expect("run gcc");

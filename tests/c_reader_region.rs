@@ -1,8 +1,11 @@
 //! C programs built on `include/shmstore.h` copy the archives of the
 //! regions Rust publishes (`tests/c/read_region.c`), while a Rust writer in
-//! another process never pauses, and find objects of both kinds by name past
-//! other segments at their keys. Compiled with gcc (a test that finds no gcc
-//! says so and passes).
+//! another process never pauses, and find objects of both kinds by name as
+//! FORMAT.md says: at any of the name's keys, past claims, segments without
+//! a magic and other users' segments, waiting for a live or stopped
+//! creator's claim, reporting another user's object of the name; and they
+//! honour the `life` word of an object being removed or collected.
+//! Compiled with gcc (a test that finds no gcc says so and passes).
 
 mod common;
 

@@ -28,6 +28,8 @@ from typing import Optional
 
 from .errors import (
     Closed,
+    ForeignOwner,
+    InitTimeout,
     NotFound,
     NothingPublished,
     ReaderError,
@@ -45,6 +47,7 @@ from .header import (
     KIND_CELL,
     KIND_REGION,
     NAME_PROBES,
+    OFF_LIFE,
     OFF_NOTIFY,
     OFF_RECOVERIES,
     OFF_SEQ,
@@ -54,13 +57,14 @@ from .header import (
     TYPE_NAME_MAX,
     Layout,
     _corrupt,
+    _admit,
     _validate,
     _wait_ready,
 )
 from .host import M64, _pack_words, _u32, _u64, _WordArray, _words
-from .names import _holds, check_name, name_key
+from .names import CLAIM, OBJECT, UNTRUSTED, _look, check_name, name_key
 from .rkyv import _T, decode_archive, parse_schema
-from .sysv import OpenOptions, SegmentInfo, _Attachment, _key_text, _shmget
+from .sysv import OpenOptions, SegmentInfo, _Attachment, _attach_key, _key_text, _shmget
 
 
 class Versioned(tuple):
@@ -75,15 +79,24 @@ class Versioned(tuple):
         return self
 
 
+class _Removed(Exception):
+    """The object attached is removed (its `life` word says so)."""
+
+
 class ShmObject:
     """A shmstore object, attached read-only, its header validated."""
 
-    def __init__(self, att: _Attachment, what: str, opts: OpenOptions):
+    def __init__(self, att: _Attachment, what: str, opts: OpenOptions, deadline: Optional[float] = None):
+        """Wait for the object's creator, validate its header, and (with a
+        `deadline`, for an open by key or by name) admit it by its `life`
+        word: _Removed if it is removed."""
         self._att = att
         self.what = what
         self.options = opts
         _wait_ready(att, opts.wait, what)
         self.layout, self._type_name_raw = _validate(att.addr, att.size)
+        if deadline is not None and not _admit(att, deadline, what):
+            raise _Removed()
         addr = att.addr
         self._seq = ctypes.c_uint64.from_address(addr + OFF_SEQ)
         self._writing = ctypes.c_uint64.from_address(addr + OFF_WRITING)
@@ -132,30 +145,79 @@ class ShmObject:
 
     @classmethod
     def by_key(cls, key: int, opts: Optional[OpenOptions] = None) -> "ShmObject":
+        """The object at `key`; one removed (or being removed by a process
+        that died) is not found, one being removed or collected by a live
+        process is waited for (FORMAT.md, "Removal")."""
         opts = opts or OpenOptions()
         if key & 0xFFFFFFFF == 0:
             raise UsageError("key 0 is IPC_PRIVATE, which names no segment: give the segment's id")
         what = f"key {_key_text(key)}"
-        return cls._from(_Attachment(_shmget(key), what, opts), what, opts)
+        deadline = time.monotonic() + opts.wait
+        try:
+            return cls._from(_attach_key(key, what, opts), what, opts, deadline)
+        except _Removed:
+            raise NotFound(f"the object at key {_key_text(key)} was removed")
 
     @classmethod
     def by_name(cls, name: str, opts: Optional[OpenOptions] = None) -> "ShmObject":
-        """The object named `name`: the first key of the name's sequence
-        whose segment holds it, checked on the attachment then used."""
+        """The object named `name` (FORMAT.md, "Opening by name"): the
+        trusted segment at any of the name's 8 keys that has the magic, the
+        name and READY, checked on the attachment then used. While there is
+        none but a live creator's claim of the name, wait and look again (up
+        to the options' `wait`: InitTimeout names the creator). With neither,
+        a segment of an untrusted user that holds the name is reported
+        (ForeignOwner) rather than "not found"."""
         opts = opts or OpenOptions()
         raw = check_name(name)
         keys = [name_key(raw, i) for i in range(NAME_PROBES)]
         shown = json.dumps(name)
-        for key in keys:
-            att = _holds(key, raw, opts, shown)
-            if att is not None:
-                return cls._from(att, f"name {shown} at key {_key_text(key)}", opts)
-        raise NotFound(f"no object is named {shown} (keys tried: {', '.join(_key_text(k) for k in keys)})")
+        start = time.monotonic()
+        deadline = start + opts.wait
+        pause = 0.0005
+        while True:
+            claimant = refused = None
+            removed = False
+            for key in keys:
+                seen, found = _look(key, raw, opts, shown)
+                if seen == OBJECT:
+                    # At most one object has the name: this one, unless it is
+                    # removed (then a live claim may be its successor).
+                    try:
+                        return cls._from(found, f"name {shown} at key {_key_text(key)}", opts, deadline)
+                    except _Removed:
+                        removed = True
+                elif seen == CLAIM and claimant is None:
+                    claimant = found
+                elif seen == UNTRUSTED and refused is None:
+                    refused = found
+            if claimant is not None:
+                now = time.monotonic()
+                if now >= deadline:
+                    raise InitTimeout(
+                        f"name {shown}: a claim of the name by pid {claimant}, which still runs, did not "
+                        f"become its object in {now - start:.3f} s"
+                    )
+                time.sleep(min(pause, deadline - now))
+                pause = min(pause * 2, 0.005)
+                continue
+            if removed:
+                raise NotFound(f"the object named {shown} was removed")
+            if refused is not None:
+                raise ForeignOwner(
+                    f"no object is named {shown} among this user's trusted segments, but "
+                    + refused.message,
+                    uid=refused.uid,
+                    cuid=refused.cuid,
+                    gid=refused.gid,
+                )
+            raise NotFound(f"no object is named {shown} (keys tried: {', '.join(_key_text(k) for k in keys)})")
 
     @classmethod
-    def _from(cls, att: _Attachment, what: str, opts: OpenOptions) -> "ShmObject":
+    def _from(
+        cls, att: _Attachment, what: str, opts: OpenOptions, deadline: Optional[float] = None
+    ) -> "ShmObject":
         try:
-            return cls(att, what, opts)
+            return cls(att, what, opts, deadline)
         except BaseException:
             att.close()
             raise
@@ -353,6 +415,7 @@ class ShmObject:
                 "used_len": lay.used_len,
             },
             "recoveries": _u64(addr + OFF_RECOVERIES),
+            "life": _life_json(_u64(addr + OFF_LIFE)),
             "waiting": bool(_u32(addr + OFF_NOTIFY) & 1),
         }
         if lay.kind == KIND_CELL:
@@ -379,6 +442,15 @@ class ShmObject:
                 "pins": pins,
             }
         return out
+
+
+def _life_json(word: int) -> dict:
+    """The `life` word as `info` shows it (FORMAT.md, "Removal")."""
+    state = ("live", "collecting", "removing", "removing")[word & 3]
+    out = {"state": state}
+    if state != "live":
+        out["pid"] = (word >> 2) & 0x3FFFFF
+    return out
 
 
 def _struct_for(fmt: str, lay: Layout):

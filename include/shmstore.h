@@ -1566,6 +1566,7 @@ static inline int shmstore_cell_read(struct shmstore_object *obj, void *out, siz
                 *version = s1;
             return SHMSTORE_OK;
         }
+        obj->retries++;
         shmstore__backoff(round);
     }
 }
@@ -1580,10 +1581,18 @@ static inline size_t shmstore_region_capacity(const struct shmstore_object *obj)
  * though rkyv reads it in place only at max(16, value_align), since an
  * archive aligns its parts relative to its start): FORMAT.md, "Reading a
  * region by copying". `len` gets the archive's length and `version` (if not
- * NULL) its version. A copy that a writer may have overwritten meanwhile is
- * made again. The bytes are an rkyv archive that C does not check: validate it
- * before trusting it. SHMSTORE_ETOOSMALL sets `len` to the length needed
- * (at most shmstore_region_capacity()). */
+ * NULL) its version. The copy is kept when its buffer's own version, loaded
+ * before it and again after it (past an acquire fence), is the version
+ * `current` named: publishes that write other buffers meanwhile do not
+ * matter. A copy whose buffer was rewritten is thrown away (counted in the
+ * object's `retries`) and made again, from the new `current`; with `n`
+ * buffers, one survives the `n - 2` publishes FORMAT.md promises, and
+ * any number if the writer's reuse grace is longer than the copy. If
+ * `current` still names the buffer that no longer holds its version, the
+ * control block was scribbled on: SHMSTORE_ECORRUPT, not a retry. The bytes
+ * are an rkyv archive that C does not check: validate it before trusting
+ * it. SHMSTORE_ETOOSMALL sets `len` to the length needed (at most
+ * shmstore_region_capacity()). */
 static inline int shmstore_region_copy(struct shmstore_object *obj, void *buf, size_t cap,
                                        size_t *len, uint64_t *version)
 {
@@ -1594,32 +1603,40 @@ static inline int shmstore_region_copy(struct shmstore_object *obj, void *buf, s
     const struct shmstore_region_control *rc = shmstore_region_control_of(obj);
     for (unsigned round = 0;; round++) {
         uint64_t current = atomic_load_explicit(&rc->current, memory_order_acquire);
-        if (SHMSTORE_CURRENT_VERSION(current) == 0)
+        uint64_t v = SHMSTORE_CURRENT_VERSION(current);
+        if (v == 0)
             return SHMSTORE_ENOTHING;
         unsigned b = SHMSTORE_CURRENT_BUFFER(current);
         if (b >= obj->slot_count)
             return shmstore__refuse(obj, SHMSTORE_ECORRUPT, "the current buffer is out of range",
                                     b);
-        uint64_t n = atomic_load_explicit(&rc->buffers[b].len, memory_order_acquire);
-        if (n > obj->slot_stride)
-            return shmstore__refuse(obj, SHMSTORE_ECORRUPT, "an archive longer than its buffer",
-                                    n);
-        if (n > cap) {
-            if (atomic_load_explicit(&rc->current, memory_order_acquire) != current)
-                continue; /* the length may be a later archive's */
-            *len = (size_t)n;
-            return SHMSTORE_ETOOSMALL;
+        const struct shmstore_buffer_meta *meta = &rc->buffers[b];
+        if (atomic_load_explicit(&meta->version, memory_order_acquire) == v) {
+            uint64_t n = atomic_load_explicit(&meta->len, memory_order_relaxed);
+            if (n > obj->slot_stride)
+                return shmstore__refuse(obj, SHMSTORE_ECORRUPT,
+                                        "an archive longer than its buffer", n);
+            if (n <= cap)
+                shmstore__load_words((unsigned char *)buf,
+                                     obj->base + obj->data_offset +
+                                         (size_t)b * obj->slot_stride,
+                                     (size_t)n);
+            atomic_thread_fence(memory_order_acquire);
+            if (atomic_load_explicit(&meta->version, memory_order_acquire) == v) {
+                /* `n` is version v's length, and the copy (if made) whole. */
+                *len = (size_t)n;
+                if (n > cap)
+                    return SHMSTORE_ETOOSMALL;
+                if (version != NULL)
+                    *version = v;
+                return SHMSTORE_OK;
+            }
         }
-        shmstore__load_words((unsigned char *)buf,
-                             obj->base + obj->data_offset + (size_t)b * obj->slot_stride,
-                             (size_t)n);
-        atomic_thread_fence(memory_order_acquire);
-        if (atomic_load_explicit(&rc->current, memory_order_relaxed) == current) {
-            *len = (size_t)n;
-            if (version != NULL)
-                *version = SHMSTORE_CURRENT_VERSION(current);
-            return SHMSTORE_OK;
-        }
+        /* Buffer b was rewritten: a publish moved `current` off it first. */
+        if (atomic_load_explicit(&rc->current, memory_order_relaxed) == current)
+            return shmstore__refuse(obj, SHMSTORE_ECORRUPT,
+                                    "current names a buffer that does not hold its version", b);
+        obj->retries++;
         shmstore__backoff(round);
     }
 }

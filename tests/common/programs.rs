@@ -105,6 +105,9 @@ pub fn run(programs: &Programs, program: &str, args: &[&str]) -> Output {
     let stdout = drain(child.stdout.take().expect("piped stdout"));
     let stderr = drain(child.stderr.take().expect("piped stderr"));
     let deadline = Instant::now() + PROGRAM_WAIT;
+    // Looks from 1 ms apart up to 20 ms apart: few wake-ups of this
+    // process while a long run (a reader that must keep up) uses the CPUs.
+    let mut pause = Duration::from_millis(1);
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait for the program") {
             break status;
@@ -114,7 +117,8 @@ pub fn run(programs: &Programs, program: &str, args: &[&str]) -> Output {
             let _ = child.wait();
             panic!("{program} {args:?} ran for more than {PROGRAM_WAIT:?}: killed it");
         }
-        std::thread::sleep(Duration::from_millis(1));
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
     };
     Output {
         status,

@@ -8,12 +8,20 @@ A cell is read with FORMAT.md's "Reading a cell" protocol: load `seq`,
 copy the slot `seq` designates, then accept the copy if fewer than
 `slot_count` commits started since (`writing - seq`) or `seq` did not
 move; else retry. A region is copied as "Reading a region by copying"
-says: load `current`, copy the buffer it designates (its length checked
-against the stride), and accept the copy if `current` did not change.
+says: load `current` (version `v`, buffer `b`), check that
+`buffers[b].version` is `v`, load `buffers[b].len` and check it against
+the stride, copy the buffer, and accept the copy if `buffers[b].version`
+is still `v`: publishes that write other buffers meanwhile do not matter.
+If it is not, and `current` still reads what was first loaded, the
+control block was scribbled on (Corrupt); else the copy is made again.
 The loads are made in that order by single 8-byte loads, which x86-64
-keeps in order (host.py): an accepted copy is never torn. A reader that
-writers keep lapping backs off, then gives up after its timeout
-(Starved) rather than spin forever.
+keeps in order (host.py): an accepted copy is never torn. Copies thrown
+away are counted (`ShmObject.retries`, and each read's `retries`).
+Copying word by word, Python is slower than a publisher that never pauses
+reuses a buffer: the publisher's reuse grace (`RegionOptions::reuse_grace`
+in Rust), set above this reader's copy time, lets every copy through. A
+reader that writers keep lapping backs off, then gives up after its
+timeout (Starved) rather than spin forever.
 """
 
 from __future__ import annotations
@@ -93,6 +101,9 @@ class ShmObject:
         self._att = att
         self.what = what
         self.options = opts
+        # Copies thrown away since the open because a writer rewrote what
+        # they were copying (cell reads and region copies).
+        self.retries = 0
         _wait_ready(att, opts.wait, what)
         self.layout, self._type_name_raw = _validate(att.addr, att.size)
         if deadline is not None and not _admit(att, deadline, what):
@@ -107,7 +118,11 @@ class ShmObject:
                 _WordArray(addr + lay.data_offset + i * lay.slot_stride, words) for i in range(lay.slot_count)
             ]
         else:
-            self._current = ctypes.c_uint64.from_address(addr + HEADER_SIZE + CTL_CURRENT)
+            ctl = addr + HEADER_SIZE
+            self._current = ctypes.c_uint64.from_address(ctl + CTL_CURRENT)
+            meta = [ctl + CTL_BUFFERS + 16 * b for b in range(lay.slot_count)]
+            self._lens = [ctypes.c_uint64.from_address(m) for m in meta]
+            self._versions = [ctypes.c_uint64.from_address(m + 8) for m in meta]
 
     # -- finding
 
@@ -282,39 +297,49 @@ class ShmObject:
             if (writing.value - s1) & M64 < n or seq.value == s1:
                 break
             retries += 1
+            self.retries += 1
             deadline = self._back_off(retries, deadline, "cell value")
         data = _pack_words(words, lay.value_size)
         return Versioned(s1, unpack(data) if unpack else data, retries)
 
     def copy_region(self) -> Versioned:
         """The region's current archive, copied: (version, bytes).
-        FORMAT.md, "Reading without writing"."""
+        FORMAT.md, "Reading a region by copying"."""
         self._check_open()
         lay = self.layout
         if lay.kind != KIND_REGION:
             raise WrongKind(f"{self.what} holds a cell (SharedCell), not a region: read it with `cell`")
-        ctl = self._att.addr + HEADER_SIZE
         base = self._att.addr + lay.data_offset
         current = self._current
+        lens, versions = self._lens, self._versions
         retries = 0
         deadline = None
         while True:
+            # Each `.value` is one 8-byte load, in this order; x86-64 loads
+            # are acquire loads and the acquire fence needs no instruction.
             cur = current.value
             version, buf = cur >> 8, cur & 0xFF
             if version == 0:
                 raise NothingPublished(f"{self.what}: nothing has been published yet (version 0)")
             if buf >= lay.slot_count:
                 raise _corrupt(f"current buffer {buf} of {lay.slot_count}", "current")
-            length = _u64(ctl + CTL_BUFFERS + 16 * buf)
-            if length > lay.slot_stride:
-                raise _corrupt(
-                    f"archive of {length} bytes in a buffer of {lay.slot_stride}", f"buffers[{buf}].len"
-                )
-            words = _words(base + buf * lay.slot_stride, (length + 7) // 8)
-            # Acquire fence: no instruction on x86-64.
+            if versions[buf].value == version:
+                length = lens[buf].value
+                if length > lay.slot_stride:
+                    raise _corrupt(
+                        f"archive of {length} bytes in a buffer of {lay.slot_stride}", f"buffers[{buf}].len"
+                    )
+                words = _words(base + buf * lay.slot_stride, (length + 7) // 8)
+                if versions[buf].value == version:
+                    break
+            # Buffer `buf` was rewritten: a publish moved `current` off it
+            # before, and `current` never comes back to `cur`.
             if current.value == cur:
-                break
+                raise _corrupt(
+                    f"current names buffer {buf}, which does not hold version {version}", f"buffers[{buf}].version"
+                )
             retries += 1
+            self.retries += 1
             deadline = self._back_off(retries, deadline, "region archive")
         return Versioned(version, _pack_words(words, length), retries)
 
@@ -379,7 +404,8 @@ class ShmObject:
             raise Starved(
                 f"{self.what}: every copy of the {what} was overwritten while it was taken "
                 f"({retries} tries in {self.options.timeout} s): the writers commit faster than this "
-                f"reader copies; give the object more slots, or retry"
+                f"reader copies; give the object more slots, a region's writer a reuse grace "
+                f"longer than a copy, or retry"
             )
         os.sched_yield()
         return deadline

@@ -1,12 +1,14 @@
 /*
- * shmstore.h: read shmstore objects (on-segment format version 4) from C.
+ * shmstore.h: read shmstore objects (on-segment format version 5) from C.
  *
  * A single C11 header; every function is static inline, so there is
  * nothing to link. It attaches segments read-only (SHM_RDONLY) and never
  * writes a byte of them: it reads a SharedCell's value with the lock-free
  * protocol of FORMAT.md ("Reading a cell") and copies a SharedRegion's
  * current rkyv archive ("Reading a region by copying"). It does not take the
- * writers' mutex, pin region buffers or wait for changes.
+ * writers' mutex, pin region buffers or wait for changes (so it has no wait
+ * that a removal must end: an open looks at the `life` word once, see
+ * "Removal").
  *
  *     #include "shmstore.h"
  *
@@ -28,7 +30,8 @@
  * shmstore_error); shmstore_strerror() says what a code means. The object
  * keeps what the last failure was about: `sys_call` and `sys_errno` for
  * SHMSTORE_ESYSTEM (errno is left set too), `detail` and `detail_value`
- * for a refused header, also after a failed open.
+ * for a refused header, `uid`, `cuid` and `gid` for a segment of a user it
+ * does not trust, also after a failed open.
  *
  * The format is little-endian; this header refuses to compile on a
  * big-endian target. Define SHMSTORE_INIT_TIMEOUT_MS before including it to
@@ -37,10 +40,13 @@
  * musl as detected below.
  *
  * As shmstore does, it opens only segments whose owner and creator are this
- * process's effective user or root (SHMSTORE_EFOREIGN otherwise; a name skips
- * such a segment): another user could put a segment of its own at a known
- * key or at a name's key. Define SHMSTORE_TRUST_GROUP to a group id to also
- * trust the members of that group in a segment of that group, or
+ * process's effective user or root: another user could put a segment of its
+ * own at a known key or at a name's key. Such a segment is refused
+ * (SHMSTORE_EFOREIGN, naming its owner, creator and group); a name's lookup
+ * passes over it, and reports it only when no object and no live claim of
+ * the name is found but it holds the name. Define SHMSTORE_TRUST_USER to a
+ * user id to also trust that user, SHMSTORE_TRUST_GROUP to a group id to
+ * also trust the members of that group in a segment of that group, or
  * SHMSTORE_ALLOW_FOREIGN_OWNER to 1 to open any user's segments.
  */
 #ifndef SHMSTORE_H
@@ -68,6 +74,24 @@
 #include <pwd.h>
 #endif
 
+/* `SHM_DEST` in `shm_perm.mode` (Linux): IPC_RMID was called, the segment
+ * goes once its last attachment does. C11 mode may hide <sys/shm.h>'s. */
+#ifdef SHM_DEST
+#define SHMSTORE__SHM_DEST SHM_DEST
+#else
+#define SHMSTORE__SHM_DEST 01000
+#endif
+
+/* The key in a `struct ipc_perm` (IPC_STAT): each C library names it its
+ * own way. Define SHMSTORE_IPC_PERM_KEY for another one. */
+#ifndef SHMSTORE_IPC_PERM_KEY
+#if defined(__GLIBC__)
+#define SHMSTORE_IPC_PERM_KEY(perm) ((perm).__key)
+#else
+#define SHMSTORE_IPC_PERM_KEY(perm) ((perm).__ipc_perm_key) /* musl */
+#endif
+#endif
+
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "shmstore's on-segment format is little-endian; big-endian targets are not supported"
 #endif
@@ -90,7 +114,7 @@ _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2,
 #define SHMSTORE_RKYV_FORMAT UINT64_C(0x72010404)
 
 enum {
-    SHMSTORE_FORMAT_VERSION = 4,
+    SHMSTORE_FORMAT_VERSION = 5,
     SHMSTORE_HEADER_SIZE = 512,
     SHMSTORE_TYPE_NAME_MAX = 128,
     SHMSTORE_NAME_MAX = 128,
@@ -148,6 +172,7 @@ enum {
     SHMSTORE_OFF_NOTIFY = 264,
     SHMSTORE_OFF_RECOVERIES = 272,
     SHMSTORE_OFF_WRITING = 280,
+    SHMSTORE_OFF_LIFE = 288,
     SHMSTORE_OFF_MUTEX = 320,
     SHMSTORE_OFF_NAME = 384,
 };
@@ -163,7 +188,6 @@ enum {
     SHMSTORE_PIN_SLOTS = 128,
 
     SHMSTORE_RC_CURRENT = 0,
-    SHMSTORE_RC_PIN_HIGH = 8,
     SHMSTORE_RC_BUFFERS = 64,
     SHMSTORE_RC_BUFFER_SIZE = 16,
     SHMSTORE_RC_BUFFER_LEN = 0,     /* within a buffer's description */
@@ -194,12 +218,23 @@ enum {
 /* `notify`: bit 0 WAITING, bits 1-31 an epoch. */
 #define SHMSTORE_NOTIFY_WAITING 1u
 
+/* `life` (FORMAT.md, "Removal"): bits 0-1 the state, 2-23 the pid of the
+ * process collecting or removing the object, 24-63 the low 40 bits of its
+ * start time. */
+#define SHMSTORE_LIFE_STATE_MASK UINT64_C(3)
+#define SHMSTORE_LIFE_LIVE UINT64_C(0)
+#define SHMSTORE_LIFE_COLLECTING UINT64_C(1)
+#define SHMSTORE_LIFE_REMOVING UINT64_C(2) /* 2 or 3 */
+#define SHMSTORE_LIFE_PID(word) ((pid_t)(((uint64_t)(word) >> 2) & UINT64_C(0x3fffff)))
+#define SHMSTORE_LIFE_START(word) ((uint64_t)(word) >> 24)
+#define SHMSTORE_LIFE_START_MASK ((UINT64_C(1) << 40) - 1)
+
 /* ------------------------------------------------------------------------
  * The layout as C structs, checked against the offsets above
  * --------------------------------------------------------------------- */
 
 /* The header at offset 0. Fields that other processes write after READY
- * (seq, notify, recoveries, writing, the mutex) must be read through
+ * (seq, notify, recoveries, writing, life, the mutex) must be read through
  * atomics of their size; every field is declared _Atomic so that any read
  * through this struct is one. */
 struct shmstore_header {
@@ -232,7 +267,8 @@ struct shmstore_header {
     unsigned char reserved1[4];
     _Atomic uint64_t recoveries;
     _Atomic uint64_t writing;
-    unsigned char reserved2[32];
+    _Atomic uint64_t life;
+    unsigned char reserved2[24];
     unsigned char mutex[SHMSTORE_MUTEX_ROOM]; /* a pthread_mutex_t: readers leave it alone */
     _Atomic unsigned char name[SHMSTORE_NAME_MAX];
 };
@@ -253,8 +289,7 @@ struct shmstore_pin {
 /* A region's control block, at SHMSTORE_REGION_CONTROL_OFFSET. */
 struct shmstore_region_control {
     _Alignas(64) _Atomic uint64_t current;
-    _Atomic uint32_t pin_high;
-    unsigned char reserved[52];
+    unsigned char reserved[56]; /* format 4's pin_high: readers never used it */
     struct shmstore_buffer_meta buffers[SHMSTORE_MAX_SLOTS];
     struct shmstore_pin pins[SHMSTORE_PIN_SLOTS];
 };
@@ -309,6 +344,7 @@ _Static_assert(offsetof(struct shmstore_header, notify) == SHMSTORE_OFF_NOTIFY, 
 _Static_assert(offsetof(struct shmstore_header, recoveries) == SHMSTORE_OFF_RECOVERIES,
                "recoveries");
 _Static_assert(offsetof(struct shmstore_header, writing) == SHMSTORE_OFF_WRITING, "writing");
+_Static_assert(offsetof(struct shmstore_header, life) == SHMSTORE_OFF_LIFE, "life");
 _Static_assert(offsetof(struct shmstore_header, mutex) == SHMSTORE_OFF_MUTEX, "mutex");
 _Static_assert(offsetof(struct shmstore_header, name) == SHMSTORE_OFF_NAME, "name");
 
@@ -324,8 +360,6 @@ _Static_assert(sizeof(struct shmstore_region_control) == SHMSTORE_REGION_CONTROL
                "control block size");
 _Static_assert(offsetof(struct shmstore_region_control, current) == SHMSTORE_RC_CURRENT,
                "current");
-_Static_assert(offsetof(struct shmstore_region_control, pin_high) == SHMSTORE_RC_PIN_HIGH,
-               "pin_high");
 _Static_assert(offsetof(struct shmstore_region_control, buffers) == SHMSTORE_RC_BUFFERS,
                "buffers");
 _Static_assert(offsetof(struct shmstore_region_control, pins) == SHMSTORE_RC_PINS, "pins");
@@ -418,9 +452,14 @@ enum shmstore_error {
      * returned). */
     SHMSTORE_ETOOSMALL = 12,
     /* The segment's owner or creator is another user than this process's
-     * effective user and root (see SHMSTORE_TRUST_GROUP and
-     * SHMSTORE_ALLOW_FOREIGN_OWNER above). */
+     * effective user and root, and not one it was told to trust; the
+     * object's uid, cuid and gid say whose it is (see SHMSTORE_TRUST_USER,
+     * SHMSTORE_TRUST_GROUP and SHMSTORE_ALLOW_FOREIGN_OWNER above). */
     SHMSTORE_EFOREIGN = 13,
+    /* The object is being removed or collected by a process that still
+     * runs (its pid in detail_value), which did not finish within the
+     * timeout. */
+    SHMSTORE_EBUSY = 14,
 };
 
 /* A sentence for each error code. */
@@ -455,7 +494,11 @@ static inline const char *shmstore_strerror(int code)
     case SHMSTORE_ETOOSMALL:
         return "the buffer is smaller than the archive";
     case SHMSTORE_EFOREIGN:
-        return "the segment belongs to another user (neither this one nor root)";
+        return "the segment belongs to another user, not trusted (neither this one nor root): "
+               "see its uid, cuid and gid; if that user is trusted, define SHMSTORE_TRUST_USER "
+               "or SHMSTORE_TRUST_GROUP to it, or SHMSTORE_ALLOW_FOREIGN_OWNER to 1";
+    case SHMSTORE_EBUSY:
+        return "the object is being removed or collected by a process that still runs";
     default:
         return "unknown shmstore error";
     }
@@ -472,10 +515,15 @@ struct shmstore_object {
      * opened by id). */
     int id;
     key_t key;
-    /* IPC_STAT: the real size, the creating process and the creation time. */
+    /* IPC_STAT after attaching: the real size, the creating process and the
+     * creation time; the owner, the creator's user and the group (for
+     * SHMSTORE_EFOREIGN, those of the segment refused). */
     size_t size;
     pid_t cpid;
     time_t ctime;
+    uid_t uid;
+    uid_t cuid;
+    gid_t gid;
 
     /* Set by shmstore_validate(); the fields below hold what it checked,
      * read once: the header's copies are never read again. */
@@ -494,6 +542,10 @@ struct shmstore_object {
     char type_name[SHMSTORE_TYPE_NAME_MAX + 1]; /* NUL-terminated copy */
     uint32_t name_len;
     char name[SHMSTORE_NAME_MAX + 1]; /* NUL-terminated copy; "" at a plain key */
+
+    /* Copies thrown away since the open because a writer rewrote what they
+     * were copying: by shmstore_cell_read and shmstore_region_copy. */
+    uint64_t retries;
 
     /* The last failure: which system call and its errno (SHMSTORE_ESYSTEM),
      * or which check refused the header and the value it found. */
@@ -586,9 +638,7 @@ static inline int shmstore__stat_lives(const char *path)
 
 /* Whether process `pid` lives: one of its threads (/proc/PID/task/TID) is
  * not a zombie. (A process whose first thread has exited shows as a zombie
- * in /proc/PID/stat while its other threads run.) A simplification of
- * FORMAT.md's rule (which also compares start times): it serves only to stop
- * waiting early for a creator that died, and every wait is bounded anyway. */
+ * in /proc/PID/stat while its other threads run.) */
 static inline int shmstore__alive(pid_t pid)
 {
     if (pid <= 0)
@@ -613,6 +663,51 @@ static inline int shmstore__alive(pid_t pid)
     }
     closedir(tasks);
     return alive;
+}
+
+/* The start time of process `pid` (field 22 of /proc/PID/stat, in clock
+ * ticks since boot) into `*start`: 1 if it could be read, 0 if not. */
+static inline int shmstore__start_time(pid_t pid, uint64_t *start)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    char buf[1024];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* "pid (comm) S ppid ...": field 3 follows the last ')'; skip to 22. */
+    const char *p = strrchr(buf, ')');
+    if (p == NULL)
+        return 0;
+    for (int field = 2; field < 22; field++) {
+        p = strchr(p + 1, ' ');
+        if (p == NULL)
+            return 0;
+    }
+    uint64_t v = 0;
+    int digits = 0;
+    for (p++; *p >= '0' && *p <= '9' && digits < 20; p++, digits++)
+        v = v * 10 + (uint64_t)(*p - '0');
+    if (digits == 0)
+        return 0;
+    *start = v;
+    return 1;
+}
+
+/* Whether the process `pid` that started at `start` (its bits under
+ * `mask`; 0 meaning unknown) lives: FORMAT.md's judgement of a creator the
+ * header names, and of the process a `life` word names. A live process
+ * with that pid but another start time took over the pid of a dead one.
+ * Where /proc does not give the start time, the pid alone decides. */
+static inline int shmstore__same_process_alive(pid_t pid, uint64_t start, uint64_t mask)
+{
+    if (!shmstore__alive(pid))
+        return 0;
+    uint64_t now;
+    return start == 0 || !shmstore__start_time(pid, &now) || (now & mask) == start;
 }
 
 #ifdef SHMSTORE_TRUST_GROUP
@@ -642,14 +737,18 @@ static inline int shmstore__user_in_group(uid_t uid, gid_t gid)
 #endif
 
 /* Whether user `uid`, the owner or the creator of the segment `ds`
- * describes, is trusted: this process's effective user, root, or (with
- * SHMSTORE_TRUST_GROUP) a member of that group in a segment of that group,
- * the creator counting as one when the kernel recorded the group as its
- * group (cgid). */
+ * describes, is trusted: this process's effective user, root, the user
+ * SHMSTORE_TRUST_USER names, or (with SHMSTORE_TRUST_GROUP) a member of
+ * that group in a segment of that group, the creator counting as one when
+ * the kernel recorded the group as its group (cgid). */
 static inline int shmstore__trusted_user(uid_t uid, const struct shmid_ds *ds)
 {
     if (uid == geteuid() || uid == 0)
         return 1;
+#ifdef SHMSTORE_TRUST_USER
+    if (uid == (uid_t)(SHMSTORE_TRUST_USER))
+        return 1;
+#endif
 #ifdef SHMSTORE_TRUST_GROUP
     const gid_t group = (gid_t)(SHMSTORE_TRUST_GROUP);
     if (ds->shm_perm.gid == group &&
@@ -662,61 +761,150 @@ static inline int shmstore__trusted_user(uid_t uid, const struct shmid_ds *ds)
     return 0;
 }
 
-/* Attach segment `id` read-only and learn its real size, without looking at
- * its bytes. A segment owned or created by another user is refused
- * (SHMSTORE_EFOREIGN, the user's id in `detail_value`) before it is
- * attached, unless SHMSTORE_ALLOW_FOREIGN_OWNER is 1. */
-static inline int shmstore_attach_id(int id, struct shmstore_object *out)
+/* Whether the segment `ds` describes is trusted: its owner and its creator
+ * are (or any owner, with SHMSTORE_ALLOW_FOREIGN_OWNER). */
+static inline int shmstore__trusted(const struct shmid_ds *ds)
+{
+    return SHMSTORE_ALLOW_FOREIGN_OWNER ||
+           (shmstore__trusted_user(ds->shm_perm.uid, ds) &&
+            shmstore__trusted_user(ds->shm_perm.cuid, ds));
+}
+
+/* SHMSTORE_EFOREIGN for the segment `ds` describes, its owner, creator and
+ * group kept in `obj`. */
+static inline int shmstore__foreign(struct shmstore_object *obj, const struct shmid_ds *ds)
+{
+    obj->uid = ds->shm_perm.uid;
+    obj->cuid = ds->shm_perm.cuid;
+    obj->gid = ds->shm_perm.gid;
+    int owner = shmstore__trusted_user(ds->shm_perm.uid, ds);
+    return shmstore__refuse(obj, SHMSTORE_EFOREIGN,
+                            owner ? "the segment was created by another user"
+                                  : "the segment is owned by another user",
+                            owner ? (uint64_t)ds->shm_perm.cuid : (uint64_t)ds->shm_perm.uid);
+}
+
+/* Internal: the segment attached is not the one looked up (it was removed
+ * meanwhile, its key now IPC_PRIVATE) or is gone: look the key up again. */
+enum { SHMSTORE__GONE = -1 };
+
+/* Attach segment `id` read-only, found at `key` (IPC_PRIVATE: by id), and
+ * learn its size and owners from IPC_STAT made after shmat: the attachment
+ * keeps the id from naming another segment, so what is judged is what is
+ * read. With `trust`, a segment of an untrusted owner or creator is
+ * refused (SHMSTORE_EFOREIGN), before shmat and again after it. Returns
+ * SHMSTORE__GONE for a segment gone meanwhile, or found at `key` but no
+ * longer there. */
+static inline int shmstore__attach(int id, key_t key, int trust, struct shmstore_object *out)
 {
     memset(out, 0, sizeof *out);
     out->id = id;
-    out->key = IPC_PRIVATE;
-    if (id < 0)
-        return shmstore__refuse(out, SHMSTORE_EINVAL, "negative segment id", 0);
+    out->key = key;
     struct shmid_ds ds;
     if (shmctl(id, IPC_STAT, &ds) != 0) {
         int err = errno;
         if (err == EINVAL || err == EIDRM) {
             out->sys_call = "shmctl(IPC_STAT)";
             out->sys_errno = err;
-            return shmstore__refuse(out, SHMSTORE_ENOTFOUND, "no segment has this id",
-                                    (uint64_t)id);
+            return SHMSTORE__GONE;
         }
         return shmstore__system(out, "shmctl(IPC_STAT)", err);
     }
-    if (!SHMSTORE_ALLOW_FOREIGN_OWNER) {
-        int owner = shmstore__trusted_user(ds.shm_perm.uid, &ds);
-        if (!owner || !shmstore__trusted_user(ds.shm_perm.cuid, &ds))
-            return shmstore__refuse(out, SHMSTORE_EFOREIGN,
-                                    owner ? "the segment was created by another user"
-                                          : "the segment is owned by another user",
-                                    owner ? (uint64_t)ds.shm_perm.cuid
-                                          : (uint64_t)ds.shm_perm.uid);
-    }
+    if (trust && !shmstore__trusted(&ds))
+        return shmstore__foreign(out, &ds);
     void *p = shmat(id, NULL, SHM_RDONLY);
     if (p == (void *)-1) {
         int err = errno;
         if (err == EINVAL || err == EIDRM) {
             out->sys_call = "shmat";
             out->sys_errno = err;
-            return shmstore__refuse(out, SHMSTORE_ENOTFOUND, "no segment has this id",
-                                    (uint64_t)id);
+            return SHMSTORE__GONE;
         }
         return shmstore__system(out, "shmat", err);
     }
     out->base = p;
+    int rc = SHMSTORE_OK;
+    if (shmctl(id, IPC_STAT, &ds) != 0)
+        rc = shmstore__system(out, "shmctl(IPC_STAT)", errno);
+    else if (key != IPC_PRIVATE && SHMSTORE_IPC_PERM_KEY(ds.shm_perm) != key)
+        rc = SHMSTORE__GONE;
+    else if (trust && !shmstore__trusted(&ds))
+        rc = shmstore__foreign(out, &ds);
+    if (rc != SHMSTORE_OK) {
+        shmdt(p);
+        out->base = NULL;
+        return rc;
+    }
     out->size = (size_t)ds.shm_segsz;
     out->cpid = ds.shm_cpid;
     out->ctime = ds.shm_ctime;
+    out->uid = ds.shm_perm.uid;
+    out->cuid = ds.shm_perm.cuid;
+    out->gid = ds.shm_perm.gid;
     return SHMSTORE_OK;
 }
 
+/* Attach segment `id` read-only and learn its real size, without looking at
+ * its bytes. A segment owned or created by another user is refused
+ * (SHMSTORE_EFOREIGN) unless that user is trusted (see above). */
+static inline int shmstore_attach_id(int id, struct shmstore_object *out)
+{
+    if (id < 0) {
+        memset(out, 0, sizeof *out);
+        out->id = id;
+        return shmstore__refuse(out, SHMSTORE_EINVAL, "negative segment id", 0);
+    }
+    int rc = shmstore__attach(id, IPC_PRIVATE, 1, out);
+    if (rc == SHMSTORE__GONE)
+        return shmstore__refuse(out, SHMSTORE_ENOTFOUND, "no segment has this id", (uint64_t)id);
+    return rc;
+}
+
+/* How many times a lookup of a key goes round when the segment found there
+ * is removed (and another made) before it is attached. */
+enum { SHMSTORE__KEY_ROUNDS = 16 };
+
+/* Attach the segment at `key` read-only (`trust` as shmstore__attach):
+ * SHMSTORE_ENOTFOUND if there is none. */
+static inline int shmstore__attach_key(key_t key, int trust, struct shmstore_object *out)
+{
+    for (unsigned round = 0; round < SHMSTORE__KEY_ROUNDS; round++) {
+        int id = shmget(key, 0, 0);
+        if (id < 0) {
+            int err = errno;
+            memset(out, 0, sizeof *out);
+            out->id = -1;
+            out->key = key;
+            if (err == ENOENT) {
+                out->sys_call = "shmget";
+                out->sys_errno = err;
+                return shmstore__refuse(out, SHMSTORE_ENOTFOUND, "no segment at the key",
+                                        (uint64_t)(uint32_t)key);
+            }
+            return shmstore__system(out, "shmget", err);
+        }
+        int rc = shmstore__attach(id, key, trust, out);
+        if (rc != SHMSTORE__GONE)
+            return rc;
+    }
+    return shmstore__refuse(out, SHMSTORE_ENOTFOUND,
+                            "the segment at the key was removed while being attached, again and "
+                            "again",
+                            (uint64_t)(uint32_t)key);
+}
+
 /* Wait, at most `timeout_ms`, while the attached segment looks like one
- * being created (FORMAT.md, "Creation"): `state` 0 or 1 with `magic` 0 or
- * the magic, and its creator (shm_cpid) alive. A segment that is all but
- * zero and more than 2 seconds old is not being created. Returns
- * SHMSTORE_OK when there is no more reason to wait, SHMSTORE_ENOTREADY if
- * the time ran out; shmstore_validate() says what the segment is. */
+ * being created (FORMAT.md, "Opening"): `state` 0 or 1 with `magic` 0 or
+ * the magic, and its creator alive. The creator is the one the header names
+ * (creator_pid, creator_start) once the magic is there and names shm_cpid;
+ * before that, shm_cpid alive (a simplification of FORMAT.md's rule, which
+ * also compares its start time with shm_ctime and its user ids with
+ * shm_perm.cuid: a pid taken over by another process only makes this wait
+ * last to its timeout). No length of time makes a creator dead. Returns
+ * SHMSTORE_OK when there is no more reason to wait (shmstore_validate()
+ * then says what the segment is, loading `state` once more: a creator
+ * judged dead may have finished), SHMSTORE_ENOTREADY if the time ran out
+ * (the creator's pid in detail_value). */
 static inline int shmstore_wait_ready(struct shmstore_object *obj, unsigned timeout_ms)
 {
     if (obj->base == NULL)
@@ -732,13 +920,19 @@ static inline int shmstore_wait_ready(struct shmstore_object *obj, unsigned time
             return SHMSTORE_OK;
         if (state > SHMSTORE_STATE_INITIALIZING || (magic != 0 && magic != SHMSTORE_MAGIC))
             return SHMSTORE_OK;
-        if (magic == 0 && state == SHMSTORE_STATE_FRESH && time(NULL) > obj->ctime + 2)
-            return SHMSTORE_OK;
-        if (!shmstore__alive(obj->cpid))
+        int named = atomic_load_explicit(&h->magic, memory_order_acquire) == SHMSTORE_MAGIC &&
+                    atomic_load_explicit(&h->creator_pid, memory_order_relaxed) == obj->cpid;
+        uint64_t creator_start =
+            named ? atomic_load_explicit(&h->creator_start, memory_order_relaxed) : 0;
+        int alive = creator_start != 0
+                        ? shmstore__same_process_alive(obj->cpid, creator_start, UINT64_MAX)
+                        : shmstore__alive(obj->cpid);
+        if (!alive)
             return SHMSTORE_OK;
         if (shmstore__now_ms() - start >= timeout_ms)
-            return shmstore__refuse(obj, SHMSTORE_ENOTREADY, "the creator did not finish in time",
-                                    state);
+            return shmstore__refuse(obj, SHMSTORE_ENOTREADY,
+                                    "the creator did not finish in time; its pid",
+                                    (uint64_t)obj->cpid);
         poll(NULL, 0, 1);
     }
 }
@@ -770,7 +964,7 @@ static inline int shmstore_validate(struct shmstore_object *obj)
 
     uint32_t version = atomic_load_explicit(&h->format_version, memory_order_relaxed);
     if (version != SHMSTORE_FORMAT_VERSION)
-        return shmstore__refuse(obj, SHMSTORE_EFORMAT, "format version is not 4", version);
+        return shmstore__refuse(obj, SHMSTORE_EFORMAT, "format version is not 5", version);
     uint32_t kind = atomic_load_explicit(&h->kind, memory_order_relaxed);
     if (kind != SHMSTORE_KIND_CELL && kind != SHMSTORE_KIND_REGION)
         return shmstore__refuse(obj, SHMSTORE_ECORRUPT, "unknown kind", kind);
@@ -876,13 +1070,64 @@ static inline int shmstore_validate(struct shmstore_object *obj)
     return SHMSTORE_OK;
 }
 
-/* After a successful attach: wait for the creator, validate, and detach on
- * failure. */
-static inline int shmstore__finish_open(struct shmstore_object *obj)
+/* Internal: the object attached is removed, or being removed by a process
+ * that died before it finished (FORMAT.md, "Removal"). */
+enum { SHMSTORE__REMOVED = -2 };
+
+/* Whether the validated object may be used, by its `life` word (FORMAT.md,
+ * "Removal", and the end of "Opening"): SHMSTORE_OK if it is in use, or
+ * marked by a collector that died (the mark is ignored: a reader writes
+ * nothing); SHMSTORE__REMOVED if it is marked REMOVING and its segment is
+ * marked SHM_DEST or gone, or its remover died (shmstore finishes such a
+ * removal; a reader only treats the object as removed); while a live
+ * process collects or removes it, waits, up to `deadline_ms` (of
+ * shmstore__now_ms), then SHMSTORE_EBUSY with that process's pid. */
+static inline int shmstore__admit(struct shmstore_object *obj, uint64_t deadline_ms)
 {
-    int rc = shmstore_wait_ready(obj, SHMSTORE_INIT_TIMEOUT_MS);
+    const struct shmstore_header *h = shmstore_header_of(obj);
+    for (;;) {
+        uint64_t word = atomic_load_explicit(&h->life, memory_order_acquire);
+        uint64_t state = word & SHMSTORE_LIFE_STATE_MASK;
+        if (state == SHMSTORE_LIFE_LIVE)
+            return SHMSTORE_OK;
+        int alive = shmstore__same_process_alive(SHMSTORE_LIFE_PID(word),
+                                                 SHMSTORE_LIFE_START(word),
+                                                 SHMSTORE_LIFE_START_MASK);
+        if (state >= SHMSTORE_LIFE_REMOVING) {
+            struct shmid_ds ds;
+            if (shmctl(obj->id, IPC_STAT, &ds) != 0) {
+                int err = errno;
+                if (err != EINVAL && err != EIDRM)
+                    return shmstore__system(obj, "shmctl(IPC_STAT)", err);
+                return SHMSTORE__REMOVED;
+            }
+            if ((ds.shm_perm.mode & SHMSTORE__SHM_DEST) != 0 || !alive)
+                return SHMSTORE__REMOVED;
+        } else if (!alive) {
+            return SHMSTORE_OK;
+        }
+        if (shmstore__now_ms() >= deadline_ms)
+            return shmstore__refuse(obj, SHMSTORE_EBUSY,
+                                    state >= SHMSTORE_LIFE_REMOVING
+                                        ? "the object is being removed by the process"
+                                        : "the object is being collected by the process",
+                                    (uint64_t)SHMSTORE_LIFE_PID(word));
+        poll(NULL, 0, 1);
+    }
+}
+
+/* After a successful attach: wait for the creator, validate, and (with
+ * `admit`, for an open by key or name) check that the object is not being
+ * removed; the waits end at `deadline_ms`. Detaches on failure. */
+static inline int shmstore__finish_open(struct shmstore_object *obj, int admit,
+                                        uint64_t deadline_ms)
+{
+    uint64_t now = shmstore__now_ms();
+    int rc = shmstore_wait_ready(obj, deadline_ms > now ? (unsigned)(deadline_ms - now) : 0);
     if (rc == SHMSTORE_OK)
         rc = shmstore_validate(obj);
+    if (rc == SHMSTORE_OK && admit)
+        rc = shmstore__admit(obj, deadline_ms);
     if (rc != SHMSTORE_OK) {
         const char *detail = obj->detail;
         uint64_t value = obj->detail_value;
@@ -894,38 +1139,33 @@ static inline int shmstore__finish_open(struct shmstore_object *obj)
 }
 
 /* Open the object in segment `id`: attach read-only, wait (bounded) for its
- * creator to finish, validate. */
+ * creator to finish, validate. An id reaches an object whatever its `life`
+ * word says (a removed one too: FORMAT.md, "Removal"). */
 static inline int shmstore_open_id(int id, struct shmstore_object *out)
 {
     int rc = shmstore_attach_id(id, out);
     if (rc != SHMSTORE_OK)
         return rc;
-    return shmstore__finish_open(out);
+    return shmstore__finish_open(out, 0, shmstore__now_ms() + SHMSTORE_INIT_TIMEOUT_MS);
 }
 
-/* Open the object at `key` (shmget with no flags: it must exist). */
+/* Open the object at `key` (shmget with no flags: it must exist). An object
+ * removed, or being removed by a process that died, is not found. */
 static inline int shmstore_open_key(key_t key, struct shmstore_object *out)
 {
-    memset(out, 0, sizeof *out);
-    out->id = -1;
-    if (key == IPC_PRIVATE)
+    if (key == IPC_PRIVATE) {
+        memset(out, 0, sizeof *out);
+        out->id = -1;
         return shmstore__refuse(out, SHMSTORE_EINVAL, "IPC_PRIVATE names no existing segment", 0);
-    int id = shmget(key, 0, 0);
-    if (id < 0) {
-        int err = errno;
-        if (err == ENOENT) {
-            out->sys_call = "shmget";
-            out->sys_errno = err;
-            return shmstore__refuse(out, SHMSTORE_ENOTFOUND, "no segment at the key",
-                                    (uint64_t)(uint32_t)key);
-        }
-        return shmstore__system(out, "shmget", err);
     }
-    int rc = shmstore_attach_id(id, out);
-    out->key = key;
+    int rc = shmstore__attach_key(key, 1, out);
     if (rc != SHMSTORE_OK)
         return rc;
-    return shmstore__finish_open(out);
+    rc = shmstore__finish_open(out, 1, shmstore__now_ms() + SHMSTORE_INIT_TIMEOUT_MS);
+    if (rc == SHMSTORE__REMOVED)
+        return shmstore__refuse(out, SHMSTORE_ENOTFOUND, "the object at the key was removed",
+                                (uint64_t)(uint32_t)key);
+    return rc;
 }
 
 /* ------------------------------------------------------------------------
@@ -981,99 +1221,124 @@ static inline int shmstore_name_is_valid(const char *name, size_t len)
     return 1;
 }
 
-/* Key `i` (0 to 7) of the sequence of `name`: 32-bit FNV-1a over
- * "shmstore:", the name's bytes and the byte i, with the top bit set. */
+/* Key `i` (0 to 7) of the sequence of `name`: 32-bit FNV-1a over the byte
+ * i, then "shmstore:", then the name's bytes, with the top bit set (so
+ * never IPC_PRIVATE). The probe byte comes first so that two names whose
+ * key 0 collide have unrelated other keys. */
 static inline key_t shmstore_name_key(const char *name, size_t len, unsigned i)
 {
     static const char prefix[] = "shmstore:";
     uint32_t h = UINT32_C(0x811c9dc5);
+    h = (h ^ (unsigned char)i) * UINT32_C(0x01000193);
     for (size_t k = 0; k < sizeof prefix - 1; k++)
         h = (h ^ (unsigned char)prefix[k]) * UINT32_C(0x01000193);
     for (size_t k = 0; k < len; k++)
         h = (h ^ (unsigned char)name[k]) * UINT32_C(0x01000193);
-    h = (h ^ (unsigned char)i) * UINT32_C(0x01000193);
     h |= UINT32_C(0x80000000);
     /* h - 2^32, computed without an out-of-range conversion. */
     return (key_t)(-(int32_t)(~h) - 1);
 }
 
-/* What key `key` holds for the name: 1 the object (left attached in `out`),
- * 0 nothing, -1 another segment; or a negative error code below -1. */
-enum { SHMSTORE__HOLDS_THIS = 1, SHMSTORE__HOLDS_NOTHING = 0, SHMSTORE__HOLDS_OTHER = -1 };
+/* What one key of a name holds (FORMAT.md, "Names": "What counts"). */
+enum shmstore__seen {
+    /* No segment. */
+    SHMSTORE__SEEN_NOTHING,
+    /* Anything that does not count: another program's segment, one with no
+     * magic yet (a creator at its first instructions is no claim), another
+     * name's, a plain key's object, a claim whose creator died, an
+     * untrusted segment that does not hold the name, or one this process
+     * may not attach. */
+    SHMSTORE__SEEN_OTHER,
+    /* A segment of an untrusted owner or creator that holds the name. */
+    SHMSTORE__SEEN_UNTRUSTED,
+    /* A trusted claim of the name (not READY) whose creator lives. */
+    SHMSTORE__SEEN_CLAIM,
+    /* The name's object: trusted, the magic, the name, READY; attached. */
+    SHMSTORE__SEEN_OBJECT,
+};
 
-static inline int shmstore__holds(key_t key, const char *name, size_t len,
-                                  struct shmstore_object *out, int *rc)
+/* Whether the attached segment holds a claim of the name (its magic, loaded
+ * with acquire ordering, then the name, which the creator stored before
+ * it). */
+static inline int shmstore__claims(const struct shmstore_object *obj, const char *name,
+                                   size_t len)
 {
-    *rc = SHMSTORE_OK;
-    memset(out, 0, sizeof *out);
-    int id = shmget(key, 0, 0);
-    if (id < 0) {
-        if (errno == ENOENT)
-            return SHMSTORE__HOLDS_NOTHING;
-        if (errno == EACCES)
-            return SHMSTORE__HOLDS_OTHER;
-        *rc = shmstore__system(out, "shmget", errno);
-        return SHMSTORE__HOLDS_OTHER;
-    }
-    int arc = shmstore_attach_id(id, out);
-    out->key = key;
-    if (arc == SHMSTORE_ENOTFOUND)
-        return SHMSTORE__HOLDS_NOTHING; /* removed meanwhile */
-    if ((arc == SHMSTORE_ESYSTEM && out->sys_errno == EACCES) || arc == SHMSTORE_EFOREIGN)
-        return SHMSTORE__HOLDS_OTHER; /* a segment this process may not open */
-    if (arc != SHMSTORE_OK) {
-        *rc = arc;
-        return SHMSTORE__HOLDS_OTHER;
-    }
-    if (out->size < SHMSTORE_HEADER_SIZE || ((uintptr_t)out->base & 63u) != 0) {
-        shmstore_close(out);
-        return SHMSTORE__HOLDS_OTHER;
-    }
-    const struct shmstore_header *h = shmstore_header_of(out);
-    uint64_t start = shmstore__now_ms();
-    for (;;) {
-        /* The name is written before the magic (release). */
-        uint64_t magic = atomic_load_explicit(&h->magic, memory_order_acquire);
-        if (magic != SHMSTORE_MAGIC) {
-            uint32_t state = atomic_load_explicit(&h->state, memory_order_acquire);
-            if (magic != 0 || state > SHMSTORE_STATE_READY) {
-                shmstore_close(out);
-                return SHMSTORE__HOLDS_OTHER;
-            }
-            /* No magic yet. READY (release) comes after the magic: the
-             * creator finished between the two loads. Else a creator at its
-             * first instructions (its state may be seen before its magic):
-             * wait while it lives and the segment is less than 2 seconds
-             * old. One judged dead may have finished and exited since the
-             * loads above. Either way, look at the magic once more. */
-            if (state != SHMSTORE_STATE_READY && shmstore__alive(out->cpid) &&
-                time(NULL) <= out->ctime + 2 &&
-                shmstore__now_ms() - start < SHMSTORE_INIT_TIMEOUT_MS) {
-                poll(NULL, 0, 1);
-                continue;
-            }
-            if (atomic_load_explicit(&h->magic, memory_order_acquire) != SHMSTORE_MAGIC) {
-                shmstore_close(out);
-                return SHMSTORE__HOLDS_OTHER;
-            }
-        }
-        uint32_t stored = atomic_load_explicit(&h->name_len, memory_order_relaxed);
-        int same = stored == len;
-        for (size_t k = 0; same && k < len; k++)
-            same = atomic_load_explicit(&h->name[k], memory_order_relaxed) ==
-                   (unsigned char)name[k];
-        if (same)
-            return SHMSTORE__HOLDS_THIS;
-        shmstore_close(out);
-        return SHMSTORE__HOLDS_OTHER;
-    }
+    if (obj->size < SHMSTORE_HEADER_SIZE || ((uintptr_t)obj->base & 63u) != 0)
+        return 0;
+    const struct shmstore_header *h = shmstore_header_of(obj);
+    if (atomic_load_explicit(&h->magic, memory_order_acquire) != SHMSTORE_MAGIC)
+        return 0;
+    if (atomic_load_explicit(&h->name_len, memory_order_relaxed) != len)
+        return 0;
+    for (size_t k = 0; k < len; k++)
+        if (atomic_load_explicit(&h->name[k], memory_order_relaxed) != (unsigned char)name[k])
+            return 0;
+    return 1;
 }
 
-/* Open the object named `name` (a NUL-terminated string): try the 8 keys of
- * its sequence in order, skip keys with no segment, segments this process
- * may not open (another user's, or no permission), segments of another name
- * or of none and segments that are not shmstore's, and open the first one
- * that holds the name, on the attachment that showed the name. */
+/* Look at `key` for the name: what it holds. The object is left attached
+ * in `out`; an untrusted segment holding the name leaves its owner,
+ * creator and group in `out` (uid, cuid, gid, id); a live claim its
+ * creator's pid in `*claimant`. A failure that is none of these is a
+ * negative error code's opposite: -code. */
+static inline int shmstore__look(key_t key, const char *name, size_t len,
+                                 struct shmstore_object *out, pid_t *claimant)
+{
+    int rc = shmstore__attach_key(key, 1, out);
+    if (rc == SHMSTORE_ENOTFOUND)
+        return SHMSTORE__SEEN_NOTHING;
+    if (rc == SHMSTORE_EFOREIGN) {
+        /* Does it hold the name? Attached read-only whoever owns it, if its
+         * mode lets this user: only to say whose it is. */
+        struct shmstore_object peek;
+        if (shmstore__attach_key(key, 0, &peek) != SHMSTORE_OK)
+            return SHMSTORE__SEEN_OTHER;
+        int claims = shmstore__claims(&peek, name, len);
+        if (claims) {
+            out->id = peek.id;
+            out->uid = peek.uid;
+            out->cuid = peek.cuid;
+            out->gid = peek.gid;
+        }
+        shmstore_close(&peek);
+        return claims ? SHMSTORE__SEEN_UNTRUSTED : SHMSTORE__SEEN_OTHER;
+    }
+    if (rc == SHMSTORE_ESYSTEM && (out->sys_errno == EACCES || out->sys_errno == EPERM))
+        return SHMSTORE__SEEN_OTHER; /* a segment this user may not read */
+    if (rc != SHMSTORE_OK)
+        return -rc;
+    if (!shmstore__claims(out, name, len)) {
+        shmstore_close(out);
+        return SHMSTORE__SEEN_OTHER;
+    }
+    const struct shmstore_header *h = shmstore_header_of(out);
+    if (atomic_load_explicit(&h->state, memory_order_acquire) == SHMSTORE_STATE_READY)
+        return SHMSTORE__SEEN_OBJECT;
+    pid_t pid = atomic_load_explicit(&h->creator_pid, memory_order_relaxed);
+    uint64_t start = atomic_load_explicit(&h->creator_start, memory_order_relaxed);
+    if (shmstore__same_process_alive(pid, start, UINT64_MAX)) {
+        shmstore_close(out);
+        *claimant = pid;
+        return SHMSTORE__SEEN_CLAIM;
+    }
+    /* Judged dead: it may have finished, and exited, since the state was
+     * loaded. */
+    if (atomic_load_explicit(&h->state, memory_order_acquire) == SHMSTORE_STATE_READY)
+        return SHMSTORE__SEEN_OBJECT;
+    shmstore_close(out);
+    return SHMSTORE__SEEN_OTHER;
+}
+
+/* Open the object named `name` (a NUL-terminated string), FORMAT.md's
+ * "Opening by name": look at all 8 keys of its sequence; open the object
+ * (trusted, the magic, the name, READY) on the attachment that showed the
+ * name. While there is none but a trusted claim of the name whose creator
+ * lives, wait and look again, up to SHMSTORE_INIT_TIMEOUT_MS
+ * (SHMSTORE_ENOTREADY, the creator's pid in detail_value). An object found
+ * removed is looked for again. With no object and no live claim: a segment
+ * of an untrusted user that holds the name is SHMSTORE_EFOREIGN (its uid,
+ * cuid, gid and id in `out`), 8 keys holding other segments
+ * SHMSTORE_ENAMETAKEN, and anything else SHMSTORE_ENOTFOUND. */
 static inline int shmstore_open_name(const char *name, struct shmstore_object *out)
 {
     memset(out, 0, sizeof *out);
@@ -1085,21 +1350,77 @@ static inline int shmstore_open_name(const char *name, struct shmstore_object *o
         return shmstore__refuse(out, SHMSTORE_EINVAL,
                                 "a name is 1 to 128 bytes of UTF-8 without control characters",
                                 len);
-    int others = 0;
-    for (unsigned i = 0; i < SHMSTORE_NAME_PROBES; i++) {
-        int rc;
-        int holds = shmstore__holds(shmstore_name_key(name, len, i), name, len, out, &rc);
-        if (rc != SHMSTORE_OK)
-            return rc;
-        if (holds == SHMSTORE__HOLDS_THIS)
-            return shmstore__finish_open(out);
-        others += holds == SHMSTORE__HOLDS_OTHER;
+    uint64_t deadline = shmstore__now_ms() + SHMSTORE_INIT_TIMEOUT_MS;
+    for (unsigned round = 0;; round++) {
+        pid_t claimant = 0;
+        struct shmstore_object foreign;
+        memset(&foreign, 0, sizeof foreign);
+        int foreign_seen = 0, others = 0, removed = 0;
+        for (unsigned i = 0; i < SHMSTORE_NAME_PROBES; i++) {
+            pid_t pid = 0;
+            key_t key = shmstore_name_key(name, len, i);
+            int seen = shmstore__look(key, name, len, out, &pid);
+            if (seen < 0)
+                return -seen;
+            switch (seen) {
+            case SHMSTORE__SEEN_OBJECT: {
+                /* At most one object has the name: this one, unless it is
+                 * removed (then a live claim at another key may be its
+                 * successor). */
+                int rc = shmstore__finish_open(out, 1, deadline);
+                if (rc != SHMSTORE__REMOVED)
+                    return rc;
+                removed = 1;
+                break;
+            }
+            case SHMSTORE__SEEN_CLAIM:
+                if (claimant == 0)
+                    claimant = pid;
+                break;
+            case SHMSTORE__SEEN_UNTRUSTED:
+                if (!foreign_seen)
+                    foreign = *out;
+                foreign_seen = 1;
+                others++;
+                break;
+            case SHMSTORE__SEEN_OTHER:
+                others++;
+                break;
+            default:
+                break;
+            }
+        }
+        memset(out, 0, sizeof *out);
+        out->id = -1;
+        if (claimant != 0) {
+            if (shmstore__now_ms() >= deadline)
+                return shmstore__refuse(out, SHMSTORE_ENOTREADY,
+                                        "a claim of the name did not become its object in "
+                                        "time; the pid of its creator",
+                                        (uint64_t)claimant);
+            poll(NULL, 0, round < 5 ? 1 : 5);
+            continue;
+        }
+        if (removed)
+            return shmstore__refuse(out, SHMSTORE_ENOTFOUND, "the object of the name was removed",
+                                    0);
+        if (foreign_seen) {
+            out->id = foreign.id;
+            out->key = foreign.key;
+            out->uid = foreign.uid;
+            out->cuid = foreign.cuid;
+            out->gid = foreign.gid;
+            return shmstore__refuse(out, SHMSTORE_EFOREIGN,
+                                    "no object of the name, but a segment of another user holds "
+                                    "it; the untrusted uid",
+                                    (uint64_t)(foreign.uid != geteuid() && foreign.uid != 0
+                                                   ? foreign.uid
+                                                   : foreign.cuid));
+        }
+        if (others == SHMSTORE_NAME_PROBES)
+            return shmstore__refuse(out, SHMSTORE_ENAMETAKEN, "every key of the name is taken", 0);
+        return shmstore__refuse(out, SHMSTORE_ENOTFOUND, "no object has this name", 0);
     }
-    memset(out, 0, sizeof *out);
-    out->id = -1;
-    if (others == SHMSTORE_NAME_PROBES)
-        return shmstore__refuse(out, SHMSTORE_ENAMETAKEN, "every key of the name is taken", 0);
-    return shmstore__refuse(out, SHMSTORE_ENOTFOUND, "no object has this name", 0);
 }
 
 /* ------------------------------------------------------------------------
@@ -1245,6 +1566,7 @@ static inline int shmstore_cell_read(struct shmstore_object *obj, void *out, siz
                 *version = s1;
             return SHMSTORE_OK;
         }
+        obj->retries++;
         shmstore__backoff(round);
     }
 }
@@ -1259,10 +1581,18 @@ static inline size_t shmstore_region_capacity(const struct shmstore_object *obj)
  * though rkyv reads it in place only at max(16, value_align), since an
  * archive aligns its parts relative to its start): FORMAT.md, "Reading a
  * region by copying". `len` gets the archive's length and `version` (if not
- * NULL) its version. A copy that a writer may have overwritten meanwhile is
- * made again. The bytes are an rkyv archive that C does not check: validate it
- * before trusting it. SHMSTORE_ETOOSMALL sets `len` to the length needed
- * (at most shmstore_region_capacity()). */
+ * NULL) its version. The copy is kept when its buffer's own version, loaded
+ * before it and again after it (past an acquire fence), is the version
+ * `current` named: publishes that write other buffers meanwhile do not
+ * matter. A copy whose buffer was rewritten is thrown away (counted in the
+ * object's `retries`) and made again, from the new `current`; with `n`
+ * buffers, one survives the `n - 2` publishes FORMAT.md promises, and
+ * any number if the writer's reuse grace is longer than the copy. If
+ * `current` still names the buffer that no longer holds its version, the
+ * control block was scribbled on: SHMSTORE_ECORRUPT, not a retry. The bytes
+ * are an rkyv archive that C does not check: validate it before trusting
+ * it. SHMSTORE_ETOOSMALL sets `len` to the length needed (at most
+ * shmstore_region_capacity()). */
 static inline int shmstore_region_copy(struct shmstore_object *obj, void *buf, size_t cap,
                                        size_t *len, uint64_t *version)
 {
@@ -1273,32 +1603,40 @@ static inline int shmstore_region_copy(struct shmstore_object *obj, void *buf, s
     const struct shmstore_region_control *rc = shmstore_region_control_of(obj);
     for (unsigned round = 0;; round++) {
         uint64_t current = atomic_load_explicit(&rc->current, memory_order_acquire);
-        if (SHMSTORE_CURRENT_VERSION(current) == 0)
+        uint64_t v = SHMSTORE_CURRENT_VERSION(current);
+        if (v == 0)
             return SHMSTORE_ENOTHING;
         unsigned b = SHMSTORE_CURRENT_BUFFER(current);
         if (b >= obj->slot_count)
             return shmstore__refuse(obj, SHMSTORE_ECORRUPT, "the current buffer is out of range",
                                     b);
-        uint64_t n = atomic_load_explicit(&rc->buffers[b].len, memory_order_acquire);
-        if (n > obj->slot_stride)
-            return shmstore__refuse(obj, SHMSTORE_ECORRUPT, "an archive longer than its buffer",
-                                    n);
-        if (n > cap) {
-            if (atomic_load_explicit(&rc->current, memory_order_acquire) != current)
-                continue; /* the length may be a later archive's */
-            *len = (size_t)n;
-            return SHMSTORE_ETOOSMALL;
+        const struct shmstore_buffer_meta *meta = &rc->buffers[b];
+        if (atomic_load_explicit(&meta->version, memory_order_acquire) == v) {
+            uint64_t n = atomic_load_explicit(&meta->len, memory_order_relaxed);
+            if (n > obj->slot_stride)
+                return shmstore__refuse(obj, SHMSTORE_ECORRUPT,
+                                        "an archive longer than its buffer", n);
+            if (n <= cap)
+                shmstore__load_words((unsigned char *)buf,
+                                     obj->base + obj->data_offset +
+                                         (size_t)b * obj->slot_stride,
+                                     (size_t)n);
+            atomic_thread_fence(memory_order_acquire);
+            if (atomic_load_explicit(&meta->version, memory_order_acquire) == v) {
+                /* `n` is version v's length, and the copy (if made) whole. */
+                *len = (size_t)n;
+                if (n > cap)
+                    return SHMSTORE_ETOOSMALL;
+                if (version != NULL)
+                    *version = v;
+                return SHMSTORE_OK;
+            }
         }
-        shmstore__load_words((unsigned char *)buf,
-                             obj->base + obj->data_offset + (size_t)b * obj->slot_stride,
-                             (size_t)n);
-        atomic_thread_fence(memory_order_acquire);
-        if (atomic_load_explicit(&rc->current, memory_order_relaxed) == current) {
-            *len = (size_t)n;
-            if (version != NULL)
-                *version = SHMSTORE_CURRENT_VERSION(current);
-            return SHMSTORE_OK;
-        }
+        /* Buffer b was rewritten: a publish moved `current` off it first. */
+        if (atomic_load_explicit(&rc->current, memory_order_relaxed) == current)
+            return shmstore__refuse(obj, SHMSTORE_ECORRUPT,
+                                    "current names a buffer that does not hold its version", b);
+        obj->retries++;
         shmstore__backoff(round);
     }
 }

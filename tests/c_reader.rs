@@ -8,10 +8,9 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use common::programs::{Programs, Read, compile, key_hex, read_cell, root, run, stdout_of};
+use common::programs::{Programs, Read, compile, key_hex, read_cell, run, stdout_of};
 use common::{Live, SegGuard, Stamped};
 use shmstore::{Key, Segment, SharedCell, SharedRegion};
 
@@ -162,18 +161,6 @@ fn c_reader_never_sees_a_torn_value_while_rust_writes() {
     );
 }
 
-/// The files of `fuzz/DIR/header/`, sorted.
-fn header_inputs(dir: &str) -> Vec<PathBuf> {
-    let dir = root().join("fuzz").join(dir).join("header");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.expect("a directory entry").path())
-        .filter(|p| p.is_file())
-        .collect();
-    files.sort();
-    files
-}
-
 /// Run `validate` on a new private segment holding `bytes` (at least one
 /// byte: an empty input becomes one zero byte). Returns the exit code
 /// (`None` if it died of a signal) and its output, and Rust's verdict on
@@ -231,14 +218,11 @@ fn c_validator_refuses_corrupt_and_foreign_segments() {
         drop(guard);
     }
 
-    let mut inputs = header_inputs("corpus");
-    inputs.extend(header_inputs("seeds"));
+    let inputs = common::header_images();
     let (mut accepted, mut refused, mut stricter) = (0, 0, Vec::new());
     let mut failures = Vec::new();
-    for path in &inputs {
-        let bytes = std::fs::read(path).expect("read the input");
-        let (code, said, rust) = validate_bytes(&programs, &bytes);
-        let name = path.strip_prefix(root()).unwrap_or(path).display();
+    for (name, bytes) in &inputs {
+        let (code, said, rust) = validate_bytes(&programs, bytes);
         match code {
             Some(0) if rust.is_none() => accepted += 1,
             Some(0) => failures.push(format!(

@@ -1,11 +1,13 @@
 //! The Python reader (`python/shmstore_reader/`), written from FORMAT.md
 //! alone with the standard library only, against cells Rust makes and
-//! writes: it finds them by key, id and name (also a name whose creator's
-//! state shows before its magic, or which is finished while the reader
-//! judges its creator), never returns a torn cell value while Rust stores
-//! nonstop, refuses every damaged or foreign header of the fuzz corpus that
-//! Rust refuses, and runs both as a module and on its directory. Regions
-//! and their archives: `python_region.rs`.
+//! writes: it finds them by key, id and name (at any of a name's keys, past
+//! claims, segments without a magic and other users' segments; waiting for
+//! a live or stopped creator's claim; reporting another user's object of the
+//! name, and opening it when told to trust that user), honours the `life`
+//! word of an object being removed or collected, never returns a torn cell
+//! value while Rust stores nonstop, refuses every damaged or foreign header
+//! of the fuzz corpus that Rust refuses, and runs both as a module and on
+//! its directory. Regions and their archives: `python_region.rs`.
 //!
 //! Each test is skipped, saying why, when `python3` cannot be run.
 
@@ -13,9 +15,12 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use common::names::{
+    NameGuard, cell_image, crowded, dead_pid, documented_key, fresh_name, life_word, make_ready,
+    own_start_time, plant, set_life,
+};
 use common::python::{PACKAGE, PYTHON_PATH, PyRun, hex, hex_key, py, python_or_skip};
 use common::{Kid, SegGuard, Stamped, child_args, key_arg, unique_key};
 use serde_json::{Value, json};
@@ -45,6 +50,25 @@ fn child_entry() {
     let Some(args) = child_args() else { return };
     match args[0].as_str() {
         "store_stamps" => common::store_stamps_until_stopped::<4>(key_arg(&args, 1)),
+        "create_named" | "create_as_nobody" => {
+            let mut options = SharedCell::<Words>::options();
+            let value = if args[0] == "create_as_nobody" {
+                common::drop_to_nobody();
+                options.mode(0o644);
+                [3, 1, 4, 1]
+            } else {
+                [9, 9, 9, 9]
+            };
+            let cell = options
+                .create(Key::named(&args[1]).unwrap(), value)
+                .expect("create the named cell");
+            common::report("created", cell.id());
+        }
+        "remove" => {
+            let cell = SharedCell::<Words>::open(Key::named(&args[1]).unwrap()).expect("open");
+            cell.remove().expect("remove");
+            common::report("removed", cell.id());
+        }
         other => panic!("unknown role {other}"),
     }
     std::process::exit(0);
@@ -251,23 +275,20 @@ fn refuses_every_header_rust_refuses() {
     if !python_or_skip("refuses_every_header_rust_refuses") {
         return;
     }
-    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
-    let mut images = files(&fuzz.join("corpus/header"));
-    images.extend(files(&fuzz.join("seeds/header")));
+    let images = common::header_images();
     assert!(!images.is_empty());
     let (mut refused, mut accepted) = (0, 0);
-    for path in &images {
-        let bytes = std::fs::read(path).unwrap();
+    for (name, bytes) in &images {
         let seg = Segment::options()
             .size(bytes.len())
             .create(true)
             .open(Key::PRIVATE)
             .unwrap();
         let _guard = SegGuard(seg.id());
-        seg.write_at(0, &bytes).unwrap();
+        seg.write_at(0, bytes).unwrap();
         let rust = shmstore::inspect::describe_segment(&seg).unwrap();
         let run = py(&["info", &format!("id:{}", seg.id()), "--wait", "0"]);
-        let what = format!("{} ({} bytes)", path.display(), bytes.len());
+        let what = format!("{name} ({} bytes)", bytes.len());
         match &rust.problem {
             Some(problem) => {
                 let kind = run.error();
@@ -289,6 +310,10 @@ fn refuses_every_header_rust_refuses() {
             }
         }
     }
+    assert!(
+        accepted > 0,
+        "no image was valid: the seeds hold valid headers"
+    );
     println!(
         "{} images: {refused} refused by both, {accepted} accepted by both",
         images.len()
@@ -420,37 +445,15 @@ fn runs_as_a_module_on_its_directory_and_on_a_copy() {
         "import sys, json, shmstore_reader as sr\n\
          with sr.ShmObject.open(sys.argv[1]) as obj:\n\
          \x20   version, (value,) = obj.read_cell('<Q')\n\
-         print(json.dumps([version, value, sr.name_keys('acme/config')[0]]))",
+         print(json.dumps([version, value, sr.name_keys('acme/config')[:2]]))",
         &target,
     ]);
     let got = PyRun::start(cmd, "import shmstore_reader".into()).finish();
-    assert_eq!(got.ok(), json!([0, 0x0102_0304, 0xc5bf_6153_u32]));
-}
-
-/// The bytes of a cell named `name` holding `value`, as its creator (this
-/// process) leaves them, and the name's first key, where it was made.
-fn named_image(name: &str, value: Reading) -> (Key, Vec<u8>) {
-    let named = Key::named(name).unwrap();
-    let cell = SharedCell::<Reading>::create(named, value).unwrap();
-    let _guard = SegGuard(cell.id());
-    let first = Key::new(named.raw()).unwrap();
-    assert_eq!(cell.info().unwrap().key.raw(), first.raw(), "not at key 0");
-    let seg = Segment::options().open(first).unwrap();
-    let mut image = vec![0; seg.len()];
-    seg.read_at(0, &mut image).unwrap();
-    (first, image)
-}
-
-/// Write `image` into `seg` as its creator finishes an object: everything
-/// but the magic, then the magic, by one 8-byte release store.
-fn finish_as_creator(seg: &Segment, image: &[u8]) {
-    seg.write_at(8, &image[8..]).unwrap();
-    let magic = u64::from_le_bytes(image[..8].try_into().unwrap());
-    // SAFETY: the attachment is read-write, page-aligned and longer than 8
-    // bytes, and stays mapped while `seg` lives; its bytes are only
-    // accessed atomically.
-    let word = unsafe { AtomicU64::from_ptr(seg.as_ptr().cast()) };
-    word.store(magic, Ordering::Release);
+    // FORMAT.md's example: key 0 and key 1 of "acme/config".
+    assert_eq!(
+        got.ok(),
+        json!([0, 0x0102_0304, [0x8bcb_4d9b_u32, 0x886f_aa70_u32]])
+    );
 }
 
 /// The reader's command line with `args`, run by a driver that first runs
@@ -473,107 +476,266 @@ fn reader_on_go(prelude: &str, args: &[&str]) -> PyRun {
     PyRun::start(cmd, format!("shmstore_reader {} (on go)", args.join(" ")))
 }
 
+type Words = [u64; 4];
+
+/// The `[u64; 4]` a successful `cell --struct <4Q` read printed, and its
+/// version.
+fn words_of(run: &common::python::Run) -> (u64, Value) {
+    let read = run.ok();
+    (read["version"].as_u64().unwrap(), read["value"].clone())
+}
+
+/// The object of a name at its last key, past a live creator's claim, a
+/// segment whose state shows but not its magic, a dead creator's claim and
+/// other programs' segments: the reader opens it at once, waiting neither
+/// for the claim (an object exists) nor for the segment without a magic
+/// (not a claim: no time window makes it one).
 #[test]
-fn waits_for_a_named_creator_whose_state_shows_before_its_magic() {
-    if !python_or_skip("waits_for_a_named_creator_whose_state_shows_before_its_magic") {
+fn finds_a_named_object_at_any_key() {
+    if !python_or_skip("finds_a_named_object_at_any_key") {
         return;
     }
-    // A creator stores the magic, then `state = INITIALIZING` (relaxed),
-    // then at last READY: a look may load the magic before the first store
-    // and the state after the second or the last. The segment stays as
-    // that look saw it while its creator (this process) lives.
-    for state in [1u32, 2] {
-        let name = format!("pyreader/early-{state}-{}", std::process::id());
-        let value = Reading {
-            id: 40 + u64::from(state),
-            temp: 0.5,
-            count: 3,
-            flags: 1,
-            level: 2,
-            ok: 1,
-        };
-        let (first, image) = named_image(&name, value);
-        let mut reader = reader_on_go("", &["cell", &name, "--struct", READING]);
-        reader.expect_stderr("ready");
-        let seg = Segment::options()
-            .size(image.len())
-            .create(true)
-            .exclusive(true)
-            .open(first)
-            .unwrap();
-        let _guard = SegGuard(seg.id());
-        seg.write_at(16, &state.to_le_bytes()).unwrap();
-        reader.send("go");
-        // The reader must wait, attached, for the creator rather than take
-        // the segment for another program's and skip the key.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let waiting = loop {
-            if seg.info().unwrap().nattch >= 2 {
-                break true;
-            }
-            if !reader.running() || Instant::now() >= deadline {
-                break false;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        };
-        finish_as_creator(&seg, &image);
-        let run = reader.finish();
-        assert!(
-            waiting,
-            "state {state}: the reader did not wait for the creator: {}{}",
-            run.stdout, run.stderr
+    let name = fresh_name("py-any-key");
+    let crowd = crowded(&name, [1, 2, 3, 4]);
+    let start = Instant::now();
+    let run = py(&["cell", &name, "--struct", "<4Q"]);
+    let took = start.elapsed();
+    assert_eq!(words_of(&run), (0, json!([1, 2, 3, 4])));
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    drop(crowd);
+}
+
+/// A claim of a name (magic and name, not READY) whose creator (this
+/// process) lives, and no object: the reader waits, and opens it once it
+/// is READY. A segment whose state shows but not its magic is no claim:
+/// without an object, the name is not found, at once. (Format 4's readers
+/// waited up to 2 seconds on such a segment.)
+#[test]
+fn waits_for_a_live_claim_and_skips_a_segment_without_magic() {
+    if !python_or_skip("waits_for_a_live_claim_and_skips_a_segment_without_magic") {
+        return;
+    }
+    for state in [0u32, 1] {
+        let name = fresh_name("py-claim");
+        let _names = NameGuard::of(&name);
+        let image = cell_image(&name, [5, 6, 7, 8]);
+        let (seg, _guard) = plant(documented_key(&name, 0), &image, true, state);
+        let mut reader = PyRun::start(
+            common::python::reader_command(&["cell", &name, "--struct", "<4Q"]),
+            format!("cell {name}"),
         );
-        let read = run.ok();
-        assert_eq!(read["version"], 0, "state {state}");
-        assert_eq!(read["value"], reading_json(&value), "state {state}");
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(reader.running(), "state {state}: the reader did not wait");
+        make_ready(&seg);
+        assert_eq!(
+            words_of(&reader.finish()),
+            (0, json!([5, 6, 7, 8])),
+            "state {state}"
+        );
+    }
+    for state in [1u32, 2] {
+        let name = fresh_name("py-no-magic");
+        let _names = NameGuard::of(&name);
+        let image = cell_image(&name, [5, 6, 7, 8]);
+        let (_seg, _guard) = plant(documented_key(&name, 0), &image, false, state);
+        let start = Instant::now();
+        let run = py(&["cell", &name, "--wait", "5"]);
+        let took = start.elapsed();
+        assert_eq!(run.error(), "not_found", "state {state}");
+        assert!(
+            took < Duration::from_secs(2),
+            "state {state}: took {took:?}"
+        );
     }
 }
 
-/// Judges a creator dead, once the test has had it finish the object.
+/// Judges a claim's creator dead, once the test has had it finish the
+/// object (made it READY).
 const JUDGED_DEAD_AFTER_IT_FINISHED: &str = "\
-def judged(addr, info):
+def judged(pid, start):
     sys.stderr.write('judging\\n')
     sys.stderr.flush()
     sys.stdin.readline()
     return False
-names._creator_alive = judged";
+names._claimant_alive = judged";
 
+/// A claim whose creator finishes the object (READY) and exits while the
+/// reader judges it: the reader, told the creator is dead, loads the state
+/// again and opens the object, rather than pass over the claim.
 #[test]
 fn finds_a_named_object_finished_while_its_creator_was_judged() {
     if !python_or_skip("finds_a_named_object_finished_while_its_creator_was_judged") {
         return;
     }
-    let name = format!("pyreader/judged-{}", std::process::id());
-    let value = Reading {
-        id: 42,
-        temp: -1.5,
-        count: 9,
-        flags: 2,
-        level: 1,
-        ok: 0,
-    };
-    let (first, image) = named_image(&name, value);
+    let name = fresh_name("py-judged");
+    let _names = NameGuard::of(&name);
+    let image = cell_image(&name, [4, 2, 4, 2]);
+    let (seg, _guard) = plant(documented_key(&name, 0), &image, true, 1);
     let mut reader = reader_on_go(
         JUDGED_DEAD_AFTER_IT_FINISHED,
-        &["cell", &name, "--struct", READING],
+        &["cell", &name, "--struct", "<4Q"],
     );
     reader.expect_stderr("ready");
-    // A creator at its first instructions: the segment is all zeros.
-    let seg = Segment::options()
-        .size(image.len())
-        .create(true)
-        .exclusive(true)
-        .open(first)
-        .unwrap();
-    let _guard = SegGuard(seg.id());
     reader.send("go");
-    // While the reader judges it, the creator finishes the object and
-    // exits: the reader is told it is dead, and must look at the magic
-    // again rather than skip the key.
     reader.expect_stderr("judging");
-    finish_as_creator(&seg, &image);
+    make_ready(&seg);
     reader.send("judged");
-    let read = reader.finish().ok();
-    assert_eq!(read["version"], 0);
-    assert_eq!(read["value"], reading_json(&value));
+    assert_eq!(words_of(&reader.finish()), (0, json!([4, 2, 4, 2])));
+}
+
+/// A creator stopped (SIGSTOP) right after its claim, for longer than any
+/// old time window: the reader keeps waiting for it and, at its timeout,
+/// names that creator (init_timeout), never "not found"; once the creator
+/// goes on, the reader opens the object.
+#[test]
+fn waits_for_a_stopped_creator() {
+    if !python_or_skip("waits_for_a_stopped_creator") {
+        return;
+    }
+    let name = fresh_name("py-stopped");
+    let _names = NameGuard::of(&name);
+    let mut creator = common::start_stopped(
+        common::child(&["create_named", &name]),
+        "create.after_claim",
+    );
+    let run = py(&["cell", &name, "--wait", "2.5"]);
+    assert_eq!(run.error(), "init_timeout", "{}", run.stdout);
+    assert!(
+        run.stderr.contains(&format!("pid {}", creator.pid())),
+        "{}",
+        run.stderr
+    );
+    let reader = PyRun::start(
+        common::python::reader_command(&["cell", &name, "--struct", "<4Q", "--wait", "30"]),
+        format!("cell {name}"),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    common::resume(&creator);
+    assert_eq!(words_of(&reader.finish()), (0, json!([9, 9, 9, 9])));
+    creator.expect("created");
+    assert!(creator.wait().success());
+}
+
+/// A user who is not this one and not root.
+const OUTSIDER: (u32, u32) = (43_003, 43_999);
+
+/// Finding: a user who is not trusted got "no object is named" for an
+/// object that `shmstore list` shows. Another user's (65534) object of the
+/// name, alone at its keys: the reader says whose it is and how to trust
+/// that user, and opens it with --trust-user. And another user's segment
+/// holding the name at its first key, with the object at the second: the
+/// reader passes over it and opens the object.
+#[test]
+fn reports_another_users_object_of_a_name() {
+    if !python_or_skip("reports_another_users_object_of_a_name")
+        || !common::root_or_skip("acting as user 65534")
+    {
+        return;
+    }
+    let name = fresh_name("py-foreign");
+    let _names = NameGuard::of(&name);
+    let mut kid = Kid::spawn(&["create_as_nobody", &name]);
+    kid.expect("created");
+    assert!(kid.wait().success());
+    let run = py(&["cell", &name]);
+    assert_eq!(run.error(), "foreign_owner", "{}", run.stdout);
+    for want in [
+        "owned by uid 65534",
+        "created by uid 65534",
+        "--trust-user 65534",
+        "--trust-group 65534",
+        "--allow-foreign-owner",
+    ] {
+        assert!(run.stderr.contains(want), "{want:?} not in {}", run.stderr);
+    }
+    let trusted = py(&["cell", &name, "--struct", "<4Q", "--trust-user", "65534"]);
+    assert_eq!(words_of(&trusted), (0, json!([3, 1, 4, 1])));
+
+    let name = fresh_name("py-planted");
+    let _names = NameGuard::of(&name);
+    let planted = SharedCell::<Words>::options()
+        .remove_on_drop(true)
+        .create(Key::named(&name).unwrap(), [6, 6, 6, 6])
+        .unwrap();
+    planted.set_owner(OUTSIDER.0, OUTSIDER.1).unwrap();
+    let ours = SharedCell::<Words>::options()
+        .remove_on_drop(true)
+        .create(Key::named(&name).unwrap(), [7, 7, 7, 7])
+        .unwrap();
+    assert_eq!(ours.info().unwrap().key.raw(), documented_key(&name, 1));
+    let run = py(&["cell", &name, "--struct", "<4Q"]);
+    assert_eq!(words_of(&run), (0, json!([7, 7, 7, 7])));
+}
+
+/// An object whose `life` word says it is being removed or collected
+/// (FORMAT.md, "Removal"): REMOVING by a dead remover is removed (not
+/// found, and left for shmstore to finish: a reader removes nothing);
+/// REMOVING or COLLECTING by a live process is waited for (busy at the
+/// timeout); COLLECTING by a dead collector is ignored. By id, the object
+/// opens whatever the word says.
+#[test]
+fn honours_the_life_word() {
+    if !python_or_skip("honours_the_life_word") {
+        return;
+    }
+    let name = fresh_name("py-life");
+    let _names = NameGuard::of(&name);
+    let cell = SharedCell::<Words>::options()
+        .remove_on_drop(true)
+        .create(Key::named(&name).unwrap(), [2, 7, 1, 8])
+        .unwrap();
+    let seg = Segment::options().attach_id(cell.id()).unwrap();
+    let key = format!("{:#010x}", documented_key(&name, 0) as u32);
+    let (me, start, dead) = (std::process::id() as i32, own_start_time(), dead_pid());
+    let cases = [
+        (life_word(2, dead, 1), "not_found"),
+        (life_word(2, me, start), "busy"),
+        (life_word(1, me, start), "busy"),
+        (life_word(1, dead, 1), "ok"),
+        (0, "ok"),
+    ];
+    for (word, want) in cases {
+        set_life(&seg, word);
+        for target in [name.as_str(), key.as_str()] {
+            let run = py(&["cell", target, "--wait", "0.5"]);
+            let what = format!("life {word:#x}, {target}: {}", run.stdout);
+            if want == "ok" {
+                assert_eq!(run.status, 0, "{what}");
+            } else {
+                assert_eq!(run.error(), want, "{what}");
+            }
+            if want == "busy" {
+                assert!(run.stderr.contains(&format!("pid {me}")), "{what}");
+            }
+        }
+        let by_id = py(&["cell", &format!("id:{}", cell.id())]);
+        assert_eq!(by_id.status, 0, "life {word:#x} by id: {}", by_id.stdout);
+    }
+    set_life(&seg, life_word(2, dead, 1));
+    py(&["cell", &name]);
+    assert!(!cell.is_removed().unwrap(), "a reader removed the object");
+}
+
+/// A remover stopped between its mark and its `IPC_RMID`: the reader
+/// waits for it, and once it goes on, finds the name's object gone.
+#[test]
+fn finds_an_object_removed_meanwhile_gone() {
+    if !python_or_skip("finds_an_object_removed_meanwhile_gone") {
+        return;
+    }
+    let name = fresh_name("py-removed");
+    let _names = NameGuard::of(&name);
+    let cell = SharedCell::<Words>::create(Key::named(&name).unwrap(), [1, 1, 2, 3]).unwrap();
+    let _guard = SegGuard(cell.id());
+    let mut remover = common::start_stopped(common::child(&["remove", &name]), "remove.after_mark");
+    let mut reader = PyRun::start(
+        common::python::reader_command(&["cell", &name, "--wait", "30"]),
+        format!("cell {name}"),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(reader.running(), "the reader did not wait for the remover");
+    common::resume(&remover);
+    assert_eq!(reader.finish().error(), "not_found");
+    assert_eq!(remover.expect("removed"), cell.id().to_string());
+    assert!(remover.wait().success());
 }

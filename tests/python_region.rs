@@ -1,7 +1,8 @@
 //! The Python reader (`python/shmstore_reader/`) on regions: it copies a
 //! region's current archive as FORMAT.md says, never returns a torn archive
-//! while Rust publishes nonstop, and decodes every rkyv 0.8 layout FORMAT.md
-//! documents ("Region archives") to the value Rust archived.
+//! while Rust publishes nonstop, throws no copy away when the publisher's
+//! reuse grace is above its copy time, and decodes every rkyv 0.8 layout
+//! FORMAT.md documents ("Region archives") to the value Rust archived.
 //!
 //! Each test is skipped, saying why, when `python3` cannot be run.
 
@@ -9,6 +10,7 @@ mod common;
 
 use std::process::Command;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use common::python::{PYTHON_PATH, PyRun, hex, hex_key, py, py_with_input, python_or_skip};
 use common::{Kid, SegGuard, child_args, key_arg, report, stop_on_stdin, unique_key};
@@ -88,6 +90,29 @@ fn child_entry() {
                 published += 1;
             }
             report("published", published);
+        }
+        // Publish the stamped words of version v (see STAMPS below), `words`
+        // of them, nonstop, with a reuse grace of `grace_us` microseconds.
+        "publish_stamps" => {
+            let words: usize = args[2].parse().unwrap();
+            let grace = Duration::from_micros(args[3].parse().unwrap());
+            let region = SharedRegion::<Vec<u64>>::options()
+                .reuse_grace(grace)
+                .open(key_arg(&args, 1))
+                .unwrap();
+            let stop = stop_on_stdin();
+            report("ready", 1);
+            let mut value = vec![0u64; words];
+            let mut last = region.version();
+            while !stop.load(Ordering::Relaxed) {
+                value[0] = last + 1;
+                for (i, w) in value.iter_mut().enumerate().skip(1) {
+                    *w = (last + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                        ^ (i as u64).wrapping_mul(0xff51_afd7_ed55_8ccd);
+                }
+                last = region.publish(&value).unwrap();
+            }
+            report("published", last);
         }
         other => panic!("unknown role {other}"),
     }
@@ -533,4 +558,117 @@ fn pointers_that_share_a_target_cannot_blow_up_a_decode() {
         let peak = got["peak"].as_u64().unwrap() as usize;
         assert!(peak < 64 * len + (4 << 20), "{schema}: {peak} bytes: {got}");
     }
+}
+
+/// A Python script: given the package's parent directory, a region's
+/// TARGET and a number of seconds, it copies the region's archive (a
+/// `Vec<u64>` of stamped words, as the `publish_stamps` role writes them)
+/// for that long, checks every copy, and prints one JSON line: the copies
+/// made, the copies thrown away (`ShmObject.retries`), the torn copies
+/// kept, the versions seen, the median and the longest copy in
+/// microseconds, and whether the reader gave up (Starved).
+const COPY_STAMPS: &str = r#"
+import json, struct, sys, time
+sys.path.insert(0, sys.argv[1])
+import shmstore_reader as sr
+
+obj = sr.ShmObject.open(sys.argv[2], sr.OpenOptions(timeout=float(sys.argv[3])))
+copies, torn, versions, times, starved, last = 0, 0, 0, [], False, None
+end = time.monotonic() + float(sys.argv[3])
+while time.monotonic() < end:
+    start = time.perf_counter()
+    try:
+        version, data = obj.copy_region()
+    except sr.Starved:
+        starved = True
+        break
+    times.append(time.perf_counter() - start)
+    copies += 1
+    versions += version != last
+    last = version
+    offset, count = struct.unpack_from("<iI", data, len(data) - 8)
+    words = struct.unpack_from(f"<{count}Q", data, len(data) - 8 + offset)
+    want = [version] + [(version * 0x9E3779B97F4A7C15 ^ i * 0xFF51AFD7ED558CCD) & (2**64 - 1)
+                        for i in range(1, count)]
+    torn += list(words) != want
+times.sort()
+print(json.dumps({"copies": copies, "retries": obj.retries, "torn": torn, "versions": versions,
+                  "median_us": times[len(times) // 2] * 1e6 if times else None,
+                  "max_us": times[-1] * 1e6 if times else None, "starved": starved}))
+"#;
+
+/// Copy a `Vec<u64>` region of `words` stamped words at `key` with
+/// [`COPY_STAMPS`] for `seconds`, while a Rust process publishes nonstop
+/// with a reuse grace of `grace` (none if `None`: the region is copied
+/// while nobody publishes).
+fn copy_stamps(key: shmstore::Key, words: usize, seconds: f64, grace: Option<Duration>) -> Value {
+    let publisher = grace.map(|g| {
+        let mut kid = Kid::spawn(&[
+            "publish_stamps",
+            &key.raw().to_string(),
+            &words.to_string(),
+            &g.as_micros().to_string(),
+        ]);
+        kid.expect("ready");
+        kid
+    });
+    let mut cmd = Command::new("python3");
+    cmd.args([
+        "-c",
+        COPY_STAMPS,
+        PYTHON_PATH,
+        &hex_key(key),
+        &seconds.to_string(),
+    ]);
+    let run = PyRun::start(cmd, "copy stamped archives".into()).finish();
+    if let Some(mut kid) = publisher {
+        kid.send("stop");
+        kid.expect("published");
+        assert!(kid.wait().success(), "the publisher failed");
+    }
+    run.ok()
+}
+
+/// Python copies a 1 KiB archive word by word more slowly than a Rust
+/// publisher that never pauses comes back to its buffer (4 buffers): the
+/// test measures its copy time, then has the publisher keep a reuse grace
+/// far above it, and Python throws no copy away (a copy shorter than the
+/// grace is never rewritten: FORMAT.md, "Reading a region by copying").
+/// Without a grace it says how many it throws away, and whether it starves.
+#[test]
+fn copies_keep_up_with_a_reuse_grace_above_the_copy_time() {
+    if !python_or_skip("copies_keep_up_with_a_reuse_grace_above_the_copy_time") {
+        return;
+    }
+    const WORDS: usize = 127; // 1 KiB with the root
+    let key = unique_key();
+    let region = SharedRegion::<Vec<u64>>::create(key, WORDS * 8 + 8).unwrap();
+    let _guard = SegGuard(region.id());
+    region.publish(&vec![1u64; 1]).unwrap();
+    let mut first = vec![0u64; WORDS];
+    first[0] = 2;
+    for (i, w) in first.iter_mut().enumerate().skip(1) {
+        *w = 2u64.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            ^ (i as u64).wrapping_mul(0xff51_afd7_ed55_8ccd);
+    }
+    region.publish(&first).unwrap();
+
+    let idle = copy_stamps(key, WORDS, 0.5, None);
+    let copy_us = idle["median_us"].as_f64().unwrap();
+    assert_eq!(idle["retries"], 0, "{idle}");
+    let grace = Duration::from_millis(20);
+    assert!(
+        Duration::from_secs_f64(copy_us / 1e6) * 100 < grace,
+        "a 1 KiB copy takes {copy_us} µs: the grace is not far above it"
+    );
+    let with_grace = copy_stamps(key, WORDS, 2.5, Some(grace));
+    let without = copy_stamps(key, WORDS, 2.5, Some(Duration::ZERO));
+    println!("copy of 1 KiB: {copy_us:.1} µs (median, idle: {idle})");
+    println!("reuse grace {grace:?}: {with_grace}");
+    println!("no reuse grace: {without}");
+    assert_eq!(with_grace["torn"], 0, "{with_grace}");
+    assert_eq!(without["torn"], 0, "{without}");
+    assert_eq!(with_grace["starved"], false, "{with_grace}");
+    assert!(with_grace["versions"].as_u64().unwrap() > 1, "{with_grace}");
+    assert_eq!(with_grace["retries"], 0, "{with_grace}");
 }

@@ -85,13 +85,16 @@ def _main(argv) -> int:
     def common(p):
         p.add_argument("target", help="segment id, 0x key, key:N, id:N, or name")
         p.add_argument("--wait", type=float, default=5.0, metavar="SECS",
-                       help="how long to wait for a creator to finish the segment (default 5)")
+                       help="how long to wait for a creator to finish the object, or for a "
+                       "process removing or collecting it (default 5)")
         p.add_argument("--timeout", type=float, default=10.0, metavar="SECS",
                        help="how long a read may retry while writers overwrite it (default 10)")
         p.add_argument("--allow-foreign-owner", action="store_true",
                        help="read segments owned by other users too")
         p.add_argument("--trust-group", type=int, metavar="GID",
                        help="trust segments of group GID whose owner is in it")
+        p.add_argument("--trust-user", type=int, metavar="UID",
+                       help="trust segments owned and created by user UID too")
         p.add_argument("--type-name", metavar="NAME",
                        help="fail unless the object holds this type (its full name, as shmstore stored it)")
         p.add_argument("--schema-version", type=int, metavar="N",
@@ -142,6 +145,7 @@ def _main(argv) -> int:
         allow_foreign_owner=args.allow_foreign_owner,
         trust_group=args.trust_group,
         timeout=args.timeout,
+        trust_user=args.trust_user,
     )
     with ShmObject.open(args.target, opts) as obj:
         obj.check_type(args.type_name, args.schema_version, args.size)

@@ -54,7 +54,16 @@ class PermissionDenied(ReaderError):
 
 
 class ForeignOwner(ReaderError):
+    """A segment of a user this reader does not trust: its owner (`uid`),
+    creator (`cuid`) and group (`gid`)."""
+
     kind = "foreign_owner"
+
+    def __init__(self, message: str, uid: int = -1, cuid: int = -1, gid: int = -1):
+        super().__init__(message)
+        self.uid = uid
+        self.cuid = cuid
+        self.gid = gid
 
 
 class NotShmstore(ReaderError):
@@ -79,6 +88,13 @@ class InitTimeout(ReaderError):
 
 class CreatorDied(ReaderError):
     kind = "creator_died"
+
+
+class Busy(ReaderError):
+    """The object is being removed or collected by a process that still
+    runs, and the wait for it ran out."""
+
+    kind = "busy"
 
 
 class WrongKind(ReaderError):

@@ -1,4 +1,4 @@
-"""The header (FORMAT.md, version 4): its layout, its validation, and
+"""The header (FORMAT.md, version 5): its layout, its validation, and
 waiting for a creator to finish it.
 
 `_validate` reads every header field once, checks it as FORMAT.md's
@@ -17,7 +17,17 @@ a creator is at work and lives (FORMAT.md, "Creation"), and says when it
 died or took too long; anything else (a READY header, another program's
 bytes) is left for validation to describe. `_creator_alive` judges the
 creator: by the pid and start time the header names once its magic is
-there, else by the kernel's creator pid, start time and user.
+there, else by the kernel's creator pid, start time and user. No length
+of time makes a creator dead: one stopped for minutes is waited for up to
+the timeout.
+
+Once READY, an object opened by key or by name is admitted by its `life`
+word (`_admit`, FORMAT.md "Removal"): marked REMOVING, it is removed if its
+segment is marked SHM_DEST (or gone) or its remover died, and waited for
+while its remover lives; marked COLLECTING, it is waited for while its
+collector lives, and the mark of a dead one is ignored. This reader writes
+nothing: it neither finishes a dead remover's removal nor clears a dead
+collector's mark, as shmstore's read-write openers do.
 """
 
 from __future__ import annotations
@@ -28,13 +38,13 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
-from .errors import AbiMismatch, Corrupt, CreatorDied, IncompatibleFormat, InitTimeout, NotShmstore
+from .errors import AbiMismatch, Busy, Corrupt, CreatorDied, IncompatibleFormat, InitTimeout, NotFound, NotShmstore
 from .host import M64, _abi_text, _host_abi, _i32, _u32, _u64
 from .proc import _alive, _start_time, _started_at, _uids
-from .sysv import SegmentInfo, _Attachment
+from .sysv import SegmentInfo, _Attachment, _segment_stat
 
 MAGIC = 0x65726F74736D6873  # the bytes "shmstore", little-endian
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 HEADER_SIZE = 512
 KIND_CELL = 1
 KIND_REGION = 2
@@ -82,11 +92,19 @@ OFF_SEQ = 256
 OFF_NOTIFY = 264
 OFF_RECOVERIES = 272
 OFF_WRITING = 280
+OFF_LIFE = 288
 OFF_NAME = 384
 
+# The `life` word (FORMAT.md, "Removal"): bits 0-1 the state, 2-23 the pid
+# of the process collecting or removing the object, 24-63 the low 40 bits of
+# its start time.
+LIFE_LIVE = 0
+LIFE_COLLECTING = 1
+LIFE_REMOVING = 2  # 2 or 3
+LIFE_START_MASK = (1 << 40) - 1
+
 # A region's control block, from offset 512 (FORMAT.md, "Region data").
-CTL_CURRENT = 0
-CTL_PIN_HIGH = 8
+CTL_CURRENT = 0  # 8 to 63: reserved (format 4's pin_high, which readers never used)
 CTL_BUFFERS = 64  # + 16 * i: len (u64), version (u64)
 CTL_PINS = 1088  # + 64 * p: word (u64), start_time (u64)
 
@@ -280,3 +298,45 @@ def _wait_ready(att: _Attachment, wait: float, what: str) -> None:
             )
         time.sleep(min(pause, max(wait - waited, 0)))
         pause = min(pause * 2, 0.05)
+
+
+def _same_process_alive(pid: int, start: int, mask: int = M64) -> bool:
+    """Whether process `pid` runs and started at `start` (its bits under
+    `mask`; 0 unknown): a process with that pid but another start time took
+    over a dead one's pid. Where /proc does not say, the pid alone decides."""
+    if not _alive(pid):
+        return False
+    now = _start_time(pid)
+    return start == 0 or now is None or now & mask == start
+
+
+def _admit(att: _Attachment, deadline: float, what: str) -> bool:
+    """Whether the validated object may be used, by its `life` word: True in
+    use (or marked by a dead collector), False removed (see the module's
+    docstring); while a live process removes or collects it, wait until
+    `deadline` (time.monotonic()), then Busy."""
+    addr = att.addr
+    pause = 0.0005
+    while True:
+        word = _u64(addr + OFF_LIFE)
+        state = word & 3
+        if state == LIFE_LIVE:
+            return True
+        pid = (word >> 2) & 0x3FFFFF
+        alive = _same_process_alive(pid, word >> 24, LIFE_START_MASK)
+        if state >= LIFE_REMOVING:
+            try:
+                if _segment_stat(att.info.id, what).removed:
+                    return False
+            except NotFound:
+                return False
+            if not alive:
+                return False
+        elif not alive:
+            return True
+        now = time.monotonic()
+        if now >= deadline:
+            doing = "removed" if state >= LIFE_REMOVING else "collected"
+            raise Busy(f"segment {att.info.id} ({what}) is being {doing} by pid {pid}, which still runs")
+        time.sleep(min(pause, deadline - now))
+        pause = min(pause * 2, 0.005)

@@ -8,12 +8,20 @@ A cell is read with FORMAT.md's "Reading a cell" protocol: load `seq`,
 copy the slot `seq` designates, then accept the copy if fewer than
 `slot_count` commits started since (`writing - seq`) or `seq` did not
 move; else retry. A region is copied as "Reading a region by copying"
-says: load `current`, copy the buffer it designates (its length checked
-against the stride), and accept the copy if `current` did not change.
+says: load `current` (version `v`, buffer `b`), check that
+`buffers[b].version` is `v`, load `buffers[b].len` and check it against
+the stride, copy the buffer, and accept the copy if `buffers[b].version`
+is still `v`: publishes that write other buffers meanwhile do not matter.
+If it is not, and `current` still reads what was first loaded, the
+control block was scribbled on (Corrupt); else the copy is made again.
 The loads are made in that order by single 8-byte loads, which x86-64
-keeps in order (host.py): an accepted copy is never torn. A reader that
-writers keep lapping backs off, then gives up after its timeout
-(Starved) rather than spin forever.
+keeps in order (host.py): an accepted copy is never torn. Copies thrown
+away are counted (`ShmObject.retries`, and each read's `retries`).
+Copying word by word, Python is slower than a publisher that never pauses
+reuses a buffer: the publisher's reuse grace (`RegionOptions::reuse_grace`
+in Rust), set above this reader's copy time, lets every copy through. A
+reader that writers keep lapping backs off, then gives up after its
+timeout (Starved) rather than spin forever.
 """
 
 from __future__ import annotations
@@ -28,6 +36,8 @@ from typing import Optional
 
 from .errors import (
     Closed,
+    ForeignOwner,
+    InitTimeout,
     NotFound,
     NothingPublished,
     ReaderError,
@@ -40,12 +50,12 @@ from .errors import (
 from .header import (
     CTL_BUFFERS,
     CTL_CURRENT,
-    CTL_PIN_HIGH,
     CTL_PINS,
     HEADER_SIZE,
     KIND_CELL,
     KIND_REGION,
     NAME_PROBES,
+    OFF_LIFE,
     OFF_NOTIFY,
     OFF_RECOVERIES,
     OFF_SEQ,
@@ -55,13 +65,14 @@ from .header import (
     TYPE_NAME_MAX,
     Layout,
     _corrupt,
+    _admit,
     _validate,
     _wait_ready,
 )
 from .host import M64, _pack_words, _u32, _u64, _WordArray, _words
-from .names import _holds, check_name, name_key
+from .names import CLAIM, OBJECT, UNTRUSTED, _look, check_name, name_key
 from .rkyv import _T, decode_archive, parse_schema
-from .sysv import OpenOptions, SegmentInfo, _Attachment, _key_text, _shmget
+from .sysv import OpenOptions, SegmentInfo, _Attachment, _attach_key, _key_text, _shmget
 
 
 class Versioned(tuple):
@@ -76,15 +87,27 @@ class Versioned(tuple):
         return self
 
 
+class _Removed(Exception):
+    """The object attached is removed (its `life` word says so)."""
+
+
 class ShmObject:
     """A shmstore object, attached read-only, its header validated."""
 
-    def __init__(self, att: _Attachment, what: str, opts: OpenOptions):
+    def __init__(self, att: _Attachment, what: str, opts: OpenOptions, deadline: Optional[float] = None):
+        """Wait for the object's creator, validate its header, and (with a
+        `deadline`, for an open by key or by name) admit it by its `life`
+        word: _Removed if it is removed."""
         self._att = att
         self.what = what
         self.options = opts
+        # Copies thrown away since the open because a writer rewrote what
+        # they were copying (cell reads and region copies).
+        self.retries = 0
         _wait_ready(att, opts.wait, what)
         self.layout, self._type_name_raw = _validate(att.addr, att.size)
+        if deadline is not None and not _admit(att, deadline, what):
+            raise _Removed()
         addr = att.addr
         self._seq = ctypes.c_uint64.from_address(addr + OFF_SEQ)
         self._writing = ctypes.c_uint64.from_address(addr + OFF_WRITING)
@@ -95,7 +118,11 @@ class ShmObject:
                 _WordArray(addr + lay.data_offset + i * lay.slot_stride, words) for i in range(lay.slot_count)
             ]
         else:
-            self._current = ctypes.c_uint64.from_address(addr + HEADER_SIZE + CTL_CURRENT)
+            ctl = addr + HEADER_SIZE
+            self._current = ctypes.c_uint64.from_address(ctl + CTL_CURRENT)
+            meta = [ctl + CTL_BUFFERS + 16 * b for b in range(lay.slot_count)]
+            self._lens = [ctypes.c_uint64.from_address(m) for m in meta]
+            self._versions = [ctypes.c_uint64.from_address(m + 8) for m in meta]
 
     # -- finding
 
@@ -133,30 +160,79 @@ class ShmObject:
 
     @classmethod
     def by_key(cls, key: int, opts: Optional[OpenOptions] = None) -> "ShmObject":
+        """The object at `key`; one removed (or being removed by a process
+        that died) is not found, one being removed or collected by a live
+        process is waited for (FORMAT.md, "Removal")."""
         opts = opts or OpenOptions()
         if key & 0xFFFFFFFF == 0:
             raise UsageError("key 0 is IPC_PRIVATE, which names no segment: give the segment's id")
         what = f"key {_key_text(key)}"
-        return cls._from(_Attachment(_shmget(key), what, opts), what, opts)
+        deadline = time.monotonic() + opts.wait
+        try:
+            return cls._from(_attach_key(key, what, opts), what, opts, deadline)
+        except _Removed:
+            raise NotFound(f"the object at key {_key_text(key)} was removed")
 
     @classmethod
     def by_name(cls, name: str, opts: Optional[OpenOptions] = None) -> "ShmObject":
-        """The object named `name`: the first key of the name's sequence
-        whose segment holds it, checked on the attachment then used."""
+        """The object named `name` (FORMAT.md, "Opening by name"): the
+        trusted segment at any of the name's 8 keys that has the magic, the
+        name and READY, checked on the attachment then used. While there is
+        none but a live creator's claim of the name, wait and look again (up
+        to the options' `wait`: InitTimeout names the creator). With neither,
+        a segment of an untrusted user that holds the name is reported
+        (ForeignOwner) rather than "not found"."""
         opts = opts or OpenOptions()
         raw = check_name(name)
         keys = [name_key(raw, i) for i in range(NAME_PROBES)]
         shown = json.dumps(name)
-        for key in keys:
-            att = _holds(key, raw, opts, shown)
-            if att is not None:
-                return cls._from(att, f"name {shown} at key {_key_text(key)}", opts)
-        raise NotFound(f"no object is named {shown} (keys tried: {', '.join(_key_text(k) for k in keys)})")
+        start = time.monotonic()
+        deadline = start + opts.wait
+        pause = 0.0005
+        while True:
+            claimant = refused = None
+            removed = False
+            for key in keys:
+                seen, found = _look(key, raw, opts, shown)
+                if seen == OBJECT:
+                    # At most one object has the name: this one, unless it is
+                    # removed (then a live claim may be its successor).
+                    try:
+                        return cls._from(found, f"name {shown} at key {_key_text(key)}", opts, deadline)
+                    except _Removed:
+                        removed = True
+                elif seen == CLAIM and claimant is None:
+                    claimant = found
+                elif seen == UNTRUSTED and refused is None:
+                    refused = found
+            if claimant is not None:
+                now = time.monotonic()
+                if now >= deadline:
+                    raise InitTimeout(
+                        f"name {shown}: a claim of the name by pid {claimant}, which still runs, did not "
+                        f"become its object in {now - start:.3f} s"
+                    )
+                time.sleep(min(pause, deadline - now))
+                pause = min(pause * 2, 0.005)
+                continue
+            if removed:
+                raise NotFound(f"the object named {shown} was removed")
+            if refused is not None:
+                raise ForeignOwner(
+                    f"no object is named {shown} among this user's trusted segments, but "
+                    + refused.message,
+                    uid=refused.uid,
+                    cuid=refused.cuid,
+                    gid=refused.gid,
+                )
+            raise NotFound(f"no object is named {shown} (keys tried: {', '.join(_key_text(k) for k in keys)})")
 
     @classmethod
-    def _from(cls, att: _Attachment, what: str, opts: OpenOptions) -> "ShmObject":
+    def _from(
+        cls, att: _Attachment, what: str, opts: OpenOptions, deadline: Optional[float] = None
+    ) -> "ShmObject":
         try:
-            return cls(att, what, opts)
+            return cls(att, what, opts, deadline)
         except BaseException:
             att.close()
             raise
@@ -221,39 +297,49 @@ class ShmObject:
             if (writing.value - s1) & M64 < n or seq.value == s1:
                 break
             retries += 1
+            self.retries += 1
             deadline = self._back_off(retries, deadline, "cell value")
         data = _pack_words(words, lay.value_size)
         return Versioned(s1, unpack(data) if unpack else data, retries)
 
     def copy_region(self) -> Versioned:
         """The region's current archive, copied: (version, bytes).
-        FORMAT.md, "Reading without writing"."""
+        FORMAT.md, "Reading a region by copying"."""
         self._check_open()
         lay = self.layout
         if lay.kind != KIND_REGION:
             raise WrongKind(f"{self.what} holds a cell (SharedCell), not a region: read it with `cell`")
-        ctl = self._att.addr + HEADER_SIZE
         base = self._att.addr + lay.data_offset
         current = self._current
+        lens, versions = self._lens, self._versions
         retries = 0
         deadline = None
         while True:
+            # Each `.value` is one 8-byte load, in this order; x86-64 loads
+            # are acquire loads and the acquire fence needs no instruction.
             cur = current.value
             version, buf = cur >> 8, cur & 0xFF
             if version == 0:
                 raise NothingPublished(f"{self.what}: nothing has been published yet (version 0)")
             if buf >= lay.slot_count:
                 raise _corrupt(f"current buffer {buf} of {lay.slot_count}", "current")
-            length = _u64(ctl + CTL_BUFFERS + 16 * buf)
-            if length > lay.slot_stride:
-                raise _corrupt(
-                    f"archive of {length} bytes in a buffer of {lay.slot_stride}", f"buffers[{buf}].len"
-                )
-            words = _words(base + buf * lay.slot_stride, (length + 7) // 8)
-            # Acquire fence: no instruction on x86-64.
+            if versions[buf].value == version:
+                length = lens[buf].value
+                if length > lay.slot_stride:
+                    raise _corrupt(
+                        f"archive of {length} bytes in a buffer of {lay.slot_stride}", f"buffers[{buf}].len"
+                    )
+                words = _words(base + buf * lay.slot_stride, (length + 7) // 8)
+                if versions[buf].value == version:
+                    break
+            # Buffer `buf` was rewritten: a publish moved `current` off it
+            # before, and `current` never comes back to `cur`.
             if current.value == cur:
-                break
+                raise _corrupt(
+                    f"current names buffer {buf}, which does not hold version {version}", f"buffers[{buf}].version"
+                )
             retries += 1
+            self.retries += 1
             deadline = self._back_off(retries, deadline, "region archive")
         return Versioned(version, _pack_words(words, length), retries)
 
@@ -318,7 +404,8 @@ class ShmObject:
             raise Starved(
                 f"{self.what}: every copy of the {what} was overwritten while it was taken "
                 f"({retries} tries in {self.options.timeout} s): the writers commit faster than this "
-                f"reader copies; give the object more slots, or retry"
+                f"reader copies; give the object more slots, a region's writer a reuse grace "
+                f"longer than a copy, or retry"
             )
         os.sched_yield()
         return deadline
@@ -354,6 +441,7 @@ class ShmObject:
                 "used_len": lay.used_len,
             },
             "recoveries": _u64(addr + OFF_RECOVERIES),
+            "life": _life_json(_u64(addr + OFF_LIFE)),
             "waiting": bool(_u32(addr + OFF_NOTIFY) & 1),
         }
         if lay.kind == KIND_CELL:
@@ -373,7 +461,6 @@ class ShmObject:
             out["region"] = {
                 "current_version": cur >> 8,
                 "current_buffer": cur & 0xFF,
-                "pin_high": _u32(ctl + CTL_PIN_HIGH),
                 "buffers": [
                     {"len": _u64(ctl + CTL_BUFFERS + 16 * i), "version": _u64(ctl + CTL_BUFFERS + 16 * i + 8)}
                     for i in range(lay.slot_count)
@@ -381,6 +468,15 @@ class ShmObject:
                 "pins": pins,
             }
         return out
+
+
+def _life_json(word: int) -> dict:
+    """The `life` word as `info` shows it (FORMAT.md, "Removal")."""
+    state = ("live", "collecting", "removing", "removing")[word & 3]
+    out = {"state": state}
+    if state != "live":
+        out["pid"] = (word >> 2) & 0x3FFFFF
+    return out
 
 
 def _struct_for(fmt: str, lay: Layout):

@@ -8,11 +8,15 @@ access and creates nothing, and a segment is attached with `SHM_RDONLY`.
 
 Before attaching, the segment's owner and creator are checked
 (`_check_owner`), as shmstore checks them: a segment owned or created by
-another user (not root, not a trusted group's member) is refused unless
-the caller allows it, because anyone may put anything at a known key. An
-attachment keeps what `IPC_STAT` said when it was made (`SegmentInfo`):
-its size bounds every read, and its creator pid and time are what telling
-a slow creator from a dead one starts from (FORMAT.md, "Creation").
+another user (not root, not a trusted user or group's member) is refused
+unless the caller allows it, because anyone may put anything at a known
+key. They are checked again with `IPC_STAT` after `shmat`: the attachment
+keeps the id from naming another segment, so what `IPC_STAT` says then is
+what is read, and a segment found at a key must still have that key (one
+removed meanwhile has key 0: the key is looked up again, `_attach_key`).
+An attachment keeps what that `IPC_STAT` said (`SegmentInfo`): its size
+bounds every read, and its creator pid and time are what telling a slow
+creator from a dead one starts from (FORMAT.md, "Opening").
 """
 
 from __future__ import annotations
@@ -29,6 +33,10 @@ from .host import M64, check_host
 # Linux System V IPC (<sys/ipc.h>, <sys/shm.h>).
 IPC_STAT = 2
 SHM_RDONLY = 0o10000
+SHM_DEST = 0o1000  # in shm_perm.mode: removed (IPC_RMID), gone at the last detach
+# How many times a key is looked up again when the segment found there is
+# removed before it is attached.
+KEY_ROUNDS = 16
 
 
 class _IpcPerm(ctypes.Structure):
@@ -111,6 +119,11 @@ class SegmentInfo:
     nattch: int
     ctime: int
 
+    @property
+    def removed(self) -> bool:
+        """`IPC_RMID` was called on it (SHM_DEST)."""
+        return bool(self.mode & SHM_DEST)
+
     def to_json(self) -> dict:
         return {
             "id": self.id,
@@ -184,19 +197,38 @@ def _user_in_group(uid: int, gid: int) -> bool:
 
 @dataclass(frozen=True)
 class OpenOptions:
-    """How to open: how long to wait for a creator, which owners to trust,
-    and how long a read may retry."""
+    """How to open: how long to wait for a creator (or a remover, or a
+    collector), which owners to trust besides this user and root (one more
+    user, a group's members, or anyone), and how long a read may retry."""
 
     wait: float = 5.0
     allow_foreign_owner: bool = False
     trust_group: Optional[int] = None
     timeout: float = 10.0
+    trust_user: Optional[int] = None
+
+
+def _foreign_owner(info: SegmentInfo, what: str) -> ForeignOwner:
+    """The refusal of a segment of an untrusted owner or creator, naming
+    them and the ways to trust them, as shmstore's Error::ForeignOwner
+    does."""
+    remedy = f"--trust-user {info.uid}, " if info.uid == info.cuid else ""
+    return ForeignOwner(
+        f"segment {info.id} ({what}) is owned by uid {info.uid} and was created by uid {info.cuid} "
+        f"(group {info.gid}), not by this user (uid {os.geteuid()}) or root, so it is not trusted: "
+        f"any local user can make a segment at a key. If that user is trusted: {remedy}"
+        f"--trust-group {info.gid} when its owner and creator are members of group {info.gid}, or "
+        f"--allow-foreign-owner; otherwise remove it",
+        uid=info.uid,
+        cuid=info.cuid,
+        gid=info.gid,
+    )
 
 
 def _check_owner(info: SegmentInfo, opts: OpenOptions, what: str) -> None:
-    """Refuse a segment owned or created by a user other than this one or
-    root (as shmstore does unless told otherwise): another user could have
-    put anything at a known key."""
+    """Refuse a segment owned or created by a user other than this one,
+    root and the user or group the options trust (as shmstore does):
+    another user could have put anything at a known key."""
     if opts.allow_foreign_owner:
         return
     euid = os.geteuid()
@@ -210,23 +242,28 @@ def _check_owner(info: SegmentInfo, opts: OpenOptions, what: str) -> None:
         )
 
     def trusted(uid: int) -> bool:
-        return uid == euid or uid == 0 or in_group(uid)
+        return uid == euid or uid == 0 or uid == opts.trust_user or in_group(uid)
 
     if not trusted(info.uid) or not trusted(info.cuid):
-        raise ForeignOwner(
-            f"segment {info.id} ({what}) belongs to uid {info.uid} (created by uid {info.cuid}, "
-            f"group {info.gid}), not to this user (uid {euid}) or root: pass --allow-foreign-owner "
-            f"to read it anyway, or --trust-group GID for a group's object"
-        )
+        raise _foreign_owner(info, what)
+
+
+class _Gone(Exception):
+    """The segment found at a key is gone, or no longer at that key (removed
+    meanwhile): look the key up again."""
 
 
 class _Attachment:
-    """A read-only attachment of a segment, with what IPC_STAT said of it."""
+    """A read-only attachment of a segment, with what IPC_STAT said of it
+    once attached. With `key`, the segment must still be the one at `key`
+    (else _Gone); with `trust` false, whoever owns it is attached (to see
+    whether it holds a name, never to read an object)."""
 
-    def __init__(self, shmid: int, what: str, opts: OpenOptions):
+    def __init__(self, shmid: int, what: str, opts: OpenOptions, key: Optional[int] = None, trust: bool = True):
         self.addr = None
-        self.info = _segment_stat(shmid, what)
-        _check_owner(self.info, opts, what)
+        before = _segment_stat(shmid, what)
+        if trust:
+            _check_owner(before, opts, what)
         addr = _libc().shmat(shmid, None, SHM_RDONLY)
         if addr is None or addr == M64:
             err = ctypes.get_errno()
@@ -235,9 +272,20 @@ class _Attachment:
                     f"may not attach segment {shmid} ({what}) read-only: {os.strerror(err)}"
                 )
             if err in (errno.EINVAL, errno.EIDRM):
+                if key is not None:
+                    raise _Gone()
                 raise NotFound(f"segment {shmid} ({what}) is gone")
             raise OsFailure(f"shmat of segment {shmid} ({what}): {os.strerror(err)}")
         self.addr = addr
+        try:
+            self.info = _segment_stat(shmid, what)
+            if key is not None and self.info.key != key & 0xFFFFFFFF:
+                raise _Gone()
+            if trust:
+                _check_owner(self.info, opts, what)
+        except BaseException:
+            self.close()
+            raise
         self.size = self.info.size
 
     def close(self) -> None:
@@ -250,3 +298,18 @@ class _Attachment:
             self.close()
         except Exception:
             pass
+
+
+def _attach_key(key: int, what: str, opts: OpenOptions, trust: bool = True) -> _Attachment:
+    """Attach the segment at `key` (NotFound if there is none), looking the
+    key up again while the segment found is removed before it is
+    attached."""
+    for _ in range(KEY_ROUNDS):
+        try:
+            return _Attachment(_shmget(key), what, opts, key=key, trust=trust)
+        except _Gone:
+            continue
+    raise NotFound(
+        f"the segment at key {_key_text(key)} ({what}) was removed, and another made, "
+        f"{KEY_ROUNDS} times while it was being attached; try again"
+    )

@@ -1,7 +1,7 @@
 /*
  * A reader of a shmstore SharedRegion, through include/shmstore.h: it copies
- * the current archive from a read-only attachment (FORMAT.md, "Reading
- * without writing") and prints it; it does not interpret it.
+ * the current archive from a read-only attachment (FORMAT.md, "Reading a
+ * region by copying") and prints it; it does not interpret it.
  *
  * usage: read_region SHMID [COPIES]
  *        read_region --key KEY [COPIES]

@@ -38,6 +38,17 @@ static inline int report_error(const char *prog, const char *what, int rc,
     fprintf(stderr, "%s: %s: %s", prog, what, shmstore_strerror(rc));
     if (obj->detail != NULL)
         fprintf(stderr, ": %s (found %" PRIu64 ")", obj->detail, obj->detail_value);
+    if (rc == SHMSTORE_EFOREIGN) {
+        unsigned long uid = (unsigned long)obj->uid, cuid = (unsigned long)obj->cuid,
+                      gid = (unsigned long)obj->gid;
+        fprintf(stderr, ": segment %d: owner uid %lu, creator uid %lu, group %lu; if that user is "
+                        "trusted, build with ", obj->id, uid, cuid, gid);
+        if (uid == cuid)
+            fprintf(stderr, "-DSHMSTORE_TRUST_USER=%lu, ", uid);
+        fprintf(stderr, "-DSHMSTORE_TRUST_GROUP=%lu when its owner and creator are members of "
+                        "group %lu, or -DSHMSTORE_ALLOW_FOREIGN_OWNER=1; otherwise remove it",
+                gid, gid);
+    }
     fputc('\n', stderr);
     return rc == SHMSTORE_ENOTHING ? EXIT_NOTHING : EXIT_REFUSED;
 }

@@ -532,3 +532,72 @@ pub fn check_stamps_under_writer(
     );
     stores
 }
+
+/// The header inputs of the fuzz corpus and seeds (`fuzz/corpus/header/`,
+/// `fuzz/seeds/header/`), sorted, each named by its path; and, for each
+/// that starts with shmstore's magic and holds another format version, a
+/// copy whose `format_version` is this format's, named `PATH as format N`:
+/// the corpus was grown on an older format, whose images every reader
+/// refuses at the version check, so the copies are what reaches the checks
+/// after it.
+pub fn header_images() -> Vec<(String, Vec<u8>)> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for dir in ["corpus", "seeds"] {
+        let dir = root.join("fuzz").join(dir).join("header");
+        let mut found: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|e| e.expect("a directory entry").path())
+            .filter(|p| p.is_file())
+            .collect();
+        found.sort();
+        files.extend(found);
+    }
+    let version = shmstore::FORMAT_VERSION.to_le_bytes();
+    let mut images = Vec::new();
+    for path in files {
+        let bytes = std::fs::read(&path).expect("read a fuzz input");
+        let name = path
+            .strip_prefix(root)
+            .unwrap_or(&path)
+            .display()
+            .to_string();
+        if bytes.len() >= 12 && &bytes[..8] == b"shmstore" && bytes[8..12] != version {
+            let mut current = bytes.clone();
+            current[8..12].copy_from_slice(&version);
+            images.push((
+                format!("{name} as format {}", shmstore::FORMAT_VERSION),
+                current,
+            ));
+        }
+        images.push((name, bytes));
+    }
+    images
+}
+
+/// Start `cmd` (a [`child`] command) so that it stops itself (`SIGSTOP`) at
+/// the named step `step` (`src/crash.rs`), and wait until it has.
+pub fn start_stopped(mut cmd: Command, step: &str) -> Kid {
+    let what = format!("{cmd:?}");
+    cmd.env("SHMSTORE_CRASH_AT", format!("{step}:stop"));
+    let kid = Kid::start(cmd);
+    let start = Instant::now();
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", kid.pid())).unwrap();
+        let state = stat.rsplit_once(')').unwrap().1.split_whitespace().next();
+        if state == Some("T") {
+            return kid;
+        }
+        assert!(
+            start.elapsed() < CHILD_WAIT,
+            "{what} never stopped at {step}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Let a child stopped by [`start_stopped`] go on.
+pub fn resume(kid: &Kid) {
+    // SAFETY: a signal to a child of this process; no memory is involved.
+    assert_eq!(unsafe { libc::kill(kid.pid(), libc::SIGCONT) }, 0);
+}

@@ -94,3 +94,177 @@ pub fn objects_of(name: &str) -> Vec<i32> {
         .map(|k| k.id)
         .collect()
 }
+
+/// Offsets of the header fields the helpers below write (FORMAT.md,
+/// "Header").
+const OFF_STATE: usize = 16;
+const OFF_CREATOR_PID: usize = 24;
+const OFF_CREATOR_START: usize = 104;
+const OFF_LIFE: usize = 288;
+
+/// The bytes of a `SharedCell<[u64; 4]>` named `name` holding `value`, as
+/// this process (its creator: pid and start time) leaves it; the cell is
+/// made at the name's first free key and removed again.
+pub fn cell_image(name: &str, value: [u64; 4]) -> Vec<u8> {
+    let cell = shmstore::SharedCell::<[u64; 4]>::options()
+        .remove_on_drop(true)
+        .create(Key::named(name).unwrap(), value)
+        .expect("create the cell to copy");
+    let seg = Segment::options()
+        .read_only(true)
+        .attach_id(cell.id())
+        .expect("attach the cell");
+    let mut image = vec![0; seg.len()];
+    seg.read_at(0, &mut image).expect("copy the cell");
+    image
+}
+
+/// `image` with another creator in its header (pid, start time).
+pub fn with_creator(image: &[u8], pid: i32, start: u64) -> Vec<u8> {
+    let mut image = image.to_vec();
+    image[OFF_CREATOR_PID..OFF_CREATOR_PID + 4].copy_from_slice(&pid.to_le_bytes());
+    image[OFF_CREATOR_START..OFF_CREATOR_START + 8].copy_from_slice(&start.to_le_bytes());
+    image
+}
+
+/// A segment made by this process at key `raw` holding `image` as a
+/// creator leaves it part way: every byte but the magic and the state,
+/// then `state`, then the magic (a release store) if `magic`. With the
+/// magic and a state below READY it is a claim of the image's name.
+pub fn plant(raw: i32, image: &[u8], magic: bool, state: u32) -> (Segment, super::SegGuard) {
+    let seg = Segment::options()
+        .size(image.len())
+        .create(true)
+        .exclusive(true)
+        .open(Key::new(raw).unwrap())
+        .expect("plant a segment");
+    let guard = super::SegGuard(seg.id());
+    seg.write_at(8, &image[8..]).expect("write the image");
+    store_u32(&seg, OFF_STATE, state);
+    if magic {
+        let word = u64::from_le_bytes(image[..8].try_into().unwrap());
+        store_u64(&seg, 0, word);
+    }
+    (seg, guard)
+}
+
+/// Make a planted claim the object: `state = READY`, a release store.
+pub fn make_ready(seg: &Segment) {
+    store_u32(seg, OFF_STATE, 2);
+}
+
+/// Store `life` (FORMAT.md, "Removal") into the object in `seg`.
+pub fn set_life(seg: &Segment, word: u64) {
+    store_u64(seg, OFF_LIFE, word);
+}
+
+/// A `life` word: `state` (1 COLLECTING, 2 REMOVING) by process `pid`
+/// started at `start`.
+pub fn life_word(state: u64, pid: i32, start: u64) -> u64 {
+    state | ((pid as u64 & 0x3f_ffff) << 2) | ((start & ((1 << 40) - 1)) << 24)
+}
+
+fn store_u32(seg: &Segment, at: usize, value: u32) {
+    assert!(at + 4 <= seg.len() && at.is_multiple_of(4));
+    // SAFETY: an aligned word inside the read-write attachment, which stays
+    // mapped while `seg` lives; other processes access it atomically only.
+    let word = unsafe { std::sync::atomic::AtomicU32::from_ptr(seg.as_ptr().add(at).cast()) };
+    word.store(value, std::sync::atomic::Ordering::Release);
+}
+
+fn store_u64(seg: &Segment, at: usize, value: u64) {
+    assert!(at + 8 <= seg.len() && at.is_multiple_of(8));
+    // SAFETY: as in store_u32.
+    let word = unsafe { std::sync::atomic::AtomicU64::from_ptr(seg.as_ptr().add(at).cast()) };
+    word.store(value, std::sync::atomic::Ordering::Release);
+}
+
+/// This process's start time (field 22 of /proc/self/stat).
+pub fn own_start_time() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("read /proc/self/stat");
+    let after = stat.rsplit_once(')').expect("a stat line").1;
+    after
+        .split_whitespace()
+        .nth(19)
+        .expect("field 22")
+        .parse()
+        .unwrap()
+}
+
+/// The pid of a process that has exited (and been reaped).
+pub fn dead_pid() -> i32 {
+    let mut child = std::process::Command::new("true")
+        .spawn()
+        .expect("run true");
+    let pid = child.id() as i32;
+    child.wait().expect("reap true");
+    pid
+}
+
+/// Another program's segment at key `raw`: 4096 bytes that start with text.
+pub fn squat(raw: i32) -> (Segment, super::SegGuard) {
+    let seg = Segment::options()
+        .size(4096)
+        .create(true)
+        .exclusive(true)
+        .open(Key::new(raw).unwrap())
+        .expect("create a foreign segment");
+    let guard = super::SegGuard(seg.id());
+    seg.write_at(0, b"another program's segment")
+        .expect("write it");
+    (seg, guard)
+}
+
+/// A name whose 8 keys hold, in order: a claim of the name by a live
+/// creator (this process), a segment whose state shows but not its magic
+/// (its creator, this process, alive), a claim whose creator died, four
+/// segments of another program, and at the last key the name's object, a
+/// cell holding `value`. What a look must do at each: wait for nothing
+/// while the object exists, skip a segment without the magic at once, pass
+/// over the dead claim and the other programs' segments.
+pub struct Crowded {
+    /// The object at the last key.
+    pub cell: shmstore::SharedCell<[u64; 4]>,
+    pub planted: Vec<(Segment, super::SegGuard)>,
+    pub guard: NameGuard,
+}
+
+pub fn crowded(name: &str, value: [u64; 4]) -> Crowded {
+    let guard = NameGuard::of(name);
+    let image = cell_image(name, [0; 4]);
+    let keys: Vec<i32> = (0..NAME_PROBES).map(|i| documented_key(name, i)).collect();
+    let last = keys.len() - 1;
+    let squatters: Vec<_> = keys[..last].iter().map(|&k| squat(k)).collect();
+    let cell = shmstore::SharedCell::<[u64; 4]>::options()
+        .remove_on_drop(true)
+        .create(Key::named(name).unwrap(), value)
+        .expect("create the object at the last key");
+    assert_eq!(
+        objects_of(name),
+        vec![cell.id()],
+        "the object at the last key"
+    );
+    assert_eq!(
+        cell.info().unwrap().key.raw(),
+        keys[last],
+        "the object at the last key"
+    );
+    let mut planted = Vec::new();
+    for (i, squatter) in squatters.into_iter().enumerate() {
+        if i > 2 {
+            planted.push(squatter);
+            continue;
+        }
+        drop(squatter);
+        planted.push(match i {
+            0 => plant(keys[0], &image, true, 1),
+            1 => plant(keys[1], &image, false, 1),
+            _ => plant(keys[2], &with_creator(&image, dead_pid(), 1), true, 1),
+        });
+    }
+    Crowded {
+        cell,
+        planted,
+        guard,
+    }
+}

@@ -33,6 +33,14 @@ pub fn root() -> &'static Path {
 /// fresh temporary directory, or print why the test is skipped and return
 /// `None` when there is no gcc.
 pub fn compile(test: &str, programs: &[&str]) -> Option<Programs> {
+    compile_with(test, programs, &[])
+}
+
+/// As [`compile`], with each of `defines` (`NAME=VALUE`) passed to gcc as
+/// `-D`: the header's compile-time settings (`SHMSTORE_TRUST_USER`,
+/// `SHMSTORE_INIT_TIMEOUT_MS`...). `test` names the directory: give each
+/// set of settings its own.
+pub fn compile_with(test: &str, programs: &[&str], defines: &[&str]) -> Option<Programs> {
     let has_gcc = Command::new("gcc")
         .arg("--version")
         .output()
@@ -60,6 +68,7 @@ pub fn compile(test: &str, programs: &[&str]) -> Option<Programs> {
                 "-o",
             ])
             .arg(built.exe(program))
+            .args(defines.iter().map(|d| format!("-D{d}")))
             .arg(&source)
             .output()
             .expect("run gcc");
@@ -96,6 +105,9 @@ pub fn run(programs: &Programs, program: &str, args: &[&str]) -> Output {
     let stdout = drain(child.stdout.take().expect("piped stdout"));
     let stderr = drain(child.stderr.take().expect("piped stderr"));
     let deadline = Instant::now() + PROGRAM_WAIT;
+    // Looks from 1 ms apart up to 20 ms apart: few wake-ups of this
+    // process while a long run (a reader that must keep up) uses the CPUs.
+    let mut pause = Duration::from_millis(1);
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait for the program") {
             break status;
@@ -105,7 +117,8 @@ pub fn run(programs: &Programs, program: &str, args: &[&str]) -> Output {
             let _ = child.wait();
             panic!("{program} {args:?} ran for more than {PROGRAM_WAIT:?}: killed it");
         }
-        std::thread::sleep(Duration::from_millis(1));
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
     };
     Output {
         status,

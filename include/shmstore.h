@@ -1586,7 +1586,7 @@ static inline size_t shmstore_region_capacity(const struct shmstore_object *obj)
  * `current` named: publishes that write other buffers meanwhile do not
  * matter. A copy whose buffer was rewritten is thrown away (counted in the
  * object's `retries`) and made again, from the new `current`; with `n`
- * buffers, one survives the `n - 2` publishes FORMAT.md promises, and
+ * buffers, one survives the `n - 1` publishes FORMAT.md promises, and
  * any number if the writer's reuse grace is longer than the copy. If
  * `current` still names the buffer that no longer holds its version, the
  * control block was scribbled on: SHMSTORE_ECORRUPT, not a retry. The bytes

@@ -513,7 +513,8 @@ impl fmt::Display for Error {
             ),
             Error::PinsExhausted { slots } => write!(
                 f,
-                "all {slots} reader pins are in use; drop guards sooner or read from fewer threads at once"
+                "all {slots} reader pins held a guard for a second; drop guards sooner or read from \
+                 fewer threads at once"
             ),
             Error::Removed { id } => write!(
                 f,

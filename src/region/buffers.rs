@@ -36,10 +36,11 @@
 //! that moved `current` off `b` included (an earlier publish, ordered by
 //! the lock): `current` no longer reads the word first loaded, which never
 //! comes back (versions only grow); so an unchanged `current` there is a
-//! scribble. A copy is thus thrown away only when its own buffer was rewritten,
-//! not whenever another commit moved `current`: with `n` buffers and no
-//! pins, a copy survives `n - 2` commits made while it runs, and any number
-//! once a reuse grace at least as long as the copy is set.
+//! scribble. A copy is thus thrown away only when its own buffer was
+//! rewritten, not whenever another commit moved `current`: with `n` buffers
+//! and no pins, a copy survives `n - 1` commits made while it runs (its
+//! buffer is the `n`-th to be reused after it), and any number once a reuse
+//! grace at least as long as the copy is set.
 //!
 //! **In-place readers** pin (`pin_slot.rs`): no writer chooses a pinned
 //! buffer, so a pinned archive does not change while it is read.

@@ -76,7 +76,7 @@ impl<T: Archive> Options<T, RegionSettings> {
     /// publish of this handle writes it again. Readers that copy (read-only
     /// attachments, the C and Python readers) start a copy again when its
     /// buffer is rewritten meanwhile; with `n` buffers a copy survives
-    /// `n - 2` publishes made while it runs, and with a grace at least as
+    /// `n - 1` publishes made while it runs, and with a grace at least as
     /// long as the copy takes it always survives. The cost is the writer's:
     /// once every free buffer stopped being current less than the grace
     /// ago, a publish sleeps until one did, so publishes come at most `n -

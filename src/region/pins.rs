@@ -47,7 +47,7 @@ pub(crate) struct Lease {
 
 /// How long a reader that finds every slot pinned waits for one to be
 /// unpinned before it reports [`Error::PinsExhausted`].
-const SLOT_WAIT: Duration = Duration::from_millis(50);
+const SLOT_WAIT: Duration = Duration::from_secs(1);
 
 /// A buffer (of `count`) that is neither `current` nor pinned by a live
 /// reader, nor within its reuse grace (`grace_left`), waiting up to

@@ -125,6 +125,11 @@ pub fn look(key: Key, name: &str, options: &Common, read_only: bool) -> Result<S
             Some((STATE_READY, true)) => return Ok(Seen::Object(seg)),
             Some((_, true)) => {
                 let (pid, alive) = claimant_alive(h);
+                // A creator can publish READY and exit between the load of
+                // the state and the judgement that finds it dead.
+                if !alive && h.state.load(Acquire) == STATE_READY {
+                    continue;
+                }
                 return Ok(Seen::Claim { seg, pid, alive });
             }
             Some((_, false)) => return Ok(Seen::Other { uid: info.uid }),

@@ -174,6 +174,7 @@ pub fn remove_prefix(prefix: &str) -> Result<Vec<(Object, Result<()>)>> {
         .into_iter()
         .filter(|o| o.name().is_some_and(|n| n.starts_with(prefix)) && !o.info.marked_for_removal)
         .filter_map(|o| {
+            crate::crash::point("remove.after_list");
             let seg = match attach_for_removal(o.info.id) {
                 Ok(seg) => seg,
                 Err(Error::IdNotFound { .. }) => return None,
@@ -259,6 +260,7 @@ pub enum Collection {
 /// keeps it.
 pub fn collect(id: i32, prefix: Option<&str>) -> Result<Collection> {
     let euid = proc::euid();
+    crate::crash::point("gc.after_list");
     let seg = match Segment::options().allow_foreign_owner(true).attach_id(id) {
         Ok(seg) => seg,
         Err(Error::IdNotFound { .. }) => return Ok(Collection::Kept("gone".into())),

@@ -22,8 +22,10 @@ pub const STEPS: &[&str] = &[
     "create.after_mutex",
     "create.after_value",
     "replace.after_judge",
+    "remove.after_list",
     "remove.after_mark",
     "remove.finish",
+    "gc.after_list",
     "gc.after_judge",
     "gc.after_mark",
     // A cell's store (cell/ring.rs).

@@ -513,7 +513,7 @@ fn gc_cmd(name: &str) -> Command {
 /// object usable.
 #[test]
 fn collectors_stopped_or_killed_while_a_supervisor_opens() {
-    for step in ["gc.after_judge", "gc.after_mark"] {
+    for step in ["gc.after_list", "gc.after_judge", "gc.after_mark"] {
         let name = fresh_name("gc-kept");
         let _names = NameGuard::of(&name);
         garbage_named(&name);
@@ -548,8 +548,8 @@ fn collectors_stopped_or_killed_while_a_supervisor_opens() {
             .iter()
             .all(|s| s.id != id)
     );
-    // Killed at either step: the object stays, and opens.
-    for step in ["gc.after_judge", "gc.after_mark"] {
+    // Killed at any step: the object stays, and opens.
+    for step in ["gc.after_list", "gc.after_judge", "gc.after_mark"] {
         let name = fresh_name("gc-killed");
         let _names = NameGuard::of(&name);
         garbage_named(&name);
@@ -561,6 +561,28 @@ fn collectors_stopped_or_killed_while_a_supervisor_opens() {
         cell.store(7).unwrap();
         assert_eq!(the_object(&name).load(), 7, "{step}");
     }
+}
+
+/// `remove --prefix` killed after listing removes nothing; stopped there
+/// while an object under the prefix is renamed away (removed, and another
+/// made at its id is not under the prefix: see `tests/reused_ids.rs` for
+/// the id itself) or stays, it removes exactly what is under the prefix
+/// when it goes on.
+#[test]
+fn prefix_removers_killed_or_stopped_after_listing() {
+    let prefix = fresh_name("prefix");
+    let (a, b) = (format!("{prefix}/a"), format!("{prefix}/b"));
+    let (_ga, _gb) = (NameGuard::of(&a), NameGuard::of(&b));
+    let cell_a = SharedCell::<u64>::create(Key::named(&a).unwrap(), 1).unwrap();
+    let cell_b = SharedCell::<u64>::create(Key::named(&b).unwrap(), 2).unwrap();
+    let p = format!("{prefix}/");
+    run_killed(command(&["remove", "--prefix", &p]), "remove.after_list");
+    assert!(!cell_a.is_removed().unwrap() && !cell_b.is_removed().unwrap());
+    let mut remover = start_stopped(command(&["remove", "--prefix", &p]), "remove.after_list");
+    cell_a.remove().unwrap();
+    resume(&remover);
+    remover.wait();
+    assert!(cell_b.is_removed().unwrap(), "what stayed under the prefix");
 }
 
 /// Each step of the life of an object, and the tests that kill a process
@@ -607,6 +629,12 @@ const STEPS: &[(&str, &str, &str)] = &[
         "replacers_stopped_or_killed_after_judging",
     ),
     (
+        "remove.after_list",
+        "prefix_removers_killed_or_stopped_after_listing",
+        "prefix_removers_killed_or_stopped_after_listing, \
+         reused_ids::a_reused_id_is_never_removed_by_gc_or_prefix_removal",
+    ),
+    (
         "remove.after_mark",
         "removers_stopped_or_killed_after_marking",
         "removers_stopped_or_killed_after_marking",
@@ -615,6 +643,12 @@ const STEPS: &[(&str, &str, &str)] = &[
         "remove.finish",
         "removers_stopped_or_killed_after_marking",
         "finishers_stopped_before_removing",
+    ),
+    (
+        "gc.after_list",
+        "collectors_stopped_or_killed_while_a_supervisor_opens",
+        "collectors_stopped_or_killed_while_a_supervisor_opens, \
+         reused_ids::a_reused_id_is_never_removed_by_gc_or_prefix_removal",
     ),
     (
         "gc.after_judge",

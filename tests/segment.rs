@@ -737,7 +737,10 @@ fn create_of_mode_000_gives_the_creator_its_attachment() {
     // (IPC_STAT needs read permission, which the mode denies to all but
     // root: the kernel's list tells.)
     let listed = shmstore::list_segments().unwrap();
-    assert_eq!(listed.iter().find(|s| s.id == seg.id()).unwrap().mode, 0o000);
+    assert_eq!(
+        listed.iter().find(|s| s.id == seg.id()).unwrap().mode,
+        0o000
+    );
     seg.write_at(0, b"mine").unwrap();
     if !is_root() {
         eprintln!("skipped: the ordinary user's side needs root to become one");

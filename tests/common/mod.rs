@@ -150,8 +150,10 @@ pub const LIFE_STEPS: &[&str] = &[
     "create.after_mutex",
     "create.after_value",
     "replace.after_judge",
+    "remove.after_list",
     "remove.after_mark",
     "remove.finish",
+    "gc.after_list",
     "gc.after_judge",
     "gc.after_mark",
 ];

@@ -96,8 +96,9 @@
 //!
 //! `create.before_shmget`, `create.after_shmget`, `create.after_claim`,
 //! `create.after_scan`, `create.after_header`, `create.after_mutex`,
-//! `create.after_value`, `replace.after_judge`, `remove.after_mark`,
-//! `remove.finish`, `gc.after_judge`, `gc.after_mark` (`src/crash.rs`);
+//! `create.after_value`, `replace.after_judge`, `remove.after_list`,
+//! `remove.after_mark`, `remove.finish`, `gc.after_list`, `gc.after_judge`,
+//! `gc.after_mark` (`src/crash.rs`);
 //! `tests/life.rs` kills and stops a process at each and checks what holds.
 //! `tests/loom_life.rs` models the claim rule and the collection.
 //!

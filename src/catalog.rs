@@ -2,12 +2,11 @@
 //! described, found by name as the library finds it, removed (by prefix
 //! too) and collected when nobody uses them (`shmstore gc`), each judged and
 //! removed on one attachment. Public through [`inspect`](crate::inspect).
-#![allow(unsafe_code)]
 
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
 
 use crate::error::{Error, Result};
-use crate::format::{self, HEADER_SIZE, Kind, MAGIC, REGION_CONTROL_SIZE, RegionControl};
+use crate::format::{Kind, MAGIC};
 use crate::inspect::{Description, describe_segment};
 use crate::key::Key;
 use crate::region::pin_slot::{STARTED, buffer_of, pid_of};
@@ -192,20 +191,14 @@ pub fn remove_prefix(prefix: &str) -> Result<Vec<(Object, Result<()>)>> {
 /// Which of the processes the header of `seg` names still run; `None` if
 /// it is not a shmstore segment.
 pub fn liveness(seg: &Segment) -> Option<Liveness> {
-    // SAFETY: the attachment's pointer and length, mapped while `seg` lives,
-    // which outlives every use of the header here.
-    let h = unsafe { format::header_at(seg.as_ptr(), seg.len()) }.ok()?;
+    let h = look::header(seg)?;
     if h.magic.load(Acquire) != MAGIC {
         return None;
     }
     let creator = Creator::of(seg).ok()?;
     let mut readers = Vec::new();
-    let region = h.kind.load(Relaxed) == Kind::Region as u32
-        && seg.len() >= HEADER_SIZE + REGION_CONTROL_SIZE;
-    if region {
-        // SAFETY: the control block lies inside the attachment (checked),
-        // 64-aligned after the 512-byte header; atomics only.
-        let ctl = unsafe { &*seg.as_ptr().add(HEADER_SIZE).cast::<RegionControl>() };
+    let ctl = look::region_control(seg).filter(|_| h.kind.load(Relaxed) == Kind::Region as u32);
+    if let Some(ctl) = ctl {
         for pin in &ctl.pins {
             let w = pin.word.load(Acquire);
             let pid = pid_of(w);
@@ -298,35 +291,21 @@ pub fn collect(id: i32, prefix: Option<&str>) -> Result<Collection> {
     })
 }
 
-/// The value a cell's segment holds now, with its version: the bytes of the
-/// committed slot, copied as readers copy (`cell/ring.rs`). `None` if `seg`
-/// is not a valid cell.
+/// The value a cell's segment holds now, with its version, read through
+/// a store as handles read (`cell/ring.rs`), on an attachment of its own
+/// (read-only, whoever owns it; `seg` keeps the id from naming another
+/// segment meanwhile). `None` if `seg` is not a valid cell.
 pub fn cell_value(seg: &Segment) -> Option<(u64, Vec<u8>)> {
-    // SAFETY: the attachment's pointer and length, mapped while `seg` lives.
-    let h = unsafe { format::header_at(seg.as_ptr(), seg.len()) }.ok()?;
-    let valid = format::validate(h, seg.len()).ok()?;
-    if valid.kind != Kind::Cell {
+    let own = Segment::options()
+        .read_only(true)
+        .allow_foreign_owner(true)
+        .attach_id(seg.id())
+        .ok()?;
+    let store = Store::open_untyped(Memory::Segment(own)).ok()?;
+    if store.kind() != Kind::Cell {
         return None;
     }
-    let layout = valid.layout;
-    let mut out = vec![0u8; layout.value_size];
-    let version = crate::cell::ring::read::<crate::sync::atomic::Std>(
-        &h.seq,
-        &h.writing,
-        layout.slot_count as u64,
-        |slot| {
-            // SAFETY: validate checked that every slot lies inside the
-            // attachment; a slot is value_size bytes rounded up to 8 at an
-            // 8-aligned offset; `out` holds value_size bytes.
-            unsafe {
-                crate::sync::copy::load_bytes(
-                    seg.as_ptr()
-                        .add(layout.data_offset + slot * layout.slot_stride),
-                    out.as_mut_ptr(),
-                    layout.value_size,
-                )
-            }
-        },
-    );
+    let mut out = vec![0u8; store.layout().value_size];
+    let version = store.read_cell(&mut out);
     Some((version, out))
 }

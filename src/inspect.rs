@@ -215,17 +215,19 @@ pub fn describe(bytes: &[u8], segment_len: usize) -> Description {
                 valid.type_extra
             ));
         }
-        if len < HEADER_SIZE + REGION_CONTROL_SIZE {
-            d.problem = Some("the snapshot does not reach the region's control block".into());
-        } else {
-            // SAFETY: the copy holds the whole control block after the
-            // 512-byte header (checked), 64-aligned (the copy is, and 512 is
-            // a multiple of 64); it consists of atomics, valid for any bytes.
-            let ctl = unsafe { &*ptr.add(HEADER_SIZE).cast::<RegionControl>() };
-            let state = region_state(ctl, layout.slot_count);
-            check_region(&state, &layout, &mut d.warnings);
-            d.version = state.current_version;
-            d.region = Some(state);
+        // SAFETY: `ptr` points to the `len` bytes of the private copy, which
+        // lives until the end of this function, longer than every use of
+        // the block.
+        match unsafe { format::region_control_at(ptr, len) } {
+            None => {
+                d.problem = Some("the snapshot does not reach the region's control block".into());
+            }
+            Some(ctl) => {
+                let state = region_state(ctl, layout.slot_count);
+                check_region(&state, &layout, &mut d.warnings);
+                d.version = state.current_version;
+                d.region = Some(state);
+            }
         }
     }
     d

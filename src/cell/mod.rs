@@ -106,15 +106,10 @@ impl<T: Pod, A: Access> SharedCell<T, A> {
     /// Copy the committed value to `out` (all `size_of::<T>()` bytes of it).
     #[inline]
     fn load_raw(&self, out: *mut T) {
-        let header = self.store.header();
-        let slots = self.store.layout().slot_count as u64;
-        ring::read::<Std>(&header.seq, &header.writing, slots, |slot| {
-            // SAFETY: the slot is one of the validated slots, 8-aligned and
-            // readable for size_of::<T>() (the validated value size) rounded
-            // up to 8 bytes; `out` is private memory of size_of::<T>() bytes
-            // (the callers' locals and references).
-            unsafe { copy::load_bytes(self.store.slot_ptr(slot), out.cast(), size_of::<T>()) }
-        });
+        // SAFETY: `out` is private memory of size_of::<T>() bytes (the
+        // callers' locals and references), the validated value size of this
+        // cell (its type was checked at open).
+        unsafe { self.store.read_cell_raw(out.cast(), size_of::<T>()) };
     }
 
     /// The number of values committed since the cell was created.

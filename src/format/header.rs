@@ -348,3 +348,26 @@ pub unsafe fn header_at<'a>(ptr: *const u8, len: usize) -> Result<&'a Header> {
     // and sound to share while others write them.
     Ok(unsafe { &*ptr.cast::<Header>() })
 }
+
+/// The region control block after the header at `ptr`, if `len` bytes
+/// there hold the header and the block; the one place its offset is
+/// derived.
+///
+/// # Safety
+/// As for [`header_at`].
+pub unsafe fn region_control_at<'a>(
+    ptr: *const u8,
+    len: usize,
+) -> Option<&'a super::region::RegionControl> {
+    use super::region::{REGION_CONTROL_SIZE, RegionControl};
+    if len < HEADER_SIZE + REGION_CONTROL_SIZE
+        || !(ptr as usize).is_multiple_of(align_of::<RegionControl>())
+    {
+        return None;
+    }
+    // SAFETY: the block lies within the `len` bytes (checked), at offset
+    // 512, a multiple of its alignment, from an aligned start (checked); it
+    // consists of atomics, valid for any bytes and sound to share while
+    // others write them; valid for 'a by the caller's promise.
+    Some(unsafe { &*ptr.add(HEADER_SIZE).cast::<RegionControl>() })
+}

@@ -106,6 +106,47 @@ impl Store {
         unsafe { &*self.base.as_ptr().cast::<Header>() }
     }
 
+    /// Open the memory as whatever shmstore object it validates as, with no
+    /// look at its type and no wait for its creator: for inspecting.
+    pub fn open_untyped(memory: Memory) -> Result<Store> {
+        // SAFETY: the pointer and length describe the backing memory, which
+        // lives as long as `memory`, and so as long as the header is used.
+        let h = unsafe { crate::format::header_at(memory.as_ptr(), memory.len()) }?;
+        let valid = crate::format::validate(h, memory.len())?;
+        Ok(Self::unarmed(memory, valid.kind, valid.layout))
+    }
+
+    /// Copy the value a cell holds now into `out` (at most the validated
+    /// value size), as readers copy (`cell/ring.rs`); its version.
+    pub fn read_cell(&self, out: &mut [u8]) -> u64 {
+        assert!(out.len() <= self.layout.value_size, "a cell's value");
+        // SAFETY: `out` is private memory of `out.len()` bytes, no more
+        // than the validated value size.
+        unsafe { self.read_cell_raw(out.as_mut_ptr(), out.len()) }
+    }
+
+    /// Copy the value a cell holds now to `out`, `len` bytes; its version.
+    ///
+    /// # Safety
+    /// `out` is valid for writes of `len` bytes, private to this thread,
+    /// and `len` is at most the validated value size; the store is a cell.
+    #[inline]
+    pub unsafe fn read_cell_raw(&self, out: *mut u8, len: usize) -> u64 {
+        let header = self.header();
+        let slots = self.layout.slot_count as u64;
+        crate::cell::ring::read::<crate::sync::atomic::Std>(
+            &header.seq,
+            &header.writing,
+            slots,
+            |slot| {
+                // SAFETY: the slot is one of the validated slots, 8-aligned and
+                // readable for the value size rounded up to 8 bytes, which
+                // covers `len`; `out` is the caller's, valid for `len` bytes.
+                unsafe { crate::sync::copy::load_bytes(self.slot_ptr(slot), out, len) }
+            },
+        )
+    }
+
     /// The control block after the header, for a store validated (or
     /// created) as a region.
     #[inline]
@@ -122,6 +163,11 @@ impl Store {
         // aligned to 64 after the 512-byte header and consists of atomics,
         // valid for any bytes.
         unsafe { &*self.base.as_ptr().add(HEADER_SIZE).cast::<RegionControl>() }
+    }
+
+    /// What the store holds, as validated.
+    pub fn kind(&self) -> Kind {
+        self.kind
     }
 
     /// The validated layout.

@@ -40,6 +40,14 @@ pub fn header(seg: &Segment) -> Option<&Header> {
     unsafe { format::header_at(seg.as_ptr(), seg.len()) }.ok()
 }
 
+/// The region control block of an attached segment, if it can hold one
+/// (whatever its header says).
+pub fn region_control(seg: &Segment) -> Option<&crate::format::RegionControl> {
+    // SAFETY: the attachment's pointer and length, mapped while `seg` lives,
+    // which outlives every use of the block made through it.
+    unsafe { format::region_control_at(seg.as_ptr(), seg.len()) }
+}
+
 /// What one key of a name holds.
 pub enum Seen {
     /// No segment.

@@ -89,6 +89,15 @@ pub enum Error {
         /// (`None` where the segment went away meanwhile).
         owners: Vec<Option<u32>>,
     },
+    /// The directory of a private namespace (`Key::named_in`) cannot be
+    /// used: it or its secret could be read or replaced by other users, or
+    /// it cannot be read.
+    Namespace {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// `ftok` could not use the path (it must exist and be accessible).
     KeyPath {
         /// The path given to `ftok`.
@@ -328,6 +337,12 @@ impl fmt::Display for Error {
                     })
                     .collect::<Vec<_>>()
                     .join(", ")
+            ),
+            Error::Namespace { dir, reason } => write!(
+                f,
+                "the private namespace in {} cannot be used: {reason}; keep the directory this \
+                 user's (or root's), not writable by others, and its secret readable by nobody else",
+                dir.display()
             ),
             Error::KeyPath { path, source } => write!(
                 f,

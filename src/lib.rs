@@ -71,7 +71,7 @@ pub mod loom_api {
 pub use cell::{CellOptions, CellReader, CellSettings, DEFAULT_CELL_SLOTS, SharedCell};
 pub use error::{Error, Limit, Result, Target};
 pub use format::{FORMAT_VERSION, Kind};
-pub use key::{Key, NAME_MAX, NAME_PROBES};
+pub use key::{Key, NAME_MAX, NAME_PROBES, SECRET_FILE};
 pub use region::{
     Publishable, Readable, RegionOptions, RegionReader, RegionRef, RegionSettings, SharedRegion,
 };

@@ -13,6 +13,11 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 
+mod namespace;
+mod siphash;
+
+pub use namespace::{SECRET_FILE, SECRET_LEN};
+
 /// The key that names a System V shared-memory segment.
 ///
 /// Two processes that use the same key reach the same segment. A key comes
@@ -31,7 +36,14 @@ use crate::error::{Error, Result};
 /// assert!(Key::new(0).is_err()); // 0 is IPC_PRIVATE
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Key(i32, Option<&'static str>);
+pub struct Key(i32, Option<&'static Name>);
+
+/// A name, and the secret of its private namespace, if it is in one.
+#[derive(PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct Name {
+    text: &'static str,
+    secret: Option<[u8; SECRET_LEN]>,
+}
 
 /// The longest name, in bytes of UTF-8.
 pub const NAME_MAX: usize = 128;
@@ -80,13 +92,46 @@ impl Key {
     /// ```
     pub fn named(name: &str) -> Result<Key> {
         check_name(name)?;
-        let name = intern(name);
+        let name = intern(name, None);
         Ok(Key(name_key(name, 0), Some(name)))
     }
 
-    /// The name, for a key made by [`Key::named`].
+    /// The key of an object named `name` in the private namespace of the
+    /// directory `dir`: as [`Key::named`], but the name's keys are derived
+    /// from a secret kept in `dir` (made there on first use, 16 random
+    /// bytes in [`SECRET_FILE`]), so that a user who cannot read it can
+    /// neither tell the name's keys nor take them to deny the name. `dir`
+    /// must belong to this user or root and not be writable by others; the
+    /// secret must not be readable by others (a group that may read `dir`
+    /// may read it: share a namespace with a group that way). Every process
+    /// that uses the name must use the same directory (FORMAT.md, "Names in
+    /// a private namespace").
+    ///
+    /// ```
+    /// use shmstore::{Key, SharedCell};
+    /// # let dir = std::env::temp_dir().join(format!("shmstore-doc-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir)?;
+    /// # use std::os::unix::fs::PermissionsExt;
+    /// # std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+    ///
+    /// let key = Key::named_in(&dir, "acme/config")?;
+    /// assert_ne!(key.raw(), Key::named("acme/config")?.raw());
+    /// let cell = SharedCell::<u64>::create(key, 7)?;
+    /// assert_eq!(SharedCell::<u64>::open(Key::named_in(&dir, "acme/config")?)?.load(), 7);
+    /// cell.remove()?;
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn named_in(dir: impl AsRef<Path>, name: &str) -> Result<Key> {
+        check_name(name)?;
+        let secret = namespace::secret(dir.as_ref())?;
+        let name = intern(name, Some(secret));
+        Ok(Key(name_key(name, 0), Some(name)))
+    }
+
+    /// The name, for a key made by [`Key::named`] or [`Key::named_in`].
     pub fn name(self) -> Option<&'static str> {
-        self.1
+        self.1.map(|n| n.text)
     }
 
     /// The keys a named object may be at, in the order they are tried: the
@@ -159,7 +204,11 @@ impl Key {
 impl fmt::Display for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.1 {
-            Some(name) => write!(f, "{name:?} ({:#010x})", self.0 as u32),
+            Some(Name {
+                text,
+                secret: Some(_),
+            }) => write!(f, "{text:?} (private namespace, {:#010x})", self.0 as u32),
+            Some(Name { text, .. }) => write!(f, "{text:?} ({:#010x})", self.0 as u32),
             None => write!(f, "{:#010x}", self.0 as u32),
         }
     }
@@ -189,27 +238,46 @@ pub(crate) fn check_name(name: &str) -> Result<()> {
 /// project id below 0x80. The probe byte comes first, so that the states
 /// of two names' hashes differ from the first byte on for every probe: two
 /// names whose key 0 collide do not collide on their other keys.
-pub(crate) fn name_key(name: &str, i: u8) -> i32 {
+///
+/// In a private namespace, key `i` is the low 32 bits of SipHash-2-4, under
+/// the namespace's secret, of the same bytes, with the top bit set.
+pub(crate) fn name_key(name: &Name, i: u8) -> i32 {
+    let h: u32 = match &name.secret {
+        None => fnv_key(name.text, i),
+        Some(secret) => {
+            let mut bytes = Vec::with_capacity(10 + name.text.len());
+            bytes.push(i);
+            bytes.extend_from_slice(b"shmstore:");
+            bytes.extend_from_slice(name.text.as_bytes());
+            siphash::siphash24(secret, &bytes) as u32
+        }
+    };
+    (h | 0x8000_0000) as i32
+}
+
+/// 32-bit FNV-1a over the byte `i`, `shmstore:` and the name's bytes.
+fn fnv_key(name: &str, i: u8) -> u32 {
     let mut h: u32 = 0x811c_9dc5;
     for b in [i].iter().chain(b"shmstore:").chain(name.as_bytes()) {
         h ^= u32::from(*b);
         h = h.wrapping_mul(0x0100_0193);
     }
-    (h | 0x8000_0000) as i32
+    h
 }
 
-/// The one `&'static` copy of `name` in this process (names are few: each
-/// distinct name is kept once).
-fn intern(name: &str) -> &'static str {
+/// The one `&'static` copy of `name` (in the namespace of `secret`) in
+/// this process (names are few: each distinct one is kept once).
+fn intern(name: &str, secret: Option<[u8; SECRET_LEN]>) -> &'static Name {
     use std::collections::HashSet;
     use std::sync::Mutex;
-    static NAMES: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
+    static NAMES: Mutex<Option<HashSet<&'static Name>>> = Mutex::new(None);
     let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
     let names = names.get_or_insert_with(HashSet::new);
-    if let Some(known) = names.get(name) {
+    if let Some(known) = names.iter().find(|n| n.text == name && n.secret == secret) {
         return known;
     }
-    let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
+    let text: &'static str = Box::leak(name.to_owned().into_boxed_str());
+    let leaked: &'static Name = Box::leak(Box::new(Name { text, secret }));
     names.insert(leaked);
     leaked
 }
@@ -239,7 +307,7 @@ mod tests {
     fn names_make_keys_with_the_top_bit_set() {
         let k = Key::named("acme/config").unwrap();
         assert_eq!(k.name(), Some("acme/config"));
-        assert_eq!(k.raw(), name_key("acme/config", 0));
+        assert_eq!(k.raw(), (fnv_key("acme/config", 0) | 0x8000_0000) as i32);
         assert!(k.raw() < 0, "top bit set");
         let keys: Vec<i32> = k.candidates().map(Key::raw).collect();
         assert_eq!(keys.len(), NAME_PROBES as usize);
@@ -263,13 +331,13 @@ mod tests {
         let (a, b) = (0u32..)
             .find_map(|n| {
                 let name = format!("n{n}");
-                let k0 = name_key(&name, 0);
+                let k0 = fnv_key(&name, 0);
                 seen.insert(k0, name.clone()).map(|other| (other, name))
             })
             .unwrap();
-        assert_eq!(name_key(&a, 0), name_key(&b, 0));
+        assert_eq!(fnv_key(&a, 0), fnv_key(&b, 0));
         let same = (1..NAME_PROBES)
-            .filter(|&i| name_key(&a, i) == name_key(&b, i))
+            .filter(|&i| fnv_key(&a, i) == fnv_key(&b, i))
             .count();
         assert_eq!(same, 0, "{a:?} and {b:?} collide beyond key 0");
     }

@@ -1,0 +1,148 @@
+//! Private namespaces of names: a directory that holds a secret, from which
+//! the keys of its names are derived (`Key::named_in`, FORMAT.md, "Names in
+//! a private namespace").
+//!
+//! The keys of a name made by `Key::named` are a function of the name
+//! alone: any local user can compute them and take all of them, so that the
+//! name cannot be made (`Error::NameTaken`). In a private namespace the keys
+//! are SipHash-2-4 of the name under a 16-byte secret kept in
+//! `DIR/shmstore.secret`: a user who cannot read that file cannot tell a
+//! name's keys, nor compute them from other keys it sees in `ipcs -m`, so it
+//! cannot take them. The directory must not be writable by other users (one
+//! could otherwise put its own secret there), and the secret must not be
+//! readable by them: both are checked at every use.
+//!
+//! The secret is made on first use: 16 bytes of `/dev/urandom` written to a
+//! file of this process's own, then linked to its name, which fails if
+//! another process got there first (its secret is then the one read), so
+//! the file is never seen half written.
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::sys::proc;
+
+/// The secret's file, in the namespace's directory.
+pub const SECRET_FILE: &str = "shmstore.secret";
+
+/// The bytes of a secret.
+pub const SECRET_LEN: usize = 16;
+
+fn refuse(dir: &Path, reason: impl Into<String>) -> Error {
+    Error::Namespace {
+        dir: dir.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+/// Whether this process trusts a file or directory of user `uid`: its own,
+/// or root's.
+fn trusted(uid: u32) -> bool {
+    uid == proc::euid() || uid == 0
+}
+
+/// The secret of the namespace in `dir`, made if it has none yet.
+pub fn secret(dir: &Path) -> Result<[u8; SECRET_LEN]> {
+    let meta = fs::metadata(dir).map_err(|e| refuse(dir, e.to_string()))?;
+    if !meta.is_dir() {
+        return Err(refuse(dir, "it is not a directory"));
+    }
+    if !trusted(meta.uid()) {
+        return Err(refuse(
+            dir,
+            format!("it belongs to uid {}, not to this user or root", meta.uid()),
+        ));
+    }
+    if meta.mode() & 0o002 != 0 {
+        return Err(refuse(
+            dir,
+            "other users may write it (and so put a secret of theirs there): chmod o-w",
+        ));
+    }
+    let path = dir.join(SECRET_FILE);
+    for _ in 0..4 {
+        match read(dir, &path)? {
+            Some(secret) => return Ok(secret),
+            None => make(dir, &path, meta.mode() & 0o040 != 0)?,
+        }
+    }
+    Err(refuse(
+        dir,
+        "its secret came and went while it was read; try again",
+    ))
+}
+
+/// The secret in `path`, if the file exists; checked: this user's or root's,
+/// no access for other users, exactly [`SECRET_LEN`] bytes.
+fn read(dir: &Path, path: &Path) -> Result<Option<[u8; SECRET_LEN]>> {
+    let mut file = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(refuse(dir, format!("{SECRET_FILE}: {e}"))),
+    };
+    let meta = file
+        .metadata()
+        .map_err(|e| refuse(dir, format!("{SECRET_FILE}: {e}")))?;
+    if !trusted(meta.uid()) {
+        return Err(refuse(
+            dir,
+            format!("{SECRET_FILE} belongs to uid {}", meta.uid()),
+        ));
+    }
+    if meta.mode() & 0o007 != 0 {
+        return Err(refuse(
+            dir,
+            format!("other users may read {SECRET_FILE}: chmod o-rwx"),
+        ));
+    }
+    let mut bytes = Vec::with_capacity(SECRET_LEN + 1);
+    Read::by_ref(&mut file)
+        .take(SECRET_LEN as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| refuse(dir, format!("{SECRET_FILE}: {e}")))?;
+    let secret: [u8; SECRET_LEN] = bytes.as_slice().try_into().map_err(|_| {
+        refuse(
+            dir,
+            format!("{SECRET_FILE} has {} bytes, not {SECRET_LEN}", bytes.len()),
+        )
+    })?;
+    Ok(Some(secret))
+}
+
+/// Make the secret: random bytes in a file of this process's, linked to
+/// `path` unless another process made it first. Readable by the
+/// directory's group if the directory is.
+fn make(dir: &Path, path: &Path, group: bool) -> Result<()> {
+    let mut secret = [0u8; SECRET_LEN];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut secret))
+        .map_err(|e| refuse(dir, format!("/dev/urandom: {e}")))?;
+    let tmp: PathBuf = dir.join(format!(
+        ".{SECRET_FILE}.{}.{}",
+        proc::own_pid(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ));
+    let mode = if group { 0o640 } else { 0o600 };
+    let written = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .and_then(|mut f| {
+            // The mode asked for, whatever the umask took away.
+            f.set_permissions(fs::Permissions::from_mode(mode))?;
+            f.write_all(&secret)?;
+            f.sync_all()
+        });
+    let linked = written.and_then(|()| match fs::hard_link(&tmp, path) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        other => other,
+    });
+    let _ = fs::remove_file(&tmp);
+    linked.map_err(|e| refuse(dir, format!("making {SECRET_FILE}: {e}")))
+}

@@ -52,17 +52,18 @@ pub fn attach(arg: &str, trust: &Trust, purpose: Purpose) -> Result<Segment, Fai
             Err(e) => Err(e.into()),
         };
     }
-    match either(&|ro| inspect::locate(arg, trust, ro)) {
+    let key = Key::named(arg)?;
+    match either(&|ro| inspect::locate(key, trust, ro)) {
         Ok(seg) => Ok(seg),
         Err(Error::NotFound { .. }) => Err(format!(
             "no object is named {} (`shmstore list` shows the names; ids are decimal, keys \
              0x...){}",
             clean(arg),
-            held_by(arg)
+            held_by(key)
         )
         .into()),
         Err(e @ (Error::ForeignOwner { .. } | Error::PermissionDenied { .. })) => {
-            Err(format!("{}{}", clean(&e.to_string()), held_by(arg)).into())
+            Err(format!("{}{}", clean(&e.to_string()), held_by(key)).into())
         }
         Err(e) => Err(e.into()),
     }
@@ -107,10 +108,10 @@ fn no_such_id(id: i32) -> Failure {
     Error::IdNotFound { id }.into()
 }
 
-/// Who holds segments named `name` at its keys, for an error that lets the
-/// operator choose whom to trust.
-fn held_by(name: &str) -> String {
-    let Ok(found) = inspect::claimants(name) else {
+/// Who holds segments of the name of `key` at its keys, for an error that
+/// lets the operator choose whom to trust.
+fn held_by(key: Key) -> String {
+    let Ok(found) = inspect::claimants(key) else {
         return String::new();
     };
     if found.is_empty() {

@@ -30,8 +30,8 @@
  * shmstore_error); shmstore_strerror() says what a code means. The object
  * keeps what the last failure was about: `sys_call` and `sys_errno` for
  * SHMSTORE_ESYSTEM (errno is left set too), `detail` and `detail_value`
- * for a refused header, `uid`, `cuid` and `gid` for a segment of a user it
- * does not trust, also after a failed open.
+ * for a refused header or namespace, `uid`, `cuid` and `gid` for a segment
+ * of a user it does not trust, also after a failed open.
  *
  * The format is little-endian; this header refuses to compile on a
  * big-endian target. Define SHMSTORE_INIT_TIMEOUT_MS before including it to
@@ -48,12 +48,22 @@
  * user id to also trust that user, SHMSTORE_TRUST_GROUP to a group id to
  * also trust the members of that group in a segment of that group, or
  * SHMSTORE_ALLOW_FOREIGN_OWNER to 1 to open any user's segments.
+ *
+ * A name that shmstore made in a private namespace (`Key::named_in(dir,
+ * name)`), whose keys come from a secret other users cannot read, is
+ * opened with shmstore_open_name_in(dir, name, &obj). The directory must be
+ * this user's or root's and not writable by others, and its secret
+ * (dir/shmstore.secret) this user's or root's, of no access to others and
+ * 16 bytes; else the namespace is refused (SHMSTORE_ENAMESPACE, `detail`
+ * saying why and what to change). This header reads the secret and never
+ * makes it: a directory without one holds no object (SHMSTORE_ENOTFOUND).
  */
 #ifndef SHMSTORE_H
 #define SHMSTORE_H
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <sched.h>
@@ -61,11 +71,13 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <poll.h>
 #include <sys/ipc.h>
 #include <sys/shm.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -107,6 +119,10 @@ _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2,
 /* The first eight bytes of every segment: "shmstore", little-endian. */
 #define SHMSTORE_MAGIC UINT64_C(0x65726f74736d6873)
 
+/* The file of a private namespace's secret, in its directory (FORMAT.md,
+ * "Names in a private namespace"). */
+#define SHMSTORE_SECRET_FILE "shmstore.secret"
+
 /* A region's `type_extra` when its archives are in the rkyv format FORMAT.md
  * ("Region archives") describes: rkyv 0.8, little-endian, 32-bit relative
  * pointers and lengths, aligned. A program that decodes archives by those
@@ -119,6 +135,7 @@ enum {
     SHMSTORE_TYPE_NAME_MAX = 128,
     SHMSTORE_NAME_MAX = 128,
     SHMSTORE_NAME_PROBES = 8,
+    SHMSTORE_SECRET_LEN = 16,
     SHMSTORE_MUTEX_ROOM = 64,
     SHMSTORE_MIN_SLOTS = 2,
     SHMSTORE_MAX_SLOTS = 64,
@@ -460,6 +477,12 @@ enum shmstore_error {
      * runs (its pid in detail_value), which did not finish within the
      * timeout. */
     SHMSTORE_EBUSY = 14,
+    /* A private namespace refused: its directory or its secret is another
+     * user's (not root's), others may write the directory or use the
+     * secret, the secret is not 16 bytes, or either cannot be looked at
+     * (sys_call and sys_errno say why); `detail` says which, and the
+     * remedy. */
+    SHMSTORE_ENAMESPACE = 15,
 };
 
 /* A sentence for each error code. */
@@ -499,6 +522,9 @@ static inline const char *shmstore_strerror(int code)
                "or SHMSTORE_TRUST_GROUP to it, or SHMSTORE_ALLOW_FOREIGN_OWNER to 1";
     case SHMSTORE_EBUSY:
         return "the object is being removed or collected by a process that still runs";
+    case SHMSTORE_ENAMESPACE:
+        return "the private namespace is refused: its directory or its secret is not safe to "
+               "use, or cannot be read (see detail)";
     default:
         return "unknown shmstore error";
     }
@@ -1221,6 +1247,14 @@ static inline int shmstore_name_is_valid(const char *name, size_t len)
     return 1;
 }
 
+/* A name's key: `h` with its top bit set, as a (negative) key_t, h - 2^32,
+ * computed without an out-of-range conversion. */
+static inline key_t shmstore__name_key_t(uint32_t h)
+{
+    h |= UINT32_C(0x80000000);
+    return (key_t)(-(int32_t)(~h) - 1);
+}
+
 /* Key `i` (0 to 7) of the sequence of `name`: 32-bit FNV-1a over the byte
  * i, then "shmstore:", then the name's bytes, with the top bit set (so
  * never IPC_PRIVATE). The probe byte comes first so that two names whose
@@ -1234,9 +1268,7 @@ static inline key_t shmstore_name_key(const char *name, size_t len, unsigned i)
         h = (h ^ (unsigned char)prefix[k]) * UINT32_C(0x01000193);
     for (size_t k = 0; k < len; k++)
         h = (h ^ (unsigned char)name[k]) * UINT32_C(0x01000193);
-    h |= UINT32_C(0x80000000);
-    /* h - 2^32, computed without an out-of-range conversion. */
-    return (key_t)(-(int32_t)(~h) - 1);
+    return shmstore__name_key_t(h);
 }
 
 /* What one key of a name holds (FORMAT.md, "Names": "What counts"). */
@@ -1329,27 +1361,28 @@ static inline int shmstore__look(key_t key, const char *name, size_t len,
     return SHMSTORE__SEEN_OTHER;
 }
 
-/* Open the object named `name` (a NUL-terminated string), FORMAT.md's
- * "Opening by name": look at all 8 keys of its sequence; open the object
- * (trusted, the magic, the name, READY) on the attachment that showed the
- * name. While there is none but a trusted claim of the name whose creator
- * lives, wait and look again, up to SHMSTORE_INIT_TIMEOUT_MS
- * (SHMSTORE_ENOTREADY, the creator's pid in detail_value). An object found
- * removed is looked for again. With no object and no live claim: a segment
- * of an untrusted user that holds the name is SHMSTORE_EFOREIGN (its uid,
- * cuid, gid and id in `out`), 8 keys holding other segments
- * SHMSTORE_ENAMETAKEN, and anything else SHMSTORE_ENOTFOUND. */
-static inline int shmstore_open_name(const char *name, struct shmstore_object *out)
+/* Clear `out` for an open by name and check `name` (NUL-terminated): its
+ * length in `*len`, or SHMSTORE_EINVAL. */
+static inline int shmstore__name_arg(const char *name, size_t *len, struct shmstore_object *out)
 {
     memset(out, 0, sizeof *out);
     out->id = -1;
-    size_t len = 0;
-    while (name != NULL && len <= SHMSTORE_NAME_MAX && name[len] != '\0')
-        len++;
-    if (!shmstore_name_is_valid(name, len))
+    size_t n = 0;
+    while (name != NULL && n <= SHMSTORE_NAME_MAX && name[n] != '\0')
+        n++;
+    *len = n;
+    if (!shmstore_name_is_valid(name, n))
         return shmstore__refuse(out, SHMSTORE_EINVAL,
-                                "a name is 1 to 128 bytes of UTF-8 without control characters",
-                                len);
+                                "a name is 1 to 128 bytes of UTF-8 without control characters", n);
+    return SHMSTORE_OK;
+}
+
+/* Open the object named `name` (`len` bytes, valid) whose keys are `keys`,
+ * as shmstore_open_name says. */
+static inline int shmstore__open_named(const char *name, size_t len,
+                                       const key_t keys[SHMSTORE_NAME_PROBES],
+                                       struct shmstore_object *out)
+{
     uint64_t deadline = shmstore__now_ms() + SHMSTORE_INIT_TIMEOUT_MS;
     for (unsigned round = 0;; round++) {
         pid_t claimant = 0;
@@ -1358,8 +1391,7 @@ static inline int shmstore_open_name(const char *name, struct shmstore_object *o
         int foreign_seen = 0, others = 0, removed = 0;
         for (unsigned i = 0; i < SHMSTORE_NAME_PROBES; i++) {
             pid_t pid = 0;
-            key_t key = shmstore_name_key(name, len, i);
-            int seen = shmstore__look(key, name, len, out, &pid);
+            int seen = shmstore__look(keys[i], name, len, out, &pid);
             if (seen < 0)
                 return -seen;
             switch (seen) {
@@ -1421,6 +1453,302 @@ static inline int shmstore_open_name(const char *name, struct shmstore_object *o
             return shmstore__refuse(out, SHMSTORE_ENAMETAKEN, "every key of the name is taken", 0);
         return shmstore__refuse(out, SHMSTORE_ENOTFOUND, "no object has this name", 0);
     }
+}
+
+/* Open the object named `name` (a NUL-terminated string), FORMAT.md's
+ * "Opening by name": look at all 8 keys of its sequence; open the object
+ * (trusted, the magic, the name, READY) on the attachment that showed the
+ * name. While there is none but a trusted claim of the name whose creator
+ * lives, wait and look again, up to SHMSTORE_INIT_TIMEOUT_MS
+ * (SHMSTORE_ENOTREADY, the creator's pid in detail_value). An object found
+ * removed is looked for again. With no object and no live claim: a segment
+ * of an untrusted user that holds the name is SHMSTORE_EFOREIGN (its uid,
+ * cuid, gid and id in `out`), 8 keys holding other segments
+ * SHMSTORE_ENAMETAKEN, and anything else SHMSTORE_ENOTFOUND. */
+static inline int shmstore_open_name(const char *name, struct shmstore_object *out)
+{
+    size_t len;
+    int rc = shmstore__name_arg(name, &len, out);
+    if (rc != SHMSTORE_OK)
+        return rc;
+    key_t keys[SHMSTORE_NAME_PROBES];
+    for (unsigned i = 0; i < SHMSTORE_NAME_PROBES; i++)
+        keys[i] = shmstore_name_key(name, len, i);
+    return shmstore__open_named(name, len, keys, out);
+}
+
+/* ------------------------------------------------------------------------
+ * Names in a private namespace (FORMAT.md, "Names in a private namespace")
+ *
+ * A name's keys above are a function of the name: any local user can take
+ * them all and so deny the name. In a private namespace, a directory that
+ * holds a 16-byte secret (DIR/shmstore.secret, made by shmstore on the
+ * first use of a name there), a name's keys are SipHash-2-4 of it under the
+ * secret, which a user who cannot read the secret cannot compute. This
+ * header only reads the secret, after checking, as shmstore does, that the
+ * directory is this user's or root's and not writable by others, and that
+ * the secret is this user's or root's, gives other users no access and is
+ * 16 bytes; it never makes it.
+ * --------------------------------------------------------------------- */
+
+/* SipHash-2-4, fed one byte at a time. */
+struct shmstore__sip {
+    uint64_t v[4];
+    uint64_t word;  /* the bytes of the 8-byte word being gathered */
+    uint64_t count; /* bytes fed so far */
+};
+
+static inline uint64_t shmstore__rotl64(uint64_t x, unsigned b)
+{
+    return (x << b) | (x >> (64u - b)); /* b is 13, 16, 17, 21 or 32 */
+}
+
+static inline void shmstore__sip_round(uint64_t v[4])
+{
+    v[0] += v[1];
+    v[1] = shmstore__rotl64(v[1], 13) ^ v[0];
+    v[0] = shmstore__rotl64(v[0], 32);
+    v[2] += v[3];
+    v[3] = shmstore__rotl64(v[3], 16) ^ v[2];
+    v[0] += v[3];
+    v[3] = shmstore__rotl64(v[3], 21) ^ v[0];
+    v[2] += v[1];
+    v[1] = shmstore__rotl64(v[1], 17) ^ v[2];
+    v[2] = shmstore__rotl64(v[2], 32);
+}
+
+/* Two rounds on one message word. */
+static inline void shmstore__sip_compress(struct shmstore__sip *s, uint64_t m)
+{
+    s->v[3] ^= m;
+    shmstore__sip_round(s->v);
+    shmstore__sip_round(s->v);
+    s->v[0] ^= m;
+}
+
+/* The little-endian 64-bit word at `p`. */
+static inline uint64_t shmstore__le64(const uint8_t *p)
+{
+    uint64_t w = 0;
+    for (unsigned k = 0; k < 8; k++)
+        w |= (uint64_t)p[k] << (8u * k);
+    return w;
+}
+
+static inline void shmstore__sip_init(struct shmstore__sip *s, const uint8_t key[16])
+{
+    uint64_t k0 = shmstore__le64(key), k1 = shmstore__le64(key + 8);
+    s->v[0] = k0 ^ UINT64_C(0x736f6d6570736575);
+    s->v[1] = k1 ^ UINT64_C(0x646f72616e646f6d);
+    s->v[2] = k0 ^ UINT64_C(0x6c7967656e657261);
+    s->v[3] = k1 ^ UINT64_C(0x7465646279746573);
+    s->word = 0;
+    s->count = 0;
+}
+
+static inline void shmstore__sip_byte(struct shmstore__sip *s, uint8_t b)
+{
+    s->word |= (uint64_t)b << (8u * (unsigned)(s->count & 7u));
+    s->count++;
+    if ((s->count & 7u) == 0) {
+        shmstore__sip_compress(s, s->word);
+        s->word = 0;
+    }
+}
+
+static inline uint64_t shmstore__sip_final(struct shmstore__sip *s)
+{
+    /* The last word: the bytes left, and the length's low byte on top. */
+    shmstore__sip_compress(s, s->word | ((s->count & 0xffu) << 56));
+    s->v[2] ^= 0xffu;
+    for (unsigned r = 0; r < 4; r++)
+        shmstore__sip_round(s->v);
+    return s->v[0] ^ s->v[1] ^ s->v[2] ^ s->v[3];
+}
+
+/* SipHash-2-4 (Aumasson and Bernstein) of `len` bytes at `data` under the
+ * 16-byte key `key` (k0 and k1 its bytes 0-7 and 8-15, little-endian). */
+static inline uint64_t shmstore_siphash24(const uint8_t key[SHMSTORE_SECRET_LEN], const void *data,
+                                          size_t len)
+{
+    struct shmstore__sip s;
+    shmstore__sip_init(&s, key);
+    const uint8_t *p = (const uint8_t *)data;
+    for (size_t k = 0; k < len; k++)
+        shmstore__sip_byte(&s, p[k]);
+    return shmstore__sip_final(&s);
+}
+
+/* Key `i` (0 to 7) of the sequence of `name` (`len` bytes) in the private
+ * namespace whose secret is `secret`: the low 32 bits of SipHash-2-4, under
+ * the secret, of the byte i, then "shmstore:", then the name's bytes, with
+ * the top bit set. */
+static inline key_t shmstore_name_key_in(const uint8_t secret[SHMSTORE_SECRET_LEN],
+                                         const char *name, size_t len, unsigned i)
+{
+    static const char prefix[] = "shmstore:";
+    struct shmstore__sip s;
+    shmstore__sip_init(&s, secret);
+    shmstore__sip_byte(&s, (uint8_t)i);
+    for (size_t k = 0; k < sizeof prefix - 1; k++)
+        shmstore__sip_byte(&s, (uint8_t)prefix[k]);
+    for (size_t k = 0; k < len; k++)
+        shmstore__sip_byte(&s, (uint8_t)name[k]);
+    return shmstore__name_key_t((uint32_t)(shmstore__sip_final(&s) & UINT32_C(0xffffffff)));
+}
+
+/* Whether a namespace's directory or secret of user `uid` may be used:
+ * this process's effective user's, or root's. */
+static inline int shmstore__namespace_owner(uid_t uid)
+{
+    return uid == geteuid() || uid == 0;
+}
+
+/* A namespace refused because system call `call` failed with `err`. */
+static inline int shmstore__namespace_system(struct shmstore_object *out, int code,
+                                             const char *detail, const char *call, int err)
+{
+    out->sys_call = call;
+    out->sys_errno = err;
+    errno = err;
+    return shmstore__refuse(out, code, detail, (uint64_t)(unsigned)err);
+}
+
+/* Load the secret of the private namespace in directory `dir` into
+ * `secret`, checked as FORMAT.md says. `out` is cleared, as an open clears
+ * it, and says why on failure (`detail`, and `detail_value` as it names
+ * it; `sys_call` and `sys_errno` when a system call failed):
+ * SHMSTORE_ENAMESPACE if the directory is not one, is another user's (not
+ * root's) or others may write it, or if the secret is another user's (not
+ * root's), gives other users any access (mode & 007) or is not 16 bytes,
+ * or if either cannot be looked at; SHMSTORE_ENOTFOUND if the directory
+ * has no secret yet (no object can be in the namespace: shmstore makes the
+ * secret on the first use of a name there; this function never makes it).
+ * The directory and the secret are looked at through symbolic links, as
+ * shmstore does. */
+static inline int shmstore_namespace_secret(const char *dir, uint8_t secret[SHMSTORE_SECRET_LEN],
+                                            struct shmstore_object *out)
+{
+    memset(out, 0, sizeof *out);
+    out->id = -1;
+    if (dir == NULL || secret == NULL)
+        return shmstore__refuse(out, SHMSTORE_EINVAL, "no namespace directory or no secret buffer",
+                                0);
+    struct stat st;
+    if (stat(dir, &st) != 0)
+        return shmstore__namespace_system(out, SHMSTORE_ENAMESPACE,
+                                          "the namespace's directory cannot be looked at; errno",
+                                          "stat", errno);
+    if (!S_ISDIR(st.st_mode))
+        return shmstore__refuse(out, SHMSTORE_ENAMESPACE,
+                                "the namespace's path is not a directory; its mode",
+                                (uint64_t)st.st_mode);
+    if (!shmstore__namespace_owner(st.st_uid))
+        return shmstore__refuse(out, SHMSTORE_ENAMESPACE,
+                                "the namespace's directory belongs to another user, neither this "
+                                "one nor root; its owner's uid",
+                                (uint64_t)st.st_uid);
+    if ((st.st_mode & S_IWOTH) != 0)
+        return shmstore__refuse(out, SHMSTORE_ENAMESPACE,
+                                "other users may write the namespace's directory (and so put a "
+                                "secret of theirs there): chmod o-w it; its permission bits",
+                                (uint64_t)(st.st_mode & 07777));
+
+    size_t dir_len = strlen(dir);
+    char *path = malloc(dir_len + sizeof "/" SHMSTORE_SECRET_FILE);
+    if (path == NULL)
+        return shmstore__system(out, "malloc", ENOMEM);
+    memcpy(path, dir, dir_len);
+    memcpy(path + dir_len, "/" SHMSTORE_SECRET_FILE, sizeof "/" SHMSTORE_SECRET_FILE);
+    int flags = O_RDONLY | O_NOCTTY | O_NONBLOCK; /* a FIFO must not block the open */
+#ifdef O_CLOEXEC
+    flags |= O_CLOEXEC;
+#endif
+    int fd = open(path, flags);
+    int err = errno;
+    free(path);
+    if (fd < 0 && err == ENOENT)
+        return shmstore__refuse(out, SHMSTORE_ENOTFOUND,
+                                "the namespace has no secret yet (shmstore makes "
+                                SHMSTORE_SECRET_FILE " on the first use of a name there), so no "
+                                "object is in it",
+                                0);
+    if (fd < 0)
+        return shmstore__namespace_system(out, SHMSTORE_ENAMESPACE,
+                                          SHMSTORE_SECRET_FILE " cannot be opened; errno", "open",
+                                          err);
+
+    uint8_t buf[SHMSTORE_SECRET_LEN + 1];
+    ssize_t got = 0;
+    int rc = SHMSTORE_OK;
+    if (fstat(fd, &st) != 0) {
+        rc = shmstore__namespace_system(out, SHMSTORE_ENAMESPACE,
+                                        SHMSTORE_SECRET_FILE " cannot be looked at; errno",
+                                        "fstat", errno);
+    } else if (!S_ISREG(st.st_mode)) {
+        rc = shmstore__refuse(out, SHMSTORE_ENAMESPACE,
+                              SHMSTORE_SECRET_FILE " is not a regular file; its mode",
+                              (uint64_t)st.st_mode);
+    } else if (!shmstore__namespace_owner(st.st_uid)) {
+        rc = shmstore__refuse(out, SHMSTORE_ENAMESPACE,
+                              SHMSTORE_SECRET_FILE " belongs to another user, neither this one "
+                              "nor root; its owner's uid",
+                              (uint64_t)st.st_uid);
+    } else if ((st.st_mode & (S_IROTH | S_IWOTH | S_IXOTH)) != 0) {
+        rc = shmstore__refuse(out, SHMSTORE_ENAMESPACE,
+                              "other users may read or use " SHMSTORE_SECRET_FILE
+                              ": chmod o-rwx it; its permission bits",
+                              (uint64_t)(st.st_mode & 07777));
+    } else if (st.st_size != SHMSTORE_SECRET_LEN) {
+        rc = shmstore__refuse(out, SHMSTORE_ENAMESPACE,
+                              SHMSTORE_SECRET_FILE " is not 16 bytes",
+                              (uint64_t)(st.st_size < 0 ? 0 : st.st_size));
+    } else {
+        /* Up to one byte more than a secret: a file that grew is refused. */
+        while ((size_t)got < sizeof buf) {
+            ssize_t n = read(fd, buf + got, sizeof buf - (size_t)got);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0) {
+                rc = shmstore__namespace_system(out, SHMSTORE_ENAMESPACE,
+                                                SHMSTORE_SECRET_FILE " cannot be read; errno",
+                                                "read", errno);
+                break;
+            }
+            if (n == 0)
+                break;
+            got += n;
+        }
+        if (rc == SHMSTORE_OK && got != SHMSTORE_SECRET_LEN)
+            rc = shmstore__refuse(out, SHMSTORE_ENAMESPACE, SHMSTORE_SECRET_FILE " is not 16 bytes",
+                                  (uint64_t)got);
+    }
+    close(fd);
+    if (rc == SHMSTORE_OK)
+        memcpy(secret, buf, SHMSTORE_SECRET_LEN);
+    return rc;
+}
+
+/* Open the object named `name` in the private namespace of directory `dir`
+ * (FORMAT.md, "Names in a private namespace"): its secret is loaded and
+ * checked as shmstore_namespace_secret says (SHMSTORE_ENAMESPACE, or
+ * SHMSTORE_ENOTFOUND if it has none yet), then the name is opened as
+ * shmstore_open_name opens one, at the keys shmstore_name_key_in gives. */
+static inline int shmstore_open_name_in(const char *dir, const char *name,
+                                        struct shmstore_object *out)
+{
+    size_t len;
+    int rc = shmstore__name_arg(name, &len, out);
+    if (rc != SHMSTORE_OK)
+        return rc;
+    uint8_t secret[SHMSTORE_SECRET_LEN];
+    rc = shmstore_namespace_secret(dir, secret, out);
+    if (rc != SHMSTORE_OK)
+        return rc;
+    key_t keys[SHMSTORE_NAME_PROBES];
+    for (unsigned i = 0; i < SHMSTORE_NAME_PROBES; i++)
+        keys[i] = shmstore_name_key_in(secret, name, len, i);
+    return shmstore__open_named(name, len, keys, out);
 }
 
 /* ------------------------------------------------------------------------

@@ -97,20 +97,24 @@ impl Trust {
     }
 }
 
-/// The segment of the object named `name`, found as the library finds it
+/// The segment of the object of the name `key` was made for
+/// ([`Key::named`] or [`Key::named_in`]), found as the library finds it
 /// (the name's keys, trusted owners; `Error::ForeignOwner` if only an
 /// untrusted segment holds the name), attached read-only or read-write as
 /// asked. Describe, watch or remove *this* attachment: it keeps the id from
-/// naming another segment.
-pub fn locate(name: &str, trust: &Trust, read_only: bool) -> Result<Segment> {
-    let key = Key::named(name)?;
+/// naming another segment. A key without a name is refused
+/// (`Error::InvalidOptions`).
+pub fn locate(key: Key, trust: &Trust, read_only: bool) -> Result<Segment> {
     Store::locate(key, &trust.options(), read_only)?.ok_or(Error::NotFound { key })
 }
 
-/// Every segment at the keys of `name` that holds that name, whoever owns
-/// it: what an operator needs to see when a lookup is refused.
-pub fn claimants(name: &str) -> Result<Vec<SegmentInfo>> {
-    let key = Key::named(name)?;
+/// Every segment at the keys of the name `key` was made for that holds
+/// that name, whoever owns it: what an operator needs to see when a lookup
+/// is refused. A key without a name is refused (`Error::InvalidOptions`).
+pub fn claimants(key: Key) -> Result<Vec<SegmentInfo>> {
+    let name = key.name().ok_or_else(|| Error::InvalidOptions {
+        reason: format!("{key} has no name"),
+    })?;
     let mut found = Vec::new();
     for k in key.candidates() {
         let Ok(seg) = Segment::options()

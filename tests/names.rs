@@ -1,10 +1,11 @@
 //! Objects reached by name (`Key::named`), across processes: the key
 //! derivation of FORMAT.md, colliding names and keys taken by others never
-//! opening each other's object, and names refused.
+//! opening each other's object, names refused, and the command's names (in
+//! a private namespace too).
 
 mod common;
 
-use common::names::{NameGuard, documented_key, fresh_name};
+use common::names::{NameGuard, Namespace, documented_key, fresh_name, set_mode};
 use common::{Kid, SegGuard, child_args, report};
 use shmstore::{Error, Key, NAME_PROBES, Segment, SharedCell};
 
@@ -203,4 +204,74 @@ fn the_command_knows_names() {
     assert!(ok && out.contains("marked for removal"), "{out}");
     let (ok, out) = shmstore(&["inspect", "no/such/name"]);
     assert!(!ok && out.contains("no object is named"), "{out}");
+}
+
+/// With `--namespace DIR`, a TARGET that is a name is found in that private
+/// namespace: inspect, watch and remove reach the object made there, and a
+/// refusal lists who holds the name at its keys there; without the flag the
+/// same name is not found. A namespace others could write is refused, and
+/// one with no secret yet is left without one.
+#[test]
+fn the_command_finds_names_in_a_private_namespace() {
+    let ns = Namespace::new(0o700);
+    let secret = ns.secret();
+    let name = fresh_name("cli-namespace");
+    let _guard = NameGuard::in_namespace(&secret, &name);
+    let cell = SharedCell::<u64>::create(Key::named_in(ns.path(), &name).unwrap(), 5).unwrap();
+    let _seg = SegGuard(cell.id());
+    let (ok, out) = shmstore(&["--namespace", ns.arg(), "inspect", &name]);
+    assert!(ok && out.contains(&format!("name:        {name}")), "{out}");
+    let (ok, out) = shmstore(&["inspect", &name, "--namespace", ns.arg(), "--json"]);
+    assert!(ok, "{out}");
+    let inspected: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(inspected["kernel"]["id"], cell.id());
+    let (ok, out) = shmstore(&[
+        "watch",
+        &name,
+        "--namespace",
+        ns.arg(),
+        "--count",
+        "1",
+        "--format",
+        "u64",
+    ]);
+    assert!(ok && out.contains('5'), "{out}");
+
+    for args in [&["inspect", &name][..], &["remove", &name]] {
+        let (ok, out) = shmstore(args);
+        assert!(!ok && out.contains("no object is named"), "{args:?}: {out}");
+    }
+    assert!(!cell.is_removed().unwrap());
+    let (ok, out) = shmstore(&["--namespace", ns.arg(), "remove", &name]);
+    assert!(ok, "{out}");
+    assert!(cell.is_removed().unwrap());
+    let (ok, out) = shmstore(&["--namespace", ns.arg(), "inspect", &name]);
+    assert!(
+        !ok && out.contains("no object is named") && out.contains(ns.arg()),
+        "{out}"
+    );
+
+    if common::is_root() {
+        // Another user's object of the name in the namespace: not opened,
+        // but named in the refusal.
+        let theirs =
+            SharedCell::<u64>::create(Key::named_in(ns.path(), &name).unwrap(), 6).unwrap();
+        let _theirs = SegGuard(theirs.id());
+        theirs.set_owner(43_003, 43_999).unwrap();
+        let (ok, out) = shmstore(&["--namespace", ns.arg(), "inspect", &name]);
+        assert!(!ok, "{out}");
+        assert!(
+            out.contains(&format!("segment {}", theirs.id())) && out.contains("uid 43003"),
+            "{out}"
+        );
+    }
+
+    set_mode(ns.path(), 0o777);
+    let (ok, out) = shmstore(&["--namespace", ns.arg(), "inspect", &name]);
+    assert!(!ok && out.contains("chmod o-w"), "{out}");
+
+    let unused = Namespace::new(0o700);
+    let (ok, out) = shmstore(&["--namespace", unused.arg(), "inspect", &name]);
+    assert!(!ok && out.contains("no secret yet"), "{out}");
+    assert!(!unused.secret_path().exists(), "the command made a secret");
 }

@@ -5,33 +5,10 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
 
-use common::names::{NameGuard, documented_key, fresh_name};
+use common::names::{NameGuard, Namespace, documented_key, fresh_name};
 use common::{Kid, child_args, drop_to, report, root_or_skip};
 use shmstore::{Error, Key, NAME_PROBES, SECRET_FILE, Segment, SharedCell};
-
-/// A directory of this user, mode `mode`, removed when dropped.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(mode: u32) -> Dir {
-        let path = std::env::temp_dir().join(fresh_name("ns").replace('/', "-"));
-        std::fs::create_dir(&path).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-        Dir(path)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 #[test]
 fn child_entry() {
@@ -78,7 +55,7 @@ fn a_user_who_takes_a_names_keys_cannot_take_them_in_a_private_namespace() {
     }
     let name = fresh_name("squatted");
     let _names = NameGuard::of(&name);
-    let dir = Dir::new(0o700);
+    let dir = Namespace::new(0o700);
     let mut squatter = Kid::spawn(&["squat", &name, dir.path().to_str().unwrap()]);
     assert_eq!(squatter.expect("taken"), NAME_PROBES.to_string());
     assert_eq!(
@@ -105,7 +82,7 @@ fn a_user_who_takes_a_names_keys_cannot_take_them_in_a_private_namespace() {
 /// secret, and so on every name's keys.
 #[test]
 fn first_users_agree_on_the_secret() {
-    let dir = Dir::new(0o700);
+    let dir = Namespace::new(0o700);
     let name = fresh_name("agree");
     let path = dir.path().to_path_buf();
     let keys: Vec<Vec<i32>> = (0..4)
@@ -127,12 +104,12 @@ fn first_users_agree_on_the_secret() {
 /// is refused, with the reason and the remedy.
 #[test]
 fn a_namespace_others_could_read_or_replace_is_refused() {
-    let open = Dir::new(0o777);
+    let open = Namespace::new(0o777);
     match Key::named_in(open.path(), "a") {
         Err(e @ Error::Namespace { .. }) => assert!(e.to_string().contains("chmod o-w"), "{e}"),
         other => panic!("{other:?}"),
     }
-    let dir = Dir::new(0o700);
+    let dir = Namespace::new(0o700);
     Key::named_in(dir.path(), "a").unwrap();
     let secret = dir.path().join(SECRET_FILE);
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();

@@ -20,7 +20,9 @@ The package, one concern per module:
   of a segment, whose segments are trusted, read-only attachment;
 - proc.py: whether a process runs, since when and as whom (/proc);
 - header.py: the header's layout, its validation, waiting for a creator;
-- names.py: valid names, a name's keys, and which key holds the object;
+- names.py: valid names, a name's keys (in a private namespace too:
+  SipHash-2-4 and the namespace's checked secret), and which key holds the
+  object;
 - objects.py: ShmObject, finding an object and reading a cell or region;
 - rkyv.py: the schema parser and the rkyv 0.8 archive decoder;
 - cli.py and __main__.py: the command line.
@@ -37,6 +39,14 @@ the directory holding this package on PYTHONPATH, or as
 A TARGET is a segment id (decimal, as ``ipcs -m`` prints it, or ``id:N``),
 a key (``0x...`` in hex, or ``key:N`` in decimal), or an object's name
 (``acme/config``, or ``name:TEXT`` for a name that looks like a number).
+With ``--namespace DIR``, a name is found in the private namespace of the
+directory DIR (FORMAT.md, "Names in a private namespace"; Rust's
+``Key::named_in(DIR, name)``): its keys come from the secret
+DIR/shmstore.secret, which the reader reads (never makes) once it has
+checked, as shmstore does, that the directory is this user's or root's and
+not writable by others, and the secret this user's or root's, of no access
+to others and 16 bytes (else the error ``namespace`` says which and what
+to change).
 
 As a package::
 
@@ -46,6 +56,8 @@ As a package::
     schema = sr.parse_schema([["id", "u64"], ["name", "str"], ["ports", "vec<u32>"]])
     with sr.ShmObject.open("0x2a01beef") as obj:
         version, config = obj.read_region(schema)
+    with sr.ShmObject.named_in("/run/acme", "acme/counters") as obj:
+        version, (hits, misses) = obj.read_cell("<QQ")
 """
 
 from .cli import main
@@ -59,6 +71,7 @@ from .errors import (
     ForeignOwner,
     IncompatibleFormat,
     InitTimeout,
+    NamespaceRefused,
     NotFound,
     NothingPublished,
     NotShmstore,
@@ -74,7 +87,17 @@ from .errors import (
 )
 from .header import FORMAT_VERSION, HEADER_SIZE, KIND_CELL, KIND_REGION, MAGIC, RKYV_FORMAT, Layout
 from .host import check_host
-from .names import check_name, name_key, name_keys
+from .names import (
+    SECRET_FILE,
+    SECRET_LEN,
+    check_name,
+    name_key,
+    name_key_in,
+    name_keys,
+    name_keys_in,
+    namespace_secret,
+    siphash24,
+)
 from .objects import ShmObject, Versioned, parse_target
 from .rkyv import decode_archive, parse_schema
 from .sysv import OpenOptions, SegmentInfo
@@ -91,6 +114,12 @@ __all__ = [
     "check_name",
     "name_key",
     "name_keys",
+    "name_key_in",
+    "name_keys_in",
+    "namespace_secret",
+    "siphash24",
+    "SECRET_FILE",
+    "SECRET_LEN",
     "check_host",
     "main",
     "MAGIC",
@@ -105,6 +134,7 @@ __all__ = [
     "NotFound",
     "PermissionDenied",
     "ForeignOwner",
+    "NamespaceRefused",
     "NotShmstore",
     "IncompatibleFormat",
     "AbiMismatch",

@@ -6,6 +6,11 @@
     python3 -m shmstore_reader region TARGET [--schema JSON|@FILE] [--reads N]
     python3 -m shmstore_reader decode --schema JSON|@FILE [--hex] < ARCHIVE
 
+`info`, `cell` and `region` also take `--wait`, `--timeout`, whom to
+trust and what type to expect (see `--help`), and `--namespace DIR`: a
+TARGET that is a name is then found in the private namespace of directory
+DIR (an id or a key is not affected).
+
 Every result is one JSON line (`--reads N` prints one per read that
 differs from the one before); every failure is one JSON line ``{"error":
 kind, "message": ...}`` on standard output, the message again on standard
@@ -95,6 +100,9 @@ def _main(argv) -> int:
                        help="trust segments of group GID whose owner is in it")
         p.add_argument("--trust-user", type=int, metavar="UID",
                        help="trust segments owned and created by user UID too")
+        p.add_argument("--namespace", metavar="DIR",
+                       help="find a TARGET that is a name in the private namespace of directory DIR "
+                       "(its keys come from DIR/shmstore.secret, which this reader only reads)")
         p.add_argument("--type-name", metavar="NAME",
                        help="fail unless the object holds this type (its full name, as shmstore stored it)")
         p.add_argument("--schema-version", type=int, metavar="N",
@@ -147,7 +155,7 @@ def _main(argv) -> int:
         timeout=args.timeout,
         trust_user=args.trust_user,
     )
-    with ShmObject.open(args.target, opts) as obj:
+    with ShmObject.open(args.target, opts, args.namespace) as obj:
         obj.check_type(args.type_name, args.schema_version, args.size)
         if args.command == "info":
             _emit(obj.info())

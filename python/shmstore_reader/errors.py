@@ -66,6 +66,20 @@ class ForeignOwner(ReaderError):
         self.gid = gid
 
 
+class NamespaceRefused(ReaderError):
+    """A private namespace that may not be used (FORMAT.md, "Names in a
+    private namespace"): its directory (`directory`) or its secret is
+    another user's (not root's), others may write the directory or use the
+    secret, the secret is not 16 bytes, or either cannot be looked at. The
+    message says which, and the remedy."""
+
+    kind = "namespace"
+
+    def __init__(self, message: str, directory: str = ""):
+        super().__init__(message)
+        self.directory = directory
+
+
 class NotShmstore(ReaderError):
     kind = "not_shmstore"
 

@@ -70,7 +70,7 @@ from .header import (
     _wait_ready,
 )
 from .host import M64, _pack_words, _u32, _u64, _WordArray, _words
-from .names import CLAIM, OBJECT, UNTRUSTED, _look, check_name, name_key
+from .names import CLAIM, OBJECT, UNTRUSTED, _look, check_name, name_key, name_key_in, namespace_secret
 from .rkyv import _T, decode_archive, parse_schema
 from .sysv import OpenOptions, SegmentInfo, _Attachment, _attach_key, _key_text, _shmget
 
@@ -127,17 +127,18 @@ class ShmObject:
     # -- finding
 
     @classmethod
-    def open(cls, target, opts: Optional[OpenOptions] = None) -> "ShmObject":
+    def open(cls, target, opts: Optional[OpenOptions] = None, namespace=None) -> "ShmObject":
         """Open a TARGET as the command line takes it: an id (`123`,
         `id:123`), a key (`0x2a01beef`, `key:704757487`) or a name
-        (`acme/config`, `name:2024`)."""
+        (`acme/config`, `name:2024`), in the private namespace of the
+        directory `namespace` if given (which an id or a key ignores)."""
         opts = opts or OpenOptions()
         kind, value = parse_target(target)
         if kind == "id":
             return cls.by_id(value, opts)
         if kind == "key":
             return cls.by_key(value, opts)
-        return cls.by_name(value, opts)
+        return cls.by_name(value, opts, namespace)
 
     @classmethod
     def by_id(cls, shmid: int, opts: Optional[OpenOptions] = None) -> "ShmObject":
@@ -174,18 +175,25 @@ class ShmObject:
             raise NotFound(f"the object at key {_key_text(key)} was removed")
 
     @classmethod
-    def by_name(cls, name: str, opts: Optional[OpenOptions] = None) -> "ShmObject":
+    def by_name(cls, name: str, opts: Optional[OpenOptions] = None, namespace=None) -> "ShmObject":
         """The object named `name` (FORMAT.md, "Opening by name"): the
         trusted segment at any of the name's 8 keys that has the magic, the
         name and READY, checked on the attachment then used. While there is
         none but a live creator's claim of the name, wait and look again (up
         to the options' `wait`: InitTimeout names the creator). With neither,
         a segment of an untrusted user that holds the name is reported
-        (ForeignOwner) rather than "not found"."""
+        (ForeignOwner) rather than "not found". With `namespace` (a
+        directory), the name's keys are those of its private namespace
+        (`named_in`)."""
         opts = opts or OpenOptions()
         raw = check_name(name)
-        keys = [name_key(raw, i) for i in range(NAME_PROBES)]
         shown = json.dumps(name)
+        if namespace is None:
+            keys = [name_key(raw, i) for i in range(NAME_PROBES)]
+        else:
+            secret = namespace_secret(namespace)
+            keys = [name_key_in(secret, raw, i) for i in range(NAME_PROBES)]
+            shown += f" in the private namespace {os.fsdecode(namespace)}"
         start = time.monotonic()
         deadline = start + opts.wait
         pause = 0.0005
@@ -226,6 +234,16 @@ class ShmObject:
                     gid=refused.gid,
                 )
             raise NotFound(f"no object is named {shown} (keys tried: {', '.join(_key_text(k) for k in keys)})")
+
+    @classmethod
+    def named_in(cls, directory, name: str, opts: Optional[OpenOptions] = None) -> "ShmObject":
+        """The object named `name` in the private namespace of `directory`
+        (FORMAT.md, "Names in a private namespace"; Rust's
+        `Key::named_in(directory, name)`): opened as `by_name` opens one, at
+        the keys the namespace's secret gives. NamespaceRefused if the
+        directory or its secret may not be used (`names.namespace_secret`
+        says when), NotFound if it has no secret yet."""
+        return cls.by_name(name, opts, directory)
 
     @classmethod
     def _from(

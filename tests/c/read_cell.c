@@ -4,18 +4,20 @@
  * usage: read_cell SHMID [READS]
  *        read_cell --key KEY [READS]
  *        read_cell --name NAME [READS]
+ *        read_cell --namespace DIR --name NAME [READS]
  *
- * Opens the cell read-only (by segment id, by key, or by name), checks its
- * header, then reads the cell READS times (default 1) with the lock-free
- * protocol of FORMAT.md. It prints the first and the last read, and every
- * read that differs from the one before it, one line each:
+ * Opens the cell read-only (by segment id, by key, or by name, in the
+ * private namespace of DIR if given), checks its header, then reads the
+ * cell READS times (default 1) with the lock-free protocol of FORMAT.md. It
+ * prints the first and the last read, and every read that differs from the
+ * one before it, one line each:
  *
  *     version=N words=A,B,C,D hash=ok name=TYPE NAME
  *
  * hash= is "ok" or "mismatch" when the stored name is known to be whole
  * (FORMAT.md, "Type fingerprint"), "unknown" otherwise. Exit status: 0 on
- * success, 2 on bad usage, 3 if there is no such cell, 4 if a system call
- * fails. It never writes to the segment.
+ * success, 2 on bad usage, 3 if there is no such cell or the namespace is
+ * refused, 4 if a system call fails. It never writes to the segment.
  */
 #include <inttypes.h>
 #include <stdint.h>
@@ -32,7 +34,7 @@ static const char *const PROG = "read_cell";
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: %s SHMID|--key KEY|--name NAME [READS]\n", PROG);
+    fprintf(stderr, "usage: %s SHMID|--key KEY|[--namespace DIR] --name NAME [READS]\n", PROG);
     return EXIT_USAGE;
 }
 

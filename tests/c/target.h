@@ -1,6 +1,8 @@
 /*
  * The object argument shared by the test readers: a segment id, `--key KEY`
- * (decimal or 0x-prefixed hexadecimal, as ipcs prints it) or `--name NAME`.
+ * (decimal or 0x-prefixed hexadecimal, as ipcs prints it), `--name NAME`,
+ * or `--namespace DIR --name NAME` (the name in the private namespace of
+ * DIR).
  */
 #ifndef SHMSTORE_TEST_TARGET_H
 #define SHMSTORE_TEST_TARGET_H
@@ -38,6 +40,8 @@ static inline int report_error(const char *prog, const char *what, int rc,
     fprintf(stderr, "%s: %s: %s", prog, what, shmstore_strerror(rc));
     if (obj->detail != NULL)
         fprintf(stderr, ": %s (found %" PRIu64 ")", obj->detail, obj->detail_value);
+    if (rc == SHMSTORE_ENAMESPACE && obj->sys_call != NULL)
+        fprintf(stderr, ": %s: %s", obj->sys_call, strerror(obj->sys_errno));
     if (rc == SHMSTORE_EFOREIGN) {
         unsigned long uid = (unsigned long)obj->uid, cuid = (unsigned long)obj->cuid,
                       gid = (unsigned long)obj->gid;
@@ -62,7 +66,12 @@ static inline int open_target(const char *prog, int argc, char **argv, int *i,
         return EXIT_USAGE;
     const char *arg = argv[*i];
     int rc;
-    if (strcmp(arg, "--key") == 0 || strcmp(arg, "--name") == 0) {
+    if (strcmp(arg, "--namespace") == 0) {
+        if (*i + 3 >= argc || strcmp(argv[*i + 2], "--name") != 0)
+            return EXIT_USAGE;
+        rc = shmstore_open_name_in(argv[*i + 1], argv[*i + 3], obj);
+        *i += 4;
+    } else if (strcmp(arg, "--key") == 0 || strcmp(arg, "--name") == 0) {
         if (*i + 1 >= argc)
             return EXIT_USAGE;
         const char *value = argv[*i + 1];

@@ -1,8 +1,12 @@
-//! Names in the tests: the key derivation as FORMAT.md writes it, names no
-//! other test uses, guards that remove what a name's keys hold, and a look
-//! at those keys that does not go through the library's resolver.
+//! Names in the tests: the key derivation as FORMAT.md writes it (in a
+//! private namespace too), names no other test uses, namespaces' directories,
+//! guards that remove what a name's keys hold, and a look at those keys that
+//! does not go through the library's resolver.
 
-use shmstore::{Key, NAME_PROBES, Segment};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use shmstore::{Key, NAME_PROBES, SECRET_FILE, Segment};
 
 /// Key `i` of `name`'s sequence, as FORMAT.md ("Names") defines it.
 pub fn documented_key(name: &str, i: u8) -> i32 {
@@ -12,6 +16,107 @@ pub fn documented_key(name: &str, i: u8) -> i32 {
         h = h.wrapping_mul(0x0100_0193);
     }
     (h | 0x8000_0000) as i32
+}
+
+/// SipHash-2-4 of `data` under the 16-byte `key`, written from its paper
+/// (Aumasson and Bernstein): the tests' own, to check the library's and the
+/// readers' against (the tests check it against the reference vectors).
+pub fn siphash24(key: &[u8; 16], data: &[u8]) -> u64 {
+    fn sip_round(v: &mut [u64; 4]) {
+        v[0] = v[0].wrapping_add(v[1]);
+        v[2] = v[2].wrapping_add(v[3]);
+        v[1] = v[1].rotate_left(13) ^ v[0];
+        v[3] = v[3].rotate_left(16) ^ v[2];
+        v[0] = v[0].rotate_left(32);
+        v[2] = v[2].wrapping_add(v[1]);
+        v[0] = v[0].wrapping_add(v[3]);
+        v[1] = v[1].rotate_left(17) ^ v[2];
+        v[3] = v[3].rotate_left(21) ^ v[0];
+        v[2] = v[2].rotate_left(32);
+    }
+    let word = |bytes: &[u8]| {
+        bytes
+            .iter()
+            .enumerate()
+            .fold(0u64, |w, (i, &b)| w | u64::from(b) << (8 * i))
+    };
+    let (k0, k1) = (word(&key[..8]), word(&key[8..]));
+    let mut v = [
+        k0 ^ u64::from_be_bytes(*b"somepseu"),
+        k1 ^ u64::from_be_bytes(*b"dorandom"),
+        k0 ^ u64::from_be_bytes(*b"lygenera"),
+        k1 ^ u64::from_be_bytes(*b"tedbytes"),
+    ];
+    let whole = data.len() / 8 * 8;
+    let last = word(&data[whole..]) | (data.len() as u64) << 56;
+    for m in data[..whole].chunks(8).map(word).chain([last]) {
+        v[3] ^= m;
+        sip_round(&mut v);
+        sip_round(&mut v);
+        v[0] ^= m;
+    }
+    v[2] ^= 0xff;
+    for _ in 0..4 {
+        sip_round(&mut v);
+    }
+    v[0] ^ v[1] ^ v[2] ^ v[3]
+}
+
+/// Key `i` of `name`'s sequence in the private namespace whose secret is
+/// `secret`, as FORMAT.md ("Names in a private namespace") defines it.
+pub fn documented_key_in(secret: &[u8; 16], name: &str, i: u8) -> i32 {
+    let mut message = vec![i];
+    message.extend_from_slice(b"shmstore:");
+    message.extend_from_slice(name.as_bytes());
+    (siphash24(secret, &message) as u32 | 0x8000_0000) as i32
+}
+
+/// A private namespace's directory of this user, made with mode `mode`
+/// (its secret is made by the first `Key::named_in` there), removed when
+/// dropped.
+pub struct Namespace(PathBuf);
+
+impl Namespace {
+    pub fn new(mode: u32) -> Namespace {
+        let path = std::env::temp_dir().join(fresh_name("ns").replace('/', "-"));
+        std::fs::create_dir(&path).expect("make the namespace's directory");
+        set_mode(&path, mode);
+        Namespace(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// The directory as a command's argument.
+    pub fn arg(&self) -> &str {
+        self.0.to_str().expect("a UTF-8 temporary directory")
+    }
+
+    pub fn secret_path(&self) -> PathBuf {
+        self.0.join(SECRET_FILE)
+    }
+
+    /// The secret, made by the library if there is none yet.
+    pub fn secret(&self) -> [u8; 16] {
+        Key::named_in(&self.0, "shmstore-test/secret").expect("use the namespace");
+        std::fs::read(self.secret_path())
+            .expect("read the secret")
+            .try_into()
+            .expect("a secret of 16 bytes")
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Set the permission bits of `path`.
+pub fn set_mode(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {mode:o} {}: {e}", path.display()));
 }
 
 /// A name no other test or run uses.
@@ -31,6 +136,15 @@ pub struct NameGuard(pub Vec<i32>);
 impl NameGuard {
     pub fn of(name: &str) -> NameGuard {
         NameGuard((0..NAME_PROBES).map(|i| documented_key(name, i)).collect())
+    }
+
+    /// The guard of `name` in the private namespace of `secret`.
+    pub fn in_namespace(secret: &[u8; 16], name: &str) -> NameGuard {
+        NameGuard(
+            (0..NAME_PROBES)
+                .map(|i| documented_key_in(secret, name, i))
+                .collect(),
+        )
     }
 }
 

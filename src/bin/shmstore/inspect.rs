@@ -3,15 +3,15 @@
 
 use serde_json::json;
 use shmstore::Segment;
-use shmstore::inspect::{self, Trust};
+use shmstore::inspect;
 
 use crate::out::{clean, description_json, kernel_json, liveness_json, print_json, secs};
-use crate::resolve::{Purpose, attach, id_of};
+use crate::resolve::{Lookup, Purpose, attach, id_of};
 use crate::{Failure, Outcome};
 
 pub fn run(
     target: &str,
-    trust: &Trust,
+    lookup: &Lookup,
     as_json: bool,
     no_attach: bool,
 ) -> Result<Outcome, Failure> {
@@ -37,7 +37,7 @@ pub fn run(
             return Err("--no-attach takes an id or a key: a name is found by attaching".into());
         }
         None => {
-            let seg = attach(target, trust, Purpose::Read)?;
+            let seg = attach(target, lookup, Purpose::Read)?;
             (seg.info()?, Some(seg))
         }
     };

@@ -3,7 +3,8 @@
 //!
 //! A segment is named by its id (decimal, as `ipcs -m` prints it), by its
 //! key (hex with `0x`, as `ipcs -m` prints it), or by the name of the object
-//! in it (`acme/config`). Decoding attaches the segment read-only (which
+//! in it (`acme/config`; in the private namespace of a directory with
+//! `--namespace DIR`). Decoding attaches the segment read-only (which
 //! the kernel records as an attach: the kernel fields shown are those read
 //! before); `--no-attach` shows the kernel's view only. Every string that
 //! comes from a segment is escaped before it is printed.
@@ -11,6 +12,7 @@
 //! Exit codes: 0 everything done, 1 something failed (each failure is
 //! reported), 2 a usage error.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -28,9 +30,10 @@ mod watch;
 /// segments, decoding the ones shmstore made.
 ///
 /// A TARGET is a segment id (decimal, as `ipcs -m` prints it), a key (hex
-/// with 0x) or an object's name (acme/config). Decoding attaches segments
-/// read-only; the kernel fields shown are those read before attaching.
-/// Exit codes: 0 all done, 1 something failed, 2 usage error.
+/// with 0x) or an object's name (acme/config; with --namespace DIR, in the
+/// private namespace of DIR). Decoding attaches segments read-only; the
+/// kernel fields shown are those read before attaching. Exit codes: 0 all
+/// done, 1 something failed, 2 usage error.
 #[derive(Parser, Debug)]
 #[command(name = "shmstore", version)]
 struct Cli {
@@ -47,6 +50,12 @@ struct Cli {
     /// can make a segment at a name's keys).
     #[arg(long, global = true)]
     allow_foreign_owner: bool,
+    /// Find a TARGET that is a name in the private namespace of this
+    /// directory (`Key::named_in`), whose keys come from its secret,
+    /// DIR/shmstore.secret (read, never made). Ids, keys, --prefix, list and
+    /// gc are not affected: they go by segments and the names stored in them.
+    #[arg(long, global = true, value_name = "DIR")]
+    namespace: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -174,10 +183,13 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let trust = shmstore::inspect::Trust {
-        user: cli.trust_user,
-        group: cli.trust_group,
-        any: cli.allow_foreign_owner,
+    let lookup = resolve::Lookup {
+        trust: shmstore::inspect::Trust {
+            user: cli.trust_user,
+            group: cli.trust_group,
+            any: cli.allow_foreign_owner,
+        },
+        namespace: cli.namespace,
     };
     let result = match cli.command {
         Command::List { json, no_attach } => list::run(json, no_attach),
@@ -185,14 +197,14 @@ fn main() -> ExitCode {
             target,
             json,
             no_attach,
-        } => inspect::run(&target, &trust, json, no_attach),
+        } => inspect::run(&target, &lookup, json, no_attach),
         Command::Watch {
             target,
             count,
             timeout,
             format,
             json,
-        } => watch::run(&target, &trust, count, timeout, format, json),
+        } => watch::run(&target, &lookup, count, timeout, format, json),
         Command::Remove {
             targets,
             prefix,
@@ -203,7 +215,7 @@ fn main() -> ExitCode {
             json,
         } => remove::run(
             &targets,
-            &trust,
+            &lookup,
             prefix.as_deref(),
             &remove::Expect {
                 key: expect_key,

@@ -5,10 +5,10 @@
 
 use serde_json::{Value, json};
 use shmstore::SegmentInfo;
-use shmstore::inspect::{self, Trust};
+use shmstore::inspect;
 
 use crate::out::{clean, print_json, secs};
-use crate::resolve::{Purpose, attach};
+use crate::resolve::{Lookup, Purpose, attach};
 use crate::{Failure, Outcome};
 
 /// What the operator expects the segment to be.
@@ -79,10 +79,10 @@ fn identify(info: &SegmentInfo, name: Option<&str>, holds: Option<&str>) -> Stri
 /// another segment is never hit.
 fn remove_one(
     arg: &str,
-    trust: &Trust,
+    lookup: &Lookup,
     expect: &Expect,
 ) -> Result<(i32, String), (Option<i32>, String)> {
-    let seg = attach(arg, trust, Purpose::Remove).map_err(|e| (None, clean(&e.to_string())))?;
+    let seg = attach(arg, lookup, Purpose::Remove).map_err(|e| (None, clean(&e.to_string())))?;
     let id = seg.id();
     let info = seg.info().map_err(|e| (Some(id), e.to_string()))?;
     let described = inspect::describe_segment(&seg).ok();
@@ -98,7 +98,7 @@ fn remove_one(
 
 pub fn run(
     targets: &[String],
-    trust: &Trust,
+    lookup: &Lookup,
     prefix: Option<&str>,
     expect: &Expect,
     as_json: bool,
@@ -109,7 +109,7 @@ pub fn run(
     let mut outcome = Outcome::Done;
     let mut rows = Vec::new();
     for arg in targets {
-        match remove_one(arg, trust, expect) {
+        match remove_one(arg, lookup, expect) {
             Ok((id, what)) => {
                 if as_json {
                     rows.push(

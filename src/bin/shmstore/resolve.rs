@@ -1,15 +1,63 @@
 //! Which segment an argument names, attached: a decimal id, a `0x` key, or
 //! the name of an object, found as the library finds it (the name's keys,
-//! owners trusted as `--trust-user`, `--trust-group` and
-//! `--allow-foreign-owner` say). The attachment is what the subcommand then
-//! describes, watches or removes: while it lasts, the id names no other
-//! segment.
+//! in the private namespace `--namespace` gives if any; owners trusted as
+//! `--trust-user`, `--trust-group` and `--allow-foreign-owner` say). The
+//! attachment is what the subcommand then describes, watches or removes:
+//! while it lasts, the id names no other segment.
+
+use std::path::PathBuf;
 
 use shmstore::inspect::{self, Trust};
-use shmstore::{Error, Key, Segment, list_segments};
+use shmstore::{Error, Key, SECRET_FILE, Segment, list_segments};
 
 use crate::Failure;
 use crate::out::clean;
+
+/// How a name is found: whom to trust, and in which private namespace (the
+/// directory of `--namespace`), if in one.
+pub struct Lookup {
+    pub trust: Trust,
+    pub namespace: Option<PathBuf>,
+}
+
+impl Lookup {
+    /// The key of the name `name`: [`Key::named`], or [`Key::named_in`] the
+    /// namespace. `Key::named_in` makes the namespace's secret if it has
+    /// none; this command only looks, and a secret it made (as root, say)
+    /// could be one the namespace's users cannot read. So a namespace
+    /// without a secret is reported as holding nothing (no object can be
+    /// in it), and only one with a secret is handed to the library.
+    fn key(&self, name: &str) -> Result<Key, Failure> {
+        let key = Key::named(name)?;
+        let Some(dir) = &self.namespace else {
+            return Ok(key);
+        };
+        let is_dir = std::fs::metadata(dir).is_ok_and(|m| m.is_dir());
+        let secret = std::fs::metadata(dir.join(SECRET_FILE));
+        if is_dir && secret.is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
+            return Err(format!(
+                "no object is named {}{}: it has no secret yet ({SECRET_FILE}, which a program \
+                 using shmstore makes on the first use of a name there)",
+                clean(name),
+                self.place()
+            )
+            .into());
+        }
+        Ok(Key::named_in(dir, name)?)
+    }
+
+    /// Where names are found, for messages: "" or " in the private
+    /// namespace DIR".
+    fn place(&self) -> String {
+        match &self.namespace {
+            Some(dir) => format!(
+                " in the private namespace {}",
+                clean(&dir.display().to_string())
+            ),
+            None => String::new(),
+        }
+    }
+}
 
 /// What the attachment is for.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -22,7 +70,7 @@ pub enum Purpose {
 }
 
 /// The segment `arg` names, attached for `purpose`.
-pub fn attach(arg: &str, trust: &Trust, purpose: Purpose) -> Result<Segment, Failure> {
+pub fn attach(arg: &str, lookup: &Lookup, purpose: Purpose) -> Result<Segment, Failure> {
     let read_only = purpose == Purpose::Read;
     let either = |open: &dyn Fn(bool) -> shmstore::Result<Segment>| match open(read_only) {
         Err(Error::PermissionDenied { .. }) if !read_only => open(true),
@@ -52,17 +100,19 @@ pub fn attach(arg: &str, trust: &Trust, purpose: Purpose) -> Result<Segment, Fai
             Err(e) => Err(e.into()),
         };
     }
-    match either(&|ro| inspect::locate(arg, trust, ro)) {
+    let key = lookup.key(arg)?;
+    match either(&|ro| inspect::locate(key, &lookup.trust, ro)) {
         Ok(seg) => Ok(seg),
         Err(Error::NotFound { .. }) => Err(format!(
-            "no object is named {} (`shmstore list` shows the names; ids are decimal, keys \
+            "no object is named {}{} (`shmstore list` shows the names; ids are decimal, keys \
              0x...){}",
             clean(arg),
-            held_by(arg)
+            lookup.place(),
+            held_by(key)
         )
         .into()),
         Err(e @ (Error::ForeignOwner { .. } | Error::PermissionDenied { .. })) => {
-            Err(format!("{}{}", clean(&e.to_string()), held_by(arg)).into())
+            Err(format!("{}{}", clean(&e.to_string()), held_by(key)).into())
         }
         Err(e) => Err(e.into()),
     }
@@ -107,10 +157,10 @@ fn no_such_id(id: i32) -> Failure {
     Error::IdNotFound { id }.into()
 }
 
-/// Who holds segments named `name` at its keys, for an error that lets the
-/// operator choose whom to trust.
-fn held_by(name: &str) -> String {
-    let Ok(found) = inspect::claimants(name) else {
+/// Who holds segments of the name of `key` at its keys, for an error that
+/// lets the operator choose whom to trust.
+fn held_by(key: Key) -> String {
+    let Ok(found) = inspect::claimants(key) else {
         return String::new();
     };
     if found.is_empty() {

@@ -5,10 +5,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 use shmstore::Segment;
-use shmstore::inspect::{self, Trust};
+use shmstore::inspect;
 
 use crate::out::{clean, print_json};
-use crate::resolve::{Purpose, attach};
+use crate::resolve::{Lookup, Purpose, attach};
 use crate::{Failure, Outcome, Words};
 
 /// A cell's value as `format` says.
@@ -67,13 +67,13 @@ fn show(seg: &Segment, d: &inspect::Description, format: Words, as_json: bool) {
 
 pub fn run(
     target: &str,
-    trust: &Trust,
+    lookup: &Lookup,
     count: Option<u64>,
     timeout: Option<Duration>,
     format: Words,
     as_json: bool,
 ) -> Result<Outcome, Failure> {
-    let seg = attach(target, trust, Purpose::Read)?;
+    let seg = attach(target, lookup, Purpose::Read)?;
     let count = count.unwrap_or(u64::MAX);
     if count == 0 {
         return Ok(Outcome::Done);

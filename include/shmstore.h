@@ -52,11 +52,15 @@
  * A name that shmstore made in a private namespace (`Key::named_in(dir,
  * name)`), whose keys come from a secret other users cannot read, is
  * opened with shmstore_open_name_in(dir, name, &obj). The directory must be
- * this user's or root's and not writable by others, and its secret
- * (dir/shmstore.secret) this user's or root's, of no access to others and
- * 16 bytes; else the namespace is refused (SHMSTORE_ENAMESPACE, `detail`
- * saying why and what to change). This header reads the secret and never
- * makes it: a directory without one holds no object (SHMSTORE_ENOTFOUND).
+ * this user's or root's and not writable by its group or others, and its
+ * secret (dir/shmstore.secret) a regular file, this user's or root's, of no
+ * access to others and 16 bytes; else the namespace is refused
+ * (SHMSTORE_ENAMESPACE, `detail` saying why and what to change). The
+ * secret is opened without following a symbolic link (O_NOFOLLOW: define
+ * _POSIX_C_SOURCE 200809L, or _DEFAULT_SOURCE, before including this header;
+ * without it a namespace is refused). This header reads the secret and
+ * never makes it: a directory without one holds no object
+ * (SHMSTORE_ENOTFOUND).
  */
 #ifndef SHMSTORE_H
 #define SHMSTORE_H
@@ -80,6 +84,14 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
+
+/* O_NOFOLLOW is POSIX.1-2008: a build without it (strict C11 with no
+ * feature macro) cannot open a namespace's secret safely, and refuses to. */
+#ifdef O_NOFOLLOW
+#define SHMSTORE__NOFOLLOW O_NOFOLLOW
+#else
+#define SHMSTORE__NOFOLLOW 0
+#endif
 
 #ifdef SHMSTORE_TRUST_GROUP
 #include <grp.h>
@@ -1631,6 +1643,14 @@ static inline int shmstore_namespace_secret(const char *dir, uint8_t secret[SHMS
 {
     memset(out, 0, sizeof *out);
     out->id = -1;
+#ifndef O_NOFOLLOW
+    (void)dir;
+    (void)secret;
+    return shmstore__refuse(out, SHMSTORE_ENAMESPACE,
+                            "this build cannot open the secret without following a symbolic "
+                            "link: define _POSIX_C_SOURCE 200809L before including shmstore.h",
+                            0);
+#endif
     if (dir == NULL || secret == NULL)
         return shmstore__refuse(out, SHMSTORE_EINVAL, "no namespace directory or no secret buffer",
                                 0);
@@ -1648,10 +1668,11 @@ static inline int shmstore_namespace_secret(const char *dir, uint8_t secret[SHMS
                                 "the namespace's directory belongs to another user, neither this "
                                 "one nor root; its owner's uid",
                                 (uint64_t)st.st_uid);
-    if ((st.st_mode & S_IWOTH) != 0)
+    if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0)
         return shmstore__refuse(out, SHMSTORE_ENAMESPACE,
-                                "other users may write the namespace's directory (and so put a "
-                                "secret of theirs there): chmod o-w it; its permission bits",
+                                "its group or other users may write the namespace's directory (and "
+                                "so put a secret of theirs there): chmod go-w it; its permission "
+                                "bits",
                                 (uint64_t)(st.st_mode & 07777));
 
     size_t dir_len = strlen(dir);
@@ -1660,7 +1681,8 @@ static inline int shmstore_namespace_secret(const char *dir, uint8_t secret[SHMS
         return shmstore__system(out, "malloc", ENOMEM);
     memcpy(path, dir, dir_len);
     memcpy(path + dir_len, "/" SHMSTORE_SECRET_FILE, sizeof "/" SHMSTORE_SECRET_FILE);
-    int flags = O_RDONLY | O_NOCTTY | O_NONBLOCK; /* a FIFO must not block the open */
+    /* A FIFO must not block the open; a symbolic link is not followed. */
+    int flags = O_RDONLY | O_NOCTTY | O_NONBLOCK | SHMSTORE__NOFOLLOW;
 #ifdef O_CLOEXEC
     flags |= O_CLOEXEC;
 #endif

@@ -177,7 +177,7 @@ fn the_c_reader_refuses_a_namespace_others_could_write_or_read() {
 
     ns.secret();
     set_mode(ns.path(), 0o777);
-    refused(&programs, ns.path(), name, "chmod o-w");
+    refused(&programs, ns.path(), name, "chmod go-w");
     set_mode(ns.path(), 0o700);
     for mode in [0o644, 0o601] {
         set_mode(&ns.secret_path(), mode);

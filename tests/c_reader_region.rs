@@ -13,8 +13,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::names::{
-    NameGuard, cell_image, crowded, dead_pid, documented_key, fresh_name, life_word, make_ready,
-    own_start_time, plant, set_life, squat,
+    NameGuard, cell_image, claim_name, crowded, dead_pid, documented_key, fresh_name, life_word,
+    make_ready, own_start_time, plant, set_life, squat,
 };
 use common::programs::{compile, compile_with, key_hex, read_cell, run, stdout_of};
 use common::{Kid, SegGuard};
@@ -389,19 +389,24 @@ fn c_reader_skips_and_refuses_another_users_segments() {
         return;
     };
     let name = format!("shmstore-test/c-reader-{}/foreign", std::process::id());
+    // A plain object at the name's first key, then ours (at the second),
+    // then the first made to claim the name and given to another user: as
+    // another user would plant it once the name's object exists (one
+    // planted before would stop the creation: its name is held).
     let planted = SharedCell::<Words>::options()
         .remove_on_drop(true)
-        .create(Key::named(&name).unwrap(), [6, 6, 6, 6])
+        .create(Key::new(documented_key(&name, 0)).unwrap(), [6, 6, 6, 6])
         .expect("create the object to plant");
     let _g1 = SegGuard(planted.id());
-    planted
-        .set_owner(OUTSIDER.0, OUTSIDER.1)
-        .expect("give it to another user");
     let ours = SharedCell::<Words>::options()
         .remove_on_drop(true)
         .create(Key::named(&name).unwrap(), [7, 7, 7, 7])
         .expect("create the object past the planted one");
     let _g2 = SegGuard(ours.id());
+    claim_name(planted.id(), &name);
+    planted
+        .set_owner(OUTSIDER.0, OUTSIDER.1)
+        .expect("give it to another user");
     let at_second = Segment::options()
         .open(Key::new(documented_key(&name, 1)).unwrap())
         .expect("the crate put the object at the name's second key");

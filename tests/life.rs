@@ -96,6 +96,26 @@ fn child_entry() {
                 }
             }
         }
+        // As user ARGS[2], make a named cell anyone may read and write.
+        "make_as" => {
+            let uid: u32 = args[2].parse().unwrap();
+            common::drop_to(uid, uid);
+            let cell = SharedCell::<u64>::options()
+                .mode(0o666)
+                .create(key, 3)
+                .unwrap();
+            report("id", cell.id());
+        }
+        // As user ARGS[2], trusting user ARGS[3], open the cell.
+        "open_as" => {
+            let (uid, trusted): (u32, u32) = (args[2].parse().unwrap(), args[3].parse().unwrap());
+            common::drop_to(uid, uid);
+            let opened = SharedCell::<u64>::options()
+                .trust_user(trusted)
+                .init_timeout(Duration::from_secs(2))
+                .open(key);
+            report("result", outcome(&opened));
+        }
         other => panic!("unknown role {other}"),
     }
     std::process::exit(0);
@@ -675,4 +695,53 @@ fn every_life_step_is_killed_and_stopped() {
             .any(|p| step.starts_with(p));
         assert_eq!(life, tabled.contains(step), "{step}");
     }
+}
+
+/// Another user's object of a name stops a creation of that name by a
+/// user who does not trust that user (its own users would otherwise see two
+/// objects of the name): `ForeignOwner`, naming that user.
+#[test]
+fn another_users_object_of_a_name_is_never_made_twice() {
+    if !common::root_or_skip("acting as another user") {
+        return;
+    }
+    let name = fresh_name("held");
+    let _names = NameGuard::of(&name);
+    let mut maker = Kid::spawn(&["make_as", &name, "65533"]);
+    maker.expect("id");
+    assert!(maker.wait().success());
+    match SharedCell::<u64>::create(Key::named(&name).unwrap(), 1) {
+        Err(Error::ForeignOwner { uid, .. }) => assert_eq!(uid, 65533),
+        other => panic!("{:?}", other.map(|c| c.id())),
+    }
+    assert_eq!(objects_of(&name).len(), 1);
+}
+
+/// An object marked removed by a remover that died, which the opener may
+/// not remove itself: the open says so at once instead of looking for ever.
+#[test]
+fn a_removal_the_opener_may_not_finish_is_an_error() {
+    if !common::root_or_skip("acting as other users") {
+        return;
+    }
+    use common::names::{dead_pid, life_word, set_life};
+    let name = fresh_name("unfinished");
+    let _names = NameGuard::of(&name);
+    let mut maker = Kid::spawn(&["make_as", &name, "65533"]);
+    let id: i32 = maker.expect("id").parse().unwrap();
+    assert!(maker.wait().success());
+    let seg = shmstore::Segment::options()
+        .allow_foreign_owner(true)
+        .attach_id(id)
+        .unwrap();
+    set_life(&seg, life_word(2, dead_pid(), 1));
+    let start = Instant::now();
+    let mut opener = Kid::spawn(&["open_as", &name, "65534", "65533"]);
+    assert_eq!(opener.expect("result"), "err:PermissionDenied");
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(!seg.info().unwrap().marked_for_removal);
 }

@@ -64,9 +64,8 @@ impl Region {
             &self.current,
             |b| self.meta(b),
             |current| {
-                let pinned = pin_slot::pinned_buffers::<Loom>(self.words.iter());
-                let version = |b: usize| self.versions[b].load(Relaxed);
-                buffers::choose(2, current, pinned, version, |_| true).ok_or(())
+                let scan = || pin_slot::pinned_buffers::<Loom>(self.words.iter());
+                buffers::choose::<Loom>(2, current, |b| self.meta(b), scan, |_| true).ok_or(())
             },
             |b, version| {
                 self.buffers[b].with_mut(|p| {
@@ -84,12 +83,23 @@ impl Region {
         pin_slot::claim::<Loom>(&self.words[slot], &self.starts[slot], pid, start)
     }
 
-    /// Pin through `claim` (None once it was revoked), read the pinned
-    /// buffer in place, unpin; the value read is the version pinned.
+    /// Pin through `claim` (None once it was revoked, or if `current`
+    /// names a buffer that does not hold its version and does not move),
+    /// check that the buffer holds the version pinned, read it in place,
+    /// unpin; the value read is the version pinned.
     fn read(&self, slot: usize, claim: u64) -> Option<u64> {
         let c = loop {
             match pin_slot::pin::<Loom>(&self.current, &self.words[slot], claim) {
-                Pin::Pinned(c) => break c,
+                Pin::Pinned(c) => {
+                    let b = (c & 0xff) as usize;
+                    if buffers::holds::<Loom>(&self.meta(b), c >> 8) {
+                        break c;
+                    }
+                    pin_slot::unpin::<Loom>(&self.words[slot], claim);
+                    if self.current.load(Relaxed) == c {
+                        return None; // scribbled: the reader reports it
+                    }
+                }
                 Pin::Moved => thread::yield_now(),
                 Pin::Lost => return None,
             }
@@ -131,6 +141,40 @@ fn pinned_buffer_is_never_written() {
         region.read(0, claim).expect("not revoked");
         assert!(pin_slot::release::<Loom>(&region.words[0], claim));
         writer.join().unwrap();
+    });
+}
+
+/// Version 2 is current in buffer 1, version 1 in buffer 0. While a writer
+/// publishes version 3 (into buffer 0, the oldest), a peer scribbles
+/// `current` back to version 1 in buffer 0, and a reader pins through it:
+/// the reader never reads buffer 0 while the writer writes it.
+#[test]
+fn a_scribbled_current_never_moves_a_reader_onto_a_buffer_being_written() {
+    bounded().check(|| {
+        let region = Arc::new(Region::new());
+        region.lens[1].store(8, Relaxed);
+        region.versions[1].store(2, Relaxed);
+        region.buffers[1].with_mut(|p| {
+            // SAFETY: no other thread runs yet.
+            unsafe { *p = 2 }
+        });
+        region.current.store((2 << 8) | 1, Relaxed);
+        let writer = {
+            let region = region.clone();
+            thread::spawn(move || {
+                // (It may find the only other buffer pinned: the real writer
+                // then waits.)
+                region.publish();
+            })
+        };
+        let scribbler = {
+            let region = region.clone();
+            thread::spawn(move || region.current.store(1 << 8, Relaxed))
+        };
+        let claim = region.claim(0, 1, 100).expect("a free slot");
+        let _ = region.read(0, claim);
+        writer.join().unwrap();
+        scribbler.join().unwrap();
     });
 }
 
@@ -248,8 +292,7 @@ impl Copying {
             &self.current,
             |b| self.meta(b),
             |current| {
-                let version = |b: usize| self.versions[b].load(Relaxed);
-                buffers::choose(2, current, 0, version, |_| true).ok_or(())
+                buffers::choose::<Loom>(2, current, |b| self.meta(b), || 0, |_| true).ok_or(())
             },
             |b, version| {
                 self.words[b][0].store(version, Relaxed);

@@ -106,7 +106,7 @@ fn first_users_agree_on_the_secret() {
 fn a_namespace_others_could_read_or_replace_is_refused() {
     let open = Namespace::new(0o777);
     match Key::named_in(open.path(), "a") {
-        Err(e @ Error::Namespace { .. }) => assert!(e.to_string().contains("chmod o-w"), "{e}"),
+        Err(e @ Error::Namespace { .. }) => assert!(e.to_string().contains("chmod go-w"), "{e}"),
         other => panic!("{other:?}"),
     }
     let dir = Namespace::new(0o700);

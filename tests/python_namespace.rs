@@ -208,7 +208,7 @@ fn refuses_a_namespace_others_could_write_or_read() {
 
     ns.secret();
     set_mode(ns.path(), 0o777);
-    refused(ns.path(), name, "chmod o-w");
+    refused(ns.path(), name, "chmod go-w");
     set_mode(ns.path(), 0o700);
     for mode in [0o644, 0o601] {
         set_mode(&ns.secret_path(), mode);

@@ -653,15 +653,17 @@ fn reports_another_users_object_of_a_name() {
 
     let name = fresh_name("py-planted");
     let _names = NameGuard::of(&name);
+    // Planted once the name's object exists (see the C reader's twin).
     let planted = SharedCell::<Words>::options()
         .remove_on_drop(true)
-        .create(Key::named(&name).unwrap(), [6, 6, 6, 6])
+        .create(Key::new(documented_key(&name, 0)).unwrap(), [6, 6, 6, 6])
         .unwrap();
-    planted.set_owner(OUTSIDER.0, OUTSIDER.1).unwrap();
     let ours = SharedCell::<Words>::options()
         .remove_on_drop(true)
         .create(Key::named(&name).unwrap(), [7, 7, 7, 7])
         .unwrap();
+    common::names::claim_name(planted.id(), &name);
+    planted.set_owner(OUTSIDER.0, OUTSIDER.1).unwrap();
     assert_eq!(ours.info().unwrap().key.raw(), documented_key(&name, 1));
     let run = py(&["cell", &name, "--struct", "<4Q"]);
     assert_eq!(words_of(&run), (0, json!([7, 7, 7, 7])));

@@ -178,12 +178,15 @@ def namespace_secret(directory) -> bytes:
         raise refuse("it is not a directory")
     if not _trusted_owner(st.st_uid):
         raise refuse(f"it belongs to uid {st.st_uid}, not to this user or root")
-    if st.st_mode & 0o002:
-        raise refuse("other users may write it (and so put a secret of theirs there): chmod o-w")
+    if st.st_mode & 0o022:
+        raise refuse(
+            "its group or other users may write it (and so put a secret of theirs there): chmod go-w"
+        )
     path = os.path.join(shown, SECRET_FILE)
     try:
-        # Not blocked by a FIFO; Python's descriptors are close-on-exec.
-        fd = os.open(path, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
+        # Not blocked by a FIFO, not followed through a symbolic link;
+        # Python's descriptors are close-on-exec.
+        fd = os.open(path, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK | os.O_NOFOLLOW)
     except FileNotFoundError:
         raise NotFound(
             f"the private namespace in {shown} has no secret yet (shmstore makes {SECRET_FILE} on "

@@ -101,11 +101,12 @@ impl Key {
     /// from a secret kept in `dir` (made there on first use, 16 random
     /// bytes in [`SECRET_FILE`]), so that a user who cannot read it can
     /// neither tell the name's keys nor take them to deny the name. `dir`
-    /// must belong to this user or root and not be writable by others; the
-    /// secret must not be readable by others (a group that may read `dir`
-    /// may read it: share a namespace with a group that way). Every process
-    /// that uses the name must use the same directory (FORMAT.md, "Names in
-    /// a private namespace").
+    /// must belong to this user or root and not be writable by its group or
+    /// others; the secret must be a regular file of this user or root that
+    /// no other user may read. Users of different uids share a namespace
+    /// when root makes the directory and the secret (mode `0640`, in their
+    /// group). Every process that uses the name must use the same directory
+    /// (FORMAT.md, "Names in a private namespace").
     ///
     /// ```
     /// use shmstore::{Key, SharedCell};

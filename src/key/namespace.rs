@@ -8,9 +8,12 @@
 //! are SipHash-2-4 of the name under a 16-byte secret kept in
 //! `DIR/shmstore.secret`: a user who cannot read that file cannot tell a
 //! name's keys, nor compute them from other keys it sees in `ipcs -m`, so it
-//! cannot take them. The directory must not be writable by other users (one
-//! could otherwise put its own secret there), and the secret must not be
-//! readable by them: both are checked at every use.
+//! cannot take them. The directory must belong to this user or root and
+//! not be writable by its group or other users (one could otherwise put its
+//! own secret there), and the secret must be a regular file of this user or
+//! root that no other user may read: all checked at every use. Users of
+//! different uids share a namespace when root makes the directory and the
+//! secret (mode `0640`, in their group).
 //!
 //! The secret is made on first use: 16 bytes of `/dev/urandom` written to a
 //! file of this process's own, then linked to its name, which fails if
@@ -56,17 +59,19 @@ pub fn secret(dir: &Path) -> Result<[u8; SECRET_LEN]> {
             format!("it belongs to uid {}, not to this user or root", meta.uid()),
         ));
     }
-    if meta.mode() & 0o002 != 0 {
+    if meta.mode() & 0o022 != 0 {
         return Err(refuse(
             dir,
-            "other users may write it (and so put a secret of theirs there): chmod o-w",
+            "its group or other users may write it (and so put a secret of theirs there): \
+             chmod go-w",
         ));
     }
     let path = dir.join(SECRET_FILE);
+    let group = (meta.mode() & 0o040 != 0).then_some(meta.gid());
     for _ in 0..4 {
         match read(dir, &path)? {
             Some(secret) => return Ok(secret),
-            None => make(dir, &path, meta.mode() & 0o040 != 0)?,
+            None => make(dir, &path, group)?,
         }
     }
     Err(refuse(
@@ -75,10 +80,16 @@ pub fn secret(dir: &Path) -> Result<[u8; SECRET_LEN]> {
     ))
 }
 
-/// The secret in `path`, if the file exists; checked: this user's or root's,
-/// no access for other users, exactly [`SECRET_LEN`] bytes.
+/// The secret in `path`, if the file exists; checked: a regular file (not
+/// followed through a symbolic link, nor a FIFO or a device, which are
+/// opened without blocking and refused), this user's or root's, no access
+/// for other users, exactly [`SECRET_LEN`] bytes.
 fn read(dir: &Path, path: &Path) -> Result<Option<[u8; SECRET_LEN]>> {
-    let mut file = match fs::File::open(path) {
+    let opened = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path);
+    let mut file = match opened {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(refuse(dir, format!("{SECRET_FILE}: {e}"))),
@@ -86,6 +97,9 @@ fn read(dir: &Path, path: &Path) -> Result<Option<[u8; SECRET_LEN]>> {
     let meta = file
         .metadata()
         .map_err(|e| refuse(dir, format!("{SECRET_FILE}: {e}")))?;
+    if !meta.is_file() {
+        return Err(refuse(dir, format!("{SECRET_FILE} is not a regular file")));
+    }
     if !trusted(meta.uid()) {
         return Err(refuse(
             dir,
@@ -114,8 +128,8 @@ fn read(dir: &Path, path: &Path) -> Result<Option<[u8; SECRET_LEN]>> {
 
 /// Make the secret: random bytes in a file of this process's, linked to
 /// `path` unless another process made it first. Readable by the
-/// directory's group if the directory is.
-fn make(dir: &Path, path: &Path, group: bool) -> Result<()> {
+/// directory's group (`group`) if the directory is.
+fn make(dir: &Path, path: &Path, group: Option<u32>) -> Result<()> {
     let mut secret = [0u8; SECRET_LEN];
     fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut secret))
@@ -127,14 +141,19 @@ fn make(dir: &Path, path: &Path, group: bool) -> Result<()> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos())
     ));
-    let mode = if group { 0o640 } else { 0o600 };
+    let mode = if group.is_some() { 0o640 } else { 0o600 };
     let written = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(mode)
         .open(&tmp)
         .and_then(|mut f| {
-            // The mode asked for, whatever the umask took away.
+            // The directory's group (this user may give a file only to a
+            // group it is in: otherwise the file keeps this user's group),
+            // and the mode asked for, whatever the umask took away.
+            if let Some(gid) = group {
+                let _ = std::os::unix::fs::fchown(&f, None, Some(gid));
+            }
             f.set_permissions(fs::Permissions::from_mode(mode))?;
             f.write_all(&secret)?;
             f.sync_all()

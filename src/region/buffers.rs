@@ -5,14 +5,14 @@
 //! Each buffer's description (`BufferMeta`) holds the length of its archive
 //! and the version it holds; `version` doubles as the buffer's own seqlock.
 //!
-//! **Writer** (holding the write lock): scan the pins (`pin_slot.rs`) and
-//! choose, among the buffers that are neither current nor pinned, the one
-//! whose version is oldest (so that a buffer a copier may be reading is
-//! reused as late as possible), and none that stopped being current less
-//! than the region's reuse grace ago; store its `version = 0` (release),
-//! then a release fence; write the archive (plain writes); store `len`
-//! (relaxed) and `version = v` (release); then the commit: `current = (v
-//! << 8) | b` (release).
+//! **Writer** (holding the write lock): take, among the buffers that are
+//! not current, the one whose version is oldest (so that a buffer a copier
+//! may be reading is reused as late as possible) and none that stopped
+//! being current less than the region's reuse grace ago; store its
+//! `version = 0` (release); scan the pins (`pin_slot.rs`), and if one pins
+//! it, give it its version back and try the next; then a release fence;
+//! write the archive (plain writes); store `len` (relaxed) and `version =
+//! v` (release); then the commit: `current = (v << 8) | b` (release).
 //!
 //! **Copying reader**: load `current` (acquire) → version `v`, buffer `b`;
 //! load `buffers[b].version` (acquire); load `len` and check it against
@@ -42,8 +42,14 @@
 //! buffer is the `n`-th to be reused after it), and any number once a reuse
 //! grace at least as long as the copy is set.
 //!
-//! **In-place readers** pin (`pin_slot.rs`): no writer chooses a pinned
-//! buffer, so a pinned archive does not change while it is read.
+//! **In-place readers** pin (`pin_slot.rs`) and then check that the
+//! buffer holds the version `current` named (`holds`, acquire): no writer
+//! chooses a pinned buffer, so a pinned archive does not change while it is
+//! read. The check closes what a peer's scribble of `current` could open: a
+//! reader pinning, through a scribbled `current`, a buffer that a writer
+//! has just chosen. The writer announced it (`version = 0`) before the scan
+//! that did not see the pin; so the reader's compare-and-swap, later in
+//! the pin word's order, acquired the scan and sees the announcement.
 //!
 //! The model in `tests/loom_pins.rs` runs these functions, with the pins.
 
@@ -59,24 +65,53 @@ pub struct Meta<'a, W> {
     pub version: &'a W,
 }
 
-/// The buffer a writer may fill next: of `count`, neither `current` nor in
-/// `pinned` (a bit per buffer) nor refused by `ready` (the reuse grace), the
-/// one whose version is oldest; `None` if there is none.
-pub fn choose(
+/// The buffer a writer fills next, announced: of `count`, neither
+/// `current` nor refused by `ready` (the reuse grace), the one whose version
+/// is oldest is announced (its `version = 0`, release) and then the pins
+/// are scanned (`scan`, read-modify-writes of every pin word: a bit per
+/// buffer pinned); if the scan finds it pinned, it gets its version back
+/// and the next is tried. `None` if every candidate is pinned.
+///
+/// The announcement comes before the scan that clears the buffer, so that
+/// a reader whose pin the scan does not see (its compare-and-swap comes
+/// later in the word's order, and so acquires the scan) sees `version = 0`
+/// and does not use the buffer, even if a peer scribbled `current` to name
+/// it.
+pub fn choose<'a, M: Model + 'a>(
     count: usize,
     current: Option<usize>,
-    pinned: u64,
-    meta: impl Fn(usize) -> u64,
+    meta: impl Fn(usize) -> Meta<'a, M::U64>,
+    scan: impl Fn() -> u64,
     ready: impl Fn(usize) -> bool,
 ) -> Option<usize> {
-    (0..count)
-        .filter(|&b| Some(b) != current && pinned & (1 << b) == 0 && ready(b))
-        .min_by_key(|&b| meta(b))
+    let mut skip = 0u64;
+    loop {
+        let b = (0..count)
+            .filter(|&b| Some(b) != current && skip & (1 << b) == 0 && ready(b))
+            .min_by_key(|&b| meta(b).version.load(Relaxed))?;
+        let m = meta(b);
+        let old = m.version.load(Relaxed);
+        m.version.store(0, Release);
+        crate::crash::point("region.after_announce");
+        let pinned = scan();
+        if pinned & (1 << b) == 0 {
+            return Some(b);
+        }
+        m.version.store(old, Release);
+        skip |= pinned | (1 << b);
+    }
+}
+
+/// Whether the buffer `meta` describes holds `version`: what a reader that
+/// pinned it checks (acquire) before it uses the bytes.
+#[inline(always)]
+pub fn holds<M: Model>(meta: &Meta<'_, M::U64>, version: u64) -> bool {
+    meta.version.load(Acquire) == version
 }
 
 /// A publish, by a writer holding the write lock: the buffer `choose`
-/// gives (told the current buffer, if any version is published) is
-/// announced, filled by `write` (told the buffer and the version it writes;
+/// gives (told the current buffer, if any version is published), announced
+/// by it (see [`choose`]), is filled by `write` (told the buffer and the version it writes;
 /// it returns the archive's length) and made current. Returns the new
 /// version; an error of `choose` or `write` leaves `current` as it was.
 pub fn publish<'a, M: Model + 'a, E>(
@@ -91,17 +126,16 @@ pub fn publish<'a, M: Model + 'a, E>(
     let b = choose((v != 0).then_some(now))?;
     crate::crash::point("region.after_choose");
     let m = meta(b);
-    begin::<M>(&m);
+    begin::<M>();
     let len = write(b, v + 1)?;
     crate::crash::point("region.after_write");
     commit::<M>(current, &m, v + 1, b, len);
     Ok(v + 1)
 }
 
-/// The writer, before it writes buffer `b`: it is no longer any version.
-pub fn begin<M: Model>(meta: &Meta<'_, M::U64>) {
-    meta.version.store(0, Release);
-    crate::crash::point("region.after_announce");
+/// The writer, before it writes the buffer it chose (announced by
+/// `choose`): a copier that reads any byte it writes sees the announcement.
+pub fn begin<M: Model>() {
     M::fence(Release);
 }
 

@@ -375,6 +375,15 @@ impl<T: Archive> SharedRegion<T> {
         Ok(self.committed(&guard, next))
     }
 
+    /// Whether the buffer `current` names holds the version it names: the
+    /// check a reader makes once it pinned it (`buffers.rs`).
+    #[inline(always)]
+    fn holds(&self, current: u64) -> bool {
+        let (version, buffer) = split(current);
+        buffer < self.store.layout().slot_count
+            && buffers::holds::<Std>(&self.meta(buffer), version)
+    }
+
     /// A buffer's description.
     fn meta(&self, buffer: usize) -> buffers::Meta<'_, std::sync::atomic::AtomicU64> {
         let m = &self.control().buffers[buffer];
@@ -458,7 +467,7 @@ impl<T: Archive> SharedRegion<T> {
         let fast = pins::last_read(&self.pins)?;
         let word = &ctl.pins[fast.lease.slot].word;
         match pin_slot::pin::<Std>(&ctl.current, word, fast.lease.claim) {
-            pin_slot::Pin::Pinned(c) if c == fast.current => Some(PinnedArchive {
+            pin_slot::Pin::Pinned(c) if c == fast.current && self.holds(c) => Some(PinnedArchive {
                 word,
                 claim: fast.lease.claim,
                 lent: true,
@@ -488,7 +497,7 @@ impl<T: Archive> SharedRegion<T> {
     {
         let ctl = self.control();
         let mut backoff = Backoff::new();
-        let (slot, current) = loop {
+        let (lease, lent, hold, current) = loop {
             let slot = pins::acquire(ctl, &self.pins)?;
             let pinned = loop {
                 match slot.pin(&ctl.current) {
@@ -497,21 +506,34 @@ impl<T: Archive> SharedRegion<T> {
                     pin_slot::Pin::Lost => break None,
                 }
             };
-            match pinned {
-                Some(current) => break (slot, current),
-                // Revoked while idle: the thread's slot is forgotten (a
-                // slot claimed for this read is simply gone) and another
-                // claimed.
-                None if slot.lent => pins::lost(&self.pins, slot.lease),
-                None => {}
+            let Some(current) = pinned else {
+                // Revoked while idle: the thread's slot is forgotten (a slot
+                // claimed for this read is simply gone) and another claimed.
+                if slot.lent {
+                    pins::lost(&self.pins, slot.lease);
+                }
+                continue;
+            };
+            let (lease, lent) = (slot.lease, slot.lent);
+            // From here the pin is held, and an error unpins it.
+            let hold = slot.pinned();
+            if current >> 8 == 0 {
+                return Err(Error::NothingPublished);
             }
+            if self.holds(current) {
+                break (lease, lent, hold, current);
+            }
+            drop(hold);
+            if ctl.current.load(Ordering::Relaxed) == current {
+                let (version, buffer) = split(current);
+                return Err(corrupt(format_args!(
+                    "current names version {version} in buffer {buffer}, which does not hold it"
+                )));
+            }
+            // A writer chose the buffer after `current` moved off it: read
+            // what `current` names now.
+            backoff.spin();
         };
-        let (lease, lent) = (slot.lease, slot.lent);
-        // From here the pin is held, and an error unpins it.
-        let hold = slot.pinned();
-        if current >> 8 == 0 {
-            return Err(Error::NothingPublished);
-        }
         let len = self.validated_len(current)?;
         if lent {
             pins::remember(pins::LastRead {

@@ -63,15 +63,19 @@ pub(super) fn free_buffer(
     let start = Instant::now();
     let deadline = start.checked_add(timeout);
     let mut backoff = Backoff::new();
-    let version = |b: usize| ctl.buffers[b].version.load(Ordering::Relaxed);
+    let meta = |b: usize| super::buffers::Meta {
+        len: &ctl.buffers[b].len,
+        version: &ctl.buffers[b].version,
+    };
+    let scan = || pin_slot::pinned_buffers::<Std>(ctl.pins.iter().map(|p| &p.word));
     loop {
-        let pinned = pin_slot::pinned_buffers::<Std>(ctl.pins.iter().map(|p| &p.word));
         let ready = |b: usize| grace_left(b).is_none();
-        if let Some(b) = super::buffers::choose(count, current, pinned, version, ready) {
+        if let Some(b) = super::buffers::choose::<Std>(count, current, meta, scan, ready) {
             return Ok(b);
         }
         // A buffer free but for its grace: the grace passes whatever
         // readers do.
+        let pinned = scan();
         let waiting = (0..count)
             .filter(|&b| Some(b) != current && pinned & (1 << b) == 0)
             .filter_map(&grace_left)
@@ -134,18 +138,17 @@ fn claim_slot(ctl: &RegionControl) -> Result<Lease> {
                 return Ok(Lease { slot, claim });
             }
         }
-        if reclaim_dead(ctl)
+        let freed = reclaim_dead(ctl)
             || ctl
                 .pins
                 .iter()
-                .any(|p| pin_slot::revoke_idle::<Std>(&p.word))
-        {
-            continue;
-        }
+                .any(|p| pin_slot::revoke_idle::<Std>(&p.word));
         if Instant::now() >= deadline {
             return Err(Error::PinsExhausted { slots: PIN_SLOTS });
         }
-        backoff.snooze(Some(deadline));
+        if !freed {
+            backoff.snooze(Some(deadline));
+        }
     }
 }
 

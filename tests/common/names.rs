@@ -382,3 +382,15 @@ pub fn crowded(name: &str, value: [u64; 4]) -> Crowded {
         guard,
     }
 }
+
+/// Write `name` into the header of segment `id` (FORMAT.md: `name_len` at
+/// 112, `name` at 384), as a peer that plants a claim of the name would.
+pub fn claim_name(id: i32, name: &str) {
+    let seg = Segment::options()
+        .allow_foreign_owner(true)
+        .attach_id(id)
+        .unwrap();
+    seg.write_at(384, name.as_bytes()).unwrap();
+    seg.write_at(112, &(name.len() as u32).to_le_bytes())
+        .unwrap();
+}

@@ -60,6 +60,7 @@ pub fn compile_with(test: &str, programs: &[&str], defines: &[&str]) -> Option<P
             .arg(root().join("include"))
             .args([
                 "-std=c11",
+                "-D_POSIX_C_SOURCE=200809L",
                 "-O2",
                 "-Wall",
                 "-Wextra",

@@ -250,6 +250,14 @@ impl Store {
             init(&store)?;
             crate::crash::point("create.after_value");
             ready::publish::<Std>(&h.state);
+            // A creator judged dead by mistake (a clock stepped while it
+            // was at its first instructions, an operator's removal) finds
+            // its segment removed: an object nobody can reach is no success.
+            if let Ok(true) = store.memory.is_removed() {
+                return Err(Error::Removed {
+                    id: store.memory.id(),
+                });
+            }
             Ok(())
         })();
         match written {
@@ -284,6 +292,9 @@ impl Store {
             }
             if seen.iter().any(|s| matches!(s, Seen::Object(_))) {
                 return Err(Error::AlreadyExists { key });
+            }
+            if let Some(i) = seen.iter().position(blocks) {
+                return Err(refusal(seen.swap_remove(i)));
             }
             if clear_abandoned(&seen, layout) {
                 continue;
@@ -363,12 +374,18 @@ impl Store {
         read_only: bool,
         deadline: Option<Instant>,
     ) -> Result<Found> {
+        let mut backoff = Backoff::new();
         loop {
             let Some(seg) = Self::locate_named(key, name, options, read_only, deadline)? else {
                 return Ok(Found::Nothing);
             };
+            let id = seg.id();
             match Self::judge(seg, Target::Key(key), options, ty, deadline)? {
-                Found::Nothing => continue,
+                // Removed meanwhile: look again, while there is time.
+                Found::Nothing if deadline.is_none_or(|d| Instant::now() < d) => {
+                    backoff.snooze(deadline);
+                }
+                Found::Nothing => return Err(Error::Removed { id }),
                 found => return Ok(found),
             }
         }
@@ -584,7 +601,9 @@ impl Store {
                     last = Some(e);
                 }
                 Found::Nothing => match Self::create(key, options, ty, layout, &mut init) {
-                    Err(e @ Error::AlreadyExists { .. }) => last = Some(e),
+                    Err(e @ (Error::AlreadyExists { .. } | Error::Removed { .. })) => {
+                        last = Some(e)
+                    }
                     other => return other,
                 },
             }
@@ -622,7 +641,11 @@ fn resolve(
         let mut peers = Vec::with_capacity(keys.len());
         for (j, &k) in keys.iter().enumerate() {
             if j != own {
-                peers.push(look::look(k, name, options, true)?.peer(j));
+                let seen = look::look(k, name, options, true)?;
+                if blocks(&seen) {
+                    return Err(refusal(seen));
+                }
+                peers.push(seen.peer(j));
             }
         }
         match claim::decide(own, peers) {
@@ -631,6 +654,28 @@ fn resolve(
             }
             decided => return Ok(decided),
         }
+    }
+}
+
+/// Whether what a key holds stops a creation of the name outright: a
+/// segment of a trusted owner that this user may not look into (it may hold
+/// the name), or another user's segment that holds the name (its users
+/// count it as the name's object). Creating at another key would make a
+/// second object of the name, as some processes see it.
+fn blocks(seen: &Seen) -> bool {
+    matches!(
+        seen,
+        Seen::Denied { .. } | Seen::Untrusted { claims: true, .. }
+    )
+}
+
+/// The error a blocking look carries.
+fn refusal(seen: Seen) -> Error {
+    match seen {
+        Seen::Denied { refusal, .. } | Seen::Untrusted { refusal, .. } => refusal,
+        _ => Error::InvalidOptions {
+            reason: "a look that does not block".into(),
+        },
     }
 }
 

@@ -228,7 +228,8 @@ pub fn collect(memory: &Memory, h: &Header) -> Result<Collected> {
 /// (a collector's mark is waited out while the collector runs, up to
 /// `deadline`, and cleared once it is judged dead, on a read-write
 /// attachment); `Ok(false)` if it is removed or being removed (a removal
-/// whose remover died is finished here, on this attachment).
+/// whose remover died is finished here, on this attachment; if this process
+/// may not remove it, that refusal is the error).
 pub fn admit(
     memory: &Memory,
     h: &Header,
@@ -246,8 +247,13 @@ pub fn admit(
                 }
                 if !actor_alive(w) {
                     crate::crash::point("remove.finish");
-                    let _ = memory.remove();
-                    return Ok(false);
+                    // This process may not be allowed to (another user's
+                    // object): then the object stays at its key, marked,
+                    // until its owner or root removes it, and is not opened.
+                    return match memory.remove() {
+                        Ok(()) | Err(Error::IdNotFound { .. }) => Ok(false),
+                        Err(e) => Err(e),
+                    };
                 }
                 w
             }

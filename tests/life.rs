@@ -12,7 +12,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use common::names::{NameGuard, at_keys, fresh_name, objects_of};
-use common::{Kid, SegGuard, child, child_args, read_command, report, unique_key};
+use common::{Kid, SegGuard, child, child_args, read_command, report, start_stopped, unique_key};
 use shmstore::{Error, Key, SharedCell};
 
 /// A child's key argument: a name, or `#RAW` for a plain key.
@@ -133,26 +133,6 @@ fn command(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_shmstore"));
     cmd.args(args).stdout(Stdio::piped());
     cmd
-}
-
-/// Start `cmd` so that it stops itself at `step`, and wait until it has.
-fn start_stopped(mut cmd: Command, step: &str) -> Kid {
-    let what = format!("{cmd:?}");
-    cmd.env("SHMSTORE_CRASH_AT", format!("{step}:stop"));
-    let kid = Kid::start(cmd);
-    let start = Instant::now();
-    loop {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", kid.pid())).unwrap();
-        let state = stat.rsplit_once(')').unwrap().1.split_whitespace().next();
-        if state == Some("T") {
-            return kid;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "{what} never stopped at {step}"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
 }
 
 /// Let a stopped child go on.

@@ -7,7 +7,6 @@
 mod common;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use common::names::{NameGuard, fresh_name};
 use common::{Kid, SegGuard, child, child_args, drop_to, read_command, report, root_or_skip};
@@ -39,22 +38,8 @@ fn child_entry() {
 /// The command, stopped at `step`.
 fn stopped(args: &[&str], step: &str) -> Kid {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_shmstore"));
-    cmd.args(args)
-        .stdout(Stdio::piped())
-        .env("SHMSTORE_CRASH_AT", format!("{step}:stop"));
-    let kid = Kid::start(cmd);
-    let start = Instant::now();
-    loop {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", kid.pid())).unwrap();
-        if stat.rsplit_once(')').unwrap().1.split_whitespace().next() == Some("T") {
-            return kid;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "never stopped at {step}"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    cmd.args(args).stdout(Stdio::piped());
+    common::start_stopped(cmd, step)
 }
 
 /// Finding: root's `gc --remove` and `remove --prefix` collected ids while

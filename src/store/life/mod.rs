@@ -508,7 +508,15 @@ impl Store {
             .trust_group_opt(options.trust_group)
             .trust_user_opt(options.trust_user)
             .attach_id(id)?;
-        Self::open_in(Memory::Segment(seg), Target::Id(id), options, ty)
+        let store = Self::open_in(Memory::Segment(seg), Target::Id(id), options, ty)?;
+        // A collector judging it is waited out, as for an open by key (an
+        // id reaches a removed object too: whether it is removed does not
+        // matter here).
+        if let removal::Life::Collecting(_) = removal::read::<Std>(&store.header().life) {
+            let deadline = Instant::now().checked_add(options.init_timeout);
+            removal::admit(&store.memory, store.header(), Target::Id(id), deadline)?;
+        }
+        Ok(store)
     }
 
     /// Wait until the memory is READY, validate it and check that it holds

@@ -341,7 +341,8 @@ impl fmt::Display for Error {
             Error::Namespace { dir, reason } => write!(
                 f,
                 "the private namespace in {} cannot be used: {reason}; keep the directory this \
-                 user's (or root's), not writable by others, and its secret readable by nobody else",
+                 user's (or root's), not writable by its group or others, and its secret \
+                 readable by nobody else",
                 dir.display()
             ),
             Error::KeyPath { path, source } => write!(

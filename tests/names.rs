@@ -268,7 +268,7 @@ fn the_command_finds_names_in_a_private_namespace() {
 
     set_mode(ns.path(), 0o777);
     let (ok, out) = shmstore(&["--namespace", ns.arg(), "inspect", &name]);
-    assert!(!ok && out.contains("chmod o-w"), "{out}");
+    assert!(!ok && out.contains("chmod go-w"), "{out}");
 
     let unused = Namespace::new(0o700);
     let (ok, out) = shmstore(&["--namespace", unused.arg(), "inspect", &name]);

@@ -360,11 +360,7 @@ fn every_step_is_in_a_table() {
     tabled.extend(["reclaim.after_judge", "notify.before_sleep"]);
     // The life of an object's steps are killed and stopped at in
     // tests/life.rs.
-    tabled.extend(
-        common::LIFE_STEPS
-            .iter()
-            .filter(|s| !CREATE_STEPS.contains(s)),
-    );
+    tabled.extend(common::life_steps().filter(|s| !CREATE_STEPS.contains(s)));
     for step in shmstore::crash::STEPS {
         assert!(tabled.contains(step), "no crash test for {step}");
     }

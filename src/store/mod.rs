@@ -157,12 +157,13 @@ impl Store {
             "a region's control block of a {:?}",
             self.kind
         );
-        // SAFETY: validation (or creation) made data_offset >= HEADER_SIZE +
-        // REGION_CONTROL_SIZE within the mapping for a region (the kept
-        // values, checked above), which lives as long as self; the block is
-        // aligned to 64 after the 512-byte header and consists of atomics,
-        // valid for any bytes.
-        unsafe { &*self.base.as_ptr().add(HEADER_SIZE).cast::<RegionControl>() }
+        // SAFETY: the memory's pointer and length, mapped (or allocated) for
+        // as long as self lives, which outlives the reference returned.
+        let ctl =
+            unsafe { crate::format::region_control_at(self.base.as_ptr(), self.memory.len()) };
+        // Validation (or creation) put the block inside the memory for a
+        // region: data_offset (checked above) lies within it.
+        ctl.expect("a region's control block inside its memory")
     }
 
     /// What the store holds, as validated.

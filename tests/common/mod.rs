@@ -139,24 +139,16 @@ impl Drop for Live {
     }
 }
 
-/// The steps of the life of an object (src/store/life/), each killed and
+/// The steps of the life of an object (src/store/life/), as the library
+/// names them (`create.*`, `replace.*`, `remove.*`, `gc.*`): each killed and
 /// stopped at by `tests/life.rs`.
-pub const LIFE_STEPS: &[&str] = &[
-    "create.before_shmget",
-    "create.after_shmget",
-    "create.after_claim",
-    "create.after_scan",
-    "create.after_header",
-    "create.after_mutex",
-    "create.after_value",
-    "replace.after_judge",
-    "remove.after_list",
-    "remove.after_mark",
-    "remove.finish",
-    "gc.after_list",
-    "gc.after_judge",
-    "gc.after_mark",
-];
+pub fn life_steps() -> impl Iterator<Item = &'static str> {
+    shmstore::crash::STEPS.iter().copied().filter(|step| {
+        ["create.", "replace.", "remove.", "gc."]
+            .iter()
+            .any(|p| step.starts_with(p))
+    })
+}
 
 /// How long a child gets to make each report or to exit.
 pub const CHILD_WAIT: Duration = Duration::from_secs(30);

@@ -185,8 +185,18 @@ pub fn own_start_time() -> u64 {
 }
 
 /// Whether the process that recorded (`pid`, `start`) is still running; a
-/// start of `None` or 0 means unknown, and only the pid is checked.
+/// start of `None` or 0 means unknown, and only the pid is checked. This
+/// process answers for itself without a system call (a reader short of pin
+/// slots judges every slot, and a process with many threads is slow to
+/// judge through `/proc`).
 pub fn same_process_alive(pid: i32, start: Option<u64>) -> bool {
+    if pid == own_pid() {
+        let own = own_start_time();
+        return match start {
+            Some(start) if start != 0 && own != 0 => start == own,
+            _ => true,
+        };
+    }
     alive(pid)
         && match start {
             Some(start) if start != 0 => start_time(pid).is_none_or(|s| s == start),

@@ -110,10 +110,10 @@ fn supervisor() -> BoxResult<()> {
     let pid = std::process::id() as i32 & 0xffff;
     let region_key = Key::new(0x6373_0000 | pid)?;
     let acks_key = Key::new(0x6361_0000 | pid)?;
-    let region = SharedRegion::<Config>::options()
+    let region = SharedRegion::<Config>::creator()
         .remove_on_drop(true) // gone once every process has detached
         .create(region_key, 16 * 1024)?;
-    let acks = SharedCell::<Acks>::options()
+    let acks = SharedCell::<Acks>::creator()
         .remove_on_drop(true)
         .create(acks_key, [0; WORKERS])?;
     println!(

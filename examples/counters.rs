@@ -46,7 +46,7 @@ fn key_arg(s: &str) -> BoxResult<Key> {
 fn parent() -> BoxResult<()> {
     // A key of our own: the children find the cell by it.
     let key = Key::new(0x636e_0000 | (std::process::id() as i32 & 0xffff))?;
-    let cell = SharedCell::<Counters>::options()
+    let cell = SharedCell::<Counters>::creator()
         .remove_on_drop(true) // gone once every process has detached
         .create(key, Counters::zeroed())?;
     println!("cell {key} (segment id {}) created", cell.id());

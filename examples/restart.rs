@@ -154,7 +154,7 @@ fn parent() -> Res<()> {
 /// Open the cell once its supervisor made it.
 fn wait_open<T: shmstore::bytemuck::Pod>(key: Key) -> Res<shmstore::CellReader<T>> {
     for _ in 0..1000 {
-        match SharedCell::<T>::open_read_only(key) {
+        match shmstore::CellReader::<T>::open(key) {
             Ok(cell) => return Ok(cell),
             Err(Error::NotFound { .. } | Error::TypeMismatch { .. }) => {
                 std::thread::sleep(Duration::from_millis(10))

@@ -13,13 +13,21 @@ use crate::key::Key;
 /// The result type of every fallible operation in this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Which segment an error is about: one found by key, or one named by id.
+/// A segment: one found by key, or one named by id. What an open reaches
+/// (`opener().open(target)`; a [`Key`] converts into one) and what an error
+/// is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
     /// A segment looked up by key (`shmget`).
     Key(Key),
     /// A segment named by its kernel id (`shmat`/`shmctl` on an id).
     Id(i32),
+}
+
+impl From<Key> for Target {
+    fn from(key: Key) -> Target {
+        Target::Key(key)
+    }
 }
 
 impl fmt::Display for Target {

@@ -14,10 +14,10 @@ use crate::cell::SharedCell;
 use crate::error::{Error, Result, Target};
 use crate::format::{self, Kind, Layout, TypeDesc};
 use crate::region::RegionSettings;
-use crate::region::{RegionOptions, RegionReader, SharedRegion};
+use crate::region::{RegionReader, SharedRegion};
 use crate::store::heap::HeapImage;
 use crate::store::options::Common;
-use crate::store::{Flavor, Memory, Store};
+use crate::store::{Flavor, Memory, Options, Store};
 
 /// Reads a fuzzer's bytes as a stream of small values; runs dry as zeros.
 struct Input<'a>(&'a [u8]);
@@ -184,7 +184,7 @@ fn matches(c: &ArchivedFuzzConfig, want: &FuzzConfig) -> bool {
 const REGION_CAPACITY: usize = 1024;
 
 fn new_region(buffers: usize) -> (Arc<HeapImage>, SharedRegion<FuzzConfig>) {
-    let mut options = SharedRegion::<FuzzConfig>::options();
+    let mut options = SharedRegion::<FuzzConfig>::creator();
     options
         .buffers(buffers)
         .publish_timeout(std::time::Duration::ZERO);
@@ -203,12 +203,12 @@ fn new_region(buffers: usize) -> (Arc<HeapImage>, SharedRegion<FuzzConfig>) {
     (image, SharedRegion::wrap(raw, &options.kind))
 }
 
-fn region_type(options: &RegionOptions<FuzzConfig>) -> TypeDesc {
-    RegionSettings::type_desc(options)
+fn region_type<M>(options: &Options<FuzzConfig, RegionSettings, M>) -> TypeDesc {
+    <RegionSettings as Flavor<FuzzConfig>>::type_desc(&options.common)
 }
 
 fn open_region(image: &Arc<HeapImage>, len: usize) -> Result<SharedRegion<FuzzConfig>> {
-    let options = SharedRegion::<FuzzConfig>::options();
+    let options = SharedRegion::<FuzzConfig>::opener();
     let raw = Store::open_in(
         view(image, len),
         Target::Id(-1),
@@ -219,14 +219,14 @@ fn open_region(image: &Arc<HeapImage>, len: usize) -> Result<SharedRegion<FuzzCo
 }
 
 fn open_region_reader(image: &Arc<HeapImage>, len: usize) -> Result<RegionReader<FuzzConfig>> {
-    let options = SharedRegion::<FuzzConfig>::options();
+    let options = RegionReader::<FuzzConfig>::opener();
     let raw = Store::open_in(
         view(image, len),
         Target::Id(-1),
         &spec(),
         &region_type(&options),
     )?;
-    Ok(RegionReader::wrap(raw))
+    Ok(RegionReader::wrap(raw, &options.kind))
 }
 
 /// Target `region_archive`: a valid region header whose current-buffer word,

@@ -10,9 +10,12 @@
 //!   [`CellReader`] is its read-only attachment.
 //! - [`SharedRegion`]: an rkyv archive (strings, vectors, maps) read in
 //!   place by many processes, each read pinning the buffer it borrows;
-//!   [`RegionReader`] copies from a read-only attachment.
-//! - [`Options`]: how to open or create either, `SharedCell::options()` and
-//!   `SharedRegion::options()`.
+//!   [`RegionReader`] is its read-only attachment, which reads copies.
+//! - Opening and creating: `open(target)` with the handle's access (a
+//!   [`Key`] or a segment's id, [`Target`]), `create(key, ..)`, and the
+//!   builders [`Options`]: `opener()` ([`CellOpener`], [`RegionOpener`])
+//!   has the settings of an open, `creator()` ([`CellCreator`],
+//!   [`RegionCreator`]) those of a creation too.
 //! - [`list_segments`] and [`inspect`]: every segment on the system, and
 //!   what a shmstore one holds.
 //! - [`Error`]: the one error type; each variant says what to do.
@@ -68,14 +71,15 @@ pub mod loom_api {
     pub use crate::sync::{notify, ready};
 }
 
-pub use cell::{CellOptions, CellReader, CellSettings, DEFAULT_CELL_SLOTS, SharedCell};
+pub use cell::{CellCreator, CellOpener, CellReader, CellSettings, DEFAULT_CELL_SLOTS, SharedCell};
 pub use error::{Error, Limit, Result, Target};
 pub use format::{FORMAT_VERSION, Kind};
 pub use key::{Key, NAME_MAX, NAME_PROBES, SECRET_FILE};
 pub use region::{
-    Publishable, Readable, RegionOptions, RegionReader, RegionRef, RegionSettings, SharedRegion,
+    Publishable, Readable, RegionCreator, RegionOpener, RegionReader, RegionRef, RegionSettings,
+    SharedRegion,
 };
-pub use store::options::Options;
+pub use store::options::{Create, Mode, Open, Options, Writes};
 pub use store::{Access, ReadOnly, ReadWrite};
 pub use sys::proc::list_segments;
 pub use sys::shm::{Segment, SegmentInfo, SegmentOptions};

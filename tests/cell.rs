@@ -22,10 +22,12 @@ fn child_entry() {
     match args[0].as_str() {
         "increment_id" => {
             let id: i32 = args[1].parse().unwrap();
-            let cell = SharedCell::<u64>::options().attach_id(id).unwrap();
+            let cell = SharedCell::<u64>::opener()
+                .open(shmstore::Target::Id(id))
+                .unwrap();
             cell.update(|v| *v += 1).unwrap();
-            let reader = SharedCell::<u64>::options()
-                .attach_id_read_only(id)
+            let reader = shmstore::CellReader::<u64>::opener()
+                .open(shmstore::Target::Id(id))
                 .unwrap();
             report("seen", reader.load());
         }
@@ -334,12 +336,12 @@ fn wrong_type_size_or_schema_is_type_mismatch() {
     assert!(text.contains("u64") && text.contains("i64"), "{text}");
     let err = SharedCell::<[u8; 16]>::open(key).unwrap_err();
     assert!(matches!(err, Error::TypeMismatch { .. }), "{err}");
-    let err = SharedCell::<u64>::options()
+    let err = SharedCell::<u64>::opener()
         .schema_version(1)
         .open(key)
         .unwrap_err();
     assert!(matches!(err, Error::TypeMismatch { .. }), "{err}");
-    let err = SharedCell::<u64>::options()
+    let err = SharedCell::<u64>::opener()
         .type_name("acme.Counter")
         .open(key)
         .unwrap_err();
@@ -359,7 +361,7 @@ fn type_name_override_lets_types_move() {
     #[derive(Clone, Copy, Pod, Zeroable)]
     #[repr(transparent)]
     struct Counter(u64);
-    let other = SharedCell::<Counter>::options()
+    let other = SharedCell::<Counter>::opener()
         .type_name("acme.Counter")
         .schema_version(3)
         .open(key)
@@ -465,7 +467,7 @@ fn creator_stuck_before_ready_times_out() {
     let id: i32 = stuck.expect("id").parse().unwrap();
     let _g = SegGuard(id);
     let start = Instant::now();
-    let err = SharedCell::<u64>::options()
+    let err = SharedCell::<u64>::opener()
         .init_timeout(Duration::from_millis(200))
         .open(key)
         .unwrap_err();
@@ -532,8 +534,8 @@ fn private_cell_is_reached_by_id() {
     assert!(out.status.success());
     assert_eq!(report_of(&out.stdout, "seen").as_deref(), Some("42"));
     assert_eq!(cell.load(), 42);
-    let err = SharedCell::<u32>::options()
-        .attach_id(cell.id())
+    let err = SharedCell::<u32>::opener()
+        .open(shmstore::Target::Id(cell.id()))
         .unwrap_err();
     assert!(matches!(err, Error::TypeMismatch { .. }), "{err}");
 }

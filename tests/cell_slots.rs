@@ -81,12 +81,9 @@ fn slot_count_is_chosen_at_creation_and_kept() {
     let _g = SegGuard(cell.id());
     let seg = Segment::options().open(key).unwrap();
     assert_eq!(header_u64(&seg, SLOT_COUNT_AT) as u32, 8);
-    // Another handle (asking for another count, which only creation uses)
-    // follows every version around the ring, twice.
-    let other = SharedCell::<[u64; 3]>::options()
-        .slots(2)
-        .open(key)
-        .unwrap();
+    // Another handle takes the count from the segment and follows every
+    // version around the ring, twice.
+    let other = SharedCell::<[u64; 3]>::open(key).unwrap();
     for v in 1..=20u64 {
         cell.store([v, v * 2, v * 3]).unwrap();
         assert_eq!(other.load(), [v, v * 2, v * 3]);

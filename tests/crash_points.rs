@@ -155,7 +155,7 @@ fn creators_killed_at_every_step_are_taken_over() {
             let _dead = SegGuard(id);
             let fresh = match kind {
                 "cell" => {
-                    match SharedCell::<Value>::options()
+                    match SharedCell::<Value>::opener()
                         .init_timeout(Duration::from_secs(5))
                         .open(key)
                     {

@@ -54,7 +54,7 @@ fn child_entry() {
                 other => describe(other),
             };
             report("plain", plain_text);
-            let trusting = SharedCell::<u64>::options().trust_group(GROUP).open(key);
+            let trusting = SharedCell::<u64>::opener().trust_group(GROUP).open(key);
             report("trusting", describe(&trusting));
         }
         // An outsider plants a segment at the key, made to look like the
@@ -107,9 +107,9 @@ fn a_name_held_by_another_user_says_whose_it_is() {
         }
         other => panic!("{:?}", other.map(|c| c.id())),
     }
-    let cell = SharedCell::<u64>::options()
+    let cell = shmstore::CellReader::<u64>::opener()
         .trust_user(CREATOR)
-        .open_read_only(key)
+        .open(key)
         .unwrap();
     assert_eq!((cell.id(), cell.load()), (id, 9));
 }

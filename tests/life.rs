@@ -47,7 +47,7 @@ fn variant(e: &Error) -> String {
         .to_owned()
 }
 
-fn options(timeout_ms: &str) -> shmstore::CellOptions<u64> {
+fn options(timeout_ms: &str) -> shmstore::CellCreator<u64> {
     let mut o = SharedCell::<u64>::options();
     o.init_timeout(Duration::from_millis(timeout_ms.parse().unwrap()));
     o
@@ -76,7 +76,12 @@ fn child_entry() {
                 outcome(&options(&args[3]).open_or_replace(key, value)),
             );
         }
-        "open" => report("result", outcome(&options(&args[2]).open(key))),
+        "open" => {
+            let opened = SharedCell::<u64>::opener()
+                .init_timeout(Duration::from_millis(args[2].parse().unwrap()))
+                .open(key);
+            report("result", outcome(&opened));
+        }
         "remove" => {
             let cell = SharedCell::<u64>::open(key).unwrap();
             match cell.remove() {
@@ -110,7 +115,7 @@ fn child_entry() {
         "open_as" => {
             let (uid, trusted): (u32, u32) = (args[2].parse().unwrap(), args[3].parse().unwrap());
             common::drop_to(uid, uid);
-            let opened = SharedCell::<u64>::options()
+            let opened = SharedCell::<u64>::opener()
                 .trust_user(trusted)
                 .init_timeout(Duration::from_secs(2))
                 .open(key);
@@ -443,7 +448,7 @@ fn removers_stopped_or_killed_after_marking() {
     let cell = SharedCell::<u64>::create(key, 1).unwrap();
     let mut a = stopped_at("remove.after_mark", &["remove", &name]);
     assert!(matches!(cell.store(2), Err(Error::Removed { .. })));
-    let opened = SharedCell::<u64>::options()
+    let opened = SharedCell::<u64>::opener()
         .init_timeout(Duration::from_millis(300))
         .open(key);
     assert!(
@@ -554,7 +559,7 @@ fn collectors_stopped_or_killed_while_a_supervisor_opens() {
         let _names = NameGuard::of(&name);
         garbage_named(&name);
         run_killed(gc_cmd(&name), step);
-        let cell = SharedCell::<u64>::options()
+        let cell = SharedCell::<u64>::opener()
             .init_timeout(Duration::from_secs(2))
             .open(Key::named(&name).unwrap())
             .unwrap_or_else(|e| panic!("{step}: {e}"));

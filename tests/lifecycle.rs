@@ -284,7 +284,9 @@ fn gc_finds_what_nobody_uses() {
     let held_id: i32 = held.expect("id").parse().unwrap();
     held.wait();
     let _g3 = SegGuard(held_id);
-    let holder = SharedCell::<u64>::options().attach_id(held_id).unwrap();
+    let holder = SharedCell::<u64>::opener()
+        .open(shmstore::Target::Id(held_id))
+        .unwrap();
 
     let garbage: Vec<i32> = shmstore::inspect::garbage()
         .unwrap()
@@ -306,7 +308,9 @@ fn gc_finds_what_nobody_uses() {
     );
     assert!(!text.contains(&format!("segment {live_id} ")), "{text}");
     assert!(
-        SharedCell::<u64>::options().attach_id(dead_id).is_ok(),
+        SharedCell::<u64>::opener()
+            .open(shmstore::Target::Id(dead_id))
+            .is_ok(),
         "a dry run removes nothing"
     );
     live.send("stop");

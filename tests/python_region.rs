@@ -96,7 +96,7 @@ fn child_entry() {
         "publish_stamps" => {
             let words: usize = args[2].parse().unwrap();
             let grace = Duration::from_micros(args[3].parse().unwrap());
-            let region = SharedRegion::<Vec<u64>>::options()
+            let region = SharedRegion::<Vec<u64>>::opener()
                 .reuse_grace(grace)
                 .open(key_arg(&args, 1))
                 .unwrap();

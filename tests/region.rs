@@ -396,12 +396,12 @@ fn an_over_aligned_root_is_laid_out_for_its_alignment() {
     drop(read);
     // Another handle opens what this one created: the layout passes
     // validation, and the archive is read aligned.
-    let other = SharedRegion::<Wide>::options()
-        .attach_id(region.id())
+    let other = SharedRegion::<Wide>::opener()
+        .open(shmstore::Target::Id(region.id()))
         .unwrap();
     assert_eq!(other.read().unwrap().label.as_str(), "wide");
-    let copy = SharedRegion::<Wide>::options()
-        .attach_id_read_only(region.id())
+    let copy = shmstore::RegionReader::<Wide>::opener()
+        .open(shmstore::Target::Id(region.id()))
         .unwrap();
     assert_eq!(copy.read().unwrap().id.to_native(), 7);
 }

@@ -261,7 +261,7 @@ fn describe_publish(published: shmstore::Result<u64>) -> String {
 /// shows. With 2 buffers and version 1 pinned by P's guard, version 3 has
 /// no buffer to go to unless P's pin was lost.
 fn fork_with_guard(key: Key, what: &str) {
-    let region = SharedRegion::<Text>::options()
+    let region = SharedRegion::<Text>::opener()
         .publish_timeout(Duration::from_millis(300))
         .open(key)
         .unwrap();
@@ -521,7 +521,7 @@ fn tls_guards(key: Key, rounds: u32) {
     let writer = {
         let (stop, published) = (stop.clone(), published.clone());
         std::thread::spawn(move || {
-            let w = SharedRegion::<Text>::options()
+            let w = SharedRegion::<Text>::opener()
                 .publish_timeout(Duration::ZERO)
                 .open(key)
                 .unwrap();
@@ -743,21 +743,15 @@ fn occupant_damage(occupant: Occupant, key: Key, id: i32) -> Option<String> {
 
 type Attempt = fn(Key, i32) -> Option<Error>;
 
-/// Opens that must fail, each with remove_on_drop; `None` if it opened.
+/// Opens that must fail, each with remove_on_drop (which only read-write
+/// builders have); `None` if it opened.
 fn failing_opens() -> Vec<(&'static str, Attempt)> {
     vec![
         ("SharedCell::<u32> open", |key, _| {
-            SharedCell::<u32>::options()
+            SharedCell::<u32>::opener()
                 .remove_on_drop(true)
                 .init_timeout(Duration::from_millis(100))
                 .open(key)
-                .err()
-        }),
-        ("SharedCell::<u32> open_read_only", |key, _| {
-            SharedCell::<u32>::options()
-                .remove_on_drop(true)
-                .init_timeout(Duration::from_millis(100))
-                .open_read_only(key)
                 .err()
         }),
         ("SharedCell::<u32> open_or_create", |key, _| {
@@ -767,25 +761,18 @@ fn failing_opens() -> Vec<(&'static str, Attempt)> {
                 .open_or_create(key, 0)
                 .err()
         }),
-        ("SharedCell::<u32> attach_id", |_, id| {
-            SharedCell::<u32>::options()
+        ("SharedCell::<u32> open by id", |_, id| {
+            SharedCell::<u32>::opener()
                 .remove_on_drop(true)
                 .init_timeout(Duration::from_millis(100))
-                .attach_id(id)
+                .open(shmstore::Target::Id(id))
                 .err()
         }),
         ("SharedRegion::<String> open", |key, _| {
-            SharedRegion::<String>::options()
+            SharedRegion::<String>::opener()
                 .remove_on_drop(true)
                 .init_timeout(Duration::from_millis(100))
                 .open(key)
-                .err()
-        }),
-        ("SharedRegion::<String> open_read_only", |key, _| {
-            SharedRegion::<String>::options()
-                .remove_on_drop(true)
-                .init_timeout(Duration::from_millis(100))
-                .open_read_only(key)
                 .err()
         }),
         ("SharedRegion::<String> open_or_create", |key, _| {
@@ -795,11 +782,11 @@ fn failing_opens() -> Vec<(&'static str, Attempt)> {
                 .open_or_create(key, 4096)
                 .err()
         }),
-        ("SharedRegion::<String> attach_id", |_, id| {
-            SharedRegion::<String>::options()
+        ("SharedRegion::<String> open by id", |_, id| {
+            SharedRegion::<String>::opener()
                 .remove_on_drop(true)
                 .init_timeout(Duration::from_millis(100))
-                .attach_id(id)
+                .open(shmstore::Target::Id(id))
                 .err()
         }),
     ]
@@ -901,7 +888,7 @@ fn a_creators_reused_pid_does_not_block_recovery() {
         }
     };
     let short = Duration::from_millis(300);
-    let opened = SharedCell::<[u64; 2]>::options()
+    let opened = SharedCell::<[u64; 2]>::opener()
         .init_timeout(short)
         .open(key)
         .map(|c| c.id());

@@ -378,9 +378,9 @@ fn toctou_reader(key: Key) {
     let deadline = Instant::now() + Duration::from_secs(4);
     let mut opens = 0u64;
     while Instant::now() < deadline {
-        match SharedCell::<Big>::options()
+        match shmstore::CellReader::<Big>::opener()
             .type_name("Big")
-            .open_read_only(key)
+            .open(key)
         {
             Ok(r) => {
                 report("opened_after", opens);

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use bytemuck::Pod;
 
-use crate::error::Result;
+use crate::error::{Result, Target};
 use crate::key::Key;
 use crate::store::{Access, ReadOnly, ReadWrite, Store};
 use crate::sync::atomic::Std;
@@ -34,7 +34,7 @@ pub mod ring;
 #[cfg(not(loom))]
 pub(crate) mod ring;
 
-pub use options::{CellOptions, CellSettings, DEFAULT_CELL_SLOTS};
+pub use options::{CellCreator, CellOpener, CellSettings, DEFAULT_CELL_SLOTS};
 
 /// A plain-data value shared between processes, read without locks.
 ///
@@ -65,6 +65,16 @@ pub struct SharedCell<T, A: Access = ReadWrite> {
 
 /// A read-only attachment (`SHM_RDONLY`) of a [`SharedCell`]: it can read
 /// and wait, and has no write methods at all.
+///
+/// ```
+/// use shmstore::{CellReader, Key, SharedCell};
+///
+/// let cell = SharedCell::create(Key::PRIVATE, 7u32)?;
+/// let reader = CellReader::<u32>::open(shmstore::Target::Id(cell.id()))?;
+/// assert_eq!(reader.load(), 7);
+/// cell.remove()?;
+/// # Ok::<(), shmstore::Error>(())
+/// ```
 pub type CellReader<T> = SharedCell<T, ReadOnly>;
 
 /// Write the first value into slot 0; the commit counter is 0.
@@ -74,13 +84,27 @@ pub(crate) fn init<T: Pod>(store: &Store, initial: &T) {
     unsafe { copy::store_bytes(store.slot_ptr(0), bytemuck::bytes_of(initial)) };
 }
 
-/// The reading methods, for every access.
+/// Opening, and the reading methods, for every access.
 impl<T: Pod, A: Access> SharedCell<T, A> {
     pub(crate) fn wrap(store: Store) -> Self {
         SharedCell {
             store,
             _t: PhantomData,
         }
+    }
+
+    /// A builder for opening an existing cell with this handle's access:
+    /// `SharedCell::<T>::opener()` read-write, `CellReader::<T>::opener()`
+    /// read-only.
+    pub fn opener() -> CellOpener<T, A> {
+        CellOpener::with(CellSettings::default())
+    }
+
+    /// Open the existing cell at `target` (a [`Key`], or a segment's id as
+    /// [`Target::Id`]) with this handle's access; fails if absent or of
+    /// another type.
+    pub fn open(target: impl Into<Target>) -> Result<Self> {
+        Self::opener().open(target)
     }
 
     /// The value last committed. Never blocks on a writer, never torn.
@@ -169,36 +193,37 @@ impl<T: Pod, A: Access> SharedCell<T, A> {
 
 /// Making a cell, and the writing methods.
 impl<T: Pod> SharedCell<T, ReadWrite> {
-    /// Options for opening or creating a cell.
-    pub fn options() -> CellOptions<T> {
-        CellOptions::new()
+    /// A builder for creating a cell.
+    pub fn creator() -> CellCreator<T> {
+        CellCreator::with(CellSettings::default())
+    }
+
+    /// A builder for creating a cell: [`creator`](Self::creator).
+    pub fn options() -> CellCreator<T> {
+        Self::creator()
     }
 
     /// Create the cell at `key` holding `initial` (fails if the key exists).
     pub fn create(key: Key, initial: T) -> Result<Self> {
-        Self::options().create(key, initial)
-    }
-
-    /// Open the existing cell at `key` (fails if absent or of another type).
-    pub fn open(key: Key) -> Result<Self> {
-        Self::options().open(key)
+        Self::creator().create(key, initial)
     }
 
     /// Open the cell at `key`, or create it holding `initial`.
     pub fn open_or_create(key: Key, initial: T) -> Result<Self> {
-        Self::options().open_or_create(key, initial)
+        Self::creator().open_or_create(key, initial)
     }
 
     /// Open the cell at `key`, or create it holding `initial`, replacing an
     /// object of another type at the key (see
-    /// [`Options::open_or_replace`](crate::Options::open_or_replace)).
+    /// [`CellCreator::open_or_replace`]).
     pub fn open_or_replace(key: Key, initial: T) -> Result<Self> {
-        Self::options().open_or_replace(key, initial)
+        Self::creator().open_or_replace(key, initial)
     }
 
-    /// Attach the cell at `key` read-only.
-    pub fn open_read_only(key: Key) -> Result<CellReader<T>> {
-        Self::options().open_read_only(key)
+    /// Attach the cell at `target` read-only: the same as
+    /// [`CellReader::<T>::open`](SharedCell::open).
+    pub fn open_read_only(target: impl Into<Target>) -> Result<CellReader<T>> {
+        CellReader::open(target)
     }
 
     /// Replace the value.

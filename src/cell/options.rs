@@ -1,54 +1,56 @@
-//! How a cell is opened or created: [`CellOptions`], the shared
-//! [`Options`] with what only a cell has (its number of slots).
+//! How a cell is opened or created: [`CellOpener`] and [`CellCreator`], the
+//! shared [`Options`] with what only a cell has (its number of slots, for a
+//! creation).
 
 use bytemuck::Pod;
 
-use super::{CellReader, SharedCell, init};
+use super::{SharedCell, init};
 use crate::error::{Error, Result};
 use crate::format::{Kind, Layout, MAX_SLOTS, TypeDesc};
 use crate::key::Key;
-use crate::store::{Flavor, Options, Store};
+use crate::store::{Access, Common, Create, Flavor, Open, Options, ReadWrite, Store};
 
-/// The slots of a new cell unless [`CellOptions::slots`] says otherwise.
+/// The slots of a new cell unless [`CellCreator::slots`] says otherwise.
 pub const DEFAULT_CELL_SLOTS: usize = 4;
 
-/// What only a cell's options have: the number of slots of a created cell.
+/// What only a cell's builders have: the number of slots of a created cell.
 #[derive(Debug, Clone)]
 pub struct CellSettings {
     slots: usize,
 }
 
-/// How to open or create a [`SharedCell`]: mode, removal on drop, timeouts
-/// and the type's identity ([`Options`]), and the number of slots.
-pub type CellOptions<T> = Options<T, CellSettings>;
+impl Default for CellSettings {
+    fn default() -> Self {
+        CellSettings {
+            slots: DEFAULT_CELL_SLOTS,
+        }
+    }
+}
+
+/// How to open an existing [`SharedCell`] with access `A`: timeouts, owner
+/// checks and the type's identity ([`Options`]). Made by
+/// [`SharedCell::opener`].
+pub type CellOpener<T, A = ReadWrite> = Options<T, CellSettings, Open<A>>;
+
+/// How to create a [`SharedCell`]: what an opener has, and the mode, the
+/// group, removal on drop and the number of slots. Made by
+/// [`SharedCell::creator`].
+pub type CellCreator<T> = Options<T, CellSettings, Create>;
 
 impl<T: Pod> Flavor<T> for CellSettings {
-    type Handle = SharedCell<T>;
-    type Reader = CellReader<T>;
+    type Handle<A: Access> = SharedCell<T, A>;
 
-    fn type_desc(options: &CellOptions<T>) -> TypeDesc {
-        options
-            .common
-            .type_desc::<T>(Kind::Cell, size_of::<T>(), align_of::<T>(), 0)
+    fn type_desc(common: &Common) -> TypeDesc {
+        common.type_desc::<T>(Kind::Cell, size_of::<T>(), align_of::<T>(), 0)
     }
 
-    fn handle(store: Store, _: &CellOptions<T>) -> SharedCell<T> {
-        SharedCell::wrap(store)
-    }
-
-    fn reader(store: Store, _: &CellOptions<T>) -> CellReader<T> {
+    fn handle<A: Access>(store: Store, _: &CellSettings) -> SharedCell<T, A> {
         SharedCell::wrap(store)
     }
 }
 
-/// What only a cell has.
-impl<T: Pod> Options<T, CellSettings> {
-    pub(crate) fn new() -> Self {
-        Options::with(CellSettings {
-            slots: DEFAULT_CELL_SLOTS,
-        })
-    }
-
+/// What only a cell's creation has.
+impl<T: Pod> Options<T, CellSettings, Create> {
     /// The number of slots a created cell keeps the value in: a power of two
     /// from 2 to 64, [`DEFAULT_CELL_SLOTS`] by default. A reader's copy
     /// survives `slots - 1` commits made while it copies, so more slots help
@@ -73,7 +75,7 @@ impl<T: Pod> Options<T, CellSettings> {
     /// Create the cell at `key` holding `initial`; fails with
     /// [`Error::AlreadyExists`] if the key is taken.
     pub fn create(&self, key: Key, initial: T) -> Result<SharedCell<T>> {
-        let ty = CellSettings::type_desc(self);
+        let ty = <CellSettings as Flavor<T>>::type_desc(&self.common);
         let store = Store::create(key, &self.common, &ty, &self.layout()?, |store| {
             init(store, &initial);
             Ok(())
@@ -87,7 +89,7 @@ impl<T: Pod> Options<T, CellSettings> {
     /// attached to the old object learn it: their waits return
     /// [`Error::Removed`].
     pub fn open_or_replace(&self, key: Key, initial: T) -> Result<SharedCell<T>> {
-        let ty = CellSettings::type_desc(self);
+        let ty = <CellSettings as Flavor<T>>::type_desc(&self.common);
         let store = Store::open_or_replace(key, &self.common, &ty, &self.layout()?, |store| {
             init(store, &initial);
             Ok(())
@@ -97,7 +99,7 @@ impl<T: Pod> Options<T, CellSettings> {
 
     /// Open the cell at `key`, or create it holding `initial`.
     pub fn open_or_create(&self, key: Key, initial: T) -> Result<SharedCell<T>> {
-        let ty = CellSettings::type_desc(self);
+        let ty = <CellSettings as Flavor<T>>::type_desc(&self.common);
         let store = Store::open_or_create(key, &self.common, &ty, &self.layout()?, |store| {
             init(store, &initial);
             Ok(())

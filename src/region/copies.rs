@@ -1,32 +1,27 @@
-//! The read-only side of a region: a `SHM_RDONLY` attachment cannot pin, so
-//! it reads a validated private copy of the current archive.
+//! A read-only handle's reads: a `SHM_RDONLY` attachment cannot pin, so it
+//! reads a validated private copy of the current archive, made once per
+//! version; `buffers::copy` says how a copy is known to be whole.
 #![allow(unsafe_code)]
 
-use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use parking_lot::Mutex;
 use rkyv::Archive;
 
-use super::{Hold, Readable, RegionRef, buffers, check_archive, split};
+use super::{Hold, Readable, RegionRef, SharedRegion, buffers, check_archive, split};
 use crate::error::{Error, Result};
-use crate::store::Store;
+use crate::store::Access;
 use crate::sync::atomic::Std;
 use crate::sync::copy;
-use crate::sys::shm::SegmentInfo;
 
-/// A read-only attachment (`SHM_RDONLY`) of a [`SharedRegion`](super::SharedRegion). It cannot
-/// pin, so `read` copies the current archive into a private aligned buffer
-/// (once per version), checks that its buffer was not rewritten meanwhile,
-/// validates it and hands that out.
-pub struct RegionReader<T> {
-    pub(super) store: Store,
-    pub(super) cache: Mutex<Option<(u64, Arc<ArchiveCopy>)>>,
-    /// Copies made again (see [`retries`](Self::retries)).
+/// What a handle that reads copies keeps: the copy of the version it read
+/// last, and how many copies it made again.
+#[derive(Default)]
+pub(super) struct Copies {
+    cache: Mutex<Option<(u64, Arc<ArchiveCopy>)>>,
+    /// Copies made again because their buffer was rewritten meanwhile.
     pub(super) retries: AtomicU64,
-    pub(super) _t: PhantomData<fn() -> T>,
 }
 
 /// A private copy of an archive, starting at an address aligned as its
@@ -56,21 +51,11 @@ impl ArchiveCopy {
     }
 }
 
-impl<T: Archive> RegionReader<T> {
-    pub(crate) fn wrap(store: Store) -> Self {
-        RegionReader {
-            store,
-            cache: Mutex::new(None),
-            retries: AtomicU64::new(0),
-            _t: PhantomData,
-        }
-    }
-
+impl<T: Archive, A: Access> SharedRegion<T, A> {
     /// The current value, from a validated private copy. A copy is made
-    /// once per version (`buffers.rs` says how it is known to be whole);
-    /// one whose buffer was rewritten meanwhile is made again
-    /// ([`retries`](Self::retries) counts them).
-    pub fn read(&self) -> Result<RegionRef<'_, T>>
+    /// once per version; one whose buffer was rewritten meanwhile is made
+    /// again (`state.retries` counts them).
+    pub(super) fn read_copy(&self, state: &Copies) -> Result<RegionRef<'static, T>>
     where
         T: Readable,
     {
@@ -81,11 +66,11 @@ impl<T: Archive> RegionReader<T> {
             if current >> 8 == 0 {
                 return Err(Error::NothingPublished);
             }
-            let mut cache = self.cache.lock();
+            let mut cache = state.cache.lock();
             if let Some((seen, copy)) = cache.as_ref()
                 && *seen == current
             {
-                return Ok(Self::guard(copy.clone(), current));
+                return Ok(Self::copy_guard(copy.clone(), current));
             }
             let mut bytes = None;
             let meta = |b: usize| {
@@ -124,7 +109,7 @@ impl<T: Archive> RegionReader<T> {
                     });
                 }
                 buffers::Copied::Rewritten => {
-                    self.retries.fetch_add(1, Ordering::Relaxed);
+                    state.retries.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
             };
@@ -134,18 +119,11 @@ impl<T: Archive> RegionReader<T> {
             check_archive::<T>(bytes.bytes())?;
             let copy = Arc::new(bytes);
             *cache = Some((current, copy.clone()));
-            return Ok(Self::guard(copy, current));
+            return Ok(Self::copy_guard(copy, current));
         }
     }
 
-    /// How many copies this handle made again because the writer reused
-    /// their buffer while they ran: a reader that copies slower than the
-    /// writer reuses buffers starves; a region's `reuse_grace` bounds it.
-    pub fn retries(&self) -> u64 {
-        self.retries.load(Ordering::Relaxed)
-    }
-
-    fn guard(copy: Arc<ArchiveCopy>, current: u64) -> RegionRef<'static, T>
+    fn copy_guard(copy: Arc<ArchiveCopy>, current: u64) -> RegionRef<'static, T>
     where
         T: Readable,
     {
@@ -158,34 +136,5 @@ impl<T: Archive> RegionReader<T> {
             version: current >> 8,
             _hold: Hold::Copy(copy),
         }
-    }
-
-    /// The version of the current value.
-    pub fn version(&self) -> u64 {
-        self.store.region_control().current.load(Ordering::Acquire) >> 8
-    }
-
-    /// As [`SharedRegion::wait_for_change`](super::SharedRegion::wait_for_change), waking within a few
-    /// milliseconds of a change (a read-only attachment cannot announce
-    /// itself to writers).
-    pub fn wait_for_change(&self, since: u64, timeout: Option<Duration>) -> Result<u64> {
-        let current = &self.store.region_control().current;
-        self.store
-            .wait_for_change(since, timeout, || current.load(Ordering::SeqCst) >> 8)
-    }
-
-    /// Whether the region was removed (one `IPC_STAT`).
-    pub fn is_removed(&self) -> Result<bool> {
-        self.store.is_removed()
-    }
-
-    /// `IPC_STAT` of the segment.
-    pub fn info(&self) -> Result<SegmentInfo> {
-        self.store.info()
-    }
-
-    /// The segment's kernel id.
-    pub fn id(&self) -> i32 {
-        self.store.id()
     }
 }

@@ -1,20 +1,21 @@
-//! How a region is opened or created: [`RegionOptions`], the shared
-//! [`Options`] with what only a region has (its buffers, how long a publish
-//! waits for one).
+//! How a region is opened or created: [`RegionOpener`] and
+//! [`RegionCreator`], the shared [`Options`] with what only a region has
+//! (its buffers, for a creation; how long a publish waits for one, and the
+//! reuse grace, for a writer).
 
 use std::time::Duration;
 
 use rkyv::Archive;
 
 use super::archive::rkyv_format;
-use super::{DEFAULT_BUFFERS, DEFAULT_PUBLISH_TIMEOUT, RegionReader, SharedRegion};
+use super::{DEFAULT_BUFFERS, DEFAULT_PUBLISH_TIMEOUT, SharedRegion};
 use crate::error::{Error, Result};
 use crate::format::{Kind, Layout, MAX_SLOTS, TypeDesc};
 use crate::key::Key;
-use crate::store::{Flavor, Options, Store};
+use crate::store::{Access, Common, Create, Flavor, Open, Options, ReadWrite, Store, Writes};
 
-/// What only a region's options have: the number of buffers of a created
-/// region, and how long `publish` waits for a free one.
+/// What only a region's builders have: the number of buffers of a created
+/// region, and a writer's publish timeout and reuse grace.
 #[derive(Debug, Clone)]
 pub struct RegionSettings {
     buffers: usize,
@@ -22,17 +23,32 @@ pub struct RegionSettings {
     pub(super) reuse_grace: Duration,
 }
 
-/// How to open or create a [`SharedRegion`]: mode, removal on drop,
-/// timeouts and the type's identity ([`Options`]), the number of buffers
-/// and the publish timeout.
-pub type RegionOptions<T> = Options<T, RegionSettings>;
+impl Default for RegionSettings {
+    fn default() -> Self {
+        RegionSettings {
+            buffers: DEFAULT_BUFFERS,
+            publish_timeout: DEFAULT_PUBLISH_TIMEOUT,
+            reuse_grace: Duration::ZERO,
+        }
+    }
+}
+
+/// How to open an existing [`SharedRegion`] with access `A`: timeouts,
+/// owner checks and the type's identity ([`Options`]), and for a
+/// read-write handle the publish timeout and reuse grace. Made by
+/// [`SharedRegion::opener`].
+pub type RegionOpener<T, A = ReadWrite> = Options<T, RegionSettings, Open<A>>;
+
+/// How to create a [`SharedRegion`]: what a read-write opener has, and the
+/// mode, the group and the number of buffers. Made by
+/// [`SharedRegion::creator`].
+pub type RegionCreator<T> = Options<T, RegionSettings, Create>;
 
 impl<T: Archive> Flavor<T> for RegionSettings {
-    type Handle = SharedRegion<T>;
-    type Reader = RegionReader<T>;
+    type Handle<A: Access> = SharedRegion<T, A>;
 
-    fn type_desc(options: &RegionOptions<T>) -> TypeDesc {
-        options.common.type_desc::<T>(
+    fn type_desc(common: &Common) -> TypeDesc {
+        common.type_desc::<T>(
             Kind::Region,
             size_of::<T::Archived>(),
             align_of::<T::Archived>(),
@@ -40,31 +56,13 @@ impl<T: Archive> Flavor<T> for RegionSettings {
         )
     }
 
-    fn handle(store: Store, options: &RegionOptions<T>) -> SharedRegion<T> {
-        SharedRegion::wrap(store, &options.kind)
-    }
-
-    fn reader(store: Store, _: &RegionOptions<T>) -> RegionReader<T> {
-        RegionReader::wrap(store)
+    fn handle<A: Access>(store: Store, settings: &RegionSettings) -> SharedRegion<T, A> {
+        SharedRegion::wrap(store, settings)
     }
 }
 
-/// What only a region has.
-impl<T: Archive> Options<T, RegionSettings> {
-    pub(crate) fn new() -> Self {
-        Options::with(RegionSettings {
-            buffers: DEFAULT_BUFFERS,
-            publish_timeout: DEFAULT_PUBLISH_TIMEOUT,
-            reuse_grace: Duration::ZERO,
-        })
-    }
-
-    /// The number of buffers of a created region (2 to 64). Default 4.
-    pub fn buffers(&mut self, n: usize) -> &mut Self {
-        self.kind.buffers = n;
-        self
-    }
-
+/// What only a region's writers have.
+impl<T: Archive, M: Writes> Options<T, RegionSettings, M> {
     /// How long `publish` waits for a buffer no live reader pins before it
     /// fails with [`Error::ReadersBusy`]. Default 2 s.
     pub fn publish_timeout(&mut self, timeout: Duration) -> &mut Self {
@@ -85,6 +83,15 @@ impl<T: Archive> Options<T, RegionSettings> {
     /// Default zero: no grace.
     pub fn reuse_grace(&mut self, grace: Duration) -> &mut Self {
         self.kind.reuse_grace = grace;
+        self
+    }
+}
+
+/// What only a region's creation has.
+impl<T: Archive> Options<T, RegionSettings, Create> {
+    /// The number of buffers of a created region (2 to 64). Default 4.
+    pub fn buffers(&mut self, n: usize) -> &mut Self {
+        self.kind.buffers = n;
         self
     }
 
@@ -108,7 +115,7 @@ impl<T: Archive> Options<T, RegionSettings> {
     /// Create the region at `key` with buffers of `capacity` bytes (rounded
     /// up to 64); nothing is published yet. Fails if the key exists.
     pub fn create(&self, key: Key, capacity: usize) -> Result<SharedRegion<T>> {
-        let ty = RegionSettings::type_desc(self);
+        let ty = <RegionSettings as Flavor<T>>::type_desc(&self.common);
         let store = Store::create(key, &self.common, &ty, &self.layout(capacity)?, |_| Ok(()))?;
         Ok(SharedRegion::wrap(store, &self.kind))
     }
@@ -119,7 +126,7 @@ impl<T: Archive> Options<T, RegionSettings> {
     /// this one. Processes attached to the old object learn it: their waits
     /// return [`Error::Removed`].
     pub fn open_or_replace(&self, key: Key, capacity: usize) -> Result<SharedRegion<T>> {
-        let ty = RegionSettings::type_desc(self);
+        let ty = <RegionSettings as Flavor<T>>::type_desc(&self.common);
         let layout = self.layout(capacity)?;
         let store = Store::open_or_replace(key, &self.common, &ty, &layout, |_| Ok(()))?;
         Ok(SharedRegion::wrap(store, &self.kind))
@@ -128,7 +135,7 @@ impl<T: Archive> Options<T, RegionSettings> {
     /// Open the region at `key`, or create it with buffers of `capacity`
     /// bytes.
     pub fn open_or_create(&self, key: Key, capacity: usize) -> Result<SharedRegion<T>> {
-        let ty = RegionSettings::type_desc(self);
+        let ty = <RegionSettings as Flavor<T>>::type_desc(&self.common);
         let layout = self.layout(capacity)?;
         let store = Store::open_or_create(key, &self.common, &ty, &layout, |_| Ok(()))?;
         Ok(SharedRegion::wrap(store, &self.kind))

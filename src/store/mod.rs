@@ -32,7 +32,7 @@ mod wait;
 
 pub use lock::WriteGuard;
 pub use memory::Memory;
-pub use options::{Flavor, Options};
+pub use options::{Common, Create, Flavor, Open, Options, Writes};
 
 /// Read-write access to an object: its handle has the write methods.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]

@@ -1,17 +1,19 @@
-//! How to open or create an object: [`Options`], one generic type whose
-//! settings every kind shares (mode, removal on drop, timeouts, owner
-//! checks, the type's identity) and whose open and attach methods are
-//! written once, with a second parameter for what only one kind has
-//! (`CellSettings`, `RegionSettings`), as `lock_api` builds its mutexes over
-//! one raw trait.
+//! How to open or create an object: [`Options`], one generic builder whose
+//! settings every kind shares (timeouts, owner checks, the type's identity)
+//! and whose methods are written once, with a parameter for what only one
+//! kind has (`CellSettings`, `RegionSettings`), as `lock_api` builds its
+//! mutexes over one raw trait, and a parameter for what the builder makes:
+//! an [`Open`] builder opens an existing object with the access it names, a
+//! [`Create`] builder creates one. Settings that only a creation uses (the
+//! mode, the group, a cell's slots, a region's buffers) exist on creating
+//! builders only, so they cannot be given to an open.
 
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use super::Store;
-use crate::error::Result;
+use super::{Access, ReadWrite, Store};
+use crate::error::{Result, Target};
 use crate::format::{Kind, TypeDesc};
-use crate::key::Key;
 
 /// How long openers wait for a creator to publish `READY`, by default.
 pub const DEFAULT_INIT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -79,36 +81,136 @@ impl Common {
     }
 }
 
-/// How to open or create an object holding `T`: the settings every kind
-/// shares (the methods of this type) and those of its kind `K`
+/// A builder of a handle to an object holding `T`: the settings every kind
+/// shares (the methods of this type), those of its kind `K`
 /// ([`CellSettings`](crate::CellSettings) for a
 /// [`SharedCell`](crate::SharedCell),
 /// [`RegionSettings`](crate::RegionSettings) for a
-/// [`SharedRegion`](crate::SharedRegion)). Made by `SharedCell::options()`
-/// and `SharedRegion::options()`.
+/// [`SharedRegion`](crate::SharedRegion)), and what it makes, `M`: an
+/// [`Open<A>`] opens an existing object with access `A`, a [`Create`]
+/// creates one (or opens the one there). Made by `opener()` and
+/// `creator()` of [`SharedCell`](crate::SharedCell) and
+/// [`SharedRegion`](crate::SharedRegion), and named by their aliases
+/// ([`CellOpener`](crate::CellOpener), [`CellCreator`](crate::CellCreator),
+/// [`RegionOpener`](crate::RegionOpener),
+/// [`RegionCreator`](crate::RegionCreator)).
 ///
 /// ```
 /// use std::time::Duration;
-/// use shmstore::{Key, SharedCell};
+/// use shmstore::{CellReader, Key, SharedCell, Target};
 ///
-/// let cell = SharedCell::<[u64; 4]>::options()
+/// let cell = SharedCell::<[u64; 4]>::creator()
 ///     .mode(0o640)
 ///     .type_name("acme.Counters")
 ///     .schema_version(2)
-///     .init_timeout(Duration::from_secs(1))
 ///     .remove_on_drop(true)
 ///     .create(Key::PRIVATE, [0; 4])?;
 /// assert_eq!(cell.info()?.mode, 0o640);
+///
+/// // Opening takes no creation settings; the access is the handle's type.
+/// let reader = CellReader::<[u64; 4]>::opener()
+///     .type_name("acme.Counters")
+///     .schema_version(2)
+///     .init_timeout(Duration::from_secs(1))
+///     .open(Target::Id(cell.id()))?;
+/// assert_eq!(reader.load(), [0; 4]);
 /// # Ok::<(), shmstore::Error>(())
 /// ```
+///
+/// What only a creation uses cannot be given to an open:
+///
+/// ```compile_fail
+/// # use shmstore::{Key, SharedCell};
+/// let cell = SharedCell::<u64>::opener().mode(0o640).open(Key::PRIVATE);
+/// ```
+///
+/// ```compile_fail
+/// # use shmstore::{Key, SharedRegion};
+/// let region = SharedRegion::<String>::opener().buffers(8).open(Key::PRIVATE);
+/// ```
+///
+/// nor what only a writer has to a read-only open:
+///
+/// ```compile_fail
+/// # use shmstore::{CellReader, Key};
+/// let reader = CellReader::<u64>::opener().remove_on_drop(true).open(Key::PRIVATE);
+/// ```
+///
+/// ```compile_fail
+/// # use shmstore::{Key, RegionReader};
+/// # use std::time::Duration;
+/// let reader = RegionReader::<String>::opener()
+///     .publish_timeout(Duration::ZERO)
+///     .open(Key::PRIVATE);
+/// ```
+///
+/// and a read-only handle has no write methods:
+///
+/// ```compile_fail
+/// # use shmstore::{CellReader, Key};
+/// let reader = CellReader::<u64>::open(Key::PRIVATE).unwrap();
+/// reader.store(1).unwrap();
+/// ```
+///
+/// ```compile_fail
+/// # use shmstore::{Key, RegionReader};
+/// let reader = RegionReader::<String>::open(Key::PRIVATE).unwrap();
+/// reader.publish(&String::new()).unwrap();
+/// ```
+///
+/// The same lines with the settings each builder has compile:
+///
+/// ```no_run
+/// # use shmstore::{CellReader, Key, RegionReader, SharedCell, SharedRegion};
+/// # use std::time::Duration;
+/// let cell = SharedCell::<u64>::creator().mode(0o640).create(Key::PRIVATE, 0);
+/// let region = SharedRegion::<String>::creator().buffers(8).create(Key::PRIVATE, 64);
+/// let cell = SharedCell::<u64>::opener().remove_on_drop(true).open(Key::PRIVATE);
+/// let region = SharedRegion::<String>::opener()
+///     .publish_timeout(Duration::ZERO)
+///     .open(Key::PRIVATE);
+/// let reader = CellReader::<u64>::open(Key::PRIVATE).unwrap();
+/// let _ = reader.load();
+/// let reader = RegionReader::<String>::open(Key::PRIVATE).unwrap();
+/// let _ = reader.read();
+/// ```
 #[derive(Debug, Clone)]
-pub struct Options<T, K> {
+pub struct Options<T, K, M> {
     pub(crate) common: Common,
     pub(crate) kind: K,
-    _t: PhantomData<fn() -> T>,
+    _t: PhantomData<fn() -> (T, M)>,
 }
 
-impl<T, K> Options<T, K> {
+/// What an [`Options`] makes: a handle with access `A`
+/// ([`ReadWrite`](crate::ReadWrite) or [`ReadOnly`](crate::ReadOnly)) to an
+/// existing object.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Open<A>(PhantomData<A>);
+
+/// What an [`Options`] makes: a read-write handle to an object it creates
+/// (or, with `open_or_create` and `open_or_replace`, finds).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Create;
+
+/// What a builder makes: [`Open<A>`] or [`Create`].
+pub trait Mode: sealed::Sealed {}
+impl<A: Access> Mode for Open<A> {}
+impl Mode for Create {}
+
+/// A builder of a read-write handle: [`Open<ReadWrite>`] or [`Create`].
+/// Only these have the settings of a writer (removal on drop, a region's
+/// publish timeout).
+pub trait Writes: Mode {}
+impl Writes for Open<ReadWrite> {}
+impl Writes for Create {}
+
+mod sealed {
+    pub trait Sealed {}
+    impl<A: super::Access> Sealed for super::Open<A> {}
+    impl Sealed for super::Create {}
+}
+
+impl<T, K, M: Mode> Options<T, K, M> {
     pub(crate) fn with(kind: K) -> Self {
         Options {
             common: Common::default(),
@@ -117,25 +219,7 @@ impl<T, K> Options<T, K> {
         }
     }
 
-    /// Permission bits of a created segment. Default `0o600`.
-    pub fn mode(&mut self, mode: u32) -> &mut Self {
-        self.common.mode = mode & 0o777;
-        self
-    }
-
-    /// Remove the segment (`IPC_RMID`) when this handle is dropped (by the
-    /// process that opened or created it, not by a forked child): it then
-    /// disappears after the last process detaches. Default off. It cannot
-    /// happen when the process is killed (`kill -9`), exits without dropping
-    /// the handle (`process::exit`, a handle in a `static` or leaked), or
-    /// while another owner of the handle (an `Arc` in another thread) still
-    /// holds it at exit: `shmstore gc` finds the objects left so.
-    pub fn remove_on_drop(&mut self, yes: bool) -> &mut Self {
-        self.common.remove_on_drop = yes;
-        self
-    }
-
-    /// How long `open` waits for a racing creator to finish. Default 5 s.
+    /// How long an open waits for a racing creator to finish. Default 5 s.
     pub fn init_timeout(&mut self, timeout: Duration) -> &mut Self {
         self.common.init_timeout = timeout;
         self
@@ -163,15 +247,6 @@ impl<T, K> Options<T, K> {
         self
     }
 
-    /// Give a created segment to group `gid` (`IPC_SET`, before anyone can
-    /// open it), so that with a mode like `0o660` its members can use it;
-    /// they open it with [`trust_group`](Self::trust_group). This user must
-    /// be allowed to (a member of the group, or root).
-    pub fn group(&mut self, gid: u32) -> &mut Self {
-        self.common.group = Some(gid);
-        self
-    }
-
     /// Trust objects owned and created by members of group `gid` whose
     /// segment belongs to that group (see
     /// [`SegmentOptions::trust_group`](crate::SegmentOptions::trust_group)):
@@ -190,46 +265,63 @@ impl<T, K> Options<T, K> {
     }
 }
 
-/// What a kind of object makes of its options: the identity of `T` it
-/// stores, and its handles. Implemented by the kinds' settings only.
-pub trait Flavor<T>: Sized {
-    /// The read-write handle.
-    type Handle;
-    /// The read-only handle.
-    type Reader;
-    /// The identity of `T` as this kind stores it.
-    fn type_desc(options: &Options<T, Self>) -> TypeDesc;
-    /// A read-write handle over an opened or created store.
-    fn handle(store: Store, options: &Options<T, Self>) -> Self::Handle;
-    /// A read-only handle over a store opened `SHM_RDONLY`.
-    fn reader(store: Store, options: &Options<T, Self>) -> Self::Reader;
+/// The settings of a writer.
+impl<T, K, M: Writes> Options<T, K, M> {
+    /// Remove the segment (`IPC_RMID`) when this handle is dropped (by the
+    /// process that opened or created it, not by a forked child): it then
+    /// disappears after the last process detaches. Default off. It cannot
+    /// happen when the process is killed (`kill -9`), exits without dropping
+    /// the handle (`process::exit`, a handle in a `static` or leaked), or
+    /// while another owner of the handle (an `Arc` in another thread) still
+    /// holds it at exit: `shmstore gc` finds the objects left so.
+    pub fn remove_on_drop(&mut self, yes: bool) -> &mut Self {
+        self.common.remove_on_drop = yes;
+        self
+    }
 }
 
-/// Opening and attaching, the same for every kind.
-impl<T, K: Flavor<T>> Options<T, K> {
-    /// Open the existing object at `key`, checking that it holds `T`.
-    pub fn open(&self, key: Key) -> Result<K::Handle> {
-        let store = Store::open(key, &self.common, &K::type_desc(self), false)?;
-        Ok(K::handle(store, self))
+/// The settings of a creation.
+impl<T, K> Options<T, K, Create> {
+    /// Permission bits of a created segment. Default `0o600`.
+    pub fn mode(&mut self, mode: u32) -> &mut Self {
+        self.common.mode = mode & 0o777;
+        self
     }
 
-    /// Attach the object at `key` read-only (`SHM_RDONLY`).
-    pub fn open_read_only(&self, key: Key) -> Result<K::Reader> {
-        let store = Store::open(key, &self.common, &K::type_desc(self), true)?;
-        Ok(K::reader(store, self))
+    /// Give a created segment to group `gid` (`IPC_SET`, before anyone can
+    /// open it), so that with a mode like `0o660` its members can use it;
+    /// they open it with [`trust_group`](Self::trust_group). This user must
+    /// be allowed to (a member of the group, or root).
+    pub fn group(&mut self, gid: u32) -> &mut Self {
+        self.common.group = Some(gid);
+        self
     }
+}
 
-    /// Attach the object in the segment with this id (as `ipcs -m` or the
-    /// handle's `id()` gives it); works for private and removed segments
-    /// that no key reaches any more.
-    pub fn attach_id(&self, id: i32) -> Result<K::Handle> {
-        let store = Store::attach_id(id, &self.common, &K::type_desc(self), false)?;
-        Ok(K::handle(store, self))
-    }
+/// What a kind of object makes of its builder: the identity of `T` it
+/// stores, and its handles. Implemented by the kinds' settings only.
+pub trait Flavor<T>: Sized {
+    /// The handle with access `A`.
+    type Handle<A: Access>;
+    /// The identity of `T` as this kind stores it, under these settings.
+    fn type_desc(common: &Common) -> TypeDesc;
+    /// A handle with access `A` over a store opened or created so.
+    fn handle<A: Access>(store: Store, settings: &Self) -> Self::Handle<A>;
+}
 
-    /// Attach the object in the segment with this id read-only.
-    pub fn attach_id_read_only(&self, id: i32) -> Result<K::Reader> {
-        let store = Store::attach_id(id, &self.common, &K::type_desc(self), true)?;
-        Ok(K::reader(store, self))
+/// Opening, the same for every kind.
+impl<T, K: Flavor<T>, A: Access> Options<T, K, Open<A>> {
+    /// Open the existing object at `target`, checking that it holds `T`:
+    /// a [`Key`](crate::Key) (a raw key, `ftok`, or a name), or a segment's
+    /// id ([`Target::Id`], as `ipcs -m` or a handle's `id()` gives it; it
+    /// reaches private and removed segments too). A [`ReadOnly`] builder
+    /// attaches `SHM_RDONLY`.
+    pub fn open(&self, target: impl Into<Target>) -> Result<K::Handle<A>> {
+        let ty = K::type_desc(&self.common);
+        let store = match target.into() {
+            Target::Key(key) => Store::open(key, &self.common, &ty, A::READ_ONLY)?,
+            Target::Id(id) => Store::attach_id(id, &self.common, &ty, A::READ_ONLY)?,
+        };
+        Ok(K::handle(store, &self.kind))
     }
 }

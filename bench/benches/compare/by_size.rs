@@ -248,7 +248,7 @@ impl<const N: usize> CellHammer<N> {
 
 pub fn cell_hammer<const N: usize>(ctl: i32, cell: i32) -> ChildResult {
     let ctl = Ctl::attach(ctl)?;
-    let cell = SharedCell::<Bytes<N>>::options().attach_id(cell)?;
+    let cell = SharedCell::<Bytes<N>>::opener().open(shmstore::Target::Id(cell))?;
     let mut value = Bytes::<N>::pattern(0);
     hammer_loop(&ctl, |n| {
         value.set_tag(n);
@@ -350,8 +350,8 @@ impl<const N: usize> Drop for CellEcho<N> {
 }
 
 pub fn cell_echo<const N: usize>(parent: libc::pid_t, spin: bool, a: i32, b: i32) -> ChildResult {
-    let a = SharedCell::<Bytes<N>>::options().attach_id(a)?;
-    let b = SharedCell::<Bytes<N>>::options().attach_id(b)?;
+    let a = SharedCell::<Bytes<N>>::opener().open(shmstore::Target::Id(a))?;
+    let b = SharedCell::<Bytes<N>>::opener().open(shmstore::Target::Id(b))?;
     let mut seen = a.version();
     b.store(Bytes::pattern(0))?;
     let mut spins = 0u32;

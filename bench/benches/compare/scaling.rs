@@ -86,7 +86,7 @@ const COUNT_EVERY: u64 = 1024;
 
 pub fn scale_reader(ctl: i32, cell: i32, slot: usize) -> ChildResult {
     let ctl = Ctl::attach(ctl)?;
-    let cell = SharedCell::<Bytes<64>>::options().attach_id(cell)?;
+    let cell = SharedCell::<Bytes<64>>::opener().open(shmstore::Target::Id(cell))?;
     ctl.u64(READY).fetch_add(1, Ordering::SeqCst);
     while ctl.u64(START).load(Ordering::SeqCst) == 0 {
         std::thread::sleep(Duration::from_micros(100));
@@ -105,7 +105,7 @@ pub fn scale_reader(ctl: i32, cell: i32, slot: usize) -> ChildResult {
 
 pub fn scale_writer(ctl: i32, cell: i32) -> ChildResult {
     let ctl = Ctl::attach(ctl)?;
-    let cell = SharedCell::<Bytes<64>>::options().attach_id(cell)?;
+    let cell = SharedCell::<Bytes<64>>::opener().open(shmstore::Target::Id(cell))?;
     ctl.u64(READY).fetch_add(1, Ordering::SeqCst);
     while ctl.u64(START).load(Ordering::SeqCst) == 0 {
         std::thread::sleep(Duration::from_micros(100));

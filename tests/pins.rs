@@ -72,7 +72,7 @@ fn child_entry() {
         "publish" => {
             let size: usize = args[2].parse().unwrap();
             let grace = Duration::from_millis(args[3].parse().unwrap());
-            let region = SharedRegion::<Text>::options()
+            let region = SharedRegion::<Text>::opener()
                 .reuse_grace(grace)
                 .open(key)
                 .unwrap();

@@ -215,8 +215,8 @@ impl<T: Archive, A: Access> SharedRegion<T, A> {
 /// The length of the archive `current` names, its buffer index and length
 /// checked against the layout; the reason as [`Error::Corrupt`] when they do
 /// not fit. Read once: callers keep the result.
-fn archive_len(raw: &Store, ctl: &RegionControl, current: u64) -> Result<usize> {
-    let layout = raw.layout();
+fn archive_len(store: &Store, ctl: &RegionControl, current: u64) -> Result<usize> {
+    let layout = store.layout();
     let (_, buffer) = split(current);
     if buffer >= layout.slot_count {
         return Err(corrupt(format_args!(

@@ -116,7 +116,7 @@ impl<T: Archive> SharedRegion<T, ReadWrite> {
     }
 
     /// The size of `value`'s archive, for the error of a failed publish:
-    /// serialised into scratch buffers of doubling size, up to 16 times the
+    /// serialised into scratch buffers of doubling size, up to 64 times the
     /// capacity (at least 1 MiB, at most 1 GiB; `None` beyond).
     fn measure(&self, value: &T) -> Option<usize>
     where

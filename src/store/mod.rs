@@ -1,10 +1,11 @@
 //! An untyped shmstore object: one segment, created or opened, validated,
 //! with its write lock and its waiting. `SharedCell` and `SharedRegion` are
 //! typed containers over it, as `lock_api`'s containers are over raw locks.
-//! One concept per file: the options every kind shares (`options.rs`),
-//! creation and opening (`create.rs`), the write lock (`lock.rs`), waiting
-//! for a change (`wait.rs`), and the memory an object lives in
-//! (`memory.rs`, `heap.rs`).
+//! One concept per file: the builder every kind shares, with its open and
+//! create modes (`options.rs`), the life of an object: creating, naming,
+//! opening, replacing, removing and collecting (`life/`), the write lock
+//! (`lock.rs`), waiting for a change (`wait.rs`), and the memory an object
+//! lives in (`memory.rs`, `heap.rs`).
 //!
 //! **Validation.** An open validates the header once and keeps what
 //! `format::validate` checked (kind, layout, type): nothing of it is read
@@ -109,7 +110,7 @@ impl Store {
     /// Open the memory as whatever shmstore object it validates as, with no
     /// look at its type and no wait for its creator: for inspecting.
     pub fn open_untyped(memory: Memory) -> Result<Store> {
-        // SAFETY: the pointer and length describe the backing memory, which
+        // SAFETY: the pointer and length describe `memory`, which
         // lives as long as `memory`, and so as long as the header is used.
         let h = unsafe { crate::format::header_at(memory.as_ptr(), memory.len()) }?;
         let valid = crate::format::validate(h, memory.len())?;

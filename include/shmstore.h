@@ -13,7 +13,7 @@
  *     #include "shmstore.h"
  *
  *     struct shmstore_object obj;
- *     int rc = shmstore_open_name("acme/counter", &obj);
+ *     int rc = shmstore_open_name("acme/counter", NULL, &obj);
  *     if (rc == SHMSTORE_OK)
  *         rc = shmstore_check_type(&obj, SHMSTORE_KIND_CELL, sizeof(uint64_t),
  *                                  _Alignof(uint64_t), NULL, 0);
@@ -33,33 +33,37 @@
  * for a refused header or namespace, `uid`, `cuid` and `gid` for a segment
  * of a user it does not trust, also after a failed open.
  *
- * The format is little-endian; this header refuses to compile on a
- * big-endian target. Define SHMSTORE_INIT_TIMEOUT_MS before including it to
- * change how long an open waits for a creator to finish (5000 ms by
- * default), and SHMSTORE_ABI_LIBC if the C library is neither glibc nor
- * musl as detected below.
+ * The open functions take a struct shmstore_options (NULL for the
+ * defaults, which shmstore_options_default() returns). An open waits, up to
+ * its `init_timeout_ms` (5000 by default), for a creator to finish, for a
+ * claim of a name to become its object and for a process collecting or
+ * removing the object.
  *
- * As shmstore does, it opens only segments whose owner and creator are this
- * process's effective user or root: another user could put a segment of its
- * own at a known key or at a name's key. Such a segment is refused
- * (SHMSTORE_EFOREIGN, naming its owner, creator and group); a name's lookup
- * passes over it, and reports it only when no object and no live claim of
- * the name is found but it holds the name. Define SHMSTORE_TRUST_USER to a
- * user id to also trust that user, SHMSTORE_TRUST_GROUP to a group id to
- * also trust the members of that group in a segment of that group, or
- * SHMSTORE_ALLOW_FOREIGN_OWNER to 1 to open any user's segments.
+ * The format is little-endian; this header refuses to compile on a
+ * big-endian target. Define SHMSTORE_ABI_LIBC before including it if the C
+ * library is neither glibc nor musl as detected below.
+ *
+ * As shmstore does, an open accepts only segments whose owner and creator
+ * are this process's effective user or root: another user could put a
+ * segment of its own at a known key or at a name's key. Such a segment is
+ * refused (SHMSTORE_EFOREIGN, naming its owner, creator and group); a
+ * name's lookup passes over it, and reports it only when no object and no
+ * live claim of the name is found but it holds the name. The options also
+ * trust a user (`trust_user`, `user`), the members of a group in a segment
+ * of that group (`trust_group`, `group`), or any user
+ * (`allow_foreign_owner`).
  *
  * A name that shmstore made in a private namespace (`Key::named_in(dir,
  * name)`), whose keys come from a secret other users cannot read, is
- * opened with shmstore_open_name_in(dir, name, &obj). The directory must be
- * this user's or root's and not writable by its group or others, and its
- * secret (dir/shmstore.secret) a regular file, this user's or root's, of no
- * access to others and 16 bytes; else the namespace is refused
- * (SHMSTORE_ENAMESPACE, `detail` saying why and what to change). The
- * secret is opened without following a symbolic link (O_NOFOLLOW: define
- * _POSIX_C_SOURCE 200809L, or _DEFAULT_SOURCE, before including this header;
- * without it a namespace is refused). This header reads the secret and
- * never makes it: a directory without one holds no object
+ * opened with shmstore_open_name_in(dir, name, &opts, &obj). The directory
+ * must be this user's or root's and not writable by its group or others,
+ * and its secret (dir/shmstore.secret) a regular file, this user's or
+ * root's, of no access to others and 16 bytes; else the namespace is
+ * refused (SHMSTORE_ENAMESPACE, `detail` saying why and what to change).
+ * The secret is opened without following a symbolic link (O_NOFOLLOW:
+ * define _POSIX_C_SOURCE 200809L, or _DEFAULT_SOURCE, before including this
+ * header; without it a namespace is refused). This header reads the secret
+ * and never makes it: a directory without one holds no object
  * (SHMSTORE_ENOTFOUND).
  */
 #ifndef SHMSTORE_H
@@ -68,10 +72,13 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -93,9 +100,11 @@
 #define SHMSTORE__NOFOLLOW 0
 #endif
 
-#ifdef SHMSTORE_TRUST_GROUP
-#include <grp.h>
-#include <pwd.h>
+#if defined(SHMSTORE_INIT_TIMEOUT_MS) || defined(SHMSTORE_TRUST_USER) ||                        \
+    defined(SHMSTORE_TRUST_GROUP) || defined(SHMSTORE_ALLOW_FOREIGN_OWNER)
+/* These settings are fields of struct shmstore_options: a macro would be
+ * ignored. */
+#error "shmstore.h: set the init timeout and whom to trust in struct shmstore_options"
 #endif
 
 /* `SHM_DEST` in `shm_perm.mode` (Linux): IPC_RMID was called, the segment
@@ -436,14 +445,6 @@ _Static_assert(SHMSTORE_REGION_CONTROL_OFFSET + SHMSTORE_REGION_CONTROL_SIZE ==
 
 _Static_assert(sizeof(pthread_mutex_t) <= SHMSTORE_MUTEX_ROOM, "the mutex fits its room");
 
-#ifndef SHMSTORE_INIT_TIMEOUT_MS
-#define SHMSTORE_INIT_TIMEOUT_MS 5000u
-#endif
-
-#ifndef SHMSTORE_ALLOW_FOREIGN_OWNER
-#define SHMSTORE_ALLOW_FOREIGN_OWNER 0
-#endif
-
 /* ------------------------------------------------------------------------
  * Errors
  * --------------------------------------------------------------------- */
@@ -482,8 +483,8 @@ enum shmstore_error {
     SHMSTORE_ETOOSMALL = 12,
     /* The segment's owner or creator is another user than this process's
      * effective user and root, and not one it was told to trust; the
-     * object's uid, cuid and gid say whose it is (see SHMSTORE_TRUST_USER,
-     * SHMSTORE_TRUST_GROUP and SHMSTORE_ALLOW_FOREIGN_OWNER above). */
+     * object's uid, cuid and gid say whose it is (see struct
+     * shmstore_options: trust_user, trust_group, allow_foreign_owner). */
     SHMSTORE_EFOREIGN = 13,
     /* The object is being removed or collected by a process that still
      * runs (its pid in detail_value), which did not finish within the
@@ -530,8 +531,8 @@ static inline const char *shmstore_strerror(int code)
         return "the buffer is smaller than the archive";
     case SHMSTORE_EFOREIGN:
         return "the segment belongs to another user, not trusted (neither this one nor root): "
-               "see its uid, cuid and gid; if that user is trusted, define SHMSTORE_TRUST_USER "
-               "or SHMSTORE_TRUST_GROUP to it, or SHMSTORE_ALLOW_FOREIGN_OWNER to 1";
+               "see its uid, cuid and gid; if that user is trusted, open with the options' "
+               "trust_user and user, or trust_group and group, set to it, or allow_foreign_owner";
     case SHMSTORE_EBUSY:
         return "the object is being removed or collected by a process that still runs";
     case SHMSTORE_ENAMESPACE:
@@ -592,6 +593,55 @@ struct shmstore_object {
     const char *detail;
     uint64_t detail_value;
 };
+
+/* ------------------------------------------------------------------------
+ * Options of an open
+ * --------------------------------------------------------------------- */
+
+/* How an open waits and whom it trusts. Start from
+ * shmstore_options_default() and change what differs; an open given NULL
+ * uses the defaults. All zero is no wait and no one trusted but this
+ * process's effective user and root. */
+struct shmstore_options {
+    /* How long, in milliseconds, an open waits for a creator to finish, for
+     * a claim of a name to become its object, and for a process collecting
+     * or removing the object (SHMSTORE_ENOTREADY, SHMSTORE_EBUSY after
+     * it): 5000 by default. */
+    uint32_t init_timeout_ms;
+    /* Also trust user `user`: false by default. */
+    bool trust_user;
+    uid_t user;
+    /* Also trust, in a segment of group `group`, the members of that group
+     * (the creator counting as one when the kernel recorded that group as
+     * its group): false by default. Membership is looked up with getpwuid
+     * and getgrgid, which are not thread-safe. */
+    bool trust_group;
+    gid_t group;
+    /* Open any user's segments: false by default. */
+    bool allow_foreign_owner;
+};
+
+static const struct shmstore_options shmstore__defaults = {
+    .init_timeout_ms = 5000u,
+    .trust_user = false,
+    .user = 0,
+    .trust_group = false,
+    .group = 0,
+    .allow_foreign_owner = false,
+};
+
+/* The default options: init_timeout_ms 5000, no one else trusted. */
+static inline struct shmstore_options shmstore_options_default(void)
+{
+    return shmstore__defaults;
+}
+
+/* The options an open was given: the defaults for NULL. */
+static inline const struct shmstore_options *
+shmstore__options(const struct shmstore_options *opts)
+{
+    return opts != NULL ? opts : &shmstore__defaults;
+}
 
 static inline const struct shmstore_header *shmstore_header_of(const struct shmstore_object *obj)
 {
@@ -748,7 +798,6 @@ static inline int shmstore__same_process_alive(pid_t pid, uint64_t start, uint64
     return start == 0 || !shmstore__start_time(pid, &now) || (now & mask) == start;
 }
 
-#ifdef SHMSTORE_TRUST_GROUP
 /* Whether the user database puts user `uid` in group `gid`, as its primary
  * group or a supplementary one. It calls getpwuid and getgrgid, which are
  * not thread-safe. */
@@ -772,50 +821,44 @@ static inline int shmstore__user_in_group(uid_t uid, gid_t gid)
             return 1;
     return 0;
 }
-#endif
 
 /* Whether user `uid`, the owner or the creator of the segment `ds`
- * describes, is trusted: this process's effective user, root, the user
- * SHMSTORE_TRUST_USER names, or (with SHMSTORE_TRUST_GROUP) a member of
- * that group in a segment of that group, the creator counting as one when
- * the kernel recorded the group as its group (cgid). */
-static inline int shmstore__trusted_user(uid_t uid, const struct shmid_ds *ds)
+ * describes, is trusted by `opts`: this process's effective user, root,
+ * the options' `user` (with trust_user), or (with trust_group) a member of
+ * their `group` in a segment of that group, the creator counting as one
+ * when the kernel recorded the group as its group (cgid). */
+static inline int shmstore__trusted_user(uid_t uid, const struct shmid_ds *ds,
+                                         const struct shmstore_options *opts)
 {
     if (uid == geteuid() || uid == 0)
         return 1;
-#ifdef SHMSTORE_TRUST_USER
-    if (uid == (uid_t)(SHMSTORE_TRUST_USER))
+    if (opts->trust_user && uid == opts->user)
         return 1;
-#endif
-#ifdef SHMSTORE_TRUST_GROUP
-    const gid_t group = (gid_t)(SHMSTORE_TRUST_GROUP);
-    if (ds->shm_perm.gid == group &&
-        ((uid == ds->shm_perm.cuid && ds->shm_perm.cgid == group) ||
-         shmstore__user_in_group(uid, group)))
+    if (opts->trust_group && ds->shm_perm.gid == opts->group &&
+        ((uid == ds->shm_perm.cuid && ds->shm_perm.cgid == opts->group) ||
+         shmstore__user_in_group(uid, opts->group)))
         return 1;
-#else
-    (void)ds;
-#endif
     return 0;
 }
 
-/* Whether the segment `ds` describes is trusted: its owner and its creator
- * are (or any owner, with SHMSTORE_ALLOW_FOREIGN_OWNER). */
-static inline int shmstore__trusted(const struct shmid_ds *ds)
+/* Whether the segment `ds` describes is trusted by `opts`: its owner and
+ * its creator are (or any owner, with allow_foreign_owner). */
+static inline int shmstore__trusted(const struct shmid_ds *ds,
+                                    const struct shmstore_options *opts)
 {
-    return SHMSTORE_ALLOW_FOREIGN_OWNER ||
-           (shmstore__trusted_user(ds->shm_perm.uid, ds) &&
-            shmstore__trusted_user(ds->shm_perm.cuid, ds));
+    return opts->allow_foreign_owner || (shmstore__trusted_user(ds->shm_perm.uid, ds, opts) &&
+                                         shmstore__trusted_user(ds->shm_perm.cuid, ds, opts));
 }
 
-/* SHMSTORE_EFOREIGN for the segment `ds` describes, its owner, creator and
- * group kept in `obj`. */
-static inline int shmstore__foreign(struct shmstore_object *obj, const struct shmid_ds *ds)
+/* SHMSTORE_EFOREIGN for the segment `ds` describes, which `opts` do not
+ * trust, its owner, creator and group kept in `obj`. */
+static inline int shmstore__foreign(struct shmstore_object *obj, const struct shmid_ds *ds,
+                                    const struct shmstore_options *opts)
 {
     obj->uid = ds->shm_perm.uid;
     obj->cuid = ds->shm_perm.cuid;
     obj->gid = ds->shm_perm.gid;
-    int owner = shmstore__trusted_user(ds->shm_perm.uid, ds);
+    int owner = shmstore__trusted_user(ds->shm_perm.uid, ds, opts);
     return shmstore__refuse(obj, SHMSTORE_EFOREIGN,
                             owner ? "the segment was created by another user"
                                   : "the segment is owned by another user",
@@ -829,11 +872,12 @@ enum { SHMSTORE__GONE = -1 };
 /* Attach segment `id` read-only, found at `key` (IPC_PRIVATE: by id), and
  * learn its size and owners from IPC_STAT made after shmat: the attachment
  * keeps the id from naming another segment, so what is judged is what is
- * read. With `trust`, a segment of an untrusted owner or creator is
- * refused (SHMSTORE_EFOREIGN), before shmat and again after it. Returns
- * SHMSTORE__GONE for a segment gone meanwhile, or found at `key` but no
- * longer there. */
-static inline int shmstore__attach(int id, key_t key, int trust, struct shmstore_object *out)
+ * read. With `trust` (not NULL), a segment of an owner or creator it does
+ * not trust is refused (SHMSTORE_EFOREIGN), before shmat and again after
+ * it. Returns SHMSTORE__GONE for a segment gone meanwhile, or found at
+ * `key` but no longer there. */
+static inline int shmstore__attach(int id, key_t key, const struct shmstore_options *trust,
+                                   struct shmstore_object *out)
 {
     memset(out, 0, sizeof *out);
     out->id = id;
@@ -848,8 +892,8 @@ static inline int shmstore__attach(int id, key_t key, int trust, struct shmstore
         }
         return shmstore__system(out, "shmctl(IPC_STAT)", err);
     }
-    if (trust && !shmstore__trusted(&ds))
-        return shmstore__foreign(out, &ds);
+    if (trust != NULL && !shmstore__trusted(&ds, trust))
+        return shmstore__foreign(out, &ds, trust);
     void *p = shmat(id, NULL, SHM_RDONLY);
     if (p == (void *)-1) {
         int err = errno;
@@ -866,8 +910,8 @@ static inline int shmstore__attach(int id, key_t key, int trust, struct shmstore
         rc = shmstore__system(out, "shmctl(IPC_STAT)", errno);
     else if (key != IPC_PRIVATE && SHMSTORE_IPC_PERM_KEY(ds.shm_perm) != key)
         rc = SHMSTORE__GONE;
-    else if (trust && !shmstore__trusted(&ds))
-        rc = shmstore__foreign(out, &ds);
+    else if (trust != NULL && !shmstore__trusted(&ds, trust))
+        rc = shmstore__foreign(out, &ds, trust);
     if (rc != SHMSTORE_OK) {
         shmdt(p);
         out->base = NULL;
@@ -884,15 +928,16 @@ static inline int shmstore__attach(int id, key_t key, int trust, struct shmstore
 
 /* Attach segment `id` read-only and learn its real size, without looking at
  * its bytes. A segment owned or created by another user is refused
- * (SHMSTORE_EFOREIGN) unless that user is trusted (see above). */
-static inline int shmstore_attach_id(int id, struct shmstore_object *out)
+ * (SHMSTORE_EFOREIGN) unless the options trust that user. */
+static inline int shmstore_attach_id(int id, const struct shmstore_options *opts,
+                                     struct shmstore_object *out)
 {
     if (id < 0) {
         memset(out, 0, sizeof *out);
         out->id = id;
         return shmstore__refuse(out, SHMSTORE_EINVAL, "negative segment id", 0);
     }
-    int rc = shmstore__attach(id, IPC_PRIVATE, 1, out);
+    int rc = shmstore__attach(id, IPC_PRIVATE, shmstore__options(opts), out);
     if (rc == SHMSTORE__GONE)
         return shmstore__refuse(out, SHMSTORE_ENOTFOUND, "no segment has this id", (uint64_t)id);
     return rc;
@@ -904,7 +949,8 @@ enum { SHMSTORE__KEY_ROUNDS = 16 };
 
 /* Attach the segment at `key` read-only (`trust` as shmstore__attach):
  * SHMSTORE_ENOTFOUND if there is none. */
-static inline int shmstore__attach_key(key_t key, int trust, struct shmstore_object *out)
+static inline int shmstore__attach_key(key_t key, const struct shmstore_options *trust,
+                                       struct shmstore_object *out)
 {
     for (unsigned round = 0; round < SHMSTORE__KEY_ROUNDS; round++) {
         int id = shmget(key, 0, 0);
@@ -1179,27 +1225,31 @@ static inline int shmstore__finish_open(struct shmstore_object *obj, int admit,
 /* Open the object in segment `id`: attach read-only, wait (bounded) for its
  * creator to finish, validate. An id reaches an object whatever its `life`
  * word says (a removed one too: FORMAT.md, "Removal"). */
-static inline int shmstore_open_id(int id, struct shmstore_object *out)
+static inline int shmstore_open_id(int id, const struct shmstore_options *opts,
+                                   struct shmstore_object *out)
 {
-    int rc = shmstore_attach_id(id, out);
+    opts = shmstore__options(opts);
+    int rc = shmstore_attach_id(id, opts, out);
     if (rc != SHMSTORE_OK)
         return rc;
-    return shmstore__finish_open(out, 0, shmstore__now_ms() + SHMSTORE_INIT_TIMEOUT_MS);
+    return shmstore__finish_open(out, 0, shmstore__now_ms() + opts->init_timeout_ms);
 }
 
 /* Open the object at `key` (shmget with no flags: it must exist). An object
  * removed, or being removed by a process that died, is not found. */
-static inline int shmstore_open_key(key_t key, struct shmstore_object *out)
+static inline int shmstore_open_key(key_t key, const struct shmstore_options *opts,
+                                    struct shmstore_object *out)
 {
+    opts = shmstore__options(opts);
     if (key == IPC_PRIVATE) {
         memset(out, 0, sizeof *out);
         out->id = -1;
         return shmstore__refuse(out, SHMSTORE_EINVAL, "IPC_PRIVATE names no existing segment", 0);
     }
-    int rc = shmstore__attach_key(key, 1, out);
+    int rc = shmstore__attach_key(key, opts, out);
     if (rc != SHMSTORE_OK)
         return rc;
-    rc = shmstore__finish_open(out, 1, shmstore__now_ms() + SHMSTORE_INIT_TIMEOUT_MS);
+    rc = shmstore__finish_open(out, 1, shmstore__now_ms() + opts->init_timeout_ms);
     if (rc == SHMSTORE__REMOVED)
         return shmstore__refuse(out, SHMSTORE_ENOTFOUND, "the object at the key was removed",
                                 (uint64_t)(uint32_t)key);
@@ -1320,22 +1370,23 @@ static inline int shmstore__claims(const struct shmstore_object *obj, const char
     return 1;
 }
 
-/* Look at `key` for the name: what it holds. The object is left attached
- * in `out`; an untrusted segment holding the name leaves its owner,
- * creator and group in `out` (uid, cuid, gid, id); a live claim its
- * creator's pid in `*claimant`. A failure that is none of these is a
- * negative error code's opposite: -code. */
+/* Look at `key` for the name: what it holds, trusting whom `opts` trust.
+ * The object is left attached in `out`; an untrusted segment holding the
+ * name leaves its owner, creator and group in `out` (uid, cuid, gid, id); a
+ * live claim its creator's pid in `*claimant`. A failure that is none of
+ * these is a negative error code's opposite: -code. */
 static inline int shmstore__look(key_t key, const char *name, size_t len,
+                                 const struct shmstore_options *opts,
                                  struct shmstore_object *out, pid_t *claimant)
 {
-    int rc = shmstore__attach_key(key, 1, out);
+    int rc = shmstore__attach_key(key, opts, out);
     if (rc == SHMSTORE_ENOTFOUND)
         return SHMSTORE__SEEN_NOTHING;
     if (rc == SHMSTORE_EFOREIGN) {
         /* Does it hold the name? Attached read-only whoever owns it, if its
          * mode lets this user: only to say whose it is. */
         struct shmstore_object peek;
-        if (shmstore__attach_key(key, 0, &peek) != SHMSTORE_OK)
+        if (shmstore__attach_key(key, NULL, &peek) != SHMSTORE_OK)
             return SHMSTORE__SEEN_OTHER;
         int claims = shmstore__claims(&peek, name, len);
         if (claims) {
@@ -1393,9 +1444,11 @@ static inline int shmstore__name_arg(const char *name, size_t *len, struct shmst
  * as shmstore_open_name says. */
 static inline int shmstore__open_named(const char *name, size_t len,
                                        const key_t keys[SHMSTORE_NAME_PROBES],
+                                       const struct shmstore_options *opts,
                                        struct shmstore_object *out)
 {
-    uint64_t deadline = shmstore__now_ms() + SHMSTORE_INIT_TIMEOUT_MS;
+    opts = shmstore__options(opts);
+    uint64_t deadline = shmstore__now_ms() + opts->init_timeout_ms;
     for (unsigned round = 0;; round++) {
         pid_t claimant = 0;
         struct shmstore_object foreign;
@@ -1403,7 +1456,7 @@ static inline int shmstore__open_named(const char *name, size_t len,
         int foreign_seen = 0, others = 0, removed = 0;
         for (unsigned i = 0; i < SHMSTORE_NAME_PROBES; i++) {
             pid_t pid = 0;
-            int seen = shmstore__look(keys[i], name, len, out, &pid);
+            int seen = shmstore__look(keys[i], name, len, opts, out, &pid);
             if (seen < 0)
                 return -seen;
             switch (seen) {
@@ -1471,13 +1524,14 @@ static inline int shmstore__open_named(const char *name, size_t len,
  * "Opening by name": look at all 8 keys of its sequence; open the object
  * (trusted, the magic, the name, READY) on the attachment that showed the
  * name. While there is none but a trusted claim of the name whose creator
- * lives, wait and look again, up to SHMSTORE_INIT_TIMEOUT_MS
+ * lives, wait and look again, up to the options' init_timeout_ms
  * (SHMSTORE_ENOTREADY, the creator's pid in detail_value). An object found
  * removed is looked for again. With no object and no live claim: a segment
  * of an untrusted user that holds the name is SHMSTORE_EFOREIGN (its uid,
  * cuid, gid and id in `out`), 8 keys holding other segments
  * SHMSTORE_ENAMETAKEN, and anything else SHMSTORE_ENOTFOUND. */
-static inline int shmstore_open_name(const char *name, struct shmstore_object *out)
+static inline int shmstore_open_name(const char *name, const struct shmstore_options *opts,
+                                     struct shmstore_object *out)
 {
     size_t len;
     int rc = shmstore__name_arg(name, &len, out);
@@ -1486,7 +1540,7 @@ static inline int shmstore_open_name(const char *name, struct shmstore_object *o
     key_t keys[SHMSTORE_NAME_PROBES];
     for (unsigned i = 0; i < SHMSTORE_NAME_PROBES; i++)
         keys[i] = shmstore_name_key(name, len, i);
-    return shmstore__open_named(name, len, keys, out);
+    return shmstore__open_named(name, len, keys, opts, out);
 }
 
 /* ------------------------------------------------------------------------
@@ -1757,6 +1811,7 @@ static inline int shmstore_namespace_secret(const char *dir, uint8_t secret[SHMS
  * SHMSTORE_ENOTFOUND if it has none yet), then the name is opened as
  * shmstore_open_name opens one, at the keys shmstore_name_key_in gives. */
 static inline int shmstore_open_name_in(const char *dir, const char *name,
+                                        const struct shmstore_options *opts,
                                         struct shmstore_object *out)
 {
     size_t len;
@@ -1770,7 +1825,7 @@ static inline int shmstore_open_name_in(const char *dir, const char *name,
     key_t keys[SHMSTORE_NAME_PROBES];
     for (unsigned i = 0; i < SHMSTORE_NAME_PROBES; i++)
         keys[i] = shmstore_name_key_in(secret, name, len, i);
-    return shmstore__open_named(name, len, keys, out);
+    return shmstore__open_named(name, len, keys, opts, out);
 }
 
 /* ------------------------------------------------------------------------

@@ -32,7 +32,7 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
     struct shmstore_object obj;
-    int rc = shmstore_attach_id((int)id, &obj);
+    int rc = shmstore_attach_id((int)id, NULL, &obj);
     if (rc != SHMSTORE_OK)
         return report_error("validate", "attach", rc, &obj);
     rc = shmstore_validate(&obj);

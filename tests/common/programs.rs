@@ -31,16 +31,9 @@ pub fn root() -> &'static Path {
 
 /// Compile `tests/c/PROGRAM.c` for each of `programs` with gcc into a
 /// fresh temporary directory, or print why the test is skipped and return
-/// `None` when there is no gcc.
+/// `None` when there is no gcc. The programs take the options of their
+/// open as arguments (`tests/c/target.h`).
 pub fn compile(test: &str, programs: &[&str]) -> Option<Programs> {
-    compile_with(test, programs, &[])
-}
-
-/// As [`compile`], with each of `defines` (`NAME=VALUE`) passed to gcc as
-/// `-D`: the header's compile-time settings (`SHMSTORE_TRUST_USER`,
-/// `SHMSTORE_INIT_TIMEOUT_MS`...). `test` names the directory: give each
-/// set of settings its own.
-pub fn compile_with(test: &str, programs: &[&str], defines: &[&str]) -> Option<Programs> {
     let has_gcc = Command::new("gcc")
         .arg("--version")
         .output()
@@ -69,7 +62,6 @@ pub fn compile_with(test: &str, programs: &[&str], defines: &[&str]) -> Option<P
                 "-o",
             ])
             .arg(built.exe(program))
-            .args(defines.iter().map(|d| format!("-D{d}")))
             .arg(&source)
             .output()
             .expect("run gcc");

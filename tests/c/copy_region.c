@@ -26,6 +26,7 @@
 #include <string.h>
 #include <time.h>
 
+#define SHMSTORE_IMPLEMENTATION
 #include "shmstore.h"
 #include "target.h"
 

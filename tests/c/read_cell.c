@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define SHMSTORE_IMPLEMENTATION
 #include "shmstore.h"
 #include "target.h"
 

@@ -9,9 +9,12 @@
 #ifndef SHMSTORE_TEST_TARGET_H
 #define SHMSTORE_TEST_TARGET_H
 
+#include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "shmstore.h"
 

@@ -61,9 +61,9 @@
  *
  * The open functions take a struct shmstore_options (NULL for the
  * defaults, which shmstore_options_default() returns). An open waits, up to
- * its `init_timeout_ms` (5000 by default), for a creator to finish, for a
- * claim of a name to become its object and for a process collecting or
- * removing the object.
+ * its `init_timeout_ms` (5000 by default, measured on CLOCK_MONOTONIC), for
+ * a creator to finish, for a claim of a name to become its object and for a
+ * process collecting or removing the object.
  *
  * As shmstore does, an open accepts only segments whose owner and creator
  * are this process's effective user or root: another user could put a
@@ -756,8 +756,9 @@ int shmstore_region_copy(struct shmstore_object *obj, void *buf, size_t cap, siz
 #include <time.h>
 #include <unistd.h>
 
-/* A namespace's secret is opened with O_NOFOLLOW (POSIX.1-2008). */
-#if !defined(O_NOFOLLOW)
+/* Timeouts are measured on CLOCK_MONOTONIC (POSIX.1-2001), and a
+ * namespace's secret is opened with O_NOFOLLOW (POSIX.1-2008). */
+#if !defined(CLOCK_MONOTONIC) || !defined(O_NOFOLLOW)
 /* Define _POSIX_C_SOURCE 200809L (or _DEFAULT_SOURCE) before the first
  * #include of the file that defines SHMSTORE_IMPLEMENTATION. */
 #error "shmstore.h's implementation needs POSIX.1-2008: define _POSIX_C_SOURCE 200809L first"
@@ -928,11 +929,12 @@ int shmstore_close(struct shmstore_object *obj)
     return rc;
 }
 
-/* Milliseconds of a monotonic-enough clock (C11's timespec_get). */
+/* Milliseconds on CLOCK_MONOTONIC, which setting the time of day does not
+ * move: what every timeout is measured on. */
 static uint64_t shmstore__now_ms(void)
 {
     struct timespec ts;
-    if (timespec_get(&ts, TIME_UTC) != TIME_UTC)
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
         return 0;
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }

@@ -1,30 +1,56 @@
 /*
  * shmstore.h: read shmstore objects (on-segment format version 5) from C.
  *
- * A single C11 header; every function is static inline, so there is
- * nothing to link. It attaches segments read-only (SHM_RDONLY) and never
- * writes a byte of them: it reads a SharedCell's value with the lock-free
- * protocol of FORMAT.md ("Reading a cell") and copies a SharedRegion's
- * current rkyv archive ("Reading a region by copying"). It does not take the
- * writers' mutex, pin region buffers or wait for changes (so it has no wait
- * that a removal must end: an open looks at the `life` word once, see
- * "Removal").
+ * A single-header C11 library. Included as it is, it declares: the
+ * format's constants and layout (offsets checked by _Static_assert), the
+ * error codes, the objects and options, and the functions below; it
+ * includes only <stdbool.h>, <stddef.h>, <stdint.h>, <sys/ipc.h> and
+ * <sys/types.h>. One C file of a program, and only one, also compiles the
+ * functions: it defines SHMSTORE_IMPLEMENTATION before including the
+ * header, and asks for POSIX.1-2008 (_POSIX_C_SOURCE 200809L, or
+ * _DEFAULT_SOURCE) before its first #include. C++ includes the
+ * declarations too (without the layout's structs, whose fields are
+ * _Atomic); the implementation is compiled as C.
  *
+ * The functions attach segments read-only (SHM_RDONLY) and never write a
+ * byte of them: they read a SharedCell's value with the lock-free protocol
+ * of FORMAT.md ("Reading a cell") and copy a SharedRegion's current rkyv
+ * archive ("Reading a region by copying"). They do not take the writers'
+ * mutex, pin region buffers or wait for changes (so there is no wait that a
+ * removal must end: an open looks at the `life` word once, see "Removal").
+ * A program that reads a cell of a u64 named on its command line:
+ *
+ *     // shmstore.c
+ *     #define _POSIX_C_SOURCE 200809L
+ *     #define SHMSTORE_IMPLEMENTATION
  *     #include "shmstore.h"
  *
- *     struct shmstore_object obj;
- *     int rc = shmstore_open_name("acme/counter", &obj);
- *     if (rc == SHMSTORE_OK)
- *         rc = shmstore_check_type(&obj, SHMSTORE_KIND_CELL, sizeof(uint64_t),
- *                                  _Alignof(uint64_t), NULL, 0);
- *     if (rc != SHMSTORE_OK) {
- *         fprintf(stderr, "%s\n", shmstore_strerror(rc));
+ *     // counter.c: cc -std=c11 -I include counter.c shmstore.c -o counter
+ *     #include <inttypes.h>
+ *     #include <stdio.h>
+ *     #include "shmstore.h"
+ *
+ *     int main(int argc, char **argv)
+ *     {
+ *         const char *name = argc > 1 ? argv[1] : "acme/counter";
+ *         struct shmstore_options opts = shmstore_options_default();
+ *         opts.init_timeout_ms = 1000; // wait at most 1 s for its creator
+ *         struct shmstore_object obj;
+ *         uint64_t value, version;
+ *         int rc = shmstore_open_name(name, &opts, &obj);
+ *         if (rc == SHMSTORE_OK)
+ *             rc = shmstore_check_type(&obj, SHMSTORE_KIND_CELL, sizeof value,
+ *                                      _Alignof(uint64_t), NULL, 0);
+ *         if (rc == SHMSTORE_OK)
+ *             rc = shmstore_cell_read(&obj, &value, sizeof value, &version);
  *         shmstore_close(&obj);
- *         return 1;
+ *         if (rc != SHMSTORE_OK) {
+ *             fprintf(stderr, "%s: %s\n", name, shmstore_strerror(rc));
+ *             return 1;
+ *         }
+ *         printf("%s = %" PRIu64 " (version %" PRIu64 ")\n", name, value, version);
+ *         return 0;
  *     }
- *     uint64_t value, version;
- *     shmstore_cell_read(&obj, &value, sizeof value, &version);
- *     shmstore_close(&obj);
  *
  * Every function returns SHMSTORE_OK (0) or an error code (enum
  * shmstore_error); shmstore_strerror() says what a code means. The object
@@ -33,96 +59,62 @@
  * for a refused header or namespace, `uid`, `cuid` and `gid` for a segment
  * of a user it does not trust, also after a failed open.
  *
- * The format is little-endian; this header refuses to compile on a
- * big-endian target. Define SHMSTORE_INIT_TIMEOUT_MS before including it to
- * change how long an open waits for a creator to finish (5000 ms by
- * default), and SHMSTORE_ABI_LIBC if the C library is neither glibc nor
- * musl as detected below.
+ * The open functions take a struct shmstore_options (NULL for the
+ * defaults, which shmstore_options_default() returns). An open waits, up to
+ * its `init_timeout_ms` (5000 by default, measured on CLOCK_MONOTONIC), for
+ * a creator to finish, for a claim of a name to become its object and for a
+ * process collecting or removing the object.
  *
- * As shmstore does, it opens only segments whose owner and creator are this
- * process's effective user or root: another user could put a segment of its
- * own at a known key or at a name's key. Such a segment is refused
- * (SHMSTORE_EFOREIGN, naming its owner, creator and group); a name's lookup
- * passes over it, and reports it only when no object and no live claim of
- * the name is found but it holds the name. Define SHMSTORE_TRUST_USER to a
- * user id to also trust that user, SHMSTORE_TRUST_GROUP to a group id to
- * also trust the members of that group in a segment of that group, or
- * SHMSTORE_ALLOW_FOREIGN_OWNER to 1 to open any user's segments.
+ * As shmstore does, an open accepts only segments whose owner and creator
+ * are this process's effective user or root: another user could put a
+ * segment of its own at a known key or at a name's key. Such a segment is
+ * refused (SHMSTORE_EFOREIGN, naming its owner, creator and group); a
+ * name's lookup passes over it, and reports it only when no object and no
+ * live claim of the name is found but it holds the name. The options also
+ * trust a user (`trust_user`, `user`), the members of a group in a segment
+ * of that group (`trust_group`, `group`), or any user
+ * (`allow_foreign_owner`).
  *
  * A name that shmstore made in a private namespace (`Key::named_in(dir,
  * name)`), whose keys come from a secret other users cannot read, is
- * opened with shmstore_open_name_in(dir, name, &obj). The directory must be
- * this user's or root's and not writable by its group or others, and its
- * secret (dir/shmstore.secret) a regular file, this user's or root's, of no
- * access to others and 16 bytes; else the namespace is refused
- * (SHMSTORE_ENAMESPACE, `detail` saying why and what to change). The
- * secret is opened without following a symbolic link (O_NOFOLLOW: define
- * _POSIX_C_SOURCE 200809L, or _DEFAULT_SOURCE, before including this header;
- * without it a namespace is refused). This header reads the secret and
- * never makes it: a directory without one holds no object
- * (SHMSTORE_ENOTFOUND).
+ * opened with shmstore_open_name_in(dir, name, &opts, &obj). The directory
+ * must be this user's or root's and not writable by its group or others,
+ * and its secret (dir/shmstore.secret) a regular file, this user's or
+ * root's, of no access to others and 16 bytes; else the namespace is
+ * refused (SHMSTORE_ENAMESPACE, `detail` saying why and what to change).
+ * The secret is opened without following a symbolic link (O_NOFOLLOW).
+ * This library reads the secret and never makes it: a directory without
+ * one holds no object (SHMSTORE_ENOTFOUND).
+ *
+ * The format is little-endian; this header refuses to compile on a
+ * big-endian target. Where the implementation is compiled, define
+ * SHMSTORE_ABI_LIBC if the C library is neither glibc nor musl as detected
+ * there, and SHMSTORE_IPC_PERM_KEY(perm) if its struct ipc_perm names the
+ * key otherwise than glibc (__key) and musl (__ipc_perm_key).
  */
 #ifndef SHMSTORE_H
 #define SHMSTORE_H
 
-#include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
-#include <pthread.h>
-#include <sched.h>
-#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-#include <poll.h>
-#include <sys/ipc.h>
-#include <sys/shm.h>
-#include <sys/stat.h>
-#include <sys/types.h>
-#include <unistd.h>
+#include <sys/ipc.h>   /* key_t, IPC_PRIVATE */
+#include <sys/types.h> /* pid_t, uid_t, gid_t, time_t */
 
-/* O_NOFOLLOW is POSIX.1-2008: a build without it (strict C11 with no
- * feature macro) cannot open a namespace's secret safely, and refuses to. */
-#ifdef O_NOFOLLOW
-#define SHMSTORE__NOFOLLOW O_NOFOLLOW
-#else
-#define SHMSTORE__NOFOLLOW 0
-#endif
-
-#ifdef SHMSTORE_TRUST_GROUP
-#include <grp.h>
-#include <pwd.h>
-#endif
-
-/* `SHM_DEST` in `shm_perm.mode` (Linux): IPC_RMID was called, the segment
- * goes once its last attachment does. C11 mode may hide <sys/shm.h>'s. */
-#ifdef SHM_DEST
-#define SHMSTORE__SHM_DEST SHM_DEST
-#else
-#define SHMSTORE__SHM_DEST 01000
-#endif
-
-/* The key in a `struct ipc_perm` (IPC_STAT): each C library names it its
- * own way. Define SHMSTORE_IPC_PERM_KEY for another one. */
-#ifndef SHMSTORE_IPC_PERM_KEY
-#if defined(__GLIBC__)
-#define SHMSTORE_IPC_PERM_KEY(perm) ((perm).__key)
-#else
-#define SHMSTORE_IPC_PERM_KEY(perm) ((perm).__ipc_perm_key) /* musl */
-#endif
+#if defined(SHMSTORE_INIT_TIMEOUT_MS) || defined(SHMSTORE_TRUST_USER) ||                        \
+    defined(SHMSTORE_TRUST_GROUP) || defined(SHMSTORE_ALLOW_FOREIGN_OWNER)
+/* These settings are fields of struct shmstore_options: a macro would be
+ * ignored. */
+#error "shmstore.h: set the init timeout and whom to trust in struct shmstore_options"
 #endif
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "shmstore's on-segment format is little-endian; big-endian targets are not supported"
 #endif
 
-_Static_assert(ATOMIC_LLONG_LOCK_FREE == 2,
-               "64-bit atomic loads must be lock-free: a lock (or a compare-and-swap) "
-               "would write to a read-only attachment");
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 /* ------------------------------------------------------------------------
  * Constants (FORMAT.md, "Header", "Names", "Region data")
@@ -257,6 +249,8 @@ enum {
 #define SHMSTORE_LIFE_PID(word) ((pid_t)(((uint64_t)(word) >> 2) & UINT64_C(0x3fffff)))
 #define SHMSTORE_LIFE_START(word) ((uint64_t)(word) >> 24)
 #define SHMSTORE_LIFE_START_MASK ((UINT64_C(1) << 40) - 1)
+
+#ifndef __cplusplus
 
 /* ------------------------------------------------------------------------
  * The layout as C structs, checked against the offsets above
@@ -401,47 +395,11 @@ _Static_assert(SHMSTORE_REGION_CONTROL_OFFSET + SHMSTORE_REGION_CONTROL_SIZE ==
                    SHMSTORE_REGION_DATA_MIN,
                "a region's data follows its control block");
 
-/* ------------------------------------------------------------------------
- * This platform's ABI fields (FORMAT.md, "Header": abi_*)
- * --------------------------------------------------------------------- */
-
-#if defined(__x86_64__)
-#define SHMSTORE_ABI_ARCH SHMSTORE_ARCH_X86_64
-#elif defined(__aarch64__)
-#define SHMSTORE_ABI_ARCH SHMSTORE_ARCH_AARCH64
-#elif defined(__riscv) && defined(__riscv_xlen) && __riscv_xlen == 64
-#define SHMSTORE_ABI_ARCH SHMSTORE_ARCH_RISCV64
-#elif defined(__i386__)
-#define SHMSTORE_ABI_ARCH SHMSTORE_ARCH_X86
-#elif defined(__arm__)
-#define SHMSTORE_ABI_ARCH SHMSTORE_ARCH_ARM
 #else
-#define SHMSTORE_ABI_ARCH SHMSTORE_ARCH_OTHER
-#endif
-
-#ifndef SHMSTORE_ABI_LIBC
-#if defined(__GLIBC__)
-#define SHMSTORE_ABI_LIBC SHMSTORE_LIBC_GLIBC
-#elif defined(__linux__) && !defined(__ANDROID__) && !defined(__UCLIBC__) && !defined(__BIONIC__)
-/* musl defines no macro of its own: a Linux C library that is none of the
- * others is taken to be musl. */
-#define SHMSTORE_ABI_LIBC SHMSTORE_LIBC_MUSL
-#else
-#define SHMSTORE_ABI_LIBC SHMSTORE_LIBC_OTHER
-#endif
-#endif
-
-#define SHMSTORE_ABI_POINTER_WIDTH ((uint32_t)(sizeof(void *) * CHAR_BIT))
-#define SHMSTORE_ABI_MUTEX_SIZE ((uint32_t)sizeof(pthread_mutex_t))
-
-_Static_assert(sizeof(pthread_mutex_t) <= SHMSTORE_MUTEX_ROOM, "the mutex fits its room");
-
-#ifndef SHMSTORE_INIT_TIMEOUT_MS
-#define SHMSTORE_INIT_TIMEOUT_MS 5000u
-#endif
-
-#ifndef SHMSTORE_ALLOW_FOREIGN_OWNER
-#define SHMSTORE_ALLOW_FOREIGN_OWNER 0
+/* C++ has no _Atomic: the layout's structs are for C only (the offsets
+ * above are for both). */
+struct shmstore_header;
+struct shmstore_region_control;
 #endif
 
 /* ------------------------------------------------------------------------
@@ -482,8 +440,8 @@ enum shmstore_error {
     SHMSTORE_ETOOSMALL = 12,
     /* The segment's owner or creator is another user than this process's
      * effective user and root, and not one it was told to trust; the
-     * object's uid, cuid and gid say whose it is (see SHMSTORE_TRUST_USER,
-     * SHMSTORE_TRUST_GROUP and SHMSTORE_ALLOW_FOREIGN_OWNER above). */
+     * object's uid, cuid and gid say whose it is (see struct
+     * shmstore_options: trust_user, trust_group, allow_foreign_owner). */
     SHMSTORE_EFOREIGN = 13,
     /* The object is being removed or collected by a process that still
      * runs (its pid in detail_value), which did not finish within the
@@ -497,50 +455,6 @@ enum shmstore_error {
     SHMSTORE_ENAMESPACE = 15,
 };
 
-/* A sentence for each error code. */
-static inline const char *shmstore_strerror(int code)
-{
-    switch (code) {
-    case SHMSTORE_OK:
-        return "success";
-    case SHMSTORE_ENOTSHMSTORE:
-        return "not a shmstore segment";
-    case SHMSTORE_EFORMAT:
-        return "a shmstore segment of another format version";
-    case SHMSTORE_EABI:
-        return "the object was made on another platform (architecture, pointer width, "
-               "C library or mutex size differ)";
-    case SHMSTORE_ECORRUPT:
-        return "the segment's header is corrupt";
-    case SHMSTORE_ETYPE:
-        return "the object is not of the kind, size or type asked for";
-    case SHMSTORE_ENOTFOUND:
-        return "no such object";
-    case SHMSTORE_ESYSTEM:
-        return "a system call failed (see sys_call and sys_errno)";
-    case SHMSTORE_ENOTHING:
-        return "nothing has been published to the region yet";
-    case SHMSTORE_ENAMETAKEN:
-        return "every key of the name holds another segment";
-    case SHMSTORE_ENOTREADY:
-        return "the object is still being initialised (or its creator died doing so)";
-    case SHMSTORE_EINVAL:
-        return "invalid argument";
-    case SHMSTORE_ETOOSMALL:
-        return "the buffer is smaller than the archive";
-    case SHMSTORE_EFOREIGN:
-        return "the segment belongs to another user, not trusted (neither this one nor root): "
-               "see its uid, cuid and gid; if that user is trusted, define SHMSTORE_TRUST_USER "
-               "or SHMSTORE_TRUST_GROUP to it, or SHMSTORE_ALLOW_FOREIGN_OWNER to 1";
-    case SHMSTORE_EBUSY:
-        return "the object is being removed or collected by a process that still runs";
-    case SHMSTORE_ENAMESPACE:
-        return "the private namespace is refused: its directory or its secret is not safe to "
-               "use, or cannot be read (see detail)";
-    default:
-        return "unknown shmstore error";
-    }
-}
 
 /* ------------------------------------------------------------------------
  * An attached object
@@ -593,27 +507,409 @@ struct shmstore_object {
     uint64_t detail_value;
 };
 
-static inline const struct shmstore_header *shmstore_header_of(const struct shmstore_object *obj)
+/* ------------------------------------------------------------------------
+ * Options of an open
+ * --------------------------------------------------------------------- */
+
+/* How an open waits and whom it trusts. Start from
+ * shmstore_options_default() and change what differs; an open given NULL
+ * uses the defaults. All zero is no wait and no one trusted but this
+ * process's effective user and root. */
+struct shmstore_options {
+    /* How long, in milliseconds, an open waits for a creator to finish, for
+     * a claim of a name to become its object, and for a process collecting
+     * or removing the object (SHMSTORE_ENOTREADY, SHMSTORE_EBUSY after
+     * it): 5000 by default. */
+    uint32_t init_timeout_ms;
+    /* Also trust user `user`: false by default. */
+    bool trust_user;
+    uid_t user;
+    /* Also trust, in a segment of group `group`, the members of that group
+     * (the creator counting as one when the kernel recorded that group as
+     * its group): false by default. Membership is looked up with getpwuid
+     * and getgrgid, which are not thread-safe. */
+    bool trust_group;
+    gid_t group;
+    /* Open any user's segments: false by default. */
+    bool allow_foreign_owner;
+};
+
+/* The default options: init_timeout_ms 5000, no one else trusted. */
+struct shmstore_options shmstore_options_default(void);
+
+/* ------------------------------------------------------------------------
+ * Opening and closing
+ * --------------------------------------------------------------------- */
+
+/* A sentence for each error code. */
+const char *shmstore_strerror(int code);
+
+/* Open the object at `key` (shmget with no flags: it must exist), as
+ * shmstore_open_id does. An object removed, or being removed by a process
+ * that died, is not found. */
+int shmstore_open_key(key_t key, const struct shmstore_options *opts,
+                      struct shmstore_object *out);
+
+/* Open the object in segment `id`: attach read-only, wait (bounded) for its
+ * creator to finish, validate. An id reaches an object whatever its `life`
+ * word says (a removed one too: FORMAT.md, "Removal"). */
+int shmstore_open_id(int id, const struct shmstore_options *opts, struct shmstore_object *out);
+
+/* Open the object named `name` (a NUL-terminated string), FORMAT.md's
+ * "Opening by name": look at all 8 keys of its sequence; open the object
+ * (trusted, the magic, the name, READY) on the attachment that showed the
+ * name. While there is none but a trusted claim of the name whose creator
+ * lives, wait and look again, up to the options' init_timeout_ms
+ * (SHMSTORE_ENOTREADY, the creator's pid in detail_value). An object found
+ * removed is looked for again. With no object and no live claim: a segment
+ * of an untrusted user that holds the name is SHMSTORE_EFOREIGN (its uid,
+ * cuid, gid and id in `out`), 8 keys holding other segments
+ * SHMSTORE_ENAMETAKEN, and anything else SHMSTORE_ENOTFOUND. */
+int shmstore_open_name(const char *name, const struct shmstore_options *opts,
+                       struct shmstore_object *out);
+
+/* Open the object named `name` in the private namespace of directory `dir`
+ * (FORMAT.md, "Names in a private namespace"): its secret is loaded and
+ * checked as shmstore_namespace_secret says (SHMSTORE_ENAMESPACE, or
+ * SHMSTORE_ENOTFOUND if it has none yet), then the name is opened as
+ * shmstore_open_name opens one, at the keys shmstore_name_key_in gives. */
+int shmstore_open_name_in(const char *dir, const char *name, const struct shmstore_options *opts,
+                          struct shmstore_object *out);
+
+/* Detach (if attached). The error fields are kept, so that a caller can
+ * still report why an open failed. */
+int shmstore_close(struct shmstore_object *obj);
+
+/* The steps of an open, for a program that takes them one by one. */
+
+/* Attach segment `id` read-only and learn its real size, without looking at
+ * its bytes. A segment owned or created by another user is refused
+ * (SHMSTORE_EFOREIGN) unless the options trust that user. */
+int shmstore_attach_id(int id, const struct shmstore_options *opts, struct shmstore_object *out);
+
+/* Wait, at most `timeout_ms`, while the attached segment looks like one
+ * being created (FORMAT.md, "Opening"): `state` 0 or 1 with `magic` 0 or
+ * the magic, and its creator alive. The creator is the one the header names
+ * (creator_pid, creator_start) once the magic is there and names shm_cpid;
+ * before that, shm_cpid alive (a simplification of FORMAT.md's rule, which
+ * also compares its start time with shm_ctime and its user ids with
+ * shm_perm.cuid: a pid taken over by another process only makes this wait
+ * last to its timeout). No length of time makes a creator dead. Returns
+ * SHMSTORE_OK when there is no more reason to wait (shmstore_validate()
+ * then says what the segment is, loading `state` once more: a creator
+ * judged dead may have finished), SHMSTORE_ENOTREADY if the time ran out
+ * (the creator's pid in detail_value). */
+int shmstore_wait_ready(struct shmstore_object *obj, unsigned timeout_ms);
+
+/* Check the attached segment's header: everything FORMAT.md has a reader
+ * check, read once each and kept in `obj`. Nothing but `magic` and `state`
+ * is read before `state` reads READY (acquire). */
+int shmstore_validate(struct shmstore_object *obj);
+
+/* The attached segment's header and, for a region, its control block. */
+const struct shmstore_header *shmstore_header_of(const struct shmstore_object *obj);
+const struct shmstore_region_control *shmstore_region_control_of(const struct shmstore_object *obj);
+
+/* ------------------------------------------------------------------------
+ * Names (FORMAT.md, "Names", "Names in a private namespace")
+ * --------------------------------------------------------------------- */
+
+/* Whether `name` (`len` bytes) can name an object: 1 to 128 bytes of
+ * well-formed UTF-8 without control characters (U+0000-U+001F,
+ * U+007F-U+009F). */
+int shmstore_name_is_valid(const char *name, size_t len);
+
+/* Key `i` (0 to 7) of the sequence of `name`: 32-bit FNV-1a over the byte
+ * i, then "shmstore:", then the name's bytes, with the top bit set (so
+ * never IPC_PRIVATE). The probe byte comes first so that two names whose
+ * key 0 collide have unrelated other keys. */
+key_t shmstore_name_key(const char *name, size_t len, unsigned i);
+
+/* A name's keys above are a function of the name: any local user can take
+ * them all and so deny the name. In a private namespace, a directory that
+ * holds a 16-byte secret (DIR/shmstore.secret, made by shmstore on the
+ * first use of a name there), a name's keys are SipHash-2-4 of it under the
+ * secret, which a user who cannot read the secret cannot compute. This
+ * library only reads the secret, after checking, as shmstore does, that the
+ * directory is this user's or root's and not writable by others, and that
+ * the secret is this user's or root's, gives other users no access and is
+ * 16 bytes; it never makes it. */
+
+/* Key `i` (0 to 7) of the sequence of `name` (`len` bytes) in the private
+ * namespace whose secret is `secret`: the low 32 bits of SipHash-2-4, under
+ * the secret, of the byte i, then "shmstore:", then the name's bytes, with
+ * the top bit set. */
+key_t shmstore_name_key_in(const uint8_t secret[SHMSTORE_SECRET_LEN], const char *name, size_t len,
+                           unsigned i);
+
+/* Load the secret of the private namespace in directory `dir` into
+ * `secret`, checked as FORMAT.md says. `out` is cleared, as an open clears
+ * it, and says why on failure (`detail`, and `detail_value` as it names
+ * it; `sys_call` and `sys_errno` when a system call failed):
+ * SHMSTORE_ENAMESPACE if the directory is not one, is another user's (not
+ * root's) or others may write it, or if the secret is another user's (not
+ * root's), gives other users any access (mode & 007) or is not 16 bytes,
+ * or if either cannot be looked at; SHMSTORE_ENOTFOUND if the directory
+ * has no secret yet (no object can be in the namespace: shmstore makes the
+ * secret on the first use of a name there; this function never makes it).
+ * The directory is looked at through symbolic links, as shmstore does; the
+ * secret is opened without following one. */
+int shmstore_namespace_secret(const char *dir, uint8_t secret[SHMSTORE_SECRET_LEN],
+                              struct shmstore_object *out);
+
+/* SipHash-2-4 (Aumasson and Bernstein) of `len` bytes at `data` under the
+ * 16-byte key `key` (k0 and k1 its bytes 0-7 and 8-15, little-endian). */
+uint64_t shmstore_siphash24(const uint8_t key[SHMSTORE_SECRET_LEN], const void *data, size_t len);
+
+/* ------------------------------------------------------------------------
+ * Types (FORMAT.md, "Type fingerprint")
+ * --------------------------------------------------------------------- */
+
+/* The type fingerprint of a type described by these fields (`type_name`
+ * being the whole name, `name_len` bytes). */
+uint64_t shmstore_fingerprint(uint32_t kind, const char *type_name, size_t name_len, uint32_t size,
+                              uint32_t align, uint32_t schema_version, uint64_t extra);
+
+/* Whether the validated header's fingerprint matches its own fields: 1 it
+ * does, 0 it does not, -1 unknown (a type name of 125 bytes or more may have
+ * been cut to fit, and the whole name is hashed). */
+int shmstore_fingerprint_matches(const struct shmstore_object *obj);
+
+/* Check that the validated object is of `kind` (SHMSTORE_KIND_CELL or
+ * SHMSTORE_KIND_REGION) with values of `size` bytes aligned to `align`.
+ * With a `type_name` (NUL-terminated, the whole name as the writer gave it),
+ * also check the fingerprint of that name with `schema_version`, the size
+ * and alignment, and the stored `type_extra`. The stored `type_extra` itself
+ * is not checked (for regions, rkyv's format word, which C does not
+ * interpret): a program that decodes a region's archives compares it with
+ * SHMSTORE_RKYV_FORMAT. */
+int shmstore_check_type(struct shmstore_object *obj, uint32_t kind, size_t size, size_t align,
+                        const char *type_name, uint32_t schema_version);
+
+/* ------------------------------------------------------------------------
+ * Reading
+ * --------------------------------------------------------------------- */
+
+/* The current version: a cell's `seq`, a region's `current` >> 8 (acquire). */
+int shmstore_version(const struct shmstore_object *obj, uint64_t *version);
+
+/* Read a cell's current value into `out` (`size` bytes, the value's size):
+ * the lock-free seqlock over a ring of slots of FORMAT.md ("Reading a
+ * cell"). The copy returned is never torn; `version` (if not NULL) gets its
+ * version. */
+int shmstore_cell_read(struct shmstore_object *obj, void *out, size_t size, uint64_t *version);
+
+/* The most bytes a region's archive can have: its buffers' stride. */
+size_t shmstore_region_capacity(const struct shmstore_object *obj);
+
+/* Copy a region's current archive into `buf` (`cap` bytes; any alignment,
+ * though rkyv reads it in place only at max(16, value_align), since an
+ * archive aligns its parts relative to its start): FORMAT.md, "Reading a
+ * region by copying". `len` gets the archive's length and `version` (if not
+ * NULL) its version. The copy is kept when its buffer's own version, loaded
+ * before it and again after it (past an acquire fence), is the version
+ * `current` named: publishes that write other buffers meanwhile do not
+ * matter. A copy whose buffer was rewritten is thrown away (counted in the
+ * object's `retries`) and made again, from the new `current`; with `n`
+ * buffers, one survives the `n - 1` publishes FORMAT.md promises, and
+ * any number if the writer's reuse grace is longer than the copy. If
+ * `current` still names the buffer that no longer holds its version, the
+ * control block was scribbled on: SHMSTORE_ECORRUPT, not a retry. The bytes
+ * are an rkyv archive that C does not check: validate it before trusting
+ * it. SHMSTORE_ETOOSMALL sets `len` to the length needed (at most
+ * shmstore_region_capacity()). */
+int shmstore_region_copy(struct shmstore_object *obj, void *buf, size_t cap, size_t *len,
+                         uint64_t *version);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SHMSTORE_H */
+
+/* ========================================================================
+ * The implementation, compiled where SHMSTORE_IMPLEMENTATION is defined
+ * ===================================================================== */
+
+#if defined(SHMSTORE_IMPLEMENTATION) && !defined(SHMSTORE__IMPLEMENTED)
+#define SHMSTORE__IMPLEMENTED
+
+#ifdef __cplusplus
+#error "compile shmstore.h's implementation (SHMSTORE_IMPLEMENTATION) in a C file"
+#endif
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/shm.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Timeouts are measured on CLOCK_MONOTONIC (POSIX.1-2001), and a
+ * namespace's secret is opened with O_NOFOLLOW (POSIX.1-2008). */
+#if !defined(CLOCK_MONOTONIC) || !defined(O_NOFOLLOW)
+/* Define _POSIX_C_SOURCE 200809L (or _DEFAULT_SOURCE) before the first
+ * #include of the file that defines SHMSTORE_IMPLEMENTATION. */
+#error "shmstore.h's implementation needs POSIX.1-2008: define _POSIX_C_SOURCE 200809L first"
+#endif
+
+_Static_assert(ATOMIC_LLONG_LOCK_FREE == 2,
+               "64-bit atomic loads must be lock-free: a lock (or a compare-and-swap) "
+               "would write to a read-only attachment");
+
+/* `SHM_DEST` in `shm_perm.mode` (Linux): IPC_RMID was called, the segment
+ * goes once its last attachment does. C11 mode may hide <sys/shm.h>'s. */
+#ifdef SHM_DEST
+#define SHMSTORE__SHM_DEST SHM_DEST
+#else
+#define SHMSTORE__SHM_DEST 01000
+#endif
+
+/* The key in a `struct ipc_perm` (IPC_STAT): each C library names it its
+ * own way. Define SHMSTORE_IPC_PERM_KEY for another one. */
+#ifndef SHMSTORE_IPC_PERM_KEY
+#if defined(__GLIBC__)
+#define SHMSTORE_IPC_PERM_KEY(perm) ((perm).__key)
+#else
+#define SHMSTORE_IPC_PERM_KEY(perm) ((perm).__ipc_perm_key) /* musl */
+#endif
+#endif
+
+/* ------------------------------------------------------------------------
+ * This platform's ABI fields (FORMAT.md, "Header": abi_*)
+ * --------------------------------------------------------------------- */
+
+#if defined(__x86_64__)
+#define SHMSTORE_ABI_ARCH SHMSTORE_ARCH_X86_64
+#elif defined(__aarch64__)
+#define SHMSTORE_ABI_ARCH SHMSTORE_ARCH_AARCH64
+#elif defined(__riscv) && defined(__riscv_xlen) && __riscv_xlen == 64
+#define SHMSTORE_ABI_ARCH SHMSTORE_ARCH_RISCV64
+#elif defined(__i386__)
+#define SHMSTORE_ABI_ARCH SHMSTORE_ARCH_X86
+#elif defined(__arm__)
+#define SHMSTORE_ABI_ARCH SHMSTORE_ARCH_ARM
+#else
+#define SHMSTORE_ABI_ARCH SHMSTORE_ARCH_OTHER
+#endif
+
+#ifndef SHMSTORE_ABI_LIBC
+#if defined(__GLIBC__)
+#define SHMSTORE_ABI_LIBC SHMSTORE_LIBC_GLIBC
+#elif defined(__linux__) && !defined(__ANDROID__) && !defined(__UCLIBC__) && !defined(__BIONIC__)
+/* musl defines no macro of its own: a Linux C library that is none of the
+ * others is taken to be musl. */
+#define SHMSTORE_ABI_LIBC SHMSTORE_LIBC_MUSL
+#else
+#define SHMSTORE_ABI_LIBC SHMSTORE_LIBC_OTHER
+#endif
+#endif
+
+#define SHMSTORE_ABI_POINTER_WIDTH ((uint32_t)(sizeof(void *) * CHAR_BIT))
+#define SHMSTORE_ABI_MUTEX_SIZE ((uint32_t)sizeof(pthread_mutex_t))
+
+_Static_assert(sizeof(pthread_mutex_t) <= SHMSTORE_MUTEX_ROOM, "the mutex fits its room");
+
+/* ------------------------------------------------------------------------
+ * Errors, options and objects
+ * --------------------------------------------------------------------- */
+
+const char *shmstore_strerror(int code)
+{
+    switch (code) {
+    case SHMSTORE_OK:
+        return "success";
+    case SHMSTORE_ENOTSHMSTORE:
+        return "not a shmstore segment";
+    case SHMSTORE_EFORMAT:
+        return "a shmstore segment of another format version";
+    case SHMSTORE_EABI:
+        return "the object was made on another platform (architecture, pointer width, "
+               "C library or mutex size differ)";
+    case SHMSTORE_ECORRUPT:
+        return "the segment's header is corrupt";
+    case SHMSTORE_ETYPE:
+        return "the object is not of the kind, size or type asked for";
+    case SHMSTORE_ENOTFOUND:
+        return "no such object";
+    case SHMSTORE_ESYSTEM:
+        return "a system call failed (see sys_call and sys_errno)";
+    case SHMSTORE_ENOTHING:
+        return "nothing has been published to the region yet";
+    case SHMSTORE_ENAMETAKEN:
+        return "every key of the name holds another segment";
+    case SHMSTORE_ENOTREADY:
+        return "the object is still being initialised (or its creator died doing so)";
+    case SHMSTORE_EINVAL:
+        return "invalid argument";
+    case SHMSTORE_ETOOSMALL:
+        return "the buffer is smaller than the archive";
+    case SHMSTORE_EFOREIGN:
+        return "the segment belongs to another user, not trusted (neither this one nor root): "
+               "see its uid, cuid and gid; if that user is trusted, open with the options' "
+               "trust_user and user, or trust_group and group, set to it, or allow_foreign_owner";
+    case SHMSTORE_EBUSY:
+        return "the object is being removed or collected by a process that still runs";
+    case SHMSTORE_ENAMESPACE:
+        return "the private namespace is refused: its directory or its secret is not safe to "
+               "use, or cannot be read (see detail)";
+    default:
+        return "unknown shmstore error";
+    }
+}
+
+static const struct shmstore_options shmstore__defaults = {
+    .init_timeout_ms = 5000u,
+    .trust_user = false,
+    .user = 0,
+    .trust_group = false,
+    .group = 0,
+    .allow_foreign_owner = false,
+};
+
+struct shmstore_options shmstore_options_default(void)
+{
+    return shmstore__defaults;
+}
+
+/* The options an open was given: the defaults for NULL. */
+static const struct shmstore_options *shmstore__options(const struct shmstore_options *opts)
+{
+    return opts != NULL ? opts : &shmstore__defaults;
+}
+
+const struct shmstore_header *shmstore_header_of(const struct shmstore_object *obj)
 {
     return (const struct shmstore_header *)(const void *)obj->base;
 }
 
-static inline const struct shmstore_region_control *
+const struct shmstore_region_control *
 shmstore_region_control_of(const struct shmstore_object *obj)
 {
     return (const struct shmstore_region_control *)(const void *)(obj->base +
                                                                    SHMSTORE_REGION_CONTROL_OFFSET);
 }
 
-static inline int shmstore__refuse(struct shmstore_object *obj, int code, const char *detail,
-                                   uint64_t value)
+static int shmstore__refuse(struct shmstore_object *obj, int code, const char *detail,
+                            uint64_t value)
 {
     obj->detail = detail;
     obj->detail_value = value;
     return code;
 }
 
-static inline int shmstore__system(struct shmstore_object *obj, const char *call, int err)
+static int shmstore__system(struct shmstore_object *obj, const char *call, int err)
 {
     obj->sys_call = call;
     obj->sys_errno = err;
@@ -623,9 +919,7 @@ static inline int shmstore__system(struct shmstore_object *obj, const char *call
     return SHMSTORE_ESYSTEM;
 }
 
-/* Detach (if attached). The error fields are kept, so that a caller can
- * still report why an open failed. */
-static inline int shmstore_close(struct shmstore_object *obj)
+int shmstore_close(struct shmstore_object *obj)
 {
     int rc = SHMSTORE_OK;
     if (obj->base != NULL && shmdt(obj->base) != 0)
@@ -635,17 +929,18 @@ static inline int shmstore_close(struct shmstore_object *obj)
     return rc;
 }
 
-/* Milliseconds of a monotonic-enough clock (C11's timespec_get). */
-static inline uint64_t shmstore__now_ms(void)
+/* Milliseconds on CLOCK_MONOTONIC, which setting the time of day does not
+ * move: what every timeout is measured on. */
+static uint64_t shmstore__now_ms(void)
 {
     struct timespec ts;
-    if (timespec_get(&ts, TIME_UTC) != TIME_UTC)
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
         return 0;
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 /* Back off in a retry loop: spin a little, then yield the processor. */
-static inline void shmstore__backoff(unsigned round)
+static void shmstore__backoff(unsigned round)
 {
     if (round < 16) {
         for (volatile unsigned i = 0; i < (1u << round) && i < 64u; i++) {
@@ -658,7 +953,7 @@ static inline void shmstore__backoff(unsigned round)
 /* Whether the thread whose /proc stat file is `path` lives: 1 if the file
  * shows a state other than zombie or dead, or cannot be read for another
  * reason than the thread being gone; 0 if it is a zombie or gone. */
-static inline int shmstore__stat_lives(const char *path)
+static int shmstore__stat_lives(const char *path)
 {
     FILE *f = fopen(path, "r");
     if (f == NULL)
@@ -677,7 +972,7 @@ static inline int shmstore__stat_lives(const char *path)
 /* Whether process `pid` lives: one of its threads (/proc/PID/task/TID) is
  * not a zombie. (A process whose first thread has exited shows as a zombie
  * in /proc/PID/stat while its other threads run.) */
-static inline int shmstore__alive(pid_t pid)
+static int shmstore__alive(pid_t pid)
 {
     if (pid <= 0)
         return 0;
@@ -705,7 +1000,7 @@ static inline int shmstore__alive(pid_t pid)
 
 /* The start time of process `pid` (field 22 of /proc/PID/stat, in clock
  * ticks since boot) into `*start`: 1 if it could be read, 0 if not. */
-static inline int shmstore__start_time(pid_t pid, uint64_t *start)
+static int shmstore__start_time(pid_t pid, uint64_t *start)
 {
     char path[64];
     snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
@@ -740,7 +1035,7 @@ static inline int shmstore__start_time(pid_t pid, uint64_t *start)
  * header names, and of the process a `life` word names. A live process
  * with that pid but another start time took over the pid of a dead one.
  * Where /proc does not give the start time, the pid alone decides. */
-static inline int shmstore__same_process_alive(pid_t pid, uint64_t start, uint64_t mask)
+static int shmstore__same_process_alive(pid_t pid, uint64_t start, uint64_t mask)
 {
     if (!shmstore__alive(pid))
         return 0;
@@ -748,11 +1043,10 @@ static inline int shmstore__same_process_alive(pid_t pid, uint64_t start, uint64
     return start == 0 || !shmstore__start_time(pid, &now) || (now & mask) == start;
 }
 
-#ifdef SHMSTORE_TRUST_GROUP
 /* Whether the user database puts user `uid` in group `gid`, as its primary
  * group or a supplementary one. It calls getpwuid and getgrgid, which are
  * not thread-safe. */
-static inline int shmstore__user_in_group(uid_t uid, gid_t gid)
+static int shmstore__user_in_group(uid_t uid, gid_t gid)
 {
     const struct passwd *pw = getpwuid(uid);
     if (pw == NULL || pw->pw_name == NULL)
@@ -772,50 +1066,43 @@ static inline int shmstore__user_in_group(uid_t uid, gid_t gid)
             return 1;
     return 0;
 }
-#endif
 
 /* Whether user `uid`, the owner or the creator of the segment `ds`
- * describes, is trusted: this process's effective user, root, the user
- * SHMSTORE_TRUST_USER names, or (with SHMSTORE_TRUST_GROUP) a member of
- * that group in a segment of that group, the creator counting as one when
- * the kernel recorded the group as its group (cgid). */
-static inline int shmstore__trusted_user(uid_t uid, const struct shmid_ds *ds)
+ * describes, is trusted by `opts`: this process's effective user, root,
+ * the options' `user` (with trust_user), or (with trust_group) a member of
+ * their `group` in a segment of that group, the creator counting as one
+ * when the kernel recorded the group as its group (cgid). */
+static int shmstore__trusted_user(uid_t uid, const struct shmid_ds *ds,
+                                  const struct shmstore_options *opts)
 {
     if (uid == geteuid() || uid == 0)
         return 1;
-#ifdef SHMSTORE_TRUST_USER
-    if (uid == (uid_t)(SHMSTORE_TRUST_USER))
+    if (opts->trust_user && uid == opts->user)
         return 1;
-#endif
-#ifdef SHMSTORE_TRUST_GROUP
-    const gid_t group = (gid_t)(SHMSTORE_TRUST_GROUP);
-    if (ds->shm_perm.gid == group &&
-        ((uid == ds->shm_perm.cuid && ds->shm_perm.cgid == group) ||
-         shmstore__user_in_group(uid, group)))
+    if (opts->trust_group && ds->shm_perm.gid == opts->group &&
+        ((uid == ds->shm_perm.cuid && ds->shm_perm.cgid == opts->group) ||
+         shmstore__user_in_group(uid, opts->group)))
         return 1;
-#else
-    (void)ds;
-#endif
     return 0;
 }
 
-/* Whether the segment `ds` describes is trusted: its owner and its creator
- * are (or any owner, with SHMSTORE_ALLOW_FOREIGN_OWNER). */
-static inline int shmstore__trusted(const struct shmid_ds *ds)
+/* Whether the segment `ds` describes is trusted by `opts`: its owner and
+ * its creator are (or any owner, with allow_foreign_owner). */
+static int shmstore__trusted(const struct shmid_ds *ds, const struct shmstore_options *opts)
 {
-    return SHMSTORE_ALLOW_FOREIGN_OWNER ||
-           (shmstore__trusted_user(ds->shm_perm.uid, ds) &&
-            shmstore__trusted_user(ds->shm_perm.cuid, ds));
+    return opts->allow_foreign_owner || (shmstore__trusted_user(ds->shm_perm.uid, ds, opts) &&
+                                         shmstore__trusted_user(ds->shm_perm.cuid, ds, opts));
 }
 
-/* SHMSTORE_EFOREIGN for the segment `ds` describes, its owner, creator and
- * group kept in `obj`. */
-static inline int shmstore__foreign(struct shmstore_object *obj, const struct shmid_ds *ds)
+/* SHMSTORE_EFOREIGN for the segment `ds` describes, which `opts` do not
+ * trust, its owner, creator and group kept in `obj`. */
+static int shmstore__foreign(struct shmstore_object *obj, const struct shmid_ds *ds,
+                             const struct shmstore_options *opts)
 {
     obj->uid = ds->shm_perm.uid;
     obj->cuid = ds->shm_perm.cuid;
     obj->gid = ds->shm_perm.gid;
-    int owner = shmstore__trusted_user(ds->shm_perm.uid, ds);
+    int owner = shmstore__trusted_user(ds->shm_perm.uid, ds, opts);
     return shmstore__refuse(obj, SHMSTORE_EFOREIGN,
                             owner ? "the segment was created by another user"
                                   : "the segment is owned by another user",
@@ -829,11 +1116,12 @@ enum { SHMSTORE__GONE = -1 };
 /* Attach segment `id` read-only, found at `key` (IPC_PRIVATE: by id), and
  * learn its size and owners from IPC_STAT made after shmat: the attachment
  * keeps the id from naming another segment, so what is judged is what is
- * read. With `trust`, a segment of an untrusted owner or creator is
- * refused (SHMSTORE_EFOREIGN), before shmat and again after it. Returns
- * SHMSTORE__GONE for a segment gone meanwhile, or found at `key` but no
- * longer there. */
-static inline int shmstore__attach(int id, key_t key, int trust, struct shmstore_object *out)
+ * read. With `trust` (not NULL), a segment of an owner or creator it does
+ * not trust is refused (SHMSTORE_EFOREIGN), before shmat and again after
+ * it. Returns SHMSTORE__GONE for a segment gone meanwhile, or found at
+ * `key` but no longer there. */
+static int shmstore__attach(int id, key_t key, const struct shmstore_options *trust,
+                            struct shmstore_object *out)
 {
     memset(out, 0, sizeof *out);
     out->id = id;
@@ -848,8 +1136,8 @@ static inline int shmstore__attach(int id, key_t key, int trust, struct shmstore
         }
         return shmstore__system(out, "shmctl(IPC_STAT)", err);
     }
-    if (trust && !shmstore__trusted(&ds))
-        return shmstore__foreign(out, &ds);
+    if (trust != NULL && !shmstore__trusted(&ds, trust))
+        return shmstore__foreign(out, &ds, trust);
     void *p = shmat(id, NULL, SHM_RDONLY);
     if (p == (void *)-1) {
         int err = errno;
@@ -866,8 +1154,8 @@ static inline int shmstore__attach(int id, key_t key, int trust, struct shmstore
         rc = shmstore__system(out, "shmctl(IPC_STAT)", errno);
     else if (key != IPC_PRIVATE && SHMSTORE_IPC_PERM_KEY(ds.shm_perm) != key)
         rc = SHMSTORE__GONE;
-    else if (trust && !shmstore__trusted(&ds))
-        rc = shmstore__foreign(out, &ds);
+    else if (trust != NULL && !shmstore__trusted(&ds, trust))
+        rc = shmstore__foreign(out, &ds, trust);
     if (rc != SHMSTORE_OK) {
         shmdt(p);
         out->base = NULL;
@@ -882,17 +1170,14 @@ static inline int shmstore__attach(int id, key_t key, int trust, struct shmstore
     return SHMSTORE_OK;
 }
 
-/* Attach segment `id` read-only and learn its real size, without looking at
- * its bytes. A segment owned or created by another user is refused
- * (SHMSTORE_EFOREIGN) unless that user is trusted (see above). */
-static inline int shmstore_attach_id(int id, struct shmstore_object *out)
+int shmstore_attach_id(int id, const struct shmstore_options *opts, struct shmstore_object *out)
 {
     if (id < 0) {
         memset(out, 0, sizeof *out);
         out->id = id;
         return shmstore__refuse(out, SHMSTORE_EINVAL, "negative segment id", 0);
     }
-    int rc = shmstore__attach(id, IPC_PRIVATE, 1, out);
+    int rc = shmstore__attach(id, IPC_PRIVATE, shmstore__options(opts), out);
     if (rc == SHMSTORE__GONE)
         return shmstore__refuse(out, SHMSTORE_ENOTFOUND, "no segment has this id", (uint64_t)id);
     return rc;
@@ -904,7 +1189,8 @@ enum { SHMSTORE__KEY_ROUNDS = 16 };
 
 /* Attach the segment at `key` read-only (`trust` as shmstore__attach):
  * SHMSTORE_ENOTFOUND if there is none. */
-static inline int shmstore__attach_key(key_t key, int trust, struct shmstore_object *out)
+static int shmstore__attach_key(key_t key, const struct shmstore_options *trust,
+                                struct shmstore_object *out)
 {
     for (unsigned round = 0; round < SHMSTORE__KEY_ROUNDS; round++) {
         int id = shmget(key, 0, 0);
@@ -931,19 +1217,7 @@ static inline int shmstore__attach_key(key_t key, int trust, struct shmstore_obj
                             (uint64_t)(uint32_t)key);
 }
 
-/* Wait, at most `timeout_ms`, while the attached segment looks like one
- * being created (FORMAT.md, "Opening"): `state` 0 or 1 with `magic` 0 or
- * the magic, and its creator alive. The creator is the one the header names
- * (creator_pid, creator_start) once the magic is there and names shm_cpid;
- * before that, shm_cpid alive (a simplification of FORMAT.md's rule, which
- * also compares its start time with shm_ctime and its user ids with
- * shm_perm.cuid: a pid taken over by another process only makes this wait
- * last to its timeout). No length of time makes a creator dead. Returns
- * SHMSTORE_OK when there is no more reason to wait (shmstore_validate()
- * then says what the segment is, loading `state` once more: a creator
- * judged dead may have finished), SHMSTORE_ENOTREADY if the time ran out
- * (the creator's pid in detail_value). */
-static inline int shmstore_wait_ready(struct shmstore_object *obj, unsigned timeout_ms)
+int shmstore_wait_ready(struct shmstore_object *obj, unsigned timeout_ms)
 {
     if (obj->base == NULL)
         return shmstore__refuse(obj, SHMSTORE_EINVAL, "not attached", 0);
@@ -975,12 +1249,9 @@ static inline int shmstore_wait_ready(struct shmstore_object *obj, unsigned time
     }
 }
 
-static inline int shmstore__is_pow2(uint64_t x) { return x != 0 && (x & (x - 1)) == 0; }
+static int shmstore__is_pow2(uint64_t x) { return x != 0 && (x & (x - 1)) == 0; }
 
-/* Check the attached segment's header: everything FORMAT.md has a reader
- * check, read once each and kept in `obj`. Nothing but `magic` and `state`
- * is read before `state` reads READY (acquire). */
-static inline int shmstore_validate(struct shmstore_object *obj)
+int shmstore_validate(struct shmstore_object *obj)
 {
     obj->validated = 0;
     if (obj->base == NULL)
@@ -1120,7 +1391,7 @@ enum { SHMSTORE__REMOVED = -2 };
  * removal; a reader only treats the object as removed); while a live
  * process collects or removes it, waits, up to `deadline_ms` (of
  * shmstore__now_ms), then SHMSTORE_EBUSY with that process's pid. */
-static inline int shmstore__admit(struct shmstore_object *obj, uint64_t deadline_ms)
+static int shmstore__admit(struct shmstore_object *obj, uint64_t deadline_ms)
 {
     const struct shmstore_header *h = shmstore_header_of(obj);
     for (;;) {
@@ -1157,8 +1428,7 @@ static inline int shmstore__admit(struct shmstore_object *obj, uint64_t deadline
 /* After a successful attach: wait for the creator, validate, and (with
  * `admit`, for an open by key or name) check that the object is not being
  * removed; the waits end at `deadline_ms`. Detaches on failure. */
-static inline int shmstore__finish_open(struct shmstore_object *obj, int admit,
-                                        uint64_t deadline_ms)
+static int shmstore__finish_open(struct shmstore_object *obj, int admit, uint64_t deadline_ms)
 {
     uint64_t now = shmstore__now_ms();
     int rc = shmstore_wait_ready(obj, deadline_ms > now ? (unsigned)(deadline_ms - now) : 0);
@@ -1176,30 +1446,28 @@ static inline int shmstore__finish_open(struct shmstore_object *obj, int admit,
     return rc;
 }
 
-/* Open the object in segment `id`: attach read-only, wait (bounded) for its
- * creator to finish, validate. An id reaches an object whatever its `life`
- * word says (a removed one too: FORMAT.md, "Removal"). */
-static inline int shmstore_open_id(int id, struct shmstore_object *out)
+int shmstore_open_id(int id, const struct shmstore_options *opts, struct shmstore_object *out)
 {
-    int rc = shmstore_attach_id(id, out);
+    opts = shmstore__options(opts);
+    int rc = shmstore_attach_id(id, opts, out);
     if (rc != SHMSTORE_OK)
         return rc;
-    return shmstore__finish_open(out, 0, shmstore__now_ms() + SHMSTORE_INIT_TIMEOUT_MS);
+    return shmstore__finish_open(out, 0, shmstore__now_ms() + opts->init_timeout_ms);
 }
 
-/* Open the object at `key` (shmget with no flags: it must exist). An object
- * removed, or being removed by a process that died, is not found. */
-static inline int shmstore_open_key(key_t key, struct shmstore_object *out)
+int shmstore_open_key(key_t key, const struct shmstore_options *opts,
+                      struct shmstore_object *out)
 {
+    opts = shmstore__options(opts);
     if (key == IPC_PRIVATE) {
         memset(out, 0, sizeof *out);
         out->id = -1;
         return shmstore__refuse(out, SHMSTORE_EINVAL, "IPC_PRIVATE names no existing segment", 0);
     }
-    int rc = shmstore__attach_key(key, 1, out);
+    int rc = shmstore__attach_key(key, opts, out);
     if (rc != SHMSTORE_OK)
         return rc;
-    rc = shmstore__finish_open(out, 1, shmstore__now_ms() + SHMSTORE_INIT_TIMEOUT_MS);
+    rc = shmstore__finish_open(out, 1, shmstore__now_ms() + opts->init_timeout_ms);
     if (rc == SHMSTORE__REMOVED)
         return shmstore__refuse(out, SHMSTORE_ENOTFOUND, "the object at the key was removed",
                                 (uint64_t)(uint32_t)key);
@@ -1210,10 +1478,7 @@ static inline int shmstore_open_key(key_t key, struct shmstore_object *out)
  * Names (FORMAT.md, "Names")
  * --------------------------------------------------------------------- */
 
-/* Whether `name` (`len` bytes) can name an object: 1 to 128 bytes of
- * well-formed UTF-8 without control characters (U+0000-U+001F,
- * U+007F-U+009F). */
-static inline int shmstore_name_is_valid(const char *name, size_t len)
+int shmstore_name_is_valid(const char *name, size_t len)
 {
     if (name == NULL || len == 0 || len > SHMSTORE_NAME_MAX)
         return 0;
@@ -1261,17 +1526,13 @@ static inline int shmstore_name_is_valid(const char *name, size_t len)
 
 /* A name's key: `h` with its top bit set, as a (negative) key_t, h - 2^32,
  * computed without an out-of-range conversion. */
-static inline key_t shmstore__name_key_t(uint32_t h)
+static key_t shmstore__name_key_t(uint32_t h)
 {
     h |= UINT32_C(0x80000000);
     return (key_t)(-(int32_t)(~h) - 1);
 }
 
-/* Key `i` (0 to 7) of the sequence of `name`: 32-bit FNV-1a over the byte
- * i, then "shmstore:", then the name's bytes, with the top bit set (so
- * never IPC_PRIVATE). The probe byte comes first so that two names whose
- * key 0 collide have unrelated other keys. */
-static inline key_t shmstore_name_key(const char *name, size_t len, unsigned i)
+key_t shmstore_name_key(const char *name, size_t len, unsigned i)
 {
     static const char prefix[] = "shmstore:";
     uint32_t h = UINT32_C(0x811c9dc5);
@@ -1304,8 +1565,8 @@ enum shmstore__seen {
 /* Whether the attached segment holds a claim of the name (its magic, loaded
  * with acquire ordering, then the name, which the creator stored before
  * it). */
-static inline int shmstore__claims(const struct shmstore_object *obj, const char *name,
-                                   size_t len)
+static int shmstore__claims(const struct shmstore_object *obj, const char *name,
+                            size_t len)
 {
     if (obj->size < SHMSTORE_HEADER_SIZE || ((uintptr_t)obj->base & 63u) != 0)
         return 0;
@@ -1320,22 +1581,23 @@ static inline int shmstore__claims(const struct shmstore_object *obj, const char
     return 1;
 }
 
-/* Look at `key` for the name: what it holds. The object is left attached
- * in `out`; an untrusted segment holding the name leaves its owner,
- * creator and group in `out` (uid, cuid, gid, id); a live claim its
- * creator's pid in `*claimant`. A failure that is none of these is a
- * negative error code's opposite: -code. */
-static inline int shmstore__look(key_t key, const char *name, size_t len,
-                                 struct shmstore_object *out, pid_t *claimant)
+/* Look at `key` for the name: what it holds, trusting whom `opts` trust.
+ * The object is left attached in `out`; an untrusted segment holding the
+ * name leaves its owner, creator and group in `out` (uid, cuid, gid, id); a
+ * live claim its creator's pid in `*claimant`. A failure that is none of
+ * these is a negative error code's opposite: -code. */
+static int shmstore__look(key_t key, const char *name, size_t len,
+                          const struct shmstore_options *opts, struct shmstore_object *out,
+                          pid_t *claimant)
 {
-    int rc = shmstore__attach_key(key, 1, out);
+    int rc = shmstore__attach_key(key, opts, out);
     if (rc == SHMSTORE_ENOTFOUND)
         return SHMSTORE__SEEN_NOTHING;
     if (rc == SHMSTORE_EFOREIGN) {
         /* Does it hold the name? Attached read-only whoever owns it, if its
          * mode lets this user: only to say whose it is. */
         struct shmstore_object peek;
-        if (shmstore__attach_key(key, 0, &peek) != SHMSTORE_OK)
+        if (shmstore__attach_key(key, NULL, &peek) != SHMSTORE_OK)
             return SHMSTORE__SEEN_OTHER;
         int claims = shmstore__claims(&peek, name, len);
         if (claims) {
@@ -1375,7 +1637,7 @@ static inline int shmstore__look(key_t key, const char *name, size_t len,
 
 /* Clear `out` for an open by name and check `name` (NUL-terminated): its
  * length in `*len`, or SHMSTORE_EINVAL. */
-static inline int shmstore__name_arg(const char *name, size_t *len, struct shmstore_object *out)
+static int shmstore__name_arg(const char *name, size_t *len, struct shmstore_object *out)
 {
     memset(out, 0, sizeof *out);
     out->id = -1;
@@ -1391,11 +1653,12 @@ static inline int shmstore__name_arg(const char *name, size_t *len, struct shmst
 
 /* Open the object named `name` (`len` bytes, valid) whose keys are `keys`,
  * as shmstore_open_name says. */
-static inline int shmstore__open_named(const char *name, size_t len,
-                                       const key_t keys[SHMSTORE_NAME_PROBES],
-                                       struct shmstore_object *out)
+static int shmstore__open_named(const char *name, size_t len,
+                                const key_t keys[SHMSTORE_NAME_PROBES],
+                                const struct shmstore_options *opts, struct shmstore_object *out)
 {
-    uint64_t deadline = shmstore__now_ms() + SHMSTORE_INIT_TIMEOUT_MS;
+    opts = shmstore__options(opts);
+    uint64_t deadline = shmstore__now_ms() + opts->init_timeout_ms;
     for (unsigned round = 0;; round++) {
         pid_t claimant = 0;
         struct shmstore_object foreign;
@@ -1403,7 +1666,7 @@ static inline int shmstore__open_named(const char *name, size_t len,
         int foreign_seen = 0, others = 0, removed = 0;
         for (unsigned i = 0; i < SHMSTORE_NAME_PROBES; i++) {
             pid_t pid = 0;
-            int seen = shmstore__look(keys[i], name, len, out, &pid);
+            int seen = shmstore__look(keys[i], name, len, opts, out, &pid);
             if (seen < 0)
                 return -seen;
             switch (seen) {
@@ -1467,17 +1730,8 @@ static inline int shmstore__open_named(const char *name, size_t len,
     }
 }
 
-/* Open the object named `name` (a NUL-terminated string), FORMAT.md's
- * "Opening by name": look at all 8 keys of its sequence; open the object
- * (trusted, the magic, the name, READY) on the attachment that showed the
- * name. While there is none but a trusted claim of the name whose creator
- * lives, wait and look again, up to SHMSTORE_INIT_TIMEOUT_MS
- * (SHMSTORE_ENOTREADY, the creator's pid in detail_value). An object found
- * removed is looked for again. With no object and no live claim: a segment
- * of an untrusted user that holds the name is SHMSTORE_EFOREIGN (its uid,
- * cuid, gid and id in `out`), 8 keys holding other segments
- * SHMSTORE_ENAMETAKEN, and anything else SHMSTORE_ENOTFOUND. */
-static inline int shmstore_open_name(const char *name, struct shmstore_object *out)
+int shmstore_open_name(const char *name, const struct shmstore_options *opts,
+                       struct shmstore_object *out)
 {
     size_t len;
     int rc = shmstore__name_arg(name, &len, out);
@@ -1486,21 +1740,11 @@ static inline int shmstore_open_name(const char *name, struct shmstore_object *o
     key_t keys[SHMSTORE_NAME_PROBES];
     for (unsigned i = 0; i < SHMSTORE_NAME_PROBES; i++)
         keys[i] = shmstore_name_key(name, len, i);
-    return shmstore__open_named(name, len, keys, out);
+    return shmstore__open_named(name, len, keys, opts, out);
 }
 
 /* ------------------------------------------------------------------------
  * Names in a private namespace (FORMAT.md, "Names in a private namespace")
- *
- * A name's keys above are a function of the name: any local user can take
- * them all and so deny the name. In a private namespace, a directory that
- * holds a 16-byte secret (DIR/shmstore.secret, made by shmstore on the
- * first use of a name there), a name's keys are SipHash-2-4 of it under the
- * secret, which a user who cannot read the secret cannot compute. This
- * header only reads the secret, after checking, as shmstore does, that the
- * directory is this user's or root's and not writable by others, and that
- * the secret is this user's or root's, gives other users no access and is
- * 16 bytes; it never makes it.
  * --------------------------------------------------------------------- */
 
 /* SipHash-2-4, fed one byte at a time. */
@@ -1510,12 +1754,12 @@ struct shmstore__sip {
     uint64_t count; /* bytes fed so far */
 };
 
-static inline uint64_t shmstore__rotl64(uint64_t x, unsigned b)
+static uint64_t shmstore__rotl64(uint64_t x, unsigned b)
 {
     return (x << b) | (x >> (64u - b)); /* b is 13, 16, 17, 21 or 32 */
 }
 
-static inline void shmstore__sip_round(uint64_t v[4])
+static void shmstore__sip_round(uint64_t v[4])
 {
     v[0] += v[1];
     v[1] = shmstore__rotl64(v[1], 13) ^ v[0];
@@ -1530,7 +1774,7 @@ static inline void shmstore__sip_round(uint64_t v[4])
 }
 
 /* Two rounds on one message word. */
-static inline void shmstore__sip_compress(struct shmstore__sip *s, uint64_t m)
+static void shmstore__sip_compress(struct shmstore__sip *s, uint64_t m)
 {
     s->v[3] ^= m;
     shmstore__sip_round(s->v);
@@ -1539,7 +1783,7 @@ static inline void shmstore__sip_compress(struct shmstore__sip *s, uint64_t m)
 }
 
 /* The little-endian 64-bit word at `p`. */
-static inline uint64_t shmstore__le64(const uint8_t *p)
+static uint64_t shmstore__le64(const uint8_t *p)
 {
     uint64_t w = 0;
     for (unsigned k = 0; k < 8; k++)
@@ -1547,7 +1791,7 @@ static inline uint64_t shmstore__le64(const uint8_t *p)
     return w;
 }
 
-static inline void shmstore__sip_init(struct shmstore__sip *s, const uint8_t key[16])
+static void shmstore__sip_init(struct shmstore__sip *s, const uint8_t key[16])
 {
     uint64_t k0 = shmstore__le64(key), k1 = shmstore__le64(key + 8);
     s->v[0] = k0 ^ UINT64_C(0x736f6d6570736575);
@@ -1558,7 +1802,7 @@ static inline void shmstore__sip_init(struct shmstore__sip *s, const uint8_t key
     s->count = 0;
 }
 
-static inline void shmstore__sip_byte(struct shmstore__sip *s, uint8_t b)
+static void shmstore__sip_byte(struct shmstore__sip *s, uint8_t b)
 {
     s->word |= (uint64_t)b << (8u * (unsigned)(s->count & 7u));
     s->count++;
@@ -1568,7 +1812,7 @@ static inline void shmstore__sip_byte(struct shmstore__sip *s, uint8_t b)
     }
 }
 
-static inline uint64_t shmstore__sip_final(struct shmstore__sip *s)
+static uint64_t shmstore__sip_final(struct shmstore__sip *s)
 {
     /* The last word: the bytes left, and the length's low byte on top. */
     shmstore__sip_compress(s, s->word | ((s->count & 0xffu) << 56));
@@ -1578,10 +1822,8 @@ static inline uint64_t shmstore__sip_final(struct shmstore__sip *s)
     return s->v[0] ^ s->v[1] ^ s->v[2] ^ s->v[3];
 }
 
-/* SipHash-2-4 (Aumasson and Bernstein) of `len` bytes at `data` under the
- * 16-byte key `key` (k0 and k1 its bytes 0-7 and 8-15, little-endian). */
-static inline uint64_t shmstore_siphash24(const uint8_t key[SHMSTORE_SECRET_LEN], const void *data,
-                                          size_t len)
+uint64_t shmstore_siphash24(const uint8_t key[SHMSTORE_SECRET_LEN], const void *data,
+                            size_t len)
 {
     struct shmstore__sip s;
     shmstore__sip_init(&s, key);
@@ -1591,12 +1833,8 @@ static inline uint64_t shmstore_siphash24(const uint8_t key[SHMSTORE_SECRET_LEN]
     return shmstore__sip_final(&s);
 }
 
-/* Key `i` (0 to 7) of the sequence of `name` (`len` bytes) in the private
- * namespace whose secret is `secret`: the low 32 bits of SipHash-2-4, under
- * the secret, of the byte i, then "shmstore:", then the name's bytes, with
- * the top bit set. */
-static inline key_t shmstore_name_key_in(const uint8_t secret[SHMSTORE_SECRET_LEN],
-                                         const char *name, size_t len, unsigned i)
+key_t shmstore_name_key_in(const uint8_t secret[SHMSTORE_SECRET_LEN],
+                           const char *name, size_t len, unsigned i)
 {
     static const char prefix[] = "shmstore:";
     struct shmstore__sip s;
@@ -1611,14 +1849,14 @@ static inline key_t shmstore_name_key_in(const uint8_t secret[SHMSTORE_SECRET_LE
 
 /* Whether a namespace's directory or secret of user `uid` may be used:
  * this process's effective user's, or root's. */
-static inline int shmstore__namespace_owner(uid_t uid)
+static int shmstore__namespace_owner(uid_t uid)
 {
     return uid == geteuid() || uid == 0;
 }
 
 /* A namespace refused because system call `call` failed with `err`. */
-static inline int shmstore__namespace_system(struct shmstore_object *out, int code,
-                                             const char *detail, const char *call, int err)
+static int shmstore__namespace_system(struct shmstore_object *out, int code,
+                                      const char *detail, const char *call, int err)
 {
     out->sys_call = call;
     out->sys_errno = err;
@@ -1626,31 +1864,11 @@ static inline int shmstore__namespace_system(struct shmstore_object *out, int co
     return shmstore__refuse(out, code, detail, (uint64_t)(unsigned)err);
 }
 
-/* Load the secret of the private namespace in directory `dir` into
- * `secret`, checked as FORMAT.md says. `out` is cleared, as an open clears
- * it, and says why on failure (`detail`, and `detail_value` as it names
- * it; `sys_call` and `sys_errno` when a system call failed):
- * SHMSTORE_ENAMESPACE if the directory is not one, is another user's (not
- * root's) or others may write it, or if the secret is another user's (not
- * root's), gives other users any access (mode & 007) or is not 16 bytes,
- * or if either cannot be looked at; SHMSTORE_ENOTFOUND if the directory
- * has no secret yet (no object can be in the namespace: shmstore makes the
- * secret on the first use of a name there; this function never makes it).
- * The directory and the secret are looked at through symbolic links, as
- * shmstore does. */
-static inline int shmstore_namespace_secret(const char *dir, uint8_t secret[SHMSTORE_SECRET_LEN],
-                                            struct shmstore_object *out)
+int shmstore_namespace_secret(const char *dir, uint8_t secret[SHMSTORE_SECRET_LEN],
+                              struct shmstore_object *out)
 {
     memset(out, 0, sizeof *out);
     out->id = -1;
-#ifndef O_NOFOLLOW
-    (void)dir;
-    (void)secret;
-    return shmstore__refuse(out, SHMSTORE_ENAMESPACE,
-                            "this build cannot open the secret without following a symbolic "
-                            "link: define _POSIX_C_SOURCE 200809L before including shmstore.h",
-                            0);
-#endif
     if (dir == NULL || secret == NULL)
         return shmstore__refuse(out, SHMSTORE_EINVAL, "no namespace directory or no secret buffer",
                                 0);
@@ -1682,7 +1900,7 @@ static inline int shmstore_namespace_secret(const char *dir, uint8_t secret[SHMS
     memcpy(path, dir, dir_len);
     memcpy(path + dir_len, "/" SHMSTORE_SECRET_FILE, sizeof "/" SHMSTORE_SECRET_FILE);
     /* A FIFO must not block the open; a symbolic link is not followed. */
-    int flags = O_RDONLY | O_NOCTTY | O_NONBLOCK | SHMSTORE__NOFOLLOW;
+    int flags = O_RDONLY | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW;
 #ifdef O_CLOEXEC
     flags |= O_CLOEXEC;
 #endif
@@ -1751,13 +1969,8 @@ static inline int shmstore_namespace_secret(const char *dir, uint8_t secret[SHMS
     return rc;
 }
 
-/* Open the object named `name` in the private namespace of directory `dir`
- * (FORMAT.md, "Names in a private namespace"): its secret is loaded and
- * checked as shmstore_namespace_secret says (SHMSTORE_ENAMESPACE, or
- * SHMSTORE_ENOTFOUND if it has none yet), then the name is opened as
- * shmstore_open_name opens one, at the keys shmstore_name_key_in gives. */
-static inline int shmstore_open_name_in(const char *dir, const char *name,
-                                        struct shmstore_object *out)
+int shmstore_open_name_in(const char *dir, const char *name, const struct shmstore_options *opts,
+                          struct shmstore_object *out)
 {
     size_t len;
     int rc = shmstore__name_arg(name, &len, out);
@@ -1770,14 +1983,14 @@ static inline int shmstore_open_name_in(const char *dir, const char *name,
     key_t keys[SHMSTORE_NAME_PROBES];
     for (unsigned i = 0; i < SHMSTORE_NAME_PROBES; i++)
         keys[i] = shmstore_name_key_in(secret, name, len, i);
-    return shmstore__open_named(name, len, keys, out);
+    return shmstore__open_named(name, len, keys, opts, out);
 }
 
 /* ------------------------------------------------------------------------
  * Types (FORMAT.md, "Type fingerprint")
  * --------------------------------------------------------------------- */
 
-static inline uint64_t shmstore__fnv64(uint64_t h, const void *bytes, size_t n)
+static uint64_t shmstore__fnv64(uint64_t h, const void *bytes, size_t n)
 {
     const unsigned char *p = (const unsigned char *)bytes;
     for (size_t i = 0; i < n; i++) {
@@ -1787,7 +2000,7 @@ static inline uint64_t shmstore__fnv64(uint64_t h, const void *bytes, size_t n)
     return h;
 }
 
-static inline uint64_t shmstore__fnv64_le(uint64_t h, uint64_t v, size_t n)
+static uint64_t shmstore__fnv64_le(uint64_t h, uint64_t v, size_t n)
 {
     unsigned char b[8];
     for (size_t i = 0; i < n; i++)
@@ -1795,11 +2008,9 @@ static inline uint64_t shmstore__fnv64_le(uint64_t h, uint64_t v, size_t n)
     return shmstore__fnv64(h, b, n);
 }
 
-/* The type fingerprint of a type described by these fields (`type_name`
- * being the whole name, `name_len` bytes). */
-static inline uint64_t shmstore_fingerprint(uint32_t kind, const char *type_name, size_t name_len,
-                                            uint32_t size, uint32_t align, uint32_t schema_version,
-                                            uint64_t extra)
+uint64_t shmstore_fingerprint(uint32_t kind, const char *type_name, size_t name_len,
+                              uint32_t size, uint32_t align, uint32_t schema_version,
+                              uint64_t extra)
 {
     uint64_t h = UINT64_C(0xcbf29ce484222325);
     h = shmstore__fnv64_le(h, kind, 4);
@@ -1812,10 +2023,7 @@ static inline uint64_t shmstore_fingerprint(uint32_t kind, const char *type_name
     return h;
 }
 
-/* Whether the validated header's fingerprint matches its own fields: 1 it
- * does, 0 it does not, -1 unknown (a type name of 125 bytes or more may have
- * been cut to fit, and the whole name is hashed). */
-static inline int shmstore_fingerprint_matches(const struct shmstore_object *obj)
+int shmstore_fingerprint_matches(const struct shmstore_object *obj)
 {
     if (!obj->validated || obj->type_name_len >= SHMSTORE_TYPE_NAME_MAX - 3)
         return -1;
@@ -1824,16 +2032,8 @@ static inline int shmstore_fingerprint_matches(const struct shmstore_object *obj
                                 obj->type_extra) == obj->type_hash;
 }
 
-/* Check that the validated object is of `kind` (SHMSTORE_KIND_CELL or
- * SHMSTORE_KIND_REGION) with values of `size` bytes aligned to `align`.
- * With a `type_name` (NUL-terminated, the whole name as the writer gave it),
- * also check the fingerprint of that name with `schema_version`, the size
- * and alignment, and the stored `type_extra`. The stored `type_extra` itself
- * is not checked (for regions, rkyv's format word, which C does not
- * interpret): a program that decodes a region's archives compares it with
- * SHMSTORE_RKYV_FORMAT. */
-static inline int shmstore_check_type(struct shmstore_object *obj, uint32_t kind, size_t size,
-                                      size_t align, const char *type_name, uint32_t schema_version)
+int shmstore_check_type(struct shmstore_object *obj, uint32_t kind, size_t size,
+                        size_t align, const char *type_name, uint32_t schema_version)
 {
     if (!obj->validated)
         return shmstore__refuse(obj, SHMSTORE_EINVAL, "not a validated object", 0);
@@ -1862,7 +2062,7 @@ static inline int shmstore_check_type(struct shmstore_object *obj, uint32_t kind
 
 /* Copy `len` bytes from the 8-byte aligned shared `src` with relaxed 8-byte
  * atomic loads (the last word whole, its tail dropped). */
-static inline void shmstore__load_words(unsigned char *dst, const unsigned char *src, size_t len)
+static void shmstore__load_words(unsigned char *dst, const unsigned char *src, size_t len)
 {
     const _Atomic uint64_t *words = (const _Atomic uint64_t *)(const void *)src;
     size_t whole = len / 8, rest = len % 8;
@@ -1876,8 +2076,7 @@ static inline void shmstore__load_words(unsigned char *dst, const unsigned char 
     }
 }
 
-/* The current version: a cell's `seq`, a region's `current` >> 8 (acquire). */
-static inline int shmstore_version(const struct shmstore_object *obj, uint64_t *version)
+int shmstore_version(const struct shmstore_object *obj, uint64_t *version)
 {
     if (!obj->validated)
         return SHMSTORE_EINVAL;
@@ -1889,12 +2088,8 @@ static inline int shmstore_version(const struct shmstore_object *obj, uint64_t *
     return SHMSTORE_OK;
 }
 
-/* Read a cell's current value into `out` (`size` bytes, the value's size):
- * the lock-free seqlock over a ring of slots of FORMAT.md ("Reading a
- * cell"). The copy returned is never torn; `version` (if not NULL) gets its
- * version. */
-static inline int shmstore_cell_read(struct shmstore_object *obj, void *out, size_t size,
-                                     uint64_t *version)
+int shmstore_cell_read(struct shmstore_object *obj, void *out, size_t size,
+                       uint64_t *version)
 {
     if (!obj->validated || out == NULL)
         return shmstore__refuse(obj, SHMSTORE_EINVAL, "not a validated object", 0);
@@ -1921,30 +2116,13 @@ static inline int shmstore_cell_read(struct shmstore_object *obj, void *out, siz
     }
 }
 
-/* The most bytes a region's archive can have: its buffers' stride. */
-static inline size_t shmstore_region_capacity(const struct shmstore_object *obj)
+size_t shmstore_region_capacity(const struct shmstore_object *obj)
 {
     return obj->validated && obj->kind == SHMSTORE_KIND_REGION ? (size_t)obj->slot_stride : 0;
 }
 
-/* Copy a region's current archive into `buf` (`cap` bytes; any alignment,
- * though rkyv reads it in place only at max(16, value_align), since an
- * archive aligns its parts relative to its start): FORMAT.md, "Reading a
- * region by copying". `len` gets the archive's length and `version` (if not
- * NULL) its version. The copy is kept when its buffer's own version, loaded
- * before it and again after it (past an acquire fence), is the version
- * `current` named: publishes that write other buffers meanwhile do not
- * matter. A copy whose buffer was rewritten is thrown away (counted in the
- * object's `retries`) and made again, from the new `current`; with `n`
- * buffers, one survives the `n - 1` publishes FORMAT.md promises, and
- * any number if the writer's reuse grace is longer than the copy. If
- * `current` still names the buffer that no longer holds its version, the
- * control block was scribbled on: SHMSTORE_ECORRUPT, not a retry. The bytes
- * are an rkyv archive that C does not check: validate it before trusting
- * it. SHMSTORE_ETOOSMALL sets `len` to the length needed (at most
- * shmstore_region_capacity()). */
-static inline int shmstore_region_copy(struct shmstore_object *obj, void *buf, size_t cap,
-                                       size_t *len, uint64_t *version)
+int shmstore_region_copy(struct shmstore_object *obj, void *buf, size_t cap,
+                         size_t *len, uint64_t *version)
 {
     if (!obj->validated || (buf == NULL && cap != 0) || len == NULL)
         return shmstore__refuse(obj, SHMSTORE_EINVAL, "not a validated object", 0);
@@ -1991,4 +2169,4 @@ static inline int shmstore_region_copy(struct shmstore_object *obj, void *buf, s
     }
 }
 
-#endif /* SHMSTORE_H */
+#endif /* SHMSTORE_IMPLEMENTATION */

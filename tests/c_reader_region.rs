@@ -16,7 +16,7 @@ use common::names::{
     NameGuard, cell_image, claim_name, crowded, dead_pid, documented_key, fresh_name, life_word,
     make_ready, own_start_time, plant, set_life, squat,
 };
-use common::programs::{compile, compile_with, key_hex, read_cell, run, stdout_of};
+use common::programs::{compile, key_hex, read_cell, run, stdout_of};
 use common::{Kid, SegGuard};
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
@@ -523,17 +523,13 @@ fn c_reader_waits_for_a_live_claim_and_skips_a_segment_without_magic() {
 }
 
 /// A creator stopped (SIGSTOP) right after its claim, for longer than any
-/// old time window: the reader keeps waiting for it and, at its timeout,
-/// says the object is still being made by that creator, never that the
-/// name is not found; once the creator goes on, the reader opens the
-/// object.
+/// old time window: the reader keeps waiting for it and, at the timeout its
+/// options give (2.5 s, where the default is 5 s), says the object is
+/// still being made by that creator, never that the name is not found;
+/// once the creator goes on, the reader opens the object.
 #[test]
 fn c_reader_waits_for_a_stopped_creator() {
-    let Some(programs) = compile_with(
-        "stopped-creator",
-        &["read_cell"],
-        &["SHMSTORE_INIT_TIMEOUT_MS=2500"],
-    ) else {
+    let Some(programs) = compile("stopped-creator", &["read_cell"]) else {
         return;
     };
     let name = fresh_name("c-stopped");
@@ -542,12 +538,22 @@ fn c_reader_waits_for_a_stopped_creator() {
         common::child(&["create_named", &name]),
         "create.after_claim",
     );
-    let out = run(&programs, "read_cell", &["--name", &name]);
+    let start = Instant::now();
+    let out = run(
+        &programs,
+        "read_cell",
+        &["--init-timeout-ms", "2500", "--name", &name],
+    );
+    let took = start.elapsed();
     let said = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     assert!(
         said.contains("still being initialised") && said.contains(&creator.pid().to_string()),
         "{said}"
+    );
+    assert!(
+        took >= Duration::from_millis(2500) && took < Duration::from_millis(5000),
+        "the reader gave up after {took:?}, not at its options' 2.5 s"
     );
     std::thread::scope(|s| {
         let reader = s.spawn(|| read_cell(&programs, &["--name", &name], 1));
@@ -572,13 +578,6 @@ fn c_reader_reports_another_users_object_of_a_name() {
     let Some(programs) = compile("foreign-name", &["read_cell"]) else {
         return;
     };
-    let Some(trusting) = compile_with(
-        "foreign-name-trusted",
-        &["read_cell"],
-        &["SHMSTORE_TRUST_USER=65534"],
-    ) else {
-        return;
-    };
     let name = fresh_name("c-foreign");
     let _names = NameGuard::of(&name);
     let mut kid = Kid::spawn(&["create_as_nobody", &name]);
@@ -591,12 +590,12 @@ fn c_reader_reports_another_users_object_of_a_name() {
         "another user",
         "owner uid 65534",
         "creator uid 65534",
-        "SHMSTORE_TRUST_USER=65534",
-        "SHMSTORE_TRUST_GROUP=65534",
+        "--trust-user 65534",
+        "--trust-group 65534",
     ] {
         assert!(said.contains(want), "{want:?} not in {said}");
     }
-    let reads = read_cell(&trusting, &["--name", &name], 1);
+    let reads = read_cell(&programs, &["--trust-user", "65534", "--name", &name], 1);
     assert_eq!((reads[0].version, reads[0].words), (0, [3, 1, 4, 1]));
 }
 
@@ -608,8 +607,7 @@ fn c_reader_reports_another_users_object_of_a_name() {
 /// opens whatever the word says.
 #[test]
 fn c_reader_honours_the_life_word() {
-    let Some(programs) = compile_with("life", &["read_cell"], &["SHMSTORE_INIT_TIMEOUT_MS=500"])
-    else {
+    let Some(programs) = compile("life", &["read_cell"]) else {
         return;
     };
     let name = fresh_name("c-life");
@@ -631,7 +629,8 @@ fn c_reader_honours_the_life_word() {
     for (word, want) in cases {
         set_life(&seg, word);
         for target in [vec!["--name", name.as_str()], vec!["--key", key.as_str()]] {
-            let out = run(&programs, "read_cell", &target);
+            let args = [&["--init-timeout-ms", "500"][..], &target].concat();
+            let out = run(&programs, "read_cell", &args);
             let said = String::from_utf8_lossy(&out.stderr).into_owned();
             let what = format!("life {word:#x}, {target:?}: {said}");
             match want {

@@ -9,11 +9,15 @@
  * Prints one line per check, "ok WHAT" or "FAILED WHAT". Exit status: 0 if
  * every check passed, 3 if one failed, 4 if a system call fails.
  */
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
+#define SHMSTORE_IMPLEMENTATION
 #include "shmstore.h"
 #include "target.h"
 

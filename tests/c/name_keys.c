@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#define SHMSTORE_IMPLEMENTATION
 #include "shmstore.h"
 #include "target.h"
 

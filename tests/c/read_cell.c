@@ -1,13 +1,15 @@
 /*
  * A reader of a shmstore SharedCell<[u64; 4]>, through include/shmstore.h.
  *
- * usage: read_cell SHMID [READS]
- *        read_cell --key KEY [READS]
- *        read_cell --name NAME [READS]
- *        read_cell --namespace DIR --name NAME [READS]
+ * usage: read_cell [OPTIONS] SHMID [READS]
+ *        read_cell [OPTIONS] --key KEY [READS]
+ *        read_cell [OPTIONS] --name NAME [READS]
+ *        read_cell [OPTIONS] --namespace DIR --name NAME [READS]
  *
  * Opens the cell read-only (by segment id, by key, or by name, in the
- * private namespace of DIR if given), checks its header, then reads the
+ * private namespace of DIR if given) with the OPTIONS of the open
+ * (target.h: --init-timeout-ms MS, --trust-user UID, --trust-group GID,
+ * --allow-foreign-owner), checks its header, then reads the
  * cell READS times (default 1) with the lock-free protocol of FORMAT.md. It
  * prints the first and the last read, and every read that differs from the
  * one before it, one line each:
@@ -25,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define SHMSTORE_IMPLEMENTATION
 #include "shmstore.h"
 #include "target.h"
 
@@ -34,7 +37,8 @@ static const char *const PROG = "read_cell";
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: %s SHMID|--key KEY|[--namespace DIR] --name NAME [READS]\n", PROG);
+    fprintf(stderr, "usage: %s [OPTIONS] SHMID|--key KEY|[--namespace DIR] --name NAME [READS]\n",
+            PROG);
     return EXIT_USAGE;
 }
 

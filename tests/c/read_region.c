@@ -3,9 +3,11 @@
  * the current archive from a read-only attachment (FORMAT.md, "Reading a
  * region by copying") and prints it; it does not interpret it.
  *
- * usage: read_region SHMID [COPIES]
- *        read_region --key KEY [COPIES]
- *        read_region --name NAME [COPIES]
+ * usage: read_region [OPTIONS] SHMID [COPIES]
+ *        read_region [OPTIONS] --key KEY [COPIES]
+ *        read_region [OPTIONS] --name NAME [COPIES]
+ *
+ * (OPTIONS: the options of the open, as target.h parses them.)
  *
  * Copies the current archive COPIES times (default 1). It prints the first
  * and the last copy, and every copy that differs from the one before it (in
@@ -23,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define SHMSTORE_IMPLEMENTATION
 #include "shmstore.h"
 #include "target.h"
 
@@ -30,7 +33,7 @@ static const char *const PROG = "read_region";
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: %s SHMID|--key KEY|--name NAME [COPIES]\n", PROG);
+    fprintf(stderr, "usage: %s [OPTIONS] SHMID|--key KEY|--name NAME [COPIES]\n", PROG);
     return EXIT_USAGE;
 }
 

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#define SHMSTORE_IMPLEMENTATION
 #include "shmstore.h"
 #include "target.h"
 

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#define SHMSTORE_IMPLEMENTATION
 #include "shmstore.h"
 #include "target.h"
 

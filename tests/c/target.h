@@ -1,15 +1,20 @@
 /*
- * The object argument shared by the test readers: a segment id, `--key KEY`
- * (decimal or 0x-prefixed hexadecimal, as ipcs prints it), `--name NAME`,
- * or `--namespace DIR --name NAME` (the name in the private namespace of
- * DIR).
+ * The object argument shared by the test readers: the options of the open
+ * (struct shmstore_options), any of `--init-timeout-ms MS`, `--trust-user
+ * UID`, `--trust-group GID` and `--allow-foreign-owner`, then a segment id,
+ * `--key KEY` (decimal or 0x-prefixed hexadecimal, as ipcs prints it),
+ * `--name NAME`, or `--namespace DIR --name NAME` (the name in the private
+ * namespace of DIR).
  */
 #ifndef SHMSTORE_TEST_TARGET_H
 #define SHMSTORE_TEST_TARGET_H
 
+#include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "shmstore.h"
 
@@ -46,30 +51,69 @@ static inline int report_error(const char *prog, const char *what, int rc,
         unsigned long uid = (unsigned long)obj->uid, cuid = (unsigned long)obj->cuid,
                       gid = (unsigned long)obj->gid;
         fprintf(stderr, ": segment %d: owner uid %lu, creator uid %lu, group %lu; if that user is "
-                        "trusted, build with ", obj->id, uid, cuid, gid);
+                        "trusted, open with ", obj->id, uid, cuid, gid);
         if (uid == cuid)
-            fprintf(stderr, "-DSHMSTORE_TRUST_USER=%lu, ", uid);
-        fprintf(stderr, "-DSHMSTORE_TRUST_GROUP=%lu when its owner and creator are members of "
-                        "group %lu, or -DSHMSTORE_ALLOW_FOREIGN_OWNER=1; otherwise remove it",
+            fprintf(stderr, "--trust-user %lu, ", uid);
+        fprintf(stderr, "--trust-group %lu when its owner and creator are members of group %lu, "
+                        "or --allow-foreign-owner; otherwise remove it",
                 gid, gid);
     }
     fputc('\n', stderr);
     return rc == SHMSTORE_ENOTHING ? EXIT_NOTHING : EXIT_REFUSED;
 }
 
-/* Open the object the arguments from argv[*i] name and advance *i past
- * them. Returns 0, EXIT_USAGE, or the exit status of the failure. */
+/* The options of an open that the arguments from argv[*i] give, into
+ * `opts`, advancing *i past them. Returns 0 or EXIT_USAGE. */
+static inline int parse_options(const char *prog, int argc, char **argv, int *i,
+                                struct shmstore_options *opts)
+{
+    *opts = shmstore_options_default();
+    while (*i < argc) {
+        const char *arg = argv[*i];
+        if (strcmp(arg, "--allow-foreign-owner") == 0) {
+            opts->allow_foreign_owner = true;
+            *i += 1;
+            continue;
+        }
+        int timeout = strcmp(arg, "--init-timeout-ms") == 0;
+        int user = strcmp(arg, "--trust-user") == 0;
+        int group = strcmp(arg, "--trust-group") == 0;
+        if (!timeout && !user && !group)
+            return 0;
+        long long v;
+        if (*i + 1 >= argc || !parse_long(argv[*i + 1], 10, 0, UINT32_MAX - 1, &v)) {
+            fprintf(stderr, "%s: %s needs a number\n", prog, arg);
+            return EXIT_USAGE;
+        }
+        if (timeout) {
+            opts->init_timeout_ms = (uint32_t)v;
+        } else if (user) {
+            opts->trust_user = true;
+            opts->user = (uid_t)v;
+        } else {
+            opts->trust_group = true;
+            opts->group = (gid_t)v;
+        }
+        *i += 2;
+    }
+    return 0;
+}
+
+/* Open the object the arguments from argv[*i] name, with the options they
+ * give first, and advance *i past them. Returns 0, EXIT_USAGE, or the exit
+ * status of the failure. */
 static inline int open_target(const char *prog, int argc, char **argv, int *i,
                        struct shmstore_object *obj)
 {
-    if (*i >= argc)
+    struct shmstore_options opts;
+    if (parse_options(prog, argc, argv, i, &opts) != 0 || *i >= argc)
         return EXIT_USAGE;
     const char *arg = argv[*i];
     int rc;
     if (strcmp(arg, "--namespace") == 0) {
         if (*i + 3 >= argc || strcmp(argv[*i + 2], "--name") != 0)
             return EXIT_USAGE;
-        rc = shmstore_open_name_in(argv[*i + 1], argv[*i + 3], obj);
+        rc = shmstore_open_name_in(argv[*i + 1], argv[*i + 3], &opts, obj);
         *i += 4;
     } else if (strcmp(arg, "--key") == 0 || strcmp(arg, "--name") == 0) {
         if (*i + 1 >= argc)
@@ -83,9 +127,10 @@ static inline int open_target(const char *prog, int argc, char **argv, int *i,
                 return EXIT_USAGE;
             }
             /* 0x80000000 and above are the negative key_t values. */
-            rc = shmstore_open_key((key_t)(key > INT32_MAX ? key - 0x100000000LL : key), obj);
+            rc = shmstore_open_key((key_t)(key > INT32_MAX ? key - 0x100000000LL : key), &opts,
+                                   obj);
         } else {
-            rc = shmstore_open_name(value, obj);
+            rc = shmstore_open_name(value, &opts, obj);
         }
     } else {
         long long id;
@@ -94,7 +139,7 @@ static inline int open_target(const char *prog, int argc, char **argv, int *i,
             return EXIT_USAGE;
         }
         *i += 1;
-        rc = shmstore_open_id((int)id, obj);
+        rc = shmstore_open_id((int)id, &opts, obj);
     }
     return rc == SHMSTORE_OK ? 0 : report_error(prog, "open", rc, obj);
 }

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#define SHMSTORE_IMPLEMENTATION
 #include "shmstore.h"
 #include "target.h"
 
@@ -32,7 +33,7 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
     struct shmstore_object obj;
-    int rc = shmstore_attach_id((int)id, &obj);
+    int rc = shmstore_attach_id((int)id, NULL, &obj);
     if (rc != SHMSTORE_OK)
         return report_error("validate", "attach", rc, &obj);
     rc = shmstore_validate(&obj);

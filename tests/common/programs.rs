@@ -29,30 +29,37 @@ pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Compile `tests/c/PROGRAM.c` for each of `programs` with gcc into a
-/// fresh temporary directory, or print why the test is skipped and return
-/// `None` when there is no gcc.
-pub fn compile(test: &str, programs: &[&str]) -> Option<Programs> {
-    compile_with(test, programs, &[])
-}
-
-/// As [`compile`], with each of `defines` (`NAME=VALUE`) passed to gcc as
-/// `-D`: the header's compile-time settings (`SHMSTORE_TRUST_USER`,
-/// `SHMSTORE_INIT_TIMEOUT_MS`...). `test` names the directory: give each
-/// set of settings its own.
-pub fn compile_with(test: &str, programs: &[&str], defines: &[&str]) -> Option<Programs> {
+/// Whether gcc runs; if not, print that `test` is skipped.
+fn has_gcc(test: &str) -> bool {
     let has_gcc = Command::new("gcc")
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
     if !has_gcc {
         println!("skipping {test}: gcc not found");
+    }
+    has_gcc
+}
+
+/// A fresh temporary directory for what `test` compiles, removed on drop,
+/// or `None` (the test skipped) when there is no gcc.
+pub fn scratch(test: &str) -> Option<Programs> {
+    if !has_gcc(test) {
         return None;
     }
     let dir = std::env::temp_dir().join(format!("shmstore-c-reader-{}-{test}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create the temporary directory");
-    let built = Programs { dir };
+    Some(Programs { dir })
+}
+
+/// Compile `tests/c/PROGRAM.c` for each of `programs` with gcc into a
+/// fresh temporary directory, or print why the test is skipped and return
+/// `None` when there is no gcc. Each program compiles the header's
+/// implementation itself (`SHMSTORE_IMPLEMENTATION`) and takes the options
+/// of its open as arguments (`tests/c/target.h`).
+pub fn compile(test: &str, programs: &[&str]) -> Option<Programs> {
+    let built = scratch(test)?;
     for program in programs {
         let source = root().join("tests/c").join(format!("{program}.c"));
         let out = Command::new("gcc")
@@ -69,7 +76,6 @@ pub fn compile_with(test: &str, programs: &[&str], defines: &[&str]) -> Option<P
                 "-o",
             ])
             .arg(built.exe(program))
-            .args(defines.iter().map(|d| format!("-D{d}")))
             .arg(&source)
             .output()
             .expect("run gcc");

@@ -552,7 +552,8 @@ int shmstore_open_key(key_t key, const struct shmstore_options *opts,
 
 /* Open the object in segment `id`: attach read-only, wait (bounded) for its
  * creator to finish, validate. An id reaches an object whatever its `life`
- * word says (a removed one too: FORMAT.md, "Removal"). */
+ * word says (a removed one too: FORMAT.md, "Removal"), but a live
+ * collector's mark is waited for, as by key. */
 int shmstore_open_id(int id, const struct shmstore_options *opts, struct shmstore_object *out);
 
 /* Open the object named `name` (a NUL-terminated string), FORMAT.md's
@@ -1390,14 +1391,16 @@ enum { SHMSTORE__REMOVED = -2 };
  * marked SHM_DEST or gone, or its remover died (shmstore finishes such a
  * removal; a reader only treats the object as removed); while a live
  * process collects or removes it, waits, up to `deadline_ms` (of
- * shmstore__now_ms), then SHMSTORE_EBUSY with that process's pid. */
-static int shmstore__admit(struct shmstore_object *obj, uint64_t deadline_ms)
+ * shmstore__now_ms), then SHMSTORE_EBUSY with that process's pid. With
+ * `collector_only` (an open by id, which reaches removed objects too), only
+ * a live collector's mark is waited for, and a removal does not matter. */
+static int shmstore__admit(struct shmstore_object *obj, int collector_only, uint64_t deadline_ms)
 {
     const struct shmstore_header *h = shmstore_header_of(obj);
     for (;;) {
         uint64_t word = atomic_load_explicit(&h->life, memory_order_acquire);
         uint64_t state = word & SHMSTORE_LIFE_STATE_MASK;
-        if (state == SHMSTORE_LIFE_LIVE)
+        if (state == SHMSTORE_LIFE_LIVE || (collector_only && state >= SHMSTORE_LIFE_REMOVING))
             return SHMSTORE_OK;
         int alive = shmstore__same_process_alive(SHMSTORE_LIFE_PID(word),
                                                  SHMSTORE_LIFE_START(word),
@@ -1425,17 +1428,23 @@ static int shmstore__admit(struct shmstore_object *obj, uint64_t deadline_ms)
     }
 }
 
-/* After a successful attach: wait for the creator, validate, and (with
- * `admit`, for an open by key or name) check that the object is not being
- * removed; the waits end at `deadline_ms`. Detaches on failure. */
+/* How an open judges the `life` word once the object is validated. */
+enum {
+    SHMSTORE__ADMIT_BY_ID = 0,  /* wait out a live collector only */
+    SHMSTORE__ADMIT_BY_KEY = 1, /* also refuse an object being removed */
+};
+
+/* After a successful attach: wait for the creator, validate, and judge the
+ * `life` word as `admit` says; the waits end at `deadline_ms`. Detaches on
+ * failure. */
 static int shmstore__finish_open(struct shmstore_object *obj, int admit, uint64_t deadline_ms)
 {
     uint64_t now = shmstore__now_ms();
     int rc = shmstore_wait_ready(obj, deadline_ms > now ? (unsigned)(deadline_ms - now) : 0);
     if (rc == SHMSTORE_OK)
         rc = shmstore_validate(obj);
-    if (rc == SHMSTORE_OK && admit)
-        rc = shmstore__admit(obj, deadline_ms);
+    if (rc == SHMSTORE_OK)
+        rc = shmstore__admit(obj, admit == SHMSTORE__ADMIT_BY_ID, deadline_ms);
     if (rc != SHMSTORE_OK) {
         const char *detail = obj->detail;
         uint64_t value = obj->detail_value;
@@ -1452,7 +1461,8 @@ int shmstore_open_id(int id, const struct shmstore_options *opts, struct shmstor
     int rc = shmstore_attach_id(id, opts, out);
     if (rc != SHMSTORE_OK)
         return rc;
-    return shmstore__finish_open(out, 0, shmstore__now_ms() + opts->init_timeout_ms);
+    return shmstore__finish_open(out, SHMSTORE__ADMIT_BY_ID,
+                                 shmstore__now_ms() + opts->init_timeout_ms);
 }
 
 int shmstore_open_key(key_t key, const struct shmstore_options *opts,
@@ -1467,7 +1477,8 @@ int shmstore_open_key(key_t key, const struct shmstore_options *opts,
     int rc = shmstore__attach_key(key, opts, out);
     if (rc != SHMSTORE_OK)
         return rc;
-    rc = shmstore__finish_open(out, 1, shmstore__now_ms() + opts->init_timeout_ms);
+    rc = shmstore__finish_open(out, SHMSTORE__ADMIT_BY_KEY,
+                               shmstore__now_ms() + opts->init_timeout_ms);
     if (rc == SHMSTORE__REMOVED)
         return shmstore__refuse(out, SHMSTORE_ENOTFOUND, "the object at the key was removed",
                                 (uint64_t)(uint32_t)key);
@@ -1674,7 +1685,7 @@ static int shmstore__open_named(const char *name, size_t len,
                 /* At most one object has the name: this one, unless it is
                  * removed (then a live claim at another key may be its
                  * successor). */
-                int rc = shmstore__finish_open(out, 1, deadline);
+                int rc = shmstore__finish_open(out, SHMSTORE__ADMIT_BY_KEY, deadline);
                 if (rc != SHMSTORE__REMOVED)
                     return rc;
                 removed = 1;

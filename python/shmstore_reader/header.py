@@ -25,7 +25,9 @@ Once READY, an object opened by key or by name is admitted by its `life`
 word (`_admit`, FORMAT.md "Removal"): marked REMOVING, it is removed if its
 segment is marked SHM_DEST (or gone) or its remover died, and waited for
 while its remover lives; marked COLLECTING, it is waited for while its
-collector lives, and the mark of a dead one is ignored. This reader writes
+collector lives, and the mark of a dead one is ignored. An object opened
+by id is opened whatever the word says (an id reaches removed objects
+too), but a live collector's mark is waited for as well. This reader writes
 nothing: it neither finishes a dead remover's removal nor clears a dead
 collector's mark, as shmstore's read-write openers do.
 """
@@ -310,17 +312,19 @@ def _same_process_alive(pid: int, start: int, mask: int = M64) -> bool:
     return start == 0 or now is None or now & mask == start
 
 
-def _admit(att: _Attachment, deadline: float, what: str) -> bool:
+def _admit(att: _Attachment, deadline: float, what: str, collector_only: bool = False) -> bool:
     """Whether the validated object may be used, by its `life` word: True in
     use (or marked by a dead collector), False removed (see the module's
     docstring); while a live process removes or collects it, wait until
-    `deadline` (time.monotonic()), then Busy."""
+    `deadline` (time.monotonic()), then Busy. With `collector_only` (an open
+    by id, which reaches removed objects too), only a live collector's mark
+    is waited for, and a removal does not matter."""
     addr = att.addr
     pause = 0.0005
     while True:
         word = _u64(addr + OFF_LIFE)
         state = word & 3
-        if state == LIFE_LIVE:
+        if state == LIFE_LIVE or (collector_only and state >= LIFE_REMOVING):
             return True
         pid = (word >> 2) & 0x3FFFFF
         alive = _same_process_alive(pid, word >> 24, LIFE_START_MASK)

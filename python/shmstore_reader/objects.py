@@ -94,10 +94,18 @@ class _Removed(Exception):
 class ShmObject:
     """A shmstore object, attached read-only, its header validated."""
 
-    def __init__(self, att: _Attachment, what: str, opts: OpenOptions, deadline: Optional[float] = None):
+    def __init__(
+        self,
+        att: _Attachment,
+        what: str,
+        opts: OpenOptions,
+        deadline: Optional[float] = None,
+        by_id: bool = False,
+    ):
         """Wait for the object's creator, validate its header, and (with a
-        `deadline`, for an open by key or by name) admit it by its `life`
-        word: _Removed if it is removed."""
+        `deadline`) admit it by its `life` word: _Removed if it is removed.
+        An open `by_id` reaches removed objects too, and waits out only a
+        live collector."""
         self._att = att
         self.what = what
         self.options = opts
@@ -106,7 +114,7 @@ class ShmObject:
         self.retries = 0
         _wait_ready(att, opts.wait, what)
         self.layout, self._type_name_raw = _validate(att.addr, att.size)
-        if deadline is not None and not _admit(att, deadline, what):
+        if deadline is not None and not _admit(att, deadline, what, collector_only=by_id):
             raise _Removed()
         addr = att.addr
         self._seq = ctypes.c_uint64.from_address(addr + OFF_SEQ)
@@ -157,7 +165,7 @@ class ShmObject:
                 f"{e.message}; the segment with key {_key_text(shmid)} ({shmid} in decimal) has id "
                 f"{at_key}: give keys in hex with 0x, or as key:{shmid}"
             )
-        return cls._from(att, what, opts)
+        return cls._from(att, what, opts, time.monotonic() + opts.wait, by_id=True)
 
     @classmethod
     def by_key(cls, key: int, opts: Optional[OpenOptions] = None) -> "ShmObject":
@@ -247,10 +255,15 @@ class ShmObject:
 
     @classmethod
     def _from(
-        cls, att: _Attachment, what: str, opts: OpenOptions, deadline: Optional[float] = None
+        cls,
+        att: _Attachment,
+        what: str,
+        opts: OpenOptions,
+        deadline: Optional[float] = None,
+        by_id: bool = False,
     ) -> "ShmObject":
         try:
-            return cls(att, what, opts, deadline)
+            return cls(att, what, opts, deadline, by_id)
         except BaseException:
             att.close()
             raise

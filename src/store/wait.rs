@@ -14,17 +14,37 @@
 //! read-only one). Loads and reads never ask; stores and publishes look at
 //! the mark once they hold the write lock.
 
+use std::io;
+use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant};
+
+use super::Store;
+use crate::error::{Error, Result, Target};
+use crate::sync::atomic::Std;
+use crate::sync::notify::{self, Sleep};
+use crate::sys::futex;
 
 /// How often, at most, a waiter asks the kernel whether its object was
 /// removed while nothing changed.
 pub const REMOVAL_CHECK: Duration = Duration::from_millis(100);
 
-use super::Store;
-use crate::error::{Error, Result, Target};
-use crate::sync::atomic::Std;
-use crate::sync::notify;
-use crate::sys::futex::Futex;
+/// The kernel's futex, as the waiting protocol (`sync/notify.rs`) sleeps
+/// and wakes on it.
+pub struct Futex;
+
+impl Sleep<AtomicU32> for Futex {
+    #[inline]
+    fn sleep(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> io::Result<()> {
+        futex::wait(word, expected, timeout).map(drop)
+    }
+
+    #[inline]
+    fn wake_all(&self, word: &AtomicU32) {
+        // A failed wake (ENOSYS) leaves waiters to their MAX_SLEEP slices;
+        // the commit is made either way.
+        let _ = futex::wake_all(word);
+    }
+}
 
 impl Store {
     /// Wait until `version()` differs from `since`, at most `timeout` (a

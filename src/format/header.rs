@@ -42,12 +42,9 @@ pub const MAX_SLOTS: u32 = 64;
 /// The largest alignment a stored type may ask for.
 pub const MAX_ALIGN: u32 = 4096;
 
-/// The `state` word: zero-filled by the kernel, not yet initialised.
-pub const STATE_FRESH: u32 = 0;
-/// The `state` word: the creator is writing the header.
-pub const STATE_INITIALIZING: u32 = 1;
-/// The `state` word: the header and the first value are written.
-pub const STATE_READY: u32 = 2;
+/// The `state` word's values, defined with the protocol that writes them
+/// (`sync/ready.rs`).
+pub use crate::sync::ready::{STATE_FRESH, STATE_INITIALIZING, STATE_READY};
 
 /// The `life` word's state: in use.
 pub const LIFE_LIVE: u64 = 0;
@@ -76,7 +73,7 @@ pub struct Header {
     pub format_version: AtomicU32,
     /// [`Kind`] as a number.
     pub kind: AtomicU32,
-    /// The creation protocol's word (see `store/create.rs` and `sync/ready.rs`):
+    /// The creation protocol's word (see `store/life/` and `sync/ready.rs`):
     ///
     /// | value | meaning | written by |
     /// |---|---|---|
@@ -84,8 +81,10 @@ pub struct Header {
     /// | [`STATE_INITIALIZING`] | the creator is writing the header | the creator, relaxed |
     /// | [`STATE_READY`] | header, mutex and first value written | the creator, release |
     ///
-    /// Nothing but `magic` and `state` may be read before an acquire load
-    /// of this word gives `STATE_READY`; it never changes afterwards.
+    /// Nothing but `magic`, `state` and what the magic publishes (the
+    /// creator's pid and start time, the name: [`Header::write_creator`])
+    /// may be read before an acquire load of this word gives `STATE_READY`;
+    /// it never changes afterwards.
     pub state: AtomicU32,
     /// [`HEADER_SIZE`].
     pub header_size: AtomicU32,

@@ -8,7 +8,7 @@
 //! with `SIGSTOP` instead, so that the test can look at the segment before
 //! it kills or continues the process. The tests in `tests/crash_points.rs`
 //! hold the table of every step and what must hold after a death there.
-#![allow(unsafe_code)]
+//! The signal is sent through `sys::proc`, as every system call is.
 
 /// Every named step, in protocol order.
 #[cfg_attr(not(feature = "crash-points"), allow(dead_code))]
@@ -102,14 +102,11 @@ mod armed {
             return;
         };
         if arm.step == step && arm.hits.fetch_add(1, Ordering::SeqCst) + 1 == arm.at {
-            let signal = if arm.stop {
-                libc::SIGSTOP
+            if arm.stop {
+                crate::sys::proc::stop_self();
             } else {
-                libc::SIGKILL
-            };
-            // SAFETY: raising a signal on this process has no memory
-            // effects; SIGKILL ends it here, SIGSTOP suspends it here.
-            unsafe { libc::raise(signal) };
+                crate::sys::proc::kill_self();
+            }
         }
     }
 

@@ -212,7 +212,7 @@ const _: () = {
     assert!(offset_of!(Header, mutex) == 320);
     assert!(offset_of!(Header, name_len) == 112);
     assert!(offset_of!(Header, name) == 384);
-    assert!(size_of::<libc::pthread_mutex_t>() <= MUTEX_ROOM);
+    assert!(crate::sys::mutex::SIZE <= MUTEX_ROOM);
 };
 
 impl Header {

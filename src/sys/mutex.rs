@@ -8,6 +8,10 @@
 
 use std::io;
 
+/// The size of the platform's `pthread_mutex_t`, which the format reserves
+/// room for and records (`format/header.rs`, `format/identity.rs`).
+pub const SIZE: usize = size_of::<libc::pthread_mutex_t>();
+
 /// How a lock was acquired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Locked {

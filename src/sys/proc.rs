@@ -127,6 +127,24 @@ pub fn euid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// Kill this process where it stands (`SIGKILL`), as `kill -9` would at
+/// this instruction: a crash point's death.
+#[cfg(feature = "crash-points")]
+pub fn kill_self() {
+    // SAFETY: raising a signal on this process touches no memory of ours;
+    // SIGKILL, which cannot be caught, ends the process here.
+    unsafe { libc::raise(libc::SIGKILL) };
+}
+
+/// Stop this process where it stands (`SIGSTOP`) until it is continued
+/// (`SIGCONT`) or killed: a crash point's pause.
+#[cfg(feature = "crash-points")]
+pub fn stop_self() {
+    // SAFETY: raising a signal on this process touches no memory of ours;
+    // SIGSTOP, which cannot be caught, suspends the process here.
+    unsafe { libc::raise(libc::SIGSTOP) };
+}
+
 /// Whether process `pid` exists and has not exited (a zombie counts as
 /// exited: it will never run again). Processes of other users count
 /// (`EPERM`): judge them further by [`start_time`].
@@ -386,8 +404,7 @@ mod tests {
         assert!(alive(me));
         assert!(same_process_alive(me, Some(own_start_time())));
         assert!(!same_process_alive(me, Some(own_start_time() + 1)));
-        // SAFETY: geteuid has no preconditions.
-        let euid = unsafe { libc::geteuid() };
+        let euid = euid();
         let now = SystemTime::now();
         assert!(may_be_creator(me, Some(now), euid));
         assert!(!may_be_creator(me, Some(now), euid.wrapping_add(1)));

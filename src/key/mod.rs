@@ -74,6 +74,13 @@ impl Key {
         Ok(Key(raw, None))
     }
 
+    /// The key the kernel gives for a segment (`IPC_STAT`,
+    /// `/proc/sysvipc/shm`): [`Key::PRIVATE`] for 0, which private segments
+    /// and segments marked for removal show.
+    pub(crate) fn from_kernel(raw: i32) -> Key {
+        Key(raw, None)
+    }
+
     /// The key of an object named `name`: 1 to [`NAME_MAX`] bytes of UTF-8,
     /// no control character (NUL included); `/` separates an application's
     /// prefix, as in `acme/config`. The name is stored in the object when

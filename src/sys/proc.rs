@@ -12,9 +12,11 @@
 use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::key::Key;
 use crate::sys::shm::SegmentInfo;
+use crate::sys::shm::failure::{Call, error};
+use crate::sys::shm::raw::{SHM_DEST, SHM_LOCKED};
 
 /// This process's pid, without a system call after the first: glibc no
 /// longer caches `getpid`, and a region read needs the pid.
@@ -340,11 +342,7 @@ pub const PROC_SHM: &str = "/proc/sysvipc/shm";
 /// # Ok::<(), shmstore::Error>(())
 /// ```
 pub fn list_segments() -> Result<Vec<SegmentInfo>> {
-    let text = std::fs::read_to_string(PROC_SHM).map_err(|source| Error::Os {
-        target: None,
-        op: "read /proc/sysvipc/shm",
-        source,
-    })?;
+    let text = std::fs::read_to_string(PROC_SHM).map_err(|e| error(Call::List, e))?;
     Ok(parse(&text))
 }
 
@@ -365,21 +363,16 @@ fn parse_line(line: &str) -> Option<SegmentInfo> {
             .filter(|&t| t > 0)
             .map(|t| UNIX_EPOCH + Duration::from_secs(t as u64))
     };
-    let raw_key = f[0].parse::<i32>().ok()?;
-    // The kernel prints the mode in octal, with SHM_DEST (0o1000) and
-    // SHM_LOCKED (0o2000) above the permission bits.
+    // The kernel prints the mode in octal, with SHM_DEST and SHM_LOCKED
+    // above the permission bits.
     let perms = u32::from_str_radix(f[2], 8).ok()?;
     Some(SegmentInfo {
         id: f[1].parse().ok()?,
-        key: if raw_key == 0 {
-            Key::PRIVATE
-        } else {
-            Key::new(raw_key).ok()?
-        },
+        key: Key::from_kernel(f[0].parse().ok()?),
         size: f[3].parse().ok()?,
         mode: perms & 0o777,
-        marked_for_removal: perms & 0o1000 != 0,
-        locked: perms & 0o2000 != 0,
+        marked_for_removal: perms & SHM_DEST != 0,
+        locked: perms & SHM_LOCKED != 0,
         cpid: num(4)? as i32,
         lpid: num(5)? as i32,
         nattch: num(6)? as u64,

@@ -546,8 +546,8 @@ impl fmt::Display for Error {
             ),
             Error::PinsExhausted { slots } => write!(
                 f,
-                "all {slots} reader pins held a guard for a second; drop guards sooner or read from \
-                 fewer threads at once"
+                "all {slots} reader pins stayed in use while this reader waited for one; drop \
+                 guards sooner or read from fewer threads at once"
             ),
             Error::Removed { id } => write!(
                 f,

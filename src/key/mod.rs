@@ -193,6 +193,9 @@ impl fmt::Display for Key {
     }
 }
 
+// The refusal below spells out NAME_MAX.
+const _: () = assert!(NAME_MAX == 128);
+
 /// Refuse what cannot be a name: empty, too long, or with a control
 /// character.
 pub(crate) fn check_name(name: &str) -> Result<()> {

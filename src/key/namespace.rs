@@ -69,6 +69,12 @@ impl Key {
     }
 }
 
+/// How many times the secret is looked for (and made where it is missing)
+/// before a secret that keeps coming and going is refused: once made, by
+/// this process or another, it is there at the next look unless someone
+/// removes it.
+const SECRET_ROUNDS: usize = 4;
+
 fn refuse(dir: &Path, reason: impl Into<String>) -> Error {
     Error::Namespace {
         dir: dir.to_path_buf(),
@@ -103,7 +109,7 @@ pub fn secret(dir: &Path) -> Result<[u8; SECRET_LEN]> {
     }
     let path = dir.join(SECRET_FILE);
     let group = (meta.mode() & 0o040 != 0).then_some(meta.gid());
-    for _ in 0..4 {
+    for _ in 0..SECRET_ROUNDS {
         match read(dir, &path)? {
             Some(secret) => return Ok(secret),
             None => make(dir, &path, group)?,

@@ -10,8 +10,8 @@
 //! and after every wake, so it returns at once. An `ipcrm` marks nothing:
 //! for it, a waiter also asks the kernel (`IPC_STAT`) when it starts and
 //! then at most every [`REMOVAL_CHECK`] while nothing changes, so it sees
-//! one within that and a slice (250 ms for a read-write waiter, 2 ms for a
-//! read-only one). Loads and reads never ask; stores and publishes look at
+//! one within that and a slice ([`notify::MAX_SLEEP`] for a read-write
+//! waiter, [`READ_ONLY_SLICE`] for a read-only one). Loads and reads never ask; stores and publishes look at
 //! the mark once they hold the write lock.
 
 use std::io;
@@ -27,6 +27,10 @@ use crate::sys::futex;
 /// How often, at most, a waiter asks the kernel whether its object was
 /// removed while nothing changed.
 pub const REMOVAL_CHECK: Duration = Duration::from_millis(100);
+
+/// The slice a read-only waiter, which writers do not wake, sleeps before
+/// it looks at the version again.
+pub const READ_ONLY_SLICE: Duration = Duration::from_millis(2);
 
 /// The kernel's futex, as the waiting protocol (`sync/notify.rs`) sleeps
 /// and wakes on it.
@@ -65,7 +69,7 @@ impl Store {
         let slice = if announce {
             notify::MAX_SLEEP
         } else {
-            Duration::from_millis(2)
+            READ_ONLY_SLICE
         };
         let now = std::cell::Cell::new(since);
         let header = self.header();

@@ -81,15 +81,23 @@ fn fetch_own_pid() -> i32 {
     pid
 }
 
+/// The bytes mapped for the cache: a page (the kernel rounds a mapping up
+/// to whole pages, and a page is at least this long).
+#[cfg(not(miri))]
+const CACHE_MAPPING: usize = 4096;
+
+#[cfg(not(miri))]
+const _: () = assert!(std::mem::size_of::<Cache>() <= CACHE_MAPPING);
+
 /// A never-freed cache that reads all zero in the child of a fork.
 #[cfg(not(miri))]
 fn cache_cell() -> *mut Cache {
-    // SAFETY: an anonymous private mapping of one page at an address the
-    // kernel picks: it replaces nothing; the result is checked.
+    // SAFETY: an anonymous private mapping at an address the kernel picks:
+    // it replaces nothing; the result is checked.
     let page = unsafe {
         libc::mmap(
             std::ptr::null_mut(),
-            4096,
+            CACHE_MAPPING,
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
             -1,
@@ -99,13 +107,13 @@ fn cache_cell() -> *mut Cache {
     if page != libc::MAP_FAILED {
         // SAFETY: `page` is the page just mapped; madvise only changes how
         // the kernel copies it on fork.
-        if unsafe { libc::madvise(page, 4096, libc::MADV_WIPEONFORK) } == 0 {
+        if unsafe { libc::madvise(page, CACHE_MAPPING, libc::MADV_WIPEONFORK) } == 0 {
             // The page is zero-filled (an all-zero Cache: atomics, valid
-            // for zero), aligned to 4096 and never unmapped.
+            // for zero), page-aligned and never unmapped.
             return page.cast();
         }
         // SAFETY: the page mapped above, which nothing refers to.
-        unsafe { libc::munmap(page, 4096) };
+        unsafe { libc::munmap(page, CACHE_MAPPING) };
     }
     extern "C" fn forget_in_child() {
         FALLBACK.pid.store(0, Ordering::Relaxed);
@@ -236,6 +244,12 @@ fn is_zombie(pid: i32) -> bool {
     })
 }
 
+/// How much later than a segment's creation its creator may seem to have
+/// started: the kernel keeps the creation time in whole seconds, and a
+/// process's start is the boot time (whole seconds) plus clock ticks
+/// (FORMAT.md, "Opening, and telling a slow creator from a dead one").
+const CLOCK_SLACK: Duration = Duration::from_secs(2);
+
 /// Whether process `pid` may be the one that created, as user `cuid`, a
 /// segment whose creation time the kernel gives as `created`: it is alive,
 /// it started no later than that (allowing for the kernel's one-second
@@ -251,7 +265,7 @@ pub fn may_be_creator(pid: i32, created: Option<SystemTime>, cuid: u32) -> bool 
     let (Some(started), Some(created)) = (started_at(pid), created) else {
         return true;
     };
-    if started > created + Duration::from_secs(2) {
+    if started > created + CLOCK_SLACK {
         return false;
     }
     uids(pid).is_none_or(|ids| ids.contains(&cuid))

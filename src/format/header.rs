@@ -141,10 +141,14 @@ pub struct Header {
     /// | 0 (`WAITING`) | a read-write waiter may be asleep on this word | waiters set it (CAS) |
     /// | 1..32 | epoch | a writer that saw `WAITING` clears it and adds 2 (CAS), then wakes |
     ///
-    /// A writer commits, then (after a seq-cst fence) looks at `WAITING`;
-    /// a waiter sets `WAITING`, then (after a seq-cst fence) looks at the
-    /// commit point, then sleeps on the word's value: one of them sees the
-    /// other, and a change of epoch makes the kernel refuse the sleep.
+    /// Every write to it is a read-modify-write, so all of them lie in one
+    /// modification order. A writer commits, then reads the word with a
+    /// read-modify-write that changes nothing; a waiter sets `WAITING` by
+    /// compare-and-swap (or finds it set), then looks at the commit point,
+    /// then sleeps while the word holds what it saw, `WAITING` set: either
+    /// the waiter sees the commit, or the writer sees `WAITING` and moves
+    /// the epoch on, and the kernel refuses the sleep or the wake reaches
+    /// it (`sync/notify.rs` argues it).
     pub notify: AtomicU32,
     _reserved1: AtomicU32,
     /// Times a writer found the lock's owner dead and recovered it.

@@ -89,7 +89,7 @@ fn trusted(uid: u32) -> bool {
 }
 
 /// The secret of the namespace in `dir`, made if it has none yet.
-pub fn secret(dir: &Path) -> Result<[u8; SECRET_LEN]> {
+fn secret(dir: &Path) -> Result<[u8; SECRET_LEN]> {
     let meta = fs::metadata(dir).map_err(|e| refuse(dir, e.to_string()))?;
     if !meta.is_dir() {
         return Err(refuse(dir, "it is not a directory"));

@@ -9,10 +9,11 @@
 //! waiter (`life/removal.rs`): a waiter looks at the mark before it sleeps
 //! and after every wake, so it returns at once. An `ipcrm` marks nothing:
 //! for it, a waiter also asks the kernel (`IPC_STAT`) when it starts and
-//! then at most every [`REMOVAL_CHECK`] while nothing changes, so it sees
-//! one within that and a slice ([`notify::MAX_SLEEP`] for a read-write
-//! waiter, [`READ_ONLY_SLICE`] for a read-only one). Loads and reads never ask; stores and publishes look at
-//! the mark once they hold the write lock.
+//! then, while nothing changes, after each round it slept, but not twice
+//! within [`REMOVAL_CHECK`] or a slice, whichever is shorter; so it sees
+//! one within about a slice ([`notify::MAX_SLEEP`] for a read-write waiter,
+//! [`READ_ONLY_SLICE`] for a read-only one). Loads and reads never ask;
+//! stores and publishes look at the mark once they hold the write lock.
 
 use std::io;
 use std::sync::atomic::AtomicU32;
@@ -24,8 +25,9 @@ use crate::sync::atomic::Std;
 use crate::sync::notify::{self, Sleep};
 use crate::sys::futex;
 
-/// How often, at most, a waiter asks the kernel whether its object was
-/// removed while nothing changed.
+/// How often, at most, a read-write waiter asks the kernel whether its
+/// object was removed while nothing changed (a read-only one asks after
+/// each of its slices, which are shorter).
 pub const REMOVAL_CHECK: Duration = Duration::from_millis(100);
 
 /// The slice a read-only waiter, which writers do not wake, sleeps before

@@ -1,7 +1,9 @@
 //! What `/proc` and a few system calls tell about processes and segments:
-//! this process's pid (kept across `fork` correctly), whether another is
-//! alive, whether it is the one that started a claim or created a segment,
-//! and the kernel's list of every segment (`/proc/sysvipc/shm`).
+//! this process's pid (kept across `fork` correctly) and user, whether
+//! another is alive, whether it is the one that started a claim or created
+//! a segment, whether a user is in a group, and the kernel's list of every
+//! segment (`/proc/sysvipc/shm`); and the signals the crash points send
+//! this process.
 //!
 //! A pid alone does not name a process for long: pids are reused, within
 //! seconds on a busy machine (or on purpose: an unprivileged user can fork

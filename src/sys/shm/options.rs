@@ -212,12 +212,15 @@ impl SegmentOptions {
                     drop(seg);
                 }
                 Err(e) => {
-                    if created {
+                    if created && !matches!(e, Error::IdNotFound { .. }) {
                         // This call made the segment, so it existed for
-                        // nobody before, and no attach held it: remove it by
-                        // id. Only `shmat` running out of address space gets
-                        // here (the creator always has read and write), a
-                        // few microseconds after the segment was made.
+                        // nobody before, and no attach holds it: remove it
+                        // by id. The attach failed a few microseconds after
+                        // the segment was made (the creator always has read
+                        // and write: `shmat` ran out of address space, or
+                        // mapped it at address 0). One that another process
+                        // removed meanwhile (`IdNotFound`) is gone already,
+                        // and its id is not touched.
                         let _ = remove(id);
                     }
                     return Err(e);

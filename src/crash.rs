@@ -6,14 +6,16 @@
 //! `SIGKILL` the first time it reaches `STEP`, as `kill -9` would at that
 //! instruction; `STEP@N` waits for the `N`th time; `STEP:stop` stops itself
 //! with `SIGSTOP` instead, so that the test can look at the segment before
-//! it kills or continues the process. The tests in `tests/crash_points.rs`
-//! hold the table of every step and what must hold after a death there.
-#![allow(unsafe_code)]
+//! it kills or continues the process. `tests/crash_points.rs` and
+//! `tests/life.rs` (the life of an object) hold the tables of the steps and
+//! what must hold after a death or a stop there. The signal is sent
+//! through `sys::proc`, as every system call is.
 
 /// Every named step, in protocol order.
 #[cfg_attr(not(feature = "crash-points"), allow(dead_code))]
 pub const STEPS: &[&str] = &[
-    // The life of an object (store/life/).
+    // The life of an object (store/life/; the command's listings,
+    // catalog.rs).
     "create.before_shmget",
     "create.after_shmget",
     "create.after_claim",
@@ -28,26 +30,27 @@ pub const STEPS: &[&str] = &[
     "gc.after_list",
     "gc.after_judge",
     "gc.after_mark",
-    // A cell's store (cell/ring.rs).
+    // A cell's store (cell/mod.rs, cell/ring.rs).
     "cell.after_lock",
     "cell.after_announce",
     "cell.after_slot",
     "cell.after_commit",
-    // A region's publish (region/mod.rs).
+    // A region's publish (region/mod.rs, region/buffers.rs).
     "region.after_lock",
     "region.after_choose",
     "region.after_announce",
     "region.after_write",
     "region.after_len",
     "region.after_commit",
-    // Waking (sync/notify.rs), after either kind's commit.
+    // Waiting (sync/notify.rs): a writer before it wakes the waiters after
+    // either kind's commit, a waiter before it sleeps.
     "notify.before_wake",
     "notify.before_sleep",
     // A reader's pin (region/pin_slot.rs).
     "pin.after_claim",
     "pin.after_start",
     "pin.after_pin",
-    // A reclaim of a dead reader's pin.
+    // A reclaim of a dead reader's pin (region/pin_slot.rs).
     "reclaim.after_judge",
 ];
 
@@ -63,7 +66,9 @@ mod armed {
         hits: AtomicU64,
     }
 
-    /// Whether a step is armed in this process: not looked up yet, no, yes.
+    /// Whether a step may be armed in this process: `UNKNOWN` until a point
+    /// looked at the environment, and for good if it named a step; `NO`
+    /// once it is known that none is armed.
     static ARMED: AtomicU8 = AtomicU8::new(UNKNOWN);
     const UNKNOWN: u8 = 0;
     const NO: u8 = 1;
@@ -102,14 +107,11 @@ mod armed {
             return;
         };
         if arm.step == step && arm.hits.fetch_add(1, Ordering::SeqCst) + 1 == arm.at {
-            let signal = if arm.stop {
-                libc::SIGSTOP
+            if arm.stop {
+                crate::sys::proc::stop_self();
             } else {
-                libc::SIGKILL
-            };
-            // SAFETY: raising a signal on this process has no memory
-            // effects; SIGKILL ends it here, SIGSTOP suspends it here.
-            unsafe { libc::raise(signal) };
+                crate::sys::proc::kill_self();
+            }
         }
     }
 

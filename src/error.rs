@@ -313,7 +313,24 @@ pub enum Error {
         /// The removed segment's id.
         id: i32,
     },
-    /// Any other failure of a system call.
+    /// Other processes created and removed segments at the key (or at the
+    /// keys of its name) every time this process looked, `rounds` times in
+    /// a row, so that it could neither open nor create one.
+    Contended {
+        /// The key concerned.
+        key: Key,
+        /// What this process was doing.
+        op: &'static str,
+        /// How many times it looked.
+        rounds: usize,
+    },
+    /// Something this system, or this handle, does that shmstore cannot
+    /// work with.
+    Unsupported {
+        /// What it is.
+        reason: String,
+    },
+    /// Any other failure of a system call: the error the kernel returned.
     Os {
         /// The segment concerned, when there is one.
         target: Option<Target>,
@@ -537,8 +554,8 @@ impl fmt::Display for Error {
             ),
             Error::PinsExhausted { slots } => write!(
                 f,
-                "all {slots} reader pins held a guard for a second; drop guards sooner or read from \
-                 fewer threads at once"
+                "all {slots} reader pins stayed in use while this reader waited for one; drop \
+                 guards sooner or read from fewer threads at once"
             ),
             Error::Removed { id } => write!(
                 f,
@@ -551,6 +568,17 @@ impl fmt::Display for Error {
                     "nothing has been published in the region yet; wait_for_change(0, ..) waits for the first value"
                 )
             }
+            Error::Contended { key, op, rounds } => write!(
+                f,
+                "other processes created and removed segments at key {key} {rounds} times in a \
+                 row while this process tried to {op}; try again, and if it persists, find the \
+                 processes that keep making and removing it (`ipcs -m`, `shmstore list`)"
+            ),
+            Error::Unsupported { reason } => write!(
+                f,
+                "{reason}: shmstore does not support this; report it with the kernel's version \
+                 (`uname -r`)"
+            ),
             Error::Os {
                 target: Some(target),
                 op,

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::cell::SharedCell;
 use crate::error::{Error, Result, Target};
-use crate::format::{self, Kind, Layout, TypeDesc};
+use crate::format::{self, Current, Kind, Layout, TypeDesc};
 use crate::region::RegionSettings;
 use crate::region::{RegionReader, SharedRegion};
 use crate::store::heap::HeapImage;
@@ -254,7 +254,7 @@ pub fn region_archive(data: &[u8]) {
         .version
         .store(version, std::sync::atomic::Ordering::SeqCst);
     ctl.current.store(
-        (version << 8) | u64::from(buffer),
+        Current::new(version, usize::from(buffer)).raw(),
         std::sync::atomic::Ordering::SeqCst,
     );
     match region.read() {

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use rkyv::util::AlignedVec;
 
 use crate::error::Result;
-use crate::format::{self, HEADER_SIZE, Kind, REGION_CONTROL_SIZE, RegionControl};
+use crate::format::{self, Current, HEADER_SIZE, Kind, REGION_CONTROL_SIZE, RegionControl};
 use crate::region::pin_slot::{buffer_of, pid_of};
 use crate::sync::notify::WAITING;
 use crate::sys::shm::Segment;
@@ -376,10 +376,10 @@ fn escape_bytes(bytes: &[u8]) -> String {
 }
 
 fn region_state(ctl: &RegionControl, count: usize) -> RegionState {
-    let current = ctl.current.load(Relaxed);
+    let current = Current::from_raw(ctl.current.load(Relaxed));
     RegionState {
-        current_version: current >> 8,
-        current_buffer: (current & 0xff) as usize,
+        current_version: current.version(),
+        current_buffer: current.buffer(),
         buffers: ctl
             .buffers
             .iter()

@@ -42,12 +42,9 @@ pub const MAX_SLOTS: u32 = 64;
 /// The largest alignment a stored type may ask for.
 pub const MAX_ALIGN: u32 = 4096;
 
-/// The `state` word: zero-filled by the kernel, not yet initialised.
-pub const STATE_FRESH: u32 = 0;
-/// The `state` word: the creator is writing the header.
-pub const STATE_INITIALIZING: u32 = 1;
-/// The `state` word: the header and the first value are written.
-pub const STATE_READY: u32 = 2;
+/// The `state` word's values, defined with the protocol that writes them
+/// (`sync/ready.rs`).
+pub use crate::sync::ready::{STATE_FRESH, STATE_INITIALIZING, STATE_READY};
 
 /// The `life` word's state: in use.
 pub const LIFE_LIVE: u64 = 0;
@@ -76,7 +73,7 @@ pub struct Header {
     pub format_version: AtomicU32,
     /// [`Kind`] as a number.
     pub kind: AtomicU32,
-    /// The creation protocol's word (see `store/create.rs` and `sync/ready.rs`):
+    /// The creation protocol's word (see `store/life/` and `sync/ready.rs`):
     ///
     /// | value | meaning | written by |
     /// |---|---|---|
@@ -84,8 +81,10 @@ pub struct Header {
     /// | [`STATE_INITIALIZING`] | the creator is writing the header | the creator, relaxed |
     /// | [`STATE_READY`] | header, mutex and first value written | the creator, release |
     ///
-    /// Nothing but `magic` and `state` may be read before an acquire load
-    /// of this word gives `STATE_READY`; it never changes afterwards.
+    /// Nothing but `magic`, `state` and what the magic publishes (the
+    /// creator's pid and start time, the name: [`Header::write_creator`])
+    /// may be read before an acquire load of this word gives `STATE_READY`;
+    /// it never changes afterwards.
     pub state: AtomicU32,
     /// [`HEADER_SIZE`].
     pub header_size: AtomicU32,
@@ -142,10 +141,14 @@ pub struct Header {
     /// | 0 (`WAITING`) | a read-write waiter may be asleep on this word | waiters set it (CAS) |
     /// | 1..32 | epoch | a writer that saw `WAITING` clears it and adds 2 (CAS), then wakes |
     ///
-    /// A writer commits, then (after a seq-cst fence) looks at `WAITING`;
-    /// a waiter sets `WAITING`, then (after a seq-cst fence) looks at the
-    /// commit point, then sleeps on the word's value: one of them sees the
-    /// other, and a change of epoch makes the kernel refuse the sleep.
+    /// Every write to it is a read-modify-write, so all of them lie in one
+    /// modification order. A writer commits, then reads the word with a
+    /// read-modify-write that changes nothing; a waiter sets `WAITING` by
+    /// compare-and-swap (or finds it set), then looks at the commit point,
+    /// then sleeps while the word holds what it saw, `WAITING` set: either
+    /// the waiter sees the commit, or the writer sees `WAITING` and moves
+    /// the epoch on, and the kernel refuses the sleep or the wake reaches
+    /// it (`sync/notify.rs` argues it).
     pub notify: AtomicU32,
     _reserved1: AtomicU32,
     /// Times a writer found the lock's owner dead and recovered it.
@@ -213,7 +216,7 @@ const _: () = {
     assert!(offset_of!(Header, mutex) == 320);
     assert!(offset_of!(Header, name_len) == 112);
     assert!(offset_of!(Header, name) == 384);
-    assert!(size_of::<libc::pthread_mutex_t>() <= MUTEX_ROOM);
+    assert!(crate::sys::mutex::SIZE <= MUTEX_ROOM);
 };
 
 impl Header {

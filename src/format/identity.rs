@@ -74,7 +74,7 @@ impl Abi {
             arch,
             pointer_width: usize::BITS,
             libc,
-            mutex_size: size_of::<libc::pthread_mutex_t>() as u32,
+            mutex_size: crate::sys::mutex::SIZE as u32,
         }
     }
 }

@@ -16,7 +16,12 @@ use crate::error::{Error, Result};
 mod namespace;
 mod siphash;
 
-pub use namespace::{SECRET_FILE, SECRET_LEN};
+/// The secret's file, in a private namespace's directory
+/// ([`Key::named_in`]).
+pub const SECRET_FILE: &str = "shmstore.secret";
+
+/// The bytes of a private namespace's secret.
+pub const SECRET_LEN: usize = 16;
 
 /// The key that names a System V shared-memory segment.
 ///
@@ -69,6 +74,13 @@ impl Key {
         Ok(Key(raw, None))
     }
 
+    /// The key the kernel gives for a segment (`IPC_STAT`,
+    /// `/proc/sysvipc/shm`): [`Key::PRIVATE`] for 0, which private segments
+    /// and segments marked for removal show.
+    pub(crate) fn from_kernel(raw: i32) -> Key {
+        Key(raw, None)
+    }
+
     /// The key of an object named `name`: 1 to [`NAME_MAX`] bytes of UTF-8,
     /// no control character (NUL included); `/` separates an application's
     /// prefix, as in `acme/config`. The name is stored in the object when
@@ -93,40 +105,6 @@ impl Key {
     pub fn named(name: &str) -> Result<Key> {
         check_name(name)?;
         let name = intern(name, None);
-        Ok(Key(name_key(name, 0), Some(name)))
-    }
-
-    /// The key of an object named `name` in the private namespace of the
-    /// directory `dir`: as [`Key::named`], but the name's keys are derived
-    /// from a secret kept in `dir` (made there on first use, 16 random
-    /// bytes in [`SECRET_FILE`]), so that a user who cannot read it can
-    /// neither tell the name's keys nor take them to deny the name. `dir`
-    /// must belong to this user or root and not be writable by its group or
-    /// others; the secret must be a regular file of this user or root that
-    /// no other user may read. Users of different uids share a namespace
-    /// when root makes the directory and the secret (mode `0640`, in their
-    /// group). Every process that uses the name must use the same directory
-    /// (FORMAT.md, "Names in a private namespace").
-    ///
-    /// ```
-    /// use shmstore::{Key, SharedCell};
-    /// # let dir = std::env::temp_dir().join(format!("shmstore-doc-{}", std::process::id()));
-    /// # std::fs::create_dir_all(&dir)?;
-    /// # use std::os::unix::fs::PermissionsExt;
-    /// # std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
-    ///
-    /// let key = Key::named_in(&dir, "acme/config")?;
-    /// assert_ne!(key.raw(), Key::named("acme/config")?.raw());
-    /// let cell = SharedCell::<u64>::create(key, 7)?;
-    /// assert_eq!(SharedCell::<u64>::open(Key::named_in(&dir, "acme/config")?)?.load(), 7);
-    /// cell.remove()?;
-    /// # std::fs::remove_dir_all(&dir)?;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn named_in(dir: impl AsRef<Path>, name: &str) -> Result<Key> {
-        check_name(name)?;
-        let secret = namespace::secret(dir.as_ref())?;
-        let name = intern(name, Some(secret));
         Ok(Key(name_key(name, 0), Some(name)))
     }
 
@@ -214,6 +192,9 @@ impl fmt::Display for Key {
         }
     }
 }
+
+// The refusal below spells out NAME_MAX.
+const _: () = assert!(NAME_MAX == 128);
 
 /// Refuse what cannot be a name: empty, too long, or with a control
 /// character.

@@ -19,20 +19,61 @@
 //! file of this process's own, then linked to its name, which fails if
 //! another process got there first (its secret is then the one read), so
 //! the file is never seen half written.
+//!
+//! Reading the secret takes system calls (`sys`), which the rest of `key/`
+//! makes none of: this file, with [`Key::named_in`], sits above `sys/`
+//! (ARCHITECTURE.md, "Layers").
 
 use std::fs;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use super::{Key, SECRET_FILE, SECRET_LEN, check_name, intern, name_key};
 use crate::error::{Error, Result};
-use crate::sys::proc;
+use crate::sys::{fs::open_no_follow, proc};
 
-/// The secret's file, in the namespace's directory.
-pub const SECRET_FILE: &str = "shmstore.secret";
+impl Key {
+    /// The key of an object named `name` in the private namespace of the
+    /// directory `dir`: as [`Key::named`], but the name's keys are derived
+    /// from a secret kept in `dir` (made there on first use, 16 random
+    /// bytes in [`SECRET_FILE`]), so that a user who cannot read it can
+    /// neither tell the name's keys nor take them to deny the name. `dir`
+    /// must belong to this user or root and not be writable by its group or
+    /// others; the secret must be a regular file of this user or root that
+    /// no other user may read. Users of different uids share a namespace
+    /// when root makes the directory and the secret (mode `0640`, in their
+    /// group). Every process that uses the name must use the same directory
+    /// (FORMAT.md, "Names in a private namespace").
+    ///
+    /// ```
+    /// use shmstore::{Key, SharedCell};
+    /// # let dir = std::env::temp_dir().join(format!("shmstore-doc-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir)?;
+    /// # use std::os::unix::fs::PermissionsExt;
+    /// # std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+    ///
+    /// let key = Key::named_in(&dir, "acme/config")?;
+    /// assert_ne!(key.raw(), Key::named("acme/config")?.raw());
+    /// let cell = SharedCell::<u64>::create(key, 7)?;
+    /// assert_eq!(SharedCell::<u64>::open(Key::named_in(&dir, "acme/config")?)?.load(), 7);
+    /// cell.remove()?;
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn named_in(dir: impl AsRef<Path>, name: &str) -> Result<Key> {
+        check_name(name)?;
+        let secret = secret(dir.as_ref())?;
+        let name = intern(name, Some(secret));
+        Ok(Key(name_key(name, 0), Some(name)))
+    }
+}
 
-/// The bytes of a secret.
-pub const SECRET_LEN: usize = 16;
+/// How many times the secret is looked for (and made where it is missing)
+/// before a secret that keeps coming and going is refused: once made, by
+/// this process or another, it is there at the next look unless someone
+/// removes it.
+const SECRET_ROUNDS: usize = 4;
 
 fn refuse(dir: &Path, reason: impl Into<String>) -> Error {
     Error::Namespace {
@@ -48,7 +89,7 @@ fn trusted(uid: u32) -> bool {
 }
 
 /// The secret of the namespace in `dir`, made if it has none yet.
-pub fn secret(dir: &Path) -> Result<[u8; SECRET_LEN]> {
+fn secret(dir: &Path) -> Result<[u8; SECRET_LEN]> {
     let meta = fs::metadata(dir).map_err(|e| refuse(dir, e.to_string()))?;
     if !meta.is_dir() {
         return Err(refuse(dir, "it is not a directory"));
@@ -68,7 +109,7 @@ pub fn secret(dir: &Path) -> Result<[u8; SECRET_LEN]> {
     }
     let path = dir.join(SECRET_FILE);
     let group = (meta.mode() & 0o040 != 0).then_some(meta.gid());
-    for _ in 0..4 {
+    for _ in 0..SECRET_ROUNDS {
         match read(dir, &path)? {
             Some(secret) => return Ok(secret),
             None => make(dir, &path, group)?,
@@ -85,11 +126,7 @@ pub fn secret(dir: &Path) -> Result<[u8; SECRET_LEN]> {
 /// opened without blocking and refused), this user's or root's, no access
 /// for other users, exactly [`SECRET_LEN`] bytes.
 fn read(dir: &Path, path: &Path) -> Result<Option<[u8; SECRET_LEN]>> {
-    let opened = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path);
-    let mut file = match opened {
+    let mut file = match open_no_follow(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(refuse(dir, format!("{SECRET_FILE}: {e}"))),

@@ -12,7 +12,8 @@
 //! `version = 0` (release); scan the pins (`pin_slot.rs`), and if one pins
 //! it, give it its version back and try the next; then a release fence;
 //! write the archive (plain writes); store `len` (relaxed) and `version =
-//! v` (release); then the commit: `current = (v << 8) | b` (release).
+//! v` (release); then the commit: `current = Current::new(v, b)`, that is
+//! `(v << 8) | b` (release).
 //!
 //! **Copying reader**: load `current` (acquire) → version `v`, buffer `b`;
 //! load `buffers[b].version` (acquire); load `len` and check it against
@@ -55,6 +56,7 @@
 
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
+use crate::format::Current;
 use crate::sync::atomic::{Model, Word64};
 
 /// A buffer's description, as the protocol sees it.
@@ -121,9 +123,9 @@ pub fn publish<'a, M: Model + 'a, E>(
     write: impl FnOnce(usize, u64) -> Result<u64, E>,
 ) -> Result<u64, E> {
     // Relaxed: only lock holders store `current`, and the lock orders them.
-    let c = current.load(Relaxed);
-    let (v, now) = (c >> 8, (c & 0xff) as usize);
-    let b = choose((v != 0).then_some(now))?;
+    let c = Current::from_raw(current.load(Relaxed));
+    let v = c.version();
+    let b = choose(c.is_published().then_some(c.buffer()))?;
     crate::crash::point("region.after_choose");
     let m = meta(b);
     begin::<M>();
@@ -145,7 +147,7 @@ pub fn commit<M: Model>(current: &M::U64, meta: &Meta<'_, M::U64>, next: u64, b:
     meta.len.store(len, Relaxed);
     meta.version.store(next, Release);
     crate::crash::point("region.after_len");
-    current.store((next << 8) | b as u64, Release);
+    current.store(Current::new(next, b).raw(), Release);
     crate::crash::point("region.after_commit");
 }
 
@@ -154,7 +156,7 @@ pub fn commit<M: Model>(current: &M::U64, meta: &Meta<'_, M::U64>, next: u64, b:
 pub enum Copied {
     /// A whole copy of the archive this `current` word names, `len` bytes.
     Whole {
-        /// The `current` word copied.
+        /// The `current` word copied, raw ([`Current::from_raw`]).
         current: u64,
         /// Its length.
         len: usize,
@@ -180,16 +182,16 @@ pub fn copy<'a, M: Model + 'a>(
     stride: usize,
     copy: impl FnOnce(usize, usize),
 ) -> Copied {
-    let c = current.load(Acquire);
-    let (v, b) = (c >> 8, (c & 0xff) as usize);
-    if v == 0 {
+    let c = Current::from_raw(current.load(Acquire));
+    let (v, b) = (c.version(), c.buffer());
+    if !c.is_published() {
         return Copied::Nothing;
     }
     let Some(m) = meta(b) else {
         return Copied::Corrupt { len: u64::MAX };
     };
     let rewritten = || {
-        if current.load(Relaxed) == c {
+        if current.load(Relaxed) == c.raw() {
             Copied::Corrupt { len: u64::MAX }
         } else {
             Copied::Rewritten
@@ -208,7 +210,7 @@ pub fn copy<'a, M: Model + 'a>(
         return rewritten();
     }
     Copied::Whole {
-        current: c,
+        current: c.raw(),
         len: len as usize,
     }
 }

@@ -9,8 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::Mutex;
 use rkyv::Archive;
 
-use super::{Hold, Readable, RegionRef, SharedRegion, buffers, check_archive, split};
+use super::{Hold, Readable, RegionRef, SharedRegion, buffers, check_archive};
 use crate::error::{Error, Result};
+use crate::format::Current;
 use crate::store::Access;
 use crate::sync::atomic::Std;
 use crate::sync::copy;
@@ -63,7 +64,7 @@ impl<T: Archive, A: Access> SharedRegion<T, A> {
         let layout = *self.store.layout();
         loop {
             let current = ctl.current.load(Ordering::Acquire);
-            if current >> 8 == 0 {
+            if !Current::from_raw(current).is_published() {
                 return Err(Error::NothingPublished);
             }
             let mut cache = state.cache.lock();
@@ -92,7 +93,10 @@ impl<T: Archive, A: Access> SharedRegion<T, A> {
                 buffers::Copied::Whole { current, .. } => (current, bytes),
                 buffers::Copied::Nothing => return Err(Error::NothingPublished),
                 buffers::Copied::Corrupt { len } => {
-                    let (version, buffer) = split(current);
+                    let (version, buffer) = (
+                        Current::from_raw(current).version(),
+                        Current::from_raw(current).buffer(),
+                    );
                     return Err(Error::Corrupt {
                         reason: if len == u64::MAX {
                             format!(
@@ -133,7 +137,7 @@ impl<T: Archive, A: Access> SharedRegion<T, A> {
             unsafe { rkyv::access_unchecked::<T::Archived>(copy.bytes()) } as *const T::Archived;
         RegionRef {
             value,
-            version: current >> 8,
+            version: Current::from_raw(current).version(),
             _hold: Hold::Copy(copy),
         }
     }

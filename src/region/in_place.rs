@@ -14,10 +14,9 @@ use std::sync::atomic::Ordering;
 use parking_lot::Mutex;
 use rkyv::Archive;
 
-use super::{
-    Hold, Readable, RegionRef, SharedRegion, check_archive, corrupt, pin_slot, pins, split,
-};
+use super::{Hold, Readable, RegionRef, SharedRegion, check_archive, corrupt, pin_slot, pins};
 use crate::error::{Error, Result};
+use crate::format::Current;
 use crate::format::RegionControl;
 use crate::store::{Access, Store};
 use crate::sync::atomic::Std;
@@ -117,7 +116,7 @@ impl<T: Archive, A: Access> SharedRegion<T, A> {
             let (lease, lent) = (slot.lease, slot.lent);
             // From here the pin is held, and an error unpins it.
             let hold = slot.pinned();
-            if current >> 8 == 0 {
+            if !Current::from_raw(current).is_published() {
                 return Err(Error::NothingPublished);
             }
             if self.holds(current) {
@@ -125,7 +124,10 @@ impl<T: Archive, A: Access> SharedRegion<T, A> {
             }
             drop(hold);
             if ctl.current.load(Ordering::Relaxed) == current {
-                let (version, buffer) = split(current);
+                let (version, buffer) = (
+                    Current::from_raw(current).version(),
+                    Current::from_raw(current).buffer(),
+                );
                 return Err(corrupt(format_args!(
                     "current names version {version} in buffer {buffer}, which does not hold it"
                 )));
@@ -171,8 +173,12 @@ impl<T: Archive, A: Access> SharedRegion<T, A> {
         let len = archive_len(&self.store, self.control(), current)?;
         // SAFETY: archive_len checked that the buffer and its `len` bytes lie
         // inside the mapping; the caller's pin keeps writers off them.
-        let bytes =
-            unsafe { std::slice::from_raw_parts(self.store.slot_ptr(split(current).1), len) };
+        let bytes = unsafe {
+            std::slice::from_raw_parts(
+                self.store.slot_ptr(Current::from_raw(current).buffer()),
+                len,
+            )
+        };
         check_archive::<T>(bytes)?;
         *validated = Some((current, len));
         Ok(len)
@@ -198,15 +204,19 @@ impl<T: Archive, A: Access> SharedRegion<T, A> {
         // checked it); the buffer lies inside the mapping the handle keeps
         // attached, and the pin keeps every writer off it while the guard
         // lives.
-        let bytes =
-            unsafe { std::slice::from_raw_parts(self.store.slot_ptr(split(current).1), len) };
+        let bytes = unsafe {
+            std::slice::from_raw_parts(
+                self.store.slot_ptr(Current::from_raw(current).buffer()),
+                len,
+            )
+        };
         // SAFETY: these bytes were validated as T::Archived by this handle,
         // at this length, and no writer has changed them since: the buffer
         // was current then and has been pinned since the re-check.
         let value = unsafe { rkyv::access_unchecked::<T::Archived>(bytes) };
         RegionRef {
             value,
-            version: current >> 8,
+            version: Current::from_raw(current).version(),
             _hold: Hold::Pin(pins::PinHold { word, claim, lent }),
         }
     }
@@ -217,7 +227,7 @@ impl<T: Archive, A: Access> SharedRegion<T, A> {
 /// not fit. Read once: callers keep the result.
 fn archive_len(store: &Store, ctl: &RegionControl, current: u64) -> Result<usize> {
     let layout = store.layout();
-    let (_, buffer) = split(current);
+    let buffer = Current::from_raw(current).buffer();
     if buffer >= layout.slot_count {
         return Err(corrupt(format_args!(
             "current buffer {buffer} of {}",

@@ -42,7 +42,7 @@ use std::time::Duration;
 use rkyv::Archive;
 
 use crate::error::{Error, Result, Target};
-use crate::format::RegionControl;
+use crate::format::{Current, RegionControl};
 use crate::key::Key;
 use crate::store::{Access, ReadOnly, ReadWrite, Store};
 use crate::sync::atomic::Std;
@@ -142,10 +142,6 @@ impl<T, A: Access> Drop for SharedRegion<T, A> {
     }
 }
 
-pub(crate) fn split(current: u64) -> (u64, usize) {
-    (current >> 8, (current & 0xff) as usize)
-}
-
 /// Opening, and the reading methods, for every access.
 impl<T: Archive, A: Access> SharedRegion<T, A> {
     pub(crate) fn wrap(store: Store, settings: &RegionSettings) -> Self {
@@ -226,7 +222,7 @@ impl<T: Archive, A: Access> SharedRegion<T, A> {
 
     /// The version of the current value (0 before the first publish).
     pub fn version(&self) -> u64 {
-        self.control().current.load(Ordering::Acquire) >> 8
+        Current::from_raw(self.control().current.load(Ordering::Acquire)).version()
     }
 
     /// Wait until the version differs from `since` or `timeout` passes;
@@ -238,8 +234,9 @@ impl<T: Archive, A: Access> SharedRegion<T, A> {
     /// instead.
     pub fn wait_for_change(&self, since: u64, timeout: Option<Duration>) -> Result<u64> {
         let current = &self.control().current;
-        self.store
-            .wait_for_change(since, timeout, || current.load(Ordering::SeqCst) >> 8)
+        self.store.wait_for_change(since, timeout, || {
+            Current::from_raw(current.load(Ordering::SeqCst)).version()
+        })
     }
 
     /// Times a writer found the lock's owner dead and recovered it.
@@ -281,7 +278,10 @@ impl<T: Archive, A: Access> SharedRegion<T, A> {
     /// check a reader makes once it pinned it (`buffers.rs`).
     #[inline(always)]
     fn holds(&self, current: u64) -> bool {
-        let (version, buffer) = split(current);
+        let (version, buffer) = (
+            Current::from_raw(current).version(),
+            Current::from_raw(current).buffer(),
+        );
         buffer < self.store.layout().slot_count
             && buffers::holds::<Std>(&self.meta(buffer), version)
     }

@@ -66,6 +66,7 @@
 
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 
+use crate::format::Current;
 use crate::sync::atomic::{Model, Word64};
 
 /// The bits of the pid (Linux pids are below 2^22).
@@ -123,7 +124,8 @@ pub fn claim<M: Model>(word: &M::U64, start_time: &M::U64, pid: i32, start: u64)
 /// What a pin found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pin {
-    /// Pinned the buffer this `current` word names, re-checked.
+    /// Pinned the buffer this `current` word (raw: [`Current::from_raw`])
+    /// names, re-checked.
     Pinned(u64),
     /// A commit came in between: unpinned again; try again.
     Moved,
@@ -137,7 +139,7 @@ pub enum Pin {
 pub fn pin<M: Model>(current: &M::U64, word: &M::U64, claim: u64) -> Pin {
     let c = current.load(Acquire);
     let idle = claim & !BUF_MASK;
-    let pinned = with_buffer(claim, (c & 0xff) as usize);
+    let pinned = with_buffer(claim, Current::from_raw(c).buffer());
     if word
         .compare_exchange(idle, pinned, Acquire, Relaxed)
         .is_err()

@@ -123,10 +123,8 @@ pub(super) fn reclaim_dead(ctl: &RegionControl) -> bool {
 fn claim_slot(ctl: &RegionControl) -> Result<Lease> {
     let me = proc::own_pid();
     if me <= 0 || me as u64 > pin_slot::PID_MASK {
-        return Err(Error::Os {
-            target: None,
-            op: "claim a pin slot",
-            source: std::io::Error::other(format!("pid {me} does not fit in 22 bits")),
+        return Err(Error::Unsupported {
+            reason: format!("pid {me} does not fit in the 22 bits of a reader pin slot"),
         });
     }
     let start = proc::own_start_time();

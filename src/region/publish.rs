@@ -20,10 +20,9 @@ use rkyv::rancor;
 use rkyv::ser::allocator::Arena;
 use rkyv::ser::writer::Buffer;
 
-use super::{
-    Publishable, Readable, RegionSettings, SharedRegion, buffers, check_archive, pins, split,
-};
+use super::{Publishable, Readable, RegionSettings, SharedRegion, buffers, check_archive, pins};
 use crate::error::{Error, Result};
+use crate::format::Current;
 use crate::store::{ReadWrite, WriteGuard};
 use crate::sync::atomic::Std;
 
@@ -181,7 +180,7 @@ impl<T: Archive> SharedRegion<T, ReadWrite> {
         if !self.writer().reuse_grace.is_zero() {
             let mut retired = self.writer().retired.lock();
             if next > 1 {
-                let before = split(retired.seen).1;
+                let before = Current::from_raw(retired.seen).buffer();
                 retired.at[before] = Some(Instant::now());
             }
             retired.seen = self.control().current.load(Ordering::Relaxed);

@@ -9,10 +9,10 @@
 use std::sync::atomic::Ordering;
 
 use super::Store;
+use super::wait::Futex;
 use crate::error::{Error, Result};
 use crate::sync::atomic::Std;
 use crate::sync::notify;
-use crate::sys::futex::Futex;
 use crate::sys::mutex;
 
 impl Store {

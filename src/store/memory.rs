@@ -73,10 +73,8 @@ impl Memory {
         match self {
             Memory::Segment(s) => s.info(),
             #[cfg(feature = "fuzzing")]
-            Memory::Heap { .. } => Err(Error::Os {
-                target: None,
-                op: "IPC_STAT",
-                source: std::io::Error::other("an in-memory image is not a segment"),
+            Memory::Heap { .. } => Err(Error::Unsupported {
+                reason: "IPC_STAT of an in-memory image, which is not a segment".into(),
             }),
         }
     }

@@ -9,22 +9,48 @@
 //! waiter (`life/removal.rs`): a waiter looks at the mark before it sleeps
 //! and after every wake, so it returns at once. An `ipcrm` marks nothing:
 //! for it, a waiter also asks the kernel (`IPC_STAT`) when it starts and
-//! then at most every [`REMOVAL_CHECK`] while nothing changes, so it sees
-//! one within that and a slice (250 ms for a read-write waiter, 2 ms for a
-//! read-only one). Loads and reads never ask; stores and publishes look at
-//! the mark once they hold the write lock.
+//! then, while nothing changes, after each round it slept, but not twice
+//! within [`REMOVAL_CHECK`] or a slice, whichever is shorter; so it sees
+//! one within about a slice ([`notify::MAX_SLEEP`] for a read-write waiter,
+//! [`READ_ONLY_SLICE`] for a read-only one). Loads and reads never ask;
+//! stores and publishes look at the mark once they hold the write lock.
 
+use std::io;
+use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant};
-
-/// How often, at most, a waiter asks the kernel whether its object was
-/// removed while nothing changed.
-pub const REMOVAL_CHECK: Duration = Duration::from_millis(100);
 
 use super::Store;
 use crate::error::{Error, Result, Target};
 use crate::sync::atomic::Std;
-use crate::sync::notify;
-use crate::sys::futex::Futex;
+use crate::sync::notify::{self, Sleep};
+use crate::sys::futex;
+
+/// How often, at most, a read-write waiter asks the kernel whether its
+/// object was removed while nothing changed (a read-only one asks after
+/// each of its slices, which are shorter).
+pub const REMOVAL_CHECK: Duration = Duration::from_millis(100);
+
+/// The slice a read-only waiter, which writers do not wake, sleeps before
+/// it looks at the version again.
+pub const READ_ONLY_SLICE: Duration = Duration::from_millis(2);
+
+/// The kernel's futex, as the waiting protocol (`sync/notify.rs`) sleeps
+/// and wakes on it.
+pub struct Futex;
+
+impl Sleep<AtomicU32> for Futex {
+    #[inline]
+    fn sleep(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> io::Result<()> {
+        futex::wait(word, expected, timeout).map(drop)
+    }
+
+    #[inline]
+    fn wake_all(&self, word: &AtomicU32) {
+        // A failed wake (ENOSYS) leaves waiters to their MAX_SLEEP slices;
+        // the commit is made either way.
+        let _ = futex::wake_all(word);
+    }
+}
 
 impl Store {
     /// Wait until `version()` differs from `since`, at most `timeout` (a
@@ -45,7 +71,7 @@ impl Store {
         let slice = if announce {
             notify::MAX_SLEEP
         } else {
-            Duration::from_millis(2)
+            READ_ONLY_SLICE
         };
         let now = std::cell::Cell::new(since);
         let header = self.header();

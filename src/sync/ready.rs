@@ -1,21 +1,33 @@
 //! The creation protocol's `state` word (`Header::state`): how a creator
 //! makes everything it wrote visible to openers at once.
 //!
-//! The creator stores `INITIALIZING` (relaxed; it only tells openers that a
-//! shmstore creator is at work), writes the header, the mutex and the first
-//! value, then stores `READY` with release ordering. An opener loads `state`
-//! with acquire ordering and reads nothing but `magic` and `state` before it
-//! sees `READY`: the acquire load that reads `READY` synchronises with the
+//! The creator, once it has claimed the segment (its identity and name,
+//! then the magic, with release ordering: `store/life/claim.rs`), stores
+//! `INITIALIZING` (relaxed; it only tells openers that a shmstore creator
+//! is at work), writes the header, the mutex and the first value, then
+//! stores `READY` with release ordering. An opener loads `state` with
+//! acquire ordering and reads nothing but the magic, the state and what the
+//! magic publishes (the creator's identity and the name) before it sees
+//! `READY`: the acquire load that reads `READY` synchronises with the
 //! release store, so every write the creator made before it is visible. A
 //! creator that dies before `READY` leaves the word at `INITIALIZING` (or
-//! `FRESH`) for good; openers judge the creator's liveness (`store/create.rs`).
+//! `FRESH`) for good; openers judge the creator's liveness
+//! (`store/life/creator.rs`).
 //!
-//! The model in `tests/loom_ready.rs` runs these functions.
+//! The word's values are defined here, with the protocol that writes them;
+//! the header (`format/header.rs`) re-exports them. The model in
+//! `tests/loom_ready.rs` runs these functions.
 
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 use super::atomic::{Model, Word32};
-use crate::format::{STATE_INITIALIZING, STATE_READY};
+
+/// The `state` word: zero-filled by the kernel, not yet initialised.
+pub const STATE_FRESH: u32 = 0;
+/// The `state` word: the creator is writing the header.
+pub const STATE_INITIALIZING: u32 = 1;
+/// The `state` word: the header and the first value are written.
+pub const STATE_READY: u32 = 2;
 
 /// The creator, before it writes anything else.
 pub fn begin<M: Model>(state: &M::U32) {

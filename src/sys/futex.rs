@@ -1,17 +1,17 @@
 //! Futex wait and wake on a 32-bit word in shared memory (`futex(2)`).
-#![allow(unsafe_code)]
 //!
 //! The futexes are shared (no `FUTEX_PRIVATE_FLAG`): the kernel keys them by
 //! the page, so processes that map the segment at different addresses meet
 //! on the same word. Waiting only reads the word, so it works on a read-only
 //! attachment too. Both calls are safe: a `&AtomicU32` is a valid, aligned
-//! word for as long as the call borrows it.
+//! word for as long as the call borrows it. The waiting protocol
+//! (`sync/notify.rs`) sleeps and wakes through them by way of
+//! `store/wait.rs`.
+#![allow(unsafe_code)]
 
 use std::io;
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
-
-use crate::sync::notify::Sleep;
 
 /// How a [`wait`] ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,24 +88,6 @@ pub fn wake_all(word: &AtomicU32) -> io::Result<usize> {
         return Err(io::Error::last_os_error());
     }
     Ok(n as usize)
-}
-
-/// The kernel's futex, as the waiting protocol (`sync/notify.rs`) sleeps
-/// and wakes on it.
-pub struct Futex;
-
-impl Sleep<AtomicU32> for Futex {
-    #[inline]
-    fn sleep(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> io::Result<()> {
-        wait(word, expected, timeout).map(drop)
-    }
-
-    #[inline]
-    fn wake_all(&self, word: &AtomicU32) {
-        // A failed wake (ENOSYS) leaves waiters to their MAX_SLEEP slices;
-        // the commit is made either way.
-        let _ = wake_all(word);
-    }
 }
 
 #[cfg(test)]

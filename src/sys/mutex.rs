@@ -8,6 +8,10 @@
 
 use std::io;
 
+/// The size of the platform's `pthread_mutex_t`, which the format reserves
+/// room for and records (`format/header.rs`, `format/identity.rs`).
+pub const SIZE: usize = size_of::<libc::pthread_mutex_t>();
+
 /// How a lock was acquired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Locked {
@@ -84,8 +88,9 @@ pub unsafe fn lock(m: *mut libc::pthread_mutex_t) -> io::Result<Locked> {
     match unsafe { libc::pthread_mutex_lock(m) } {
         0 => Ok(Locked::Clean),
         libc::EOWNERDEAD => {
-            // The dead owner's write never reached its commit point, so the
-            // data it guarded is consistent: say so and carry on.
+            // The data it guards is consistent whatever instruction its
+            // owner died at (each write of the crate's is made visible by
+            // one commit store, made or not): say so, and tell the caller.
             // SAFETY: we own the mutex (EOWNERDEAD hands it over).
             match unsafe { libc::pthread_mutex_consistent(m) } {
                 0 => Ok(Locked::Recovered),

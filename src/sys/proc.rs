@@ -1,7 +1,9 @@
 //! What `/proc` and a few system calls tell about processes and segments:
-//! this process's pid (kept across `fork` correctly), whether another is
-//! alive, whether it is the one that started a claim or created a segment,
-//! and the kernel's list of every segment (`/proc/sysvipc/shm`).
+//! this process's pid (kept across `fork` correctly) and user, whether
+//! another is alive, whether it is the one that started a claim or created
+//! a segment, whether a user is in a group, and the kernel's list of every
+//! segment (`/proc/sysvipc/shm`); and the signals the crash points send
+//! this process.
 //!
 //! A pid alone does not name a process for long: pids are reused, within
 //! seconds on a busy machine (or on purpose: an unprivileged user can fork
@@ -12,9 +14,11 @@
 use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::key::Key;
 use crate::sys::shm::SegmentInfo;
+use crate::sys::shm::failure::{Call, error};
+use crate::sys::shm::raw::{SHM_DEST, SHM_LOCKED};
 
 /// This process's pid, without a system call after the first: glibc no
 /// longer caches `getpid`, and a region read needs the pid.
@@ -79,15 +83,23 @@ fn fetch_own_pid() -> i32 {
     pid
 }
 
+/// The bytes mapped for the cache: a page (the kernel rounds a mapping up
+/// to whole pages, and a page is at least this long).
+#[cfg(not(miri))]
+const CACHE_MAPPING: usize = 4096;
+
+#[cfg(not(miri))]
+const _: () = assert!(std::mem::size_of::<Cache>() <= CACHE_MAPPING);
+
 /// A never-freed cache that reads all zero in the child of a fork.
 #[cfg(not(miri))]
 fn cache_cell() -> *mut Cache {
-    // SAFETY: an anonymous private mapping of one page at an address the
-    // kernel picks: it replaces nothing; the result is checked.
+    // SAFETY: an anonymous private mapping at an address the kernel picks:
+    // it replaces nothing; the result is checked.
     let page = unsafe {
         libc::mmap(
             std::ptr::null_mut(),
-            4096,
+            CACHE_MAPPING,
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
             -1,
@@ -97,13 +109,13 @@ fn cache_cell() -> *mut Cache {
     if page != libc::MAP_FAILED {
         // SAFETY: `page` is the page just mapped; madvise only changes how
         // the kernel copies it on fork.
-        if unsafe { libc::madvise(page, 4096, libc::MADV_WIPEONFORK) } == 0 {
+        if unsafe { libc::madvise(page, CACHE_MAPPING, libc::MADV_WIPEONFORK) } == 0 {
             // The page is zero-filled (an all-zero Cache: atomics, valid
-            // for zero), aligned to 4096 and never unmapped.
+            // for zero), page-aligned and never unmapped.
             return page.cast();
         }
         // SAFETY: the page mapped above, which nothing refers to.
-        unsafe { libc::munmap(page, 4096) };
+        unsafe { libc::munmap(page, CACHE_MAPPING) };
     }
     extern "C" fn forget_in_child() {
         FALLBACK.pid.store(0, Ordering::Relaxed);
@@ -125,6 +137,24 @@ fn cache_cell() -> *mut Cache {
 pub fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
+}
+
+/// Kill this process where it stands (`SIGKILL`), as `kill -9` would at
+/// this instruction: a crash point's death.
+#[cfg(feature = "crash-points")]
+pub fn kill_self() {
+    // SAFETY: raising a signal on this process touches no memory of ours;
+    // SIGKILL, which cannot be caught, ends the process here.
+    unsafe { libc::raise(libc::SIGKILL) };
+}
+
+/// Stop this process where it stands (`SIGSTOP`) until it is continued
+/// (`SIGCONT`) or killed: a crash point's pause.
+#[cfg(feature = "crash-points")]
+pub fn stop_self() {
+    // SAFETY: raising a signal on this process touches no memory of ours;
+    // SIGSTOP, which cannot be caught, suspends the process here.
+    unsafe { libc::raise(libc::SIGSTOP) };
 }
 
 /// Whether process `pid` exists and has not exited (a zombie counts as
@@ -226,6 +256,12 @@ fn is_zombie(pid: i32) -> bool {
     })
 }
 
+/// How much later than a segment's creation its creator may seem to have
+/// started: the kernel keeps the creation time in whole seconds, and a
+/// process's start is the boot time (whole seconds) plus clock ticks
+/// (FORMAT.md, "Opening, and telling a slow creator from a dead one").
+const CLOCK_SLACK: Duration = Duration::from_secs(2);
+
 /// Whether process `pid` may be the one that created, as user `cuid`, a
 /// segment whose creation time the kernel gives as `created`: it is alive,
 /// it started no later than that (allowing for the kernel's one-second
@@ -241,7 +277,7 @@ pub fn may_be_creator(pid: i32, created: Option<SystemTime>, cuid: u32) -> bool 
     let (Some(started), Some(created)) = (started_at(pid), created) else {
         return true;
     };
-    if started > created + Duration::from_secs(2) {
+    if started > created + CLOCK_SLACK {
         return false;
     }
     uids(pid).is_none_or(|ids| ids.contains(&cuid))
@@ -332,11 +368,7 @@ pub const PROC_SHM: &str = "/proc/sysvipc/shm";
 /// # Ok::<(), shmstore::Error>(())
 /// ```
 pub fn list_segments() -> Result<Vec<SegmentInfo>> {
-    let text = std::fs::read_to_string(PROC_SHM).map_err(|source| Error::Os {
-        target: None,
-        op: "read /proc/sysvipc/shm",
-        source,
-    })?;
+    let text = std::fs::read_to_string(PROC_SHM).map_err(|e| error(Call::List, e))?;
     Ok(parse(&text))
 }
 
@@ -357,21 +389,16 @@ fn parse_line(line: &str) -> Option<SegmentInfo> {
             .filter(|&t| t > 0)
             .map(|t| UNIX_EPOCH + Duration::from_secs(t as u64))
     };
-    let raw_key = f[0].parse::<i32>().ok()?;
-    // The kernel prints the mode in octal, with SHM_DEST (0o1000) and
-    // SHM_LOCKED (0o2000) above the permission bits.
+    // The kernel prints the mode in octal, with SHM_DEST and SHM_LOCKED
+    // above the permission bits.
     let perms = u32::from_str_radix(f[2], 8).ok()?;
     Some(SegmentInfo {
         id: f[1].parse().ok()?,
-        key: if raw_key == 0 {
-            Key::PRIVATE
-        } else {
-            Key::new(raw_key).ok()?
-        },
+        key: Key::from_kernel(f[0].parse().ok()?),
         size: f[3].parse().ok()?,
         mode: perms & 0o777,
-        marked_for_removal: perms & 0o1000 != 0,
-        locked: perms & 0o2000 != 0,
+        marked_for_removal: perms & SHM_DEST != 0,
+        locked: perms & SHM_LOCKED != 0,
         cpid: num(4)? as i32,
         lpid: num(5)? as i32,
         nattch: num(6)? as u64,
@@ -396,8 +423,7 @@ mod tests {
         assert!(alive(me));
         assert!(same_process_alive(me, Some(own_start_time())));
         assert!(!same_process_alive(me, Some(own_start_time() + 1)));
-        // SAFETY: geteuid has no preconditions.
-        let euid = unsafe { libc::geteuid() };
+        let euid = euid();
         let now = SystemTime::now();
         assert!(may_be_creator(me, Some(now), euid));
         assert!(!may_be_creator(me, Some(now), euid.wrapping_add(1)));

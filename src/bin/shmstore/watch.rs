@@ -11,6 +11,11 @@ use crate::out::{clean, print_json};
 use crate::resolve::{Lookup, Purpose, attach};
 use crate::{Failure, Outcome, Words};
 
+/// How often `watch` looks at the segment again for a new version: it
+/// decodes snapshots of the segment (`inspect::describe_segment`), which
+/// need not hold a valid object, rather than wait on it.
+const POLL: Duration = Duration::from_millis(20);
+
 /// A cell's value as `format` says.
 fn words(bytes: &[u8], format: Words) -> Vec<String> {
     match format {
@@ -86,7 +91,7 @@ pub fn run(
         if timeout.is_some_and(|t| since.elapsed() >= t) {
             return Err(format!("no new version within {:?}", timeout.unwrap_or_default()).into());
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(POLL);
         let now = inspect::describe_segment(&seg)?;
         if now.version != last.version || now.problem != last.problem {
             show(&seg, &now, format, as_json);

@@ -332,12 +332,10 @@ impl Store {
                 }
             }
         }
-        Err(Error::Os {
-            target: Some(Target::Key(key)),
-            op: "create by name",
-            source: std::io::Error::other(format!(
-                "the name's keys changed under {ROUNDS} creations in a row; try again"
-            )),
+        Err(Error::Contended {
+            key,
+            op: "create the object of its name",
+            rounds: ROUNDS,
         })
     }
 

@@ -39,10 +39,10 @@ use std::time::Instant;
 use crate::error::{Error, Result, Target};
 use crate::format::{Header, LIFE_COLLECTING, LIFE_LIVE, LIFE_REMOVING};
 use crate::store::Memory;
+use crate::store::wait::Futex;
 use crate::sync::atomic::{Model, Std, Word64};
 use crate::sync::backoff::Backoff;
 use crate::sync::notify;
-use crate::sys::futex::Futex;
 use crate::sys::proc;
 
 /// The state bits of the word.

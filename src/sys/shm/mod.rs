@@ -2,22 +2,25 @@
 //! `shmdt` and `shmctl` (`IPC_STAT`, `IPC_SET`, `IPC_RMID`); see shmget(2),
 //! shmat(2), shmctl(2).
 //!
-//! Every call into the kernel for segments is made in this module: behind
-//! [`Segment`] (an attachment that detaches on drop, this file),
-//! [`SegmentOptions`] (how to find or create one, in the style of
-//! [`std::fs::OpenOptions`], `options.rs`) and [`SegmentInfo`] (what
-//! `IPC_STAT` says, and `IPC_SET` and `IPC_RMID` by id, `info.rs`).
+//! Every call into the kernel for segments is made in this module: the
+//! calls themselves, returning `io::Result` (`raw.rs`), behind [`Segment`]
+//! (an attachment that detaches on drop, this file), [`SegmentOptions`]
+//! (how to find or create one, in the style of [`std::fs::OpenOptions`],
+//! `options.rs`) and [`SegmentInfo`] (what `IPC_STAT` says, and `IPC_SET`
+//! and `IPC_RMID` by id, `info.rs`). These public types return the crate's
+//! `Result`: a failed call gets its meaning in one place (`failure.rs`).
 #![allow(unsafe_code)]
 
-use std::io;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use crate::error::{Error, Result, Target};
 use crate::key::Key;
 
+pub(super) mod failure;
 mod info;
 mod options;
+pub(super) mod raw;
 
 pub use info::SegmentInfo;
 use info::{remove, set, stat};
@@ -179,16 +182,10 @@ impl Segment {
     pub fn detach(self) -> Result<()> {
         let this = std::mem::ManuallyDrop::new(self);
         // SAFETY: the pointer came from shmat and is detached exactly once,
-        // since `this` is never dropped.
-        let rc = unsafe { libc::shmdt(this.ptr.as_ptr().cast()) };
-        if rc < 0 {
-            return Err(Error::Os {
-                target: Some(Target::Id(this.id)),
-                op: "shmdt",
-                source: io::Error::last_os_error(),
-            });
-        }
-        Ok(())
+        // since `this` is never dropped; nothing borrowed from it outlives
+        // `self`, which this call consumed.
+        unsafe { raw::shmdt(this.ptr.as_ptr()) }
+            .map_err(|e| failure::error(failure::Call::Detach { id: this.id }, e))
     }
 }
 
@@ -196,8 +193,6 @@ impl Drop for Segment {
     fn drop(&mut self) {
         // SAFETY: the pointer came from shmat and is detached exactly once;
         // nothing borrowed from self outlives it.
-        unsafe {
-            libc::shmdt(self.ptr.as_ptr().cast());
-        }
+        let _ = unsafe { raw::shmdt(self.ptr.as_ptr()) };
     }
 }

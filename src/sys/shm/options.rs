@@ -2,13 +2,14 @@
 //! each `shmget` and `shmat` failure means.
 #![allow(unsafe_code)]
 
-use std::io;
 use std::ptr::NonNull;
 
 use super::Segment;
 use super::SegmentInfo;
+use super::failure::{Call, error};
 use super::info::{remove, stat};
-use crate::error::{Error, Limit, Result, Target};
+use super::raw;
+use crate::error::{Error, Result, Target};
 use crate::key::Key;
 
 /// How to find, create and attach a segment.
@@ -211,25 +212,25 @@ impl SegmentOptions {
                     drop(seg);
                 }
                 Err(e) => {
-                    if created {
+                    if created && !matches!(e, Error::IdNotFound { .. }) {
                         // This call made the segment, so it existed for
-                        // nobody before, and no attach held it: remove it by
-                        // id. Only `shmat` running out of address space gets
-                        // here (the creator always has read and write), a
-                        // few microseconds after the segment was made.
+                        // nobody before, and no attach holds it: remove it
+                        // by id. The attach failed a few microseconds after
+                        // the segment was made (the creator always has read
+                        // and write: `shmat` ran out of address space, or
+                        // mapped it at address 0). One that another process
+                        // removed meanwhile (`IdNotFound`) is gone already,
+                        // and its id is not touched.
                         let _ = remove(id);
                     }
                     return Err(e);
                 }
             }
         }
-        Err(Error::Os {
-            target: Some(Target::Key(key)),
-            op: "shmget",
-            source: io::Error::other(format!(
-                "the segment at this key was removed and another made {OPEN_OR_CREATE_ROUNDS} \
-                 times in a row while it was being attached; try again"
-            )),
+        Err(Error::Contended {
+            key,
+            op: "attach the segment at the key",
+            rounds: OPEN_OR_CREATE_ROUNDS,
         })
     }
 
@@ -250,38 +251,43 @@ impl SegmentOptions {
         if self.no_reserve {
             create |= libc::SHM_NORESERVE;
         }
+        let failed = |err| {
+            let call = Call::Get {
+                key,
+                size: self.size,
+                huge_pages: self.huge_pages,
+            };
+            error(call, err)
+        };
         if key.is_private() || (self.create && self.exclusive) {
-            return shmget(key, self.size, create)
+            return raw::shmget(key.raw(), self.size, create)
                 .map(|id| (id, true))
-                .map_err(|err| self.shmget_error(key, err));
+                .map_err(failed);
         }
         if !self.create {
-            return shmget(key, self.size, 0)
+            return raw::shmget(key.raw(), self.size, 0)
                 .map(|id| (id, false))
-                .map_err(|err| self.shmget_error(key, err));
+                .map_err(failed);
         }
         // Open or create: look the key up, and create it exclusively only if
         // it is missing. A segment created (EEXIST) or removed (ENOENT) by
         // another process between the two calls sends us round again.
         for _ in 0..OPEN_OR_CREATE_ROUNDS {
-            match shmget(key, self.size, 0) {
+            match raw::shmget(key.raw(), self.size, 0) {
                 Ok(id) => return Ok((id, false)),
                 Err(err) if err.raw_os_error() == Some(libc::ENOENT) => {}
-                Err(err) => return Err(self.shmget_error(key, err)),
+                Err(err) => return Err(failed(err)),
             }
-            match shmget(key, self.size, create) {
+            match raw::shmget(key.raw(), self.size, create) {
                 Ok(id) => return Ok((id, true)),
                 Err(err) if err.raw_os_error() == Some(libc::EEXIST) => {}
-                Err(err) => return Err(self.shmget_error(key, err)),
+                Err(err) => return Err(failed(err)),
             }
         }
-        Err(Error::Os {
-            target: Some(Target::Key(key)),
-            op: "shmget",
-            source: io::Error::other(format!(
-                "other processes created and removed the segment at this key {OPEN_OR_CREATE_ROUNDS} \
-                 times in a row while it was being opened; try again"
-            )),
+        Err(Error::Contended {
+            key,
+            op: "open or create the segment at the key",
+            rounds: OPEN_OR_CREATE_ROUNDS,
         })
     }
 
@@ -307,36 +313,19 @@ impl SegmentOptions {
         if !created {
             self.check_owner(&info, target)?;
         }
-        let flags = if self.read_only { libc::SHM_RDONLY } else { 0 };
-        // SAFETY: a null address lets the kernel choose where to map, so no
-        // existing mapping of ours is replaced.
-        let addr = unsafe { libc::shmat(id, std::ptr::null(), flags) };
-        if addr as isize == -1 {
-            let err = io::Error::last_os_error();
-            return Err(match err.raw_os_error() {
-                Some(libc::EACCES) | Some(libc::EPERM) => Error::PermissionDenied {
-                    target,
-                    op: "shmat",
-                    source: err,
-                },
-                Some(libc::EINVAL) | Some(libc::EIDRM) => Error::IdNotFound { id },
-                Some(libc::ENOMEM) => Error::MapFailed {
-                    target,
-                    size: info.size,
-                    source: err,
-                },
-                _ => Error::Os {
-                    target: Some(target),
-                    op: "shmat",
-                    source: err,
-                },
-            });
-        }
-        let ptr = NonNull::new(addr.cast::<u8>()).ok_or_else(|| Error::Os {
-            target: Some(target),
-            op: "shmat",
-            source: io::Error::other("the kernel mapped the segment at address 0"),
+        let addr = raw::shmat(id, self.read_only).map_err(|err| {
+            let size = info.size;
+            error(Call::Attach { id, target, size }, err)
         })?;
+        let Some(ptr) = NonNull::new(addr) else {
+            // SAFETY: the attachment just made, which nothing refers to.
+            let _ = unsafe { raw::shmdt(addr) };
+            return Err(Error::Unsupported {
+                reason: "the kernel attached the segment at address 0, which Rust cannot \
+                         reference"
+                    .into(),
+            });
+        };
         // The attachment is what is judged from here on: while it lasts, the
         // id names this segment. What was read before `shmat` may describe
         // another segment that had the id (removed since, the id reused), so
@@ -391,91 +380,8 @@ impl SegmentOptions {
             euid,
         })
     }
-
-    fn shmget_error(&self, key: Key, err: io::Error) -> Error {
-        match err.raw_os_error() {
-            Some(libc::EEXIST) => Error::AlreadyExists { key },
-            Some(libc::ENOENT) => Error::NotFound { key },
-            Some(libc::EACCES) => Error::PermissionDenied {
-                target: Target::Key(key),
-                op: "shmget",
-                source: err,
-            },
-            Some(libc::EPERM) if self.huge_pages => Error::PermissionDenied {
-                target: Target::Key(key),
-                op: "shmget with SHM_HUGETLB (needs CAP_IPC_LOCK or the hugetlb group)",
-                source: err,
-            },
-            Some(libc::EINVAL) => {
-                // The segment exists but is smaller than asked for, or the size
-                // is outside the kernel's bounds for a new segment.
-                if !key.is_private() {
-                    // Size 0 and no flags only looks up.
-                    if let Ok(existing) = shmget(key, 0, 0)
-                        && let Ok(info) = stat(existing, Target::Key(key))
-                        && info.size < self.size
-                    {
-                        return Error::SizeMismatch {
-                            requested: self.size,
-                            actual: info.size,
-                        };
-                    }
-                }
-                if self.size == 0 {
-                    Error::ZeroSize { key }
-                } else if read_proc_u64("/proc/sys/kernel/shmmax")
-                    .is_some_and(|max| self.size as u64 > max)
-                {
-                    Error::LimitReached {
-                        limit: Limit::Shmmax,
-                        source: err,
-                    }
-                } else {
-                    Error::Os {
-                        target: Some(Target::Key(key)),
-                        op: "shmget",
-                        source: err,
-                    }
-                }
-            }
-            Some(libc::ENOMEM) if self.huge_pages => Error::NoHugePages { source: err },
-            Some(libc::ENOMEM) => Error::LimitReached {
-                limit: Limit::Memory,
-                source: err,
-            },
-            Some(libc::ENOSPC) => {
-                let ids = std::fs::read_to_string("/proc/sysvipc/shm")
-                    .map(|s| s.lines().count().saturating_sub(1) as u64)
-                    .ok();
-                let mni = read_proc_u64("/proc/sys/kernel/shmmni");
-                let limit = match (ids, mni) {
-                    (Some(ids), Some(mni)) if ids >= mni => Limit::Shmmni,
-                    _ => Limit::Shmall,
-                };
-                Error::LimitReached { limit, source: err }
-            }
-            _ => Error::Os {
-                target: Some(Target::Key(key)),
-                op: "shmget",
-                source: err,
-            },
-        }
-    }
 }
 
 /// How many times an open-or-create looks the key up and tries to create the
 /// segment before giving up on other processes creating and removing it.
 const OPEN_OR_CREATE_ROUNDS: usize = 16;
-
-fn shmget(key: Key, size: usize, flags: libc::c_int) -> io::Result<i32> {
-    // SAFETY: shmget takes plain integers and touches no memory of ours.
-    let id = unsafe { libc::shmget(key.raw(), size, flags) };
-    if id < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(id)
-}
-
-fn read_proc_u64(path: &str) -> Option<u64> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
-}

@@ -178,9 +178,9 @@ fn the_object(name: &str) -> SharedCell<u64> {
     cell
 }
 
-/// Finding: four replacers at once of an old object ended on different
-/// objects, or on a removed one, or failed. Now they end on one object,
-/// which is the one the key reaches, and the old one is removed.
+/// Four replacers at once of an old object end on one object, which is
+/// the one the key reaches, and the old one is removed: none ends on
+/// another object or on a removed one, and none fails.
 #[test]
 fn racing_replacers_end_on_one_object() {
     for named in [true, false] {
@@ -244,9 +244,9 @@ fn racing_replacers_in_processes_end_on_one_object() {
     }
 }
 
-/// Finding: a creator stopped for 3 s right after its `shmget`, and a
-/// second `create` of the same name, both succeeded, at two keys. Now one
-/// of them makes the object and the other is told it exists.
+/// A creator stopped for 3 s right after its `shmget`, and a second
+/// `create` of the same name meanwhile: one of them makes the object and
+/// the other is told it exists, never both at two keys.
 #[test]
 fn a_creator_stopped_after_shmget_never_makes_a_second_object() {
     let name = fresh_name("stopped");
@@ -272,10 +272,10 @@ fn a_creator_stopped_after_shmget_never_makes_a_second_object() {
     assert_eq!(cell.load(), 3);
 }
 
-/// Finding: a plain object at a name's key; a creator looked at the keys
-/// and was about to make its segment; another created the name; the plain
-/// object went away; the first then created too: two objects. Now the
-/// later creator finds the object and gives way, whichever key it took.
+/// A plain object at a name's key; a creator looks at the keys and is
+/// about to make its segment; another creates the name; the plain object
+/// goes away; the first creates then: it finds the object and gives way,
+/// whichever key it took, so that the name never has two objects.
 #[test]
 fn a_key_freed_meanwhile_never_makes_a_second_object() {
     use common::names::documented_key;
@@ -398,9 +398,9 @@ fn replacers_stopped_or_killed_after_judging() {
     assert_eq!(the_object(&name).id(), b.id());
 }
 
-/// Finding: `remove()` was seen by waiters only after 250 ms, and never by
-/// writers. Now a writer's next store and every waiter return `Removed` at
-/// once.
+/// A removal by `remove()` is seen at once: a writer's next store and
+/// every waiter return `Removed`, the waiters without waiting out a sleep
+/// slice.
 #[test]
 fn a_removal_is_seen_at_once_by_waiters_and_writers() {
     let key = unique_key();
@@ -511,8 +511,8 @@ fn gc_cmd(name: &str) -> Command {
     command(&["gc", "--remove", "--prefix", name])
 }
 
-/// Finding: `gc --remove` removed an object that a restarted supervisor had
-/// just opened. Now a collector stopped after judging an object, or after
+/// `gc --remove` never removes an object that a restarted supervisor has
+/// just opened: a collector stopped after judging an object, or after
 /// marking it, keeps it when a supervisor opens it meanwhile (the opener
 /// waits for a marking collector); killed at either step, it leaves the
 /// object usable.

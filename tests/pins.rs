@@ -106,11 +106,10 @@ fn slots_held(key: Key, pid: u32) -> usize {
         .count()
 }
 
-/// Finding: 128 threads that each read once and then sit idle (or exit)
-/// kept every pin slot: every other reader, in any process, got
-/// `PinsExhausted`, even after those threads exited. Now exited threads
-/// give their slot back, and idle ones have theirs revoked when another
-/// reader needs it.
+/// Threads that each read once and then sit idle (or exit), more than
+/// there are pin slots, never leave other readers, in any process, with
+/// `PinsExhausted`: exited threads give their slot back, and idle ones have
+/// theirs revoked when another reader needs it.
 #[test]
 fn idle_and_exited_threads_never_exhaust_the_pins() {
     let key = unique_key();
@@ -175,11 +174,11 @@ fn idle_and_exited_threads_never_exhaust_the_pins() {
     assert!(again.expect("held").starts_with("128 "));
 }
 
-/// Finding: a peer that zeroed `pin_high` made an honest writer overwrite a
-/// pinned, validated buffer, and the holder of a live guard then read
-/// garbage. Now writers scan every slot: the pinned buffer is left alone
-/// (with two buffers, the second publish waits for it and reports the
-/// pinning reader) and the guard's value stays whole.
+/// A peer that zeroes `pin_high` (and the rest of the control block's
+/// first line) never makes an honest writer overwrite a pinned, validated
+/// buffer under a live guard: writers scan every slot, so the pinned
+/// buffer is left alone (with two buffers, the second publish waits for it
+/// and reports the pinning reader) and the guard's value stays whole.
 #[test]
 fn a_scribbled_control_block_never_moves_a_guard() {
     let key = unique_key();
@@ -240,9 +239,9 @@ fn copies_against_a_nonstop_writer(size: usize, secs: f64, grace: Duration) -> (
     (copies, reader.retries())
 }
 
-/// Finding: a copying reader gave up (started its copy again) whenever
-/// `current` moved, 1,805 times in 12 s against a nonstop writer. Now a
-/// copy is made again only when its own buffer is rewritten during it,
+/// A copying reader against a nonstop writer does not start its copy
+/// again whenever `current` moves: a copy is made again only when its own
+/// buffer is rewritten during it,
 /// which with four buffers takes two publishes during one copy: it happens
 /// when the copier is descheduled in the middle of a copy (none in the
 /// runs measured; the test allows one in a thousand copies).

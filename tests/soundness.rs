@@ -871,8 +871,8 @@ fn a_creators_reused_pid_does_not_block_recovery() {
     let creator = info.cpid;
     assert_eq!(creator, dying.pid());
     // The squatter starts well after the segment was made (its change time
-    // has whole seconds), as a reused pid would: a fix may tell the two
-    // processes apart by when they started.
+    // has whole seconds), as a reused pid would: the library may tell the
+    // two processes apart by when they started.
     if let Some(made) = info.ctime {
         let later = made + Duration::from_secs(3);
         while let Ok(left) = later.duration_since(std::time::SystemTime::now()) {

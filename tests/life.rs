@@ -1,8 +1,11 @@
 //! The life of an object across processes (store/life/): creating,
 //! naming, opening, replacing, removing and collecting, with other
 //! processes racing, killed or stopped at each named step. What must hold:
-//! at most one object per name; replacers converge on one object and never
-//! remove one they did not find of the wrong type; a removal is seen by
+//! at most one object per name; a creator that died before READY is taken
+//! over, and one still at work is waited for; replacers converge on one
+//! object and never remove one they did not find of the wrong type;
+//! nothing but shmstore's own objects is removed (not by `open_or_create`,
+//! not by a failed open with `remove_on_drop`); a removal is seen by
 //! writers and waiters, whoever made it (a handle, the `shmstore` command,
 //! `ipcrm`); and `shmstore gc` removes only what nobody uses.
 
@@ -14,8 +17,10 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use common::names::{NameGuard, at_keys, fresh_name, objects_of};
+use common::values::{Text, describe_read};
 use common::{
-    Kid, SegGuard, child, child_args, key_arg, read_command, report, start_stopped, unique_key,
+    Kid, Live, SPAWNING, SegGuard, child, child_args, key_arg, read_command, report, report_of,
+    start_stopped, unique_key,
 };
 use shmstore::{Error, Key, Segment, SharedCell, SharedRegion};
 
@@ -196,6 +201,67 @@ fn child_entry() {
                 String::from_utf8_lossy(&out.stdout).replace('\n', " | "),
             );
             std::process::exit(0);
+        }
+        "open_or_create_with_pid" => {
+            let key = key_arg(&args, 1);
+            let me = std::process::id() as u64;
+            let cell = SharedCell::<[u64; 2]>::open_or_create(key, [me, 7]).unwrap();
+            let v = cell.load();
+            report("id", cell.id());
+            report("initial_pid", v[0]);
+            report("cpid", cell.info().unwrap().cpid);
+        }
+        // Create a segment at the key, start a header, and die before READY.
+        // The size is what a SharedCell<u64> of 4 slots needs (FORMAT.md:
+        // 512 + 4 * 8), so that open_or_create takes it for its own.
+        "die_initialising" => {
+            let seg = Segment::options()
+                .size(544)
+                .create(true)
+                .exclusive(true)
+                .open(key_arg(&args, 1))
+                .unwrap();
+            report("id", seg.id());
+            seg.write_at(16, &1u32.to_le_bytes()).unwrap(); // state = INITIALIZING
+            seg.write_at(0, b"shmstore").unwrap();
+            if args[2] == "die" {
+                // SAFETY: raising SIGKILL on ourselves has no memory effects.
+                unsafe { libc::raise(libc::SIGKILL) };
+            }
+            std::thread::sleep(Duration::from_secs(60));
+        }
+        // Create a segment at the key, start a header, and die before READY.
+        // The size is what a SharedCell<[u64; 2]> of 4 slots needs
+        // (FORMAT.md: 512 + 4 * 16), so that open_or_create takes it for
+        // its own.
+        "die_initialising_pair" => {
+            let seg = Segment::options()
+                .size(576)
+                .create(true)
+                .exclusive(true)
+                .open(key_arg(&args, 1))
+                .unwrap();
+            report("id", seg.id());
+            seg.write_at(16, &1u32.to_le_bytes()).unwrap(); // FORMAT.md: state = INITIALIZING
+            seg.write_at(0, b"shmstore").unwrap(); // FORMAT.md: magic
+            // SAFETY: raising SIGKILL on ourselves has no memory effects.
+            unsafe { libc::raise(libc::SIGKILL) };
+        }
+        // Live, doing nothing, until stdin closes.
+        "squat" => {
+            report("squatting", std::process::id());
+            let _ = common::read_command();
+        }
+        "plain_segment" => {
+            let seg = Segment::options()
+                .size(8192)
+                .create(true)
+                .exclusive(true)
+                .open(key_arg(&args, 1))
+                .unwrap();
+            seg.write_at(4096, b"precious data of another program")
+                .unwrap();
+            report("id", seg.id());
         }
         other => panic!("unknown role {other}"),
     }
@@ -802,6 +868,191 @@ fn a_removal_the_opener_may_not_finish_is_an_error() {
 }
 
 // ---------------------------------------------------------------------------
+// Creation seen from other processes: creators at once, a creator that
+// died or is stuck before READY, its pid taken by another process, and a
+// segment at the key that is not shmstore's.
+
+#[test]
+fn concurrent_open_or_create_has_one_creator() {
+    let key = unique_key();
+    let raw = key.raw().to_string();
+    let children: Vec<_> = (0..6)
+        .map(|_| child(&["open_or_create_with_pid", &raw]).spawn().unwrap())
+        .collect();
+    let outs: Vec<_> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    let id: i32 = report_of(&outs[0].stdout, "id").unwrap().parse().unwrap();
+    let _g = SegGuard(id);
+    let creator = report_of(&outs[0].stdout, "cpid").unwrap();
+    for out in &outs {
+        assert!(out.status.success());
+        assert_eq!(report_of(&out.stdout, "id").unwrap(), id.to_string());
+        assert_eq!(report_of(&out.stdout, "cpid").unwrap(), creator);
+        // Everyone sees the initial value of the one process that created it.
+        assert_eq!(report_of(&out.stdout, "initial_pid").unwrap(), creator);
+    }
+}
+
+#[test]
+fn creator_dead_before_ready_does_not_hang_openers() {
+    let key = unique_key();
+    let raw = key.raw().to_string();
+    let out = child(&["die_initialising", &raw, "die"]).output().unwrap();
+    assert_eq!(out.status.signal(), Some(libc::SIGKILL));
+    let id: i32 = report_of(&out.stdout, "id").unwrap().parse().unwrap();
+    let _g = SegGuard(id);
+
+    let start = Instant::now();
+    let err = SharedCell::<u64>::open(key).unwrap_err();
+    assert!(
+        matches!(err, Error::CreatorDied { id: i, .. } if i == id),
+        "{err}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(2));
+
+    // open_or_create takes over: it removes the dead segment and creates anew.
+    let cell = SharedCell::<u64>::open_or_create(key, 9).unwrap();
+    let _g2 = SegGuard(cell.id());
+    assert_ne!(cell.id(), id);
+    assert_eq!(cell.load(), 9);
+    assert!(matches!(
+        Segment::info_by_id(id),
+        Err(Error::IdNotFound { .. })
+    ));
+}
+
+#[test]
+fn creator_stuck_before_ready_times_out() {
+    let key = unique_key();
+    let mut stuck = Live::spawn(&["die_initialising", &key.raw().to_string(), "stay"]);
+    let id: i32 = stuck.expect("id").parse().unwrap();
+    let _g = SegGuard(id);
+    let start = Instant::now();
+    let err = SharedCell::<u64>::opener()
+        .init_timeout(Duration::from_millis(200))
+        .open(key)
+        .unwrap_err();
+    assert!(matches!(err, Error::InitTimeout { .. }), "{err}");
+    assert!(start.elapsed() >= Duration::from_millis(200));
+    assert!(start.elapsed() < Duration::from_secs(5));
+    stuck.child.kill().unwrap();
+}
+
+// A dead creator's pid taken by another process.
+
+const NS_LAST_PID: &str = "/proc/sys/kernel/ns_last_pid";
+
+/// A `squat` child whose pid is `pid`, made by setting the pid namespace's
+/// last pid just before spawning; `None` if other processes kept taking it.
+fn squat_on_pid(pid: i32) -> Result<Kid, String> {
+    for attempt in 0..40 {
+        let kid = {
+            let _alone = SPAWNING.write().unwrap_or_else(|e| e.into_inner());
+            std::fs::write(NS_LAST_PID, (pid - 1).to_string())
+                .map_err(|e| format!("cannot write {NS_LAST_PID}: {e}"))?;
+            Kid::spawn_unlocked(&["squat"])
+        };
+        if kid.pid() == pid {
+            return Ok(kid);
+        }
+        drop(kid);
+        std::thread::sleep(Duration::from_millis(5 * attempt));
+    }
+    Err(format!("other processes took pid {pid} 40 times"))
+}
+
+/// A creator that died before READY is taken over by `open_or_create` (and
+/// reported as dead by `open`) even when its pid now belongs to another,
+/// live process. Needs root (to steer pids through `ns_last_pid`); skipped
+/// otherwise.
+#[test]
+fn a_creators_reused_pid_does_not_block_recovery() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: steering the next pid through {NS_LAST_PID} needs root");
+        return;
+    }
+    if let Err(e) = std::fs::OpenOptions::new().write(true).open(NS_LAST_PID) {
+        eprintln!("skipped: cannot open {NS_LAST_PID} for writing: {e}");
+        return;
+    }
+    let key = unique_key();
+    let mut dying = Kid::spawn(&["die_initialising_pair", &key.raw().to_string()]);
+    let id: i32 = dying.expect("id").parse().unwrap();
+    let _g = SegGuard(id);
+    let status = dying.wait();
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status}");
+    let info = Segment::info_by_id(id).unwrap();
+    let creator = info.cpid;
+    assert_eq!(creator, dying.pid());
+    // The squatter starts well after the segment was made (its change time
+    // has whole seconds), as a reused pid would: the library may tell the
+    // two processes apart by when they started.
+    if let Some(made) = info.ctime {
+        let later = made + Duration::from_secs(3);
+        while let Ok(left) = later.duration_since(std::time::SystemTime::now()) {
+            std::thread::sleep(left);
+        }
+    }
+
+    let squatter = match squat_on_pid(creator) {
+        Ok(kid) => kid,
+        Err(why) => {
+            eprintln!("skipped: could not start a process with pid {creator}: {why}");
+            return;
+        }
+    };
+    let short = Duration::from_millis(300);
+    let opened = SharedCell::<[u64; 2]>::opener()
+        .init_timeout(short)
+        .open(key)
+        .map(|c| c.id());
+    let taken = SharedCell::<[u64; 2]>::options()
+        .init_timeout(short)
+        .open_or_create(key, [1, 2]);
+    let _g2 = taken.as_ref().ok().map(|c| SegGuard(c.id()));
+    drop(squatter);
+    assert!(
+        matches!(opened, Err(Error::CreatorDied { id: i, .. }) if i == id),
+        "open of a segment whose creator (pid {creator}) died before READY, while pid \
+         {creator} belongs to another live process: expected CreatorDied, got {opened:?}"
+    );
+    match taken {
+        Ok(cell) => assert_eq!(cell.load(), [1, 2]),
+        Err(e) => panic!(
+            "open_or_create did not take over the segment of the dead creator (pid {creator}, \
+             now another live process's): {e:?}"
+        ),
+    }
+}
+
+// A segment that is not shmstore's, whose first bytes are zero and whose
+// creator has exited, is another program's: open_or_create leaves it.
+
+#[test]
+fn open_or_create_leaves_a_foreign_segment() {
+    let key = unique_key();
+    let mut k = Kid::spawn(&["plain_segment", &key.raw().to_string()]);
+    let id: i32 = k.expect("id").parse().unwrap();
+    let _g = SegGuard(id);
+    assert!(k.wait().success());
+    let cell = SharedCell::<u64>::open_or_create(key, 7);
+    let _g2 = cell.as_ref().ok().map(|c| SegGuard(c.id()));
+    let old = Segment::info_by_id(id);
+    eprintln!(
+        "open_or_create: {:?}; the foreign segment {id}: {:?}",
+        cell.as_ref().map(|c| c.id()),
+        old.as_ref().map(|i| i.size)
+    );
+    assert!(
+        old.is_ok(),
+        "open_or_create removed segment {id}, which shmstore never made"
+    );
+}
+
+// ---------------------------------------------------------------------------
 // Restarting and replacing.
 
 /// A supervisor killed with SIGKILL and started again with the same code
@@ -869,7 +1120,7 @@ fn open_or_replace_replaces_only_shmstore_objects_of_another_type() {
 }
 
 // ---------------------------------------------------------------------------
-// Removal seen by waiters and handles.
+// Removal seen by waiters and handles, and `remove_on_drop`.
 
 #[derive(rkyv::Archive, rkyv::Serialize)]
 struct Note {
@@ -993,6 +1244,210 @@ fn handles_know_their_object_was_removed() {
     let _g2 = SegGuard(new.id());
     assert!(cell.is_removed().unwrap() && !new.is_removed().unwrap());
     assert_eq!(SharedCell::<u64>::open(key).unwrap().load(), 8);
+}
+
+#[test]
+fn remove_on_drop_and_remove() {
+    let key = unique_key();
+    let cell = SharedCell::<u32>::options()
+        .remove_on_drop(true)
+        .create(key, 1)
+        .unwrap();
+    let id = cell.id();
+    let _g = SegGuard(id);
+    let other = SharedCell::<u32>::open(key).unwrap();
+    drop(cell);
+    assert!(matches!(
+        SharedCell::<u32>::open(key),
+        Err(Error::NotFound { .. })
+    ));
+    other.store(2).unwrap();
+    assert_eq!(other.load(), 2);
+    drop(other);
+    assert!(matches!(
+        Segment::info_by_id(id),
+        Err(Error::IdNotFound { .. })
+    ));
+}
+
+/// What sits at the key before the failed open.
+#[derive(Clone, Copy, Debug)]
+enum Occupant {
+    /// A `SharedCell<u64>` holding 5.
+    Cell,
+    /// A `SharedRegion<Text>` holding version 1.
+    Region,
+    /// A plain segment of 4096 zero bytes.
+    Zeros,
+    /// A plain segment of 4096 bytes of noise.
+    Noise,
+    /// A plain segment of 100 bytes, too small for a header.
+    Small,
+}
+
+fn noise(len: usize) -> Vec<u8> {
+    (0..len as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect()
+}
+
+/// Put `occupant` at a fresh key; returns the key, the segment's id and a
+/// handle that keeps the segment attached (so a removal shows as
+/// `marked_for_removal`), and the guard that removes it.
+fn occupy(occupant: Occupant) -> (Key, i32, Box<dyn std::any::Any>, SegGuard) {
+    let key = unique_key();
+    let (id, keep): (i32, Box<dyn std::any::Any>) = match occupant {
+        Occupant::Cell => {
+            let cell = SharedCell::<u64>::create(key, 5).unwrap();
+            (cell.id(), Box::new(cell))
+        }
+        Occupant::Region => {
+            let region = SharedRegion::<Text>::create(key, 4096).unwrap();
+            region.publish(&Text::of(1)).unwrap();
+            (region.id(), Box::new(region))
+        }
+        Occupant::Zeros | Occupant::Noise | Occupant::Small => {
+            let size = if matches!(occupant, Occupant::Small) {
+                100
+            } else {
+                4096
+            };
+            let seg = Segment::options()
+                .size(size)
+                .create(true)
+                .exclusive(true)
+                .open(key)
+                .unwrap();
+            if matches!(occupant, Occupant::Noise) {
+                seg.write_at(0, &noise(size)).unwrap();
+            }
+            (seg.id(), Box::new(seg))
+        }
+    };
+    let guard = SegGuard(id);
+    (key, id, keep, guard)
+}
+
+/// What is wrong with the occupant after the failed open, if anything.
+fn occupant_damage(occupant: Occupant, key: Key, id: i32) -> Option<String> {
+    match Segment::info_by_id(id) {
+        Ok(info) if info.marked_for_removal => {
+            return Some(format!("segment {id} is marked for removal"));
+        }
+        Ok(_) => {}
+        Err(e) => return Some(format!("segment {id} is gone: {e}")),
+    }
+    match Segment::options().open(key) {
+        Ok(seg) if seg.id() == id => {}
+        Ok(seg) => return Some(format!("the key now names segment {}", seg.id())),
+        Err(e) => return Some(format!("the key no longer finds it: {e}")),
+    }
+    match occupant {
+        Occupant::Cell => match SharedCell::<u64>::open(key).map(|c| c.load()) {
+            Ok(5) => None,
+            other => Some(format!("the cell now opens as {other:?}")),
+        },
+        Occupant::Region => {
+            let region = SharedRegion::<Text>::open(key);
+            match region.as_ref().map(describe_read) {
+                Ok(read) if read == "ok" => None,
+                Ok(read) => Some(format!("the region now reads {read}")),
+                Err(e) => Some(format!("the region now opens as {e:?}")),
+            }
+        }
+        Occupant::Zeros | Occupant::Noise | Occupant::Small => {
+            let seg = Segment::attach_id(id).unwrap();
+            let mut bytes = vec![0; seg.len()];
+            seg.read_at(0, &mut bytes).unwrap();
+            let want = if matches!(occupant, Occupant::Noise) {
+                noise(bytes.len())
+            } else {
+                vec![0; bytes.len()]
+            };
+            (bytes != want).then(|| "its bytes changed".to_owned())
+        }
+    }
+}
+
+type Attempt = fn(Key, i32) -> Option<Error>;
+
+/// Opens that must fail, each with remove_on_drop (which only read-write
+/// builders have); `None` if it opened.
+fn failing_opens() -> Vec<(&'static str, Attempt)> {
+    vec![
+        ("SharedCell::<u32> open", |key, _| {
+            SharedCell::<u32>::opener()
+                .remove_on_drop(true)
+                .init_timeout(Duration::from_millis(100))
+                .open(key)
+                .err()
+        }),
+        ("SharedCell::<u32> open_or_create", |key, _| {
+            SharedCell::<u32>::options()
+                .remove_on_drop(true)
+                .init_timeout(Duration::from_millis(100))
+                .open_or_create(key, 0)
+                .err()
+        }),
+        ("SharedCell::<u32> open by id", |_, id| {
+            SharedCell::<u32>::opener()
+                .remove_on_drop(true)
+                .init_timeout(Duration::from_millis(100))
+                .open(shmstore::Target::Id(id))
+                .err()
+        }),
+        ("SharedRegion::<String> open", |key, _| {
+            SharedRegion::<String>::opener()
+                .remove_on_drop(true)
+                .init_timeout(Duration::from_millis(100))
+                .open(key)
+                .err()
+        }),
+        ("SharedRegion::<String> open_or_create", |key, _| {
+            SharedRegion::<String>::options()
+                .remove_on_drop(true)
+                .init_timeout(Duration::from_millis(100))
+                .open_or_create(key, 4096)
+                .err()
+        }),
+        ("SharedRegion::<String> open by id", |_, id| {
+            SharedRegion::<String>::opener()
+                .remove_on_drop(true)
+                .init_timeout(Duration::from_millis(100))
+                .open(shmstore::Target::Id(id))
+                .err()
+        }),
+    ]
+}
+
+/// An open with `remove_on_drop(true)` that fails (another type at the key,
+/// or not a shmstore segment) leaves the segment as it was: not marked for
+/// removal, still at its key, its contents unchanged.
+#[test]
+fn a_failed_open_with_remove_on_drop_leaves_the_segment() {
+    let mut damage = Vec::new();
+    for occupant in [
+        Occupant::Cell,
+        Occupant::Region,
+        Occupant::Zeros,
+        Occupant::Noise,
+        Occupant::Small,
+    ] {
+        for (what, attempt) in failing_opens() {
+            let (key, id, keep, _g) = occupy(occupant);
+            let Some(err) = attempt(key, id) else {
+                damage.push(format!("{what} on a {occupant:?} segment opened it"));
+                continue;
+            };
+            if let Some(wrong) = occupant_damage(occupant, key, id) {
+                damage.push(format!(
+                    "{what} on a {occupant:?} segment failed ({err:?}) and {wrong}"
+                ));
+            }
+            drop(keep);
+        }
+    }
+    assert!(damage.is_empty(), "{}", damage.join("\n"));
 }
 
 // ---------------------------------------------------------------------------

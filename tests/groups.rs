@@ -83,10 +83,9 @@ fn child_entry() {
     std::process::exit(0);
 }
 
-/// Finding: a user who does not trust an object's owner got `NotFound`
-/// for an object `shmstore list` shows, the cause and the remedy hidden.
-/// Opening it by name now says who owns it and how to trust them; trusting
-/// that user opens it.
+/// A user who does not trust an object's owner, opening it by name, is
+/// told who owns it and how to trust them, not `NotFound` for an object
+/// `shmstore list` shows; trusting that user opens it.
 #[test]
 fn a_name_held_by_another_user_says_whose_it_is() {
     if !root_or_skip("acting as another user") {

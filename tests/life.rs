@@ -1,8 +1,13 @@
 //! The life of an object across processes (store/life/): creating,
-//! naming, replacing and removing, with other processes racing, killed or
-//! stopped at each named step. What must hold: at most one object per name,
-//! replacers converge on one object and never remove one they did not find
-//! of the wrong type, and a removal is seen by writers and waiters.
+//! naming, opening, replacing, removing and collecting, with other
+//! processes racing, killed or stopped at each named step. What must hold:
+//! at most one object per name; a creator that died before READY is taken
+//! over, and one still at work is waited for; replacers converge on one
+//! object and never remove one they did not find of the wrong type;
+//! nothing but shmstore's own objects is removed (not by `open_or_create`,
+//! not by a failed open with `remove_on_drop`); a removal is seen by
+//! writers and waiters, whoever made it (a handle, the `shmstore` command,
+//! `ipcrm`); and `shmstore gc` removes only what nobody uses.
 
 mod common;
 
@@ -12,8 +17,12 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use common::names::{NameGuard, at_keys, fresh_name, objects_of};
-use common::{Kid, SegGuard, child, child_args, read_command, report, start_stopped, unique_key};
-use shmstore::{Error, Key, SharedCell};
+use common::values::{Text, describe_read};
+use common::{
+    Kid, Live, SPAWNING, SegGuard, child, child_args, key_arg, read_command, report, report_of,
+    start_stopped, unique_key,
+};
+use shmstore::{Error, Key, Segment, SharedCell, SharedRegion};
 
 /// A child's key argument: a name, or `#RAW` for a plain key.
 fn key_of(arg: &str) -> Key {
@@ -56,34 +65,35 @@ fn options(timeout_ms: &str) -> shmstore::CellCreator<u64> {
 #[test]
 fn child_entry() {
     let Some(args) = child_args() else { return };
-    let key = key_of(&args[1]);
+    // The key argument of the roles of the races below.
+    let key = || key_of(&args[1]);
     match args[0].as_str() {
         "create" => {
             let value = args[2].parse().unwrap();
-            report("result", outcome(&options(&args[3]).create(key, value)));
+            report("result", outcome(&options(&args[3]).create(key(), value)));
         }
         "open_or_create" => {
             let value = args[2].parse().unwrap();
             report(
                 "result",
-                outcome(&options(&args[3]).open_or_create(key, value)),
+                outcome(&options(&args[3]).open_or_create(key(), value)),
             );
         }
         "replace" => {
             let value = args[2].parse().unwrap();
             report(
                 "result",
-                outcome(&options(&args[3]).open_or_replace(key, value)),
+                outcome(&options(&args[3]).open_or_replace(key(), value)),
             );
         }
         "open" => {
             let opened = SharedCell::<u64>::opener()
                 .init_timeout(Duration::from_millis(args[2].parse().unwrap()))
-                .open(key);
+                .open(key());
             report("result", outcome(&opened));
         }
         "remove" => {
-            let cell = SharedCell::<u64>::open(key).unwrap();
+            let cell = SharedCell::<u64>::open(key()).unwrap();
             match cell.remove() {
                 Ok(()) => report("result", "removed"),
                 Err(e) => report("result", format!("err:{}", variant(&e))),
@@ -91,7 +101,7 @@ fn child_entry() {
         }
         // Open the cell, then store what each line on stdin says.
         "hold" => {
-            let cell = SharedCell::<u64>::open(key).unwrap();
+            let cell = SharedCell::<u64>::open(key()).unwrap();
             report("opened", cell.id());
             while let Some(line) = read_command() {
                 let v: u64 = line.parse().unwrap();
@@ -107,7 +117,7 @@ fn child_entry() {
             common::drop_to(uid, uid);
             let cell = SharedCell::<u64>::options()
                 .mode(0o666)
-                .create(key, 3)
+                .create(key(), 3)
                 .unwrap();
             report("id", cell.id());
         }
@@ -118,8 +128,140 @@ fn child_entry() {
             let opened = SharedCell::<u64>::opener()
                 .trust_user(trusted)
                 .init_timeout(Duration::from_secs(2))
-                .open(key);
+                .open(key());
             report("result", outcome(&opened));
+        }
+        "cell_wait" if args[2] == "ro" => {
+            let key = key_arg(&args, 1);
+            let cell = SharedCell::<u64>::open_read_only(key).unwrap();
+            report(
+                "outcome",
+                wait(|| cell.wait_for_change(cell.version(), None)),
+            );
+        }
+        "cell_wait" => {
+            let cell = SharedCell::<u64>::open(key_arg(&args, 1)).unwrap();
+            report(
+                "outcome",
+                wait(|| cell.wait_for_change(cell.version(), None)),
+            );
+        }
+        "region_wait" if args[2] == "ro" => {
+            let region = SharedRegion::<Note>::open_read_only(key_arg(&args, 1)).unwrap();
+            report(
+                "outcome",
+                wait(|| region.wait_for_change(region.version(), None)),
+            );
+        }
+        "region_wait" => {
+            let region = SharedRegion::<Note>::open(key_arg(&args, 1)).unwrap();
+            report(
+                "outcome",
+                wait(|| region.wait_for_change(region.version(), None)),
+            );
+        }
+        // Open or create the counter at this name, report what it found,
+        // then count until killed.
+        "supervisor" => {
+            let name = &args[1];
+            let cell =
+                SharedCell::<[u64; 2]>::open_or_create(Key::named(name).unwrap(), [0, 0]).unwrap();
+            report("found", format!("{:?}@{}", cell.load(), cell.version()));
+            loop {
+                cell.update(|v| v[0] += 1).unwrap();
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        // Create a cell and exit without removing it: garbage once gone.
+        "make_and_exit" => {
+            if args.get(2).is_some_and(|a| a == "nobody") {
+                common::drop_to_nobody();
+            }
+            let cell = SharedCell::<u64>::create(key_arg(&args, 1), 1).unwrap();
+            report("id", cell.id());
+            std::process::exit(0);
+        }
+        // Create a cell and stay.
+        "make_and_stay" => {
+            let cell = SharedCell::<u64>::create(key_arg(&args, 1), 1).unwrap();
+            report("id", cell.id());
+            let _ = common::read_command();
+            std::process::exit(0);
+        }
+        // Run `shmstore gc --remove` as uid 65534.
+        "gc_as_nobody" => {
+            common::drop_to_nobody();
+            let out = Command::new(&args[1])
+                .args(["gc", "--remove"])
+                .output()
+                .unwrap();
+            report("ok", out.status.success());
+            report(
+                "out",
+                String::from_utf8_lossy(&out.stdout).replace('\n', " | "),
+            );
+            std::process::exit(0);
+        }
+        "open_or_create_with_pid" => {
+            let key = key_arg(&args, 1);
+            let me = std::process::id() as u64;
+            let cell = SharedCell::<[u64; 2]>::open_or_create(key, [me, 7]).unwrap();
+            let v = cell.load();
+            report("id", cell.id());
+            report("initial_pid", v[0]);
+            report("cpid", cell.info().unwrap().cpid);
+        }
+        // Create a segment at the key, start a header, and die before READY.
+        // The size is what a SharedCell<u64> of 4 slots needs (FORMAT.md:
+        // 512 + 4 * 8), so that open_or_create takes it for its own.
+        "die_initialising" => {
+            let seg = Segment::options()
+                .size(544)
+                .create(true)
+                .exclusive(true)
+                .open(key_arg(&args, 1))
+                .unwrap();
+            report("id", seg.id());
+            seg.write_at(16, &1u32.to_le_bytes()).unwrap(); // state = INITIALIZING
+            seg.write_at(0, b"shmstore").unwrap();
+            if args[2] == "die" {
+                // SAFETY: raising SIGKILL on ourselves has no memory effects.
+                unsafe { libc::raise(libc::SIGKILL) };
+            }
+            std::thread::sleep(Duration::from_secs(60));
+        }
+        // Create a segment at the key, start a header, and die before READY.
+        // The size is what a SharedCell<[u64; 2]> of 4 slots needs
+        // (FORMAT.md: 512 + 4 * 16), so that open_or_create takes it for
+        // its own.
+        "die_initialising_pair" => {
+            let seg = Segment::options()
+                .size(576)
+                .create(true)
+                .exclusive(true)
+                .open(key_arg(&args, 1))
+                .unwrap();
+            report("id", seg.id());
+            seg.write_at(16, &1u32.to_le_bytes()).unwrap(); // FORMAT.md: state = INITIALIZING
+            seg.write_at(0, b"shmstore").unwrap(); // FORMAT.md: magic
+            // SAFETY: raising SIGKILL on ourselves has no memory effects.
+            unsafe { libc::raise(libc::SIGKILL) };
+        }
+        // Live, doing nothing, until stdin closes.
+        "squat" => {
+            report("squatting", std::process::id());
+            let _ = common::read_command();
+        }
+        "plain_segment" => {
+            let seg = Segment::options()
+                .size(8192)
+                .create(true)
+                .exclusive(true)
+                .open(key_arg(&args, 1))
+                .unwrap();
+            seg.write_at(4096, b"precious data of another program")
+                .unwrap();
+            report("id", seg.id());
         }
         other => panic!("unknown role {other}"),
     }
@@ -178,9 +320,9 @@ fn the_object(name: &str) -> SharedCell<u64> {
     cell
 }
 
-/// Finding: four replacers at once of an old object ended on different
-/// objects, or on a removed one, or failed. Now they end on one object,
-/// which is the one the key reaches, and the old one is removed.
+/// Four replacers at once of an old object end on one object, which is
+/// the one the key reaches, and the old one is removed: none ends on
+/// another object or on a removed one, and none fails.
 #[test]
 fn racing_replacers_end_on_one_object() {
     for named in [true, false] {
@@ -244,9 +386,9 @@ fn racing_replacers_in_processes_end_on_one_object() {
     }
 }
 
-/// Finding: a creator stopped for 3 s right after its `shmget`, and a
-/// second `create` of the same name, both succeeded, at two keys. Now one
-/// of them makes the object and the other is told it exists.
+/// A creator stopped for 3 s right after its `shmget`, and a second
+/// `create` of the same name meanwhile: one of them makes the object and
+/// the other is told it exists, never both at two keys.
 #[test]
 fn a_creator_stopped_after_shmget_never_makes_a_second_object() {
     let name = fresh_name("stopped");
@@ -272,10 +414,10 @@ fn a_creator_stopped_after_shmget_never_makes_a_second_object() {
     assert_eq!(cell.load(), 3);
 }
 
-/// Finding: a plain object at a name's key; a creator looked at the keys
-/// and was about to make its segment; another created the name; the plain
-/// object went away; the first then created too: two objects. Now the
-/// later creator finds the object and gives way, whichever key it took.
+/// A plain object at a name's key; a creator looks at the keys and is
+/// about to make its segment; another creates the name; the plain object
+/// goes away; the first creates then: it finds the object and gives way,
+/// whichever key it took, so that the name never has two objects.
 #[test]
 fn a_key_freed_meanwhile_never_makes_a_second_object() {
     use common::names::documented_key;
@@ -398,9 +540,9 @@ fn replacers_stopped_or_killed_after_judging() {
     assert_eq!(the_object(&name).id(), b.id());
 }
 
-/// Finding: `remove()` was seen by waiters only after 250 ms, and never by
-/// writers. Now a writer's next store and every waiter return `Removed` at
-/// once.
+/// A removal by `remove()` is seen at once: a writer's next store and
+/// every waiter return `Removed`, the waiters without waiting out a sleep
+/// slice.
 #[test]
 fn a_removal_is_seen_at_once_by_waiters_and_writers() {
     let key = unique_key();
@@ -511,8 +653,8 @@ fn gc_cmd(name: &str) -> Command {
     command(&["gc", "--remove", "--prefix", name])
 }
 
-/// Finding: `gc --remove` removed an object that a restarted supervisor had
-/// just opened. Now a collector stopped after judging an object, or after
+/// `gc --remove` never removes an object that a restarted supervisor has
+/// just opened: a collector stopped after judging an object, or after
 /// marking it, keeps it when a supervisor opens it meanwhile (the opener
 /// waits for a marking collector); killed at either step, it leaves the
 /// object usable.
@@ -723,4 +865,673 @@ fn a_removal_the_opener_may_not_finish_is_an_error() {
         start.elapsed()
     );
     assert!(!seg.info().unwrap().marked_for_removal);
+}
+
+// ---------------------------------------------------------------------------
+// Creation seen from other processes: creators at once, a creator that
+// died or is stuck before READY, its pid taken by another process, and a
+// segment at the key that is not shmstore's.
+
+#[test]
+fn concurrent_open_or_create_has_one_creator() {
+    let key = unique_key();
+    let raw = key.raw().to_string();
+    let children: Vec<_> = (0..6)
+        .map(|_| child(&["open_or_create_with_pid", &raw]).spawn().unwrap())
+        .collect();
+    let outs: Vec<_> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    let id: i32 = report_of(&outs[0].stdout, "id").unwrap().parse().unwrap();
+    let _g = SegGuard(id);
+    let creator = report_of(&outs[0].stdout, "cpid").unwrap();
+    for out in &outs {
+        assert!(out.status.success());
+        assert_eq!(report_of(&out.stdout, "id").unwrap(), id.to_string());
+        assert_eq!(report_of(&out.stdout, "cpid").unwrap(), creator);
+        // Everyone sees the initial value of the one process that created it.
+        assert_eq!(report_of(&out.stdout, "initial_pid").unwrap(), creator);
+    }
+}
+
+#[test]
+fn creator_dead_before_ready_does_not_hang_openers() {
+    let key = unique_key();
+    let raw = key.raw().to_string();
+    let out = child(&["die_initialising", &raw, "die"]).output().unwrap();
+    assert_eq!(out.status.signal(), Some(libc::SIGKILL));
+    let id: i32 = report_of(&out.stdout, "id").unwrap().parse().unwrap();
+    let _g = SegGuard(id);
+
+    let start = Instant::now();
+    let err = SharedCell::<u64>::open(key).unwrap_err();
+    assert!(
+        matches!(err, Error::CreatorDied { id: i, .. } if i == id),
+        "{err}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(2));
+
+    // open_or_create takes over: it removes the dead segment and creates anew.
+    let cell = SharedCell::<u64>::open_or_create(key, 9).unwrap();
+    let _g2 = SegGuard(cell.id());
+    assert_ne!(cell.id(), id);
+    assert_eq!(cell.load(), 9);
+    assert!(matches!(
+        Segment::info_by_id(id),
+        Err(Error::IdNotFound { .. })
+    ));
+}
+
+#[test]
+fn creator_stuck_before_ready_times_out() {
+    let key = unique_key();
+    let mut stuck = Live::spawn(&["die_initialising", &key.raw().to_string(), "stay"]);
+    let id: i32 = stuck.expect("id").parse().unwrap();
+    let _g = SegGuard(id);
+    let start = Instant::now();
+    let err = SharedCell::<u64>::opener()
+        .init_timeout(Duration::from_millis(200))
+        .open(key)
+        .unwrap_err();
+    assert!(matches!(err, Error::InitTimeout { .. }), "{err}");
+    assert!(start.elapsed() >= Duration::from_millis(200));
+    assert!(start.elapsed() < Duration::from_secs(5));
+    stuck.child.kill().unwrap();
+}
+
+// A dead creator's pid taken by another process.
+
+const NS_LAST_PID: &str = "/proc/sys/kernel/ns_last_pid";
+
+/// A `squat` child whose pid is `pid`, made by setting the pid namespace's
+/// last pid just before spawning; `None` if other processes kept taking it.
+fn squat_on_pid(pid: i32) -> Result<Kid, String> {
+    for attempt in 0..40 {
+        let kid = {
+            let _alone = SPAWNING.write().unwrap_or_else(|e| e.into_inner());
+            std::fs::write(NS_LAST_PID, (pid - 1).to_string())
+                .map_err(|e| format!("cannot write {NS_LAST_PID}: {e}"))?;
+            Kid::spawn_unlocked(&["squat"])
+        };
+        if kid.pid() == pid {
+            return Ok(kid);
+        }
+        drop(kid);
+        std::thread::sleep(Duration::from_millis(5 * attempt));
+    }
+    Err(format!("other processes took pid {pid} 40 times"))
+}
+
+/// A creator that died before READY is taken over by `open_or_create` (and
+/// reported as dead by `open`) even when its pid now belongs to another,
+/// live process. Needs root (to steer pids through `ns_last_pid`); skipped
+/// otherwise.
+#[test]
+fn a_creators_reused_pid_does_not_block_recovery() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: steering the next pid through {NS_LAST_PID} needs root");
+        return;
+    }
+    if let Err(e) = std::fs::OpenOptions::new().write(true).open(NS_LAST_PID) {
+        eprintln!("skipped: cannot open {NS_LAST_PID} for writing: {e}");
+        return;
+    }
+    let key = unique_key();
+    let mut dying = Kid::spawn(&["die_initialising_pair", &key.raw().to_string()]);
+    let id: i32 = dying.expect("id").parse().unwrap();
+    let _g = SegGuard(id);
+    let status = dying.wait();
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status}");
+    let info = Segment::info_by_id(id).unwrap();
+    let creator = info.cpid;
+    assert_eq!(creator, dying.pid());
+    // The squatter starts well after the segment was made (its change time
+    // has whole seconds), as a reused pid would: the library may tell the
+    // two processes apart by when they started.
+    if let Some(made) = info.ctime {
+        let later = made + Duration::from_secs(3);
+        while let Ok(left) = later.duration_since(std::time::SystemTime::now()) {
+            std::thread::sleep(left);
+        }
+    }
+
+    let squatter = match squat_on_pid(creator) {
+        Ok(kid) => kid,
+        Err(why) => {
+            eprintln!("skipped: could not start a process with pid {creator}: {why}");
+            return;
+        }
+    };
+    let short = Duration::from_millis(300);
+    let opened = SharedCell::<[u64; 2]>::opener()
+        .init_timeout(short)
+        .open(key)
+        .map(|c| c.id());
+    let taken = SharedCell::<[u64; 2]>::options()
+        .init_timeout(short)
+        .open_or_create(key, [1, 2]);
+    let _g2 = taken.as_ref().ok().map(|c| SegGuard(c.id()));
+    drop(squatter);
+    assert!(
+        matches!(opened, Err(Error::CreatorDied { id: i, .. }) if i == id),
+        "open of a segment whose creator (pid {creator}) died before READY, while pid \
+         {creator} belongs to another live process: expected CreatorDied, got {opened:?}"
+    );
+    match taken {
+        Ok(cell) => assert_eq!(cell.load(), [1, 2]),
+        Err(e) => panic!(
+            "open_or_create did not take over the segment of the dead creator (pid {creator}, \
+             now another live process's): {e:?}"
+        ),
+    }
+}
+
+// A segment that is not shmstore's, whose first bytes are zero and whose
+// creator has exited, is another program's: open_or_create leaves it.
+
+#[test]
+fn open_or_create_leaves_a_foreign_segment() {
+    let key = unique_key();
+    let mut k = Kid::spawn(&["plain_segment", &key.raw().to_string()]);
+    let id: i32 = k.expect("id").parse().unwrap();
+    let _g = SegGuard(id);
+    assert!(k.wait().success());
+    let cell = SharedCell::<u64>::open_or_create(key, 7);
+    let _g2 = cell.as_ref().ok().map(|c| SegGuard(c.id()));
+    let old = Segment::info_by_id(id);
+    eprintln!(
+        "open_or_create: {:?}; the foreign segment {id}: {:?}",
+        cell.as_ref().map(|c| c.id()),
+        old.as_ref().map(|i| i.size)
+    );
+    assert!(
+        old.is_ok(),
+        "open_or_create removed segment {id}, which shmstore never made"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Restarting and replacing.
+
+/// A supervisor killed with SIGKILL and started again with the same code
+/// continues on the same object: its value and version are kept.
+#[test]
+fn a_supervisor_killed_and_restarted_keeps_value_and_version() {
+    let name = format!("shmstore-test/{}-restart", std::process::id());
+    let key = Key::named(&name).unwrap();
+    let mut first = Kid::spawn(&["supervisor", &name]);
+    assert_eq!(first.expect("found"), "[0, 0]@0");
+    let reader = SharedCell::<[u64; 2]>::open_read_only(key).unwrap();
+    let _g = SegGuard(reader.id());
+    while reader.load()[0] < 20 {
+        reader
+            .wait_for_change(reader.version(), Some(Duration::from_secs(10)))
+            .unwrap();
+    }
+    first.kill();
+    let (value, version) = (reader.load(), reader.version());
+    assert!(value[0] >= 20 && version == value[0], "{value:?}@{version}");
+    let mut second = Kid::spawn(&["supervisor", &name]);
+    assert_eq!(second.expect("found"), format!("{value:?}@{version}"));
+    while reader.version() < version + 5 {
+        reader
+            .wait_for_change(reader.version(), Some(Duration::from_secs(10)))
+            .unwrap();
+    }
+    second.kill();
+    assert!(reader.load()[0] >= value[0] + 5);
+    assert_eq!(SharedCell::<[u64; 2]>::open(key).unwrap().id(), reader.id());
+}
+
+/// A new release replaces an object of another type in one call; the old
+/// one's waiters see Removed. Another program's segment is never replaced.
+#[test]
+fn open_or_replace_replaces_only_shmstore_objects_of_another_type() {
+    let key = unique_key();
+    let old = SharedCell::<u64>::create(key, 1).unwrap();
+    let _g = SegGuard(old.id());
+    let reader = SharedCell::<u64>::open_read_only(key).unwrap();
+    let new = SharedCell::<[u64; 2]>::open_or_replace(key, [2, 2]).unwrap();
+    let _g2 = SegGuard(new.id());
+    assert_ne!(new.id(), old.id());
+    assert!(matches!(
+        reader.wait_for_change(reader.version(), Some(Duration::from_secs(10))),
+        Err(Error::Removed { .. })
+    ));
+    // The same type: opened, not replaced.
+    let again = SharedCell::<[u64; 2]>::open_or_replace(key, [9, 9]).unwrap();
+    assert_eq!((again.id(), again.load()), (new.id(), [2, 2]));
+
+    let foreign_key = unique_key();
+    let foreign = Segment::options()
+        .size(4096)
+        .create(true)
+        .open(foreign_key)
+        .unwrap();
+    let _g3 = SegGuard(foreign.id());
+    foreign.write_at(0, b"not ours").unwrap();
+    assert!(matches!(
+        SharedCell::<u64>::open_or_replace(foreign_key, 0),
+        Err(Error::NotShmstore { .. })
+    ));
+    assert!(!foreign.info().unwrap().marked_for_removal);
+}
+
+// ---------------------------------------------------------------------------
+// Removal seen by waiters and handles, and `remove_on_drop`.
+
+#[derive(rkyv::Archive, rkyv::Serialize)]
+struct Note {
+    text: String,
+}
+
+/// Report `waiting`, wait, and say how the wait ended.
+fn wait(f: impl FnOnce() -> shmstore::Result<u64>) -> String {
+    report("waiting", 1);
+    match f() {
+        Err(Error::Removed { .. }) => "removed".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// How an object is removed.
+#[derive(Clone, Copy, Debug)]
+enum Remover {
+    Handle,
+    Command,
+    Ipcrm,
+}
+
+fn remove(how: Remover, id: i32, by_handle: impl FnOnce() -> shmstore::Result<()>) {
+    match how {
+        Remover::Handle => by_handle().unwrap(),
+        Remover::Command => {
+            let out = Command::new(env!("CARGO_BIN_EXE_shmstore"))
+                .args(["remove", &id.to_string()])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "shmstore remove: {out:?}");
+        }
+        Remover::Ipcrm => {
+            let out = Command::new("ipcrm")
+                .args(["-m", &id.to_string()])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "ipcrm: {out:?}");
+        }
+    }
+}
+
+/// Every waiter returns `Removed` soon after the removal, however it was
+/// removed, for cells and regions, read-write and read-only waiters.
+#[test]
+fn waiters_learn_that_their_object_was_removed() {
+    for how in [Remover::Handle, Remover::Command, Remover::Ipcrm] {
+        for kind in ["cell", "region"] {
+            let key = unique_key();
+            let (id, by_handle): (i32, Box<dyn FnOnce() -> shmstore::Result<()>>) =
+                if kind == "cell" {
+                    let cell = SharedCell::<u64>::create(key, 1).unwrap();
+                    (cell.id(), Box::new(move || cell.remove()))
+                } else {
+                    let region = SharedRegion::<Note>::create(key, 1024).unwrap();
+                    region
+                        .publish(&Note {
+                            text: "first".into(),
+                        })
+                        .unwrap();
+                    (region.id(), Box::new(move || region.remove()))
+                };
+            let _g = SegGuard(id);
+            let raw = key.raw().to_string();
+            let role = format!("{kind}_wait");
+            let mut waiters: Vec<Kid> = ["rw", "ro"]
+                .iter()
+                .map(|access| Kid::spawn(&[&role, &raw, access]))
+                .collect();
+            for w in &mut waiters {
+                w.expect("waiting");
+            }
+            // Let them fall asleep.
+            std::thread::sleep(Duration::from_millis(50));
+            let removed_at = Instant::now();
+            remove(how, id, by_handle);
+            for (w, access) in waiters.iter_mut().zip(["rw", "ro"]) {
+                assert_eq!(
+                    w.expect("outcome"),
+                    "removed",
+                    "{how:?} of a {kind}, {access} waiter"
+                );
+                let took = removed_at.elapsed();
+                assert!(
+                    took < Duration::from_secs(5),
+                    "{how:?} of a {kind}: the {access} waiter took {took:?}"
+                );
+                w.wait();
+            }
+            assert!(matches!(
+                SharedCell::<u64>::open(key),
+                Err(Error::NotFound { .. })
+            ));
+        }
+    }
+}
+
+/// A handle can ask whether its object is still the one its key reaches,
+/// and waiting on a removed object fails at once.
+#[test]
+fn handles_know_their_object_was_removed() {
+    let key = unique_key();
+    let cell = SharedCell::<u64>::create(key, 7).unwrap();
+    let _g = SegGuard(cell.id());
+    let reader = SharedCell::<u64>::open_read_only(key).unwrap();
+    assert!(!cell.is_removed().unwrap() && !reader.is_removed().unwrap());
+    cell.remove().unwrap();
+    assert!(cell.is_removed().unwrap() && reader.is_removed().unwrap());
+    assert_eq!(reader.load(), 7, "the last value stays readable");
+    assert!(matches!(
+        reader.wait_for_change(0, Some(Duration::from_secs(10))),
+        Err(Error::Removed { .. })
+    ));
+    assert!(matches!(
+        cell.wait_for_change(0, Some(Duration::ZERO)),
+        Err(Error::Removed { .. })
+    ));
+    // A new object at the key is another one.
+    let new = SharedCell::<u64>::create(key, 8).unwrap();
+    let _g2 = SegGuard(new.id());
+    assert!(cell.is_removed().unwrap() && !new.is_removed().unwrap());
+    assert_eq!(SharedCell::<u64>::open(key).unwrap().load(), 8);
+}
+
+#[test]
+fn remove_on_drop_and_remove() {
+    let key = unique_key();
+    let cell = SharedCell::<u32>::options()
+        .remove_on_drop(true)
+        .create(key, 1)
+        .unwrap();
+    let id = cell.id();
+    let _g = SegGuard(id);
+    let other = SharedCell::<u32>::open(key).unwrap();
+    drop(cell);
+    assert!(matches!(
+        SharedCell::<u32>::open(key),
+        Err(Error::NotFound { .. })
+    ));
+    other.store(2).unwrap();
+    assert_eq!(other.load(), 2);
+    drop(other);
+    assert!(matches!(
+        Segment::info_by_id(id),
+        Err(Error::IdNotFound { .. })
+    ));
+}
+
+/// What sits at the key before the failed open.
+#[derive(Clone, Copy, Debug)]
+enum Occupant {
+    /// A `SharedCell<u64>` holding 5.
+    Cell,
+    /// A `SharedRegion<Text>` holding version 1.
+    Region,
+    /// A plain segment of 4096 zero bytes.
+    Zeros,
+    /// A plain segment of 4096 bytes of noise.
+    Noise,
+    /// A plain segment of 100 bytes, too small for a header.
+    Small,
+}
+
+fn noise(len: usize) -> Vec<u8> {
+    (0..len as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect()
+}
+
+/// Put `occupant` at a fresh key; returns the key, the segment's id and a
+/// handle that keeps the segment attached (so a removal shows as
+/// `marked_for_removal`), and the guard that removes it.
+fn occupy(occupant: Occupant) -> (Key, i32, Box<dyn std::any::Any>, SegGuard) {
+    let key = unique_key();
+    let (id, keep): (i32, Box<dyn std::any::Any>) = match occupant {
+        Occupant::Cell => {
+            let cell = SharedCell::<u64>::create(key, 5).unwrap();
+            (cell.id(), Box::new(cell))
+        }
+        Occupant::Region => {
+            let region = SharedRegion::<Text>::create(key, 4096).unwrap();
+            region.publish(&Text::of(1)).unwrap();
+            (region.id(), Box::new(region))
+        }
+        Occupant::Zeros | Occupant::Noise | Occupant::Small => {
+            let size = if matches!(occupant, Occupant::Small) {
+                100
+            } else {
+                4096
+            };
+            let seg = Segment::options()
+                .size(size)
+                .create(true)
+                .exclusive(true)
+                .open(key)
+                .unwrap();
+            if matches!(occupant, Occupant::Noise) {
+                seg.write_at(0, &noise(size)).unwrap();
+            }
+            (seg.id(), Box::new(seg))
+        }
+    };
+    let guard = SegGuard(id);
+    (key, id, keep, guard)
+}
+
+/// What is wrong with the occupant after the failed open, if anything.
+fn occupant_damage(occupant: Occupant, key: Key, id: i32) -> Option<String> {
+    match Segment::info_by_id(id) {
+        Ok(info) if info.marked_for_removal => {
+            return Some(format!("segment {id} is marked for removal"));
+        }
+        Ok(_) => {}
+        Err(e) => return Some(format!("segment {id} is gone: {e}")),
+    }
+    match Segment::options().open(key) {
+        Ok(seg) if seg.id() == id => {}
+        Ok(seg) => return Some(format!("the key now names segment {}", seg.id())),
+        Err(e) => return Some(format!("the key no longer finds it: {e}")),
+    }
+    match occupant {
+        Occupant::Cell => match SharedCell::<u64>::open(key).map(|c| c.load()) {
+            Ok(5) => None,
+            other => Some(format!("the cell now opens as {other:?}")),
+        },
+        Occupant::Region => {
+            let region = SharedRegion::<Text>::open(key);
+            match region.as_ref().map(describe_read) {
+                Ok(read) if read == "ok" => None,
+                Ok(read) => Some(format!("the region now reads {read}")),
+                Err(e) => Some(format!("the region now opens as {e:?}")),
+            }
+        }
+        Occupant::Zeros | Occupant::Noise | Occupant::Small => {
+            let seg = Segment::attach_id(id).unwrap();
+            let mut bytes = vec![0; seg.len()];
+            seg.read_at(0, &mut bytes).unwrap();
+            let want = if matches!(occupant, Occupant::Noise) {
+                noise(bytes.len())
+            } else {
+                vec![0; bytes.len()]
+            };
+            (bytes != want).then(|| "its bytes changed".to_owned())
+        }
+    }
+}
+
+type Attempt = fn(Key, i32) -> Option<Error>;
+
+/// Opens that must fail, each with remove_on_drop (which only read-write
+/// builders have); `None` if it opened.
+fn failing_opens() -> Vec<(&'static str, Attempt)> {
+    vec![
+        ("SharedCell::<u32> open", |key, _| {
+            SharedCell::<u32>::opener()
+                .remove_on_drop(true)
+                .init_timeout(Duration::from_millis(100))
+                .open(key)
+                .err()
+        }),
+        ("SharedCell::<u32> open_or_create", |key, _| {
+            SharedCell::<u32>::options()
+                .remove_on_drop(true)
+                .init_timeout(Duration::from_millis(100))
+                .open_or_create(key, 0)
+                .err()
+        }),
+        ("SharedCell::<u32> open by id", |_, id| {
+            SharedCell::<u32>::opener()
+                .remove_on_drop(true)
+                .init_timeout(Duration::from_millis(100))
+                .open(shmstore::Target::Id(id))
+                .err()
+        }),
+        ("SharedRegion::<String> open", |key, _| {
+            SharedRegion::<String>::opener()
+                .remove_on_drop(true)
+                .init_timeout(Duration::from_millis(100))
+                .open(key)
+                .err()
+        }),
+        ("SharedRegion::<String> open_or_create", |key, _| {
+            SharedRegion::<String>::options()
+                .remove_on_drop(true)
+                .init_timeout(Duration::from_millis(100))
+                .open_or_create(key, 4096)
+                .err()
+        }),
+        ("SharedRegion::<String> open by id", |_, id| {
+            SharedRegion::<String>::opener()
+                .remove_on_drop(true)
+                .init_timeout(Duration::from_millis(100))
+                .open(shmstore::Target::Id(id))
+                .err()
+        }),
+    ]
+}
+
+/// An open with `remove_on_drop(true)` that fails (another type at the key,
+/// or not a shmstore segment) leaves the segment as it was: not marked for
+/// removal, still at its key, its contents unchanged.
+#[test]
+fn a_failed_open_with_remove_on_drop_leaves_the_segment() {
+    let mut damage = Vec::new();
+    for occupant in [
+        Occupant::Cell,
+        Occupant::Region,
+        Occupant::Zeros,
+        Occupant::Noise,
+        Occupant::Small,
+    ] {
+        for (what, attempt) in failing_opens() {
+            let (key, id, keep, _g) = occupy(occupant);
+            let Some(err) = attempt(key, id) else {
+                damage.push(format!("{what} on a {occupant:?} segment opened it"));
+                continue;
+            };
+            if let Some(wrong) = occupant_damage(occupant, key, id) {
+                damage.push(format!(
+                    "{what} on a {occupant:?} segment failed ({err:?}) and {wrong}"
+                ));
+            }
+            drop(keep);
+        }
+    }
+    assert!(damage.is_empty(), "{}", damage.join("\n"));
+}
+
+// ---------------------------------------------------------------------------
+// Garbage: what nobody uses.
+
+/// `shmstore gc` lists the objects nobody uses (no process attached, the
+/// creator gone), and not the others; with `--remove` it removes them, only
+/// the caller's own unless root.
+#[test]
+fn gc_finds_what_nobody_uses() {
+    let (dead_key, live_key, held_key) = (unique_key(), unique_key(), unique_key());
+    let mut dead = Kid::spawn(&["make_and_exit", &dead_key.raw().to_string(), "self"]);
+    let dead_id: i32 = dead.expect("id").parse().unwrap();
+    dead.wait();
+    let _g1 = SegGuard(dead_id);
+    let mut live = Kid::spawn(&["make_and_stay", &live_key.raw().to_string()]);
+    let live_id: i32 = live.expect("id").parse().unwrap();
+    let _g2 = SegGuard(live_id);
+    let mut held = Kid::spawn(&["make_and_exit", &held_key.raw().to_string(), "self"]);
+    let held_id: i32 = held.expect("id").parse().unwrap();
+    held.wait();
+    let _g3 = SegGuard(held_id);
+    let holder = SharedCell::<u64>::opener()
+        .open(shmstore::Target::Id(held_id))
+        .unwrap();
+
+    let garbage: Vec<i32> = shmstore::inspect::garbage()
+        .unwrap()
+        .iter()
+        .map(|o| o.info.id)
+        .collect();
+    assert!(garbage.contains(&dead_id), "{garbage:?}");
+    assert!(!garbage.contains(&live_id), "the creator runs");
+    assert!(!garbage.contains(&held_id), "a process is attached");
+    let out = Command::new(env!("CARGO_BIN_EXE_shmstore"))
+        .arg("gc")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        text.contains(&format!("would remove segment {dead_id} ")),
+        "{text}"
+    );
+    assert!(!text.contains(&format!("segment {live_id} ")), "{text}");
+    assert!(
+        SharedCell::<u64>::opener()
+            .open(shmstore::Target::Id(dead_id))
+            .is_ok(),
+        "a dry run removes nothing"
+    );
+    live.send("stop");
+    live.wait();
+    drop(holder);
+
+    if !common::root_or_skip("gc --remove as another user") {
+        return;
+    }
+    let nobody_key = unique_key();
+    let mut made = Kid::spawn(&["make_and_exit", &nobody_key.raw().to_string(), "nobody"]);
+    let nobody_id: i32 = made.expect("id").parse().unwrap();
+    made.wait();
+    let _g4 = SegGuard(nobody_id);
+    let mut gc = Kid::spawn(&["gc_as_nobody", env!("CARGO_BIN_EXE_shmstore")]);
+    assert_eq!(gc.expect("ok"), "true");
+    let text = gc.expect("out");
+    gc.wait();
+    assert!(
+        text.contains(&format!("removed segment {nobody_id} ")),
+        "{text}"
+    );
+    assert!(
+        !text.contains(&format!("segment {dead_id} ")),
+        "nobody removed root's segment: {text}"
+    );
+    assert!(
+        shmstore::Segment::info_by_id(nobody_id).is_err()
+            || shmstore::Segment::info_by_id(nobody_id)
+                .unwrap()
+                .marked_for_removal
+    );
+    assert!(
+        !shmstore::Segment::info_by_id(dead_id)
+            .unwrap()
+            .marked_for_removal
+    );
 }

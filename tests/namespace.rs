@@ -44,10 +44,10 @@ fn child_entry() {
     std::process::exit(0);
 }
 
-/// Finding: any local user could make a name unusable for good with eight
-/// one-byte segments at its keys. A name's keys in a private namespace are
-/// not known to that user, who cannot read the namespace's secret: the
-/// same name there is made and opened whatever it squatted.
+/// Any local user can make a name unusable for good with eight one-byte
+/// segments at its keys, but not in a private namespace: a name's keys
+/// there are not known to that user, who cannot read the namespace's
+/// secret, so the same name there is made and opened whatever it squatted.
 #[test]
 fn a_user_who_takes_a_names_keys_cannot_take_them_in_a_private_namespace() {
     if !root_or_skip("acting as another user") {

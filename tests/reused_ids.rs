@@ -42,11 +42,10 @@ fn stopped(args: &[&str], step: &str) -> Kid {
     common::start_stopped(cmd, step)
 }
 
-/// Finding: root's `gc --remove` and `remove --prefix` collected ids while
-/// listing and called `IPC_RMID` later: an id reused meanwhile by another
-/// user's new object took that object with it. Now each is judged again on
-/// an attachment of the id: the other user's object, at the very id the
-/// listing saw, is left alone.
+/// Root's `gc --remove` and `remove --prefix` list ids and call `IPC_RMID`
+/// later; an id reused meanwhile by another user's new object is judged
+/// again on an attachment of the id, so the other user's object, at the
+/// very id the listing saw, is left alone.
 #[test]
 fn a_reused_id_is_never_removed_by_gc_or_prefix_removal() {
     if !root_or_skip("reusing an id as another user") {

@@ -1,10 +1,12 @@
 //! Helpers shared by the integration tests: child processes of the test
-//! binary itself, segment guards and unique keys; `python` runs the Python
-//! reader.
+//! binary itself, segment guards and unique keys, cells of values whose
+//! words derive from one number; `names` has names and their keys, `values`
+//! the values regions hold, `python` runs the Python reader.
 #![allow(dead_code)]
 
 pub mod names;
 pub mod python;
+pub mod values;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
@@ -421,6 +423,17 @@ impl<const W: usize> Stamped<W> {
     pub fn is_whole(&self) -> bool {
         *self == Self::of(self.seq)
     }
+}
+
+/// A 64-byte value whose words all derive from `seq`: a torn copy shows.
+pub type Pattern = Stamped<7>;
+
+/// A cell holding `initial` at a fresh key, and the guard that removes it.
+pub fn new_cell<T: bytemuck::Pod>(initial: T) -> (shmstore::SharedCell<T>, Key, SegGuard) {
+    let key = unique_key();
+    let cell = shmstore::SharedCell::create(key, initial).unwrap();
+    let guard = SegGuard(cell.id());
+    (cell, key, guard)
 }
 
 /// Child role: store `Stamped::of(1)`, `of(2)`, ... into the cell at `key`,

@@ -566,10 +566,10 @@ fn c_reader_waits_for_a_stopped_creator() {
     assert!(creator.wait().success());
 }
 
-/// Finding: a user who is not trusted got "no such object" for an object
-/// that `shmstore list` shows. Another user's (65534) object of the name,
-/// alone at its keys: the reader says whose it is and how to trust that
-/// user, and opens it when built to trust that user.
+/// Another user's (65534) object of the name, alone at its keys, which
+/// `shmstore list` shows: the reader does not say "no such object" but
+/// whose it is and how to trust that user, and opens it when told to trust
+/// that user.
 #[test]
 fn c_reader_reports_another_users_object_of_a_name() {
     if !common::root_or_skip("acting as user 65534") {
@@ -702,12 +702,10 @@ fn keep_up_ms() -> String {
     std::env::var("SHMSTORE_TEST_KEEP_UP_MS").unwrap_or_else(|_| "2500".to_owned())
 }
 
-/// Finding: a copying reader gave up 1,805 times in 12 s copying a 1 KiB
-/// archive against a nonstop publisher, because a copy was thrown away
-/// whenever `current` moved. A copy is now thrown away only when its own
-/// buffer is rewritten, and the publisher reuses the buffer whose version
-/// is oldest, so that with 4 buffers a copy outlives 2 publishes made while
-/// it runs (FORMAT.md says 2; the choice rule gives 3). Against a Rust
+/// A copy is thrown away only when its own buffer is rewritten, and the
+/// publisher reuses the buffer whose version is oldest, so that with 4
+/// buffers a copy outlives 2 publishes made while it runs (FORMAT.md says
+/// 2; the choice rule gives 3), however often `current` moves. Against a Rust
 /// publisher that never pauses (4 buffers, no reuse grace), the C reader
 /// copying 1 KiB and 1 MiB archives throws away no copy made by a call
 /// shorter than one publish (what remains comes from this process being

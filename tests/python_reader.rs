@@ -619,10 +619,9 @@ fn waits_for_a_stopped_creator() {
 /// A user who is not this one and not root.
 const OUTSIDER: (u32, u32) = (43_003, 43_999);
 
-/// Finding: a user who is not trusted got "no object is named" for an
-/// object that `shmstore list` shows. Another user's (65534) object of the
-/// name, alone at its keys: the reader says whose it is and how to trust
-/// that user, and opens it with --trust-user. And another user's segment
+/// Another user's (65534) object of the name, alone at its keys, which
+/// `shmstore list` shows: the reader does not say "no object is named" but
+/// whose it is and how to trust that user, and opens it with --trust-user. And another user's segment
 /// holding the name at its first key, with the object at the second: the
 /// reader passes over it and opens the object.
 #[test]

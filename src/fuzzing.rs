@@ -5,7 +5,6 @@
 //! call beyond memory allocation.
 //!
 //! Not part of the stable API.
-#![allow(unsafe_code)]
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -95,11 +94,10 @@ fn is_validation_error(e: &Error) -> bool {
 /// it and be consistent with the declared sizes.
 pub fn header(data: &[u8]) {
     let image = heap(data.len());
-    // SAFETY: the image has data.len() bytes (at least 1); nothing else uses it.
-    unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), image.as_ptr(), data.len()) };
-    // SAFETY: the image's pointer is valid for data.len() bytes until the
-    // end of this function, and is a mutable allocation's.
-    let Ok(h) = (unsafe { format::header_at(image.as_ptr(), data.len()) }) else {
+    image.write_at(0, data);
+    // (An empty input makes an image of one byte, too short for a header
+    // either way.)
+    let Ok(h) = format::header_of(&*image) else {
         return;
     };
     if let Ok(v) = format::validate(h, data.len()) {
@@ -242,11 +240,10 @@ pub fn region_archive(data: &[u8]) {
     let len = input.u16() as u64;
     let bytes = input.bytes(stride).to_vec();
     let target = (buffer as usize) % 4;
-    // SAFETY: buffer `target` (< 4) holds `stride` bytes inside the image;
-    // no reader is active.
-    unsafe {
-        std::ptr::copy_nonoverlapping(bytes.as_ptr(), region.store().slot_ptr(target), bytes.len())
-    };
+    // Buffer `target` (< 4) holds `stride` bytes inside the image; no reader
+    // is active.
+    let layout = region.store().layout();
+    image.write_at(layout.data_offset + target * layout.slot_stride, &bytes);
     ctl.buffers[target]
         .len
         .store(len, std::sync::atomic::Ordering::SeqCst);
@@ -370,11 +367,8 @@ pub fn cell_ops(data: &[u8]) {
             5 => {
                 let offset = input.u16() as usize % image.len();
                 let byte = input.u8();
-                // SAFETY: offset < len; the fuzz input plays a buggy peer
-                // scribbling on the image, through an atomic byte store.
-                let cell =
-                    unsafe { std::sync::atomic::AtomicU8::from_ptr(image.as_ptr().add(offset)) };
-                if cell.swap(byte, std::sync::atomic::Ordering::SeqCst) != byte {
+                // The fuzz input plays a buggy peer scribbling on the image.
+                if image.swap(offset, byte) != byte {
                     corrupted = true;
                 }
             }
@@ -399,12 +393,9 @@ pub fn cell_ops(data: &[u8]) {
                 let (offset, width) = FIELDS[input.u8() as usize % FIELDS.len()];
                 let value = input.u64().to_le_bytes();
                 for (i, &byte) in value.iter().take(width).enumerate() {
-                    // SAFETY: the fields lie within the 512-byte header of
-                    // the image; a buggy peer's scribble, made atomically.
-                    let cell = unsafe {
-                        std::sync::atomic::AtomicU8::from_ptr(image.as_ptr().add(offset + i))
-                    };
-                    if cell.swap(byte, std::sync::atomic::Ordering::SeqCst) != byte {
+                    // The fields lie within the 512-byte header of the
+                    // image; a buggy peer's scribble.
+                    if image.swap(offset + i, byte) != byte {
                         layout_scribbled = true;
                     }
                 }
@@ -522,10 +513,8 @@ pub fn region_ops(data: &[u8]) {
             5 => {
                 let offset = (input.u16() as usize * 7) % image.len();
                 let byte = input.u8();
-                // SAFETY: offset < len; a buggy peer's scribble, made atomically.
-                let cell =
-                    unsafe { std::sync::atomic::AtomicU8::from_ptr(image.as_ptr().add(offset)) };
-                if cell.swap(byte, std::sync::atomic::Ordering::SeqCst) != byte {
+                // A buggy peer's scribble.
+                if image.swap(offset, byte) != byte {
                     corrupted = true;
                     buffers_scribbled |= offset >= data_offset;
                 }

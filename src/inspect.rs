@@ -2,12 +2,9 @@
 //! `inspect` and `watch`). It works on a snapshot of the segment's first
 //! bytes, treats every byte as hostile, and never panics: whatever the bytes,
 //! it returns a [`Description`] that says what it found.
-#![allow(unsafe_code)]
 
 use std::fmt;
 use std::sync::atomic::Ordering::Relaxed;
-
-use rkyv::util::AlignedVec;
 
 use crate::error::Result;
 use crate::format::{self, Current, HEADER_SIZE, Kind, REGION_CONTROL_SIZE, RegionControl};
@@ -115,8 +112,9 @@ pub struct RegionState {
 /// (at most [`SNAPSHOT_LEN`] bytes of the snapshot are looked at).
 pub fn describe(bytes: &[u8], segment_len: usize) -> Description {
     let len = bytes.len().min(SNAPSHOT_LEN);
-    let mut aligned = AlignedVec::<64>::with_capacity(len);
-    aligned.extend_from_slice(&bytes[..len]);
+    // An aligned copy, reached as a mapping, never through a reference to
+    // its bytes.
+    let snapshot = format::Snapshot::of(&bytes[..len]);
     let mut d = Description {
         len: bytes.len(),
         problem: None,
@@ -132,13 +130,7 @@ pub fn describe(bytes: &[u8], segment_len: usize) -> Description {
         layout: None,
         region: None,
     };
-    // The header is reached through the copy's mutable pointer, never a
-    // reference to its bytes.
-    let ptr = aligned.as_mut_ptr();
-    // SAFETY: `ptr` points to the `len` bytes of the private copy, which
-    // lives until the end of this function, longer than every use of the
-    // header.
-    let h = match unsafe { format::header_at(ptr, len) } {
+    let h = match format::header_of(&snapshot) {
         Ok(h) => h,
         Err(e) => {
             d.problem = Some(e.to_string());
@@ -215,10 +207,7 @@ pub fn describe(bytes: &[u8], segment_len: usize) -> Description {
                 valid.type_extra
             ));
         }
-        // SAFETY: `ptr` points to the `len` bytes of the private copy, which
-        // lives until the end of this function, longer than every use of
-        // the block.
-        match unsafe { format::region_control_at(ptr, len) } {
+        match format::region_control_of(&snapshot) {
             None => {
                 d.problem = Some("the snapshot does not reach the region's control block".into());
             }

@@ -347,3 +347,137 @@ fn the_table_is_the_documents() {
         "ARCHITECTURE.md's table of layers and this test's differ"
     );
 }
+
+/// The files of `src/` that may hold `unsafe` code, each with why
+/// (ARCHITECTURE.md, "Layers", has the same list). Everything else goes
+/// through their safe types and functions.
+const UNSAFE_ROOMS: &[(&str, &str)] = &[
+    (
+        "src/sys/shm/mod.rs",
+        "a segment's mapping: its pointer, atomic byte access, shmdt",
+    ),
+    (
+        "src/sys/shm/options.rs",
+        "detaching an attachment the kernel made at address 0",
+    ),
+    (
+        "src/sys/shm/raw.rs",
+        "the shmget, shmat, shmdt and shmctl calls",
+    ),
+    (
+        "src/sys/proc.rs",
+        "the calls of the process: kill, geteuid, getpwuid_r, the pid cache's page",
+    ),
+    ("src/sys/futex.rs", "the futex calls"),
+    ("src/sys/mutex.rs", "the pthread calls of the robust mutex"),
+    (
+        "src/format/mapping.rs",
+        "a header and a control block over a mapping's pointer and length",
+    ),
+    (
+        "src/sync/copy.rs",
+        "copies through atomic words and the string move",
+    ),
+    (
+        "src/store/mod.rs",
+        "the store's kept pointers: the header, slots, the control block, the mutex",
+    ),
+    (
+        "src/store/heap.rs",
+        "the heap image standing in for a segment",
+    ),
+    (
+        "src/region/archive.rs",
+        "rkyv in place: bytes of a pinned or free buffer, unchecked access",
+    ),
+];
+
+/// What marks a file as holding `unsafe` code.
+const UNSAFE_MARKS: &[&str] = &[
+    "unsafe {",
+    "unsafe fn",
+    "unsafe impl",
+    "unsafe trait",
+    "unsafe extern",
+    "allow(unsafe_code)",
+];
+
+/// `unsafe` code lies only in the files of [`UNSAFE_ROOMS`], each of which
+/// has some; the crate root denies it everywhere else; ARCHITECTURE.md
+/// lists the same files and counts them and their `unsafe` blocks.
+#[test]
+fn unsafe_code_only_in_its_rooms() {
+    let root = src().parent().unwrap().to_owned();
+    let lib = fs::read_to_string(src().join("lib.rs")).unwrap();
+    assert!(
+        code(&lib).contains("#![deny(unsafe_code)]"),
+        "the crate root denies unsafe_code"
+    );
+    let mut files = Vec::new();
+    rust_files(&src(), &mut files);
+    let mut outside = Vec::new();
+    let mut seen = vec![false; UNSAFE_ROOMS.len()];
+    let mut blocks = 0;
+    for file in &files {
+        let rel = file.strip_prefix(&root).unwrap();
+        let text = code(&fs::read_to_string(file).unwrap());
+        let room = UNSAFE_ROOMS.iter().position(|(f, _)| Path::new(f) == rel);
+        for (n, line) in text.lines().enumerate() {
+            let Some(mark) = UNSAFE_MARKS.iter().find(|m| line.contains(*m)) else {
+                continue;
+            };
+            match room {
+                Some(r) => seen[r] = true,
+                None => outside.push(format!("{}:{}: {mark}", rel.display(), n + 1)),
+            }
+        }
+        if room.is_some() {
+            blocks += text.matches("unsafe {").count();
+        }
+    }
+    assert!(
+        outside.is_empty(),
+        "unsafe code outside the files that may hold it (tests/layers.rs, UNSAFE_ROOMS; \
+         ARCHITECTURE.md, \"Layers\"): go through their safe types, or add the file to both \
+         lists and say why:\n{}",
+        outside.join("\n")
+    );
+    let idle: Vec<&str> = UNSAFE_ROOMS
+        .iter()
+        .zip(&seen)
+        .filter(|(_, seen)| !**seen)
+        .map(|((f, _), _)| *f)
+        .collect();
+    assert!(
+        idle.is_empty(),
+        "files listed as holding unsafe code that hold none: take them off UNSAFE_ROOMS \
+         and ARCHITECTURE.md: {idle:?}"
+    );
+
+    let doc = fs::read_to_string(root.join("ARCHITECTURE.md")).unwrap();
+    let section = doc
+        .split("\n## Layers\n")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("ARCHITECTURE.md has a section \"Layers\"");
+    let mut listed: Vec<String> = section
+        .lines()
+        .skip_while(|l| !l.starts_with("| file that may use `unsafe` |"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .filter_map(|row| row.split('`').nth(1).map(|f| format!("src/{f}")))
+        .collect();
+    listed.sort();
+    let mut ours: Vec<String> = UNSAFE_ROOMS.iter().map(|(f, _)| f.to_string()).collect();
+    ours.sort();
+    assert_eq!(
+        listed, ours,
+        "ARCHITECTURE.md's files that may use unsafe and UNSAFE_ROOMS differ"
+    );
+    let count = format!("{} files, {blocks} `unsafe` blocks", UNSAFE_ROOMS.len());
+    let words = section.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        words.contains(&count),
+        "ARCHITECTURE.md (\"Layers\") says \"{count}\""
+    );
+}

@@ -11,11 +11,10 @@
 //! mid-copy leaves the committed slots intact, so readers never wait on it
 //! and never see a torn value. Copies go through atomic words or the
 //! processor's string move (see `sync::copy`), never through `&T` into
-//! shared memory.
-#![allow(unsafe_code)]
+//! shared memory; the store makes them (`Store::load_cell`,
+//! `Store::write_slot`).
 
 use std::marker::PhantomData;
-use std::mem::MaybeUninit;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -25,7 +24,6 @@ use crate::error::{Result, Target};
 use crate::key::Key;
 use crate::store::{Access, ReadOnly, ReadWrite, Store};
 use crate::sync::atomic::Std;
-use crate::sync::copy;
 use crate::sys::shm::SegmentInfo;
 
 mod options;
@@ -79,9 +77,8 @@ pub type CellReader<T> = SharedCell<T, ReadOnly>;
 
 /// Write the first value into slot 0; the commit counter is 0.
 pub(crate) fn init<T: Pod>(store: &Store, initial: &T) {
-    // SAFETY: slot 0 is 8-aligned and spans slot_stride >= size_of::<T>()
-    // bytes rounded up to 8, inside the segment; nobody reads it before READY.
-    unsafe { copy::store_bytes(store.slot_ptr(0), bytemuck::bytes_of(initial)) };
+    // Nobody reads it before READY.
+    store.write_slot(0, bytemuck::bytes_of(initial));
 }
 
 /// Opening, and the reading methods, for every access.
@@ -110,11 +107,7 @@ impl<T: Pod, A: Access> SharedCell<T, A> {
     /// The value last committed. Never blocks on a writer, never torn.
     #[inline]
     pub fn load(&self) -> T {
-        let mut value = MaybeUninit::<T>::uninit();
-        self.load_raw(value.as_mut_ptr());
-        // SAFETY: load_raw wrote every byte of value, and any bytes are a
-        // valid T (T: Pod).
-        unsafe { value.assume_init() }
+        self.store.load_cell()
     }
 
     /// Copy the value last committed into `out`: `*out = self.load()`
@@ -124,16 +117,7 @@ impl<T: Pod, A: Access> SharedCell<T, A> {
     /// holds a whole committed value.
     #[inline]
     pub fn load_into(&self, out: &mut T) {
-        self.load_raw(out)
-    }
-
-    /// Copy the committed value to `out` (all `size_of::<T>()` bytes of it).
-    #[inline]
-    fn load_raw(&self, out: *mut T) {
-        // SAFETY: `out` is private memory of size_of::<T>() bytes (the
-        // callers' locals and references), the validated value size of this
-        // cell (its type was checked at open).
-        unsafe { self.store.read_cell_raw(out.cast(), size_of::<T>()) };
+        self.store.read_cell_into(out);
     }
 
     /// The number of values committed since the cell was created.
@@ -241,11 +225,9 @@ impl<T: Pod> SharedCell<T, ReadWrite> {
         let h = self.store.header();
         let slots = self.store.layout().slot_count as u64;
         ring::write::<Std>(&h.seq, &h.writing, slots, |slot| {
-            // SAFETY: the slot is one of the validated slots, 8-aligned and
-            // writable (lock() refused a read-only attachment); only lock
-            // holders write it, and readers that copy it meanwhile see
-            // `writing` moved.
-            unsafe { copy::store_bytes(self.store.slot_ptr(slot), bytemuck::bytes_of(value)) }
+            // Only lock holders write the slot, and readers that copy it
+            // meanwhile see `writing` moved.
+            self.store.write_slot(slot, bytemuck::bytes_of(value))
         });
     }
 
@@ -258,15 +240,10 @@ impl<T: Pod> SharedCell<T, ReadWrite> {
         let s = self.store.seq().load(Ordering::Relaxed);
         let mut value = T::zeroed();
         let slot = ring::slot_of(s, self.store.layout().slot_count as u64);
-        // SAFETY: the slot is valid as in `load`; holding the lock, no
-        // writer changes the committed slot, so one copy is consistent.
-        unsafe {
-            copy::load_bytes(
-                self.store.slot_ptr(slot),
-                (&raw mut value).cast(),
-                size_of::<T>(),
-            )
-        };
+        // Holding the lock, no writer changes the committed slot, so one
+        // copy is consistent.
+        self.store
+            .read_slot(slot, bytemuck::bytes_of_mut(&mut value));
         let result = f(&mut value);
         self.commit_next(&value);
         guard.committed();

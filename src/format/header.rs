@@ -5,18 +5,15 @@
 //! the table of its states. Every field is an atomic, so a `&Header` over
 //! memory that other processes write is sound whatever they write; nothing
 //! in it is trusted before `validate` (`validate.rs`) checked it. A
-//! `&Header` is only ever made from a raw pointer to mapped (or private,
-//! aligned) memory ([`header_at`]), never from a `&[u8]`, whose bytes Rust
-//! would take as frozen.
-#![allow(unsafe_code)]
+//! `&Header` is only ever made over a mapping's pointer and length
+//! ([`header_of`](super::header_of), `mapping.rs`), never from a `&[u8]`,
+//! whose bytes Rust would take as frozen.
 
-use std::cell::UnsafeCell;
 use std::mem::{align_of, offset_of, size_of};
 use std::sync::atomic::{AtomicI32, AtomicU8, AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use super::identity::{Abi, Kind, TypeDesc};
 use super::validate::Layout;
-use crate::error::{Error, Result};
 
 #[cfg(not(target_endian = "little"))]
 compile_error!(
@@ -36,7 +33,7 @@ pub const NAME_MAX: usize = crate::key::NAME_MAX;
 /// The most bytes of a type name kept in the header.
 pub const TYPE_NAME_MAX: usize = 128;
 /// The room reserved for the platform's `pthread_mutex_t`.
-pub const MUTEX_ROOM: usize = 64;
+pub const MUTEX_ROOM: usize = crate::sys::mutex::ROOM;
 /// The most data slots a segment may declare.
 pub const MAX_SLOTS: u32 = 64;
 /// The largest alignment a stored type may ask for.
@@ -53,13 +50,9 @@ pub const LIFE_COLLECTING: u64 = 1;
 /// The `life` word's state: being removed, or removed, through shmstore.
 pub const LIFE_REMOVING: u64 = 2;
 
-/// Room for the process-shared `pthread_mutex_t`, on its own cache line.
-#[repr(C, align(64))]
-pub struct MutexRoom(pub(crate) UnsafeCell<[u8; MUTEX_ROOM]>);
-
-// SAFETY: the bytes are only ever touched through pthread_mutex_* calls, which
-// are made for concurrent use from any thread or process.
-unsafe impl Sync for MutexRoom {}
+/// Room for the process-shared `pthread_mutex_t`, on its own cache line:
+/// bytes only `sys::mutex` touches.
+pub use crate::sys::mutex::MutexRoom;
 
 /// The header of a shmstore segment, as it lies at offset 0.
 ///
@@ -217,6 +210,7 @@ const _: () = {
     assert!(offset_of!(Header, name_len) == 112);
     assert!(offset_of!(Header, name) == 384);
     assert!(crate::sys::mutex::SIZE <= MUTEX_ROOM);
+    assert!(size_of::<MutexRoom>() == MUTEX_ROOM);
 };
 
 impl Header {
@@ -320,57 +314,4 @@ fn truncate_utf8(s: &str, max: usize) -> &str {
         end -= 1;
     }
     &s[..end]
-}
-
-fn corrupt(reason: impl Into<String>) -> Error {
-    Error::Corrupt {
-        reason: reason.into(),
-    }
-}
-
-/// The header at `ptr`, if `len` bytes there can hold one and `ptr` is
-/// aligned for it.
-///
-/// # Safety
-/// `ptr` must be valid for reads (and, through the atomics, writes if the
-/// memory is writable) of `len` bytes for `'a`, and derived from a mutable
-/// pointer or a mapping (not from a `&[u8]`): other processes and threads
-/// may write the bytes at any time.
-pub unsafe fn header_at<'a>(ptr: *const u8, len: usize) -> Result<&'a Header> {
-    if len < HEADER_SIZE {
-        return Err(Error::NotShmstore {
-            reason: format!("{len} bytes, fewer than a shmstore header ({HEADER_SIZE})"),
-        });
-    }
-    if !(ptr as usize).is_multiple_of(align_of::<Header>()) {
-        return Err(corrupt("the segment is not aligned to 64 bytes"));
-    }
-    // SAFETY: at least size_of::<Header>() bytes at an address aligned for
-    // Header (both checked), valid for 'a (the caller's promise). Header is
-    // made of atomics and an UnsafeCell of bytes, valid for any bit pattern
-    // and sound to share while others write them.
-    Ok(unsafe { &*ptr.cast::<Header>() })
-}
-
-/// The region control block after the header at `ptr`, if `len` bytes
-/// there hold the header and the block; the one place its offset is
-/// derived.
-///
-/// # Safety
-/// As for [`header_at`].
-pub unsafe fn region_control_at<'a>(
-    ptr: *const u8,
-    len: usize,
-) -> Option<&'a super::region::RegionControl> {
-    use super::region::{REGION_CONTROL_SIZE, RegionControl};
-    if len < HEADER_SIZE + REGION_CONTROL_SIZE
-        || !(ptr as usize).is_multiple_of(align_of::<RegionControl>())
-    {
-        return None;
-    }
-    // SAFETY: the block lies within the `len` bytes (checked), at offset
-    // 512, a multiple of its alignment, from an aligned start (checked); it
-    // consists of atomics, valid for any bytes and sound to share while
-    // others write them; valid for 'a by the caller's promise.
-    Some(unsafe { &*ptr.add(HEADER_SIZE).cast::<RegionControl>() })
 }

@@ -261,22 +261,14 @@ impl Validated {
 }
 
 #[cfg(test)]
-#[allow(unsafe_code)]
 mod tests {
-    use super::super::header::header_at;
+    use super::super::mapping::{Snapshot, header_of};
     use super::*;
 
-    #[repr(C, align(64))]
-    struct Image([u8; 4096]);
-
-    /// A fresh, valid cell header in private memory. The header is reached
-    /// through the box's raw pointer, never through a reference to its
-    /// bytes.
-    fn fresh() -> *mut Image {
-        let img = Box::into_raw(Box::new(Image([0; 4096])));
-        // SAFETY: the image is 4096 bytes aligned to 64, enough for a Header,
-        // and reached only through this pointer until `free`.
-        let h = unsafe { header_at(img.cast(), 4096) }.unwrap();
+    /// A fresh, valid cell header in a private image of 4096 bytes.
+    fn fresh() -> Snapshot {
+        let img = Snapshot::zeroed(4096);
+        let h = header_of(&img).unwrap();
         let ty = TypeDesc {
             kind: Kind::Cell,
             name: "u64".into(),
@@ -292,27 +284,22 @@ mod tests {
         img
     }
 
-    fn check(img: *mut Image, len: usize) -> Result<Validated> {
-        // SAFETY: `img` is a live image of 4096 >= len bytes from `fresh`.
-        validate(unsafe { header_at(img.cast(), len) }?, len)
-    }
-
-    fn free(img: *mut Image) {
-        // SAFETY: made by Box::into_raw in `fresh`, freed once.
-        drop(unsafe { Box::from_raw(img) });
+    /// Validate the first `len` bytes of the image as a segment of `len`
+    /// bytes.
+    fn check(img: &Snapshot, len: usize) -> Result<Validated> {
+        let first = Snapshot::of(&img.to_vec()[..len]);
+        validate(header_of(&first)?, len)
     }
 
     #[test]
     fn fresh_header_validates() {
         let img = fresh();
-        let v = check(img, 4096).unwrap();
+        let v = check(&img, 4096).unwrap();
         assert_eq!(v.kind, Kind::Cell);
         assert_eq!(v.layout.data_offset, 512);
         assert_eq!(v.layout.slot_stride, 8);
-        // SAFETY: as in `check`.
-        let h = unsafe { header_at(img.cast(), 4096) }.unwrap();
+        let h = header_of(&img).unwrap();
         assert_eq!(h.stored_type().name, "u64");
-        free(img);
     }
 
     #[test]
@@ -329,24 +316,22 @@ mod tests {
         ];
         for (offset, byte) in cases {
             let img = fresh();
-            // SAFETY: offset < 4096 inside the live image; nothing else
-            // refers to it.
-            unsafe { img.cast::<u8>().add(offset).write(byte) };
-            assert!(check(img, 4096).is_err(), "byte {offset} = {byte} accepted");
-            free(img);
+            img.set(offset, byte);
+            assert!(
+                check(&img, 4096).is_err(),
+                "byte {offset} = {byte} accepted"
+            );
         }
         let img = fresh();
-        assert!(check(img, HEADER_SIZE + 8).is_err(), "truncated slots");
-        assert!(check(img, 100).is_err());
-        free(img);
+        assert!(check(&img, HEADER_SIZE + 8).is_err(), "truncated slots");
+        assert!(check(&img, 100).is_err());
     }
 
     #[test]
     fn region_buffers_lie_at_the_roots_alignment_and_on_cache_lines() {
         for align in [8usize, 64, 128] {
             let img = fresh();
-            // SAFETY: as in `check`.
-            let h = unsafe { header_at(img.cast(), 4096) }.unwrap();
+            let h = header_of(&img).unwrap();
             let ty = TypeDesc {
                 kind: Kind::Region,
                 name: "Config".into(),
@@ -374,7 +359,6 @@ mod tests {
             }
             h.used_len.store(layout.used_len as u64, Relaxed);
             assert!(validate(h, layout.used_len).is_ok());
-            free(img);
         }
     }
 }

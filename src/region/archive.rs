@@ -1,15 +1,44 @@
 //! The glue between a region and rkyv: what `publish` and `read` need of a
-//! type, the archive check, and the facts of rkyv's format that a region's
-//! type identity records.
+//! type, the archive check, the facts of rkyv's format that a region's type
+//! identity records, and what is inherently unsafe about reading rkyv in
+//! place: the region's one room for `unsafe` code.
+//!
+//! rkyv serialises into a `&mut [u8]`, validates a `&[u8]`, and reads an
+//! archive it validated before through a plain reference. Over a buffer in
+//! shared memory, each of these holds only while the region's protocols
+//! keep everyone else off the buffer's bytes, which nothing here can check:
+//!
+//! - [`check_pinned`] and [`RegionRef::in_place`] borrow the bytes of a
+//!   buffer that the caller pinned (`pin_slot.rs`: no writer writes a pinned
+//!   buffer) and re-checked to hold the version `current` names
+//!   (`buffers.rs`), `len` bytes that fit the buffer (`archive_len`,
+//!   `in_place.rs`), validated by `check_pinned` for `in_place`;
+//! - [`serialize_into`] and [`copy_into`] borrow, mutably, the bytes of a
+//!   buffer that the caller, holding the write lock, chose as neither
+//!   current nor pinned by a live reader (`pins::free_buffer`), which nothing
+//!   in this mapping reads until it is made current (reads of this handle
+//!   pin first); a read-only handle of this process has a mapping of its
+//!   own, and copies with atomic loads, as do readers of other processes;
+//! - [`RegionRef::copied`] reads a private copy validated as `T::Archived`
+//!   when it was cached (`copies.rs`).
+//!
+//! These functions are the region module's own (`pub(super)`), called only
+//! where the bullet above says, and each says it again.
+#![allow(unsafe_code)]
+
+use std::sync::Arc;
 
 use rkyv::api::high::{HighSerializer, HighValidator};
 use rkyv::bytecheck::CheckBytes;
 use rkyv::rancor;
-use rkyv::ser::allocator::ArenaHandle;
+use rkyv::ser::allocator::{Arena, ArenaHandle};
 use rkyv::ser::writer::Buffer;
 use rkyv::{Archive, Portable, Serialize};
 
+use super::copies::ArchiveCopy;
+use super::pins::PinHold;
 use crate::error::{Error, Result};
+use crate::store::{Store, WriteGuard};
 
 /// The bound `publish` needs: rkyv can serialise `T` into a buffer.
 pub trait Publishable:
@@ -53,4 +82,150 @@ pub(crate) fn rkyv_format() -> u64 {
 fn archives_little_endian() -> bool {
     rkyv::to_bytes::<rancor::Error>(&0x0102_0304_u32)
         .is_ok_and(|bytes| bytes.as_slice() == [4, 3, 2, 1])
+}
+
+/// Validate the `len` bytes of buffer `buffer` as an archived `T`. The
+/// caller pinned the buffer, and `len` fits it (see the module's comment).
+pub(super) fn check_pinned<T: Readable>(store: &Store, buffer: usize, len: usize) -> Result<()> {
+    // SAFETY: the buffer lies inside the mapping (slot_ptr checks its
+    // index), `len` fits its stride (archive_len checked it), and the
+    // caller's pin keeps every writer off these bytes while they are
+    // borrowed here.
+    let bytes = unsafe { std::slice::from_raw_parts(store.slot_ptr(buffer), len) };
+    check_archive::<T>(bytes)
+}
+
+/// Serialise `value` into buffer `buffer`, `capacity` bytes (the buffer's
+/// stride), with rkyv's scratch space `arena`; the archive's length. The
+/// caller holds the write lock and chose the buffer as free (see the
+/// module's comment).
+pub(super) fn serialize_into<T: Publishable>(
+    store: &Store,
+    _guard: &WriteGuard<'_>,
+    buffer: usize,
+    capacity: usize,
+    value: &T,
+    arena: &mut Arena,
+) -> Result<u64> {
+    assert!(capacity <= store.layout().slot_stride, "a buffer's bytes");
+    // SAFETY: the buffer lies inside the mapping (slot_ptr checks its
+    // index) and spans `capacity` bytes (checked), writable (the guard's
+    // lock refused a read-only attachment); it is neither current nor
+    // pinned by a live reader, and we hold the write lock, so nothing in
+    // this mapping reads or writes it until we make it current (see the
+    // module's comment for other mappings).
+    let dst = unsafe { std::slice::from_raw_parts_mut(store.slot_ptr(buffer), capacity) };
+    rkyv::api::high::to_bytes_in_with_alloc::<_, _, rancor::Error>(
+        value,
+        Buffer::from(dst),
+        arena.acquire(),
+    )
+    .map(|b| b.len() as u64)
+    .map_err(|_| Error::CapacityExceeded {
+        needed: None,
+        capacity,
+    })
+}
+
+/// Copy `archive` into buffer `buffer` and validate it there as an archived
+/// `T`; its length. The caller holds the write lock and chose the buffer as
+/// free (see the module's comment).
+pub(super) fn copy_into<T: Readable>(
+    store: &Store,
+    _guard: &WriteGuard<'_>,
+    buffer: usize,
+    archive: &[u8],
+) -> Result<u64> {
+    assert!(
+        archive.len() <= store.layout().slot_stride,
+        "a buffer's bytes"
+    );
+    // SAFETY: as in serialize_into: the buffer is ours alone until made
+    // current, and holds at least its stride >= archive.len() (checked)
+    // bytes.
+    let dst = unsafe { std::slice::from_raw_parts_mut(store.slot_ptr(buffer), archive.len()) };
+    dst.copy_from_slice(archive);
+    check_archive::<T>(dst)?;
+    Ok(archive.len() as u64)
+}
+
+/// What keeps a [`RegionRef`]'s bytes in place and unchanged.
+pub(super) enum Hold<'a> {
+    Pin(#[allow(dead_code)] PinHold<'a>),
+    Copy(#[allow(dead_code)] Arc<ArchiveCopy>),
+}
+
+/// A validated archived value, borrowed in place (or, from a read-only
+/// attachment, from a private copy). Derefs to `T::Archived`.
+///
+/// Not `Send`: the pin it holds belongs to this thread's slot.
+pub struct RegionRef<'a, T: Archive> {
+    value: *const T::Archived,
+    version: u64,
+    _hold: Hold<'a>,
+}
+
+impl<'a, T: Readable> RegionRef<'a, T> {
+    /// The archive of `len` bytes in buffer `buffer`, published as
+    /// `version`, which `hold` pins. The caller validated these bytes with
+    /// [`check_pinned`] at this length, and has kept them pinned since (see
+    /// the module's comment).
+    #[inline(always)]
+    pub(super) fn in_place(
+        store: &'a Store,
+        buffer: usize,
+        len: usize,
+        version: u64,
+        hold: PinHold<'a>,
+    ) -> RegionRef<'a, T> {
+        // SAFETY: `len` is the length the handle kept when it validated the
+        // archive, which fits the buffer (archive_len checked it); the buffer
+        // lies inside the mapping the store keeps attached for 'a, and the
+        // pin, which the guard holds, keeps every writer off it.
+        let bytes = unsafe { std::slice::from_raw_parts(store.slot_ptr(buffer), len) };
+        // SAFETY: these bytes were validated as T::Archived by this handle,
+        // at this length, and no writer has changed them since: the buffer
+        // was current then and has been pinned since the re-check.
+        let value = unsafe { rkyv::access_unchecked::<T::Archived>(bytes) };
+        RegionRef {
+            value,
+            version,
+            _hold: Hold::Pin(hold),
+        }
+    }
+}
+
+impl<T: Readable> RegionRef<'static, T> {
+    /// The archive in `copy`, published as `version`. The copy was
+    /// validated as `T::Archived` when it was cached (`copies.rs`).
+    pub(super) fn copied(copy: Arc<ArchiveCopy>, version: u64) -> RegionRef<'static, T> {
+        // SAFETY: the copy was validated as T::Archived when it was cached,
+        // and the Arc held by the guard keeps it alive and unchanged (a
+        // cached copy is never written again).
+        let value = unsafe { rkyv::access_unchecked::<T::Archived>(copy.bytes()) };
+        RegionRef {
+            value,
+            version,
+            _hold: Hold::Copy(copy),
+        }
+    }
+}
+
+impl<T: Archive> RegionRef<'_, T> {
+    /// The version this value was published as.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+}
+
+impl<T: Archive> std::ops::Deref for RegionRef<'_, T> {
+    type Target = T::Archived;
+
+    fn deref(&self) -> &T::Archived {
+        // SAFETY: `value` points into bytes that `_hold` keeps unchanged (a
+        // pinned buffer, or a private copy) and that were validated as
+        // T::Archived (the constructors above, whose callers validated
+        // them).
+        unsafe { &*self.value }
+    }
 }

@@ -1,7 +1,6 @@
 //! A read-only handle's reads: a `SHM_RDONLY` attachment cannot pin, so it
 //! reads a validated private copy of the current archive, made once per
 //! version; `buffers::copy` says how a copy is known to be whole.
-#![allow(unsafe_code)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,12 +8,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::Mutex;
 use rkyv::Archive;
 
-use super::{Hold, Readable, RegionRef, SharedRegion, buffers, check_archive};
+use super::{Readable, RegionRef, SharedRegion, buffers, check_archive};
 use crate::error::{Error, Result};
 use crate::format::Current;
 use crate::store::Access;
 use crate::sync::atomic::Std;
-use crate::sync::copy;
 
 /// What a handle that reads copies keeps: the copy of the version it read
 /// last, and how many copies it made again.
@@ -43,8 +41,8 @@ impl ArchiveCopy {
         ArchiveCopy { buf, start, len }
     }
 
-    fn as_mut_ptr(&mut self) -> *mut u8 {
-        self.buf[self.start..self.start + self.len].as_mut_ptr()
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.start..self.start + self.len]
     }
 
     pub(crate) fn bytes(&self) -> &[u8] {
@@ -60,7 +58,7 @@ impl<T: Archive, A: Access> SharedRegion<T, A> {
     where
         T: Readable,
     {
-        let ctl = self.store.region_control();
+        let ctl = self.control();
         let layout = *self.store.layout();
         loop {
             let current = ctl.current.load(Ordering::Acquire);
@@ -82,11 +80,9 @@ impl<T: Archive, A: Access> SharedRegion<T, A> {
             };
             let copied = buffers::copy::<Std>(&ctl.current, meta, layout.slot_stride, |b, len| {
                 let mut into = ArchiveCopy::zeroed(len, align_of::<T::Archived>().max(16));
-                // SAFETY: buffer `b` (below the validated slot count) is
-                // 64-aligned and readable for its whole stride (>= len,
-                // checked, rounded up to 8) inside the mapping; `into` is
-                // private and holds len writable bytes from its pointer.
-                unsafe { copy::load_bytes(self.store.slot_ptr(b), into.as_mut_ptr(), len) };
+                // Buffer `b` is below the validated slot count, and `len` at
+                // most its stride (both checked by buffers::copy).
+                self.store.read_slot(b, into.bytes_mut());
                 bytes = Some(into);
             });
             let (current, bytes) = match copied {
@@ -131,14 +127,7 @@ impl<T: Archive, A: Access> SharedRegion<T, A> {
     where
         T: Readable,
     {
-        // SAFETY: the copy was validated as T::Archived when it was cached,
-        // and the Arc held by the guard keeps it alive and unchanged.
-        let value =
-            unsafe { rkyv::access_unchecked::<T::Archived>(copy.bytes()) } as *const T::Archived;
-        RegionRef {
-            value,
-            version: Current::from_raw(current).version(),
-            _hold: Hold::Copy(copy),
-        }
+        // The copy was validated as T::Archived when it was cached.
+        RegionRef::copied(copy, Current::from_raw(current).version())
     }
 }

@@ -5,8 +5,8 @@
 //! that `current` word, and hands out a guard that borrows it in place. The
 //! handle keeps what it validated (the `current` word and the archive's
 //! length, hence its root): later reads of that version use the kept
-//! length, never the control block's again.
-#![allow(unsafe_code)]
+//! length, never the control block's again. The bytes are borrowed
+//! through `archive.rs`, which says why that is sound.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -14,11 +14,11 @@ use std::sync::atomic::Ordering;
 use parking_lot::Mutex;
 use rkyv::Archive;
 
-use super::{Hold, Readable, RegionRef, SharedRegion, check_archive, corrupt, pin_slot, pins};
+use super::{Readable, RegionRef, SharedRegion, archive, corrupt, pin_slot, pins};
 use crate::error::{Error, Result};
 use crate::format::Current;
 use crate::format::RegionControl;
-use crate::store::{Access, Store};
+use crate::store::{Access, ControlLink, Store};
 use crate::sync::atomic::Std;
 use crate::sync::backoff::Backoff;
 
@@ -31,10 +31,10 @@ pub(super) struct InPlace {
 }
 
 impl InPlace {
-    pub(super) fn new(ctl: &RegionControl) -> InPlace {
+    pub(super) fn new(link: Arc<ControlLink>) -> InPlace {
         InPlace {
             validated: Mutex::new(None),
-            pins: pins::HandleSlots::new(ctl),
+            pins: pins::HandleSlots::new(link),
         }
     }
 }
@@ -171,15 +171,9 @@ impl<T: Archive, A: Access> SharedRegion<T, A> {
             return Ok(len);
         }
         let len = archive_len(&self.store, self.control(), current)?;
-        // SAFETY: archive_len checked that the buffer and its `len` bytes lie
-        // inside the mapping; the caller's pin keeps writers off them.
-        let bytes = unsafe {
-            std::slice::from_raw_parts(
-                self.store.slot_ptr(Current::from_raw(current).buffer()),
-                len,
-            )
-        };
-        check_archive::<T>(bytes)?;
+        // archive_len checked that the buffer and its `len` bytes lie inside
+        // the mapping; the caller's pin keeps writers off them.
+        archive::check_pinned::<T>(&self.store, Current::from_raw(current).buffer(), len)?;
         *validated = Some((current, len));
         Ok(len)
     }
@@ -199,26 +193,16 @@ impl<T: Archive, A: Access> SharedRegion<T, A> {
     where
         T: Readable,
     {
-        // SAFETY: `len` is the length this handle kept when it validated the
-        // archive `current` names, which fits the buffer (archive_len
-        // checked it); the buffer lies inside the mapping the handle keeps
-        // attached, and the pin keeps every writer off it while the guard
-        // lives.
-        let bytes = unsafe {
-            std::slice::from_raw_parts(
-                self.store.slot_ptr(Current::from_raw(current).buffer()),
-                len,
-            )
-        };
-        // SAFETY: these bytes were validated as T::Archived by this handle,
-        // at this length, and no writer has changed them since: the buffer
-        // was current then and has been pinned since the re-check.
-        let value = unsafe { rkyv::access_unchecked::<T::Archived>(bytes) };
-        RegionRef {
-            value,
-            version: Current::from_raw(current).version(),
-            _hold: Hold::Pin(pins::PinHold { word, claim, lent }),
-        }
+        // `len` is the length this handle kept when it validated the archive
+        // `current` names (which fits the buffer: archive_len checked it),
+        // and the pin keeps every writer off it while the guard lives.
+        RegionRef::in_place(
+            &self.store,
+            Current::from_raw(current).buffer(),
+            len,
+            Current::from_raw(current).version(),
+            pins::PinHold { word, claim, lent },
+        )
     }
 }
 

@@ -32,10 +32,13 @@
 //! Why four buffers: one is current, one is kept by readers still finishing
 //! with the previous version, one is being written; the fourth lets a slow
 //! reader hold an older version without making `publish` wait.
-#![allow(unsafe_code)]
+//!
+//! What is unsafe about reading rkyv in place (the bytes of a pinned or a
+//! free buffer, unchecked access to bytes validated before) is in
+//! `archive.rs`; the control block's kept address is the store's
+//! (`RegionStore`).
 
 use std::marker::PhantomData;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -44,7 +47,7 @@ use rkyv::Archive;
 use crate::error::{Error, Result, Target};
 use crate::format::{Current, RegionControl};
 use crate::key::Key;
-use crate::store::{Access, ReadOnly, ReadWrite, Store};
+use crate::store::{Access, ReadOnly, ReadWrite, RegionStore, Store};
 use crate::sync::atomic::Std;
 use crate::sys::shm::SegmentInfo;
 
@@ -63,7 +66,7 @@ pub(crate) mod pin_slot;
 mod pins;
 mod publish;
 pub(crate) use archive::check_archive;
-pub use archive::{Publishable, Readable};
+pub use archive::{Publishable, Readable, RegionRef};
 pub use options::{RegionCreator, RegionOpener, RegionSettings};
 
 /// The number of buffers a region has unless told otherwise.
@@ -100,9 +103,8 @@ pub const DEFAULT_PUBLISH_TIMEOUT: Duration = Duration::from_secs(2);
 /// # Ok::<(), shmstore::Error>(())
 /// ```
 pub struct SharedRegion<T, A: Access = ReadWrite> {
-    store: Store,
-    /// `store.region_control()`, kept for the read path.
-    ctl: ControlPtr,
+    /// The store, with its control block's address kept for the read path.
+    store: RegionStore,
     /// How this handle reads: in place, or from copies.
     reads: Reads,
     /// What a read-write handle keeps for publishing; `None` for read-only
@@ -123,21 +125,12 @@ enum Reads {
     Copies(copies::Copies),
 }
 
-/// The address of a handle's control block, valid while its `store` lives.
-struct ControlPtr(std::ptr::NonNull<RegionControl>);
-
-// SAFETY: it points at atomics (RegionControl is Sync) in a mapping that the
-// owning handle keeps attached; sharing or sending the address is harmless.
-unsafe impl Send for ControlPtr {}
-// SAFETY: as above.
-unsafe impl Sync for ControlPtr {}
-
 impl<T, A: Access> Drop for SharedRegion<T, A> {
     fn drop(&mut self) {
         // No guard lives (they borrow the handle) and the segment is still
         // attached (`store` is dropped after this).
         if let Reads::InPlace(state) = &self.reads {
-            state.pins.release_all(self.store.region_control());
+            state.pins.release_all(self.store.control());
         }
     }
 }
@@ -145,17 +138,16 @@ impl<T, A: Access> Drop for SharedRegion<T, A> {
 /// Opening, and the reading methods, for every access.
 impl<T: Archive, A: Access> SharedRegion<T, A> {
     pub(crate) fn wrap(store: Store, settings: &RegionSettings) -> Self {
-        let ctl = ControlPtr(std::ptr::NonNull::from(store.region_control()));
+        let store = RegionStore::new(store);
         let (reads, writer) = if A::READ_ONLY {
             (Reads::Copies(copies::Copies::default()), None)
         } else {
-            let reads = Reads::InPlace(in_place::InPlace::new(store.region_control()));
+            let reads = Reads::InPlace(in_place::InPlace::new(store.link()));
             let writer = publish::Writer::new(settings, store.layout().slot_count);
             (reads, Some(writer))
         };
         SharedRegion {
             store,
-            ctl,
             reads,
             writer,
             _t: PhantomData,
@@ -178,9 +170,7 @@ impl<T: Archive, A: Access> SharedRegion<T, A> {
 
     #[inline]
     pub(crate) fn control(&self) -> &RegionControl {
-        // SAFETY: `ctl` points at the control block of the mapping `store`
-        // keeps attached for as long as self lives.
-        unsafe { self.ctl.0.as_ref() }
+        self.store.control()
     }
 
     #[cfg(feature = "fuzzing")]
@@ -350,39 +340,6 @@ impl<T: Archive> SharedRegion<T, ReadWrite> {
 fn corrupt(reason: std::fmt::Arguments<'_>) -> Error {
     Error::Corrupt {
         reason: reason.to_string(),
-    }
-}
-
-pub(crate) enum Hold<'a> {
-    Pin(#[allow(dead_code)] pins::PinHold<'a>),
-    Copy(#[allow(dead_code)] Arc<copies::ArchiveCopy>),
-}
-
-/// A validated archived value, borrowed in place (or, from a read-only
-/// attachment, from a private copy). Derefs to `T::Archived`.
-///
-/// Not `Send`: the pin it holds belongs to this thread's slot.
-pub struct RegionRef<'a, T: Archive> {
-    pub(crate) value: *const T::Archived,
-    pub(crate) version: u64,
-    pub(crate) _hold: Hold<'a>,
-}
-
-impl<T: Archive> RegionRef<'_, T> {
-    /// The version this value was published as.
-    pub fn version(&self) -> u64 {
-        self.version
-    }
-}
-
-impl<T: Archive> std::ops::Deref for RegionRef<'_, T> {
-    type Target = T::Archived;
-
-    fn deref(&self) -> &T::Archived {
-        // SAFETY: `value` points into bytes that `_hold` keeps unchanged (a
-        // pinned buffer, or a private copy) and that were validated as
-        // T::Archived.
-        unsafe { &*self.value }
     }
 }
 

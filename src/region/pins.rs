@@ -34,6 +34,7 @@ use parking_lot::Mutex;
 use super::pin_slot::{self, Pin, buffer_of, pid_of};
 use crate::error::{Error, Result};
 use crate::format::{PIN_SLOTS, RegionControl};
+use crate::store::ControlLink;
 use crate::sync::atomic::Std;
 use crate::sync::backoff::Backoff;
 use crate::sys::proc;
@@ -150,15 +151,6 @@ fn claim_slot(ctl: &RegionControl) -> Result<Lease> {
     }
 }
 
-/// The address of a handle's control block, while the handle lives.
-#[derive(Clone, Copy)]
-struct ControlPtr(std::ptr::NonNull<RegionControl>);
-
-// SAFETY: it points at atomics (RegionControl is Sync) in a mapping that the
-// owning handle keeps attached until it clears the pointer (under the
-// handle's lock, before detaching); sending the address is harmless.
-unsafe impl Send for ControlPtr {}
-
 /// The pin slots a handle has claimed, lent to the threads reading
 /// through it.
 pub(crate) struct HandleSlots {
@@ -167,9 +159,9 @@ pub(crate) struct HandleSlots {
     /// The process the slots were claimed for (a forked child may not use
     /// them).
     pub(super) pid: i32,
-    /// The control block while the handle lives; `None` once it released
-    /// its slots (the mapping may be gone).
-    ctl: Mutex<Option<ControlPtr>>,
+    /// The control block while the handle lives; cut once it released its
+    /// slots (the mapping may be gone).
+    link: Arc<ControlLink>,
     /// Slots claimed and lent to no live thread. One may still be pinned by
     /// a guard that outlived its thread's bookkeeping: it is lent again
     /// once that guard is gone.
@@ -180,12 +172,12 @@ pub(crate) struct HandleSlots {
 }
 
 impl HandleSlots {
-    pub(crate) fn new(ctl: &RegionControl) -> Arc<HandleSlots> {
+    pub(crate) fn new(link: Arc<ControlLink>) -> Arc<HandleSlots> {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         Arc::new(HandleSlots {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             pid: proc::own_pid(),
-            ctl: Mutex::new(Some(ControlPtr(std::ptr::NonNull::from(ctl)))),
+            link,
             spare: Mutex::new(Vec::new()),
             claimed: Mutex::new(Vec::new()),
         })
@@ -194,7 +186,7 @@ impl HandleSlots {
     /// Release every slot this handle claimed. Called by the handle's drop,
     /// while the segment is still attached and no guard lives.
     pub(crate) fn release_all(&self, ctl: &RegionControl) {
-        *self.ctl.lock() = None;
+        self.link.cut();
         if self.pid != proc::own_pid() {
             return; // a forked child: the slots are its parent's
         }
@@ -232,21 +224,19 @@ impl Drop for ThreadSlot {
         if !self.held || self.cache.pid != proc::own_pid() {
             return;
         }
-        let ctl = self.cache.ctl.lock();
-        let Some(ptr) = *ctl else {
-            return; // the handle released its slots
-        };
-        // SAFETY: the handle clears the pointer under this lock before its
-        // mapping goes, and the lock is held: the control block is mapped.
-        let word = &unsafe { ptr.0.as_ref() }.pins[self.lease.slot].word;
-        if buffer_of(word.load(Ordering::Acquire)).is_some() {
-            // A guard outlived this thread's bookkeeping: lend it again
-            // once that guard is gone.
-            self.cache.spare.lock().push(self.lease);
-            return;
-        }
-        pin_slot::release::<Std>(word, self.lease.claim);
-        self.cache.forget(self.lease);
+        // Under the link's lock: the handle cuts it before its mapping goes.
+        // Nothing if it is cut: the handle released its slots.
+        let _ = self.cache.link.with(|ctl| {
+            let word = &ctl.pins[self.lease.slot].word;
+            if buffer_of(word.load(Ordering::Acquire)).is_some() {
+                // A guard outlived this thread's bookkeeping: lend it again
+                // once that guard is gone.
+                self.cache.spare.lock().push(self.lease);
+                return;
+            }
+            pin_slot::release::<Std>(word, self.lease.claim);
+            self.cache.forget(self.lease);
+        });
     }
 }
 
@@ -329,7 +319,7 @@ fn lend(
     if let Some(entry) = lent.iter().find(|e| e.cache.id == cache.id) {
         return Ok(entry.lease);
     }
-    lent.retain(|e| e.cache.ctl.lock().is_some());
+    lent.retain(|e| e.cache.link.is_live());
     let spare = {
         let mut spare = cache.spare.lock();
         let free = spare

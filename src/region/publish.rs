@@ -4,12 +4,12 @@
 //! (`pins::free_buffer`), fills it, and makes it current through
 //! `buffers::publish`, whose argument is at the top of `buffers.rs`.
 //!
-//! Writers fill a chosen buffer through a `&mut [u8]` (rkyv's serialiser).
-//! That is sound: within this mapping nothing else reads or writes the
-//! buffer meanwhile (reads of this handle pin first, and a pinned buffer is
-//! never chosen); a read-only handle of this process has a mapping of its
-//! own, and copies with atomic loads, as do readers of other processes.
-#![allow(unsafe_code)]
+//! Writers fill a chosen buffer through a `&mut [u8]` (rkyv's serialiser),
+//! which `archive.rs` makes: within this mapping nothing else reads or
+//! writes the buffer meanwhile (reads of this handle pin first, and a
+//! pinned buffer is never chosen); a read-only handle of this process has a
+//! mapping of its own, and copies with atomic loads, as do readers of other
+//! processes.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -20,7 +20,7 @@ use rkyv::rancor;
 use rkyv::ser::allocator::Arena;
 use rkyv::ser::writer::Buffer;
 
-use super::{Publishable, Readable, RegionSettings, SharedRegion, buffers, check_archive, pins};
+use super::{Publishable, Readable, RegionSettings, SharedRegion, archive, buffers, pins};
 use crate::error::{Error, Result};
 use crate::format::Current;
 use crate::store::{ReadWrite, WriteGuard};
@@ -79,25 +79,10 @@ impl<T: Archive> SharedRegion<T, ReadWrite> {
             |b| self.meta(b),
             |current| self.free_buffer(&guard, current),
             |buffer, _| {
-                // SAFETY: the buffer lies inside the mapping (validated
-                // layout); it is neither current nor pinned by a live
-                // reader, and we hold the write lock, so nothing in this
-                // mapping reads or writes it until we make it current (see
-                // the module's comment for other mappings).
-                let dst = unsafe {
-                    std::slice::from_raw_parts_mut(self.store.slot_ptr(buffer), capacity)
-                };
+                // The buffer is neither current nor pinned by a live reader,
+                // and we hold the write lock.
                 let mut arena = self.writer().arena.lock();
-                rkyv::api::high::to_bytes_in_with_alloc::<_, _, rancor::Error>(
-                    value,
-                    Buffer::from(dst),
-                    arena.acquire(),
-                )
-                .map(|b| b.len() as u64)
-                .map_err(|_| Error::CapacityExceeded {
-                    needed: None,
-                    capacity,
-                })
+                archive::serialize_into(&self.store, &guard, buffer, capacity, value, &mut arena)
             },
         );
         match published {
@@ -159,15 +144,9 @@ impl<T: Archive> SharedRegion<T, ReadWrite> {
             |b| self.meta(b),
             |current| self.free_buffer(&guard, current),
             |buffer, _| {
-                // SAFETY: as in publish: the buffer is ours alone until made
-                // current, and holds at least `capacity >= archive.len()`
-                // bytes.
-                let dst = unsafe {
-                    std::slice::from_raw_parts_mut(self.store.slot_ptr(buffer), archive.len())
-                };
-                dst.copy_from_slice(archive);
-                check_archive::<T>(dst)?;
-                Ok(archive.len() as u64)
+                // As in publish: the buffer is ours alone until made current,
+                // and holds at least `capacity >= archive.len()` bytes.
+                archive::copy_into::<T>(&self.store, &guard, buffer, archive)
             },
         )?;
         Ok(self.committed(&guard, next))

@@ -7,8 +7,10 @@
 use std::alloc::Layout;
 use std::ptr::NonNull;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use crate::error::{Error, Result};
+use crate::format::Mapping;
 
 /// Page-aligned, zero-filled private memory standing in for a segment.
 #[derive(Debug)]
@@ -47,6 +49,45 @@ impl HeapImage {
     /// The first byte.
     pub fn as_ptr(&self) -> *mut u8 {
         self.ptr.as_ptr()
+    }
+
+    /// The byte at `offset` (below the length).
+    fn byte(&self, offset: usize) -> &AtomicU8 {
+        assert!(offset < self.len(), "byte {offset} of {}", self.len());
+        // SAFETY: offset < len (checked), so the byte is inside the
+        // allocation, which lives as long as self, reached through its own
+        // pointer; u8 needs no alignment. As for a segment's bytes
+        // (`Segment::read_at`), the byte is accessed atomically; a store's
+        // writer that fills a buffer through rkyv at the same time in another
+        // thread is the scribbling peer that ARCHITECTURE.md's trust model
+        // rules out (the fuzz targets drive every handle from one thread).
+        unsafe { AtomicU8::from_ptr(self.ptr.as_ptr().add(offset)) }
+    }
+
+    /// Write `data` at `offset` (the bytes inside the image), byte by byte
+    /// through atomics, as another process writes a segment.
+    pub fn write_at(&self, offset: usize, data: &[u8]) {
+        for (i, &b) in data.iter().enumerate() {
+            self.byte(offset + i).store(b, Ordering::Relaxed);
+        }
+    }
+
+    /// Store `byte` at `offset` (inside the image) and return what was
+    /// there: a buggy peer's scribble, made atomically.
+    pub fn swap(&self, offset: usize, byte: u8) -> u8 {
+        self.byte(offset).swap(byte, Ordering::SeqCst)
+    }
+}
+
+// SAFETY: the allocation's own pointer, which may write, and its size; the
+// allocation never moves and lives until the image is dropped.
+unsafe impl Mapping for HeapImage {
+    fn as_ptr(&self) -> *mut u8 {
+        HeapImage::as_ptr(self)
+    }
+
+    fn len(&self) -> usize {
+        HeapImage::len(self)
     }
 }
 

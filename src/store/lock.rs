@@ -4,7 +4,6 @@
 //! waking anyone). The wake after a commit happens before the unlock
 //! (`WriteGuard::committed`), so a writer that dies between its commit and
 //! its wake dies holding the lock.
-#![allow(unsafe_code)]
 
 use std::sync::atomic::Ordering;
 
@@ -22,19 +21,19 @@ impl Store {
     /// (`life/removal.rs`) is [`Error::Removed`]: nothing is written into an
     /// object no opener can reach any more.
     pub fn lock(&self) -> Result<WriteGuard<'_>> {
-        if self.memory.is_read_only() {
+        let Some(mutex) = self.mutex() else {
             return Err(Error::ReadOnly {
                 id: self.memory.id(),
             });
-        }
+        };
         let h = self.header();
-        // SAFETY: the mutex was initialised by the creator before READY, and
-        // the guard borrows self, so the segment stays attached until unlock.
-        match unsafe { mutex::lock(h.mutex.0.get().cast()) } {
-            Ok(mutex::Locked::Clean) => {}
-            Ok(mutex::Locked::Recovered) => {
-                h.recoveries.fetch_add(1, Ordering::Relaxed);
-                notify::wake::<Std, _>(&h.notify, &Futex);
+        let locked = match mutex.lock() {
+            Ok((how, locked)) => {
+                if how == mutex::Locked::Recovered {
+                    h.recoveries.fetch_add(1, Ordering::Relaxed);
+                    notify::wake::<Std, _>(&h.notify, &Futex);
+                }
+                locked
             }
             Err(source) => {
                 return Err(Error::Lock {
@@ -42,10 +41,10 @@ impl Store {
                     source,
                 });
             }
-        }
+        };
         let guard = WriteGuard {
             store: self,
-            _not_send: std::marker::PhantomData,
+            _locked: locked,
         };
         if super::life::removal::removed(h) {
             return Err(Error::Removed {
@@ -60,7 +59,8 @@ impl Store {
 /// it unlocks on drop, on the thread that locked (it is not `Send`).
 pub struct WriteGuard<'a> {
     store: &'a Store,
-    _not_send: std::marker::PhantomData<*const ()>,
+    /// Unlocks the mutex when dropped.
+    _locked: mutex::MutexGuard<'a>,
 }
 
 impl WriteGuard<'_> {
@@ -71,13 +71,5 @@ impl WriteGuard<'_> {
     #[inline]
     pub fn committed(&self) {
         notify::after_commit::<Std, _>(&self.store.header().notify, &Futex);
-    }
-}
-
-impl Drop for WriteGuard<'_> {
-    fn drop(&mut self) {
-        // SAFETY: this guard's thread locked the mutex in Store::lock and
-        // has not unlocked it (the guard is not Send and unlocks once).
-        unsafe { mutex::unlock(self.store.header().mutex.0.get().cast()) }
     }
 }

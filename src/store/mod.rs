@@ -11,12 +11,31 @@
 //! `format::validate` checked (kind, layout, type): nothing of it is read
 //! from the segment again, so a peer scribbling on the header later cannot
 //! move a slot outside the mapping.
-#![allow(unsafe_code)]
+//!
+//! **Raw memory.** This file is the store's one room for `unsafe` code:
+//! the store keeps its memory's address, and hands out the header, the
+//! slots' bytes (copied through `sync::copy`, or as a raw pointer for
+//! rkyv's in-place access in `region/archive.rs`), a region's control block
+//! ([`RegionStore`], and [`ControlLink`] for threads' bookkeeping) and the
+//! write lock's mutex, each through a safe method that checks what the
+//! validated layout does not already guarantee. Each item that needs
+//! `unsafe` allows it by itself, so that the modules below this one stay
+//! under the crate's `deny(unsafe_code)`.
 
+use std::mem::MaybeUninit;
+use std::ptr::NonNull;
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
+use bytemuck::Pod;
+use parking_lot::Mutex;
+
 use crate::error::Result;
-use crate::format::{HEADER_SIZE, Header, Kind, Layout, REGION_CONTROL_SIZE, RegionControl};
+use crate::format::{
+    HEADER_SIZE, Header, Kind, Layout, Mapping, REGION_CONTROL_SIZE, RegionControl,
+};
+use crate::sync::copy;
+use crate::sys::mutex;
 use crate::sys::proc;
 use crate::sys::shm::SegmentInfo;
 
@@ -69,7 +88,7 @@ mod sealed {
 pub struct Store {
     memory: Memory,
     /// `memory.as_ptr()`, kept for the hot paths.
-    base: std::ptr::NonNull<u8>,
+    base: NonNull<u8>,
     /// What was validated at open (or made at create). Kept here, never
     /// re-read from the segment, so a peer scribbling on the header later
     /// cannot move a slot outside the mapping.
@@ -100,39 +119,72 @@ impl Store {
 
     /// The header (validated when the store was opened or created).
     #[inline]
+    #[allow(unsafe_code)]
     pub fn header(&self) -> &Header {
-        // SAFETY: the memory is at least HEADER_SIZE bytes (checked on open,
-        // made so on create), page-aligned (shmat, HeapImage), lives as long
-        // as self, and Header consists of atomics, valid for any bytes.
+        // SAFETY: `base` is the memory's first byte, reached through its
+        // mutable pointer (a mapping or a heap image), and the memory is at
+        // least HEADER_SIZE bytes (validated on open, checked on create),
+        // page-aligned (shmat, HeapImage), and lives as long as self; Header
+        // consists of atomics and the mutex's room, valid for any bytes and
+        // sound to share while others write them.
         unsafe { &*self.base.as_ptr().cast::<Header>() }
     }
 
     /// Open the memory as whatever shmstore object it validates as, with no
     /// look at its type and no wait for its creator: for inspecting.
     pub fn open_untyped(memory: Memory) -> Result<Store> {
-        // SAFETY: the pointer and length describe `memory`, which
-        // lives as long as `memory`, and so as long as the header is used.
-        let h = unsafe { crate::format::header_at(memory.as_ptr(), memory.len()) }?;
+        let h = crate::format::header_of(&memory)?;
         let valid = crate::format::validate(h, memory.len())?;
         Ok(Self::unarmed(memory, valid.kind, valid.layout))
     }
 
     /// Copy the value a cell holds now into `out` (at most the validated
     /// value size), as readers copy (`cell/ring.rs`); its version.
+    #[allow(unsafe_code)]
     pub fn read_cell(&self, out: &mut [u8]) -> u64 {
         assert!(out.len() <= self.layout.value_size, "a cell's value");
         // SAFETY: `out` is private memory of `out.len()` bytes, no more
-        // than the validated value size.
+        // than the validated value size (checked).
         unsafe { self.read_cell_raw(out.as_mut_ptr(), out.len()) }
+    }
+
+    /// The value a cell holds now, as readers copy it (`cell/ring.rs`):
+    /// `size_of::<T>()` bytes of it, at most the validated value size.
+    #[inline]
+    #[allow(unsafe_code)]
+    pub fn load_cell<T: Pod>(&self) -> T {
+        assert!(size_of::<T>() <= self.layout.value_size, "a cell's value");
+        let mut value = MaybeUninit::<T>::uninit();
+        // SAFETY: `value` is this thread's, size_of::<T>() bytes, no more
+        // than the validated value size (checked).
+        unsafe { self.read_cell_raw(value.as_mut_ptr().cast(), size_of::<T>()) };
+        // SAFETY: read_cell_raw wrote every byte of value, and any bytes are
+        // a valid T (T: Pod).
+        unsafe { value.assume_init() }
+    }
+
+    /// Copy the value a cell holds now into `out` (`size_of::<T>()` bytes,
+    /// at most the validated value size); its version. While it runs `out`
+    /// may hold bytes of a value being written; when it returns, a whole
+    /// committed value.
+    #[inline]
+    #[allow(unsafe_code)]
+    pub fn read_cell_into<T: Pod>(&self, out: &mut T) -> u64 {
+        assert!(size_of::<T>() <= self.layout.value_size, "a cell's value");
+        // SAFETY: `out` is the caller's exclusive borrow of size_of::<T>()
+        // bytes, no more than the validated value size (checked); any bytes
+        // are a valid T (T: Pod).
+        unsafe { self.read_cell_raw(std::ptr::from_mut(out).cast(), size_of::<T>()) }
     }
 
     /// Copy the value a cell holds now to `out`, `len` bytes; its version.
     ///
     /// # Safety
     /// `out` is valid for writes of `len` bytes, private to this thread,
-    /// and `len` is at most the validated value size; the store is a cell.
+    /// and `len` is at most the validated value size.
     #[inline]
-    pub unsafe fn read_cell_raw(&self, out: *mut u8, len: usize) -> u64 {
+    #[allow(unsafe_code)]
+    unsafe fn read_cell_raw(&self, out: *mut u8, len: usize) -> u64 {
         let header = self.header();
         let slots = self.layout.slot_count as u64;
         crate::cell::ring::read::<crate::sync::atomic::Std>(
@@ -140,12 +192,49 @@ impl Store {
             &header.writing,
             slots,
             |slot| {
-                // SAFETY: the slot is one of the validated slots, 8-aligned and
-                // readable for the value size rounded up to 8 bytes, which
-                // covers `len`; `out` is the caller's, valid for `len` bytes.
-                unsafe { crate::sync::copy::load_bytes(self.slot_ptr(slot), out, len) }
+                // SAFETY: the slot is one of the validated slots (slot_ptr
+                // checks), 8-aligned and readable for its stride, at least
+                // the value size rounded up to 8, which covers `len`, through
+                // the memory's mutable pointer; `out` is the caller's, valid
+                // for `len` bytes, and private, so no overlap.
+                unsafe { copy::load_bytes(self.slot_ptr(slot), out, len) }
             },
         )
+    }
+
+    /// Copy the first `out.len()` bytes of slot `i` (at most its stride)
+    /// into `out`, through relaxed atomic loads: a copy as readers make it,
+    /// whole only if nobody writes the slot meanwhile (or a protocol says
+    /// which copies to keep).
+    #[inline]
+    #[allow(unsafe_code)]
+    pub fn read_slot(&self, i: usize, out: &mut [u8]) {
+        assert!(out.len() <= self.layout.slot_stride, "a slot's bytes");
+        let src = self.slot_ptr(i);
+        // SAFETY: slot i is a validated slot (slot_ptr checks i), 8-aligned
+        // (the layout's offset and stride are multiples of 8) and readable
+        // for its stride, a multiple of 8 at least `out.len()` (checked),
+        // inside the memory, reached through its mutable pointer; `out` is
+        // private, so no overlap.
+        unsafe { copy::load_bytes(src, out.as_mut_ptr(), out.len()) }
+    }
+
+    /// Write `data` (at most the slot's stride) into slot `i` through
+    /// relaxed atomic stores, zero-padding its last word: as the holder of
+    /// the write lock does, or the creator before READY (which the caller
+    /// is).
+    #[inline]
+    #[allow(unsafe_code)]
+    pub fn write_slot(&self, i: usize, data: &[u8]) {
+        assert!(data.len() <= self.layout.slot_stride, "a slot's bytes");
+        assert!(!self.memory.is_read_only(), "a write to a read-only store");
+        let dst = self.slot_ptr(i);
+        // SAFETY: slot i is a validated slot (slot_ptr checks i), 8-aligned
+        // and spans its stride, a multiple of 8 at least data.len()
+        // (checked), inside the memory, writable (not a read-only attachment:
+        // checked) through its mutable pointer; every store is atomic, so
+        // other writers and readers at the same time make no data race.
+        unsafe { copy::store_bytes(dst, data) }
     }
 
     /// The control block after the header, for a store validated (or
@@ -158,13 +247,43 @@ impl Store {
             "a region's control block of a {:?}",
             self.kind
         );
-        // SAFETY: the memory's pointer and length, mapped (or allocated) for
-        // as long as self lives, which outlives the reference returned.
-        let ctl =
-            unsafe { crate::format::region_control_at(self.base.as_ptr(), self.memory.len()) };
         // Validation (or creation) put the block inside the memory for a
         // region: data_offset (checked above) lies within it.
-        ctl.expect("a region's control block inside its memory")
+        crate::format::region_control_of(&self.memory)
+            .expect("a region's control block inside its memory")
+    }
+
+    /// The write lock's mutex, made by the creator (an open validated
+    /// READY, which the creator publishes after making it); `None` for a
+    /// read-only attachment, which cannot lock.
+    #[allow(unsafe_code)]
+    fn mutex(&self) -> Option<mutex::Mutex<'_>> {
+        if self.memory.is_read_only() {
+            return None;
+        }
+        // SAFETY: the room lies in the store's memory, writable (checked)
+        // and mapped while self is borrowed. It holds the mutex the creator
+        // made before READY: an open validated READY, and a creation locks
+        // nothing before `init_mutex` (`life/mod.rs`, `finish`), whose room
+        // holds until then the zeros of a fresh segment or heap image, a
+        // valid static initialiser anyway. The guard never leaves the crate
+        // (`WriteGuard` is not exported), which never leaks it.
+        Some(unsafe { mutex::Mutex::made(&self.header().mutex) })
+    }
+
+    /// Make the write lock's mutex: the creator's, once, before READY.
+    #[allow(unsafe_code)]
+    fn init_mutex(&self) -> std::io::Result<()> {
+        assert!(
+            !self.memory.is_read_only(),
+            "a creation of a read-only store"
+        );
+        // SAFETY: the room lies in the store's memory, writable (checked)
+        // and mapped while self is borrowed; only the creator calls this,
+        // once, between its claim and READY (`life/mod.rs`, `finish`), so no
+        // process uses the room as a mutex yet: openers wait for READY, and
+        // the claim keeps other creators out. The crate never leaks a guard.
+        unsafe { mutex::Mutex::init(&self.header().mutex) }.map(|_| ())
     }
 
     /// What the store holds, as validated.
@@ -188,14 +307,17 @@ impl Store {
         self.memory.id()
     }
 
-    /// The first byte of slot `i`. The caller keeps `i` below the validated
-    /// slot count.
+    /// The first byte of slot `i` (below the validated slot count: checked),
+    /// reached through the memory's mutable pointer. Reading or writing
+    /// through it is the caller's to argue (`region/archive.rs`).
     #[inline]
+    #[allow(unsafe_code)]
     pub fn slot_ptr(&self, i: usize) -> *mut u8 {
         let layout = &self.layout;
         assert!(i < layout.slot_count, "slot {i} of {}", layout.slot_count);
-        // SAFETY: validation checked data_offset + slot_count * stride <= len,
-        // so slot i (< slot_count) starts inside the mapping.
+        // SAFETY: validation (or creation) checked data_offset + slot_count *
+        // stride <= len, so slot i (< slot_count, checked) starts inside the
+        // memory's allocation.
         unsafe {
             self.base
                 .as_ptr()
@@ -234,16 +356,33 @@ impl Store {
     }
 }
 
-fn base_of(memory: &Memory) -> std::ptr::NonNull<u8> {
-    std::ptr::NonNull::new(memory.as_ptr()).expect("a mapping is never at address 0")
+fn base_of(memory: &Memory) -> NonNull<u8> {
+    NonNull::new(memory.as_ptr()).expect("a mapping is never at address 0")
 }
 
 // SAFETY: `base` points into `memory`, which the store owns and which is
 // Send + Sync (an attachment or a heap image); every access through it is
 // atomic or under the process-shared lock, from any thread.
+#[allow(unsafe_code)]
 unsafe impl Send for Store {}
 // SAFETY: as above.
+#[allow(unsafe_code)]
 unsafe impl Sync for Store {}
+
+// SAFETY: an attachment's address and length never change while it lives,
+// and its mapping lasts as long (`Segment`'s own impl says why); a heap
+// view's pointer is its image's allocation's and its length at most the
+// image's, which the view's `Arc` keeps alive (`heap.rs`).
+#[allow(unsafe_code)]
+unsafe impl Mapping for Memory {
+    fn as_ptr(&self) -> *mut u8 {
+        Memory::as_ptr(self)
+    }
+
+    fn len(&self) -> usize {
+        Memory::len(self)
+    }
+}
 
 impl Drop for Store {
     fn drop(&mut self) {
@@ -252,3 +391,104 @@ impl Drop for Store {
         }
     }
 }
+
+/// A store validated (or created) as a region, with the address of its
+/// control block kept for the read path.
+pub struct RegionStore {
+    store: Store,
+    /// `store.region_control()`.
+    ctl: NonNull<RegionControl>,
+    /// The control block for threads' bookkeeping, cut when this drops.
+    link: Arc<ControlLink>,
+}
+
+impl RegionStore {
+    /// The store of a region (panics for another kind, as
+    /// [`Store::region_control`] does).
+    pub fn new(store: Store) -> RegionStore {
+        let ctl = NonNull::from(store.region_control());
+        RegionStore {
+            store,
+            ctl,
+            link: Arc::new(ControlLink(Mutex::new(Some(ctl)))),
+        }
+    }
+
+    /// The control block.
+    #[inline(always)]
+    #[allow(unsafe_code)]
+    pub fn control(&self) -> &RegionControl {
+        // SAFETY: `ctl` is the control block of `store`'s memory (taken from
+        // `region_control` in `new`), which `store` keeps mapped for as
+        // long as self lives; it consists of atomics.
+        unsafe { self.ctl.as_ref() }
+    }
+
+    /// The control block for bookkeeping that may outlive this store (a
+    /// thread's), reachable until the store is dropped or the link cut.
+    pub fn link(&self) -> Arc<ControlLink> {
+        self.link.clone()
+    }
+}
+
+impl std::ops::Deref for RegionStore {
+    type Target = Store;
+
+    #[inline(always)]
+    fn deref(&self) -> &Store {
+        &self.store
+    }
+}
+
+impl Drop for RegionStore {
+    fn drop(&mut self) {
+        // Before `store` detaches its memory (fields drop after this).
+        self.link.cut();
+    }
+}
+
+// SAFETY: `ctl` points at atomics (RegionControl is Sync) in the memory
+// `store` owns, which is Send + Sync; sharing or sending the address is
+// harmless.
+#[allow(unsafe_code)]
+unsafe impl Send for RegionStore {}
+// SAFETY: as above.
+#[allow(unsafe_code)]
+unsafe impl Sync for RegionStore {}
+
+/// A region's control block for bookkeeping that may outlive its store (a
+/// thread's slots): reachable under a lock until the [`RegionStore`] is
+/// dropped, or [`cut`](Self::cut) earlier.
+pub struct ControlLink(Mutex<Option<NonNull<RegionControl>>>);
+
+impl ControlLink {
+    /// Run `f` on the control block under the link's lock, if the link is
+    /// not cut; `None` if it is.
+    #[allow(unsafe_code)]
+    pub fn with<R>(&self, f: impl FnOnce(&RegionControl) -> R) -> Option<R> {
+        let ctl = self.0.lock();
+        let ptr = (*ctl)?;
+        // SAFETY: the RegionStore whose control block this is cuts the link
+        // under this lock before its memory goes, and the lock is held until
+        // `f` returns, which the reference does not outlive.
+        Some(f(unsafe { ptr.as_ref() }))
+    }
+
+    /// Whether the link still reaches the control block.
+    pub fn is_live(&self) -> bool {
+        self.0.lock().is_some()
+    }
+
+    /// Cut the link: `with` reaches nothing from now on.
+    pub fn cut(&self) {
+        *self.0.lock() = None;
+    }
+}
+
+// SAFETY: the pointer is only dereferenced under the lock, while the
+// mapping lives (see `with`); it points at atomics (RegionControl is Sync).
+#[allow(unsafe_code)]
+unsafe impl Send for ControlLink {}
+// SAFETY: as above.
+#[allow(unsafe_code)]
+unsafe impl Sync for ControlLink {}

@@ -314,8 +314,8 @@ impl<T, K: Flavor<T>, A: Access> Options<T, K, Open<A>> {
     /// Open the existing object at `target`, checking that it holds `T`:
     /// a [`Key`](crate::Key) (a raw key, `ftok`, or a name), or a segment's
     /// id ([`Target::Id`], as `ipcs -m` or a handle's `id()` gives it; it
-    /// reaches private and removed segments too). A [`ReadOnly`] builder
-    /// attaches `SHM_RDONLY`.
+    /// reaches private and removed segments too). A
+    /// [`ReadOnly`](crate::ReadOnly) builder attaches `SHM_RDONLY`.
     pub fn open(&self, target: impl Into<Target>) -> Result<K::Handle<A>> {
         let ty = K::type_desc(&self.common);
         let store = match target.into() {

@@ -35,17 +35,13 @@ pub fn attach_key(key: Key, options: &Common, read_only: bool) -> Result<Option<
 
 /// The header of an attached segment, if it can hold one.
 pub fn header(seg: &Segment) -> Option<&Header> {
-    // SAFETY: the attachment's pointer and length, mapped while `seg` lives,
-    // which outlives every use of the header made through it.
-    unsafe { format::header_at(seg.as_ptr(), seg.len()) }.ok()
+    format::header_of(seg).ok()
 }
 
 /// The region control block of an attached segment, if it can hold one
 /// (whatever its header says).
 pub fn region_control(seg: &Segment) -> Option<&crate::format::RegionControl> {
-    // SAFETY: the attachment's pointer and length, mapped while `seg` lives,
-    // which outlives every use of the block made through it.
-    unsafe { format::region_control_at(seg.as_ptr(), seg.len()) }
+    format::region_control_of(seg)
 }
 
 /// What one key of a name holds.

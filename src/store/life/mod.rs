@@ -114,8 +114,8 @@ use crate::key::Key;
 use crate::sync::atomic::Std;
 use crate::sync::backoff::Backoff;
 use crate::sync::ready;
+use crate::sys::proc;
 use crate::sys::shm::Segment;
-use crate::sys::{mutex, proc};
 
 pub mod claim;
 pub(crate) mod creator;
@@ -240,9 +240,8 @@ impl Store {
             let h = store.header();
             h.write_fresh(ty, layout);
             crate::crash::point("create.after_header");
-            // SAFETY: the mutex room is writable, aligned to 64 and large
-            // enough (asserted in format/header.rs); nobody uses it before READY.
-            unsafe { mutex::init(h.mutex.0.get().cast()) }.map_err(|source| Error::Lock {
+            // Nobody uses the mutex before READY.
+            store.init_mutex().map_err(|source| Error::Lock {
                 id: store.memory.id(),
                 source,
             })?;
@@ -626,10 +625,7 @@ impl Store {
 
 /// The header of the memory, if it can hold one.
 fn header_of(memory: &Memory) -> Option<&format::Header> {
-    // SAFETY: the pointer and length describe the backing memory (a mapping
-    // or a heap image, reached through a mutable pointer), which lives as
-    // long as `memory`, and so as long as the header is used.
-    unsafe { format::header_at(memory.as_ptr(), memory.len()) }.ok()
+    format::header_of(memory).ok()
 }
 
 /// Decide a claim at key index `own` of `keys` (see the module's comment):

@@ -35,10 +35,11 @@ pub const STEPS: &[&str] = &[
     "cell.after_announce",
     "cell.after_slot",
     "cell.after_commit",
-    // A region's publish (region/mod.rs, region/buffers.rs).
+    // A region's publish (region/publish.rs, region/buffers.rs); the
+    // announcement is made inside the choice of a buffer.
     "region.after_lock",
-    "region.after_choose",
     "region.after_announce",
+    "region.after_choose",
     "region.after_write",
     "region.after_len",
     "region.after_commit",

@@ -252,7 +252,8 @@ pub enum Error {
     InitTimeout {
         /// The segment concerned.
         target: Target,
-        /// The creator's pid (from `IPC_STAT`).
+        /// The creator's pid: the kernel's `shm_cpid`, or the pid the
+        /// header of a live claim of the name gives.
         creator: i32,
         /// How long this process waited.
         waited: std::time::Duration,

@@ -3,7 +3,8 @@
 //! Typed objects shared between cooperating processes on one Linux host
 //! through System V shared memory, read without copying.
 //!
-//! - [`Key`]: the name of a segment: a raw value, `IPC_PRIVATE`, or `ftok`.
+//! - [`Key`]: the name of a segment: a raw value, `IPC_PRIVATE`, `ftok`, or
+//!   an object's name (`Key::named`, `Key::named_in`).
 //! - [`Segment`]: a safe wrapper of `shmget`, `shmat`, `shmdt` and `shmctl`.
 //! - [`SharedCell`]: one plain-data value, read lock-free, written under a
 //!   robust process-shared mutex, with change notification;

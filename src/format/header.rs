@@ -132,7 +132,7 @@ pub struct Header {
     /// | bits | meaning | written by |
     /// |---|---|---|
     /// | 0 (`WAITING`) | a read-write waiter may be asleep on this word | waiters set it (CAS) |
-    /// | 1..32 | epoch | a writer that saw `WAITING` clears it and adds 2 (CAS), then wakes |
+    /// | 1..32 | epoch | a writer that saw `WAITING`, a writer that recovered the lock, or a removal: clears `WAITING` and adds 2 (CAS), then wakes |
     ///
     /// Every write to it is a read-modify-write, so all of them lie in one
     /// modification order. A writer commits, then reads the word with a
@@ -166,7 +166,8 @@ pub struct Header {
     /// | 24..64 | start | the low 40 bits of that process's start time |
     ///
     /// Set by compare-and-swap only; a removal, once marked, is never
-    /// taken back except by the remover whose `IPC_RMID` failed.
+    /// taken back except by the process whose `IPC_RMID` failed (a remover,
+    /// or a collector that turned its mark into a removal).
     pub life: AtomicU64,
     _reserved2: [AtomicU64; 3],
     /// The process-shared robust mutex that serialises writers.
@@ -261,7 +262,8 @@ impl Header {
 
     /// Say who is creating the segment, and under which name: the creator's
     /// first writes, so that openers can tell a live creator from a dead one
-    /// by more than its pid, and an object of their name from another.
+    /// by more than its pid, and an object of their name from another; then
+    /// store the magic (release), which publishes them.
     pub fn write_creator(&self, pid: i32, start: u64, name: Option<&str>) {
         self.creator_start.store(start, Relaxed);
         self.creator_pid.store(pid, Relaxed);

@@ -2,8 +2,9 @@
 //! block, the identity of what a segment stores, validation, and the one
 //! place a mapping's pointer and length become a header or a control block
 //! (`mapping.rs`). `FORMAT.md` documents it for other languages; nothing of
-//! it is public API, so the format can change without a semver change of
-//! the crate (it has its own version, [`FORMAT_VERSION`]).
+//! it is public API but [`Kind`] and [`FORMAT_VERSION`], so the format can
+//! change without a semver change of the crate (it has its own version,
+//! [`FORMAT_VERSION`]).
 
 mod header;
 mod identity;

@@ -22,8 +22,8 @@ pub struct BufferMeta {
     ///
     /// | value | meaning | written by |
     /// |---|---|---|
-    /// | 0 | being filled (or never filled, or its writer died filling it) | the writer, relaxed, before its release fence and the archive |
-    /// | `v` | holds version `v`, `len` bytes | the writer, release, after the archive and `len` |
+    /// | 0 | being filled (or never filled, or its writer died filling it) | the writer, release, before its release fence and the archive |
+    /// | `v` | holds version `v`, `len` bytes | the writer, release, after the archive and `len`; or put back (release) by a writer that announced the buffer and then found it pinned |
     pub version: AtomicU64,
 }
 
@@ -121,8 +121,8 @@ pub struct RegionControl {
     /// and its `version`; versions only grow (`region/buffers.rs`).
     /// `version()` and `wait_for_change` both read this word.
     pub current: AtomicU64,
-    /// Reserved (format 4's `pin_high`, which no writer reads any more:
-    /// a writer scans every pin slot); zero.
+    /// Reserved, zero: format 4's `pin_high`, which format 5 does not read
+    /// (a writer scans every pin slot).
     _reserved: AtomicU32,
     _pad0: AtomicU32,
     _pad: [AtomicU64; 6],

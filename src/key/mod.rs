@@ -308,8 +308,8 @@ mod tests {
     #[test]
     #[cfg_attr(miri, ignore = "a birthday search of some tens of thousands of hashes")]
     fn names_whose_first_keys_collide_differ_in_their_other_keys() {
-        // Find two names with the same key 0 (a birthday search over 31
-        // bits: some tens of thousands of names).
+        // Find two names with the same key 0 (a birthday search over the
+        // 32 bits of the hash: some tens of thousands of names).
         let mut seen = std::collections::HashMap::new();
         let (a, b) = (0u32..)
             .find_map(|n| {

@@ -20,9 +20,9 @@
 //! another process got there first (its secret is then the one read), so
 //! the file is never seen half written.
 //!
-//! Reading the secret takes system calls (`sys`), which the rest of `key/`
-//! makes none of: this file, with [`Key::named_in`], sits above `sys/`
-//! (ARCHITECTURE.md, "Layers").
+//! Reading the secret goes through `sys/` (`sys::fs::open_no_follow`,
+//! `sys::proc`), which the rest of `key/` does not use: this file, with
+//! [`Key::named_in`], sits above `sys/` (ARCHITECTURE.md, "Layers").
 
 use std::fs;
 use std::io::{self, Read, Write};

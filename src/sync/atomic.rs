@@ -1,10 +1,11 @@
 //! The atomic words the cross-process protocols are written against.
 //!
-//! Each protocol (the cell's ring of slots, the region's pins, waiting for a
-//! change, creation) is a set of functions generic over a [`Model`]: the
-//! atomics and fence of the memory they run on. The library instantiates
-//! them with [`Std`], whose words are the `std` atomics that lie in the
-//! segment header; the loom models in `tests/loom_*.rs` instantiate the very
+//! Each protocol (the cell's ring of slots, the region's buffers and pins,
+//! waiting for a change, creation, a name's claims, removal) is a set of
+//! functions generic over a [`Model`]: the atomics and fence of the memory
+//! they run on. The library instantiates them with [`Std`], whose words are
+//! the `std` atomics that lie in the segment (its header, a region's
+//! control block); the loom models in `tests/loom_*.rs` instantiate the very
 //! same functions with `Loom` (built with `--cfg loom`), whose words are
 //! loom's, so that loom explores every interleaving and every value a weak
 //! memory order allows. A protocol step that is not in one of these
@@ -61,7 +62,7 @@ pub trait Model {
     fn spin(backoff: &mut super::backoff::Backoff);
 }
 
-/// The real thing: `std` atomics, which is what the segment header holds.
+/// The real thing: `std` atomics, which is what the segment holds.
 pub enum Std {}
 
 impl Model for Std {

@@ -1,7 +1,9 @@
-//! One backoff for every retry loop of the crate, as crossbeam's: spin with
-//! the processor's pause hint, then yield the thread; and, for waits that
-//! may last (a creator finishing, a reader unpinning), sleep with a pause
-//! that doubles up to a cap, never past a deadline.
+//! One backoff for every loop of the crate that waits on another thread or
+//! process, as crossbeam's: spin with the processor's pause hint, then
+//! yield the thread; and, for waits that may last (a creator finishing, a
+//! reader unpinning), sleep with a pause that doubles up to a cap, never
+//! past a deadline. A loop that retries after losing a race (the rounds of
+//! `SegmentOptions::open`, of a namespace's secret) goes round at once.
 
 use std::time::{Duration, Instant};
 
@@ -36,7 +38,8 @@ impl Backoff {
 
     /// Back off in a loop that waits for another thread or process to finish
     /// a few instructions (a seqlock copy, a pin's re-check): `2^step`
-    /// pause hints while `step` is small, then yield the thread.
+    /// pause hints while `step` is at most [`SPIN_LIMIT`], then yield the
+    /// thread.
     #[inline]
     pub fn spin(&mut self) {
         if self.step <= SPIN_LIMIT {

@@ -83,7 +83,8 @@ pub fn after_commit<M: Model, S: Sleep<M::U32>>(word: &M::U32, sleep: &S) {
 
 /// Clear `WAITING`, move the epoch on and wake every sleeper. Called by a
 /// writer whose commit found `WAITING`, and unconditionally by a writer that
-/// recovered the lock from a dead one.
+/// recovered the lock from a dead one and by a removal, whose waiters then
+/// find the `life` mark (`store/life/removal.rs`).
 pub fn wake<M: Model, S: Sleep<M::U32>>(word: &M::U32, sleep: &S) {
     let mut w = word.load(Relaxed);
     while let Err(now) = word.compare_exchange(w, (w & !WAITING).wrapping_add(2), SeqCst, Relaxed) {

@@ -29,7 +29,8 @@ pub const STATE_INITIALIZING: u32 = 1;
 /// The `state` word: the header and the first value are written.
 pub const STATE_READY: u32 = 2;
 
-/// The creator, before it writes anything else.
+/// The creator, once its claim (identity, name, magic) is written and
+/// before the header.
 pub fn begin<M: Model>(state: &M::U32) {
     state.store(STATE_INITIALIZING, Relaxed);
 }

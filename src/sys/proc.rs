@@ -309,7 +309,9 @@ fn started_at(pid: i32) -> Option<SystemTime> {
 
 /// Whether the user database (NSS: `/etc/passwd`, `/etc/group`, ...)
 /// puts user `uid` in group `gid`, as its primary group or a supplementary
-/// one. `false` for a user it does not know.
+/// one. `false` for a user it does not know, for an entry that does not
+/// fit in 16 KiB, and for a user in more than 256 groups that `gid` is not
+/// the primary group of.
 #[cfg(not(miri))]
 pub fn user_in_group(uid: u32, gid: u32) -> bool {
     let mut pwd = std::mem::MaybeUninit::<libc::passwd>::uninit();

@@ -3,7 +3,7 @@
 //! becomes the crate's [`Error`], with the key or id it is about and, for
 //! the limits, which one was hit.
 //!
-//! The calls below return `io::Result`; the public API of this module
+//! The calls (`raw.rs`) return `io::Result`; the public API of this module
 //! (`Segment`, `SegmentOptions`, `SegmentInfo`, `list_segments`) returns
 //! the crate's `Result`, as the layers above use it, and calls [`error`]
 //! wherever a call failed.

@@ -1,5 +1,5 @@
-//! How to find, create and attach a segment: [`SegmentOptions`], and what
-//! each `shmget` and `shmat` failure means.
+//! How to find, create and attach a segment: [`SegmentOptions`]. What each
+//! `shmget` and `shmat` failure means is decided in `failure.rs`.
 #![allow(unsafe_code)]
 
 use std::ptr::NonNull;
@@ -292,7 +292,8 @@ impl SegmentOptions {
     }
 
     /// Attach the segment with this kernel id (as `ipcs -m` lists it). The
-    /// size, read-only and foreign-owner options apply; an option that only
+    /// size, read-only and owner options (`allow_foreign_owner`,
+    /// `trust_group`, `trust_user`) apply; an option that only
     /// a create uses (`create`, `exclusive`, `mode`, `huge_pages`,
     /// `no_reserve`) is refused with [`Error::InvalidOptions`] rather than
     /// ignored.
@@ -353,8 +354,9 @@ impl SegmentOptions {
     }
 
     /// [`Error::ForeignOwner`] unless the segment's owner and creator are
-    /// trusted: this user, root, or (with `trust_group`) members of the
-    /// segment's group.
+    /// trusted: this user, root, the user of `trust_user`, or (with
+    /// `trust_group`) members of the segment's group; anyone with
+    /// `allow_foreign_owner`.
     fn check_owner(&self, info: &SegmentInfo, target: Target) -> Result<()> {
         if self.allow_foreign_owner {
             return Ok(());

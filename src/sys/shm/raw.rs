@@ -1,7 +1,7 @@
 //! The System V shared-memory calls themselves, each returning the
 //! kernel's errno as an `io::Error`: `shmget`, `shmat`, `shmdt` and
 //! `shmctl` (`IPC_STAT`, `IPC_SET`, `IPC_RMID`). What a failure means, for
-//! the public API, is decided in one place (`error.rs`).
+//! the public API, is decided in one place (`failure.rs`).
 #![allow(unsafe_code)]
 
 use std::io;

@@ -12,7 +12,7 @@
 //! and never see a torn value. Copies go through atomic words or the
 //! processor's string move (see `sync::copy`), never through `&T` into
 //! shared memory; the store makes them (`Store::load_cell`,
-//! `Store::write_slot`).
+//! `Store::read_cell_into`, `Store::read_slot`, `Store::write_slot`).
 
 use std::marker::PhantomData;
 use std::sync::atomic::Ordering;

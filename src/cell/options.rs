@@ -28,8 +28,8 @@ impl Default for CellSettings {
 }
 
 /// How to open an existing [`SharedCell`] with access `A`: timeouts, owner
-/// checks and the type's identity ([`Options`]). Made by
-/// [`SharedCell::opener`].
+/// checks and the type's identity ([`Options`]), and for a read-write
+/// handle removal on drop. Made by [`SharedCell::opener`].
 pub type CellOpener<T, A = ReadWrite> = Options<T, CellSettings, Open<A>>;
 
 /// How to create a [`SharedCell`]: what an opener has, and the mode, the

@@ -158,7 +158,7 @@ pub(super) enum Hold<'a> {
 /// A validated archived value, borrowed in place (or, from a read-only
 /// attachment, from a private copy). Derefs to `T::Archived`.
 ///
-/// Not `Send`: the pin it holds belongs to this thread's slot.
+/// Not `Send`: the pin it may hold belongs to this thread's slot.
 pub struct RegionRef<'a, T: Archive> {
     value: *const T::Archived,
     version: u64,
@@ -167,8 +167,9 @@ pub struct RegionRef<'a, T: Archive> {
 
 impl<'a, T: Readable> RegionRef<'a, T> {
     /// The archive of `len` bytes in buffer `buffer`, published as
-    /// `version`, which `hold` pins. The caller validated these bytes with
-    /// [`check_pinned`] at this length, and has kept them pinned since (see
+    /// `version`, which `hold` pins. The handle validated these bytes with
+    /// [`check_pinned`] at this length while the buffer held `version`, and
+    /// the caller re-checked that it still does once `hold` pinned it (see
     /// the module's comment).
     #[inline(always)]
     pub(super) fn in_place(
@@ -184,8 +185,12 @@ impl<'a, T: Readable> RegionRef<'a, T> {
         // pin, which the guard holds, keeps every writer off it.
         let bytes = unsafe { std::slice::from_raw_parts(store.slot_ptr(buffer), len) };
         // SAFETY: these bytes were validated as T::Archived by this handle,
-        // at this length, and no writer has changed them since: the buffer
-        // was current then and has been pinned since the re-check.
+        // at this length, while the buffer held the version `current`
+        // names. No writer has changed them since: a writer that rewrote the
+        // buffer would have left its version at 0 or a later one for good
+        // (versions only grow, `buffers.rs`), which the caller's re-check
+        // after this pin would have seen, and the pin keeps writers off it
+        // from that re-check on.
         let value = unsafe { rkyv::access_unchecked::<T::Archived>(bytes) };
         RegionRef {
             value,

@@ -1,6 +1,6 @@
 //! `SharedRegion<T, A>`: an rkyv-archived value (strings, vectors, maps)
-//! shared between processes and read in place, without copying or
-//! deserialising.
+//! shared between processes and read without deserialising: in place by a
+//! read-write handle, from a validated copy by a read-only one.
 //!
 //! The segment holds a control block and several buffers (4 by default). The
 //! current archive is named by one word, `current = (version << 8) |
@@ -8,11 +8,12 @@
 //! `wait_for_change` and every read derive. A writer, under the robust
 //! mutex, serialises the new value straight into a buffer that is neither
 //! current nor pinned by a live reader (`pin_slot.rs` argues why no pinned
-//! buffer is ever chosen), stores its length, then stores `current`, then
-//! wakes waiters (`sync/notify.rs`). A writer killed at any point before the
-//! `current` store leaves the current archive and its length untouched; one
-//! killed after it has published, and the next writer that recovers the lock
-//! wakes the waiters it may not have woken.
+//! buffer is ever chosen), stores its length and the version it holds
+//! (`buffers.rs`), then stores `current`, then wakes waiters
+//! (`sync/notify.rs`). A writer killed at any point before the `current`
+//! store leaves the current archive and its length untouched; one killed
+//! after it has published, and the next writer that recovers the lock wakes
+//! the waiters it may not have woken.
 //!
 //! One handle type serves both accesses; what differs is written once per
 //! access, each in its file:
@@ -197,7 +198,8 @@ impl<T: Archive, A: Access> SharedRegion<T, A> {
     /// How many copies this handle made again because the writer reused
     /// their buffer while they ran (0 for a read-write handle, which reads
     /// in place): a reader that copies slower than the writer reuses
-    /// buffers starves; a region's `reuse_grace` bounds it.
+    /// buffers starves; the writer's
+    /// [`reuse_grace`](crate::Options::reuse_grace) bounds it.
     pub fn retries(&self) -> u64 {
         match &self.reads {
             Reads::InPlace(_) => 0,

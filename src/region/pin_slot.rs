@@ -13,8 +13,8 @@
 //! **Scan** (writer, under the write lock, before it writes a buffer):
 //! read every slot's word with a read-modify-write that changes nothing
 //! (`fetch_add(0)`), and take a buffer that is neither current nor named by
-//! any word. Every slot, always: nothing a peer scribbles on another word
-//! (the old `pin_high` bound) can make the writer skip a slot.
+//! any word. Every slot, always, whatever the control block's other words
+//! say: nothing a peer scribbles elsewhere can make the writer skip a slot.
 //!
 //! **Why a pinned buffer is never written.** Take a reader that pinned
 //! buffer `b` and found `current` unchanged (naming `b`), and a writer that

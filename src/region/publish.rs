@@ -106,10 +106,17 @@ impl<T: Archive> SharedRegion<T, ReadWrite> {
     where
         T: Publishable,
     {
+        /// How many times the capacity the last scratch buffer may hold.
+        const TIMES: usize = 64;
+        /// The last scratch buffer's size, at least.
+        const LEAST: usize = 1 << 20;
+        /// The last scratch buffer's size, at most.
         const MOST: usize = 1 << 30;
-        let limit = self.capacity().saturating_mul(64).clamp(1 << 20, MOST);
+        /// Half the first scratch buffer's size, at least.
+        const FIRST: usize = 2048;
+        let limit = self.capacity().saturating_mul(TIMES).clamp(LEAST, MOST);
         let mut arena = self.writer().arena.lock();
-        let mut size = self.capacity().clamp(2048, MOST);
+        let mut size = self.capacity().clamp(FIRST, MOST);
         while size < limit {
             size = size.saturating_mul(2).min(limit);
             let mut scratch = vec![0u8; size];

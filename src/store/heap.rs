@@ -19,8 +19,10 @@ pub struct HeapImage {
     layout: Layout,
 }
 
-// SAFETY: the image is plain memory owned by this value; every access by the
-// stores goes through atomics or the process-shared mutex, as for a segment.
+// SAFETY: the image is an allocation this value owns, tied to no thread;
+// every access to it goes through atomics (`write_at`, `swap`, the stores'
+// words and copies), or is a region's buffer borrowed under the write lock
+// or a reader's pin, as for a segment.
 unsafe impl Send for HeapImage {}
 // SAFETY: as above.
 unsafe impl Sync for HeapImage {}

@@ -7,20 +7,22 @@
 //! (`lock.rs`), waiting for a change (`wait.rs`), and the memory an object
 //! lives in (`memory.rs`, `heap.rs`).
 //!
-//! **Validation.** An open validates the header once and keeps what
-//! `format::validate` checked (kind, layout, type): nothing of it is read
-//! from the segment again, so a peer scribbling on the header later cannot
-//! move a slot outside the mapping.
+//! **Validation.** An open validates the header once, checks the type on
+//! the values `format::validate` read, and keeps the kind and the layout it
+//! returned: neither is read from the segment again, so a peer scribbling
+//! on the header later cannot move a slot outside the mapping.
 //!
-//! **Raw memory.** This file is the store's one room for `unsafe` code:
-//! the store keeps its memory's address, and hands out the header, the
-//! slots' bytes (copied through `sync::copy`, or as a raw pointer for
-//! rkyv's in-place access in `region/archive.rs`), a region's control block
-//! ([`RegionStore`], and [`ControlLink`] for threads' bookkeeping) and the
-//! write lock's mutex, each through a safe method that checks what the
-//! validated layout does not already guarantee. Each item that needs
-//! `unsafe` allows it by itself, so that the modules below this one stay
-//! under the crate's `deny(unsafe_code)`.
+//! **Raw memory.** This file holds the store's `unsafe` code, with
+//! `heap.rs` (the fuzz targets' heap image, which allocates, frees and
+//! scribbles on its own memory): the store keeps its memory's address, and
+//! hands out the header, the slots' bytes (copied through `sync::copy`, or
+//! as a raw pointer for rkyv's in-place access in `region/archive.rs`), a
+//! region's control block ([`RegionStore`], and [`ControlLink`] for
+//! threads' bookkeeping) and the write lock's mutex, each through a safe
+//! method that checks what the validated layout does not already
+//! guarantee. Each item here that needs `unsafe` allows it by itself, so
+//! that the other modules below this one stay under the crate's
+//! `deny(unsafe_code)`.
 
 use std::mem::MaybeUninit;
 use std::ptr::NonNull;
@@ -280,9 +282,10 @@ impl Store {
         );
         // SAFETY: the room lies in the store's memory, writable (checked)
         // and mapped while self is borrowed; only the creator calls this,
-        // once, between its claim and READY (`life/mod.rs`, `finish`), so no
+        // once, between its claim and READY (`life/mod.rs`, `finish`), on
+        // memory it made itself (`IPC_EXCL`, or a fresh heap image), so no
         // process uses the room as a mutex yet: openers wait for READY, and
-        // the claim keeps other creators out. The crate never leaks a guard.
+        // nothing else locks. The crate never leaks a guard.
         unsafe { mutex::Mutex::init(&self.header().mutex) }.map(|_| ())
     }
 
@@ -362,7 +365,8 @@ fn base_of(memory: &Memory) -> NonNull<u8> {
 
 // SAFETY: `base` points into `memory`, which the store owns and which is
 // Send + Sync (an attachment or a heap image); every access through it is
-// atomic or under the process-shared lock, from any thread.
+// atomic, or a region's buffer borrowed under the write lock or a reader's
+// pin (`region/archive.rs`), whichever thread makes it.
 #[allow(unsafe_code)]
 unsafe impl Send for Store {}
 // SAFETY: as above.

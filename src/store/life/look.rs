@@ -17,7 +17,7 @@ use crate::sync::atomic::Std;
 use crate::sys::shm::{Segment, SegmentInfo};
 
 /// Attach the segment at `key` with the trust `options` give, `read_only`
-/// as asked: `None` if there is none. (`Segment::open` checks that what it
+/// as asked: `None` if there is none. (`SegmentOptions::open` checks that what it
 /// attached is the segment at the key then.)
 pub fn attach_key(key: Key, options: &Common, read_only: bool) -> Result<Option<Segment>> {
     match Segment::options()

@@ -88,9 +88,9 @@
 //! A plain key (`Key::new`, `Key::ftok`) holds at most one segment, by the
 //! kernel. An open waits for its `READY` while its creator lives; a
 //! segment whose creator died before `READY` is `CreatorDied`, and
-//! `open_or_create` removes it (on the attachment that judged it) if it is
-//! what a creator of the same layout leaves: its size, and a header all
-//! zero or shmstore's.
+//! `open_or_create` and `open_or_replace` remove it (on the attachment that
+//! judged it) if it is what a creator of the same layout leaves: its size,
+//! and a header all zero or carrying shmstore's magic.
 //!
 //! # Steps where a process may die or stop
 //!
@@ -497,7 +497,8 @@ impl Store {
 
     /// Attach the segment with this id, wait until it is READY, validate it
     /// and check that it holds `ty`. A removed segment can be attached
-    /// (its writes return `Error::Removed`).
+    /// (if it was removed through shmstore, its writes return
+    /// `Error::Removed`).
     pub fn attach_id(id: i32, options: &Common, ty: &TypeDesc, read_only: bool) -> Result<Store> {
         let seg = Segment::options()
             .read_only(read_only)

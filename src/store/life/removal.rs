@@ -4,7 +4,8 @@
 //! **Removal** (`remove()`, `shmstore remove`): on an attachment of the
 //! object, mark `life` REMOVING with the remover's pid and start time
 //! (compare-and-swap), then `IPC_RMID` on the attachment's id, then wake
-//! every waiter. The attachment keeps the id from naming another segment
+//! every waiter; a read-only attachment can neither mark nor wake, and
+//! only calls `IPC_RMID`. The attachment keeps the id from naming another segment
 //! until it is detached, so the segment removed is the one marked and
 //! judged. Writers look at `life` once they hold the write lock and waiters
 //! at every round: both return `Error::Removed` as soon as the mark is
@@ -20,7 +21,8 @@
 //! (`IPC_STAT`): if the collector's is still the only attachment, the mark
 //! becomes REMOVING and the object is removed as above; otherwise the
 //! collector takes its mark back. An opener attaches, then reads `life`:
-//! COLLECTING by a live collector is waited out, by a dead one cleared.
+//! COLLECTING by a live collector is waited out; by a dead one it is
+//! ignored, and cleared through a read-write attachment.
 //!
 //! **Why a collector never removes an object someone opened.** The kernel
 //! counts an attach and reads the count for `IPC_STAT` under the same
@@ -191,10 +193,10 @@ pub enum Collected {
     Busy,
 }
 
-/// Collect the object in `memory`, which `judged` found garbage on this
-/// very attachment (nobody else attached, its creator gone): mark it, count
-/// the attachments again, and remove it only if this one is still the only
-/// one.
+/// Collect the object in `memory`, which the caller (`catalog::collect`)
+/// judged garbage on this very attachment (nobody else attached, its
+/// creator gone): mark it, count the attachments again, and remove it only
+/// if this one is still the only one.
 pub fn collect(memory: &Memory, h: &Header) -> Result<Collected> {
     crate::crash::point("gc.after_judge");
     let Some(marked) = mark_collecting::<Std>(&h.life, me()) else {

@@ -39,6 +39,11 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(5);
 /// supervisor's timeout, so the supervisor names a stuck worker first; it
 /// only ends the workers of a supervisor that went away.
 const WORKER_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest the supervisor sleeps for an acknowledgement before it
+/// looks whether a worker died.
+const ACK_SLICE: Duration = Duration::from_millis(50);
+/// How often the supervisor looks whether every worker has exited.
+const EXIT_POLL: Duration = Duration::from_millis(10);
 
 /// The configuration the supervisor shares with its workers.
 #[derive(rkyv::Archive, rkyv::Serialize)]
@@ -187,7 +192,7 @@ fn wait_for_acks(acks: &SharedCell<Acks>, workers: &mut Workers, version: u64) -
             .into());
         };
         // Short slices, so a worker that dies is noticed promptly.
-        seen = acks.wait_for_change(seen, Some(left.min(Duration::from_millis(50))))?;
+        seen = acks.wait_for_change(seen, Some(left.min(ACK_SLICE)))?;
     }
 }
 
@@ -224,7 +229,7 @@ impl Workers {
                     .collect();
                 return Err(format!("workers {running:?} did not exit within {timeout:?}").into());
             }
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(EXIT_POLL);
         }
     }
 }

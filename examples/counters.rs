@@ -3,7 +3,8 @@
 //! The parent creates the cell and starts four workers and a monitor, all
 //! copies of this program. Each worker adds to its own counter and to the
 //! total with `update` (under the robust write lock). The monitor never takes
-//! the lock: it sleeps in `wait_for_change` and prints each snapshot it loads.
+//! the lock: it sleeps in `wait_for_change`, loads a snapshot at each wake
+//! and prints one every `PRINT_EVERY` at most, until the total is complete.
 //! The parent checks that the total is exactly what the workers added,
 //! prints it, and removes the segment.
 //!
@@ -19,6 +20,10 @@ use shmstore::{Key, SharedCell};
 
 const WORKERS: usize = 4;
 const INCREMENTS: u64 = 25_000;
+/// The monitor prints a snapshot at most this often.
+const PRINT_EVERY: Duration = Duration::from_millis(20);
+/// The longest the monitor sleeps for a change before it looks again.
+const MONITOR_WAIT: Duration = Duration::from_secs(10);
 
 /// The shared state: one counter per worker and their total.
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
@@ -106,13 +111,13 @@ fn monitor(key: Key) -> BoxResult<()> {
             println!("monitor: all {expected} increments seen");
             return Ok(());
         }
-        if last_print.elapsed() >= Duration::from_millis(20) {
+        if last_print.elapsed() >= PRINT_EVERY {
             println!(
                 "monitor: total {:>6}  per worker {:?}",
                 c.total, c.per_worker
             );
             last_print = std::time::Instant::now();
         }
-        seen = cell.wait_for_change(seen, Some(Duration::from_secs(10)))?;
+        seen = cell.wait_for_change(seen, Some(MONITOR_WAIT))?;
     }
 }

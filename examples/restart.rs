@@ -30,7 +30,14 @@ type V1 = [u64; 2];
 /// The next release's value: one more field.
 type V2 = [u64; 3];
 
+/// The longest the parent waits for one change of the count.
 const WAIT: Option<Duration> = Some(Duration::from_secs(10));
+/// How long a supervisor sleeps between two increments.
+const TICK: Duration = Duration::from_millis(1);
+/// How many times the parent tries to open the cell before it gives up,
+/// and how long it sleeps between two tries.
+const OPEN_TRIES: usize = 1000;
+const OPEN_RETRY_PAUSE: Duration = Duration::from_millis(10);
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -49,7 +56,7 @@ fn main() -> ExitCode {
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
-/// Count forever, one increment a millisecond, until killed.
+/// Count forever, one increment every `TICK`, until killed.
 fn supervisor(name: &str, release: &str) -> Res<()> {
     let key = Key::named(name)?;
     let me = u64::from(std::process::id());
@@ -57,13 +64,13 @@ fn supervisor(name: &str, release: &str) -> Res<()> {
         let cell = SharedCell::<V1>::open_or_create(key, [0, me])?;
         loop {
             cell.update(|v| *v = [v[0] + 1, me])?;
-            std::thread::sleep(Duration::from_millis(1));
+            std::thread::sleep(TICK);
         }
     }
     let cell = SharedCell::<V2>::open_or_replace(key, [0, me, 2])?;
     loop {
         cell.update(|v| *v = [v[0] + 1, me, 2])?;
-        std::thread::sleep(Duration::from_millis(1));
+        std::thread::sleep(TICK);
     }
 }
 
@@ -93,7 +100,8 @@ impl Drop for Supervisor {
     }
 }
 
-/// Removes the object when dropped, whatever happened.
+/// Removes the object when dropped, whatever happened: every object whose
+/// name starts with the object's name (`inspect::remove_prefix`).
 struct Cleanup(Key);
 
 impl Drop for Cleanup {
@@ -151,13 +159,13 @@ fn parent() -> Res<()> {
     Ok(())
 }
 
-/// Open the cell once its supervisor made it.
+/// Open the cell read-only once its supervisor made it (of type `T`).
 fn wait_open<T: shmstore::bytemuck::Pod>(key: Key) -> Res<shmstore::CellReader<T>> {
-    for _ in 0..1000 {
+    for _ in 0..OPEN_TRIES {
         match shmstore::CellReader::<T>::open(key) {
             Ok(cell) => return Ok(cell),
             Err(Error::NotFound { .. } | Error::TypeMismatch { .. }) => {
-                std::thread::sleep(Duration::from_millis(10))
+                std::thread::sleep(OPEN_RETRY_PAUSE)
             }
             Err(e) => return Err(e.into()),
         }
@@ -181,6 +189,7 @@ fn wait_count(cell: &shmstore::CellReader<V1>, n: u64) -> Res<u64> {
     }
 }
 
+/// Wait until the new release's count reaches `n`.
 fn wait_count2(cell: &shmstore::CellReader<V2>, n: u64) -> Res<u64> {
     loop {
         let v = cell.load();

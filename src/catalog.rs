@@ -100,8 +100,9 @@ impl Trust {
 /// The segment of the object of the name `key` was made for
 /// ([`Key::named`] or [`Key::named_in`]), found as the library finds it
 /// (the name's keys, trusted owners; `Error::ForeignOwner` if only an
-/// untrusted segment holds the name), attached read-only or read-write as
-/// asked. Describe, watch or remove *this* attachment: it keeps the id from
+/// untrusted segment holds the name; waiting, up to the default
+/// `init_timeout`, while a live creator still claims the name), attached
+/// read-only or read-write as asked; `Error::NotFound` if none holds it. Describe, watch or remove *this* attachment: it keeps the id from
 /// naming another segment. A key without a name is refused
 /// (`Error::InvalidOptions`).
 pub fn locate(key: Key, trust: &Trust, read_only: bool) -> Result<Segment> {
@@ -136,10 +137,11 @@ pub fn claimants(key: Key) -> Result<Vec<SegmentInfo>> {
 }
 
 /// Remove the segment `seg` is attached to: a shmstore object through the
-/// removal protocol (marked, so that its writers and waiters learn it at
-/// once, then `IPC_RMID` on this attachment's id), any other segment by
-/// `IPC_RMID` on this attachment's id. Judge it on `seg` first: the id
-/// names no other segment while `seg` lives.
+/// removal protocol (`store/life/removal.rs`: on a read-write attachment
+/// marked first and its waiters woken after, so that its writers and
+/// waiters learn it at once; then `IPC_RMID` on this attachment's id), any
+/// other segment by `IPC_RMID` on this attachment's id. Judge it on `seg`
+/// first: the id names no other segment while `seg` lives.
 pub fn remove_attached(seg: Segment) -> Result<()> {
     let memory = Memory::Segment(seg);
     let h = memory.segment().and_then(look::header);

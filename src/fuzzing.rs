@@ -1,8 +1,8 @@
 //! Entry points for the fuzz targets in `fuzz/` and for the corpus replay
 //! in `tests/fuzz_corpus.rs`: each takes arbitrary bytes and panics only if
 //! shmstore breaks a promise (an invariant check below fails). They run on
-//! private heap images, never on System V segments, so they make no system
-//! call beyond memory allocation.
+//! private heap images (`store/heap.rs`), never on System V segments, so a
+//! run leaves nothing on the system and no other process can disturb it.
 //!
 //! Not part of the stable API.
 
@@ -463,7 +463,8 @@ pub fn region_ops(data: &[u8]) {
             1 | 2 => {
                 // A handle validates each version once; after a scribble on
                 // bytes it already validated only a fresh handle checks them
-                // again (writers are trusted not to scribble; see region.rs).
+                // again (writers are trusted not to scribble: `region/mod.rs`
+                // and ARCHITECTURE.md, "Guarantees and their limits").
                 let fresh;
                 let current = writers[w]
                     .control()

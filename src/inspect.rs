@@ -2,6 +2,11 @@
 //! `inspect` and `watch`). It works on a snapshot of the segment's first
 //! bytes, treats every byte as hostile, and never panics: whatever the bytes,
 //! it returns a [`Description`] that says what it found.
+//!
+//! Also the objects on the system as the command sees them (`catalog.rs`):
+//! every segment described ([`objects`]), one found by name ([`locate`]),
+//! removed ([`remove_attached`], [`remove_prefix`]) or collected
+//! ([`garbage`], [`collect`]).
 
 use std::fmt;
 use std::sync::atomic::Ordering::Relaxed;
@@ -31,7 +36,8 @@ pub fn describe_segment(seg: &Segment) -> Result<Description> {
 /// What a segment's first bytes say, for people.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Description {
-    /// The bytes looked at.
+    /// The length of the snapshot given (of which at most
+    /// [`SNAPSHOT_LEN`] bytes are looked at).
     pub len: usize,
     /// Why the bytes are not a valid shmstore segment, if they are not.
     pub problem: Option<String>,
@@ -223,8 +229,10 @@ pub fn describe(bytes: &[u8], segment_len: usize) -> Description {
 }
 
 /// Flag a type description whose fingerprint does not match its fields
-/// (checkable when the name was not cut to fit the header), or whose name
-/// is not UTF-8.
+/// (checkable when the name is too short to have been cut to fit the
+/// header: a cut, at a character boundary, keeps at least
+/// `TYPE_NAME_MAX - 3` bytes), or whose name is not UTF-8 or holds control
+/// characters.
 fn check_type(h: &format::Header, stored: &format::TypeDesc, warnings: &mut Vec<String>) {
     let len = h.type_name_len.load(Relaxed) as usize;
     let bytes: Vec<u8> = h.type_name[..len.min(format::TYPE_NAME_MAX)]

@@ -18,7 +18,7 @@ The loads are made in that order by single 8-byte loads, which x86-64
 keeps in order (host.py): an accepted copy is never torn. Copies thrown
 away are counted (`ShmObject.retries`, and each read's `retries`).
 Copying word by word, Python is slower than a publisher that never pauses
-reuses a buffer: the publisher's reuse grace (`RegionOptions::reuse_grace`
+reuses a buffer: the publisher's reuse grace (`RegionCreator::reuse_grace`
 in Rust), set above this reader's copy time, lets every copy through. A
 reader that writers keep lapping backs off, then gives up after its
 timeout (Starved) rather than spin forever.

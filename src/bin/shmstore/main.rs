@@ -102,7 +102,8 @@ enum Command {
         /// The segments: ids, 0x keys or names. Each is removed or reported
         /// on its own.
         targets: Vec<String>,
-        /// Remove every object whose name starts with PREFIX.
+        /// Remove every object whose name starts with PREFIX (the
+        /// --expect-* checks apply to the TARGETS only).
         #[arg(long, value_name = "PREFIX")]
         prefix: Option<String>,
         /// Remove only if the segment still has this key (0x...).

@@ -1,7 +1,9 @@
-//! `shmstore remove`: each target removed or reported on its own, after
-//! showing what it is; what it is and the expectations are judged on an
-//! attachment of it, and the removal is made through that attachment, since
-//! ids are reused within seconds.
+//! `shmstore remove`: each target removed or reported on its own, saying
+//! what it is; what it is and the expectations are judged on an attachment
+//! of it, and the removal is made through that attachment, since ids are
+//! reused within seconds. `--prefix` removes by the names stored in the
+//! objects (`inspect::remove_prefix`); the expectations apply to the
+//! targets only.
 
 use serde_json::{Value, json};
 use shmstore::SegmentInfo;
@@ -54,7 +56,8 @@ impl Expect {
     }
 }
 
-/// What segment `id` is, in a line.
+/// What the segment `info` describes is, in a line: its id, key, size and
+/// creator, and the object's `name` and stored type (`holds`) if known.
 fn identify(info: &SegmentInfo, name: Option<&str>, holds: Option<&str>) -> String {
     let mut s = format!(
         "segment {} (key {:#010x}, {} bytes, created by pid {} uid {}",

@@ -1,5 +1,6 @@
-//! `shmstore watch`: a line for each new version of an object, with the
-//! time, and a cell's value (in hex or words) or a region's archive length.
+//! `shmstore watch`: a line for each new version of an object (or change
+//! in what is wrong with it), with the time, and a cell's value (in hex or
+//! words) or a region's archive length.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 

@@ -22,7 +22,7 @@ use common::{
     Kid, Live, SPAWNING, SegGuard, child, child_args, key_arg, read_command, report, report_of,
     start_stopped, unique_key,
 };
-use shmstore::{Error, Key, Segment, SharedCell, SharedRegion};
+use shmstore::{Error, Key, Segment, SharedCell, SharedRegion, Target};
 
 /// A child's key argument: a name, or `#RAW` for a plain key.
 fn key_of(arg: &str) -> Key {
@@ -708,6 +708,36 @@ fn collectors_stopped_or_killed_while_a_supervisor_opens() {
         cell.store(7).unwrap();
         assert_eq!(the_object(&name).load(), 7, "{step}");
     }
+}
+
+/// An open by id that gives up waiting for a live collector leaves the
+/// object as it found it, even with `remove_on_drop` set: the handle it
+/// never returned removes nothing when it is dropped.
+#[test]
+fn an_open_by_id_that_gives_up_on_a_collector_removes_nothing() {
+    let name = fresh_name("gc-by-id");
+    let _names = NameGuard::of(&name);
+    let id = garbage_named(&name);
+    let mut gc = start_stopped(gc_cmd(&name), "gc.after_mark");
+    let opened = SharedCell::<u64>::opener()
+        .init_timeout(Duration::from_millis(200))
+        .remove_on_drop(true)
+        .open(Target::Id(id));
+    assert!(
+        matches!(opened, Err(Error::Busy { .. })),
+        "opened by id while a live collector judged it: {opened:?}"
+    );
+    drop(opened);
+    let segment = shmstore::list_segments()
+        .unwrap()
+        .into_iter()
+        .find(|s| s.id == id);
+    assert!(
+        segment.is_some_and(|s| !s.marked_for_removal),
+        "the object was removed by an open that failed"
+    );
+    gc.kill();
+    assert_eq!(the_object(&name).id(), id);
 }
 
 /// `remove --prefix` killed after listing removes nothing; stopped there

@@ -506,14 +506,16 @@ impl Store {
             .trust_group_opt(options.trust_group)
             .trust_user_opt(options.trust_user)
             .attach_id(id)?;
-        let store = Self::open_in(Memory::Segment(seg), Target::Id(id), options, ty)?;
+        let mut store = Self::open_unarmed(Memory::Segment(seg), Target::Id(id), options, ty)?;
         // A collector judging it is waited out, as for an open by key (an
         // id reaches a removed object too: whether it is removed does not
-        // matter here).
+        // matter here). Only a store this returns may remove the object
+        // when dropped: one given up here leaves it alone.
         if let removal::Life::Collecting(_) = removal::read::<Std>(&store.header().life) {
             let deadline = Instant::now().checked_add(options.init_timeout);
             removal::admit(&store.memory, store.header(), Target::Id(id), deadline)?;
         }
+        store.arm(options.remove_on_drop);
         Ok(store)
     }
 
@@ -521,6 +523,18 @@ impl Store {
     /// `ty`. The layout validated is the one kept. (No look at removal: an
     /// id reaches a removed object too.)
     pub fn open_in(
+        memory: Memory,
+        target: Target,
+        options: &Common,
+        ty: &TypeDesc,
+    ) -> Result<Store> {
+        let mut store = Self::open_unarmed(memory, target, options, ty)?;
+        store.arm(options.remove_on_drop);
+        Ok(store)
+    }
+
+    /// [`open_in`](Self::open_in), with `remove_on_drop` not yet armed.
+    fn open_unarmed(
         memory: Memory,
         target: Target,
         options: &Common,
@@ -535,9 +549,7 @@ impl Store {
         creator::wait_ready(h, &memory, target, options.init_timeout)?;
         let valid = format::validate(h, memory.len())?;
         valid.check_type(h, ty)?;
-        let mut store = Self::unarmed(memory, valid.kind, valid.layout);
-        store.arm(options.remove_on_drop);
-        Ok(store)
+        Ok(Self::unarmed(memory, valid.kind, valid.layout))
     }
 
     /// Open the object at `key`, or create it if there is none. Many

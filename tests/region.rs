@@ -269,6 +269,38 @@ fn garbage_in_the_current_buffer_is_corrupt() {
     assert!(is_whole(&reader.read().unwrap()));
 }
 
+/// A `current` word naming a buffer past the region's count (a peer with
+/// write access may write any byte) is refused or replaced by a writer
+/// that keeps a reuse grace, never a panic.
+#[test]
+fn a_current_word_past_the_buffers_never_panics_a_writer() {
+    let (region, key, _g) = new_region(4096);
+    region.publish(&Config::of(1)).unwrap();
+    let writer = SharedRegion::<Config>::opener()
+        .reuse_grace(Duration::from_millis(5))
+        .open(key)
+        .unwrap();
+    writer.publish(&Config::of(2)).unwrap();
+    let seg = Segment::options().open(key).unwrap();
+    // FORMAT.md: the region's `current` word at 512, its buffer in the
+    // low byte.
+    let mut word = [0u8; 8];
+    seg.read_at(512, &mut word).unwrap();
+    let version = u64::from_le_bytes(word) >> 8;
+    for buffer in [0xfe_u64, 0xff] {
+        seg.write_at(512, &(((version + 1) << 8) | buffer).to_le_bytes())
+            .unwrap();
+        let published = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            writer.publish(&Config::of(3))
+        }));
+        match published {
+            Ok(Ok(_)) | Ok(Err(Error::Corrupt { .. })) => {}
+            Ok(Err(e)) => panic!("buffer {buffer:#x}: expected Corrupt or a publish, got {e}"),
+            Err(_) => panic!("buffer {buffer:#x}: the publish panicked"),
+        }
+    }
+}
+
 #[test]
 fn publish_bytes_validates_first() {
     let (region, _key, _g) = new_region(4096);

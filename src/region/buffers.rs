@@ -167,6 +167,8 @@ pub enum Copied {
     /// than `stride` (that length), or `current` names a buffer that does
     /// not hold its version (`u64::MAX`).
     Corrupt {
+        /// The `current` word judged, raw.
+        current: u64,
         /// The length found, or `u64::MAX`.
         len: u64,
     },
@@ -188,11 +190,17 @@ pub fn copy<'a, M: Model + 'a>(
         return Copied::Nothing;
     }
     let Some(m) = meta(b) else {
-        return Copied::Corrupt { len: u64::MAX };
+        return Copied::Corrupt {
+            current: c.raw(),
+            len: u64::MAX,
+        };
     };
     let rewritten = || {
         if current.load(Relaxed) == c.raw() {
-            Copied::Corrupt { len: u64::MAX }
+            Copied::Corrupt {
+                current: c.raw(),
+                len: u64::MAX,
+            }
         } else {
             Copied::Rewritten
         }
@@ -202,7 +210,10 @@ pub fn copy<'a, M: Model + 'a>(
     }
     let len = m.len.load(Relaxed);
     if len > stride as u64 {
-        return Copied::Corrupt { len };
+        return Copied::Corrupt {
+            current: c.raw(),
+            len,
+        };
     }
     copy(b, len as usize);
     M::fence(Acquire);

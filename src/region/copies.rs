@@ -88,7 +88,7 @@ impl<T: Archive, A: Access> SharedRegion<T, A> {
             let (current, bytes) = match copied {
                 buffers::Copied::Whole { current, .. } => (current, bytes),
                 buffers::Copied::Nothing => return Err(Error::NothingPublished),
-                buffers::Copied::Corrupt { len } => {
+                buffers::Copied::Corrupt { current, len } => {
                     let (version, buffer) = (
                         Current::from_raw(current).version(),
                         Current::from_raw(current).buffer(),

@@ -166,8 +166,13 @@ impl<T: Archive> SharedRegion<T, ReadWrite> {
         if !self.writer().reuse_grace.is_zero() {
             let mut retired = self.writer().retired.lock();
             if next > 1 {
+                // `seen` was read from shared memory: a peer may have
+                // written a buffer past the count there, which no reader
+                // can pin, so there is nothing to note.
                 let before = Current::from_raw(retired.seen).buffer();
-                retired.at[before] = Some(Instant::now());
+                if let Some(at) = retired.at.get_mut(before) {
+                    *at = Some(Instant::now());
+                }
             }
             retired.seen = self.control().current.load(Ordering::Relaxed);
         }

@@ -10,7 +10,7 @@
 //!
 //! This program plays both roles. The parent starts a supervisor (this
 //! program again), which counts in a `SharedCell` named
-//! `shmstore-example/restart-PID`; the parent watches it through a
+//! `shmstore-example/restart-PID/count`; the parent watches it through a
 //! read-only attachment, kills the supervisor with SIGKILL, starts it again
 //! and checks that the count goes on from where it was, then starts a "new
 //! release" with another type and checks that its own waiter learns that
@@ -100,21 +100,22 @@ impl Drop for Supervisor {
     }
 }
 
-/// Removes the object when dropped, whatever happened: every object whose
-/// name starts with the object's name (`inspect::remove_prefix`).
-struct Cleanup(Key);
+/// Removes this run's objects when dropped, whatever happened: every
+/// object under the run's own prefix `shmstore-example/restart-PID/`
+/// (`inspect::remove_prefix`), and nothing of another run.
+struct Cleanup(String);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let name = self.0.name().unwrap_or_default();
-        let _ = shmstore::inspect::remove_prefix(name);
+        let _ = shmstore::inspect::remove_prefix(&self.0);
     }
 }
 
 fn parent() -> Res<()> {
-    let name = format!("shmstore-example/restart-{}", std::process::id());
+    let prefix = format!("shmstore-example/restart-{}/", std::process::id());
+    let name = format!("{prefix}count");
     let key = Key::named(&name)?;
-    let _cleanup = Cleanup(key);
+    let _cleanup = Cleanup(prefix);
 
     let mut first = Supervisor::start(&name, "1")?;
     let cell = wait_open::<V1>(key)?;
@@ -185,7 +186,7 @@ fn wait_count(cell: &shmstore::CellReader<V1>, n: u64) -> Res<u64> {
         if last >= n {
             return Ok(last);
         }
-        cell.wait_for_change(cell.version(), WAIT)?;
+        wait_change(cell)?;
     }
 }
 
@@ -196,6 +197,16 @@ fn wait_count2(cell: &shmstore::CellReader<V2>, n: u64) -> Res<u64> {
         if v[0] >= n {
             return Ok(v[0]);
         }
-        cell.wait_for_change(cell.version(), WAIT)?;
+        wait_change(cell)?;
     }
+}
+
+/// Wait for the next change, up to `WAIT`: a supervisor that counts every
+/// `TICK` and made no change in that time has stopped.
+fn wait_change<T: shmstore::bytemuck::Pod>(cell: &shmstore::CellReader<T>) -> Res<()> {
+    let since = cell.version();
+    if cell.wait_for_change(since, WAIT)? == since {
+        return Err(format!("the supervisor stopped counting at version {since}").into());
+    }
+    Ok(())
 }

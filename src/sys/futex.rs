@@ -1,4 +1,5 @@
-//! Futex wait and wake on a 32-bit word in shared memory (`futex(2)`).
+//! Futex wait and wake on a 32-bit word in shared memory (`futex(2)`), and
+//! a wait on several words at once (`futex_waitv(2)`, Linux 5.16).
 //!
 //! The futexes are shared (no `FUTEX_PRIVATE_FLAG`): the kernel keys them by
 //! the page, so processes that map the segment at different addresses meet
@@ -90,6 +91,98 @@ pub fn wake_all(word: &AtomicU32) -> io::Result<usize> {
     Ok(n as usize)
 }
 
+/// The most words one [`wait_any`] sleeps on (the kernel's
+/// `FUTEX_WAITV_MAX`).
+pub const WAITV_MAX: usize = 128;
+
+/// One word of a `futex_waitv` call, laid out as the kernel's `struct
+/// futex_waitv`.
+#[repr(C)]
+struct WaitV {
+    val: u64,
+    uaddr: u64,
+    flags: u32,
+    reserved: u32,
+}
+
+/// `FUTEX2_SIZE_U32`: the word is 32 bits (and shared: no
+/// `FUTEX2_PRIVATE`).
+const FUTEX2_SIZE_U32: u32 = 0x02;
+
+/// Sleep while every word holds its expected value, at most `timeout`
+/// (forever if `None`): a [`wake_all`] on any of them ends the sleep. The
+/// kernel compares all the words and queues on all of them atomically with
+/// respect to wakes, as [`wait`] does for one. At most [`WAITV_MAX`] words.
+///
+/// Errors: `ENOSYS` (`ErrorKind::Unsupported`) on kernels before 5.16
+/// (the caller falls back to [`wait`] on one word in short slices);
+/// `EINVAL` for no words or more than [`WAITV_MAX`].
+#[doc(alias = "futex_waitv")]
+pub fn wait_any(words: &[(&AtomicU32, u32)], timeout: Option<Duration>) -> io::Result<Woke> {
+    if words.is_empty() || words.len() > WAITV_MAX {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let waiters: Vec<WaitV> = words
+        .iter()
+        .map(|(word, expected)| WaitV {
+            val: u64::from(*expected),
+            uaddr: word.as_ptr() as u64,
+            flags: FUTEX2_SIZE_U32,
+            reserved: 0,
+        })
+        .collect();
+    // futex_waitv's timeout is absolute, on the clock it is given.
+    let deadline = match timeout {
+        Some(d) => {
+            let mut now = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: `now` is a valid timespec for the call to fill.
+            if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let nanos = now.tv_nsec as u64 + u64::from(d.subsec_nanos());
+            let secs = (now.tv_sec as u64)
+                .saturating_add(d.as_secs())
+                .saturating_add(nanos / 1_000_000_000)
+                .min(libc::time_t::MAX as u64);
+            Some(libc::timespec {
+                tv_sec: secs as libc::time_t,
+                tv_nsec: (nanos % 1_000_000_000) as libc::c_long,
+            })
+        }
+        None => None,
+    };
+    let ts_ptr = deadline
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `waiters` holds `words.len()` (1 to 128) futex_waitv entries,
+    // each the address of a live, aligned 4-byte atomic borrowed for the
+    // whole call (the kernel only reads the words); `ts_ptr` is null or
+    // points to a timespec that outlives the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_futex_waitv,
+            waiters.as_ptr(),
+            waiters.len() as libc::c_uint,
+            0u32,
+            ts_ptr,
+            libc::CLOCK_MONOTONIC,
+        )
+    };
+    if rc >= 0 {
+        return Ok(Woke::Woken);
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EAGAIN) => Ok(Woke::Changed),
+        Some(libc::EINTR) => Ok(Woke::Woken),
+        Some(libc::ETIMEDOUT) => Ok(Woke::TimedOut),
+        _ => Err(err),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,6 +197,30 @@ mod tests {
             Woke::TimedOut
         );
         assert_eq!(wake_all(&w).unwrap(), 0);
+    }
+
+    #[test]
+    fn wait_any_sleeps_on_every_word() {
+        let words = [AtomicU32::new(1), AtomicU32::new(2), AtomicU32::new(3)];
+        let all: Vec<(&AtomicU32, u32)> = words.iter().zip([1, 2, 3]).collect();
+        assert_eq!(
+            wait_any(&all, Some(Duration::from_millis(1))).unwrap(),
+            Woke::TimedOut
+        );
+        let one_moved: Vec<(&AtomicU32, u32)> = words.iter().zip([1, 9, 3]).collect();
+        assert_eq!(wait_any(&one_moved, None).unwrap(), Woke::Changed);
+        assert!(wait_any(&[], None).is_err());
+        std::thread::scope(|s| {
+            let t = s.spawn(|| {
+                while words[2].load(Ordering::SeqCst) == 3 {
+                    wait_any(&all, Some(Duration::from_secs(10))).unwrap();
+                }
+            });
+            std::thread::sleep(Duration::from_millis(20));
+            words[2].store(4, Ordering::SeqCst);
+            wake_all(&words[2]).unwrap();
+            t.join().unwrap();
+        });
     }
 
     #[test]

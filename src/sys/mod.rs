@@ -1,6 +1,6 @@
 //! Every system call, behind safe types and functions returning
 //! `io::Result`, in the style of rustix: System V shared memory (`shm`),
-//! futexes (`futex`), the robust process-shared mutex (`mutex`), what
+//! futexes (`futex`), an eventfd counter (`eventfd`), the robust process-shared mutex (`mutex`), what
 //! `/proc` tells about processes and segments, and the signals of the
 //! crash points (`proc`), and a file opened without following a link
 //! (`fs`). The only code that uses `libc`.
@@ -11,6 +11,7 @@
 //! `Result`: a failed call becomes an `Error`, with the key or id it is
 //! about, in one function (`shm/failure.rs`).
 
+pub mod eventfd;
 pub mod fs;
 pub mod futex;
 pub mod mutex;

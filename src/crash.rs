@@ -47,6 +47,8 @@ pub const STEPS: &[&str] = &[
     // either kind's commit, a waiter before it sleeps.
     "notify.before_wake",
     "notify.before_sleep",
+    // A watcher thread before it sleeps on all its words (watch/hub.rs).
+    "notify.before_sleep_any",
     // A reader's pin (region/pin_slot.rs).
     "pin.after_claim",
     "pin.after_start",

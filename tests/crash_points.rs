@@ -358,6 +358,8 @@ fn every_step_is_in_a_table() {
     tabled.extend(REGION_STEPS.iter().map(|s| s.0));
     tabled.extend(PIN_STEPS.iter().map(|s| s.0));
     tabled.extend(["reclaim.after_judge", "notify.before_sleep"]);
+    // Killed and stopped at in tests/watch.rs.
+    tabled.push("notify.before_sleep_any");
     // The life of an object's steps are killed and stopped at in
     // tests/life.rs.
     tabled.extend(common::life_steps().filter(|s| !CREATE_STEPS.contains(s)));

@@ -122,3 +122,62 @@ fn recovery_wakes_what_a_dead_writer_did_not() {
         assert_eq!(waiter.join().unwrap(), 1);
     });
 }
+
+impl notify::SleepAny<AtomicU32> for Kernel {
+    fn sleep_any(&self, words: &[(&AtomicU32, u32)], _: Option<Duration>) -> std::io::Result<()> {
+        // futex_waitv: all the words compared, and the sleeper queued on
+        // all of them, under the buckets' locks (one here).
+        let bucket = self.bucket.lock().unwrap();
+        if words.iter().all(|(w, e)| w.load(SeqCst) == *e) {
+            drop(self.queue.wait(bucket).unwrap());
+        }
+        Ok(())
+    }
+}
+
+/// Two objects that share one kernel, as a watcher sees them.
+#[derive(Default)]
+struct Two {
+    commit: [AtomicU64; 2],
+    notify: [AtomicU32; 2],
+    kernel: Kernel,
+}
+
+impl Two {
+    /// A watcher on both (read-write attachments) until either changes;
+    /// returns which.
+    fn watch(&self) -> usize {
+        let words = [(&self.notify[0], true), (&self.notify[1], true)];
+        let mut which = None;
+        let mut changed = || {
+            which = (0..2).find(|&i| self.commit[i].load(SeqCst) != 0);
+            which.is_some()
+        };
+        while !notify::wait_any_round::<Loom, _>(&words, &self.kernel, &mut changed, None).unwrap()
+        {
+        }
+        which.unwrap()
+    }
+
+    fn commit(&self, i: usize) {
+        self.commit[i].store(1, Release);
+        notify::after_commit::<Loom, _>(&self.notify[i], &self.kernel);
+    }
+}
+
+/// A watcher sleeping on several words never sleeps through a commit on
+/// any of them (`wait_any_round`, as `watch/hub.rs` runs it).
+#[test]
+fn a_watcher_on_two_words_never_sleeps_through_a_commit() {
+    for i in 0..2 {
+        loom::model(move || {
+            let o = Arc::new(Two::default());
+            let watcher = {
+                let o = o.clone();
+                thread::spawn(move || o.watch())
+            };
+            o.commit(i);
+            assert_eq!(watcher.join().unwrap(), i);
+        });
+    }
+}

@@ -41,6 +41,15 @@
 //! wake and woken by it. Dead waiters leave `WAITING` set: the next commit
 //! pays one wake call and clears it; no waiter bookkeeping is needed.
 //!
+//! **Waiting on several words** ([`wait_any_round`], for a watcher that
+//! serves many objects at once): the same steps on each word, one sleep on
+//! all of them, which the kernel (`futex_waitv`) compares and queues on
+//! atomically with respect to a wake on any one. The argument above holds
+//! word by word: for each object whose commit the last look missed, either
+//! its writer's read-modify-write came after the waiter's load or CAS of
+//! that word, and moves it on (so the sleep is refused or woken), or the
+//! look would have seen the commit.
+//!
 //! **Writers that die.** Between commit and wake: covered by the recovery
 //! above. With no later writer at all, waiters still see the change: a
 //! read-write waiter sleeps at most [`MAX_SLEEP`] at a time before it looks
@@ -69,6 +78,15 @@ pub trait Sleep<W: ?Sized> {
     fn sleep(&self, word: &W, expected: u32, timeout: Option<Duration>) -> io::Result<()>;
     /// Wake every sleeper on `word`.
     fn wake_all(&self, word: &W);
+}
+
+/// How a waiter sleeps on several words at once until a writer wakes any
+/// of them (the kernel's `futex_waitv`; a condition variable in the loom
+/// models).
+pub trait SleepAny<W: ?Sized> {
+    /// Sleep while every word holds its expected value, at most `timeout`;
+    /// may return early for any reason.
+    fn sleep_any(&self, words: &[(&W, u32)], timeout: Option<Duration>) -> io::Result<()>;
 }
 
 /// The writer's side, right after the store that commits (and still under
@@ -123,5 +141,42 @@ pub fn wait_round<M: Model, S: Sleep<M::U32>>(
     }
     crate::crash::point("notify.before_sleep");
     sleep.sleep(word, e, timeout)?;
+    Ok(changed())
+}
+
+/// One round of waiting on several words (`(word, announce)` each: set
+/// `WAITING` on it, for a read-write attachment), for changes that
+/// `changed()` looks at all together: `true` as soon as it says something
+/// moved, `false` after a sleep of at most `timeout` (or a wake, or a lost
+/// race on a word) without seeing it.
+pub fn wait_any_round<M: Model, S: SleepAny<M::U32>>(
+    words: &[(&M::U32, bool)],
+    sleep: &S,
+    changed: &mut impl FnMut() -> bool,
+    timeout: Option<Duration>,
+) -> io::Result<bool> {
+    let mut expected: Vec<(&M::U32, u32)> = words
+        .iter()
+        .map(|&(word, _)| (word, word.load(SeqCst)))
+        .collect();
+    if changed() {
+        return Ok(true);
+    }
+    for ((word, e), &(_, announce)) in expected.iter_mut().zip(words) {
+        if announce && *e & WAITING == 0 {
+            if word
+                .compare_exchange(*e, *e | WAITING, SeqCst, Relaxed)
+                .is_err()
+            {
+                return Ok(false);
+            }
+            *e |= WAITING;
+        }
+    }
+    if changed() {
+        return Ok(true);
+    }
+    crate::crash::point("notify.before_sleep_any");
+    sleep.sleep_any(&expected, timeout)?;
     Ok(changed())
 }

@@ -314,6 +314,13 @@ pub enum Error {
         /// The removed segment's id.
         id: i32,
     },
+    /// A subscription (`watch::Subscription`) was used in a process other
+    /// than the one that made it, the child of a `fork`: its watcher thread
+    /// is not there. Make a new subscription in the child.
+    Forked {
+        /// The process that made the subscription.
+        made_in: i32,
+    },
     /// Other processes created and removed segments at the key (or at the
     /// keys of its name) every time this process looked, `rounds` times in
     /// a row, so that it could neither open nor create one.
@@ -557,6 +564,11 @@ impl fmt::Display for Error {
                 f,
                 "all {slots} reader pins stayed in use while this reader waited for one; drop \
                  guards sooner or read from fewer threads at once"
+            ),
+            Error::Forked { made_in } => write!(
+                f,
+                "this subscription was made in process {made_in}, not in this one (a fork's \
+                 child): its watcher thread is not here; make a new subscription in this process"
             ),
             Error::Removed { id } => write!(
                 f,

@@ -104,6 +104,11 @@ impl<T: Pod, A: Access> SharedCell<T, A> {
         Self::opener().open(target)
     }
 
+    /// The untyped store under the cell.
+    pub(crate) fn untyped(&self) -> &Store {
+        &self.store
+    }
+
     /// The value last committed. Never blocks on a writer, never torn.
     #[inline]
     pub fn load(&self) -> T {

@@ -174,7 +174,6 @@ impl<T: Archive, A: Access> SharedRegion<T, A> {
         self.store.control()
     }
 
-    #[cfg(feature = "fuzzing")]
     pub(crate) fn store(&self) -> &Store {
         &self.store
     }

@@ -50,7 +50,7 @@ pub(crate) mod life;
 mod lock;
 pub mod memory;
 pub mod options;
-mod wait;
+pub mod wait;
 
 pub use lock::WriteGuard;
 pub use memory::Memory;
@@ -88,7 +88,9 @@ mod sealed {
 /// An attached, validated shmstore segment.
 #[derive(Debug)]
 pub struct Store {
-    memory: Memory,
+    /// Shared with the stores [`Store::share`] made (a watcher's): the
+    /// memory is detached when the last of them drops.
+    memory: Arc<Memory>,
     /// `memory.as_ptr()`, kept for the hot paths.
     base: NonNull<u8>,
     /// What was validated at open (or made at create). Kept here, never
@@ -106,7 +108,7 @@ impl Store {
     fn unarmed(memory: Memory, kind: Kind, layout: Layout) -> Store {
         Store {
             base: base_of(&memory),
-            memory,
+            memory: Arc::new(memory),
             kind,
             layout,
             remove_on_drop: 0,
@@ -117,6 +119,25 @@ impl Store {
         if remove_on_drop {
             self.remove_on_drop = proc::own_pid();
         }
+    }
+
+    /// Another store on the same attachment and the layout validated for
+    /// it, which never removes the object when dropped: the memory stays
+    /// attached until the last of them drops (a watcher keeps one while it
+    /// watches the object).
+    pub fn share(&self) -> Store {
+        Store {
+            memory: Arc::clone(&self.memory),
+            base: self.base,
+            kind: self.kind,
+            layout: self.layout,
+            remove_on_drop: 0,
+        }
+    }
+
+    /// Whether `other` shares this store's attachment ([`Store::share`]).
+    pub fn same_memory(&self, other: &Store) -> bool {
+        Arc::ptr_eq(&self.memory, &other.memory)
     }
 
     /// The header (validated when the store was opened or created).
@@ -251,7 +272,7 @@ impl Store {
         );
         // Validation (or creation) put the block inside the memory for a
         // region: data_offset (checked above) lies within it.
-        crate::format::region_control_of(&self.memory)
+        crate::format::region_control_of(&*self.memory)
             .expect("a region's control block inside its memory")
     }
 

@@ -16,13 +16,13 @@
 //! stores and publishes look at the mark once they hold the write lock.
 
 use std::io;
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use super::Store;
 use crate::error::{Error, Result, Target};
 use crate::sync::atomic::Std;
-use crate::sync::notify::{self, Sleep};
+use crate::sync::notify::{self, Sleep, SleepAny};
 use crate::sys::futex;
 
 /// How often, at most, a read-write waiter asks the kernel whether its
@@ -49,6 +49,33 @@ impl Sleep<AtomicU32> for Futex {
         // A failed wake (ENOSYS) leaves waiters to their MAX_SLEEP slices;
         // the commit is made either way.
         let _ = futex::wake_all(word);
+    }
+}
+
+/// Whether `futex_waitv` answered `ENOSYS` (a kernel before 5.16): from
+/// then on a wait on several words sleeps on the first one in
+/// [`READ_ONLY_SLICE`] slices, and so sees a change of the others within a
+/// slice.
+static NO_WAITV: AtomicBool = AtomicBool::new(false);
+
+impl SleepAny<AtomicU32> for Futex {
+    fn sleep_any(&self, words: &[(&AtomicU32, u32)], timeout: Option<Duration>) -> io::Result<()> {
+        if let [(word, expected)] = words {
+            return self.sleep(word, *expected, timeout);
+        }
+        if !NO_WAITV.load(Ordering::Relaxed) {
+            match futex::wait_any(words, timeout) {
+                Err(e) if e.kind() == io::ErrorKind::Unsupported => {
+                    NO_WAITV.store(true, Ordering::Relaxed);
+                }
+                other => return other.map(drop),
+            }
+        }
+        let slice = timeout.map_or(READ_ONLY_SLICE, |t| t.min(READ_ONLY_SLICE));
+        match words.first() {
+            Some((word, expected)) => self.sleep(word, *expected, Some(slice)),
+            None => Ok(()),
+        }
     }
 }
 

@@ -59,6 +59,7 @@ mod region;
 mod store;
 mod sync;
 mod sys;
+pub mod watch;
 
 /// The protocols, for the loom models in `tests/loom_*.rs` (built with
 /// `RUSTFLAGS="--cfg loom"` only).

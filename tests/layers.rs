@@ -17,7 +17,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("the protocols' building blocks", &["sync"]),
     ("the format", &["format"]),
     ("an untyped object", &["store"]),
-    ("the typed objects", &["cell", "region"]),
+    ("the typed objects", &["cell", "region", "watch"]),
     ("the tools over objects", &["catalog", "inspect", "fuzzing"]),
 ];
 
@@ -369,6 +369,7 @@ const UNSAFE_ROOMS: &[(&str, &str)] = &[
         "the calls of the process: kill, geteuid, getpwuid_r, the pid cache's page",
     ),
     ("src/sys/futex.rs", "the futex calls"),
+    ("src/sys/eventfd.rs", "the eventfd calls, and poll on it"),
     ("src/sys/mutex.rs", "the pthread calls of the robust mutex"),
     (
         "src/format/mapping.rs",
@@ -389,6 +390,10 @@ const UNSAFE_ROOMS: &[(&str, &str)] = &[
     (
         "src/region/archive.rs",
         "rkyv in place: bytes of a pinned or free buffer, unchecked access",
+    ),
+    (
+        "src/watch/tokio.rs",
+        "a subscription's eventfd registered with tokio's reactor (AsyncFd)",
     ),
 ];
 

@@ -1,0 +1,266 @@
+//! The watcher threads of this process and the objects each one watches:
+//! one thread per group of up to [`GROUP_MAX`] objects, started by the
+//! first subscription that needs it and stopped (joined) with the group's
+//! last one. The protocol and why it loses no change are in `mod.rs`.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU32;
+use std::sync::atomic::Ordering::SeqCst;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use super::Object;
+use crate::error::{Error, Result};
+use crate::store::wait::{Futex, READ_ONLY_SLICE, REMOVAL_CHECK};
+use crate::sync::atomic::Std;
+use crate::sync::notify::{self, MAX_SLEEP, Sleep};
+use crate::sys::eventfd::EventFd;
+use crate::sys::futex::WAITV_MAX;
+use crate::sys::proc;
+
+/// The most objects one watcher thread watches: one `futex_waitv` call's
+/// words, less the group's own kick word.
+pub const GROUP_MAX: usize = WAITV_MAX - 1;
+
+/// How long a watcher thread pauses after a wait that failed (never
+/// expected), so that a failing call does not spin.
+const FAILED_WAIT_PAUSE: Duration = READ_ONLY_SLICE;
+
+/// A subscription's descriptor, which watchers signal.
+#[derive(Debug)]
+pub struct Inbox {
+    pub fd: EventFd,
+}
+
+/// The watcher threads of this process.
+struct Hub {
+    /// The process these groups belong to: in a fork's child, the parent's
+    /// threads are not there, so the child starts afresh.
+    pid: i32,
+    groups: Vec<(Arc<Group>, JoinHandle<()>)>,
+}
+
+static HUB: Mutex<Hub> = Mutex::new(Hub {
+    pid: 0,
+    groups: Vec::new(),
+});
+
+/// One watcher thread's objects.
+pub struct Group {
+    state: Mutex<State>,
+    /// Moved on (and woken) whenever `state` changes, so that the thread
+    /// looks at it again rather than sleep on its old list.
+    kick: AtomicU32,
+}
+
+struct State {
+    slots: Vec<Slot>,
+    /// Set with the last slot gone: the thread returns.
+    exit: bool,
+}
+
+/// One object a group watches, and the subscriptions it signals.
+struct Slot {
+    object: Arc<Object>,
+    /// The version the watcher last saw (or the one at the slot's making).
+    seen: u64,
+    /// Whether the watcher found the object removed (it is not watched
+    /// any more; the subscriptions were signalled).
+    removed: bool,
+    /// When the watcher last asked the kernel whether it was removed.
+    checked: Instant,
+    inboxes: Vec<Arc<Inbox>>,
+}
+
+impl Group {
+    fn kick(&self) {
+        self.kick.fetch_add(1, SeqCst);
+        Futex.wake_all(&self.kick);
+    }
+}
+
+/// Add `inbox` to the watchers of `object` (a share of a handle's store):
+/// to the group that watches the same attachment already, or to one with
+/// room, or to a new group with its own thread. Returns the object as the
+/// group keeps it and the group.
+pub fn subscribe(object: Object, inbox: &Arc<Inbox>) -> Result<(Arc<Object>, Arc<Group>)> {
+    let mut hub = HUB.lock();
+    let me = proc::own_pid();
+    if hub.pid != me {
+        // The parent's groups, copied by fork: their threads are not in
+        // this process, and their memory may be in any state. Leave them.
+        std::mem::forget(std::mem::take(&mut hub.groups));
+        hub.pid = me;
+    }
+    for (group, _) in &hub.groups {
+        let mut state = group.state.lock();
+        if let Some(slot) = state
+            .slots
+            .iter_mut()
+            .find(|s| s.object.store.same_memory(&object.store))
+        {
+            slot.inboxes.push(Arc::clone(inbox));
+            return Ok((Arc::clone(&slot.object), Arc::clone(group)));
+        }
+    }
+    let object = Arc::new(object);
+    let slot = Slot {
+        seen: object.version(),
+        object: Arc::clone(&object),
+        removed: false,
+        checked: Instant::now(),
+        inboxes: vec![Arc::clone(inbox)],
+    };
+    for (group, _) in &hub.groups {
+        let mut state = group.state.lock();
+        if state.slots.len() < GROUP_MAX {
+            state.slots.push(slot);
+            drop(state);
+            group.kick();
+            return Ok((object, Arc::clone(group)));
+        }
+    }
+    let group = Arc::new(Group {
+        state: Mutex::new(State {
+            slots: vec![slot],
+            exit: false,
+        }),
+        kick: AtomicU32::new(0),
+    });
+    let thread = {
+        let group = Arc::clone(&group);
+        std::thread::Builder::new()
+            .name("shmstore-watch".into())
+            .spawn(move || run(&group))
+            .map_err(|source| Error::Os {
+                target: None,
+                op: "spawn a watcher thread",
+                source,
+            })?
+    };
+    hub.groups.push((Arc::clone(&group), thread));
+    Ok((object, group))
+}
+
+/// Take `inbox` off `object` in `group`; the object's slot goes with its
+/// last subscription, and the group's thread with its last slot (joined
+/// here, so that no thread and no attachment of it outlive the last
+/// subscription). Nothing in a fork's child, where the group's thread is
+/// not.
+pub fn unsubscribe(object: &Arc<Object>, group: &Arc<Group>, inbox: &Arc<Inbox>) {
+    let mut hub = HUB.lock();
+    if hub.pid != proc::own_pid() {
+        return;
+    }
+    let mut state = group.state.lock();
+    if let Some(i) = state
+        .slots
+        .iter()
+        .position(|s| Arc::ptr_eq(&s.object, object))
+    {
+        let slot = &mut state.slots[i];
+        slot.inboxes.retain(|b| !Arc::ptr_eq(b, inbox));
+        if slot.inboxes.is_empty() {
+            state.slots.swap_remove(i);
+        }
+    }
+    let empty = state.slots.is_empty();
+    state.exit = empty;
+    drop(state);
+    let thread = if empty {
+        hub.groups
+            .iter()
+            .position(|(g, _)| Arc::ptr_eq(g, group))
+            .map(|i| hub.groups.swap_remove(i).1)
+    } else {
+        None
+    };
+    drop(hub);
+    group.kick();
+    if let Some(thread) = thread {
+        // The thread returns at its next look at the state, right after
+        // the kick.
+        let _ = thread.join();
+    }
+}
+
+/// A watcher thread: rounds of waiting on every live object's word and
+/// the kick word, each followed by a delivery pass under the lock.
+fn run(group: &Group) {
+    loop {
+        let (objects, kick) = {
+            let state = group.state.lock();
+            if state.exit {
+                return;
+            }
+            let objects: Vec<(Arc<Object>, u64)> = state
+                .slots
+                .iter()
+                .filter(|s| !s.removed)
+                .map(|s| (Arc::clone(&s.object), s.seen))
+                .collect();
+            (objects, group.kick.load(SeqCst))
+        };
+        // Read-write attachments announce themselves, so writers wake the
+        // thread; a read-only one cannot, so the thread looks every slice.
+        let slice = if objects.iter().all(|(o, _)| o.announces()) {
+            MAX_SLEEP
+        } else {
+            READ_ONLY_SLICE
+        };
+        let mut words: Vec<(&AtomicU32, bool)> = vec![(&group.kick, false)];
+        words.extend(objects.iter().map(|(o, _)| (o.notify(), o.announces())));
+        let mut changed = || {
+            group.kick.load(SeqCst) != kick
+                || objects
+                    .iter()
+                    .any(|(o, seen)| o.version() != *seen || o.marked_removed())
+        };
+        if notify::wait_any_round::<Std, _>(&words, &Futex, &mut changed, Some(slice)).is_err() {
+            std::thread::sleep(FAILED_WAIT_PAUSE);
+        }
+        drop(words);
+        drop(objects);
+        deliver(group);
+    }
+}
+
+/// Under the lock: every object whose version moved from what the watcher
+/// saw, or that was removed, signals its subscriptions.
+fn deliver(group: &Group) {
+    let mut state = group.state.lock();
+    let now = Instant::now();
+    for slot in state.slots.iter_mut().filter(|s| !s.removed) {
+        let version = slot.object.version();
+        let mut removed = slot.object.marked_removed();
+        if !removed && version == slot.seen && now.duration_since(slot.checked) >= REMOVAL_CHECK {
+            // An `ipcrm` marks nothing: ask the kernel now and then.
+            slot.checked = now;
+            removed = slot.object.store.is_removed().unwrap_or(false);
+        }
+        if version != slot.seen || removed {
+            slot.seen = version;
+            slot.removed = removed;
+            if removed {
+                slot.object.gone.store(true, SeqCst);
+            }
+            for inbox in &slot.inboxes {
+                // A signal that fails (never expected for an eventfd)
+                // leaves the subscription to its next change.
+                let _ = inbox.fd.signal();
+            }
+        }
+    }
+}
+
+/// How many watcher threads this process runs (for the tests).
+pub fn threads() -> usize {
+    let hub = HUB.lock();
+    if hub.pid == proc::own_pid() {
+        hub.groups.len()
+    } else {
+        0
+    }
+}

@@ -308,6 +308,12 @@ pub enum Error {
     },
     /// Nothing has been published in the region yet.
     NothingPublished,
+    /// A validated archive that the type's own `Deserialize` refused
+    /// (`RegionRef::deserialize`); read it in place instead.
+    Deserialize {
+        /// What the type's deserialiser said.
+        reason: String,
+    },
     /// The object was removed (`IPC_RMID`): the handle still reads its last
     /// value, but no process will write it again.
     Removed {
@@ -581,6 +587,11 @@ impl fmt::Display for Error {
                     "nothing has been published in the region yet; wait_for_change(0, ..) waits for the first value"
                 )
             }
+            Error::Deserialize { reason } => write!(
+                f,
+                "the archived value validated but its type's Deserialize refused it ({reason}); \
+                 read it in place through the guard instead"
+            ),
             Error::Contended { key, op, rounds } => write!(
                 f,
                 "other processes created and removed segments at key {key} {rounds} times in a \

@@ -331,6 +331,33 @@ fn read_only_reader_copies_validated_values() {
     assert_eq!(b.version.to_native(), 4);
 }
 
+#[test]
+fn a_value_taken_out_of_a_guard_outlives_it_and_crosses_threads() {
+    let (region, key, _g) = new_region(4096);
+    let ro = SharedRegion::<Config>::open_read_only(key).unwrap();
+    region.publish(&Config::of(7)).unwrap();
+    for (owned, bytes) in [
+        {
+            let g = region.read().unwrap();
+            (g.deserialize().unwrap(), g.archive().to_vec())
+        },
+        {
+            let g = ro.read().unwrap();
+            (g.deserialize().unwrap(), g.archive().to_vec())
+        },
+    ] {
+        region.publish(&Config::of(8)).unwrap();
+        let owned = std::thread::spawn(move || owned).join().unwrap();
+        assert_eq!(owned, Config::of(7), "the owned value is the one read");
+        let again = rkyv::from_bytes::<Config, rkyv::rancor::Error>(&bytes).unwrap();
+        assert_eq!(again, Config::of(7), "the archive's bytes are the value's");
+    }
+    let expected = rkyv::to_bytes::<rkyv::rancor::Error>(&Config::of(9)).unwrap();
+    region.publish_bytes(&expected).unwrap();
+    assert_eq!(ro.read().unwrap().archive(), &expected[..]);
+    assert_eq!(region.read().unwrap().archive(), &expected[..]);
+}
+
 /// A read-only reader copying while a writer in another process publishes
 /// nonstop, for `secs`: how many copies it made, and how many it had to
 /// make again.

@@ -28,7 +28,7 @@
 
 use std::sync::Arc;
 
-use rkyv::api::high::{HighSerializer, HighValidator};
+use rkyv::api::high::{HighDeserializer, HighSerializer, HighValidator};
 use rkyv::bytecheck::CheckBytes;
 use rkyv::rancor;
 use rkyv::ser::allocator::{Arena, ArenaHandle};
@@ -158,9 +158,43 @@ pub(super) enum Hold<'a> {
 /// A validated archived value, borrowed in place (or, from a read-only
 /// attachment, from a private copy). Derefs to `T::Archived`.
 ///
-/// Not `Send`: the pin it may hold belongs to this thread's slot.
+/// # Not across an `.await`
+///
+/// A `RegionRef` is not `Send`: the pin it may hold lives in the reading
+/// thread's slot of the region, and a writer waits for the pin to go before
+/// it reuses the buffer, so a guard held across an `.await` of a task that
+/// may move between threads would keep a writer waiting on a thread that
+/// no longer runs the task. Take out what the task needs and drop the
+/// guard first: an owned value with [`deserialize`](Self::deserialize), or
+/// the archive's bytes with [`archive`](Self::archive).
+///
+/// ```
+/// # use shmstore::{Key, SharedRegion};
+/// let region = SharedRegion::<String>::create(Key::PRIVATE, 4096)?;
+/// region.publish(&"retries = 3".to_string())?;
+/// // The guard lives only inside this block; `config` is an owned String
+/// // that may be held across any await.
+/// let (version, config) = {
+///     let r = region.read()?;
+///     (r.version(), r.deserialize()?)
+/// };
+/// assert_eq!((version, config.as_str()), (1, "retries = 3"));
+/// # region.remove()?;
+/// # Ok::<(), shmstore::Error>(())
+/// ```
+///
+/// Holding the guard where `Send` is needed does not compile:
+///
+/// ```compile_fail
+/// fn spawnable<F: Send>(_: F) {}
+/// fn hold(region: &shmstore::SharedRegion<String>) {
+///     let r = region.read().unwrap();
+///     spawnable(r);
+/// }
+/// ```
 pub struct RegionRef<'a, T: Archive> {
     value: *const T::Archived,
+    archive: *const [u8],
     version: u64,
     _hold: Hold<'a>,
 }
@@ -194,6 +228,7 @@ impl<'a, T: Readable> RegionRef<'a, T> {
         let value = unsafe { rkyv::access_unchecked::<T::Archived>(bytes) };
         RegionRef {
             value,
+            archive: bytes,
             version,
             _hold: Hold::Pin(hold),
         }
@@ -210,6 +245,7 @@ impl<T: Readable> RegionRef<'static, T> {
         let value = unsafe { rkyv::access_unchecked::<T::Archived>(copy.bytes()) };
         RegionRef {
             value,
+            archive: copy.bytes(),
             version,
             _hold: Hold::Copy(copy),
         }
@@ -220,6 +256,30 @@ impl<T: Archive> RegionRef<'_, T> {
     /// The version this value was published as.
     pub fn version(&self) -> u64 {
         self.version
+    }
+
+    /// The archive's bytes, as they were published: what
+    /// [`publish_bytes`](super::SharedRegion::publish_bytes) takes, and
+    /// what `archive().to_vec()` keeps once the guard is gone.
+    pub fn archive(&self) -> &[u8] {
+        // SAFETY: `archive` points at the bytes `_hold` keeps unchanged (a
+        // pinned buffer, or a private copy), set by the constructors above
+        // from the same slice as `value`.
+        unsafe { &*self.archive }
+    }
+
+    /// An owned `T`, deserialised from the archive (rkyv's `deserialize`):
+    /// what a task keeps across an `.await` or sends to another thread.
+    ///
+    /// Fails with [`Error::Deserialize`] only when `T`'s own `Deserialize`
+    /// refuses the validated archive (the standard types never do).
+    pub fn deserialize(&self) -> Result<T>
+    where
+        T::Archived: rkyv::Deserialize<T, HighDeserializer<rancor::Error>>,
+    {
+        rkyv::deserialize::<T, rancor::Error>(&**self).map_err(|e| Error::Deserialize {
+            reason: e.to_string(),
+        })
     }
 }
 

@@ -64,7 +64,7 @@ impl Words {
 }
 
 /// A configuration whose every field derives from `version`.
-#[derive(rkyv::Archive, rkyv::Serialize, Debug, Clone, PartialEq)]
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, PartialEq)]
 pub struct Config {
     pub version: u64,
     pub name: String,

@@ -14,10 +14,10 @@
  *
  * The functions attach segments read-only (SHM_RDONLY) and never write a
  * byte of them: they read a SharedCell's value with the lock-free protocol
- * of FORMAT.md ("Reading a cell") and copy a SharedRegion's current rkyv
- * archive ("Reading a region by copying"). They do not take the writers'
- * mutex, pin region buffers or wait for changes (so there is no wait that a
- * removal must end: an open looks at the `life` word once, see "Removal").
+ * of FORMAT.md ("Reading a cell"), copy a SharedRegion's current rkyv
+ * archive ("Reading a region by copying") and wait for an object's version
+ * to change ("Waiting for a change": shmstore_wait_for_change, which a
+ * removal ends). They do not take the writers' mutex or pin region buffers.
  * A program that reads a cell of a u64 named on its command line:
  *
  *     // shmstore.c
@@ -51,6 +51,19 @@
  *         printf("%s = %" PRIu64 " (version %" PRIu64 ")\n", name, value, version);
  *         return 0;
  *     }
+ *
+ * To follow the cell, the program would wait, after its read and before
+ * shmstore_close, for the version to change, and read again, until the
+ * cell is removed (SHMSTORE_EREMOVED) or something fails
+ * (SHMSTORE_WAIT_FOREVER: no deadline):
+ *
+ *         while (rc == SHMSTORE_OK) {
+ *             rc = shmstore_wait_for_change(&obj, version, SHMSTORE_WAIT_FOREVER, NULL);
+ *             if (rc == SHMSTORE_OK)
+ *                 rc = shmstore_cell_read(&obj, &value, sizeof value, &version);
+ *             if (rc == SHMSTORE_OK)
+ *                 printf("%s = %" PRIu64 " (version %" PRIu64 ")\n", name, value, version);
+ *         }
  *
  * Every function returns SHMSTORE_OK (0) or an error code (enum
  * shmstore_error); shmstore_strerror() says what a code means. The object
@@ -238,6 +251,19 @@ enum {
 
 /* `notify`: bit 0 WAITING, bits 1-31 an epoch. */
 #define SHMSTORE_NOTIFY_WAITING 1u
+
+/* Waiting for a change (shmstore_wait_for_change; FORMAT.md, "Waiting for a
+ * change"). A timeout of SHMSTORE_WAIT_FOREVER (UINT_MAX) milliseconds has
+ * no deadline. A reader, attached read-only, cannot set WAITING, so writers
+ * need not wake it: it sleeps on `notify` in slices of
+ * SHMSTORE_WAIT_SLICE_MS (shmstore's READ_ONLY_SLICE), looking at the
+ * version and the `life` word after each, and asks the kernel whether the
+ * segment was removed (IPC_STAT) after a slice once
+ * min(SHMSTORE_REMOVAL_CHECK_MS, SHMSTORE_WAIT_SLICE_MS) passed since it
+ * last asked (shmstore's REMOVAL_CHECK). */
+#define SHMSTORE_WAIT_FOREVER (~0u)
+#define SHMSTORE_WAIT_SLICE_MS 2u
+#define SHMSTORE_REMOVAL_CHECK_MS 100u
 
 /* `life` (FORMAT.md, "Removal"): bits 0-1 the state, 2-23 the pid of the
  * process collecting or removing the object, 24-63 the low 40 bits of its
@@ -453,6 +479,14 @@ enum shmstore_error {
      * (sys_call and sys_errno say why); `detail` says which, and the
      * remedy. */
     SHMSTORE_ENAMESPACE = 15,
+    /* shmstore_wait_for_change: the timeout passed and the version did not
+     * change. */
+    SHMSTORE_ETIMEDOUT = 16,
+    /* shmstore_wait_for_change: the object was removed (its `life` word
+     * says so, or the kernel marked its segment for destruction or no
+     * longer has it) and the version did not change; `detail` says which.
+     * Open its key or name again for a successor. */
+    SHMSTORE_EREMOVED = 17,
 };
 
 
@@ -722,6 +756,42 @@ size_t shmstore_region_capacity(const struct shmstore_object *obj);
 int shmstore_region_copy(struct shmstore_object *obj, void *buf, size_t cap, size_t *len,
                          uint64_t *version);
 
+/* ------------------------------------------------------------------------
+ * Waiting for a change (FORMAT.md, "Waiting for a change")
+ * --------------------------------------------------------------------- */
+
+/* Wait until the version of the validated object (a cell's `seq`, a
+ * region's `current` >> 8) differs from `since`, at most `timeout_ms`
+ * milliseconds (measured on CLOCK_MONOTONIC, at least that long;
+ * SHMSTORE_WAIT_FOREVER: no deadline; 0: look once), as shmstore's
+ * wait_for_change does on a read-only handle:
+ *
+ * - SHMSTORE_OK: the version differs from `since` (above or below it: a
+ *   `since` other than the current version returns at once); `version` (if
+ *   not NULL) gets it. A change seen together with a removal is returned as
+ *   a change.
+ * - SHMSTORE_ETIMEDOUT: the deadline passed with no change; `version` gets
+ *   `since`. The last look is made at the deadline, so even a zero timeout
+ *   sees a change made before the call.
+ * - SHMSTORE_EREMOVED: the object was removed and the version did not
+ *   change; `version` gets `since`. The `life` word marked REMOVING (what
+ *   shmstore's remove() writes first) is seen after the current slice; an
+ *   `ipcrm`, which marks nothing, is seen by IPC_STAT (SHM_DEST set, or the
+ *   call failing with EINVAL or EIDRM) when the wait starts and then after
+ *   every slice.
+ * - SHMSTORE_ESYSTEM: the futex or IPC_STAT call failed (sys_call,
+ *   sys_errno); SHMSTORE_EINVAL: the object is not validated.
+ *
+ * Writers do not wake a reader (it cannot set WAITING on its read-only
+ * attachment): it sleeps with FUTEX_WAIT on `notify` in slices of
+ * SHMSTORE_WAIT_SLICE_MS, which a writer's wake may end early, so it
+ * returns within about a slice of a change. Nothing it reads from the
+ * segment is used as an index or a length, and every sleep is bounded by
+ * the slice, so a peer that writes anything at any time cannot make it wait
+ * past its deadline. */
+int shmstore_wait_for_change(struct shmstore_object *obj, uint64_t since, unsigned timeout_ms,
+                             uint64_t *version);
+
 #ifdef __cplusplus
 }
 #endif
@@ -754,6 +824,7 @@ int shmstore_region_copy(struct shmstore_object *obj, void *buf, size_t cap, siz
 #include <string.h>
 #include <sys/shm.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -776,6 +847,26 @@ _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2,
 #else
 #define SHMSTORE__SHM_DEST 01000
 #endif
+
+/* The futex system call, which C libraries do not wrap: syscall(2), which
+ * <unistd.h> declares only beyond POSIX (glibc's __USE_MISC, musl's
+ * _BSD_SOURCE and _GNU_SOURCE). Its timeout is the kernel's timespec for
+ * that call: two longs for SYS_futex (also on 32-bit targets, whose
+ * SYS_futex takes 32-bit times), two 64-bit integers for
+ * SYS_futex_time64. FUTEX_WAIT is 0 in <linux/futex.h>. */
+#if !defined(__USE_MISC) && !defined(_BSD_SOURCE) && !defined(_GNU_SOURCE)
+long syscall(long number, ...);
+#endif
+#if defined(SYS_futex)
+#define SHMSTORE__SYS_FUTEX SYS_futex
+typedef long shmstore__futex_time;
+#elif defined(SYS_futex_time64)
+#define SHMSTORE__SYS_FUTEX SYS_futex_time64
+typedef long long shmstore__futex_time;
+#else
+#error "shmstore.h's implementation needs the futex system call (Linux)"
+#endif
+#define SHMSTORE__FUTEX_WAIT 0
 
 /* The key in a `struct ipc_perm` (IPC_STAT): each C library names it its
  * own way. Define SHMSTORE_IPC_PERM_KEY for another one. */
@@ -865,6 +956,10 @@ const char *shmstore_strerror(int code)
     case SHMSTORE_ENAMESPACE:
         return "the private namespace is refused: its directory or its secret is not safe to "
                "use, or cannot be read (see detail)";
+    case SHMSTORE_ETIMEDOUT:
+        return "the object's version did not change before the timeout";
+    case SHMSTORE_EREMOVED:
+        return "the object was removed (open its key or name again for a successor)";
     default:
         return "unknown shmstore error";
     }
@@ -1384,6 +1479,23 @@ int shmstore_validate(struct shmstore_object *obj)
  * that died before it finished (FORMAT.md, "Removal"). */
 enum { SHMSTORE__REMOVED = -2 };
 
+/* Whether the kernel says the attached segment was removed: 1 if IPC_STAT
+ * shows SHM_DEST (IPC_RMID was called: it goes at its last detach) or fails
+ * with EINVAL or EIDRM (gone), 0 if not, -1 if it fails otherwise (`obj`'s
+ * sys_call and sys_errno say why). */
+static int shmstore__kernel_removed(struct shmstore_object *obj)
+{
+    struct shmid_ds ds;
+    if (shmctl(obj->id, IPC_STAT, &ds) != 0) {
+        int err = errno;
+        if (err == EINVAL || err == EIDRM)
+            return 1;
+        shmstore__system(obj, "shmctl(IPC_STAT)", err);
+        return -1;
+    }
+    return (ds.shm_perm.mode & SHMSTORE__SHM_DEST) != 0;
+}
+
 /* Whether the validated object may be used, by its `life` word (FORMAT.md,
  * "Removal", and the end of "Opening"): SHMSTORE_OK if it is in use, or
  * marked by a collector that died (the mark is ignored: a reader writes
@@ -1406,14 +1518,10 @@ static int shmstore__admit(struct shmstore_object *obj, int collector_only, uint
                                                  SHMSTORE_LIFE_START(word),
                                                  SHMSTORE_LIFE_START_MASK);
         if (state >= SHMSTORE_LIFE_REMOVING) {
-            struct shmid_ds ds;
-            if (shmctl(obj->id, IPC_STAT, &ds) != 0) {
-                int err = errno;
-                if (err != EINVAL && err != EIDRM)
-                    return shmstore__system(obj, "shmctl(IPC_STAT)", err);
-                return SHMSTORE__REMOVED;
-            }
-            if ((ds.shm_perm.mode & SHMSTORE__SHM_DEST) != 0 || !alive)
+            int gone = shmstore__kernel_removed(obj);
+            if (gone < 0)
+                return SHMSTORE_ESYSTEM;
+            if (gone || !alive)
                 return SHMSTORE__REMOVED;
         } else if (!alive) {
             return SHMSTORE_OK;
@@ -2178,6 +2286,142 @@ int shmstore_region_copy(struct shmstore_object *obj, void *buf, size_t cap,
         obj->retries++;
         shmstore__backoff(round);
     }
+}
+
+/* ------------------------------------------------------------------------
+ * Waiting for a change (FORMAT.md, "Waiting for a change")
+ * --------------------------------------------------------------------- */
+
+/* Sleep while `word` holds `expected`, at most `ms` milliseconds: FUTEX_WAIT
+ * on the shared word (no FUTEX_PRIVATE_FLAG: the kernel keys it by the page,
+ * so processes meet on it whatever address they attached at; waiting only
+ * reads it). Returns 0 when it woke, timed out, found the word changed
+ * (EAGAIN) or was interrupted, else the errno of the failure. */
+static int shmstore__futex_wait(const _Atomic uint32_t *word, uint32_t expected, unsigned ms)
+{
+    struct {
+        shmstore__futex_time tv_sec;
+        shmstore__futex_time tv_nsec;
+    } timeout = {(shmstore__futex_time)(ms / 1000u),
+                 (shmstore__futex_time)(ms % 1000u) * 1000000};
+    /* Every argument as a long or a pointer: syscall(2) reads six longs. */
+    if (syscall((long)SHMSTORE__SYS_FUTEX, (const void *)word, (long)SHMSTORE__FUTEX_WAIT,
+                (long)expected, (void *)&timeout, (void *)NULL, (long)0) == 0)
+        return 0;
+    int err = errno;
+    return err == EAGAIN || err == EINTR || err == ETIMEDOUT ? 0 : err;
+}
+
+/* Whether the `life` word marks the object removed (REMOVING, 2 or 3). */
+static int shmstore__marked_removed(const struct shmstore_header *h)
+{
+    return (atomic_load_explicit(&h->life, memory_order_acquire) & SHMSTORE_LIFE_STATE_MASK) >=
+           SHMSTORE_LIFE_REMOVING;
+}
+
+/* A waiter's look at the validated object: its version into `*now` (a cell's
+ * `seq`, a region's `current` >> 8, loaded seq_cst as shmstore's waiters
+ * load them), and whether it differs from `since` or the `life` word marks
+ * the object removed. Only the header's fixed words and a region's
+ * `current` are read (inside the validated segment), and nothing read is
+ * used as an index. */
+static int shmstore__wait_look(const struct shmstore_object *obj, uint64_t since, uint64_t *now)
+{
+    if (obj->kind == SHMSTORE_KIND_CELL)
+        *now = atomic_load_explicit(&shmstore_header_of(obj)->seq, memory_order_seq_cst);
+    else
+        *now = SHMSTORE_CURRENT_VERSION(atomic_load_explicit(
+            &shmstore_region_control_of(obj)->current, memory_order_seq_cst));
+    return *now != since || shmstore__marked_removed(shmstore_header_of(obj));
+}
+
+/* SHMSTORE_EREMOVED, for the reason `detail`, with `since` as the version. */
+static int shmstore__wait_removed(struct shmstore_object *obj, uint64_t since, uint64_t *version,
+                                  const char *detail)
+{
+    if (version != NULL)
+        *version = since;
+    return shmstore__refuse(obj, SHMSTORE_EREMOVED, detail, (uint64_t)(unsigned)obj->id);
+}
+
+int shmstore_wait_for_change(struct shmstore_object *obj, uint64_t since, unsigned timeout_ms,
+                             uint64_t *version)
+{
+    static const char marked[] = "the life word marks the object removed; its segment id";
+    static const char destroyed[] =
+        "the kernel marked the segment for destruction (SHM_DEST), or it is gone; its id";
+    if (!obj->validated)
+        return shmstore__refuse(obj, SHMSTORE_EINVAL, "not a validated object", 0);
+    const struct shmstore_header *h = shmstore_header_of(obj);
+    const int forever = timeout_ms == SHMSTORE_WAIT_FOREVER;
+    const uint64_t start = shmstore__now_ms();
+    /* The clock counts whole milliseconds: a deadline one past the timeout
+     * makes the wait last at least timeout_ms (a zero timeout looks once). */
+    const uint64_t deadline = start + timeout_ms + (timeout_ms != 0);
+    const uint64_t check_every = SHMSTORE_REMOVAL_CHECK_MS < SHMSTORE_WAIT_SLICE_MS
+                                     ? SHMSTORE_REMOVAL_CHECK_MS
+                                     : SHMSTORE_WAIT_SLICE_MS;
+    uint64_t now;
+    if (!shmstore__wait_look(obj, since, &now)) {
+        /* An ipcrm marks nothing: ask the kernel once at the start. */
+        int gone = shmstore__kernel_removed(obj);
+        if (gone < 0)
+            return SHMSTORE_ESYSTEM;
+        if (gone)
+            return shmstore__wait_removed(obj, since, version, destroyed);
+    }
+    if (now == since && shmstore__marked_removed(h))
+        return shmstore__wait_removed(obj, since, version, marked);
+    uint64_t checked = start;
+    for (;;) {
+        unsigned slice = SHMSTORE_WAIT_SLICE_MS;
+        if (!forever) {
+            uint64_t t = shmstore__now_ms();
+            if (t >= deadline) {
+                /* Out of time: one last look, so that even a zero timeout
+                 * sees a change made before the call. */
+                if (shmstore__wait_look(obj, since, &now) && now == since)
+                    return shmstore__wait_removed(obj, since, version, marked);
+                break;
+            }
+            if (deadline - t < slice)
+                slice = (unsigned)(deadline - t);
+        }
+        /* One round: load the word, look, and sleep while the word still
+         * holds what was loaded, at most a slice (a writer's or a remover's
+         * wake, or any write to the word, ends it early). */
+        uint32_t word = atomic_load_explicit(&h->notify, memory_order_seq_cst);
+        int moved = shmstore__wait_look(obj, since, &now);
+        if (!moved) {
+            int err = shmstore__futex_wait(&h->notify, word, slice);
+            if (err != 0)
+                return shmstore__system(obj, "futex(FUTEX_WAIT)", err);
+            moved = shmstore__wait_look(obj, since, &now);
+        }
+        if (moved) {
+            if (now == since)
+                return shmstore__wait_removed(obj, since, version, marked);
+            break;
+        }
+        uint64_t t = shmstore__now_ms();
+        if (t - checked >= check_every) {
+            int gone = shmstore__kernel_removed(obj);
+            if (gone < 0)
+                return SHMSTORE_ESYSTEM;
+            if (gone)
+                return shmstore__wait_removed(obj, since, version, destroyed);
+            checked = t;
+        }
+    }
+    if (version != NULL)
+        *version = now;
+    if (now == since)
+        return shmstore__refuse(obj, SHMSTORE_ETIMEDOUT,
+                                "the version did not change within the timeout (ms)",
+                                (uint64_t)timeout_ms);
+    obj->detail = NULL;
+    obj->detail_value = 0;
+    return SHMSTORE_OK;
 }
 
 #endif /* SHMSTORE_IMPLEMENTATION */

@@ -37,7 +37,7 @@ const STRICT_CXX: [&str; 7] = [
 const NOT_FOUND: i32 = 10 + 6;
 
 /// Headers the implementation includes and the declarations do not need.
-const IMPLEMENTATION_ONLY: [&str; 16] = [
+const IMPLEMENTATION_ONLY: [&str; 17] = [
     "dirent.h",
     "errno.h",
     "fcntl.h",
@@ -52,6 +52,7 @@ const IMPLEMENTATION_ONLY: [&str; 16] = [
     "string.h",
     "sys/shm.h",
     "sys/stat.h",
+    "sys/syscall.h",
     "time.h",
     "unistd.h",
 ];

@@ -2,16 +2,20 @@
 //! C header) read the cells Rust writes: `tests/c/read_cell.c` and
 //! `tests/c/read_stamps.c` read a `SharedCell` while Rust writers never
 //! pause, `tests/c/validate.c` checks headers as a reader does, against
-//! the fuzz corpus, and `tests/c/alive.c` how a creator's life is judged.
+//! the fuzz corpus, `tests/c/alive.c` how a creator's life is judged, and
+//! `tests/c/wait_change.c` waits for a cell's version to change while a
+//! Rust writer in another process stores, removes or leaves it alone.
 //! They are compiled with gcc (a test that finds no gcc says so and
 //! passes). Regions and names are in `c_reader_region.rs`.
 
 mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
-use common::programs::{Programs, Read, compile, key_hex, read_cell, run, stdout_of};
-use common::{Live, SegGuard, Stamped};
+use common::names::{life_word, own_start_time, set_life, set_notify};
+use common::programs::{Programs, Read, compile, key_hex, read_cell, run, spawn, stdout_of};
+use common::{Kid, Live, SegGuard, Stamped};
 use shmstore::{Key, Segment, SharedCell, SharedRegion};
 
 type Words = [u64; 4];
@@ -277,7 +281,8 @@ fn c_reader_judges_a_creator_by_all_its_threads() {
     );
 }
 
-/// Child roles: the Rust writer of `c_reader_never_tears_large_values`.
+/// Child roles: the Rust writer of `c_reader_never_tears_large_values`, and
+/// the one of the waiting tests, which writes when told to.
 #[test]
 fn child_entry() {
     let Some(args) = common::child_args() else {
@@ -285,6 +290,7 @@ fn child_entry() {
     };
     match args[0].as_str() {
         "store" => common::store_stamps_until_stopped::<STAMP_WORDS>(common::key_arg(&args, 1)),
+        "write_on_command" => write_on_command(common::key_arg(&args, 1)),
         role => panic!("unknown child role {role}"),
     }
 }
@@ -334,5 +340,196 @@ fn c_reader_never_tears_large_values() {
     assert!(
         field("versions") > 1,
         "the reader never saw the writer commit: {line}"
+    );
+}
+
+/// Child role: open the cell of `Words` at `key`, report `ready`, then for
+/// each line the parent sends: `store` the next value (reporting `stored`,
+/// its version) or `remove` the cell (reporting `removed`); exit at the end
+/// of input.
+fn write_on_command(key: Key) {
+    let cell = SharedCell::<Words>::open(key).expect("open the cell");
+    common::report("ready", 1);
+    while let Some(command) = common::read_command() {
+        match command.as_str() {
+            "store" => {
+                cell.update(|w| *w = value_for(w[0] + 1)).expect("store");
+                common::report("stored", cell.version());
+            }
+            "remove" => {
+                cell.remove().expect("remove");
+                common::report("removed", cell.id());
+            }
+            other => panic!("unknown command {other}"),
+        }
+    }
+}
+
+/// A cell of `Words` at a fresh key, removed by the guard.
+fn waiting_cell() -> (SharedCell<Words>, Key, SegGuard) {
+    let key = common::unique_key();
+    let cell = SharedCell::<Words>::options()
+        .remove_on_drop(true)
+        .create(key, value_for(0))
+        .expect("create the cell");
+    let guard = SegGuard(cell.id());
+    (cell, key, guard)
+}
+
+/// How long a waiter is watched not to return before the change it waits
+/// for is made.
+const STILL_WAITING: Duration = Duration::from_millis(300);
+
+/// `shmstore_wait_for_change` in a C process sleeps until a Rust writer in
+/// another process stores, then returns the new version (with and without
+/// a deadline); a `since` other than the version, above or below it,
+/// returns at once (the version differs from it).
+#[test]
+fn c_waiter_wakes_when_a_rust_writer_stores() {
+    let Some(programs) = compile("wait-wake", &["wait_change"]) else {
+        return;
+    };
+    let (cell, key, _guard) = waiting_cell();
+    let mut writer = Kid::spawn(&["write_on_command", &key.raw().to_string()]);
+    writer.expect("ready");
+    let key = key_hex(key);
+    for timeout in ["forever", "20000"] {
+        let since = cell.version();
+        let mut waiter = spawn(&programs, "wait_change", &["--key", &key, timeout]);
+        assert_eq!(waiter.expect("waiting"), since.to_string());
+        assert!(
+            waiter.report_within("result", STILL_WAITING).is_none(),
+            "timeout {timeout}: the wait ended before anything changed"
+        );
+        writer.send("store");
+        let stored = writer.expect("stored");
+        assert_eq!(waiter.expect("result"), "ok", "timeout {timeout}");
+        assert_eq!(waiter.expect("version"), stored, "timeout {timeout}");
+        let elapsed: u64 = waiter.expect("elapsed_us").parse().unwrap();
+        assert!(
+            elapsed >= STILL_WAITING.as_micros() as u64,
+            "timeout {timeout}: woke after {elapsed} µs, before the store"
+        );
+        assert!(waiter.wait().success(), "timeout {timeout}");
+    }
+    assert!(writer.wait().success(), "the writer failed");
+
+    let now = cell.version();
+    let id = cell.id().to_string();
+    for since in [0, now - 1, now + 1, u64::MAX >> 1] {
+        let since = since.to_string();
+        let out = run(&programs, "wait_change", &[&id, "forever", &since]);
+        assert!(out.status.success(), "since {since}: {out:?}");
+        let said = |name| common::report_of(&out.stdout, name);
+        assert_eq!(said("result").as_deref(), Some("ok"), "since {since}");
+        assert_eq!(said("version"), Some(now.to_string()), "since {since}");
+    }
+}
+
+/// With nothing written, the wait ends at its timeout (not before) with
+/// `SHMSTORE_ETIMEDOUT` and the version it waited on; a zero timeout looks
+/// once.
+#[test]
+fn c_waiter_times_out_when_nothing_changes() {
+    let Some(programs) = compile("wait-timeout", &["wait_change"]) else {
+        return;
+    };
+    let (cell, key, _guard) = waiting_cell();
+    cell.store(value_for(1)).expect("store");
+    for timeout_ms in [0u64, 1, 300] {
+        let out = run(
+            &programs,
+            "wait_change",
+            &["--key", &key_hex(key), &timeout_ms.to_string()],
+        );
+        assert!(out.status.success(), "timeout {timeout_ms}: {out:?}");
+        let said = |name| common::report_of(&out.stdout, name);
+        assert_eq!(said("result").as_deref(), Some("timedout"), "{out:?}");
+        assert_eq!(said("version").as_deref(), Some("1"), "{out:?}");
+        let elapsed: u64 = said("elapsed_us").unwrap().parse().unwrap();
+        assert!(
+            elapsed >= timeout_ms * 1000,
+            "timeout {timeout_ms} ms: returned after {elapsed} µs"
+        );
+        assert!(
+            elapsed < timeout_ms * 1000 + 10_000_000,
+            "timeout {timeout_ms} ms: returned after {elapsed} µs"
+        );
+    }
+}
+
+/// A wait ends with `SHMSTORE_EREMOVED` when the cell is removed: by a Rust
+/// process's `remove()` (which marks the `life` word, removes and wakes),
+/// by `IPC_RMID` alone (what `ipcrm` does: the kernel's `SHM_DEST` is all
+/// there is to see), and by the `life` mark alone (a remover between its
+/// mark and its `IPC_RMID`).
+#[test]
+fn c_waiter_ends_when_the_cell_is_removed() {
+    let Some(programs) = compile("wait-removed", &["wait_change"]) else {
+        return;
+    };
+    for how in ["remove", "ipcrm", "mark"] {
+        let (cell, key, _guard) = waiting_cell();
+        let mut writer = Kid::spawn(&["write_on_command", &key.raw().to_string()]);
+        writer.expect("ready");
+        let mut waiter = spawn(
+            &programs,
+            "wait_change",
+            &[&cell.id().to_string(), "forever"],
+        );
+        assert_eq!(waiter.expect("waiting"), "0");
+        assert!(
+            waiter.report_within("result", STILL_WAITING).is_none(),
+            "{how}: the wait ended before the removal"
+        );
+        match how {
+            "remove" => {
+                writer.send("remove");
+                writer.expect("removed");
+            }
+            "ipcrm" => Segment::remove_by_id(cell.id()).expect("IPC_RMID"),
+            _ => {
+                let seg = Segment::options().attach_id(cell.id()).expect("attach");
+                let me = std::process::id() as i32;
+                set_life(&seg, life_word(2, me, own_start_time()));
+            }
+        }
+        assert_eq!(waiter.expect("result"), "removed", "{how}");
+        assert_eq!(waiter.expect("version"), "0", "{how}");
+        assert!(waiter.wait().success(), "{how}");
+        assert!(writer.wait().success(), "{how}: the writer failed");
+    }
+}
+
+/// A peer that writes the `notify` word nonstop (so that every FUTEX_WAIT
+/// finds it changed and returns at once) makes no wait outlast its
+/// deadline, and ends none before it.
+#[test]
+fn c_waiter_keeps_its_deadline_while_a_peer_scribbles_on_notify() {
+    let Some(programs) = compile("wait-scribbled", &["wait_change"]) else {
+        return;
+    };
+    let (cell, key, _guard) = waiting_cell();
+    let seg = Segment::options().attach_id(cell.id()).expect("attach");
+    let stop = AtomicBool::new(false);
+    let out = std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut word = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                word = word.wrapping_add(0x9e37_79b9);
+                set_notify(&seg, word);
+            }
+        });
+        let out = run(&programs, "wait_change", &["--key", &key_hex(key), "300"]);
+        stop.store(true, Ordering::Relaxed);
+        out
+    });
+    assert!(out.status.success(), "{out:?}");
+    let said = |name| common::report_of(&out.stdout, name);
+    assert_eq!(said("result").as_deref(), Some("timedout"), "{out:?}");
+    let elapsed: u64 = said("elapsed_us").unwrap().parse().unwrap();
+    assert!(
+        (300_000..10_000_000).contains(&elapsed),
+        "returned after {elapsed} µs"
     );
 }

@@ -4,7 +4,9 @@
 //! FORMAT.md says: at any of the name's keys, past claims, segments without
 //! a magic and other users' segments, waiting for a live or stopped
 //! creator's claim, reporting another user's object of the name; and they
-//! honour the `life` word of an object being removed or collected.
+//! honour the `life` word of an object being removed or collected. They
+//! wait for a region's version to change (`tests/c/wait_change.c`) while a
+//! Rust publisher in another process publishes, removes or leaves it alone.
 //! Compiled with gcc (a test that finds no gcc says so and passes).
 
 mod common;
@@ -16,7 +18,7 @@ use common::names::{
     NameGuard, cell_image, claim_name, crowded, dead_pid, documented_key, fresh_name, life_word,
     make_ready, own_start_time, plant, set_life, squat,
 };
-use common::programs::{compile, key_hex, read_cell, run, stdout_of};
+use common::programs::{compile, key_hex, read_cell, run, spawn, stdout_of};
 use common::{Kid, SegGuard};
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
@@ -201,6 +203,7 @@ fn child_entry() {
         "publish_stamps" => publish_stamps(common::key_arg(&args, 1), args[2].parse().unwrap()),
         "create_named" => create_named(&args[1], false),
         "create_as_nobody" => create_named(&args[1], true),
+        "publish_on_command" => publish_on_command(common::key_arg(&args, 1)),
         "remove" => {
             let cell = SharedCell::<Words>::open(Key::named(&args[1]).unwrap()).expect("open");
             cell.remove().expect("remove");
@@ -774,5 +777,113 @@ fn c_region_copies_keep_up_with_a_nonstop_publisher() {
             0,
             "{what}: copies thrown away by calls shorter than a publish ({publish:?}): {line}"
         );
+    }
+}
+
+/// Child role: open the region of snapshots at `key`, report `ready`, then
+/// for each line the parent sends: `publish` the next version (reporting
+/// `published`, its version) or `remove` the region (reporting `removed`);
+/// exit at the end of input.
+fn publish_on_command(key: Key) {
+    let region = SharedRegion::<Snapshot>::open(key).expect("open the region");
+    common::report("ready", 1);
+    while let Some(command) = common::read_command() {
+        match command.as_str() {
+            "publish" => {
+                let v = region.version() + 1;
+                let published = region.publish(&Snapshot::of(v)).expect("publish");
+                common::report("published", published);
+            }
+            "remove" => {
+                region.remove().expect("remove");
+                common::report("removed", region.id());
+            }
+            other => panic!("unknown command {other}"),
+        }
+    }
+}
+
+/// How long a waiter is watched not to return before the change it waits
+/// for is made.
+const STILL_WAITING: Duration = Duration::from_millis(300);
+
+/// `shmstore_wait_for_change` on a region sleeps until a Rust publisher in
+/// another process publishes: the first version (waiting from 0, nothing
+/// published) and the next ones; with nothing published, it times out at
+/// its deadline with the version it waited on.
+#[test]
+fn c_waiter_wakes_when_a_rust_publisher_publishes() {
+    let Some(programs) = compile("region-wait", &["wait_change"]) else {
+        return;
+    };
+    let key = common::unique_key();
+    let (region, _guard) = new_region(key, 4096);
+    let id = region.id().to_string();
+    let out = run(&programs, "wait_change", &[&id, "200"]);
+    let said = |name| common::report_of(&out.stdout, name);
+    assert_eq!(said("result").as_deref(), Some("timedout"), "{out:?}");
+    assert_eq!(said("version").as_deref(), Some("0"), "{out:?}");
+    let elapsed: u64 = said("elapsed_us").unwrap().parse().unwrap();
+    assert!(elapsed >= 200_000, "timed out after {elapsed} µs");
+
+    let mut publisher = Kid::spawn(&["publish_on_command", &key.raw().to_string()]);
+    publisher.expect("ready");
+    for (since, timeout) in [(0, "forever"), (1, "20000"), (2, "forever")] {
+        let mut waiter = spawn(&programs, "wait_change", &["--key", &key_hex(key), timeout]);
+        assert_eq!(waiter.expect("waiting"), since.to_string());
+        assert!(
+            waiter.report_within("result", STILL_WAITING).is_none(),
+            "since {since}: the wait ended before anything was published"
+        );
+        publisher.send("publish");
+        let published = publisher.expect("published");
+        assert_eq!(published, (since + 1).to_string());
+        assert_eq!(waiter.expect("result"), "ok", "since {since}");
+        assert_eq!(waiter.expect("version"), published, "since {since}");
+        assert!(waiter.wait().success(), "since {since}");
+    }
+    assert!(publisher.wait().success(), "the publisher failed");
+}
+
+/// A wait on a region ends with `SHMSTORE_EREMOVED` when it is removed: by
+/// a Rust process's `remove()`, by `IPC_RMID` alone (as `ipcrm` does), and
+/// by the `life` mark alone.
+#[test]
+fn c_waiter_ends_when_the_region_is_removed() {
+    let Some(programs) = compile("region-wait-removed", &["wait_change"]) else {
+        return;
+    };
+    for how in ["remove", "ipcrm", "mark"] {
+        let key = common::unique_key();
+        let (region, _guard) = new_region(key, 4096);
+        region.publish(&Snapshot::of(1)).expect("publish");
+        let mut publisher = Kid::spawn(&["publish_on_command", &key.raw().to_string()]);
+        publisher.expect("ready");
+        let mut waiter = spawn(
+            &programs,
+            "wait_change",
+            &[&region.id().to_string(), "forever"],
+        );
+        assert_eq!(waiter.expect("waiting"), "1");
+        assert!(
+            waiter.report_within("result", STILL_WAITING).is_none(),
+            "{how}: the wait ended before the removal"
+        );
+        match how {
+            "remove" => {
+                publisher.send("remove");
+                publisher.expect("removed");
+            }
+            "ipcrm" => Segment::remove_by_id(region.id()).expect("IPC_RMID"),
+            _ => {
+                let seg = Segment::options().attach_id(region.id()).expect("attach");
+                let me = std::process::id() as i32;
+                set_life(&seg, life_word(2, me, own_start_time()));
+            }
+        }
+        assert_eq!(waiter.expect("result"), "removed", "{how}");
+        assert_eq!(waiter.expect("version"), "1", "{how}");
+        assert!(waiter.wait().success(), "{how}");
+        assert!(publisher.wait().success(), "{how}: the publisher failed");
     }
 }

@@ -6,8 +6,10 @@
 //! name, and opening it when told to trust that user), honours the `life`
 //! word of an object being removed or collected, never returns a torn cell
 //! value while Rust stores nonstop, refuses every damaged or foreign header
-//! of the fuzz corpus that Rust refuses, and runs both as a module and on
-//! its directory. Regions and their archives: `python_region.rs`.
+//! of the fuzz corpus that Rust refuses, runs both as a module and on its
+//! directory, and waits for a cell's version to change while a Rust writer
+//! in another process stores, removes or leaves it alone. Regions and
+//! their archives: `python_region.rs`.
 //!
 //! Each test is skipped, saying why, when `python3` cannot be run.
 
@@ -19,9 +21,11 @@ use std::time::{Duration, Instant};
 
 use common::names::{
     NameGuard, cell_image, crowded, dead_pid, documented_key, fresh_name, life_word, make_ready,
-    own_start_time, plant, set_life,
+    own_start_time, plant, set_life, set_notify,
 };
-use common::python::{PACKAGE, PYTHON_PATH, PyRun, hex, hex_key, py, python_or_skip};
+use common::python::{
+    PACKAGE, PYTHON_PATH, PyRun, hex, hex_key, py, python_or_skip, wait_for_change,
+};
 use common::{Kid, SegGuard, Stamped, child_args, key_arg, unique_key};
 use serde_json::{Value, json};
 use shmstore::{Key, Segment, SharedCell};
@@ -68,6 +72,24 @@ fn child_entry() {
             let cell = SharedCell::<Words>::open(Key::named(&args[1]).unwrap()).expect("open");
             cell.remove().expect("remove");
             common::report("removed", cell.id());
+        }
+        // Store the next value or remove the cell at the key, as told.
+        "write_on_command" => {
+            let cell = SharedCell::<Words>::open(key_arg(&args, 1)).expect("open");
+            common::report("ready", 1);
+            while let Some(command) = common::read_command() {
+                match command.as_str() {
+                    "store" => {
+                        cell.update(|w| w[0] += 1).expect("store");
+                        common::report("stored", cell.version());
+                    }
+                    "remove" => {
+                        cell.remove().expect("remove");
+                        common::report("removed", cell.id());
+                    }
+                    other => panic!("unknown command {other}"),
+                }
+            }
         }
         other => panic!("unknown role {other}"),
     }
@@ -751,4 +773,144 @@ fn finds_an_object_removed_meanwhile_gone() {
     assert_eq!(reader.finish().error(), "not_found");
     assert_eq!(remover.expect("removed"), cell.id().to_string());
     assert!(remover.wait().success());
+}
+
+/// How long a waiter is watched not to return before the change it waits
+/// for is made.
+const STILL_WAITING: Duration = Duration::from_millis(300);
+
+/// A cell of `Words` at a fresh key, removed by the guard.
+fn waiting_cell() -> (SharedCell<Words>, Key, SegGuard) {
+    let key = unique_key();
+    let cell = SharedCell::<Words>::options()
+        .remove_on_drop(true)
+        .create(key, [0; 4])
+        .unwrap();
+    let guard = SegGuard(cell.id());
+    (cell, key, guard)
+}
+
+/// `ShmObject.wait_for_change` sleeps until a Rust writer in another
+/// process stores, then returns the new version (with and without a
+/// timeout); a `since` other than the version, above or below it, returns
+/// at once (the version differs from it).
+#[test]
+fn wait_for_change_wakes_when_a_rust_writer_stores() {
+    if !python_or_skip("wait_for_change_wakes_when_a_rust_writer_stores") {
+        return;
+    }
+    let (cell, key, _guard) = waiting_cell();
+    let mut writer = Kid::spawn(&["write_on_command", &key.raw().to_string()]);
+    writer.expect("ready");
+    for timeout in ["none", "20"] {
+        let since = cell.version();
+        let mut waiter = wait_for_change(&hex_key(key), timeout, None);
+        waiter.expect_stderr(&format!("waiting {since}"));
+        std::thread::sleep(STILL_WAITING);
+        assert!(
+            waiter.running(),
+            "timeout {timeout}: the wait ended before anything changed"
+        );
+        writer.send("store");
+        let stored: u64 = writer.expect("stored").parse().unwrap();
+        let got = waiter.finish().ok();
+        assert_eq!(got["result"], "ok", "timeout {timeout}: {got}");
+        assert_eq!(got["version"], stored, "timeout {timeout}: {got}");
+        assert!(
+            got["elapsed"].as_f64().unwrap() >= STILL_WAITING.as_secs_f64(),
+            "timeout {timeout}: woke before the store: {got}"
+        );
+    }
+    assert!(writer.wait().success(), "the writer failed");
+
+    let now = cell.version();
+    let id = format!("id:{}", cell.id());
+    for since in [0, now - 1, now + 1, u64::MAX] {
+        let got = wait_for_change(&id, "none", Some(since)).finish().ok();
+        assert_eq!(got["result"], "ok", "since {since}: {got}");
+        assert_eq!(got["version"], now, "since {since}: {got}");
+    }
+}
+
+/// With nothing written, the wait ends at its timeout (not before) with
+/// the reader's timeout error, a `TimeoutError`; a zero timeout looks once.
+#[test]
+fn wait_for_change_times_out_when_nothing_changes() {
+    if !python_or_skip("wait_for_change_times_out_when_nothing_changes") {
+        return;
+    }
+    let (_cell, key, _guard) = waiting_cell();
+    for timeout in [0.0, 0.001, 0.3] {
+        let got = wait_for_change(&hex_key(key), &timeout.to_string(), None)
+            .finish()
+            .ok();
+        assert_eq!(got["result"], "timedout", "timeout {timeout}: {got}");
+        let elapsed = got["elapsed"].as_f64().unwrap();
+        assert!(elapsed >= timeout, "timeout {timeout}: {got}");
+        assert!(elapsed < timeout + 10.0, "timeout {timeout}: {got}");
+    }
+}
+
+/// A wait ends with `Removed` when the cell is removed: by a Rust
+/// process's `remove()` (which marks the `life` word, removes and wakes),
+/// by `IPC_RMID` alone (what `ipcrm` does), and by the `life` mark alone (a
+/// remover between its mark and its `IPC_RMID`).
+#[test]
+fn wait_for_change_ends_when_the_cell_is_removed() {
+    if !python_or_skip("wait_for_change_ends_when_the_cell_is_removed") {
+        return;
+    }
+    for how in ["remove", "ipcrm", "mark"] {
+        let (cell, key, _guard) = waiting_cell();
+        let mut writer = Kid::spawn(&["write_on_command", &key.raw().to_string()]);
+        writer.expect("ready");
+        let mut waiter = wait_for_change(&format!("id:{}", cell.id()), "none", None);
+        waiter.expect_stderr("waiting 0");
+        std::thread::sleep(STILL_WAITING);
+        assert!(waiter.running(), "{how}: the wait ended before the removal");
+        match how {
+            "remove" => {
+                writer.send("remove");
+                writer.expect("removed");
+            }
+            "ipcrm" => Segment::remove_by_id(cell.id()).unwrap(),
+            _ => {
+                let seg = Segment::options().attach_id(cell.id()).unwrap();
+                let me = std::process::id() as i32;
+                set_life(&seg, life_word(2, me, own_start_time()));
+            }
+        }
+        let got = waiter.finish().ok();
+        assert_eq!(got["result"], "removed", "{how}: {got}");
+        assert!(writer.wait().success(), "{how}: the writer failed");
+    }
+}
+
+/// A peer that writes the `notify` word nonstop (so that every FUTEX_WAIT
+/// finds it changed and returns at once) makes no wait outlast its
+/// deadline, and ends none before it.
+#[test]
+fn wait_for_change_keeps_its_deadline_while_a_peer_scribbles_on_notify() {
+    if !python_or_skip("wait_for_change_keeps_its_deadline_while_a_peer_scribbles_on_notify") {
+        return;
+    }
+    let (cell, key, _guard) = waiting_cell();
+    let seg = Segment::options().attach_id(cell.id()).unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let got = std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut word = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                word = word.wrapping_add(0x9e37_79b9);
+                set_notify(&seg, word);
+            }
+        });
+        let run = wait_for_change(&hex_key(key), "0.3", None).finish();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        run
+    })
+    .ok();
+    assert_eq!(got["result"], "timedout", "{got}");
+    let elapsed = got["elapsed"].as_f64().unwrap();
+    assert!((0.3..10.0).contains(&elapsed), "{got}");
 }

@@ -1,8 +1,10 @@
 //! The Python reader (`python/shmstore_reader/`) on regions: it copies a
 //! region's current archive as FORMAT.md says, never returns a torn archive
 //! while Rust publishes nonstop, throws no copy away when the publisher's
-//! reuse grace is above its copy time, and decodes every rkyv 0.8 layout
-//! FORMAT.md documents ("Region archives") to the value Rust archived.
+//! reuse grace is above its copy time, decodes every rkyv 0.8 layout
+//! FORMAT.md documents ("Region archives") to the value Rust archived, and
+//! waits for a region's version to change while a Rust publisher in
+//! another process publishes or removes it.
 //!
 //! Each test is skipped, saying why, when `python3` cannot be run.
 
@@ -12,10 +14,13 @@ use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::python::{PYTHON_PATH, PyRun, hex, hex_key, py, py_with_input, python_or_skip};
+use common::names::{life_word, own_start_time, set_life};
+use common::python::{
+    PYTHON_PATH, PyRun, hex, hex_key, py, py_with_input, python_or_skip, wait_for_change,
+};
 use common::{Kid, SegGuard, child_args, key_arg, report, stop_on_stdin, unique_key};
 use serde_json::{Value, json};
-use shmstore::SharedRegion;
+use shmstore::{Segment, SharedRegion};
 
 #[derive(rkyv::Archive, rkyv::Serialize, Debug, Clone, PartialEq)]
 struct Inner {
@@ -113,6 +118,24 @@ fn child_entry() {
                 last = region.publish(&value).unwrap();
             }
             report("published", last);
+        }
+        // Publish the next version or remove the region at the key, as told.
+        "publish_on_command" => {
+            let region = SharedRegion::<Sample>::open(key_arg(&args, 1)).unwrap();
+            report("ready", 1);
+            while let Some(command) = common::read_command() {
+                match command.as_str() {
+                    "publish" => {
+                        let v = region.version() + 1;
+                        report("published", region.publish(&Sample::of(v)).unwrap());
+                    }
+                    "remove" => {
+                        region.remove().unwrap();
+                        report("removed", region.id());
+                    }
+                    other => panic!("unknown command {other}"),
+                }
+            }
         }
         other => panic!("unknown role {other}"),
     }
@@ -671,4 +694,81 @@ fn copies_keep_up_with_a_reuse_grace_above_the_copy_time() {
     assert_eq!(with_grace["starved"], false, "{with_grace}");
     assert!(with_grace["versions"].as_u64().unwrap() > 1, "{with_grace}");
     assert_eq!(with_grace["retries"], 0, "{with_grace}");
+}
+
+/// How long a waiter is watched not to return before the change it waits
+/// for is made.
+const STILL_WAITING: Duration = Duration::from_millis(300);
+
+/// `ShmObject.wait_for_change` on a region sleeps until a Rust publisher in
+/// another process publishes: the first version (waiting from 0, nothing
+/// published) and the next ones; with nothing published it times out at
+/// its deadline.
+#[test]
+fn wait_for_change_wakes_when_a_rust_publisher_publishes() {
+    if !python_or_skip("wait_for_change_wakes_when_a_rust_publisher_publishes") {
+        return;
+    }
+    let key = unique_key();
+    let region = SharedRegion::<Sample>::create(key, 4096).unwrap();
+    let _guard = SegGuard(region.id());
+    let got = wait_for_change(&hex_key(key), "0.2", None).finish().ok();
+    assert_eq!(got["result"], "timedout", "{got}");
+    assert!(got["elapsed"].as_f64().unwrap() >= 0.2, "{got}");
+
+    let mut publisher = Kid::spawn(&["publish_on_command", &key.raw().to_string()]);
+    publisher.expect("ready");
+    for (since, timeout) in [(0u64, "none"), (1, "20"), (2, "none")] {
+        let mut waiter = wait_for_change(&hex_key(key), timeout, None);
+        waiter.expect_stderr(&format!("waiting {since}"));
+        std::thread::sleep(STILL_WAITING);
+        assert!(
+            waiter.running(),
+            "since {since}: the wait ended before anything was published"
+        );
+        publisher.send("publish");
+        let published: u64 = publisher.expect("published").parse().unwrap();
+        assert_eq!(published, since + 1);
+        let got = waiter.finish().ok();
+        assert_eq!(got["result"], "ok", "since {since}: {got}");
+        assert_eq!(got["version"], published, "since {since}: {got}");
+    }
+    assert!(publisher.wait().success(), "the publisher failed");
+}
+
+/// A wait on a region ends with `Removed` when it is removed: by a Rust
+/// process's `remove()`, by `IPC_RMID` alone (as `ipcrm` does), and by the
+/// `life` mark alone.
+#[test]
+fn wait_for_change_ends_when_the_region_is_removed() {
+    if !python_or_skip("wait_for_change_ends_when_the_region_is_removed") {
+        return;
+    }
+    for how in ["remove", "ipcrm", "mark"] {
+        let key = unique_key();
+        let region = SharedRegion::<Sample>::create(key, 4096).unwrap();
+        let _guard = SegGuard(region.id());
+        region.publish(&Sample::of(1)).unwrap();
+        let mut publisher = Kid::spawn(&["publish_on_command", &key.raw().to_string()]);
+        publisher.expect("ready");
+        let mut waiter = wait_for_change(&format!("id:{}", region.id()), "none", None);
+        waiter.expect_stderr("waiting 1");
+        std::thread::sleep(STILL_WAITING);
+        assert!(waiter.running(), "{how}: the wait ended before the removal");
+        match how {
+            "remove" => {
+                publisher.send("remove");
+                publisher.expect("removed");
+            }
+            "ipcrm" => Segment::remove_by_id(region.id()).unwrap(),
+            _ => {
+                let seg = Segment::options().attach_id(region.id()).unwrap();
+                let me = std::process::id() as i32;
+                set_life(&seg, life_word(2, me, own_start_time()));
+            }
+        }
+        let got = waiter.finish().ok();
+        assert_eq!(got["result"], "removed", "{how}: {got}");
+        assert!(publisher.wait().success(), "{how}: the publisher failed");
+    }
 }

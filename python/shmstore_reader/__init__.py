@@ -24,6 +24,8 @@ The package, one concern per module:
   SipHash-2-4 and the namespace's checked secret), and which key holds the
   object;
 - objects.py: ShmObject, finding an object and reading a cell or region;
+- wait.py: waiting for an object's version to change (the futex through
+  ctypes, in 2 ms slices, and removal: the `life` word and IPC_STAT);
 - rkyv.py: the schema parser and the rkyv 0.8 archive decoder;
 - cli.py and __main__.py: the command line.
 
@@ -58,6 +60,12 @@ As a package::
         version, config = obj.read_region(schema)
     with sr.ShmObject.named_in("/run/acme", "acme/counters") as obj:
         version, (hits, misses) = obj.read_cell("<QQ")
+        try:
+            version = obj.wait_for_change(version, timeout=5.0)
+        except sr.WaitTimeout:          # also a TimeoutError
+            pass                        # no change in 5 s
+        except sr.Removed:
+            pass                        # open the name again for a successor
 """
 
 from .cli import main
@@ -78,11 +86,13 @@ from .errors import (
     OsFailure,
     PermissionDenied,
     ReaderError,
+    Removed,
     Starved,
     TypeMismatch,
     UnsupportedArchive,
     UnsupportedHost,
     UsageError,
+    WaitTimeout,
     WrongKind,
 )
 from .header import FORMAT_VERSION, HEADER_SIZE, KIND_CELL, KIND_REGION, MAGIC, RKYV_FORMAT, Layout
@@ -142,6 +152,8 @@ __all__ = [
     "InitTimeout",
     "CreatorDied",
     "Busy",
+    "Removed",
+    "WaitTimeout",
     "WrongKind",
     "TypeMismatch",
     "NothingPublished",

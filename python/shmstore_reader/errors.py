@@ -104,6 +104,23 @@ class CreatorDied(ReaderError):
     kind = "creator_died"
 
 
+class Removed(ReaderError):
+    """The object waited on was removed and its version did not change:
+    through shmstore (`remove()`, `shmstore remove`), which marks its
+    `life` word, or by `IPC_RMID` alone, as `ipcrm` does, which the kernel
+    says (SHM_DEST, or the segment gone). Open its key or name again for a
+    successor."""
+
+    kind = "removed"
+
+
+class WaitTimeout(ReaderError, TimeoutError):
+    """A wait for a change whose timeout passed with no change: also a
+    TimeoutError, as Python's own timeouts are."""
+
+    kind = "timeout"
+
+
 class Busy(ReaderError):
     """The object is being removed or collected by a process that still
     runs, and the wait for it ran out."""

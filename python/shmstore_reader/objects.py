@@ -22,6 +22,9 @@ reuses a buffer: the publisher's reuse grace (`RegionCreator::reuse_grace`
 in Rust), set above this reader's copy time, lets every copy through. A
 reader that writers keep lapping backs off, then gives up after its
 timeout (Starved) rather than spin forever.
+
+`ShmObject.wait_for_change` sleeps until the version changes, the object
+is removed or a timeout passes, as wait.py says.
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ from .host import M64, _pack_words, _u32, _u64, _WordArray, _words
 from .names import CLAIM, OBJECT, UNTRUSTED, _look, check_name, name_key, name_key_in, namespace_secret
 from .rkyv import _T, decode_archive, parse_schema
 from .sysv import OpenOptions, SegmentInfo, _Attachment, _attach_key, _key_text, _shmget
+from .wait import _wait_for_change
 
 
 class Versioned(tuple):
@@ -299,6 +303,41 @@ class ShmObject:
         if self.layout.kind == KIND_CELL:
             return self._seq.value
         return self._current.value >> 8
+
+    def wait_for_change(self, since: int, timeout: Optional[float] = None) -> int:
+        """Wait until the version differs from `since` (above or below it),
+        at most `timeout` seconds (None, or infinity, for as long as it
+        takes; 0 looks once), and return the version then, as shmstore's
+        `wait_for_change` on a read-only handle does (wait.py says how).
+        Raises Removed once the object is removed (through shmstore, or by
+        `ipcrm`) and the version did not change, and WaitTimeout (a
+        TimeoutError) at the deadline. Writers do not wake a read-only
+        reader: it wakes within a few milliseconds of a change (2 ms slices,
+        shmstore's READ_ONLY_SLICE).
+
+            seen = obj.version()
+            while True:
+                seen = obj.wait_for_change(seen)   # Removed ends the loop
+                seen, (value,) = obj.read_cell("<Q")
+        """
+        self._check_open()
+        if isinstance(since, bool) or not isinstance(since, int) or not 0 <= since <= M64:
+            raise UsageError(f"since {since!r} is not a version (an integer from 0 to 2**64 - 1)")
+        if timeout is not None and not timeout >= 0:
+            raise UsageError(f"timeout {timeout!r} is not a number of seconds, 0 or more")
+        if self.layout.kind == KIND_CELL:
+            seq = self._seq
+
+            def version() -> int:
+                return seq.value
+
+        else:
+            current = self._current
+
+            def version() -> int:
+                return current.value >> 8
+
+        return _wait_for_change(self._att.addr, self.id, version, since, timeout, self.what)
 
     def read_cell(self, fmt: Optional[str] = None) -> Versioned:
         """The cell's current value and its version: the value's bytes, or

@@ -214,6 +214,7 @@ pub fn objects_of(name: &str) -> Vec<i32> {
 const OFF_STATE: usize = 16;
 const OFF_CREATOR_PID: usize = 24;
 const OFF_CREATOR_START: usize = 104;
+const OFF_NOTIFY: usize = 264;
 const OFF_LIFE: usize = 288;
 
 /// The bytes of a `SharedCell<[u64; 4]>` named `name` holding `value`, as
@@ -270,6 +271,12 @@ pub fn make_ready(seg: &Segment) {
 /// Store `life` (FORMAT.md, "Removal") into the object in `seg`.
 pub fn set_life(seg: &Segment, word: u64) {
     store_u64(seg, OFF_LIFE, word);
+}
+
+/// Store `notify` (FORMAT.md, "Waiting for a change") into the object in
+/// `seg`: a plain store, as a faulty peer may make, waking nobody.
+pub fn set_notify(seg: &Segment, word: u32) {
+    store_u32(seg, OFF_NOTIFY, word);
 }
 
 /// A `life` word: `state` (1 COLLECTING, 2 REMOVING) by process `pid`

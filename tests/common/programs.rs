@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use shmstore::Key;
 
+use super::Kid;
+
 /// The C programs of `tests/c/`, compiled into a temporary directory that
 /// is removed on drop.
 pub struct Programs {
@@ -132,6 +134,17 @@ pub fn run(programs: &Programs, program: &str, args: &[&str]) -> Output {
         stdout: stdout.join().expect("read the program's output"),
         stderr: stderr.join().expect("read the program's errors"),
     }
+}
+
+/// Start `program` with `args`, its `@name=value` lines read as a child's
+/// reports are (within [`super::CHILD_WAIT`] each, or it is killed and the
+/// test fails).
+pub fn spawn(programs: &Programs, program: &str, args: &[&str]) -> Kid {
+    let mut cmd = Command::new(programs.exe(program));
+    cmd.args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    Kid::start(cmd)
 }
 
 /// The standard output of a run that must have succeeded.

@@ -271,3 +271,49 @@ pub fn hex_key(key: Key) -> String {
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// A program that opens TARGET with the reader's API, says `waiting SINCE`
+/// on standard error, calls `ShmObject.wait_for_change(SINCE, TIMEOUT)`
+/// and prints `{"result": "ok" | "removed" | "timedout", "version",
+/// "elapsed"}` (seconds, from before it said `waiting`): argv is the
+/// reader's directory, TARGET, TIMEOUT (seconds, or `none`) and,
+/// optionally, SINCE (else the version once opened). The errors must be
+/// the reader's (a `Removed`, and a timeout that is both a `ReaderError`
+/// and Python's `TimeoutError`).
+const WAIT_FOR_CHANGE: &str = r#"
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+import shmstore_reader as sr
+target, timeout = sys.argv[2], sys.argv[3]
+timeout = None if timeout == "none" else float(timeout)
+with sr.ShmObject.open(target) as obj:
+    since = obj.version() if len(sys.argv) < 5 else int(sys.argv[4])
+    start = time.monotonic()
+    sys.stderr.write(f"waiting {since}\n")
+    sys.stderr.flush()
+    version = None
+    try:
+        version = obj.wait_for_change(since, timeout)
+        result = "ok"
+    except sr.Removed as e:
+        assert isinstance(e, sr.ReaderError) and e.kind == "removed", repr(e)
+        result = "removed"
+    except TimeoutError as e:
+        assert isinstance(e, sr.ReaderError) and e.kind == "timeout", repr(e)
+        result = "timedout"
+    elapsed = time.monotonic() - start
+print(json.dumps({"result": result, "version": version, "elapsed": elapsed}))
+"#;
+
+/// Start [`WAIT_FOR_CHANGE`] on `target` with `timeout` (seconds, or
+/// `none`) and `since` (else the version once opened).
+pub fn wait_for_change(target: &str, timeout: &str, since: Option<u64>) -> PyRun {
+    let since = since.map(|s| s.to_string());
+    let mut cmd = Command::new("python3");
+    cmd.args(["-c", WAIT_FOR_CHANGE, PYTHON_PATH, target, timeout])
+        .args(since.as_deref());
+    PyRun::start(
+        cmd,
+        format!("wait_for_change({target}, {timeout}, since {since:?})"),
+    )
+}

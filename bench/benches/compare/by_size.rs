@@ -14,7 +14,7 @@ use crate::common::sys::{DATA_AT, RobustMutexSeg, private_segment};
 use crate::ctl::{ChildResult, Ctl, Hammer, WriterWindow, hammer_loop, spawn};
 use crate::floors::bench_floor_ipc;
 use crate::peers::{ShmHammer, ShmRawSync, UdsEcho};
-use crate::value::{Bytes, private_cell};
+use crate::value::{Bytes, private_cell, waited_cell};
 use crate::{Ctx, POLL, SIZES, SPIN_CHECK, STOP};
 
 /// How long a hammer child's stores are counted alone, right after it
@@ -260,19 +260,21 @@ pub fn cell_hammer<const N: usize>(ctl: i32, cell: i32) -> ChildResult {
 /// value of A into B; both sides spin on `version()` or sleep in
 /// `wait_for_change`.
 struct CellEcho<const N: usize> {
+    /// Declared first: the child has exited before the cells are removed.
+    peer: Peer,
     a: SharedCell<Bytes<N>>,
     b: SharedCell<Bytes<N>>,
     spin: bool,
     b_seen: u64,
     n: u64,
     value: Box<Bytes<N>>,
-    peer: Peer,
 }
 
 impl<const N: usize> CellEcho<N> {
     fn start(spin: bool) -> Self {
-        let a = private_cell(Bytes::<N>::pattern(0));
-        let b = private_cell(Bytes::<N>::pattern(0));
+        let cell = if spin { private_cell } else { waited_cell };
+        let a = cell(Bytes::<N>::pattern(0));
+        let b = cell(Bytes::<N>::pattern(0));
         let peer = spawn(
             "cell_echo",
             &[N as i64, spin.into(), a.id().into(), b.id().into()],

@@ -42,9 +42,12 @@
 //! `generated` markers, with the machine's CPU, core count, kernel and date.
 //!
 //! Nothing outlives the run. Every System V segment is created at
-//! `Key::PRIVATE` and marked for removal at once; child processes (this
-//! binary run again with [`CHILD_ENV`] set) attach it by id, and die with
-//! their parent (`PR_SET_PDEATHSIG`). Files (mmap-sync's, shared_memory's
+//! `Key::PRIVATE` and marked for removal at once (`IPC_RMID` alone, which
+//! leaves stores working), except the cells processes wait on, which a
+//! removal would wake for good: those are removed when their measurement
+//! ends, on a panic too. Child processes (this binary run again with
+//! [`CHILD_ENV`] set) attach segments by id, and die with their parent
+//! (`PR_SET_PDEATHSIG`). Files (mmap-sync's, shared_memory's
 //! flinks, the socket) live in a fresh directory in `/dev/shm` (tmpfs), removed
 //! at the end, on a panic too; shared_memory's POSIX objects are unlinked as
 //! soon as every process has them open.

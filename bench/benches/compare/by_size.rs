@@ -15,6 +15,7 @@ use crate::ctl::{ChildResult, Ctl, Hammer, WriterWindow, hammer_loop, spawn};
 use crate::floors::bench_floor_ipc;
 use crate::peers::{ShmHammer, ShmRawSync, UdsEcho};
 use crate::value::{Bytes, private_cell, waited_cell};
+use crate::wake::bench_wake;
 use crate::{Ctx, POLL, SIZES, SPIN_CHECK, STOP};
 
 /// How long a hammer child's stores are counted alone, right after it
@@ -154,6 +155,15 @@ pub fn bench_size<const N: usize>(c: &mut Criterion, ctx: &Ctx, name: &str) -> W
             let p = echo.get_or_insert_with(|| CellEcho::start(spin));
             b.iter_custom(|iters| p.round_trips(iters) / 2);
         });
+    }
+    if name == SIZES[0] {
+        // The async and descriptor wake-ups, right after the
+        // `wait_for_change` row they are compared with; then this size's
+        // group goes on.
+        g.finish();
+        bench_wake(c, ctx);
+        g = c.benchmark_group(format!("{name}_ipc"));
+        ctx.ipc(&mut g);
     }
     // The writer's count is read when the reader starts and each time
     // criterion's closure returns: the window covers all the time the

@@ -21,6 +21,12 @@
 //!   and while each reader ran; store→observed latency in another process,
 //!   both sides spinning on `version()`, and both sides in `wait_for_change`
 //!   (ping-pongs, half a round trip).
+//! - waking (`wake.rs`), for a 64 B cell, right after the `wait_for_change`
+//!   row: a store waking a tokio task in `changed(since).await` or in a
+//!   `changes()` stream, or making a `Subscription`'s descriptor readable
+//!   to `epoll_wait` (ping-pongs, half a round trip); and one store waking
+//!   1, 10 and 100 tokio tasks of another process, timed to the last one
+//!   woken (one way, on the monotonic clock).
 //! - `SharedRegion` (the value shape of `bench/benches/region.rs`: a name, a
 //!   `Vec<u64>` and eight string labels, archives of about 1 KiB, 64 KiB and
 //!   1 MiB): `read` of a version already validated, the first `read` of a new
@@ -65,6 +71,7 @@ mod report;
 mod roles;
 mod scaling;
 mod value;
+mod wake;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};

@@ -10,6 +10,7 @@ use crate::common::report::{fmt_opt_ns, median_ns, ratio};
 use crate::common::values::REGION_SIZES;
 use crate::machine::{Machine, busy_processes, list_or_none, load_average};
 use crate::scaling::Scale;
+use crate::wake::FANOUT;
 use crate::{SIZES, WRITER_RATE};
 
 /// Criterion's medians of this run.
@@ -283,8 +284,90 @@ pub fn report(
         ],
     );
 
-    writeln!(w, "### Ratios by value size\n").expect("write to a String");
     let futex = r.get("floor_ipc", "futex_wake");
+    let wait = sized("cell_observe_wait")[0];
+    let woke = |id: &str| r.get("wake", id);
+    let changed = woke("async_changed");
+    writeln!(
+        w,
+        "### Store → waiter woken in another process (64 B, one way)\n"
+    )
+    .expect("write to a String");
+    let rows: Vec<Vec<String>> = [
+        ("shared futex wake between two processes (floor)", futex),
+        ("`SharedCell` store → `wait_for_change` returns", wait),
+        (
+            "store → tokio task in `changed(since).await` returns",
+            changed,
+        ),
+        (
+            "store → tokio task in a `changes()` stream's `changed().await` returns",
+            woke("async_stream"),
+        ),
+        (
+            "store → `Subscription` descriptor readable (`epoll_wait`, then `changes()`)",
+            woke("fd_epoll"),
+        ),
+    ]
+    .iter()
+    .map(|(label, ns)| vec![(*label).to_owned(), fmt_ns(*ns)])
+    .collect();
+    table(w, &["ping-pong, round trip / 2", "median"], &rows);
+    let fanout = |kind: &str| -> Vec<Option<f64>> {
+        FANOUT
+            .iter()
+            .map(|n| woke(&format!("{kind}_last_of_{n}")))
+            .collect()
+    };
+    let tasks = fanout("async");
+    let fanout_header: Vec<String> = std::iter::once("one store, N waiters".to_owned())
+        .chain(FANOUT.iter().map(|n| format!("N = {n}")))
+        .collect();
+    let fanout_header: Vec<&str> = fanout_header.iter().map(String::as_str).collect();
+    table(
+        w,
+        &fanout_header,
+        &[
+            ns_row(
+                "store → the last of N tokio tasks in `changed(since).await` woken",
+                &tasks,
+            ),
+            ratio_row("tokio tasks / one tokio task", &tasks, &[tasks[0]; 3]),
+        ],
+    );
+    table(
+        w,
+        &["ratio", ""],
+        &[
+            vec![
+                "`changed(since).await` / `wait_for_change`".into(),
+                fmt_ratio(ratio(changed, wait)),
+            ],
+            vec![
+                "`changes()` stream / `wait_for_change`".into(),
+                fmt_ratio(ratio(woke("async_stream"), wait)),
+            ],
+            vec![
+                "descriptor (`epoll_wait`) / `wait_for_change`".into(),
+                fmt_ratio(ratio(woke("fd_epoll"), wait)),
+            ],
+            vec![
+                "`changed(since).await` / futex wake".into(),
+                fmt_ratio(ratio(changed, futex)),
+            ],
+        ],
+    );
+    writeln!(
+        w,
+        "The first table's rows are ping-pongs (half a round trip, both sides \
+         waiting the same way, as `wait_for_change` above); the second's are \
+         one way, timed from just before the store (or `notify`) to the time \
+         the last waiter woke, on the monotonic clock both processes read. \
+         The tokio tasks run on one current-thread runtime.\n"
+    )
+    .expect("write to a String");
+
+    writeln!(w, "### Ratios by value size\n").expect("write to a String");
     let line = r.get("floor_ipc", "cacheline");
     let rows = vec![
         ratio_row(
@@ -521,7 +604,16 @@ pub fn report(
         },
         Target {
             what: "store→wake / bare futex wake (64 B, one way)".into(),
-            value: ratio(sized("cell_observe_wait")[0], futex),
+            value: ratio(wait, futex),
+            max: 1.5,
+            strict: false,
+            unit_ns: false,
+        },
+        Target {
+            what: "store→async task (`changed(since).await`) / store→`wait_for_change` \
+                   (64 B, one way)"
+                .into(),
+            value: ratio(changed, wait),
             max: 1.5,
             strict: false,
             unit_ns: false,

@@ -26,7 +26,9 @@
 //!   `changes()` stream, or making a `Subscription`'s descriptor readable
 //!   to `epoll_wait` (ping-pongs, half a round trip); and one store waking
 //!   1, 10 and 100 tokio tasks of another process, timed to the last one
-//!   woken (one way, on the monotonic clock).
+//!   woken (one way, on the monotonic clock); next to them, iceoryx2's
+//!   events (`iox.rs`): a notifier waking a listener (ping-pong), and one
+//!   `notify` waking the last of 1, 10 and 100 listeners of another process.
 //! - `SharedRegion` (the value shape of `bench/benches/region.rs`: a name, a
 //!   `Vec<u64>` and eight string labels, archives of about 1 KiB, 64 KiB and
 //!   1 MiB): `read` of a version already validated, the first `read` of a new
@@ -64,6 +66,7 @@ mod common;
 mod by_size;
 mod ctl;
 mod floors;
+mod iox;
 mod machine;
 mod peers;
 mod region;

@@ -308,6 +308,10 @@ pub fn report(
             "store → `Subscription` descriptor readable (`epoll_wait`, then `changes()`)",
             woke("fd_epoll"),
         ),
+        (
+            "iceoryx2 event: `notify` → listener `timed_wait` returns (no value)",
+            woke("iceoryx2_event"),
+        ),
     ]
     .iter()
     .map(|(label, ns)| vec![(*label).to_owned(), fmt_ns(*ns)])
@@ -319,7 +323,7 @@ pub fn report(
             .map(|n| woke(&format!("{kind}_last_of_{n}")))
             .collect()
     };
-    let tasks = fanout("async");
+    let (tasks, listeners) = (fanout("async"), fanout("iceoryx2"));
     let fanout_header: Vec<String> = std::iter::once("one store, N waiters".to_owned())
         .chain(FANOUT.iter().map(|n| format!("N = {n}")))
         .collect();
@@ -332,6 +336,11 @@ pub fn report(
                 "store → the last of N tokio tasks in `changed(since).await` woken",
                 &tasks,
             ),
+            ns_row(
+                "iceoryx2 `notify` → the last of N listeners woken",
+                &listeners,
+            ),
+            ratio_row("tokio tasks / iceoryx2 listeners", &tasks, &listeners),
             ratio_row("tokio tasks / one tokio task", &tasks, &[tasks[0]; 3]),
         ],
     );
@@ -355,6 +364,14 @@ pub fn report(
                 "`changed(since).await` / futex wake".into(),
                 fmt_ratio(ratio(changed, futex)),
             ],
+            vec![
+                "`changed(since).await` / iceoryx2 event".into(),
+                fmt_ratio(ratio(changed, woke("iceoryx2_event"))),
+            ],
+            vec![
+                "`changes()` stream / iceoryx2 event".into(),
+                fmt_ratio(ratio(woke("async_stream"), woke("iceoryx2_event"))),
+            ],
         ],
     );
     writeln!(
@@ -363,7 +380,8 @@ pub fn report(
          waiting the same way, as `wait_for_change` above); the second's are \
          one way, timed from just before the store (or `notify`) to the time \
          the last waiter woke, on the monotonic clock both processes read. \
-         The tokio tasks run on one current-thread runtime.\n"
+         The tokio tasks run on one current-thread runtime; the iceoryx2 \
+         listeners are waited on by one thread with epoll.\n"
     )
     .expect("write to a String");
 

@@ -4,7 +4,8 @@
 //! stream, or making a `Subscription`'s descriptor readable to `epoll_wait`
 //! (ping-pongs, half a round trip, as `cell_observe_wait`); and one store
 //! reaching the last of N tokio tasks of another process (one way, timed
-//! with the monotonic clock both processes read).
+//! with the monotonic clock both processes read). iceoryx2's events,
+//! measured the same ways, run in the same group (`iox.rs`).
 
 use std::future::{Future, poll_fn};
 use std::io;
@@ -22,6 +23,7 @@ use tokio::runtime::Runtime;
 use crate::common::child::{Peer, parent_gone};
 use crate::common::sys::{futex_wait, futex_wake};
 use crate::ctl::{ARMED, ChildResult, Ctl, LAST_WOKEN, READY, ROUNDS_DONE, WOKEN, spawn};
+use crate::iox::{IoxEcho, IoxSource, iox_fanout};
 use crate::value::{Bytes, waited_cell};
 use crate::{Ctx, POLL, STOP};
 
@@ -45,6 +47,13 @@ pub fn bench_wake(c: &mut Criterion, ctx: &Ctx) {
             b.iter_custom(|iters| p.round_trips(iters) / 2);
         });
     }
+    {
+        let mut echo: Option<IoxEcho> = None;
+        g.bench_function("iceoryx2_event", |b| {
+            let p = echo.get_or_insert_with(IoxEcho::start);
+            b.iter_custom(|iters| p.round_trips(iters) / 2);
+        });
+    }
     // Each store here is followed by untimed work (every waiter waits
     // again): half the measurement time keeps the wall time near the
     // ping-pongs'.
@@ -53,6 +62,11 @@ pub fn bench_wake(c: &mut Criterion, ctx: &Ctx) {
         let mut fanout: Option<Fanout<Cell>> = None;
         g.bench_function(format!("async_last_of_{tasks}"), |b| {
             let p = fanout.get_or_insert_with(|| cell_fanout(tasks));
+            b.iter_custom(|iters| p.last_woken(iters));
+        });
+        let mut fanout: Option<Fanout<IoxSource>> = None;
+        g.bench_function(format!("iceoryx2_last_of_{tasks}"), |b| {
+            let p = fanout.get_or_insert_with(|| iox_fanout(tasks));
             b.iter_custom(|iters| p.last_woken(iters));
         });
     }

@@ -599,8 +599,9 @@ pub fn report(
     let (reads, first_ns) = (regional("read"), regional("read")[0]);
     let mut targets = vec![
         Target {
-            what: "`load` / plain 64-byte copy, word by word (volatile, as `benches/cell.rs`)"
-                .into(),
+            what:
+                "`load` / plain 64-byte copy, word by word (volatile, as `bench/benches/cell.rs`)"
+                    .into(),
             value: ratio(sized("cell_load")[0], sized("floor_copy_words")[0]),
             max: 2.0,
             strict: false,

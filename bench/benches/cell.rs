@@ -20,12 +20,11 @@
 //! back and printed as a Markdown table of ours / floor ratios, with the
 //! targets: load within 2x, store within 2x, store→wake within 1.5x.
 //!
-//! Every segment is marked for removal as soon as both processes have it
-//! attached, so none outlives the run. The floors' segments are private and
-//! reached by id; `SharedCell` can only be opened by key, so the wake
-//! benchmark creates its cells at fresh keys, waits for the child to open
-//! them, then removes them (and removes them on drop should a panic come
-//! first).
+//! Every segment but the wake benchmark's cells is marked for removal at
+//! once (a bare `IPC_RMID`, which leaves stores working), so none outlives
+//! the run. The wake benchmark creates its cells at fresh keys and removes
+//! them when it ends, on a panic too, once the child is gone: a waiter on a
+//! removed cell returns `Error::Removed`, so they cannot go earlier.
 //!
 //! ```text
 //! cargo bench -p shmstore-bench --bench cell
@@ -40,7 +39,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use common::child::{FUTEX_STOP, Peer, exit_if_child, futex_echo, futex_round_trips, parent_gone};
 use common::report::{criterion_dir, fmt_opt_ns, judge, median_ns, ratio};
-use common::sys::{DATA_AT, PAGE, RobustMutexSeg, futex_wait, futex_wake, private_segment};
+use common::sys::{
+    DATA_AT, PAGE, RobustMutexSeg, futex_wait, futex_wake, private_segment, unlink_segment,
+};
 use criterion::{Bencher, Criterion};
 use shmstore::{Error, Key, Segment, SharedCell};
 
@@ -118,7 +119,7 @@ fn word(seg: &Segment, offset: usize) -> &AtomicU32 {
 
 fn bench_load(c: &mut Criterion) {
     let cell = SharedCell::create(Key::PRIVATE, [7u64; 8]).expect("create a cell");
-    cell.remove().expect("mark the cell for removal");
+    unlink_segment(cell.id());
     let seg = private_segment(PAGE);
     let src = seg.as_ptr().wrapping_add(DATA_AT).cast::<Value>();
     // SAFETY: DATA_AT + 64 lies inside the page, 64-aligned; only this thread
@@ -138,7 +139,7 @@ fn bench_load(c: &mut Criterion) {
 
 fn bench_store(c: &mut Criterion) {
     let cell = SharedCell::create(Key::PRIVATE, [0u64; 8]).expect("create a cell");
-    cell.remove().expect("mark the cell for removal");
+    unlink_segment(cell.id());
     let floor = RobustMutexSeg::new(size_of::<Value>());
 
     let mut g = c.benchmark_group("store");
@@ -229,9 +230,6 @@ impl CellPingPong {
             }
             child.check();
         }
-        // Both processes are attached: the keys can go now.
-        a.remove().expect("remove A");
-        b.remove().expect("remove B");
         CellPingPong {
             child,
             a,

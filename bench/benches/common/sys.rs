@@ -33,6 +33,16 @@ pub fn private_segment(size: usize) -> Segment {
     seg
 }
 
+/// `IPC_RMID` of the segment `id` and nothing else: it goes with its last
+/// detach, and children can still attach it by id. A handle's `remove()`
+/// also marks the object removed, after which its stores and publishes
+/// return `Error::Removed`; this leaves them working.
+pub fn unlink_segment(id: i32) {
+    Segment::attach_id(id)
+        .and_then(|seg| seg.remove())
+        .expect("mark the segment for removal");
+}
+
 /// `FUTEX_WAIT` (shared, not private) while `word` holds `expected`, at most
 /// `timeout`. Returns on a wake, a signal, a timeout or a changed word.
 pub fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) {

@@ -15,6 +15,8 @@ use rkyv::rancor;
 use rkyv::util::AlignedVec;
 use shmstore::{Key, SharedRegion};
 
+use super::sys::unlink_segment;
+
 pub use v07::Config07;
 
 /// The archive sizes aimed at, and their names in the results.
@@ -109,11 +111,12 @@ pub fn region_values() -> Vec<(&'static str, Config, Config07)> {
         .collect()
 }
 
-/// A region holding one published `value`, already marked for removal.
+/// A region holding one published `value`, its segment already marked for
+/// removal ([`unlink_segment`]: publishes go on).
 pub fn region_with(value: &Config) -> SharedRegion<Config> {
     let capacity = archive_len(value) + 4096;
     let region = SharedRegion::<Config>::create(Key::PRIVATE, capacity).expect("create a region");
-    region.remove().expect("mark the region for removal");
+    unlink_segment(region.id());
     region.publish(value).expect("publish");
     region
 }

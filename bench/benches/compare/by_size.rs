@@ -14,7 +14,8 @@ use crate::common::sys::{DATA_AT, RobustMutexSeg, private_segment};
 use crate::ctl::{ChildResult, Ctl, Hammer, WriterWindow, hammer_loop, spawn};
 use crate::floors::bench_floor_ipc;
 use crate::peers::{ShmHammer, ShmRawSync, UdsEcho};
-use crate::value::{Bytes, private_cell};
+use crate::value::{Bytes, private_cell, waited_cell};
+use crate::wake::bench_wake;
 use crate::{Ctx, POLL, SIZES, SPIN_CHECK, STOP};
 
 /// How long a hammer child's stores are counted alone, right after it
@@ -155,6 +156,15 @@ pub fn bench_size<const N: usize>(c: &mut Criterion, ctx: &Ctx, name: &str) -> W
             b.iter_custom(|iters| p.round_trips(iters) / 2);
         });
     }
+    if name == SIZES[0] {
+        // The async and descriptor wake-ups, right after the
+        // `wait_for_change` row they are compared with; then this size's
+        // group goes on.
+        g.finish();
+        bench_wake(c, ctx);
+        g = c.benchmark_group(format!("{name}_ipc"));
+        ctx.ipc(&mut g);
+    }
     // The writer's count is read when the reader starts and each time
     // criterion's closure returns: the window covers all the time the
     // reader looped (warm-up and samples).
@@ -260,19 +270,21 @@ pub fn cell_hammer<const N: usize>(ctl: i32, cell: i32) -> ChildResult {
 /// value of A into B; both sides spin on `version()` or sleep in
 /// `wait_for_change`.
 struct CellEcho<const N: usize> {
+    /// Declared first: the child has exited before the cells are removed.
+    peer: Peer,
     a: SharedCell<Bytes<N>>,
     b: SharedCell<Bytes<N>>,
     spin: bool,
     b_seen: u64,
     n: u64,
     value: Box<Bytes<N>>,
-    peer: Peer,
 }
 
 impl<const N: usize> CellEcho<N> {
     fn start(spin: bool) -> Self {
-        let a = private_cell(Bytes::<N>::pattern(0));
-        let b = private_cell(Bytes::<N>::pattern(0));
+        let cell = if spin { private_cell } else { waited_cell };
+        let a = cell(Bytes::<N>::pattern(0));
+        let b = cell(Bytes::<N>::pattern(0));
         let peer = spawn(
             "cell_echo",
             &[N as i64, spin.into(), a.id().into(), b.id().into()],

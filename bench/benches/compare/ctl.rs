@@ -36,6 +36,13 @@ pub const WORD_B: usize = 4;
 /// hammers), published with relaxed stores.
 pub const WRITER_COUNT: usize = 5;
 pub const READER_COUNT: usize = 8;
+/// The fan-out rows (`wake.rs`): how many waits the tasks have entered, how
+/// many wake-ups they have had, how many rounds are complete (futex words),
+/// and the latest time a task woke (nanoseconds, `CLOCK_MONOTONIC`).
+pub const ARMED: usize = 16;
+pub const WOKEN: usize = 17;
+pub const ROUNDS_DONE: usize = 18;
+pub const LAST_WOKEN: usize = 19;
 
 /// How many stores a hammer child makes between two updates of its count in
 /// [`WRITER_COUNT`].

@@ -21,6 +21,14 @@
 //!   and while each reader ran; store→observed latency in another process,
 //!   both sides spinning on `version()`, and both sides in `wait_for_change`
 //!   (ping-pongs, half a round trip).
+//! - waking (`wake.rs`), for a 64 B cell, right after the `wait_for_change`
+//!   row: a store waking a tokio task in `changed(since).await` or in a
+//!   `changes()` stream, or making a `Subscription`'s descriptor readable
+//!   to `epoll_wait` (ping-pongs, half a round trip); and one store waking
+//!   1, 10 and 100 tokio tasks of another process, timed to the last one
+//!   woken (one way, on the monotonic clock); next to them, iceoryx2's
+//!   events (`iox.rs`): a notifier waking a listener (ping-pong), and one
+//!   `notify` waking the last of 1, 10 and 100 listeners of another process.
 //! - `SharedRegion` (the value shape of `bench/benches/region.rs`: a name, a
 //!   `Vec<u64>` and eight string labels, archives of about 1 KiB, 64 KiB and
 //!   1 MiB): `read` of a version already validated, the first `read` of a new
@@ -42,9 +50,12 @@
 //! `generated` markers, with the machine's CPU, core count, kernel and date.
 //!
 //! Nothing outlives the run. Every System V segment is created at
-//! `Key::PRIVATE` and marked for removal at once; child processes (this
-//! binary run again with [`CHILD_ENV`] set) attach it by id, and die with
-//! their parent (`PR_SET_PDEATHSIG`). Files (mmap-sync's, shared_memory's
+//! `Key::PRIVATE` and marked for removal at once (`IPC_RMID` alone, which
+//! leaves stores working), except the cells processes wait on, which a
+//! removal would wake for good: those are removed when their measurement
+//! ends, on a panic too. Child processes (this binary run again with
+//! [`CHILD_ENV`] set) attach segments by id, and die with their parent
+//! (`PR_SET_PDEATHSIG`). Files (mmap-sync's, shared_memory's
 //! flinks, the socket) live in a fresh directory in `/dev/shm` (tmpfs), removed
 //! at the end, on a panic too; shared_memory's POSIX objects are unlinked as
 //! soon as every process has them open.
@@ -55,6 +66,7 @@ mod common;
 mod by_size;
 mod ctl;
 mod floors;
+mod iox;
 mod machine;
 mod peers;
 mod region;
@@ -62,6 +74,7 @@ mod report;
 mod roles;
 mod scaling;
 mod value;
+mod wake;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};

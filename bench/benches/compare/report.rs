@@ -10,6 +10,7 @@ use crate::common::report::{fmt_opt_ns, median_ns, ratio};
 use crate::common::values::REGION_SIZES;
 use crate::machine::{Machine, busy_processes, list_or_none, load_average};
 use crate::scaling::Scale;
+use crate::wake::FANOUT;
 use crate::{SIZES, WRITER_RATE};
 
 /// Criterion's medians of this run.
@@ -283,8 +284,108 @@ pub fn report(
         ],
     );
 
-    writeln!(w, "### Ratios by value size\n").expect("write to a String");
     let futex = r.get("floor_ipc", "futex_wake");
+    let wait = sized("cell_observe_wait")[0];
+    let woke = |id: &str| r.get("wake", id);
+    let changed = woke("async_changed");
+    writeln!(
+        w,
+        "### Store → waiter woken in another process (64 B, one way)\n"
+    )
+    .expect("write to a String");
+    let rows: Vec<Vec<String>> = [
+        ("shared futex wake between two processes (floor)", futex),
+        ("`SharedCell` store → `wait_for_change` returns", wait),
+        (
+            "store → tokio task in `changed(since).await` returns",
+            changed,
+        ),
+        (
+            "store → tokio task in a `changes()` stream's `changed().await` returns",
+            woke("async_stream"),
+        ),
+        (
+            "store → `Subscription` descriptor readable (`epoll_wait`, then `changes()`)",
+            woke("fd_epoll"),
+        ),
+        (
+            "iceoryx2 event: `notify` → listener `timed_wait` returns (no value)",
+            woke("iceoryx2_event"),
+        ),
+    ]
+    .iter()
+    .map(|(label, ns)| vec![(*label).to_owned(), fmt_ns(*ns)])
+    .collect();
+    table(w, &["ping-pong, round trip / 2", "median"], &rows);
+    let fanout = |kind: &str| -> Vec<Option<f64>> {
+        FANOUT
+            .iter()
+            .map(|n| woke(&format!("{kind}_last_of_{n}")))
+            .collect()
+    };
+    let (tasks, listeners) = (fanout("async"), fanout("iceoryx2"));
+    let fanout_header: Vec<String> = std::iter::once("one store, N waiters".to_owned())
+        .chain(FANOUT.iter().map(|n| format!("N = {n}")))
+        .collect();
+    let fanout_header: Vec<&str> = fanout_header.iter().map(String::as_str).collect();
+    table(
+        w,
+        &fanout_header,
+        &[
+            ns_row(
+                "store → the last of N tokio tasks in `changed(since).await` woken",
+                &tasks,
+            ),
+            ns_row(
+                "iceoryx2 `notify` → the last of N listeners woken",
+                &listeners,
+            ),
+            ratio_row("tokio tasks / iceoryx2 listeners", &tasks, &listeners),
+            ratio_row("tokio tasks / one tokio task", &tasks, &[tasks[0]; 3]),
+        ],
+    );
+    table(
+        w,
+        &["ratio", ""],
+        &[
+            vec![
+                "`changed(since).await` / `wait_for_change`".into(),
+                fmt_ratio(ratio(changed, wait)),
+            ],
+            vec![
+                "`changes()` stream / `wait_for_change`".into(),
+                fmt_ratio(ratio(woke("async_stream"), wait)),
+            ],
+            vec![
+                "descriptor (`epoll_wait`) / `wait_for_change`".into(),
+                fmt_ratio(ratio(woke("fd_epoll"), wait)),
+            ],
+            vec![
+                "`changed(since).await` / futex wake".into(),
+                fmt_ratio(ratio(changed, futex)),
+            ],
+            vec![
+                "`changed(since).await` / iceoryx2 event".into(),
+                fmt_ratio(ratio(changed, woke("iceoryx2_event"))),
+            ],
+            vec![
+                "`changes()` stream / iceoryx2 event".into(),
+                fmt_ratio(ratio(woke("async_stream"), woke("iceoryx2_event"))),
+            ],
+        ],
+    );
+    writeln!(
+        w,
+        "The first table's rows are ping-pongs (half a round trip, both sides \
+         waiting the same way, as `wait_for_change` above); the second's are \
+         one way, timed from just before the store (or `notify`) to the time \
+         the last waiter woke, on the monotonic clock both processes read. \
+         The tokio tasks run on one current-thread runtime; the iceoryx2 \
+         listeners are waited on by one thread with epoll.\n"
+    )
+    .expect("write to a String");
+
+    writeln!(w, "### Ratios by value size\n").expect("write to a String");
     let line = r.get("floor_ipc", "cacheline");
     let rows = vec![
         ratio_row(
@@ -498,8 +599,9 @@ pub fn report(
     let (reads, first_ns) = (regional("read"), regional("read")[0]);
     let mut targets = vec![
         Target {
-            what: "`load` / plain 64-byte copy, word by word (volatile, as `benches/cell.rs`)"
-                .into(),
+            what:
+                "`load` / plain 64-byte copy, word by word (volatile, as `bench/benches/cell.rs`)"
+                    .into(),
             value: ratio(sized("cell_load")[0], sized("floor_copy_words")[0]),
             max: 2.0,
             strict: false,
@@ -521,7 +623,16 @@ pub fn report(
         },
         Target {
             what: "store→wake / bare futex wake (64 B, one way)".into(),
-            value: ratio(sized("cell_observe_wait")[0], futex),
+            value: ratio(wait, futex),
+            max: 1.5,
+            strict: false,
+            unit_ns: false,
+        },
+        Target {
+            what: "store→async task (`changed(since).await`) / store→`wait_for_change` \
+                   (64 B, one way)"
+                .into(),
+            value: ratio(changed, wait),
             max: 1.5,
             strict: false,
             unit_ns: false,

@@ -7,8 +7,10 @@ use crate::CHILD_PATH_ENV;
 use crate::by_size::{cell_echo, cell_hammer};
 use crate::common::child::parent_gone;
 use crate::floors::{futex_child, spin_child};
+use crate::iox::{iox_echo, iox_fanout_child};
 use crate::peers::{shm_hammer, uds_echo};
 use crate::scaling::{scale_reader, scale_writer};
+use crate::wake::{wake_echo, wake_fanout};
 
 /// The body of a child process, `spec` being what `ctl::spawn` set in
 /// [`CHILD_ENV`].
@@ -49,6 +51,10 @@ pub fn child_main(spec: &str) -> Result<(), Box<dyn std::error::Error>> {
         "uds_echo" => sized!(arg(0)?, uds_echo(&path()?)),
         "scale_reader" => scale_reader(arg(0)?, arg(1)?, arg(2)? as usize),
         "scale_writer" => scale_writer(arg(0)?, arg(1)?),
+        "wake_echo" => wake_echo(parent, arg(0)?, arg(1)?, arg(2)?),
+        "wake_fanout" => wake_fanout(arg(0)?, arg(1)?, arg(2)?),
+        "iox_echo" => iox_echo(parent, arg(0)?),
+        "iox_fanout" => iox_fanout_child(parent, arg(0)?, arg(1)?),
         _ => Err(format!("unknown role {role:?}").into()),
     }
 }

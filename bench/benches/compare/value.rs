@@ -4,6 +4,8 @@
 use bytemuck::{Pod, Zeroable};
 use shmstore::{Key, SharedCell};
 
+use crate::common::sys::unlink_segment;
+
 /// `N` bytes of plain data, the value every cell-like store carries.
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -55,9 +57,21 @@ impl<Ctx, const N: usize> bincode::Decode<Ctx> for Bytes<N> {
     }
 }
 
-/// A cell at `Key::PRIVATE`, already marked for removal.
+/// A cell at `Key::PRIVATE`, its segment already marked for removal
+/// ([`unlink_segment`]: stores go on). Nobody may wait on it: a wait on a
+/// removed cell returns `Error::Removed`.
 pub fn private_cell<const N: usize>(initial: Bytes<N>) -> SharedCell<Bytes<N>> {
     let cell = SharedCell::create(Key::PRIVATE, initial).expect("create a cell");
-    cell.remove().expect("mark the cell for removal");
+    unlink_segment(cell.id());
     cell
+}
+
+/// A cell at `Key::PRIVATE` that processes wait on: removed when this
+/// handle is dropped, not before, since waiters return `Error::Removed`
+/// for a removed cell. Drop the children first, so that none is waiting.
+pub fn waited_cell<const N: usize>(initial: Bytes<N>) -> SharedCell<Bytes<N>> {
+    SharedCell::creator()
+        .remove_on_drop(true)
+        .create(Key::PRIVATE, initial)
+        .expect("create a cell")
 }

@@ -2,10 +2,11 @@
 //! publishes one, with no thread of their own, and stop cleanly when the
 //! supervisor removes it.
 //!
-//! The recipe: each task loops on `region.changed(seen).await`, which
-//! returns the new version (or `Error::Removed` once the object is gone),
-//! then takes what it needs out of the region inside a block, so that no
-//! `RegionRef` (which is not `Send`) is held across an `.await`:
+//! The recipe: each task keeps a `region.changes()` stream and loops on
+//! its `changed().await`, which returns the new version (or
+//! `Error::Removed` once the object is gone), then takes what it needs out
+//! of the region inside a block, so that no `RegionRef` (which is not
+//! `Send`) is held across an `.await`:
 //!
 //! ```text
 //! let config = { region.read()?.deserialize()? };
@@ -98,12 +99,15 @@ fn service(name: &str) -> Res<()> {
     })
 }
 
-/// One task: apply every configuration it sees, until the object is
-/// removed.
+/// One task: apply the configuration now, then every one it is told of,
+/// until the object is removed.
 async fn reload(task: usize, region: Arc<RegionReader<Config>>) -> Res<()> {
-    let mut seen = 0;
+    // The stream's first `changed()` waits for a version other than the
+    // one now, which the loop applies first.
+    let mut changes = region.changes()?;
+    let mut next = Ok(region.version());
     loop {
-        match region.changed(seen).await {
+        match next {
             Ok(_) => {
                 // The guard stays inside this block: what crosses the next
                 // `.await` is the owned `Config`.
@@ -111,7 +115,6 @@ async fn reload(task: usize, region: Arc<RegionReader<Config>>) -> Res<()> {
                     let r = region.read()?;
                     (r.version(), r.deserialize()?)
                 };
-                seen = version;
                 println!(
                     "task {task}: applied version {version}, generation {} ({:?}, {} workers)",
                     config.generation,
@@ -125,6 +128,7 @@ async fn reload(task: usize, region: Arc<RegionReader<Config>>) -> Res<()> {
             }
             Err(e) => return Err(e.into()),
         }
+        next = changes.changed().await;
     }
 }
 

@@ -104,6 +104,11 @@ impl<T: bytemuck::Pod, A: Access> SharedCell<T, A> {
     /// blocking the thread: `Err(Error::Removed)` once the cell is removed.
     /// Cancel-safe. Wrap it in `tokio::time::timeout` for a deadline.
     /// Needs a tokio runtime with I/O enabled.
+    ///
+    /// Each call that must wait subscribes afresh; where no other
+    /// subscription is open in the process, that starts the watcher thread
+    /// and joins it on return (tens of microseconds). A task that waits in
+    /// a loop keeps a [`changes`](Self::changes) stream instead.
     pub async fn changed(&self, since: u64) -> Result<u64> {
         let now = self.version();
         if now != since {
@@ -127,6 +132,11 @@ impl<T: rkyv::Archive, A: Access> SharedRegion<T, A> {
     /// `Send`, so do not hold one across this `.await` in a spawned task:
     /// read, copy out what you need, drop the guard, then await.
     /// Needs a tokio runtime with I/O enabled.
+    ///
+    /// Each call that must wait subscribes afresh; where no other
+    /// subscription is open in the process, that starts the watcher thread
+    /// and joins it on return (tens of microseconds). A task that waits in
+    /// a loop keeps a [`changes`](Self::changes) stream instead.
     pub async fn changed(&self, since: u64) -> Result<u64> {
         let now = self.version();
         if now != since {

@@ -1,7 +1,8 @@
 //! Watching objects from an event loop (`shmstore::watch`): a subscription's
 //! descriptor and async `changed()` learn of stores and publishes made in
 //! other processes, read-write and read-only, of removal (through shmstore
-//! and by `ipcrm`), of a writer killed between its commit and its wake;
+//! and by `ipcrm`, and behind a new version), of a writer killed between
+//! its commit and its wake;
 //! 1000 tasks on 100 objects all wake; a dropped wait and the last dropped
 //! subscription leave no thread, descriptor or attachment; a forked child
 //! cannot use its parent's subscription but makes its own; the watcher
@@ -499,4 +500,48 @@ fn a_watcher_killed_or_stopped_before_it_sleeps() {
     kid.expect("watching");
     assert_eq!(kid.expect("seen"), "3");
     assert!(kid.wait().success());
+}
+
+/// Whether the subscription's descriptor is readable within `wait`.
+fn readable_within(sub: &Subscription, wait: Duration) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: sub.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for the call.
+    unsafe { libc::poll(&mut pfd, 1, wait.as_millis() as i32) == 1 }
+}
+
+/// A store and then a removal, both before the loop looks: `changes()`
+/// reports the version first, and the descriptor must stay readable until
+/// the removal is reported too, or an event loop that calls `changes()`
+/// only when it is readable never hears of the removal.
+#[test]
+fn a_removal_behind_a_new_version_is_still_reported() {
+    let _one = one_at_a_time();
+    let key = unique_key();
+    let (cell, _g) = cell_at(key);
+    let mut sub = Subscription::new().unwrap();
+    let token = sub.add(&cell).unwrap();
+    cell.store(1).unwrap();
+    cell.remove().unwrap();
+    assert!(readable(&sub), "neither made the descriptor readable");
+    // The watcher's passes for both have run (the removal wakes it).
+    std::thread::sleep(Duration::from_millis(300));
+    let mut seen = Vec::new();
+    while readable_within(&sub, Duration::from_secs(2)) {
+        for change in sub.changes().unwrap() {
+            assert_eq!(change.token, token);
+            seen.push(
+                change
+                    .version
+                    .map_err(|e| matches!(e, Error::Removed { .. })),
+            );
+        }
+        if seen.len() >= 2 {
+            break;
+        }
+    }
+    assert_eq!(seen, [Ok(1), Err(true)], "the version, then the removal");
 }

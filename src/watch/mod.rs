@@ -36,7 +36,9 @@
 //!    `seen` to it (and the object's `gone`), then signal every inbox on
 //!    the slot.
 //! 4. **changes()**: drain the eventfd, then for each object compare the
-//!    version to the one last reported.
+//!    version to the one last reported; one that moved and is also removed
+//!    signals the eventfd again, so that the removal, reported by the next
+//!    call, is not left to a signal already drained.
 //!
 //! **No change is lost.** Take a commit of version `v` on object `O`, and
 //! a subscription `S` on `O` whose last report (or baseline) `b` read
@@ -298,7 +300,10 @@ impl Subscription {
     /// Without blocking: clear the descriptor's readiness, and return each
     /// object whose version differs from the one last reported (with the
     /// version now), and each object removed since (once, as
-    /// `Err(Error::Removed)`). Empty if nothing changed.
+    /// `Err(Error::Removed)`). Empty if nothing changed. An object removed
+    /// after a new version is reported with the version first; the
+    /// descriptor then stays readable, and the next call reports the
+    /// removal.
     pub fn changes(&mut self) -> Result<Vec<Change>> {
         self.same_process()?;
         self.inbox.fd.drain().map_err(|source| Error::Os {
@@ -307,6 +312,7 @@ impl Subscription {
             source,
         })?;
         let mut out = Vec::new();
+        let mut removal_left = false;
         for (token, entry) in self.entries.iter_mut().enumerate() {
             if entry.removal_reported {
                 continue;
@@ -318,6 +324,9 @@ impl Subscription {
                     token,
                     version: Ok(version),
                 });
+                // The removal, if any, is for the next call; the watcher
+                // signals it once only, and that signal was just drained.
+                removal_left |= entry.object.removed();
             } else if entry.object.removed() {
                 entry.removal_reported = true;
                 out.push(Change {
@@ -327,6 +336,9 @@ impl Subscription {
                     }),
                 });
             }
+        }
+        if removal_left {
+            self.signal()?;
         }
         Ok(out)
     }

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU32;
-use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::Ordering::{AcqRel, Acquire, SeqCst};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -35,17 +35,38 @@ pub struct Inbox {
 }
 
 /// The watcher threads of this process.
-struct Hub {
-    /// The process these groups belong to: in a fork's child, the parent's
-    /// threads are not there, so the child starts afresh.
-    pid: i32,
+pub struct Hub {
     groups: Vec<(Arc<Group>, JoinHandle<()>)>,
 }
 
-static HUB: Mutex<Hub> = Mutex::new(Hub {
-    pid: 0,
-    groups: Vec::new(),
-});
+/// This process's hub, made on first use in each process and found through
+/// a word that reads 0 in the child of every fork (`proc::own_word`): a
+/// child makes its own, whatever its pid, and never touches its parent's,
+/// whose threads are not in the child and whose lock a thread of the parent
+/// may have held when it forked. A hub is never freed, so no later one gets
+/// the address of one a parent left behind: the address tells the process.
+#[allow(unsafe_code)]
+pub fn hub() -> &'static Mutex<Hub> {
+    let word = proc::own_word();
+    let mut found = word.load(Acquire);
+    if found == 0 {
+        let made = Box::new(Mutex::new(Hub { groups: Vec::new() }));
+        let addr = std::ptr::from_ref::<Mutex<Hub>>(&made) as usize;
+        found = match word.compare_exchange(0, addr, AcqRel, Acquire) {
+            Ok(_) => {
+                Box::leak(made);
+                addr
+            }
+            // Another thread of this process made one first.
+            Err(other) => other,
+        };
+    }
+    // SAFETY: a non-zero word holds the address of a hub that a thread of
+    // this process leaked above (in a child the word reads 0 until the
+    // child stores its own): a valid `Mutex<Hub>` for the rest of the
+    // process.
+    unsafe { &*(found as *const Mutex<Hub>) }
+}
 
 /// One watcher thread's objects.
 pub struct Group {
@@ -86,14 +107,7 @@ impl Group {
 /// room, or to a new group with its own thread. Returns the object as the
 /// group keeps it and the group.
 pub fn subscribe(object: Object, inbox: &Arc<Inbox>) -> Result<(Arc<Object>, Arc<Group>)> {
-    let mut hub = HUB.lock();
-    let me = proc::own_pid();
-    if hub.pid != me {
-        // The parent's groups, copied by fork: their threads are not in
-        // this process, and their memory may be in any state. Leave them.
-        std::mem::forget(std::mem::take(&mut hub.groups));
-        hub.pid = me;
-    }
+    let mut hub = hub().lock();
     for (group, _) in &hub.groups {
         let mut state = group.state.lock();
         if let Some(slot) = state
@@ -147,13 +161,10 @@ pub fn subscribe(object: Object, inbox: &Arc<Inbox>) -> Result<(Arc<Object>, Arc
 /// Take `inbox` off `object` in `group`; the object's slot goes with its
 /// last subscription, and the group's thread with its last slot (joined
 /// here, so that no thread and no attachment of it outlive the last
-/// subscription). Nothing in a fork's child, where the group's thread is
-/// not.
+/// subscription). Only in the process that subscribed (the caller makes
+/// sure): in a fork's child the group's thread is not there.
 pub fn unsubscribe(object: &Arc<Object>, group: &Arc<Group>, inbox: &Arc<Inbox>) {
-    let mut hub = HUB.lock();
-    if hub.pid != proc::own_pid() {
-        return;
-    }
+    let mut hub = hub().lock();
     let mut state = group.state.lock();
     if let Some(i) = state
         .slots
@@ -257,10 +268,5 @@ fn deliver(group: &Group) {
 
 /// How many watcher threads this process runs (for the tests).
 pub fn threads() -> usize {
-    let hub = HUB.lock();
-    if hub.pid == proc::own_pid() {
-        hub.groups.len()
-    } else {
-        0
-    }
+    hub().lock().groups.len()
 }

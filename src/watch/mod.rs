@@ -73,7 +73,10 @@
 //! fork's child its methods return [`Error::Forked`] (its watcher thread is
 //! not there, and its eventfd is shared with the parent's). Handles keep
 //! working in the child, and new subscriptions there start the child's own
-//! watcher.
+//! watcher. A process tells its own bookkeeping from a parent's by a word
+//! that reads zero in every fork's child (`proc::own_word`), not by its
+//! pid, which a descendant may get back; and it never takes a parent's
+//! lock, which another thread of the parent may have held at the fork.
 
 mod hub;
 #[cfg(feature = "tokio")]
@@ -88,7 +91,8 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::sync::atomic::{AtomicBool, AtomicU32};
 use std::time::Duration;
 
-use hub::{Group, Inbox};
+use hub::{Group, Hub, Inbox};
+use parking_lot::Mutex;
 
 use crate::cell::SharedCell;
 use crate::error::{Error, Result};
@@ -235,7 +239,10 @@ struct Entry {
 pub struct Subscription {
     inbox: Arc<Inbox>,
     entries: Vec<Entry>,
-    /// The process that made it.
+    /// The hub of the process that made it: a fork's child has its own (a
+    /// pid would not tell, since a descendant may get an ancestor's back).
+    hub: &'static Mutex<Hub>,
+    /// The pid of the process that made it, for `Error::Forked`.
     pid: i32,
 }
 
@@ -251,6 +258,7 @@ impl Subscription {
         Ok(Subscription {
             inbox: Arc::new(Inbox { fd }),
             entries: Vec::new(),
+            hub: hub::hub(),
             pid: proc::own_pid(),
         })
     }
@@ -372,7 +380,7 @@ impl Subscription {
     }
 
     fn same_process(&self) -> Result<()> {
-        if self.pid != proc::own_pid() {
+        if !std::ptr::eq(self.hub, hub::hub()) {
             return Err(Error::Forked { made_in: self.pid });
         }
         Ok(())
@@ -381,6 +389,11 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
+        if self.same_process().is_err() {
+            // A fork's child: the groups and their threads are the
+            // parent's.
+            return;
+        }
         for entry in self.entries.drain(..) {
             hub::unsubscribe(&entry.object, &entry.group, &self.inbox);
         }

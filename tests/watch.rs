@@ -88,6 +88,13 @@ fn child_entry() {
             let changes = sub.wait(Some(LONG)).unwrap();
             report("seen", changes[0].version.as_ref().unwrap());
         }
+        // Try to remove the cell at the key as uid 65534, which may write
+        // it but does not own it.
+        "remove_as_nobody" => {
+            common::drop_to_nobody();
+            let cell = SharedCell::<u64>::open(key_arg(&args, 1)).unwrap();
+            report("removed", cell.remove().is_ok());
+        }
         "fork" => forked(key_arg(&args, 1)),
         "fork_while_subscribing" => fork_while_subscribing(key_arg(&args, 1)),
         "pid_reuse" => pid_reuse(key_arg(&args, 1)),
@@ -732,4 +739,59 @@ fn a_descendant_with_an_ancestors_pid_has_its_own_watcher() {
         return;
     }
     assert_eq!(verdict, "0", "see pid_reuse for the codes");
+}
+
+/// A removal that fails (a user who may write the cell but does not own
+/// it) marks `life`, then takes the mark back: the object lives on. A
+/// watcher that saw the mark must not hold the object for removed from
+/// then on: a subscription made after the mark was taken back is told of
+/// no removal, and is told of the next store.
+#[test]
+#[ignore = "the watcher holds an object it once saw marked for removed for good"]
+fn a_removal_taken_back_leaves_the_object_watched() {
+    if !common::root_or_skip("acting as another user") {
+        return;
+    }
+    let _one = one_at_a_time();
+    let key = unique_key();
+    let (cell, _g) = cell_at(key);
+    cell.set_mode(0o666).unwrap();
+    let mut first = Subscription::new().unwrap();
+    first.add(&cell).unwrap();
+    let mut remover = start_stopped(
+        child(&["remove_as_nobody", &key.raw().to_string()]),
+        "remove.after_mark",
+    );
+    // The mark is there: the first subscription says removed, as
+    // wait_for_change would.
+    assert!(
+        readable(&first),
+        "the mark never made the descriptor readable"
+    );
+    assert!(matches!(
+        first.changes().unwrap()[..],
+        [shmstore::watch::Change {
+            version: Err(Error::Removed { .. }),
+            ..
+        }]
+    ));
+    common::resume(&remover);
+    assert_eq!(remover.expect("removed"), "false", "not the owner");
+    assert!(remover.wait().success());
+    assert!(!cell.is_removed().unwrap(), "the cell lives on");
+
+    let mut second = Subscription::new().unwrap();
+    let token = second.add(&cell).unwrap();
+    let said = second.changes().unwrap();
+    assert!(said.is_empty(), "a live cell reported as {said:?}");
+    cell.store(1).unwrap();
+    assert!(
+        readable_within(&second, Duration::from_secs(2)),
+        "the store never made the descriptor readable"
+    );
+    let said = second.changes().unwrap();
+    assert!(
+        matches!(said[..], [shmstore::watch::Change { token: t, version: Ok(1) }] if t == token),
+        "{said:?}"
+    );
 }

@@ -96,6 +96,7 @@ fn child_entry() {
             report("removed", cell.remove().is_ok());
         }
         "fork" => forked(key_arg(&args, 1)),
+        "fork_and_drop" => fork_and_drop(key_arg(&args, 1)),
         "fork_while_subscribing" => fork_while_subscribing(key_arg(&args, 1)),
         "pid_reuse" => pid_reuse(key_arg(&args, 1)),
         other => panic!("unknown role {other}"),
@@ -193,6 +194,35 @@ fn fork_while_subscribing(key: Key) {
         stop.store(true, Ordering::SeqCst);
     });
     report("hung", hung);
+}
+
+/// Whether this process has the segment at `key` attached
+/// (`/proc/self/maps` names a System V segment `SYSV` and its key).
+fn attached(key: Key) -> bool {
+    let name = format!("/SYSV{:08x}", key.raw());
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .any(|l| l.contains(&name))
+}
+
+/// Subscribe to the cell at `key`, fork, and in the child drop the handle
+/// and the subscription: reports whether the child still has the segment
+/// attached (`child_attached`; the parent's is there, as a check).
+fn fork_and_drop(key: Key) {
+    let cell = SharedCell::<u64>::open(key).unwrap();
+    let mut sub = Subscription::new().unwrap();
+    sub.add(&cell).unwrap();
+    // SAFETY: the child only drops the two values, reads its maps and
+    // ends with `_exit`.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        drop(sub);
+        drop(cell);
+        leave(i32::from(attached(key)));
+    }
+    report("child_attached", exit_code(pid));
+    report("parent_attached", i32::from(attached(key)));
 }
 
 /// Wait for child `pid`; its exit code, or 100 + the signal that ended it.
@@ -794,4 +824,24 @@ fn a_removal_taken_back_leaves_the_object_watched() {
         matches!(said[..], [shmstore::watch::Change { token: t, version: Ok(1) }] if t == token),
         "{said:?}"
     );
+}
+
+/// A fork's child that drops its copy of a handle and of a subscription
+/// keeps nothing attached, as it would if nothing were watched: the
+/// parent's watcher bookkeeping, copied into the child, must not keep the
+/// segment there (it would hold a removed segment's memory for as long as
+/// the child runs).
+#[test]
+#[ignore = "a fork's child keeps every segment its parent watched attached"]
+fn a_forked_child_that_drops_its_handles_keeps_nothing_attached() {
+    let _one = one_at_a_time();
+    let key = unique_key();
+    let (_cell, _g) = cell_at(key);
+    let out = child(&["fork_and_drop", &key.raw().to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let report = |name| common::report_of(&out.stdout, name);
+    assert_eq!(report("parent_attached").as_deref(), Some("1"));
+    assert_eq!(report("child_attached").as_deref(), Some("0"));
 }

@@ -4,7 +4,7 @@
 //! and by `ipcrm`, and behind a new version), of a writer killed between
 //! its commit and its wake; 1000 tasks on 100 objects all wake; a dropped
 //! wait and the last dropped subscription leave no thread, descriptor or
-//! attachment; a forked child cannot use its parent's subscription but
+//! attachment, nor does one dropped beside others; a forked child cannot use its parent's subscription but
 //! makes its own, even forked while another thread subscribes, or with an
 //! ancestor's pid; the watcher killed or stopped before it sleeps breaks
 //! nothing.
@@ -844,4 +844,27 @@ fn a_forked_child_that_drops_its_handles_keeps_nothing_attached() {
     let report = |name| common::report_of(&out.stdout, name);
     assert_eq!(report("parent_attached").as_deref(), Some("1"));
     assert_eq!(report("child_attached").as_deref(), Some("0"));
+}
+
+/// A subscription dropped while the watcher thread goes on for others
+/// leaves nothing of its objects attached once the drop returns, though
+/// the watcher was asleep on their words with shares of them.
+#[test]
+fn a_subscription_dropped_beside_others_leaves_no_attachment() {
+    let _one = one_at_a_time();
+    let (other, _g) = cell_at(unique_key());
+    let mut others = Subscription::new().unwrap();
+    others.add(&other).unwrap();
+    for _ in 0..100 {
+        let key = unique_key();
+        let (cell, _g) = cell_at(key);
+        let mut sub = Subscription::new().unwrap();
+        sub.add(&cell).unwrap();
+        // Time for the watcher to sleep on the cell's word.
+        std::thread::sleep(Duration::from_millis(1));
+        drop(sub);
+        drop(cell);
+        assert!(!attached(key), "an attachment outlived its handle");
+    }
+    assert_eq!(watcher_threads(), 1);
 }

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering::{AcqRel, Acquire, SeqCst};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use super::Object;
 use crate::error::{Error, Result};
@@ -27,6 +27,11 @@ pub const GROUP_MAX: usize = WAITV_MAX - 1;
 /// How long a watcher thread pauses after a wait that failed (never
 /// expected), so that a failing call does not spin.
 const FAILED_WAIT_PAUSE: Duration = READ_ONLY_SLICE;
+
+/// The longest an unsubscribe waits for the thread's next delivery pass,
+/// which the kick brings at once: a thread that never makes it (never
+/// expected) leaves the unsubscribe to return anyway, with its shares.
+const PASS_WAIT: Duration = Duration::from_secs(1);
 
 /// A subscription's descriptor, which watchers signal.
 #[derive(Debug)]
@@ -74,12 +79,19 @@ pub struct Group {
     /// Moved on (and woken) whenever `state` changes, so that the thread
     /// looks at it again rather than sleep on its old list.
     kick: AtomicU32,
+    /// Notified after each delivery pass (`State::passes`).
+    passed: Condvar,
 }
 
 struct State {
     slots: Vec<Slot>,
     /// Set with the last slot gone: the thread returns.
     exit: bool,
+    /// Delivery passes made, and one more as the thread returns. The
+    /// thread drops the shares of the objects its round slept on before
+    /// each pass, so once the count moves past its value when a slot went,
+    /// the thread holds nothing of it.
+    passes: u64,
 }
 
 /// One object a group watches, and the subscriptions it signals.
@@ -140,8 +152,10 @@ pub fn subscribe(object: Object, inbox: &Arc<Inbox>) -> Result<(Arc<Object>, Arc
         state: Mutex::new(State {
             slots: vec![slot],
             exit: false,
+            passes: 0,
         }),
         kick: AtomicU32::new(0),
+        passed: Condvar::new(),
     });
     let thread = {
         let group = Arc::clone(&group);
@@ -161,11 +175,14 @@ pub fn subscribe(object: Object, inbox: &Arc<Inbox>) -> Result<(Arc<Object>, Arc
 /// Take `inbox` off `object` in `group`; the object's slot goes with its
 /// last subscription, and the group's thread with its last slot (joined
 /// here, so that no thread and no attachment of it outlive the last
-/// subscription). Only in the process that subscribed (the caller makes
+/// subscription). A slot that goes from a group that stays waits for the
+/// thread's next delivery pass instead, so that the shares its round held
+/// are dropped too. Only in the process that subscribed (the caller makes
 /// sure): in a fork's child the group's thread is not there.
 pub fn unsubscribe(object: &Arc<Object>, group: &Arc<Group>, inbox: &Arc<Inbox>) {
     let mut hub = hub().lock();
     let mut state = group.state.lock();
+    let mut slot_gone = false;
     if let Some(i) = state
         .slots
         .iter()
@@ -175,10 +192,12 @@ pub fn unsubscribe(object: &Arc<Object>, group: &Arc<Group>, inbox: &Arc<Inbox>)
         slot.inboxes.retain(|b| !Arc::ptr_eq(b, inbox));
         if slot.inboxes.is_empty() {
             state.slots.swap_remove(i);
+            slot_gone = true;
         }
     }
     let empty = state.slots.is_empty();
     state.exit = empty;
+    let passes = state.passes;
     drop(state);
     let thread = if empty {
         hub.groups
@@ -194,6 +213,15 @@ pub fn unsubscribe(object: &Arc<Object>, group: &Arc<Group>, inbox: &Arc<Inbox>)
         // The thread returns at its next look at the state, right after
         // the kick.
         let _ = thread.join();
+    } else if slot_gone {
+        // The kick ends the thread's round, and the pass after it.
+        let deadline = Instant::now() + PASS_WAIT;
+        let mut state = group.state.lock();
+        while state.passes == passes {
+            if group.passed.wait_until(&mut state, deadline).timed_out() {
+                break;
+            }
+        }
     }
 }
 
@@ -202,8 +230,13 @@ pub fn unsubscribe(object: &Arc<Object>, group: &Arc<Group>, inbox: &Arc<Inbox>)
 fn run(group: &Group) {
     loop {
         let (objects, kick) = {
-            let state = group.state.lock();
+            let mut state = group.state.lock();
             if state.exit {
+                // Holding no share now, as after a pass: an unsubscribe
+                // that waits for one need not wait for more.
+                state.passes = state.passes.wrapping_add(1);
+                drop(state);
+                group.passed.notify_all();
                 return;
             }
             let objects: Vec<(Arc<Object>, u64)> = state
@@ -264,6 +297,9 @@ fn deliver(group: &Group) {
             }
         }
     }
+    state.passes = state.passes.wrapping_add(1);
+    drop(state);
+    group.passed.notify_all();
 }
 
 /// How many watcher threads this process runs (for the tests).

@@ -11,7 +11,7 @@
 //! memory also leaves its start time, and one judging the mark compares both.
 #![allow(unsafe_code)]
 
-use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::Result;
@@ -46,6 +46,8 @@ struct Cache {
     pid: AtomicI32,
     /// The start time plus one; 0 until read.
     start: AtomicU64,
+    /// See [`own_word`].
+    own: AtomicUsize,
 }
 
 /// The cache: in a wipe-on-fork page, or [`FALLBACK`].
@@ -54,6 +56,7 @@ static PAGE: AtomicPtr<Cache> = AtomicPtr::new(std::ptr::null_mut());
 static FALLBACK: Cache = Cache {
     pid: AtomicI32::new(0),
     start: AtomicU64::new(0),
+    own: AtomicUsize::new(0),
 };
 
 #[inline]
@@ -120,6 +123,7 @@ fn cache_cell() -> *mut Cache {
     extern "C" fn forget_in_child() {
         FALLBACK.pid.store(0, Ordering::Relaxed);
         FALLBACK.start.store(0, Ordering::Relaxed);
+        FALLBACK.own.store(0, Ordering::Relaxed);
     }
     // SAFETY: registers a handler that only stores to atomics, which is
     // async-signal-safe as the child of a fork requires.
@@ -198,6 +202,14 @@ fn stat_fields(_pid: i32) -> Option<Vec<String>> {
 /// `/proc/PID/stat`): with the pid, it names a process even across pid reuse.
 pub fn start_time(pid: i32) -> Option<u64> {
     stat_fields(pid)?.get(19)?.parse().ok()
+}
+
+/// A word of this process alone, 0 in a new process and in the child of
+/// every fork, however it is made, as [`own_pid`]'s cache is: for state
+/// that a child must not take for its own, whatever its pid (the watcher
+/// threads' bookkeeping, `watch/hub.rs`).
+pub fn own_word() -> &'static AtomicUsize {
+    &cache().own
 }
 
 /// This process's start time, read once per process (again in the child

@@ -5,11 +5,11 @@
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU32;
-use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::Ordering::{AcqRel, Acquire, SeqCst};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use super::Object;
 use crate::error::{Error, Result};
@@ -28,6 +28,11 @@ pub const GROUP_MAX: usize = WAITV_MAX - 1;
 /// expected), so that a failing call does not spin.
 const FAILED_WAIT_PAUSE: Duration = READ_ONLY_SLICE;
 
+/// The longest an unsubscribe waits for the thread's next delivery pass,
+/// which the kick brings at once: a thread that never makes it (never
+/// expected) leaves the unsubscribe to return anyway, with its shares.
+const PASS_WAIT: Duration = Duration::from_secs(1);
+
 /// A subscription's descriptor, which watchers signal.
 #[derive(Debug)]
 pub struct Inbox {
@@ -35,17 +40,38 @@ pub struct Inbox {
 }
 
 /// The watcher threads of this process.
-struct Hub {
-    /// The process these groups belong to: in a fork's child, the parent's
-    /// threads are not there, so the child starts afresh.
-    pid: i32,
+pub struct Hub {
     groups: Vec<(Arc<Group>, JoinHandle<()>)>,
 }
 
-static HUB: Mutex<Hub> = Mutex::new(Hub {
-    pid: 0,
-    groups: Vec::new(),
-});
+/// This process's hub, made on first use in each process and found through
+/// a word that reads 0 in the child of every fork (`proc::own_word`): a
+/// child makes its own, whatever its pid, and never touches its parent's,
+/// whose threads are not in the child and whose lock a thread of the parent
+/// may have held when it forked. A hub is never freed, so no later one gets
+/// the address of one a parent left behind: the address tells the process.
+#[allow(unsafe_code)]
+pub fn hub() -> &'static Mutex<Hub> {
+    let word = proc::own_word();
+    let mut found = word.load(Acquire);
+    if found == 0 {
+        let made = Box::new(Mutex::new(Hub { groups: Vec::new() }));
+        let addr = std::ptr::from_ref::<Mutex<Hub>>(&made) as usize;
+        found = match word.compare_exchange(0, addr, AcqRel, Acquire) {
+            Ok(_) => {
+                Box::leak(made);
+                addr
+            }
+            // Another thread of this process made one first.
+            Err(other) => other,
+        };
+    }
+    // SAFETY: a non-zero word holds the address of a hub that a thread of
+    // this process leaked above (in a child the word reads 0 until the
+    // child stores its own): a valid `Mutex<Hub>` for the rest of the
+    // process.
+    unsafe { &*(found as *const Mutex<Hub>) }
+}
 
 /// One watcher thread's objects.
 pub struct Group {
@@ -53,12 +79,19 @@ pub struct Group {
     /// Moved on (and woken) whenever `state` changes, so that the thread
     /// looks at it again rather than sleep on its old list.
     kick: AtomicU32,
+    /// Notified after each delivery pass (`State::passes`).
+    passed: Condvar,
 }
 
 struct State {
     slots: Vec<Slot>,
     /// Set with the last slot gone: the thread returns.
     exit: bool,
+    /// Delivery passes made, and one more as the thread returns. The
+    /// thread drops the shares of the objects its round slept on before
+    /// each pass, so once the count moves past its value when a slot went,
+    /// the thread holds nothing of it.
+    passes: u64,
 }
 
 /// One object a group watches, and the subscriptions it signals.
@@ -86,14 +119,7 @@ impl Group {
 /// room, or to a new group with its own thread. Returns the object as the
 /// group keeps it and the group.
 pub fn subscribe(object: Object, inbox: &Arc<Inbox>) -> Result<(Arc<Object>, Arc<Group>)> {
-    let mut hub = HUB.lock();
-    let me = proc::own_pid();
-    if hub.pid != me {
-        // The parent's groups, copied by fork: their threads are not in
-        // this process, and their memory may be in any state. Leave them.
-        std::mem::forget(std::mem::take(&mut hub.groups));
-        hub.pid = me;
-    }
+    let mut hub = hub().lock();
     for (group, _) in &hub.groups {
         let mut state = group.state.lock();
         if let Some(slot) = state
@@ -126,8 +152,10 @@ pub fn subscribe(object: Object, inbox: &Arc<Inbox>) -> Result<(Arc<Object>, Arc
         state: Mutex::new(State {
             slots: vec![slot],
             exit: false,
+            passes: 0,
         }),
         kick: AtomicU32::new(0),
+        passed: Condvar::new(),
     });
     let thread = {
         let group = Arc::clone(&group);
@@ -147,14 +175,14 @@ pub fn subscribe(object: Object, inbox: &Arc<Inbox>) -> Result<(Arc<Object>, Arc
 /// Take `inbox` off `object` in `group`; the object's slot goes with its
 /// last subscription, and the group's thread with its last slot (joined
 /// here, so that no thread and no attachment of it outlive the last
-/// subscription). Nothing in a fork's child, where the group's thread is
-/// not.
+/// subscription). A slot that goes from a group that stays waits for the
+/// thread's next delivery pass instead, so that the shares its round held
+/// are dropped too. Only in the process that subscribed (the caller makes
+/// sure): in a fork's child the group's thread is not there.
 pub fn unsubscribe(object: &Arc<Object>, group: &Arc<Group>, inbox: &Arc<Inbox>) {
-    let mut hub = HUB.lock();
-    if hub.pid != proc::own_pid() {
-        return;
-    }
+    let mut hub = hub().lock();
     let mut state = group.state.lock();
+    let mut slot_gone = false;
     if let Some(i) = state
         .slots
         .iter()
@@ -164,10 +192,12 @@ pub fn unsubscribe(object: &Arc<Object>, group: &Arc<Group>, inbox: &Arc<Inbox>)
         slot.inboxes.retain(|b| !Arc::ptr_eq(b, inbox));
         if slot.inboxes.is_empty() {
             state.slots.swap_remove(i);
+            slot_gone = true;
         }
     }
     let empty = state.slots.is_empty();
     state.exit = empty;
+    let passes = state.passes;
     drop(state);
     let thread = if empty {
         hub.groups
@@ -183,6 +213,15 @@ pub fn unsubscribe(object: &Arc<Object>, group: &Arc<Group>, inbox: &Arc<Inbox>)
         // The thread returns at its next look at the state, right after
         // the kick.
         let _ = thread.join();
+    } else if slot_gone {
+        // The kick ends the thread's round, and the pass after it.
+        let deadline = Instant::now() + PASS_WAIT;
+        let mut state = group.state.lock();
+        while state.passes == passes {
+            if group.passed.wait_until(&mut state, deadline).timed_out() {
+                break;
+            }
+        }
     }
 }
 
@@ -191,8 +230,13 @@ pub fn unsubscribe(object: &Arc<Object>, group: &Arc<Group>, inbox: &Arc<Inbox>)
 fn run(group: &Group) {
     loop {
         let (objects, kick) = {
-            let state = group.state.lock();
+            let mut state = group.state.lock();
             if state.exit {
+                // Holding no share now, as after a pass: an unsubscribe
+                // that waits for one need not wait for more.
+                state.passes = state.passes.wrapping_add(1);
+                drop(state);
+                group.passed.notify_all();
                 return;
             }
             let objects: Vec<(Arc<Object>, u64)> = state
@@ -253,14 +297,12 @@ fn deliver(group: &Group) {
             }
         }
     }
+    state.passes = state.passes.wrapping_add(1);
+    drop(state);
+    group.passed.notify_all();
 }
 
 /// How many watcher threads this process runs (for the tests).
 pub fn threads() -> usize {
-    let hub = HUB.lock();
-    if hub.pid == proc::own_pid() {
-        hub.groups.len()
-    } else {
-        0
-    }
+    hub().lock().groups.len()
 }

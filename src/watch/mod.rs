@@ -36,7 +36,9 @@
 //!    `seen` to it (and the object's `gone`), then signal every inbox on
 //!    the slot.
 //! 4. **changes()**: drain the eventfd, then for each object compare the
-//!    version to the one last reported.
+//!    version to the one last reported; one that moved and is also removed
+//!    signals the eventfd again, so that the removal, reported by the next
+//!    call, is not left to a signal already drained.
 //!
 //! **No change is lost.** Take a commit of version `v` on object `O`, and
 //! a subscription `S` on `O` whose last report (or baseline) `b` read
@@ -71,7 +73,10 @@
 //! fork's child its methods return [`Error::Forked`] (its watcher thread is
 //! not there, and its eventfd is shared with the parent's). Handles keep
 //! working in the child, and new subscriptions there start the child's own
-//! watcher.
+//! watcher. A process tells its own bookkeeping from a parent's by a word
+//! that reads zero in every fork's child (`proc::own_word`), not by its
+//! pid, which a descendant may get back; and it never takes a parent's
+//! lock, which another thread of the parent may have held at the fork.
 
 mod hub;
 #[cfg(feature = "tokio")]
@@ -86,7 +91,8 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::sync::atomic::{AtomicBool, AtomicU32};
 use std::time::Duration;
 
-use hub::{Group, Inbox};
+use hub::{Group, Hub, Inbox};
+use parking_lot::Mutex;
 
 use crate::cell::SharedCell;
 use crate::error::{Error, Result};
@@ -233,7 +239,10 @@ struct Entry {
 pub struct Subscription {
     inbox: Arc<Inbox>,
     entries: Vec<Entry>,
-    /// The process that made it.
+    /// The hub of the process that made it: a fork's child has its own (a
+    /// pid would not tell, since a descendant may get an ancestor's back).
+    hub: &'static Mutex<Hub>,
+    /// The pid of the process that made it, for `Error::Forked`.
     pid: i32,
 }
 
@@ -249,6 +258,7 @@ impl Subscription {
         Ok(Subscription {
             inbox: Arc::new(Inbox { fd }),
             entries: Vec::new(),
+            hub: hub::hub(),
             pid: proc::own_pid(),
         })
     }
@@ -298,7 +308,10 @@ impl Subscription {
     /// Without blocking: clear the descriptor's readiness, and return each
     /// object whose version differs from the one last reported (with the
     /// version now), and each object removed since (once, as
-    /// `Err(Error::Removed)`). Empty if nothing changed.
+    /// `Err(Error::Removed)`). Empty if nothing changed. An object removed
+    /// after a new version is reported with the version first; the
+    /// descriptor then stays readable, and the next call reports the
+    /// removal.
     pub fn changes(&mut self) -> Result<Vec<Change>> {
         self.same_process()?;
         self.inbox.fd.drain().map_err(|source| Error::Os {
@@ -307,6 +320,7 @@ impl Subscription {
             source,
         })?;
         let mut out = Vec::new();
+        let mut removal_left = false;
         for (token, entry) in self.entries.iter_mut().enumerate() {
             if entry.removal_reported {
                 continue;
@@ -318,6 +332,9 @@ impl Subscription {
                     token,
                     version: Ok(version),
                 });
+                // The removal, if any, is for the next call; the watcher
+                // signals it once only, and that signal was just drained.
+                removal_left |= entry.object.removed();
             } else if entry.object.removed() {
                 entry.removal_reported = true;
                 out.push(Change {
@@ -327,6 +344,9 @@ impl Subscription {
                     }),
                 });
             }
+        }
+        if removal_left {
+            self.signal()?;
         }
         Ok(out)
     }
@@ -360,7 +380,7 @@ impl Subscription {
     }
 
     fn same_process(&self) -> Result<()> {
-        if self.pid != proc::own_pid() {
+        if !std::ptr::eq(self.hub, hub::hub()) {
             return Err(Error::Forked { made_in: self.pid });
         }
         Ok(())
@@ -369,6 +389,11 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
+        if self.same_process().is_err() {
+            // A fork's child: the groups and their threads are the
+            // parent's.
+            return;
+        }
         for entry in self.entries.drain(..) {
             hub::unsubscribe(&entry.object, &entry.group, &self.inbox);
         }

@@ -777,7 +777,6 @@ fn a_descendant_with_an_ancestors_pid_has_its_own_watcher() {
 /// then on: a subscription made after the mark was taken back is told of
 /// no removal, and is told of the next store.
 #[test]
-#[ignore = "the watcher holds an object it once saw marked for removed for good"]
 fn a_removal_taken_back_leaves_the_object_watched() {
     if !common::root_or_skip("acting as another user") {
         return;

@@ -99,9 +99,12 @@ struct Slot {
     object: Arc<Object>,
     /// The version the watcher last saw (or the one at the slot's making).
     seen: u64,
-    /// Whether the watcher found the object removed (it is not watched
+    /// Whether the kernel said the object was removed (it is not watched
     /// any more; the subscriptions were signalled).
     removed: bool,
+    /// Whether the watcher saw `life` marked at its last pass: a mark is
+    /// signalled once, not at every round while it stands.
+    marked: bool,
     /// When the watcher last asked the kernel whether it was removed.
     checked: Instant,
     inboxes: Vec<Arc<Inbox>>,
@@ -136,6 +139,7 @@ pub fn subscribe(object: Object, inbox: &Arc<Inbox>) -> Result<(Arc<Object>, Arc
         seen: object.version(),
         object: Arc::clone(&object),
         removed: false,
+        marked: object.marked_removed(),
         checked: Instant::now(),
         inboxes: vec![Arc::clone(inbox)],
     };
@@ -239,28 +243,28 @@ fn run(group: &Group) {
                 group.passed.notify_all();
                 return;
             }
-            let objects: Vec<(Arc<Object>, u64)> = state
+            let objects: Vec<(Arc<Object>, u64, bool)> = state
                 .slots
                 .iter()
                 .filter(|s| !s.removed)
-                .map(|s| (Arc::clone(&s.object), s.seen))
+                .map(|s| (Arc::clone(&s.object), s.seen, s.marked))
                 .collect();
             (objects, group.kick.load(SeqCst))
         };
         // Read-write attachments announce themselves, so writers wake the
         // thread; a read-only one cannot, so the thread looks every slice.
-        let slice = if objects.iter().all(|(o, _)| o.announces()) {
+        let slice = if objects.iter().all(|(o, _, _)| o.announces()) {
             MAX_SLEEP
         } else {
             READ_ONLY_SLICE
         };
         let mut words: Vec<(&AtomicU32, bool)> = vec![(&group.kick, false)];
-        words.extend(objects.iter().map(|(o, _)| (o.notify(), o.announces())));
+        words.extend(objects.iter().map(|(o, _, _)| (o.notify(), o.announces())));
         let mut changed = || {
             group.kick.load(SeqCst) != kick
                 || objects
                     .iter()
-                    .any(|(o, seen)| o.version() != *seen || o.marked_removed())
+                    .any(|(o, seen, marked)| o.version() != *seen || o.marked_removed() != *marked)
         };
         if notify::wait_any_round::<Std, _>(&words, &Futex, &mut changed, Some(slice)).is_err() {
             std::thread::sleep(FAILED_WAIT_PAUSE);
@@ -278,13 +282,20 @@ fn deliver(group: &Group) {
     let now = Instant::now();
     for slot in state.slots.iter_mut().filter(|s| !s.removed) {
         let version = slot.object.version();
-        let mut removed = slot.object.marked_removed();
-        if !removed && version == slot.seen && now.duration_since(slot.checked) >= REMOVAL_CHECK {
-            // An `ipcrm` marks nothing: ask the kernel now and then.
+        let marked = slot.object.marked_removed();
+        let newly_marked = marked && !slot.marked;
+        slot.marked = marked;
+        // A mark is final only once the kernel says so: a remover whose
+        // `IPC_RMID` fails takes its mark back, and a peer may write one.
+        // An `ipcrm` marks nothing: while nothing changes, ask the kernel
+        // now and then. While a mark stands, ask at every pass (a pass
+        // follows a wake or a slice, so this is bounded).
+        let mut removed = false;
+        if marked || (version == slot.seen && now.duration_since(slot.checked) >= REMOVAL_CHECK) {
             slot.checked = now;
             removed = slot.object.store.is_removed().unwrap_or(false);
         }
-        if version != slot.seen || removed {
+        if version != slot.seen || newly_marked || removed {
             slot.seen = version;
             slot.removed = removed;
             if removed {

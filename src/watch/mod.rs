@@ -29,12 +29,16 @@
 //!    [`wait_any_round`](crate::sync::notify::wait_any_round) on the kick
 //!    word and every object's `notify` (announcing `WAITING` on read-write
 //!    attachments), which returns once the kick moved, or some version
-//!    differs from its `seen`, or some `life` is marked, or after a slice.
+//!    differs from its `seen`, or some `life` mark came or went since the
+//!    last pass, or after a slice.
 //! 3. **Deliver**, under the lock: for each live slot, if the version
-//!    differs from `seen`, or the object is marked removed (or, asked of
-//!    the kernel at most every `REMOVAL_CHECK`, removed by `ipcrm`), set
-//!    `seen` to it (and the object's `gone`), then signal every inbox on
-//!    the slot.
+//!    differs from `seen`, or `life` was newly marked, or the kernel says
+//!    the object was removed (asked at every pass while a mark stands,
+//!    else at most every `REMOVAL_CHECK`, for an `ipcrm`), set `seen` to
+//!    the version, then signal every inbox on the slot. Only the kernel's
+//!    word makes a removal final (the slot stops being watched and the
+//!    object's `gone` is set): a remover whose `IPC_RMID` fails takes its
+//!    mark back, and the object lives on, watched.
 //! 4. **changes()**: drain the eventfd, then for each object compare the
 //!    version to the one last reported; one that moved and is also removed
 //!    signals the eventfd again, so that the removal, reported by the next
@@ -58,8 +62,13 @@
 //! readable, so the most a reader sees is a readiness with nothing new.
 //!
 //! **Removal** reaches every subscription: a remover marks `life` and wakes
-//! `notify`, so the round returns and the pass signals; an `ipcrm` is
-//! found by the pass's `IPC_STAT`, within a slice of `REMOVAL_CHECK`.
+//! `notify`, so the round returns and the pass signals (a subscription
+//! reports the mark as a removal, as `wait_for_change` does); its
+//! `IPC_RMID` comes before its wake, so the pass after that wake finds the
+//! removal final. An `ipcrm` is found by the pass's `IPC_STAT`, within a
+//! slice of `REMOVAL_CHECK`. A mark that stands (a remover paused between
+//! its mark and its `IPC_RMID`, or a peer's write) is signalled once, and
+//! the round sleeps on; the kernel is asked at each pass until it goes.
 //!
 //! **Dead writers.** A writer that dies between its commit and its wake
 //! leaves the round to its slice (`MAX_SLEEP`), as for any waiter.
@@ -77,6 +86,10 @@
 //! that reads zero in every fork's child (`proc::own_word`), not by its
 //! pid, which a descendant may get back; and it never takes a parent's
 //! lock, which another thread of the parent may have held at the fork.
+//! One limit: the parent's watcher held shares of the objects it watched,
+//! and a child has no thread to give them back, so a child of a process
+//! that was watching keeps those segments attached until it exits or
+//! calls `exec`, even after it drops its own handles.
 
 mod hub;
 #[cfg(feature = "tokio")]

@@ -469,6 +469,21 @@ fn read_only_handles_are_watched_too() {
     writer.finish();
 }
 
+/// A runtime without I/O cannot poll a descriptor: `changed()` there is a
+/// typed error, never a panic, and leaves no subscription behind.
+#[test]
+fn an_await_on_a_runtime_without_io_is_an_error() {
+    let _one = one_at_a_time();
+    let (cell, _g) = cell_at(unique_key());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let got = rt.block_on(cell.changed(0));
+    assert!(matches!(got, Err(Error::Unsupported { .. })), "{got:?}");
+    assert_eq!(shmstore::watch::watcher_threads(), 0);
+}
+
 #[test]
 fn an_async_task_wakes_after_a_store_in_another_process() {
     let _one = one_at_a_time();

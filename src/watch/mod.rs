@@ -296,15 +296,18 @@ impl Subscription {
         // The baseline is taken after joining (see the protocol above).
         let now = object.version();
         let reported = since.unwrap_or(now);
-        if now != reported || object.removed() {
-            self.signal()?;
-        }
+        let signal = now != reported || object.removed();
+        // Kept before signalling, so that a failed signal still leaves the
+        // entry to be unsubscribed when the subscription is dropped.
         self.entries.push(Entry {
             object,
             group,
             reported,
             removal_reported: false,
         });
+        if signal {
+            self.signal()?;
+        }
         Ok(self.entries.len() - 1)
     }
 

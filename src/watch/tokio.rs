@@ -53,18 +53,26 @@ impl Changes {
         }
         let mut sub = Subscription::new()?;
         sub.add_since(object, since)?;
-        // SAFETY: the descriptor is the subscription's eventfd, which the
-        // subscription keeps open (it holds its inbox) and never replaces
-        // for as long as it lives, and it lives inside the AsyncFd, which is
-        // never taken apart (`into_inner`).
-        let fd =
-            unsafe { AsyncFd::register_with_interest(sub, Interest::READABLE) }.map_err(|e| {
-                Error::Os {
-                    target: None,
-                    op: "register an eventfd with tokio",
-                    source: e.into_parts().1,
-                }
-            })?;
+        // tokio panics, where it has no error to return, when the runtime
+        // was built without I/O: turned into an error here (in builds that
+        // unwind; tokio's own panic message still reaches the panic hook).
+        let registered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            // SAFETY: the descriptor is the subscription's eventfd, which the
+            // subscription keeps open (it holds its inbox) and never replaces
+            // for as long as it lives, and it lives inside the AsyncFd, which
+            // is never taken apart (`into_inner`).
+            unsafe { AsyncFd::register_with_interest(sub, Interest::READABLE) }
+        }))
+        .map_err(|_| Error::Unsupported {
+            reason: "waiting with `changed().await` on a tokio runtime built without I/O \
+                     (call `enable_io` or `enable_all` on its builder)"
+                .into(),
+        })?;
+        let fd = registered.map_err(|e| Error::Os {
+            target: None,
+            op: "register an eventfd with tokio",
+            source: e.into_parts().1,
+        })?;
         Ok(Changes { fd, removed: None })
     }
 
@@ -103,7 +111,7 @@ impl<T: bytemuck::Pod, A: Access> SharedCell<T, A> {
     /// [`wait_for_change`](Self::wait_for_change) with no timeout, without
     /// blocking the thread: `Err(Error::Removed)` once the cell is removed.
     /// Cancel-safe. Wrap it in `tokio::time::timeout` for a deadline.
-    /// Needs a tokio runtime with I/O enabled.
+    /// Needs a tokio runtime with I/O enabled (else `Error::Unsupported`).
     ///
     /// Each call that must wait subscribes afresh; where no other
     /// subscription is open in the process, that starts the watcher thread
@@ -131,7 +139,7 @@ impl<T: rkyv::Archive, A: Access> SharedRegion<T, A> {
     /// removed. Cancel-safe. A [`RegionRef`](crate::RegionRef) is not
     /// `Send`, so do not hold one across this `.await` in a spawned task:
     /// read, copy out what you need, drop the guard, then await.
-    /// Needs a tokio runtime with I/O enabled.
+    /// Needs a tokio runtime with I/O enabled (else `Error::Unsupported`).
     ///
     /// Each call that must wait subscribes afresh; where no other
     /// subscription is open in the process, that starts the watcher thread

@@ -5,7 +5,7 @@
 //!
 //! A futex has no descriptor, so a watcher thread bridges the two: it
 //! sleeps on the `notify` words of every object subscribed to in this
-//! process at once (`futex_waitv`, up to [`GROUP_MAX`](hub::GROUP_MAX)
+//! process at once (`futex_waitv`, up to [`GROUP_MAX`]
 //! objects a thread; more threads past that) and signals the eventfd of
 //! each subscription whose object moved. The thread starts with the first
 //! subscription and is joined with the last; it holds a share of each
@@ -26,7 +26,7 @@
 //!    or the object is removed.
 //! 2. **A watcher round**: copy, under the lock, the live slots' objects,
 //!    their `seen`, and the kick word; then one
-//!    [`wait_any_round`](crate::sync::notify::wait_any_round) on the kick
+//!    `sync::notify::wait_any_round` on the kick
 //!    word and every object's `notify` (announcing `WAITING` on read-write
 //!    attachments), which returns once the kick moved, or some version
 //!    differs from its `seen`, or some `life` mark came or went since the

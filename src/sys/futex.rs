@@ -25,6 +25,11 @@ pub enum Woke {
     TimedOut,
 }
 
+/// The pointer a futex call takes for an optional timespec: null for none.
+fn timespec_ptr(ts: &Option<libc::timespec>) -> *const libc::timespec {
+    ts.as_ref().map_or(std::ptr::null(), std::ptr::from_ref)
+}
+
 /// Sleep while `word` holds `expected`, at most `timeout` (forever if
 /// `None`). The kernel compares and queues atomically, so a wake that
 /// follows a change of the word is never missed. The caller re-checks its
@@ -39,9 +44,7 @@ pub fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> io::R
         tv_sec: d.as_secs().min(libc::time_t::MAX as u64) as libc::time_t,
         tv_nsec: d.subsec_nanos() as libc::c_long,
     });
-    let ts_ptr = ts
-        .as_ref()
-        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    let ts_ptr = timespec_ptr(&ts);
     // SAFETY: `word` is a live, aligned 4-byte atomic for the whole call (a
     // shared reference); the kernel only reads it. `ts_ptr` is null or
     // points to a timespec that outlives the call.
@@ -154,9 +157,7 @@ pub fn wait_any(words: &[(&AtomicU32, u32)], timeout: Option<Duration>) -> io::R
         }
         None => None,
     };
-    let ts_ptr = deadline
-        .as_ref()
-        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    let ts_ptr = timespec_ptr(&deadline);
     // SAFETY: `waiters` holds `words.len()` (1 to 128) futex_waitv entries,
     // each the address of a live, aligned 4-byte atomic borrowed for the
     // whole call (the kernel only reads the words); `ts_ptr` is null or

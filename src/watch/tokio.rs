@@ -76,6 +76,16 @@ impl Changes {
         Ok(Changes { fd, removed: None })
     }
 
+    /// What `changed(since)` on a cell or a region does: `now` at once if
+    /// it differs from `since`, else the first version of a stream from
+    /// `since`.
+    async fn once(object: &impl Watchable, now: u64, since: u64) -> Result<u64> {
+        if now != since {
+            return Ok(now);
+        }
+        Changes::since(object, since)?.changed().await
+    }
+
     /// Wait for the next version (the first call: any version other than
     /// the one the stream started from), and return it; or
     /// [`Error::Removed`] once the object is removed, then on every call.
@@ -118,11 +128,7 @@ impl<T: bytemuck::Pod, A: Access> SharedCell<T, A> {
     /// and joins it on return (tens of microseconds). A task that waits in
     /// a loop keeps a [`changes`](Self::changes) stream instead.
     pub async fn changed(&self, since: u64) -> Result<u64> {
-        let now = self.version();
-        if now != since {
-            return Ok(now);
-        }
-        Changes::since(self, since)?.changed().await
+        Changes::once(self, self.version(), since).await
     }
 
     /// A [`Changes`] stream of this cell's versions from the version now.
@@ -146,11 +152,7 @@ impl<T: rkyv::Archive, A: Access> SharedRegion<T, A> {
     /// and joins it on return (tens of microseconds). A task that waits in
     /// a loop keeps a [`changes`](Self::changes) stream instead.
     pub async fn changed(&self, since: u64) -> Result<u64> {
-        let now = self.version();
-        if now != since {
-            return Ok(now);
-        }
-        Changes::since(self, since)?.changed().await
+        Changes::once(self, self.version(), since).await
     }
 
     /// A [`Changes`] stream of this region's versions from the version now.

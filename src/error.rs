@@ -320,12 +320,21 @@ pub enum Error {
         /// The removed segment's id.
         id: i32,
     },
-    /// A subscription (`watch::Subscription`) was used in a process other
-    /// than the one that made it, the child of a `fork`: its watcher thread
-    /// is not there. Make a new subscription in the child.
+    /// A subscription (`watch::Subscription`) or a cell's lease
+    /// (`CellLease`) was used in a process other than the one that made it,
+    /// the child of a `fork`: the watcher thread, or the write lock, is the
+    /// parent's. Make a new one in the child.
     Forked {
-        /// The process that made the subscription.
+        /// The process that made the subscription or took the lease.
         made_in: i32,
+    },
+    /// Another writer holds the object's write lock: a lease
+    /// (`SharedCell::lease`), or a store or publish in progress.
+    /// `try_lease` says so instead of waiting; `lease`, `store` and
+    /// `publish` wait for it.
+    WriteLocked {
+        /// The object's segment id.
+        id: i32,
     },
     /// Other processes created and removed segments at the key (or at the
     /// keys of its name) every time this process looked, `rounds` times in
@@ -573,8 +582,14 @@ impl fmt::Display for Error {
             ),
             Error::Forked { made_in } => write!(
                 f,
-                "this subscription was made in process {made_in}, not in this one (a fork's \
-                 child): its watcher thread is not here; make a new subscription in this process"
+                "this subscription or lease was made in process {made_in}, not in this one (a \
+                 fork's child): its watcher thread or write lock is the parent's; make a new one \
+                 in this process"
+            ),
+            Error::WriteLocked { id } => write!(
+                f,
+                "another writer holds the write lock of the object (segment id {id}): a lease, \
+                 or a store in progress; lease() and store() wait for it, or try again later"
             ),
             Error::Removed { id } => write!(
                 f,

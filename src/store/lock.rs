@@ -21,27 +21,48 @@ impl Store {
     /// (`life/removal.rs`) is [`Error::Removed`]: nothing is written into an
     /// object no opener can reach any more.
     pub fn lock(&self) -> Result<WriteGuard<'_>> {
-        let Some(mutex) = self.mutex() else {
-            return Err(Error::ReadOnly {
+        let mutex = self.writable_mutex()?;
+        let locked = mutex.lock().map_err(|source| self.lock_error(source))?;
+        self.locked(locked)
+    }
+
+    /// As [`lock`](Self::lock), without waiting: [`Error::WriteLocked`] if
+    /// a live writer holds the lock.
+    pub fn try_lock(&self) -> Result<WriteGuard<'_>> {
+        let mutex = self.writable_mutex()?;
+        match mutex.try_lock() {
+            Ok(Some(locked)) => self.locked(locked),
+            Ok(None) => Err(Error::WriteLocked {
                 id: self.memory.id(),
-            });
-        };
+            }),
+            Err(source) => Err(self.lock_error(source)),
+        }
+    }
+
+    fn writable_mutex(&self) -> Result<mutex::Mutex<'_>> {
+        self.mutex().ok_or(Error::ReadOnly {
+            id: self.memory.id(),
+        })
+    }
+
+    fn lock_error(&self, source: std::io::Error) -> Error {
+        Error::Lock {
+            id: self.memory.id(),
+            source,
+        }
+    }
+
+    /// The guard of a lock just taken: a dead owner's recovery counted and
+    /// its waiters woken, and a removed object refused.
+    fn locked<'a>(
+        &'a self,
+        (how, locked): (mutex::Locked, mutex::MutexGuard<'a>),
+    ) -> Result<WriteGuard<'a>> {
         let h = self.header();
-        let locked = match mutex.lock() {
-            Ok((how, locked)) => {
-                if how == mutex::Locked::Recovered {
-                    h.recoveries.fetch_add(1, Ordering::Relaxed);
-                    notify::wake::<Std, _>(&h.notify, &Futex);
-                }
-                locked
-            }
-            Err(source) => {
-                return Err(Error::Lock {
-                    id: self.memory.id(),
-                    source,
-                });
-            }
-        };
+        if how == mutex::Locked::Recovered {
+            h.recoveries.fetch_add(1, Ordering::Relaxed);
+            notify::wake::<Std, _>(&h.notify, &Futex);
+        }
         let guard = WriteGuard {
             store: self,
             _locked: locked,
@@ -64,6 +85,18 @@ pub struct WriteGuard<'a> {
 }
 
 impl WriteGuard<'_> {
+    /// Whether the object was marked removed since the lock was taken: a
+    /// writer that keeps the lock (a lease) looks before each commit.
+    #[inline]
+    pub fn removed(&self) -> Result<()> {
+        if super::life::removal::removed(self.store.header()) {
+            return Err(Error::Removed {
+                id: self.store.memory.id(),
+            });
+        }
+        Ok(())
+    }
+
     /// Called right after the store that commits: wake the waiters, if any
     /// announced themselves, before the lock is released (a writer that
     /// dies before waking them dies holding the lock, and the next one

@@ -64,9 +64,10 @@ impl<'a> Mutex<'a> {
     /// # Safety
     /// `room` lies in writable memory that stays mapped (at the same
     /// address) for `'a`, and no thread or process uses it as a mutex yet
-    /// (nor will before this returns); no [`MutexGuard`] of the mutex is
-    /// leaked while the memory is mapped (a leaked guard keeps the room on
-    /// the thread's robust list).
+    /// (nor will before this returns); once a [`MutexGuard`] of the mutex
+    /// is leaked, the memory is never unmapped (a leaked guard keeps the
+    /// room on the thread's robust list, which the kernel writes through
+    /// when the thread exits).
     pub unsafe fn init(room: &'a MutexRoom) -> io::Result<Mutex<'a>> {
         let m = room.raw();
         let mut attr = std::mem::MaybeUninit::<libc::pthread_mutexattr_t>::uninit();
@@ -104,8 +105,8 @@ impl<'a> Mutex<'a> {
     /// `room` lies in writable memory that stays mapped (at the same
     /// address) for `'a`, and holds a mutex made by `init` (in this process
     /// or another), or only zeros (the static initialiser of glibc and musl:
-    /// a plain mutex, private to the process); no [`MutexGuard`] of it is
-    /// leaked while the memory is mapped.
+    /// a plain mutex, private to the process); once a [`MutexGuard`] of it
+    /// is leaked, the memory is never unmapped.
     pub unsafe fn made(room: &'a MutexRoom) -> Mutex<'a> {
         Mutex { room }
     }
@@ -132,6 +133,33 @@ impl<'a> Mutex<'a> {
                 // SAFETY: we own the mutex (EOWNERDEAD hands it over).
                 match unsafe { libc::pthread_mutex_consistent(m) } {
                     0 => Ok((Locked::Recovered, guard())),
+                    rc => Err(io::Error::from_raw_os_error(rc)),
+                }
+            }
+            rc => Err(io::Error::from_raw_os_error(rc)),
+        }
+    }
+
+    /// Lock the mutex if no one holds it, recovering it if its owner died;
+    /// `None` if a live owner holds it. On an error the mutex is not
+    /// unlocked (as when it could not be made consistent).
+    pub fn try_lock(self) -> io::Result<Option<(Locked, MutexGuard<'a>)>> {
+        let m = self.room.raw();
+        let guard = || MutexGuard {
+            room: self.room,
+            _not_send: PhantomData,
+        };
+        // SAFETY: as in `lock`: `m` is a mutex made by init (or a zeroed one)
+        // in writable memory mapped for 'a, and the guard borrows the room
+        // for no longer.
+        match unsafe { libc::pthread_mutex_trylock(m) } {
+            0 => Ok(Some((Locked::Clean, guard()))),
+            libc::EBUSY => Ok(None),
+            libc::EOWNERDEAD => {
+                // As in `lock`.
+                // SAFETY: we own the mutex (EOWNERDEAD hands it over).
+                match unsafe { libc::pthread_mutex_consistent(m) } {
+                    0 => Ok(Some((Locked::Recovered, guard()))),
                     rc => Err(io::Error::from_raw_os_error(rc)),
                 }
             }

@@ -32,6 +32,8 @@ pub const STEPS: &[&str] = &[
     "gc.after_mark",
     // A cell's store (cell/mod.rs, cell/ring.rs).
     "cell.after_lock",
+    // A lease taken (cell/lease.rs): its stores go through the cell steps.
+    "lease.after_lock",
     "cell.after_announce",
     "cell.after_slot",
     "cell.after_commit",

@@ -73,7 +73,9 @@ pub mod loom_api {
     pub use crate::sync::{notify, ready};
 }
 
-pub use cell::{CellCreator, CellOpener, CellReader, CellSettings, DEFAULT_CELL_SLOTS, SharedCell};
+pub use cell::{
+    CellCreator, CellLease, CellOpener, CellReader, CellSettings, DEFAULT_CELL_SLOTS, SharedCell,
+};
 pub use error::{Error, Limit, Result, Target};
 pub use format::{FORMAT_VERSION, Kind};
 pub use key::{Key, NAME_MAX, NAME_PROBES, SECRET_FILE};

@@ -53,6 +53,15 @@ fn child_entry() {
             let v = cell.version();
             cell.store(Value::of(v + 1)).unwrap();
         }
+        // Take a lease and store three versions through it.
+        "cell_lease" => {
+            let cell = SharedCell::<Value>::open(key).unwrap();
+            let v = cell.version();
+            let mut lease = cell.lease().unwrap();
+            for i in 1..=3 {
+                lease.store(Value::of(v + i)).unwrap();
+            }
+        }
         "cell_wait" => {
             let cell = SharedCell::<Value>::open(key).unwrap();
             let since: u64 = args[2].parse().unwrap();
@@ -223,6 +232,53 @@ fn cell_writers_killed_at_every_step() {
     }
 }
 
+/// A leaseholder killed at each step: (step, versions it committed). It
+/// takes the lease, then stores three versions without locking; `@3` is a
+/// step of its third store.
+const LEASE_STEPS: &[(&str, u64)] = &[
+    ("lease.after_lock", 0),
+    ("cell.after_announce", 0),
+    ("cell.after_slot", 0),
+    ("cell.after_commit", 1),
+    ("notify.before_wake", 1),
+    ("cell.after_announce@3", 2),
+    ("cell.after_slot@3", 2),
+    ("cell.after_commit@3", 3),
+];
+
+/// Afterwards, as for a store: the value is whole and is the last
+/// committed version's; a waiter announced before the lease wakes at the
+/// first commit (the dead leaseholder's, or the next writer's) and reports
+/// the version it then finds; the next store recovers the lock.
+#[test]
+fn leaseholders_killed_at_every_step() {
+    for &(step, committed) in LEASE_STEPS {
+        let key = unique_key();
+        let cell = SharedCell::<Value>::create(key, Value::of(0)).unwrap();
+        let _g = SegGuard(cell.id());
+        cell.store(Value::of(1)).unwrap();
+        let mut waiter = announced_waiter("cell_wait", key, 1);
+        die_at(step, &["cell_lease", &key.raw().to_string()]);
+        let v = 1 + committed;
+        assert_eq!(cell.version(), v, "{step}");
+        assert_eq!(cell.load(), Value::of(v), "{step}");
+        if committed > 0 {
+            // Woken by the first commit, it reports the version it then
+            // finds: the first or a later one.
+            let woke: u64 = waiter.expect("woke").parse().unwrap();
+            assert!((2..=v).contains(&woke), "{step}: woke with {woke}");
+        }
+        cell.store(Value::of(v + 1)).unwrap();
+        assert_eq!(cell.recoveries(), 1, "{step}");
+        if committed == 0 {
+            assert_eq!(waiter.expect("woke"), "2", "{step}");
+        }
+        waiter.wait();
+        assert_eq!(cell.load(), Value::of(v + 1), "{step}");
+        assert!(!waiting(key), "{step}: the waiter's announcement stayed");
+    }
+}
+
 /// A region's publish, its writer killed at each step: (step, committed).
 const REGION_STEPS: &[(&str, bool)] = &[
     ("region.after_lock", false),
@@ -355,6 +411,7 @@ fn waiter_killed_after_announcing() {
 fn every_step_is_in_a_table() {
     let mut tabled: Vec<&str> = CREATE_STEPS.to_vec();
     tabled.extend(CELL_STEPS.iter().map(|s| s.0));
+    tabled.extend(LEASE_STEPS.iter().map(|s| s.0.split('@').next().unwrap()));
     tabled.extend(REGION_STEPS.iter().map(|s| s.0));
     tabled.extend(PIN_STEPS.iter().map(|s| s.0));
     tabled.extend(["reclaim.after_judge", "notify.before_sleep"]);

@@ -26,12 +26,14 @@ use crate::store::{Access, ReadOnly, ReadWrite, Store};
 use crate::sync::atomic::Std;
 use crate::sys::shm::SegmentInfo;
 
+mod lease;
 mod options;
 #[cfg(loom)]
 pub mod ring;
 #[cfg(not(loom))]
 pub(crate) mod ring;
 
+pub use lease::CellLease;
 pub use options::{CellCreator, CellOpener, CellSettings, DEFAULT_CELL_SLOTS};
 
 /// A plain-data value shared between processes, read without locks.
@@ -242,6 +244,14 @@ impl<T: Pod> SharedCell<T, ReadWrite> {
     pub fn update<R>(&self, f: impl FnOnce(&mut T) -> R) -> Result<R> {
         let guard = self.store.lock()?;
         crate::crash::point("cell.after_lock");
+        let result = self.update_locked(f);
+        guard.committed();
+        Ok(result)
+    }
+
+    /// Copy the committed value, let `f` change it and commit it as the
+    /// next version; the caller holds the write lock.
+    fn update_locked<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
         let s = self.store.seq().load(Ordering::Relaxed);
         let mut value = T::zeroed();
         let slot = ring::slot_of(s, self.store.layout().slot_count as u64);
@@ -251,8 +261,7 @@ impl<T: Pod> SharedCell<T, ReadWrite> {
             .read_slot(slot, bytemuck::bytes_of_mut(&mut value));
         let result = f(&mut value);
         self.commit_next(&value);
-        guard.committed();
-        Ok(result)
+        result
     }
 
     /// `IPC_RMID`: the key is free at once; the cell stays usable by every

@@ -289,8 +289,9 @@ impl Store {
         // made before READY: an open validated READY, and a creation locks
         // nothing before `init_mutex` (`life/mod.rs`, `finish`), whose room
         // holds until then the zeros of a fresh segment or heap image, a
-        // valid static initialiser anyway. The guard never leaves the crate
-        // (`WriteGuard` is not exported), which never leaks it.
+        // valid static initialiser anyway. A guard is leaked only with a
+        // forgotten lease (`cell/lease.rs`), whose share of the memory is
+        // forgotten with it, so the memory then stays mapped for good.
         Some(unsafe { mutex::Mutex::made(&self.header().mutex) })
     }
 
@@ -306,7 +307,8 @@ impl Store {
         // once, between its claim and READY (`life/mod.rs`, `finish`), on
         // memory it made itself (`IPC_EXCL`, or a fresh heap image), so no
         // process uses the room as a mutex yet: openers wait for READY, and
-        // nothing else locks. The crate never leaks a guard.
+        // nothing else locks. A guard is leaked only with a forgotten lease,
+        // which keeps the memory mapped for good (see `mutex()`).
         unsafe { mutex::Mutex::init(&self.header().mutex) }.map(|_| ())
     }
 

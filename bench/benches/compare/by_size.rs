@@ -108,6 +108,15 @@ pub fn bench_size<const N: usize>(c: &mut Criterion, ctx: &Ctx, name: &str) -> W
             cell.store(black_box(value)).expect("store");
         })
     });
+    g.bench_function("cell_lease_store", |b| {
+        let mut lease = cell.lease().expect("lease");
+        let mut n = 0u64;
+        b.iter(|| {
+            n += 1;
+            value.0[8] = n as u8;
+            lease.store(black_box(value)).expect("leased store");
+        })
+    });
     g.bench_function("cell_update", |b| {
         b.iter(|| {
             cell.update(|v| v.0[8] = black_box(v.0[8].wrapping_add(1)))

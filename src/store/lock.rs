@@ -40,7 +40,8 @@ impl Store {
     }
 
     fn writable_mutex(&self) -> Result<mutex::Mutex<'_>> {
-        self.mutex().ok_or(Error::ReadOnly {
+        // Not `ok_or`: an error made and dropped on every lock costs a call.
+        self.mutex().ok_or_else(|| Error::ReadOnly {
             id: self.memory.id(),
         })
     }

@@ -26,6 +26,7 @@
 //! where the bullet above says, and each says it again.
 #![allow(unsafe_code)]
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use rkyv::api::high::{HighDeserializer, HighSerializer, HighValidator};
@@ -193,8 +194,14 @@ pub(super) enum Hold<'a> {
 /// }
 /// ```
 pub struct RegionRef<'a, T: Archive> {
-    value: *const T::Archived,
+    /// The archive's bytes, validated as `T::Archived` at this length,
+    /// which `_hold` keeps in place and unchanged. The root is found from
+    /// them on each deref (a subtraction) rather than kept: a guard of
+    /// whole words, and fewer of them, is what lets a `read` that is
+    /// inlined make it in registers.
     archive: *const [u8],
+    /// Not `Send` nor `Sync` (see above).
+    _value: PhantomData<*const T::Archived>,
     version: u64,
     _hold: Hold<'a>,
 }
@@ -218,17 +225,16 @@ impl<'a, T: Readable> RegionRef<'a, T> {
         // lies inside the mapping the store keeps attached for 'a, and the
         // pin, which the guard holds, keeps every writer off it.
         let bytes = unsafe { std::slice::from_raw_parts(store.slot_ptr(buffer), len) };
-        // SAFETY: these bytes were validated as T::Archived by this handle,
-        // at this length, while the buffer held the version `current`
-        // names. No writer has changed them since: a writer that rewrote the
+        // These bytes were validated as T::Archived by this handle, at this
+        // length, while the buffer held the version `current` names, which
+        // is what `deref` relies on. No writer has changed them since: a writer that rewrote the
         // buffer would have left its version at 0 or a later one for good
         // (versions only grow, `buffers.rs`), which the caller's re-check
         // after this pin would have seen, and the pin keeps writers off it
         // from that re-check on.
-        let value = unsafe { rkyv::access_unchecked::<T::Archived>(bytes) };
         RegionRef {
-            value,
             archive: bytes,
+            _value: PhantomData,
             version,
             _hold: Hold::Pin(hold),
         }
@@ -239,13 +245,12 @@ impl<T: Readable> RegionRef<'static, T> {
     /// The archive in `copy`, published as `version`. The copy was
     /// validated as `T::Archived` when it was cached (`copies.rs`).
     pub(super) fn copied(copy: Arc<ArchiveCopy>, version: u64) -> RegionRef<'static, T> {
-        // SAFETY: the copy was validated as T::Archived when it was cached,
-        // and the Arc held by the guard keeps it alive and unchanged (a
-        // cached copy is never written again).
-        let value = unsafe { rkyv::access_unchecked::<T::Archived>(copy.bytes()) };
+        // The copy was validated as T::Archived when it was cached, and the
+        // Arc held by the guard keeps it alive and unchanged (a cached copy
+        // is never written again): what `deref` relies on.
         RegionRef {
-            value,
             archive: copy.bytes(),
+            _value: PhantomData,
             version,
             _hold: Hold::Copy(copy),
         }
@@ -262,9 +267,9 @@ impl<T: Archive> RegionRef<'_, T> {
     /// [`publish_bytes`](super::SharedRegion::publish_bytes) takes, and
     /// what `archive().to_vec()` keeps once the guard is gone.
     pub fn archive(&self) -> &[u8] {
-        // SAFETY: `archive` points at the bytes `_hold` keeps unchanged (a
-        // pinned buffer, or a private copy), set by the constructors above
-        // from the same slice as `value`.
+        // SAFETY: `archive` points at the bytes `_hold` keeps alive and
+        // unchanged (a pinned buffer, or a private copy), set by the
+        // constructors above.
         unsafe { &*self.archive }
     }
 
@@ -287,10 +292,10 @@ impl<T: Archive> std::ops::Deref for RegionRef<'_, T> {
     type Target = T::Archived;
 
     fn deref(&self) -> &T::Archived {
-        // SAFETY: `value` points into bytes that `_hold` keeps unchanged (a
-        // pinned buffer, or a private copy) and that were validated as
-        // T::Archived (the constructors above, whose callers validated
-        // them).
-        unsafe { &*self.value }
+        // SAFETY: `archive` is bytes that `_hold` keeps alive and unchanged
+        // (a pinned buffer, or a private copy) and that were validated as
+        // T::Archived at this length (the constructors above say why);
+        // access_unchecked finds the root where validation found it.
+        unsafe { rkyv::access_unchecked::<T::Archived>(&*self.archive) }
     }
 }

@@ -150,7 +150,7 @@ impl<T: Archive, A: Access> SharedRegion<T, A> {
         Ok(PinnedArchive {
             word: hold.word,
             claim: hold.claim,
-            lent: hold.lent,
+            lent: hold.lent(),
             current,
             len,
         })
@@ -201,7 +201,7 @@ impl<T: Archive, A: Access> SharedRegion<T, A> {
             Current::from_raw(current).buffer(),
             len,
             Current::from_raw(current).version(),
-            pins::PinHold { word, claim, lent },
+            pins::PinHold::new(word, claim, lent),
         )
     }
 }

@@ -106,8 +106,12 @@ pub const DEFAULT_PUBLISH_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct SharedRegion<T, A: Access = ReadWrite> {
     /// The store, with its control block's address kept for the read path.
     store: RegionStore,
-    /// How this handle reads: in place, or from copies.
-    reads: Reads,
+    /// What reads in place keep (a read-write handle's reads; a read-only
+    /// handle never uses it).
+    in_place: in_place::InPlace,
+    /// What reads from copies keep (a read-only handle's reads; a
+    /// read-write handle never uses it).
+    copies: copies::Copies,
     /// What a read-write handle keeps for publishing; `None` for read-only
     /// handles.
     writer: Option<publish::Writer>,
@@ -118,21 +122,12 @@ pub struct SharedRegion<T, A: Access = ReadWrite> {
 /// validated private copies, waits, and has no write methods at all.
 pub type RegionReader<T> = SharedRegion<T, ReadOnly>;
 
-/// How a handle reads.
-enum Reads {
-    /// Pinning buffers (read-write attachments).
-    InPlace(in_place::InPlace),
-    /// Copying them (read-only attachments, which cannot pin).
-    Copies(copies::Copies),
-}
-
 impl<T, A: Access> Drop for SharedRegion<T, A> {
     fn drop(&mut self) {
         // No guard lives (they borrow the handle) and the segment is still
         // attached (`store` is dropped after this).
-        if let Reads::InPlace(state) = &self.reads {
-            state.pins.release_all(self.store.control());
-        }
+        // A read-only handle claimed no slot: it has none to release.
+        self.in_place.pins.release_all(self.store.control());
     }
 }
 
@@ -140,16 +135,12 @@ impl<T, A: Access> Drop for SharedRegion<T, A> {
 impl<T: Archive, A: Access> SharedRegion<T, A> {
     pub(crate) fn wrap(store: Store, settings: &RegionSettings) -> Self {
         let store = RegionStore::new(store);
-        let (reads, writer) = if A::READ_ONLY {
-            (Reads::Copies(copies::Copies::default()), None)
-        } else {
-            let reads = Reads::InPlace(in_place::InPlace::new(store.link()));
-            let writer = publish::Writer::new(settings, store.layout().slot_count);
-            (reads, Some(writer))
-        };
+        let writer =
+            (!A::READ_ONLY).then(|| publish::Writer::new(settings, store.layout().slot_count));
         SharedRegion {
+            in_place: in_place::InPlace::new(store.link()),
+            copies: copies::Copies::default(),
             store,
-            reads,
             writer,
             _t: PhantomData,
         }
@@ -188,9 +179,12 @@ impl<T: Archive, A: Access> SharedRegion<T, A> {
     where
         T: Readable,
     {
-        match &self.reads {
-            Reads::InPlace(state) => self.read_in_place(state),
-            Reads::Copies(state) => self.read_copy(state),
+        // Chosen by the type, not by a field: the read path of each access
+        // is the only one compiled into it.
+        if A::READ_ONLY {
+            self.read_copy(&self.copies)
+        } else {
+            self.read_in_place(&self.in_place)
         }
     }
 
@@ -200,10 +194,7 @@ impl<T: Archive, A: Access> SharedRegion<T, A> {
     /// buffers starves; the writer's
     /// [`reuse_grace`](crate::Options::reuse_grace) bounds it.
     pub fn retries(&self) -> u64 {
-        match &self.reads {
-            Reads::InPlace(_) => 0,
-            Reads::Copies(state) => state.retries.load(Ordering::Relaxed),
-        }
+        self.copies.retries.load(Ordering::Relaxed)
     }
 
     /// The bytes each buffer can hold.

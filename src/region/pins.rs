@@ -382,11 +382,7 @@ impl<'a> Slot<'a> {
 
     /// The hold of the pin this slot just made: dropping it unpins.
     pub(super) fn pinned(self) -> PinHold<'a> {
-        PinHold {
-            word: self.word,
-            claim: self.lease.claim,
-            lent: self.lent,
-        }
+        PinHold::new(self.word, self.lease.claim, self.lent)
     }
 }
 
@@ -399,8 +395,30 @@ pub(crate) struct PinHold<'a> {
     pub(super) word: &'a AtomicU64,
     /// The holder's claim (its pid is in it).
     pub(super) claim: u64,
+    /// 1 if the slot is the thread's own, lent by the handle, 0 if it was
+    /// claimed for this read alone: a whole word rather than a `bool`, so
+    /// that a guard is made of whole words, which the compiler moves whole
+    /// (a `bool` tail made it copy bytes across the claim's word, read back
+    /// before the store that wrote them had left the store buffer, which
+    /// cost a read several nanoseconds).
+    lent: u64,
+}
+
+impl<'a> PinHold<'a> {
+    #[inline(always)]
+    pub(super) fn new(word: &'a AtomicU64, claim: u64, lent: bool) -> PinHold<'a> {
+        PinHold {
+            word,
+            claim,
+            lent: u64::from(lent),
+        }
+    }
+
     /// Whether the slot is the thread's own, lent by the handle.
-    pub(super) lent: bool,
+    #[inline(always)]
+    pub(super) fn lent(&self) -> bool {
+        self.lent != 0
+    }
 }
 
 impl Drop for PinHold<'_> {
@@ -410,7 +428,7 @@ impl Drop for PinHold<'_> {
             return;
         }
         pin_slot::unpin::<Std>(self.word, self.claim);
-        if !self.lent {
+        if !self.lent() {
             pin_slot::release::<Std>(self.word, self.claim);
         }
     }

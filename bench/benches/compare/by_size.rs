@@ -1,6 +1,8 @@
 //! One value size: floors, `SharedCell`, shared_memory + raw_sync, std
 //! Mutex, Unix socket + bincode, in process and across processes; and the
 //! cell's cross-process measurements (a process storing nonstop, an echo).
+//! For values of up to 4 KiB, iceoryx2's blackboard runs in the same
+//! groups (`blackboard.rs`).
 
 use std::hint::black_box;
 use std::mem::MaybeUninit;
@@ -9,6 +11,7 @@ use std::time::{Duration, Instant};
 use criterion::Criterion;
 use shmstore::SharedCell;
 
+use crate::blackboard::{self, MAX_VALUE};
 use crate::common::child::{Peer, parent_gone};
 use crate::common::sys::{DATA_AT, RobustMutexSeg, private_segment};
 use crate::ctl::{ChildResult, Ctl, Hammer, WriterWindow, hammer_loop, spawn};
@@ -37,6 +40,10 @@ pub struct WriterSide {
     pub shm_alone: Option<f64>,
     /// The same while `shm_rawsync_load_contended` ran.
     pub shm_load: Option<f64>,
+    /// iceoryx2 blackboard writes in a loop, no reader.
+    pub board_alone: Option<f64>,
+    /// The same while `iceoryx2_blackboard_read_contended` ran.
+    pub board_load: Option<f64>,
 }
 
 /// Measure one value size; return the writer's side of its contended reads.
@@ -142,6 +149,9 @@ pub fn bench_size<const N: usize>(c: &mut Criterion, ctx: &Ctx, name: &str) -> W
             *std_mutex.lock().expect("std mutex") = black_box(value);
         })
     });
+    if N <= MAX_VALUE {
+        blackboard::bench_local::<N>(&mut g);
+    }
     g.finish();
 
     if name == SIZES[0] {
@@ -197,6 +207,9 @@ pub fn bench_size<const N: usize>(c: &mut Criterion, ctx: &Ctx, name: &str) -> W
         writer.cell_load_into = window.rate();
         writer.cell_alone = hammer.as_ref().map(|h| h.hammer.alone);
     }
+    if N <= MAX_VALUE {
+        (writer.board_alone, writer.board_load) = blackboard::bench_contended::<N>(&mut g, alone);
+    }
     {
         let mut hammer: Option<ShmHammer<N>> = None;
         let mut window = WriterWindow::default();
@@ -230,6 +243,13 @@ pub fn bench_size<const N: usize>(c: &mut Criterion, ctx: &Ctx, name: &str) -> W
         rate(writer.shm_alone),
         rate(writer.shm_load),
     );
+    if N <= MAX_VALUE {
+        println!(
+            "{name}_ipc iceoryx2 blackboard writes/s: alone {}, during its read {}",
+            rate(writer.board_alone),
+            rate(writer.board_load),
+        );
+    }
     writer
 }
 

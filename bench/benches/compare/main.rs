@@ -63,6 +63,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod blackboard;
 mod by_size;
 mod ctl;
 mod floors;

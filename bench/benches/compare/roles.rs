@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use crate::CHILD_PATH_ENV;
+use crate::blackboard::board_writer;
 use crate::by_size::{cell_echo, cell_hammer};
 use crate::common::child::parent_gone;
 use crate::floors::{futex_child, spin_child};
@@ -55,6 +56,7 @@ pub fn child_main(spec: &str) -> Result<(), Box<dyn std::error::Error>> {
         "wake_fanout" => wake_fanout(arg(0)?, arg(1)?, arg(2)?),
         "iox_echo" => iox_echo(parent, arg(0)?),
         "iox_fanout" => iox_fanout_child(parent, arg(0)?, arg(1)?),
+        "board_writer" => sized!(arg(0)?, board_writer(parent, arg(1)?)),
         _ => Err(format!("unknown role {role:?}").into()),
     }
 }

@@ -30,7 +30,7 @@ use crate::ctl::{ChildResult, Ctl, Hammer, WriterWindow, hammer_loop, spawn};
 use crate::iox::{Ipc, node, service_name};
 use crate::value::Bytes;
 
-/// The largest value measured here. iceoryx2 sets no
+/// The largest value measured here and in `pubsub.rs`. iceoryx2 sets no
 /// limit on a value's size (a blackboard's key is limited, to 64 bytes):
 /// 64 KiB is left out to keep the run short.
 pub const MAX_VALUE: usize = 4096;

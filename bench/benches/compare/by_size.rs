@@ -1,8 +1,8 @@
 //! One value size: floors, `SharedCell`, shared_memory + raw_sync, std
 //! Mutex, Unix socket + bincode, in process and across processes; and the
 //! cell's cross-process measurements (a process storing nonstop, an echo).
-//! For values of up to 4 KiB, iceoryx2's blackboard runs in the same
-//! groups (`blackboard.rs`).
+//! For values of up to 4 KiB, iceoryx2's blackboard and publish-subscribe
+//! run in the same groups (`blackboard.rs`, `pubsub.rs`).
 
 use std::hint::black_box;
 use std::mem::MaybeUninit;
@@ -17,6 +17,7 @@ use crate::common::sys::{DATA_AT, RobustMutexSeg, private_segment};
 use crate::ctl::{ChildResult, Ctl, Hammer, WriterWindow, hammer_loop, spawn};
 use crate::floors::bench_floor_ipc;
 use crate::peers::{ShmHammer, ShmRawSync, UdsEcho};
+use crate::pubsub::PubSubEcho;
 use crate::value::{Bytes, private_cell, waited_cell};
 use crate::wake::bench_wake;
 use crate::{Ctx, POLL, SIZES, SPIN_CHECK, STOP};
@@ -159,6 +160,15 @@ pub fn bench_size<const N: usize>(c: &mut Criterion, ctx: &Ctx, name: &str) -> W
     }
     let mut g = c.benchmark_group(format!("{name}_ipc"));
     ctx.ipc(&mut g);
+    // iceoryx2's publish-subscribe first, so that the `wait_for_change` row
+    // stays right before the wake-ups (below) compared with it.
+    if N <= MAX_VALUE {
+        let mut echo: Option<PubSubEcho<N>> = None;
+        g.bench_function("iceoryx2_pubsub_spin", |b| {
+            let p = echo.get_or_insert_with(PubSubEcho::start);
+            b.iter_custom(|iters| p.round_trips(iters) / 2);
+        });
+    }
     for (id, spin) in [("cell_observe_spin", true), ("cell_observe_wait", false)] {
         let mut echo: Option<CellEcho<N>> = None;
         g.bench_function(id, |b| {

@@ -70,6 +70,7 @@ mod floors;
 mod iox;
 mod machine;
 mod peers;
+mod pubsub;
 mod region;
 mod report;
 mod roles;

@@ -199,7 +199,7 @@ pub fn report(
 
     // Medians by value size.
     writeln!(w, "### Medians by value size\n").expect("write to a String");
-    let rows_spec: [(&str, &str); 20] = [
+    let rows_spec: [(&str, &str); 21] = [
         (
             "floor: plain copy (`memcpy`) out of a segment",
             "floor_copy",
@@ -242,6 +242,10 @@ pub fn report(
         (
             "`SharedCell` store→observed, spinning reader (one way)",
             "cell_observe_spin",
+        ),
+        (
+            "iceoryx2 publish-subscribe: `send_copy`→`receive`, polling subscriber (one way)",
+            "iceoryx2_pubsub_spin",
         ),
         (
             "`SharedCell` store→observed, `wait_for_change` reader (one way)",
@@ -508,6 +512,11 @@ pub fn report(
             "iceoryx2 blackboard `get` contended / `load` contended",
             &sized("iceoryx2_blackboard_read_contended"),
             &sized("cell_load_contended"),
+        ),
+        ratio_row(
+            "iceoryx2 publish-subscribe / store→observed spinning",
+            &sized("iceoryx2_pubsub_spin"),
+            &sized("cell_observe_spin"),
         ),
     ];
     table(w, &size_header, &rows);

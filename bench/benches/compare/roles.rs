@@ -10,6 +10,7 @@ use crate::common::child::parent_gone;
 use crate::floors::{futex_child, spin_child};
 use crate::iox::{iox_echo, iox_fanout_child};
 use crate::peers::{shm_hammer, uds_echo};
+use crate::pubsub::pubsub_echo;
 use crate::scaling::{scale_reader, scale_writer};
 use crate::wake::{wake_echo, wake_fanout};
 
@@ -57,6 +58,7 @@ pub fn child_main(spec: &str) -> Result<(), Box<dyn std::error::Error>> {
         "iox_echo" => iox_echo(parent, arg(0)?),
         "iox_fanout" => iox_fanout_child(parent, arg(0)?, arg(1)?),
         "board_writer" => sized!(arg(0)?, board_writer(parent, arg(1)?)),
+        "pubsub_echo" => sized!(arg(0)?, pubsub_echo(parent)),
         _ => Err(format!("unknown role {role:?}").into()),
     }
 }

@@ -1,6 +1,8 @@
 //! One value size: floors, `SharedCell`, shared_memory + raw_sync, std
 //! Mutex, Unix socket + bincode, in process and across processes; and the
 //! cell's cross-process measurements (a process storing nonstop, an echo).
+//! For values of up to 4 KiB, iceoryx2's blackboard and publish-subscribe
+//! run in the same groups (`blackboard.rs`, `pubsub.rs`).
 
 use std::hint::black_box;
 use std::mem::MaybeUninit;
@@ -9,11 +11,13 @@ use std::time::{Duration, Instant};
 use criterion::Criterion;
 use shmstore::SharedCell;
 
+use crate::blackboard::{self, MAX_VALUE};
 use crate::common::child::{Peer, parent_gone};
 use crate::common::sys::{DATA_AT, RobustMutexSeg, private_segment};
 use crate::ctl::{ChildResult, Ctl, Hammer, WriterWindow, hammer_loop, spawn};
 use crate::floors::bench_floor_ipc;
 use crate::peers::{ShmHammer, ShmRawSync, UdsEcho};
+use crate::pubsub::PubSubEcho;
 use crate::value::{Bytes, private_cell, waited_cell};
 use crate::wake::bench_wake;
 use crate::{Ctx, POLL, SIZES, SPIN_CHECK, STOP};
@@ -37,6 +41,10 @@ pub struct WriterSide {
     pub shm_alone: Option<f64>,
     /// The same while `shm_rawsync_load_contended` ran.
     pub shm_load: Option<f64>,
+    /// iceoryx2 blackboard writes in a loop, no reader.
+    pub board_alone: Option<f64>,
+    /// The same while `iceoryx2_blackboard_read_contended` ran.
+    pub board_load: Option<f64>,
 }
 
 /// Measure one value size; return the writer's side of its contended reads.
@@ -151,6 +159,9 @@ pub fn bench_size<const N: usize>(c: &mut Criterion, ctx: &Ctx, name: &str) -> W
             *std_mutex.lock().expect("std mutex") = black_box(value);
         })
     });
+    if N <= MAX_VALUE {
+        blackboard::bench_local::<N>(&mut g);
+    }
     g.finish();
 
     if name == SIZES[0] {
@@ -158,6 +169,15 @@ pub fn bench_size<const N: usize>(c: &mut Criterion, ctx: &Ctx, name: &str) -> W
     }
     let mut g = c.benchmark_group(format!("{name}_ipc"));
     ctx.ipc(&mut g);
+    // iceoryx2's publish-subscribe first, so that the `wait_for_change` row
+    // stays right before the wake-ups (below) compared with it.
+    if N <= MAX_VALUE {
+        let mut echo: Option<PubSubEcho<N>> = None;
+        g.bench_function("iceoryx2_pubsub_spin", |b| {
+            let p = echo.get_or_insert_with(PubSubEcho::start);
+            b.iter_custom(|iters| p.round_trips(iters) / 2);
+        });
+    }
     for (id, spin) in [("cell_observe_spin", true), ("cell_observe_wait", false)] {
         let mut echo: Option<CellEcho<N>> = None;
         g.bench_function(id, |b| {
@@ -206,6 +226,9 @@ pub fn bench_size<const N: usize>(c: &mut Criterion, ctx: &Ctx, name: &str) -> W
         writer.cell_load_into = window.rate();
         writer.cell_alone = hammer.as_ref().map(|h| h.hammer.alone);
     }
+    if N <= MAX_VALUE {
+        (writer.board_alone, writer.board_load) = blackboard::bench_contended::<N>(&mut g, alone);
+    }
     {
         let mut hammer: Option<ShmHammer<N>> = None;
         let mut window = WriterWindow::default();
@@ -239,6 +262,13 @@ pub fn bench_size<const N: usize>(c: &mut Criterion, ctx: &Ctx, name: &str) -> W
         rate(writer.shm_alone),
         rate(writer.shm_load),
     );
+    if N <= MAX_VALUE {
+        println!(
+            "{name}_ipc iceoryx2 blackboard writes/s: alone {}, during its read {}",
+            rate(writer.board_alone),
+            rate(writer.board_load),
+        );
+    }
     writer
 }
 

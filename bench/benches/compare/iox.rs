@@ -22,15 +22,26 @@ use crate::common::child::{Peer, parent_gone};
 use crate::ctl::{ChildResult, Ctl, HALT, READY, spawn};
 use crate::wake::{EpollSet, Fanout, Source, armed, now_ns, woke};
 
-type Ipc = ipc::Service;
+/// The service variant of every iceoryx2 row: between processes.
+pub type Ipc = ipc::Service;
 
 /// The most listeners a fan-out service takes.
 const MAX_LISTENERS: usize = 128;
 
 /// A node of this process, quiet but for errors.
-fn node() -> Result<Node<Ipc>, Box<dyn std::error::Error>> {
+pub fn node() -> Result<Node<Ipc>, Box<dyn std::error::Error>> {
     set_log_level(LogLevel::Error);
     Ok(NodeBuilder::new().create::<Ipc>()?)
+}
+
+/// The name of the service `what` of the run whose parent is `parent`.
+pub fn service_name(
+    parent: libc::pid_t,
+    what: &str,
+) -> Result<ServiceName, Box<dyn std::error::Error>> {
+    Ok(ServiceName::new(&format!(
+        "shmstore-bench-compare/{parent}/{what}"
+    ))?)
 }
 
 /// The event service `what` of the run whose parent is `parent`.
@@ -39,9 +50,8 @@ fn service(
     parent: libc::pid_t,
     what: &str,
 ) -> Result<PortFactory<Ipc>, Box<dyn std::error::Error>> {
-    let name = ServiceName::new(&format!("shmstore-bench-compare/{parent}/{what}"))?;
     Ok(node
-        .service_builder(&name)
+        .service_builder(&service_name(parent, what)?)
         .event()
         .max_listeners(MAX_LISTENERS)
         .open_or_create()?)

@@ -40,7 +40,12 @@
 //!   cloudflare's `mmap-sync` (`read` with and without `check_bytes`,
 //!   `write`); a Unix domain socket between two processes carrying the value
 //!   encoded with `bincode` (request/response echo, half a round trip);
-//!   `std::sync::Mutex<T>` in one process (the in-process ceiling).
+//!   `std::sync::Mutex<T>` in one process (the in-process ceiling);
+//!   for 64 B and 4 KiB values, iceoryx2's blackboard (`blackboard.rs`:
+//!   `get` and `update_with_copy` in one process, and `get` against a
+//!   process writing continuously, whose writes per second are counted) and
+//!   publish-subscribe (`pubsub.rs`: an echo, each side polling `receive()`,
+//!   half a round trip).
 //! - scaling: total `load`s per second of 1, 2, 4 and 8 reader processes
 //!   while one writer process stores about 100,000 times a second.
 //!
@@ -58,17 +63,20 @@
 //! (`PR_SET_PDEATHSIG`). Files (mmap-sync's, shared_memory's
 //! flinks, the socket) live in a fresh directory in `/dev/shm` (tmpfs), removed
 //! at the end, on a panic too; shared_memory's POSIX objects are unlinked as
-//! soon as every process has them open.
+//! soon as every process has them open. iceoryx2's services are named after
+//! the parent's pid and go with the last node that uses them (`iox.rs`).
 
 #[path = "../common/mod.rs"]
 mod common;
 
+mod blackboard;
 mod by_size;
 mod ctl;
 mod floors;
 mod iox;
 mod machine;
 mod peers;
+mod pubsub;
 mod region;
 mod report;
 mod roles;

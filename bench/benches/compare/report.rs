@@ -199,7 +199,7 @@ pub fn report(
 
     // Medians by value size.
     writeln!(w, "### Medians by value size\n").expect("write to a String");
-    let rows_spec: [(&str, &str); 18] = [
+    let rows_spec: [(&str, &str); 22] = [
         (
             "floor: plain copy (`memcpy`) out of a segment",
             "floor_copy",
@@ -224,6 +224,14 @@ pub fn report(
         ),
         ("`SharedCell::update`", "cell_update"),
         (
+            "iceoryx2 blackboard: `get` (copies the value out)",
+            "iceoryx2_blackboard_read",
+        ),
+        (
+            "iceoryx2 blackboard: `update_with_copy`",
+            "iceoryx2_blackboard_write",
+        ),
+        (
             "`SharedCell::load`, another process storing nonstop",
             "cell_load_contended",
         ),
@@ -232,8 +240,16 @@ pub fn report(
             "cell_load_into_contended",
         ),
         (
+            "iceoryx2 blackboard: `get`, another process writing nonstop",
+            "iceoryx2_blackboard_read_contended",
+        ),
+        (
             "`SharedCell` store→observed, spinning reader (one way)",
             "cell_observe_spin",
+        ),
+        (
+            "iceoryx2 publish-subscribe: `send_copy`→`receive`, polling subscriber (one way)",
+            "iceoryx2_pubsub_spin",
         ),
         (
             "`SharedCell` store→observed, `wait_for_change` reader (one way)",
@@ -490,6 +506,35 @@ pub fn report(
          ours is that many times faster.\n"
     )
     .expect("write to a String");
+    let rows = vec![
+        ratio_row(
+            "`store` / iceoryx2 blackboard `update_with_copy`",
+            &sized("cell_store"),
+            &sized("iceoryx2_blackboard_write"),
+        ),
+        ratio_row(
+            "iceoryx2 blackboard `get` / `load`",
+            &sized("iceoryx2_blackboard_read"),
+            &sized("cell_load"),
+        ),
+        ratio_row(
+            "iceoryx2 blackboard `get` contended / `load` contended",
+            &sized("iceoryx2_blackboard_read_contended"),
+            &sized("cell_load_contended"),
+        ),
+        ratio_row(
+            "iceoryx2 publish-subscribe / store→observed spinning",
+            &sized("iceoryx2_pubsub_spin"),
+            &sized("cell_observe_spin"),
+        ),
+    ];
+    table(w, &size_header, &rows);
+    writeln!(
+        w,
+        "Again, above 1 the second is faster: in the first row, iceoryx2's \
+         blackboard write; in the others, ours.\n"
+    )
+    .expect("write to a String");
 
     writeln!(w, "### Contended reads: the writer's side\n").expect("write to a String");
     let rows: Vec<Vec<String>> = size_header[1..]
@@ -525,6 +570,32 @@ pub fn report(
          *while … ran* counted over all the time criterion ran that reader \
          (warm-up and samples), in parentheses as a share of the rate alone.\n",
         if quick { ALONE_SECS / 5.0 } else { ALONE_SECS }
+    )
+    .expect("write to a String");
+    let rows: Vec<Vec<String>> = size_header[1..]
+        .iter()
+        .zip(writers)
+        .map(|(size, ws)| {
+            vec![
+                (*size).to_owned(),
+                fmt_rate(ws.board_alone),
+                fmt_rate_share(ws.board_load, ws.board_alone),
+            ]
+        })
+        .collect();
+    table(
+        w,
+        &[
+            "writes/s",
+            "iceoryx2 blackboard `update_with_copy`, alone",
+            "while its `get` ran",
+        ],
+        &rows,
+    );
+    writeln!(
+        w,
+        "The same for the process writing the iceoryx2 blackboard nonstop \
+         in its contended row.\n"
     )
     .expect("write to a String");
 

@@ -4,11 +4,13 @@
 use std::path::PathBuf;
 
 use crate::CHILD_PATH_ENV;
+use crate::blackboard::board_writer;
 use crate::by_size::{cell_echo, cell_hammer};
 use crate::common::child::parent_gone;
 use crate::floors::{futex_child, spin_child};
 use crate::iox::{iox_echo, iox_fanout_child};
 use crate::peers::{shm_hammer, uds_echo};
+use crate::pubsub::pubsub_echo;
 use crate::scaling::{scale_reader, scale_writer};
 use crate::wake::{wake_echo, wake_fanout};
 
@@ -55,6 +57,8 @@ pub fn child_main(spec: &str) -> Result<(), Box<dyn std::error::Error>> {
         "wake_fanout" => wake_fanout(arg(0)?, arg(1)?, arg(2)?),
         "iox_echo" => iox_echo(parent, arg(0)?),
         "iox_fanout" => iox_fanout_child(parent, arg(0)?, arg(1)?),
+        "board_writer" => sized!(arg(0)?, board_writer(parent, arg(1)?)),
+        "pubsub_echo" => sized!(arg(0)?, pubsub_echo(parent)),
         _ => Err(format!("unknown role {role:?}").into()),
     }
 }

@@ -2,13 +2,17 @@
 //! of it.
 
 use bytemuck::{Pod, Zeroable};
+use iceoryx2::prelude::ZeroCopySend;
 use shmstore::{Key, SharedCell};
 
 use crate::common::sys::unlink_segment;
 
 /// `N` bytes of plain data, the value every cell-like store carries.
+/// iceoryx2's blackboard and publish-subscribe take it as is: `ZeroCopySend`
+/// (a `repr(C)` struct of `ZeroCopySend` fields), and `Debug` for the
+/// publish-subscribe payload.
 #[repr(C)]
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, ZeroCopySend)]
 pub struct Bytes<const N: usize>(pub [u8; N]);
 
 // bytemuck's derive refuses `repr(C)` generic structs (it cannot check their

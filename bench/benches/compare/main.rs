@@ -29,6 +29,13 @@
 //!   woken (one way, on the monotonic clock); next to them, iceoryx2's
 //!   events (`iox.rs`): a notifier waking a listener (ping-pong), and one
 //!   `notify` waking the last of 1, 10 and 100 listeners of another process.
+//! - by placement (`by_placement.rs`): the rows that wake another process
+//!   (the futex and cache-line floors, store→observed spinning and in
+//!   `wait_for_change`, the async and descriptor wakes, iceoryx2's events,
+//!   the Unix socket echo, the fan-outs; 64 B) again, with both processes
+//!   pinned to one CPU, then each to its own (`placement.rs`); the
+//!   two-CPU rows are skipped, saying why, where this process may run on
+//!   one CPU only.
 //! - `SharedRegion` (the value shape of `bench/benches/region.rs`: a name, a
 //!   `Vec<u64>` and eight string labels, archives of about 1 KiB, 64 KiB and
 //!   1 MiB): `read` of a version already validated, the first `read` of a new
@@ -55,7 +62,8 @@
 //! removal would wake for good: those are removed when their measurement
 //! ends, on a panic too. Child processes (this binary run again with
 //! [`CHILD_ENV`] set) attach segments by id, and die with their parent
-//! (`PR_SET_PDEATHSIG`). Files (mmap-sync's, shared_memory's
+//! (`PR_SET_PDEATHSIG`). A pinned row gives this process its CPU mask
+//! back when it ends, on a panic too. Files (mmap-sync's, shared_memory's
 //! flinks, the socket) live in a fresh directory in `/dev/shm` (tmpfs), removed
 //! at the end, on a panic too; shared_memory's POSIX objects are unlinked as
 //! soon as every process has them open.
@@ -63,12 +71,14 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod by_placement;
 mod by_size;
 mod ctl;
 mod floors;
 mod iox;
 mod machine;
 mod peers;
+mod placement;
 mod region;
 mod report;
 mod roles;
@@ -81,6 +91,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{BenchmarkGroup, Criterion, measurement::WallTime};
 
+use by_placement::bench_placed;
 use by_size::bench_size;
 use common::child::exit_if_child;
 use common::sys::{TMPFS, TempDir};
@@ -186,6 +197,7 @@ fn main() {
 
     bench_floors(&mut c, &ctx);
     let writers = for_each_size!(bench_size(&mut c, &ctx));
+    bench_placed(&mut c, &ctx);
     bench_region(&mut c, &ctx);
     let scaling = if filtered_out(&c, "scaling") {
         Vec::new()

@@ -9,6 +9,7 @@ use crate::common::child::parent_gone;
 use crate::floors::{futex_child, spin_child};
 use crate::iox::{iox_echo, iox_fanout_child};
 use crate::peers::{shm_hammer, uds_echo};
+use crate::placement::pin_child;
 use crate::scaling::{scale_reader, scale_writer};
 use crate::wake::{wake_echo, wake_fanout};
 
@@ -24,6 +25,7 @@ pub fn child_main(spec: &str) -> Result<(), Box<dyn std::error::Error>> {
     if parent_gone(parent) {
         return Ok(()); // The parent died before the signal was armed.
     }
+    pin_child()?;
     let arg = |i: usize| -> Result<i32, Box<dyn std::error::Error>> {
         Ok(i32::try_from(*args.get(i).ok_or("missing argument")?)?)
     };

@@ -61,6 +61,11 @@ impl Peer {
         }
     }
 
+    /// The child's process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Panic (rather than hang) if the child has exited.
     pub fn check(&mut self) {
         if let Some(status) = self.child.try_wait().expect("try_wait") {

@@ -55,6 +55,10 @@ pub const ARMED: usize = 16;
 pub const WOKEN: usize = 17;
 pub const ROUNDS_DONE: usize = 18;
 pub const LAST_WOKEN: usize = 19;
+/// The broadcast rows (`tails.rs`): waiter i's time of waking
+/// (nanoseconds, `CLOCK_MONOTONIC`) is word `WAITER_AT + i` of a control
+/// segment made with room for them ([`Ctl::with_words`]).
+pub const WAITER_AT: usize = 20;
 
 /// How many stores a hammer child makes between two updates of its count in
 /// [`WRITER_COUNT`].
@@ -64,6 +68,13 @@ impl Ctl {
     pub fn new() -> Self {
         Ctl {
             seg: private_segment(PAGE),
+        }
+    }
+
+    /// A control segment with room for `words` words (at least a page).
+    pub fn with_words(words: usize) -> Self {
+        Ctl {
+            seg: private_segment((words * 64).max(PAGE)),
         }
     }
 

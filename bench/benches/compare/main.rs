@@ -50,9 +50,14 @@
 //!   `std::sync::Mutex<T>` in one process (the in-process ceiling).
 //! - scaling: total `load`s per second of 1, 2, 4 and 8 reader processes
 //!   while one writer process stores about 100,000 times a second.
+//! - tails (`tails.rs`, outside criterion, hdrhistogram): p50, p99, p99.9
+//!   and max of `SharedCell::load` (64 B, 4 KiB) and `store` (64 B) and of
+//!   `SharedRegion::read` (1 KiB), timed in batches of 100, alone and
+//!   against a process writing nonstop; and of one store waking 1, 10 and
+//!   100 processes blocked in `wait_for_change`, each wake timed.
 //!
 //! Then the medians saved by criterion (`estimates.json`) are read back and a
-//! Markdown report (medians, ratios, scaling, the acceptance targets) is
+//! Markdown report (medians, ratios, scaling, tails, the acceptance targets) is
 //! printed and, on an unfiltered run, written into BENCHMARKS.md between its
 //! `generated` markers, with the machine's CPU, core count, kernel and date.
 //!
@@ -83,6 +88,7 @@ mod region;
 mod report;
 mod roles;
 mod scaling;
+mod tails;
 mod value;
 mod wake;
 
@@ -101,6 +107,7 @@ use region::bench_region;
 use report::{Results, report, write_benchmarks_md};
 use roles::child_main;
 use scaling::scaling;
+use tails::tails;
 
 /// Set in a child process: its role, its parent's pid and its arguments.
 const CHILD_ENV: &str = "SHMSTORE_BENCH_COMPARE_CHILD";
@@ -204,6 +211,7 @@ fn main() {
     } else {
         READERS.iter().map(|&n| scaling(&ctx, n)).collect()
     };
+    let tails = tails(&c, &ctx);
     c.final_summary();
     drop(dir);
 
@@ -216,6 +224,7 @@ fn main() {
         &machine,
         &scaling,
         &writers,
+        &tails,
         wall.elapsed(),
         ctx.quick,
     );

@@ -11,6 +11,7 @@ use crate::common::values::REGION_SIZES;
 use crate::machine::{Machine, busy_processes, list_or_none, load_average};
 use crate::placement::Placement;
 use crate::scaling::Scale;
+use crate::tails::{ALONE, BATCH, ONE_PUBLISHER, ONE_WRITER, TWO_READERS, Tail, Tails};
 use crate::wake::FANOUT;
 use crate::{SIZES, WRITER_RATE};
 
@@ -138,6 +139,7 @@ pub fn report(
     m: &Machine,
     scaling: &[Scale],
     writers: &[WriterSide],
+    tails: &Tails,
     took: Duration,
     quick: bool,
 ) -> String {
@@ -596,6 +598,7 @@ pub fn report(
         m.cores
     )
     .expect("write to a String");
+    tails_section(w, tails, m);
 
     writeln!(w, "### Acceptance targets\n").expect("write to a String");
     let (reads, first_ns) = (regional("read"), regional("read")[0]);
@@ -689,6 +692,7 @@ pub fn report(
         strict: false,
         unit_ns: false,
     });
+    targets.extend(tail_targets(tails));
     writeln!(w, "| target | measured | bound | verdict |").expect("write to a String");
     writeln!(w, "|---|---:|---:|---|").expect("write to a String");
     for t in &targets {
@@ -902,4 +906,167 @@ fn placement_targets(r: &Results) -> Vec<Target> {
             unit_ns: false,
         })
         .collect()
+}
+
+/// The operations of the tails table, in its order: (label, id, the
+/// kinds of contention measured).
+const TAIL_OPS: [(&str, &str, &[&str]); 4] = [
+    (
+        "`SharedCell::load`, 64 B",
+        "load_64B",
+        &[ALONE, ONE_WRITER, TWO_READERS],
+    ),
+    (
+        "`SharedCell::load`, 4 KiB",
+        "load_4KiB",
+        &[ALONE, ONE_WRITER, TWO_READERS],
+    ),
+    (
+        "`SharedCell::store`, 64 B",
+        "store_64B",
+        &[ALONE, ONE_WRITER],
+    ),
+    (
+        "`SharedRegion::read`, 1 KiB, version already validated",
+        "region_read_1KiB",
+        &[ALONE, ONE_PUBLISHER],
+    ),
+];
+
+/// A distribution's cells: samples, p50, p99, p99.9, max ("n/a" if not
+/// measured).
+fn tail_cells(t: Option<&Tail>) -> Vec<String> {
+    match t {
+        None => vec!["n/a".into(); 5],
+        Some(t) => vec![
+            t.ps.len().to_string(),
+            fmt_ns(Some(t.ns_at(0.5))),
+            fmt_ns(Some(t.ns_at(0.99))),
+            fmt_ns(Some(t.ns_at(0.999))),
+            fmt_ns(Some(t.max_ns())),
+        ],
+    }
+}
+
+/// p99.9 / p50 of a distribution.
+fn tail_spread(t: Option<&Tail>) -> Option<f64> {
+    t.and_then(|t| ratio(Some(t.ns_at(0.999)), Some(t.ns_at(0.5))))
+}
+
+/// The tails (`tails.rs`): batched operations, then wake-ups.
+fn tails_section(w: &mut String, tails: &Tails, m: &Machine) {
+    writeln!(w, "### Tails: per-operation latency\n").expect("write to a String");
+    let mut rows = Vec::new();
+    for (label, id, kinds) in TAIL_OPS {
+        for &kind in kinds {
+            let t = tails.get(id, kind);
+            let others = match t.and_then(|t| t.rate.as_ref()) {
+                Some(rate) => format!("{kind} ({rate})"),
+                None => kind.to_owned(),
+            };
+            let mut row = vec![label.to_owned(), others];
+            row.extend(tail_cells(t));
+            row.push(fmt_ratio(tail_spread(t)));
+            rows.push(row);
+        }
+    }
+    table(
+        w,
+        &[
+            "operation (batches of 100)",
+            "other processes",
+            "batches",
+            "p50",
+            "p99",
+            "p99.9",
+            "max",
+            "p99.9 / p50",
+        ],
+        &rows,
+    );
+    writeln!(
+        w,
+        "Each sample is a batch of {BATCH} operations timed between two clock \
+         reads and recorded as its mean per operation (a clock read costs \
+         about as much as one of these operations): a single slow operation \
+         weighs a hundredth in its batch, so a tail here is a slow stretch of \
+         about {BATCH} operations (an interrupt, a preemption, a run of \
+         contended reads). The other processes use the same object; under a \
+         publisher, a region `read` validates each new version it meets. \
+         Nothing is pinned: where the scheduler runs the reader and the \
+         writer on one CPU they take turns instead of contending, and a \
+         batch that spans a switch holds the other's time slice (the \
+         writer's rate while the reader ran, against its rate alone, shows \
+         how much they overlapped). With two readers and a writer, three \
+         busy processes share this machine's {} cores. hdrhistogram, three \
+         significant digits.\n",
+        m.cores
+    )
+    .expect("write to a String");
+
+    let mut rows = Vec::new();
+    for t in &tails.wakes {
+        let label = match t.id.rsplit_once('_') {
+            Some((_, "last")) => format!(
+                "N = {}: the last woken",
+                t.id.split('_').nth(1).unwrap_or("?")
+            ),
+            Some((_, "each")) => {
+                format!("N = {}: each waiter", t.id.split('_').nth(1).unwrap_or("?"))
+            }
+            _ => "N = 1: store→observed, one way".to_owned(),
+        };
+        let mut row = vec![label];
+        row.extend(tail_cells(Some(t)));
+        rows.push(row);
+    }
+    if rows.is_empty() {
+        rows.push(
+            std::iter::once("not measured".to_owned())
+                .chain(tail_cells(None))
+                .collect(),
+        );
+    }
+    table(
+        w,
+        &[
+            "one store → N processes in `wait_for_change` woken (64 B)",
+            "samples",
+            "p50",
+            "p99",
+            "p99.9",
+            "max",
+        ],
+        &rows,
+    );
+    writeln!(
+        w,
+        "Each wake-up timed on its own, from just before the store to the \
+         waiter's clock read after its `wait_for_change` returned, on \
+         `CLOCK_MONOTONIC`, which every process reads; *the last woken* is \
+         one sample a round, *each waiter* N. Each round starts once every \
+         waiter waits again and the kernel shows it asleep (untimed); after \
+         its store the storing process sleeps until every waiter has \
+         reported, as in the ping-pongs. The processes are not pinned.\n"
+    )
+    .expect("write to a String");
+}
+
+/// The acceptance targets of the tails: p99.9 within 10x the median for
+/// `load` and region `read` against one process writing nonstop.
+fn tail_targets(tails: &Tails) -> Vec<Target> {
+    [
+        ("`load` 64 B", "load_64B", ONE_WRITER),
+        ("`load` 4 KiB", "load_4KiB", ONE_WRITER),
+        ("region `read` 1 KiB", "region_read_1KiB", ONE_PUBLISHER),
+    ]
+    .into_iter()
+    .map(|(what, id, kind)| Target {
+        what: format!("p99.9 / p50 of {what}, {kind} (batches of {BATCH})"),
+        value: tail_spread(tails.get(id, kind)),
+        max: 10.0,
+        strict: false,
+        unit_ns: false,
+    })
+    .collect()
 }

@@ -11,6 +11,7 @@ use crate::iox::{iox_echo, iox_fanout_child};
 use crate::peers::{shm_hammer, uds_echo};
 use crate::placement::pin_child;
 use crate::scaling::{scale_reader, scale_writer};
+use crate::tails::{tail_publisher, tail_reader, tail_waiter};
 use crate::wake::{wake_echo, wake_fanout};
 
 /// The body of a child process, `spec` being what `ctl::spawn` set in
@@ -57,6 +58,9 @@ pub fn child_main(spec: &str) -> Result<(), Box<dyn std::error::Error>> {
         "wake_fanout" => wake_fanout(arg(0)?, arg(1)?, arg(2)?),
         "iox_echo" => iox_echo(parent, arg(0)?),
         "iox_fanout" => iox_fanout_child(parent, arg(0)?, arg(1)?),
+        "tail_reader" => sized!(arg(0)?, tail_reader(arg(1)?, arg(2)?)),
+        "tail_publisher" => tail_publisher(arg(0)?, arg(1)?, arg(2)? as usize),
+        "tail_waiter" => tail_waiter(parent, arg(0)?, arg(1)?, arg(2)? as usize, arg(3)?),
         _ => Err(format!("unknown role {role:?}").into()),
     }
 }

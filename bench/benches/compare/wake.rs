@@ -12,6 +12,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::pin::pin;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU32;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
@@ -429,16 +430,21 @@ impl<S: Source> Fanout<S> {
     /// Sleep until the futex word `i` reaches `target`, checking that the
     /// child is alive whenever a sleep ends with the word unchanged.
     fn wait_word(&mut self, i: usize, target: u32) {
-        let word = self.ctl.u32(i);
-        loop {
-            let v = word.load(SeqCst);
-            if v >= target {
-                return;
-            }
-            futex_wait(word, v, POLL);
-            if word.load(SeqCst) == v {
-                self.peer.check();
-            }
+        wait_word(self.ctl.u32(i), target, || self.peer.check());
+    }
+}
+
+/// Sleep until the futex word `word` reaches `target`; `check` runs
+/// whenever a sleep (at most [`POLL`]) ends with the word unchanged.
+pub fn wait_word(word: &AtomicU32, target: u32, mut check: impl FnMut()) {
+    loop {
+        let v = word.load(SeqCst);
+        if v >= target {
+            return;
+        }
+        futex_wait(word, v, POLL);
+        if word.load(SeqCst) == v {
+            check();
         }
     }
 }

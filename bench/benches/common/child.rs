@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::error::Error;
+use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -37,6 +38,13 @@ impl Peer {
     /// arguments separated by colons) and, if given, `path`'s variable set to
     /// its path; no standard input, standard output discarded.
     pub fn spawn(env: &str, role: &str, args: &[i64], path: Option<(&str, &Path)>) -> Self {
+        let vars: Vec<(&str, &OsStr)> = path.iter().map(|&(v, p)| (v, p.as_os_str())).collect();
+        Self::spawn_with(env, role, args, &vars)
+    }
+
+    /// As [`Peer::spawn`], with each of `vars` (name, value) set in the
+    /// child's environment.
+    pub fn spawn_with(env: &str, role: &str, args: &[i64], vars: &[(&str, &OsStr)]) -> Self {
         let mut spec = format!("{role}:{}", std::process::id());
         for a in args {
             write!(spec, ":{a}").expect("write to a String");
@@ -45,12 +53,17 @@ impl Peer {
         cmd.env(env, spec)
             .stdin(Stdio::null())
             .stdout(Stdio::null());
-        if let Some((var, p)) = path {
-            cmd.env(var, p);
+        for (var, value) in vars {
+            cmd.env(var, value);
         }
         Peer {
             child: cmd.spawn().expect("spawn a bench child"),
         }
+    }
+
+    /// The child's process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
     }
 
     /// Panic (rather than hang) if the child has exited.

@@ -308,7 +308,7 @@ pub fn cell_hammer<const N: usize>(ctl: i32, cell: i32) -> ChildResult {
 /// Two cells, A stored by the parent, B by the child, which echoes each
 /// value of A into B; both sides spin on `version()` or sleep in
 /// `wait_for_change`.
-struct CellEcho<const N: usize> {
+pub struct CellEcho<const N: usize> {
     /// Declared first: the child has exited before the cells are removed.
     peer: Peer,
     a: SharedCell<Bytes<N>>,
@@ -320,7 +320,7 @@ struct CellEcho<const N: usize> {
 }
 
 impl<const N: usize> CellEcho<N> {
-    fn start(spin: bool) -> Self {
+    pub fn start(spin: bool) -> Self {
         let cell = if spin { private_cell } else { waited_cell };
         let a = cell(Bytes::<N>::pattern(0));
         let b = cell(Bytes::<N>::pattern(0));
@@ -375,7 +375,7 @@ impl<const N: usize> CellEcho<N> {
         }
     }
 
-    fn round_trips(&mut self, iters: u64) -> Duration {
+    pub fn round_trips(&mut self, iters: u64) -> Duration {
         let start = Instant::now();
         for _ in 0..iters {
             self.n += 1;

@@ -4,6 +4,7 @@
 //! measurements import it, and the roles' dispatcher (`roles.rs`) imports
 //! the measurements.
 
+use std::ffi::OsStr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -12,12 +13,23 @@ use shmstore::Segment;
 
 use crate::common::child::Peer;
 use crate::common::sys::{PAGE, private_segment};
+use crate::placement::{CPU_ENV, child_cpu};
 use crate::{CHILD_ENV, CHILD_PATH_ENV};
 
 /// A child process running `role` with `args`, and with `path` in
-/// [`CHILD_PATH_ENV`] if given; stopped (or killed) on drop.
+/// [`CHILD_PATH_ENV`] if given; stopped (or killed) on drop. While a
+/// [`Pin`](crate::placement::Pin) is held, the child runs on the CPU it
+/// names for children.
 pub fn spawn(role: &str, args: &[i64], path: Option<&Path>) -> Peer {
-    Peer::spawn(CHILD_ENV, role, args, path.map(|p| (CHILD_PATH_ENV, p)))
+    let cpu = child_cpu().map(|c| c.to_string());
+    let mut vars: Vec<(&str, &OsStr)> = Vec::new();
+    if let Some(p) = path {
+        vars.push((CHILD_PATH_ENV, p.as_os_str()));
+    }
+    if let Some(c) = &cpu {
+        vars.push((CPU_ENV, OsStr::new(c)));
+    }
+    Peer::spawn_with(CHILD_ENV, role, args, &vars)
 }
 
 /// A page of control words shared with child processes, each word on its
@@ -43,6 +55,10 @@ pub const ARMED: usize = 16;
 pub const WOKEN: usize = 17;
 pub const ROUNDS_DONE: usize = 18;
 pub const LAST_WOKEN: usize = 19;
+/// The broadcast rows (`tails.rs`): waiter i's time of waking
+/// (nanoseconds, `CLOCK_MONOTONIC`) is word `WAITER_AT + i` of a control
+/// segment made with room for them ([`Ctl::with_words`]).
+pub const WAITER_AT: usize = 20;
 
 /// How many stores a hammer child makes between two updates of its count in
 /// [`WRITER_COUNT`].
@@ -52,6 +68,13 @@ impl Ctl {
     pub fn new() -> Self {
         Ctl {
             seg: private_segment(PAGE),
+        }
+    }
+
+    /// A control segment with room for `words` words (at least a page).
+    pub fn with_words(words: usize) -> Self {
+        Ctl {
+            seg: private_segment((words * 64).max(PAGE)),
         }
     }
 

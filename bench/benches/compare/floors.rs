@@ -47,21 +47,21 @@ pub fn bench_floor_ipc(c: &mut Criterion, ctx: &Ctx) {
 
 /// Two futex words of a control page: A written by the parent, B echoed by
 /// the child. One way is half a round trip.
-struct FutexPingPong {
+pub struct FutexPingPong {
     ctl: Ctl,
     n: u32,
     peer: Peer,
 }
 
 impl FutexPingPong {
-    fn start() -> Self {
+    pub fn start() -> Self {
         let ctl = Ctl::new();
         let mut peer = spawn("futex", &[ctl.id().into()], None);
         ctl.wait_ready(std::slice::from_mut(&mut peer), 1);
         FutexPingPong { ctl, n: 0, peer }
     }
 
-    fn round_trips(&mut self, iters: u64) -> Duration {
+    pub fn round_trips(&mut self, iters: u64) -> Duration {
         let (a, b) = (self.ctl.u32(WORD_A), self.ctl.u32(WORD_B));
         futex_round_trips(a, b, &mut self.n, iters, POLL, || self.peer.check())
     }
@@ -86,21 +86,21 @@ pub fn futex_child(parent: libc::pid_t, ctl: i32) -> ChildResult {
 
 /// Two words on two cache lines of a control page, both sides spinning: the
 /// time for a cache line to go to the other core and back, halved.
-struct SpinPingPong {
+pub struct SpinPingPong {
     ctl: Ctl,
     n: u64,
     peer: Peer,
 }
 
 impl SpinPingPong {
-    fn start() -> Self {
+    pub fn start() -> Self {
         let ctl = Ctl::new();
         let mut peer = spawn("spin", &[ctl.id().into()], None);
         ctl.wait_ready(std::slice::from_mut(&mut peer), 1);
         SpinPingPong { ctl, n: 0, peer }
     }
 
-    fn round_trips(&mut self, iters: u64) -> Duration {
+    pub fn round_trips(&mut self, iters: u64) -> Duration {
         let (a, b) = (self.ctl.u64(WORD_A), self.ctl.u64(WORD_B));
         let start = Instant::now();
         for _ in 0..iters {

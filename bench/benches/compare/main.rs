@@ -29,6 +29,13 @@
 //!   woken (one way, on the monotonic clock); next to them, iceoryx2's
 //!   events (`iox.rs`): a notifier waking a listener (ping-pong), and one
 //!   `notify` waking the last of 1, 10 and 100 listeners of another process.
+//! - by placement (`by_placement.rs`): the rows that wake another process
+//!   (the futex and cache-line floors, store→observed spinning and in
+//!   `wait_for_change`, the async and descriptor wakes, iceoryx2's events,
+//!   the Unix socket echo, the fan-outs; 64 B) again, with both processes
+//!   pinned to one CPU, then each to its own (`placement.rs`); the
+//!   two-CPU rows are skipped, saying why, where this process may run on
+//!   one CPU only.
 //! - `SharedRegion` (the value shape of `bench/benches/region.rs`: a name, a
 //!   `Vec<u64>` and eight string labels, archives of about 1 KiB, 64 KiB and
 //!   1 MiB): `read` of a version already validated, the first `read` of a new
@@ -48,9 +55,14 @@
 //!   half a round trip).
 //! - scaling: total `load`s per second of 1, 2, 4 and 8 reader processes
 //!   while one writer process stores about 100,000 times a second.
+//! - tails (`tails.rs`, outside criterion, hdrhistogram): p50, p99, p99.9
+//!   and max of `SharedCell::load` (64 B, 4 KiB) and `store` (64 B) and of
+//!   `SharedRegion::read` (1 KiB), timed in batches of 100, alone and
+//!   against a process writing nonstop; and of one store waking 1, 10 and
+//!   100 processes blocked in `wait_for_change`, each wake timed.
 //!
 //! Then the medians saved by criterion (`estimates.json`) are read back and a
-//! Markdown report (medians, ratios, scaling, the acceptance targets) is
+//! Markdown report (medians, ratios, scaling, tails, the acceptance targets) is
 //! printed and, on an unfiltered run, written into BENCHMARKS.md between its
 //! `generated` markers, with the machine's CPU, core count, kernel and date.
 //!
@@ -60,7 +72,8 @@
 //! removal would wake for good: those are removed when their measurement
 //! ends, on a panic too. Child processes (this binary run again with
 //! [`CHILD_ENV`] set) attach segments by id, and die with their parent
-//! (`PR_SET_PDEATHSIG`). Files (mmap-sync's, shared_memory's
+//! (`PR_SET_PDEATHSIG`). A pinned row gives this process its CPU mask
+//! back when it ends, on a panic too. Files (mmap-sync's, shared_memory's
 //! flinks, the socket) live in a fresh directory in `/dev/shm` (tmpfs), removed
 //! at the end, on a panic too; shared_memory's POSIX objects are unlinked as
 //! soon as every process has them open. iceoryx2's services are named after
@@ -70,17 +83,20 @@
 mod common;
 
 mod blackboard;
+mod by_placement;
 mod by_size;
 mod ctl;
 mod floors;
 mod iox;
 mod machine;
 mod peers;
+mod placement;
 mod pubsub;
 mod region;
 mod report;
 mod roles;
 mod scaling;
+mod tails;
 mod value;
 mod wake;
 
@@ -89,6 +105,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{BenchmarkGroup, Criterion, measurement::WallTime};
 
+use by_placement::bench_placed;
 use by_size::bench_size;
 use common::child::exit_if_child;
 use common::sys::{TMPFS, TempDir};
@@ -98,6 +115,7 @@ use region::bench_region;
 use report::{Results, report, write_benchmarks_md};
 use roles::child_main;
 use scaling::scaling;
+use tails::tails;
 
 /// Set in a child process: its role, its parent's pid and its arguments.
 const CHILD_ENV: &str = "SHMSTORE_BENCH_COMPARE_CHILD";
@@ -194,12 +212,14 @@ fn main() {
 
     bench_floors(&mut c, &ctx);
     let writers = for_each_size!(bench_size(&mut c, &ctx));
+    bench_placed(&mut c, &ctx);
     bench_region(&mut c, &ctx);
     let scaling = if filtered_out(&c, "scaling") {
         Vec::new()
     } else {
         READERS.iter().map(|&n| scaling(&ctx, n)).collect()
     };
+    let tails = tails(&c, &ctx);
     c.final_summary();
     drop(dir);
 
@@ -212,6 +232,7 @@ fn main() {
         &machine,
         &scaling,
         &writers,
+        &tails,
         wall.elapsed(),
         ctx.quick,
     );

@@ -9,7 +9,9 @@ use crate::by_size::{ALONE_SECS, WriterSide};
 use crate::common::report::{fmt_opt_ns, median_ns, ratio};
 use crate::common::values::REGION_SIZES;
 use crate::machine::{Machine, busy_processes, list_or_none, load_average};
+use crate::placement::Placement;
 use crate::scaling::Scale;
+use crate::tails::{ALONE, BATCH, ONE_PUBLISHER, ONE_WRITER, TWO_READERS, Tail, Tails};
 use crate::wake::FANOUT;
 use crate::{SIZES, WRITER_RATE};
 
@@ -137,6 +139,7 @@ pub fn report(
     m: &Machine,
     scaling: &[Scale],
     writers: &[WriterSide],
+    tails: &Tails,
     took: Duration,
     quick: bool,
 ) -> String {
@@ -404,6 +407,7 @@ pub fn report(
          listeners are waited on by one thread with epoll.\n"
     )
     .expect("write to a String");
+    placement_section(w, r);
 
     writeln!(w, "### Ratios by value size\n").expect("write to a String");
     let line = r.get("floor_ipc", "cacheline");
@@ -674,6 +678,7 @@ pub fn report(
         m.cores
     )
     .expect("write to a String");
+    tails_section(w, tails, m);
 
     writeln!(w, "### Acceptance targets\n").expect("write to a String");
     let (reads, first_ns) = (regional("read"), regional("read")[0]);
@@ -718,6 +723,7 @@ pub fn report(
             unit_ns: false,
         },
     ];
+    targets.extend(placement_targets(r));
     for ((name, _), &ns) in REGION_SIZES.iter().zip(&reads) {
         targets.push(Target {
             what: format!("region `read` of a validated version, {name}"),
@@ -766,6 +772,7 @@ pub fn report(
         strict: false,
         unit_ns: false,
     });
+    targets.extend(tail_targets(tails));
     writeln!(w, "| target | measured | bound | verdict |").expect("write to a String");
     writeln!(w, "|---|---:|---:|---|").expect("write to a String");
     for t in &targets {
@@ -791,4 +798,355 @@ pub fn write_benchmarks_md(report: &str) {
     };
     std::fs::write(&path, new).expect("write BENCHMARKS.md");
     println!("wrote {}", path.display());
+}
+
+/// The name of a placement in the report.
+fn placement_label(p: Placement) -> &'static str {
+    match p {
+        Placement::SameCpu => "same CPU",
+        Placement::TwoCpus => "two CPUs",
+    }
+}
+
+/// Row `id` of the `placed_*` groups, one median a placement of
+/// [`Placement::ALL`].
+fn placed(r: &Results, id: &str) -> Vec<Option<f64>> {
+    Placement::ALL
+        .iter()
+        .map(|p| r.get(&format!("placed_{}", p.name()), id))
+        .collect()
+}
+
+/// The rows that wake another process, with both processes on one CPU and
+/// on two (`by_placement.rs`), and their ratios to the futex floor.
+fn placement_section(w: &mut String, r: &Results) {
+    writeln!(
+        w,
+        "### Store → woken in another process, by placement (64 B, one way)\n"
+    )
+    .expect("write to a String");
+    let header: Vec<&str> = std::iter::once("ping-pong, round trip / 2")
+        .chain(Placement::ALL.iter().map(|&p| placement_label(p)))
+        .collect();
+    let ns_row = |label: &str, id: &str| -> Vec<String> {
+        std::iter::once(label.to_owned())
+            .chain(placed(r, id).into_iter().map(fmt_ns))
+            .collect()
+    };
+    let rows = [
+        (
+            "shared futex wake between two processes (floor)",
+            "futex_wake",
+        ),
+        (
+            "cache line between two spinning processes (floor)",
+            "cacheline",
+        ),
+        (
+            "`SharedCell` store→observed, spinning reader",
+            "cell_observe_spin",
+        ),
+        (
+            "`SharedCell` store → `wait_for_change` returns",
+            "cell_observe_wait",
+        ),
+        (
+            "store → tokio task in `changed(since).await` returns",
+            "async_changed",
+        ),
+        (
+            "store → tokio task in a `changes()` stream's `changed().await` returns",
+            "async_stream",
+        ),
+        (
+            "store → `Subscription` descriptor readable (`epoll_wait`, then `changes()`)",
+            "fd_epoll",
+        ),
+        (
+            "iceoryx2 event: `notify` → listener `timed_wait` returns (no value)",
+            "iceoryx2_event",
+        ),
+        (
+            "Unix socket + bincode, echo (request → response)",
+            "uds_bincode",
+        ),
+    ];
+    let rows: Vec<Vec<String>> = rows.iter().map(|(l, id)| ns_row(l, id)).collect();
+    table(w, &header, &rows);
+
+    let fanout_header: Vec<String> = std::iter::once("one store, N waiters (one way)".to_owned())
+        .chain(FANOUT.iter().map(|n| format!("N = {n}")))
+        .collect();
+    let fanout_header: Vec<&str> = fanout_header.iter().map(String::as_str).collect();
+    let mut rows = Vec::new();
+    for (kind, label) in [
+        (
+            "async",
+            "store → the last of N tokio tasks in `changed(since).await` woken",
+        ),
+        (
+            "iceoryx2",
+            "iceoryx2 `notify` → the last of N listeners woken",
+        ),
+    ] {
+        for (i, &p) in Placement::ALL.iter().enumerate() {
+            rows.push(
+                std::iter::once(format!("{label}, {}", placement_label(p)))
+                    .chain(
+                        FANOUT
+                            .iter()
+                            .map(|n| fmt_ns(placed(r, &format!("{kind}_last_of_{n}"))[i])),
+                    )
+                    .collect(),
+            );
+        }
+    }
+    table(w, &fanout_header, &rows);
+
+    let futex = placed(r, "futex_wake");
+    let ratio_row = |label: &str, id: &str, floor: &[Option<f64>]| -> Vec<String> {
+        std::iter::once(label.to_owned())
+            .chain(
+                placed(r, id)
+                    .into_iter()
+                    .zip(floor)
+                    .map(|(x, &y)| fmt_ratio(ratio(x, y))),
+            )
+            .collect()
+    };
+    let mut ratio_header = header.clone();
+    ratio_header[0] = "ratio";
+    table(
+        w,
+        &ratio_header,
+        &[
+            ratio_row(
+                "`wait_for_change` / futex wake",
+                "cell_observe_wait",
+                &futex,
+            ),
+            ratio_row(
+                "`changed(since).await` / futex wake",
+                "async_changed",
+                &futex,
+            ),
+            ratio_row("`changes()` stream / futex wake", "async_stream", &futex),
+            ratio_row("descriptor (`epoll_wait`) / futex wake", "fd_epoll", &futex),
+            ratio_row("iceoryx2 event / futex wake", "iceoryx2_event", &futex),
+            ratio_row("Unix socket + bincode / futex wake", "uds_bincode", &futex),
+            ratio_row(
+                "store→observed spinning / cache-line ping-pong",
+                "cell_observe_spin",
+                &placed(r, "cacheline"),
+            ),
+        ],
+    );
+    let cpus: Vec<String> = Placement::ALL
+        .iter()
+        .map(|&p| match p.cpus() {
+            Ok((a, b)) if a == b => format!("*{}*: both on CPU {a}", placement_label(p)),
+            Ok((a, b)) => format!(
+                "*{}*: the parent on CPU {a}, the other process on CPU {b}",
+                placement_label(p)
+            ),
+            Err(why) => format!("*{}*: not measured, {why}", placement_label(p)),
+        })
+        .collect();
+    writeln!(
+        w,
+        "The rows of this report that wake another process, measured again \
+         with the two processes pinned (`sched_setaffinity`, in both, for the \
+         time of each row): {}. The rows elsewhere are not pinned. On one \
+         CPU every wake-up is a switch from the storing process to the woken \
+         one, and the spinning rows move on only when the spinner yields its \
+         CPU (every 1024 spins); on two, a wake-up reaches another CPU, \
+         which may have gone idle. Each placement's rows run in one group, \
+         its futex floor first.\n",
+        cpus.join("; ")
+    )
+    .expect("write to a String");
+}
+
+/// The acceptance targets of the placed rows: `wait_for_change` within
+/// 1.2x of the futex floor in each placement.
+fn placement_targets(r: &Results) -> Vec<Target> {
+    let wait = placed(r, "cell_observe_wait");
+    let futex = placed(r, "futex_wake");
+    Placement::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, &p)| Target {
+            what: format!(
+                "store→wake / bare futex wake, {} (64 B, one way)",
+                placement_label(p)
+            ),
+            value: ratio(wait[i], futex[i]),
+            max: 1.2,
+            strict: false,
+            unit_ns: false,
+        })
+        .collect()
+}
+
+/// The operations of the tails table, in its order: (label, id, the
+/// kinds of contention measured).
+const TAIL_OPS: [(&str, &str, &[&str]); 4] = [
+    (
+        "`SharedCell::load`, 64 B",
+        "load_64B",
+        &[ALONE, ONE_WRITER, TWO_READERS],
+    ),
+    (
+        "`SharedCell::load`, 4 KiB",
+        "load_4KiB",
+        &[ALONE, ONE_WRITER, TWO_READERS],
+    ),
+    (
+        "`SharedCell::store`, 64 B",
+        "store_64B",
+        &[ALONE, ONE_WRITER],
+    ),
+    (
+        "`SharedRegion::read`, 1 KiB, version already validated",
+        "region_read_1KiB",
+        &[ALONE, ONE_PUBLISHER],
+    ),
+];
+
+/// A distribution's cells: samples, p50, p99, p99.9, max ("n/a" if not
+/// measured).
+fn tail_cells(t: Option<&Tail>) -> Vec<String> {
+    match t {
+        None => vec!["n/a".into(); 5],
+        Some(t) => vec![
+            t.ps.len().to_string(),
+            fmt_ns(Some(t.ns_at(0.5))),
+            fmt_ns(Some(t.ns_at(0.99))),
+            fmt_ns(Some(t.ns_at(0.999))),
+            fmt_ns(Some(t.max_ns())),
+        ],
+    }
+}
+
+/// p99.9 / p50 of a distribution.
+fn tail_spread(t: Option<&Tail>) -> Option<f64> {
+    t.and_then(|t| ratio(Some(t.ns_at(0.999)), Some(t.ns_at(0.5))))
+}
+
+/// The tails (`tails.rs`): batched operations, then wake-ups.
+fn tails_section(w: &mut String, tails: &Tails, m: &Machine) {
+    writeln!(w, "### Tails: per-operation latency\n").expect("write to a String");
+    let mut rows = Vec::new();
+    for (label, id, kinds) in TAIL_OPS {
+        for &kind in kinds {
+            let t = tails.get(id, kind);
+            let others = match t.and_then(|t| t.rate.as_ref()) {
+                Some(rate) => format!("{kind} ({rate})"),
+                None => kind.to_owned(),
+            };
+            let mut row = vec![label.to_owned(), others];
+            row.extend(tail_cells(t));
+            row.push(fmt_ratio(tail_spread(t)));
+            rows.push(row);
+        }
+    }
+    table(
+        w,
+        &[
+            "operation (batches of 100)",
+            "other processes",
+            "batches",
+            "p50",
+            "p99",
+            "p99.9",
+            "max",
+            "p99.9 / p50",
+        ],
+        &rows,
+    );
+    writeln!(
+        w,
+        "Each sample is a batch of {BATCH} operations timed between two clock \
+         reads and recorded as its mean per operation (a clock read costs \
+         about as much as one of these operations): a single slow operation \
+         weighs a hundredth in its batch, so a tail here is a slow stretch of \
+         about {BATCH} operations (an interrupt, a preemption, a run of \
+         contended reads). The other processes use the same object; under a \
+         publisher, a region `read` validates each new version it meets. \
+         Nothing is pinned: where the scheduler runs the reader and the \
+         writer on one CPU they take turns instead of contending, and a \
+         batch that spans a switch holds the other's time slice (the \
+         writer's rate while the reader ran, against its rate alone, shows \
+         how much they overlapped). With two readers and a writer, three \
+         busy processes share this machine's {} cores. hdrhistogram, three \
+         significant digits.\n",
+        m.cores
+    )
+    .expect("write to a String");
+
+    let mut rows = Vec::new();
+    for t in &tails.wakes {
+        let label = match t.id.rsplit_once('_') {
+            Some((_, "last")) => format!(
+                "N = {}: the last woken",
+                t.id.split('_').nth(1).unwrap_or("?")
+            ),
+            Some((_, "each")) => {
+                format!("N = {}: each waiter", t.id.split('_').nth(1).unwrap_or("?"))
+            }
+            _ => "N = 1: store→observed, one way".to_owned(),
+        };
+        let mut row = vec![label];
+        row.extend(tail_cells(Some(t)));
+        rows.push(row);
+    }
+    if rows.is_empty() {
+        rows.push(
+            std::iter::once("not measured".to_owned())
+                .chain(tail_cells(None))
+                .collect(),
+        );
+    }
+    table(
+        w,
+        &[
+            "one store → N processes in `wait_for_change` woken (64 B)",
+            "samples",
+            "p50",
+            "p99",
+            "p99.9",
+            "max",
+        ],
+        &rows,
+    );
+    writeln!(
+        w,
+        "Each wake-up timed on its own, from just before the store to the \
+         waiter's clock read after its `wait_for_change` returned, on \
+         `CLOCK_MONOTONIC`, which every process reads; *the last woken* is \
+         one sample a round, *each waiter* N. Each round starts once every \
+         waiter waits again and the kernel shows it asleep (untimed); after \
+         its store the storing process sleeps until every waiter has \
+         reported, as in the ping-pongs. The processes are not pinned.\n"
+    )
+    .expect("write to a String");
+}
+
+/// The acceptance targets of the tails: p99.9 within 10x the median for
+/// `load` and region `read` against one process writing nonstop.
+fn tail_targets(tails: &Tails) -> Vec<Target> {
+    [
+        ("`load` 64 B", "load_64B", ONE_WRITER),
+        ("`load` 4 KiB", "load_4KiB", ONE_WRITER),
+        ("region `read` 1 KiB", "region_read_1KiB", ONE_PUBLISHER),
+    ]
+    .into_iter()
+    .map(|(what, id, kind)| Target {
+        what: format!("p99.9 / p50 of {what}, {kind} (batches of {BATCH})"),
+        value: tail_spread(tails.get(id, kind)),
+        max: 10.0,
+        strict: false,
+        unit_ns: false,
+    })
+    .collect()
 }

@@ -10,8 +10,10 @@ use crate::common::child::parent_gone;
 use crate::floors::{futex_child, spin_child};
 use crate::iox::{iox_echo, iox_fanout_child};
 use crate::peers::{shm_hammer, uds_echo};
+use crate::placement::pin_child;
 use crate::pubsub::pubsub_echo;
 use crate::scaling::{scale_reader, scale_writer};
+use crate::tails::{tail_publisher, tail_reader, tail_waiter};
 use crate::wake::{wake_echo, wake_fanout};
 
 /// The body of a child process, `spec` being what `ctl::spawn` set in
@@ -26,6 +28,7 @@ pub fn child_main(spec: &str) -> Result<(), Box<dyn std::error::Error>> {
     if parent_gone(parent) {
         return Ok(()); // The parent died before the signal was armed.
     }
+    pin_child()?;
     let arg = |i: usize| -> Result<i32, Box<dyn std::error::Error>> {
         Ok(i32::try_from(*args.get(i).ok_or("missing argument")?)?)
     };
@@ -59,6 +62,9 @@ pub fn child_main(spec: &str) -> Result<(), Box<dyn std::error::Error>> {
         "iox_fanout" => iox_fanout_child(parent, arg(0)?, arg(1)?),
         "board_writer" => sized!(arg(0)?, board_writer(parent, arg(1)?)),
         "pubsub_echo" => sized!(arg(0)?, pubsub_echo(parent)),
+        "tail_reader" => sized!(arg(0)?, tail_reader(arg(1)?, arg(2)?)),
+        "tail_publisher" => tail_publisher(arg(0)?, arg(1)?, arg(2)? as usize),
+        "tail_waiter" => tail_waiter(parent, arg(0)?, arg(1)?, arg(2)? as usize, arg(3)?),
         _ => Err(format!("unknown role {role:?}").into()),
     }
 }

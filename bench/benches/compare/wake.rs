@@ -12,6 +12,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::pin::pin;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU32;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
@@ -75,7 +76,7 @@ pub fn bench_wake(c: &mut Criterion, ctx: &Ctx) {
 
 /// How one side of a ping-pong learns of the other's store.
 #[derive(Clone, Copy)]
-enum How {
+pub enum How {
     /// A tokio task in `cell.changed(since).await`: a subscription per call.
     Changed = 0,
     /// A tokio task in `changes.changed().await` of one `changes()` stream.
@@ -86,7 +87,7 @@ enum How {
 
 impl How {
     /// Each way, with its benchmark's name.
-    const ALL: [(How, &'static str); 3] = [
+    pub const ALL: [(How, &'static str); 3] = [
         (How::Changed, "async_changed"),
         (How::Stream, "async_stream"),
         (How::Epoll, "fd_epoll"),
@@ -251,7 +252,7 @@ async fn next_version(on: &mut On, cell: &Cell, seen: u64, mut check: impl FnMut
 
 /// Two cells, A stored by the parent, B by the child, which echoes each
 /// value of A into B; both sides wait the same way.
-struct Echo {
+pub struct Echo {
     /// Declared first: the child has exited before the cells are removed.
     peer: Peer,
     a: Cell,
@@ -262,7 +263,7 @@ struct Echo {
 }
 
 impl Echo {
-    fn start(how: How) -> Echo {
+    pub fn start(how: How) -> Echo {
         let a = waited_cell(Value::pattern(0));
         let b = waited_cell(Value::pattern(0));
         let b_seen = b.version();
@@ -294,7 +295,7 @@ impl Echo {
         echo
     }
 
-    fn round_trips(&mut self, iters: u64) -> Duration {
+    pub fn round_trips(&mut self, iters: u64) -> Duration {
         let Echo {
             peer,
             a,
@@ -429,16 +430,21 @@ impl<S: Source> Fanout<S> {
     /// Sleep until the futex word `i` reaches `target`, checking that the
     /// child is alive whenever a sleep ends with the word unchanged.
     fn wait_word(&mut self, i: usize, target: u32) {
-        let word = self.ctl.u32(i);
-        loop {
-            let v = word.load(SeqCst);
-            if v >= target {
-                return;
-            }
-            futex_wait(word, v, POLL);
-            if word.load(SeqCst) == v {
-                self.peer.check();
-            }
+        wait_word(self.ctl.u32(i), target, || self.peer.check());
+    }
+}
+
+/// Sleep until the futex word `word` reaches `target`; `check` runs
+/// whenever a sleep (at most [`POLL`]) ends with the word unchanged.
+pub fn wait_word(word: &AtomicU32, target: u32, mut check: impl FnMut()) {
+    loop {
+        let v = word.load(SeqCst);
+        if v >= target {
+            return;
+        }
+        futex_wait(word, v, POLL);
+        if word.load(SeqCst) == v {
+            check();
         }
     }
 }
@@ -450,7 +456,7 @@ impl<S: Source> Drop for Fanout<S> {
 }
 
 /// A fan-out of `tasks` tokio tasks on one cell.
-fn cell_fanout(tasks: usize) -> Fanout<Cell> {
+pub fn cell_fanout(tasks: usize) -> Fanout<Cell> {
     let cell = waited_cell(Value::pattern(0));
     let ctl = Ctl::new();
     let peer = spawn(

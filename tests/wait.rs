@@ -255,3 +255,39 @@ fn a_huge_timeout_means_no_timeout() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// A handle that waits again right after a wait asked the kernel whether
+/// its object was removed does not ask again at once, yet still learns of
+/// an `ipcrm` made in between: within the removal check's interval and a
+/// slice, not never. Both for cells and regions' read-write handles.
+#[test]
+fn a_wait_right_after_another_still_learns_of_an_ipcrm() {
+    let (cell, _key, _g) = new_cell(0u64);
+    let region = SharedRegion::<Text>::create(Key::PRIVATE, 1024).unwrap();
+    let _gr = SegGuard(region.id());
+    region.publish(&Text::of(1)).unwrap();
+    type Wait<'a> = Box<dyn Fn(Option<Duration>) -> shmstore::Result<u64> + 'a>;
+    let waits: [(i32, Wait); 2] = [
+        (cell.id(), Box::new(|t| cell.wait_for_change(0, t))),
+        (region.id(), Box::new(|t| region.wait_for_change(1, t))),
+    ];
+    for (id, wait) in waits {
+        // Asks the kernel (present), then times out.
+        wait(Some(Duration::from_millis(1))).unwrap();
+        Segment::remove_by_id(id).unwrap();
+        let start = Instant::now();
+        assert!(
+            matches!(
+                wait(Some(Duration::from_secs(10))),
+                Err(shmstore::Error::Removed { .. })
+            ),
+            "segment {id}"
+        );
+        let took = start.elapsed();
+        // The interval (100 ms) and a slice (250 ms), with room to spare.
+        assert!(
+            took < Duration::from_secs(3),
+            "segment {id}: learnt of the ipcrm after {took:?}"
+        );
+    }
+}

@@ -102,6 +102,9 @@ pub struct Store {
     /// create succeeded); 0: not armed. A forked child that drops its copy
     /// of the handle removes nothing.
     remove_on_drop: i32,
+    /// When a wait of this store last asked the kernel whether the object
+    /// was removed and found it was not (`wait.rs`).
+    asked: wait::Asked,
 }
 
 impl Store {
@@ -112,6 +115,7 @@ impl Store {
             kind,
             layout,
             remove_on_drop: 0,
+            asked: wait::Asked::default(),
         }
     }
 
@@ -132,6 +136,7 @@ impl Store {
             kind: self.kind,
             layout: self.layout,
             remove_on_drop: 0,
+            asked: wait::Asked::default(),
         }
     }
 

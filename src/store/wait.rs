@@ -9,14 +9,19 @@
 //! waiter (`life/removal.rs`): a waiter looks at the mark before it sleeps
 //! and after every wake, so it returns at once. An `ipcrm` marks nothing:
 //! for it, a waiter also asks the kernel (`IPC_STAT`) when it starts and
-//! then, while nothing changes, after each round it slept, but not twice
-//! within [`REMOVAL_CHECK`] or a slice, whichever is shorter; so it sees
-//! one within about a slice ([`notify::MAX_SLEEP`] for a read-write waiter,
-//! [`READ_ONLY_SLICE`] for a read-only one). Loads and reads never ask;
-//! stores and publishes look at the mark once they hold the write lock.
+//! then, while nothing changes, after each round it slept, but a handle
+//! does not ask twice within [`REMOVAL_CHECK`] or a slice, whichever is
+//! shorter, not even across calls (a loop that waits, wakes and waits again
+//! asks once per interval, not once per wake: the question is a system
+//! call, about a sixth of a wake-up's cost on one CPU); so it sees one
+//! within about a slice and that interval ([`notify::MAX_SLEEP`] for a
+//! read-write waiter, [`READ_ONLY_SLICE`] for a read-only one). Loads and
+//! reads never ask; stores and publishes look at the mark once they hold
+//! the write lock.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::Store;
@@ -33,6 +38,39 @@ pub const REMOVAL_CHECK: Duration = Duration::from_millis(100);
 /// The slice a read-only waiter, which writers do not wake, sleeps before
 /// it looks at the version again.
 pub const READ_ONLY_SLICE: Duration = Duration::from_millis(2);
+
+/// When a store's waits last asked the kernel whether the object was
+/// removed and found it was not: nanoseconds after [`epoch`] plus one (0:
+/// never), in private memory.
+#[derive(Debug, Default)]
+pub struct Asked(AtomicU64);
+
+/// The instant [`Asked`] counts from, the first time a wait asked.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+impl Asked {
+    /// When the last answer was given, if it was given less than `within`
+    /// ago.
+    fn within(&self, within: Duration) -> Option<Instant> {
+        let at = self.0.load(Ordering::Relaxed).checked_sub(1)?;
+        let at = epoch() + Duration::from_nanos(at);
+        (at.elapsed() < within).then_some(at)
+    }
+
+    /// An answer was given now.
+    fn now(&self) -> Instant {
+        let now = Instant::now();
+        let nanos = now.saturating_duration_since(epoch()).as_nanos();
+        self.0.store(
+            u64::try_from(nanos).unwrap_or(u64::MAX - 1) + 1,
+            Ordering::Relaxed,
+        );
+        now
+    }
+}
 
 /// The kernel's futex, as the waiting protocol (`sync/notify.rs`) sleeps
 /// and wakes on it.
@@ -107,13 +145,15 @@ impl Store {
             now.set(version());
             now.get() != since || removed()
         };
-        if !changed() {
-            self.fail_if_removed()?;
-        }
+        let interval = REMOVAL_CHECK.min(slice);
+        let mut checked = match self.asked.within(interval) {
+            Some(at) => at,
+            None if !changed() => self.fail_if_removed()?,
+            None => Instant::now(),
+        };
         if now.get() == since && removed() {
             return Err(Error::Removed { id: self.id() });
         }
-        let mut checked = Instant::now();
         loop {
             let sleep = match deadline {
                 Some(d) => match d.checked_duration_since(Instant::now()) {
@@ -142,19 +182,19 @@ impl Store {
                 }
                 break;
             }
-            if checked.elapsed() >= REMOVAL_CHECK.min(slice) {
-                self.fail_if_removed()?;
-                checked = Instant::now();
+            if checked.elapsed() >= interval {
+                checked = self.fail_if_removed()?;
             }
         }
         Ok(now.get())
     }
 
-    /// [`Error::Removed`] if the object was removed.
-    fn fail_if_removed(&self) -> Result<()> {
+    /// [`Error::Removed`] if the object was removed, else when the kernel
+    /// said it was not.
+    fn fail_if_removed(&self) -> Result<Instant> {
         if self.is_removed()? {
             return Err(Error::Removed { id: self.id() });
         }
-        Ok(())
+        Ok(self.asked.now())
     }
 }

@@ -146,7 +146,7 @@ impl Store {
             now.get() != since || removed()
         };
         let interval = REMOVAL_CHECK.min(slice);
-        let mut checked = match self.asked.within(interval) {
+        let mut checked = match self.memory.asked.within(interval) {
             Some(at) => at,
             None if !changed() => self.fail_if_removed()?,
             None => Instant::now(),
@@ -195,6 +195,6 @@ impl Store {
         if self.is_removed()? {
             return Err(Error::Removed { id: self.id() });
         }
-        Ok(self.asked.now())
+        Ok(self.memory.asked.now())
     }
 }

@@ -713,13 +713,6 @@ pub fn report(
             unit_ns: false,
         },
         Target {
-            what: "store→wake / bare futex wake (64 B, one way)".into(),
-            value: ratio(wait, futex),
-            max: 1.5,
-            strict: false,
-            unit_ns: false,
-        },
-        Target {
             what: "store→async task (`changed(since).await`) / store→`wait_for_change` \
                    (64 B, one way)"
                 .into(),

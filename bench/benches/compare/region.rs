@@ -10,6 +10,10 @@ use crate::common::values::{
     MmapSync, first_reads, read_region, region_values, region_with, serialise_local,
 };
 
+/// The buffers of a region made by `region_with`: `SharedRegion`'s
+/// default (`creator().buffers(..)` not called).
+const REGION_BUFFERS: usize = 4;
+
 pub fn bench_region(c: &mut Criterion, ctx: &Ctx) {
     let values = region_values();
 
@@ -19,6 +23,11 @@ pub fn bench_region(c: &mut Criterion, ctx: &Ctx) {
         let mut mmap = MmapSync::new(&ctx.dir, name, value07);
         assert_eq!(mmap.read(true), value.values.len());
         let mut local = AlignedVec::<16>::new();
+        // As many local buffers as the region has, used in turn as publish
+        // uses its buffers: the same cache footprint.
+        let mut rotating: Vec<AlignedVec<16>> =
+            (0..REGION_BUFFERS).map(|_| AlignedVec::new()).collect();
+        let mut turn = 0;
 
         let mut g = c.benchmark_group(format!("region_{name}"));
         ctx.local(&mut g);
@@ -30,6 +39,12 @@ pub fn bench_region(c: &mut Criterion, ctx: &Ctx) {
         });
         g.bench_function("rkyv_local", |b| {
             b.iter(|| serialise_local(&mut local, value))
+        });
+        g.bench_function("rkyv_local_rotating", |b| {
+            b.iter(|| {
+                turn = (turn + 1) % rotating.len();
+                serialise_local(&mut rotating[turn], value)
+            })
         });
         g.bench_function("mmap_sync_write", |b| {
             b.iter(|| black_box(mmap.write(value07)))

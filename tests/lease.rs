@@ -25,7 +25,8 @@ fn child_entry() {
         "lease_until_stopped" => lease_until_stopped(key_arg(&args, 1)),
         "lease_forever" => lease_forever(key_arg(&args, 1)),
         "lease_then_store" => lease_then_store(key_arg(&args, 1)),
-        "fork_lease" => fork_lease(key_arg(&args, 1)),
+        "fork_lease" => fork_lease(key_arg(&args, 1), false),
+        "raw_fork_lease" => fork_lease(key_arg(&args, 1), true),
         other => panic!("unknown role {other}"),
     }
     std::process::exit(0);
@@ -242,7 +243,12 @@ fn a_paused_leaseholder_holds_writers_not_readers() {
 /// update fail with `Forked` and its drop of the lease lets nothing go:
 /// after it exits, this process still holds the lock (another process's
 /// `try_lease` is refused until this one says `release`).
-fn fork_lease(key: Key) {
+///
+/// `raw`: the fork system call itself, as `tests/fork.rs` makes one. The C
+/// library's fork sets the child's cached thread id; the bare system call
+/// leaves it the parent thread's, so pthread takes the child for the
+/// mutex's owner.
+fn fork_lease(key: Key, raw: bool) {
     let cell = SharedCell::<Pattern>::open(key).unwrap();
     let mut lease = cell.lease().unwrap();
     lease.store(Pattern::of(1)).unwrap();
@@ -250,7 +256,13 @@ fn fork_lease(key: Key) {
     // store and update (a getpid at most) and drops it (a futile unlock and
     // an Arc decrement), then _exits without running anything of the
     // parent's.
-    let pid = unsafe { libc::fork() };
+    let pid = if raw {
+        // SAFETY: as above; the fork system call runs no atfork handler.
+        unsafe { libc::syscall(libc::SYS_fork) as libc::pid_t }
+    } else {
+        // SAFETY: as above.
+        unsafe { libc::fork() }
+    };
     assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
     if pid == 0 {
         let store = matches!(lease.store(Pattern::of(2)), Err(Error::Forked { .. }));
@@ -282,11 +294,20 @@ fn fork_lease(key: Key) {
 
 #[test]
 fn a_forked_child_cannot_use_or_drop_its_parents_lease() {
+    for role in ["fork_lease", "raw_fork_lease"] {
+        a_forked_child_cannot_use_or_drop_a_lease(role);
+    }
+}
+
+fn a_forked_child_cannot_use_or_drop_a_lease(role: &str) {
     let (cell, key, _g) = new_cell(Pattern::of(0));
-    let mut kid = Kid::spawn(&["fork_lease", &key.raw().to_string()]);
-    assert_eq!(kid.expect("grandchild"), "0");
-    assert_eq!(kid.expect("stored"), "4");
-    assert!(matches!(cell.try_lease(), Err(Error::WriteLocked { .. })));
+    let mut kid = Kid::spawn(&[role, &key.raw().to_string()]);
+    assert_eq!(kid.expect("grandchild"), "0", "{role}");
+    assert_eq!(kid.expect("stored"), "4", "{role}");
+    assert!(
+        matches!(cell.try_lease(), Err(Error::WriteLocked { .. })),
+        "{role}: the forked child's drop let the parent's lease go"
+    );
     assert_eq!(cell.load(), Pattern::of(4));
     kid.send("release");
     assert_eq!(kid.expect("released"), "1");

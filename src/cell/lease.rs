@@ -20,7 +20,10 @@
 //! was marked removed since (then [`Error::Removed`], and nothing is
 //! written), and whether this is still the process that took the lease (a
 //! fork's child inherits the lease's memory but not the lock, which the
-//! parent's thread owns: [`Error::Forked`]).
+//! parent's thread owns: [`Error::Forked`]). Nor does a child's drop
+//! unlock it: a child of the bare fork system call has the parent thread's
+//! id where pthread looks for its own, so the lease forgets its guard there
+//! instead.
 //!
 //! **A lease that is leaked.** A `MutexGuard` must not be forgotten while
 //! the memory is mapped: the thread's robust list still names the mutex,
@@ -73,7 +76,8 @@ use crate::sys::proc;
 /// ```
 pub struct CellLease<'a, T: Pod> {
     cell: &'a SharedCell<T>,
-    guard: WriteGuard<'a>,
+    /// Always `Some` but in `drop`, which forgets it in a fork's child.
+    guard: Option<WriteGuard<'a>>,
     /// The process that took the lease.
     pid: i32,
     /// Keeps the segment attached if the lease is forgotten (see the
@@ -104,7 +108,7 @@ impl<T: Pod> SharedCell<T> {
     fn leased<'a>(&'a self, guard: WriteGuard<'a>) -> CellLease<'a, T> {
         CellLease {
             cell: self,
-            guard,
+            guard: Some(guard),
             pid: proc::own_pid(),
             _attached: self.store.share(),
             _t: PhantomData,
@@ -119,18 +123,18 @@ impl<T: Pod> CellLease<'_, T> {
     /// child; nothing is written then.
     #[inline]
     pub fn store(&mut self, value: T) -> Result<()> {
-        self.may_write()?;
+        let guard = self.may_write()?;
         self.cell.commit_next(&value);
-        self.guard.committed();
+        guard.committed();
         Ok(())
     }
 
     /// Change the value and return what `f` returns, as
     /// [`SharedCell::update`] does, without taking the lock.
     pub fn update<R>(&mut self, f: impl FnOnce(&mut T) -> R) -> Result<R> {
-        self.may_write()?;
+        let guard = self.may_write()?;
         let result = self.cell.update_locked(f);
-        self.guard.committed();
+        guard.committed();
         Ok(result)
     }
 
@@ -140,10 +144,27 @@ impl<T: Pod> CellLease<'_, T> {
     }
 
     #[inline]
-    fn may_write(&self) -> Result<()> {
+    fn may_write(&self) -> Result<&WriteGuard<'_>> {
         if proc::own_pid() != self.pid {
             return Err(Error::Forked { made_in: self.pid });
         }
-        self.guard.removed()
+        let Some(guard) = &self.guard else {
+            unreachable!("a lease's guard is taken only by its drop")
+        };
+        guard.removed()?;
+        Ok(guard)
+    }
+}
+
+impl<T: Pod> Drop for CellLease<'_, T> {
+    /// Unlock, unless this is a fork's child: the lock is the parent's
+    /// thread's. A child of the C library's fork would only be refused by
+    /// the error-checking mutex, but one of the bare fork system call keeps
+    /// the parent thread's id where pthread looks for its own, and its
+    /// unlock would let the parent's lock go while the parent stores.
+    fn drop(&mut self) {
+        if proc::own_pid() != self.pid {
+            std::mem::forget(self.guard.take());
+        }
     }
 }

@@ -291,3 +291,34 @@ fn a_wait_right_after_another_still_learns_of_an_ipcrm() {
         );
     }
 }
+
+/// A version committed before a removal is still reported by a wait that
+/// starts after the removal (`Ok` with the new version, not
+/// `Err(Removed)`), as the doc of `wait_for_change` says, even when the
+/// handle asked the kernel about an `ipcrm` moments before: the check it
+/// skips then must not skip reading the version too.
+#[test]
+fn a_version_before_a_removal_is_reported_right_after_a_kernel_check() {
+    for ask_first in [false, true] {
+        let (cell, _key, _g) = new_cell(0u64);
+        if ask_first {
+            // Asks the kernel (present), then times out.
+            assert_eq!(cell.wait_for_change(0, Some(Duration::ZERO)).unwrap(), 0);
+            assert_eq!(
+                cell.wait_for_change(0, Some(Duration::from_millis(1)))
+                    .unwrap(),
+                0
+            );
+        }
+        cell.store(1).unwrap();
+        cell.remove().unwrap();
+        for timeout in [Duration::ZERO, Duration::from_secs(10)] {
+            match cell.wait_for_change(0, Some(timeout)) {
+                Ok(1) => {}
+                other => {
+                    panic!("asked the kernel first: {ask_first}, timeout {timeout:?}: {other:?}")
+                }
+            }
+        }
+    }
+}

@@ -146,10 +146,12 @@ impl Store {
             now.get() != since || removed()
         };
         let interval = REMOVAL_CHECK.min(slice);
-        let mut checked = match self.memory.asked.within(interval) {
-            Some(at) => at,
-            None if !changed() => self.fail_if_removed()?,
-            None => Instant::now(),
+        // The version is read whether or not the kernel is asked: the
+        // removal mark below counts only if it did not change.
+        let mut checked = match (changed(), self.memory.asked.within(interval)) {
+            (_, Some(at)) => at,
+            (false, None) => self.fail_if_removed()?,
+            (true, None) => Instant::now(),
         };
         if now.get() == since && removed() {
             return Err(Error::Removed { id: self.id() });

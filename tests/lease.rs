@@ -27,6 +27,7 @@ fn child_entry() {
         "lease_then_store" => lease_then_store(key_arg(&args, 1)),
         "fork_lease" => fork_lease(key_arg(&args, 1), false),
         "raw_fork_lease" => fork_lease(key_arg(&args, 1), true),
+        "raw_fork_child_leases_and_dies" => raw_fork_child_leases_and_dies(key_arg(&args, 1)),
         other => panic!("unknown role {other}"),
     }
     std::process::exit(0);
@@ -343,5 +344,57 @@ fn a_forgotten_lease_keeps_the_segment_attached_and_is_recovered() {
     );
     assert_eq!(cell.load(), Pattern::of(1));
     cell.store(Pattern::of(2)).unwrap();
+    assert_eq!(cell.recoveries(), 1);
+}
+
+/// Child role: fork by the bare system call; the grandchild takes a lease,
+/// stores version 1 through it and is killed holding it. Reports the
+/// grandchild's end, then stays (alive, as the pthread owner the lock
+/// names) until the parent sends a line.
+fn raw_fork_child_leases_and_dies(key: Key) {
+    let cell = SharedCell::<Pattern>::open(key).unwrap();
+    // SAFETY: the grandchild runs only this thread: it takes a lease and
+    // stores through it, then kills itself; nothing of the parent's runs.
+    let pid = unsafe { libc::syscall(libc::SYS_fork) as libc::pid_t };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        let mut lease = cell.lease().unwrap();
+        lease.store(Pattern::of(1)).unwrap();
+        // SAFETY: kills this process, holding the lease.
+        unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+        unreachable!();
+    }
+    let mut status = 0;
+    // SAFETY: waits for our own child; status is a valid out pointer.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    report(
+        "grandchild",
+        if libc::WIFSIGNALED(status) {
+            libc::WTERMSIG(status)
+        } else {
+            -1
+        },
+    );
+    common::read_command();
+}
+
+/// A leaseholder made by the bare fork system call and killed holding the
+/// lease is recovered by the next writer, as any other leaseholder is
+/// (ARCHITECTURE.md: "Dead processes", and "fork": a child of the bare
+/// system call may use its handles).
+#[test]
+fn a_bare_fork_childs_lease_is_recovered_after_its_death() {
+    let (cell, key, _g) = new_cell(Pattern::of(0));
+    let mut kid = Kid::spawn(&["raw_fork_child_leases_and_dies", &key.raw().to_string()]);
+    assert_eq!(kid.expect("grandchild"), libc::SIGKILL.to_string());
+    let taken = cell.try_lease().map(|mut l| l.store(Pattern::of(2)));
+    kid.send("done");
+    assert!(kid.wait().success());
+    // Once the process whose thread id the lock names is gone too.
+    let later = cell.try_lease().map(|mut l| l.store(Pattern::of(2)));
+    match (taken, later) {
+        (Ok(Ok(())), _) => {}
+        other => panic!("the dead grandchild's lease was never recovered: {other:?}"),
+    }
     assert_eq!(cell.recoveries(), 1);
 }

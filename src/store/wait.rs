@@ -45,7 +45,7 @@ pub const READ_ONLY_SLICE: Duration = Duration::from_millis(2);
 #[derive(Debug, Default)]
 pub struct Asked(AtomicU64);
 
-/// The instant [`Asked`] counts from, the first time a wait asked.
+/// The instant [`Asked`] counts from: the first time a wait looked at it.
 fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     *EPOCH.get_or_init(Instant::now)

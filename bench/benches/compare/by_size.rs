@@ -20,7 +20,7 @@ use crate::peers::{ShmHammer, ShmRawSync, UdsEcho};
 use crate::pubsub::PubSubEcho;
 use crate::value::{Bytes, private_cell, waited_cell};
 use crate::wake::bench_wake;
-use crate::{Ctx, POLL, SIZES, SPIN_CHECK, STOP};
+use crate::{Ctx, POLL, SIZES, STOP, Spin};
 
 /// How long a hammer child's stores are counted alone, right after it
 /// starts and before any reader (a fifth of that in a quick run).
@@ -345,18 +345,14 @@ impl<const N: usize> CellEcho<N> {
 
     fn wait_b(&mut self) {
         if self.spin {
-            let mut spins = 0u32;
+            let mut spin = Spin::default();
             loop {
                 let v = self.b.version();
                 if v != self.b_seen {
                     self.b_seen = v;
                     return;
                 }
-                std::hint::spin_loop();
-                spins += 1;
-                if spins == SPIN_CHECK {
-                    spins = 0;
-                    std::thread::yield_now();
+                if spin.idle() {
                     self.peer.check();
                 }
             }
@@ -405,7 +401,7 @@ pub fn cell_echo<const N: usize>(parent: libc::pid_t, spin: bool, a: i32, b: i32
     let b = SharedCell::<Bytes<N>>::opener().open(shmstore::Target::Id(b))?;
     let mut seen = a.version();
     b.store(Bytes::pattern(0))?;
-    let mut spins = 0u32;
+    let mut spinner = Spin::default();
     loop {
         let v = if spin {
             a.version()
@@ -413,25 +409,30 @@ pub fn cell_echo<const N: usize>(parent: libc::pid_t, spin: bool, a: i32, b: i32
             a.wait_for_change(seen, Some(POLL))?
         };
         if v == seen {
-            if spin {
-                std::hint::spin_loop();
-                spins += 1;
-                if spins < SPIN_CHECK {
-                    continue;
-                }
-                spins = 0;
-                std::thread::yield_now();
-            }
-            if parent_gone(parent) {
+            // A sleeper checks after each POLL; a spinner every SPIN_CHECK
+            // turns.
+            if (!spin || spinner.idle()) && parent_gone(parent) {
                 return Ok(());
             }
             continue;
         }
         seen = v;
-        let value = a.load();
-        if value.tag() == STOP {
+        if !echo_once(&a, &b)? {
             return Ok(());
         }
-        b.store(value)?;
     }
+}
+
+/// Copy A's value into B, as an echoing child does once A moved; `false`
+/// (and nothing stored) if the value is the [`STOP`] tag.
+pub fn echo_once<const N: usize>(
+    a: &SharedCell<Bytes<N>>,
+    b: &SharedCell<Bytes<N>>,
+) -> shmstore::Result<bool> {
+    let value = a.load();
+    if value.tag() == STOP {
+        return Ok(false);
+    }
+    b.store(value)?;
+    Ok(true)
 }

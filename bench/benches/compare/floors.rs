@@ -11,7 +11,7 @@ use criterion::Criterion;
 use crate::common::child::{FUTEX_STOP, Peer, futex_echo, futex_round_trips, parent_gone};
 use crate::common::sys::{RobustMutexSeg, futex_wake};
 use crate::ctl::{ChildResult, Ctl, READY, WORD_A, WORD_B, spawn};
-use crate::{Ctx, POLL, SPIN_CHECK, STOP};
+use crate::{Ctx, POLL, STOP, Spin};
 
 pub fn bench_floors(c: &mut Criterion, ctx: &Ctx) {
     let lock = RobustMutexSeg::new(64);
@@ -106,13 +106,9 @@ impl SpinPingPong {
         for _ in 0..iters {
             self.n += 1;
             a.store(self.n, Ordering::Release);
-            let mut spins = 0u32;
+            let mut spin = Spin::default();
             while b.load(Ordering::Acquire) != self.n {
-                std::hint::spin_loop();
-                spins += 1;
-                if spins == SPIN_CHECK {
-                    spins = 0;
-                    std::thread::yield_now();
+                if spin.idle() {
                     self.peer.check();
                 }
             }
@@ -132,18 +128,12 @@ pub fn spin_child(parent: libc::pid_t, ctl: i32) -> ChildResult {
     let (a, b) = (ctl.u64(WORD_A), ctl.u64(WORD_B));
     let mut seen = a.load(Ordering::Acquire);
     ctl.u64(READY).fetch_add(1, Ordering::SeqCst);
-    let mut spins = 0u32;
+    let mut spin = Spin::default();
     loop {
         let v = a.load(Ordering::Acquire);
         if v == seen {
-            std::hint::spin_loop();
-            spins += 1;
-            if spins == SPIN_CHECK {
-                spins = 0;
-                std::thread::yield_now();
-                if parent_gone(parent) {
-                    return Ok(());
-                }
+            if spin.idle() && parent_gone(parent) {
+                return Ok(());
             }
             continue;
         }

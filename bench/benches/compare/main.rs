@@ -133,6 +133,25 @@ const POLL: Duration = Duration::from_millis(100);
 /// only matters when the peer has lost its CPU).
 const SPIN_CHECK: u32 = 1 << 10;
 
+/// A spinner's idle turns: a spin-loop hint each; every [`SPIN_CHECK`]th
+/// also yields the CPU and says it is time to check on the peer.
+#[derive(Default)]
+struct Spin(u32);
+
+impl Spin {
+    /// One idle turn; `true` when the peer should be checked.
+    fn idle(&mut self) -> bool {
+        std::hint::spin_loop();
+        self.0 += 1;
+        if self.0 < SPIN_CHECK {
+            return false;
+        }
+        self.0 = 0;
+        std::thread::yield_now();
+        true
+    }
+}
+
 /// Value sizes where the size matters, and their names in the results.
 const SIZES: [&str; 3] = ["64B", "4KiB", "64KiB"];
 /// Reader processes in the scaling test.

@@ -25,7 +25,7 @@ use crate::common::child::{Peer, parent_gone};
 use crate::ctl::{ChildResult, spawn};
 use crate::iox::{Ipc, node, service_name};
 use crate::value::Bytes;
-use crate::{SPIN_CHECK, STOP};
+use crate::{STOP, Spin};
 
 type Service<const N: usize> = PortFactory<Ipc, Bytes<N>, ()>;
 
@@ -43,21 +43,17 @@ fn service<const N: usize>(
 }
 
 /// Poll `subscriber` until a sample arrives; its tag. `check` runs every
-/// [`SPIN_CHECK`] polls that find none, after yielding the CPU.
+/// [`SPIN_CHECK`](crate::SPIN_CHECK) polls that find none, after yielding the CPU.
 fn spin_receive<const N: usize>(
     subscriber: &Subscriber<Ipc, Bytes<N>, ()>,
     mut check: impl FnMut(),
 ) -> u64 {
-    let mut spins = 0u32;
+    let mut spin = Spin::default();
     loop {
         if let Some(sample) = subscriber.receive().expect("receive") {
             return sample.payload().tag();
         }
-        std::hint::spin_loop();
-        spins += 1;
-        if spins == SPIN_CHECK {
-            spins = 0;
-            std::thread::yield_now();
+        if spin.idle() {
             check();
         }
     }
@@ -134,7 +130,7 @@ pub fn pubsub_echo<const N: usize>(parent: libc::pid_t) -> ChildResult {
     if publisher.send_copy(Bytes::pattern(0))? == 0 {
         return Err("the parent does not subscribe to B".into());
     }
-    let mut spins = 0u32;
+    let mut spin = Spin::default();
     loop {
         if let Some(sample) = subscriber.receive()? {
             if sample.payload().tag() == STOP {
@@ -143,14 +139,8 @@ pub fn pubsub_echo<const N: usize>(parent: libc::pid_t) -> ChildResult {
             publisher.send_copy(*sample.payload())?;
             continue;
         }
-        std::hint::spin_loop();
-        spins += 1;
-        if spins == SPIN_CHECK {
-            spins = 0;
-            std::thread::yield_now();
-            if parent_gone(parent) {
-                return Ok(());
-            }
+        if spin.idle() && parent_gone(parent) {
+            return Ok(());
         }
     }
 }

@@ -81,6 +81,17 @@ struct Target {
 }
 
 impl Target {
+    /// A ratio that must be at most `max`.
+    fn ratio(what: impl Into<String>, value: Option<f64>, max: f64) -> Target {
+        Target {
+            what: what.into(),
+            value,
+            max,
+            strict: false,
+            unit_ns: false,
+        }
+    }
+
     /// Whether the bound holds; `None` if nothing was measured.
     fn met(&self) -> Option<bool> {
         self.value.map(|v| {
@@ -707,72 +718,55 @@ pub fn report(
     writeln!(w, "### Acceptance targets\n").expect("write to a String");
     let (reads, first_ns) = (regional("read"), regional("read")[0]);
     let mut targets = vec![
-        Target {
-            what:
-                "`load` / plain 64-byte copy, word by word (volatile, as `bench/benches/cell.rs`)"
-                    .into(),
-            value: ratio(sized("cell_load")[0], sized("floor_copy_words")[0]),
-            max: 2.0,
-            strict: false,
-            unit_ns: false,
-        },
-        Target {
-            what: "`load` / plain 64-byte copy, `memcpy` (vector moves)".into(),
-            value: ratio(sized("cell_load")[0], sized("floor_copy")[0]),
-            max: 2.0,
-            strict: false,
-            unit_ns: false,
-        },
-        Target {
-            what: "`store` / robust lock + 64-byte copy + unlock".into(),
-            value: ratio(sized("cell_store")[0], sized("floor_lock_copy")[0]),
-            max: 1.3,
-            strict: false,
-            unit_ns: false,
-        },
-        Target {
-            what: "store→async task (`changed(since).await`) / store→`wait_for_change` \
-                   (64 B, one way)"
-                .into(),
-            value: ratio(changed, wait),
-            max: 1.5,
-            strict: false,
-            unit_ns: false,
-        },
+        Target::ratio(
+            "`load` / plain 64-byte copy, word by word (volatile, as `bench/benches/cell.rs`)",
+            ratio(sized("cell_load")[0], sized("floor_copy_words")[0]),
+            2.0,
+        ),
+        Target::ratio(
+            "`load` / plain 64-byte copy, `memcpy` (vector moves)",
+            ratio(sized("cell_load")[0], sized("floor_copy")[0]),
+            2.0,
+        ),
+        Target::ratio(
+            "`store` / robust lock + 64-byte copy + unlock",
+            ratio(sized("cell_store")[0], sized("floor_lock_copy")[0]),
+            1.3,
+        ),
+        Target::ratio(
+            "store→async task (`changed(since).await`) / store→`wait_for_change` \
+                   (64 B, one way)",
+            ratio(changed, wait),
+            1.5,
+        ),
     ];
-    targets.push(Target {
-        what: "leased `store` (`CellLease`) / iceoryx2 blackboard write, 64 B".into(),
-        value: ratio(
+    targets.push(Target::ratio(
+        "leased `store` (`CellLease`) / iceoryx2 blackboard write, 64 B",
+        ratio(
             sized("cell_lease_store")[0],
             sized("iceoryx2_blackboard_write")[0],
         ),
-        max: 1.0,
-        strict: false,
-        unit_ns: false,
-    });
-    targets.push(Target {
-        what: "`load` contended / shared_memory + raw_sync copy out contended, 4 KiB".into(),
-        value: ratio(
+        1.0,
+    ));
+    targets.push(Target::ratio(
+        "`load` contended / shared_memory + raw_sync copy out contended, 4 KiB",
+        ratio(
             sized("cell_load_contended")[1],
             sized("shm_rawsync_load_contended")[1],
         ),
-        max: 1.0,
-        strict: false,
-        unit_ns: false,
-    });
+        1.0,
+    ));
     if let Some(ws) = writers.get(1) {
         // The bound is a floor here: the share must be at least 0.5, so the
         // target is met when alone / while-read is at most 2.
-        targets.push(Target {
-            what: "the writer's stores/s alone / while `load` ran, 4 KiB (keeps ≥ 50%)".into(),
-            value: match (ws.cell_alone, ws.cell_load) {
+        targets.push(Target::ratio(
+            "the writer's stores/s alone / while `load` ran, 4 KiB (keeps ≥ 50%)",
+            match (ws.cell_alone, ws.cell_load) {
                 (Some(a), Some(l)) if l > 0.0 => Some(a / l),
                 _ => None,
             },
-            max: 2.0,
-            strict: false,
-            unit_ns: false,
-        });
+            2.0,
+        ));
     }
     targets.extend(placement_targets(r));
     for ((name, _), &ns) in REGION_SIZES.iter().zip(&reads) {
@@ -785,51 +779,41 @@ pub fn report(
         });
     }
     let last_ns = reads[reads.len() - 1];
-    targets.push(Target {
-        what: "region `read`, 1 MiB vs 1 KiB (slower / faster)".into(),
-        value: match (first_ns, last_ns) {
+    targets.push(Target::ratio(
+        "region `read`, 1 MiB vs 1 KiB (slower / faster)",
+        match (first_ns, last_ns) {
             (Some(a), Some(b)) => Some(a.max(b) / a.min(b)),
             _ => None,
         },
-        max: 1.5,
-        strict: false,
-        unit_ns: false,
-    });
+        1.5,
+    ));
     let unchecked = regional("mmap_sync_read_unchecked");
     let publish = regional("publish");
     let write = regional("mmap_sync_write");
     for (i, (name, _)) in REGION_SIZES.iter().enumerate() {
-        targets.push(Target {
-            what: format!("region `read` / mmap-sync unchecked `read`, {name}"),
-            value: ratio(reads[i], unchecked[i]),
-            max: 1.0,
-            strict: false,
-            unit_ns: false,
-        });
+        targets.push(Target::ratio(
+            format!("region `read` / mmap-sync unchecked `read`, {name}"),
+            ratio(reads[i], unchecked[i]),
+            1.0,
+        ));
     }
     for (i, (name, _)) in REGION_SIZES.iter().enumerate() {
-        targets.push(Target {
-            what: format!("`publish` / mmap-sync `write`, {name} (≥ 2x faster)"),
-            value: ratio(publish[i], write[i]),
-            max: 0.5,
-            strict: false,
-            unit_ns: false,
-        });
+        targets.push(Target::ratio(
+            format!("`publish` / mmap-sync `write`, {name} (≥ 2x faster)"),
+            ratio(publish[i], write[i]),
+            0.5,
+        ));
     }
-    targets.push(Target {
-        what: "`publish` / local rkyv serialisation, 1 MiB".into(),
-        value: ratio(publish[2], regional("rkyv_local")[2]),
-        max: 1.2,
-        strict: false,
-        unit_ns: false,
-    });
-    targets.push(Target {
-        what: "`publish` / local rkyv serialisation into 4 buffers in turn, 1 MiB".into(),
-        value: ratio(publish[2], regional("rkyv_local_rotating")[2]),
-        max: 1.2,
-        strict: false,
-        unit_ns: false,
-    });
+    targets.push(Target::ratio(
+        "`publish` / local rkyv serialisation, 1 MiB",
+        ratio(publish[2], regional("rkyv_local")[2]),
+        1.2,
+    ));
+    targets.push(Target::ratio(
+        "`publish` / local rkyv serialisation into 4 buffers in turn, 1 MiB",
+        ratio(publish[2], regional("rkyv_local_rotating")[2]),
+        1.2,
+    ));
     targets.extend(tail_targets(tails));
     writeln!(w, "| target | measured | bound | verdict |").expect("write to a String");
     writeln!(w, "|---|---:|---:|---|").expect("write to a String");
@@ -1052,15 +1036,15 @@ fn placement_targets(r: &Results) -> Vec<Target> {
     Placement::ALL
         .iter()
         .enumerate()
-        .map(|(i, &p)| Target {
-            what: format!(
-                "store→wake / bare futex wake, {} (64 B, one way)",
-                placement_label(p)
-            ),
-            value: ratio(wait[i], futex[i]),
-            max: 1.2,
-            strict: false,
-            unit_ns: false,
+        .map(|(i, &p)| {
+            Target::ratio(
+                format!(
+                    "store→wake / bare futex wake, {} (64 B, one way)",
+                    placement_label(p)
+                ),
+                ratio(wait[i], futex[i]),
+                1.2,
+            )
         })
         .collect()
 }
@@ -1218,12 +1202,12 @@ fn tail_targets(tails: &Tails) -> Vec<Target> {
         ("region `read` 1 KiB", "region_read_1KiB", ONE_PUBLISHER),
     ]
     .into_iter()
-    .map(|(what, id, kind)| Target {
-        what: format!("p99.9 / p50 of {what}, {kind} (batches of {BATCH})"),
-        value: tail_spread(tails.get(id, kind)),
-        max: 10.0,
-        strict: false,
-        unit_ns: false,
+    .map(|(what, id, kind)| {
+        Target::ratio(
+            format!("p99.9 / p50 of {what}, {kind} (batches of {BATCH})"),
+            tail_spread(tails.get(id, kind)),
+            10.0,
+        )
     })
     .collect()
 }

@@ -21,6 +21,7 @@ use shmstore::watch::{Changes, Subscription};
 use shmstore::{SharedCell, Target};
 use tokio::runtime::Runtime;
 
+use crate::by_size::echo_once;
 use crate::common::child::{Peer, parent_gone};
 use crate::common::sys::{futex_wait, futex_wake};
 use crate::ctl::{ARMED, ChildResult, Ctl, LAST_WOKEN, READY, ROUNDS_DONE, WOKEN, spawn};
@@ -342,11 +343,9 @@ pub fn wake_echo(parent: libc::pid_t, how: i32, a: i32, b: i32) -> ChildResult {
                 continue;
             };
             seen = v;
-            let value = a.load();
-            if value.tag() == STOP {
+            if !echo_once(&a, &b)? {
                 return Ok(());
             }
-            b.store(value)?;
         }
     })
 }

@@ -68,11 +68,7 @@ impl Store {
             store: self,
             _locked: locked,
         };
-        if super::life::removal::removed(h) {
-            return Err(Error::Removed {
-                id: self.memory.id(),
-            });
-        }
+        guard.removed()?;
         Ok(guard)
     }
 }

@@ -231,6 +231,9 @@ pub enum Error {
         stored: String,
         /// What was asked for.
         requested: String,
+        /// When both sides have a schema: what differs, field by field
+        /// (`field `limits.max_conn`: u32 is now f32`).
+        differences: Vec<String>,
     },
     /// The segment's bytes are inconsistent: a buggy peer wrote over them,
     /// or they were truncated.
@@ -497,11 +500,26 @@ impl fmt::Display for Error {
                 "the segment was made on {stored}, this process is {ours}; share segments only \
                  between builds for the same platform"
             ),
-            Error::TypeMismatch { stored, requested } => write!(
-                f,
-                "the segment holds {stored}, but {requested} was asked for; open it with the type \
-                 it holds, or set the same type_name/schema_version on both sides"
-            ),
+            Error::TypeMismatch {
+                stored,
+                requested,
+                differences,
+            } => {
+                write!(
+                    f,
+                    "the segment holds {stored}, but {requested} was asked for"
+                )?;
+                if !differences.is_empty() {
+                    write!(f, " (what differs: {})", differences.join("; "))?;
+                }
+                f.write_str(
+                    "; if the type changed, the new one is a new object: publish it under a new \
+                     name (say `acme/config@2`) while readers of the old one drain, or replace the \
+                     object with open_or_replace, which its old readers see as removed; if only \
+                     the Rust type's name or module changed, give both sides the same type_name, \
+                     or store a schema (with_schema), which makes the names not matter",
+                )
+            }
             Error::Corrupt { reason } => write!(
                 f,
                 "the segment is corrupt: {reason}; a process wrote over it or it was truncated: \

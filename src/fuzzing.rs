@@ -186,7 +186,7 @@ fn new_region(buffers: usize) -> (Arc<HeapImage>, SharedRegion<FuzzConfig>) {
     options
         .buffers(buffers)
         .publish_timeout(std::time::Duration::ZERO);
-    let layout = Layout::for_region(REGION_CAPACITY, buffers, align_of::<ArchivedFuzzConfig>())
+    let layout = Layout::for_region(REGION_CAPACITY, buffers, align_of::<ArchivedFuzzConfig>(), 0)
         .expect("region layout");
     let image = heap(layout.used_len);
     let raw = Store::create_in(
@@ -202,7 +202,7 @@ fn new_region(buffers: usize) -> (Arc<HeapImage>, SharedRegion<FuzzConfig>) {
 }
 
 fn region_type<M>(options: &Options<FuzzConfig, RegionSettings, M>) -> TypeDesc {
-    <RegionSettings as Flavor<FuzzConfig>>::type_desc(&options.common)
+    <RegionSettings as Flavor<FuzzConfig>>::type_desc(&options.common).expect("no schema given")
 }
 
 fn open_region(image: &Arc<HeapImage>, len: usize) -> Result<SharedRegion<FuzzConfig>> {
@@ -287,12 +287,13 @@ pub fn cell_ops(data: &[u8]) {
         align: 8,
         schema_version: 0,
         extra: 0,
+        schema: None,
     };
     let right = ty(std::any::type_name::<V>(), 32);
     // The slot count comes from the input's length, so that the bytes keep
     // their meaning as operations.
     let slots = 2 << (data.len() % 3);
-    let layout = Layout::for_value(32, 8, slots).expect("cell layout");
+    let layout = Layout::for_value(32, 8, slots, 0).expect("cell layout");
     let image = heap(layout.used_len);
     let first = Store::create_in(
         view(&image, layout.used_len),

@@ -41,6 +41,9 @@
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+// The derive's output names `::shmstore`, in this crate's own tests too.
+extern crate self as shmstore;
+
 mod catalog;
 mod cell;
 #[cfg(feature = "crash-points")]
@@ -56,6 +59,7 @@ pub mod fuzzing;
 pub mod inspect;
 mod key;
 mod region;
+pub mod schema;
 mod store;
 mod sync;
 mod sys;
@@ -77,6 +81,9 @@ pub use cell::{
     CellCreator, CellLease, CellOpener, CellReader, CellSettings, DEFAULT_CELL_SLOTS, SharedCell,
 };
 pub use error::{Error, Limit, Result, Target};
+pub use schema::Schema;
+/// Derive [`Schema`](trait@Schema): see [`schema`].
+pub use shmstore_derive::Schema;
 pub use format::{FORMAT_VERSION, Kind};
 pub use key::{Key, NAME_MAX, NAME_PROBES, SECRET_FILE};
 pub use region::{

@@ -40,7 +40,7 @@ pub type CellCreator<T> = Options<T, CellSettings, Create>;
 impl<T: Pod> Flavor<T> for CellSettings {
     type Handle<A: Access> = SharedCell<T, A>;
 
-    fn type_desc(common: &Common) -> TypeDesc {
+    fn type_desc(common: &Common) -> Result<TypeDesc> {
         common.type_desc::<T>(Kind::Cell, size_of::<T>(), align_of::<T>(), 0)
     }
 
@@ -69,13 +69,13 @@ impl<T: Pod> Options<T, CellSettings, Create> {
                 reason: format!("{n} slots; a cell has a power of two from 2 to {MAX_SLOTS}"),
             });
         }
-        Layout::for_value(size_of::<T>(), align_of::<T>(), n)
+        Layout::for_value(size_of::<T>(), align_of::<T>(), n, self.common.schema_len())
     }
 
     /// Create the cell at `key` holding `initial`; fails with
     /// [`Error::AlreadyExists`] if the key is taken.
     pub fn create(&self, key: Key, initial: T) -> Result<SharedCell<T>> {
-        let ty = <CellSettings as Flavor<T>>::type_desc(&self.common);
+        let ty = <CellSettings as Flavor<T>>::type_desc(&self.common)?;
         let store = Store::create(key, &self.common, &ty, &self.layout()?, |store| {
             init(store, &initial);
             Ok(())
@@ -89,7 +89,7 @@ impl<T: Pod> Options<T, CellSettings, Create> {
     /// attached to the old object learn it: their waits return
     /// [`Error::Removed`].
     pub fn open_or_replace(&self, key: Key, initial: T) -> Result<SharedCell<T>> {
-        let ty = <CellSettings as Flavor<T>>::type_desc(&self.common);
+        let ty = <CellSettings as Flavor<T>>::type_desc(&self.common)?;
         let store = Store::open_or_replace(key, &self.common, &ty, &self.layout()?, |store| {
             init(store, &initial);
             Ok(())
@@ -99,7 +99,7 @@ impl<T: Pod> Options<T, CellSettings, Create> {
 
     /// Open the cell at `key`, or create it holding `initial`.
     pub fn open_or_create(&self, key: Key, initial: T) -> Result<SharedCell<T>> {
-        let ty = <CellSettings as Flavor<T>>::type_desc(&self.common);
+        let ty = <CellSettings as Flavor<T>>::type_desc(&self.common)?;
         let store = Store::open_or_create(key, &self.common, &ty, &self.layout()?, |store| {
             init(store, &initial);
             Ok(())

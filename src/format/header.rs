@@ -25,7 +25,7 @@ pub const MAGIC: u64 = u64::from_le_bytes(*b"shmstore");
 /// The version of the on-segment format (`FORMAT.md`) this build reads and
 /// writes; a segment of another version is
 /// [`Error::IncompatibleFormat`](crate::Error::IncompatibleFormat).
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 6;
 /// The size of the header; the data begins at or after it.
 pub const HEADER_SIZE: usize = 512;
 /// The most bytes of an object's name.
@@ -34,6 +34,8 @@ pub const NAME_MAX: usize = crate::key::NAME_MAX;
 pub const TYPE_NAME_MAX: usize = 128;
 /// The room reserved for the platform's `pthread_mutex_t`.
 pub const MUTEX_ROOM: usize = crate::sys::mutex::ROOM;
+/// The most bytes of a stored schema.
+pub const SCHEMA_MAX: usize = crate::schema::SCHEMA_MAX;
 /// The most data slots a segment may declare.
 pub const MAX_SLOTS: u32 = 64;
 /// The largest alignment a stored type may ask for.
@@ -118,8 +120,13 @@ pub struct Header {
     /// The number of bytes of `name` in use: 0 for an object made at a plain
     /// key, else its name's (at most [`NAME_MAX`]). Written before `magic`.
     pub name_len: AtomicU32,
-    _reserved0: AtomicU32,
-    _reserved0b: AtomicU64,
+    /// The number of bytes of the type's schema (`schema/`), at most
+    /// [`SCHEMA_MAX`]; 0 when it has none. The schema lies at
+    /// [`schema_offset`] of the kind, before the data; written before
+    /// READY, never changed after.
+    pub schema_len: AtomicU32,
+    /// FNV-1a of the schema's bytes ([`fnv1a`]); 0 when there is none.
+    pub schema_hash: AtomicU64,
     /// The type's name, UTF-8, truncated to [`TYPE_NAME_MAX`] bytes.
     pub type_name: [AtomicU8; TYPE_NAME_MAX],
     /// Cells: the commit counter, the number of values committed after the
@@ -209,6 +216,8 @@ const _: () = {
     assert!(offset_of!(Header, life) == 288);
     assert!(offset_of!(Header, mutex) == 320);
     assert!(offset_of!(Header, name_len) == 112);
+    assert!(offset_of!(Header, schema_len) == 116);
+    assert!(offset_of!(Header, schema_hash) == 120);
     assert!(offset_of!(Header, name) == 384);
     assert!(crate::sys::mutex::SIZE <= MUTEX_ROOM);
     assert!(size_of::<MutexRoom>() == MUTEX_ROOM);
@@ -257,6 +266,7 @@ impl Header {
             align: self.value_align.load(Relaxed),
             schema_version: self.schema_version.load(Relaxed),
             extra: self.type_extra.load(Relaxed),
+            schema: None,
         }
     }
 
@@ -279,7 +289,8 @@ impl Header {
     }
 
     /// Write every field of a fresh header except `state`, the creator, the
-    /// sync words and the mutex. Called by the creator only, before it
+    /// sync words and the mutex (the schema's bytes, after the header, are
+    /// written by [`write_schema`](super::write_schema)). Called by the creator only, before it
     /// publishes [`STATE_READY`].
     pub fn write_fresh(&self, ty: &TypeDesc, layout: &Layout) {
         let abi = Abi::current();
@@ -300,11 +311,34 @@ impl Header {
             slot.store(*b, Relaxed);
         }
         self.type_name_len.store(name.len() as u32, Relaxed);
+        let schema = ty.schema.as_deref().unwrap_or("");
+        self.schema_len.store(schema.len() as u32, Relaxed);
+        self.schema_hash
+            .store(if schema.is_empty() { 0 } else { fnv1a(schema.as_bytes()) }, Relaxed);
         self.slot_count.store(layout.slot_count as u32, Relaxed);
         self.data_offset.store(layout.data_offset as u64, Relaxed);
         self.slot_stride.store(layout.slot_stride as u64, Relaxed);
         self.used_len.store(layout.used_len as u64, Relaxed);
     }
+}
+
+/// Where a segment of `kind` keeps its schema: right after the header,
+/// and a region's control block.
+pub fn schema_offset(kind: Kind) -> usize {
+    match kind {
+        Kind::Cell => HEADER_SIZE,
+        Kind::Region => HEADER_SIZE + super::region::REGION_CONTROL_SIZE,
+    }
+}
+
+/// 64-bit FNV-1a over `bytes` (FORMAT.md, "Type fingerprint").
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
 }
 
 fn truncate_utf8(s: &str, max: usize) -> &str {

@@ -117,11 +117,16 @@ pub struct TypeDesc {
     pub schema_version: u32,
     /// Further facts of the stored form (for regions: rkyv's format).
     pub extra: u64,
+    /// The type's schema (`schema/`), if it describes itself: when both
+    /// the object and the opener have one, it is compared instead of the
+    /// name.
+    pub schema: Option<String>,
 }
 
 impl TypeDesc {
-    /// The fingerprint stored in the header: FNV-1a over every field (the
-    /// whole name, even past the [`TYPE_NAME_MAX`](crate::format::TYPE_NAME_MAX) bytes that are kept).
+    /// The fingerprint stored in the header: FNV-1a over every field but
+    /// the schema (the whole name, even past the
+    /// [`TYPE_NAME_MAX`](crate::format::TYPE_NAME_MAX) bytes that are kept).
     pub fn fingerprint(&self) -> u64 {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         let mut eat = |bytes: &[u8]| {

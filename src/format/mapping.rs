@@ -97,6 +97,22 @@ pub fn region_control_of(m: &impl Mapping) -> Option<&RegionControl> {
 
 const _: () = assert!(HEADER_SIZE.is_multiple_of(align_of::<RegionControl>()));
 
+/// The `len` bytes at `offset` of `m`, as atomics (which other processes
+/// may write at any time), if they lie inside it.
+#[inline]
+pub fn bytes_of(m: &impl Mapping, offset: usize, len: usize) -> Option<&[AtomicU8]> {
+    let end = offset.checked_add(len)?;
+    if end > m.len() {
+        return None;
+    }
+    // SAFETY: the `len` bytes from `offset` lie within the mapping's bytes
+    // (checked), mapped and reached through a pointer that may write while
+    // `m` is borrowed, which the slice does not outlive (Mapping's
+    // promise); AtomicU8 has alignment 1 and is valid for any byte, and
+    // sound to share while others write it.
+    Some(unsafe { std::slice::from_raw_parts(m.as_ptr().add(offset).cast::<AtomicU8>(), len) })
+}
+
 /// One line of a snapshot: 64 bytes aligned to 64.
 #[repr(C, align(64))]
 struct Line([AtomicU8; 64]);

@@ -7,12 +7,14 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
+use std::sync::atomic::Ordering;
+
 use super::header::{
-    FORMAT_VERSION, HEADER_SIZE, Header, MAGIC, MAX_ALIGN, MAX_SLOTS, NAME_MAX, STATE_READY,
-    TYPE_NAME_MAX,
+    FORMAT_VERSION, HEADER_SIZE, Header, MAGIC, MAX_ALIGN, MAX_SLOTS, NAME_MAX, SCHEMA_MAX,
+    STATE_READY, TYPE_NAME_MAX, fnv1a, schema_offset,
 };
+use super::mapping::{Mapping, bytes_of, header_of};
 use super::identity::{Abi, Kind, TypeDesc};
-use super::region::REGION_CONTROL_SIZE;
 use crate::error::{Error, Result};
 
 /// Where the data lies, as a validated header declares it.
@@ -32,18 +34,34 @@ pub struct Layout {
 
 impl Layout {
     /// The layout of a new cell for values of `size` bytes aligned to
-    /// `align`, in `slot_count` slots.
-    pub fn for_value(size: usize, align: usize, slot_count: usize) -> Result<Layout> {
-        Self::with_prefix(HEADER_SIZE, size, align, slot_count)
+    /// `align`, in `slot_count` slots, after a schema of `schema_len`
+    /// bytes.
+    pub fn for_value(
+        size: usize,
+        align: usize,
+        slot_count: usize,
+        schema_len: usize,
+    ) -> Result<Layout> {
+        Self::with_prefix(
+            schema_offset(Kind::Cell) + schema_len,
+            size,
+            align,
+            slot_count,
+        )
     }
 
     /// The layout of a new region: a control block after the header, then
     /// `buffers` buffers of `capacity` bytes, each aligned to 64 or to the
     /// archived root's `align` if that is more (rkyv aligns an archive's
     /// parts relative to its start).
-    pub fn for_region(capacity: usize, buffers: usize, align: usize) -> Result<Layout> {
+    pub fn for_region(
+        capacity: usize,
+        buffers: usize,
+        align: usize,
+        schema_len: usize,
+    ) -> Result<Layout> {
         Self::with_prefix(
-            HEADER_SIZE + REGION_CONTROL_SIZE,
+            schema_offset(Kind::Region) + schema_len,
             capacity,
             align.max(64),
             buffers,
@@ -143,6 +161,13 @@ pub fn validate(header: &Header, segment_len: usize) -> Result<Validated> {
             "type name length {name_len} > {TYPE_NAME_MAX}"
         )));
     }
+    let schema_len = header.schema_len.load(Relaxed);
+    if schema_len as usize > SCHEMA_MAX {
+        return Err(corrupt(format!(
+            "schema length {schema_len} > {SCHEMA_MAX}"
+        )));
+    }
+    let schema_hash = header.schema_hash.load(Relaxed);
     let object_name_len = header.name_len.load(Relaxed);
     if object_name_len as usize > NAME_MAX {
         return Err(corrupt(format!(
@@ -164,10 +189,7 @@ pub fn validate(header: &Header, segment_len: usize) -> Result<Validated> {
     }
     let data_offset = header.data_offset.load(Relaxed);
     let stride = header.slot_stride.load(Relaxed);
-    let prefix = match kind {
-        Kind::Region => HEADER_SIZE + REGION_CONTROL_SIZE,
-        Kind::Cell => HEADER_SIZE,
-    };
+    let prefix = schema_offset(kind) + schema_len as usize;
     let value_size = header.value_size.load(Relaxed);
     let size = u64::from(value_size);
     // A cell's slots are read as 8-byte words; a region's buffers start on
@@ -200,6 +222,8 @@ pub fn validate(header: &Header, segment_len: usize) -> Result<Validated> {
             schema_version,
             type_hash,
             type_extra,
+            schema_len,
+            schema_hash,
             layout: Layout {
                 data_offset: data_offset as usize,
                 slot_stride: stride as usize,
@@ -233,31 +257,97 @@ pub struct Validated {
     pub type_hash: u64,
     /// Further facts of the stored form.
     pub type_extra: u64,
+    /// The length of the stored schema (0: none), which lies inside the
+    /// segment, before the data.
+    pub schema_len: u32,
+    /// The stored schema's FNV-1a.
+    pub schema_hash: u64,
     /// Where its data lies, every slot inside the segment.
     pub layout: Layout,
 }
 
 impl Validated {
+    /// The stored schema, copied once and checked against its hash; `None`
+    /// when there is none. A copy whose hash differs (a peer wrote over
+    /// it) is [`Error::Corrupt`].
+    pub fn schema(&self, m: &impl Mapping) -> Result<Option<Vec<u8>>> {
+        if self.schema_len == 0 {
+            return Ok(None);
+        }
+        let at = schema_offset(self.kind);
+        let bytes = bytes_of(m, at, self.schema_len as usize)
+            .ok_or_else(|| corrupt("the schema lies outside the segment"))?;
+        let copy: Vec<u8> = bytes.iter().map(|b| b.load(Relaxed)).collect();
+        if fnv1a(&copy) != self.schema_hash {
+            return Err(corrupt(format!(
+                "the schema's bytes do not match its hash {:#x}",
+                self.schema_hash
+            )));
+        }
+        Ok(Some(copy))
+    }
+
     /// Fail with [`Error::TypeMismatch`] unless the type validated is
     /// `want`, compared on the values validated (so the kind and the size
-    /// that the layout was checked against are the ones matched). The
+    /// that the layout was checked against are the ones matched). When
+    /// both the object and `want` have a schema, the schemas are compared
+    /// instead of the names (FORMAT.md, "Identity with a schema"), and a
+    /// mismatch lists what differs; otherwise the fingerprint is. The
     /// header is read again only for the error's description.
-    pub fn check_type(&self, header: &Header, want: &TypeDesc) -> Result<()> {
-        let matches = self.kind == want.kind
+    pub fn check_type(&self, m: &impl Mapping, want: &TypeDesc) -> Result<()> {
+        let header = header_of(m)?;
+        let same_form = self.kind == want.kind
             && self.value_size == want.size
             && self.value_align == want.align
             && self.schema_version == want.schema_version
-            && self.type_extra == want.extra
-            && self.type_hash == want.fingerprint();
+            && self.type_extra == want.extra;
+        let stored_schema = match (&want.schema, self.schema_len) {
+            (Some(_), 1..) => self.schema(m)?,
+            _ => None,
+        };
+        let matches = match (&want.schema, &stored_schema) {
+            (Some(ours), Some(theirs)) => same_form && ours.as_bytes() == theirs.as_slice(),
+            _ => same_form && self.type_hash == want.fingerprint(),
+        };
         if matches {
-            Ok(())
-        } else {
-            Err(Error::TypeMismatch {
-                stored: header.stored_type().to_string(),
-                requested: want.to_string(),
-            })
+            return Ok(());
         }
+        let mut stored = header.stored_type();
+        stored.schema = stored_schema.map(|s| String::from_utf8_lossy(&s).into_owned());
+        let differences = match (&stored.schema, &want.schema) {
+            (Some(theirs), Some(ours)) => {
+                match (
+                    crate::schema::Shape::parse(theirs.as_bytes()),
+                    crate::schema::Shape::parse(ours.as_bytes()),
+                ) {
+                    (Ok(a), Ok(b)) => crate::schema::differences(&a, &b),
+                    (Err(e), _) => vec![format!("the stored schema is not readable: {e}")],
+                    (_, Err(e)) => vec![format!("the schema asked for is not readable: {e}")],
+                }
+            }
+            (None, Some(_)) if self.schema_len == 0 => {
+                vec!["the object stores no schema; its type is compared by name".into()]
+            }
+            _ => Vec::new(),
+        };
+        Err(Error::TypeMismatch {
+            stored: stored.to_string(),
+            requested: want.to_string(),
+            differences,
+        })
     }
+}
+
+/// Write `schema` where a segment of `kind` keeps it (before READY: the
+/// header's `schema_len` and `schema_hash` say how long it is and what it
+/// hashes to). Fails if the mapping cannot hold it.
+pub fn write_schema(m: &impl Mapping, kind: Kind, schema: &str) -> Result<()> {
+    let bytes = bytes_of(m, schema_offset(kind), schema.len())
+        .ok_or_else(|| corrupt("the schema does not fit before the data"))?;
+    for (slot, b) in bytes.iter().zip(schema.as_bytes()) {
+        slot.store(*b, Ordering::Relaxed);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -276,8 +366,9 @@ mod tests {
             align: 8,
             schema_version: 0,
             extra: 0,
+            schema: None,
         };
-        let layout = Layout::for_value(8, 8, 2).unwrap();
+        let layout = Layout::for_value(8, 8, 2, 0).unwrap();
         h.write_creator(1, 0, None);
         h.write_fresh(&ty, &layout);
         h.state.store(STATE_READY, Relaxed);
@@ -339,8 +430,9 @@ mod tests {
                 align: align as u32,
                 schema_version: 0,
                 extra: 0,
+                schema: None,
             };
-            let layout = Layout::for_region(1000, 2, align).unwrap();
+            let layout = Layout::for_region(1000, 2, align, 0).unwrap();
             assert_eq!(layout.data_offset % align.max(64), 0);
             assert_eq!(layout.slot_stride % align.max(64), 0);
             h.write_fresh(&ty, &layout);

@@ -47,7 +47,7 @@ pub type RegionCreator<T> = Options<T, RegionSettings, Create>;
 impl<T: Archive> Flavor<T> for RegionSettings {
     type Handle<A: Access> = SharedRegion<T, A>;
 
-    fn type_desc(common: &Common) -> TypeDesc {
+    fn type_desc(common: &Common) -> Result<TypeDesc> {
         common.type_desc::<T>(
             Kind::Region,
             size_of::<T::Archived>(),
@@ -109,13 +109,18 @@ impl<T: Archive> Options<T, RegionSettings, Create> {
             .ok_or_else(|| Error::InvalidLayout {
                 reason: format!("a capacity of {capacity} bytes does not fit in a segment"),
             })?;
-        Layout::for_region(capacity, buffers, align_of::<T::Archived>())
+        Layout::for_region(
+            capacity,
+            buffers,
+            align_of::<T::Archived>(),
+            self.common.schema_len(),
+        )
     }
 
     /// Create the region at `key` with buffers of `capacity` bytes (rounded
     /// up to 64); nothing is published yet. Fails if the key exists.
     pub fn create(&self, key: Key, capacity: usize) -> Result<SharedRegion<T>> {
-        let ty = <RegionSettings as Flavor<T>>::type_desc(&self.common);
+        let ty = <RegionSettings as Flavor<T>>::type_desc(&self.common)?;
         let store = Store::create(key, &self.common, &ty, &self.layout(capacity)?, |_| Ok(()))?;
         Ok(SharedRegion::wrap(store, &self.kind))
     }
@@ -126,7 +131,7 @@ impl<T: Archive> Options<T, RegionSettings, Create> {
     /// this one. Processes attached to the old object learn it: their waits
     /// return [`Error::Removed`].
     pub fn open_or_replace(&self, key: Key, capacity: usize) -> Result<SharedRegion<T>> {
-        let ty = <RegionSettings as Flavor<T>>::type_desc(&self.common);
+        let ty = <RegionSettings as Flavor<T>>::type_desc(&self.common)?;
         let layout = self.layout(capacity)?;
         let store = Store::open_or_replace(key, &self.common, &ty, &layout, |_| Ok(()))?;
         Ok(SharedRegion::wrap(store, &self.kind))
@@ -135,7 +140,7 @@ impl<T: Archive> Options<T, RegionSettings, Create> {
     /// Open the region at `key`, or create it with buffers of `capacity`
     /// bytes.
     pub fn open_or_create(&self, key: Key, capacity: usize) -> Result<SharedRegion<T>> {
-        let ty = <RegionSettings as Flavor<T>>::type_desc(&self.common);
+        let ty = <RegionSettings as Flavor<T>>::type_desc(&self.common)?;
         let layout = self.layout(capacity)?;
         let store = Store::open_or_create(key, &self.common, &ty, &layout, |_| Ok(()))?;
         Ok(SharedRegion::wrap(store, &self.kind))

@@ -12,8 +12,9 @@ use std::marker::PhantomData;
 use std::time::Duration;
 
 use super::{Access, ReadWrite, Store};
-use crate::error::{Result, Target};
+use crate::error::{Error, Result, Target};
 use crate::format::{Kind, TypeDesc};
+use crate::schema::{Form, Schema, Shape};
 
 /// How long openers wait for a creator to publish `READY`, by default.
 pub const DEFAULT_INIT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -33,6 +34,8 @@ pub struct Common {
     pub type_name: Option<String>,
     /// The stored type's schema version.
     pub schema_version: u32,
+    /// The stored type's schema (`with_schema`), or why it has none.
+    pub schema: Option<std::result::Result<String, String>>,
     /// The group a created segment is given.
     pub group: Option<u32>,
     /// A group whose members' segments are trusted.
@@ -50,6 +53,7 @@ impl Default for Common {
             allow_foreign_owner: false,
             type_name: None,
             schema_version: 0,
+            schema: None,
             group: None,
             trust_group: None,
             trust_user: None,
@@ -59,15 +63,29 @@ impl Default for Common {
 
 impl Common {
     /// The identity of `T` stored as `kind` in `size` bytes aligned to
-    /// `align`, with the name and schema version these options give.
+    /// `align`, with the name, schema version and schema these options
+    /// give. A schema must imply that size and alignment
+    /// ([`Error::InvalidLayout`](crate::Error::InvalidLayout) if not).
     pub fn type_desc<T: ?Sized>(
         &self,
         kind: Kind,
         size: usize,
         align: usize,
         extra: u64,
-    ) -> TypeDesc {
-        TypeDesc {
+    ) -> Result<TypeDesc> {
+        let schema = match &self.schema {
+            None => None,
+            Some(Err(reason)) => {
+                return Err(Error::InvalidLayout {
+                    reason: reason.clone(),
+                });
+            }
+            Some(Ok(text)) => {
+                check_schema::<T>(text, kind, size, align)?;
+                Some(text.clone())
+            }
+        };
+        Ok(TypeDesc {
             kind,
             name: self
                 .type_name
@@ -77,7 +95,47 @@ impl Common {
             align: align as u32,
             schema_version: self.schema_version,
             extra,
+            schema,
+        })
+    }
+
+    /// The bytes the schema takes in a created segment.
+    pub fn schema_len(&self) -> usize {
+        match &self.schema {
+            Some(Ok(text)) => text.len(),
+            _ => 0,
         }
+    }
+}
+
+/// Check that `schema` implies the layout `T` has as `kind`.
+fn check_schema<T: ?Sized>(schema: &str, kind: Kind, size: usize, align: usize) -> Result<()> {
+    let form = match kind {
+        Kind::Cell => Form::Cell,
+        Kind::Region => Form::Region,
+    };
+    let implied = Shape::parse(schema.as_bytes())
+        .map_err(|e| e.to_string())
+        .and_then(|s| s.layout(form));
+    match implied {
+        Ok(l) if l.size == size && l.align == align => Ok(()),
+        Ok(l) => Err(Error::InvalidLayout {
+            reason: format!(
+                "the schema of {} implies {} bytes aligned to {}, but the value stored is {size} \
+                 bytes aligned to {align}: its Schema describes another layout (a hand-written \
+                 one, or a repr the derive cannot see)",
+                std::any::type_name::<T>(),
+                l.size,
+                l.align
+            ),
+        }),
+        Err(reason) => Err(Error::InvalidLayout {
+            reason: format!(
+                "the schema of {} cannot be stored in a {}: {reason}",
+                std::any::type_name::<T>(),
+                kind.name()
+            ),
+        }),
     }
 }
 
@@ -247,6 +305,20 @@ impl<T, K, M: Mode> Options<T, K, M> {
         self
     }
 
+    /// Store `T`'s schema in a created object, and compare it with the
+    /// stored one at an open (FORMAT.md, "Schema"): the type is then known
+    /// by its structure instead of its name, a changed type is refused with
+    /// what differs, field by field, and readers in other languages (and
+    /// `shmstore get`) decode it by field name. Give it on every side: an
+    /// opener without it compares the type by name, as before.
+    pub fn with_schema(&mut self) -> &mut Self
+    where
+        T: Schema,
+    {
+        self.common.schema = Some(crate::schema::describe::<T>().map_err(|e| e.to_string()));
+        self
+    }
+
     /// Trust objects owned and created by members of group `gid` whose
     /// segment belongs to that group (see
     /// [`SegmentOptions::trust_group`](crate::SegmentOptions::trust_group)):
@@ -304,7 +376,7 @@ pub trait Flavor<T>: Sized {
     /// The handle with access `A`.
     type Handle<A: Access>;
     /// The identity of `T` as this kind stores it, under these settings.
-    fn type_desc(common: &Common) -> TypeDesc;
+    fn type_desc(common: &Common) -> Result<TypeDesc>;
     /// A handle with access `A` over a store opened or created so.
     fn handle<A: Access>(store: Store, settings: &Self) -> Self::Handle<A>;
 }
@@ -317,7 +389,7 @@ impl<T, K: Flavor<T>, A: Access> Options<T, K, Open<A>> {
     /// reaches private and removed segments too). A
     /// [`ReadOnly`](crate::ReadOnly) builder attaches `SHM_RDONLY`.
     pub fn open(&self, target: impl Into<Target>) -> Result<K::Handle<A>> {
-        let ty = K::type_desc(&self.common);
+        let ty = K::type_desc(&self.common)?;
         let store = match target.into() {
             Target::Key(key) => Store::open(key, &self.common, &ty, A::READ_ONLY)?,
             Target::Id(id) => Store::attach_id(id, &self.common, &ty, A::READ_ONLY)?,

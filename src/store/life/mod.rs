@@ -239,6 +239,9 @@ impl Store {
         let written = (|| {
             let h = store.header();
             h.write_fresh(ty, layout);
+            if let Some(schema) = &ty.schema {
+                format::write_schema(&store.memory.memory, ty.kind, schema)?;
+            }
             crate::crash::point("create.after_header");
             // Nobody uses the mutex before READY.
             store.init_mutex().map_err(|source| Error::Lock {
@@ -476,7 +479,7 @@ impl Store {
         {
             return Ok(Found::Nothing);
         }
-        let checked = valid.and_then(|v| v.check_type(h, ty).map(|()| v));
+        let checked = valid.and_then(|v| v.check_type(&memory, ty).map(|()| v));
         match (checked, memory) {
             (Ok(valid), memory) => {
                 let mut store = Self::unarmed(memory, valid.kind, valid.layout);
@@ -548,7 +551,7 @@ impl Store {
         })?;
         creator::wait_ready(h, &memory, target, options.init_timeout)?;
         let valid = format::validate(h, memory.len())?;
-        valid.check_type(h, ty)?;
+        valid.check_type(&memory, ty)?;
         Ok(Self::unarmed(memory, valid.kind, valid.layout))
     }
 

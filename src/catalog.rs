@@ -315,3 +315,69 @@ pub fn cell_value(seg: &Segment) -> Option<(u64, Vec<u8>)> {
     let version = store.read_cell(&mut out);
     Some((version, out))
 }
+
+/// What an object holds now, for a reader that knows nothing of its type:
+/// its bytes, and the schema that says how to read them, if it stores one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contents {
+    /// A cell or a region.
+    pub kind: Kind,
+    /// The version of the value read.
+    pub version: u64,
+    /// The stored schema (FORMAT.md, "Schema"), checked against its hash
+    /// but not parsed: it is as untrusted as the bytes.
+    pub schema: Option<String>,
+    /// A cell's value, or a copy of a region's current archive.
+    pub bytes: Vec<u8>,
+}
+
+impl Contents {
+    /// The value decoded by its stored schema: `None` when there is none.
+    pub fn decode(&self) -> Option<std::result::Result<crate::schema::Value, String>> {
+        use crate::schema::{Form, Shape, decode};
+        let schema = self.schema.as_ref()?;
+        let form = match self.kind {
+            Kind::Cell => Form::Cell,
+            Kind::Region => Form::Region,
+        };
+        Some(
+            Shape::parse(schema.as_bytes())
+                .map_err(|e| format!("the stored schema is not readable: {e}"))
+                .and_then(|shape| decode(&shape, form, &self.bytes).map_err(|e| e.to_string())),
+        )
+    }
+}
+
+/// What the object `seg` holds now, read on an attachment of its own
+/// (read-only, whoever owns it): a cell's value as its readers copy it, or
+/// a whole copy of a region's current archive, and its stored schema.
+///
+/// Errors: those of validation ([`Error::NotShmstore`], [`Error::Corrupt`]
+/// and so on), [`Error::NothingPublished`] for a region that holds nothing
+/// yet, [`Error::Corrupt`] for a schema whose bytes do not match its hash.
+pub fn contents(seg: &Segment) -> Result<Contents> {
+    let own = Segment::options()
+        .read_only(true)
+        .allow_foreign_owner(true)
+        .attach_id(seg.id())?;
+    let memory = Memory::Segment(own);
+    let h = crate::format::header_of(&memory)?;
+    let valid = crate::format::validate(h, memory.len())?;
+    let schema = valid
+        .schema(&memory)?
+        .map(|s| String::from_utf8_lossy(&s).into_owned());
+    let store = Store::open_untyped(memory)?;
+    let (version, bytes) = match store.kind() {
+        Kind::Cell => {
+            let mut out = vec![0u8; store.layout().value_size];
+            (store.read_cell(&mut out), out)
+        }
+        Kind::Region => crate::region::copy_current(&store)?,
+    };
+    Ok(Contents {
+        kind: store.kind(),
+        version,
+        schema,
+        bytes,
+    })
+}

@@ -186,8 +186,13 @@ fn new_region(buffers: usize) -> (Arc<HeapImage>, SharedRegion<FuzzConfig>) {
     options
         .buffers(buffers)
         .publish_timeout(std::time::Duration::ZERO);
-    let layout = Layout::for_region(REGION_CAPACITY, buffers, align_of::<ArchivedFuzzConfig>(), 0)
-        .expect("region layout");
+    let layout = Layout::for_region(
+        REGION_CAPACITY,
+        buffers,
+        align_of::<ArchivedFuzzConfig>(),
+        0,
+    )
+    .expect("region layout");
     let image = heap(layout.used_len);
     let raw = Store::create_in(
         view(&image, layout.used_len),

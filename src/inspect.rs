@@ -18,8 +18,8 @@ use crate::sync::notify::WAITING;
 use crate::sys::shm::Segment;
 
 pub use crate::catalog::{
-    Collection, Liveness, Object, Trust, attach_for_removal, cell_value, claimants, collect,
-    garbage, liveness, locate, objects, remove_attached, remove_prefix,
+    Collection, Contents, Liveness, Object, Trust, attach_for_removal, cell_value, claimants,
+    collect, contents, garbage, liveness, locate, objects, remove_attached, remove_prefix,
 };
 
 /// The most bytes a description looks at: the header and a region's

@@ -81,15 +81,15 @@ pub use cell::{
     CellCreator, CellLease, CellOpener, CellReader, CellSettings, DEFAULT_CELL_SLOTS, SharedCell,
 };
 pub use error::{Error, Limit, Result, Target};
-pub use schema::Schema;
-/// Derive [`Schema`](trait@Schema): see [`schema`].
-pub use shmstore_derive::Schema;
 pub use format::{FORMAT_VERSION, Kind};
 pub use key::{Key, NAME_MAX, NAME_PROBES, SECRET_FILE};
 pub use region::{
     Publishable, Readable, RegionCreator, RegionOpener, RegionReader, RegionRef, RegionSettings,
     SharedRegion,
 };
+pub use schema::Schema;
+/// Derive [`Schema`](trait@Schema): see [`schema`].
+pub use shmstore_derive::Schema;
 pub use store::options::{Create, Mode, Open, Options, Writes};
 pub use store::{Access, ReadOnly, ReadWrite};
 pub use sys::proc::list_segments;

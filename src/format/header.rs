@@ -313,8 +313,14 @@ impl Header {
         self.type_name_len.store(name.len() as u32, Relaxed);
         let schema = ty.schema.as_deref().unwrap_or("");
         self.schema_len.store(schema.len() as u32, Relaxed);
-        self.schema_hash
-            .store(if schema.is_empty() { 0 } else { fnv1a(schema.as_bytes()) }, Relaxed);
+        self.schema_hash.store(
+            if schema.is_empty() {
+                0
+            } else {
+                fnv1a(schema.as_bytes())
+            },
+            Relaxed,
+        );
         self.slot_count.store(layout.slot_count as u32, Relaxed);
         self.data_offset.store(layout.data_offset as u64, Relaxed);
         self.slot_stride.store(layout.slot_stride as u64, Relaxed);

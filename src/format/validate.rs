@@ -13,8 +13,8 @@ use super::header::{
     FORMAT_VERSION, HEADER_SIZE, Header, MAGIC, MAX_ALIGN, MAX_SLOTS, NAME_MAX, SCHEMA_MAX,
     STATE_READY, TYPE_NAME_MAX, fnv1a, schema_offset,
 };
-use super::mapping::{Mapping, bytes_of, header_of};
 use super::identity::{Abi, Kind, TypeDesc};
+use super::mapping::{Mapping, bytes_of, header_of};
 use crate::error::{Error, Result};
 
 /// Where the data lies, as a validated header declares it.

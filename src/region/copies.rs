@@ -50,6 +50,47 @@ impl ArchiveCopy {
     }
 }
 
+/// A copy of the archive `store` (a region) holds now, whole (made again
+/// while its buffer is rewritten meanwhile), and its version; not checked
+/// as any type. For readers that know no Rust type (`catalog::contents`).
+pub(crate) fn copy_current(store: &crate::store::Store) -> Result<(u64, Vec<u8>)> {
+    let ctl = store.region_control();
+    let layout = *store.layout();
+    loop {
+        let mut bytes = None;
+        let meta = |b: usize| {
+            (b < layout.slot_count).then(|| buffers::Meta {
+                len: &ctl.buffers[b].len,
+                version: &ctl.buffers[b].version,
+            })
+        };
+        let copied = buffers::copy::<Std>(&ctl.current, meta, layout.slot_stride, |b, len| {
+            let mut into = vec![0u8; len];
+            // Buffer `b` is below the validated slot count, and `len` at
+            // most its stride (both checked by buffers::copy).
+            store.read_slot(b, &mut into);
+            bytes = Some(into);
+        });
+        match copied {
+            buffers::Copied::Whole { current, .. } => {
+                if let Some(bytes) = bytes {
+                    return Ok((Current::from_raw(current).version(), bytes));
+                }
+            }
+            buffers::Copied::Nothing => return Err(Error::NothingPublished),
+            buffers::Copied::Corrupt { len, .. } => {
+                return Err(Error::Corrupt {
+                    reason: format!(
+                        "the current archive ({len} bytes) does not lie in its buffer of {}",
+                        layout.slot_stride
+                    ),
+                });
+            }
+            buffers::Copied::Rewritten => continue,
+        }
+    }
+}
+
 impl<T: Archive, A: Access> SharedRegion<T, A> {
     /// The current value, from a validated private copy. A copy is made
     /// once per version; one whose buffer was rewritten meanwhile is made

@@ -58,6 +58,7 @@ pub mod buffers;
 #[cfg(not(loom))]
 pub(crate) mod buffers;
 mod copies;
+pub(crate) use copies::copy_current;
 mod in_place;
 mod options;
 #[cfg(loom)]

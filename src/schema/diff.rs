@@ -110,9 +110,12 @@ fn walk(stored: &Shape, requested: &Shape, path: &str, out: &mut Vec<String>) {
             walk(ka, kb, &join(path, "key"), out);
             walk(va, vb, &join(path, "value"), out);
         }
-        (Shape::Tuple(a), Shape::Tuple(b)) => {
-            fields(&Fields::Unnamed(a.clone()), &Fields::Unnamed(b.clone()), path, out)
-        }
+        (Shape::Tuple(a), Shape::Tuple(b)) => fields(
+            &Fields::Unnamed(a.clone()),
+            &Fields::Unnamed(b.clone()),
+            path,
+            out,
+        ),
         _ => out.push(format!("{}: {stored} is now {requested}", at(path))),
     }
 }
@@ -136,7 +139,10 @@ fn fields(stored: &Fields, requested: &Fields, path: &str, out: &mut Vec<String>
     }
     for (name, shape) in &a {
         if !b.iter().any(|(n, _)| n == name) {
-            out.push(format!("field `{}` removed (was {shape})", join(path, name)));
+            out.push(format!(
+                "field `{}` removed (was {shape})",
+                join(path, name)
+            ));
         }
     }
     // The fields both have, in each one's order.
@@ -182,7 +188,10 @@ mod tests {
         assert!(diff("S{a:u32,b:u32}", "S{a:u32,b:u32}").is_empty());
         let swapped = diff("S{a:u32,b:u32}", "S{b:u32,a:u32}");
         assert_eq!(swapped.len(), 1, "{swapped:?}");
-        assert!(swapped[0].contains("`a`") && swapped[0].contains("`b`"), "{swapped:?}");
+        assert!(
+            swapped[0].contains("`a`") && swapped[0].contains("`b`"),
+            "{swapped:?}"
+        );
         assert_eq!(
             diff("S{l:L{max:u32}}", "S{l:L{max:f32}}"),
             ["`l.max`: u32 is now f32"]
@@ -195,7 +204,10 @@ mod tests {
             diff("S{m:enum M{A=0,B=1}}", "S{m:enum M{A=0,B=1,C=2}}"),
             ["variant `m.C` added (tag 2)"]
         );
-        assert_eq!(diff("S{a:u8}", "T{a:u8}"), ["the root: type `S` is now `T`"]);
+        assert_eq!(
+            diff("S{a:u8}", "T{a:u8}"),
+            ["the root: type `S` is now `T`"]
+        );
         assert_eq!(
             diff("S{v:vec<u8>}", "S{v:vec<u16>}"),
             ["`v.[]`: u8 is now u16"]

@@ -1,10 +1,220 @@
 //! rkyv 0.8's maps and sets, decoded by a schema (FORMAT.md, "Maps and
-//! sets").
+//! sets"), trusting nothing in the bytes.
+//!
+//! - `hash_map<K,V>` and `hash_set<K>` (a map to `()`) are a Swiss table:
+//!   a relative pointer to the control bytes, the number of entries and the
+//!   capacity (`u32` each). Entry `i` (a `repr(C)` pair of key and value)
+//!   lies `(i + 1)` entries before the control bytes, and holds a value when
+//!   control byte `i` has its top bit clear; exactly `len` of the first
+//!   `cap` do.
+//! - `btree_map<K,V>` and `btree_set<K>` are a B-tree of nodes of 5
+//!   entries: a relative pointer to the root node and the number of
+//!   entries. A node is a kind byte (0 leaf, 1 inner), 5 keys, 5 values;
+//!   a leaf then has the number of its entries in use (`u32`), an inner
+//!   node (always full) 5 pointers to lesser nodes, one before each entry,
+//!   and one to a greater node after the last, any of which may be the
+//!   invalid pointer `1` (no node). In order: each lesser node, then its
+//!   entry, and the greater node last.
 
-use super::shape::Shape;
-use super::value::{Input, Res, Value, fail};
+use super::shape::{Form, Shape, struct_layout};
+use super::value::{Input, Res, Value, fail, join};
+
+/// Entries in a B-tree node.
+const NODE_ENTRIES: usize = 5;
+/// The deepest a B-tree may be: far more than `u32::MAX` entries need.
+const BTREE_DEPTH_MAX: usize = 16;
+/// A relative pointer's offset that means "no node".
+const INVALID: i32 = 1;
 
 /// Decode the map or set of `shape` at `at`.
-pub(super) fn decode(_input: &mut Input<'_>, shape: &Shape, _at: usize, path: &str) -> Res<Value> {
-    fail(path, format!("{shape}: maps and sets are not decoded"))
+pub(super) fn decode(input: &mut Input<'_>, shape: &Shape, at: usize, path: &str) -> Res<Value> {
+    let unit = Shape::Unit;
+    let (key, value, set) = match shape {
+        Shape::HashMap(k, v) | Shape::BTreeMap(k, v) => (&**k, &**v, false),
+        Shape::HashSet(k) | Shape::BTreeSet(k) => (&**k, &unit, true),
+        other => return fail(path, format!("{other} is not a map")),
+    };
+    let mut entries = Vec::new();
+    match shape {
+        Shape::HashMap(..) | Shape::HashSet(..) => hash(input, key, value, at, path, &mut entries)?,
+        _ => {
+            let len = input.u32_at(at + 4, path)? as usize;
+            if len > 0 {
+                let root = input.target(at, path)?;
+                let node = Node::of(key, value, input.form).or_else(|e| fail(path, e))?;
+                btree(input, &node, root, 0, path, &mut entries)?;
+            }
+            if entries.len() != len {
+                return fail(
+                    path,
+                    format!("a B-tree of {len} entries holds {}", entries.len()),
+                );
+            }
+        }
+    }
+    Ok(if set {
+        Value::List(entries.into_iter().map(|(k, _)| k).collect())
+    } else {
+        Value::Map(entries)
+    })
+}
+
+fn hash(
+    input: &mut Input<'_>,
+    key: &Shape,
+    value: &Shape,
+    at: usize,
+    path: &str,
+    out: &mut Vec<(Value, Value)>,
+) -> Res<()> {
+    let len = input.u32_at(at + 4, path)? as usize;
+    let cap = input.u32_at(at + 8, path)? as usize;
+    if len == 0 {
+        return Ok(());
+    }
+    if len >= cap {
+        return fail(
+            path,
+            format!("a hash table of {len} entries in {cap} buckets"),
+        );
+    }
+    let (offsets, entry) =
+        struct_layout([key, value].into_iter(), input.form).or_else(|e| fail(path, e))?;
+    let controls = input.target(at, path)?;
+    let control_bytes = input.take(controls, cap, 1, path)?.to_vec();
+    let full = control_bytes.iter().filter(|&&c| c & 0x80 == 0).count();
+    if full != len {
+        return fail(
+            path,
+            format!("a hash table of {len} entries has {full} full buckets"),
+        );
+    }
+    input.spend(full.saturating_mul(16), path)?;
+    for (i, c) in control_bytes.iter().enumerate() {
+        if c & 0x80 != 0 {
+            continue;
+        }
+        let back = (i + 1)
+            .checked_mul(entry.size)
+            .and_then(|n| controls.checked_sub(n));
+        let Some(start) = back else {
+            return fail(path, format!("bucket {i} lies before the archive"));
+        };
+        input.take(start, entry.size, entry.align, path)?;
+        let k = input.value(key, start + offsets[0], &join(path, &format!("[{i}].key")))?;
+        let v = input.value(
+            value,
+            start + offsets[1],
+            &join(path, &format!("[{i}].value")),
+        )?;
+        out.push((k, v));
+    }
+    Ok(())
+}
+
+/// Where a B-tree node's parts lie.
+struct Node<'s> {
+    key: &'s Shape,
+    value: &'s Shape,
+    key_size: usize,
+    value_size: usize,
+    keys: usize,
+    values: usize,
+    /// A leaf's count.
+    leaf_len: usize,
+    leaf_size: usize,
+    /// An inner node's pointers.
+    lesser: usize,
+    greater: usize,
+    inner_size: usize,
+    align: usize,
+}
+
+impl<'s> Node<'s> {
+    fn of(key: &'s Shape, value: &'s Shape, form: Form) -> Result<Node<'s>, String> {
+        let k = key.layout(form)?;
+        let v = value.layout(form)?;
+        let big = |n: Option<usize>| n.ok_or_else(|| "a B-tree node too large".to_owned());
+        let keys = 1usize.next_multiple_of(k.align);
+        let values = big((k.size.checked_mul(NODE_ENTRIES))
+            .and_then(|n| n.checked_add(keys))
+            .and_then(|n| n.checked_next_multiple_of(v.align)))?;
+        let align = k.align.max(v.align);
+        let node_size = big(v
+            .size
+            .checked_mul(NODE_ENTRIES)
+            .and_then(|n| n.checked_add(values))
+            .and_then(|n| n.checked_next_multiple_of(align)))?;
+        let leaf_len = big(node_size.checked_next_multiple_of(4))?;
+        let leaf_size = big((leaf_len + 4).checked_next_multiple_of(align.max(4)))?;
+        let lesser = leaf_len;
+        let greater = lesser + 4 * NODE_ENTRIES;
+        let inner_size = big((greater + 4).checked_next_multiple_of(align.max(4)))?;
+        Ok(Node {
+            key,
+            value,
+            key_size: k.size,
+            value_size: v.size,
+            keys,
+            values,
+            leaf_len,
+            leaf_size,
+            lesser,
+            greater,
+            inner_size,
+            align: align.max(4),
+        })
+    }
+}
+
+fn btree(
+    input: &mut Input<'_>,
+    n: &Node<'_>,
+    at: usize,
+    depth: usize,
+    path: &str,
+    out: &mut Vec<(Value, Value)>,
+) -> Res<()> {
+    if depth > BTREE_DEPTH_MAX {
+        return fail(path, "a B-tree deeper than 16 levels (its pointers loop)");
+    }
+    input.spend(16, path)?;
+    let kind = input.take(at, 1, 1, path)?[0];
+    let entry = |input: &mut Input<'_>, i: usize, out: &mut Vec<(Value, Value)>| -> Res<()> {
+        let p = join(path, &format!("[{}]", out.len()));
+        let k = input.value(n.key, at + n.keys + i * n.key_size, &p)?;
+        let v = input.value(n.value, at + n.values + i * n.value_size, &p)?;
+        out.push((k, v));
+        Ok(())
+    };
+    match kind {
+        0 => {
+            input.take(at, n.leaf_size, n.align, path)?;
+            let len = input.u32_at(at + n.leaf_len, path)? as usize;
+            if len > NODE_ENTRIES {
+                return fail(path, format!("a B-tree leaf of {len} entries"));
+            }
+            for i in 0..len {
+                entry(input, i, out)?;
+            }
+        }
+        1 => {
+            input.take(at, n.inner_size, n.align, path)?;
+            for i in 0..NODE_ENTRIES {
+                let ptr = at + n.lesser + 4 * i;
+                if input.u32_at(ptr, path)? as i32 != INVALID {
+                    let child = input.target(ptr, path)?;
+                    btree(input, n, child, depth + 1, path, out)?;
+                }
+                entry(input, i, out)?;
+            }
+            let ptr = at + n.greater;
+            if input.u32_at(ptr, path)? as i32 != INVALID {
+                let child = input.target(ptr, path)?;
+                btree(input, n, child, depth + 1, path, out)?;
+            }
+        }
+        other => return fail(path, format!("a B-tree node of kind {other}")),
+    }
+    Ok(())
 }

@@ -48,9 +48,7 @@ mod value;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 pub use diff::differences;
-pub use shape::{
-    DEPTH_MAX, Fields, Form, Layout, ParseError, SCHEMA_MAX, Scalar, Shape, Variant,
-};
+pub use shape::{DEPTH_MAX, Fields, Form, Layout, ParseError, SCHEMA_MAX, Scalar, Shape, Variant};
 pub use value::{DecodeError, Value, decode};
 
 use crate::error::{Error, Result};

@@ -121,10 +121,7 @@ impl Fields {
             Fields::Named(f) => (Some(f), None),
             Fields::Unnamed(f) => (None, Some(f)),
         };
-        let named = named
-            .into_iter()
-            .flatten()
-            .map(|(n, s)| (n.clone(), s));
+        let named = named.into_iter().flatten().map(|(n, s)| (n.clone(), s));
         let unnamed = unnamed
             .into_iter()
             .flatten()
@@ -299,7 +296,10 @@ impl<'a> Parser<'a> {
             if self.at > start && n == 0 {
                 return self.fail("a number has a leading zero");
             }
-            n = match n.checked_mul(10).and_then(|n| n.checked_add(u64::from(b - b'0'))) {
+            n = match n
+                .checked_mul(10)
+                .and_then(|n| n.checked_add(u64::from(b - b'0')))
+            {
                 Some(n) if n <= max => n,
                 _ => return self.fail(format!("a number above {max}")),
             };
@@ -790,10 +790,16 @@ mod tests {
         assert_eq!(l("option<u64>", Form::Region), ok(16, 8));
         assert_eq!(l("option<u8>", Form::Region), ok(2, 1));
         assert_eq!(l("option<str>", Form::Region), ok(12, 4));
-        assert_eq!(l("enum E{A=0,B=1(u32),C=2{x:u8,y:str}}", Form::Region), ok(12, 4));
+        assert_eq!(
+            l("enum E{A=0,B=1(u32),C=2{x:u8,y:str}}", Form::Region),
+            ok(12, 4)
+        );
         assert_eq!(l("enum E{A=0,B=1}", Form::Region), ok(1, 1));
         assert_eq!(
-            l("Config{id:u32,name:str,ports:vec<u16>,backup:option<u64>}", Form::Region),
+            l(
+                "Config{id:u32,name:str,ports:vec<u16>,backup:option<u64>}",
+                Form::Region
+            ),
             ok(40, 8)
         );
         assert_eq!(l("S{a:usize}", Form::Region), ok(4, 4));

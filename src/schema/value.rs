@@ -66,7 +66,7 @@ const BUDGET_EXTRA: usize = 1 << 20;
 
 pub(super) struct Input<'a> {
     bytes: &'a [u8],
-    form: Form,
+    pub(super) form: Form,
     budget: usize,
 }
 
@@ -110,7 +110,10 @@ impl Input<'_> {
         match end {
             Some(end) if end <= self.bytes.len() => {
                 if !at.is_multiple_of(align.max(1)) {
-                    return fail(path, format!("{len} bytes at {at} are not aligned to {align}"));
+                    return fail(
+                        path,
+                        format!("{len} bytes at {at} are not aligned to {align}"),
+                    );
                 }
                 Ok(&self.bytes[at..end])
             }
@@ -202,7 +205,8 @@ impl Input<'_> {
                 Ok(Value::List(items))
             }
             Shape::Tuple(elems) => {
-                let (offsets, _) = struct_layout(elems.iter(), self.form).or_else(|e| fail(path, e))?;
+                let (offsets, _) =
+                    struct_layout(elems.iter(), self.form).or_else(|e| fail(path, e))?;
                 let mut items = Vec::new();
                 for (i, (t, off)) in elems.iter().zip(offsets).enumerate() {
                     items.push(self.value(t, at + off, &join(path, &i.to_string()))?);
@@ -247,18 +251,22 @@ impl Input<'_> {
 
     /// A vector's elements: a relative pointer and a `u32` count, checked
     /// to hold `count` elements of `size` bytes aligned to `align`.
-    pub(super) fn slice(&mut self, at: usize, size: usize, align: usize, path: &str) -> Res<(usize, usize)> {
+    pub(super) fn slice(
+        &mut self,
+        at: usize,
+        size: usize,
+        align: usize,
+        path: &str,
+    ) -> Res<(usize, usize)> {
         let count = self.u32_at(at + 4, path)? as usize;
         if count == 0 {
             return Ok((at, 0));
         }
         let start = self.target(at, path)?;
-        let bytes = count
-            .checked_mul(size)
-            .ok_or_else(|| DecodeError {
-                path: path.into(),
-                reason: format!("{count} elements of {size} bytes"),
-            })?;
+        let bytes = count.checked_mul(size).ok_or_else(|| DecodeError {
+            path: path.into(),
+            reason: format!("{count} elements of {size} bytes"),
+        })?;
         self.take(start, bytes, align, path)?;
         self.spend(count.saturating_mul(VALUE_COST), path)?;
         Ok((start, count))

@@ -483,3 +483,94 @@ fn maps_and_sets_of_every_size_decode_whole() {
         }
     }
 }
+
+fn shmstore(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_shmstore"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_command_prints_a_value_by_field() {
+    let key = unique_key();
+    let cell = SharedCell::<v1::Stats>::creator()
+        .with_schema()
+        .create(
+            key,
+            v1::Stats {
+                requests: 12,
+                errors: 3,
+                load: 0.5,
+            },
+        )
+        .unwrap();
+    let _g = SegGuard(cell.id());
+    let id = cell.id().to_string();
+    let out = shmstore(&["get", &id]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "requests = 12\nerrors = 3\nload = 0.5\n"
+    );
+    let out = shmstore(&["get", &id, "--json"]);
+    let json = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    for part in [
+        "\"kind\":\"cell\"",
+        "\"schema\":\"Stats{requests:u64,errors:u32,load:f32}\"",
+        "\"requests\":12",
+        "\"errors\":3",
+        "\"load\":0.5",
+    ] {
+        assert!(json.contains(part), "{part} not in {json}");
+    }
+
+    let region = SharedRegion::<Config>::creator()
+        .with_schema()
+        .create(unique_key(), 4096)
+        .unwrap();
+    let _r = SegGuard(region.id());
+    region.publish(&config()).unwrap();
+    let out = shmstore(&["get", &region.id().to_string()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    for line in [
+        "name = \"db.example.org\"",
+        "limits.max_conn = 100",
+        "tags[1] = \"a longer tag\"",
+        "weights[\"db\"] = 0.5",
+        "order[7] = \"seven\"",
+        "mode.Custom.level = 3",
+        "pair[1] = -5",
+        "initial = \"é\"",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+    }
+    let out = shmstore(&["get", &region.id().to_string(), "--json"]);
+    let json = String::from_utf8_lossy(&out.stdout);
+    for part in [
+        "\"max_conn\":100",
+        "\"weights\":{",
+        "\"order\":[[1,\"one\"],[7,\"seven\"]]",
+        "\"mode\":{\"Custom\":{",
+    ] {
+        assert!(json.contains(part), "{part} not in {json}");
+    }
+}
+
+#[test]
+fn the_command_asks_for_a_format_without_a_schema() {
+    let (cell, _key, _g) = common::new_cell(0x0102u64);
+    let id = cell.id().to_string();
+    let out = shmstore(&["get", &id]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no schema") && err.contains("--format"),
+        "{err}"
+    );
+    let out = shmstore(&["get", &id, "--format", "u64"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "258\n");
+}

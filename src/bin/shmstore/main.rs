@@ -1,4 +1,4 @@
-//! `shmstore`: list, inspect, watch, remove and collect System V
+//! `shmstore`: list, inspect, get, watch, remove and collect System V
 //! shared-memory segments, decoding the ones shmstore made.
 //!
 //! A segment is named by its id (decimal, as `ipcs -m` prints it), by its
@@ -19,6 +19,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod gc;
+mod get;
 mod inspect;
 mod list;
 mod out;
@@ -68,6 +69,18 @@ enum Command {
         /// Show only what the kernel says: attach nothing.
         #[arg(long)]
         no_attach: bool,
+    },
+    /// The value an object holds now, field by field, decoded by the
+    /// schema stored in it (one line per field, `path = value`).
+    Get {
+        /// The object: a name, an id, or a key in hex.
+        target: String,
+        /// Print the bytes in words instead (objects without a schema).
+        #[arg(long, value_enum)]
+        format: Option<Words>,
+        /// One JSON object: id, kind, version, schema and value.
+        #[arg(long)]
+        json: bool,
     },
     /// One segment: the kernel's view, the header's, and who still runs.
     Inspect {
@@ -199,6 +212,11 @@ fn main() -> ExitCode {
             json,
             no_attach,
         } => inspect::run(&target, &lookup, json, no_attach),
+        Command::Get {
+            target,
+            format,
+            json,
+        } => get::run(&target, &lookup, format, json),
         Command::Watch {
             target,
             count,

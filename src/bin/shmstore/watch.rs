@@ -18,7 +18,7 @@ use crate::{Failure, Outcome, Words};
 const POLL: Duration = Duration::from_millis(20);
 
 /// A cell's value as `format` says.
-fn words(bytes: &[u8], format: Words) -> Vec<String> {
+pub fn words(bytes: &[u8], format: Words) -> Vec<String> {
     match format {
         Words::Hex => vec![bytes.iter().map(|b| format!("{b:02x}")).collect()],
         Words::U64 => bytes

@@ -15,8 +15,8 @@ use proc_macro::TokenStream;
 use proc_macro2::TokenStream as Tokens;
 use quote::quote;
 use syn::{
-    Data, DeriveInput, Error, Expr, ExprLit, Fields, Lit, Meta, parse_macro_input,
-    parse_quote, spanned::Spanned,
+    Data, DeriveInput, Error, Expr, ExprLit, Fields, Lit, Meta, parse_macro_input, parse_quote,
+    spanned::Spanned,
 };
 
 /// Derive `shmstore::Schema`. See the crate's docs for what it refuses.
@@ -51,7 +51,10 @@ fn expand(mut input: DeriveInput) -> Result<Tokens, Error> {
         }
         Data::Enum(e) => {
             if e.variants.is_empty() {
-                return Err(Error::new(name.span(), "an enum without variants has no schema"));
+                return Err(Error::new(
+                    name.span(),
+                    "an enum without variants has no schema",
+                ));
             }
             let mut next: u64 = 0;
             let mut arms = Tokens::new();
@@ -59,7 +62,12 @@ fn expand(mut input: DeriveInput) -> Result<Tokens, Error> {
                 check_attrs(&v.attrs, false)?;
                 let tag = match &v.discriminant {
                     None => next,
-                    Some((_, Expr::Lit(ExprLit { lit: Lit::Int(i), .. }))) => i.base10_parse::<u64>()?,
+                    Some((
+                        _,
+                        Expr::Lit(ExprLit {
+                            lit: Lit::Int(i), ..
+                        }),
+                    )) => i.base10_parse::<u64>()?,
                     Some((_, other)) => {
                         return Err(Error::new(
                             other.span(),
@@ -68,7 +76,10 @@ fn expand(mut input: DeriveInput) -> Result<Tokens, Error> {
                     }
                 };
                 if tag > 255 {
-                    return Err(Error::new(v.span(), "an archived enum's tag is a byte: 0 to 255"));
+                    return Err(Error::new(
+                        v.span(),
+                        "an archived enum's tag is a byte: 0 to 255",
+                    ));
                 }
                 next = tag + 1;
                 let tag = tag as u8;
@@ -164,7 +175,10 @@ fn check_attrs(attrs: &[syn::Attribute], container: bool) -> Result<(), Error> {
             if let Meta::List(list) = &a.meta {
                 let text = list.tokens.to_string();
                 for word in ["with", "as", "remote", "niche"] {
-                    if text.split(|c: char| !c.is_alphanumeric() && c != '_').any(|w| w == word) {
+                    if text
+                        .split(|c: char| !c.is_alphanumeric() && c != '_')
+                        .any(|w| w == word)
+                    {
                         return Err(Error::new(
                             a.span(),
                             format!(

@@ -402,3 +402,161 @@ fn escapes_in_a_segment_never_reach_the_terminal() {
         );
     }
 }
+
+/// Which of the command's outputs is a pipe nobody reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Gone {
+    Stdout,
+    Stderr,
+}
+
+/// A pipe whose reading end is already closed: every write to the other
+/// end fails with `EPIPE`, as when `| head -1` has exited.
+fn closed_pipe() -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: pipe2 made both descriptors; each is owned once, here.
+    let (read, write) = unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
+    };
+    drop(read);
+    write
+}
+
+/// The command with `gone` a pipe whose reader has gone, killed after five
+/// seconds; the other output captured.
+fn cli_unread(args: &[&str], gone: Gone) -> Output {
+    use std::process::Stdio;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shmstore"));
+    cmd.args(args);
+    match gone {
+        Gone::Stdout => cmd.stdout(closed_pipe()).stderr(Stdio::piped()),
+        Gone::Stderr => cmd.stdout(Stdio::piped()).stderr(closed_pipe()),
+    };
+    let mut child = cmd.spawn().expect("run shmstore");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let _ = child.kill();
+    child.wait_with_output().unwrap()
+}
+
+/// A reader that stops reading (`shmstore list | head -1`) ends every
+/// subcommand quietly, with exit code 0: no panic, nothing on stderr.
+#[test]
+fn a_closed_stdout_ends_every_subcommand_quietly() {
+    let key = unique_key();
+    let cell = SharedCell::<u64>::create(key, 1).unwrap();
+    let _g = SegGuard(cell.id());
+    let id = cell.id().to_string();
+    let key = key.to_string();
+    for args in [
+        &["list"][..],
+        &["list", "--json"],
+        &["list", "--no-attach"],
+        &["inspect", &id],
+        &["inspect", &id, "--json"],
+        &["inspect", &key, "--no-attach"],
+        &["watch", &id],
+        &["watch", &id, "--json"],
+        &["watch", &id, "--format", "u64"],
+        &["gc"],
+        &["gc", "--json"],
+        &["--help"],
+        &["list", "--help"],
+        &["--version"],
+    ] {
+        let out = cli_unread(args, Gone::Stdout);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out));
+        assert!(out.stderr.is_empty(), "{args:?}: {}", text(&out));
+    }
+}
+
+/// `remove` with nobody reading still removes every target it was given
+/// (what was asked is done; only the report is lost), quietly.
+#[test]
+fn a_closed_stdout_does_not_stop_a_removal() {
+    let a = SharedCell::<u64>::create(Key::PRIVATE, 1).unwrap();
+    let _ga = SegGuard(a.id());
+    let b = SharedCell::<u64>::create(Key::PRIVATE, 2).unwrap();
+    let _gb = SegGuard(b.id());
+    let c = SharedCell::<u64>::create(Key::PRIVATE, 3).unwrap();
+    let _gc = SegGuard(c.id());
+    let d = SharedCell::<u64>::create(Key::PRIVATE, 4).unwrap();
+    let _gd = SegGuard(d.id());
+    for (args, cells) in [
+        (vec!["remove", "--json"], [&a, &b]),
+        (vec!["remove"], [&c, &d]),
+    ] {
+        let ids: Vec<String> = cells.iter().map(|c| c.id().to_string()).collect();
+        let all: Vec<&str> = args
+            .iter()
+            .copied()
+            .chain(ids.iter().map(String::as_str))
+            .collect();
+        let out = cli_unread(&all, Gone::Stdout);
+        assert_eq!(out.status.code(), Some(0), "{all:?}: {}", text(&out));
+        assert!(out.stderr.is_empty(), "{all:?}: {}", text(&out));
+        for cell in cells {
+            assert!(cell.info().unwrap().marked_for_removal, "{all:?}");
+        }
+    }
+}
+
+/// `watch` ends (exit 0, quietly) once its reader has gone, without
+/// waiting for a new version to write.
+#[test]
+fn watch_ends_when_its_reader_goes() {
+    use std::io::BufRead;
+    let cell = SharedCell::<u64>::create(Key::PRIVATE, 1).unwrap();
+    let _g = SegGuard(cell.id());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shmstore"))
+        .args(["watch", &cell.id().to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(!first.is_empty());
+    // The reader is dropped here: the pipe has no reader any more.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let ended = child.try_wait().unwrap();
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        ended.and_then(|s| s.code()),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stderr.is_empty(), "{}", text(&out));
+}
+
+/// A failure reported on a stderr nobody reads is still a failure (exit
+/// code 1), not a panic.
+#[test]
+fn a_closed_stderr_panics_nothing() {
+    for args in [
+        &["inspect", "no/such-object"][..],
+        &["inspect", "0x7ffffe01"],
+        &["remove", "0x7ffffe01"],
+        &["watch", "2147483647"],
+    ] {
+        let out = cli_unread(args, Gone::Stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
+    }
+    let out = cli_unread(&["list", "--frobnicate"], Gone::Stderr);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use shmstore::inspect;
 use shmstore::list_segments;
 
-use crate::out::{clean, description_json, kernel_json, liveness_json, print_json};
+use crate::out::{self, clean, description_json, kernel_json, liveness_json, print_json};
 use crate::{Failure, Outcome};
 
 pub fn run(as_json: bool, no_attach: bool) -> Result<Outcome, Failure> {
@@ -33,13 +33,13 @@ pub fn run(as_json: bool, no_attach: bool) -> Result<Outcome, Failure> {
                 })
             })
             .collect();
-        print_json(&Value::Array(rows));
+        print_json(&Value::Array(rows))?;
         return Ok(Outcome::Done);
     }
-    println!(
+    out::line(format_args!(
         "{:<10} {:>10} {:>5} {:>10} {:>6} {:>7} {:>7}  contents",
         "key", "id", "mode", "bytes", "nattch", "cpid", "lpid"
-    );
+    ))?;
     for o in &objects {
         let s = &o.info;
         let mut contents = match &o.description {
@@ -63,7 +63,7 @@ pub fn run(as_json: bool, no_attach: bool) -> Result<Outcome, Failure> {
         if s.marked_for_removal {
             contents.push_str(" [removed]");
         }
-        println!(
+        out::line(format_args!(
             "{:<10} {:>10} {:>5o} {:>10} {:>6} {:>7} {:>7}  {}",
             format!("{:#010x}", s.key.raw() as u32),
             s.id,
@@ -73,7 +73,7 @@ pub fn run(as_json: bool, no_attach: bool) -> Result<Outcome, Failure> {
             s.cpid,
             s.lpid,
             clean(&contents)
-        );
+        ))?;
     }
     Ok(Outcome::Done)
 }

@@ -1,11 +1,17 @@
 //! How the command prints: strings from segments escaped, kernel fields as
-//! JSON values.
+//! JSON values, every line written through a writer that never panics. A
+//! reader that has gone (`shmstore list | head -1`: `EPIPE`) ends a
+//! subcommand quietly ([`Closed`]).
 
+use std::fmt::{self, Display};
+use std::io::{ErrorKind, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use shmstore::SegmentInfo;
 use shmstore::inspect::{Description, Liveness};
+
+use crate::Failure;
 
 /// `s` with every control and format character escaped (see
 /// `shmstore::inspect::escape`): nothing a segment holds (or an error
@@ -80,7 +86,62 @@ pub fn liveness_json(l: &Liveness) -> Value {
     })
 }
 
+/// Standard output's reader has gone (a pipe whose reading end is closed).
+/// Not a failure: the subcommand ends quietly, with exit code 0.
+#[derive(Debug)]
+pub struct Closed;
+
+impl Display for Closed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("standard output closed by its reader")
+    }
+}
+
+impl std::error::Error for Closed {}
+
+/// Print `s` and a newline on standard output, flushed: [`Closed`] if its
+/// reader has gone, a failure if it cannot be written otherwise (a full
+/// disk).
+pub fn line(s: impl Display) -> Result<(), Failure> {
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{s}").and_then(|()| stdout.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::BrokenPipe => Err(Box::new(Closed)),
+        Err(e) => Err(format!("cannot write to standard output: {e}").into()),
+    }
+}
+
+/// [`line`] for a subcommand that goes on when nobody reads what it says:
+/// a removal asked for is made whether or not it is reported, so a reader
+/// that has gone is no reason to stop.
+pub fn report(s: impl Display) -> Result<(), Failure> {
+    match line(s) {
+        Err(e) if e.is::<Closed>() => Ok(()),
+        other => other,
+    }
+}
+
+/// Print `shmstore: ` and `s` on standard error. If that cannot be written
+/// (nobody reads it), the exit code still tells.
+pub fn warn(s: impl Display) {
+    let _ = writeln!(std::io::stderr(), "shmstore: {s}");
+}
+
+/// Whether standard output's reader has gone, asked without writing (a
+/// pipe whose reading end is closed polls as an error): what ends a
+/// `watch` that has nothing new to print.
+pub fn reader_gone() -> bool {
+    let mut fd = libc::pollfd {
+        fd: libc::STDOUT_FILENO,
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, and no wait.
+    let n = unsafe { libc::poll(&mut fd, 1, 0) };
+    n == 1 && fd.revents & libc::POLLERR != 0
+}
+
 /// Print a JSON value on one line.
-pub fn print_json(v: &Value) {
-    println!("{v}");
+pub fn print_json(v: &Value) -> Result<(), Failure> {
+    line(v)
 }

@@ -560,3 +560,76 @@ fn a_closed_stderr_panics_nothing() {
     let out = cli_unread(&["list", "--frobnicate"], Gone::Stderr);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }
+
+/// Whether `s` is an RFC 3339 time in UTC: `YYYY-MM-DDTHH:MM:SS`, then
+/// `.mmm` if `millis`, then `Z`.
+fn is_rfc3339(s: &str, millis: bool) -> bool {
+    let shape = if millis {
+        "dddd-dd-ddTdd:dd:dd.dddZ"
+    } else {
+        "dddd-dd-ddTdd:dd:ddZ"
+    };
+    s.len() == shape.len()
+        && s.bytes().zip(shape.bytes()).all(|(c, want)| match want {
+            b'd' => c.is_ascii_digit(),
+            _ => c == want,
+        })
+}
+
+/// Times are printed in UTC, RFC 3339, in text; JSON keeps the seconds
+/// since the epoch and gives the readable time beside them.
+#[test]
+fn times_are_printed_readable() {
+    use std::time::{Duration, UNIX_EPOCH};
+    let cell = SharedCell::<u64>::create(Key::PRIVATE, 1).unwrap();
+    let _g = SegGuard(cell.id());
+    let id = cell.id().to_string();
+    let v = json(&cli(&["inspect", &id, "--json"]));
+    let k = &v["kernel"];
+    let ctime = k["ctime"].as_u64().expect("a change time");
+    let readable = shmstore::inspect::rfc3339(UNIX_EPOCH + Duration::from_secs(ctime));
+    assert_eq!(k["ctime_rfc3339"], readable.as_str(), "{v}");
+    for field in ["atime", "dtime"] {
+        match k[field].as_u64() {
+            Some(t) => assert_eq!(
+                k[format!("{field}_rfc3339")],
+                shmstore::inspect::rfc3339(UNIX_EPOCH + Duration::from_secs(t)).as_str(),
+                "{v}"
+            ),
+            None => assert!(k[format!("{field}_rfc3339")].is_null(), "{v}"),
+        }
+    }
+    let rows = json(&cli(&["list", "--json"]));
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kernel"]["id"] == cell.id())
+        .unwrap();
+    assert_eq!(row["kernel"]["ctime_rfc3339"], readable.as_str(), "{row}");
+
+    let out = text(&cli(&["inspect", &id]));
+    assert!(out.contains(&format!("changed at {readable}")), "{out}");
+    assert!(!out.contains(&ctime.to_string()), "{out}");
+    let attach = k["atime_rfc3339"].as_str().unwrap_or("never");
+    assert!(out.contains(&format!("last attach at {attach}")), "{out}");
+
+    let out = text(&cli(&["watch", &id, "--count", "1"]));
+    let time = out.split_whitespace().next().unwrap_or_default();
+    assert!(is_rfc3339(time, true), "{out}");
+    let line = cli(&["watch", &id, "--count", "1", "--json"]);
+    let v: Value = serde_json::from_slice(&line.stdout).unwrap();
+    assert!(v["time"].as_f64().unwrap() > 1e9, "{v}");
+    assert!(is_rfc3339(v["time_rfc3339"].as_str().unwrap(), true), "{v}");
+
+    // A mismatched --expect-ctime names both times, readable.
+    let out = cli(&["remove", &id, "--expect-ctime", "951782400"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains(&format!(
+            "{ctime} ({readable}), not 951782400 (2000-02-29T00:00:00Z)"
+        )),
+        "{}",
+        text(&out)
+    );
+}

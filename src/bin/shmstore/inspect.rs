@@ -5,7 +5,7 @@ use serde_json::json;
 use shmstore::Segment;
 use shmstore::inspect;
 
-use crate::out::{self, clean, description_json, kernel_json, liveness_json, print_json, secs};
+use crate::out::{self, clean, description_json, kernel_json, liveness_json, print_json, utc};
 use crate::resolve::{Lookup, Purpose, attach, id_of};
 use crate::{Failure, Outcome};
 
@@ -71,12 +71,18 @@ pub fn run(
         info.cpid,
         info.lpid,
         info.nattch,
-        secs(info.ctime).map_or(String::new(), |t| format!(", changed at {t}")),
+        utc(info.ctime).map_or(String::new(), |t| format!(", changed at {t}")),
         if info.marked_for_removal {
             ", marked for removal"
         } else {
             ""
         }
+    ))?;
+    let never = || "never".to_owned();
+    out::line(format_args!(
+        "attaches:    last attach at {}, last detach at {}",
+        utc(info.atime).unwrap_or_else(never),
+        utc(info.dtime).unwrap_or_else(never)
     ))?;
     if let Some(d) = &description {
         // The description's strings are escaped; print it line by line

@@ -26,7 +26,22 @@ pub fn secs(t: Option<SystemTime>) -> Option<u64> {
         .map(|d| d.as_secs())
 }
 
-/// The kernel's view of a segment.
+/// `t` in UTC, RFC 3339 (`2026-12-06T22:54:56Z`), if known.
+pub fn utc(t: Option<SystemTime>) -> Option<String> {
+    t.map(shmstore::inspect::rfc3339)
+}
+
+/// `secs` since the epoch and the same in UTC: `1796512831
+/// (2026-12-05T23:20:31Z)`.
+pub fn secs_and_utc(secs: u64) -> String {
+    match UNIX_EPOCH.checked_add(std::time::Duration::from_secs(secs)) {
+        Some(t) => format!("{secs} ({})", shmstore::inspect::rfc3339(t)),
+        None => secs.to_string(),
+    }
+}
+
+/// The kernel's view of a segment: times in seconds since the epoch, and
+/// each again in UTC (`<time>_rfc3339`).
 pub fn kernel_json(s: &SegmentInfo) -> Value {
     json!({
         "id": s.id,
@@ -41,8 +56,11 @@ pub fn kernel_json(s: &SegmentInfo) -> Value {
         "lpid": s.lpid,
         "nattch": s.nattch,
         "atime": secs(s.atime),
+        "atime_rfc3339": utc(s.atime),
         "dtime": secs(s.dtime),
+        "dtime_rfc3339": utc(s.dtime),
         "ctime": secs(s.ctime),
+        "ctime_rfc3339": utc(s.ctime),
         "marked_for_removal": s.marked_for_removal,
         "locked": s.locked,
     })

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use shmstore::SegmentInfo;
 use shmstore::inspect;
 
-use crate::out::{self, clean, secs};
+use crate::out::{self, clean, secs, secs_and_utc};
 use crate::resolve::{Lookup, Purpose, attach};
 use crate::{Failure, Outcome};
 
@@ -48,8 +48,9 @@ impl Expect {
             && secs(info.ctime) != Some(ctime)
         {
             return Some(format!(
-                "its change time is {}, not {ctime}",
-                secs(info.ctime).unwrap_or(0)
+                "its change time is {}, not {}",
+                secs(info.ctime).map_or("unknown".into(), secs_and_utc),
+                secs_and_utc(ctime)
             ));
         }
         None

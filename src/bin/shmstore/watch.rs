@@ -4,6 +4,8 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use shmstore::inspect::rfc3339_millis;
+
 use serde_json::json;
 use shmstore::Segment;
 use shmstore::inspect;
@@ -43,7 +45,8 @@ fn show(
     format: Words,
     as_json: bool,
 ) -> Result<(), Failure> {
-    let now = SystemTime::now()
+    let now = SystemTime::now();
+    let secs = now
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs_f64();
@@ -56,7 +59,8 @@ fn show(
     });
     if as_json {
         return print_json(&json!({
-            "time": now,
+            "time": secs,
+            "time_rfc3339": rfc3339_millis(now),
             "version": d.version,
             "holds": d.stored,
             "name": d.name,
@@ -65,7 +69,7 @@ fn show(
             "problem": d.problem.as_deref().map(clean),
         }));
     }
-    let mut line = format!("{now:.3} {}", clean(&d.summary()));
+    let mut line = format!("{} {}", rfc3339_millis(now), clean(&d.summary()));
     if let Some(v) = value {
         line.push_str(&format!(" value {}", v.join(" ")));
     }

@@ -520,6 +520,18 @@ impl fmt::Display for Description {
 }
 
 impl Description {
+    /// The header's `state` word by name: `fresh` (zero-filled by the
+    /// kernel), `initializing` (a creator writes the header), `ready`, or
+    /// `unknown(N)` for any other value.
+    pub fn state_name(&self) -> String {
+        match self.state {
+            format::STATE_FRESH => "fresh".into(),
+            format::STATE_INITIALIZING => "initializing".into(),
+            format::STATE_READY => "ready".into(),
+            other => format!("unknown({other})"),
+        }
+    }
+
     /// A one-line summary: kind, type and version, or why it is not ours.
     pub fn summary(&self) -> String {
         match (&self.stored, &self.problem) {

@@ -561,6 +561,47 @@ fn a_closed_stderr_panics_nothing() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }
 
+/// The header's state is printed by name in JSON.
+#[test]
+fn states_are_named() {
+    let cell = SharedCell::<u64>::create(Key::PRIVATE, 1).unwrap();
+    let _g = SegGuard(cell.id());
+    let v = json(&cli(&["inspect", &cell.id().to_string(), "--json"]));
+    assert_eq!(v["object"]["state"], "ready", "{v}");
+    let raw = |state: Option<u32>| {
+        let seg = Segment::options()
+            .size(4096)
+            .create(true)
+            .open(Key::PRIVATE)
+            .unwrap();
+        if let Some(state) = state {
+            seg.write_at(0, b"shmstore").unwrap();
+            seg.write_at(8, &shmstore::FORMAT_VERSION.to_le_bytes())
+                .unwrap();
+            seg.write_at(16, &state.to_le_bytes()).unwrap();
+        }
+        seg
+    };
+    for (state, name) in [
+        (None, "fresh"),
+        (Some(1), "initializing"),
+        (Some(7), "unknown(7)"),
+    ] {
+        let seg = raw(state);
+        let _g = SegGuard(seg.id());
+        let v = json(&cli(&["inspect", &seg.id().to_string(), "--json"]));
+        assert_eq!(v["object"]["state"], name, "{v}");
+        let rows = json(&cli(&["list", "--json"]));
+        let row = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["kernel"]["id"] == seg.id())
+            .expect("listed");
+        assert_eq!(row["object"]["state"], name, "{row}");
+    }
+}
+
 /// Whether `s` is an RFC 3339 time in UTC: `YYYY-MM-DDTHH:MM:SS`, then
 /// `.mmm` if `millis`, then `Z`.
 fn is_rfc3339(s: &str, millis: bool) -> bool {

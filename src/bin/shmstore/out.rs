@@ -72,7 +72,7 @@ pub fn description_json(d: &Description) -> Value {
         "name": d.name,
         "holds": d.stored,
         "kind": d.kind.map(|k| format!("{k:?}").to_lowercase()),
-        "state": d.state,
+        "state": d.state_name(),
         "version": d.version,
         "recoveries": d.recoveries,
         "waiting": d.waiting,

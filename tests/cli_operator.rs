@@ -602,6 +602,57 @@ fn states_are_named() {
     }
 }
 
+/// `list` (and `inspect`) mark a segment whose owner or creator the
+/// library would not trust, in text and JSON; `--trust-user` trusts it.
+#[test]
+fn list_marks_segments_it_would_not_trust() {
+    let ours = SharedCell::<u64>::create(Key::PRIVATE, 1).unwrap();
+    let _g = SegGuard(ours.id());
+    let row_of = |rows: &Value, id: i32| {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["kernel"]["id"] == id)
+            .expect("listed")
+            .clone()
+    };
+    let line_of = |out: &Output, id: i32| {
+        text(out)
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(&id.to_string()))
+            .expect("listed")
+            .to_owned()
+    };
+    let rows = json(&cli(&["list", "--json"]));
+    assert_eq!(row_of(&rows, ours.id())["trusted"], true);
+    assert!(!line_of(&cli(&["list"]), ours.id()).contains("trusted"));
+    if !common::root_or_skip("giving a segment to another user") {
+        return;
+    }
+    let theirs = SharedCell::<u64>::create(Key::PRIVATE, 2).unwrap();
+    let _g2 = SegGuard(theirs.id());
+    theirs.set_owner(43_004, 43_004).unwrap();
+    let rows = json(&cli(&["list", "--json"]));
+    assert_eq!(row_of(&rows, theirs.id())["trusted"], false);
+    assert_eq!(row_of(&rows, ours.id())["trusted"], true);
+    let line = line_of(&cli(&["list"]), theirs.id());
+    assert!(
+        line.contains("[not trusted: owner uid 43004, creator uid 0]"),
+        "{line}"
+    );
+    let v = json(&cli(&["inspect", &theirs.id().to_string(), "--json"]));
+    assert_eq!(v["trusted"], false, "{v}");
+    let out = cli(&["inspect", &theirs.id().to_string()]);
+    assert!(text(&out).contains("not trusted"), "{}", text(&out));
+    for trust in [&["--trust-user", "43004"][..], &["--allow-foreign-owner"]] {
+        let args: Vec<&str> = trust.iter().copied().chain(["list", "--json"]).collect();
+        let rows = json(&cli(&args));
+        assert_eq!(row_of(&rows, theirs.id())["trusted"], true, "{trust:?}");
+        let args: Vec<&str> = trust.iter().copied().chain(["list"]).collect();
+        assert!(!line_of(&cli(&args), theirs.id()).contains("trusted"));
+    }
+}
+
 /// Whether `s` is an RFC 3339 time in UTC: `YYYY-MM-DDTHH:MM:SS`, then
 /// `.mmm` if `millis`, then `Z`.
 fn is_rfc3339(s: &str, millis: bool) -> bool {

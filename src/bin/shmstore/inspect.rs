@@ -50,6 +50,7 @@ pub fn run(
     if as_json {
         print_json(&json!({
             "kernel": kernel_json(&info),
+            "trusted": lookup.trust.trusts(&info),
             "object": description.as_ref().map(description_json),
             "liveness": liveness.as_ref().map(liveness_json),
         }))?;
@@ -78,6 +79,16 @@ pub fn run(
             ""
         }
     ))?;
+    match out::distrust(&info, &lookup.trust) {
+        None => out::line(format_args!(
+            "trust:       trusted (owner uid {}, creator uid {})",
+            info.uid, info.cuid
+        ))?,
+        Some(why) => out::line(format_args!(
+            "trust:       not trusted ({why}): another user's, which a lookup by name refuses \
+             (--trust-user, --trust-group or --allow-foreign-owner trust it)"
+        ))?,
+    }
     let never = || "never".to_owned();
     out::line(format_args!(
         "attaches:    last attach at {}, last detach at {}",

@@ -196,7 +196,7 @@ fn main() -> ExitCode {
         namespace: cli.namespace,
     };
     let result = match cli.command {
-        Command::List { json, no_attach } => list::run(json, no_attach),
+        Command::List { json, no_attach } => list::run(json, no_attach, &lookup.trust),
         Command::Inspect {
             target,
             json,

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use shmstore::SegmentInfo;
-use shmstore::inspect::{Description, Liveness};
+use shmstore::inspect::{Description, Liveness, Trust};
 
 use crate::Failure;
 
@@ -64,6 +64,12 @@ pub fn kernel_json(s: &SegmentInfo) -> Value {
         "marked_for_removal": s.marked_for_removal,
         "locked": s.locked,
     })
+}
+
+/// Why the segment `info` describes is not trusted (its owner and creator
+/// uids), or `None` if it is: what a lookup by name with `trust` judges.
+pub fn distrust(info: &SegmentInfo, trust: &Trust) -> Option<String> {
+    (!trust.trusts(info)).then(|| format!("owner uid {}, creator uid {}", info.uid, info.cuid))
 }
 
 /// What a shmstore header says (strings already escaped by the library).

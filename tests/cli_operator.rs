@@ -11,7 +11,23 @@ use common::{Kid, SegGuard, child_args, report, unique_key};
 use serde_json::Value;
 use shmstore::{Key, Segment, SharedCell, SharedRegion};
 
+/// Held for reading while a command that attaches every segment (`list`,
+/// `gc`) runs, for writing by a test that needs no attach but its own to
+/// touch its segment: the tests of this file run in parallel.
+static EVERY_SEGMENT: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// Whether the command `args` attaches every segment.
+fn attaches_all(args: &[&str]) -> bool {
+    (args.contains(&"list") && !args.contains(&"--no-attach")) || args.contains(&"gc")
+}
+
+/// The guard a command `args` runs under (see [`EVERY_SEGMENT`]).
+fn every_segment(args: &[&str]) -> Option<std::sync::RwLockReadGuard<'static, ()>> {
+    attaches_all(args).then(|| EVERY_SEGMENT.read().unwrap_or_else(|e| e.into_inner()))
+}
+
 fn cli(args: &[&str]) -> Output {
+    let _every = every_segment(args);
     Command::new(env!("CARGO_BIN_EXE_shmstore"))
         .args(args)
         .output()
@@ -20,6 +36,7 @@ fn cli(args: &[&str]) -> Output {
 
 /// `cli`, killed after two seconds (a `watch` of a real segment waits).
 fn cli_bounded(args: &[&str]) -> Output {
+    let _every = every_segment(args);
     let mut child = Command::new(env!("CARGO_BIN_EXE_shmstore"))
         .args(args)
         .stdout(std::process::Stdio::piped())
@@ -229,6 +246,8 @@ fn remove_checks_what_it_expects() {
 /// nothing.
 #[test]
 fn kernel_fields_are_read_before_attaching() {
+    // No `list` of another test attaches the segment meanwhile.
+    let only = EVERY_SEGMENT.write().unwrap_or_else(|e| e.into_inner());
     let mut maker = Kid::spawn(&["make"]);
     let id: i32 = maker.expect("id").parse().unwrap();
     let maker_pid = maker.pid();
@@ -246,6 +265,7 @@ fn kernel_fields_are_read_before_attaching() {
         Some(true)
     );
     assert_eq!(v["liveness"]["creator"]["running"], Value::Bool(false));
+    drop(only);
     let list = json(&cli(&["list", "--json"]));
     let row = list
         .as_array()
@@ -431,6 +451,7 @@ fn closed_pipe() -> std::os::fd::OwnedFd {
 /// The command with `gone` a pipe whose reader has gone, killed after five
 /// seconds; the other output captured.
 fn cli_unread(args: &[&str], gone: Gone) -> Output {
+    let _every = every_segment(args);
     use std::process::Stdio;
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_shmstore"));
     cmd.args(args);

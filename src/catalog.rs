@@ -292,7 +292,10 @@ pub fn collect(id: i32, prefix: Option<&str>) -> Result<Collection> {
     } else if prefix.is_some_and(|p| !named.starts_with(p.as_bytes())) {
         Some("its name is not under the prefix".to_owned())
     } else if info.nattch != 1 {
-        Some(format!("{} other processes attached", info.nattch - 1))
+        Some(format!(
+            "{} other processes attached",
+            info.nattch.saturating_sub(1)
+        ))
     } else if euid != 0 && info.uid != euid {
         Some(format!("it belongs to uid {}", info.uid))
     } else if Creator::from_info(&info).alive(h) {

@@ -725,7 +725,7 @@ fn times_are_printed_readable() {
     assert!(out.contains(&format!("changed at {readable}")), "{out}");
     assert!(!out.contains(&ctime.to_string()), "{out}");
     let attach = k["atime_rfc3339"].as_str().unwrap_or("never");
-    assert!(out.contains(&format!("last attach at {attach}")), "{out}");
+    assert!(out.contains(&format!("last attach {attach}")), "{out}");
 
     let out = text(&cli(&["watch", &id, "--count", "1"]));
     let time = out.split_whitespace().next().unwrap_or_default();

@@ -91,7 +91,7 @@ pub fn run(
     }
     let never = || "never".to_owned();
     out::line(format_args!(
-        "attaches:    last attach at {}, last detach at {}",
+        "attaches:    last attach {}, last detach {}",
         utc(info.atime).unwrap_or_else(never),
         utc(info.dtime).unwrap_or_else(never)
     ))?;

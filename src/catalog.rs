@@ -87,6 +87,21 @@ pub struct Trust {
 }
 
 impl Trust {
+    /// Whether a lookup by name with this trust would take the segment
+    /// `info` describes: its owner and its creator are this user, root, or
+    /// trusted as this says (the rule of
+    /// [`allow_foreign_owner`](crate::Options::allow_foreign_owner),
+    /// [`trust_user`](crate::Options::trust_user) and
+    /// [`trust_group`](crate::Options::trust_group)). What `shmstore list`
+    /// marks, so that another user's segment is not taken for one's own.
+    pub fn trusts(&self, info: &SegmentInfo) -> bool {
+        Segment::options()
+            .allow_foreign_owner(self.any)
+            .trust_group_opt(self.group)
+            .trust_user_opt(self.user)
+            .trusts(info)
+    }
+
     fn options(&self) -> Common {
         Common {
             allow_foreign_owner: self.any,
@@ -277,7 +292,10 @@ pub fn collect(id: i32, prefix: Option<&str>) -> Result<Collection> {
     } else if prefix.is_some_and(|p| !named.starts_with(p.as_bytes())) {
         Some("its name is not under the prefix".to_owned())
     } else if info.nattch != 1 {
-        Some(format!("{} other processes attached", info.nattch - 1))
+        Some(format!(
+            "{} other processes attached",
+            info.nattch.saturating_sub(1)
+        ))
     } else if euid != 0 && info.uid != euid {
         Some(format!("it belongs to uid {}", info.uid))
     } else if Creator::from_info(&info).alive(h) {

@@ -10,6 +10,7 @@
 
 use std::fmt;
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::Result;
 use crate::format::{self, Current, HEADER_SIZE, Kind, REGION_CONTROL_SIZE, RegionControl};
@@ -358,6 +359,69 @@ fn is_format(c: char) -> bool {
         .is_ok()
 }
 
+/// `t` in UTC as RFC 3339, to the second: `2026-12-06T22:54:56Z`. A time
+/// before 1970 is shown too; a year past 9999 with more digits.
+pub fn rfc3339(t: SystemTime) -> String {
+    let (secs, _) = since_epoch(t);
+    utc(secs, None)
+}
+
+/// `t` in UTC as RFC 3339, to the millisecond: `2026-12-06T22:54:56.123Z`.
+pub fn rfc3339_millis(t: SystemTime) -> String {
+    let (secs, nanos) = since_epoch(t);
+    utc(secs, Some(nanos / 1_000_000))
+}
+
+/// The whole seconds from the epoch to `t` (rounded down: negative before
+/// it, saturated far from it) and the nanoseconds past them.
+fn since_epoch(t: SystemTime) -> (i64, u32) {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => (
+            i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+            d.subsec_nanos(),
+        ),
+        Err(before) => {
+            let d = before.duration();
+            let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+            match d.subsec_nanos() {
+                0 => (-secs, 0),
+                n => (-secs - 1, 1_000_000_000 - n),
+            }
+        }
+    }
+}
+
+/// `secs` since the epoch as `YYYY-MM-DDTHH:MM:SS`, then `.mmm` if
+/// `millis` is given, then `Z`: the proleptic Gregorian calendar, no leap
+/// seconds (as the kernel and `date -u` count).
+fn utc(secs: i64, millis: Option<u32>) -> String {
+    let (days, in_day) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    let (hh, mm, ss) = (in_day / 3600, in_day / 60 % 60, in_day % 60);
+    match millis {
+        Some(ms) => format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{ms:03}Z"),
+        None => format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z"),
+    }
+}
+
+/// The date (year, month 1 to 12, day 1 to 31) `days` after 1970-01-01:
+/// Howard Hinnant's `civil_from_days`, which counts in 400-year eras of
+/// 146097 days, each year from March 1 so that the leap day is a year's
+/// last. Exact for every `i64` day count a second count gives.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    // Days from 0000-03-01, the start of an era.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097); // [0, 146096]
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
+    let mp = (5 * doy + 2) / 153; // [0, 11], from March
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
 /// Bytes that are not UTF-8, shown with `\xNN` escapes where they fail.
 fn escape_bytes(bytes: &[u8]) -> String {
     bytes
@@ -456,6 +520,18 @@ impl fmt::Display for Description {
 }
 
 impl Description {
+    /// The header's `state` word by name: `fresh` (zero-filled by the
+    /// kernel), `initializing` (a creator writes the header), `ready`, or
+    /// `unknown(N)` for any other value.
+    pub fn state_name(&self) -> String {
+        match self.state {
+            format::STATE_FRESH => "fresh".into(),
+            format::STATE_INITIALIZING => "initializing".into(),
+            format::STATE_READY => "ready".into(),
+            other => format!("unknown({other})"),
+        }
+    }
+
     /// A one-line summary: kind, type and version, or why it is not ours.
     pub fn summary(&self) -> String {
         match (&self.stored, &self.problem) {

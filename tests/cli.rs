@@ -230,3 +230,70 @@ fn format_characters_in_names_are_escaped() {
         }
     }
 }
+
+/// `inspect::rfc3339` against dates known from elsewhere (`date -u -d @N`),
+/// and against a calendar counted day by day from 1970 to 2401.
+#[test]
+fn rfc3339_of_known_dates() {
+    use shmstore::inspect::{rfc3339, rfc3339_millis};
+    use std::time::{Duration, UNIX_EPOCH};
+    let at = |secs: i64| {
+        if secs >= 0 {
+            UNIX_EPOCH + Duration::from_secs(secs as u64)
+        } else {
+            UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
+        }
+    };
+    for (secs, shown) in [
+        (0, "1970-01-01T00:00:00Z"),
+        (951_782_400, "2000-02-29T00:00:00Z"),
+        (1_796_512_831, "2026-12-05T23:20:31Z"),
+        (1_709_210_096, "2024-02-29T12:34:56Z"),
+        (4_107_542_400, "2100-03-01T00:00:00Z"),
+        (253_402_300_799, "9999-12-31T23:59:59Z"),
+        (-1, "1969-12-31T23:59:59Z"),
+        (-62_135_596_800, "0001-01-01T00:00:00Z"),
+    ] {
+        assert_eq!(rfc3339(at(secs)), shown, "{secs}");
+    }
+    assert_eq!(
+        rfc3339_millis(at(1_796_512_831) + Duration::from_millis(1234)),
+        "2026-12-05T23:20:32.234Z"
+    );
+    assert_eq!(
+        rfc3339_millis(at(0) - Duration::from_millis(1)),
+        "1969-12-31T23:59:59.999Z"
+    );
+    // Far beyond what a kernel or a clock gives: no panic.
+    let _ = rfc3339(UNIX_EPOCH + Duration::from_secs(u64::MAX / 4));
+
+    let (mut y, mut m, mut d) = (1970, 1, 1);
+    for day in 0..(431 * 366) {
+        let shown = format!("{y:04}-{m:02}-{d:02}T00:00:00Z");
+        assert_eq!(rfc3339(at(day * 86_400)), shown, "day {day}");
+        let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+        let days_in = [
+            31,
+            if leap { 29 } else { 28 },
+            31,
+            30,
+            31,
+            30,
+            31,
+            31,
+            30,
+            31,
+            30,
+            31,
+        ];
+        d += 1;
+        if d > days_in[m - 1] {
+            d = 1;
+            m += 1;
+            if m > 12 {
+                m = 1;
+                y += 1;
+            }
+        }
+    }
+}

@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 use shmstore::inspect::{self, Collection};
 
-use crate::out::{clean, print_json};
+use crate::out::{self, clean};
 use crate::{Failure, Outcome};
 
 pub fn run(remove: bool, prefix: Option<&str>, as_json: bool) -> Result<Outcome, Failure> {
@@ -17,7 +17,7 @@ pub fn run(remove: bool, prefix: Option<&str>, as_json: bool) -> Result<Outcome,
         garbage.retain(|o| o.name().is_some_and(|n| n.starts_with(p)));
     }
     if garbage.is_empty() && !as_json {
-        println!("nothing to collect");
+        out::report("nothing to collect")?;
     }
     for o in garbage {
         let what = o
@@ -49,22 +49,28 @@ pub fn run(remove: bool, prefix: Option<&str>, as_json: bool) -> Result<Outcome,
             continue;
         }
         match (&result, &error) {
-            (None, _) => println!("would remove segment {} ({})", o.info.id, clean(&what)),
-            (Some(Ok(Collection::Removed)), _) => {
-                println!("removed segment {} ({})", o.info.id, clean(&what))
-            }
-            (Some(Ok(Collection::Kept(_))), _) => println!(
+            (None, _) => out::report(format_args!(
+                "would remove segment {} ({})",
+                o.info.id,
+                clean(&what)
+            ))?,
+            (Some(Ok(Collection::Removed)), _) => out::report(format_args!(
+                "removed segment {} ({})",
+                o.info.id,
+                clean(&what)
+            ))?,
+            (Some(Ok(Collection::Kept(_))), _) => out::report(format_args!(
                 "kept segment {} ({}): {}",
                 o.info.id,
                 clean(&what),
                 kept.unwrap_or_default()
-            ),
-            (Some(Err(_)), Some(e)) => eprintln!("shmstore: segment {}: {e}", o.info.id),
+            ))?,
+            (Some(Err(_)), Some(e)) => out::warn(format_args!("segment {}: {e}", o.info.id)),
             (Some(Err(_)), None) => {}
         }
     }
     if as_json {
-        print_json(&Value::Array(rows));
+        out::report(Value::Array(rows))?;
     }
     Ok(outcome)
 }

@@ -5,7 +5,7 @@ use serde_json::json;
 use shmstore::Segment;
 use shmstore::inspect;
 
-use crate::out::{clean, description_json, kernel_json, liveness_json, print_json, secs};
+use crate::out::{self, clean, description_json, kernel_json, liveness_json, print_json, utc};
 use crate::resolve::{Lookup, Purpose, attach, id_of};
 use crate::{Failure, Outcome};
 
@@ -50,13 +50,17 @@ pub fn run(
     if as_json {
         print_json(&json!({
             "kernel": kernel_json(&info),
+            "trusted": lookup.trust.trusts(&info),
             "object": description.as_ref().map(description_json),
             "liveness": liveness.as_ref().map(liveness_json),
-        }));
+        }))?;
         return Ok(Outcome::Done);
     }
-    println!("segment:     id {id}, key {:#010x}", info.key.raw() as u32);
-    println!(
+    out::line(format_args!(
+        "segment:     id {id}, key {:#010x}",
+        info.key.raw() as u32
+    ))?;
+    out::line(format_args!(
         "kernel:      {} bytes, mode {:o}, owner {}:{}, creator {}:{} (pid {}), last attach or \
          detach by pid {}, {} attached{}{}",
         info.size,
@@ -68,30 +72,53 @@ pub fn run(
         info.cpid,
         info.lpid,
         info.nattch,
-        secs(info.ctime).map_or(String::new(), |t| format!(", changed at {t}")),
+        utc(info.ctime).map_or(String::new(), |t| format!(", changed at {t}")),
         if info.marked_for_removal {
             ", marked for removal"
         } else {
             ""
         }
-    );
+    ))?;
+    match out::distrust(&info, &lookup.trust) {
+        None => out::line(format_args!(
+            "trust:       trusted (owner uid {}, creator uid {})",
+            info.uid, info.cuid
+        ))?,
+        Some(why) => out::line(format_args!(
+            "trust:       not trusted ({why}): another user's, which a lookup by name refuses \
+             (--trust-user, --trust-group or --allow-foreign-owner trust it)"
+        ))?,
+    }
+    let never = || "never".to_owned();
+    out::line(format_args!(
+        "attaches:    last attach {}, last detach {}",
+        utc(info.atime).unwrap_or_else(never),
+        utc(info.dtime).unwrap_or_else(never)
+    ))?;
     if let Some(d) = &description {
         // The description's strings are escaped; print it line by line
         // through clean() all the same.
         for line in d.to_string().lines() {
-            println!("{}", clean(line));
+            out::line(clean(line))?;
         }
     }
     if let Some(l) = &liveness {
         let state = |yes: bool| if yes { "running" } else { "gone" };
-        println!("creator:     pid {} ({})", l.creator.0, state(l.creator.1));
+        out::line(format_args!(
+            "creator:     pid {} ({})",
+            l.creator.0,
+            state(l.creator.1)
+        ))?;
         for (pid, buffer, running) in &l.readers {
             match buffer {
-                Some(b) => println!(
+                Some(b) => out::line(format_args!(
                     "reader:      pid {pid} ({}), pins buffer {b}",
                     state(*running)
-                ),
-                None => println!("reader:      pid {pid} ({}), pins nothing", state(*running)),
+                ))?,
+                None => out::line(format_args!(
+                    "reader:      pid {pid} ({}), pins nothing",
+                    state(*running)
+                ))?,
             }
         }
     }

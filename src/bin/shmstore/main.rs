@@ -10,7 +10,10 @@
 //! comes from a segment is escaped before it is printed.
 //!
 //! Exit codes: 0 everything done, 1 something failed (each failure is
-//! reported), 2 a usage error.
+//! reported), 2 a usage error. Nothing is printed with `println!`, which
+//! panics when its reader has gone: a closed standard output ends `list`,
+//! `inspect` and `watch` quietly with 0, and `remove` and `gc` finish what
+//! they were asked without printing.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -206,7 +209,7 @@ fn main() -> ExitCode {
         namespace: cli.namespace,
     };
     let result = match cli.command {
-        Command::List { json, no_attach } => list::run(json, no_attach),
+        Command::List { json, no_attach } => list::run(json, no_attach, &lookup.trust),
         Command::Inspect {
             target,
             json,
@@ -253,8 +256,10 @@ fn main() -> ExitCode {
     match result {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::SomeFailed) => ExitCode::FAILURE,
+        // Nobody reads any more (`| head -1`): nothing went wrong.
+        Err(e) if e.is::<out::Closed>() => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("shmstore: {}", out::clean(&e.to_string()));
+            out::warn(out::clean(&e.to_string()));
             ExitCode::FAILURE
         }
     }

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use shmstore::SegmentInfo;
 use shmstore::inspect;
 
-use crate::out::{clean, print_json, secs};
+use crate::out::{self, clean, secs, secs_and_utc};
 use crate::resolve::{Lookup, Purpose, attach};
 use crate::{Failure, Outcome};
 
@@ -48,8 +48,9 @@ impl Expect {
             && secs(info.ctime) != Some(ctime)
         {
             return Some(format!(
-                "its change time is {}, not {ctime}",
-                secs(info.ctime).unwrap_or(0)
+                "its change time is {}, not {}",
+                secs(info.ctime).map_or("unknown".into(), secs_and_utc),
+                secs_and_utc(ctime)
             ));
         }
         None
@@ -119,7 +120,9 @@ pub fn run(
                         json!({"target": clean(arg), "id": id, "removed": true, "error": null}),
                     );
                 } else {
-                    println!("removed {what} (gone once every process has detached)");
+                    out::report(format_args!(
+                        "removed {what} (gone once every process has detached)"
+                    ))?;
                 }
             }
             Err((id, why)) => {
@@ -127,7 +130,7 @@ pub fn run(
                 if as_json {
                     rows.push(json!({"target": clean(arg), "id": id, "removed": false, "error": clean(&why)}));
                 } else {
-                    eprintln!("shmstore: {}: {}", clean(arg), clean(&why));
+                    out::warn(format_args!("{}: {}", clean(arg), clean(&why)));
                 }
             }
         }
@@ -144,13 +147,13 @@ pub fn run(
                 continue;
             }
             match error {
-                None => println!("removed {name} (segment {})", object.info.id),
-                Some(e) => eprintln!("shmstore: {name} (segment {}): {e}", object.info.id),
+                None => out::report(format_args!("removed {name} (segment {})", object.info.id))?,
+                Some(e) => out::warn(format_args!("{name} (segment {}): {e}", object.info.id)),
             }
         }
     }
     if as_json {
-        print_json(&Value::Array(rows));
+        out::report(Value::Array(rows))?;
     }
     Ok(outcome)
 }

@@ -4,11 +4,13 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use shmstore::inspect::rfc3339_millis;
+
 use serde_json::json;
 use shmstore::Segment;
 use shmstore::inspect;
 
-use crate::out::{clean, print_json};
+use crate::out::{self, clean, print_json};
 use crate::resolve::{Lookup, Purpose, attach};
 use crate::{Failure, Outcome, Words};
 
@@ -37,8 +39,14 @@ pub fn words(bytes: &[u8], format: Words) -> Vec<String> {
 }
 
 /// Print the object's state now.
-fn show(seg: &Segment, d: &inspect::Description, format: Words, as_json: bool) {
-    let now = SystemTime::now()
+fn show(
+    seg: &Segment,
+    d: &inspect::Description,
+    format: Words,
+    as_json: bool,
+) -> Result<(), Failure> {
+    let now = SystemTime::now();
+    let secs = now
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs_f64();
@@ -50,8 +58,9 @@ fn show(seg: &Segment, d: &inspect::Description, format: Words, as_json: bool) {
             .filter(|_| r.current_version != 0)
     });
     if as_json {
-        print_json(&json!({
-            "time": now,
+        return print_json(&json!({
+            "time": secs,
+            "time_rfc3339": rfc3339_millis(now),
             "version": d.version,
             "holds": d.stored,
             "name": d.name,
@@ -59,16 +68,15 @@ fn show(seg: &Segment, d: &inspect::Description, format: Words, as_json: bool) {
             "archive_len": archive,
             "problem": d.problem.as_deref().map(clean),
         }));
-        return;
     }
-    let mut line = format!("{now:.3} {}", clean(&d.summary()));
+    let mut line = format!("{} {}", rfc3339_millis(now), clean(&d.summary()));
     if let Some(v) = value {
         line.push_str(&format!(" value {}", v.join(" ")));
     }
     if let Some(len) = archive {
         line.push_str(&format!(" archive {len} bytes"));
     }
-    println!("{line}");
+    out::line(line)
 }
 
 pub fn run(
@@ -85,7 +93,7 @@ pub fn run(
         return Ok(Outcome::Done);
     }
     let mut last = inspect::describe_segment(&seg)?;
-    show(&seg, &last, format, as_json);
+    show(&seg, &last, format, as_json)?;
     let mut shown = 1;
     let mut since = Instant::now();
     while shown < count {
@@ -93,9 +101,14 @@ pub fn run(
             return Err(format!("no new version within {:?}", timeout.unwrap_or_default()).into());
         }
         std::thread::sleep(POLL);
+        // Nobody reads any more (`| head -1`): end now, not at the next
+        // version, which may never come.
+        if out::reader_gone() {
+            return Ok(Outcome::Done);
+        }
         let now = inspect::describe_segment(&seg)?;
         if now.version != last.version || now.problem != last.problem {
-            show(&seg, &now, format, as_json);
+            show(&seg, &now, format, as_json)?;
             last = now;
             shown += 1;
             since = Instant::now();

@@ -354,12 +354,27 @@ impl SegmentOptions {
     }
 
     /// [`Error::ForeignOwner`] unless the segment's owner and creator are
-    /// trusted: this user, root, the user of `trust_user`, or (with
+    /// trusted ([`trusts`](Self::trusts)).
+    fn check_owner(&self, info: &SegmentInfo, target: Target) -> Result<()> {
+        if self.trusts(info) {
+            return Ok(());
+        }
+        Err(Error::ForeignOwner {
+            target,
+            uid: info.uid,
+            cuid: info.cuid,
+            gid: info.gid,
+            euid: crate::sys::proc::euid(),
+        })
+    }
+
+    /// Whether the owner and the creator of the segment `info` describes
+    /// are trusted: this user, root, the user of `trust_user`, or (with
     /// `trust_group`) members of the segment's group; anyone with
     /// `allow_foreign_owner`.
-    fn check_owner(&self, info: &SegmentInfo, target: Target) -> Result<()> {
+    pub(crate) fn trusts(&self, info: &SegmentInfo) -> bool {
         if self.allow_foreign_owner {
-            return Ok(());
+            return true;
         }
         let euid = crate::sys::proc::euid();
         let in_group = |uid: u32| {
@@ -371,16 +386,7 @@ impl SegmentOptions {
         };
         let trusted =
             |uid: u32| uid == euid || uid == 0 || Some(uid) == self.trust_user || in_group(uid);
-        if trusted(info.uid) && trusted(info.cuid) {
-            return Ok(());
-        }
-        Err(Error::ForeignOwner {
-            target,
-            uid: info.uid,
-            cuid: info.cuid,
-            gid: info.gid,
-            euid,
-        })
+        trusted(info.uid) && trusted(info.cuid)
     }
 }
 

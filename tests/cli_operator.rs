@@ -487,6 +487,8 @@ fn a_closed_stdout_ends_every_subcommand_quietly() {
         &["watch", &id],
         &["watch", &id, "--json"],
         &["watch", &id, "--format", "u64"],
+        &["get", &id, "--format", "u64"],
+        &["get", &id, "--format", "hex", "--json"],
         &["gc"],
         &["gc", "--json"],
         &["--help"],

@@ -7,7 +7,7 @@ use shmstore::Kind;
 use shmstore::inspect;
 use shmstore::schema::Value;
 
-use crate::out::{clean, print_json};
+use crate::out::{clean, line, print_json};
 use crate::resolve::{Lookup, Purpose, attach};
 use crate::{Failure, Outcome, Words};
 
@@ -97,16 +97,16 @@ pub fn run(
             "schema": contents.schema,
             "value": decoded.as_ref().map(to_json),
             "words": format.map(|f| crate::watch::words(&contents.bytes, f)),
-        }));
+        }))?;
         return Ok(Outcome::Done);
     }
     match (decoded, format) {
         (Some(value), _) => {
-            for line in value.lines() {
-                println!("{}", clean(&line));
+            for l in value.lines() {
+                line(clean(&l))?;
             }
         }
-        (None, Some(f)) => println!("{}", crate::watch::words(&contents.bytes, f).join(" ")),
+        (None, Some(f)) => line(crate::watch::words(&contents.bytes, f).join(" "))?,
         (None, None) => {}
     }
     Ok(Outcome::Done)

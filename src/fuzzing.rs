@@ -550,3 +550,59 @@ pub fn cli_inspect(data: &[u8]) {
     let _ = d.to_string();
     let _ = d.summary();
 }
+
+/// Schemas a `schema` input may pick instead of giving its own text, so
+/// that the decoder's deep paths (maps, B-trees, enums, nested pointers)
+/// are reached from the first input.
+const KNOWN_SCHEMAS: [&str; 4] = [
+    "Config{name:str,limits:Limits{max_conn:u32,timeout_ms:u64},tags:vec<str>,\
+     backup:option<u64>,weights:hash_map<str,f64>,order:btree_map<u32,str>,\
+     mode:enum Mode{Off=0,On=1(u32),Custom=2{level:u8,note:str}},pair:(u8,i16),\
+     grid:[i8;3],flag:bool,initial:char}",
+    "btree_map<u32,vec<btree_set<u16>>>",
+    "hash_map<str,option<box<(char,result<u8,box<str>>)>>>",
+    "Stats{requests:u64,errors:u32,load:f32,hist:[u16;8]}",
+];
+
+/// Target `schema`: a stored schema and the bytes it describes, both from
+/// the fuzzer (a peer can write anything into either). The first byte
+/// picks the form (cell or region) and whether the schema is the input's
+/// own text (a `u16` length, then the text) or one of [`KNOWN_SCHEMAS`];
+/// the rest is the value or archive. Parsing refuses or accepts without a
+/// panic, an accepted text prints back to itself, and decoding returns a
+/// value or an error, whose output stays within its budget.
+pub fn schema(data: &[u8]) {
+    use crate::schema::{Form, Shape, decode};
+    let mut input = Input(data);
+    let mode = input.u8();
+    let form = if mode & 1 == 0 {
+        Form::Cell
+    } else {
+        Form::Region
+    };
+    let text: Vec<u8> = if mode & 2 == 0 {
+        let len = input.u16() as usize;
+        input.bytes(len).to_vec()
+    } else {
+        KNOWN_SCHEMAS[usize::from(input.u8()) % KNOWN_SCHEMAS.len()]
+            .as_bytes()
+            .to_vec()
+    };
+    let bytes = input.bytes(usize::MAX).to_vec();
+    let Ok(shape) = Shape::parse(&text) else {
+        return;
+    };
+    assert_eq!(
+        shape.to_string().as_bytes(),
+        &text[..],
+        "an accepted schema prints back to its text"
+    );
+    if shape.layout(form).is_err() {
+        return;
+    }
+    if let Ok(value) = decode(&shape, form, &bytes) {
+        // Lines and text of a decoded value are made without a panic.
+        let _ = value.lines();
+        let _ = value.to_string();
+    }
+}

@@ -94,3 +94,8 @@ fn region_ops() {
 fn cli_inspect() {
     replay("cli_inspect", shmstore::fuzzing::cli_inspect);
 }
+
+#[test]
+fn schema() {
+    replay("schema", shmstore::fuzzing::schema);
+}

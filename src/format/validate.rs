@@ -418,6 +418,72 @@ mod tests {
         assert!(check(&img, 100).is_err());
     }
 
+    /// A fresh cell of `u64` with the schema `text` in a private image.
+    fn with_schema(text: &str) -> Snapshot {
+        let img = Snapshot::zeroed(4096);
+        let h = header_of(&img).unwrap();
+        let ty = TypeDesc {
+            kind: Kind::Cell,
+            name: "u64".into(),
+            size: 8,
+            align: 8,
+            schema_version: 0,
+            extra: 0,
+            schema: Some(text.into()),
+        };
+        let layout = Layout::for_value(8, 8, 2, text.len()).unwrap();
+        h.write_creator(1, 0, None);
+        h.write_fresh(&ty, &layout);
+        write_schema(&img, Kind::Cell, text).unwrap();
+        h.state.store(STATE_READY, Relaxed);
+        img
+    }
+
+    #[test]
+    fn a_stored_schema_is_read_back_and_checked_against_its_hash() {
+        let img = with_schema("u64");
+        let v = check(&img, 4096).unwrap();
+        assert_eq!(v.schema_len, 3);
+        assert!(v.layout.data_offset >= HEADER_SIZE + 3);
+        assert_eq!(v.schema(&img).unwrap().as_deref(), Some(&b"u64"[..]));
+        // A peer wrote over it: refused, not parsed.
+        img.set(HEADER_SIZE + 1, b'8');
+        assert!(matches!(v.schema(&img), Err(Error::Corrupt { .. })));
+    }
+
+    #[test]
+    fn data_over_the_schema_is_refused() {
+        let img = with_schema("u64");
+        let h = header_of(&img).unwrap();
+        // The data moved back onto the schema's bytes.
+        h.data_offset.store(HEADER_SIZE as u64, Relaxed);
+        h.used_len.store(HEADER_SIZE as u64 + 16, Relaxed);
+        assert!(check(&img, 4096).is_err());
+    }
+
+    #[test]
+    fn a_schema_longer_than_the_limit_is_refused_even_with_room() {
+        let len = SCHEMA_MAX + 8;
+        let layout = Layout::for_value(8, 8, 2, len).unwrap();
+        let img = Snapshot::zeroed(layout.used_len);
+        let h = header_of(&img).unwrap();
+        let ty = TypeDesc {
+            kind: Kind::Cell,
+            name: "u64".into(),
+            size: 8,
+            align: 8,
+            schema_version: 0,
+            extra: 0,
+            schema: None,
+        };
+        h.write_creator(1, 0, None);
+        h.write_fresh(&ty, &layout);
+        h.schema_len.store(len as u32, Relaxed);
+        h.state.store(STATE_READY, Relaxed);
+        let e = validate(h, img.len()).unwrap_err();
+        assert!(e.to_string().contains("schema length"), "{e}");
+    }
+
     #[test]
     fn region_buffers_lie_at_the_roots_alignment_and_on_cache_lines() {
         for align in [8usize, 64, 128] {

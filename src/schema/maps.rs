@@ -218,3 +218,92 @@ fn btree(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, HashMap};
+
+    use super::super::shape::{Form, Shape};
+    use super::super::value::decode;
+
+    fn archive<T>(value: &T) -> Vec<u8>
+    where
+        T: for<'a> rkyv::Serialize<
+                rkyv::api::high::HighSerializer<
+                    rkyv::util::AlignedVec,
+                    rkyv::ser::allocator::ArenaHandle<'a>,
+                    rkyv::rancor::Error,
+                >,
+            >,
+    {
+        rkyv::to_bytes::<rkyv::rancor::Error>(value)
+            .unwrap()
+            .to_vec()
+    }
+
+    fn shape(text: &str) -> Shape {
+        Shape::parse(text.as_bytes()).unwrap()
+    }
+
+    fn set_u32(bytes: &mut [u8], at: usize, v: u32) {
+        bytes[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    }
+
+    #[test]
+    fn a_b_tree_whose_count_lies_is_refused() {
+        let map: BTreeMap<u32, u32> = (0..40).map(|i| (i, i)).collect();
+        let mut bytes = archive(&map);
+        let s = shape("btree_map<u32,u32>");
+        assert!(decode(&s, Form::Region, &bytes).is_ok());
+        let root = bytes.len() - 8;
+        set_u32(&mut bytes, root + 4, 39);
+        let e = decode(&s, Form::Region, &bytes).unwrap_err();
+        assert!(e.reason.contains("40"), "{e}");
+    }
+
+    #[test]
+    fn a_hash_table_whose_count_lies_is_refused() {
+        let map: HashMap<u32, u32> = (0..40).map(|i| (i, i)).collect();
+        let mut bytes = archive(&map);
+        let s = shape("hash_map<u32,u32>");
+        assert!(decode(&s, Form::Region, &bytes).is_ok());
+        let root = bytes.len() - 12;
+        let cap = u32::from_le_bytes(bytes[root + 8..root + 12].try_into().unwrap());
+        // One entry fewer than the full buckets.
+        set_u32(&mut bytes, root + 4, 39);
+        assert!(decode(&s, Form::Region, &bytes).is_err());
+        // Every bucket full, as many entries as buckets: rkyv never
+        // writes a table without an empty bucket.
+        let controls = (root as i64
+            + i64::from(i32::from_le_bytes(
+                bytes[root..root + 4].try_into().unwrap(),
+            ))) as usize;
+        bytes[controls..controls + cap as usize].fill(0);
+        set_u32(&mut bytes, root + 4, cap);
+        let e = decode(&s, Form::Region, &bytes).unwrap_err();
+        assert!(e.reason.contains("buckets"), "{e}");
+    }
+
+    #[test]
+    fn a_b_tree_node_that_points_at_itself_ends_in_an_error() {
+        let map: BTreeMap<u32, u32> = (0..40).map(|i| (i, i)).collect();
+        let mut bytes = archive(&map);
+        let s = shape("btree_map<u32,u32>");
+        let root = bytes.len() - 8;
+        let target = (root as i64
+            + i64::from(i32::from_le_bytes(
+                bytes[root..root + 4].try_into().unwrap(),
+            ))) as usize;
+        assert_eq!(bytes[target], 1, "the root is an inner node");
+        // Its greater pointer (the last word of the inner node: 1 + 5 keys +
+        // 5 values, then 5 lesser pointers) points at the node itself.
+        let greater = target + 44 + 20;
+        set_u32(
+            &mut bytes,
+            greater,
+            (target as i64 - greater as i64) as i32 as u32,
+        );
+        let e = decode(&s, Form::Region, &bytes).unwrap_err();
+        assert!(e.reason.contains("deeper"), "{e}");
+    }
+}

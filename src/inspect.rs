@@ -23,9 +23,9 @@ pub use crate::catalog::{
     collect, contents, garbage, liveness, locate, objects, remove_attached, remove_prefix,
 };
 
-/// The most bytes a description looks at: the header and a region's
-/// control block.
-pub const SNAPSHOT_LEN: usize = HEADER_SIZE + REGION_CONTROL_SIZE;
+/// The most bytes a description looks at: the header, a region's control
+/// block and the longest schema.
+pub const SNAPSHOT_LEN: usize = HEADER_SIZE + REGION_CONTROL_SIZE + crate::schema::SCHEMA_MAX;
 
 /// Describe an attached segment from a snapshot of its first bytes.
 pub fn describe_segment(seg: &Segment) -> Result<Description> {
@@ -55,6 +55,10 @@ pub struct Description {
     pub state: u32,
     /// The stored type, when valid.
     pub stored: Option<String>,
+    /// The stored schema (FORMAT.md, "Schema"), escaped, when there is one
+    /// and its bytes match their hash; what is wrong with it is in
+    /// `warnings`.
+    pub schema: Option<String>,
     /// `Cell` or `Region`, when valid.
     pub kind: Option<Kind>,
     /// The version: a cell's commit counter, a region's current version.
@@ -129,6 +133,7 @@ pub fn describe(bytes: &[u8], segment_len: usize) -> Description {
         warnings: Vec::new(),
         state: 0,
         stored: None,
+        schema: None,
         kind: None,
         version: 0,
         recoveries: 0,
@@ -174,6 +179,7 @@ pub fn describe(bytes: &[u8], segment_len: usize) -> Description {
     let stored = h.stored_type();
     d.stored = Some(escape(&stored.to_string()));
     check_type(h, &stored, &mut d.warnings);
+    check_schema(&valid, &snapshot, &mut d);
     if let Some(name) = h.stored_name().filter(|n| !n.is_empty()) {
         match String::from_utf8(name) {
             Ok(n) => {
@@ -227,6 +233,44 @@ pub fn describe(bytes: &[u8], segment_len: usize) -> Description {
         }
     }
     d
+}
+
+/// Take the stored schema if it is whole and matches its hash and the
+/// value's layout; say what is wrong with it otherwise.
+fn check_schema(valid: &format::Validated, snapshot: &format::Snapshot, d: &mut Description) {
+    use crate::schema::{Form, Shape};
+    let text = match valid.schema(snapshot) {
+        Ok(None) => return,
+        Ok(Some(t)) => t,
+        Err(_)
+            if format::Mapping::len(snapshot)
+                < format::schema_offset(valid.kind) + valid.schema_len as usize =>
+        {
+            d.warnings
+                .push("the snapshot does not reach the whole schema".into());
+            return;
+        }
+        Err(e) => {
+            d.warnings.push(format!("schema: {e}"));
+            return;
+        }
+    };
+    let form = match valid.kind {
+        Kind::Cell => Form::Cell,
+        Kind::Region => Form::Region,
+    };
+    match Shape::parse(&text)
+        .map_err(|e| e.to_string())
+        .and_then(|s| s.layout(form))
+    {
+        Ok(l) if l.size == valid.value_size as usize && l.align == valid.value_align as usize => {}
+        Ok(l) => d.warnings.push(format!(
+            "the schema implies {} bytes aligned to {}, the header {} aligned to {}",
+            l.size, l.align, valid.value_size, valid.value_align
+        )),
+        Err(e) => d.warnings.push(format!("the schema is not readable: {e}")),
+    }
+    d.schema = Some(escape(&String::from_utf8_lossy(&text)));
 }
 
 /// Flag a type description whose fingerprint does not match its fields
@@ -474,6 +518,9 @@ impl fmt::Display for Description {
             writeln!(f, "name:        {name}")?;
         }
         writeln!(f, "holds:       {}", self.stored.as_deref().unwrap_or("?"))?;
+        if let Some(schema) = &self.schema {
+            writeln!(f, "schema:      {schema}")?;
+        }
         writeln!(f, "version:     {}", self.version)?;
         writeln!(
             f,

@@ -526,6 +526,23 @@ fn the_command_prints_a_value_by_field() {
         assert!(json.contains(part), "{part} not in {json}");
     }
 
+    let out = shmstore(&["watch", &id, "--count", "1"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        text.contains("value {requests: 12, errors: 3, load: 0.5}"),
+        "{text}"
+    );
+    let out = shmstore(&["watch", &id, "--count", "1", "--json"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("\"fields\":{"), "{text}");
+    let out = shmstore(&["inspect", &id]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("schema:      Stats{requests:u64,errors:u32,load:f32}"),
+        "{text}"
+    );
+
     let region = SharedRegion::<Config>::creator()
         .with_schema()
         .create(unique_key(), 4096)
@@ -547,6 +564,9 @@ fn the_command_prints_a_value_by_field() {
     ] {
         assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
     }
+    let out = shmstore(&["inspect", &region.id().to_string(), "--json"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("\"schema\":\"Config{name:str,"), "{text}");
     let out = shmstore(&["get", &region.id().to_string(), "--json"]);
     let json = String::from_utf8_lossy(&out.stdout);
     for part in [

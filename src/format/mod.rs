@@ -16,4 +16,4 @@ pub use header::*;
 pub use identity::{Kind, TypeDesc};
 pub use mapping::{Mapping, Snapshot, header_of, region_control_of};
 pub use region::*;
-pub use validate::{Layout, validate, write_schema};
+pub use validate::{Layout, Validated, validate, write_schema};

@@ -107,8 +107,10 @@ enum Command {
         #[arg(long, value_name = "SECS", value_parser = parse_seconds, allow_negative_numbers = true)]
         timeout: Option<Duration>,
         /// How to print a cell's value: its bytes in hex, or as words.
-        #[arg(long, value_enum, default_value_t = Words::Hex)]
-        format: Words,
+        /// Without it, an object that stores a schema is shown by field,
+        /// any other cell in hex.
+        #[arg(long, value_enum)]
+        format: Option<Words>,
         /// One JSON object per line.
         #[arg(long)]
         json: bool,

@@ -77,6 +77,7 @@ pub fn description_json(d: &Description) -> Value {
     json!({
         "name": d.name,
         "holds": d.stored,
+        "schema": d.schema,
         "kind": d.kind.map(|k| format!("{k:?}").to_lowercase()),
         "state": d.state_name(),
         "version": d.version,

@@ -42,7 +42,7 @@ pub fn words(bytes: &[u8], format: Words) -> Vec<String> {
 fn show(
     seg: &Segment,
     d: &inspect::Description,
-    format: Words,
+    format: Option<Words>,
     as_json: bool,
 ) -> Result<(), Failure> {
     let now = SystemTime::now();
@@ -50,7 +50,26 @@ fn show(
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs_f64();
-    let value = inspect::cell_value(seg).map(|(_, bytes)| words(&bytes, format));
+    // By field when the object stores a schema and no format was asked
+    // for; in words otherwise.
+    let fields = match (format, &d.schema) {
+        (None, Some(_)) => inspect::contents(seg)
+            .map_err(|e| e.to_string())
+            .ok()
+            .and_then(|c| c.decode()),
+        _ => None,
+    };
+    let value = match fields {
+        Some(_) => None,
+        None => {
+            inspect::cell_value(seg).map(|(_, bytes)| words(&bytes, format.unwrap_or(Words::Hex)))
+        }
+    };
+    let (fields, fields_problem) = match fields {
+        Some(Ok(v)) => (Some(v), None),
+        Some(Err(e)) => (None, Some(e)),
+        None => (None, None),
+    };
     let archive = d.region.as_ref().and_then(|r| {
         r.buffers
             .get(r.current_buffer)
@@ -65,13 +84,20 @@ fn show(
             "holds": d.stored,
             "name": d.name,
             "value": value,
+            "fields": fields.as_ref().map(crate::get::to_json),
             "archive_len": archive,
-            "problem": d.problem.as_deref().map(clean),
+            "problem": d.problem.as_deref().or(fields_problem.as_deref()).map(clean),
         }));
     }
     let mut line = format!("{} {}", rfc3339_millis(now), clean(&d.summary()));
     if let Some(v) = value {
         line.push_str(&format!(" value {}", v.join(" ")));
+    }
+    if let Some(v) = &fields {
+        line.push_str(&format!(" value {}", clean(&v.to_string())));
+    }
+    if let Some(e) = &fields_problem {
+        line.push_str(&format!(" (not decoded: {})", clean(e)));
     }
     if let Some(len) = archive {
         line.push_str(&format!(" archive {len} bytes"));
@@ -84,7 +110,7 @@ pub fn run(
     lookup: &Lookup,
     count: Option<u64>,
     timeout: Option<Duration>,
-    format: Words,
+    format: Option<Words>,
     as_json: bool,
 ) -> Result<Outcome, Failure> {
     let seg = attach(target, lookup, Purpose::Read)?;

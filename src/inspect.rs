@@ -18,6 +18,8 @@ use crate::region::pin_slot::{buffer_of, pid_of};
 use crate::sync::notify::WAITING;
 use crate::sys::shm::Segment;
 
+pub use crate::sys::pipe::reader_gone;
+
 pub use crate::catalog::{
     Collection, Contents, Liveness, Object, Trust, attach_for_removal, cell_value, claimants,
     collect, contents, garbage, liveness, locate, objects, remove_attached, remove_prefix,

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, &[&str])] = &[
     ("the vocabulary every layer speaks", &["error", "key"]),
     ("system calls", &["sys"]),
+    ("a type's description", &["schema"]),
     ("above sys alone", &["crash", "key::namespace"]),
     ("the protocols' building blocks", &["sync"]),
     ("the format", &["format"]),
@@ -370,6 +371,10 @@ const UNSAFE_ROOMS: &[(&str, &str)] = &[
     ),
     ("src/sys/futex.rs", "the futex calls"),
     ("src/sys/eventfd.rs", "the eventfd calls, and poll on it"),
+    (
+        "src/sys/pipe.rs",
+        "poll on an output, to learn its reader has gone",
+    ),
     (
         "src/watch/hub.rs",
         "this process's hub, found by its address in the wipe-on-fork word",

@@ -15,5 +15,6 @@ pub mod eventfd;
 pub mod fs;
 pub mod futex;
 pub mod mutex;
+pub mod pipe;
 pub mod proc;
 pub mod shm;

@@ -156,14 +156,8 @@ pub fn warn(s: impl Display) {
 /// pipe whose reading end is closed polls as an error): what ends a
 /// `watch` that has nothing new to print.
 pub fn reader_gone() -> bool {
-    let mut fd = libc::pollfd {
-        fd: libc::STDOUT_FILENO,
-        events: 0,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd, and no wait.
-    let n = unsafe { libc::poll(&mut fd, 1, 0) };
-    n == 1 && fd.revents & libc::POLLERR != 0
+    use std::os::fd::AsFd;
+    shmstore::inspect::reader_gone(std::io::stdout().as_fd()).unwrap_or(false)
 }
 
 /// Print a JSON value on one line.

@@ -6,7 +6,8 @@ an object by key, by segment id or by name, attaches it read-only
 (``SHM_RDONLY``: it never writes a byte of the segment), validates the
 header as FORMAT.md says and keeps the layout it validated, reads a cell's
 value with the ring-of-slots seqlock, copies a region's current archive
-(checking the version of the buffer it copies), and decodes the common rkyv 0.8 types of such an archive from a schema
+(checking the version of the buffer it copies), and decodes the common
+rkyv 0.8 types of such an archive, maps and sets among them, from a schema
 (FORMAT.md, "Region archives").
 
 It runs on Linux x86-64 only; host.py says why.

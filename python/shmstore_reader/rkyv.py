@@ -7,8 +7,9 @@ list of [field, type] pairs, or a JSON object) into an archived type that
 knows its size and alignment, laid out as rkyv lays it out: structs,
 tuples and enum variants are repr(C), an option is a repr(u8) enum, a
 string is 8 bytes inline or a length and an offset, a vector or box a
-relative pointer and a length. `decode_archive` finds the root at the
-archive's end and decodes it.
+relative pointer and a length, a hash map or set a Swiss table, a B-tree
+map or set a tree of nodes of 5 entries. `decode_archive` finds the root
+at the archive's end and decodes it.
 
 The archive is a copy, and nothing in it is trusted: every relative
 pointer is checked to stay in the archive and to be aligned before it is
@@ -19,9 +20,9 @@ crash or a decoder that runs away.
 
 The bound is on the bytes of output, as the decoder counts them: every
 value it makes (a number, bool, char, string, None, list, dict or
-variant name) counts 8 bytes and every string its length in UTF-8 bytes
-as well, and the whole may not pass 32 bytes per byte of the archive
-plus 1 MiB:
+variant name) and every B-tree node it visits counts 8 bytes and every
+string its length in UTF-8 bytes as well, and the whole may not pass 32
+bytes per byte of the archive plus 1 MiB:
 
     budget = 32 * len(archive) + 2**20
 
@@ -35,6 +36,10 @@ the budget while it averages fewer than 4 values per byte: a vector of
 a struct of one `u8` 3 (only zero-sized values, such as `()`, and
 structs nested deeper around single bytes make more, within the extra
 1 MiB).
+
+A B-tree is walked without recursion, and stops at the first inner node
+or entry beyond what its length allows, so nodes that point at each
+other in a cycle end in a DecodeError, not a loop.
 """
 
 from __future__ import annotations
@@ -381,6 +386,185 @@ class _Enum(_T):
         return "enum{" + ", ".join(v[0] for v in self.variants.values()) + "}"
 
 
+def _is_scalar(t: _T) -> bool:
+    """Whether every value of `t` decodes to a str, int, float or bool: a
+    map with such keys decodes to a dict."""
+    if isinstance(t, (_Prim, _Wide, _Bool, _Char, _Str, _BoxStr)):
+        return True
+    return isinstance(t, _Enum) and all(v[1] is None for v in t.variants.values())
+
+
+class _Entries:
+    """What a map or set decodes to, built entry by entry: a dict when the
+    keys are scalars (a repeated key is an error, as no map holds one), a
+    list of [key, value] pairs otherwise, a list of keys for a set."""
+
+    def __init__(self, key: _T, is_set: bool):
+        self.is_set = is_set
+        self.as_dict = not is_set and _is_scalar(key)
+        self.out = {} if self.as_dict else []
+
+    def add(self, a: _Archive, key, value, path: str) -> None:
+        if self.is_set:
+            self.out.append(key)
+        elif self.as_dict:
+            if key in self.out:
+                raise a.fail(path, f"the map holds the key {key!r} twice")
+            self.out[key] = value
+        else:
+            self.out.append([key, value])
+
+
+class _HashTable(_T):
+    """ArchivedHashMap<K, V> and ArchivedHashSet<K> (a set is a map of K to
+    ()): rkyv's Swiss table. 12 bytes, aligned to 4: a relative pointer to
+    the control bytes, the number of entries (u32) and the capacity (u32).
+    Bucket i (0 <= i < capacity) is the entry, a repr(C) (key, value),
+    ending where bucket i - 1 begins and bucket 0 ending at the control
+    bytes: at `control - (i + 1) * size(entry)`. Control byte i, for i below
+    the capacity, is below 0x80 when bucket i holds an entry and 0xff when
+    it is empty; the bytes from the capacity on (to a multiple of 16, plus
+    15) repeat the first ones and name no bucket."""
+
+    size, align = 12, 4
+    GROUP = 16
+
+    def __init__(self, key: _T, value: "_T | None", name: str):
+        self.key, self.value, self.name = key, value, name
+        offsets, self.entry_size, self.entry_align = _layout_fields([key] if value is None else [key, value])
+        self.value_offset = offsets[-1]
+
+    def decode(self, a, at, path):
+        length, cap = struct.unpack_from("<II", a.data, at + 4)
+        entries = _Entries(self.key, self.value is None)
+        if length == 0:
+            # rkyv writes no table and an invalid pointer (offset 1): not
+            # followed.
+            return entries.out
+        if length >= cap:
+            raise a.fail(path, f"a hash table of {length} entries has a capacity of {cap} (more is required)")
+        control = a.target(at)
+        controls = _round_up(cap, self.GROUP) + self.GROUP - 1
+        start = control - cap * self.entry_size
+        a.check(
+            start,
+            cap * self.entry_size + controls,
+            self.entry_align,
+            path,
+            f"a hash table of {cap} buckets of {self.entry_size} bytes and {controls} control bytes",
+        )
+        full = [i for i, c in enumerate(a.data[control : control + cap]) if c < 0x80]
+        if len(full) != length:
+            raise a.fail(path, f"a hash table's control bytes mark {len(full)} full buckets; its length is {length}")
+        a.values(length * (1 if self.value is None else 2), path)
+        for n, i in enumerate(full):
+            pos = control - (i + 1) * self.entry_size
+            here = f"{path}[{n}]"
+            key = self.key.decode(a, pos, here if self.value is None else f"{here}.key")
+            value = None if self.value is None else self.value.decode(a, pos + self.value_offset, f"{here}.value")
+            entries.add(a, key, value, here)
+        return entries.out
+
+    def describe(self):
+        args = self.key.describe() if self.value is None else f"{self.key.describe()}, {self.value.describe()}"
+        return f"{self.name}<{args}>"
+
+
+class _BTree(_T):
+    """ArchivedBTreeMap<K, V> and ArchivedBTreeSet<K> (a set is a map of K
+    to ()): 8 bytes, aligned to 4: a relative pointer to the root node and
+    the number of entries (u32). A node (5 entries at most) is repr(C): a
+    kind byte (0 leaf, 1 inner), [K; 5], [V; 5]; a leaf adds the number of
+    its entries (u32, at most 5), an inner node, always full, 5 relative
+    pointers to the nodes of lesser keys than each entry and one to the
+    node of greater keys, any of them invalid (offset 1) for none. In
+    order: lesser[0], entry 0, lesser[1], ..., entry 4, greater."""
+
+    size, align = 8, 4
+    E = 5
+
+    def __init__(self, key: _T, value: "_T | None", name: str):
+        self.key, self.value, self.name = key, value, name
+        node = _Tuple([_U8, _Array(key, self.E), _Array(value or _PRIMS["unit"], self.E)])
+        self.keys_at, self.values_at = node.offsets[1], node.offsets[2]
+        leaf = _Tuple([node, _PRIMS["u32"]])
+        inner = _Tuple([node, _Array(_PRIMS["u32"], self.E), _PRIMS["u32"]])
+        self.leaf_len_at, self.leaf_size = leaf.offsets[1], leaf.size
+        self.lesser_at, self.greater_at, self.inner_size = inner.offsets[1], inner.offsets[2], inner.size
+        self.node_align = leaf.align
+
+    def child(self, a: _Archive, node: int, i: int):
+        """The position of child i of an inner node (i < 5: lesser[i], 5:
+        greater), None for an invalid pointer."""
+        at = node + (self.lesser_at + 4 * i if i < self.E else self.greater_at)
+        offset = struct.unpack_from("<i", a.data, at)[0]
+        return None if offset == 1 else at + offset
+
+    def decode(self, a, at, path):
+        length = struct.unpack_from("<I", a.data, at + 4)[0]
+        entries = _Entries(self.key, self.value is None)
+        if length == 0:
+            return entries.out
+        count = inner_nodes = 0
+
+        def entry(node: int, i: int) -> None:
+            nonlocal count
+            if count == length:
+                raise a.fail(path, f"a B-tree holds more entries than its length, {length}")
+            here = f"{path}[{count}]"
+            count += 1
+            a.values(1 if self.value is None else 2, path)
+            key = self.key.decode(a, node + self.keys_at + i * self.key.size, here if self.value is None else f"{here}.key")
+            value = None
+            if self.value is not None:
+                value = self.value.decode(a, node + self.values_at + i * self.value.size, f"{here}.value")
+            entries.add(a, key, value, here)
+
+        # In order, without recursion: `stack` holds the inner nodes being
+        # walked, each with the number of its entries given so far.
+        stack = []
+        node = a.target(at)
+        while True:
+            if node is not None:
+                a.values(1, path)
+                a.check(node, 1, self.node_align, path, "a B-tree node")
+                kind = a.data[node]
+                if kind == 0:
+                    a.check(node, self.leaf_size, self.node_align, path, "a B-tree leaf")
+                    n = struct.unpack_from("<I", a.data, node + self.leaf_len_at)[0]
+                    if n > self.E:
+                        raise a.fail(path, f"a B-tree leaf holds {n} entries, more than {self.E}")
+                    for i in range(n):
+                        entry(node, i)
+                    node = None
+                elif kind == 1:
+                    a.check(node, self.inner_size, self.node_align, path, "a B-tree inner node")
+                    inner_nodes += 1
+                    if inner_nodes * self.E > length:
+                        raise a.fail(path, f"a B-tree has more inner nodes than its length, {length}, allows")
+                    stack.append([node, 0])
+                    node = self.child(a, node, 0)
+                else:
+                    raise a.fail(path, f"a B-tree node's kind is {kind}, not 0 (leaf) or 1 (inner)")
+                continue
+            if not stack:
+                break
+            frame = stack[-1]
+            if frame[1] == self.E:
+                stack.pop()
+                continue
+            entry(frame[0], frame[1])
+            frame[1] += 1
+            node = self.child(a, frame[0], frame[1])
+        if count != length:
+            raise a.fail(path, f"a B-tree holds {count} entries; its length is {length}")
+        return entries.out
+
+    def describe(self):
+        args = self.key.describe() if self.value is None else f"{self.key.describe()}, {self.value.describe()}"
+        return f"{self.name}<{args}>"
+
+
 _U8 = _Prim("u8", "<B", 1)
 _PRIMS = {
     "u8": _U8,
@@ -405,13 +589,17 @@ _PRIMS = {
     "String": _Str(),
 }
 
+# The maps and sets, by their name in a schema.
+_MAPS = {"hash_map": _HashTable, "hash_set": _HashTable, "btree_map": _BTree, "btree_set": _BTree}
+
 _TOKEN = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*|[0-9]+|[<>\[\];,()])")
 
 
 class _TypeParser:
     """Type strings: u8 ... i128, f32, f64, bool, char, unit or (), str
     (String), vec<T>, option<T>, box<T>, box<str>, box<[T]>, [T; N],
-    (A, B, ...), result<T, E>."""
+    (A, B, ...), result<T, E>, hash_map<K, V>, hash_set<T>,
+    btree_map<K, V>, btree_set<T>."""
 
     def __init__(self, text: str):
         self.text = text
@@ -465,6 +653,15 @@ class _TypeParser:
             self.take("]")
             return _Array(elem, int(count))
         low = tok.lower()
+        if low in _MAPS:
+            self.take("<")
+            key = self.type()
+            value = None
+            if low.endswith("map"):
+                self.take(",")
+                value = self.type()
+            self.take(">")
+            return _MAPS[low](key, value, low)
         if low in ("vec", "option", "box", "result"):
             self.take("<")
             if low == "box" and self.peek() == "str":
@@ -494,12 +691,16 @@ def parse_schema(spec) -> _T:
     """An archived type from a schema description:
 
     - a type string: "u64", "i32", "f64", "bool", "char", "str", "vec<u32>",
-      "option<u64>", "box<str>", "[u8; 4]", "(u8, str)", "result<u32, str>";
+      "option<u64>", "box<str>", "[u8; 4]", "(u8, str)", "result<u32, str>",
+      "hash_map<str, u32>", "hash_set<u64>", "btree_map<u32, str>",
+      "btree_set<str>";
     - a list of [field name, type] pairs: a struct, fields in declaration
       order (rkyv's archived structs are repr(C));
     - {"struct": [[name, type], ...]}, {"tuple": [type, ...]},
       {"vec": type}, {"option": type}, {"box": type},
-      {"array": type, "len": N};
+      {"array": type, "len": N}, {"hash_map": [key type, value type]},
+      {"hash_set": type}, {"btree_map": [key type, value type]},
+      {"btree_set": type};
     - {"enum": [[variant, fields], ...]} for a derived enum, where fields is
       null (a unit variant), a list of [name, type] pairs (a struct variant)
       or a list of types (a tuple variant); variant i has tag i unless the
@@ -524,6 +725,15 @@ def parse_schema(spec) -> _T:
         for key, cls in (("vec", _Vec), ("option", _Option), ("box", _Box)):
             if key in spec:
                 return cls(parse_schema(spec[key]))
+        for key, cls in _MAPS.items():
+            if key not in spec:
+                continue
+            if key.endswith("set"):
+                return cls(parse_schema(spec[key]), None, key)
+            pair = spec[key]
+            if not (isinstance(pair, list) and len(pair) == 2):
+                raise UsageError(f"bad {key} schema: give [key type, value type]")
+            return cls(parse_schema(pair[0]), parse_schema(pair[1]), key)
         if "enum" in spec:
             variants = []
             for i, v in enumerate(_list(spec["enum"], "enum")):

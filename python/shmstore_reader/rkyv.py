@@ -76,7 +76,7 @@ def _layout_fields(types) -> tuple:
     return offsets, _round_up(offset, align), align
 
 
-class _Archive:
+class Archive:
     def __init__(self, data: bytes):
         self.data = bytes(data)
         self.len = len(self.data)
@@ -116,20 +116,20 @@ class _Archive:
         self.spend(n * _VALUE_COST, path)
 
 
-class _T:
+class ArchivedType:
     """An archived type: its size and alignment, and how to decode it."""
 
     size = 0
     align = 1
 
-    def decode(self, a: _Archive, at: int, path: str):
+    def decode(self, a: Archive, at: int, path: str):
         raise NotImplementedError
 
     def describe(self) -> str:
         raise NotImplementedError
 
 
-class _Prim(_T):
+class Prim(ArchivedType):
     def __init__(self, name: str, fmt: str, size: int):
         self.name, self.fmt, self.size, self.align = name, fmt, size, size
 
@@ -140,7 +140,7 @@ class _Prim(_T):
         return self.name
 
 
-class _Wide(_T):
+class Wide(ArchivedType):
     """u128 and i128: 16 bytes, aligned to 16."""
 
     size = align = 16
@@ -155,7 +155,7 @@ class _Wide(_T):
         return "i128" if self.signed else "u128"
 
 
-class _Bool(_T):
+class Bool(ArchivedType):
     size = align = 1
 
     def decode(self, a, at, path):
@@ -168,7 +168,7 @@ class _Bool(_T):
         return "bool"
 
 
-class _Char(_T):
+class Char(ArchivedType):
     size = align = 4
 
     def decode(self, a, at, path):
@@ -181,7 +181,7 @@ class _Char(_T):
         return "char"
 
 
-class _Unit(_T):
+class Unit(ArchivedType):
     size, align = 0, 1
 
     def decode(self, a, at, path):
@@ -191,7 +191,7 @@ class _Unit(_T):
         return "()"
 
 
-class _Str(_T):
+class Str(ArchivedType):
     """ArchivedString: 8 bytes, aligned to 4; inline up to 8 bytes (padded
     with 0xff), else a length with the marker bits 0b10 in bits 6-7 and an
     offset from the string's own start."""
@@ -222,13 +222,13 @@ class _Str(_T):
         return "str"
 
 
-class _Vec(_T):
+class Vec(ArchivedType):
     """ArchivedVec<T> and the archived slice of Box<[T]>: a relative pointer
     to the elements and their number (u32)."""
 
     size, align = 8, 4
 
-    def __init__(self, elem: _T, name: str = "vec"):
+    def __init__(self, elem: ArchivedType, name: str = "vec"):
         self.elem, self.name = elem, name
 
     def decode(self, a, at, path):
@@ -245,7 +245,7 @@ class _Vec(_T):
         return f"{self.name}<{self.elem.describe()}>"
 
 
-class _BoxStr(_T):
+class BoxStr(ArchivedType):
     """ArchivedBox<str>: a relative pointer to the bytes and their number."""
 
     size, align = 8, 4
@@ -265,12 +265,12 @@ class _BoxStr(_T):
         return "box<str>"
 
 
-class _Box(_T):
+class Box(ArchivedType):
     """ArchivedBox<T> of a sized T: a relative pointer."""
 
     size, align = 4, 4
 
-    def __init__(self, elem: _T):
+    def __init__(self, elem: ArchivedType):
         self.elem = elem
 
     def decode(self, a, at, path):
@@ -282,11 +282,11 @@ class _Box(_T):
         return f"box<{self.elem.describe()}>"
 
 
-class _Option(_T):
+class Option(ArchivedType):
     """ArchivedOption<T>: repr(u8) enum: tag byte 0 None / 1 Some, the value
     at the next multiple of its alignment."""
 
-    def __init__(self, elem: _T):
+    def __init__(self, elem: ArchivedType):
         self.elem = elem
         offsets, some, align = _layout_fields([_U8, elem])
         self.payload = offsets[1]
@@ -305,7 +305,7 @@ class _Option(_T):
         return f"option<{self.elem.describe()}>"
 
 
-class _Struct(_T):
+class Struct(ArchivedType):
     def __init__(self, fields: list):
         self.fields = fields
         self.offsets, self.size, self.align = _layout_fields([t for _, t in fields])
@@ -321,7 +321,7 @@ class _Struct(_T):
         return "{" + ", ".join(f"{n}: {t.describe()}" for n, t in self.fields) + "}"
 
 
-class _Tuple(_T):
+class Tuple(ArchivedType):
     def __init__(self, elems: list):
         self.elems = elems
         self.offsets, self.size, self.align = _layout_fields(elems)
@@ -336,8 +336,8 @@ class _Tuple(_T):
         return "(" + ", ".join(t.describe() for t in self.elems) + ")"
 
 
-class _Array(_T):
-    def __init__(self, elem: _T, count: int):
+class Array(ArchivedType):
+    def __init__(self, elem: ArchivedType, count: int):
         self.elem, self.count = elem, count
         self.size, self.align = elem.size * count, elem.align
 
@@ -349,7 +349,7 @@ class _Array(_T):
         return f"[{self.elem.describe()}; {self.count}]"
 
 
-class _Enum(_T):
+class Enum(ArchivedType):
     """A derived enum (repr(u8)): a union of repr(C) structs, each the tag
     byte then the variant's fields. `variants` is a list of (name, tag,
     fields or None, tuple-like)."""
@@ -386,12 +386,12 @@ class _Enum(_T):
         return "enum{" + ", ".join(v[0] for v in self.variants.values()) + "}"
 
 
-def _is_scalar(t: _T) -> bool:
+def _is_scalar(t: ArchivedType) -> bool:
     """Whether every value of `t` decodes to a str, int, float or bool: a
     map with such keys decodes to a dict."""
-    if isinstance(t, (_Prim, _Wide, _Bool, _Char, _Str, _BoxStr)):
+    if isinstance(t, (Prim, Wide, Bool, Char, Str, BoxStr)):
         return True
-    return isinstance(t, _Enum) and all(v[1] is None for v in t.variants.values())
+    return isinstance(t, Enum) and all(v[1] is None for v in t.variants.values())
 
 
 class _Entries:
@@ -399,12 +399,12 @@ class _Entries:
     keys are scalars (a repeated key is an error, as no map holds one), a
     list of [key, value] pairs otherwise, a list of keys for a set."""
 
-    def __init__(self, key: _T, is_set: bool):
+    def __init__(self, key: ArchivedType, is_set: bool):
         self.is_set = is_set
         self.as_dict = not is_set and _is_scalar(key)
         self.out = {} if self.as_dict else []
 
-    def add(self, a: _Archive, key, value, path: str) -> None:
+    def add(self, a: Archive, key, value, path: str) -> None:
         if self.is_set:
             self.out.append(key)
         elif self.as_dict:
@@ -415,7 +415,7 @@ class _Entries:
             self.out.append([key, value])
 
 
-class _HashTable(_T):
+class HashTable(ArchivedType):
     """ArchivedHashMap<K, V> and ArchivedHashSet<K> (a set is a map of K to
     ()): rkyv's Swiss table. 12 bytes, aligned to 4: a relative pointer to
     the control bytes, the number of entries (u32) and the capacity (u32).
@@ -429,7 +429,7 @@ class _HashTable(_T):
     size, align = 12, 4
     GROUP = 16
 
-    def __init__(self, key: _T, value: "_T | None", name: str):
+    def __init__(self, key: ArchivedType, value: "ArchivedType | None", name: str):
         self.key, self.value, self.name = key, value, name
         offsets, self.entry_size, self.entry_align = _layout_fields([key] if value is None else [key, value])
         self.value_offset = offsets[-1]
@@ -470,7 +470,7 @@ class _HashTable(_T):
         return f"{self.name}<{args}>"
 
 
-class _BTree(_T):
+class BTree(ArchivedType):
     """ArchivedBTreeMap<K, V> and ArchivedBTreeSet<K> (a set is a map of K
     to ()): 8 bytes, aligned to 4: a relative pointer to the root node and
     the number of entries (u32). A node (5 entries at most) is repr(C): a
@@ -483,17 +483,17 @@ class _BTree(_T):
     size, align = 8, 4
     E = 5
 
-    def __init__(self, key: _T, value: "_T | None", name: str):
+    def __init__(self, key: ArchivedType, value: "ArchivedType | None", name: str):
         self.key, self.value, self.name = key, value, name
-        node = _Tuple([_U8, _Array(key, self.E), _Array(value or _PRIMS["unit"], self.E)])
+        node = Tuple([_U8, Array(key, self.E), Array(value or PRIMS["unit"], self.E)])
         self.keys_at, self.values_at = node.offsets[1], node.offsets[2]
-        leaf = _Tuple([node, _PRIMS["u32"]])
-        inner = _Tuple([node, _Array(_PRIMS["u32"], self.E), _PRIMS["u32"]])
+        leaf = Tuple([node, PRIMS["u32"]])
+        inner = Tuple([node, Array(PRIMS["u32"], self.E), PRIMS["u32"]])
         self.leaf_len_at, self.leaf_size = leaf.offsets[1], leaf.size
         self.lesser_at, self.greater_at, self.inner_size = inner.offsets[1], inner.offsets[2], inner.size
         self.node_align = leaf.align
 
-    def child(self, a: _Archive, node: int, i: int):
+    def child(self, a: Archive, node: int, i: int):
         """The position of child i of an inner node (i < 5: lesser[i], 5:
         greater), None for an invalid pointer."""
         at = node + (self.lesser_at + 4 * i if i < self.E else self.greater_at)
@@ -565,32 +565,32 @@ class _BTree(_T):
         return f"{self.name}<{args}>"
 
 
-_U8 = _Prim("u8", "<B", 1)
-_PRIMS = {
+_U8 = Prim("u8", "<B", 1)
+PRIMS = {
     "u8": _U8,
-    "i8": _Prim("i8", "<b", 1),
-    "u16": _Prim("u16", "<H", 2),
-    "i16": _Prim("i16", "<h", 2),
-    "u32": _Prim("u32", "<I", 4),
-    "i32": _Prim("i32", "<i", 4),
-    "u64": _Prim("u64", "<Q", 8),
-    "i64": _Prim("i64", "<q", 8),
-    "usize": _Prim("usize", "<I", 4),
-    "isize": _Prim("isize", "<i", 4),
-    "f32": _Prim("f32", "<f", 4),
-    "f64": _Prim("f64", "<d", 8),
-    "u128": _Wide(False),
-    "i128": _Wide(True),
-    "bool": _Bool(),
-    "char": _Char(),
-    "unit": _Unit(),
-    "str": _Str(),
-    "string": _Str(),
-    "String": _Str(),
+    "i8": Prim("i8", "<b", 1),
+    "u16": Prim("u16", "<H", 2),
+    "i16": Prim("i16", "<h", 2),
+    "u32": Prim("u32", "<I", 4),
+    "i32": Prim("i32", "<i", 4),
+    "u64": Prim("u64", "<Q", 8),
+    "i64": Prim("i64", "<q", 8),
+    "usize": Prim("usize", "<I", 4),
+    "isize": Prim("isize", "<i", 4),
+    "f32": Prim("f32", "<f", 4),
+    "f64": Prim("f64", "<d", 8),
+    "u128": Wide(False),
+    "i128": Wide(True),
+    "bool": Bool(),
+    "char": Char(),
+    "unit": Unit(),
+    "str": Str(),
+    "string": Str(),
+    "String": Str(),
 }
 
 # The maps and sets, by their name in a schema.
-_MAPS = {"hash_map": _HashTable, "hash_set": _HashTable, "btree_map": _BTree, "btree_set": _BTree}
+MAPS = {"hash_map": HashTable, "hash_set": HashTable, "btree_map": BTree, "btree_set": BTree}
 
 _TOKEN = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*|[0-9]+|[<>\[\];,()])")
 
@@ -624,18 +624,18 @@ class _TypeParser:
         self.i += 1
         return tok
 
-    def parse(self) -> _T:
+    def parse(self) -> ArchivedType:
         t = self.type()
         if self.peek() is not None:
             raise UsageError(f"bad type {self.text!r}: unexpected {self.peek()!r}")
         return t
 
-    def type(self) -> _T:
+    def type(self) -> ArchivedType:
         tok = self.take()
         if tok == "(":
             if self.peek() == ")":
                 self.take()
-                return _PRIMS["unit"]
+                return PRIMS["unit"]
             elems = [self.type()]
             while self.peek() == ",":
                 self.take()
@@ -643,7 +643,7 @@ class _TypeParser:
                     break
                 elems.append(self.type())
             self.take(")")
-            return _Tuple(elems)
+            return Tuple(elems)
         if tok == "[":
             elem = self.type()
             self.take(";")
@@ -651,9 +651,9 @@ class _TypeParser:
             if not count.isdigit():
                 raise UsageError(f"bad type {self.text!r}: an array length is a number")
             self.take("]")
-            return _Array(elem, int(count))
+            return Array(elem, int(count))
         low = tok.lower()
-        if low in _MAPS:
+        if low in MAPS:
             self.take("<")
             key = self.type()
             value = None
@@ -661,33 +661,33 @@ class _TypeParser:
                 self.take(",")
                 value = self.type()
             self.take(">")
-            return _MAPS[low](key, value, low)
+            return MAPS[low](key, value, low)
         if low in ("vec", "option", "box", "result"):
             self.take("<")
             if low == "box" and self.peek() == "str":
                 self.take()
-                inner = _BoxStr()
+                inner = BoxStr()
             elif low == "box" and self.peek() == "[":
                 self.take()
                 elem = self.type()
                 self.take("]")
-                inner = _Vec(elem, "box<[..]>")
+                inner = Vec(elem, "box<[..]>")
             elif low == "result":
                 ok = self.type()
                 self.take(",")
                 err = self.type()
-                inner = _Enum([("Ok", 0, [("0", ok)], True), ("Err", 1, [("0", err)], True)])
+                inner = Enum([("Ok", 0, [("0", ok)], True), ("Err", 1, [("0", err)], True)])
             else:
                 elem = self.type()
-                inner = {"vec": _Vec, "option": _Option, "box": _Box}[low](elem)
+                inner = {"vec": Vec, "option": Option, "box": Box}[low](elem)
             self.take(">")
             return inner
-        if tok in _PRIMS:
-            return _PRIMS[tok]
+        if tok in PRIMS:
+            return PRIMS[tok]
         raise UsageError(f"bad type {self.text!r}: unknown type {tok!r}")
 
 
-def parse_schema(spec) -> _T:
+def parse_schema(spec) -> ArchivedType:
     """An archived type from a schema description:
 
     - a type string: "u64", "i32", "f64", "bool", "char", "str", "vec<u32>",
@@ -706,26 +706,26 @@ def parse_schema(spec) -> _T:
       or a list of types (a tuple variant); variant i has tag i unless the
       entry is {"name": ..., "fields": ..., "tag": N}.
     """
-    if isinstance(spec, _T):
+    if isinstance(spec, ArchivedType):
         return spec
     if isinstance(spec, str):
         return _TypeParser(spec).parse()
     if isinstance(spec, list):
-        return _Struct(_fields(spec, "struct"))
+        return Struct(_fields(spec, "struct"))
     if isinstance(spec, dict) and len(spec) >= 1:
         if "struct" in spec:
-            return _Struct(_fields(spec["struct"], "struct"))
+            return Struct(_fields(spec["struct"], "struct"))
         if "tuple" in spec:
-            return _Tuple([parse_schema(t) for t in _list(spec["tuple"], "tuple")])
+            return Tuple([parse_schema(t) for t in _list(spec["tuple"], "tuple")])
         if "array" in spec:
             count = spec.get("len")
             if not isinstance(count, int) or isinstance(count, bool) or count < 0:
                 raise UsageError("an array schema needs a \"len\" of 0 or more")
-            return _Array(parse_schema(spec["array"]), count)
-        for key, cls in (("vec", _Vec), ("option", _Option), ("box", _Box)):
+            return Array(parse_schema(spec["array"]), count)
+        for key, cls in (("vec", Vec), ("option", Option), ("box", Box)):
             if key in spec:
                 return cls(parse_schema(spec[key]))
-        for key, cls in _MAPS.items():
+        for key, cls in MAPS.items():
             if key not in spec:
                 continue
             if key.endswith("set"):
@@ -759,7 +759,7 @@ def parse_schema(spec) -> _T:
                 else:
                     positional = [(str(j), parse_schema(t)) for j, t in enumerate(fields)]
                     variants.append((name, tag, positional, True))
-            return _Enum(variants)
+            return Enum(variants)
     raise UsageError(
         f"bad schema {json.dumps(spec)[:80]}: give a type string, a list of [name, type] pairs or an object"
     )
@@ -786,7 +786,7 @@ def decode_archive(data: bytes, schema) -> Any:
     the archive, and the value made is bounded by the archive's size (the
     module's docstring says how); DecodeError says where a check failed."""
     root = parse_schema(schema)
-    a = _Archive(data)
+    a = Archive(data)
     if a.len < root.size:
         raise DecodeError(f"the archive has {a.len} bytes, fewer than its root ({root.size})", field="root")
     at = a.len - root.size

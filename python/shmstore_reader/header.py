@@ -1,4 +1,4 @@
-"""The header (FORMAT.md, version 5): its layout, its validation, and
+"""The header (FORMAT.md, version 6): its layout, its validation, and
 waiting for a creator to finish it.
 
 `validate` reads every header field once, checks it as FORMAT.md's
@@ -7,7 +7,9 @@ then the rest; and, as shmstore does, that the ABI fields are this
 host's), and keeps what it read in a `Layout`: the layout fields are
 never read from the segment again, so a later change to them (by a
 faulty or hostile writer) cannot move a read outside the bounds checked
-here. `state` is loaded first, and x86-64 loads are acquire loads (see
+here. The stored schema, if any, is copied once, its hash checked on the
+copy and the copy parsed (schema.py); its size and alignment must be the
+header's. `state` is loaded first, and x86-64 loads are acquire loads (see
 host.py): once it is READY, the fields read after it are those the
 creator wrote before it stored READY (release).
 
@@ -40,13 +42,30 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
-from .errors import AbiMismatch, Busy, Corrupt, CreatorDied, IncompatibleFormat, InitTimeout, NotFound, NotShmstore
+from .errors import (
+    AbiMismatch,
+    BadSchema,
+    Busy,
+    Corrupt,
+    CreatorDied,
+    IncompatibleFormat,
+    InitTimeout,
+    NotFound,
+    NotShmstore,
+)
 from .host import M64, abi_text, host_abi, load_i32, load_u32, load_u64
 from .proc import process_alive, process_start_time, process_started_at, process_uids
+from .schema import SCHEMA_MAX_LEN, Schema, fnv1a64, parse_stored_schema
 from .sysv import SegmentInfo, Attachment, segment_stat
 
 MAGIC = 0x65726F74736D6873  # the bytes "shmstore", little-endian
-FORMAT_VERSION = 5
+# The format FORMAT.md describes.
+FORMAT_VERSION = 6
+# The versions this reader opens. Version 5 is version 6 without a schema
+# (its bytes 116 to 127 are reserved zeros, which this reader then does not
+# read): it is accepted while shmstore's own writers still make it. Once
+# they make version 6, this becomes (FORMAT_VERSION,).
+READ_FORMAT_VERSIONS = (5, FORMAT_VERSION)
 HEADER_SIZE = 512
 KIND_CELL = 1
 KIND_REGION = 2
@@ -61,6 +80,9 @@ MAX_ALIGN = 4096
 NAME_PROBES = 8
 REGION_CONTROL_SIZE = 9280
 PIN_SLOTS = 128
+# Where a stored schema lies (FORMAT.md, "Schema (optional)"): right after
+# the header in a cell, after the control block in a region.
+SCHEMA_OFFSETS = {KIND_CELL: HEADER_SIZE, KIND_REGION: HEADER_SIZE + REGION_CONTROL_SIZE}
 # rkyv's format word of a region (`type_extra`): rkyv 0.8 with its default
 # features, little-endian (1 << 16), archived usize of 4 bytes (4 << 8),
 # archived u32 aligned to 4 (4).
@@ -89,6 +111,8 @@ OFF_SLOT_STRIDE = 88
 OFF_USED_LEN = 96
 OFF_CREATOR_START = 104
 OFF_NAME_LEN = 112
+OFF_SCHEMA_LEN = 116
+OFF_SCHEMA_HASH = 120
 OFF_TYPE_NAME = 128
 OFF_SEQ = 256
 OFF_NOTIFY = 264
@@ -131,6 +155,11 @@ class Layout:
     used_len: int
     creator_pid: int
     abi: tuple
+    format_version: int = FORMAT_VERSION
+    schema_len: int = 0
+    schema_hash: int = 0
+    # The stored schema, parsed (schema.Schema), or None when there is none.
+    schema: Optional[Schema] = None
 
     @property
     def kind_name(self) -> str:
@@ -165,9 +194,12 @@ def validate(addr: int, segment_len: int) -> tuple:
     if magic != MAGIC:
         raise NotShmstore(f"magic {magic:#018x} is not shmstore's")
     version = load_u32(addr + OFF_FORMAT_VERSION)
-    if version != FORMAT_VERSION:
+    if version not in READ_FORMAT_VERSIONS:
         raise IncompatibleFormat(
-            f"format version {version}; this reader reads version {FORMAT_VERSION}", field="format_version"
+            f"format version {version}; this reader reads version "
+            + " and ".join(str(v) for v in READ_FORMAT_VERSIONS)
+            + ": read the object with a reader of its version",
+            field="format_version",
         )
     if state != STATE_READY:
         raise corrupt(f"state {state} is not READY ({STATE_READY})", "state")
@@ -199,6 +231,14 @@ def validate(addr: int, segment_len: int) -> tuple:
     name_len = load_u32(addr + OFF_NAME_LEN)
     if name_len > NAME_MAX:
         raise corrupt(f"name length {name_len} > {NAME_MAX}", "name_len")
+    schema_len = schema_hash = 0
+    if version >= 6:
+        schema_len = load_u32(addr + OFF_SCHEMA_LEN)
+        schema_hash = load_u64(addr + OFF_SCHEMA_HASH)
+    if schema_len > SCHEMA_MAX_LEN:
+        raise corrupt(f"schema length {schema_len} > {SCHEMA_MAX_LEN}", "schema_len")
+    if schema_len == 0 and schema_hash != 0:
+        raise corrupt(f"schema hash {schema_hash:#018x} with no schema (schema_len 0)", "schema_hash")
     if value_align == 0 or value_align & (value_align - 1) or value_align > MAX_ALIGN:
         raise corrupt(f"value alignment {value_align}", "value_align")
     count = load_u32(addr + OFF_SLOT_COUNT)
@@ -208,13 +248,15 @@ def validate(addr: int, segment_len: int) -> tuple:
         raise corrupt(f"{count} slots in a cell (a power of two is required)", "slot_count")
     data_offset = load_u64(addr + OFF_DATA_OFFSET)
     stride = load_u64(addr + OFF_SLOT_STRIDE)
-    prefix = HEADER_SIZE + (REGION_CONTROL_SIZE if kind == KIND_REGION else 0)
+    # The data begins after the schema, if any.
+    prefix = SCHEMA_OFFSETS[kind] + schema_len
     # A cell's slots are read as 8-byte words; a region's buffers start on
     # cache lines and at the root's alignment.
     unit = max(value_align, 64 if kind == KIND_REGION else 8)
     if data_offset < prefix or data_offset % unit:
         raise corrupt(
-            f"data at {data_offset}: it must be at least {prefix} and a multiple of {unit}",
+            f"data at {data_offset}: it must be at least {prefix} (the {schema_len} bytes of schema "
+            f"end there) and a multiple of {unit}",
             "data_offset",
         )
     stride_unit = unit if kind == KIND_REGION else 8
@@ -232,6 +274,9 @@ def validate(addr: int, segment_len: int) -> tuple:
             f"header says {used}, segment has {segment_len}",
             "used_len",
         )
+    schema = None
+    if schema_len:
+        schema = read_schema(addr, kind, schema_len, schema_hash, value_size, value_align, abi[1])
     type_name = ctypes.string_at(addr + OFF_TYPE_NAME, type_name_len)
     name = ctypes.string_at(addr + OFF_NAME, name_len) if name_len else None
     layout = Layout(
@@ -250,8 +295,40 @@ def validate(addr: int, segment_len: int) -> tuple:
         used_len=used,
         creator_pid=load_i32(addr + OFF_CREATOR_PID),
         abi=abi,
+        format_version=version,
+        schema_len=schema_len,
+        schema_hash=schema_hash,
+        schema=schema,
     )
     return layout, type_name
+
+
+def read_schema(
+    addr: int, kind: int, length: int, expected_hash: int, value_size: int, value_align: int, pointer_width: int
+) -> Schema:
+    """Copy the stored schema of a validated header once (it lies before the
+    data, inside the segment: validation checked `data_offset` and
+    `used_len` first), check its hash on the copy and parse the copy; its
+    size and alignment must be the value's. Corrupt says which check
+    failed."""
+    raw = ctypes.string_at(addr + SCHEMA_OFFSETS[kind], length)
+    found = fnv1a64(raw)
+    if found != expected_hash:
+        raise corrupt(
+            f"the schema's {length} bytes hash to {found:#018x}, the header says {expected_hash:#018x}",
+            "schema_hash",
+        )
+    try:
+        schema = parse_stored_schema(raw, KIND_NAMES[kind], pointer_width)
+    except BadSchema as e:
+        raise corrupt(f"the stored schema cannot be used: {e.message}", "schema")
+    if (schema.size, schema.align) != (value_size, value_align):
+        raise corrupt(
+            f"the stored schema {schema.text!r} lays out {schema.size} bytes aligned to {schema.align}; "
+            f"the header says {value_size} bytes aligned to {value_align}",
+            "schema",
+        )
+    return schema
 
 
 def _creator_alive(addr: int, info: SegmentInfo) -> bool:

@@ -41,6 +41,7 @@ from .errors import (
     Closed,
     ForeignOwner,
     InitTimeout,
+    NoSchema,
     NotFound,
     NothingPublished,
     ReaderError,
@@ -74,7 +75,7 @@ from .header import (
 )
 from .host import M64, pack_words, load_u32, load_u64, WordArray, load_words
 from .names import CLAIM, OBJECT, UNTRUSTED, look_at_key, check_name, name_key, name_key_in, namespace_secret
-from .rkyv import ArchivedType, decode_archive, parse_schema
+from .rkyv import ArchivedType, decode_archive, decode_cell, parse_schema
 from .sysv import OpenOptions, SegmentInfo, Attachment, attach_key, key_text, shmget
 from .wait import wait_for_version_change
 
@@ -435,6 +436,25 @@ class ShmObject:
         copy = self.copy_region()
         return Versioned(copy[0], decode_archive(copy[1], root), copy.retries)
 
+    def read_value(self) -> Versioned:
+        """The current value decoded by the object's stored schema (FORMAT.md,
+        "Schema (optional)"): (version, value). A cell's value or a region's
+        archive becomes Python values: a struct a dict by field name, a
+        tuple, array, vector or set a list, a map a dict (or a list of [key,
+        value] pairs when its keys are not scalars), an enum its variant's
+        name or {name: fields}. NoSchema if the object stores none."""
+        self._check_open()
+        lay = self.layout
+        if lay.schema is None:
+            raise NoSchema(
+                f"{self.what} stores no schema (its creator did not give one): read it with a schema "
+                f"of your own ({'read_cell(fmt)' if lay.kind == KIND_CELL else 'read_region(schema)'})"
+            )
+        if lay.kind == KIND_CELL:
+            read = self.read_cell()
+            return Versioned(read[0], decode_cell(read[1], lay.schema.root), read.retries)
+        return self.read_region(lay.schema.root)
+
     def check_type(
         self,
         type_name: Optional[str] = None,
@@ -503,6 +523,9 @@ class ShmObject:
             "type_hash": f"{lay.type_hash:#018x}",
             "type_extra": f"{lay.type_extra:#x}",
             "fingerprint": fp,
+            "format_version": lay.format_version,
+            "schema": lay.schema.text if lay.schema is not None else None,
+            "schema_hash": f"{lay.schema_hash:#018x}",
             "creator_pid": lay.creator_pid,
             "layout": {
                 "slot_count": lay.slot_count,

@@ -242,6 +242,8 @@ class Vec(ArchivedType):
         return [self.elem.decode(a, start + i * size, f"{path}[{i}]") for i in range(count)]
 
     def describe(self):
+        if self.name == "box<[..]>":
+            return f"box<[{self.elem.describe()}]>"
         return f"{self.name}<{self.elem.describe()}>"
 
 
@@ -306,8 +308,11 @@ class Option(ArchivedType):
 
 
 class Struct(ArchivedType):
-    def __init__(self, fields: list):
-        self.fields = fields
+    """A struct with named fields (repr(C)), decoded to a dict by field
+    name; `name` is the type's own name, if known."""
+
+    def __init__(self, fields: list, name: str = ""):
+        self.fields, self.name = fields, name
         self.offsets, self.size, self.align = _layout_fields([t for _, t in fields])
 
     def decode(self, a, at, path):
@@ -318,12 +323,15 @@ class Struct(ArchivedType):
         }
 
     def describe(self):
-        return "{" + ", ".join(f"{n}: {t.describe()}" for n, t in self.fields) + "}"
+        return self.name + "{" + ", ".join(f"{n}: {t.describe()}" for n, t in self.fields) + "}"
 
 
 class Tuple(ArchivedType):
-    def __init__(self, elems: list):
-        self.elems = elems
+    """A tuple, or a tuple struct called `name` (repr(C)), decoded to a
+    list."""
+
+    def __init__(self, elems: list, name: str = ""):
+        self.elems, self.name = elems, name
         self.offsets, self.size, self.align = _layout_fields(elems)
 
     def decode(self, a, at, path):
@@ -333,7 +341,7 @@ class Tuple(ArchivedType):
         ]
 
     def describe(self):
-        return "(" + ", ".join(t.describe() for t in self.elems) + ")"
+        return self.name + "(" + ", ".join(t.describe() for t in self.elems) + ")"
 
 
 class Array(ArchivedType):
@@ -354,7 +362,8 @@ class Enum(ArchivedType):
     byte then the variant's fields. `variants` is a list of (name, tag,
     fields or None, tuple-like)."""
 
-    def __init__(self, variants: list):
+    def __init__(self, variants: list, name: str = ""):
+        self.name = name
         if not variants:
             raise UsageError("an enum needs at least one variant")
         self.variants = {}
@@ -383,7 +392,7 @@ class Enum(ArchivedType):
         return {name: {n: v for (n, _), v in zip(fields, values)}}
 
     def describe(self):
-        return "enum{" + ", ".join(v[0] for v in self.variants.values()) + "}"
+        return f"enum {self.name}" + "{" + ", ".join(v[0] for v in self.variants.values()) + "}"
 
 
 def _is_scalar(t: ArchivedType) -> bool:
@@ -794,3 +803,16 @@ def decode_archive(data: bytes, schema) -> Any:
         raise DecodeError(f"the root at byte {at} is not aligned to {root.align}", field="root")
     a.values(1, "")
     return root.decode(a, at, "")
+
+
+def decode_cell(data: bytes, root: ArchivedType) -> Any:
+    """Decode a cell's value, `data` (the value's bytes, as `read_cell`
+    returns them), of the plain-data type `root` (a stored schema's root,
+    see schema.py: scalars, arrays, tuples and structs in the platform's
+    layout, which hold no pointers). The output is bounded as an archive's
+    is (the module's docstring)."""
+    a = Archive(data)
+    if a.len != root.size:
+        raise DecodeError(f"the value has {a.len} bytes; its type ({root.describe()}) has {root.size}", field="root")
+    a.values(1, "")
+    return root.decode(a, 0, "")

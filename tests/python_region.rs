@@ -10,6 +10,7 @@
 
 mod common;
 
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -431,6 +432,191 @@ fn decodes_the_documented_rkyv_layouts() {
     let at = bad.len() - 8;
     bad[at..at + 4].copy_from_slice(&(-1000i32).to_le_bytes());
     let run = py_with_input(&["decode", "--schema", "vec<u32>"], Some(&bad));
+    assert_eq!(run.error(), "decode");
+}
+
+/// A struct holding a map and a set, as a region's root would.
+#[derive(rkyv::Archive, rkyv::Serialize)]
+struct Registry {
+    name: String,
+    weights: HashMap<String, f64>,
+    ids: BTreeSet<u32>,
+}
+
+/// The archive of `value`, as a region holds it.
+fn archive_of<T>(value: &T) -> Vec<u8>
+where
+    T: for<'a> rkyv::Serialize<
+            rkyv::api::high::HighSerializer<
+                rkyv::util::AlignedVec,
+                rkyv::ser::allocator::ArenaHandle<'a>,
+                rkyv::rancor::Error,
+            >,
+        >,
+{
+    rkyv::to_bytes::<rkyv::rancor::Error>(value)
+        .unwrap()
+        .to_vec()
+}
+
+/// What the Python decoder makes of `bytes` with `schema`.
+fn py_decode(schema: &str, bytes: &[u8]) -> Value {
+    let got = py_with_input(&["decode", "--schema", schema], Some(bytes)).ok();
+    assert_eq!(got["len"], bytes.len(), "{schema}: {}", hex(bytes));
+    got["value"].clone()
+}
+
+#[test]
+fn decodes_maps_and_sets() {
+    if !python_or_skip("decodes_maps_and_sets") {
+        return;
+    }
+    // FORMAT.md ("Maps and sets") shows these bytes: they must stay what
+    // rkyv writes.
+    let one = archive_of(&HashMap::from([(1u32, 2u32)]));
+    let rows = [
+        "0100000002000000",                 // 0: bucket 1: key 1, value 2
+        "0000000000000000",                 // 8: bucket 0: empty (zeros)
+        "ff28ff28ffffffffffffffffffffffff", // 16: control bytes 0-15
+        "ffffffffffffffffffffffffffffff",   // 32: control bytes 16-30
+        "00",                               // 47: padding
+        "e0ffffff0100000002000000",         // 48: the root: -32, len 1, cap 2
+    ];
+    assert_eq!(hex(&one), rows.concat());
+    assert_eq!(py_decode("hash_map<u32, u32>", &one), json!({"1": 2}));
+    let seven: BTreeMap<u8, u16> = (1..=7).map(|i| (i, u16::from(i) * 100)).collect();
+    let seven = archive_of(&seven);
+    let rows = [
+        "00",                               // 0: the leaf: kind 0
+        "0102000000",                       // 1: keys 1, 2 (3 unused)
+        "6400c800000000000000",             // 6: values 100, 200 (3 unused)
+        "02000000",                         // 16: the leaf's length, 2
+        "01",                               // 20: the inner node: kind 1
+        "0304050607",                       // 21: keys 3 to 7
+        "2c019001f4015802bc02",             // 26: values 300 to 700
+        "dcffffff",                         // 36: lesser[0]: 36 - 36 = 0, the leaf
+        "01000000010000000100000001000000", // 40: lesser[1..5]: none (offset 1)
+        "01000000",                         // 56: greater: none
+        "d8ffffff07000000",                 // 60: the root: 60 - 40 = 20, len 7
+    ];
+    assert_eq!(hex(&seven), rows.concat());
+    assert_eq!(
+        py_decode("btree_map<u8, u16>", &seven),
+        json!({"1": 100, "2": 200, "3": 300, "4": 400, "5": 500, "6": 600, "7": 700})
+    );
+
+    // Hash maps: keys by name, values of every alignment, empty maps.
+    let words: HashMap<String, u32> = (0..200).map(|i| (format!("key number {i}"), i)).collect();
+    assert_eq!(
+        py_decode("hash_map<str, u32>", &archive_of(&words)),
+        json!(words)
+    );
+    let lists: HashMap<u64, Vec<u16>> = (0..50u64)
+        .map(|i| (i * 0x1_0000_0001, (0..(i % 4) as u16).collect()))
+        .collect();
+    let want: serde_json::Map<String, Value> = lists
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect();
+    assert_eq!(
+        py_decode("hash_map<u64, vec<u16>>", &archive_of(&lists)),
+        Value::Object(want)
+    );
+    assert_eq!(
+        py_decode(
+            "hash_map<u32, u32>",
+            &archive_of(&HashMap::<u32, u32>::new())
+        ),
+        json!({})
+    );
+    assert_eq!(
+        py_decode("hash_set<str>", &archive_of(&HashSet::<String>::new())),
+        json!([])
+    );
+    // Hash sets: in bucket order, the order rkyv's own iterator gives.
+    let names: HashSet<String> = (0..40).map(|i| format!("n{i}")).collect();
+    let bytes = archive_of(&names);
+    let archived =
+        rkyv::access::<rkyv::Archived<HashSet<String>>, rkyv::rancor::Error>(&bytes).unwrap();
+    let order: Vec<&str> = archived.iter().map(|s| s.as_str()).collect();
+    assert_eq!(py_decode("hash_set<str>", &bytes), json!(order));
+    // Entries of no bytes at all.
+    assert_eq!(
+        py_decode("hash_set<()>", &archive_of(&HashSet::from([()]))),
+        json!([null])
+    );
+
+    // B-trees: in key order, of one to four levels.
+    for n in [1u32, 5, 6, 7, 35, 36, 37, 216, 1000] {
+        let map: BTreeMap<u32, String> = (0..n).map(|i| (i * 3, format!("value {i}"))).collect();
+        assert_eq!(
+            py_decode("btree_map<u32, str>", &archive_of(&map)),
+            json!(map),
+            "{n}"
+        );
+        let set: BTreeSet<i64> = (0..i64::from(n)).map(|i| i * i - 500).collect();
+        assert_eq!(
+            py_decode("btree_set<i64>", &archive_of(&set)),
+            json!(set),
+            "{n}"
+        );
+    }
+    assert_eq!(
+        py_decode(
+            "btree_map<u32, u32>",
+            &archive_of(&BTreeMap::<u32, u32>::new())
+        ),
+        json!({})
+    );
+    assert_eq!(
+        py_decode("btree_set<()>", &archive_of(&BTreeSet::from([()]))),
+        json!([null])
+    );
+    // Keys that are not scalars: a list of [key, value] pairs.
+    let pairs: BTreeMap<(u8, u8), bool> = (0..9u8).map(|i| ((i / 3, i % 3), i % 2 == 0)).collect();
+    let want: Vec<Value> = pairs.iter().map(|((a, b), v)| json!([[a, b], v])).collect();
+    assert_eq!(
+        py_decode("btree_map<(u8, u8), bool>", &archive_of(&pairs)),
+        json!(want)
+    );
+    // Maps in maps, and in a struct.
+    let nested: HashMap<String, BTreeMap<u8, u8>> = (0..12u8)
+        .map(|i| (format!("outer {i}"), (0..i).map(|j| (j, i ^ j)).collect()))
+        .collect();
+    let want: serde_json::Map<String, Value> = nested
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                json!(
+                    v.iter()
+                        .map(|(a, b)| (a.to_string(), *b))
+                        .collect::<BTreeMap<_, _>>()
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(
+        py_decode("hash_map<str, btree_map<u8, u8>>", &archive_of(&nested)),
+        Value::Object(want)
+    );
+    let registry = Registry {
+        name: "weights of the day".into(),
+        weights: (0..10)
+            .map(|i| (format!("w{i}"), f64::from(i) / 4.0))
+            .collect(),
+        ids: (0..100).map(|i| i * 7).collect(),
+    };
+    let schema = r#"[["name", "str"], ["weights", {"hash_map": ["str", "f64"]}], ["ids", "btree_set<u32>"]]"#;
+    assert_eq!(
+        py_decode(schema, &archive_of(&registry)),
+        json!({"name": registry.name, "weights": registry.weights, "ids": registry.ids})
+    );
+
+    // A control byte scribbled from full to empty: the count disagrees.
+    let mut bad = one.clone();
+    bad[17] = 0xff;
+    let run = py_with_input(&["decode", "--schema", "hash_map<u32, u32>"], Some(&bad));
     assert_eq!(run.error(), "decode");
 }
 

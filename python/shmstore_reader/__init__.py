@@ -6,7 +6,8 @@ an object by key, by segment id or by name, attaches it read-only
 (``SHM_RDONLY``: it never writes a byte of the segment), validates the
 header as FORMAT.md says and keeps the layout it validated, reads a cell's
 value with the ring-of-slots seqlock, copies a region's current archive
-(checking the version of the buffer it copies), and decodes the common rkyv 0.8 types of such an archive from a schema
+(checking the version of the buffer it copies), and decodes the common
+rkyv 0.8 types of such an archive, maps and sets among them, from a schema
 (FORMAT.md, "Region archives").
 
 It runs on Linux x86-64 only; host.py says why.
@@ -26,16 +27,21 @@ The package, one concern per module:
 - objects.py: ShmObject, finding an object and reading a cell or region;
 - wait.py: waiting for an object's version to change (the futex through
   ctypes, in 2 ms slices, and removal: the `life` word and IPC_STAT);
-- rkyv.py: the schema parser and the rkyv 0.8 archive decoder;
+- rkyv.py: the hand-written schema parser, the rkyv 0.8 archive decoder
+  and the decoder of a cell's plain-data value;
+- schema.py: the schema an object stores (FORMAT.md, "Schema
+  (optional)"), parsed strictly and laid out for a cell or a region;
 - cli.py and __main__.py: the command line.
 
-Command line (JSON on stdout; exit status 0 ok, 1 error, 2 usage), with
-the directory holding this package on PYTHONPATH, or as
+Command line (JSON on stdout, text for ``value`` without ``--json``; exit
+status 0 ok, 1 error, 2 usage), with the directory holding this package on
+PYTHONPATH, or as
 ``python3 path/to/shmstore_reader`` on the package's directory::
 
     python3 -m shmstore_reader info   TARGET
     python3 -m shmstore_reader cell   TARGET [--struct FORMAT] [--reads N]
     python3 -m shmstore_reader region TARGET [--schema JSON|@FILE] [--reads N]
+    python3 -m shmstore_reader value  TARGET [--json] [--reads N]
     python3 -m shmstore_reader decode --schema JSON|@FILE [--hex] < ARCHIVE
 
 A TARGET is a segment id (decimal, as ``ipcs -m`` prints it, or ``id:N``),
@@ -58,6 +64,8 @@ As a package::
     schema = sr.parse_schema([["id", "u64"], ["name", "str"], ["ports", "vec<u32>"]])
     with sr.ShmObject.open("0x2a01beef") as obj:
         version, config = obj.read_region(schema)
+    with sr.ShmObject.open("acme/config") as obj:   # it stores its schema
+        version, config = obj.read_value()          # config["limits"]["max_conn"]
     with sr.ShmObject.named_in("/run/acme", "acme/counters") as obj:
         version, (hits, misses) = obj.read_cell("<QQ")
         try:
@@ -71,6 +79,7 @@ As a package::
 from .cli import main
 from .errors import (
     AbiMismatch,
+    BadSchema,
     Busy,
     Closed,
     Corrupt,
@@ -80,6 +89,7 @@ from .errors import (
     IncompatibleFormat,
     InitTimeout,
     NamespaceRefused,
+    NoSchema,
     NotFound,
     NothingPublished,
     NotShmstore,
@@ -95,7 +105,16 @@ from .errors import (
     WaitTimeout,
     WrongKind,
 )
-from .header import FORMAT_VERSION, HEADER_SIZE, KIND_CELL, KIND_REGION, MAGIC, RKYV_FORMAT, Layout
+from .header import (
+    FORMAT_VERSION,
+    HEADER_SIZE,
+    KIND_CELL,
+    KIND_REGION,
+    MAGIC,
+    READ_FORMAT_VERSIONS,
+    RKYV_FORMAT,
+    Layout,
+)
 from .host import check_host
 from .names import (
     SECRET_FILE,
@@ -109,7 +128,8 @@ from .names import (
     siphash24,
 )
 from .objects import ShmObject, Versioned, parse_target
-from .rkyv import decode_archive, parse_schema
+from .rkyv import decode_archive, decode_cell, parse_schema
+from .schema import SCHEMA_MAX_DEPTH, SCHEMA_MAX_LEN, Schema, fnv1a64, parse_stored_schema
 from .sysv import OpenOptions, SegmentInfo
 
 __all__ = [
@@ -120,6 +140,12 @@ __all__ = [
     "SegmentInfo",
     "parse_schema",
     "decode_archive",
+    "decode_cell",
+    "parse_stored_schema",
+    "Schema",
+    "fnv1a64",
+    "SCHEMA_MAX_LEN",
+    "SCHEMA_MAX_DEPTH",
     "parse_target",
     "check_name",
     "name_key",
@@ -134,6 +160,7 @@ __all__ = [
     "main",
     "MAGIC",
     "FORMAT_VERSION",
+    "READ_FORMAT_VERSIONS",
     "HEADER_SIZE",
     "KIND_CELL",
     "KIND_REGION",
@@ -160,6 +187,8 @@ __all__ = [
     "Starved",
     "UnsupportedArchive",
     "DecodeError",
+    "BadSchema",
+    "NoSchema",
     "OsFailure",
     "Closed",
 ]

@@ -1,12 +1,17 @@
-"""The command line: JSON on standard output, exit status 0 ok, 1 error,
-2 usage.
+"""The command line: JSON on standard output (text for `value` without
+--json), exit status 0 ok, 1 error, 2 usage.
 
     python3 -m shmstore_reader info   TARGET
     python3 -m shmstore_reader cell   TARGET [--struct FORMAT] [--reads N]
     python3 -m shmstore_reader region TARGET [--schema JSON|@FILE] [--reads N]
+    python3 -m shmstore_reader value  TARGET [--json] [--reads N]
     python3 -m shmstore_reader decode --schema JSON|@FILE [--hex] < ARCHIVE
 
-`info`, `cell` and `region` also take `--wait`, `--timeout`, whom to
+`value` decodes a cell or a region by the schema the object stores
+(FORMAT.md, "Schema (optional)"): as indented text, one `field: value` a
+line, or with --json as one JSON line like the other commands.
+
+`info`, `cell`, `region` and `value` also take `--wait`, `--timeout`, whom to
 trust and what type to expect (see `--help`), and `--namespace DIR`: a
 TARGET that is a name is then found in the private namespace of directory
 DIR (an id or a key is not affected).
@@ -24,6 +29,7 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 
 from .errors import ReaderError, UsageError
@@ -37,12 +43,63 @@ def _json_safe(value):
     if isinstance(value, float) and not math.isfinite(value):
         return "NaN" if math.isnan(value) else ("inf" if value > 0 else "-inf")
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        # A map's keys may be numbers or bools: JSON's keys are strings.
+        return {_json_key(k): _json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_json_safe(v) for v in value]
     if isinstance(value, bytes):
         return value.hex()
     return value
+
+
+def _json_key(key) -> str:
+    if isinstance(key, str):
+        return key
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    if isinstance(key, float):
+        return _json_safe(key) if not math.isfinite(key) else repr(key)
+    return str(key)
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _scalar_text(value) -> str:
+    """A scalar as `value` shows it: as JSON writes it (strings quoted and
+    escaped), NaN and infinities as nan, inf and -inf."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return json.dumps(value)
+
+
+def render_text(value, indent: str = "") -> list:
+    """The lines that show a decoded value: a dict as `key: value` lines, a
+    list as `- value` lines, each nested dict or list indented by two
+    spaces under its key or dash; empty ones as {} and []."""
+    lines = []
+    if isinstance(value, dict) and value:
+        for k, v in value.items():
+            key = k if isinstance(k, str) and _PLAIN_KEY.fullmatch(k) else _scalar_text(k)
+            if isinstance(v, (dict, list)) and v:
+                lines.append(f"{indent}{key}:")
+                lines.extend(render_text(v, indent + "  "))
+            else:
+                lines.append(f"{indent}{key}: {render_text(v)[0]}")
+    elif isinstance(value, list) and value:
+        for v in value:
+            if isinstance(v, (dict, list)) and v:
+                lines.append(f"{indent}-")
+                lines.extend(render_text(v, indent + "  "))
+            else:
+                lines.append(f"{indent}- {render_text(v)[0]}")
+    elif isinstance(value, dict):
+        lines.append(indent + "{}")
+    elif isinstance(value, list):
+        lines.append(indent + "[]")
+    else:
+        lines.append(indent + _scalar_text(value))
+    return lines
 
 
 def _emit(obj) -> None:
@@ -126,6 +183,11 @@ def _main(argv) -> int:
                    "without it, the bytes in hex")
     p.add_argument("--reads", type=int, default=1, metavar="N",
                    help="read N times, printing each read that differs from the one before")
+    p = sub.add_parser("value", help="a cell's or region's value, decoded by the schema it stores")
+    common(p)
+    p.add_argument("--json", action="store_true", help="one JSON line, as the other commands print")
+    p.add_argument("--reads", type=int, default=1, metavar="N",
+                   help="read N times, printing each read that differs from the one before")
     p = sub.add_parser("decode", help="decode an rkyv archive read from standard input (no segment)")
     p.add_argument("--schema", required=True, metavar="JSON",
                    help="the archive's root type (JSON, a type string, or @FILE)")
@@ -164,11 +226,27 @@ def _main(argv) -> int:
                 _reads(args, lambda: obj.read_cell(args.struct), lambda v: {"value": list(v)})
             else:
                 _reads(args, obj.read_cell, lambda v: {"bytes": v.hex()})
+        elif args.command == "value":
+            if args.json:
+                _reads(args, obj.read_value, lambda v: {"value": v})
+            else:
+                _value_text(args, obj)
         elif schema is not None:
             _reads(args, lambda: obj.read_region(schema), lambda v: {"value": v})
         else:
             _reads(args, obj.copy_region, lambda v: {"len": len(v), "bytes": v.hex()})
     return 0
+
+
+def _value_text(args, obj) -> None:
+    """`value` without --json: "version N" then the value's lines, for each
+    read that differs from the one before."""
+    last = None
+    for _ in range(args.reads):
+        version, value = obj.read_value()
+        if (version, value) != last:
+            sys.stdout.write(f"version {version}\n" + "\n".join(render_text(value)) + "\n")
+            last = (version, value)
 
 
 def main(argv=None) -> int:

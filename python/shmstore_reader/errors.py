@@ -152,6 +152,21 @@ class DecodeError(ReaderError):
     kind = "decode"
 
 
+class BadSchema(ReaderError):
+    """A stored schema that breaks FORMAT.md's grammar or rules ("Schema
+    (optional)"): the message says what and at which byte. An object whose
+    header holds one is refused as Corrupt."""
+
+    kind = "bad_schema"
+
+
+class NoSchema(ReaderError):
+    """A read by the stored schema of an object that stores none: read it
+    with a schema of your own (`read_region(schema)`, `read_cell(fmt)`)."""
+
+    kind = "no_schema"
+
+
 class OsFailure(ReaderError):
     kind = "os"
 

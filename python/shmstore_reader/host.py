@@ -36,7 +36,7 @@ protocol needs, so a copy could mix two versions and pass the check: this
 reader refuses to run there rather than return torn values.
 
 This module also says which ABI shmstore built for this host writes in a
-header (`_host_abi`), which validation compares with the segment's.
+header (`host_abi`), which validation compares with the segment's.
 """
 
 from __future__ import annotations
@@ -70,30 +70,30 @@ def check_host() -> None:
     )
 
 
-def _u64(addr: int) -> int:
+def load_u64(addr: int) -> int:
     return ctypes.c_uint64.from_address(addr).value
 
 
-def _u32(addr: int) -> int:
+def load_u32(addr: int) -> int:
     return ctypes.c_uint32.from_address(addr).value
 
 
-def _i32(addr: int) -> int:
+def load_i32(addr: int) -> int:
     return ctypes.c_int32.from_address(addr).value
 
 
-def _words(addr: int, count: int) -> list:
+def load_words(addr: int, count: int) -> list:
     """`count` aligned 8-byte words from `addr`, each by one load, in order."""
     if count == 0:
         return []
     return (ctypes.c_uint64 * count).from_address(addr)[:]
 
 
-def _pack_words(words: list, length: int) -> bytes:
+def pack_words(words: list, length: int) -> bytes:
     return struct.pack(f"<{len(words)}Q", *words)[:length]
 
 
-class _WordArray:
+class WordArray:
     """A slot's words, read one load each (see the module's docstring)."""
 
     __slots__ = ("_array",)
@@ -105,7 +105,7 @@ class _WordArray:
         return self._array[:] if self._array is not None else []
 
 
-def _host_abi() -> tuple:
+def host_abi() -> tuple:
     """(arch, pointer width, libc, mutex size) as shmstore built for this
     host would write them."""
     try:
@@ -121,7 +121,7 @@ def _host_abi() -> tuple:
     return (1, 64, libc, 40)
 
 
-def _abi_text(abi: tuple) -> str:
+def abi_text(abi: tuple) -> str:
     arch = {1: "x86_64", 2: "aarch64", 3: "riscv64", 4: "x86", 5: "arm"}.get(abi[0], "unknown arch")
     libc = {1: "glibc", 2: "musl"}.get(abi[2], "unknown libc")
     return f"{arch}, {abi[1]}-bit, {libc}, {abi[3]}-byte pthread mutex"

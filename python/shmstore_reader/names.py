@@ -17,7 +17,7 @@ after the checks shmstore makes (`namespace_secret`): the directory is
 this user's or root's and others may not write it; the secret is this
 user's or root's, gives others no access and is 16 bytes.
 
-What counts (`_look`): a segment at one of the keys holds a *claim* of the
+What counts (`look_at_key`): a segment at one of the keys holds a *claim* of the
 name when it is trusted (owner and creator: this user, root, or as the
 options say), has shmstore's magic and has the name; the claim is the
 name's *object* when its state is READY. The creator writes the name
@@ -58,10 +58,10 @@ from .header import (
     OFF_NAME_LEN,
     OFF_STATE,
     STATE_READY,
-    _same_process_alive,
+    same_process_alive,
 )
-from .host import _i32, _u32, _u64
-from .sysv import OpenOptions, _Attachment, _attach_key, _key_text
+from .host import load_i32, load_u32, load_u64
+from .sysv import OpenOptions, Attachment, attach_key, key_text
 
 
 def check_name(name: str) -> bytes:
@@ -229,24 +229,24 @@ def name_keys_in(directory, name: str) -> list:
     return [name_key_in(secret, raw, i) for i in range(NAME_PROBES)]
 
 
-def _claims(att: _Attachment, name: bytes) -> bool:
+def _claims(att: Attachment, name: bytes) -> bool:
     """Whether the attached segment holds a claim of `name`: shmstore's
     magic, then (written before it) the name."""
     if att.size < HEADER_SIZE:
         return False
     addr = att.addr
-    if _u64(addr + OFF_MAGIC) != MAGIC:
+    if load_u64(addr + OFF_MAGIC) != MAGIC:
         return False
-    length = _u32(addr + OFF_NAME_LEN)
+    length = load_u32(addr + OFF_NAME_LEN)
     return length <= NAME_MAX and ctypes.string_at(addr + OFF_NAME, length) == name
 
 
 def _claimant_alive(pid: int, start: int) -> bool:
     """Whether the creator a claim names (pid, start time) still runs."""
-    return _same_process_alive(pid, start)
+    return same_process_alive(pid, start)
 
 
-# What a key of a name holds (`_look`).
+# What a key of a name holds (`look_at_key`).
 NOTHING = "nothing"  # no segment
 OTHER = "other"  # anything that does not count
 UNTRUSTED = "untrusted"  # an untrusted segment holding the name: its ForeignOwner
@@ -254,20 +254,20 @@ CLAIM = "claim"  # a trusted claim whose creator lives: its pid
 OBJECT = "object"  # the name's object: its attachment
 
 
-def _look(key: int, name: bytes, opts: OpenOptions, shown: str) -> tuple:
+def look_at_key(key: int, name: bytes, opts: OpenOptions, shown: str) -> tuple:
     """What `key` holds for the name: (NOTHING, None), (OTHER, None),
     (UNTRUSTED, the ForeignOwner refusal), (CLAIM, creator pid) or (OBJECT,
     the attachment, which the caller then owns)."""
-    what = f"name {shown} at key {_key_text(key)}"
+    what = f"name {shown} at key {key_text(key)}"
     try:
-        att = _attach_key(key, what, opts)
+        att = attach_key(key, what, opts)
     except NotFound:
         return (NOTHING, None)
     except PermissionDenied:
         return (OTHER, None)
     except ForeignOwner as refusal:
         try:
-            peek = _attach_key(key, what, opts, trust=False)
+            peek = attach_key(key, what, opts, trust=False)
         except ReaderError:
             return (OTHER, None)
         try:
@@ -279,15 +279,15 @@ def _look(key: int, name: bytes, opts: OpenOptions, shown: str) -> tuple:
         if not _claims(att, name):
             return (OTHER, None)
         addr = att.addr
-        if _u32(addr + OFF_STATE) == STATE_READY:
+        if load_u32(addr + OFF_STATE) == STATE_READY:
             keep = True
             return (OBJECT, att)
-        pid = _i32(addr + OFF_CREATOR_PID)
-        if _claimant_alive(pid, _u64(addr + OFF_CREATOR_START)):
+        pid = load_i32(addr + OFF_CREATOR_PID)
+        if _claimant_alive(pid, load_u64(addr + OFF_CREATOR_START)):
             return (CLAIM, pid)
         # Judged dead: it may have finished, and exited, since the state
         # was loaded.
-        if _u32(addr + OFF_STATE) == STATE_READY:
+        if load_u32(addr + OFF_STATE) == STATE_READY:
             keep = True
             return (OBJECT, att)
         return (OTHER, None)

@@ -41,6 +41,7 @@ from .errors import (
     Closed,
     ForeignOwner,
     InitTimeout,
+    NoSchema,
     NotFound,
     NothingPublished,
     ReaderError,
@@ -67,16 +68,16 @@ from .header import (
     RKYV_FORMAT,
     TYPE_NAME_MAX,
     Layout,
-    _corrupt,
-    _admit,
-    _validate,
-    _wait_ready,
+    corrupt,
+    admit,
+    validate,
+    wait_ready,
 )
-from .host import M64, _pack_words, _u32, _u64, _WordArray, _words
-from .names import CLAIM, OBJECT, UNTRUSTED, _look, check_name, name_key, name_key_in, namespace_secret
-from .rkyv import _T, decode_archive, parse_schema
-from .sysv import OpenOptions, SegmentInfo, _Attachment, _attach_key, _key_text, _shmget
-from .wait import _wait_for_change
+from .host import M64, pack_words, load_u32, load_u64, WordArray, load_words
+from .names import CLAIM, OBJECT, UNTRUSTED, look_at_key, check_name, name_key, name_key_in, namespace_secret
+from .rkyv import ArchivedType, decode_archive, decode_cell, parse_schema
+from .sysv import OpenOptions, SegmentInfo, Attachment, attach_key, key_text, shmget
+from .wait import wait_for_version_change
 
 
 class Versioned(tuple):
@@ -100,7 +101,7 @@ class ShmObject:
 
     def __init__(
         self,
-        att: _Attachment,
+        att: Attachment,
         what: str,
         opts: OpenOptions,
         deadline: Optional[float] = None,
@@ -116,9 +117,9 @@ class ShmObject:
         # Copies thrown away since the open because a writer rewrote what
         # they were copying (cell reads and region copies).
         self.retries = 0
-        _wait_ready(att, opts.wait, what)
-        self.layout, self._type_name_raw = _validate(att.addr, att.size)
-        if deadline is not None and not _admit(att, deadline, what, collector_only=by_id):
+        wait_ready(att, opts.wait, what)
+        self.layout, self._type_name_raw = validate(att.addr, att.size)
+        if deadline is not None and not admit(att, deadline, what, collector_only=by_id):
             raise _Removed()
         addr = att.addr
         self._seq = ctypes.c_uint64.from_address(addr + OFF_SEQ)
@@ -127,7 +128,7 @@ class ShmObject:
         if lay.kind == KIND_CELL:
             words = (lay.value_size + 7) // 8
             self._slots = [
-                _WordArray(addr + lay.data_offset + i * lay.slot_stride, words) for i in range(lay.slot_count)
+                WordArray(addr + lay.data_offset + i * lay.slot_stride, words) for i in range(lay.slot_count)
             ]
         else:
             ctl = addr + HEADER_SIZE
@@ -157,16 +158,16 @@ class ShmObject:
         opts = opts or OpenOptions()
         what = f"id {shmid}"
         try:
-            att = _Attachment(shmid, what, opts)
+            att = Attachment(shmid, what, opts)
         except NotFound as e:
             try:
-                at_key = _shmget(shmid) if 0 < shmid < (1 << 32) else None
+                at_key = shmget(shmid) if 0 < shmid < (1 << 32) else None
             except ReaderError:
                 at_key = None
             if at_key is None:
                 raise
             raise NotFound(
-                f"{e.message}; the segment with key {_key_text(shmid)} ({shmid} in decimal) has id "
+                f"{e.message}; the segment with key {key_text(shmid)} ({shmid} in decimal) has id "
                 f"{at_key}: give keys in hex with 0x, or as key:{shmid}"
             )
         return cls._from(att, what, opts, time.monotonic() + opts.wait, by_id=True)
@@ -179,12 +180,12 @@ class ShmObject:
         opts = opts or OpenOptions()
         if key & 0xFFFFFFFF == 0:
             raise UsageError("key 0 is IPC_PRIVATE, which names no segment: give the segment's id")
-        what = f"key {_key_text(key)}"
+        what = f"key {key_text(key)}"
         deadline = time.monotonic() + opts.wait
         try:
-            return cls._from(_attach_key(key, what, opts), what, opts, deadline)
+            return cls._from(attach_key(key, what, opts), what, opts, deadline)
         except _Removed:
-            raise NotFound(f"the object at key {_key_text(key)} was removed")
+            raise NotFound(f"the object at key {key_text(key)} was removed")
 
     @classmethod
     def by_name(cls, name: str, opts: Optional[OpenOptions] = None, namespace=None) -> "ShmObject":
@@ -213,12 +214,12 @@ class ShmObject:
             claimant = refused = None
             removed = False
             for key in keys:
-                seen, found = _look(key, raw, opts, shown)
+                seen, found = look_at_key(key, raw, opts, shown)
                 if seen == OBJECT:
                     # At most one object has the name: this one, unless it is
                     # removed (then a live claim may be its successor).
                     try:
-                        return cls._from(found, f"name {shown} at key {_key_text(key)}", opts, deadline)
+                        return cls._from(found, f"name {shown} at key {key_text(key)}", opts, deadline)
                     except _Removed:
                         removed = True
                 elif seen == CLAIM and claimant is None:
@@ -245,7 +246,7 @@ class ShmObject:
                     cuid=refused.cuid,
                     gid=refused.gid,
                 )
-            raise NotFound(f"no object is named {shown} (keys tried: {', '.join(_key_text(k) for k in keys)})")
+            raise NotFound(f"no object is named {shown} (keys tried: {', '.join(key_text(k) for k in keys)})")
 
     @classmethod
     def named_in(cls, directory, name: str, opts: Optional[OpenOptions] = None) -> "ShmObject":
@@ -260,7 +261,7 @@ class ShmObject:
     @classmethod
     def _from(
         cls,
-        att: _Attachment,
+        att: Attachment,
         what: str,
         opts: OpenOptions,
         deadline: Optional[float] = None,
@@ -337,7 +338,7 @@ class ShmObject:
             def version() -> int:
                 return current.value >> 8
 
-        return _wait_for_change(self._att.addr, self.id, version, since, timeout, self.what)
+        return wait_for_version_change(self._att.addr, self.id, version, since, timeout, self.what)
 
     def read_cell(self, fmt: Optional[str] = None) -> Versioned:
         """The cell's current value and its version: the value's bytes, or
@@ -369,7 +370,7 @@ class ShmObject:
             retries += 1
             self.retries += 1
             deadline = self._back_off(retries, deadline, "cell value")
-        data = _pack_words(words, lay.value_size)
+        data = pack_words(words, lay.value_size)
         return Versioned(s1, unpack(data) if unpack else data, retries)
 
     def copy_region(self) -> Versioned:
@@ -392,31 +393,31 @@ class ShmObject:
             if version == 0:
                 raise NothingPublished(f"{self.what}: nothing has been published yet (version 0)")
             if buf >= lay.slot_count:
-                raise _corrupt(f"current buffer {buf} of {lay.slot_count}", "current")
+                raise corrupt(f"current buffer {buf} of {lay.slot_count}", "current")
             if versions[buf].value == version:
                 length = lens[buf].value
                 if length > lay.slot_stride:
-                    raise _corrupt(
+                    raise corrupt(
                         f"archive of {length} bytes in a buffer of {lay.slot_stride}", f"buffers[{buf}].len"
                     )
-                words = _words(base + buf * lay.slot_stride, (length + 7) // 8)
+                words = load_words(base + buf * lay.slot_stride, (length + 7) // 8)
                 if versions[buf].value == version:
                     break
             # Buffer `buf` was rewritten: a publish moved `current` off it
             # before, and `current` never comes back to `cur`.
             if current.value == cur:
-                raise _corrupt(
+                raise corrupt(
                     f"current names buffer {buf}, which does not hold version {version}", f"buffers[{buf}].version"
                 )
             retries += 1
             self.retries += 1
             deadline = self._back_off(retries, deadline, "region archive")
-        return Versioned(version, _pack_words(words, length), retries)
+        return Versioned(version, pack_words(words, length), retries)
 
     def read_region(self, schema) -> Versioned:
         """The region's current value decoded with `schema` (see
         `parse_schema`): (version, value)."""
-        root = schema if isinstance(schema, _T) else parse_schema(schema)
+        root = schema if isinstance(schema, ArchivedType) else parse_schema(schema)
         lay = self.layout
         if lay.kind != KIND_REGION:
             raise WrongKind(f"{self.what} holds a cell (SharedCell), not a region: read it with `cell`")
@@ -434,6 +435,25 @@ class ShmObject:
             )
         copy = self.copy_region()
         return Versioned(copy[0], decode_archive(copy[1], root), copy.retries)
+
+    def read_value(self) -> Versioned:
+        """The current value decoded by the object's stored schema (FORMAT.md,
+        "Schema (optional)"): (version, value). A cell's value or a region's
+        archive becomes Python values: a struct a dict by field name, a
+        tuple, array, vector or set a list, a map a dict (or a list of [key,
+        value] pairs when its keys are not scalars), an enum its variant's
+        name or {name: fields}. NoSchema if the object stores none."""
+        self._check_open()
+        lay = self.layout
+        if lay.schema is None:
+            raise NoSchema(
+                f"{self.what} stores no schema (its creator did not give one): read it with a schema "
+                f"of your own ({'read_cell(fmt)' if lay.kind == KIND_CELL else 'read_region(schema)'})"
+            )
+        if lay.kind == KIND_CELL:
+            read = self.read_cell()
+            return Versioned(read[0], decode_cell(read[1], lay.schema.root), read.retries)
+        return self.read_region(lay.schema.root)
 
     def check_type(
         self,
@@ -503,6 +523,9 @@ class ShmObject:
             "type_hash": f"{lay.type_hash:#018x}",
             "type_extra": f"{lay.type_extra:#x}",
             "fingerprint": fp,
+            "format_version": lay.format_version,
+            "schema": lay.schema.text if lay.schema is not None else None,
+            "schema_hash": f"{lay.schema_hash:#018x}",
             "creator_pid": lay.creator_pid,
             "layout": {
                 "slot_count": lay.slot_count,
@@ -510,9 +533,9 @@ class ShmObject:
                 "slot_stride": lay.slot_stride,
                 "used_len": lay.used_len,
             },
-            "recoveries": _u64(addr + OFF_RECOVERIES),
-            "life": _life_json(_u64(addr + OFF_LIFE)),
-            "waiting": bool(_u32(addr + OFF_NOTIFY) & 1),
+            "recoveries": load_u64(addr + OFF_RECOVERIES),
+            "life": _life_json(load_u64(addr + OFF_LIFE)),
+            "waiting": bool(load_u32(addr + OFF_NOTIFY) & 1),
         }
         if lay.kind == KIND_CELL:
             out["version"] = self._seq.value
@@ -522,7 +545,7 @@ class ShmObject:
             cur = self._current.value
             pins = []
             for p in range(PIN_SLOTS):
-                word = _u64(ctl + CTL_PINS + 64 * p)
+                word = load_u64(ctl + CTL_PINS + 64 * p)
                 pid = word & ((1 << 22) - 1)
                 buf = (word >> 22) & 0x7F
                 if pid:
@@ -532,7 +555,7 @@ class ShmObject:
                 "current_version": cur >> 8,
                 "current_buffer": cur & 0xFF,
                 "buffers": [
-                    {"len": _u64(ctl + CTL_BUFFERS + 16 * i), "version": _u64(ctl + CTL_BUFFERS + 16 * i + 8)}
+                    {"len": load_u64(ctl + CTL_BUFFERS + 16 * i), "version": load_u64(ctl + CTL_BUFFERS + 16 * i + 8)}
                     for i in range(lay.slot_count)
                 ],
                 "pins": pins,

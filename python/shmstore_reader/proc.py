@@ -40,7 +40,7 @@ def _is_zombie(pid: int) -> bool:
     return all(dead(_stat_fields(pid, f"/proc/{pid}/task/{t}/stat")) for t in tasks)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     if pid <= 0:
         return False
     try:
@@ -54,7 +54,7 @@ def _alive(pid: int) -> bool:
     return not _is_zombie(pid)
 
 
-def _start_time(pid: int) -> Optional[int]:
+def process_start_time(pid: int) -> Optional[int]:
     fields = _stat_fields(pid)
     try:
         return int(fields[19]) if fields else None
@@ -62,8 +62,8 @@ def _start_time(pid: int) -> Optional[int]:
         return None
 
 
-def _started_at(pid: int) -> Optional[float]:
-    ticks = _start_time(pid)
+def process_started_at(pid: int) -> Optional[float]:
+    ticks = process_start_time(pid)
     if ticks is None:
         return None
     try:
@@ -75,7 +75,7 @@ def _started_at(pid: int) -> Optional[float]:
     return btime + ticks / hz if hz > 0 else None
 
 
-def _uids(pid: int) -> Optional[list]:
+def process_uids(pid: int) -> Optional[list]:
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:

@@ -13,7 +13,7 @@ unless the caller allows it, because anyone may put anything at a known
 key. They are checked again with `IPC_STAT` after `shmat`: the attachment
 keeps the id from naming another segment, so what `IPC_STAT` says then is
 what is read, and a segment found at a key must still have that key (one
-removed meanwhile has key 0: the key is looked up again, `_attach_key`).
+removed meanwhile has key 0: the key is looked up again, `attach_key`).
 An attachment keeps what that `IPC_STAT` said (`SegmentInfo`): its size
 bounds every read, and its creator pid and time are what telling a slow
 creator from a dead one starts from (FORMAT.md, "Opening").
@@ -73,7 +73,7 @@ class _ShmidDs(ctypes.Structure):
 _LIBC = None
 
 
-def _libc():
+def libc():
     global _LIBC
     if _LIBC is None:
         check_host()
@@ -92,7 +92,7 @@ def _libc():
     return _LIBC
 
 
-def _key_text(key: int) -> str:
+def key_text(key: int) -> str:
     return f"{key & 0xFFFFFFFF:#010x}"
 
 
@@ -127,7 +127,7 @@ class SegmentInfo:
     def to_json(self) -> dict:
         return {
             "id": self.id,
-            "key": _key_text(self.key),
+            "key": key_text(self.key),
             "bytes": self.size,
             "mode": f"{self.mode & 0o777:04o}",
             "uid": self.uid,
@@ -141,9 +141,9 @@ class SegmentInfo:
         }
 
 
-def _segment_stat(shmid: int, what: str) -> SegmentInfo:
+def segment_stat(shmid: int, what: str) -> SegmentInfo:
     ds = _ShmidDs()
-    if _libc().shmctl(shmid, IPC_STAT, ctypes.byref(ds)) < 0:
+    if libc().shmctl(shmid, IPC_STAT, ctypes.byref(ds)) < 0:
         err = ctypes.get_errno()
         if err in (errno.EINVAL, errno.EIDRM):
             raise NotFound(f"no segment has id {shmid}" + ("" if what == f"id {shmid}" else f" ({what})"))
@@ -167,16 +167,16 @@ def _segment_stat(shmid: int, what: str) -> SegmentInfo:
     )
 
 
-def _shmget(key: int) -> int:
+def shmget(key: int) -> int:
     """The id of the segment at `key` (no create, no access asked)."""
-    shmid = _libc().shmget(_signed_key(key), 0, 0)
+    shmid = libc().shmget(_signed_key(key), 0, 0)
     if shmid < 0:
         err = ctypes.get_errno()
         if err == errno.ENOENT:
-            raise NotFound(f"no segment has key {_key_text(key)}")
+            raise NotFound(f"no segment has key {key_text(key)}")
         if err in (errno.EACCES, errno.EPERM):
-            raise PermissionDenied(f"may not open the segment at key {_key_text(key)}: {os.strerror(err)}")
-        raise OsFailure(f"shmget({_key_text(key)}): {os.strerror(err)}")
+            raise PermissionDenied(f"may not open the segment at key {key_text(key)}: {os.strerror(err)}")
+        raise OsFailure(f"shmget({key_text(key)}): {os.strerror(err)}")
     return shmid
 
 
@@ -253,7 +253,7 @@ class _Gone(Exception):
     meanwhile): look the key up again."""
 
 
-class _Attachment:
+class Attachment:
     """A read-only attachment of a segment, with what IPC_STAT said of it
     once attached. With `key`, the segment must still be the one at `key`
     (else _Gone); with `trust` false, whoever owns it is attached (to see
@@ -261,10 +261,10 @@ class _Attachment:
 
     def __init__(self, shmid: int, what: str, opts: OpenOptions, key: Optional[int] = None, trust: bool = True):
         self.addr = None
-        before = _segment_stat(shmid, what)
+        before = segment_stat(shmid, what)
         if trust:
             _check_owner(before, opts, what)
-        addr = _libc().shmat(shmid, None, SHM_RDONLY)
+        addr = libc().shmat(shmid, None, SHM_RDONLY)
         if addr is None or addr == M64:
             err = ctypes.get_errno()
             if err in (errno.EACCES, errno.EPERM):
@@ -278,7 +278,7 @@ class _Attachment:
             raise OsFailure(f"shmat of segment {shmid} ({what}): {os.strerror(err)}")
         self.addr = addr
         try:
-            self.info = _segment_stat(shmid, what)
+            self.info = segment_stat(shmid, what)
             if key is not None and self.info.key != key & 0xFFFFFFFF:
                 raise _Gone()
             if trust:
@@ -290,7 +290,7 @@ class _Attachment:
 
     def close(self) -> None:
         if self.addr is not None:
-            _libc().shmdt(self.addr)
+            libc().shmdt(self.addr)
             self.addr = None
 
     def __del__(self):
@@ -300,16 +300,16 @@ class _Attachment:
             pass
 
 
-def _attach_key(key: int, what: str, opts: OpenOptions, trust: bool = True) -> _Attachment:
+def attach_key(key: int, what: str, opts: OpenOptions, trust: bool = True) -> Attachment:
     """Attach the segment at `key` (NotFound if there is none), looking the
     key up again while the segment found is removed before it is
     attached."""
     for _ in range(KEY_ROUNDS):
         try:
-            return _Attachment(_shmget(key), what, opts, key=key, trust=trust)
+            return Attachment(shmget(key), what, opts, key=key, trust=trust)
         except _Gone:
             continue
     raise NotFound(
-        f"the segment at key {_key_text(key)} ({what}) was removed, and another made, "
+        f"the segment at key {key_text(key)} ({what}) was removed, and another made, "
         f"{KEY_ROUNDS} times while it was being attached; try again"
     )

@@ -39,7 +39,7 @@ from typing import Callable, Optional
 
 from .errors import NotFound, OsFailure, Removed, UnsupportedHost, WaitTimeout
 from .header import LIFE_REMOVING, OFF_LIFE, OFF_NOTIFY
-from .sysv import _libc, _segment_stat
+from .sysv import libc, segment_stat
 
 # The slice a read-only waiter sleeps before it looks again (shmstore's
 # READ_ONLY_SLICE), and how often, at most, it asks the kernel whether the
@@ -67,7 +67,7 @@ def _futex():
         number = _SYS_FUTEX.get(machine.lower())
         if number is None:
             raise UnsupportedHost(f"no futex system call number is known for {machine or 'this machine'}")
-        call = _libc().syscall
+        call = libc().syscall
         call.restype = ctypes.c_long
         _FUTEX = (call, number)
     return _FUTEX
@@ -98,7 +98,7 @@ def _futex_wait(addr: int, expected: int, seconds: float) -> None:
             raise OsFailure(f"futex(FUTEX_WAIT): {os.strerror(err)}")
 
 
-def _wait_for_change(
+def wait_for_version_change(
     addr: int, shmid: int, version: Callable[[], int], since: int, timeout: Optional[float], what: str
 ) -> int:
     """Wait, on the attachment at `addr` of segment `shmid`, until
@@ -115,7 +115,7 @@ def _wait_for_change(
 
     def kernel_removed() -> bool:
         try:
-            return _segment_stat(shmid, what).removed
+            return segment_stat(shmid, what).removed
         except NotFound:
             return True
 

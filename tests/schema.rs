@@ -594,3 +594,53 @@ fn the_command_asks_for_a_format_without_a_schema() {
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "258\n");
 }
+
+#[test]
+fn python_reads_a_config_with_maps_by_field_from_the_stored_schema() {
+    use common::python::{py, python_or_skip};
+    if !python_or_skip("python_reads_a_config_with_maps_by_field_from_the_stored_schema") {
+        return;
+    }
+    let region = SharedRegion::<Config>::creator()
+        .with_schema()
+        .create(unique_key(), 4096)
+        .unwrap();
+    let _g = SegGuard(region.id());
+    let c = config();
+    region.publish(&c).unwrap();
+    let v = py(&["value", &region.id().to_string(), "--json"]).ok();
+    let v = &v["value"];
+    assert_eq!(v["name"], c.name.as_str());
+    assert_eq!(v["limits"]["max_conn"], c.limits.max_conn);
+    assert_eq!(v["limits"]["timeout_ms"], c.limits.timeout_ms);
+    assert_eq!(v["tags"], serde_json::json!(c.tags));
+    assert_eq!(v["backup"], 9);
+    assert_eq!(v["weights"], serde_json::json!({"db": 0.5, "cache": 2.0}));
+    assert_eq!(v["order"], serde_json::json!({"1": "one", "7": "seven"}));
+    assert_eq!(
+        v["mode"],
+        serde_json::json!({"Custom": {"level": 3, "note": "nightly"}})
+    );
+    assert_eq!(v["pair"], serde_json::json!([200, -5]));
+    assert_eq!(v["grid"], serde_json::json!([-1, 0, 1]));
+    assert_eq!(v["flag"], true);
+    assert_eq!(v["initial"], "é");
+
+    let cell = SharedCell::<v1::Stats>::creator()
+        .with_schema()
+        .create(
+            unique_key(),
+            v1::Stats {
+                requests: 12,
+                errors: 3,
+                load: 0.5,
+            },
+        )
+        .unwrap();
+    let _c = SegGuard(cell.id());
+    let v = py(&["value", &cell.id().to_string(), "--json"]).ok();
+    assert_eq!(
+        v["value"],
+        serde_json::json!({"requests": 12, "errors": 3, "load": 0.5})
+    );
+}

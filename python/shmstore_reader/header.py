@@ -61,11 +61,8 @@ from .sysv import SegmentInfo, Attachment, segment_stat
 MAGIC = 0x65726F74736D6873  # the bytes "shmstore", little-endian
 # The format FORMAT.md describes.
 FORMAT_VERSION = 6
-# The versions this reader opens. Version 5 is version 6 without a schema
-# (its bytes 116 to 127 are reserved zeros, which this reader then does not
-# read): it is accepted while shmstore's own writers still make it. Once
-# they make version 6, this becomes (FORMAT_VERSION,).
-READ_FORMAT_VERSIONS = (5, FORMAT_VERSION)
+# The versions this reader opens: the one FORMAT.md describes.
+READ_FORMAT_VERSIONS = (FORMAT_VERSION,)
 HEADER_SIZE = 512
 KIND_CELL = 1
 KIND_REGION = 2

@@ -24,18 +24,9 @@ class Versions(unittest.TestCase):
     def test_versions(self):
         self.assertEqual(FORMAT_VERSION, 6)
         self.assertIn(FORMAT_VERSION, READ_FORMAT_VERSIONS)
-        for version in (4, 7, 0):
+        for version in (4, 5, 7, 0):
             with self.subTest(version), self.assertRaisesRegex(IncompatibleFormat, f"format version {version}"):
                 check(image(KIND_CELL, 8, 8, version=version))
-
-    def test_version_5_has_no_schema(self):
-        if 5 not in READ_FORMAT_VERSIONS:
-            self.skipTest("version 5 is no longer read")
-        buf = image(KIND_CELL, 8, 8, version=5)
-        # Bytes 116 to 127 were reserved in version 5: not read.
-        buf[OFF_SCHEMA_LEN : OFF_SCHEMA_LEN + 12] = b"\xff" * 12
-        lay = check(buf)
-        self.assertEqual((lay.format_version, lay.schema_len, lay.schema), (5, 0, None))
 
 
 class StoredSchema(unittest.TestCase):

@@ -171,22 +171,22 @@ fn check_attrs(attrs: &[syn::Attribute], container: bool) -> Result<(), Error> {
                 ));
             }
         }
-        if a.path().is_ident("rkyv") {
-            if let Meta::List(list) = &a.meta {
-                let text = list.tokens.to_string();
-                for word in ["with", "as", "remote", "niche"] {
-                    if text
-                        .split(|c: char| !c.is_alphanumeric() && c != '_')
-                        .any(|w| w == word)
-                    {
-                        return Err(Error::new(
-                            a.span(),
-                            format!(
-                                "#[rkyv({word} ...)] archives another layout than the type's; \
-                                 implement shmstore::Schema by hand"
-                            ),
-                        ));
-                    }
+        if a.path().is_ident("rkyv")
+            && let Meta::List(list) = &a.meta
+        {
+            let text = list.tokens.to_string();
+            for word in ["with", "as", "remote", "niche"] {
+                if text
+                    .split(|c: char| !c.is_alphanumeric() && c != '_')
+                    .any(|w| w == word)
+                {
+                    return Err(Error::new(
+                        a.span(),
+                        format!(
+                            "#[rkyv({word} ...)] archives another layout than the type's; \
+                             implement shmstore::Schema by hand"
+                        ),
+                    ));
                 }
             }
         }

@@ -36,6 +36,33 @@
 //! # Ok::<(), shmstore::Error>(())
 //! ```
 //!
+//! The derive refuses what would make the layout differ from what it
+//! writes: a packed or over-aligned struct,
+//!
+//! ```compile_fail
+//! #[derive(Clone, Copy, shmstore::Schema)]
+//! #[repr(C, packed)]
+//! struct Packed { a: u8, b: u32 }
+//! ```
+//!
+//! a field archived through a wrapper,
+//!
+//! ```compile_fail
+//! #[derive(rkyv::Archive, rkyv::Serialize, shmstore::Schema)]
+//! struct Wrapped {
+//!     #[rkyv(with = rkyv::with::Skip)]
+//!     cache: u64,
+//! }
+//! ```
+//!
+//! and a discriminant that is not an integer literal:
+//!
+//! ```compile_fail
+//! const LOW: isize = 3;
+//! #[derive(shmstore::Schema)]
+//! enum Level { Low = LOW, High }
+//! ```
+//!
 //! Implementing it by hand is for types the derive cannot see into (a
 //! field archived `with` a wrapper, a type of another crate): write what
 //! rkyv archives, with the [`Describer`]'s methods.

@@ -141,6 +141,17 @@ pub struct Meters(pub f64);
 pub struct Marker;
 
 #[derive(Schema)]
+pub struct Empty();
+
+#[derive(Schema)]
+#[allow(dead_code)]
+pub enum Shapes {
+    Braces {},
+    Parens(),
+    Bare,
+}
+
+#[derive(Schema)]
 pub struct Wrapper<T> {
     pub inner: T,
 }
@@ -226,6 +237,11 @@ fn the_derive_writes_every_shape() {
     );
     assert_eq!(describe::<Meters>().unwrap(), "Meters(f64)");
     assert_eq!(describe::<Marker>().unwrap(), "Marker{}");
+    assert_eq!(describe::<Empty>().unwrap(), "Empty{}");
+    assert_eq!(
+        describe::<Shapes>().unwrap(),
+        "enum Shapes{Braces=0,Parens=1,Bare=2}"
+    );
     assert_eq!(
         describe::<Wrapper<Vec<u8>>>().unwrap(),
         "Wrapper{inner:vec<u8>}"
@@ -642,5 +658,138 @@ fn python_reads_a_config_with_maps_by_field_from_the_stored_schema() {
     assert_eq!(
         v["value"],
         serde_json::json!({"requests": 12, "errors": 3, "load": 0.5})
+    );
+}
+
+/// The Python reader's parser and this one agree on every schema text the
+/// fuzz campaign kept and on a list of edge cases: the same texts accepted
+/// in a cell and in a region, with the same size and alignment.
+#[test]
+fn python_and_rust_agree_on_every_schema_text() {
+    use common::python::{PYTHON_PATH, python_or_skip};
+    use shmstore::schema::{Form, Shape};
+    if !python_or_skip("python_and_rust_agree_on_every_schema_text") {
+        return;
+    }
+    let mut texts: Vec<Vec<u8>> = [
+        "u8",
+        "()",
+        "(u8,)",
+        "(u8,str)",
+        "(u8,u16)",
+        "[u32;4]",
+        "[u8;0]",
+        "box<str>",
+        "box<[u16]>",
+        "box<u64>",
+        "option<option<u32>>",
+        "result<u32,str>",
+        "hash_set<str>",
+        "btree_map<u32,vec<bool>>",
+        "S{}",
+        "S()",
+        "M(f64)",
+        "u8{x:u8}",
+        "enum E{A=3,B=7}",
+        "enum E{A=0{}}",
+        "enum E{A=0()}",
+        "enum E{}",
+        "S{a:u8,}",
+        "(u8,str,)",
+        "S{a:u8,a:u8}",
+        "enum E{A=1,B=1}",
+        "enum E{A=256}",
+        "[u8;01]",
+        "P{a:usize,b:isize,c:i128,d:f32}",
+        "S{a:bool}",
+        "S{a:char}",
+        "S{a:str}",
+        "u7",
+        "",
+        " u8",
+        "u8 ",
+    ]
+    .iter()
+    .map(|t| t.as_bytes().to_vec())
+    .collect();
+    for n in [31, 32, 33] {
+        texts.push(format!("{}u8{}", "[".repeat(n - 1), ";1]".repeat(n - 1)).into_bytes());
+    }
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/schema");
+    for entry in std::fs::read_dir(corpus).unwrap() {
+        let data = std::fs::read(entry.unwrap().path()).unwrap();
+        // A corpus input with its own text: mode, length, text.
+        if data.len() >= 3 && data[0] & 2 == 0 {
+            let len = usize::from(u16::from_le_bytes([data[1], data[2]]));
+            texts.push(data[3..].iter().take(len).copied().collect());
+        }
+    }
+    let rust: Vec<String> = texts
+        .iter()
+        .map(|t| {
+            [Form::Cell, Form::Region]
+                .iter()
+                .map(|&form| {
+                    match Shape::parse(t)
+                        .map_err(|_| ())
+                        .and_then(|s| s.layout(form).map_err(|_| ()))
+                    {
+                        Ok(l) => format!("{}/{}", l.size, l.align),
+                        Err(()) => "refused".into(),
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    let script = r#"
+import sys
+from shmstore_reader.schema import parse_stored_schema
+for line in sys.stdin:
+    text = bytes.fromhex(line.strip())
+    out = []
+    for kind in ("cell", "region"):
+        try:
+            s = parse_stored_schema(text, kind)
+            out.append(f"{s.size}/{s.align}")
+        except Exception as e:
+            if type(e).__name__ != "BadSchema":
+                raise
+            out.append("refused")
+    print(" ".join(out))
+"#;
+    let input: String = texts
+        .iter()
+        .map(|t| t.iter().map(|b| format!("{b:02x}")).collect::<String>() + "\n")
+        .collect();
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .env("PYTHONPATH", PYTHON_PATH)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let python: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(python.len(), texts.len());
+    let differ: Vec<String> = texts
+        .iter()
+        .zip(rust.iter().zip(&python))
+        .filter(|(_, (r, p))| r != p)
+        .map(|(t, (r, p))| format!("{:?}: rust {r}, python {p}", String::from_utf8_lossy(t)))
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "{} differ:\n{}",
+        differ.len(),
+        differ.join("\n")
     );
 }

@@ -37,7 +37,8 @@ fn expand(mut input: DeriveInput) -> Result<Tokens, Error> {
         Data::Struct(s) => {
             let fields = describe_fields(&s.fields)?;
             match &s.fields {
-                Fields::Unnamed(_) => quote! {
+                // `struct S();` lies as `struct S;` does: `S{}`.
+                Fields::Unnamed(u) if !u.unnamed.is_empty() => quote! {
                     d.begin_tuple_struct(#name_str);
                     #fields
                     d.end_items();
@@ -85,20 +86,24 @@ fn expand(mut input: DeriveInput) -> Result<Tokens, Error> {
                 let tag = tag as u8;
                 let vname = unraw(&v.ident);
                 let fields = describe_fields(&v.fields)?;
-                arms.extend(match &v.fields {
-                    Fields::Unit => quote! { d.variant(#vname, #tag); },
-                    Fields::Named(_) => quote! {
+                // A variant without fields is its tag alone, however written
+                // (`A`, `A {}`, `A()`).
+                arms.extend(if v.fields.is_empty() {
+                    quote! { d.variant(#vname, #tag); }
+                } else if let Fields::Named(_) = &v.fields {
+                    quote! {
                         d.variant(#vname, #tag);
                         d.begin_named();
                         #fields
                         d.end_fields();
-                    },
-                    Fields::Unnamed(_) => quote! {
+                    }
+                } else {
+                    quote! {
                         d.variant(#vname, #tag);
                         d.begin_items();
                         #fields
                         d.end_items();
-                    },
+                    }
                 });
             }
             quote! {

@@ -312,7 +312,8 @@ impl<'a> Parser<'a> {
     }
 
     fn shape(&mut self, depth: usize) -> Result<Shape, ParseError> {
-        if depth > DEPTH_MAX {
+        // The root is at depth 0: DEPTH_MAX levels in all.
+        if depth >= DEPTH_MAX {
             return self.fail(format!("nested deeper than {DEPTH_MAX}"));
         }
         let inner = |p: &mut Self| p.shape(depth + 1).map(Box::new);
@@ -357,7 +358,12 @@ impl<'a> Parser<'a> {
                 }
                 let fields = match self.peek() {
                     Some(b'(') => Some(self.unnamed(depth)?),
-                    Some(b'{') => Some(self.named(depth)?),
+                    Some(b'{') => match self.named(depth)? {
+                        Fields::Named(f) if f.is_empty() => {
+                            return self.fail("a variant's named fields are one or more");
+                        }
+                        fields => Some(fields),
+                    },
                     _ => None,
                 };
                 variants.push(Variant {
@@ -497,7 +503,7 @@ impl Shape {
                 let size = s.size(form);
                 fixed(size, size)
             }
-            Shape::Unit => fixed(0, 1),
+            Shape::Unit => region_only("()").and(fixed(0, 1)),
             Shape::Str => region_only("a string").and(fixed(SLICE, 4)),
             Shape::Vec(t) | Shape::BoxSlice(t) => {
                 region_only("a vector")?;
@@ -554,10 +560,7 @@ impl Shape {
                     .ok_or_else(|| format!("an array of {n} elements of {} bytes", l.size))?;
                 fixed(size, l.align)
             }
-            Shape::Tuple(elems) => {
-                region_only("a tuple")?;
-                struct_layout(elems.iter(), form).map(|(_, l)| l)
-            }
+            Shape::Tuple(elems) => struct_layout(elems.iter(), form).map(|(_, l)| l),
             Shape::Struct { fields, .. } => {
                 struct_layout(fields.iter().map(|(_, s)| s), form).map(|(_, l)| l)
             }
@@ -775,8 +778,10 @@ mod tests {
         ] {
             assert!(Shape::parse(text.as_bytes()).is_err(), "{text:?} accepted");
         }
-        let deep = format!("{}u8{}", "vec<".repeat(40), ">".repeat(40));
-        assert!(Shape::parse(deep.as_bytes()).is_err());
+        let deep = |n: usize| format!("{}u8{}", "vec<".repeat(n - 1), ">".repeat(n - 1));
+        assert!(Shape::parse(deep(DEPTH_MAX).as_bytes()).is_ok());
+        assert!(Shape::parse(deep(DEPTH_MAX + 1).as_bytes()).is_err());
+        assert!(Shape::parse(b"enum E{A=0{}}").is_err());
         let long = format!("S{{{}}}", "a:u8,".repeat(4000));
         assert!(Shape::parse(long.as_bytes()).is_err());
     }

@@ -83,8 +83,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn key_arg(s: &str) -> BoxResult<Key> {
-    Ok(Key::new(s.parse()?)?)
+fn key_arg(name: &str) -> BoxResult<Key> {
+    Ok(Key::named(name)?)
 }
 
 /// The configuration published as `version`.
@@ -111,10 +111,11 @@ fn config(version: u64) -> Config {
 }
 
 fn supervisor() -> BoxResult<()> {
-    // Keys of our own: the workers find the segments by them.
-    let pid = std::process::id() as i32 & 0xffff;
-    let region_key = Key::new(0x6373_0000 | pid)?;
-    let acks_key = Key::new(0x6361_0000 | pid)?;
+    // Names of our own: the workers find the objects by them.
+    let prefix = format!("shmstore-example/config-share-{}", std::process::id());
+    let (region_name, acks_name) = (format!("{prefix}/config"), format!("{prefix}/acks"));
+    let region_key = key_arg(&region_name)?;
+    let acks_key = key_arg(&acks_name)?;
     let region = SharedRegion::<Config>::creator()
         .remove_on_drop(true) // gone once every process has detached
         .create(region_key, 16 * 1024)?;
@@ -134,8 +135,7 @@ fn supervisor() -> BoxResult<()> {
     let me = std::env::current_exe()?;
     for i in 0..WORKERS {
         let child = Command::new(&me)
-            .args(["worker", &region_key.raw().to_string()])
-            .args([acks_key.raw().to_string(), i.to_string()])
+            .args(["worker", &region_name, &acks_name, &i.to_string()])
             .spawn()?;
         workers.0.push(child);
     }

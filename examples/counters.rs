@@ -16,7 +16,7 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 use bytemuck::{Pod, Zeroable};
-use shmstore::{Key, SharedCell};
+use shmstore::{Key, Schema, SharedCell};
 
 const WORKERS: usize = 4;
 const INCREMENTS: u64 = 25_000;
@@ -25,8 +25,9 @@ const PRINT_EVERY: Duration = Duration::from_millis(20);
 /// The longest the monitor sleeps for a change before it looks again.
 const MONITOR_WAIT: Duration = Duration::from_secs(10);
 
-/// The shared state: one counter per worker and their total.
-#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+/// The shared state: one counter per worker and their total. Its schema
+/// is stored, so `shmstore get NAME` prints it by field while it runs.
+#[derive(Clone, Copy, Debug, Pod, Zeroable, Schema)]
 #[repr(C)]
 struct Counters {
     per_worker: [u64; WORKERS],
@@ -44,23 +45,25 @@ fn main() -> BoxResult<()> {
     }
 }
 
-fn key_arg(s: &str) -> BoxResult<Key> {
-    Ok(Key::new(s.parse()?)?)
+fn key_arg(name: &str) -> BoxResult<Key> {
+    Ok(Key::named(name)?)
 }
 
 fn parent() -> BoxResult<()> {
-    // A key of our own: the children find the cell by it.
-    let key = Key::new(0x636e_0000 | (std::process::id() as i32 & 0xffff))?;
+    // A name of our own: the children find the cell by it.
+    let name = format!("shmstore-example/counters-{}", std::process::id());
+    let key = key_arg(&name)?;
     let cell = SharedCell::<Counters>::creator()
+        .with_schema()
         .remove_on_drop(true) // gone once every process has detached
         .create(key, Counters::zeroed())?;
     println!("cell {key} (segment id {}) created", cell.id());
 
     let me = std::env::current_exe()?;
     let spawn = |args: &[String]| -> BoxResult<Child> { Ok(Command::new(&me).args(args).spawn()?) };
-    let monitor = spawn(&["monitor".into(), key.raw().to_string()])?;
+    let monitor = spawn(&["monitor".into(), name.clone()])?;
     let workers = (0..WORKERS)
-        .map(|i| spawn(&["worker".into(), key.raw().to_string(), i.to_string()]))
+        .map(|i| spawn(&["worker".into(), name.clone(), i.to_string()]))
         .collect::<BoxResult<Vec<_>>>()?;
 
     for mut w in workers {
@@ -90,7 +93,7 @@ fn parent() -> BoxResult<()> {
 }
 
 fn worker(key: Key, index: usize) -> BoxResult<()> {
-    let cell = SharedCell::<Counters>::open(key)?;
+    let cell = SharedCell::<Counters>::opener().with_schema().open(key)?;
     for _ in 0..INCREMENTS {
         cell.update(|c| {
             c.per_worker[index] += 1;
@@ -101,7 +104,7 @@ fn worker(key: Key, index: usize) -> BoxResult<()> {
 }
 
 fn monitor(key: Key) -> BoxResult<()> {
-    let cell = SharedCell::<Counters>::open(key)?;
+    let cell = SharedCell::<Counters>::opener().with_schema().open(key)?;
     let expected = WORKERS as u64 * INCREMENTS;
     let mut seen = cell.version();
     let mut last_print = std::time::Instant::now();

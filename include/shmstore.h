@@ -1,5 +1,6 @@
 /*
- * shmstore.h: read shmstore objects (on-segment format version 5) from C.
+ * shmstore.h: read shmstore objects (FORMAT.md's on-segment format, the
+ * version SHMSTORE_FORMAT_VERSION) from C.
  *
  * A single-header C11 library. Included as it is, it declares: the
  * format's constants and layout (offsets checked by _Static_assert), the
@@ -146,8 +147,10 @@ extern "C" {
  * rules refuses a region with another `type_extra`. */
 #define SHMSTORE_RKYV_FORMAT UINT64_C(0x72010404)
 
+/* The one format version this header reads (`format_version`). */
+#define SHMSTORE_FORMAT_VERSION 5
+
 enum {
-    SHMSTORE_FORMAT_VERSION = 5,
     SHMSTORE_HEADER_SIZE = 512,
     SHMSTORE_TYPE_NAME_MAX = 128,
     SHMSTORE_NAME_MAX = 128,
@@ -157,6 +160,12 @@ enum {
     SHMSTORE_MIN_SLOTS = 2,
     SHMSTORE_MAX_SLOTS = 64,
     SHMSTORE_MAX_ALIGN = 4096,
+    /* The most bytes a stored schema may have (`schema_len`). */
+    SHMSTORE_SCHEMA_MAX = 16384,
+    /* Where a schema lies: a cell's right after the header, a region's
+     * right after its control block (FORMAT.md, "Schema"). */
+    SHMSTORE_CELL_SCHEMA_OFFSET = 512,
+    SHMSTORE_REGION_SCHEMA_OFFSET = 9792,
 
     SHMSTORE_KIND_CELL = 1,
     SHMSTORE_KIND_REGION = 2,
@@ -201,6 +210,8 @@ enum {
     SHMSTORE_OFF_USED_LEN = 96,
     SHMSTORE_OFF_CREATOR_START = 104,
     SHMSTORE_OFF_NAME_LEN = 112,
+    SHMSTORE_OFF_SCHEMA_LEN = 116,
+    SHMSTORE_OFF_SCHEMA_HASH = 120,
     SHMSTORE_OFF_TYPE_NAME = 128,
     SHMSTORE_OFF_SEQ = 256,
     SHMSTORE_OFF_NOTIFY = 264,
@@ -309,7 +320,8 @@ struct shmstore_header {
     _Atomic uint64_t used_len;
     _Atomic uint64_t creator_start;
     _Atomic uint32_t name_len;
-    unsigned char reserved0[12];
+    _Atomic uint32_t schema_len;
+    _Atomic uint64_t schema_hash;
     _Atomic unsigned char type_name[SHMSTORE_TYPE_NAME_MAX];
     _Atomic uint64_t seq;
     _Atomic uint32_t notify;
@@ -386,6 +398,10 @@ _Static_assert(offsetof(struct shmstore_header, used_len) == SHMSTORE_OFF_USED_L
 _Static_assert(offsetof(struct shmstore_header, creator_start) == SHMSTORE_OFF_CREATOR_START,
                "creator_start");
 _Static_assert(offsetof(struct shmstore_header, name_len) == SHMSTORE_OFF_NAME_LEN, "name_len");
+_Static_assert(offsetof(struct shmstore_header, schema_len) == SHMSTORE_OFF_SCHEMA_LEN,
+               "schema_len");
+_Static_assert(offsetof(struct shmstore_header, schema_hash) == SHMSTORE_OFF_SCHEMA_HASH,
+               "schema_hash");
 _Static_assert(offsetof(struct shmstore_header, type_name) == SHMSTORE_OFF_TYPE_NAME,
                "type_name");
 _Static_assert(offsetof(struct shmstore_header, seq) == SHMSTORE_OFF_SEQ, "seq");
@@ -528,6 +544,11 @@ struct shmstore_object {
     char type_name[SHMSTORE_TYPE_NAME_MAX + 1]; /* NUL-terminated copy */
     uint32_t name_len;
     char name[SHMSTORE_NAME_MAX + 1]; /* NUL-terminated copy; "" at a plain key */
+    /* The stored schema's length (0: none) and FNV-1a hash; its bytes are
+     * at SHMSTORE_CELL_SCHEMA_OFFSET or SHMSTORE_REGION_SCHEMA_OFFSET and
+     * end at or before data_offset (see shmstore_schema). */
+    uint32_t schema_len;
+    uint64_t schema_hash;
 
     /* Copies thrown away since the open because a writer rewrote what they
      * were copying: by shmstore_cell_read and shmstore_region_copy. */
@@ -804,6 +825,8 @@ int shmstore_wait_for_change(struct shmstore_object *obj, uint64_t since, unsign
 
 #if defined(SHMSTORE_IMPLEMENTATION) && !defined(SHMSTORE__IMPLEMENTED)
 #define SHMSTORE__IMPLEMENTED
+#define SHMSTORE__STRING_(x) #x
+#define SHMSTORE__STRING(x) SHMSTORE__STRING_(x)
 
 #ifdef __cplusplus
 #error "compile shmstore.h's implementation (SHMSTORE_IMPLEMENTATION) in a C file"
@@ -1369,7 +1392,9 @@ int shmstore_validate(struct shmstore_object *obj)
 
     uint32_t version = atomic_load_explicit(&h->format_version, memory_order_relaxed);
     if (version != SHMSTORE_FORMAT_VERSION)
-        return shmstore__refuse(obj, SHMSTORE_EFORMAT, "format version is not 5", version);
+        return shmstore__refuse(obj, SHMSTORE_EFORMAT,
+                                "format version is not " SHMSTORE__STRING(SHMSTORE_FORMAT_VERSION),
+                                version);
     uint32_t kind = atomic_load_explicit(&h->kind, memory_order_relaxed);
     if (kind != SHMSTORE_KIND_CELL && kind != SHMSTORE_KIND_REGION)
         return shmstore__refuse(obj, SHMSTORE_ECORRUPT, "unknown kind", kind);
@@ -1403,6 +1428,11 @@ int shmstore_validate(struct shmstore_object *obj)
     uint32_t name_len = atomic_load_explicit(&h->name_len, memory_order_relaxed);
     if (name_len > SHMSTORE_NAME_MAX)
         return shmstore__refuse(obj, SHMSTORE_ECORRUPT, "name longer than 128 bytes", name_len);
+    uint32_t schema_len = atomic_load_explicit(&h->schema_len, memory_order_relaxed);
+    if (schema_len > SHMSTORE_SCHEMA_MAX)
+        return shmstore__refuse(obj, SHMSTORE_ECORRUPT, "schema longer than 16384 bytes",
+                                schema_len);
+    uint64_t schema_hash = atomic_load_explicit(&h->schema_hash, memory_order_relaxed);
     if (!shmstore__is_pow2(align) || align > SHMSTORE_MAX_ALIGN)
         return shmstore__refuse(obj, SHMSTORE_ECORRUPT,
                                 "value alignment is not a power of two up to 4096", align);
@@ -1419,9 +1449,11 @@ int shmstore_validate(struct shmstore_object *obj)
     uint64_t used_len = atomic_load_explicit(&h->used_len, memory_order_relaxed);
     uint64_t word_align = align > 8 ? align : 8;
     if (kind == SHMSTORE_KIND_CELL) {
-        if (data_offset < SHMSTORE_HEADER_SIZE || data_offset % word_align != 0)
+        if (data_offset < (uint64_t)SHMSTORE_CELL_SCHEMA_OFFSET + schema_len ||
+            data_offset % word_align != 0)
             return shmstore__refuse(obj, SHMSTORE_ECORRUPT,
-                                    "a cell's data offset is below the header or misaligned",
+                                    "a cell's data offset is below the header and schema or "
+                                    "misaligned",
                                     data_offset);
         if (stride == 0 || stride % 8 != 0 || stride < value_size)
             return shmstore__refuse(obj, SHMSTORE_ECORRUPT,
@@ -1429,10 +1461,11 @@ int shmstore_validate(struct shmstore_object *obj)
     } else {
         /* Buffers start on cache lines and at the root's alignment. */
         uint64_t unit = align > SHMSTORE_REGION_BUFFER_ALIGN ? align : SHMSTORE_REGION_BUFFER_ALIGN;
-        if (data_offset < SHMSTORE_REGION_DATA_MIN || data_offset % unit != 0)
+        if (data_offset < (uint64_t)SHMSTORE_REGION_SCHEMA_OFFSET + schema_len ||
+            data_offset % unit != 0)
             return shmstore__refuse(obj, SHMSTORE_ECORRUPT,
-                                    "a region's data offset is below its control block or not a "
-                                    "multiple of max(64, value_align)",
+                                    "a region's data offset is below its control block and schema "
+                                    "or not a multiple of max(64, value_align)",
                                     data_offset);
         if (stride == 0 || stride % unit != 0 || stride < value_size)
             return shmstore__refuse(obj, SHMSTORE_ECORRUPT,
@@ -1465,6 +1498,8 @@ int shmstore_validate(struct shmstore_object *obj)
     obj->type_extra = type_extra;
     obj->type_name_len = type_name_len;
     obj->name_len = name_len;
+    obj->schema_len = schema_len;
+    obj->schema_hash = schema_hash;
     obj->slot_count = count;
     obj->data_offset = data_offset;
     obj->slot_stride = stride;

@@ -10,7 +10,8 @@
  * parse only), one a line, every leaf shmstore_visit() finds as `PATH=VALUE`,
  * then each QUERY's answer as `QUERY=VALUE` or `QUERY=!CODE`. A QUERY is
  * `u64:PATH`, `i64:PATH`, `f64:PATH`, `bool:PATH`, `str:PATH`, `len:PATH`
- * or `variant:PATH`. VALUE is a number (f64 printed with %.17g), `true` or
+ * or `variant:PATH`; the query `quiet` has the leaves counted, not
+ * printed (`leaves=N`). VALUE is a number (f64 printed with %.17g), `true` or
  * `false`, a string in double quotes with `\` and `"` and bytes outside
  * 0x20-0x7e escaped as \xNN, `None` (an option that is None), or for a
  * unit variant or (): its name or `()`. A refused schema prints
@@ -132,7 +133,11 @@ static int print_leaf(const struct shmstore_value *v)
 
 static int visit(void *ctx, const char *path, const struct shmstore_value *leaf)
 {
-    (void)ctx;
+    unsigned long long *counted = ctx;
+    if (counted != NULL) {
+        ++*counted;
+        return 0;
+    }
     printf("%s=", path);
     int rc = print_leaf(leaf);
     if (rc != SHMSTORE_OK)
@@ -236,9 +241,15 @@ int main(int argc, char **argv)
         printf("root=!%d\n", rc);
         return 4;
     }
-    rc = shmstore_visit(&root, visit, NULL);
+    int quiet = 0;
     for (int i = 4; i < argc; i++)
-        if (strncmp(argv[i], "check:", 6) != 0)
+        quiet |= strcmp(argv[i], "quiet") == 0;
+    unsigned long long counted = 0;
+    rc = shmstore_visit(&root, visit, quiet ? &counted : NULL);
+    if (quiet)
+        printf("leaves=%llu\n", counted);
+    for (int i = 4; i < argc; i++)
+        if (strncmp(argv[i], "check:", 6) != 0 && strcmp(argv[i], "quiet") != 0)
             query(&root, argv[i]);
     if (rc != SHMSTORE_OK) {
         printf("visit=!%d\n", rc);

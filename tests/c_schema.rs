@@ -16,7 +16,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::mem::{align_of, offset_of, size_of};
 
 use bytemuck::{Pod, Zeroable};
+use common::SegGuard;
 use common::programs::{Programs, compile, run};
+use shmstore::{Key, Segment, SharedCell, SharedRegion};
 
 /// Error codes of `include/shmstore.h`.
 const ECORRUPT: i32 = 4;
@@ -150,12 +152,9 @@ const CELL_SCHEMA: &str = "CellValue{limits:Limits{timeout_ms:u64,max_conn:u32,b
 level:i8,flag:u8},weights:[f32;4],big:u128,neg:i128,total:i64,size:usize,pair:Pair(i32,u32),\
 extra:u64}";
 
-#[test]
-fn c_reads_a_pod_cell_value_field_by_field() {
-    let Some(programs) = compile("schema-cell", &["schema_read"]) else {
-        return;
-    };
-    let value = CellValue {
+/// The cell's value of the tests.
+fn cell_value() -> CellValue {
+    CellValue {
         limits: Limits {
             timeout_ms: 30_000,
             max_conn: 512,
@@ -170,7 +169,41 @@ fn c_reads_a_pod_cell_value_field_by_field() {
         size: 123_456,
         pair: Pair(-1, u32::MAX),
         extra: u64::MAX,
+    }
+}
+
+/// The leaves of `cell_value()` as `schema_read` prints them.
+fn cell_leaves() -> Vec<String> {
+    [
+        "limits.timeout_ms=30000",
+        "limits.max_conn=512",
+        "limits.burst=65535",
+        "limits.level=-7",
+        "limits.flag=1",
+        "weights[0]=1.5",
+        "weights[1]=-0.25",
+        "weights[2]=3",
+        "weights[3]=0",
+        // Not a u64, and no getter reads u128 beyond it.
+        &format!("big=!{ERANGE}"),
+        "neg=-5",
+        "total=-9223372036854775808",
+        "size=123456",
+        "pair.0=-1",
+        "pair.1=4294967295",
+        "extra=18446744073709551615",
+    ]
+    .iter()
+    .map(|l| l.to_string())
+    .collect()
+}
+
+#[test]
+fn c_reads_a_pod_cell_value_field_by_field() {
+    let Some(programs) = compile("schema-cell", &["schema_read"]) else {
+        return;
     };
+    let value = cell_value();
     let r = read(
         &programs,
         "cell",
@@ -220,26 +253,7 @@ fn c_reads_a_pod_cell_value_field_by_field() {
         (size_of::<CellValue>(), align_of::<CellValue>()),
         "the C layout of the schema is Rust's repr(C) layout"
     );
-    let want = [
-        "limits.timeout_ms=30000",
-        "limits.max_conn=512",
-        "limits.burst=65535",
-        "limits.level=-7",
-        "limits.flag=1",
-        "weights[0]=1.5",
-        "weights[1]=-0.25",
-        "weights[2]=3",
-        "weights[3]=0",
-        // Not a u64, and no getter reads u128 beyond it.
-        &format!("big=!{ERANGE}"),
-        "neg=-5",
-        "total=-9223372036854775808",
-        "size=123456",
-        "pair.0=-1",
-        "pair.1=4294967295",
-        "extra=18446744073709551615",
-    ];
-    assert_eq!(leaves(&r), want);
+    assert_eq!(leaves(&r), cell_leaves());
     for (query, answer) in [
         ("u64:limits.max_conn", "512".to_owned()),
         ("i64:limits.level", "-7".to_owned()),
@@ -401,6 +415,56 @@ fn config() -> Config {
     }
 }
 
+/// The leaves of `config()` as `schema_read` prints them.
+fn config_leaves() -> Vec<String> {
+    let big = format!("big=!{ERANGE}");
+    [
+        "name=\"db.example.org\"",
+        "limits.max_conn=512",
+        "limits.timeout_ms=30000",
+        "tags[0]=\"a\"",
+        "tags[1]=\"bb\"",
+        "tags[2]=\"a long tag here\"",
+        "tags[3]=\"ccc\"",
+        "mode.On.0=7",
+        "backup=9",
+        "none=None",
+        "boxed=77",
+        "bstr=\"boxed str\"",
+        "slice[0]=1",
+        "slice[1]=2",
+        "slice[2]=65535",
+        "res.Ok.0=5",
+        "err.Err.0=\"went wrong\"",
+        "pair.0=200",
+        "pair.1=-3",
+        "arr[0]=-1",
+        "arr[1]=0",
+        "arr[2]=32767",
+        "ch=233",
+        "flag=true",
+        "f=1.5",
+        "d=-0.25",
+        big.as_str(),
+        "neg=-5",
+        "us=123456",
+        "is=-42",
+        "unit=()",
+        "nested[0][0]=1",
+        "nested[0][1]=2",
+        "nested[1]=None",
+        "id.0=65535",
+        "one.0=4",
+        "weights=<type 25>",
+        "tree=<type 27>",
+        "set=<type 26>",
+        "bset=<type 28>",
+    ]
+    .iter()
+    .map(|l| l.to_string())
+    .collect()
+}
+
 #[test]
 fn c_reads_an_rkyv_archive_field_by_field() {
     let Some(programs) = compile("schema-region", &["schema_read"]) else {
@@ -466,50 +530,7 @@ fn c_reads_an_rkyv_archive_field_by_field() {
         (size_of::<ArchivedConfig>(), align_of::<ArchivedConfig>()),
         "the schema's archived layout is rkyv's"
     );
-    let big = format!("big=!{ERANGE}");
-    let want = [
-        "name=\"db.example.org\"",
-        "limits.max_conn=512",
-        "limits.timeout_ms=30000",
-        "tags[0]=\"a\"",
-        "tags[1]=\"bb\"",
-        "tags[2]=\"a long tag here\"",
-        "tags[3]=\"ccc\"",
-        "mode.On.0=7",
-        "backup=9",
-        "none=None",
-        "boxed=77",
-        "bstr=\"boxed str\"",
-        "slice[0]=1",
-        "slice[1]=2",
-        "slice[2]=65535",
-        "res.Ok.0=5",
-        "err.Err.0=\"went wrong\"",
-        "pair.0=200",
-        "pair.1=-3",
-        "arr[0]=-1",
-        "arr[1]=0",
-        "arr[2]=32767",
-        "ch=233",
-        "flag=true",
-        "f=1.5",
-        "d=-0.25",
-        big.as_str(),
-        "neg=-5",
-        "us=123456",
-        "is=-42",
-        "unit=()",
-        "nested[0][0]=1",
-        "nested[0][1]=2",
-        "nested[1]=None",
-        "id.0=65535",
-        "one.0=4",
-        "weights=<type 25>",
-        "tree=<type 27>",
-        "set=<type 26>",
-        "bset=<type 28>",
-    ];
-    assert_eq!(leaves(&r), want);
+    assert_eq!(leaves(&r), config_leaves());
     let e = |code: i32| format!("!{code}");
     let answers: [(&str, String); 50] = [
         ("u64:limits.max_conn", "512".into()),
@@ -999,4 +1020,202 @@ fn c_refuses_archives_that_break_the_format() {
     let counted: u64 = r.line("leaves=").parse().unwrap();
     assert!(counted < (1 << 20) + 32 * 8, "{counted} leaves");
     assert_eq!(r.line("visit=!"), ERANGE.to_string());
+}
+
+/// 64-bit FNV-1a, as `schema_hash` is.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+fn u32_at(image: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(image[at..at + 4].try_into().unwrap())
+}
+
+fn u64_at(image: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(image[at..at + 8].try_into().unwrap())
+}
+
+/// The bytes of segment `id`.
+fn image_of(id: i32) -> Vec<u8> {
+    let seg = Segment::options()
+        .read_only(true)
+        .attach_id(id)
+        .expect("attach the object");
+    let mut image = vec![0; seg.len()];
+    seg.read_at(0, &mut image).expect("copy the object");
+    image
+}
+
+/// `image` (of an object without a schema) with `schema` stored as
+/// FORMAT.md's "Schema" says: at 512 in a cell, at 9792 in a region, the
+/// data moved up past it to the next multiple of its unit, `data_offset`,
+/// `used_len`, `schema_len` and `schema_hash` to match.
+fn with_schema(image: &[u8], schema: &[u8]) -> Vec<u8> {
+    let kind = u32_at(image, 12);
+    let align = u32_at(image, 48) as usize;
+    let count = u32_at(image, 76) as usize;
+    let data_offset = u64_at(image, 80) as usize;
+    let stride = u64_at(image, 88) as usize;
+    let (at, unit) = if kind == 1 {
+        (512, align.max(8))
+    } else {
+        (9792, align.max(64))
+    };
+    assert!(data_offset >= at && u32_at(image, 116) == 0);
+    let new_offset = (at + schema.len()).div_ceil(unit) * unit;
+    let data = &image[data_offset..data_offset + count * stride];
+    let mut out = image[..at].to_vec();
+    out.extend_from_slice(schema);
+    out.resize(new_offset, 0);
+    out.extend_from_slice(data);
+    out[80..88].copy_from_slice(&(new_offset as u64).to_le_bytes());
+    out[96..104].copy_from_slice(&((new_offset + data.len()) as u64).to_le_bytes());
+    out[116..120].copy_from_slice(&(schema.len() as u32).to_le_bytes());
+    out[120..128].copy_from_slice(&fnv1a(schema).to_le_bytes());
+    out
+}
+
+/// A new private segment holding `image`, and its guard.
+fn plant(image: &[u8]) -> (Segment, SegGuard) {
+    let seg = Segment::options()
+        .size(image.len())
+        .create(true)
+        .open(Key::PRIVATE)
+        .expect("create a private segment");
+    let guard = SegGuard(seg.id());
+    seg.write_at(0, image).expect("write the image");
+    (seg, guard)
+}
+
+/// Run `schema_object` on the object in `image`, planted in a segment of
+/// its own: exit code, standard output's lines, standard error.
+fn read_object(
+    programs: &Programs,
+    image: &[u8],
+    queries: &[&str],
+) -> (Option<i32>, Vec<String>, String) {
+    let (seg, _guard) = plant(image);
+    let id = seg.id().to_string();
+    let mut args = vec![id.as_str()];
+    args.extend(queries);
+    let out = run(programs, "schema_object", &args);
+    (
+        out.status.code(),
+        String::from_utf8(out.stdout)
+            .expect("UTF-8 output")
+            .lines()
+            .map(str::to_owned)
+            .collect(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The leaves among `schema_object`'s lines.
+fn object_leaves(lines: &[String]) -> Vec<&str> {
+    lines
+        .iter()
+        .filter(|l| {
+            let key = l.split('=').next().unwrap_or("");
+            !key.contains(':') && !["schema", "version", "visit"].contains(&key)
+        })
+        .map(String::as_str)
+        .collect()
+}
+
+/// The C reader copies a cell's and a region's stored schema, checks its
+/// hash, parses it against the header and reads the live value through it.
+#[test]
+fn c_reads_objects_through_their_stored_schema() {
+    let Some(programs) = compile("schema-objects", &["schema_object"]) else {
+        return;
+    };
+    let cell = SharedCell::<CellValue>::options()
+        .remove_on_drop(true)
+        .create(Key::PRIVATE, cell_value())
+        .expect("create the cell");
+    let _cell_guard = SegGuard(cell.id());
+    let plain = image_of(cell.id());
+    let image = with_schema(&plain, CELL_SCHEMA.as_bytes());
+    let (code, lines, err) = read_object(&programs, &image, &["u64:limits.max_conn"]);
+    assert_eq!(code, Some(0), "{lines:#?} {err}");
+    assert_eq!(lines[0], format!("schema={CELL_SCHEMA}"));
+    assert_eq!(lines[1], "version=0");
+    assert_eq!(object_leaves(&lines), cell_leaves());
+    assert!(lines.contains(&"u64:limits.max_conn=512".to_owned()));
+
+    let region = SharedRegion::<Config>::options()
+        .remove_on_drop(true)
+        .create(Key::PRIVATE, 4096)
+        .expect("create the region");
+    let _region_guard = SegGuard(region.id());
+    region.publish(&config()).expect("publish");
+    let image = with_schema(&image_of(region.id()), CONFIG_SCHEMA.as_bytes());
+    let (code, lines, err) = read_object(&programs, &image, &["str:tags[2]"]);
+    assert_eq!(code, Some(0), "{lines:#?} {err}");
+    assert_eq!(lines[0], format!("schema={CONFIG_SCHEMA}"));
+    assert_eq!(lines[1], "version=1");
+    assert_eq!(object_leaves(&lines), config_leaves());
+    assert!(lines.contains(&"str:tags[2]=\"a long tag here\"".to_owned()));
+
+    // Refused: no schema; a hash that is not the schema's; a schema that
+    // does not parse, or describes another size; a schema_len past 16384,
+    // or reaching past data_offset.
+    let refusals: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("no schema", plain.clone(), "the object stores no schema"),
+        (
+            "another hash",
+            {
+                let mut i = with_schema(&plain, CELL_SCHEMA.as_bytes());
+                i[120] ^= 1;
+                i
+            },
+            "the schema's bytes do not have its schema_hash",
+        ),
+        (
+            "not the grammar",
+            with_schema(&plain, b"CellValue{limits:"),
+            "a name was expected",
+        ),
+        (
+            "another size",
+            with_schema(&plain, b"CellValue{limits:[u64;2]}"),
+            "the schema's size is not the value's",
+        ),
+        (
+            "another alignment",
+            with_schema(&plain, b"CellValue{a:[u64;12]}"),
+            "the schema's alignment is not the value's",
+        ),
+        (
+            "a cell's form",
+            with_schema(&plain, b"CellValue{a:[bool;96]}"),
+            "a form a cell's (Pod) value cannot have",
+        ),
+        (
+            "too long",
+            {
+                let mut i = with_schema(&plain, CELL_SCHEMA.as_bytes());
+                i[116..120].copy_from_slice(&16385u32.to_le_bytes());
+                i
+            },
+            "schema longer than 16384 bytes",
+        ),
+        (
+            "past data_offset",
+            {
+                let mut i = with_schema(&plain, CELL_SCHEMA.as_bytes());
+                let room = u64_at(&i, 80) as u32 - 512;
+                i[116..120].copy_from_slice(&(room + 1).to_le_bytes());
+                i
+            },
+            "data offset is below the header and schema",
+        ),
+    ];
+    for (what, image, said) in refusals {
+        let (code, lines, err) = read_object(&programs, &image, &[]);
+        assert_eq!(code, Some(3), "{what}: {lines:#?} {err}");
+        assert!(err.contains(said), "{what}: {err}");
+    }
 }

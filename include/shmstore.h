@@ -826,8 +826,9 @@ int shmstore_region_copy(struct shmstore_object *obj, void *buf, size_t cap, siz
  * (`[2]`), a variant's name to go into an enum's or result's fields
  * (`mode.On.0`, `res.Ok.0`; another variant stored is SHMSTORE_ENONE), and
  * a string key of a `hash_map<str,V>` or `btree_map<str,V>` (`weights["db"]`:
- * the key as it is, without escapes or `"`; not yet supported:
- * SHMSTORE_ENOTSUP). An option and a box are gone through (an option that
+ * the key as it is, without escapes or `"`; found by a scan of the
+ * entries, which neither hashes nor trusts the order; maps with keys of
+ * other types are SHMSTORE_ENOTSUP). An option and a box are gone through (an option that
  * is None is SHMSTORE_ENONE), both on the way and at the end. The empty
  * path is the value itself. Every pointer, length and tag read from the
  * bytes is checked against the bytes given before it is used: bad bytes
@@ -3648,6 +3649,156 @@ static int shmstore__utf8(const unsigned char *s, size_t n)
     return 1;
 }
 
+/* Maps (rkyv 0.8's collections, read by a linear scan: no hashing, no
+ * reliance on order, so a scribbled table can only make a key not found or
+ * the bytes corrupt). */
+
+/* Whether the string at `at` (an archived String, or the node's type) is
+ * `key` (`n` bytes): 1, 0, or a negative error. */
+static int shmstore__key_is(const struct shmstore_value *map, uint32_t key_node, size_t at,
+                            const char *key, size_t n)
+{
+    struct shmstore_value k = *map;
+    k.node = key_node;
+    k.pos = at;
+    size_t start, len;
+    int rc = shmstore__string(&k, &start, &len);
+    if (rc != SHMSTORE_OK)
+        return -rc;
+    return len == n && memcmp(k.bytes + start, key, n) == 0;
+}
+
+/* A swiss table (hash_map): `ptr` (relative, at +0) to the control bytes,
+ * `len` at +4, `cap` at +8; bucket i, an Entry { key, value } laid out as
+ * a C struct, ends where bucket i - 1 starts, bucket 0 ending at `ptr`;
+ * control byte i with its top bit clear says bucket i is full. */
+static int shmstore__hash_map_find(struct shmstore_value *v, const char *key, size_t n)
+{
+    const struct shmstore_schema *s = v->schema;
+    const struct shmstore_schema_node *m = shmstore__at(v);
+    uint32_t kn = m->first_child, vn = s->nodes[kn].next;
+    const struct shmstore_schema_node *k = &s->nodes[kn], *val = &s->nodes[vn];
+    uint64_t value_at = shmstore__round_up(k->size, val->align);
+    uint64_t align = k->align > val->align ? k->align : val->align;
+    uint64_t entry = shmstore__round_up(value_at + val->size, align);
+    uint64_t len = shmstore__le(v->bytes + v->pos + 4, 4);
+    uint64_t cap = shmstore__le(v->bytes + v->pos + 8, 4);
+    if (len == 0)
+        return SHMSTORE_ENONE;
+    if (len > cap)
+        return SHMSTORE_ECORRUPT;
+    uint64_t controls = (cap + 15) / 16 * 16 + 15;
+    int32_t off = (int32_t)(uint32_t)shmstore__le(v->bytes + v->pos, 4);
+    int64_t t = (int64_t)v->pos + off;
+    if (t < 0 || (uint64_t)t > v->len || controls > v->len - (uint64_t)t ||
+        (uint64_t)t % align != 0 || (entry != 0 && cap > (uint64_t)t / entry))
+        return SHMSTORE_ECORRUPT;
+    uint64_t found = 0;
+    for (uint64_t i = 0; i < cap && found < len; i++) {
+        if (v->bytes[(size_t)t + i] & 0x80)
+            continue;
+        found++;
+        size_t at = (size_t)((uint64_t)t - (i + 1) * entry);
+        int is = shmstore__key_is(v, kn, at, key, n);
+        if (is < 0)
+            return -is;
+        if (is) {
+            v->node = vn;
+            v->pos = at + (size_t)value_at;
+            return SHMSTORE_OK;
+        }
+    }
+    return SHMSTORE_ENONE;
+}
+
+/* A B-tree (btree_map, 5 entries a node): `root` (relative, at +0) and
+ * `len` at +4. A node is { u8 kind (0 leaf, 1 inner); K keys[5]; V
+ * values[5] } as a C struct; a leaf adds a u32 count of its entries, an
+ * inner node (whose 5 entries are all used) 5 relative pointers to lesser
+ * nodes and one to a greater node, each invalid (offset 1) when absent. */
+struct shmstore__btree {
+    struct shmstore_value *v;
+    uint32_t kn, vn;
+    uint64_t keys_at, values_at, node_size, align;
+    const char *key;
+    size_t n;
+    uint64_t budget;
+};
+
+static int shmstore__btree_node(struct shmstore__btree *b, size_t ptr_at, unsigned depth)
+{
+    const struct shmstore_value *v = b->v;
+    const struct shmstore_schema *s = v->schema;
+    if (depth > 64 || b->budget == 0)
+        return SHMSTORE_ECORRUPT;
+    b->budget--;
+    int32_t off = (int32_t)(uint32_t)shmstore__le(v->bytes + ptr_at, 4);
+    int64_t t = (int64_t)ptr_at + off;
+    uint64_t links_at = shmstore__round_up(b->node_size, 4);
+    if (t < 0 || (uint64_t)t > v->len || (uint64_t)t % b->align != 0 ||
+        links_at + 4 > v->len - (uint64_t)t)
+        return SHMSTORE_ECORRUPT;
+    size_t node = (size_t)t;
+    unsigned char kind = v->bytes[node];
+    uint64_t count;
+    if (kind == 0) {
+        count = shmstore__le(v->bytes + node + links_at, 4);
+        if (count > 5)
+            return SHMSTORE_ECORRUPT;
+    } else if (kind == 1) {
+        count = 5;
+        if (links_at + 24 > v->len - (uint64_t)t)
+            return SHMSTORE_ECORRUPT;
+    } else {
+        return SHMSTORE_ECORRUPT;
+    }
+    for (uint64_t i = 0; i < count; i++) {
+        size_t at = node + (size_t)(b->keys_at + i * s->nodes[b->kn].size);
+        int is = shmstore__key_is(v, b->kn, at, b->key, b->n);
+        if (is < 0)
+            return -is;
+        if (is) {
+            b->v->node = b->vn;
+            b->v->pos = node + (size_t)(b->values_at + i * s->nodes[b->vn].size);
+            return SHMSTORE_OK;
+        }
+    }
+    if (kind == 1) {
+        for (uint64_t i = 0; i < 6; i++) {
+            size_t link = node + (size_t)(links_at + 4 * i);
+            if (shmstore__le(v->bytes + link, 4) == 1)
+                continue; /* no such child */
+            int rc = shmstore__btree_node(b, link, depth + 1);
+            if (rc != SHMSTORE_ENONE)
+                return rc;
+        }
+    }
+    return SHMSTORE_ENONE;
+}
+
+static int shmstore__btree_map_find(struct shmstore_value *v, const char *key, size_t n)
+{
+    const struct shmstore_schema *s = v->schema;
+    const struct shmstore_schema_node *m = shmstore__at(v);
+    struct shmstore__btree b = {0};
+    b.v = v;
+    b.kn = m->first_child;
+    b.vn = s->nodes[b.kn].next;
+    const struct shmstore_schema_node *k = &s->nodes[b.kn], *val = &s->nodes[b.vn];
+    b.keys_at = shmstore__round_up(1, k->align);
+    b.values_at = shmstore__round_up(b.keys_at + 5 * (uint64_t)k->size, val->align);
+    b.align = k->align > val->align ? k->align : val->align;
+    b.node_size = shmstore__round_up(b.values_at + 5 * (uint64_t)val->size, b.align);
+    if (b.align < 4)
+        b.align = 4;
+    b.key = key;
+    b.n = n;
+    b.budget = v->len / 4 + 1;
+    if (shmstore__le(v->bytes + v->pos + 4, 4) == 0)
+        return SHMSTORE_ENONE;
+    return shmstore__btree_node(&b, v->pos, 0);
+}
+
 /* One step of a path: `.name` (or a first `name`), `.N`, `[N]`, `["key"]`. */
 struct shmstore__step {
     int kind; /* 0 end, 1 name, 2 index, 3 key */
@@ -3793,10 +3944,15 @@ static int shmstore__step(struct shmstore_value *v, const struct shmstore__step 
         return SHMSTORE_OK;
     }
     case SHMSTORE_T_HASH_MAP:
-    case SHMSTORE_T_BTREE_MAP:
+    case SHMSTORE_T_BTREE_MAP: {
         if (st->kind != 3)
             return SHMSTORE_ENOPATH;
-        return SHMSTORE_ENOTSUP;
+        int key_type = s->nodes[n->first_child].type;
+        if (key_type != SHMSTORE_T_STR && key_type != SHMSTORE_T_BOX_STR)
+            return SHMSTORE_ENOTSUP;
+        return n->type == SHMSTORE_T_HASH_MAP ? shmstore__hash_map_find(v, st->name, st->len)
+                                              : shmstore__btree_map_find(v, st->name, st->len);
+    }
     default:
         return SHMSTORE_ENOPATH;
     }
@@ -4024,7 +4180,9 @@ int shmstore_get_len(const struct shmstore_value *value, const char *path, uint6
     case SHMSTORE_T_HASH_SET:
     case SHMSTORE_T_BTREE_MAP:
     case SHMSTORE_T_BTREE_SET:
-        return SHMSTORE_ENOTSUP;
+        /* The entries as the map says: a lookup checks the pointers. */
+        *out = shmstore__le(v.bytes + v.pos + 4, 4);
+        return SHMSTORE_OK;
     default:
         return SHMSTORE_ETYPE;
     }

@@ -522,6 +522,9 @@ fn c_reads_an_rkyv_archive_field_by_field() {
         "f64:weights[\"db\"]",
         "len:weights",
         "u64:tree.x",
+        "u64:tree[\"x\"]",
+        "u64:tree[\"y\"]",
+        "u64:tree[0]",
     ];
     let r = read(&programs, "region", CONFIG_SCHEMA, Some(&archive), &queries);
     assert_eq!(r.code, Some(0), "{:#?}", r.lines);
@@ -532,7 +535,7 @@ fn c_reads_an_rkyv_archive_field_by_field() {
     );
     assert_eq!(leaves(&r), config_leaves());
     let e = |code: i32| format!("!{code}");
-    let answers: [(&str, String); 50] = [
+    let answers: [(&str, String); 53] = [
         ("u64:limits.max_conn", "512".into()),
         ("str:name", "\"db.example.org\"".into()),
         ("len:name", "14".into()),
@@ -580,14 +583,192 @@ fn c_reads_an_rkyv_archive_field_by_field() {
         ("len:nested[2]", "0".into()),
         ("u64:id.0", "65535".into()),
         ("u64:one.0", "4".into()),
-        ("f64:weights[\"db\"]", e(ENOTSUP)),
-        ("len:weights", e(ENOTSUP)),
+        ("f64:weights[\"db\"]", "0.5".into()),
+        ("len:weights", "1".into()),
         ("u64:tree.x", e(ENOPATH)),
+        ("u64:tree[\"x\"]", "1".into()),
+        ("u64:tree[\"y\"]", e(ENONE)),
+        ("u64:tree[0]", e(ENOPATH)),
     ];
     assert_eq!(answers.len(), queries.len());
     for (query, answer) in &answers {
         assert_eq!(r.answer(query), answer, "{query}");
     }
+}
+
+#[derive(rkyv::Archive, rkyv::Serialize)]
+struct Maps {
+    hashed: HashMap<String, u32>,
+    sorted: BTreeMap<String, u64>,
+    boxed: HashMap<Box<str>, String>,
+    empty: HashMap<String, u8>,
+    none: BTreeMap<String, u8>,
+    numbers: HashMap<u32, u8>,
+}
+
+/// Every key of a map of a few hundred entries is found: in rkyv's swiss
+/// table, and in its B-tree, several levels deep.
+#[test]
+fn c_finds_string_keys_in_maps() {
+    let Some(programs) = compile("schema-maps", &["schema_read"]) else {
+        return;
+    };
+    let key = |i: u32| {
+        if i.is_multiple_of(2) {
+            format!("k{i}")
+        } else {
+            format!("a longer key {i}")
+        }
+    };
+    let maps = Maps {
+        hashed: (0..300).map(|i| (key(i), i * 3)).collect(),
+        sorted: (0..300).map(|i| (key(i), u64::from(i) << 33)).collect(),
+        boxed: (0..20)
+            .map(|i| (key(i).into(), format!("value {i}")))
+            .collect(),
+        empty: HashMap::new(),
+        none: BTreeMap::new(),
+        numbers: HashMap::from([(1, 2)]),
+    };
+    let archive = rkyv::to_bytes::<rkyv::rancor::Error>(&maps).expect("archive");
+    let schema = "Maps{hashed:hash_map<str,u32>,sorted:btree_map<str,u64>,\
+boxed:hash_map<box<str>,str>,empty:hash_map<str,u8>,none:btree_map<str,u8>,\
+numbers:hash_map<u32,u8>}";
+    let mut queries = Vec::new();
+    for i in 0..300 {
+        queries.push(format!("u64:hashed[\"{}\"]", key(i)));
+        queries.push(format!("u64:sorted[\"{}\"]", key(i)));
+    }
+    for i in 0..20 {
+        queries.push(format!("str:boxed[\"{}\"]", key(i)));
+    }
+    let absent = [
+        "u64:hashed[\"k1\"]",
+        "u64:sorted[\"k1\"]",
+        "u64:sorted[\"\"]",
+        "u64:empty[\"k0\"]",
+        "u64:none[\"k0\"]",
+    ];
+    queries.extend(absent.iter().map(|q| q.to_string()));
+    queries.extend(
+        [
+            "len:hashed",
+            "len:sorted",
+            "len:empty",
+            "u64:numbers[\"1\"]",
+            "u64:hashed[0]",
+            "u64:hashed.k0",
+        ]
+        .map(str::to_owned),
+    );
+    let args: Vec<&str> = queries.iter().map(String::as_str).collect();
+    let r = read(&programs, "region", schema, Some(&archive), &args);
+    assert_eq!(r.code, Some(0), "{:#?}", r.lines);
+    assert_eq!(
+        layout_of(&r),
+        (size_of::<ArchivedMaps>(), align_of::<ArchivedMaps>())
+    );
+    for i in 0..300 {
+        assert_eq!(
+            r.answer(&format!("u64:hashed[\"{}\"]", key(i))),
+            (i * 3).to_string()
+        );
+        assert_eq!(
+            r.answer(&format!("u64:sorted[\"{}\"]", key(i))),
+            (u64::from(i) << 33).to_string()
+        );
+    }
+    for i in 0..20 {
+        assert_eq!(
+            r.answer(&format!("str:boxed[\"{}\"]", key(i))),
+            format!("\"value {i}\"")
+        );
+    }
+    for q in absent {
+        assert_eq!(r.answer(q), format!("!{ENONE}"), "{q}");
+    }
+    assert_eq!(r.answer("len:hashed"), "300");
+    assert_eq!(r.answer("len:sorted"), "300");
+    assert_eq!(r.answer("len:empty"), "0");
+    assert_eq!(r.answer("u64:numbers[\"1\"]"), format!("!{ENOTSUP}"));
+    assert_eq!(r.answer("u64:hashed[0]"), format!("!{ENOPATH}"));
+    assert_eq!(r.answer("u64:hashed.k0"), format!("!{ENOPATH}"));
+
+    // Scribbled tables and trees: corrupt, or the key not found, never a
+    // read outside the archive or a walk without end.
+    let root = archive.len() - size_of::<ArchivedMaps>();
+    let hashed = root + offset_of!(ArchivedMaps, hashed);
+    let sorted = root + offset_of!(ArchivedMaps, sorted);
+    let patch = |pos: usize, bytes: &[u8]| {
+        let mut a = archive.to_vec();
+        a[pos..pos + bytes.len()].copy_from_slice(bytes);
+        a
+    };
+    let k0 = "u64:hashed[\"k0\"]";
+    let s0 = "u64:sorted[\"k0\"]";
+    let corrupt = format!("!{ECORRUPT}");
+    for (what, bytes, query) in [
+        (
+            "a table far away",
+            patch(hashed, &i32::MAX.to_le_bytes()),
+            k0,
+        ),
+        (
+            "a table before the start",
+            patch(hashed, &i32::MIN.to_le_bytes()),
+            k0,
+        ),
+        (
+            "more entries than buckets",
+            patch(hashed + 4, &u32::MAX.to_le_bytes()),
+            k0,
+        ),
+        (
+            "buckets before the start",
+            patch(hashed + 8, &(u32::MAX / 2).to_le_bytes()),
+            k0,
+        ),
+        (
+            "a tree far away",
+            patch(sorted, &i32::MAX.to_le_bytes()),
+            s0,
+        ),
+        (
+            "a tree misaligned",
+            patch(sorted, &(-3i32).to_le_bytes()),
+            s0,
+        ),
+    ] {
+        let r = read(&programs, "region", schema, Some(&bytes), &[query]);
+        assert_eq!(r.answer(query), corrupt, "{what}: {:#?}", r.lines);
+    }
+    // A tree whose root node links back to itself: the walk ends.
+    let node = (sorted as i64
+        + i64::from(i32::from_le_bytes(
+            archive[sorted..sorted + 4].try_into().unwrap(),
+        ))) as usize;
+    assert_eq!(archive[node], 1, "the root of 300 entries is an inner node");
+    let mut looped = archive.to_vec();
+    // A node of 5 String keys and 5 u64 values: the kind byte, the keys
+    // at 4 to 44, the values at 48 to 88, then the 6 links.
+    let links = node + 88;
+    for i in 0..6 {
+        let at = links + 4 * i;
+        looped[at..at + 4].copy_from_slice(&(node as i32 - at as i32).to_le_bytes());
+    }
+    let r = read(
+        &programs,
+        "region",
+        schema,
+        Some(&looped),
+        &["u64:sorted[\"nowhere\"]"],
+    );
+    assert_eq!(
+        r.answer("u64:sorted[\"nowhere\"]"),
+        corrupt,
+        "{:#?}",
+        r.lines
+    );
 }
 
 /// Each form's archived size and alignment, as the C parser computes them

@@ -73,6 +73,15 @@
  * for a refused header or namespace, `uid`, `cuid` and `gid` for a segment
  * of a user it does not trust, also after a failed open.
  *
+ * An object may store its value type's schema (FORMAT.md, "Schema"):
+ * shmstore_schema_load() copies it, checks its hash and parses it against
+ * the header, shmstore_read_value() reads the value (a cell's, or a
+ * region's archive), and getters read its fields by path, e.g.
+ * shmstore_get_u64(&value, "limits.max_conn", &n) or
+ * shmstore_get_str(&value, "tags[2]", buf, sizeof buf, &len); see
+ * "Schemas" below. The parser and the getters also work on a schema text
+ * and bytes from elsewhere (shmstore_schema_parse, shmstore_value_root).
+ *
  * The open functions take a struct shmstore_options (NULL for the
  * defaults, which shmstore_options_default() returns). An open waits, up to
  * its `init_timeout_ms` (5000 by default, measured on CLOCK_MONOTONIC), for

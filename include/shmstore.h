@@ -1,5 +1,6 @@
 /*
- * shmstore.h: read shmstore objects (on-segment format version 5) from C.
+ * shmstore.h: read shmstore objects (FORMAT.md's on-segment format, the
+ * version SHMSTORE_FORMAT_VERSION) from C.
  *
  * A single-header C11 library. Included as it is, it declares: the
  * format's constants and layout (offsets checked by _Static_assert), the
@@ -71,6 +72,15 @@
  * SHMSTORE_ESYSTEM (errno is left set too), `detail` and `detail_value`
  * for a refused header or namespace, `uid`, `cuid` and `gid` for a segment
  * of a user it does not trust, also after a failed open.
+ *
+ * An object may store its value type's schema (FORMAT.md, "Schema"):
+ * shmstore_schema_load() copies it, checks its hash and parses it against
+ * the header, shmstore_read_value() reads the value (a cell's, or a
+ * region's archive), and getters read its fields by path, e.g.
+ * shmstore_get_u64(&value, "limits.max_conn", &n) or
+ * shmstore_get_str(&value, "tags[2]", buf, sizeof buf, &len); see
+ * "Schemas" below. The parser and the getters also work on a schema text
+ * and bytes from elsewhere (shmstore_schema_parse, shmstore_value_root).
  *
  * The open functions take a struct shmstore_options (NULL for the
  * defaults, which shmstore_options_default() returns). An open waits, up to
@@ -146,8 +156,10 @@ extern "C" {
  * rules refuses a region with another `type_extra`. */
 #define SHMSTORE_RKYV_FORMAT UINT64_C(0x72010404)
 
+/* The one format version this header reads (`format_version`). */
+#define SHMSTORE_FORMAT_VERSION 5
+
 enum {
-    SHMSTORE_FORMAT_VERSION = 5,
     SHMSTORE_HEADER_SIZE = 512,
     SHMSTORE_TYPE_NAME_MAX = 128,
     SHMSTORE_NAME_MAX = 128,
@@ -157,6 +169,12 @@ enum {
     SHMSTORE_MIN_SLOTS = 2,
     SHMSTORE_MAX_SLOTS = 64,
     SHMSTORE_MAX_ALIGN = 4096,
+    /* The most bytes a stored schema may have (`schema_len`). */
+    SHMSTORE_SCHEMA_MAX = 16384,
+    /* Where a schema lies: a cell's right after the header, a region's
+     * right after its control block (FORMAT.md, "Schema"). */
+    SHMSTORE_CELL_SCHEMA_OFFSET = 512,
+    SHMSTORE_REGION_SCHEMA_OFFSET = 9792,
 
     SHMSTORE_KIND_CELL = 1,
     SHMSTORE_KIND_REGION = 2,
@@ -201,6 +219,8 @@ enum {
     SHMSTORE_OFF_USED_LEN = 96,
     SHMSTORE_OFF_CREATOR_START = 104,
     SHMSTORE_OFF_NAME_LEN = 112,
+    SHMSTORE_OFF_SCHEMA_LEN = 116,
+    SHMSTORE_OFF_SCHEMA_HASH = 120,
     SHMSTORE_OFF_TYPE_NAME = 128,
     SHMSTORE_OFF_SEQ = 256,
     SHMSTORE_OFF_NOTIFY = 264,
@@ -309,7 +329,8 @@ struct shmstore_header {
     _Atomic uint64_t used_len;
     _Atomic uint64_t creator_start;
     _Atomic uint32_t name_len;
-    unsigned char reserved0[12];
+    _Atomic uint32_t schema_len;
+    _Atomic uint64_t schema_hash;
     _Atomic unsigned char type_name[SHMSTORE_TYPE_NAME_MAX];
     _Atomic uint64_t seq;
     _Atomic uint32_t notify;
@@ -386,6 +407,10 @@ _Static_assert(offsetof(struct shmstore_header, used_len) == SHMSTORE_OFF_USED_L
 _Static_assert(offsetof(struct shmstore_header, creator_start) == SHMSTORE_OFF_CREATOR_START,
                "creator_start");
 _Static_assert(offsetof(struct shmstore_header, name_len) == SHMSTORE_OFF_NAME_LEN, "name_len");
+_Static_assert(offsetof(struct shmstore_header, schema_len) == SHMSTORE_OFF_SCHEMA_LEN,
+               "schema_len");
+_Static_assert(offsetof(struct shmstore_header, schema_hash) == SHMSTORE_OFF_SCHEMA_HASH,
+               "schema_hash");
 _Static_assert(offsetof(struct shmstore_header, type_name) == SHMSTORE_OFF_TYPE_NAME,
                "type_name");
 _Static_assert(offsetof(struct shmstore_header, seq) == SHMSTORE_OFF_SEQ, "seq");
@@ -461,8 +486,8 @@ enum shmstore_error {
     /* A bad argument: an invalid name, a null pointer, an object not
      * opened. */
     SHMSTORE_EINVAL = 11,
-    /* The caller's buffer is smaller than the archive (its length is
-     * returned). */
+    /* The caller's buffer is smaller than the archive, schema or string
+     * (its length is returned), or a schema has more nodes than given. */
     SHMSTORE_ETOOSMALL = 12,
     /* The segment's owner or creator is another user than this process's
      * effective user and root, and not one it was told to trust; the
@@ -487,6 +512,21 @@ enum shmstore_error {
      * longer has it) and the version did not change; `detail` says which.
      * Open its key or name again for a successor. */
     SHMSTORE_EREMOVED = 17,
+    /* The object stores no schema (`schema_len` 0). */
+    SHMSTORE_ENOSCHEMA = 18,
+    /* A schema refused: not the grammar, too deep, a form its layout does
+     * not allow, or a size or alignment other than the value's. */
+    SHMSTORE_ESCHEMA = 19,
+    /* A path that names no place of the schema, or is not well formed. */
+    SHMSTORE_ENOPATH = 20,
+    /* The value has nothing at the path: an option that is None, an enum
+     * holding another variant, an index past a vector's end, a key absent. */
+    SHMSTORE_ENONE = 21,
+    /* A number that does not fit the type asked for, or a walk past its
+     * bounds. */
+    SHMSTORE_ERANGE = 22,
+    /* Something this library does not decode yet. */
+    SHMSTORE_ENOTSUP = 23,
 };
 
 
@@ -528,6 +568,11 @@ struct shmstore_object {
     char type_name[SHMSTORE_TYPE_NAME_MAX + 1]; /* NUL-terminated copy */
     uint32_t name_len;
     char name[SHMSTORE_NAME_MAX + 1]; /* NUL-terminated copy; "" at a plain key */
+    /* The stored schema's length (0: none) and FNV-1a hash; its bytes are
+     * at SHMSTORE_CELL_SCHEMA_OFFSET or SHMSTORE_REGION_SCHEMA_OFFSET and
+     * end at or before data_offset (see shmstore_schema). */
+    uint32_t schema_len;
+    uint64_t schema_hash;
 
     /* Copies thrown away since the open because a writer rewrote what they
      * were copying: by shmstore_cell_read and shmstore_region_copy. */
@@ -757,6 +802,257 @@ int shmstore_region_copy(struct shmstore_object *obj, void *buf, size_t cap, siz
                          uint64_t *version);
 
 /* ------------------------------------------------------------------------
+ * Schemas (FORMAT.md, "Schema (optional)")
+ * --------------------------------------------------------------------- */
+
+/* An object may store its value type's schema, a short ASCII text such as
+ *
+ *     Config{name:str,limits:Limits{max_conn:u32,timeout_ms:u64},tags:vec<str>,
+ *            mode:enum Mode{Off=0,On=1(u32),Custom=2{level:u8}}}
+ *
+ * (one line, no spaces but after "enum"). These functions copy it out,
+ * parse it into a tree of nodes with each type's size, alignment and
+ * place, and read a value's fields by path:
+ *
+ *     struct shmstore_schema schema;
+ *     struct shmstore_value value;
+ *     uint64_t max_conn;
+ *     char name[64];
+ *     size_t name_len;
+ *     static unsigned char buf[1 << 16];      // a cell's value, or an archive
+ *     int rc = shmstore_schema_load(&obj, &schema);          // copy, parse, check
+ *     if (rc == SHMSTORE_OK)
+ *         rc = shmstore_read_value(&obj, &schema, buf, sizeof buf, &value, NULL);
+ *     if (rc == SHMSTORE_OK)
+ *         rc = shmstore_get_u64(&value, "limits.max_conn", &max_conn);
+ *     if (rc == SHMSTORE_OK)
+ *         rc = shmstore_get_str(&value, "tags[2]", name, sizeof name, &name_len);
+ *     shmstore_schema_free(&schema);
+ *
+ * A path is a sequence of steps: a field's name (`limits`, then
+ * `.max_conn`), an element's place in a tuple, a tuple struct or a
+ * variant's fields (`.0`), an index into an array, vector or boxed slice
+ * (`[2]`), a variant's name to go into an enum's or result's fields
+ * (`mode.On.0`, `res.Ok.0`; another variant stored is SHMSTORE_ENONE), and
+ * a string key of a `hash_map<str,V>` or `btree_map<str,V>` (`weights["db"]`:
+ * the key as it is, without escapes or `"`; found by a scan of the
+ * entries, which neither hashes nor trusts the order; maps with keys of
+ * other types are SHMSTORE_ENOTSUP). An option and a box are gone through (an option that
+ * is None is SHMSTORE_ENONE), both on the way and at the end. The empty
+ * path is the value itself. Every pointer, length and tag read from the
+ * bytes is checked against the bytes given before it is used: bad bytes
+ * are SHMSTORE_ECORRUPT, never a read outside them.
+ *
+ * Result codes of the value functions: SHMSTORE_ENOPATH (the schema has no
+ * such place, or the path is not well formed), SHMSTORE_ENONE (the value
+ * has nothing there: an option that is None, an enum holding another
+ * variant, an index past a vector's length, an absent key), SHMSTORE_ETYPE
+ * (the place holds another type than the getter reads), SHMSTORE_ERANGE
+ * (a number that does not fit the getter's type), SHMSTORE_ECORRUPT (the
+ * bytes break the format: a pointer out of range or misaligned, a bool
+ * neither 0 nor 1, a bad tag, a string that is not UTF-8) and
+ * SHMSTORE_ETOOSMALL (shmstore_get_str: the buffer, whose size is then
+ * needed in `len`). */
+
+enum {
+    /* The deepest a schema may nest: the root is at depth 1, a type
+     * written inside another (a field, an element, a variant's field) one
+     * deeper. */
+    SHMSTORE_SCHEMA_MAX_DEPTH = 32,
+    /* The longest path shmstore_visit() hands its callback, NUL included. */
+    SHMSTORE_PATH_MAX = 1024,
+};
+
+/* The nodes a schema text of `len` bytes can need at most: a caller
+ * passing shmstore_schema_parse() this many never sees SHMSTORE_ETOOSMALL. */
+#define SHMSTORE_SCHEMA_NODES_FOR(len) ((size_t)(len) / 2 + 2)
+
+/* A node's type: the grammar's forms, and the variants of enums and
+ * results (whose children are the variant's fields). */
+enum shmstore_type {
+    SHMSTORE_T_U8 = 1,
+    SHMSTORE_T_I8,
+    SHMSTORE_T_U16,
+    SHMSTORE_T_I16,
+    SHMSTORE_T_U32,
+    SHMSTORE_T_I32,
+    SHMSTORE_T_U64,
+    SHMSTORE_T_I64,
+    SHMSTORE_T_U128,
+    SHMSTORE_T_I128,
+    SHMSTORE_T_USIZE,
+    SHMSTORE_T_ISIZE,
+    SHMSTORE_T_F32,
+    SHMSTORE_T_F64,
+    SHMSTORE_T_BOOL,
+    SHMSTORE_T_CHAR,
+    SHMSTORE_T_STR,         /* "str": an archived String */
+    SHMSTORE_T_UNIT,        /* "()" */
+    SHMSTORE_T_VEC,         /* child: the element */
+    SHMSTORE_T_BOX,         /* child: the boxed value */
+    SHMSTORE_T_BOX_STR,     /* "box<str>" */
+    SHMSTORE_T_BOX_SLICE,   /* "box<[T]>", child: the element */
+    SHMSTORE_T_OPTION,      /* child: the value of Some, at its offset */
+    SHMSTORE_T_RESULT,      /* children: variants Ok (tag 0) and Err (tag 1) */
+    SHMSTORE_T_HASH_MAP,    /* children: key, value */
+    SHMSTORE_T_HASH_SET,    /* child: the element */
+    SHMSTORE_T_BTREE_MAP,   /* children: key, value */
+    SHMSTORE_T_BTREE_SET,   /* child: the element */
+    SHMSTORE_T_ARRAY,       /* child: the element; `count` elements */
+    SHMSTORE_T_TUPLE,       /* children: the elements */
+    SHMSTORE_T_STRUCT,      /* children: the fields, each with its label */
+    SHMSTORE_T_TUPLE_STRUCT,/* children: the fields */
+    SHMSTORE_T_ENUM,        /* children: the variants */
+    SHMSTORE_T_VARIANT,     /* children: the fields; `tag` its tag */
+};
+
+/* One node of a parsed schema. Offsets are from the start of the parent
+ * (a field in its struct, tuple or variant; Some's value in its option);
+ * the names point into the schema's text and are not NUL-terminated. */
+struct shmstore_schema_node {
+    uint8_t type;       /* enum shmstore_type */
+    uint8_t tag;        /* a variant's tag */
+    uint16_t depth;     /* 1 for the root */
+    uint32_t size;      /* the layout's size and alignment */
+    uint32_t align;
+    uint32_t offset;    /* from the parent's start */
+    uint64_t count;     /* an array's length; the number of children of others */
+    const char *label;  /* a field's or a variant's name (NULL: none) */
+    uint32_t label_len;
+    uint32_t name_len;
+    const char *name;   /* a struct's or an enum's own name (NULL: none) */
+    uint32_t first_child; /* index of the first child, 0 for none */
+    uint32_t next;        /* index of the next sibling, 0 for none */
+};
+
+/* A parsed schema: node 0 is the root. The nodes and the text are the
+ * caller's (shmstore_schema_parse) or owned by the schema and freed by
+ * shmstore_schema_free (shmstore_schema_load). */
+struct shmstore_schema {
+    const char *text;
+    size_t text_len;
+    struct shmstore_schema_node *nodes;
+    size_t node_count;
+    /* SHMSTORE_KIND_CELL (the platform's layout, Pod forms only) or
+     * SHMSTORE_KIND_REGION (rkyv 0.8's archived layout). */
+    uint32_t kind;
+    /* Why the text was refused, and at which byte. */
+    const char *error;
+    size_t error_at;
+    /* What shmstore_schema_load allocated (NULL otherwise). */
+    void *owned;
+};
+
+/* A place in a value: a node of the schema and where its bytes start
+ * (`pos`) in `bytes` (`len` bytes: a cell's whole value, or a region's
+ * whole archive). Made by shmstore_value_root(); the bytes and the schema
+ * must outlive it. */
+struct shmstore_value {
+    const struct shmstore_schema *schema;
+    const unsigned char *bytes;
+    size_t len;
+    size_t pos;
+    uint32_t node;
+};
+
+/* Copy the object's stored schema into `buf` (`cap` bytes), reading the
+ * segment once, and check its FNV-1a hash (`schema_hash`) on the copy
+ * (SHMSTORE_ECORRUPT if it differs). `len` gets `schema_len`. The copy is
+ * not NUL-terminated. SHMSTORE_ENOSCHEMA: the object stores none;
+ * SHMSTORE_ETOOSMALL: `cap` is below `len` (at most SHMSTORE_SCHEMA_MAX). */
+int shmstore_schema(struct shmstore_object *obj, char *buf, size_t cap, size_t *len);
+
+/* Parse `text` (`len` bytes, 1 to SHMSTORE_SCHEMA_MAX) strictly by
+ * FORMAT.md's grammar into `nodes` (`cap` of them; enough:
+ * SHMSTORE_SCHEMA_NODES_FOR(len)), laying it out for `kind`: a cell's
+ * value (only the forms bytemuck::Pod allows: integers and floats, arrays,
+ * tuples, structs and (); usize as this platform's size_t) or a region's
+ * archived root (every form, rkyv 0.8's sizes). `out` refers to `text` and
+ * `nodes`. SHMSTORE_ESCHEMA: refused (`out->error`, `out->error_at`):
+ * not the grammar, nesting deeper than SHMSTORE_SCHEMA_MAX_DEPTH, a form
+ * the layout does not allow, a duplicate field, variant or tag, a type
+ * larger than 4 GiB; SHMSTORE_ETOOSMALL: more nodes than `cap`. */
+int shmstore_schema_parse(const char *text, size_t len, uint32_t kind,
+                          struct shmstore_schema_node *nodes, size_t cap,
+                          struct shmstore_schema *out);
+
+/* Whether the parsed root has `size` bytes and alignment `align` (a
+ * header's value_size and value_align): SHMSTORE_OK, or SHMSTORE_ESCHEMA. */
+int shmstore_schema_check(const struct shmstore_schema *schema, uint32_t size, uint32_t align);
+
+/* shmstore_schema, shmstore_schema_parse (for the object's kind) and
+ * shmstore_schema_check (against the object's value_size and
+ * value_align), in memory allocated with malloc that `out` owns: free it
+ * with shmstore_schema_free (also after a failure, which leaves nothing to
+ * free). A region whose type_extra is not SHMSTORE_RKYV_FORMAT is
+ * SHMSTORE_ETYPE: its archives are not in the layout parsed. A refusal of
+ * the schema names it in the object's `detail` too. */
+int shmstore_schema_load(struct shmstore_object *obj, struct shmstore_schema *out);
+
+/* Free what shmstore_schema_load allocated (nothing for a schema the caller
+ * parsed into its own nodes), and clear `schema`. */
+void shmstore_schema_free(struct shmstore_schema *schema);
+
+/* The value at the root of `bytes` (`len` bytes): for a cell, `len` is the
+ * root's size (the value read by shmstore_cell_read); for a region, the
+ * archive (copied by shmstore_region_copy, `len` its length), whose root
+ * is its last bytes (SHMSTORE_ECORRUPT if it is shorter than the root, or
+ * the root would be misaligned). */
+int shmstore_value_root(const struct shmstore_schema *schema, const void *bytes, size_t len,
+                        struct shmstore_value *out);
+
+/* Read the object's current value into `buf` (`cap` bytes) and make its
+ * root: a cell's value with shmstore_cell_read (`cap` at least
+ * value_size), a region's archive with shmstore_region_copy (`cap` up to
+ * shmstore_region_capacity(); SHMSTORE_ETOOSMALL otherwise). `version` (if
+ * not NULL) gets the version read. The schema must be the object's. */
+int shmstore_read_value(struct shmstore_object *obj, const struct shmstore_schema *schema,
+                        void *buf, size_t cap, struct shmstore_value *out, uint64_t *version);
+
+/* The place `path` names from `value` (see above), options and boxes gone
+ * through on the way but not at the end. */
+int shmstore_value_at(const struct shmstore_value *value, const char *path,
+                      struct shmstore_value *out);
+
+/* The type of the place `value` is (enum shmstore_type). */
+int shmstore_value_type(const struct shmstore_value *value);
+
+/* Getters: the place `path` names from `value`, options and boxes gone
+ * through. shmstore_get_u64 reads the unsigned integers, a char (its
+ * scalar value) and the signed integers that are not negative; _i64 the
+ * integers that fit an int64_t; _f64 f32 and f64; _bool bool; _str a str,
+ * box<str>, copied into `buf` with a NUL after it (`cap` at least its
+ * length + 1, else SHMSTORE_ETOOSMALL; `len` gets its length either way;
+ * UTF-8 checked); _len the elements of an array, vector, boxed slice, map
+ * or set, the bytes of a string, or the fields of a struct, tuple or
+ * variant; _variant an enum's or result's stored variant (`name`, not
+ * NUL-terminated, and `tag`; either may be NULL). */
+int shmstore_get_u64(const struct shmstore_value *value, const char *path, uint64_t *out);
+int shmstore_get_i64(const struct shmstore_value *value, const char *path, int64_t *out);
+int shmstore_get_f64(const struct shmstore_value *value, const char *path, double *out);
+int shmstore_get_bool(const struct shmstore_value *value, const char *path, bool *out);
+int shmstore_get_str(const struct shmstore_value *value, const char *path, char *buf, size_t cap,
+                     size_t *len);
+int shmstore_get_len(const struct shmstore_value *value, const char *path, uint64_t *out);
+int shmstore_get_variant(const struct shmstore_value *value, const char *path, const char **name,
+                         size_t *name_len, unsigned *tag);
+
+/* Call `fn` for every leaf under `value`, in order: each scalar, string
+ * and unit, each unit variant (a variant without fields), each option that
+ * is None (its type SHMSTORE_T_OPTION), each map or set (not gone into).
+ * Enums and results go into the stored variant only, whose name is a step
+ * of the path (`mode.On.0`); vectors and arrays into every element
+ * (`tags[0]`). `path` is the leaf's path from `value`, NUL-terminated;
+ * read the leaf with the getters and the empty path. A non-zero return of
+ * `fn` stops the walk and is returned. The walk visits at most
+ * 32 * len + 2^20 places (bytes shared by many pointers are visited
+ * anew each time): past that, or past a path of SHMSTORE_PATH_MAX bytes,
+ * it stops with SHMSTORE_ERANGE. */
+int shmstore_visit(const struct shmstore_value *value,
+                   int (*fn)(void *ctx, const char *path, const struct shmstore_value *leaf),
+                   void *ctx);
+
+/* ------------------------------------------------------------------------
  * Waiting for a change (FORMAT.md, "Waiting for a change")
  * --------------------------------------------------------------------- */
 
@@ -804,6 +1100,8 @@ int shmstore_wait_for_change(struct shmstore_object *obj, uint64_t since, unsign
 
 #if defined(SHMSTORE_IMPLEMENTATION) && !defined(SHMSTORE__IMPLEMENTED)
 #define SHMSTORE__IMPLEMENTED
+#define SHMSTORE__STRING_(x) #x
+#define SHMSTORE__STRING(x) SHMSTORE__STRING_(x)
 
 #ifdef __cplusplus
 #error "compile shmstore.h's implementation (SHMSTORE_IMPLEMENTATION) in a C file"
@@ -930,7 +1228,7 @@ const char *shmstore_strerror(int code)
         return "the object was made on another platform (architecture, pointer width, "
                "C library or mutex size differ)";
     case SHMSTORE_ECORRUPT:
-        return "the segment's header is corrupt";
+        return "the segment's header, or the value or archive read, is corrupt";
     case SHMSTORE_ETYPE:
         return "the object is not of the kind, size or type asked for";
     case SHMSTORE_ENOTFOUND:
@@ -946,7 +1244,7 @@ const char *shmstore_strerror(int code)
     case SHMSTORE_EINVAL:
         return "invalid argument";
     case SHMSTORE_ETOOSMALL:
-        return "the buffer is smaller than the archive";
+        return "the buffer is smaller than what it must hold";
     case SHMSTORE_EFOREIGN:
         return "the segment belongs to another user, not trusted (neither this one nor root): "
                "see its uid, cuid and gid; if that user is trusted, open with the options' "
@@ -960,6 +1258,18 @@ const char *shmstore_strerror(int code)
         return "the object's version did not change before the timeout";
     case SHMSTORE_EREMOVED:
         return "the object was removed (open its key or name again for a successor)";
+    case SHMSTORE_ENOSCHEMA:
+        return "the object stores no schema";
+    case SHMSTORE_ESCHEMA:
+        return "the schema is refused (see the schema's error, or detail)";
+    case SHMSTORE_ENOPATH:
+        return "the path names nothing in the schema, or is not well formed";
+    case SHMSTORE_ENONE:
+        return "the value has nothing at the path (None, another variant, past the end)";
+    case SHMSTORE_ERANGE:
+        return "the number does not fit, or the walk went past its bounds";
+    case SHMSTORE_ENOTSUP:
+        return "not supported by this reader";
     default:
         return "unknown shmstore error";
     }
@@ -1369,7 +1679,9 @@ int shmstore_validate(struct shmstore_object *obj)
 
     uint32_t version = atomic_load_explicit(&h->format_version, memory_order_relaxed);
     if (version != SHMSTORE_FORMAT_VERSION)
-        return shmstore__refuse(obj, SHMSTORE_EFORMAT, "format version is not 5", version);
+        return shmstore__refuse(obj, SHMSTORE_EFORMAT,
+                                "format version is not " SHMSTORE__STRING(SHMSTORE_FORMAT_VERSION),
+                                version);
     uint32_t kind = atomic_load_explicit(&h->kind, memory_order_relaxed);
     if (kind != SHMSTORE_KIND_CELL && kind != SHMSTORE_KIND_REGION)
         return shmstore__refuse(obj, SHMSTORE_ECORRUPT, "unknown kind", kind);
@@ -1403,6 +1715,11 @@ int shmstore_validate(struct shmstore_object *obj)
     uint32_t name_len = atomic_load_explicit(&h->name_len, memory_order_relaxed);
     if (name_len > SHMSTORE_NAME_MAX)
         return shmstore__refuse(obj, SHMSTORE_ECORRUPT, "name longer than 128 bytes", name_len);
+    uint32_t schema_len = atomic_load_explicit(&h->schema_len, memory_order_relaxed);
+    if (schema_len > SHMSTORE_SCHEMA_MAX)
+        return shmstore__refuse(obj, SHMSTORE_ECORRUPT, "schema longer than 16384 bytes",
+                                schema_len);
+    uint64_t schema_hash = atomic_load_explicit(&h->schema_hash, memory_order_relaxed);
     if (!shmstore__is_pow2(align) || align > SHMSTORE_MAX_ALIGN)
         return shmstore__refuse(obj, SHMSTORE_ECORRUPT,
                                 "value alignment is not a power of two up to 4096", align);
@@ -1419,9 +1736,11 @@ int shmstore_validate(struct shmstore_object *obj)
     uint64_t used_len = atomic_load_explicit(&h->used_len, memory_order_relaxed);
     uint64_t word_align = align > 8 ? align : 8;
     if (kind == SHMSTORE_KIND_CELL) {
-        if (data_offset < SHMSTORE_HEADER_SIZE || data_offset % word_align != 0)
+        if (data_offset < (uint64_t)SHMSTORE_CELL_SCHEMA_OFFSET + schema_len ||
+            data_offset % word_align != 0)
             return shmstore__refuse(obj, SHMSTORE_ECORRUPT,
-                                    "a cell's data offset is below the header or misaligned",
+                                    "a cell's data offset is below the header and schema or "
+                                    "misaligned",
                                     data_offset);
         if (stride == 0 || stride % 8 != 0 || stride < value_size)
             return shmstore__refuse(obj, SHMSTORE_ECORRUPT,
@@ -1429,10 +1748,11 @@ int shmstore_validate(struct shmstore_object *obj)
     } else {
         /* Buffers start on cache lines and at the root's alignment. */
         uint64_t unit = align > SHMSTORE_REGION_BUFFER_ALIGN ? align : SHMSTORE_REGION_BUFFER_ALIGN;
-        if (data_offset < SHMSTORE_REGION_DATA_MIN || data_offset % unit != 0)
+        if (data_offset < (uint64_t)SHMSTORE_REGION_SCHEMA_OFFSET + schema_len ||
+            data_offset % unit != 0)
             return shmstore__refuse(obj, SHMSTORE_ECORRUPT,
-                                    "a region's data offset is below its control block or not a "
-                                    "multiple of max(64, value_align)",
+                                    "a region's data offset is below its control block and schema "
+                                    "or not a multiple of max(64, value_align)",
                                     data_offset);
         if (stride == 0 || stride % unit != 0 || stride < value_size)
             return shmstore__refuse(obj, SHMSTORE_ECORRUPT,
@@ -1465,6 +1785,8 @@ int shmstore_validate(struct shmstore_object *obj)
     obj->type_extra = type_extra;
     obj->type_name_len = type_name_len;
     obj->name_len = name_len;
+    obj->schema_len = schema_len;
+    obj->schema_hash = schema_hash;
     obj->slot_count = count;
     obj->data_offset = data_offset;
     obj->slot_stride = stride;
@@ -2422,6 +2744,1614 @@ int shmstore_wait_for_change(struct shmstore_object *obj, uint64_t since, unsign
     obj->detail = NULL;
     obj->detail_value = 0;
     return SHMSTORE_OK;
+}
+
+/* ------------------------------------------------------------------------
+ * Schemas (FORMAT.md, "Schema (optional)", "Region archives")
+ * --------------------------------------------------------------------- */
+
+int shmstore_schema(struct shmstore_object *obj, char *buf, size_t cap, size_t *len)
+{
+    if (obj == NULL || len == NULL)
+        return SHMSTORE_EINVAL;
+    if (!obj->validated)
+        return shmstore__refuse(obj, SHMSTORE_EINVAL, "not a validated object", 0);
+    size_t n = obj->schema_len;
+    *len = n;
+    if (n == 0)
+        return shmstore__refuse(obj, SHMSTORE_ENOSCHEMA, "the object stores no schema", 0);
+    if (buf == NULL || cap < n)
+        return shmstore__refuse(obj, SHMSTORE_ETOOSMALL, "the buffer is smaller than the schema",
+                                n);
+    size_t at = obj->kind == SHMSTORE_KIND_CELL ? (size_t)SHMSTORE_CELL_SCHEMA_OFFSET
+                                                : (size_t)SHMSTORE_REGION_SCHEMA_OFFSET;
+    /* Validation put data_offset, a multiple of 8, at or past the schema's
+     * end, so the schema's last whole word lies in the segment. */
+    shmstore__load_words((unsigned char *)buf, obj->base + at, n);
+    uint64_t hash = shmstore__fnv64(UINT64_C(0xcbf29ce484222325), buf, n);
+    if (hash != obj->schema_hash)
+        return shmstore__refuse(obj, SHMSTORE_ECORRUPT,
+                                "the schema's bytes do not have its schema_hash", hash);
+    return SHMSTORE_OK;
+}
+
+/* The parser: recursive descent over the grammar, at most
+ * SHMSTORE_SCHEMA_MAX_DEPTH calls deep. */
+struct shmstore__parser {
+    const char *s;
+    size_t len;
+    size_t at;
+    struct shmstore_schema_node *nodes;
+    size_t cap;
+    size_t count;
+    uint32_t kind;
+    const char *error;
+    size_t error_at;
+    int no_room;
+};
+
+static int shmstore__fail(struct shmstore__parser *p, const char *why)
+{
+    if (p->error == NULL) {
+        p->error = why;
+        p->error_at = p->at;
+    }
+    return -1;
+}
+
+static int shmstore__peek(const struct shmstore__parser *p)
+{
+    return p->at < p->len ? (unsigned char)p->s[p->at] : -1;
+}
+
+static int shmstore__lit(struct shmstore__parser *p, const char *lit)
+{
+    size_t n = strlen(lit);
+    if (p->len - p->at >= n && memcmp(p->s + p->at, lit, n) == 0) {
+        p->at += n;
+        return 1;
+    }
+    return 0;
+}
+
+static int shmstore__expect(struct shmstore__parser *p, const char *lit)
+{
+    return shmstore__lit(p, lit) ? 0 : shmstore__fail(p, "unexpected byte");
+}
+
+static int shmstore__is_alpha(int c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+}
+
+static int shmstore__is_digit(int c) { return c >= '0' && c <= '9'; }
+
+static int shmstore__ident(struct shmstore__parser *p, const char **name, uint32_t *len)
+{
+    size_t start = p->at;
+    if (!shmstore__is_alpha(shmstore__peek(p)))
+        return shmstore__fail(p, "a name was expected");
+    while (shmstore__is_alpha(shmstore__peek(p)) || shmstore__is_digit(shmstore__peek(p)))
+        p->at++;
+    *name = p->s + start;
+    *len = (uint32_t)(p->at - start);
+    return 0;
+}
+
+static int shmstore__number(struct shmstore__parser *p, uint64_t max, uint64_t *out)
+{
+    size_t start = p->at;
+    uint64_t v = 0;
+    if (!shmstore__is_digit(shmstore__peek(p)))
+        return shmstore__fail(p, "a number was expected");
+    while (shmstore__is_digit(shmstore__peek(p))) {
+        unsigned d = (unsigned)(shmstore__peek(p) - '0');
+        if (v > (max - d) / 10)
+            return shmstore__fail(p, "a number too large");
+        v = v * 10 + d;
+        p->at++;
+    }
+    if (p->at - start > 1 && p->s[start] == '0') {
+        p->at = start;
+        return shmstore__fail(p, "a number with a leading zero");
+    }
+    *out = v;
+    return 0;
+}
+
+static long shmstore__node(struct shmstore__parser *p, uint8_t type, unsigned depth)
+{
+    if (p->count >= p->cap || p->count >= UINT32_MAX) {
+        p->no_room = 1;
+        return shmstore__fail(p, "more nodes than room for them");
+    }
+    struct shmstore_schema_node *n = &p->nodes[p->count];
+    memset(n, 0, sizeof *n);
+    n->type = type;
+    n->depth = (uint16_t)depth;
+    n->align = 1;
+    return (long)p->count++;
+}
+
+/* Append `child` to `parent`'s children (`*last` its last child, 0 none). */
+static void shmstore__adopt(struct shmstore__parser *p, long parent, long child, uint32_t *last)
+{
+    if (*last == 0)
+        p->nodes[parent].first_child = (uint32_t)child;
+    else
+        p->nodes[*last].next = (uint32_t)child;
+    *last = (uint32_t)child;
+    p->nodes[parent].count++;
+}
+
+static uint64_t shmstore__round_up(uint64_t x, uint64_t align)
+{
+    return (x + align - 1) / align * align;
+}
+
+/* Lay `parent`'s children out as a C struct's fields from offset `start`
+ * (1 for a variant, after its tag); size and alignment to the parent. */
+static int shmstore__lay_struct(struct shmstore__parser *p, long parent, uint64_t start)
+{
+    uint64_t at = start, align = 1;
+    for (uint32_t c = p->nodes[parent].first_child; c != 0; c = p->nodes[c].next) {
+        struct shmstore_schema_node *f = &p->nodes[c];
+        at = shmstore__round_up(at, f->align);
+        f->offset = (uint32_t)at;
+        at += f->size;
+        if (at > UINT32_MAX)
+            return shmstore__fail(p, "a type larger than 4 GiB");
+        if (f->align > align)
+            align = f->align;
+    }
+    at = shmstore__round_up(at, align);
+    if (at > UINT32_MAX)
+        return shmstore__fail(p, "a type larger than 4 GiB");
+    p->nodes[parent].size = (uint32_t)at;
+    p->nodes[parent].align = (uint32_t)align;
+    return 0;
+}
+
+/* An enum's (or result's) layout from its variants'. */
+static int shmstore__lay_enum(struct shmstore__parser *p, long e)
+{
+    uint64_t size = 1, align = 1;
+    for (uint32_t v = p->nodes[e].first_child; v != 0; v = p->nodes[v].next) {
+        if (shmstore__lay_struct(p, v, 1) != 0)
+            return -1;
+        p->nodes[v].offset = 0;
+        if (p->nodes[v].size > size)
+            size = p->nodes[v].size;
+        if (p->nodes[v].align > align)
+            align = p->nodes[v].align;
+    }
+    size = shmstore__round_up(size, align);
+    if (size > UINT32_MAX)
+        return shmstore__fail(p, "a type larger than 4 GiB");
+    p->nodes[e].size = (uint32_t)size;
+    p->nodes[e].align = (uint32_t)align;
+    return 0;
+}
+
+static const struct {
+    const char *name;
+    uint8_t type;
+    uint8_t size; /* in a region; a cell's usize and isize are size_t's */
+} shmstore__prims[] = {
+    {"u8", SHMSTORE_T_U8, 1},       {"i8", SHMSTORE_T_I8, 1},
+    {"u16", SHMSTORE_T_U16, 2},     {"i16", SHMSTORE_T_I16, 2},
+    {"u32", SHMSTORE_T_U32, 4},     {"i32", SHMSTORE_T_I32, 4},
+    {"u64", SHMSTORE_T_U64, 8},     {"i64", SHMSTORE_T_I64, 8},
+    {"u128", SHMSTORE_T_U128, 16},  {"i128", SHMSTORE_T_I128, 16},
+    {"usize", SHMSTORE_T_USIZE, 4}, {"isize", SHMSTORE_T_ISIZE, 4},
+    {"f32", SHMSTORE_T_F32, 4},     {"f64", SHMSTORE_T_F64, 8},
+    {"bool", SHMSTORE_T_BOOL, 1},   {"char", SHMSTORE_T_CHAR, 4},
+};
+
+static int shmstore__same(const char *a, uint32_t alen, const char *b)
+{
+    return strlen(b) == alen && memcmp(a, b, alen) == 0;
+}
+
+/* Whether a child of `parent` before `upto` has the label `label`. */
+static int shmstore__label_taken(const struct shmstore__parser *p, long parent, uint32_t upto)
+{
+    const struct shmstore_schema_node *u = &p->nodes[upto];
+    for (uint32_t c = p->nodes[parent].first_child; c != 0 && c != upto; c = p->nodes[c].next)
+        if (p->nodes[c].label_len == u->label_len &&
+            memcmp(p->nodes[c].label, u->label, u->label_len) == 0)
+            return 1;
+    return 0;
+}
+
+static long shmstore__type(struct shmstore__parser *p, unsigned depth);
+
+/* `name:type` fields up to `close`, at least one unless `may_be_empty`. */
+static int shmstore__fields(struct shmstore__parser *p, long parent, unsigned depth, char close,
+                            int may_be_empty)
+{
+    uint32_t last = 0;
+    if (may_be_empty && shmstore__peek(p) == close) {
+        p->at++;
+        return 0;
+    }
+    for (;;) {
+        const char *label;
+        uint32_t label_len;
+        size_t at = p->at;
+        if (shmstore__ident(p, &label, &label_len) != 0 || shmstore__expect(p, ":") != 0)
+            return -1;
+        long f = shmstore__type(p, depth + 1);
+        if (f < 0)
+            return -1;
+        p->nodes[f].label = label;
+        p->nodes[f].label_len = label_len;
+        shmstore__adopt(p, parent, f, &last);
+        if (shmstore__label_taken(p, parent, (uint32_t)f)) {
+            p->at = at;
+            return shmstore__fail(p, "a field named twice");
+        }
+        if (shmstore__peek(p) == close) {
+            p->at++;
+            return 0;
+        }
+        if (shmstore__expect(p, ",") != 0)
+            return -1;
+    }
+}
+
+/* `type{,type}` up to `close`: one at least. */
+static int shmstore__types(struct shmstore__parser *p, long parent, unsigned depth, char close)
+{
+    uint32_t last = 0;
+    for (;;) {
+        long t = shmstore__type(p, depth + 1);
+        if (t < 0)
+            return -1;
+        shmstore__adopt(p, parent, t, &last);
+        if (shmstore__peek(p) == close) {
+            p->at++;
+            return 0;
+        }
+        if (shmstore__expect(p, ",") != 0)
+            return -1;
+    }
+}
+
+static int shmstore__cell_form(struct shmstore__parser *p, uint8_t type)
+{
+    if (p->kind != SHMSTORE_KIND_CELL)
+        return 0;
+    switch (type) {
+    case SHMSTORE_T_BOOL:
+    case SHMSTORE_T_CHAR:
+    case SHMSTORE_T_STR:
+    case SHMSTORE_T_VEC:
+    case SHMSTORE_T_BOX:
+    case SHMSTORE_T_BOX_STR:
+    case SHMSTORE_T_BOX_SLICE:
+    case SHMSTORE_T_OPTION:
+    case SHMSTORE_T_RESULT:
+    case SHMSTORE_T_HASH_MAP:
+    case SHMSTORE_T_HASH_SET:
+    case SHMSTORE_T_BTREE_MAP:
+    case SHMSTORE_T_BTREE_SET:
+    case SHMSTORE_T_ENUM:
+        return shmstore__fail(p, "a form a cell's (Pod) value cannot have");
+    default:
+        return 0;
+    }
+}
+
+/* A synthetic variant (a result's Ok or Err) holding `field`. */
+static long shmstore__variant_of(struct shmstore__parser *p, long parent, uint32_t *last,
+                                 const char *label, uint8_t tag, unsigned depth)
+{
+    long v = shmstore__node(p, SHMSTORE_T_VARIANT, depth);
+    if (v < 0)
+        return -1;
+    p->nodes[v].label = label;
+    p->nodes[v].label_len = (uint32_t)strlen(label);
+    p->nodes[v].tag = tag;
+    shmstore__adopt(p, parent, v, last);
+    return v;
+}
+
+static long shmstore__type(struct shmstore__parser *p, unsigned depth)
+{
+    if (depth > SHMSTORE_SCHEMA_MAX_DEPTH)
+        return shmstore__fail(p, "nested deeper than 32");
+    size_t start = p->at;
+    int c = shmstore__peek(p);
+    long n;
+    if (c == '[') {
+        p->at++;
+        if ((n = shmstore__node(p, SHMSTORE_T_ARRAY, depth)) < 0)
+            return -1;
+        long e = shmstore__type(p, depth + 1);
+        uint64_t count;
+        if (e < 0 || shmstore__expect(p, ";") != 0 || shmstore__number(p, UINT32_MAX, &count) != 0 ||
+            shmstore__expect(p, "]") != 0)
+            return -1;
+        p->nodes[n].first_child = (uint32_t)e;
+        p->nodes[n].count = count;
+        p->nodes[n].align = p->nodes[e].align;
+        if (count != 0 && p->nodes[e].size > UINT32_MAX / count)
+            return shmstore__fail(p, "a type larger than 4 GiB");
+        p->nodes[n].size = (uint32_t)(count * p->nodes[e].size);
+        return n;
+    }
+    if (c == '(') {
+        if (shmstore__lit(p, "()")) {
+            if ((n = shmstore__node(p, SHMSTORE_T_UNIT, depth)) < 0)
+                return -1;
+            return n;
+        }
+        p->at++;
+        if ((n = shmstore__node(p, SHMSTORE_T_TUPLE, depth)) < 0)
+            return -1;
+        uint32_t last = 0;
+        long e = shmstore__type(p, depth + 1);
+        if (e < 0 || shmstore__expect(p, ",") != 0)
+            return -1;
+        shmstore__adopt(p, n, e, &last);
+        if (shmstore__peek(p) == ')')
+            p->at++;
+        else {
+            for (;;) {
+                if ((e = shmstore__type(p, depth + 1)) < 0)
+                    return -1;
+                shmstore__adopt(p, n, e, &last);
+                if (shmstore__lit(p, ")"))
+                    break;
+                if (shmstore__expect(p, ",") != 0)
+                    return -1;
+            }
+        }
+        return shmstore__lay_struct(p, n, 0) == 0 ? n : -1;
+    }
+
+    const char *ident;
+    uint32_t ident_len;
+    if (shmstore__ident(p, &ident, &ident_len) != 0)
+        return -1;
+    c = shmstore__peek(p);
+    if (c == '{' || c == '(') {
+        p->at++;
+        n = shmstore__node(p, c == '{' ? SHMSTORE_T_STRUCT : SHMSTORE_T_TUPLE_STRUCT, depth);
+        if (n < 0)
+            return -1;
+        p->nodes[n].name = ident;
+        p->nodes[n].name_len = ident_len;
+        int rc = c == '{' ? shmstore__fields(p, n, depth, '}', 1)
+                          : shmstore__types(p, n, depth, ')');
+        if (rc != 0)
+            return -1;
+        return shmstore__lay_struct(p, n, 0) == 0 ? n : -1;
+    }
+    if (c == ' ' && shmstore__same(ident, ident_len, "enum")) {
+        p->at++;
+        if (shmstore__cell_form(p, SHMSTORE_T_ENUM) != 0)
+            return -1;
+        if ((n = shmstore__node(p, SHMSTORE_T_ENUM, depth)) < 0)
+            return -1;
+        if (shmstore__ident(p, &p->nodes[n].name, &p->nodes[n].name_len) != 0 ||
+            shmstore__expect(p, "{") != 0)
+            return -1;
+        uint8_t seen[32] = {0};
+        uint32_t last = 0;
+        for (;;) {
+            size_t at = p->at;
+            const char *label;
+            uint32_t label_len;
+            uint64_t tag;
+            if (shmstore__ident(p, &label, &label_len) != 0 || shmstore__expect(p, "=") != 0 ||
+                shmstore__number(p, 255, &tag) != 0)
+                return -1;
+            if (seen[tag / 8] & (1u << (tag % 8))) {
+                p->at = at;
+                return shmstore__fail(p, "a variant's tag given twice");
+            }
+            seen[tag / 8] |= (uint8_t)(1u << (tag % 8));
+            long v = shmstore__node(p, SHMSTORE_T_VARIANT, depth);
+            if (v < 0)
+                return -1;
+            p->nodes[v].label = label;
+            p->nodes[v].label_len = label_len;
+            p->nodes[v].tag = (uint8_t)tag;
+            shmstore__adopt(p, n, v, &last);
+            if (shmstore__label_taken(p, n, (uint32_t)v)) {
+                p->at = at;
+                return shmstore__fail(p, "a variant named twice");
+            }
+            if (shmstore__lit(p, "(")) {
+                if (shmstore__types(p, v, depth, ')') != 0)
+                    return -1;
+            } else if (shmstore__lit(p, "{")) {
+                if (shmstore__fields(p, v, depth, '}', 0) != 0)
+                    return -1;
+            }
+            if (shmstore__lit(p, "}"))
+                break;
+            if (shmstore__expect(p, ",") != 0)
+                return -1;
+        }
+        return shmstore__lay_enum(p, n) == 0 ? n : -1;
+    }
+    if (c == '<') {
+        static const struct {
+            const char *name;
+            uint8_t type;
+            uint8_t args;
+        } generics[] = {
+            {"vec", SHMSTORE_T_VEC, 1},           {"box", SHMSTORE_T_BOX, 1},
+            {"option", SHMSTORE_T_OPTION, 1},     {"result", SHMSTORE_T_RESULT, 2},
+            {"hash_map", SHMSTORE_T_HASH_MAP, 2}, {"hash_set", SHMSTORE_T_HASH_SET, 1},
+            {"btree_map", SHMSTORE_T_BTREE_MAP, 2}, {"btree_set", SHMSTORE_T_BTREE_SET, 1},
+        };
+        size_t g = 0;
+        while (g < sizeof generics / sizeof generics[0] &&
+               !shmstore__same(ident, ident_len, generics[g].name))
+            g++;
+        if (g == sizeof generics / sizeof generics[0]) {
+            p->at = start;
+            return shmstore__fail(p, "an unknown type");
+        }
+        p->at++;
+        uint8_t type = generics[g].type;
+        if (type == SHMSTORE_T_BOX && shmstore__lit(p, "str>"))
+            type = SHMSTORE_T_BOX_STR;
+        if (shmstore__cell_form(p, type) != 0)
+            return -1;
+        if ((n = shmstore__node(p, type, depth)) < 0)
+            return -1;
+        struct shmstore_schema_node *node;
+        uint32_t last = 0;
+        switch (type) {
+        case SHMSTORE_T_BOX_STR:
+            p->nodes[n].size = 8;
+            p->nodes[n].align = 4;
+            return n;
+        case SHMSTORE_T_BOX:
+            if (shmstore__peek(p) == '[') {
+                /* box<[T]> (a slice) or box<[T;N]> (a boxed array). */
+                p->at++;
+                long a = shmstore__node(p, SHMSTORE_T_ARRAY, depth + 1);
+                long e = a < 0 ? -1 : shmstore__type(p, depth + 2);
+                if (e < 0)
+                    return -1;
+                if (shmstore__lit(p, "]>")) {
+                    p->nodes[n].type = SHMSTORE_T_BOX_SLICE;
+                    p->nodes[a].type = SHMSTORE_T_UNIT; /* unused */
+                    shmstore__adopt(p, n, e, &last);
+                    p->nodes[n].size = 8;
+                    p->nodes[n].align = 4;
+                    return n;
+                }
+                uint64_t count;
+                if (shmstore__expect(p, ";") != 0 ||
+                    shmstore__number(p, UINT32_MAX, &count) != 0 ||
+                    shmstore__expect(p, "]>") != 0)
+                    return -1;
+                p->nodes[a].first_child = (uint32_t)e;
+                p->nodes[a].count = count;
+                p->nodes[a].align = p->nodes[e].align;
+                if (count != 0 && p->nodes[e].size > UINT32_MAX / count)
+                    return shmstore__fail(p, "a type larger than 4 GiB");
+                p->nodes[a].size = (uint32_t)(count * p->nodes[e].size);
+                shmstore__adopt(p, n, a, &last);
+                p->nodes[n].size = 4;
+                p->nodes[n].align = 4;
+                return n;
+            }
+            break;
+        default:
+            break;
+        }
+        long k = shmstore__type(p, depth + 1);
+        if (k < 0)
+            return -1;
+        long v = -1;
+        if (generics[g].args == 2) {
+            if (shmstore__expect(p, ",") != 0 || (v = shmstore__type(p, depth + 1)) < 0)
+                return -1;
+        }
+        if (shmstore__expect(p, ">") != 0)
+            return -1;
+        node = &p->nodes[n];
+        switch (type) {
+        case SHMSTORE_T_VEC:
+        case SHMSTORE_T_BOX:
+            shmstore__adopt(p, n, k, &last);
+            node->size = type == SHMSTORE_T_VEC ? 8 : 4;
+            node->align = 4;
+            return n;
+        case SHMSTORE_T_OPTION: {
+            shmstore__adopt(p, n, k, &last);
+            uint64_t align = p->nodes[k].align;
+            uint64_t off = shmstore__round_up(1, align);
+            uint64_t size = shmstore__round_up(off + p->nodes[k].size, align);
+            if (size > UINT32_MAX)
+                return shmstore__fail(p, "a type larger than 4 GiB");
+            p->nodes[k].offset = (uint32_t)off;
+            node->size = (uint32_t)size;
+            node->align = (uint32_t)align;
+            return n;
+        }
+        case SHMSTORE_T_RESULT: {
+            /* Archived as enum { Ok(T) = 0, Err(E) = 1 }. */
+            uint32_t vlast = 0;
+            long ok = shmstore__variant_of(p, n, &last, "Ok", 0, depth);
+            if (ok < 0)
+                return -1;
+            shmstore__adopt(p, ok, k, &vlast);
+            vlast = 0;
+            long err = shmstore__variant_of(p, n, &last, "Err", 1, depth);
+            if (err < 0)
+                return -1;
+            shmstore__adopt(p, err, v, &vlast);
+            return shmstore__lay_enum(p, n) == 0 ? n : -1;
+        }
+        case SHMSTORE_T_HASH_MAP:
+        case SHMSTORE_T_BTREE_MAP:
+        case SHMSTORE_T_HASH_SET:
+        case SHMSTORE_T_BTREE_SET:
+            shmstore__adopt(p, n, k, &last);
+            if (v >= 0)
+                shmstore__adopt(p, n, v, &last);
+            node->size = type == SHMSTORE_T_HASH_MAP || type == SHMSTORE_T_HASH_SET ? 12 : 8;
+            node->align = 4;
+            return n;
+        default:
+            return shmstore__fail(p, "an unknown type");
+        }
+    }
+    for (size_t i = 0; i < sizeof shmstore__prims / sizeof shmstore__prims[0]; i++) {
+        if (!shmstore__same(ident, ident_len, shmstore__prims[i].name))
+            continue;
+        uint8_t type = shmstore__prims[i].type;
+        if (shmstore__cell_form(p, type) != 0) {
+            p->at = start;
+            return -1;
+        }
+        if ((n = shmstore__node(p, type, depth)) < 0)
+            return -1;
+        uint32_t size = shmstore__prims[i].size;
+        if (p->kind == SHMSTORE_KIND_CELL &&
+            (type == SHMSTORE_T_USIZE || type == SHMSTORE_T_ISIZE))
+            size = (uint32_t)sizeof(size_t);
+        p->nodes[n].size = size;
+        p->nodes[n].align = size;
+        return n;
+    }
+    if (shmstore__same(ident, ident_len, "str")) {
+        if (shmstore__cell_form(p, SHMSTORE_T_STR) != 0) {
+            p->at = start;
+            return -1;
+        }
+        if ((n = shmstore__node(p, SHMSTORE_T_STR, depth)) < 0)
+            return -1;
+        p->nodes[n].size = 8;
+        p->nodes[n].align = 4;
+        return n;
+    }
+    p->at = start;
+    return shmstore__fail(p, "an unknown type");
+}
+
+int shmstore_schema_parse(const char *text, size_t len, uint32_t kind,
+                          struct shmstore_schema_node *nodes, size_t cap,
+                          struct shmstore_schema *out)
+{
+    if (out == NULL)
+        return SHMSTORE_EINVAL;
+    memset(out, 0, sizeof *out);
+    if (text == NULL || (nodes == NULL && cap != 0) ||
+        (kind != SHMSTORE_KIND_CELL && kind != SHMSTORE_KIND_REGION))
+        return SHMSTORE_EINVAL;
+    out->text = text;
+    out->text_len = len;
+    out->nodes = nodes;
+    out->kind = kind;
+    if (len == 0 || len > SHMSTORE_SCHEMA_MAX) {
+        out->error = len == 0 ? "an empty schema" : "a schema longer than 16384 bytes";
+        return SHMSTORE_ESCHEMA;
+    }
+    struct shmstore__parser p = {0};
+    p.s = text;
+    p.len = len;
+    p.nodes = nodes;
+    p.cap = cap;
+    p.kind = kind;
+    long root = shmstore__type(&p, 1);
+    if (root >= 0 && p.at != len)
+        shmstore__fail(&p, "bytes after the type");
+    if (p.error != NULL) {
+        out->error = p.error;
+        out->error_at = p.error_at;
+        out->node_count = 0;
+        return p.no_room ? SHMSTORE_ETOOSMALL : SHMSTORE_ESCHEMA;
+    }
+    out->node_count = p.count;
+    return SHMSTORE_OK;
+}
+
+int shmstore_schema_check(const struct shmstore_schema *schema, uint32_t size, uint32_t align)
+{
+    if (schema == NULL || schema->node_count == 0)
+        return SHMSTORE_EINVAL;
+    if (schema->nodes[0].size != size)
+        return SHMSTORE_ESCHEMA;
+    if (schema->nodes[0].align != align)
+        return SHMSTORE_ESCHEMA;
+    return SHMSTORE_OK;
+}
+
+void shmstore_schema_free(struct shmstore_schema *schema)
+{
+    if (schema == NULL)
+        return;
+    free(schema->owned);
+    memset(schema, 0, sizeof *schema);
+}
+
+int shmstore_schema_load(struct shmstore_object *obj, struct shmstore_schema *out)
+{
+    if (obj == NULL || out == NULL)
+        return SHMSTORE_EINVAL;
+    memset(out, 0, sizeof *out);
+    if (!obj->validated)
+        return shmstore__refuse(obj, SHMSTORE_EINVAL, "not a validated object", 0);
+    if (obj->schema_len == 0)
+        return shmstore__refuse(obj, SHMSTORE_ENOSCHEMA, "the object stores no schema", 0);
+    if (obj->kind == SHMSTORE_KIND_REGION && obj->type_extra != SHMSTORE_RKYV_FORMAT)
+        return shmstore__refuse(obj, SHMSTORE_ETYPE,
+                                "the region's archives are not in the rkyv format described",
+                                obj->type_extra);
+    size_t len = obj->schema_len;
+    size_t cap = SHMSTORE_SCHEMA_NODES_FOR(len);
+    /* The nodes first (aligned as malloc aligns), then the text. */
+    size_t nodes_bytes = cap * sizeof(struct shmstore_schema_node);
+    unsigned char *mem = (unsigned char *)malloc(nodes_bytes + len + 8);
+    if (mem == NULL)
+        return shmstore__system(obj, "malloc", errno);
+    char *text = (char *)mem + nodes_bytes;
+    size_t got;
+    int rc = shmstore_schema(obj, text, len, &got);
+    if (rc == SHMSTORE_OK) {
+        rc = shmstore_schema_parse(text, got, obj->kind, (struct shmstore_schema_node *)(void *)mem,
+                                   cap, out);
+        if (rc != SHMSTORE_OK)
+            shmstore__refuse(obj, rc, out->error, out->error_at);
+    }
+    if (rc == SHMSTORE_OK) {
+        rc = shmstore_schema_check(out, obj->value_size, obj->value_align);
+        if (rc != SHMSTORE_OK) {
+            out->error = out->nodes[0].size != obj->value_size
+                             ? "the schema's size is not the value's"
+                             : "the schema's alignment is not the value's";
+            shmstore__refuse(obj, rc, out->error,
+                             out->nodes[0].size != obj->value_size ? out->nodes[0].size
+                                                                   : out->nodes[0].align);
+        }
+    }
+    if (rc != SHMSTORE_OK) {
+        const char *error = out->error;
+        size_t error_at = out->error_at;
+        free(mem);
+        memset(out, 0, sizeof *out);
+        out->error = error;
+        out->error_at = error_at;
+        return rc;
+    }
+    out->owned = mem;
+    return SHMSTORE_OK;
+}
+
+/* ------------------------------------------------------------------------
+ * Values read through a schema
+ * --------------------------------------------------------------------- */
+
+static const struct shmstore_schema_node *shmstore__at(const struct shmstore_value *v)
+{
+    return &v->schema->nodes[v->node];
+}
+
+static uint64_t shmstore__le(const unsigned char *b, size_t n)
+{
+    uint64_t x = 0;
+    for (size_t i = 0; i < n; i++)
+        x |= (uint64_t)b[i] << (8 * i);
+    return x;
+}
+
+int shmstore_value_root(const struct shmstore_schema *schema, const void *bytes, size_t len,
+                        struct shmstore_value *out)
+{
+    if (schema == NULL || out == NULL || schema->node_count == 0 || (bytes == NULL && len != 0))
+        return SHMSTORE_EINVAL;
+    const struct shmstore_schema_node *root = &schema->nodes[0];
+    out->schema = schema;
+    out->bytes = (const unsigned char *)bytes;
+    out->len = len;
+    out->node = 0;
+    out->pos = 0;
+    if (schema->kind == SHMSTORE_KIND_CELL) {
+        if (len != root->size)
+            return SHMSTORE_EINVAL;
+        return SHMSTORE_OK;
+    }
+    if (len < root->size || (len - root->size) % root->align != 0)
+        return SHMSTORE_ECORRUPT;
+    out->pos = len - root->size;
+    return SHMSTORE_OK;
+}
+
+int shmstore_read_value(struct shmstore_object *obj, const struct shmstore_schema *schema,
+                        void *buf, size_t cap, struct shmstore_value *out, uint64_t *version)
+{
+    if (obj == NULL || schema == NULL || out == NULL || buf == NULL)
+        return SHMSTORE_EINVAL;
+    if (!obj->validated)
+        return shmstore__refuse(obj, SHMSTORE_EINVAL, "not a validated object", 0);
+    if (schema->kind != obj->kind || schema->node_count == 0 ||
+        shmstore_schema_check(schema, obj->value_size, obj->value_align) != SHMSTORE_OK)
+        return shmstore__refuse(obj, SHMSTORE_ETYPE, "the schema is not the object's", 0);
+    size_t len;
+    int rc;
+    if (obj->kind == SHMSTORE_KIND_CELL) {
+        if (cap < obj->value_size)
+            return shmstore__refuse(obj, SHMSTORE_ETOOSMALL, "the buffer is smaller than the value",
+                                    obj->value_size);
+        len = obj->value_size;
+        rc = shmstore_cell_read(obj, buf, len, version);
+    } else {
+        rc = shmstore_region_copy(obj, buf, cap, &len, version);
+    }
+    if (rc != SHMSTORE_OK)
+        return rc;
+    return shmstore_value_root(schema, buf, len, out);
+}
+
+/* Where `count` elements of `elem` start, after the relative pointer at
+ * `at`: checked to lie in the bytes, aligned for the element. */
+static int shmstore__follow(const struct shmstore_value *v, size_t at, uint64_t count,
+                            const struct shmstore_schema_node *elem, size_t *target)
+{
+    int32_t off = (int32_t)(uint32_t)shmstore__le(v->bytes + at, 4);
+    int64_t t = (int64_t)at + off;
+    if (t < 0 || (uint64_t)t > v->len)
+        return SHMSTORE_ECORRUPT;
+    if ((uint64_t)t % elem->align != 0)
+        return SHMSTORE_ECORRUPT;
+    if (elem->size != 0 && count > (v->len - (uint64_t)t) / elem->size)
+        return SHMSTORE_ECORRUPT;
+    *target = (size_t)t;
+    return SHMSTORE_OK;
+}
+
+/* The child of `node` numbered `i`, or 0. */
+static uint32_t shmstore__child(const struct shmstore_schema *s, uint32_t node, uint64_t i)
+{
+    uint32_t c = s->nodes[node].first_child;
+    while (c != 0 && i-- > 0)
+        c = s->nodes[c].next;
+    return c;
+}
+
+/* Go through boxes and options: the value a box points at, the value of an
+ * option's Some (SHMSTORE_ENONE for None). */
+static int shmstore__unwrap(struct shmstore_value *v)
+{
+    for (;;) {
+        const struct shmstore_schema_node *n = shmstore__at(v);
+        if (n->type == SHMSTORE_T_BOX) {
+            const struct shmstore_schema_node *c = &v->schema->nodes[n->first_child];
+            size_t target;
+            int rc = shmstore__follow(v, v->pos, 1, c, &target);
+            if (rc != SHMSTORE_OK)
+                return rc;
+            v->pos = target;
+            v->node = n->first_child;
+        } else if (n->type == SHMSTORE_T_OPTION) {
+            unsigned char tag = v->bytes[v->pos];
+            if (tag == 0)
+                return SHMSTORE_ENONE;
+            if (tag != 1)
+                return SHMSTORE_ECORRUPT;
+            v->pos += v->schema->nodes[n->first_child].offset;
+            v->node = n->first_child;
+        } else {
+            return SHMSTORE_OK;
+        }
+    }
+}
+
+/* The variant an enum or result holds. */
+static int shmstore__variant(const struct shmstore_value *v, uint32_t *variant)
+{
+    unsigned char tag = v->bytes[v->pos];
+    for (uint32_t c = shmstore__at(v)->first_child; c != 0; c = v->schema->nodes[c].next)
+        if (v->schema->nodes[c].tag == tag) {
+            *variant = c;
+            return SHMSTORE_OK;
+        }
+    return SHMSTORE_ECORRUPT;
+}
+
+/* A vector's, boxed slice's or boxed str's elements: where, and how many. */
+static int shmstore__elements(const struct shmstore_value *v, const struct shmstore_schema_node *elem,
+                              size_t *target, uint64_t *count)
+{
+    *count = shmstore__le(v->bytes + v->pos + 4, 4);
+    *target = 0;
+    if (*count == 0)
+        return SHMSTORE_OK; /* the pointer of an empty vector is not followed */
+    return shmstore__follow(v, v->pos, *count, elem, target);
+}
+
+static const struct shmstore_schema_node shmstore__byte = {.type = SHMSTORE_T_U8, .size = 1,
+                                                           .align = 1};
+
+/* A string's bytes: an archived String (inline or out of line) or a
+ * box<str>. */
+static int shmstore__string(const struct shmstore_value *v, size_t *start, size_t *n)
+{
+    const unsigned char *b = v->bytes + v->pos;
+    if (shmstore__at(v)->type == SHMSTORE_T_BOX_STR) {
+        uint64_t count;
+        int rc = shmstore__elements(v, &shmstore__byte, start, &count);
+        *n = (size_t)count;
+        return rc;
+    }
+    if ((b[0] & 0xc0) != 0x80) {
+        size_t len = 0;
+        while (len < 8 && b[len] != 0xff)
+            len++;
+        *start = v->pos;
+        *n = len;
+        return SHMSTORE_OK;
+    }
+    uint64_t word = shmstore__le(b, 4);
+    uint64_t len = (word & 0x3f) | ((word & 0xffffff00u) >> 2);
+    if (len <= 8)
+        return SHMSTORE_ECORRUPT;
+    int32_t off = (int32_t)(uint32_t)shmstore__le(b + 4, 4);
+    int64_t t = (int64_t)v->pos + off;
+    if (t < 0 || (uint64_t)t > v->len || len > v->len - (uint64_t)t)
+        return SHMSTORE_ECORRUPT;
+    *start = (size_t)t;
+    *n = (size_t)len;
+    return SHMSTORE_OK;
+}
+
+static int shmstore__utf8(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = s[i];
+        size_t k;
+        uint32_t cp, min;
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if ((c & 0xe0) == 0xc0) {
+            k = 1, cp = c & 0x1f, min = 0x80;
+        } else if ((c & 0xf0) == 0xe0) {
+            k = 2, cp = c & 0x0f, min = 0x800;
+        } else if ((c & 0xf8) == 0xf0) {
+            k = 3, cp = c & 0x07, min = 0x10000;
+        } else {
+            return 0;
+        }
+        if (n - i <= k)
+            return 0;
+        for (size_t j = 1; j <= k; j++) {
+            if ((s[i + j] & 0xc0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (s[i + j] & 0x3f);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return 0;
+        i += k + 1;
+    }
+    return 1;
+}
+
+/* Maps (rkyv 0.8's collections, read by a linear scan: no hashing, no
+ * reliance on order, so a scribbled table can only make a key not found or
+ * the bytes corrupt). */
+
+/* Whether the string at `at` (an archived String, or the node's type) is
+ * `key` (`n` bytes): 1, 0, or a negative error. */
+static int shmstore__key_is(const struct shmstore_value *map, uint32_t key_node, size_t at,
+                            const char *key, size_t n)
+{
+    struct shmstore_value k = *map;
+    k.node = key_node;
+    k.pos = at;
+    size_t start, len;
+    int rc = shmstore__string(&k, &start, &len);
+    if (rc != SHMSTORE_OK)
+        return -rc;
+    return len == n && memcmp(k.bytes + start, key, n) == 0;
+}
+
+/* A swiss table (hash_map): `ptr` (relative, at +0) to the control bytes,
+ * `len` at +4, `cap` at +8; bucket i, an Entry { key, value } laid out as
+ * a C struct, ends where bucket i - 1 starts, bucket 0 ending at `ptr`;
+ * control byte i with its top bit clear says bucket i is full. */
+static int shmstore__hash_map_find(struct shmstore_value *v, const char *key, size_t n)
+{
+    const struct shmstore_schema *s = v->schema;
+    const struct shmstore_schema_node *m = shmstore__at(v);
+    uint32_t kn = m->first_child, vn = s->nodes[kn].next;
+    const struct shmstore_schema_node *k = &s->nodes[kn], *val = &s->nodes[vn];
+    uint64_t value_at = shmstore__round_up(k->size, val->align);
+    uint64_t align = k->align > val->align ? k->align : val->align;
+    uint64_t entry = shmstore__round_up(value_at + val->size, align);
+    uint64_t len = shmstore__le(v->bytes + v->pos + 4, 4);
+    uint64_t cap = shmstore__le(v->bytes + v->pos + 8, 4);
+    if (len == 0)
+        return SHMSTORE_ENONE;
+    if (len > cap)
+        return SHMSTORE_ECORRUPT;
+    uint64_t controls = (cap + 15) / 16 * 16 + 15;
+    int32_t off = (int32_t)(uint32_t)shmstore__le(v->bytes + v->pos, 4);
+    int64_t t = (int64_t)v->pos + off;
+    if (t < 0 || (uint64_t)t > v->len || controls > v->len - (uint64_t)t ||
+        (uint64_t)t % align != 0 || (entry != 0 && cap > (uint64_t)t / entry))
+        return SHMSTORE_ECORRUPT;
+    uint64_t found = 0;
+    for (uint64_t i = 0; i < cap && found < len; i++) {
+        if (v->bytes[(size_t)t + i] & 0x80)
+            continue;
+        found++;
+        size_t at = (size_t)((uint64_t)t - (i + 1) * entry);
+        int is = shmstore__key_is(v, kn, at, key, n);
+        if (is < 0)
+            return -is;
+        if (is) {
+            v->node = vn;
+            v->pos = at + (size_t)value_at;
+            return SHMSTORE_OK;
+        }
+    }
+    return SHMSTORE_ENONE;
+}
+
+/* A B-tree (btree_map, 5 entries a node): `root` (relative, at +0) and
+ * `len` at +4. A node is { u8 kind (0 leaf, 1 inner); K keys[5]; V
+ * values[5] } as a C struct; a leaf adds a u32 count of its entries, an
+ * inner node (whose 5 entries are all used) 5 relative pointers to lesser
+ * nodes and one to a greater node, each invalid (offset 1) when absent. */
+struct shmstore__btree {
+    struct shmstore_value *v;
+    uint32_t kn, vn;
+    uint64_t keys_at, values_at, node_size, align;
+    const char *key;
+    size_t n;
+    uint64_t budget;
+};
+
+static int shmstore__btree_node(struct shmstore__btree *b, size_t ptr_at, unsigned depth)
+{
+    const struct shmstore_value *v = b->v;
+    const struct shmstore_schema *s = v->schema;
+    if (depth > 64 || b->budget == 0)
+        return SHMSTORE_ECORRUPT;
+    b->budget--;
+    int32_t off = (int32_t)(uint32_t)shmstore__le(v->bytes + ptr_at, 4);
+    int64_t t = (int64_t)ptr_at + off;
+    uint64_t links_at = shmstore__round_up(b->node_size, 4);
+    if (t < 0 || (uint64_t)t > v->len || (uint64_t)t % b->align != 0 ||
+        links_at + 4 > v->len - (uint64_t)t)
+        return SHMSTORE_ECORRUPT;
+    size_t node = (size_t)t;
+    unsigned char kind = v->bytes[node];
+    uint64_t count;
+    if (kind == 0) {
+        count = shmstore__le(v->bytes + node + links_at, 4);
+        if (count > 5)
+            return SHMSTORE_ECORRUPT;
+    } else if (kind == 1) {
+        count = 5;
+        if (links_at + 24 > v->len - (uint64_t)t)
+            return SHMSTORE_ECORRUPT;
+    } else {
+        return SHMSTORE_ECORRUPT;
+    }
+    for (uint64_t i = 0; i < count; i++) {
+        size_t at = node + (size_t)(b->keys_at + i * s->nodes[b->kn].size);
+        int is = shmstore__key_is(v, b->kn, at, b->key, b->n);
+        if (is < 0)
+            return -is;
+        if (is) {
+            b->v->node = b->vn;
+            b->v->pos = node + (size_t)(b->values_at + i * s->nodes[b->vn].size);
+            return SHMSTORE_OK;
+        }
+    }
+    if (kind == 1) {
+        for (uint64_t i = 0; i < 6; i++) {
+            size_t link = node + (size_t)(links_at + 4 * i);
+            if (shmstore__le(v->bytes + link, 4) == 1)
+                continue; /* no such child */
+            int rc = shmstore__btree_node(b, link, depth + 1);
+            if (rc != SHMSTORE_ENONE)
+                return rc;
+        }
+    }
+    return SHMSTORE_ENONE;
+}
+
+static int shmstore__btree_map_find(struct shmstore_value *v, const char *key, size_t n)
+{
+    const struct shmstore_schema *s = v->schema;
+    const struct shmstore_schema_node *m = shmstore__at(v);
+    struct shmstore__btree b = {0};
+    b.v = v;
+    b.kn = m->first_child;
+    b.vn = s->nodes[b.kn].next;
+    const struct shmstore_schema_node *k = &s->nodes[b.kn], *val = &s->nodes[b.vn];
+    b.keys_at = shmstore__round_up(1, k->align);
+    b.values_at = shmstore__round_up(b.keys_at + 5 * (uint64_t)k->size, val->align);
+    b.align = k->align > val->align ? k->align : val->align;
+    b.node_size = shmstore__round_up(b.values_at + 5 * (uint64_t)val->size, b.align);
+    if (b.align < 4)
+        b.align = 4;
+    b.key = key;
+    b.n = n;
+    b.budget = v->len / 4 + 1;
+    if (shmstore__le(v->bytes + v->pos + 4, 4) == 0)
+        return SHMSTORE_ENONE;
+    return shmstore__btree_node(&b, v->pos, 0);
+}
+
+/* One step of a path: `.name` (or a first `name`), `.N`, `[N]`, `["key"]`. */
+struct shmstore__step {
+    int kind; /* 0 end, 1 name, 2 index, 3 key */
+    const char *name;
+    size_t len;
+    uint64_t index;
+};
+
+static int shmstore__next_step(const char **path, int first, struct shmstore__step *st)
+{
+    const char *p = *path;
+    memset(st, 0, sizeof *st);
+    if (*p == '\0')
+        return SHMSTORE_OK;
+    if (*p == '[') {
+        p++;
+        if (*p == '"') {
+            const char *k = ++p;
+            while (*p != '\0' && *p != '"')
+                p++;
+            if (p[0] != '"' || p[1] != ']')
+                return SHMSTORE_ENOPATH;
+            st->kind = 3;
+            st->name = k;
+            st->len = (size_t)(p - k);
+            *path = p + 2;
+            return SHMSTORE_OK;
+        }
+        uint64_t i = 0;
+        const char *d = p;
+        while (shmstore__is_digit((unsigned char)*p)) {
+            unsigned digit = (unsigned)(*p - '0');
+            if (i > (UINT64_MAX - digit) / 10)
+                return SHMSTORE_ENOPATH;
+            i = i * 10 + digit;
+            p++;
+        }
+        if (p == d || *p != ']')
+            return SHMSTORE_ENOPATH;
+        st->kind = 2;
+        st->index = i;
+        *path = p + 1;
+        return SHMSTORE_OK;
+    }
+    if (*p == '.')
+        p++;
+    else if (!first)
+        return SHMSTORE_ENOPATH;
+    const char *s = p;
+    while (shmstore__is_alpha((unsigned char)*p) || shmstore__is_digit((unsigned char)*p))
+        p++;
+    if (p == s)
+        return SHMSTORE_ENOPATH;
+    st->name = s;
+    st->len = (size_t)(p - s);
+    st->kind = 1;
+    if (shmstore__is_digit((unsigned char)*s)) {
+        uint64_t i = 0;
+        for (const char *d = s; d < p; d++) {
+            if (!shmstore__is_digit((unsigned char)*d) || i > UINT64_MAX / 10 - 9)
+                return SHMSTORE_ENOPATH;
+            i = i * 10 + (unsigned)(*d - '0');
+        }
+        st->index = i;
+        st->kind = 2;
+        st->name = NULL;
+    }
+    *path = p;
+    return SHMSTORE_OK;
+}
+
+/* Take one step from `v`, which is neither a box nor an option. */
+static int shmstore__step(struct shmstore_value *v, const struct shmstore__step *st, int dotted)
+{
+    const struct shmstore_schema *s = v->schema;
+    const struct shmstore_schema_node *n = shmstore__at(v);
+    switch (n->type) {
+    case SHMSTORE_T_STRUCT:
+    case SHMSTORE_T_TUPLE_STRUCT:
+    case SHMSTORE_T_TUPLE:
+    case SHMSTORE_T_VARIANT: {
+        uint32_t c = 0;
+        if (st->kind == 1) {
+            for (c = n->first_child; c != 0; c = s->nodes[c].next)
+                if (s->nodes[c].label != NULL && s->nodes[c].label_len == st->len &&
+                    memcmp(s->nodes[c].label, st->name, st->len) == 0)
+                    break;
+        } else if (st->kind == 2 && dotted && n->type != SHMSTORE_T_STRUCT) {
+            if (st->index < n->count)
+                c = shmstore__child(s, v->node, st->index);
+            if (c != 0 && s->nodes[c].label != NULL)
+                c = 0; /* a named field is named */
+        }
+        if (c == 0)
+            return SHMSTORE_ENOPATH;
+        v->pos += s->nodes[c].offset;
+        v->node = c;
+        return SHMSTORE_OK;
+    }
+    case SHMSTORE_T_ENUM:
+    case SHMSTORE_T_RESULT: {
+        if (st->kind != 1)
+            return SHMSTORE_ENOPATH;
+        uint32_t c;
+        for (c = n->first_child; c != 0; c = s->nodes[c].next)
+            if (s->nodes[c].label_len == st->len &&
+                memcmp(s->nodes[c].label, st->name, st->len) == 0)
+                break;
+        if (c == 0)
+            return SHMSTORE_ENOPATH;
+        uint32_t held;
+        int rc = shmstore__variant(v, &held);
+        if (rc != SHMSTORE_OK)
+            return rc;
+        if (held != c)
+            return SHMSTORE_ENONE;
+        v->node = c; /* a variant's fields are placed from the enum's start */
+        return SHMSTORE_OK;
+    }
+    case SHMSTORE_T_ARRAY: {
+        if (st->kind != 2 || dotted)
+            return SHMSTORE_ENOPATH;
+        if (st->index >= n->count)
+            return SHMSTORE_ENOPATH;
+        v->node = n->first_child;
+        v->pos += (size_t)st->index * s->nodes[n->first_child].size;
+        return SHMSTORE_OK;
+    }
+    case SHMSTORE_T_VEC:
+    case SHMSTORE_T_BOX_SLICE: {
+        if (st->kind != 2 || dotted)
+            return SHMSTORE_ENOPATH;
+        const struct shmstore_schema_node *e = &s->nodes[n->first_child];
+        size_t target;
+        uint64_t count;
+        int rc = shmstore__elements(v, e, &target, &count);
+        if (rc != SHMSTORE_OK)
+            return rc;
+        if (st->index >= count)
+            return SHMSTORE_ENONE;
+        v->node = n->first_child;
+        v->pos = target + (size_t)st->index * e->size;
+        return SHMSTORE_OK;
+    }
+    case SHMSTORE_T_HASH_MAP:
+    case SHMSTORE_T_BTREE_MAP: {
+        if (st->kind != 3)
+            return SHMSTORE_ENOPATH;
+        int key_type = s->nodes[n->first_child].type;
+        if (key_type != SHMSTORE_T_STR && key_type != SHMSTORE_T_BOX_STR)
+            return SHMSTORE_ENOTSUP;
+        return n->type == SHMSTORE_T_HASH_MAP ? shmstore__hash_map_find(v, st->name, st->len)
+                                              : shmstore__btree_map_find(v, st->name, st->len);
+    }
+    default:
+        return SHMSTORE_ENOPATH;
+    }
+}
+
+int shmstore_value_at(const struct shmstore_value *value, const char *path,
+                      struct shmstore_value *out)
+{
+    if (value == NULL || path == NULL || out == NULL || value->schema == NULL ||
+        value->node >= value->schema->node_count)
+        return SHMSTORE_EINVAL;
+    struct shmstore_value v = *value;
+    int first = 1;
+    for (;;) {
+        struct shmstore__step st;
+        const char *before = path;
+        int rc = shmstore__next_step(&path, first, &st);
+        if (rc != SHMSTORE_OK)
+            return rc;
+        if (st.kind == 0)
+            break;
+        if ((rc = shmstore__unwrap(&v)) != SHMSTORE_OK)
+            return rc;
+        if ((rc = shmstore__step(&v, &st, *before == '.' || (first && *before != '['))) !=
+            SHMSTORE_OK)
+            return rc;
+        first = 0;
+    }
+    *out = v;
+    return SHMSTORE_OK;
+}
+
+int shmstore_value_type(const struct shmstore_value *value)
+{
+    return shmstore__at(value)->type;
+}
+
+/* The place a getter reads: `path` from `value`, boxes and options gone
+ * through. */
+static int shmstore__leaf(const struct shmstore_value *value, const char *path,
+                          struct shmstore_value *v)
+{
+    int rc = shmstore_value_at(value, path, v);
+    return rc != SHMSTORE_OK ? rc : shmstore__unwrap(v);
+}
+
+/* An integer place's value as a sign and a 128-bit magnitude, or ETYPE. */
+static int shmstore__integer(const struct shmstore_value *v, int *negative, uint64_t *hi,
+                             uint64_t *lo)
+{
+    const struct shmstore_schema_node *n = shmstore__at(v);
+    const unsigned char *b = v->bytes + v->pos;
+    int is_signed;
+    switch (n->type) {
+    case SHMSTORE_T_U8: case SHMSTORE_T_U16: case SHMSTORE_T_U32: case SHMSTORE_T_U64:
+    case SHMSTORE_T_U128: case SHMSTORE_T_USIZE:
+        is_signed = 0;
+        break;
+    case SHMSTORE_T_I8: case SHMSTORE_T_I16: case SHMSTORE_T_I32: case SHMSTORE_T_I64:
+    case SHMSTORE_T_I128: case SHMSTORE_T_ISIZE:
+        is_signed = 1;
+        break;
+    case SHMSTORE_T_CHAR: {
+        uint64_t c = shmstore__le(b, 4);
+        if (c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+            return SHMSTORE_ECORRUPT;
+        *negative = 0;
+        *hi = 0;
+        *lo = c;
+        return SHMSTORE_OK;
+    }
+    default:
+        return SHMSTORE_ETYPE;
+    }
+    size_t size = n->size;
+    uint64_t l = shmstore__le(b, size < 8 ? size : 8);
+    uint64_t h = size > 8 ? shmstore__le(b + 8, 8) : 0;
+    int neg = is_signed && (b[size - 1] & 0x80);
+    if (neg) {
+        /* Sign-extend to 128 bits, then take the magnitude. */
+        if (size < 8)
+            l |= ~UINT64_C(0) << (8 * size);
+        if (size <= 8)
+            h = ~UINT64_C(0);
+        h = ~h;
+        l = ~l;
+        if (++l == 0)
+            h++;
+    }
+    *negative = neg;
+    *hi = h;
+    *lo = l;
+    return SHMSTORE_OK;
+}
+
+int shmstore_get_u64(const struct shmstore_value *value, const char *path, uint64_t *out)
+{
+    struct shmstore_value v;
+    int neg;
+    uint64_t hi, lo;
+    int rc = shmstore__leaf(value, path, &v);
+    if (rc == SHMSTORE_OK)
+        rc = shmstore__integer(&v, &neg, &hi, &lo);
+    if (rc != SHMSTORE_OK)
+        return rc;
+    if ((neg && (hi | lo) != 0) || hi != 0)
+        return SHMSTORE_ERANGE;
+    *out = lo;
+    return SHMSTORE_OK;
+}
+
+int shmstore_get_i64(const struct shmstore_value *value, const char *path, int64_t *out)
+{
+    struct shmstore_value v;
+    int neg;
+    uint64_t hi, lo;
+    int rc = shmstore__leaf(value, path, &v);
+    if (rc == SHMSTORE_OK)
+        rc = shmstore__integer(&v, &neg, &hi, &lo);
+    if (rc != SHMSTORE_OK)
+        return rc;
+    if (hi != 0 || lo > (neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX))
+        return SHMSTORE_ERANGE;
+    if (!neg)
+        *out = (int64_t)lo;
+    else if (lo == (uint64_t)INT64_MAX + 1)
+        *out = INT64_MIN;
+    else
+        *out = -(int64_t)lo;
+    return SHMSTORE_OK;
+}
+
+int shmstore_get_f64(const struct shmstore_value *value, const char *path, double *out)
+{
+    struct shmstore_value v;
+    int rc = shmstore__leaf(value, path, &v);
+    if (rc != SHMSTORE_OK)
+        return rc;
+    const unsigned char *b = v.bytes + v.pos;
+    if (shmstore__at(&v)->type == SHMSTORE_T_F64) {
+        uint64_t bits = shmstore__le(b, 8);
+        memcpy(out, &bits, 8);
+    } else if (shmstore__at(&v)->type == SHMSTORE_T_F32) {
+        uint32_t bits = (uint32_t)shmstore__le(b, 4);
+        float f;
+        memcpy(&f, &bits, 4);
+        *out = f;
+    } else {
+        return SHMSTORE_ETYPE;
+    }
+    return SHMSTORE_OK;
+}
+
+_Static_assert(sizeof(double) == 8 && sizeof(float) == 4, "IEEE 754 binary64 and binary32");
+
+int shmstore_get_bool(const struct shmstore_value *value, const char *path, bool *out)
+{
+    struct shmstore_value v;
+    int rc = shmstore__leaf(value, path, &v);
+    if (rc != SHMSTORE_OK)
+        return rc;
+    if (shmstore__at(&v)->type != SHMSTORE_T_BOOL)
+        return SHMSTORE_ETYPE;
+    unsigned char b = v.bytes[v.pos];
+    if (b > 1)
+        return SHMSTORE_ECORRUPT;
+    *out = b == 1;
+    return SHMSTORE_OK;
+}
+
+int shmstore_get_str(const struct shmstore_value *value, const char *path, char *buf, size_t cap,
+                     size_t *len)
+{
+    struct shmstore_value v;
+    int rc = shmstore__leaf(value, path, &v);
+    if (rc != SHMSTORE_OK)
+        return rc;
+    int type = shmstore__at(&v)->type;
+    if (type != SHMSTORE_T_STR && type != SHMSTORE_T_BOX_STR)
+        return SHMSTORE_ETYPE;
+    size_t start, n;
+    if ((rc = shmstore__string(&v, &start, &n)) != SHMSTORE_OK)
+        return rc;
+    if (!shmstore__utf8(v.bytes + start, n))
+        return SHMSTORE_ECORRUPT;
+    if (len != NULL)
+        *len = n;
+    if (buf == NULL || cap <= n)
+        return SHMSTORE_ETOOSMALL;
+    memcpy(buf, v.bytes + start, n);
+    buf[n] = '\0';
+    return SHMSTORE_OK;
+}
+
+int shmstore_get_len(const struct shmstore_value *value, const char *path, uint64_t *out)
+{
+    struct shmstore_value v;
+    int rc = shmstore__leaf(value, path, &v);
+    if (rc != SHMSTORE_OK)
+        return rc;
+    const struct shmstore_schema_node *n = shmstore__at(&v);
+    switch (n->type) {
+    case SHMSTORE_T_ARRAY:
+    case SHMSTORE_T_STRUCT:
+    case SHMSTORE_T_TUPLE_STRUCT:
+    case SHMSTORE_T_TUPLE:
+    case SHMSTORE_T_VARIANT:
+        *out = n->count;
+        return SHMSTORE_OK;
+    case SHMSTORE_T_VEC:
+    case SHMSTORE_T_BOX_SLICE: {
+        size_t target;
+        rc = shmstore__elements(&v, &v.schema->nodes[n->first_child], &target, out);
+        return rc;
+    }
+    case SHMSTORE_T_STR:
+    case SHMSTORE_T_BOX_STR: {
+        size_t start, len;
+        rc = shmstore__string(&v, &start, &len);
+        if (rc == SHMSTORE_OK)
+            *out = len;
+        return rc;
+    }
+    case SHMSTORE_T_HASH_MAP:
+    case SHMSTORE_T_HASH_SET:
+    case SHMSTORE_T_BTREE_MAP:
+    case SHMSTORE_T_BTREE_SET:
+        /* The entries as the map says: a lookup checks the pointers. */
+        *out = shmstore__le(v.bytes + v.pos + 4, 4);
+        return SHMSTORE_OK;
+    default:
+        return SHMSTORE_ETYPE;
+    }
+}
+
+int shmstore_get_variant(const struct shmstore_value *value, const char *path, const char **name,
+                         size_t *name_len, unsigned *tag)
+{
+    struct shmstore_value v;
+    int rc = shmstore__leaf(value, path, &v);
+    if (rc != SHMSTORE_OK)
+        return rc;
+    int type = shmstore__at(&v)->type;
+    if (type != SHMSTORE_T_ENUM && type != SHMSTORE_T_RESULT)
+        return SHMSTORE_ETYPE;
+    uint32_t c;
+    if ((rc = shmstore__variant(&v, &c)) != SHMSTORE_OK)
+        return rc;
+    const struct shmstore_schema_node *var = &v.schema->nodes[c];
+    if (name != NULL)
+        *name = var->label;
+    if (name_len != NULL)
+        *name_len = var->label_len;
+    if (tag != NULL)
+        *tag = var->tag;
+    return SHMSTORE_OK;
+}
+
+/* The visitor: a walk over the schema's tree, with its path in `path`. */
+struct shmstore__walk {
+    int (*fn)(void *ctx, const char *path, const struct shmstore_value *leaf);
+    void *ctx;
+    uint64_t budget;
+    char path[SHMSTORE_PATH_MAX];
+};
+
+/* Append to the walk's path at `at`: returns the new end, or 0 if full. */
+static size_t shmstore__path_add(struct shmstore__walk *w, size_t at, const char *fmt_pre,
+                                 const char *s, size_t n, const char *fmt_post)
+{
+    size_t pre = strlen(fmt_pre), post = strlen(fmt_post);
+    if (at + pre + n + post + 1 > sizeof w->path)
+        return 0;
+    memcpy(w->path + at, fmt_pre, pre);
+    memcpy(w->path + at + pre, s, n);
+    memcpy(w->path + at + pre + n, fmt_post, post);
+    w->path[at + pre + n + post] = '\0';
+    return at + pre + n + post;
+}
+
+static size_t shmstore__path_index(struct shmstore__walk *w, size_t at, const char *pre,
+                                   uint64_t i, const char *post)
+{
+    char digits[24];
+    size_t n = sizeof digits;
+    do {
+        digits[--n] = (char)('0' + i % 10);
+        i /= 10;
+    } while (i != 0);
+    return shmstore__path_add(w, at, pre, digits + n, sizeof digits - n, post);
+}
+
+static int shmstore__walk(struct shmstore__walk *w, struct shmstore_value v, size_t at)
+{
+    if (w->budget == 0)
+        return SHMSTORE_ERANGE;
+    w->budget--;
+    int rc = shmstore__unwrap(&v);
+    if (rc == SHMSTORE_ENONE) {
+        /* v is the option that is None. */
+        return w->fn(w->ctx, w->path, &v);
+    }
+    if (rc != SHMSTORE_OK)
+        return rc;
+    const struct shmstore_schema *s = v.schema;
+    const struct shmstore_schema_node *n = shmstore__at(&v);
+    const char *dot = at == 0 ? "" : ".";
+    switch (n->type) {
+    case SHMSTORE_T_STRUCT:
+    case SHMSTORE_T_TUPLE_STRUCT:
+    case SHMSTORE_T_TUPLE:
+    case SHMSTORE_T_VARIANT: {
+        if (n->first_child == 0)
+            return n->type == SHMSTORE_T_VARIANT ? w->fn(w->ctx, w->path, &v) : SHMSTORE_OK;
+        uint64_t i = 0;
+        for (uint32_t c = n->first_child; c != 0; c = s->nodes[c].next, i++) {
+            const struct shmstore_schema_node *f = &s->nodes[c];
+            size_t end = f->label != NULL ? shmstore__path_add(w, at, dot, f->label, f->label_len, "")
+                                          : shmstore__path_index(w, at, dot, i, "");
+            if (end == 0)
+                return SHMSTORE_ERANGE;
+            struct shmstore_value fv = v;
+            fv.node = c;
+            fv.pos = v.pos + f->offset;
+            if ((rc = shmstore__walk(w, fv, end)) != 0)
+                return rc;
+            w->path[at] = '\0';
+        }
+        return SHMSTORE_OK;
+    }
+    case SHMSTORE_T_ENUM:
+    case SHMSTORE_T_RESULT: {
+        uint32_t c;
+        if ((rc = shmstore__variant(&v, &c)) != SHMSTORE_OK)
+            return rc;
+        size_t end = shmstore__path_add(w, at, dot, s->nodes[c].label, s->nodes[c].label_len, "");
+        if (end == 0)
+            return SHMSTORE_ERANGE;
+        struct shmstore_value fv = v;
+        fv.node = c;
+        rc = shmstore__walk(w, fv, end);
+        w->path[at] = '\0';
+        return rc;
+    }
+    case SHMSTORE_T_ARRAY:
+    case SHMSTORE_T_VEC:
+    case SHMSTORE_T_BOX_SLICE: {
+        const struct shmstore_schema_node *e = &s->nodes[n->first_child];
+        size_t start = v.pos;
+        uint64_t count = n->count;
+        if (n->type != SHMSTORE_T_ARRAY &&
+            (rc = shmstore__elements(&v, e, &start, &count)) != SHMSTORE_OK)
+            return rc;
+        for (uint64_t i = 0; i < count; i++) {
+            size_t end = shmstore__path_index(w, at, "[", i, "]");
+            if (end == 0)
+                return SHMSTORE_ERANGE;
+            struct shmstore_value ev = v;
+            ev.node = n->first_child;
+            ev.pos = start + (size_t)i * e->size;
+            if ((rc = shmstore__walk(w, ev, end)) != 0)
+                return rc;
+            w->path[at] = '\0';
+        }
+        return SHMSTORE_OK;
+    }
+    default:
+        return w->fn(w->ctx, w->path, &v);
+    }
+}
+
+int shmstore_visit(const struct shmstore_value *value,
+                   int (*fn)(void *ctx, const char *path, const struct shmstore_value *leaf),
+                   void *ctx)
+{
+    if (value == NULL || fn == NULL || value->schema == NULL ||
+        value->node >= value->schema->node_count)
+        return SHMSTORE_EINVAL;
+    struct shmstore__walk *w = (struct shmstore__walk *)malloc(sizeof *w);
+    if (w == NULL)
+        return SHMSTORE_ESYSTEM;
+    w->fn = fn;
+    w->ctx = ctx;
+    w->budget = (value->len > (UINT64_MAX - (UINT64_C(1) << 20)) / 32)
+                    ? UINT64_MAX
+                    : 32 * (uint64_t)value->len + (UINT64_C(1) << 20);
+    w->path[0] = '\0';
+    int rc = shmstore__walk(w, *value, 0);
+    free(w);
+    return rc;
 }
 
 #endif /* SHMSTORE_IMPLEMENTATION */

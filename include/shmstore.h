@@ -157,7 +157,7 @@ extern "C" {
 #define SHMSTORE_RKYV_FORMAT UINT64_C(0x72010404)
 
 /* The one format version this header reads (`format_version`). */
-#define SHMSTORE_FORMAT_VERSION 5
+#define SHMSTORE_FORMAT_VERSION 6
 
 enum {
     SHMSTORE_HEADER_SIZE = 512,
@@ -3023,6 +3023,7 @@ static int shmstore__cell_form(struct shmstore__parser *p, uint8_t type)
     if (p->kind != SHMSTORE_KIND_CELL)
         return 0;
     switch (type) {
+    case SHMSTORE_T_UNIT:
     case SHMSTORE_T_BOOL:
     case SHMSTORE_T_CHAR:
     case SHMSTORE_T_STR:
@@ -3083,6 +3084,8 @@ static long shmstore__type(struct shmstore__parser *p, unsigned depth)
     }
     if (c == '(') {
         if (shmstore__lit(p, "()")) {
+            if (shmstore__cell_form(p, SHMSTORE_T_UNIT) != 0)
+                return -1;
             if ((n = shmstore__node(p, SHMSTORE_T_UNIT, depth)) < 0)
                 return -1;
             return n;

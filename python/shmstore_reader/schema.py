@@ -157,6 +157,14 @@ class _Parser:
         self.pos = m.end()
         return int(m.group())
 
+    def length(self) -> int:
+        """An array's length: at most 2^32 - 1, as FORMAT.md's grammar
+        allows."""
+        count = self.number("an array's length")
+        if count > 0xFFFFFFFF:
+            raise self.fail(f"an array of {count} elements (at most 4294967295)")
+        return count
+
     def only_in_regions(self, form: str) -> None:
         if self.cell:
             raise self.fail(
@@ -178,7 +186,7 @@ class _Parser:
         if self.eat("["):
             elem = self.type(depth + 1)
             self.expect(";")
-            count = self.number("an array's length")
+            count = self.length()
             self.expect("]")
             return Array(elem, count)
         if self.eat("enum "):
@@ -250,12 +258,14 @@ class _Parser:
             if self.eat("str>"):
                 return BoxStr()
             if self.eat("["):
-                elem = self.type(depth + 1)
+                # The brackets are a level, as an array's are: the element
+                # is two below the box, a slice's as a boxed array's.
+                elem = self.type(depth + 2)
                 if self.eat("]>"):
                     return Vec(elem, "box<[..]>")
                 # "box<[T;N]>": a box of an array.
                 self.expect(";")
-                count = self.number("an array's length")
+                count = self.length()
                 self.expect("]")
                 self.expect(">")
                 return Box(Array(elem, count))

@@ -411,9 +411,18 @@ impl<'a> Parser<'a> {
                 let t = if self.eat("str>") {
                     return Ok(Shape::BoxStr);
                 } else if self.eat("[") {
-                    let t = inner(self)?;
-                    self.expect("]")?;
-                    Shape::BoxSlice(t)
+                    // `box<[T]>` (a slice) or `box<[T;N]>` (a boxed array):
+                    // the brackets are a level, as an array's are, so `T`
+                    // is two below the box either way.
+                    let t = self.shape(depth + 2).map(Box::new)?;
+                    if self.eat(";") {
+                        let n = self.number(u64::from(u32::MAX))?;
+                        self.expect("]")?;
+                        Shape::Box(Box::new(Shape::Array(t, n)))
+                    } else {
+                        self.expect("]")?;
+                        Shape::BoxSlice(t)
+                    }
                 } else {
                     Shape::Box(inner(self)?)
                 };
@@ -734,6 +743,7 @@ mod tests {
             "box<str>",
             "box<[u16]>",
             "box<u64>",
+            "box<[u8;4]>",
             "option<option<u32>>",
             "result<u32,str>",
             "hash_set<str>",

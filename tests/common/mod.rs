@@ -6,6 +6,7 @@
 
 pub mod names;
 pub mod python;
+pub mod schemas;
 pub mod values;
 
 use std::io::{BufRead, BufReader, Write};

@@ -17,6 +17,10 @@
 //!   builders [`Options`]: `opener()` ([`CellOpener`], [`RegionOpener`])
 //!   has the settings of an open, `creator()` ([`CellCreator`],
 //!   [`RegionCreator`]) those of a creation too.
+//! - [`Schema`] and [`schema`]: types that describe their own layout
+//!   (`#[derive(Schema)]`); stored with `with_schema()`, the schema is the
+//!   type's identity at every open and lets readers without the Rust type
+//!   decode a value by field name.
 //! - [`list_segments`] and [`inspect`]: every segment on the system, and
 //!   what a shmstore one holds.
 //! - [`Error`]: the one error type; each variant says what to do.

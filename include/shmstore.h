@@ -965,8 +965,8 @@ int shmstore_schema(struct shmstore_object *obj, char *buf, size_t cap, size_t *
 /* Parse `text` (`len` bytes, 1 to SHMSTORE_SCHEMA_MAX) strictly by
  * FORMAT.md's grammar into `nodes` (`cap` of them; enough:
  * SHMSTORE_SCHEMA_NODES_FOR(len)), laying it out for `kind`: a cell's
- * value (only the forms bytemuck::Pod allows: integers and floats, arrays,
- * tuples, structs and (); usize as this platform's size_t) or a region's
+ * value (only the forms FORMAT.md allows a cell: integers and floats,
+ * arrays, tuples and structs; usize as this platform's size_t) or a region's
  * archived root (every form, rkyv 0.8's sizes). `out` refers to `text` and
  * `nodes`. SHMSTORE_ESCHEMA: refused (`out->error`, `out->error_at`):
  * not the grammar, nesting deeper than SHMSTORE_SCHEMA_MAX_DEPTH, a form
@@ -3697,7 +3697,8 @@ static int shmstore__hash_map_find(struct shmstore_value *v, const char *key, si
     uint64_t cap = shmstore__le(v->bytes + v->pos + 8, 4);
     if (len == 0)
         return SHMSTORE_ENONE;
-    if (len > cap)
+    /* rkyv leaves a bucket empty in every table. */
+    if (len >= cap)
         return SHMSTORE_ECORRUPT;
     uint64_t controls = (cap + 15) / 16 * 16 + 15;
     int32_t off = (int32_t)(uint32_t)shmstore__le(v->bytes + v->pos, 4);

@@ -347,6 +347,14 @@ pub struct Contents {
     pub schema: Option<String>,
     /// A cell's value, or a copy of a region's current archive.
     pub bytes: Vec<u8>,
+    /// The value's size and alignment as the header says (a region's:
+    /// its archived root's), which the schema must imply.
+    pub value_size: u32,
+    /// See `value_size`.
+    pub value_align: u32,
+    /// The header's further facts of the stored form (a region's: rkyv's
+    /// format, which must be the one decoded).
+    pub type_extra: u64,
 }
 
 impl Contents {
@@ -358,11 +366,27 @@ impl Contents {
             Kind::Cell => Form::Cell,
             Kind::Region => Form::Region,
         };
-        Some(
-            Shape::parse(schema.as_bytes())
-                .map_err(|e| format!("the stored schema is not readable: {e}"))
-                .and_then(|shape| decode(&shape, form, &self.bytes).map_err(|e| e.to_string())),
-        )
+        let rkyv = crate::region::rkyv_format();
+        Some((|| {
+            if self.kind == Kind::Region && self.type_extra != rkyv {
+                return Err(format!(
+                    "the archive is in rkyv's format {:#x}, not {rkyv:#x}, which this build \
+                     decodes",
+                    self.type_extra
+                ));
+            }
+            let shape = Shape::parse(schema.as_bytes())
+                .map_err(|e| format!("the stored schema is not readable: {e}"))?;
+            let l = shape.layout(form)?;
+            if (l.size, l.align) != (self.value_size as usize, self.value_align as usize) {
+                return Err(format!(
+                    "the stored schema implies {} bytes aligned to {}, the header {} aligned \
+                     to {}",
+                    l.size, l.align, self.value_size, self.value_align
+                ));
+            }
+            decode(&shape, form, &self.bytes).map_err(|e| e.to_string())
+        })())
     }
 }
 
@@ -397,5 +421,39 @@ pub fn contents(seg: &Segment) -> Result<Contents> {
         version,
         schema,
         bytes,
+        value_size: valid.value_size,
+        value_align: valid.value_align,
+        type_extra: valid.type_extra,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn contents(kind: Kind, schema: &str, bytes: Vec<u8>, size: u32, align: u32) -> Contents {
+        Contents {
+            kind,
+            version: 1,
+            schema: Some(schema.into()),
+            bytes,
+            value_size: size,
+            value_align: align,
+            type_extra: crate::region::rkyv_format(),
+        }
+    }
+
+    #[test]
+    fn a_schema_that_does_not_fit_the_header_decodes_nothing() {
+        let right = contents(Kind::Cell, "S{a:u8}", vec![7], 1, 1);
+        assert!(right.decode().unwrap().is_ok());
+        let wrong = contents(Kind::Cell, "S{a:u8}", vec![7; 16], 16, 8);
+        let e = wrong.decode().unwrap().unwrap_err();
+        assert!(e.contains("implies 1 bytes"), "{e}");
+        let mut other_format = contents(Kind::Region, "u32", 7u32.to_le_bytes().to_vec(), 4, 4);
+        assert!(other_format.decode().unwrap().is_ok());
+        other_format.type_extra = 0x7201_0804;
+        let e = other_format.decode().unwrap().unwrap_err();
+        assert!(e.contains("format"), "{e}");
+    }
 }

@@ -6,10 +6,11 @@
 //! The schema describes the type as rkyv 0.8 archives it (for a region)
 //! and as `#[repr(C)]` lays it out (for a cell), which agree for plain
 //! data. So the derive refuses what would make them differ from what it
-//! writes: `#[repr(packed)]` or `#[repr(align)]`, fields archived through
-//! a wrapper (`#[rkyv(with = ...)]`), types archived as another type
-//! (`#[rkyv(as = ...)]`, `remote`), and enum discriminants that are not
-//! integer literals. A type it refuses can implement `Schema` by hand.
+//! writes: `#[repr(packed)]` or `#[repr(align)]` (on the type, or passed
+//! to the archived type with `#[rkyv(attr(repr(..)))]`), fields archived
+//! through a wrapper (`#[rkyv(with = ...)]`), types archived as another type
+//! (`#[rkyv(as = ...)]`, `remote`), enum discriminants that are not
+//! integer literals, and names that are not ASCII. A type it refuses can implement `Schema` by hand.
 
 use proc_macro::TokenStream;
 use proc_macro2::TokenStream as Tokens;
@@ -32,7 +33,7 @@ pub fn derive_schema(input: TokenStream) -> TokenStream {
 fn expand(mut input: DeriveInput) -> Result<Tokens, Error> {
     check_attrs(&input.attrs, true)?;
     let name = &input.ident;
-    let name_str = unraw(name);
+    let name_str = ascii(name)?;
     let body = match &input.data {
         Data::Struct(s) => {
             let fields = describe_fields(&s.fields)?;
@@ -84,7 +85,7 @@ fn expand(mut input: DeriveInput) -> Result<Tokens, Error> {
                 }
                 next = tag + 1;
                 let tag = tag as u8;
-                let vname = unraw(&v.ident);
+                let vname = ascii(&v.ident)?;
                 let fields = describe_fields(&v.fields)?;
                 // A variant without fields is its tag alone, however written
                 // (`A`, `A {}`, `A()`).
@@ -130,9 +131,19 @@ fn expand(mut input: DeriveInput) -> Result<Tokens, Error> {
     })
 }
 
-fn unraw(ident: &syn::Ident) -> String {
+/// The name as the schema writes it: without `r#`, and ASCII only (the
+/// grammar's names are).
+fn ascii(ident: &syn::Ident) -> Result<String, Error> {
     let s = ident.to_string();
-    s.strip_prefix("r#").map(str::to_owned).unwrap_or(s)
+    let s = s.strip_prefix("r#").map(str::to_owned).unwrap_or(s);
+    if s.is_ascii() {
+        Ok(s)
+    } else {
+        Err(Error::new(
+            ident.span(),
+            "a schema's names are ASCII: implement shmstore::Schema by hand to name it otherwise",
+        ))
+    }
 }
 
 fn describe_fields(fields: &Fields) -> Result<Tokens, Error> {
@@ -142,10 +153,7 @@ fn describe_fields(fields: &Fields) -> Result<Tokens, Error> {
         let ty = &f.ty;
         out.extend(match &f.ident {
             Some(ident) => {
-                let n = unraw(ident);
-                if !n.is_ascii() {
-                    return Err(Error::new(ident.span(), "a schema's names are ASCII"));
-                }
+                let n = ascii(ident)?;
                 quote! { d.field(#n); d.nested::<#ty>(); }
             }
             None => quote! { d.item(); d.nested::<#ty>(); },
@@ -180,7 +188,8 @@ fn check_attrs(attrs: &[syn::Attribute], container: bool) -> Result<(), Error> {
             && let Meta::List(list) = &a.meta
         {
             let text = list.tokens.to_string();
-            for word in ["with", "as", "remote", "niche"] {
+            // `attr(repr(..))` passes a repr to the archived type.
+            for word in ["with", "as", "remote", "niche", "repr"] {
                 if text
                     .split(|c: char| !c.is_alphanumeric() && c != '_')
                     .any(|w| w == word)

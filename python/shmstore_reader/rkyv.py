@@ -462,6 +462,9 @@ class HashTable(ArchivedType):
             path,
             f"a hash table of {cap} buckets of {self.entry_size} bytes and {controls} control bytes",
         )
+        # Every control byte is looked at: counted, so that many maps over
+        # one large table cannot make the work grow with their product.
+        a.spend(cap, path)
         full = [i for i, c in enumerate(a.data[control : control + cap]) if c < 0x80]
         if len(full) != length:
             raise a.fail(path, f"a hash table's control bytes mark {len(full)} full buckets; its length is {length}")

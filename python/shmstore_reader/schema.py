@@ -111,6 +111,10 @@ def parse_stored_schema(text, kind: str, pointer_width: int = 64) -> Schema:
     return Schema(text=text, kind=kind, root=root)
 
 
+# The largest a type may be, in bytes, wherever it lies.
+TYPE_SIZE_MAX = 0xFFFFFFFF
+
+
 class _Parser:
     def __init__(self, text: str, kind: str, pointer_width: int):
         self.text = text
@@ -173,6 +177,14 @@ class _Parser:
             )
 
     def type(self, depth: int) -> ArchivedType:
+        t = self.one_type(depth)
+        # Any type, even behind a pointer, is at most 2^32 - 1 bytes (an
+        # archive's relative pointers reach no further).
+        if t.size > TYPE_SIZE_MAX:
+            raise self.fail(f"a type of {t.size} bytes (at most {TYPE_SIZE_MAX})")
+        return t
+
+    def one_type(self, depth: int) -> ArchivedType:
         if depth > SCHEMA_MAX_DEPTH:
             raise self.fail(f"types nest deeper than {SCHEMA_MAX_DEPTH}")
         start = self.pos

@@ -158,6 +158,27 @@ class DamagedMaps(unittest.TestCase):
                     pass
 
 
+class SharedTables(unittest.TestCase):
+    def test_many_maps_over_one_large_table_run_out_of_budget(self):
+        # One table of n/4 one-byte buckets, one of them full, then n/24
+        # map headers all pointing at it: every header's control bytes are
+        # counted, so the work stays within the budget.
+        n = 64 * 1024
+        cap = n // 4
+        data = bytearray(cap) + bytearray(b"\xff" * ((cap + 15) // 16 * 16 + 15))
+        data[cap] = 0
+        while len(data) % 4:
+            data.append(0)
+        first, headers = len(data), n // 24
+        for h in range(headers):
+            at = first + 12 * h
+            data += struct.pack("<iII", cap - at, 1, cap)
+        root = len(data)
+        data += struct.pack("<iI", first - root, headers)
+        with self.assertRaisesRegex(DecodeError, "decode to more than"):
+            decode_archive(bytes(data), "vec<hash_set<u8>>")
+
+
 class Cells(unittest.TestCase):
     def test_plain_data_by_field_name(self):
         schema = parse_stored_schema("Pt{x:f64,y:[u16;3],z:(u8,usize),w:W(i128)}", "cell")

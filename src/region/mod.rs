@@ -68,6 +68,7 @@ pub(crate) mod pin_slot;
 mod pins;
 mod publish;
 pub(crate) use archive::check_archive;
+pub(crate) use archive::rkyv_format;
 pub use archive::{Publishable, Readable, RegionRef};
 pub use options::{RegionCreator, RegionOpener, RegionSettings};
 

@@ -81,7 +81,12 @@ fn walk(stored: &Shape, requested: &Shape, path: &str, out: &mut Vec<String>) {
                         match (&s.fields, &v.fields) {
                             (Some(x), Some(y)) => fields(x, y, &p, out),
                             (None, None) => {}
-                            _ => out.push(format!("variant `{p}`: its fields changed")),
+                            (None, Some(_)) => {
+                                out.push(format!("variant `{p}`: it had no fields and now has"))
+                            }
+                            (Some(_), None) => {
+                                out.push(format!("variant `{p}`: it had fields and now has none"))
+                            }
                         }
                     }
                 }
@@ -91,13 +96,33 @@ fn walk(stored: &Shape, requested: &Shape, path: &str, out: &mut Vec<String>) {
                     out.push(format!("variant `{}` removed", join(path, &s.name)));
                 }
             }
+            let order = |vs: &[super::shape::Variant]| -> Vec<String> {
+                vs.iter()
+                    .filter(|v| va.iter().any(|a| a.name == v.name))
+                    .filter(|v| vb.iter().any(|b| b.name == v.name))
+                    .map(|v| v.name.clone())
+                    .collect()
+            };
+            let (oa, ob) = (order(va), order(vb));
+            if oa != ob {
+                out.push(format!(
+                    "{}: the variants are in another order (stored: {}; requested: {})",
+                    at(path),
+                    oa.join(", "),
+                    ob.join(", ")
+                ));
+            }
         }
         (Shape::Vec(a), Shape::Vec(b))
-        | (Shape::Box(a), Shape::Box(b))
         | (Shape::BoxSlice(a), Shape::BoxSlice(b))
-        | (Shape::Option(a), Shape::Option(b))
         | (Shape::HashSet(a), Shape::HashSet(b))
         | (Shape::BTreeSet(a), Shape::BTreeSet(b)) => walk(a, b, &join(path, "[]"), out),
+        (Shape::Option(a), Shape::Option(b)) => walk(a, b, &join(path, "Some"), out),
+        (Shape::Box(a), Shape::Box(b)) => walk(a, b, path, out),
+        (Shape::Result(oa, ea), Shape::Result(ob, eb)) => {
+            walk(oa, ob, &join(path, "Ok"), out);
+            walk(ea, eb, &join(path, "Err"), out);
+        }
         (Shape::Array(a, n), Shape::Array(b, m)) => {
             if n != m {
                 out.push(format!("{}: {n} elements are now {m}", at(path)));
@@ -105,8 +130,7 @@ fn walk(stored: &Shape, requested: &Shape, path: &str, out: &mut Vec<String>) {
             walk(a, b, &join(path, "[]"), out);
         }
         (Shape::HashMap(ka, va), Shape::HashMap(kb, vb))
-        | (Shape::BTreeMap(ka, va), Shape::BTreeMap(kb, vb))
-        | (Shape::Result(ka, va), Shape::Result(kb, vb)) => {
+        | (Shape::BTreeMap(ka, va), Shape::BTreeMap(kb, vb)) => {
             walk(ka, kb, &join(path, "key"), out);
             walk(va, vb, &join(path, "value"), out);
         }
@@ -123,12 +147,22 @@ fn walk(stored: &Shape, requested: &Shape, path: &str, out: &mut Vec<String>) {
 fn fields(stored: &Fields, requested: &Fields, path: &str, out: &mut Vec<String>) {
     let a: Vec<(String, &Shape)> = stored.iter().collect();
     let b: Vec<(String, &Shape)> = requested.iter().collect();
-    if matches!(stored, Fields::Named(_)) != matches!(requested, Fields::Named(_)) {
-        out.push(format!(
-            "{}: named fields are now unnamed, or the other way",
-            at(path)
-        ));
-        return;
+    match (stored, requested) {
+        (Fields::Named(_), Fields::Unnamed(_)) => {
+            out.push(format!(
+                "{}: its fields were named and are now unnamed",
+                at(path)
+            ));
+            return;
+        }
+        (Fields::Unnamed(_), Fields::Named(_)) => {
+            out.push(format!(
+                "{}: its fields were unnamed and are now named",
+                at(path)
+            ));
+            return;
+        }
+        _ => {}
     }
     for (name, shape) in &b {
         let p = join(path, name);
@@ -211,6 +245,22 @@ mod tests {
         assert_eq!(
             diff("S{v:vec<u8>}", "S{v:vec<u16>}"),
             ["`v.[]`: u8 is now u16"]
+        );
+        assert_eq!(
+            diff("enum E{A=0,B=1}", "enum E{B=1,A=0}"),
+            ["the root: the variants are in another order (stored: A, B; requested: B, A)"]
+        );
+        assert_eq!(
+            diff("S{r:result<u8,str>}", "S{r:result<u8,u16>}"),
+            ["`r.Err`: str is now u16"]
+        );
+        assert_eq!(
+            diff("S{a:option<option<u8>>}", "S{a:option<u8>}"),
+            ["`a.Some`: option<u8> is now u8"]
+        );
+        assert_eq!(
+            diff("enum E{A=0(u8)}", "enum E{A=0{x:u8}}"),
+            ["`A`: its fields were unnamed and are now named"]
         );
     }
 }

@@ -16,9 +16,13 @@
 //!   invalid pointer `1` (no node). In order: each lesser node, then its
 //!   entry, and the greater node last.
 
-use super::shape::{Form, Shape, struct_layout};
-use super::value::{Input, Res, Value, fail, join};
+use super::shape::{Layout, Shape};
+use std::collections::HashSet;
 
+use super::value::{Input, Path, Res, Value, fail};
+
+/// A Swiss table's control bytes come in groups of this many.
+const GROUP: usize = 16;
 /// Entries in a B-tree node.
 const NODE_ENTRIES: usize = 5;
 /// The deepest a B-tree may be: far more than `u32::MAX` entries need.
@@ -27,7 +31,12 @@ const BTREE_DEPTH_MAX: usize = 16;
 const INVALID: i32 = 1;
 
 /// Decode the map or set of `shape` at `at`.
-pub(super) fn decode(input: &mut Input<'_>, shape: &Shape, at: usize, path: &str) -> Res<Value> {
+pub(super) fn decode(
+    input: &mut Input<'_>,
+    shape: &Shape,
+    at: usize,
+    path: &Path<'_>,
+) -> Res<Value> {
     let unit = Shape::Unit;
     let (key, value, set) = match shape {
         Shape::HashMap(k, v) | Shape::BTreeMap(k, v) => (&**k, &**v, false),
@@ -41,7 +50,8 @@ pub(super) fn decode(input: &mut Input<'_>, shape: &Shape, at: usize, path: &str
             let len = input.u32_at(at + 4, path)? as usize;
             if len > 0 {
                 let root = input.target(at, path)?;
-                let node = Node::of(key, value, input.form).or_else(|e| fail(path, e))?;
+                let (k, v) = (input.layout(key, path)?, input.layout(value, path)?);
+                let node = Node::of(key, value, k, v).or_else(|e| fail(path, e))?;
                 btree(input, &node, root, 0, path, &mut entries)?;
             }
             if entries.len() != len {
@@ -50,6 +60,15 @@ pub(super) fn decode(input: &mut Input<'_>, shape: &Shape, at: usize, path: &str
                     format!("a B-tree of {len} entries holds {}", entries.len()),
                 );
             }
+        }
+    }
+    // A key twice is no map rkyv wrote, and would be one entry of two in
+    // a JSON object: refused, as every reader refuses it. (Keys compared
+    // by their text, which is as long as the output already counted.)
+    let mut seen = HashSet::new();
+    for (k, _) in &entries {
+        if !seen.insert(k.to_string()) {
+            return fail(path, format!("the key {k} is in the map twice"));
         }
     }
     Ok(if set {
@@ -64,7 +83,7 @@ fn hash(
     key: &Shape,
     value: &Shape,
     at: usize,
-    path: &str,
+    path: &Path<'_>,
     out: &mut Vec<(Value, Value)>,
 ) -> Res<()> {
     let len = input.u32_at(at + 4, path)? as usize;
@@ -78,9 +97,37 @@ fn hash(
             format!("a hash table of {len} entries in {cap} buckets"),
         );
     }
-    let (offsets, entry) =
-        struct_layout([key, value].into_iter(), input.form).or_else(|e| fail(path, e))?;
+    // An entry is a `repr(C)` pair: the key, then the value at its
+    // alignment.
+    let (k, v) = (input.layout(key, path)?, input.layout(value, path)?);
+    let align = k.align.max(v.align);
+    let value_at = k.size.next_multiple_of(v.align);
+    let Some(size) = value_at
+        .checked_add(v.size)
+        .and_then(|n| n.checked_next_multiple_of(align))
+    else {
+        return fail(path, "a map entry too large");
+    };
+    let offsets = [0, value_at];
+    let entry = Layout { size, align };
     let controls = input.target(at, path)?;
+    // Every control byte is looked at: counted, so that many maps over one
+    // large table cannot make the work grow with their product.
+    input.spend(cap, path)?;
+    // The whole table lies in the archive: `cap` buckets before the
+    // control bytes, and the control bytes (rkyv writes `cap` rounded up to
+    // a group of 16, and 15 more).
+    let control_count = cap.next_multiple_of(GROUP) + GROUP - 1;
+    let table = cap
+        .checked_mul(entry.size)
+        .and_then(|b| controls.checked_sub(b).map(|start| (start, b)));
+    let Some((start, buckets)) = table else {
+        return fail(
+            path,
+            format!("a hash table of {cap} buckets lies before the archive"),
+        );
+    };
+    input.take(start, buckets + control_count, entry.align, path)?;
     let control_bytes = input.take(controls, cap, 1, path)?.to_vec();
     let full = control_bytes.iter().filter(|&&c| c & 0x80 == 0).count();
     if full != len {
@@ -101,12 +148,9 @@ fn hash(
             return fail(path, format!("bucket {i} lies before the archive"));
         };
         input.take(start, entry.size, entry.align, path)?;
-        let k = input.value(key, start + offsets[0], &join(path, &format!("[{i}].key")))?;
-        let v = input.value(
-            value,
-            start + offsets[1],
-            &join(path, &format!("[{i}].value")),
-        )?;
+        let entry = Path::Index(path, i);
+        let k = input.value(key, start + offsets[0], &Path::Name(&entry, "key"))?;
+        let v = input.value(value, start + offsets[1], &Path::Name(&entry, "value"))?;
         out.push((k, v));
     }
     Ok(())
@@ -131,9 +175,7 @@ struct Node<'s> {
 }
 
 impl<'s> Node<'s> {
-    fn of(key: &'s Shape, value: &'s Shape, form: Form) -> Result<Node<'s>, String> {
-        let k = key.layout(form)?;
-        let v = value.layout(form)?;
+    fn of(key: &'s Shape, value: &'s Shape, k: Layout, v: Layout) -> Result<Node<'s>, String> {
         let big = |n: Option<usize>| n.ok_or_else(|| "a B-tree node too large".to_owned());
         let keys = 1usize.next_multiple_of(k.align);
         let values = big((k.size.checked_mul(NODE_ENTRIES))
@@ -172,7 +214,7 @@ fn btree(
     n: &Node<'_>,
     at: usize,
     depth: usize,
-    path: &str,
+    path: &Path<'_>,
     out: &mut Vec<(Value, Value)>,
 ) -> Res<()> {
     if depth > BTREE_DEPTH_MAX {
@@ -181,7 +223,7 @@ fn btree(
     input.spend(16, path)?;
     let kind = input.take(at, 1, 1, path)?[0];
     let entry = |input: &mut Input<'_>, i: usize, out: &mut Vec<(Value, Value)>| -> Res<()> {
-        let p = join(path, &format!("[{}]", out.len()));
+        let p = Path::Index(path, out.len());
         let k = input.value(n.key, at + n.keys + i * n.key_size, &p)?;
         let v = input.value(n.value, at + n.values + i * n.value_size, &p)?;
         out.push((k, v));
@@ -305,5 +347,72 @@ mod tests {
         );
         let e = decode(&s, Form::Region, &bytes).unwrap_err();
         assert!(e.reason.contains("deeper"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod hostile {
+    use std::collections::HashMap;
+
+    use super::super::shape::{Form, Shape};
+    use super::super::value::decode;
+
+    /// Many map headers that all point at one large, nearly empty table:
+    /// each one's control bytes are counted, so the work stays within the
+    /// budget instead of growing with the product of the two.
+    #[test]
+    fn many_maps_over_one_large_table_run_out_of_budget() {
+        let n = 64 * 1024;
+        let cap = (n / 4) as u32;
+        // The buckets (one `u8` key each), then the control bytes, all
+        // empty but the first: entry 0, just before them.
+        let controls = cap as usize;
+        let mut bytes = vec![0u8; controls];
+        bytes.extend(std::iter::repeat_n(
+            0xffu8,
+            controls.next_multiple_of(16) + 15,
+        ));
+        bytes[controls] = 0;
+        let headers = n / 24;
+        while !bytes.len().is_multiple_of(4) {
+            bytes.push(0);
+        }
+        let first = bytes.len();
+        for h in 0..headers {
+            let at = first + 12 * h;
+            let off = controls as i64 - at as i64;
+            bytes.extend_from_slice(&(off as i32).to_le_bytes());
+            bytes.extend_from_slice(&1u32.to_le_bytes());
+            bytes.extend_from_slice(&cap.to_le_bytes());
+        }
+        while !bytes.len().is_multiple_of(4) {
+            bytes.push(0);
+        }
+        let root = bytes.len();
+        bytes.extend_from_slice(&((first as i64 - root as i64) as i32).to_le_bytes());
+        bytes.extend_from_slice(&(headers as u32).to_le_bytes());
+        let shape = Shape::parse(b"vec<hash_set<u8>>").unwrap();
+        match decode(&shape, Form::Region, &bytes) {
+            Err(e) => assert!(e.reason.contains("budget"), "{e}"),
+            Ok(_) => panic!("{headers} maps over one table decoded within the budget"),
+        }
+    }
+
+    #[test]
+    fn a_key_twice_is_refused() {
+        let map: HashMap<u32, u32> = HashMap::from([(1, 10), (2, 20)]);
+        let mut bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&map)
+            .unwrap()
+            .to_vec();
+        let shape = Shape::parse(b"hash_map<u32,u32>").unwrap();
+        assert!(decode(&shape, Form::Region, &bytes).is_ok());
+        // Write the key 2 over the key 1, wherever its entry lies.
+        let at = bytes
+            .windows(8)
+            .position(|w| w == [1, 0, 0, 0, 10, 0, 0, 0])
+            .unwrap();
+        bytes[at] = 2;
+        let e = decode(&shape, Form::Region, &bytes).unwrap_err();
+        assert!(e.reason.contains("twice"), "{e}");
     }
 }

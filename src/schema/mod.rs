@@ -55,6 +55,22 @@
 //! }
 //! ```
 //!
+//! a repr passed to the archived type,
+//!
+//! ```compile_fail
+//! #[derive(rkyv::Archive, rkyv::Serialize, shmstore::Schema)]
+//! #[rkyv(attr(repr(align(2))))]
+//! struct Inner { x: u8 }
+//! ```
+//!
+//! a name that is not ASCII,
+//!
+//! ```compile_fail
+//! #[derive(Clone, Copy, shmstore::Schema)]
+//! #[repr(C)]
+//! struct Größe { a: u8 }
+//! ```
+//!
 //! and a discriminant that is not an integer literal:
 //!
 //! ```compile_fail
@@ -75,7 +91,9 @@ mod value;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 pub use diff::differences;
-pub use shape::{DEPTH_MAX, Fields, Form, Layout, ParseError, SCHEMA_MAX, Scalar, Shape, Variant};
+pub use shape::{
+    DEPTH_MAX, Fields, Form, Layout, ParseError, SCHEMA_MAX, Scalar, Shape, TYPE_SIZE_MAX, Variant,
+};
 pub use value::{DecodeError, Value, decode};
 
 use crate::error::{Error, Result};
@@ -98,12 +116,20 @@ pub struct Describer {
     lists: Vec<usize>,
     depth: usize,
     too_deep: bool,
+    /// Why a type inside cannot be described, if one cannot.
+    refused: Option<String>,
 }
 
 impl Describer {
     /// A scalar (`u8` ... `f64`, `bool`, `char`), `str` or `()`.
     pub fn scalar(&mut self, name: &'static str) {
         self.text.push_str(name);
+    }
+
+    /// Say that a type inside cannot be described, and why: the schema
+    /// is then refused ([`describe`] fails with the first reason given).
+    pub fn refuse(&mut self, reason: impl Into<String>) {
+        self.refused.get_or_insert_with(|| reason.into());
     }
 
     /// Describe `T` here, one level deeper.
@@ -239,6 +265,11 @@ impl Describer {
 pub fn describe<T: Schema + ?Sized>() -> Result<String> {
     let mut d = Describer::default();
     d.nested::<T>();
+    if let Some(reason) = d.refused {
+        return Err(Error::InvalidLayout {
+            reason: format!("{} has no schema: {reason}", std::any::type_name::<T>()),
+        });
+    }
     if d.too_deep {
         return Err(Error::InvalidLayout {
             reason: format!(
@@ -341,8 +372,16 @@ impl<K: Schema, S> Schema for HashSet<K, S> {
     }
 }
 
-impl<T: Schema> Schema for Box<T> {
+impl<T: Schema + 'static> Schema for Box<T> {
     fn describe(d: &mut Describer) {
+        if std::any::TypeId::of::<T>() == std::any::TypeId::of::<String>() {
+            // Its text would be `box<str>`, which is `Box<str>`: another
+            // layout of the same size in many places.
+            d.refuse(
+                "a Box<String> reads as a Box<str> in the schema grammar; use Box<str> or String",
+            );
+            return;
+        }
         d.begin_generic("box");
         d.item();
         d.nested::<T>();
@@ -419,6 +458,18 @@ mod tests {
             d.nested::<Endless>();
             d.end_generic();
         }
+    }
+
+    #[test]
+    fn a_boxed_string_is_refused_wherever_it_is() {
+        for e in [
+            describe::<Box<String>>().unwrap_err(),
+            describe::<Vec<Box<String>>>().unwrap_err(),
+            describe::<(u64, Option<Box<String>>)>().unwrap_err(),
+        ] {
+            assert!(e.to_string().contains("Box<str>"), "{e}");
+        }
+        assert_eq!(describe::<Box<Box<str>>>().unwrap(), "box<box<str>>");
     }
 
     #[test]

@@ -12,6 +12,9 @@ use std::fmt;
 pub const SCHEMA_MAX: usize = 16384;
 /// The deepest a schema may nest (a type inside a type counts one level).
 pub const DEPTH_MAX: usize = 32;
+/// The largest a type described may be, in bytes, wherever it lies (an
+/// archive's relative pointers reach no further).
+pub const TYPE_SIZE_MAX: usize = u32::MAX as usize;
 
 /// A scalar of the schema grammar.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -497,7 +500,8 @@ impl Shape {
 
     /// The size and alignment of a value of this shape in `form`, or why
     /// it cannot be one (a form a cell cannot hold, a size past
-    /// `isize::MAX`).
+    /// [`TYPE_SIZE_MAX`] here or in any type inside, behind a pointer
+    /// too).
     pub fn layout(&self, form: Form) -> Result<Layout, String> {
         let region_only = |what: &str| match form {
             Form::Cell => Err(format!("a cell cannot hold {what} (not plain data)")),
@@ -565,7 +569,7 @@ impl Shape {
                 let size = usize::try_from(*n)
                     .ok()
                     .and_then(|n| n.checked_mul(l.size))
-                    .filter(|&s| s <= isize::MAX as usize)
+                    .filter(|&s| s <= TYPE_SIZE_MAX)
                     .ok_or_else(|| format!("an array of {n} elements of {} bytes", l.size))?;
                 fixed(size, l.align)
             }
@@ -609,7 +613,7 @@ pub fn struct_layout<'a>(
     }
     let size = offset
         .checked_next_multiple_of(align)
-        .filter(|&s| s <= isize::MAX as usize)
+        .filter(|&s| s <= TYPE_SIZE_MAX)
         .ok_or("a struct too large")?;
     Ok((offsets, Layout { size, align }))
 }
@@ -631,6 +635,7 @@ fn enum_layout<'a>(
     }
     let size = size
         .checked_next_multiple_of(align)
+        .filter(|&s| s <= TYPE_SIZE_MAX)
         .ok_or("an enum too large")?;
     Ok(Layout { size, align })
 }
@@ -644,12 +649,6 @@ pub fn variant_offsets(fields: &Fields, form: Form) -> Result<Vec<usize>, String
     let (mut offsets, _) = struct_layout(shapes.into_iter(), form)?;
     offsets.remove(0);
     Ok(offsets)
-}
-
-/// The offset of an option's value after its tag byte.
-pub fn option_offset(inner: &Shape, form: Form) -> Result<usize, String> {
-    let align = inner.layout(form)?.align;
-    Ok(align.max(1))
 }
 
 impl fmt::Display for Shape {
@@ -824,5 +823,8 @@ mod tests {
         assert!(l("S{a:str}", Form::Cell).is_err());
         assert!(l("S{a:bool}", Form::Cell).is_err());
         assert!(l("[[u64;4294967295];4294967295]", Form::Region).is_err());
+        assert!(l("box<[u8;4294967295]>", Form::Region).is_ok());
+        assert!(l("box<[u16;4294967295]>", Form::Region).is_err());
+        assert!(l("vec<[u16;2147483648]>", Form::Region).is_err());
     }
 }

@@ -12,9 +12,16 @@
 
 use std::fmt;
 
-use super::shape::{Fields, Form, Scalar, Shape, option_offset, struct_layout, variant_offsets};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use super::shape::{Fields, Form, Layout, Scalar, Shape, struct_layout, variant_offsets};
 
 /// A decoded value.
+///
+/// As in JSON (and serde_json), an absent value and a value that is
+/// nothing look alike: `None`, `Some(None)` and `Some(())` all decode to
+/// [`Value::Null`]; an `Option` of a value that cannot be null is exact.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Value {
@@ -64,33 +71,57 @@ const VALUE_COST: usize = 8;
 const BUDGET_PER_BYTE: usize = 32;
 const BUDGET_EXTRA: usize = 1 << 20;
 
+/// Where a value lies in the whole, for an error: made into text only when
+/// a decode fails, so that deep paths with long names cost nothing per
+/// value.
+#[derive(Clone, Copy)]
+pub(super) enum Path<'p> {
+    /// The root.
+    Root,
+    /// A named step below `parent`: a field or a variant.
+    Name(&'p Path<'p>, &'p str),
+    /// An element below `parent`: `[i]`.
+    Index(&'p Path<'p>, usize),
+}
+
+impl Path<'_> {
+    fn render(&self) -> String {
+        match self {
+            Path::Root => String::new(),
+            Path::Name(parent, name) => {
+                let head = parent.render();
+                if head.is_empty() {
+                    (*name).to_owned()
+                } else {
+                    format!("{head}.{name}")
+                }
+            }
+            Path::Index(parent, i) => format!("{}[{i}]", parent.render()),
+        }
+    }
+}
+
 pub(super) struct Input<'a> {
     bytes: &'a [u8],
     pub(super) form: Form,
     budget: usize,
+    /// Layouts and offsets worked out once per shape (by its address: the
+    /// shape outlives the decode), not once per value.
+    layouts: HashMap<usize, Layout>,
+    offsets: HashMap<usize, Rc<[usize]>>,
 }
 
 pub(super) type Res<T> = Result<T, DecodeError>;
 
-pub(super) fn fail<T>(path: &str, reason: impl Into<String>) -> Res<T> {
+pub(super) fn fail<T>(path: &Path<'_>, reason: impl Into<String>) -> Res<T> {
     Err(DecodeError {
-        path: path.to_owned(),
+        path: path.render(),
         reason: reason.into(),
     })
 }
 
-pub(super) fn join(path: &str, name: &str) -> String {
-    if path.is_empty() {
-        name.to_owned()
-    } else if name.starts_with('[') {
-        format!("{path}{name}")
-    } else {
-        format!("{path}.{name}")
-    }
-}
-
 impl Input<'_> {
-    pub(super) fn spend(&mut self, n: usize, path: &str) -> Res<()> {
+    pub(super) fn spend(&mut self, n: usize, path: &Path<'_>) -> Res<()> {
         match self.budget.checked_sub(n) {
             Some(left) => {
                 self.budget = left;
@@ -104,8 +135,35 @@ impl Input<'_> {
         }
     }
 
+    /// The layout of `shape`, worked out once.
+    pub(super) fn layout(&mut self, shape: &Shape, path: &Path<'_>) -> Res<Layout> {
+        let key = shape as *const Shape as usize;
+        if let Some(l) = self.layouts.get(&key) {
+            return Ok(*l);
+        }
+        let l = shape.layout(self.form).or_else(|e| fail(path, e))?;
+        self.layouts.insert(key, l);
+        Ok(l)
+    }
+
+    /// The offsets `compute` gives for the thing at `key`, worked out once.
+    pub(super) fn offsets<T>(
+        &mut self,
+        key: &T,
+        path: &Path<'_>,
+        compute: impl FnOnce(Form) -> Result<Vec<usize>, String>,
+    ) -> Res<Rc<[usize]>> {
+        let key = key as *const T as usize;
+        if let Some(o) = self.offsets.get(&key) {
+            return Ok(o.clone());
+        }
+        let o: Rc<[usize]> = compute(self.form).or_else(|e| fail(path, e))?.into();
+        self.offsets.insert(key, o.clone());
+        Ok(o)
+    }
+
     /// `len` bytes at `at`, aligned to `align`, all inside the input.
-    pub(super) fn take(&self, at: usize, len: usize, align: usize, path: &str) -> Res<&[u8]> {
+    pub(super) fn take(&self, at: usize, len: usize, align: usize, path: &Path<'_>) -> Res<&[u8]> {
         let end = at.checked_add(len);
         match end {
             Some(end) if end <= self.bytes.len() => {
@@ -127,13 +185,13 @@ impl Input<'_> {
         }
     }
 
-    pub(super) fn u32_at(&self, at: usize, path: &str) -> Res<u32> {
+    pub(super) fn u32_at(&self, at: usize, path: &Path<'_>) -> Res<u32> {
         let b = self.take(at, 4, 1, path)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
 
     /// Where the relative pointer at `at` points.
-    pub(super) fn target(&self, at: usize, path: &str) -> Res<usize> {
+    pub(super) fn target(&self, at: usize, path: &Path<'_>) -> Res<usize> {
         let offset = self.u32_at(at, path)? as i32;
         match at.checked_add_signed(offset as isize) {
             Some(t) if t <= self.bytes.len() => Ok(t),
@@ -144,10 +202,11 @@ impl Input<'_> {
         }
     }
 
-    pub(super) fn value(&mut self, shape: &Shape, at: usize, path: &str) -> Res<Value> {
+    pub(super) fn value(&mut self, shape: &Shape, at: usize, path: &Path<'_>) -> Res<Value> {
         self.spend(VALUE_COST, path)?;
-        let layout = shape.layout(self.form).or_else(|e| fail(path, e))?;
+        let layout = self.layout(shape, path)?;
         let here = self.take(at, layout.size, layout.align, path)?;
+        let first = here.first().copied().unwrap_or(0);
         match shape {
             Shape::Scalar(s) => scalar(*s, here, path),
             Shape::Unit => Ok(Value::Null),
@@ -160,12 +219,11 @@ impl Input<'_> {
                 Ok(Value::Str(s))
             }
             Shape::Vec(t) | Shape::BoxSlice(t) => {
-                let l = t.layout(self.form).or_else(|e| fail(path, e))?;
+                let l = self.layout(t, path)?;
                 let (start, count) = self.slice(at, l.size, l.align, path)?;
                 let mut items = Vec::new();
                 for i in 0..count {
-                    let p = join(path, &format!("[{i}]"));
-                    items.push(self.value(t, start + i * l.size, &p)?);
+                    items.push(self.value(t, start + i * l.size, &Path::Index(path, i))?);
                 }
                 Ok(Value::List(items))
             }
@@ -173,62 +231,62 @@ impl Input<'_> {
                 let target = self.target(at, path)?;
                 self.value(t, target, path)
             }
-            Shape::Option(t) => match here[0] {
+            Shape::Option(t) => match first {
                 0 => Ok(Value::Null),
                 1 => {
-                    let off = option_offset(t, self.form).or_else(|e| fail(path, e))?;
+                    let off = self.layout(t, path)?.align.max(1);
                     self.value(t, at + off, path)
                 }
                 tag => fail(path, format!("an option's tag is {tag}, not 0 or 1")),
             },
             Shape::Result(ok, err) => {
-                let (name, t) = match here[0] {
+                let (name, t) = match first {
                     0 => ("Ok", ok),
                     1 => ("Err", err),
                     tag => return fail(path, format!("a result's tag is {tag}, not 0 or 1")),
                 };
-                let fields = Fields::Unnamed(vec![(**t).clone()]);
-                let offsets = variant_offsets(&fields, self.form).or_else(|e| fail(path, e))?;
-                let v = self.value(t, at + offsets[0], &join(path, name))?;
+                // The value follows the tag as a struct's second field.
+                let off = self.layout(t, path)?.align.max(1);
+                let v = self.value(t, at + off, &Path::Name(path, name))?;
                 Ok(Value::Variant(name.into(), Box::new(v)))
             }
             Shape::HashMap(..) | Shape::HashSet(..) | Shape::BTreeMap(..) | Shape::BTreeSet(..) => {
                 super::maps::decode(self, shape, at, path)
             }
             Shape::Array(t, n) => {
-                let size = t.layout(self.form).or_else(|e| fail(path, e))?.size;
+                let size = self.layout(t, path)?.size;
                 let mut items = Vec::new();
                 for i in 0..*n as usize {
-                    let p = join(path, &format!("[{i}]"));
-                    items.push(self.value(t, at + i * size, &p)?);
+                    items.push(self.value(t, at + i * size, &Path::Index(path, i))?);
                 }
                 Ok(Value::List(items))
             }
             Shape::Tuple(elems) => {
-                let (offsets, _) =
-                    struct_layout(elems.iter(), self.form).or_else(|e| fail(path, e))?;
+                let offsets = self.offsets(shape, path, |form| {
+                    struct_layout(elems.iter(), form).map(|(o, _)| o)
+                })?;
                 let mut items = Vec::new();
-                for (i, (t, off)) in elems.iter().zip(offsets).enumerate() {
-                    items.push(self.value(t, at + off, &join(path, &i.to_string()))?);
+                for (i, (t, off)) in elems.iter().zip(offsets.iter()).enumerate() {
+                    items.push(self.value(t, at + off, &Path::Index(path, i))?);
                 }
                 Ok(Value::List(items))
             }
             Shape::Struct { fields, .. } => {
-                let (offsets, _) = struct_layout(fields.iter().map(|(_, s)| s), self.form)
-                    .or_else(|e| fail(path, e))?;
+                let offsets = self.offsets(shape, path, |form| {
+                    struct_layout(fields.iter().map(|(_, s)| s), form).map(|(o, _)| o)
+                })?;
                 self.fields(fields, &offsets, at, path)
             }
             Shape::Enum { variants, .. } => {
-                let tag = here[0];
-                let Some(v) = variants.iter().find(|v| v.tag == tag) else {
-                    return fail(path, format!("enum tag {tag} names no variant"));
+                let Some(v) = variants.iter().find(|v| v.tag == first) else {
+                    return fail(path, format!("enum tag {first} names no variant"));
                 };
-                let p = join(path, &v.name);
+                let p = Path::Name(path, &v.name);
                 let inner = match &v.fields {
                     None => Value::Null,
                     Some(fields) => {
                         let offsets =
-                            variant_offsets(fields, self.form).or_else(|e| fail(&p, e))?;
+                            self.offsets(fields, &p, |form| variant_offsets(fields, form))?;
                         self.fields(fields, &offsets, at, &p)?
                     }
                 };
@@ -237,15 +295,29 @@ impl Input<'_> {
         }
     }
 
-    fn fields(&mut self, fields: &Fields, offsets: &[usize], at: usize, path: &str) -> Res<Value> {
-        let mut out = Vec::new();
-        for ((name, t), off) in fields.iter().zip(offsets) {
-            let v = self.value(t, at + off, &join(path, &name))?;
-            out.push((name, v));
-        }
+    fn fields(
+        &mut self,
+        fields: &Fields,
+        offsets: &[usize],
+        at: usize,
+        path: &Path<'_>,
+    ) -> Res<Value> {
         Ok(match fields {
-            Fields::Named(_) => Value::Struct(out),
-            Fields::Unnamed(_) => Value::List(out.into_iter().map(|(_, v)| v).collect()),
+            Fields::Named(named) => {
+                let mut out = Vec::new();
+                for ((name, t), off) in named.iter().zip(offsets) {
+                    let v = self.value(t, at + off, &Path::Name(path, name))?;
+                    out.push((name.clone(), v));
+                }
+                Value::Struct(out)
+            }
+            Fields::Unnamed(unnamed) => {
+                let mut out = Vec::new();
+                for (i, (t, off)) in unnamed.iter().zip(offsets).enumerate() {
+                    out.push(self.value(t, at + off, &Path::Index(path, i))?);
+                }
+                Value::List(out)
+            }
         })
     }
 
@@ -256,17 +328,16 @@ impl Input<'_> {
         at: usize,
         size: usize,
         align: usize,
-        path: &str,
+        path: &Path<'_>,
     ) -> Res<(usize, usize)> {
         let count = self.u32_at(at + 4, path)? as usize;
         if count == 0 {
             return Ok((at, 0));
         }
         let start = self.target(at, path)?;
-        let bytes = count.checked_mul(size).ok_or_else(|| DecodeError {
-            path: path.into(),
-            reason: format!("{count} elements of {size} bytes"),
-        })?;
+        let Some(bytes) = count.checked_mul(size) else {
+            return fail(path, format!("{count} elements of {size} bytes"));
+        };
         self.take(start, bytes, align, path)?;
         self.spend(count.saturating_mul(VALUE_COST), path)?;
         Ok((start, count))
@@ -274,7 +345,7 @@ impl Input<'_> {
 
     /// An archived `String`: inline up to 8 bytes, else a length word and an
     /// offset from the string's own start.
-    pub(super) fn string(&mut self, at: usize, path: &str) -> Res<Value> {
+    pub(super) fn string(&mut self, at: usize, path: &Path<'_>) -> Res<Value> {
         let raw = self.take(at, 8, 4, path)?;
         let bytes = if raw[0] & 0xc0 != 0x80 {
             let end = raw.iter().position(|&b| b == 0xff).unwrap_or(8);
@@ -286,12 +357,9 @@ impl Input<'_> {
                 return fail(path, format!("an out-of-line string of {len} bytes"));
             }
             let offset = i32::from_le_bytes([raw[4], raw[5], raw[6], raw[7]]);
-            let start = at
-                .checked_add_signed(offset as isize)
-                .ok_or_else(|| DecodeError {
-                    path: path.into(),
-                    reason: "a string's offset leaves the archive".into(),
-                })?;
+            let Some(start) = at.checked_add_signed(offset as isize) else {
+                return fail(path, "a string's offset leaves the archive");
+            };
             self.take(start, len, 1, path)?
         };
         let s = utf8(bytes, path)?;
@@ -300,7 +368,7 @@ impl Input<'_> {
     }
 }
 
-fn utf8(bytes: &[u8], path: &str) -> Res<String> {
+fn utf8(bytes: &[u8], path: &Path<'_>) -> Res<String> {
     match std::str::from_utf8(bytes) {
         Ok(s) => Ok(s.to_owned()),
         Err(e) => fail(
@@ -310,7 +378,7 @@ fn utf8(bytes: &[u8], path: &str) -> Res<String> {
     }
 }
 
-fn scalar(s: Scalar, b: &[u8], path: &str) -> Res<Value> {
+fn scalar(s: Scalar, b: &[u8], path: &Path<'_>) -> Res<Value> {
     let mut wide = [0u8; 16];
     wide[..b.len()].copy_from_slice(b);
     let u = u128::from_le_bytes(wide);
@@ -345,14 +413,15 @@ fn scalar(s: Scalar, b: &[u8], path: &str) -> Res<Value> {
 /// root is its last bytes. Nothing in the bytes is trusted (see the
 /// module's docs).
 pub fn decode(shape: &Shape, form: Form, bytes: &[u8]) -> Result<Value, DecodeError> {
-    let layout = shape.layout(form).or_else(|e| fail("", e))?;
+    let root = Path::Root;
+    let layout = shape.layout(form).or_else(|e| fail(&root, e))?;
     let at = match form {
         Form::Cell => 0,
         Form::Region => match bytes.len().checked_sub(layout.size) {
             Some(at) => at,
             None => {
                 return fail(
-                    "",
+                    &root,
                     format!(
                         "{} bytes, fewer than the root's {}",
                         bytes.len(),
@@ -369,8 +438,19 @@ pub fn decode(shape: &Shape, form: Form, bytes: &[u8]) -> Result<Value, DecodeEr
             .len()
             .saturating_mul(BUDGET_PER_BYTE)
             .saturating_add(BUDGET_EXTRA),
+        layouts: HashMap::new(),
+        offsets: HashMap::new(),
     };
-    input.value(shape, at, "")
+    input.value(shape, at, &root)
+}
+
+/// `name` below `path`, as `lines` writes paths.
+fn join(path: &str, name: &str) -> String {
+    if path.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{path}.{name}")
+    }
 }
 
 impl Value {

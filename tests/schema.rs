@@ -535,9 +535,7 @@ fn the_command_prints_a_value_by_field() {
     for part in [
         "\"kind\":\"cell\"",
         "\"schema\":\"Stats{requests:u64,errors:u32,load:f32}\"",
-        "\"requests\":12",
-        "\"errors\":3",
-        "\"load\":0.5",
+        "\"value\":{\"requests\":12,\"errors\":3,\"load\":0.5}",
     ] {
         assert!(json.contains(part), "{part} not in {json}");
     }

@@ -357,6 +357,12 @@ mod tests {
 
     /// A fresh, valid cell header in a private image of 4096 bytes.
     fn fresh() -> Snapshot {
+        with_schema("")
+    }
+
+    /// A fresh, valid cell of `u64` in a private image of 4096 bytes, with
+    /// the schema `text` stored (none if it is empty).
+    fn with_schema(text: &str) -> Snapshot {
         let img = Snapshot::zeroed(4096);
         let h = header_of(&img).unwrap();
         let ty = TypeDesc {
@@ -366,11 +372,12 @@ mod tests {
             align: 8,
             schema_version: 0,
             extra: 0,
-            schema: None,
+            schema: (!text.is_empty()).then(|| text.into()),
         };
-        let layout = Layout::for_value(8, 8, 2, 0).unwrap();
+        let layout = Layout::for_value(8, 8, 2, text.len()).unwrap();
         h.write_creator(1, 0, None);
         h.write_fresh(&ty, &layout);
+        write_schema(&img, Kind::Cell, text).unwrap();
         h.state.store(STATE_READY, Relaxed);
         img
     }
@@ -416,27 +423,6 @@ mod tests {
         let img = fresh();
         assert!(check(&img, HEADER_SIZE + 8).is_err(), "truncated slots");
         assert!(check(&img, 100).is_err());
-    }
-
-    /// A fresh cell of `u64` with the schema `text` in a private image.
-    fn with_schema(text: &str) -> Snapshot {
-        let img = Snapshot::zeroed(4096);
-        let h = header_of(&img).unwrap();
-        let ty = TypeDesc {
-            kind: Kind::Cell,
-            name: "u64".into(),
-            size: 8,
-            align: 8,
-            schema_version: 0,
-            extra: 0,
-            schema: Some(text.into()),
-        };
-        let layout = Layout::for_value(8, 8, 2, text.len()).unwrap();
-        h.write_creator(1, 0, None);
-        h.write_fresh(&ty, &layout);
-        write_schema(&img, Kind::Cell, text).unwrap();
-        h.state.store(STATE_READY, Relaxed);
-        img
     }
 
     #[test]

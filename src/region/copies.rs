@@ -11,7 +11,7 @@ use rkyv::Archive;
 use super::{Readable, RegionRef, SharedRegion, buffers, check_archive};
 use crate::error::{Error, Result};
 use crate::format::Current;
-use crate::store::Access;
+use crate::store::{Access, Store};
 use crate::sync::atomic::Std;
 
 /// What a handle that reads copies keeps: the copy of the version it read
@@ -50,43 +50,66 @@ impl ArchiveCopy {
     }
 }
 
+/// One copy of the archive `store` (a region) holds now, into the buffer
+/// `make` gives for its length (`bytes` is that buffer's bytes): the copy
+/// and the current word it is of, or `None` when its buffer was rewritten
+/// while it was copied (copy again).
+fn copy_once<B>(
+    store: &Store,
+    make: impl FnOnce(usize) -> B,
+    bytes: impl FnOnce(&mut B) -> &mut [u8],
+) -> Result<Option<(u64, B)>> {
+    let ctl = store.region_control();
+    let layout = *store.layout();
+    let mut made = None;
+    let meta = |b: usize| {
+        (b < layout.slot_count).then(|| buffers::Meta {
+            len: &ctl.buffers[b].len,
+            version: &ctl.buffers[b].version,
+        })
+    };
+    let copied = buffers::copy::<Std>(&ctl.current, meta, layout.slot_stride, |b, len| {
+        let mut into = make(len);
+        // Buffer `b` is below the validated slot count, and `len` at most
+        // its stride (both checked by buffers::copy).
+        store.read_slot(b, bytes(&mut into));
+        made = Some(into);
+    });
+    match copied {
+        buffers::Copied::Whole { current, .. } => Ok(made.map(|m| (current, m))),
+        buffers::Copied::Nothing => Err(Error::NothingPublished),
+        buffers::Copied::Corrupt { current, len } => {
+            let (version, buffer) = (
+                Current::from_raw(current).version(),
+                Current::from_raw(current).buffer(),
+            );
+            Err(Error::Corrupt {
+                reason: if len == u64::MAX {
+                    format!(
+                        "the current word names version {version} in buffer {buffer} (of {}), \
+                         which does not hold it",
+                        layout.slot_count
+                    )
+                } else {
+                    format!(
+                        "archive of {len} bytes in a buffer of {}",
+                        layout.slot_stride
+                    )
+                },
+            })
+        }
+        buffers::Copied::Rewritten => Ok(None),
+    }
+}
+
 /// A copy of the archive `store` (a region) holds now, whole (made again
 /// while its buffer is rewritten meanwhile), and its version; not checked
 /// as any type. For readers that know no Rust type (`catalog::contents`).
-pub(crate) fn copy_current(store: &crate::store::Store) -> Result<(u64, Vec<u8>)> {
-    let ctl = store.region_control();
-    let layout = *store.layout();
+pub(crate) fn copy_current(store: &Store) -> Result<(u64, Vec<u8>)> {
     loop {
-        let mut bytes = None;
-        let meta = |b: usize| {
-            (b < layout.slot_count).then(|| buffers::Meta {
-                len: &ctl.buffers[b].len,
-                version: &ctl.buffers[b].version,
-            })
-        };
-        let copied = buffers::copy::<Std>(&ctl.current, meta, layout.slot_stride, |b, len| {
-            let mut into = vec![0u8; len];
-            // Buffer `b` is below the validated slot count, and `len` at
-            // most its stride (both checked by buffers::copy).
-            store.read_slot(b, &mut into);
-            bytes = Some(into);
-        });
-        match copied {
-            buffers::Copied::Whole { current, .. } => {
-                if let Some(bytes) = bytes {
-                    return Ok((Current::from_raw(current).version(), bytes));
-                }
-            }
-            buffers::Copied::Nothing => return Err(Error::NothingPublished),
-            buffers::Copied::Corrupt { len, .. } => {
-                return Err(Error::Corrupt {
-                    reason: format!(
-                        "the current archive ({len} bytes) does not lie in its buffer of {}",
-                        layout.slot_stride
-                    ),
-                });
-            }
-            buffers::Copied::Rewritten => continue,
+        let copied = copy_once(store, |len| vec![0u8; len], |v| v.as_mut_slice())?;
+        if let Some((current, bytes)) = copied {
+            return Ok((Current::from_raw(current).version(), bytes));
         }
     }
 }
@@ -100,7 +123,6 @@ impl<T: Archive, A: Access> SharedRegion<T, A> {
         T: Readable,
     {
         let ctl = self.control();
-        let layout = *self.store.layout();
         loop {
             let current = ctl.current.load(Ordering::Acquire);
             if !Current::from_raw(current).is_published() {
@@ -112,49 +134,14 @@ impl<T: Archive, A: Access> SharedRegion<T, A> {
             {
                 return Ok(Self::copy_guard(copy.clone(), current));
             }
-            let mut bytes = None;
-            let meta = |b: usize| {
-                (b < layout.slot_count).then(|| buffers::Meta {
-                    len: &ctl.buffers[b].len,
-                    version: &ctl.buffers[b].version,
-                })
-            };
-            let copied = buffers::copy::<Std>(&ctl.current, meta, layout.slot_stride, |b, len| {
-                let mut into = ArchiveCopy::zeroed(len, align_of::<T::Archived>().max(16));
-                // Buffer `b` is below the validated slot count, and `len` at
-                // most its stride (both checked by buffers::copy).
-                self.store.read_slot(b, into.bytes_mut());
-                bytes = Some(into);
-            });
-            let (current, bytes) = match copied {
-                buffers::Copied::Whole { current, .. } => (current, bytes),
-                buffers::Copied::Nothing => return Err(Error::NothingPublished),
-                buffers::Copied::Corrupt { current, len } => {
-                    let (version, buffer) = (
-                        Current::from_raw(current).version(),
-                        Current::from_raw(current).buffer(),
-                    );
-                    return Err(Error::Corrupt {
-                        reason: if len == u64::MAX {
-                            format!(
-                                "the current word names version {version} in buffer {buffer} \
-                                 (of {}), which does not hold it",
-                                layout.slot_count
-                            )
-                        } else {
-                            format!(
-                                "archive of {len} bytes in a buffer of {}",
-                                layout.slot_stride
-                            )
-                        },
-                    });
-                }
-                buffers::Copied::Rewritten => {
-                    state.retries.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-            };
-            let Some(bytes) = bytes else {
+            let align = align_of::<T::Archived>().max(16);
+            let copied = copy_once(
+                &self.store,
+                |len| ArchiveCopy::zeroed(len, align),
+                ArchiveCopy::bytes_mut,
+            )?;
+            let Some((current, bytes)) = copied else {
+                state.retries.fetch_add(1, Ordering::Relaxed);
                 continue;
             };
             check_archive::<T>(bytes.bytes())?;

@@ -836,8 +836,10 @@ int shmstore_region_copy(struct shmstore_object *obj, void *buf, size_t cap, siz
  * (`mode.On.0`, `res.Ok.0`; another variant stored is SHMSTORE_ENONE), and
  * a string key of a `hash_map<str,V>` or `btree_map<str,V>` (`weights["db"]`:
  * the key as it is, without escapes or `"`; found by a scan of the
- * entries, which neither hashes nor trusts the order; maps with keys of
- * other types are SHMSTORE_ENOTSUP). An option and a box are gone through (an option that
+ * entries, which neither hashes nor trusts the order, after checking that
+ * the table or tree holds exactly the map's `len` entries; a key found
+ * twice is SHMSTORE_ECORRUPT; maps with keys of other types are
+ * SHMSTORE_ENOTSUP). An option and a box are gone through (an option that
  * is None is SHMSTORE_ENONE), both on the way and at the end. The empty
  * path is the value itself. Every pointer, length and tag read from the
  * bytes is checked against the bytes given before it is used: bad bytes
@@ -1024,7 +1026,7 @@ int shmstore_value_type(const struct shmstore_value *value);
  * box<str>, copied into `buf` with a NUL after it (`cap` at least its
  * length + 1, else SHMSTORE_ETOOSMALL; `len` gets its length either way;
  * UTF-8 checked); _len the elements of an array, vector, boxed slice, map
- * or set, the bytes of a string, or the fields of a struct, tuple or
+ * or set (a map's or set's `len`, once its entries are counted), the bytes of a string, or the fields of a struct, tuple or
  * variant; _variant an enum's or result's stored variant (`name`, not
  * NUL-terminated, and `tag`; either may be NULL). */
 int shmstore_get_u64(const struct shmstore_value *value, const char *path, uint64_t *out);
@@ -3661,9 +3663,178 @@ static int shmstore__utf8(const unsigned char *s, size_t n)
     return 1;
 }
 
-/* Maps (rkyv 0.8's collections, read by a linear scan: no hashing, no
- * reliance on order, so a scribbled table can only make a key not found or
- * the bytes corrupt). */
+/* Maps and sets (rkyv 0.8's collections), read by a scan of every entry:
+ * no hashing and no reliance on order, and the whole table or tree is
+ * checked to hold exactly `len` entries before any is used, as rkyv's
+ * validation requires; a scribbled map can make a key not found, or the
+ * bytes corrupt, but never a read outside them or a walk without end. */
+
+/* A map's or set's layout, and the state of a walk over its entries. */
+struct shmstore__map {
+    const struct shmstore_value *v;
+    uint32_t kn, vn;        /* the key's and the value's nodes (vn 0: a set) */
+    uint64_t len;           /* the entries the map says it has */
+    uint64_t entry, entry_align, value_at; /* a hash table's bucket */
+    uint64_t keys_at, values_at, links_at, node_align, ksize, vsize; /* a B-tree's node */
+    uint64_t seen, inner;   /* entries and inner nodes met */
+    uint64_t *budget;       /* places a walk may still visit (NULL: no budget) */
+    int (*fn)(void *ctx, size_t key_at, size_t value_at);
+    void *ctx;
+};
+
+static void shmstore__map_init(struct shmstore__map *m, const struct shmstore_value *v)
+{
+    const struct shmstore_schema *s = v->schema;
+    const struct shmstore_schema_node *n = shmstore__at(v);
+    memset(m, 0, sizeof *m);
+    m->v = v;
+    m->kn = n->first_child;
+    int is_map = n->type == SHMSTORE_T_HASH_MAP || n->type == SHMSTORE_T_BTREE_MAP;
+    m->vn = is_map ? s->nodes[m->kn].next : 0;
+    const struct shmstore_schema_node *k = &s->nodes[m->kn];
+    uint64_t valign = is_map ? s->nodes[m->vn].align : 1;
+    m->ksize = k->size;
+    m->vsize = is_map ? s->nodes[m->vn].size : 0;
+    m->entry_align = k->align > valign ? k->align : valign;
+    m->len = shmstore__le(v->bytes + v->pos + 4, 4);
+    /* An entry { key, value } laid out as a C struct. */
+    m->value_at = shmstore__round_up(m->ksize, valign);
+    m->entry = shmstore__round_up(m->value_at + m->vsize, m->entry_align);
+    /* A node { u8 kind; K keys[5]; V values[5] }, then a leaf's u32 count
+     * or an inner node's 6 links, aligned to at least 4. */
+    m->keys_at = shmstore__round_up(1, k->align);
+    m->values_at = shmstore__round_up(m->keys_at + 5 * m->ksize, valign);
+    m->links_at = shmstore__round_up(
+        shmstore__round_up(m->values_at + 5 * m->vsize, m->entry_align), 4);
+    m->node_align = m->entry_align < 4 ? 4 : m->entry_align;
+}
+
+/* A swiss table (hash_map, hash_set): `ptr` (relative, at +0) to the
+ * control bytes, `len` at +4, `cap` at +8; bucket i ends where bucket
+ * i - 1 starts, bucket 0 ending at `ptr`; control byte i with its top bit
+ * clear says bucket i is full. */
+static int shmstore__hash_entries(struct shmstore__map *m)
+{
+    const struct shmstore_value *v = m->v;
+    uint64_t cap = shmstore__le(v->bytes + v->pos + 8, 4);
+    if (m->len == 0)
+        return SHMSTORE_OK; /* the pointer of an empty map is not followed */
+    /* rkyv leaves a bucket empty in every table. */
+    if (m->len >= cap)
+        return SHMSTORE_ECORRUPT;
+    uint64_t controls = (cap + 15) / 16 * 16 + 15;
+    int32_t off = (int32_t)(uint32_t)shmstore__le(v->bytes + v->pos, 4);
+    int64_t t = (int64_t)v->pos + off;
+    if (t < 0 || (uint64_t)t > v->len || controls > v->len - (uint64_t)t ||
+        (uint64_t)t % m->entry_align != 0 || (m->entry != 0 && cap > (uint64_t)t / m->entry))
+        return SHMSTORE_ECORRUPT;
+    if (m->budget != NULL) {
+        if (*m->budget < cap)
+            return SHMSTORE_ERANGE;
+        *m->budget -= cap;
+    }
+    const unsigned char *ctrl = v->bytes + (size_t)t;
+    uint64_t full = 0;
+    for (uint64_t i = 0; i < cap; i++)
+        full += !(ctrl[i] & 0x80);
+    if (full != m->len)
+        return SHMSTORE_ECORRUPT;
+    if (m->fn == NULL)
+        return SHMSTORE_OK;
+    for (uint64_t i = 0; i < cap; i++) {
+        if (ctrl[i] & 0x80)
+            continue;
+        size_t at = (size_t)((uint64_t)t - (i + 1) * m->entry);
+        int rc = m->fn(m->ctx, at, at + (size_t)m->value_at);
+        if (rc != 0)
+            return rc;
+    }
+    return SHMSTORE_OK;
+}
+
+/* A B-tree (btree_map, btree_set; 5 entries a node): `root` (relative, at
+ * +0) and `len` at +4. A leaf (kind 0) has a u32 count of its entries, an
+ * inner node (kind 1, whose 5 entries are all used) 5 relative pointers to
+ * lesser nodes and one to a greater node, each absent when its offset is
+ * 1. Walked in key order, stopping past `len` entries, `len / 5` inner
+ * nodes or 64 levels. */
+static int shmstore__btree_walk(struct shmstore__map *m, size_t ptr_at, unsigned depth)
+{
+    const struct shmstore_value *v = m->v;
+    if (depth > 64)
+        return SHMSTORE_ECORRUPT;
+    if (m->budget != NULL) {
+        if (*m->budget == 0)
+            return SHMSTORE_ERANGE;
+        --*m->budget;
+    }
+    int32_t off = (int32_t)(uint32_t)shmstore__le(v->bytes + ptr_at, 4);
+    int64_t t = (int64_t)ptr_at + off;
+    if (t < 0 || (uint64_t)t > v->len || (uint64_t)t % m->node_align != 0 ||
+        m->links_at + 4 > v->len - (uint64_t)t)
+        return SHMSTORE_ECORRUPT;
+    size_t node = (size_t)t;
+    unsigned char kind = v->bytes[node];
+    uint64_t count;
+    if (kind == 0) {
+        count = shmstore__le(v->bytes + node + m->links_at, 4);
+        if (count > 5)
+            return SHMSTORE_ECORRUPT;
+    } else if (kind == 1) {
+        count = 5;
+        if (m->links_at + 24 > v->len - (uint64_t)t || ++m->inner > m->len / 5)
+            return SHMSTORE_ECORRUPT;
+    } else {
+        return SHMSTORE_ECORRUPT;
+    }
+    int rc;
+    for (uint64_t i = 0; i <= count; i++) {
+        size_t link = node + (size_t)(m->links_at + 4 * i);
+        if (kind == 1 && shmstore__le(v->bytes + link, 4) != 1 &&
+            (rc = shmstore__btree_walk(m, link, depth + 1)) != 0)
+            return rc;
+        if (i == count)
+            break;
+        if (++m->seen > m->len)
+            return SHMSTORE_ECORRUPT;
+        if (m->fn != NULL &&
+            (rc = m->fn(m->ctx, node + (size_t)(m->keys_at + i * m->ksize),
+                        node + (size_t)(m->values_at + i * m->vsize))) != 0)
+            return rc;
+    }
+    return SHMSTORE_OK;
+}
+
+/* Check the map or set at `v` (into `m`), then call `fn` (unless NULL)
+ * with each entry's key and value positions in the map's order until it
+ * returns non-zero, which is returned. `budget`, if not NULL, is charged
+ * a place a bucket or node (SHMSTORE_ERANGE once spent). */
+static int shmstore__map_entries(struct shmstore__map *m, const struct shmstore_value *v,
+                                 uint64_t *budget, int (*fn)(void *ctx, size_t, size_t),
+                                 void *ctx)
+{
+    shmstore__map_init(m, v);
+    m->budget = budget;
+    int type = shmstore__at(v)->type;
+    if (type == SHMSTORE_T_HASH_MAP || type == SHMSTORE_T_HASH_SET) {
+        m->fn = fn;
+        m->ctx = ctx;
+        return shmstore__hash_entries(m);
+    }
+    if (m->len == 0)
+        return SHMSTORE_OK;
+    int rc = shmstore__btree_walk(m, v->pos, 0);
+    if (rc != SHMSTORE_OK)
+        return rc;
+    if (m->seen != m->len)
+        return SHMSTORE_ECORRUPT;
+    if (fn == NULL)
+        return SHMSTORE_OK;
+    m->seen = m->inner = 0;
+    m->fn = fn;
+    m->ctx = ctx;
+    return shmstore__btree_walk(m, v->pos, 0);
+}
 
 /* Whether the string at `at` (an archived String, or the node's type) is
  * `key` (`n` bytes): 1, 0, or a negative error. */
@@ -3680,136 +3851,45 @@ static int shmstore__key_is(const struct shmstore_value *map, uint32_t key_node,
     return len == n && memcmp(k.bytes + start, key, n) == 0;
 }
 
-/* A swiss table (hash_map): `ptr` (relative, at +0) to the control bytes,
- * `len` at +4, `cap` at +8; bucket i, an Entry { key, value } laid out as
- * a C struct, ends where bucket i - 1 starts, bucket 0 ending at `ptr`;
- * control byte i with its top bit clear says bucket i is full. */
-static int shmstore__hash_map_find(struct shmstore_value *v, const char *key, size_t n)
-{
-    const struct shmstore_schema *s = v->schema;
-    const struct shmstore_schema_node *m = shmstore__at(v);
-    uint32_t kn = m->first_child, vn = s->nodes[kn].next;
-    const struct shmstore_schema_node *k = &s->nodes[kn], *val = &s->nodes[vn];
-    uint64_t value_at = shmstore__round_up(k->size, val->align);
-    uint64_t align = k->align > val->align ? k->align : val->align;
-    uint64_t entry = shmstore__round_up(value_at + val->size, align);
-    uint64_t len = shmstore__le(v->bytes + v->pos + 4, 4);
-    uint64_t cap = shmstore__le(v->bytes + v->pos + 8, 4);
-    if (len == 0)
-        return SHMSTORE_ENONE;
-    /* rkyv leaves a bucket empty in every table. */
-    if (len >= cap)
-        return SHMSTORE_ECORRUPT;
-    uint64_t controls = (cap + 15) / 16 * 16 + 15;
-    int32_t off = (int32_t)(uint32_t)shmstore__le(v->bytes + v->pos, 4);
-    int64_t t = (int64_t)v->pos + off;
-    if (t < 0 || (uint64_t)t > v->len || controls > v->len - (uint64_t)t ||
-        (uint64_t)t % align != 0 || (entry != 0 && cap > (uint64_t)t / entry))
-        return SHMSTORE_ECORRUPT;
-    uint64_t found = 0;
-    for (uint64_t i = 0; i < cap && found < len; i++) {
-        if (v->bytes[(size_t)t + i] & 0x80)
-            continue;
-        found++;
-        size_t at = (size_t)((uint64_t)t - (i + 1) * entry);
-        int is = shmstore__key_is(v, kn, at, key, n);
-        if (is < 0)
-            return -is;
-        if (is) {
-            v->node = vn;
-            v->pos = at + (size_t)value_at;
-            return SHMSTORE_OK;
-        }
-    }
-    return SHMSTORE_ENONE;
-}
-
-/* A B-tree (btree_map, 5 entries a node): `root` (relative, at +0) and
- * `len` at +4. A node is { u8 kind (0 leaf, 1 inner); K keys[5]; V
- * values[5] } as a C struct; a leaf adds a u32 count of its entries, an
- * inner node (whose 5 entries are all used) 5 relative pointers to lesser
- * nodes and one to a greater node, each invalid (offset 1) when absent. */
-struct shmstore__btree {
-    struct shmstore_value *v;
-    uint32_t kn, vn;
-    uint64_t keys_at, values_at, node_size, align;
+/* A lookup: every entry compared, the one that matches kept; a second is
+ * corrupt. */
+struct shmstore__find {
+    const struct shmstore__map *m;
     const char *key;
     size_t n;
-    uint64_t budget;
+    size_t key_at, value_at;
+    int found;
 };
 
-static int shmstore__btree_node(struct shmstore__btree *b, size_t ptr_at, unsigned depth)
+static int shmstore__find_entry(void *ctx, size_t key_at, size_t value_at)
 {
-    const struct shmstore_value *v = b->v;
-    const struct shmstore_schema *s = v->schema;
-    if (depth > 64 || b->budget == 0)
-        return SHMSTORE_ECORRUPT;
-    b->budget--;
-    int32_t off = (int32_t)(uint32_t)shmstore__le(v->bytes + ptr_at, 4);
-    int64_t t = (int64_t)ptr_at + off;
-    uint64_t links_at = shmstore__round_up(b->node_size, 4);
-    if (t < 0 || (uint64_t)t > v->len || (uint64_t)t % b->align != 0 ||
-        links_at + 4 > v->len - (uint64_t)t)
-        return SHMSTORE_ECORRUPT;
-    size_t node = (size_t)t;
-    unsigned char kind = v->bytes[node];
-    uint64_t count;
-    if (kind == 0) {
-        count = shmstore__le(v->bytes + node + links_at, 4);
-        if (count > 5)
+    struct shmstore__find *f = (struct shmstore__find *)ctx;
+    int is = shmstore__key_is(f->m->v, f->m->kn, key_at, f->key, f->n);
+    if (is < 0)
+        return -is;
+    if (is) {
+        if (f->found)
             return SHMSTORE_ECORRUPT;
-    } else if (kind == 1) {
-        count = 5;
-        if (links_at + 24 > v->len - (uint64_t)t)
-            return SHMSTORE_ECORRUPT;
-    } else {
-        return SHMSTORE_ECORRUPT;
+        f->found = 1;
+        f->key_at = key_at;
+        f->value_at = value_at;
     }
-    for (uint64_t i = 0; i < count; i++) {
-        size_t at = node + (size_t)(b->keys_at + i * s->nodes[b->kn].size);
-        int is = shmstore__key_is(v, b->kn, at, b->key, b->n);
-        if (is < 0)
-            return -is;
-        if (is) {
-            b->v->node = b->vn;
-            b->v->pos = node + (size_t)(b->values_at + i * s->nodes[b->vn].size);
-            return SHMSTORE_OK;
-        }
-    }
-    if (kind == 1) {
-        for (uint64_t i = 0; i < 6; i++) {
-            size_t link = node + (size_t)(links_at + 4 * i);
-            if (shmstore__le(v->bytes + link, 4) == 1)
-                continue; /* no such child */
-            int rc = shmstore__btree_node(b, link, depth + 1);
-            if (rc != SHMSTORE_ENONE)
-                return rc;
-        }
-    }
-    return SHMSTORE_ENONE;
+    return 0;
 }
 
-static int shmstore__btree_map_find(struct shmstore_value *v, const char *key, size_t n)
+/* Go from the map `v` to the value of `key`. */
+static int shmstore__map_find(struct shmstore_value *v, const char *key, size_t n)
 {
-    const struct shmstore_schema *s = v->schema;
-    const struct shmstore_schema_node *m = shmstore__at(v);
-    struct shmstore__btree b = {0};
-    b.v = v;
-    b.kn = m->first_child;
-    b.vn = s->nodes[b.kn].next;
-    const struct shmstore_schema_node *k = &s->nodes[b.kn], *val = &s->nodes[b.vn];
-    b.keys_at = shmstore__round_up(1, k->align);
-    b.values_at = shmstore__round_up(b.keys_at + 5 * (uint64_t)k->size, val->align);
-    b.align = k->align > val->align ? k->align : val->align;
-    b.node_size = shmstore__round_up(b.values_at + 5 * (uint64_t)val->size, b.align);
-    if (b.align < 4)
-        b.align = 4;
-    b.key = key;
-    b.n = n;
-    b.budget = v->len / 4 + 1;
-    if (shmstore__le(v->bytes + v->pos + 4, 4) == 0)
+    struct shmstore__map m;
+    struct shmstore__find f = {&m, key, n, 0, 0, 0};
+    int rc = shmstore__map_entries(&m, v, NULL, shmstore__find_entry, &f);
+    if (rc != SHMSTORE_OK)
+        return rc;
+    if (!f.found)
         return SHMSTORE_ENONE;
-    return shmstore__btree_node(&b, v->pos, 0);
+    v->node = m.vn;
+    v->pos = f.value_at;
+    return SHMSTORE_OK;
 }
 
 /* One step of a path: `.name` (or a first `name`), `.N`, `[N]`, `["key"]`. */
@@ -3963,8 +4043,7 @@ static int shmstore__step(struct shmstore_value *v, const struct shmstore__step 
         int key_type = s->nodes[n->first_child].type;
         if (key_type != SHMSTORE_T_STR && key_type != SHMSTORE_T_BOX_STR)
             return SHMSTORE_ENOTSUP;
-        return n->type == SHMSTORE_T_HASH_MAP ? shmstore__hash_map_find(v, st->name, st->len)
-                                              : shmstore__btree_map_find(v, st->name, st->len);
+        return shmstore__map_find(v, st->name, st->len);
     }
     default:
         return SHMSTORE_ENOPATH;
@@ -4192,10 +4271,14 @@ int shmstore_get_len(const struct shmstore_value *value, const char *path, uint6
     case SHMSTORE_T_HASH_MAP:
     case SHMSTORE_T_HASH_SET:
     case SHMSTORE_T_BTREE_MAP:
-    case SHMSTORE_T_BTREE_SET:
-        /* The entries as the map says: a lookup checks the pointers. */
-        *out = shmstore__le(v.bytes + v.pos + 4, 4);
-        return SHMSTORE_OK;
+    case SHMSTORE_T_BTREE_SET: {
+        /* The entries the map says it has, once its table or tree is
+         * found to hold that many. */
+        struct shmstore__map m;
+        if ((rc = shmstore__map_entries(&m, &v, NULL, NULL, NULL)) == SHMSTORE_OK)
+            *out = m.len;
+        return rc;
+    }
     default:
         return SHMSTORE_ETYPE;
     }

@@ -742,6 +742,75 @@ numbers:hash_map<u32,u8>}";
         let r = read(&programs, "region", schema, Some(&bytes), &[query]);
         assert_eq!(r.answer(query), corrupt, "{what}: {:#?}", r.lines);
     }
+    // A table must have exactly `len` full buckets, and a key once: one
+    // more or one less full control byte, or a key written over another
+    // (inline strings of eight bytes or less), is corrupt, whichever key
+    // is looked up.
+    let ctrl = (hashed as i64
+        + i64::from(i32::from_le_bytes(
+            archive[hashed..hashed + 4].try_into().unwrap(),
+        ))) as usize;
+    let cap = u32_at(&archive, hashed + 8) as usize;
+    // A bucket of hash_map<str,u32>: the String at 0, the u32 at 8.
+    let bucket = |i: usize| ctrl - (i + 1) * 12;
+    let full: Vec<usize> = (0..cap).filter(|&i| archive[ctrl + i] < 0x80).collect();
+    assert_eq!(full.len(), 300);
+    let empty = (0..cap).find(|&i| archive[ctrl + i] == 0xff).unwrap();
+    let inline: Vec<usize> = full
+        .iter()
+        .copied()
+        .filter(|&i| archive[bucket(i)] & 0xc0 != 0x80)
+        .collect();
+    let (a, b) = (inline[0], inline[1]);
+    let key_of = |i: usize| {
+        let bytes = &archive[bucket(i)..bucket(i) + 8];
+        let n = bytes.iter().position(|&c| c == 0xff).unwrap_or(8);
+        String::from_utf8(bytes[..n].to_vec()).unwrap()
+    };
+    let (key_a, key_b) = (key_of(a), key_of(b));
+    let qa = format!("u64:hashed[\"{key_a}\"]");
+    let qb = format!("u64:hashed[\"{key_b}\"]");
+    let mut twice = archive.to_vec();
+    twice.copy_within(bucket(a)..bucket(a) + 8, bucket(b));
+    let r = read(
+        &programs,
+        "region",
+        schema,
+        Some(&twice),
+        &[&qa, &qb, "len:hashed"],
+    );
+    assert_eq!(r.answer(&qa), corrupt, "a key twice: {:#?}", r.lines);
+    assert_eq!(r.answer(&qb), format!("!{ENONE}"), "{:#?}", r.lines);
+    for (what, bytes) in [
+        ("a full bucket more", patch(ctrl + empty, &[0x11])),
+        ("a full bucket less", patch(ctrl + full[7], &[0xff])),
+        ("len one more", patch(hashed + 4, &301u32.to_le_bytes())),
+        ("len one less", patch(hashed + 4, &299u32.to_le_bytes())),
+    ] {
+        let r = read(
+            &programs,
+            "region",
+            schema,
+            Some(&bytes),
+            &[&qa, "len:hashed"],
+        );
+        assert_eq!(r.answer(&qa), corrupt, "{what}: {:#?}", r.lines);
+        assert_eq!(r.answer("len:hashed"), corrupt, "{what}: {:#?}", r.lines);
+    }
+    // A tree must hold exactly `len` entries.
+    for len in [299u32, 301, 0x7fff_ffff] {
+        let bytes = patch(sorted + 4, &len.to_le_bytes());
+        let r = read(
+            &programs,
+            "region",
+            schema,
+            Some(&bytes),
+            &[s0, "len:sorted"],
+        );
+        assert_eq!(r.answer(s0), corrupt, "len {len}: {:#?}", r.lines);
+        assert_eq!(r.answer("len:sorted"), corrupt, "len {len}: {:#?}", r.lines);
+    }
+
     // A tree whose root node links back to itself: the walk ends.
     let node = (sorted as i64
         + i64::from(i32::from_le_bytes(

@@ -833,14 +833,27 @@ int shmstore_region_copy(struct shmstore_object *obj, void *buf, size_t cap, siz
  * `.max_conn`), an element's place in a tuple, a tuple struct or a
  * variant's fields (`.0`), an index into an array, vector or boxed slice
  * (`[2]`), a variant's name to go into an enum's or result's fields
- * (`mode.On.0`, `res.Ok.0`; another variant stored is SHMSTORE_ENONE), and
- * a string key of a `hash_map<str,V>` or `btree_map<str,V>` (`weights["db"]`:
- * the key as it is, without escapes or `"`; found by a scan of the
- * entries, which neither hashes nor trusts the order, after checking that
- * the table or tree holds exactly the map's `len` entries; a key found
- * twice is SHMSTORE_ECORRUPT; maps with keys of other types are
- * SHMSTORE_ENOTSUP). An option and a box are gone through (an option that
- * is None is SHMSTORE_ENONE), both on the way and at the end. The empty
+ * (`mode.On.0`, `res.Ok.0`; another variant stored is SHMSTORE_ENONE), a
+ * map's key to go to its value (`weights["db"]`, `order[7]`) and a set's
+ * element (`tags{"x"}`, `ids{-3}`), the key or element written as a
+ * literal:
+ *
+ *     "text"      a str or box<str> key, as it is: no escapes, no `"` in it
+ *     7  -3       an integer key of any width (u8 to u128, usize, isize),
+ *                 compared by value (`[300]` of a u8 key is SHMSTORE_ENONE)
+ *     true false  a bool key
+ *     'c'         a char key: one UTF-8 scalar value (or its number: `[233]`)
+ *
+ * A literal of another kind than the key's type is SHMSTORE_ENOPATH, and a
+ * map or set whose keys are of another type (structs, tuples, floats...)
+ * is SHMSTORE_ENOTSUP. A key is
+ * found by a scan of the entries, which neither hashes nor trusts the
+ * order, after checking that the table or tree holds exactly the map's
+ * `len` entries; an absent key is SHMSTORE_ENONE, a key found twice
+ * SHMSTORE_ECORRUPT. A set's element is a place like any other: read it
+ * with the getters, or ask shmstore_contains() whether it is there. An
+ * option and a box are gone through (an option that is None is
+ * SHMSTORE_ENONE), both on the way and at the end. The empty
  * path is the value itself. Every pointer, length and tag read from the
  * bytes is checked against the bytes given before it is used: bad bytes
  * are SHMSTORE_ECORRUPT, never a read outside them.
@@ -1038,6 +1051,13 @@ int shmstore_get_str(const struct shmstore_value *value, const char *path, char 
 int shmstore_get_len(const struct shmstore_value *value, const char *path, uint64_t *out);
 int shmstore_get_variant(const struct shmstore_value *value, const char *path, const char **name,
                          size_t *name_len, unsigned *tag);
+
+/* Whether the map's key or the set's element that ends `path` is there
+ * (`ids{7}`, `weights["db"]`): SHMSTORE_OK with `found` set either way,
+ * or the error of a step before (SHMSTORE_ENONE for an option that is
+ * None on the way) or of the map (SHMSTORE_ECORRUPT, SHMSTORE_ENOTSUP); a
+ * path that does not end with a key or an element is SHMSTORE_ENOPATH. */
+int shmstore_contains(const struct shmstore_value *value, const char *path, bool *found);
 
 /* Call `fn` for every leaf under `value`, in order: each scalar, string
  * and unit, each unit variant (a variant without fields), each option that
@@ -3836,69 +3856,88 @@ static int shmstore__map_entries(struct shmstore__map *m, const struct shmstore_
     return shmstore__btree_walk(m, v->pos, 0);
 }
 
-/* Whether the string at `at` (an archived String, or the node's type) is
- * `key` (`n` bytes): 1, 0, or a negative error. */
-static int shmstore__key_is(const struct shmstore_value *map, uint32_t key_node, size_t at,
-                            const char *key, size_t n)
-{
-    struct shmstore_value k = *map;
-    k.node = key_node;
-    k.pos = at;
-    size_t start, len;
-    int rc = shmstore__string(&k, &start, &len);
-    if (rc != SHMSTORE_OK)
-        return -rc;
-    return len == n && memcmp(k.bytes + start, key, n) == 0;
-}
-
-/* A lookup: every entry compared, the one that matches kept; a second is
- * corrupt. */
-struct shmstore__find {
-    const struct shmstore__map *m;
-    const char *key;
-    size_t n;
-    size_t key_at, value_at;
-    int found;
+/* One step of a path: `.name` (or a first `name`), `.N` (or a first `N`),
+ * `[literal]` (an index, or a map's key) or `{literal}` (a set's
+ * element). A literal is a string `"text"` (no escapes, no `"` inside),
+ * an integer `N` or `-N`, `true` or `false`, or a char `'c'` (one UTF-8
+ * scalar value). */
+enum {
+    SHMSTORE__LIT_STR = 1,
+    SHMSTORE__LIT_INT,
+    SHMSTORE__LIT_BOOL,
+    SHMSTORE__LIT_CHAR,
 };
 
-static int shmstore__find_entry(void *ctx, size_t key_at, size_t value_at)
-{
-    struct shmstore__find *f = (struct shmstore__find *)ctx;
-    int is = shmstore__key_is(f->m->v, f->m->kn, key_at, f->key, f->n);
-    if (is < 0)
-        return -is;
-    if (is) {
-        if (f->found)
-            return SHMSTORE_ECORRUPT;
-        f->found = 1;
-        f->key_at = key_at;
-        f->value_at = value_at;
-    }
-    return 0;
-}
+struct shmstore__step {
+    int kind;         /* 0 end, 1 `.name`, 2 `.N`, 3 `[literal]`, 4 `{literal}` */
+    int lit;          /* SHMSTORE__LIT_*, for 3 and 4 */
+    const char *name; /* a name; a string's bytes */
+    size_t len;
+    uint64_t index;   /* `.N`; an integer's magnitude; a bool (0, 1); a char's value */
+    int negative;     /* an integer written with `-` (and not 0) */
+};
 
-/* Go from the map `v` to the value of `key`. */
-static int shmstore__map_find(struct shmstore_value *v, const char *key, size_t n)
+/* The literal at `*path`, then `close`. */
+static int shmstore__literal(const char **path, char close, struct shmstore__step *st)
 {
-    struct shmstore__map m;
-    struct shmstore__find f = {&m, key, n, 0, 0, 0};
-    int rc = shmstore__map_entries(&m, v, NULL, shmstore__find_entry, &f);
-    if (rc != SHMSTORE_OK)
-        return rc;
-    if (!f.found)
-        return SHMSTORE_ENONE;
-    v->node = m.vn;
-    v->pos = f.value_at;
+    const char *p = *path;
+    if (*p == '"') {
+        const char *k = ++p;
+        while (*p != '\0' && *p != '"')
+            p++;
+        if (p[0] != '"' || p[1] != close)
+            return SHMSTORE_ENOPATH;
+        st->lit = SHMSTORE__LIT_STR;
+        st->name = k;
+        st->len = (size_t)(p - k);
+        *path = p + 2;
+        return SHMSTORE_OK;
+    }
+    if (*p == '\'') {
+        const unsigned char *c = (const unsigned char *)p + 1;
+        size_t k = c[0] < 0x80 ? 1 : (c[0] & 0xe0) == 0xc0 ? 2 : (c[0] & 0xf0) == 0xe0 ? 3
+                 : (c[0] & 0xf8) == 0xf0 ? 4 : 0;
+        for (size_t j = 0; j < k; j++)
+            if (c[j] == '\0')
+                return SHMSTORE_ENOPATH;
+        if (k == 0 || !shmstore__utf8(c, k) || c[k] != '\'' || c[k + 1] != (unsigned char)close)
+            return SHMSTORE_ENOPATH;
+        uint64_t cp = k == 1 ? c[0] : (uint64_t)(c[0] & (0x7f >> k));
+        for (size_t j = 1; j < k; j++)
+            cp = (cp << 6) | (c[j] & 0x3f);
+        st->lit = SHMSTORE__LIT_CHAR;
+        st->index = cp;
+        *path = (const char *)c + k + 2;
+        return SHMSTORE_OK;
+    }
+    if (strncmp(p, "true", 4) == 0 || strncmp(p, "false", 5) == 0) {
+        size_t n = *p == 't' ? 4 : 5;
+        if (p[n] != close)
+            return SHMSTORE_ENOPATH;
+        st->lit = SHMSTORE__LIT_BOOL;
+        st->index = *p == 't';
+        *path = p + n + 1;
+        return SHMSTORE_OK;
+    }
+    int negative = *p == '-';
+    p += negative;
+    uint64_t i = 0;
+    const char *d = p;
+    while (shmstore__is_digit((unsigned char)*p)) {
+        unsigned digit = (unsigned)(*p - '0');
+        if (i > (UINT64_MAX - digit) / 10)
+            return SHMSTORE_ENOPATH;
+        i = i * 10 + digit;
+        p++;
+    }
+    if (p == d || *p != close)
+        return SHMSTORE_ENOPATH;
+    st->lit = SHMSTORE__LIT_INT;
+    st->index = i;
+    st->negative = negative && i != 0;
+    *path = p + 1;
     return SHMSTORE_OK;
 }
-
-/* One step of a path: `.name` (or a first `name`), `.N`, `[N]`, `["key"]`. */
-struct shmstore__step {
-    int kind; /* 0 end, 1 name, 2 index, 3 key */
-    const char *name;
-    size_t len;
-    uint64_t index;
-};
 
 static int shmstore__next_step(const char **path, int first, struct shmstore__step *st)
 {
@@ -3906,35 +3945,11 @@ static int shmstore__next_step(const char **path, int first, struct shmstore__st
     memset(st, 0, sizeof *st);
     if (*p == '\0')
         return SHMSTORE_OK;
-    if (*p == '[') {
-        p++;
-        if (*p == '"') {
-            const char *k = ++p;
-            while (*p != '\0' && *p != '"')
-                p++;
-            if (p[0] != '"' || p[1] != ']')
-                return SHMSTORE_ENOPATH;
-            st->kind = 3;
-            st->name = k;
-            st->len = (size_t)(p - k);
-            *path = p + 2;
-            return SHMSTORE_OK;
-        }
-        uint64_t i = 0;
-        const char *d = p;
-        while (shmstore__is_digit((unsigned char)*p)) {
-            unsigned digit = (unsigned)(*p - '0');
-            if (i > (UINT64_MAX - digit) / 10)
-                return SHMSTORE_ENOPATH;
-            i = i * 10 + digit;
-            p++;
-        }
-        if (p == d || *p != ']')
-            return SHMSTORE_ENOPATH;
-        st->kind = 2;
-        st->index = i;
+    if (*p == '[' || *p == '{') {
+        st->kind = *p == '[' ? 3 : 4;
+        char close = *p == '[' ? ']' : '}';
         *path = p + 1;
-        return SHMSTORE_OK;
+        return shmstore__literal(path, close, st);
     }
     if (*p == '.')
         p++;
@@ -3963,8 +3978,113 @@ static int shmstore__next_step(const char **path, int first, struct shmstore__st
     return SHMSTORE_OK;
 }
 
+static int shmstore__integer(const struct shmstore_value *v, int *negative, uint64_t *hi,
+                             uint64_t *lo);
+
+/* Which literals name a key of type `type`: SHMSTORE__LIT_*, or 0 for a
+ * type whose keys a path cannot name (a struct, a tuple, a float...). */
+static int shmstore__key_lit(int type)
+{
+    switch (type) {
+    case SHMSTORE_T_STR: case SHMSTORE_T_BOX_STR:
+        return SHMSTORE__LIT_STR;
+    case SHMSTORE_T_U8: case SHMSTORE_T_I8: case SHMSTORE_T_U16: case SHMSTORE_T_I16:
+    case SHMSTORE_T_U32: case SHMSTORE_T_I32: case SHMSTORE_T_U64: case SHMSTORE_T_I64:
+    case SHMSTORE_T_U128: case SHMSTORE_T_I128: case SHMSTORE_T_USIZE: case SHMSTORE_T_ISIZE:
+        return SHMSTORE__LIT_INT;
+    case SHMSTORE_T_BOOL:
+        return SHMSTORE__LIT_BOOL;
+    case SHMSTORE_T_CHAR:
+        return SHMSTORE__LIT_CHAR;
+    default:
+        return 0;
+    }
+}
+
+/* Whether the key at `at` (of the node `key_node`) is the literal of
+ * `st`: 1, 0, or a negative error. */
+static int shmstore__key_is(const struct shmstore_value *map, uint32_t key_node, size_t at,
+                            const struct shmstore__step *st)
+{
+    struct shmstore_value k = *map;
+    k.node = key_node;
+    k.pos = at;
+    int rc;
+    switch (shmstore__at(&k)->type) {
+    case SHMSTORE_T_STR:
+    case SHMSTORE_T_BOX_STR: {
+        size_t start, len;
+        if ((rc = shmstore__string(&k, &start, &len)) != SHMSTORE_OK)
+            return -rc;
+        return len == st->len && memcmp(k.bytes + start, st->name, len) == 0;
+    }
+    case SHMSTORE_T_BOOL:
+        if (k.bytes[at] > 1)
+            return -SHMSTORE_ECORRUPT;
+        return k.bytes[at] == st->index;
+    default: {
+        int neg;
+        uint64_t hi, lo;
+        if ((rc = shmstore__integer(&k, &neg, &hi, &lo)) != SHMSTORE_OK)
+            return -rc;
+        return hi == 0 && lo == st->index && neg == st->negative;
+    }
+    }
+}
+
+/* A lookup: every entry compared, the one that matches kept; a second is
+ * corrupt. */
+struct shmstore__find {
+    const struct shmstore__map *m;
+    const struct shmstore__step *st;
+    size_t key_at, value_at;
+    int found;
+};
+
+static int shmstore__find_entry(void *ctx, size_t key_at, size_t value_at)
+{
+    struct shmstore__find *f = (struct shmstore__find *)ctx;
+    int is = shmstore__key_is(f->m->v, f->m->kn, key_at, f->st);
+    if (is < 0)
+        return -is;
+    if (is) {
+        if (f->found)
+            return SHMSTORE_ECORRUPT;
+        f->found = 1;
+        f->key_at = key_at;
+        f->value_at = value_at;
+    }
+    return 0;
+}
+
+/* Go from the map `v` to the value of the key `st` names, or from the set
+ * `v` to the element. */
+static int shmstore__map_find(struct shmstore_value *v, const struct shmstore__step *st)
+{
+    int type = shmstore__at(v)->type;
+    int is_set = type == SHMSTORE_T_HASH_SET || type == SHMSTORE_T_BTREE_SET;
+    if (st->kind != (is_set ? 4 : 3))
+        return SHMSTORE_ENOPATH;
+    int lit = shmstore__key_lit(v->schema->nodes[shmstore__at(v)->first_child].type);
+    if (lit == 0)
+        return SHMSTORE_ENOTSUP;
+    /* A char key is also named by its scalar value. */
+    if (st->lit != lit && !(lit == SHMSTORE__LIT_CHAR && st->lit == SHMSTORE__LIT_INT))
+        return SHMSTORE_ENOPATH;
+    struct shmstore__map m;
+    struct shmstore__find f = {&m, st, 0, 0, 0};
+    int rc = shmstore__map_entries(&m, v, NULL, shmstore__find_entry, &f);
+    if (rc != SHMSTORE_OK)
+        return rc;
+    if (!f.found)
+        return SHMSTORE_ENONE;
+    v->node = is_set ? m.kn : m.vn;
+    v->pos = is_set ? f.key_at : f.value_at;
+    return SHMSTORE_OK;
+}
+
 /* Take one step from `v`, which is neither a box nor an option. */
-static int shmstore__step(struct shmstore_value *v, const struct shmstore__step *st, int dotted)
+static int shmstore__step(struct shmstore_value *v, const struct shmstore__step *st)
 {
     const struct shmstore_schema *s = v->schema;
     const struct shmstore_schema_node *n = shmstore__at(v);
@@ -3979,7 +4099,7 @@ static int shmstore__step(struct shmstore_value *v, const struct shmstore__step 
                 if (s->nodes[c].label != NULL && s->nodes[c].label_len == st->len &&
                     memcmp(s->nodes[c].label, st->name, st->len) == 0)
                     break;
-        } else if (st->kind == 2 && dotted && n->type != SHMSTORE_T_STRUCT) {
+        } else if (st->kind == 2 && n->type != SHMSTORE_T_STRUCT) {
             if (st->index < n->count)
                 c = shmstore__child(s, v->node, st->index);
             if (c != 0 && s->nodes[c].label != NULL)
@@ -4012,7 +4132,7 @@ static int shmstore__step(struct shmstore_value *v, const struct shmstore__step 
         return SHMSTORE_OK;
     }
     case SHMSTORE_T_ARRAY: {
-        if (st->kind != 2 || dotted)
+        if (st->kind != 3 || st->lit != SHMSTORE__LIT_INT || st->negative)
             return SHMSTORE_ENOPATH;
         if (st->index >= n->count)
             return SHMSTORE_ENOPATH;
@@ -4022,7 +4142,7 @@ static int shmstore__step(struct shmstore_value *v, const struct shmstore__step 
     }
     case SHMSTORE_T_VEC:
     case SHMSTORE_T_BOX_SLICE: {
-        if (st->kind != 2 || dotted)
+        if (st->kind != 3 || st->lit != SHMSTORE__LIT_INT || st->negative)
             return SHMSTORE_ENOPATH;
         const struct shmstore_schema_node *e = &s->nodes[n->first_child];
         size_t target;
@@ -4037,22 +4157,21 @@ static int shmstore__step(struct shmstore_value *v, const struct shmstore__step 
         return SHMSTORE_OK;
     }
     case SHMSTORE_T_HASH_MAP:
-    case SHMSTORE_T_BTREE_MAP: {
-        if (st->kind != 3)
-            return SHMSTORE_ENOPATH;
-        int key_type = s->nodes[n->first_child].type;
-        if (key_type != SHMSTORE_T_STR && key_type != SHMSTORE_T_BOX_STR)
-            return SHMSTORE_ENOTSUP;
-        return shmstore__map_find(v, st->name, st->len);
-    }
+    case SHMSTORE_T_BTREE_MAP:
+    case SHMSTORE_T_HASH_SET:
+    case SHMSTORE_T_BTREE_SET:
+        return shmstore__map_find(v, st);
     default:
         return SHMSTORE_ENOPATH;
     }
 }
 
-int shmstore_value_at(const struct shmstore_value *value, const char *path,
-                      struct shmstore_value *out)
+/* shmstore_value_at; `last_key` says whether the last step taken was a
+ * map's key or a set's element and the path's last. */
+static int shmstore__path(const struct shmstore_value *value, const char *path,
+                          struct shmstore_value *out, int *last_key)
 {
+    *last_key = 0;
     if (value == NULL || path == NULL || out == NULL || value->schema == NULL ||
         value->node >= value->schema->node_count)
         return SHMSTORE_EINVAL;
@@ -4060,7 +4179,6 @@ int shmstore_value_at(const struct shmstore_value *value, const char *path,
     int first = 1;
     for (;;) {
         struct shmstore__step st;
-        const char *before = path;
         int rc = shmstore__next_step(&path, first, &st);
         if (rc != SHMSTORE_OK)
             return rc;
@@ -4068,13 +4186,39 @@ int shmstore_value_at(const struct shmstore_value *value, const char *path,
             break;
         if ((rc = shmstore__unwrap(&v)) != SHMSTORE_OK)
             return rc;
-        if ((rc = shmstore__step(&v, &st, *before == '.' || (first && *before != '['))) !=
-            SHMSTORE_OK)
+        int type = shmstore__at(&v)->type;
+        *last_key = (st.kind == 3 || st.kind == 4) && *path == '\0' &&
+                    (type == SHMSTORE_T_HASH_MAP || type == SHMSTORE_T_BTREE_MAP ||
+                     type == SHMSTORE_T_HASH_SET || type == SHMSTORE_T_BTREE_SET);
+        if ((rc = shmstore__step(&v, &st)) != SHMSTORE_OK)
             return rc;
         first = 0;
     }
     *out = v;
     return SHMSTORE_OK;
+}
+
+int shmstore_value_at(const struct shmstore_value *value, const char *path,
+                      struct shmstore_value *out)
+{
+    int last_key;
+    return shmstore__path(value, path, out, &last_key);
+}
+
+int shmstore_contains(const struct shmstore_value *value, const char *path, bool *found)
+{
+    struct shmstore_value v;
+    int last_key;
+    if (found == NULL)
+        return SHMSTORE_EINVAL;
+    int rc = shmstore__path(value, path, &v, &last_key);
+    if (!last_key)
+        return rc == SHMSTORE_OK ? SHMSTORE_ENOPATH : rc;
+    if (rc == SHMSTORE_OK || rc == SHMSTORE_ENONE) {
+        *found = rc == SHMSTORE_OK;
+        return SHMSTORE_OK;
+    }
+    return rc;
 }
 
 int shmstore_value_type(const struct shmstore_value *value)

@@ -656,6 +656,7 @@ numbers:hash_map<u32,u8>}";
             "len:sorted",
             "len:empty",
             "u64:numbers[\"1\"]",
+            "u64:numbers[1]",
             "u64:hashed[0]",
             "u64:hashed.k0",
         ]
@@ -690,7 +691,8 @@ numbers:hash_map<u32,u8>}";
     assert_eq!(r.answer("len:hashed"), "300");
     assert_eq!(r.answer("len:sorted"), "300");
     assert_eq!(r.answer("len:empty"), "0");
-    assert_eq!(r.answer("u64:numbers[\"1\"]"), format!("!{ENOTSUP}"));
+    assert_eq!(r.answer("u64:numbers[\"1\"]"), format!("!{ENOPATH}"));
+    assert_eq!(r.answer("u64:numbers[1]"), "2");
     assert_eq!(r.answer("u64:hashed[0]"), format!("!{ENOPATH}"));
     assert_eq!(r.answer("u64:hashed.k0"), format!("!{ENOPATH}"));
 
@@ -1504,4 +1506,208 @@ fn c_and_rust_agree_on_every_schema_text() {
         differ.len(),
         differ.join("\n")
     );
+}
+
+#[derive(rkyv::Archive, rkyv::Serialize)]
+struct Keyed {
+    order: BTreeMap<u32, String>,
+    signed: HashMap<i64, u8>,
+    flags: HashMap<bool, u32>,
+    letters: BTreeMap<char, u16>,
+    wide: HashMap<u128, u8>,
+    low: BTreeMap<i128, i8>,
+    small: BTreeMap<u8, u16>,
+    ids: HashSet<u32>,
+    names: BTreeSet<String>,
+    bytes: BTreeSet<i8>,
+    points: HashMap<(u8, u8), u8>,
+    maybe: Option<HashSet<u16>>,
+}
+
+const KEYED_SCHEMA: &str = "Keyed{order:btree_map<u32,str>,signed:hash_map<i64,u8>,\
+flags:hash_map<bool,u32>,letters:btree_map<char,u16>,wide:hash_map<u128,u8>,\
+low:btree_map<i128,i8>,small:btree_map<u8,u16>,ids:hash_set<u32>,names:btree_set<str>,\
+bytes:btree_set<i8>,points:hash_map<(u8,u8),u8>,maybe:option<hash_set<u16>>}";
+
+fn keyed() -> Keyed {
+    Keyed {
+        order: (0..200)
+            .map(|i| (i * 7, format!("seven times {i}")))
+            .collect(),
+        signed: [-5, 0, 9, i64::MIN, i64::MAX]
+            .into_iter()
+            .zip(1..)
+            .collect(),
+        flags: HashMap::from([(true, 1), (false, 0)]),
+        letters: "aé€𝄞z".chars().zip(1..).collect(),
+        wide: HashMap::from([(u128::MAX, 1), (u128::from(u64::MAX) + 1, 2), (3, 3)]),
+        low: BTreeMap::from([(i128::MIN, -1), (-1, -2), (i128::MAX, 3)]),
+        small: (1..=7).map(|i| (i, u16::from(i) * 100)).collect(),
+        ids: (0..50).map(|i| i * i).collect(),
+        names: ["alpha", "a name longer than eight", ""]
+            .map(str::to_owned)
+            .into(),
+        bytes: [-128, -1, 0, 127].into(),
+        points: HashMap::from([((1, 2), 3)]),
+        maybe: None,
+    }
+}
+
+/// Maps whose keys are integers, bools and chars are read by key, and sets
+/// answer whether they hold an element, in swiss tables and B-trees.
+#[test]
+fn c_finds_keys_of_every_scalar_type() {
+    let Some(programs) = compile("schema-keys", &["schema_read"]) else {
+        return;
+    };
+    let value = keyed();
+    let archive = rkyv::to_bytes::<rkyv::rancor::Error>(&value).expect("archive");
+    let mut answers: Vec<(String, String)> = Vec::new();
+    let mut ask = |q: String, a: String| answers.push((q, a));
+    let e = |code: i32| format!("!{code}");
+    for (k, v) in &value.order {
+        ask(format!("str:order[{k}]"), format!("{v:?}"));
+    }
+    for k in [1u64, 6, 1400, 4_294_967_295, 4_294_967_296] {
+        ask(format!("str:order[{k}]"), e(ENONE));
+    }
+    for (k, v) in &value.signed {
+        ask(format!("u64:signed[{k}]"), v.to_string());
+    }
+    ask("u64:signed[-6]".into(), e(ENONE));
+    ask("u64:signed[-0]".into(), value.signed[&0].to_string());
+    ask("u64:flags[true]".into(), "1".into());
+    ask("u64:flags[false]".into(), "0".into());
+    for (k, v) in &value.letters {
+        ask(format!("u64:letters['{k}']"), v.to_string());
+        ask(format!("u64:letters[{}]", u32::from(*k)), v.to_string());
+    }
+    ask("u64:letters['b']".into(), e(ENONE));
+    for (k, v) in &value.wide {
+        if *k <= u128::from(u64::MAX) {
+            ask(format!("u64:wide[{k}]"), v.to_string());
+        }
+    }
+    ask("u64:wide[18446744073709551615]".into(), e(ENONE));
+    ask("i64:low[-1]".into(), "-2".into());
+    ask("i64:low[1]".into(), e(ENONE));
+    for (k, v) in &value.small {
+        ask(format!("u64:small[{k}]"), v.to_string());
+    }
+    ask("u64:small[300]".into(), e(ENONE));
+    for i in 0..60u32 {
+        let there = value.ids.contains(&i).to_string();
+        ask(format!("contains:ids{{{i}}}"), there.clone());
+        let got = if value.ids.contains(&i) {
+            i.to_string()
+        } else {
+            e(ENONE)
+        };
+        ask(format!("u64:ids{{{i}}}"), got);
+    }
+    for name in ["alpha", "a name longer than eight", "", "beta"] {
+        ask(
+            format!("contains:names{{\"{name}\"}}"),
+            value.names.contains(name).to_string(),
+        );
+    }
+    ask(
+        "str:names{\"a name longer than eight\"}".into(),
+        "\"a name longer than eight\"".into(),
+    );
+    for b in [-128i8, -1, 0, 1, 127] {
+        ask(
+            format!("contains:bytes{{{b}}}"),
+            value.bytes.contains(&b).to_string(),
+        );
+    }
+    // Maps take `[key]` and sets `{element}`; a literal of another kind
+    // than the key, or no literal, is no path; keys a path cannot name are
+    // not supported; an option that is None on the way is no element.
+    for (q, a) in [
+        ("u64:order[\"7\"]", e(ENOPATH)),
+        ("u64:order{7}", e(ENOPATH)),
+        ("u64:order.7", e(ENOPATH)),
+        ("u64:order[7", e(ENOPATH)),
+        ("u64:order[7]]", e(ENOPATH)),
+        ("u64:order[-]", e(ENOPATH)),
+        ("u64:order[true]", e(ENOPATH)),
+        ("u64:flags[1]", e(ENOPATH)),
+        ("u64:flags[True]", e(ENOPATH)),
+        ("u64:letters['ab']", e(ENOPATH)),
+        ("u64:letters['']", e(ENOPATH)),
+        ("u64:letters[\"a\"]", e(ENOPATH)),
+        ("u64:signed['a']", e(ENOPATH)),
+        ("contains:ids[4]", e(ENOPATH)),
+        ("contains:ids", e(ENOPATH)),
+        ("contains:order[7]", "true".into()),
+        ("contains:order[8]", "false".into()),
+        ("contains:order[7].x", e(ENOPATH)),
+        ("u64:points[1]", e(ENOTSUP)),
+        ("contains:points[\"x\"]", e(ENOTSUP)),
+        ("contains:maybe{1}", e(ENONE)),
+        ("u64:small[-1]", e(ENONE)),
+        ("len:ids", "50".into()),
+        ("len:names", "3".into()),
+    ] {
+        ask(q.into(), a);
+    }
+    let queries: Vec<&str> = answers.iter().map(|(q, _)| q.as_str()).collect();
+    let r = read(&programs, "region", KEYED_SCHEMA, Some(&archive), &queries);
+    assert_eq!(r.code, Some(0), "{:#?}", r.lines);
+    assert_eq!(
+        layout_of(&r),
+        (size_of::<ArchivedKeyed>(), align_of::<ArchivedKeyed>())
+    );
+    for (q, a) in &answers {
+        assert_eq!(r.answer(q), a, "{q}");
+    }
+
+    // A B-tree holding a key twice is corrupt. `small`'s tree is a leaf
+    // of keys 1 and 2 under a root of keys 3 to 7 (FORMAT.md's example):
+    // make the leaf's 2 a 1.
+    let root = archive.len() - size_of::<ArchivedKeyed>();
+    let small = root + offset_of!(ArchivedKeyed, small);
+    let node = (small as i64
+        + i64::from(i32::from_le_bytes(
+            archive[small..small + 4].try_into().unwrap(),
+        ))) as usize;
+    assert_eq!(archive[node..node + 6], [1, 3, 4, 5, 6, 7]);
+    let leaf = (node as i64
+        + 16
+        + i64::from(i32::from_le_bytes(
+            archive[node + 16..node + 20].try_into().unwrap(),
+        ))) as usize;
+    assert_eq!(archive[leaf..leaf + 3], [0, 1, 2]);
+    let mut twice = archive.to_vec();
+    twice[leaf + 2] = 1;
+    let r = read(
+        &programs,
+        "region",
+        KEYED_SCHEMA,
+        Some(&twice),
+        &["u64:small[1]", "u64:small[5]"],
+    );
+    assert_eq!(r.answer("u64:small[1]"), e(ECORRUPT), "{:#?}", r.lines);
+    assert_eq!(r.answer("u64:small[5]"), "500", "{:#?}", r.lines);
+    // A bool key of 2, a char key that is no scalar value.
+    let flags = root + offset_of!(ArchivedKeyed, flags);
+    let ctrl = (flags as i64
+        + i64::from(i32::from_le_bytes(
+            archive[flags..flags + 4].try_into().unwrap(),
+        ))) as usize;
+    let mut bad = archive.to_vec();
+    // A bucket of hash_map<bool,u32>: the bool at 0, the u32 at 4.
+    let full = (0..u32_at(&archive, flags + 8) as usize)
+        .find(|&i| archive[ctrl + i] < 0x80)
+        .unwrap();
+    bad[ctrl - (full + 1) * 8] = 2;
+    let r = read(
+        &programs,
+        "region",
+        KEYED_SCHEMA,
+        Some(&bad),
+        &["u64:flags[true]"],
+    );
+    assert_eq!(r.answer("u64:flags[true]"), e(ECORRUPT), "{:#?}", r.lines);
 }

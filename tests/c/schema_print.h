@@ -2,8 +2,9 @@
  * Printing what a schema reads, shared by the test programs schema_read.c
  * and schema_object.c: each leaf shmstore_visit() finds as `PATH=VALUE`,
  * and the answers to queries as `QUERY=VALUE` or `QUERY=!CODE`. A QUERY is
- * `u64:PATH`, `i64:PATH`, `f64:PATH`, `bool:PATH`, `str:PATH`, `len:PATH`
- * or `variant:PATH` (printed `NAME/TAG`). VALUE is a number (f64 printed
+ * `u64:PATH`, `i64:PATH`, `f64:PATH`, `bool:PATH`, `str:PATH`, `len:PATH`,
+ * `variant:PATH` (printed `NAME/TAG`) or `contains:PATH` (`true` or
+ * `false`). VALUE is a number (f64 printed
  * with %.17g), `true` or `false`, a string in double quotes with `\` and
  * `"` and bytes outside 0x20-0x7e escaped as \xNN, `None` (an option that
  * is None), a unit variant's name, `()`, or `<type N>` for a map or set.
@@ -160,6 +161,10 @@ static inline void query(const struct shmstore_value *root, const char *q)
         unsigned tag;
         if ((rc = shmstore_get_variant(root, path, &name, &n, &tag)) == SHMSTORE_OK)
             printf("%.*s/%u", (int)n, name, tag);
+    } else if (kind == 8 && memcmp(q, "contains", 8) == 0) {
+        bool found;
+        if ((rc = shmstore_contains(root, path, &found)) == SHMSTORE_OK)
+            printf("%s", found ? "true" : "false");
     } else {
         fprintf(stderr, "bad query %s\n", q);
         exit(2);

@@ -840,13 +840,14 @@ int shmstore_region_copy(struct shmstore_object *obj, void *buf, size_t cap, siz
  *
  *     "text"      a str or box<str> key, as it is: no escapes, no `"` in it
  *     7  -3       an integer key of any width (u8 to u128, usize, isize),
- *                 compared by value (`[300]` of a u8 key is SHMSTORE_ENONE)
+ *                 compared by value (`[300]` of a u8 key is SHMSTORE_ENONE),
+ *                 up to 2^128 - 1 in magnitude
  *     true false  a bool key
  *     'c'         a char key: one UTF-8 scalar value (or its number: `[233]`)
  *
  * A literal of another kind than the key's type is SHMSTORE_ENOPATH, and a
  * map or set whose keys are of another type (structs, tuples, floats...)
- * is SHMSTORE_ENOTSUP. A key is
+ * is SHMSTORE_ENOTSUP (the visitor does not go into it). A key is
  * found by a scan of the entries, which neither hashes nor trusts the
  * order, after checking that the table or tree holds exactly the map's
  * `len` entries; an absent key is SHMSTORE_ENONE, a key found twice
@@ -1061,15 +1062,23 @@ int shmstore_contains(const struct shmstore_value *value, const char *path, bool
 
 /* Call `fn` for every leaf under `value`, in order: each scalar, string
  * and unit, each unit variant (a variant without fields), each option that
- * is None (its type SHMSTORE_T_OPTION), each map or set (not gone into).
- * Enums and results go into the stored variant only, whose name is a step
- * of the path (`mode.On.0`); vectors and arrays into every element
- * (`tags[0]`). `path` is the leaf's path from `value`, NUL-terminated;
- * read the leaf with the getters and the empty path. A non-zero return of
- * `fn` stops the walk and is returned. The walk visits at most
- * 32 * len + 2^20 places (bytes shared by many pointers are visited
- * anew each time): past that, or past a path of SHMSTORE_PATH_MAX bytes,
- * it stops with SHMSTORE_ERANGE. */
+ * is None (its type SHMSTORE_T_OPTION), each map or set whose keys a path
+ * cannot name (a struct, a tuple, a float...; not gone into). Enums and
+ * results go into the stored variant only, whose name is a step of the
+ * path (`mode.On.0`); vectors and arrays into every element (`tags[0]`);
+ * maps into every entry's value, named by its key (`weights["db"]`,
+ * `order[7]`, `low[-3]`, `flags[true]`, `letters['é']`), and sets to
+ * every element, a leaf named by itself (`tags{"x"}`, `ids{9}`), in the
+ * map's order: a hash table's buckets', a B-tree's keys'. A map's table or
+ * tree is checked whole (exactly its `len` entries) before its first
+ * entry is visited. `path` is the leaf's path from `value`,
+ * NUL-terminated, and reads back with the getters, but for a string key
+ * holding `"` or a NUL byte (no literal can write it); read the leaf with
+ * the getters and the empty path. A non-zero return of `fn` stops the
+ * walk and is returned. The walk visits at most 32 * len + 2^20 places (a
+ * map's bucket or B-tree node counts as one; bytes shared by many
+ * pointers are visited anew each time): past that, or past a path of
+ * SHMSTORE_PATH_MAX bytes, it stops with SHMSTORE_ERANGE. */
 int shmstore_visit(const struct shmstore_value *value,
                    int (*fn)(void *ctx, const char *path, const struct shmstore_value *leaf),
                    void *ctx);
@@ -3874,6 +3883,7 @@ struct shmstore__step {
     const char *name; /* a name; a string's bytes */
     size_t len;
     uint64_t index;   /* `.N`; an integer's magnitude; a bool (0, 1); a char's value */
+    uint64_t index_hi; /* an integer's magnitude above 64 bits */
     int negative;     /* an integer written with `-` (and not 0) */
 };
 
@@ -3921,20 +3931,25 @@ static int shmstore__literal(const char **path, char close, struct shmstore__ste
     }
     int negative = *p == '-';
     p += negative;
-    uint64_t i = 0;
+    uint64_t hi = 0, lo = 0;
     const char *d = p;
     while (shmstore__is_digit((unsigned char)*p)) {
-        unsigned digit = (unsigned)(*p - '0');
-        if (i > (UINT64_MAX - digit) / 10)
+        /* hi:lo = hi:lo * 10 + digit, refused past 2^128 - 1. */
+        uint64_t low = (lo & 0xffffffffu) * 10 + (unsigned)(*p - '0');
+        uint64_t high = (lo >> 32) * 10 + (low >> 32);
+        uint64_t carry = high >> 32;
+        if (hi > (UINT64_MAX - carry) / 10)
             return SHMSTORE_ENOPATH;
-        i = i * 10 + digit;
+        hi = hi * 10 + carry;
+        lo = (high << 32) | (low & 0xffffffffu);
         p++;
     }
     if (p == d || *p != close)
         return SHMSTORE_ENOPATH;
     st->lit = SHMSTORE__LIT_INT;
-    st->index = i;
-    st->negative = negative && i != 0;
+    st->index = lo;
+    st->index_hi = hi;
+    st->negative = negative && (hi | lo) != 0;
     *path = p + 1;
     return SHMSTORE_OK;
 }
@@ -4027,7 +4042,7 @@ static int shmstore__key_is(const struct shmstore_value *map, uint32_t key_node,
         uint64_t hi, lo;
         if ((rc = shmstore__integer(&k, &neg, &hi, &lo)) != SHMSTORE_OK)
             return -rc;
-        return hi == 0 && lo == st->index && neg == st->negative;
+        return hi == st->index_hi && lo == st->index && neg == st->negative;
     }
     }
 }
@@ -4132,7 +4147,7 @@ static int shmstore__step(struct shmstore_value *v, const struct shmstore__step 
         return SHMSTORE_OK;
     }
     case SHMSTORE_T_ARRAY: {
-        if (st->kind != 3 || st->lit != SHMSTORE__LIT_INT || st->negative)
+        if (st->kind != 3 || st->lit != SHMSTORE__LIT_INT || st->negative || st->index_hi != 0)
             return SHMSTORE_ENOPATH;
         if (st->index >= n->count)
             return SHMSTORE_ENOPATH;
@@ -4142,7 +4157,7 @@ static int shmstore__step(struct shmstore_value *v, const struct shmstore__step 
     }
     case SHMSTORE_T_VEC:
     case SHMSTORE_T_BOX_SLICE: {
-        if (st->kind != 3 || st->lit != SHMSTORE__LIT_INT || st->negative)
+        if (st->kind != 3 || st->lit != SHMSTORE__LIT_INT || st->negative || st->index_hi != 0)
             return SHMSTORE_ENOPATH;
         const struct shmstore_schema_node *e = &s->nodes[n->first_child];
         size_t target;
@@ -4485,6 +4500,128 @@ static size_t shmstore__path_index(struct shmstore__walk *w, size_t at, const ch
     return shmstore__path_add(w, at, pre, digits + n, sizeof digits - n, post);
 }
 
+/* `hi:lo` in decimal, written backwards from `end`: returns its start. */
+static char *shmstore__decimal(uint64_t hi, uint64_t lo, char *end)
+{
+    do {
+        uint64_t a = ((hi % 10) << 32) | (lo >> 32);
+        uint64_t b = ((a % 10) << 32) | (lo & 0xffffffffu);
+        hi /= 10;
+        lo = ((a / 10) << 32) | (b / 10);
+        *--end = (char)('0' + b % 10);
+    } while ((hi | lo) != 0);
+    return end;
+}
+
+static int shmstore__walk(struct shmstore__walk *w, struct shmstore_value v, size_t at);
+
+/* A walk into a map's or set's entries: the map, and where its path ends. */
+struct shmstore__walk_map {
+    struct shmstore__walk *w;
+    const struct shmstore__map *m;
+    size_t at;
+    int is_set;
+};
+
+/* Append the key at `k` to the walk's path at `at` as a path names it
+ * (`["text"]`, `[-3]`, `[true]`, `['c']`; in braces for a set's element):
+ * returns the new end, or 0 with `*rc` set. */
+static size_t shmstore__path_key(struct shmstore__walk *w, size_t at,
+                                 const struct shmstore_value *k, int is_set, int *rc)
+{
+    const char *open = is_set ? "{" : "[", *close = is_set ? "}" : "]";
+    char pre[3] = {open[0], 0, 0}, post[3] = {0, close[0], 0};
+    char buf[48];
+    const char *text = buf;
+    size_t n;
+    *rc = SHMSTORE_OK;
+    switch (shmstore__at(k)->type) {
+    case SHMSTORE_T_STR:
+    case SHMSTORE_T_BOX_STR: {
+        size_t start;
+        if ((*rc = shmstore__string(k, &start, &n)) != SHMSTORE_OK)
+            return 0;
+        if (!shmstore__utf8(k->bytes + start, n)) {
+            *rc = SHMSTORE_ECORRUPT;
+            return 0;
+        }
+        text = (const char *)k->bytes + start;
+        pre[1] = '"';
+        post[0] = '"';
+        break;
+    }
+    case SHMSTORE_T_BOOL:
+        if (k->bytes[k->pos] > 1) {
+            *rc = SHMSTORE_ECORRUPT;
+            return 0;
+        }
+        text = k->bytes[k->pos] ? "true" : "false";
+        n = strlen(text);
+        break;
+    case SHMSTORE_T_CHAR: {
+        int neg;
+        uint64_t hi, c;
+        if ((*rc = shmstore__integer(k, &neg, &hi, &c)) != SHMSTORE_OK)
+            return 0;
+        if (c < 0x80) {
+            buf[0] = (char)c, n = 1;
+        } else if (c < 0x800) {
+            buf[0] = (char)(0xc0 | (c >> 6)), n = 2;
+        } else if (c < 0x10000) {
+            buf[0] = (char)(0xe0 | (c >> 12)), n = 3;
+        } else {
+            buf[0] = (char)(0xf0 | (c >> 18)), n = 4;
+        }
+        for (size_t i = 1; i < n; i++)
+            buf[i] = (char)(0x80 | ((c >> (6 * (n - 1 - i))) & 0x3f));
+        pre[1] = '\'';
+        post[0] = '\'';
+        break;
+    }
+    default: {
+        int neg;
+        uint64_t hi, lo;
+        if ((*rc = shmstore__integer(k, &neg, &hi, &lo)) != SHMSTORE_OK)
+            return 0;
+        char *start = shmstore__decimal(hi, lo, buf + sizeof buf);
+        if (neg)
+            *--start = '-';
+        text = start;
+        n = (size_t)(buf + sizeof buf - start);
+        break;
+    }
+    }
+    if (post[0] == 0) {
+        post[0] = post[1];
+        post[1] = 0;
+    }
+    size_t end = shmstore__path_add(w, at, pre, text, n, post);
+    if (end == 0)
+        *rc = SHMSTORE_ERANGE;
+    return end;
+}
+
+/* One entry of a walk into a map (its value) or a set (its element). */
+static int shmstore__walk_entry(void *ctx, size_t key_at, size_t value_at)
+{
+    struct shmstore__walk_map *e = (struct shmstore__walk_map *)ctx;
+    struct shmstore_value k = *e->m->v;
+    k.node = e->m->kn;
+    k.pos = key_at;
+    int rc;
+    size_t end = shmstore__path_key(e->w, e->at, &k, e->is_set, &rc);
+    if (end == 0)
+        return rc;
+    struct shmstore_value place = k;
+    if (!e->is_set) {
+        place.node = e->m->vn;
+        place.pos = value_at;
+    }
+    rc = shmstore__walk(e->w, place, end);
+    e->w->path[e->at] = '\0';
+    return rc;
+}
+
 static int shmstore__walk(struct shmstore__walk *w, struct shmstore_value v, size_t at)
 {
     if (w->budget == 0)
@@ -4558,6 +4695,19 @@ static int shmstore__walk(struct shmstore__walk *w, struct shmstore_value v, siz
             w->path[at] = '\0';
         }
         return SHMSTORE_OK;
+    }
+    case SHMSTORE_T_HASH_MAP:
+    case SHMSTORE_T_BTREE_MAP:
+    case SHMSTORE_T_HASH_SET:
+    case SHMSTORE_T_BTREE_SET: {
+        /* A map whose keys a path cannot name is a leaf. */
+        if (shmstore__key_lit(s->nodes[n->first_child].type) == 0)
+            return w->fn(w->ctx, w->path, &v);
+        struct shmstore__map m;
+        struct shmstore__walk_map e = {w, &m, at,
+                                       n->type == SHMSTORE_T_HASH_SET ||
+                                           n->type == SHMSTORE_T_BTREE_SET};
+        return shmstore__map_entries(&m, &v, &w->budget, shmstore__walk_entry, &e);
     }
     default:
         return w->fn(w->ctx, w->path, &v);

@@ -455,10 +455,10 @@ fn config_leaves() -> Vec<String> {
         "nested[1]=None",
         "id.0=65535",
         "one.0=4",
-        "weights=<type 25>",
-        "tree=<type 27>",
-        "set=<type 26>",
-        "bset=<type 28>",
+        "weights[\"db\"]=0.5",
+        "tree[\"x\"]=1",
+        "set{3}=3",
+        "bset{1}=1",
     ]
     .iter()
     .map(|l| l.to_string())
@@ -1710,4 +1710,133 @@ fn c_finds_keys_of_every_scalar_type() {
         &["u64:flags[true]"],
     );
     assert_eq!(r.answer("u64:flags[true]"), e(ECORRUPT), "{:#?}", r.lines);
+}
+
+/// The visitor goes into maps and sets whose keys a path can name: each
+/// value's leaves under `map[key]`, each element as `set{element}`, in
+/// the map's order (a B-tree's is the keys'); a map keyed by tuples stays
+/// a leaf. Each path reads back.
+#[test]
+fn c_visits_the_entries_of_maps_and_sets() {
+    let Some(programs) = compile("schema-visit-maps", &["schema_read"]) else {
+        return;
+    };
+    let value = keyed();
+    let archive = rkyv::to_bytes::<rkyv::rancor::Error>(&value).expect("archive");
+    let r = read(&programs, "region", KEYED_SCHEMA, Some(&archive), &[]);
+    assert_eq!(r.code, Some(0), "{:#?}", r.lines);
+    let got = leaves(&r);
+    let under = |prefix: &str| -> Vec<String> {
+        got.iter()
+            .filter(|l| l.starts_with(prefix))
+            .map(|l| l.to_string())
+            .collect()
+    };
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    // B-trees, in key order.
+    let order: Vec<String> = value
+        .order
+        .iter()
+        .map(|(k, v)| format!("order[{k}]={v:?}"))
+        .collect();
+    assert_eq!(under("order["), order);
+    let letters: Vec<String> = value
+        .letters
+        .iter()
+        .map(|(k, v)| format!("letters['{k}']={v}"))
+        .collect();
+    assert_eq!(under("letters["), letters);
+    let low: Vec<String> = value
+        .low
+        .iter()
+        .map(|(k, v)| format!("low[{k}]={v}"))
+        .collect();
+    assert_eq!(under("low["), low);
+    let names: Vec<String> = value
+        .names
+        .iter()
+        .map(|k| format!("names{{{k:?}}}={k:?}"))
+        .collect();
+    assert_eq!(under("names{"), names);
+    let bytes: Vec<String> = value
+        .bytes
+        .iter()
+        .map(|k| format!("bytes{{{k}}}={k}"))
+        .collect();
+    assert_eq!(under("bytes{"), bytes);
+    // Swiss tables, in their buckets' order.
+    let signed: Vec<String> = value
+        .signed
+        .iter()
+        .map(|(k, v)| format!("signed[{k}]={v}"))
+        .collect();
+    assert_eq!(sorted(under("signed[")), sorted(signed));
+    assert_eq!(sorted(under("flags[")), ["flags[false]=0", "flags[true]=1"]);
+    // u128 keys beyond 64 bits are named in full; their values are u8.
+    let wide: Vec<String> = value
+        .wide
+        .iter()
+        .map(|(k, v)| format!("wide[{k}]={v}"))
+        .collect();
+    assert_eq!(sorted(under("wide[")), sorted(wide));
+    let ids: Vec<String> = value
+        .ids
+        .iter()
+        .map(|k| format!("ids{{{k}}}={k}"))
+        .collect();
+    assert_eq!(sorted(under("ids{")), sorted(ids));
+    assert!(got.contains(&"points=<type 25>"), "{got:#?}");
+    assert!(got.contains(&"maybe=None"), "{got:#?}");
+    let total = value.order.len()
+        + value.signed.len()
+        + value.flags.len()
+        + value.letters.len()
+        + value.wide.len()
+        + value.low.len()
+        + value.small.len()
+        + value.ids.len()
+        + value.names.len()
+        + value.bytes.len()
+        + 2;
+    assert_eq!(got.len(), total, "{got:#?}");
+
+    // Each leaf's path reads back to its value.
+    let queries: Vec<String> = got
+        .iter()
+        .filter_map(|l| {
+            let (path, v) = l.split_once('=')?;
+            let getter = if v.starts_with('"') {
+                "str"
+            } else if v.starts_with('-') {
+                "i64"
+            } else if v.starts_with(|c: char| c.is_ascii_digit()) {
+                "u64"
+            } else {
+                return None;
+            };
+            Some(format!("{getter}:{path}"))
+        })
+        .collect();
+    let args: Vec<&str> = queries.iter().map(String::as_str).collect();
+    let back = read(&programs, "region", KEYED_SCHEMA, Some(&archive), &args);
+    for (q, l) in queries.iter().zip(
+        got.iter()
+            .filter(|l| !l.ends_with("None") && !l.contains("<type")),
+    ) {
+        let (_, v) = l.split_once('=').unwrap();
+        assert_eq!(back.answer(q), v, "{q}");
+    }
+
+    // A corrupt map stops the walk with its error, after the leaves before.
+    let root = archive.len() - size_of::<ArchivedKeyed>();
+    let ids = root + offset_of!(ArchivedKeyed, ids);
+    let mut bad = archive.to_vec();
+    bad[ids + 4..ids + 8].copy_from_slice(&49u32.to_le_bytes());
+    let r = read(&programs, "region", KEYED_SCHEMA, Some(&bad), &[]);
+    assert_eq!(r.code, Some(4), "{:#?}", r.lines);
+    assert_eq!(r.line("visit=!"), ECORRUPT.to_string());
+    assert!(leaves(&r).iter().all(|l| !l.starts_with("ids{")));
 }

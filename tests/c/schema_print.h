@@ -4,10 +4,11 @@
  * and the answers to queries as `QUERY=VALUE` or `QUERY=!CODE`. A QUERY is
  * `u64:PATH`, `i64:PATH`, `f64:PATH`, `bool:PATH`, `str:PATH`, `len:PATH`,
  * `variant:PATH` (printed `NAME/TAG`) or `contains:PATH` (`true` or
- * `false`). VALUE is a number (f64 printed
- * with %.17g), `true` or `false`, a string in double quotes with `\` and
- * `"` and bytes outside 0x20-0x7e escaped as \xNN, `None` (an option that
- * is None), a unit variant's name, `()`, or `<type N>` for a map or set.
+ * `false`). VALUE is a number (f64 printed with %.17g), `true` or
+ * `false`, a string in double quotes with `\` and `"` and bytes outside
+ * 0x20-0x7e escaped as \xNN, `None` (an option that is None), a unit
+ * variant's name, `()`, or `<type N>` for a map or set the visitor does
+ * not go into.
  * The visitor's context, if not NULL, counts the leaves instead.
  */
 #ifndef SHMSTORE_TEST_SCHEMA_PRINT_H

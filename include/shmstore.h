@@ -1036,7 +1036,13 @@ int shmstore_value_type(const struct shmstore_value *value);
 /* Getters: the place `path` names from `value`, options and boxes gone
  * through. shmstore_get_u64 reads the unsigned integers, a char (its
  * scalar value) and the signed integers that are not negative; _i64 the
- * integers that fit an int64_t; _f64 f32 and f64; _bool bool; _str a str,
+ * integers that fit an int64_t; _u128 and _i128 any integer (u128 and
+ * i128 in full) and a char, as two halves: the value is `hi` * 2^64 +
+ * `lo`, with `hi` signed for _i128 (two's complement: -1 is hi = -1,
+ * lo = UINT64_MAX); where the compiler has `unsigned __int128`, it is
+ * `(unsigned __int128)hi << 64 | lo` (cast `hi` to `__int128` for
+ * _i128); _u128 refuses negative numbers with SHMSTORE_ERANGE; _f64 f32
+ * and f64; _bool bool; _str a str,
  * box<str>, copied into `buf` with a NUL after it (`cap` at least its
  * length + 1, else SHMSTORE_ETOOSMALL; `len` gets its length either way;
  * UTF-8 checked); _len the elements of an array, vector, boxed slice, map
@@ -1045,6 +1051,10 @@ int shmstore_value_type(const struct shmstore_value *value);
  * NUL-terminated, and `tag`; either may be NULL). */
 int shmstore_get_u64(const struct shmstore_value *value, const char *path, uint64_t *out);
 int shmstore_get_i64(const struct shmstore_value *value, const char *path, int64_t *out);
+int shmstore_get_u128(const struct shmstore_value *value, const char *path, uint64_t *hi,
+                      uint64_t *lo);
+int shmstore_get_i128(const struct shmstore_value *value, const char *path, int64_t *hi,
+                      uint64_t *lo);
 int shmstore_get_f64(const struct shmstore_value *value, const char *path, double *out);
 int shmstore_get_bool(const struct shmstore_value *value, const char *path, bool *out);
 int shmstore_get_str(const struct shmstore_value *value, const char *path, char *buf, size_t cap,
@@ -4333,6 +4343,54 @@ int shmstore_get_i64(const struct shmstore_value *value, const char *path, int64
         *out = INT64_MIN;
     else
         *out = -(int64_t)lo;
+    return SHMSTORE_OK;
+}
+
+int shmstore_get_u128(const struct shmstore_value *value, const char *path, uint64_t *hi,
+                      uint64_t *lo)
+{
+    struct shmstore_value v;
+    int neg;
+    uint64_t h, l;
+    if (hi == NULL || lo == NULL)
+        return SHMSTORE_EINVAL;
+    int rc = shmstore__leaf(value, path, &v);
+    if (rc == SHMSTORE_OK)
+        rc = shmstore__integer(&v, &neg, &h, &l);
+    if (rc != SHMSTORE_OK)
+        return rc;
+    if (neg)
+        return SHMSTORE_ERANGE;
+    *hi = h;
+    *lo = l;
+    return SHMSTORE_OK;
+}
+
+int shmstore_get_i128(const struct shmstore_value *value, const char *path, int64_t *hi,
+                      uint64_t *lo)
+{
+    struct shmstore_value v;
+    int neg;
+    uint64_t h, l;
+    if (hi == NULL || lo == NULL)
+        return SHMSTORE_EINVAL;
+    int rc = shmstore__leaf(value, path, &v);
+    if (rc == SHMSTORE_OK)
+        rc = shmstore__integer(&v, &neg, &h, &l);
+    if (rc != SHMSTORE_OK)
+        return rc;
+    const uint64_t top = UINT64_C(1) << 63;
+    if (h > top || (h == top && (!neg || l != 0)))
+        return SHMSTORE_ERANGE;
+    if (neg) {
+        /* The two's complement of the magnitude. */
+        h = ~h;
+        l = ~l;
+        if (++l == 0)
+            h++;
+    }
+    memcpy(hi, &h, sizeof h); /* int64_t is two's complement */
+    *lo = l;
     return SHMSTORE_OK;
 }
 

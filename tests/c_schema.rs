@@ -184,8 +184,7 @@ fn cell_leaves() -> Vec<String> {
         "weights[1]=-0.25",
         "weights[2]=3",
         "weights[3]=0",
-        // Not a u64, and no getter reads u128 beyond it.
-        &format!("big=!{ERANGE}"),
+        "big=18446744073709551616",
         "neg=-5",
         "total=-9223372036854775808",
         "size=123456",
@@ -417,7 +416,7 @@ fn config() -> Config {
 
 /// The leaves of `config()` as `schema_read` prints them.
 fn config_leaves() -> Vec<String> {
-    let big = format!("big=!{ERANGE}");
+    let big = format!("big={}", u128::from(u64::MAX) + 1);
     [
         "name=\"db.example.org\"",
         "limits.max_conn=512",
@@ -1839,4 +1838,87 @@ fn c_visits_the_entries_of_maps_and_sets() {
     assert_eq!(r.code, Some(4), "{:#?}", r.lines);
     assert_eq!(r.line("visit=!"), ECORRUPT.to_string());
     assert!(leaves(&r).iter().all(|l| !l.starts_with("ids{")));
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Wide {
+    max: u128,
+    min: i128,
+    top: i128,
+    one: u128,
+    small: i64,
+    byte: u8,
+    _pad: [u8; 7],
+}
+
+/// u128 and i128 are read in full, as two 64-bit halves, at their
+/// extremes; the 64-bit getters refuse what does not fit them.
+#[test]
+fn c_reads_128_bit_integers_in_full() {
+    let Some(programs) = compile("schema-wide", &["schema_read"]) else {
+        return;
+    };
+    let value = Wide {
+        max: u128::MAX,
+        min: i128::MIN,
+        top: i128::MAX,
+        one: 1,
+        small: -2,
+        byte: 200,
+        _pad: [0; 7],
+    };
+    let schema = "Wide{max:u128,min:i128,top:i128,one:u128,small:i64,byte:u8,_pad:[u8;7]}";
+    let e = |code: i32| format!("!{code}");
+    let answers = [
+        ("u128:max", u128::MAX.to_string()),
+        ("i128:max", e(ERANGE)),
+        ("u64:max", e(ERANGE)),
+        ("i128:min", i128::MIN.to_string()),
+        ("u128:min", e(ERANGE)),
+        ("i64:min", e(ERANGE)),
+        ("i128:top", i128::MAX.to_string()),
+        ("u128:top", i128::MAX.to_string()),
+        ("u128:one", "1".into()),
+        ("i128:one", "1".into()),
+        ("u64:one", "1".into()),
+        ("i128:small", "-2".into()),
+        ("u128:small", e(ERANGE)),
+        ("u128:byte", "200".into()),
+        ("i128:byte", "200".into()),
+        ("u128:_pad", e(ETYPE)),
+        ("i128:nope", e(ENOPATH)),
+    ];
+    let queries: Vec<&str> = answers.iter().map(|(q, _)| *q).collect();
+    let r = read(
+        &programs,
+        "cell",
+        schema,
+        Some(bytemuck::bytes_of(&value)),
+        &queries,
+    );
+    assert_eq!(r.code, Some(0), "{:#?}", r.lines);
+    assert_eq!(layout_of(&r), (size_of::<Wide>(), align_of::<Wide>()));
+    for (q, a) in &answers {
+        assert_eq!(r.answer(q), a, "{q}");
+    }
+    let leaves = leaves(&r);
+    assert_eq!(leaves[0], format!("max={}", u128::MAX));
+    assert_eq!(leaves[1], format!("min={}", i128::MIN));
+    assert_eq!(leaves[2], format!("top={}", i128::MAX));
+
+    // In an archive too, next to a char.
+    let archive =
+        rkyv::to_bytes::<rkyv::rancor::Error>(&(i128::MIN + 1, u128::MAX - 1, 'z')).unwrap();
+    let r = read(
+        &programs,
+        "region",
+        "(i128,u128,char)",
+        Some(&archive),
+        &["i128:0", "u128:1", "u128:2", "i128:2"],
+    );
+    assert_eq!(r.answer("i128:0"), (i128::MIN + 1).to_string());
+    assert_eq!(r.answer("u128:1"), (u128::MAX - 1).to_string());
+    assert_eq!(r.answer("u128:2"), "122");
+    assert_eq!(r.answer("i128:2"), "122");
 }

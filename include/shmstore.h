@@ -880,8 +880,13 @@ enum {
 };
 
 /* The nodes a schema text of `len` bytes can need at most: a caller
- * passing shmstore_schema_parse() this many never sees SHMSTORE_ETOOSMALL. */
-#define SHMSTORE_SCHEMA_NODES_FOR(len) ((size_t)(len) / 2 + 2)
+ * passing shmstore_schema_parse() this many never sees SHMSTORE_ETOOSMALL.
+ * A valid text has at most one node per 2 bytes (a type is at least 2
+ * bytes, one holding others at least 3 more); a text refused part way may
+ * also hold nodes opened but not closed, at most 2 a level of nesting
+ * (an enum and its variant), each at least a byte. */
+#define SHMSTORE_SCHEMA_NODES_FOR(len) \
+    ((size_t)(len) / 2 + 2 + 2 * (size_t)SHMSTORE_SCHEMA_MAX_DEPTH)
 
 /* A node's type: the grammar's forms, and the variants of enums and
  * results (whose children are the variant's fields). */
@@ -987,7 +992,9 @@ int shmstore_schema(struct shmstore_object *obj, char *buf, size_t cap, size_t *
  * `nodes`. SHMSTORE_ESCHEMA: refused (`out->error`, `out->error_at`):
  * not the grammar, nesting deeper than SHMSTORE_SCHEMA_MAX_DEPTH, a form
  * the layout does not allow, a duplicate field, variant or tag, a type
- * larger than 4 GiB; SHMSTORE_ETOOSMALL: more nodes than `cap`. */
+ * larger than 4 GiB; SHMSTORE_ETOOSMALL: more nodes than `cap`, which is
+ * below SHMSTORE_SCHEMA_NODES_FOR(len) (with that many, a text needing
+ * more is refused with SHMSTORE_ESCHEMA). */
 int shmstore_schema_parse(const char *text, size_t len, uint32_t kind,
                           struct shmstore_schema_node *nodes, size_t cap,
                           struct shmstore_schema *out);
@@ -3414,7 +3421,12 @@ int shmstore_schema_parse(const char *text, size_t len, uint32_t kind,
         out->error = p.error;
         out->error_at = p.error_at;
         out->node_count = 0;
-        return p.no_room ? SHMSTORE_ETOOSMALL : SHMSTORE_ESCHEMA;
+        /* No text needs more nodes than SHMSTORE_SCHEMA_NODES_FOR(len):
+         * one that would with that many is not a schema. */
+        if (p.no_room && cap >= SHMSTORE_SCHEMA_NODES_FOR(len))
+            out->error = "more nodes than a schema of this length has";
+        return p.no_room && cap < SHMSTORE_SCHEMA_NODES_FOR(len) ? SHMSTORE_ETOOSMALL
+                                                                 : SHMSTORE_ESCHEMA;
     }
     out->node_count = p.count;
     return SHMSTORE_OK;

@@ -959,6 +959,43 @@ fn c_refuses_schemas_outside_the_grammar() {
             r.lines
         );
     }
+    // Texts cut short deep inside are refused as such: the nodes opened
+    // but not closed never exceed SHMSTORE_SCHEMA_NODES_FOR.
+    let cut = format!("{}u8,", "(".repeat(31));
+    let r = read(&programs, "region", &cut, None, &[]);
+    assert_eq!(r.code, Some(3), "{:#?}", r.lines);
+    assert!(
+        r.lines[0].starts_with(&format!("refused {ESCHEMA} at ")),
+        "{cut:?}: {:#?}",
+        r.lines
+    );
+    let wrap = |open: &str, close: &str, levels: usize| {
+        (0..levels).fold("u8".to_owned(), |t, _| format!("{open}{t}{close}"))
+    };
+    for deep in [
+        wrap("(", ",)", 31),
+        wrap("[", ";1]", 31),
+        wrap("box<[", "]>", 15),
+        wrap("enum E{A=0(", ")}", 31),
+        wrap("enum E{A=0,B=1{b:", "}}", 31),
+        wrap("A(", ")", 31),
+        wrap("result<", ",u8>", 31),
+    ] {
+        let r = read(&programs, "region", &deep, None, &[]);
+        assert_eq!(r.code, Some(0), "{deep}: {:#?}", r.lines);
+        for end in 1..deep.len() {
+            let text = &deep[..end];
+            let r = read(&programs, "region", text, None, &[]);
+            assert_eq!(r.code, Some(3), "{text:?}: {:#?}", r.lines);
+            assert!(
+                r.lines[0].starts_with(&format!("refused {ESCHEMA} at "))
+                    && !r.lines[0].contains("more nodes"),
+                "{text:?}: {:#?}",
+                r.lines
+            );
+        }
+    }
+
     // What is refused says where.
     let r = read(&programs, "region", "A{a:u8,b:x8}", None, &[]);
     assert_eq!(

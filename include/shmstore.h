@@ -3728,6 +3728,7 @@ struct shmstore__map {
     uint64_t entry, entry_align, value_at; /* a hash table's bucket */
     uint64_t keys_at, values_at, links_at, node_align, ksize, vsize; /* a B-tree's node */
     uint64_t seen, inner;   /* entries and inner nodes met */
+    uint64_t nodes_left;    /* B-tree nodes a walk may still meet */
     uint64_t *budget;       /* places a walk may still visit (NULL: no budget) */
     int (*fn)(void *ctx, size_t key_at, size_t value_at);
     void *ctx;
@@ -3808,12 +3809,15 @@ static int shmstore__hash_entries(struct shmstore__map *m)
  * inner node (kind 1, whose 5 entries are all used) 5 relative pointers to
  * lesser nodes and one to a greater node, each absent when its offset is
  * 1. Walked in key order, stopping past `len` entries, `len / 5` inner
- * nodes or 64 levels. */
+ * nodes, 64 levels, or more nodes than the bytes can hold apart (nodes
+ * shared by many links would otherwise make a walk of `len` entries,
+ * billions, out of a few bytes). */
 static int shmstore__btree_walk(struct shmstore__map *m, size_t ptr_at, unsigned depth)
 {
     const struct shmstore_value *v = m->v;
-    if (depth > 64)
+    if (depth > 64 || m->nodes_left == 0)
         return SHMSTORE_ECORRUPT;
+    m->nodes_left--;
     if (m->budget != NULL) {
         if (*m->budget == 0)
             return SHMSTORE_ERANGE;
@@ -3874,6 +3878,8 @@ static int shmstore__map_entries(struct shmstore__map *m, const struct shmstore_
     }
     if (m->len == 0)
         return SHMSTORE_OK;
+    uint64_t nodes = v->len / (m->links_at + 4) + 1;
+    m->nodes_left = nodes;
     int rc = shmstore__btree_walk(m, v->pos, 0);
     if (rc != SHMSTORE_OK)
         return rc;
@@ -3882,6 +3888,7 @@ static int shmstore__map_entries(struct shmstore__map *m, const struct shmstore_
     if (fn == NULL)
         return SHMSTORE_OK;
     m->seen = m->inner = 0;
+    m->nodes_left = nodes;
     m->fn = fn;
     m->ctx = ctx;
     return shmstore__btree_walk(m, v->pos, 0);

@@ -1959,3 +1959,50 @@ fn c_reads_128_bit_integers_in_full() {
     assert_eq!(r.answer("u128:2"), "122");
     assert_eq!(r.answer("i128:2"), "122");
 }
+
+/// A B-tree of a few nodes, each linking 6 times to the one below, would
+/// make a walk of 6^39 paths, all within a claimed `len` of four billion:
+/// the walk stops at as many nodes as the bytes can hold apart.
+#[test]
+fn c_stops_a_tree_of_shared_nodes() {
+    let Some(programs) = compile("schema-shared-nodes", &["schema_read"]) else {
+        return;
+    };
+    // btree_map<u8,u8>: a node is the kind at 0, keys at 1-5, values at
+    // 6-10, the links at 12-35; 36 bytes, aligned to 4.
+    let levels = 40;
+    let mut archive = vec![0u8; 36 * levels];
+    for j in 0..levels {
+        let node = 36 * j;
+        archive[node] = 1;
+        for i in 0..5 {
+            archive[node + 1 + i] = i as u8 + 1;
+        }
+        for link in 0..6 {
+            let at = node + 12 + 4 * link;
+            let off = if j == 0 {
+                1
+            } else {
+                (36 * (j - 1)) as i32 - at as i32
+            };
+            archive[at..at + 4].copy_from_slice(&off.to_le_bytes());
+        }
+    }
+    let map = archive.len();
+    archive.extend_from_slice(&((36 * (levels - 1)) as i32 - map as i32).to_le_bytes());
+    archive.extend_from_slice(&u32::MAX.to_le_bytes());
+    let started = std::time::Instant::now();
+    let r = read(
+        &programs,
+        "region",
+        "btree_map<u8,u8>",
+        Some(&archive),
+        &["u64:[9]", "len:", "contains:[1]"],
+    );
+    assert!(started.elapsed().as_secs() < 10, "{:?}", started.elapsed());
+    let corrupt = format!("!{ECORRUPT}");
+    assert_eq!(r.answer("u64:[9]"), corrupt, "{:#?}", r.lines);
+    assert_eq!(r.answer("len:"), corrupt);
+    assert_eq!(r.answer("contains:[1]"), corrupt);
+    assert_eq!(r.line("visit=!"), ECORRUPT.to_string());
+}

@@ -833,12 +833,28 @@ int shmstore_region_copy(struct shmstore_object *obj, void *buf, size_t cap, siz
  * `.max_conn`), an element's place in a tuple, a tuple struct or a
  * variant's fields (`.0`), an index into an array, vector or boxed slice
  * (`[2]`), a variant's name to go into an enum's or result's fields
- * (`mode.On.0`, `res.Ok.0`; another variant stored is SHMSTORE_ENONE), and
- * a string key of a `hash_map<str,V>` or `btree_map<str,V>` (`weights["db"]`:
- * the key as it is, without escapes or `"`; found by a scan of the
- * entries, which neither hashes nor trusts the order; maps with keys of
- * other types are SHMSTORE_ENOTSUP). An option and a box are gone through (an option that
- * is None is SHMSTORE_ENONE), both on the way and at the end. The empty
+ * (`mode.On.0`, `res.Ok.0`; another variant stored is SHMSTORE_ENONE), a
+ * map's key to go to its value (`weights["db"]`, `order[7]`) and a set's
+ * element (`tags{"x"}`, `ids{-3}`), the key or element written as a
+ * literal:
+ *
+ *     "text"      a str or box<str> key, as it is: no escapes, no `"` in it
+ *     7  -3       an integer key of any width (u8 to u128, usize, isize),
+ *                 compared by value (`[300]` of a u8 key is SHMSTORE_ENONE),
+ *                 up to 2^128 - 1 in magnitude
+ *     true false  a bool key
+ *     'c'         a char key: one UTF-8 scalar value (or its number: `[233]`)
+ *
+ * A literal of another kind than the key's type is SHMSTORE_ENOPATH, and a
+ * map or set whose keys are of another type (structs, tuples, floats...)
+ * is SHMSTORE_ENOTSUP (the visitor does not go into it). A key is
+ * found by a scan of the entries, which neither hashes nor trusts the
+ * order, after checking that the table or tree holds exactly the map's
+ * `len` entries; an absent key is SHMSTORE_ENONE, a key found twice
+ * SHMSTORE_ECORRUPT. A set's element is a place like any other: read it
+ * with the getters, or ask shmstore_contains() whether it is there. An
+ * option and a box are gone through (an option that is None is
+ * SHMSTORE_ENONE), both on the way and at the end. The empty
  * path is the value itself. Every pointer, length and tag read from the
  * bytes is checked against the bytes given before it is used: bad bytes
  * are SHMSTORE_ECORRUPT, never a read outside them.
@@ -864,8 +880,13 @@ enum {
 };
 
 /* The nodes a schema text of `len` bytes can need at most: a caller
- * passing shmstore_schema_parse() this many never sees SHMSTORE_ETOOSMALL. */
-#define SHMSTORE_SCHEMA_NODES_FOR(len) ((size_t)(len) / 2 + 2)
+ * passing shmstore_schema_parse() this many never sees SHMSTORE_ETOOSMALL.
+ * A valid text has at most one node per 2 bytes (a type is at least 2
+ * bytes, one holding others at least 3 more); a text refused part way may
+ * also hold nodes opened but not closed, at most 2 a level of nesting
+ * (an enum and its variant), each at least a byte. */
+#define SHMSTORE_SCHEMA_NODES_FOR(len) \
+    ((size_t)(len) / 2 + 2 + 2 * (size_t)SHMSTORE_SCHEMA_MAX_DEPTH)
 
 /* A node's type: the grammar's forms, and the variants of enums and
  * results (whose children are the variant's fields). */
@@ -971,7 +992,9 @@ int shmstore_schema(struct shmstore_object *obj, char *buf, size_t cap, size_t *
  * `nodes`. SHMSTORE_ESCHEMA: refused (`out->error`, `out->error_at`):
  * not the grammar, nesting deeper than SHMSTORE_SCHEMA_MAX_DEPTH, a form
  * the layout does not allow, a duplicate field, variant or tag, a type
- * larger than 4 GiB; SHMSTORE_ETOOSMALL: more nodes than `cap`. */
+ * larger than 4 GiB; SHMSTORE_ETOOSMALL: more nodes than `cap`, which is
+ * below SHMSTORE_SCHEMA_NODES_FOR(len) (with that many, a text needing
+ * more is refused with SHMSTORE_ESCHEMA). */
 int shmstore_schema_parse(const char *text, size_t len, uint32_t kind,
                           struct shmstore_schema_node *nodes, size_t cap,
                           struct shmstore_schema *out);
@@ -1020,15 +1043,25 @@ int shmstore_value_type(const struct shmstore_value *value);
 /* Getters: the place `path` names from `value`, options and boxes gone
  * through. shmstore_get_u64 reads the unsigned integers, a char (its
  * scalar value) and the signed integers that are not negative; _i64 the
- * integers that fit an int64_t; _f64 f32 and f64; _bool bool; _str a str,
+ * integers that fit an int64_t; _u128 and _i128 any integer (u128 and
+ * i128 in full) and a char, as two halves: the value is `hi` * 2^64 +
+ * `lo`, with `hi` signed for _i128 (two's complement: -1 is hi = -1,
+ * lo = UINT64_MAX); where the compiler has `unsigned __int128`, it is
+ * `(unsigned __int128)hi << 64 | lo` (cast `hi` to `__int128` for
+ * _i128); _u128 refuses negative numbers with SHMSTORE_ERANGE; _f64 f32
+ * and f64; _bool bool; _str a str,
  * box<str>, copied into `buf` with a NUL after it (`cap` at least its
  * length + 1, else SHMSTORE_ETOOSMALL; `len` gets its length either way;
  * UTF-8 checked); _len the elements of an array, vector, boxed slice, map
- * or set, the bytes of a string, or the fields of a struct, tuple or
+ * or set (a map's or set's `len`, once its entries are counted), the bytes of a string, or the fields of a struct, tuple or
  * variant; _variant an enum's or result's stored variant (`name`, not
  * NUL-terminated, and `tag`; either may be NULL). */
 int shmstore_get_u64(const struct shmstore_value *value, const char *path, uint64_t *out);
 int shmstore_get_i64(const struct shmstore_value *value, const char *path, int64_t *out);
+int shmstore_get_u128(const struct shmstore_value *value, const char *path, uint64_t *hi,
+                      uint64_t *lo);
+int shmstore_get_i128(const struct shmstore_value *value, const char *path, int64_t *hi,
+                      uint64_t *lo);
 int shmstore_get_f64(const struct shmstore_value *value, const char *path, double *out);
 int shmstore_get_bool(const struct shmstore_value *value, const char *path, bool *out);
 int shmstore_get_str(const struct shmstore_value *value, const char *path, char *buf, size_t cap,
@@ -1037,17 +1070,32 @@ int shmstore_get_len(const struct shmstore_value *value, const char *path, uint6
 int shmstore_get_variant(const struct shmstore_value *value, const char *path, const char **name,
                          size_t *name_len, unsigned *tag);
 
+/* Whether the map's key or the set's element that ends `path` is there
+ * (`ids{7}`, `weights["db"]`): SHMSTORE_OK with `found` set either way,
+ * or the error of a step before (SHMSTORE_ENONE for an option that is
+ * None on the way) or of the map (SHMSTORE_ECORRUPT, SHMSTORE_ENOTSUP); a
+ * path that does not end with a key or an element is SHMSTORE_ENOPATH. */
+int shmstore_contains(const struct shmstore_value *value, const char *path, bool *found);
+
 /* Call `fn` for every leaf under `value`, in order: each scalar, string
  * and unit, each unit variant (a variant without fields), each option that
- * is None (its type SHMSTORE_T_OPTION), each map or set (not gone into).
- * Enums and results go into the stored variant only, whose name is a step
- * of the path (`mode.On.0`); vectors and arrays into every element
- * (`tags[0]`). `path` is the leaf's path from `value`, NUL-terminated;
- * read the leaf with the getters and the empty path. A non-zero return of
- * `fn` stops the walk and is returned. The walk visits at most
- * 32 * len + 2^20 places (bytes shared by many pointers are visited
- * anew each time): past that, or past a path of SHMSTORE_PATH_MAX bytes,
- * it stops with SHMSTORE_ERANGE. */
+ * is None (its type SHMSTORE_T_OPTION), each map or set whose keys a path
+ * cannot name (a struct, a tuple, a float...; not gone into). Enums and
+ * results go into the stored variant only, whose name is a step of the
+ * path (`mode.On.0`); vectors and arrays into every element (`tags[0]`);
+ * maps into every entry's value, named by its key (`weights["db"]`,
+ * `order[7]`, `low[-3]`, `flags[true]`, `letters['é']`), and sets to
+ * every element, a leaf named by itself (`tags{"x"}`, `ids{9}`), in the
+ * map's order: a hash table's buckets', a B-tree's keys'. A map's table or
+ * tree is checked whole (exactly its `len` entries) before its first
+ * entry is visited. `path` is the leaf's path from `value`,
+ * NUL-terminated, and reads back with the getters, but for a string key
+ * holding `"` or a NUL byte (no literal can write it); read the leaf with
+ * the getters and the empty path. A non-zero return of `fn` stops the
+ * walk and is returned. The walk visits at most 32 * len + 2^20 places (a
+ * map's bucket or B-tree node counts as one; bytes shared by many
+ * pointers are visited anew each time): past that, or past a path of
+ * SHMSTORE_PATH_MAX bytes, it stops with SHMSTORE_ERANGE. */
 int shmstore_visit(const struct shmstore_value *value,
                    int (*fn)(void *ctx, const char *path, const struct shmstore_value *leaf),
                    void *ctx);
@@ -3373,7 +3421,12 @@ int shmstore_schema_parse(const char *text, size_t len, uint32_t kind,
         out->error = p.error;
         out->error_at = p.error_at;
         out->node_count = 0;
-        return p.no_room ? SHMSTORE_ETOOSMALL : SHMSTORE_ESCHEMA;
+        /* No text needs more nodes than SHMSTORE_SCHEMA_NODES_FOR(len):
+         * one that would with that many is not a schema. */
+        if (p.no_room && cap >= SHMSTORE_SCHEMA_NODES_FOR(len))
+            out->error = "more nodes than a schema of this length has";
+        return p.no_room && cap < SHMSTORE_SCHEMA_NODES_FOR(len) ? SHMSTORE_ETOOSMALL
+                                                                 : SHMSTORE_ESCHEMA;
     }
     out->node_count = p.count;
     return SHMSTORE_OK;
@@ -3661,164 +3714,274 @@ static int shmstore__utf8(const unsigned char *s, size_t n)
     return 1;
 }
 
-/* Maps (rkyv 0.8's collections, read by a linear scan: no hashing, no
- * reliance on order, so a scribbled table can only make a key not found or
- * the bytes corrupt). */
+/* Maps and sets (rkyv 0.8's collections), read by a scan of every entry:
+ * no hashing and no reliance on order, and the whole table or tree is
+ * checked to hold exactly `len` entries before any is used, as rkyv's
+ * validation requires; a scribbled map can make a key not found, or the
+ * bytes corrupt, but never a read outside them or a walk without end. */
 
-/* Whether the string at `at` (an archived String, or the node's type) is
- * `key` (`n` bytes): 1, 0, or a negative error. */
-static int shmstore__key_is(const struct shmstore_value *map, uint32_t key_node, size_t at,
-                            const char *key, size_t n)
-{
-    struct shmstore_value k = *map;
-    k.node = key_node;
-    k.pos = at;
-    size_t start, len;
-    int rc = shmstore__string(&k, &start, &len);
-    if (rc != SHMSTORE_OK)
-        return -rc;
-    return len == n && memcmp(k.bytes + start, key, n) == 0;
-}
+/* A map's or set's layout, and the state of a walk over its entries. */
+struct shmstore__map {
+    const struct shmstore_value *v;
+    uint32_t kn, vn;        /* the key's and the value's nodes (vn 0: a set) */
+    uint64_t len;           /* the entries the map says it has */
+    uint64_t entry, entry_align, value_at; /* a hash table's bucket */
+    uint64_t keys_at, values_at, links_at, node_align, ksize, vsize; /* a B-tree's node */
+    uint64_t seen, inner;   /* entries and inner nodes met */
+    uint64_t nodes_left;    /* B-tree nodes a walk may still meet */
+    uint64_t *budget;       /* places a walk may still visit (NULL: no budget) */
+    int (*fn)(void *ctx, size_t key_at, size_t value_at);
+    void *ctx;
+};
 
-/* A swiss table (hash_map): `ptr` (relative, at +0) to the control bytes,
- * `len` at +4, `cap` at +8; bucket i, an Entry { key, value } laid out as
- * a C struct, ends where bucket i - 1 starts, bucket 0 ending at `ptr`;
- * control byte i with its top bit clear says bucket i is full. */
-static int shmstore__hash_map_find(struct shmstore_value *v, const char *key, size_t n)
+static void shmstore__map_init(struct shmstore__map *m, const struct shmstore_value *v)
 {
     const struct shmstore_schema *s = v->schema;
-    const struct shmstore_schema_node *m = shmstore__at(v);
-    uint32_t kn = m->first_child, vn = s->nodes[kn].next;
-    const struct shmstore_schema_node *k = &s->nodes[kn], *val = &s->nodes[vn];
-    uint64_t value_at = shmstore__round_up(k->size, val->align);
-    uint64_t align = k->align > val->align ? k->align : val->align;
-    uint64_t entry = shmstore__round_up(value_at + val->size, align);
-    uint64_t len = shmstore__le(v->bytes + v->pos + 4, 4);
+    const struct shmstore_schema_node *n = shmstore__at(v);
+    memset(m, 0, sizeof *m);
+    m->v = v;
+    m->kn = n->first_child;
+    int is_map = n->type == SHMSTORE_T_HASH_MAP || n->type == SHMSTORE_T_BTREE_MAP;
+    m->vn = is_map ? s->nodes[m->kn].next : 0;
+    const struct shmstore_schema_node *k = &s->nodes[m->kn];
+    uint64_t valign = is_map ? s->nodes[m->vn].align : 1;
+    m->ksize = k->size;
+    m->vsize = is_map ? s->nodes[m->vn].size : 0;
+    m->entry_align = k->align > valign ? k->align : valign;
+    m->len = shmstore__le(v->bytes + v->pos + 4, 4);
+    /* An entry { key, value } laid out as a C struct. */
+    m->value_at = shmstore__round_up(m->ksize, valign);
+    m->entry = shmstore__round_up(m->value_at + m->vsize, m->entry_align);
+    /* A node { u8 kind; K keys[5]; V values[5] }, then a leaf's u32 count
+     * or an inner node's 6 links, aligned to at least 4. */
+    m->keys_at = shmstore__round_up(1, k->align);
+    m->values_at = shmstore__round_up(m->keys_at + 5 * m->ksize, valign);
+    m->links_at = shmstore__round_up(
+        shmstore__round_up(m->values_at + 5 * m->vsize, m->entry_align), 4);
+    m->node_align = m->entry_align < 4 ? 4 : m->entry_align;
+}
+
+/* A swiss table (hash_map, hash_set): `ptr` (relative, at +0) to the
+ * control bytes, `len` at +4, `cap` at +8; bucket i ends where bucket
+ * i - 1 starts, bucket 0 ending at `ptr`; control byte i with its top bit
+ * clear says bucket i is full. */
+static int shmstore__hash_entries(struct shmstore__map *m)
+{
+    const struct shmstore_value *v = m->v;
     uint64_t cap = shmstore__le(v->bytes + v->pos + 8, 4);
-    if (len == 0)
-        return SHMSTORE_ENONE;
+    if (m->len == 0)
+        return SHMSTORE_OK; /* the pointer of an empty map is not followed */
     /* rkyv leaves a bucket empty in every table. */
-    if (len >= cap)
+    if (m->len >= cap)
         return SHMSTORE_ECORRUPT;
     uint64_t controls = (cap + 15) / 16 * 16 + 15;
     int32_t off = (int32_t)(uint32_t)shmstore__le(v->bytes + v->pos, 4);
     int64_t t = (int64_t)v->pos + off;
     if (t < 0 || (uint64_t)t > v->len || controls > v->len - (uint64_t)t ||
-        (uint64_t)t % align != 0 || (entry != 0 && cap > (uint64_t)t / entry))
+        (uint64_t)t % m->entry_align != 0 || (m->entry != 0 && cap > (uint64_t)t / m->entry))
         return SHMSTORE_ECORRUPT;
-    uint64_t found = 0;
-    for (uint64_t i = 0; i < cap && found < len; i++) {
-        if (v->bytes[(size_t)t + i] & 0x80)
-            continue;
-        found++;
-        size_t at = (size_t)((uint64_t)t - (i + 1) * entry);
-        int is = shmstore__key_is(v, kn, at, key, n);
-        if (is < 0)
-            return -is;
-        if (is) {
-            v->node = vn;
-            v->pos = at + (size_t)value_at;
-            return SHMSTORE_OK;
-        }
+    if (m->budget != NULL) {
+        if (*m->budget < cap)
+            return SHMSTORE_ERANGE;
+        *m->budget -= cap;
     }
-    return SHMSTORE_ENONE;
+    const unsigned char *ctrl = v->bytes + (size_t)t;
+    uint64_t full = 0;
+    for (uint64_t i = 0; i < cap; i++)
+        full += !(ctrl[i] & 0x80);
+    if (full != m->len)
+        return SHMSTORE_ECORRUPT;
+    if (m->fn == NULL)
+        return SHMSTORE_OK;
+    for (uint64_t i = 0; i < cap; i++) {
+        if (ctrl[i] & 0x80)
+            continue;
+        size_t at = (size_t)((uint64_t)t - (i + 1) * m->entry);
+        int rc = m->fn(m->ctx, at, at + (size_t)m->value_at);
+        if (rc != 0)
+            return rc;
+    }
+    return SHMSTORE_OK;
 }
 
-/* A B-tree (btree_map, 5 entries a node): `root` (relative, at +0) and
- * `len` at +4. A node is { u8 kind (0 leaf, 1 inner); K keys[5]; V
- * values[5] } as a C struct; a leaf adds a u32 count of its entries, an
- * inner node (whose 5 entries are all used) 5 relative pointers to lesser
- * nodes and one to a greater node, each invalid (offset 1) when absent. */
-struct shmstore__btree {
-    struct shmstore_value *v;
-    uint32_t kn, vn;
-    uint64_t keys_at, values_at, node_size, align;
-    const char *key;
-    size_t n;
-    uint64_t budget;
-};
-
-static int shmstore__btree_node(struct shmstore__btree *b, size_t ptr_at, unsigned depth)
+/* A B-tree (btree_map, btree_set; 5 entries a node): `root` (relative, at
+ * +0) and `len` at +4. A leaf (kind 0) has a u32 count of its entries, an
+ * inner node (kind 1, whose 5 entries are all used) 5 relative pointers to
+ * lesser nodes and one to a greater node, each absent when its offset is
+ * 1. Walked in key order, stopping past `len` entries, `len / 5` inner
+ * nodes, 64 levels, or more nodes than the bytes can hold apart (nodes
+ * shared by many links would otherwise make a walk of `len` entries,
+ * billions, out of a few bytes). */
+static int shmstore__btree_walk(struct shmstore__map *m, size_t ptr_at, unsigned depth)
 {
-    const struct shmstore_value *v = b->v;
-    const struct shmstore_schema *s = v->schema;
-    if (depth > 64 || b->budget == 0)
+    const struct shmstore_value *v = m->v;
+    if (depth > 64 || m->nodes_left == 0)
         return SHMSTORE_ECORRUPT;
-    b->budget--;
+    m->nodes_left--;
+    if (m->budget != NULL) {
+        if (*m->budget == 0)
+            return SHMSTORE_ERANGE;
+        --*m->budget;
+    }
     int32_t off = (int32_t)(uint32_t)shmstore__le(v->bytes + ptr_at, 4);
     int64_t t = (int64_t)ptr_at + off;
-    uint64_t links_at = shmstore__round_up(b->node_size, 4);
-    if (t < 0 || (uint64_t)t > v->len || (uint64_t)t % b->align != 0 ||
-        links_at + 4 > v->len - (uint64_t)t)
+    if (t < 0 || (uint64_t)t > v->len || (uint64_t)t % m->node_align != 0 ||
+        m->links_at + 4 > v->len - (uint64_t)t)
         return SHMSTORE_ECORRUPT;
     size_t node = (size_t)t;
     unsigned char kind = v->bytes[node];
     uint64_t count;
     if (kind == 0) {
-        count = shmstore__le(v->bytes + node + links_at, 4);
+        count = shmstore__le(v->bytes + node + m->links_at, 4);
         if (count > 5)
             return SHMSTORE_ECORRUPT;
     } else if (kind == 1) {
         count = 5;
-        if (links_at + 24 > v->len - (uint64_t)t)
+        if (m->links_at + 24 > v->len - (uint64_t)t || ++m->inner > m->len / 5)
             return SHMSTORE_ECORRUPT;
     } else {
         return SHMSTORE_ECORRUPT;
     }
-    for (uint64_t i = 0; i < count; i++) {
-        size_t at = node + (size_t)(b->keys_at + i * s->nodes[b->kn].size);
-        int is = shmstore__key_is(v, b->kn, at, b->key, b->n);
-        if (is < 0)
-            return -is;
-        if (is) {
-            b->v->node = b->vn;
-            b->v->pos = node + (size_t)(b->values_at + i * s->nodes[b->vn].size);
-            return SHMSTORE_OK;
-        }
+    int rc;
+    for (uint64_t i = 0; i <= count; i++) {
+        size_t link = node + (size_t)(m->links_at + 4 * i);
+        if (kind == 1 && shmstore__le(v->bytes + link, 4) != 1 &&
+            (rc = shmstore__btree_walk(m, link, depth + 1)) != 0)
+            return rc;
+        if (i == count)
+            break;
+        if (++m->seen > m->len)
+            return SHMSTORE_ECORRUPT;
+        if (m->fn != NULL &&
+            (rc = m->fn(m->ctx, node + (size_t)(m->keys_at + i * m->ksize),
+                        node + (size_t)(m->values_at + i * m->vsize))) != 0)
+            return rc;
     }
-    if (kind == 1) {
-        for (uint64_t i = 0; i < 6; i++) {
-            size_t link = node + (size_t)(links_at + 4 * i);
-            if (shmstore__le(v->bytes + link, 4) == 1)
-                continue; /* no such child */
-            int rc = shmstore__btree_node(b, link, depth + 1);
-            if (rc != SHMSTORE_ENONE)
-                return rc;
-        }
-    }
-    return SHMSTORE_ENONE;
+    return SHMSTORE_OK;
 }
 
-static int shmstore__btree_map_find(struct shmstore_value *v, const char *key, size_t n)
+/* Check the map or set at `v` (into `m`), then call `fn` (unless NULL)
+ * with each entry's key and value positions in the map's order until it
+ * returns non-zero, which is returned. `budget`, if not NULL, is charged
+ * a place a bucket or node (SHMSTORE_ERANGE once spent). */
+static int shmstore__map_entries(struct shmstore__map *m, const struct shmstore_value *v,
+                                 uint64_t *budget, int (*fn)(void *ctx, size_t, size_t),
+                                 void *ctx)
 {
-    const struct shmstore_schema *s = v->schema;
-    const struct shmstore_schema_node *m = shmstore__at(v);
-    struct shmstore__btree b = {0};
-    b.v = v;
-    b.kn = m->first_child;
-    b.vn = s->nodes[b.kn].next;
-    const struct shmstore_schema_node *k = &s->nodes[b.kn], *val = &s->nodes[b.vn];
-    b.keys_at = shmstore__round_up(1, k->align);
-    b.values_at = shmstore__round_up(b.keys_at + 5 * (uint64_t)k->size, val->align);
-    b.align = k->align > val->align ? k->align : val->align;
-    b.node_size = shmstore__round_up(b.values_at + 5 * (uint64_t)val->size, b.align);
-    if (b.align < 4)
-        b.align = 4;
-    b.key = key;
-    b.n = n;
-    b.budget = v->len / 4 + 1;
-    if (shmstore__le(v->bytes + v->pos + 4, 4) == 0)
-        return SHMSTORE_ENONE;
-    return shmstore__btree_node(&b, v->pos, 0);
+    shmstore__map_init(m, v);
+    m->budget = budget;
+    int type = shmstore__at(v)->type;
+    if (type == SHMSTORE_T_HASH_MAP || type == SHMSTORE_T_HASH_SET) {
+        m->fn = fn;
+        m->ctx = ctx;
+        return shmstore__hash_entries(m);
+    }
+    if (m->len == 0)
+        return SHMSTORE_OK;
+    uint64_t nodes = v->len / (m->links_at + 4) + 1;
+    m->nodes_left = nodes;
+    int rc = shmstore__btree_walk(m, v->pos, 0);
+    if (rc != SHMSTORE_OK)
+        return rc;
+    if (m->seen != m->len)
+        return SHMSTORE_ECORRUPT;
+    if (fn == NULL)
+        return SHMSTORE_OK;
+    m->seen = m->inner = 0;
+    m->nodes_left = nodes;
+    m->fn = fn;
+    m->ctx = ctx;
+    return shmstore__btree_walk(m, v->pos, 0);
 }
 
-/* One step of a path: `.name` (or a first `name`), `.N`, `[N]`, `["key"]`. */
-struct shmstore__step {
-    int kind; /* 0 end, 1 name, 2 index, 3 key */
-    const char *name;
-    size_t len;
-    uint64_t index;
+/* One step of a path: `.name` (or a first `name`), `.N` (or a first `N`),
+ * `[literal]` (an index, or a map's key) or `{literal}` (a set's
+ * element). A literal is a string `"text"` (no escapes, no `"` inside),
+ * an integer `N` or `-N`, `true` or `false`, or a char `'c'` (one UTF-8
+ * scalar value). */
+enum {
+    SHMSTORE__LIT_STR = 1,
+    SHMSTORE__LIT_INT,
+    SHMSTORE__LIT_BOOL,
+    SHMSTORE__LIT_CHAR,
 };
+
+struct shmstore__step {
+    int kind;         /* 0 end, 1 `.name`, 2 `.N`, 3 `[literal]`, 4 `{literal}` */
+    int lit;          /* SHMSTORE__LIT_*, for 3 and 4 */
+    const char *name; /* a name; a string's bytes */
+    size_t len;
+    uint64_t index;   /* `.N`; an integer's magnitude; a bool (0, 1); a char's value */
+    uint64_t index_hi; /* an integer's magnitude above 64 bits */
+    int negative;     /* an integer written with `-` (and not 0) */
+};
+
+/* The literal at `*path`, then `close`. */
+static int shmstore__literal(const char **path, char close, struct shmstore__step *st)
+{
+    const char *p = *path;
+    if (*p == '"') {
+        const char *k = ++p;
+        while (*p != '\0' && *p != '"')
+            p++;
+        if (p[0] != '"' || p[1] != close)
+            return SHMSTORE_ENOPATH;
+        st->lit = SHMSTORE__LIT_STR;
+        st->name = k;
+        st->len = (size_t)(p - k);
+        *path = p + 2;
+        return SHMSTORE_OK;
+    }
+    if (*p == '\'') {
+        const unsigned char *c = (const unsigned char *)p + 1;
+        size_t k = c[0] < 0x80 ? 1 : (c[0] & 0xe0) == 0xc0 ? 2 : (c[0] & 0xf0) == 0xe0 ? 3
+                 : (c[0] & 0xf8) == 0xf0 ? 4 : 0;
+        for (size_t j = 0; j < k; j++)
+            if (c[j] == '\0')
+                return SHMSTORE_ENOPATH;
+        if (k == 0 || !shmstore__utf8(c, k) || c[k] != '\'' || c[k + 1] != (unsigned char)close)
+            return SHMSTORE_ENOPATH;
+        uint64_t cp = k == 1 ? c[0] : (uint64_t)(c[0] & (0x7f >> k));
+        for (size_t j = 1; j < k; j++)
+            cp = (cp << 6) | (c[j] & 0x3f);
+        st->lit = SHMSTORE__LIT_CHAR;
+        st->index = cp;
+        *path = (const char *)c + k + 2;
+        return SHMSTORE_OK;
+    }
+    if (strncmp(p, "true", 4) == 0 || strncmp(p, "false", 5) == 0) {
+        size_t n = *p == 't' ? 4 : 5;
+        if (p[n] != close)
+            return SHMSTORE_ENOPATH;
+        st->lit = SHMSTORE__LIT_BOOL;
+        st->index = *p == 't';
+        *path = p + n + 1;
+        return SHMSTORE_OK;
+    }
+    int negative = *p == '-';
+    p += negative;
+    uint64_t hi = 0, lo = 0;
+    const char *d = p;
+    while (shmstore__is_digit((unsigned char)*p)) {
+        /* hi:lo = hi:lo * 10 + digit, refused past 2^128 - 1. */
+        uint64_t low = (lo & 0xffffffffu) * 10 + (unsigned)(*p - '0');
+        uint64_t high = (lo >> 32) * 10 + (low >> 32);
+        uint64_t carry = high >> 32;
+        if (hi > (UINT64_MAX - carry) / 10)
+            return SHMSTORE_ENOPATH;
+        hi = hi * 10 + carry;
+        lo = (high << 32) | (low & 0xffffffffu);
+        p++;
+    }
+    if (p == d || *p != close)
+        return SHMSTORE_ENOPATH;
+    st->lit = SHMSTORE__LIT_INT;
+    st->index = lo;
+    st->index_hi = hi;
+    st->negative = negative && (hi | lo) != 0;
+    *path = p + 1;
+    return SHMSTORE_OK;
+}
 
 static int shmstore__next_step(const char **path, int first, struct shmstore__step *st)
 {
@@ -3826,35 +3989,11 @@ static int shmstore__next_step(const char **path, int first, struct shmstore__st
     memset(st, 0, sizeof *st);
     if (*p == '\0')
         return SHMSTORE_OK;
-    if (*p == '[') {
-        p++;
-        if (*p == '"') {
-            const char *k = ++p;
-            while (*p != '\0' && *p != '"')
-                p++;
-            if (p[0] != '"' || p[1] != ']')
-                return SHMSTORE_ENOPATH;
-            st->kind = 3;
-            st->name = k;
-            st->len = (size_t)(p - k);
-            *path = p + 2;
-            return SHMSTORE_OK;
-        }
-        uint64_t i = 0;
-        const char *d = p;
-        while (shmstore__is_digit((unsigned char)*p)) {
-            unsigned digit = (unsigned)(*p - '0');
-            if (i > (UINT64_MAX - digit) / 10)
-                return SHMSTORE_ENOPATH;
-            i = i * 10 + digit;
-            p++;
-        }
-        if (p == d || *p != ']')
-            return SHMSTORE_ENOPATH;
-        st->kind = 2;
-        st->index = i;
+    if (*p == '[' || *p == '{') {
+        st->kind = *p == '[' ? 3 : 4;
+        char close = *p == '[' ? ']' : '}';
         *path = p + 1;
-        return SHMSTORE_OK;
+        return shmstore__literal(path, close, st);
     }
     if (*p == '.')
         p++;
@@ -3883,8 +4022,113 @@ static int shmstore__next_step(const char **path, int first, struct shmstore__st
     return SHMSTORE_OK;
 }
 
+static int shmstore__integer(const struct shmstore_value *v, int *negative, uint64_t *hi,
+                             uint64_t *lo);
+
+/* Which literals name a key of type `type`: SHMSTORE__LIT_*, or 0 for a
+ * type whose keys a path cannot name (a struct, a tuple, a float...). */
+static int shmstore__key_lit(int type)
+{
+    switch (type) {
+    case SHMSTORE_T_STR: case SHMSTORE_T_BOX_STR:
+        return SHMSTORE__LIT_STR;
+    case SHMSTORE_T_U8: case SHMSTORE_T_I8: case SHMSTORE_T_U16: case SHMSTORE_T_I16:
+    case SHMSTORE_T_U32: case SHMSTORE_T_I32: case SHMSTORE_T_U64: case SHMSTORE_T_I64:
+    case SHMSTORE_T_U128: case SHMSTORE_T_I128: case SHMSTORE_T_USIZE: case SHMSTORE_T_ISIZE:
+        return SHMSTORE__LIT_INT;
+    case SHMSTORE_T_BOOL:
+        return SHMSTORE__LIT_BOOL;
+    case SHMSTORE_T_CHAR:
+        return SHMSTORE__LIT_CHAR;
+    default:
+        return 0;
+    }
+}
+
+/* Whether the key at `at` (of the node `key_node`) is the literal of
+ * `st`: 1, 0, or a negative error. */
+static int shmstore__key_is(const struct shmstore_value *map, uint32_t key_node, size_t at,
+                            const struct shmstore__step *st)
+{
+    struct shmstore_value k = *map;
+    k.node = key_node;
+    k.pos = at;
+    int rc;
+    switch (shmstore__at(&k)->type) {
+    case SHMSTORE_T_STR:
+    case SHMSTORE_T_BOX_STR: {
+        size_t start, len;
+        if ((rc = shmstore__string(&k, &start, &len)) != SHMSTORE_OK)
+            return -rc;
+        return len == st->len && memcmp(k.bytes + start, st->name, len) == 0;
+    }
+    case SHMSTORE_T_BOOL:
+        if (k.bytes[at] > 1)
+            return -SHMSTORE_ECORRUPT;
+        return k.bytes[at] == st->index;
+    default: {
+        int neg;
+        uint64_t hi, lo;
+        if ((rc = shmstore__integer(&k, &neg, &hi, &lo)) != SHMSTORE_OK)
+            return -rc;
+        return hi == st->index_hi && lo == st->index && neg == st->negative;
+    }
+    }
+}
+
+/* A lookup: every entry compared, the one that matches kept; a second is
+ * corrupt. */
+struct shmstore__find {
+    const struct shmstore__map *m;
+    const struct shmstore__step *st;
+    size_t key_at, value_at;
+    int found;
+};
+
+static int shmstore__find_entry(void *ctx, size_t key_at, size_t value_at)
+{
+    struct shmstore__find *f = (struct shmstore__find *)ctx;
+    int is = shmstore__key_is(f->m->v, f->m->kn, key_at, f->st);
+    if (is < 0)
+        return -is;
+    if (is) {
+        if (f->found)
+            return SHMSTORE_ECORRUPT;
+        f->found = 1;
+        f->key_at = key_at;
+        f->value_at = value_at;
+    }
+    return 0;
+}
+
+/* Go from the map `v` to the value of the key `st` names, or from the set
+ * `v` to the element. */
+static int shmstore__map_find(struct shmstore_value *v, const struct shmstore__step *st)
+{
+    int type = shmstore__at(v)->type;
+    int is_set = type == SHMSTORE_T_HASH_SET || type == SHMSTORE_T_BTREE_SET;
+    if (st->kind != (is_set ? 4 : 3))
+        return SHMSTORE_ENOPATH;
+    int lit = shmstore__key_lit(v->schema->nodes[shmstore__at(v)->first_child].type);
+    if (lit == 0)
+        return SHMSTORE_ENOTSUP;
+    /* A char key is also named by its scalar value. */
+    if (st->lit != lit && !(lit == SHMSTORE__LIT_CHAR && st->lit == SHMSTORE__LIT_INT))
+        return SHMSTORE_ENOPATH;
+    struct shmstore__map m;
+    struct shmstore__find f = {&m, st, 0, 0, 0};
+    int rc = shmstore__map_entries(&m, v, NULL, shmstore__find_entry, &f);
+    if (rc != SHMSTORE_OK)
+        return rc;
+    if (!f.found)
+        return SHMSTORE_ENONE;
+    v->node = is_set ? m.kn : m.vn;
+    v->pos = is_set ? f.key_at : f.value_at;
+    return SHMSTORE_OK;
+}
+
 /* Take one step from `v`, which is neither a box nor an option. */
-static int shmstore__step(struct shmstore_value *v, const struct shmstore__step *st, int dotted)
+static int shmstore__step(struct shmstore_value *v, const struct shmstore__step *st)
 {
     const struct shmstore_schema *s = v->schema;
     const struct shmstore_schema_node *n = shmstore__at(v);
@@ -3899,7 +4143,7 @@ static int shmstore__step(struct shmstore_value *v, const struct shmstore__step 
                 if (s->nodes[c].label != NULL && s->nodes[c].label_len == st->len &&
                     memcmp(s->nodes[c].label, st->name, st->len) == 0)
                     break;
-        } else if (st->kind == 2 && dotted && n->type != SHMSTORE_T_STRUCT) {
+        } else if (st->kind == 2 && n->type != SHMSTORE_T_STRUCT) {
             if (st->index < n->count)
                 c = shmstore__child(s, v->node, st->index);
             if (c != 0 && s->nodes[c].label != NULL)
@@ -3932,7 +4176,7 @@ static int shmstore__step(struct shmstore_value *v, const struct shmstore__step 
         return SHMSTORE_OK;
     }
     case SHMSTORE_T_ARRAY: {
-        if (st->kind != 2 || dotted)
+        if (st->kind != 3 || st->lit != SHMSTORE__LIT_INT || st->negative || st->index_hi != 0)
             return SHMSTORE_ENOPATH;
         if (st->index >= n->count)
             return SHMSTORE_ENOPATH;
@@ -3942,7 +4186,7 @@ static int shmstore__step(struct shmstore_value *v, const struct shmstore__step 
     }
     case SHMSTORE_T_VEC:
     case SHMSTORE_T_BOX_SLICE: {
-        if (st->kind != 2 || dotted)
+        if (st->kind != 3 || st->lit != SHMSTORE__LIT_INT || st->negative || st->index_hi != 0)
             return SHMSTORE_ENOPATH;
         const struct shmstore_schema_node *e = &s->nodes[n->first_child];
         size_t target;
@@ -3957,23 +4201,21 @@ static int shmstore__step(struct shmstore_value *v, const struct shmstore__step 
         return SHMSTORE_OK;
     }
     case SHMSTORE_T_HASH_MAP:
-    case SHMSTORE_T_BTREE_MAP: {
-        if (st->kind != 3)
-            return SHMSTORE_ENOPATH;
-        int key_type = s->nodes[n->first_child].type;
-        if (key_type != SHMSTORE_T_STR && key_type != SHMSTORE_T_BOX_STR)
-            return SHMSTORE_ENOTSUP;
-        return n->type == SHMSTORE_T_HASH_MAP ? shmstore__hash_map_find(v, st->name, st->len)
-                                              : shmstore__btree_map_find(v, st->name, st->len);
-    }
+    case SHMSTORE_T_BTREE_MAP:
+    case SHMSTORE_T_HASH_SET:
+    case SHMSTORE_T_BTREE_SET:
+        return shmstore__map_find(v, st);
     default:
         return SHMSTORE_ENOPATH;
     }
 }
 
-int shmstore_value_at(const struct shmstore_value *value, const char *path,
-                      struct shmstore_value *out)
+/* shmstore_value_at; `last_key` says whether the last step taken was a
+ * map's key or a set's element and the path's last. */
+static int shmstore__path(const struct shmstore_value *value, const char *path,
+                          struct shmstore_value *out, int *last_key)
 {
+    *last_key = 0;
     if (value == NULL || path == NULL || out == NULL || value->schema == NULL ||
         value->node >= value->schema->node_count)
         return SHMSTORE_EINVAL;
@@ -3981,7 +4223,6 @@ int shmstore_value_at(const struct shmstore_value *value, const char *path,
     int first = 1;
     for (;;) {
         struct shmstore__step st;
-        const char *before = path;
         int rc = shmstore__next_step(&path, first, &st);
         if (rc != SHMSTORE_OK)
             return rc;
@@ -3989,13 +4230,39 @@ int shmstore_value_at(const struct shmstore_value *value, const char *path,
             break;
         if ((rc = shmstore__unwrap(&v)) != SHMSTORE_OK)
             return rc;
-        if ((rc = shmstore__step(&v, &st, *before == '.' || (first && *before != '['))) !=
-            SHMSTORE_OK)
+        int type = shmstore__at(&v)->type;
+        *last_key = (st.kind == 3 || st.kind == 4) && *path == '\0' &&
+                    (type == SHMSTORE_T_HASH_MAP || type == SHMSTORE_T_BTREE_MAP ||
+                     type == SHMSTORE_T_HASH_SET || type == SHMSTORE_T_BTREE_SET);
+        if ((rc = shmstore__step(&v, &st)) != SHMSTORE_OK)
             return rc;
         first = 0;
     }
     *out = v;
     return SHMSTORE_OK;
+}
+
+int shmstore_value_at(const struct shmstore_value *value, const char *path,
+                      struct shmstore_value *out)
+{
+    int last_key;
+    return shmstore__path(value, path, out, &last_key);
+}
+
+int shmstore_contains(const struct shmstore_value *value, const char *path, bool *found)
+{
+    struct shmstore_value v;
+    int last_key;
+    if (found == NULL)
+        return SHMSTORE_EINVAL;
+    int rc = shmstore__path(value, path, &v, &last_key);
+    if (!last_key)
+        return rc == SHMSTORE_OK ? SHMSTORE_ENOPATH : rc;
+    if (rc == SHMSTORE_OK || rc == SHMSTORE_ENONE) {
+        *found = rc == SHMSTORE_OK;
+        return SHMSTORE_OK;
+    }
+    return rc;
 }
 
 int shmstore_value_type(const struct shmstore_value *value)
@@ -4098,6 +4365,54 @@ int shmstore_get_i64(const struct shmstore_value *value, const char *path, int64
     return SHMSTORE_OK;
 }
 
+int shmstore_get_u128(const struct shmstore_value *value, const char *path, uint64_t *hi,
+                      uint64_t *lo)
+{
+    struct shmstore_value v;
+    int neg;
+    uint64_t h, l;
+    if (hi == NULL || lo == NULL)
+        return SHMSTORE_EINVAL;
+    int rc = shmstore__leaf(value, path, &v);
+    if (rc == SHMSTORE_OK)
+        rc = shmstore__integer(&v, &neg, &h, &l);
+    if (rc != SHMSTORE_OK)
+        return rc;
+    if (neg)
+        return SHMSTORE_ERANGE;
+    *hi = h;
+    *lo = l;
+    return SHMSTORE_OK;
+}
+
+int shmstore_get_i128(const struct shmstore_value *value, const char *path, int64_t *hi,
+                      uint64_t *lo)
+{
+    struct shmstore_value v;
+    int neg;
+    uint64_t h, l;
+    if (hi == NULL || lo == NULL)
+        return SHMSTORE_EINVAL;
+    int rc = shmstore__leaf(value, path, &v);
+    if (rc == SHMSTORE_OK)
+        rc = shmstore__integer(&v, &neg, &h, &l);
+    if (rc != SHMSTORE_OK)
+        return rc;
+    const uint64_t top = UINT64_C(1) << 63;
+    if (h > top || (h == top && (!neg || l != 0)))
+        return SHMSTORE_ERANGE;
+    if (neg) {
+        /* The two's complement of the magnitude. */
+        h = ~h;
+        l = ~l;
+        if (++l == 0)
+            h++;
+    }
+    memcpy(hi, &h, sizeof h); /* int64_t is two's complement */
+    *lo = l;
+    return SHMSTORE_OK;
+}
+
 int shmstore_get_f64(const struct shmstore_value *value, const char *path, double *out)
 {
     struct shmstore_value v;
@@ -4192,10 +4507,14 @@ int shmstore_get_len(const struct shmstore_value *value, const char *path, uint6
     case SHMSTORE_T_HASH_MAP:
     case SHMSTORE_T_HASH_SET:
     case SHMSTORE_T_BTREE_MAP:
-    case SHMSTORE_T_BTREE_SET:
-        /* The entries as the map says: a lookup checks the pointers. */
-        *out = shmstore__le(v.bytes + v.pos + 4, 4);
-        return SHMSTORE_OK;
+    case SHMSTORE_T_BTREE_SET: {
+        /* The entries the map says it has, once its table or tree is
+         * found to hold that many. */
+        struct shmstore__map m;
+        if ((rc = shmstore__map_entries(&m, &v, NULL, NULL, NULL)) == SHMSTORE_OK)
+            *out = m.len;
+        return rc;
+    }
     default:
         return SHMSTORE_ETYPE;
     }
@@ -4256,6 +4575,128 @@ static size_t shmstore__path_index(struct shmstore__walk *w, size_t at, const ch
         i /= 10;
     } while (i != 0);
     return shmstore__path_add(w, at, pre, digits + n, sizeof digits - n, post);
+}
+
+/* `hi:lo` in decimal, written backwards from `end`: returns its start. */
+static char *shmstore__decimal(uint64_t hi, uint64_t lo, char *end)
+{
+    do {
+        uint64_t a = ((hi % 10) << 32) | (lo >> 32);
+        uint64_t b = ((a % 10) << 32) | (lo & 0xffffffffu);
+        hi /= 10;
+        lo = ((a / 10) << 32) | (b / 10);
+        *--end = (char)('0' + b % 10);
+    } while ((hi | lo) != 0);
+    return end;
+}
+
+static int shmstore__walk(struct shmstore__walk *w, struct shmstore_value v, size_t at);
+
+/* A walk into a map's or set's entries: the map, and where its path ends. */
+struct shmstore__walk_map {
+    struct shmstore__walk *w;
+    const struct shmstore__map *m;
+    size_t at;
+    int is_set;
+};
+
+/* Append the key at `k` to the walk's path at `at` as a path names it
+ * (`["text"]`, `[-3]`, `[true]`, `['c']`; in braces for a set's element):
+ * returns the new end, or 0 with `*rc` set. */
+static size_t shmstore__path_key(struct shmstore__walk *w, size_t at,
+                                 const struct shmstore_value *k, int is_set, int *rc)
+{
+    const char *open = is_set ? "{" : "[", *close = is_set ? "}" : "]";
+    char pre[3] = {open[0], 0, 0}, post[3] = {0, close[0], 0};
+    char buf[48];
+    const char *text = buf;
+    size_t n;
+    *rc = SHMSTORE_OK;
+    switch (shmstore__at(k)->type) {
+    case SHMSTORE_T_STR:
+    case SHMSTORE_T_BOX_STR: {
+        size_t start;
+        if ((*rc = shmstore__string(k, &start, &n)) != SHMSTORE_OK)
+            return 0;
+        if (!shmstore__utf8(k->bytes + start, n)) {
+            *rc = SHMSTORE_ECORRUPT;
+            return 0;
+        }
+        text = (const char *)k->bytes + start;
+        pre[1] = '"';
+        post[0] = '"';
+        break;
+    }
+    case SHMSTORE_T_BOOL:
+        if (k->bytes[k->pos] > 1) {
+            *rc = SHMSTORE_ECORRUPT;
+            return 0;
+        }
+        text = k->bytes[k->pos] ? "true" : "false";
+        n = strlen(text);
+        break;
+    case SHMSTORE_T_CHAR: {
+        int neg;
+        uint64_t hi, c;
+        if ((*rc = shmstore__integer(k, &neg, &hi, &c)) != SHMSTORE_OK)
+            return 0;
+        if (c < 0x80) {
+            buf[0] = (char)c, n = 1;
+        } else if (c < 0x800) {
+            buf[0] = (char)(0xc0 | (c >> 6)), n = 2;
+        } else if (c < 0x10000) {
+            buf[0] = (char)(0xe0 | (c >> 12)), n = 3;
+        } else {
+            buf[0] = (char)(0xf0 | (c >> 18)), n = 4;
+        }
+        for (size_t i = 1; i < n; i++)
+            buf[i] = (char)(0x80 | ((c >> (6 * (n - 1 - i))) & 0x3f));
+        pre[1] = '\'';
+        post[0] = '\'';
+        break;
+    }
+    default: {
+        int neg;
+        uint64_t hi, lo;
+        if ((*rc = shmstore__integer(k, &neg, &hi, &lo)) != SHMSTORE_OK)
+            return 0;
+        char *start = shmstore__decimal(hi, lo, buf + sizeof buf);
+        if (neg)
+            *--start = '-';
+        text = start;
+        n = (size_t)(buf + sizeof buf - start);
+        break;
+    }
+    }
+    if (post[0] == 0) {
+        post[0] = post[1];
+        post[1] = 0;
+    }
+    size_t end = shmstore__path_add(w, at, pre, text, n, post);
+    if (end == 0)
+        *rc = SHMSTORE_ERANGE;
+    return end;
+}
+
+/* One entry of a walk into a map (its value) or a set (its element). */
+static int shmstore__walk_entry(void *ctx, size_t key_at, size_t value_at)
+{
+    struct shmstore__walk_map *e = (struct shmstore__walk_map *)ctx;
+    struct shmstore_value k = *e->m->v;
+    k.node = e->m->kn;
+    k.pos = key_at;
+    int rc;
+    size_t end = shmstore__path_key(e->w, e->at, &k, e->is_set, &rc);
+    if (end == 0)
+        return rc;
+    struct shmstore_value place = k;
+    if (!e->is_set) {
+        place.node = e->m->vn;
+        place.pos = value_at;
+    }
+    rc = shmstore__walk(e->w, place, end);
+    e->w->path[e->at] = '\0';
+    return rc;
 }
 
 static int shmstore__walk(struct shmstore__walk *w, struct shmstore_value v, size_t at)
@@ -4331,6 +4772,19 @@ static int shmstore__walk(struct shmstore__walk *w, struct shmstore_value v, siz
             w->path[at] = '\0';
         }
         return SHMSTORE_OK;
+    }
+    case SHMSTORE_T_HASH_MAP:
+    case SHMSTORE_T_BTREE_MAP:
+    case SHMSTORE_T_HASH_SET:
+    case SHMSTORE_T_BTREE_SET: {
+        /* A map whose keys a path cannot name is a leaf. */
+        if (shmstore__key_lit(s->nodes[n->first_child].type) == 0)
+            return w->fn(w->ctx, w->path, &v);
+        struct shmstore__map m;
+        struct shmstore__walk_map e = {w, &m, at,
+                                       n->type == SHMSTORE_T_HASH_SET ||
+                                           n->type == SHMSTORE_T_BTREE_SET};
+        return shmstore__map_entries(&m, &v, &w->budget, shmstore__walk_entry, &e);
     }
     default:
         return w->fn(w->ctx, w->path, &v);

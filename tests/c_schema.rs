@@ -184,8 +184,7 @@ fn cell_leaves() -> Vec<String> {
         "weights[1]=-0.25",
         "weights[2]=3",
         "weights[3]=0",
-        // Not a u64, and no getter reads u128 beyond it.
-        &format!("big=!{ERANGE}"),
+        "big=18446744073709551616",
         "neg=-5",
         "total=-9223372036854775808",
         "size=123456",
@@ -417,7 +416,7 @@ fn config() -> Config {
 
 /// The leaves of `config()` as `schema_read` prints them.
 fn config_leaves() -> Vec<String> {
-    let big = format!("big=!{ERANGE}");
+    let big = format!("big={}", u128::from(u64::MAX) + 1);
     [
         "name=\"db.example.org\"",
         "limits.max_conn=512",
@@ -455,10 +454,10 @@ fn config_leaves() -> Vec<String> {
         "nested[1]=None",
         "id.0=65535",
         "one.0=4",
-        "weights=<type 25>",
-        "tree=<type 27>",
-        "set=<type 26>",
-        "bset=<type 28>",
+        "weights[\"db\"]=0.5",
+        "tree[\"x\"]=1",
+        "set{3}=3",
+        "bset{1}=1",
     ]
     .iter()
     .map(|l| l.to_string())
@@ -656,6 +655,7 @@ numbers:hash_map<u32,u8>}";
             "len:sorted",
             "len:empty",
             "u64:numbers[\"1\"]",
+            "u64:numbers[1]",
             "u64:hashed[0]",
             "u64:hashed.k0",
         ]
@@ -690,7 +690,8 @@ numbers:hash_map<u32,u8>}";
     assert_eq!(r.answer("len:hashed"), "300");
     assert_eq!(r.answer("len:sorted"), "300");
     assert_eq!(r.answer("len:empty"), "0");
-    assert_eq!(r.answer("u64:numbers[\"1\"]"), format!("!{ENOTSUP}"));
+    assert_eq!(r.answer("u64:numbers[\"1\"]"), format!("!{ENOPATH}"));
+    assert_eq!(r.answer("u64:numbers[1]"), "2");
     assert_eq!(r.answer("u64:hashed[0]"), format!("!{ENOPATH}"));
     assert_eq!(r.answer("u64:hashed.k0"), format!("!{ENOPATH}"));
 
@@ -742,6 +743,75 @@ numbers:hash_map<u32,u8>}";
         let r = read(&programs, "region", schema, Some(&bytes), &[query]);
         assert_eq!(r.answer(query), corrupt, "{what}: {:#?}", r.lines);
     }
+    // A table must have exactly `len` full buckets, and a key once: one
+    // more or one less full control byte, or a key written over another
+    // (inline strings of eight bytes or less), is corrupt, whichever key
+    // is looked up.
+    let ctrl = (hashed as i64
+        + i64::from(i32::from_le_bytes(
+            archive[hashed..hashed + 4].try_into().unwrap(),
+        ))) as usize;
+    let cap = u32_at(&archive, hashed + 8) as usize;
+    // A bucket of hash_map<str,u32>: the String at 0, the u32 at 8.
+    let bucket = |i: usize| ctrl - (i + 1) * 12;
+    let full: Vec<usize> = (0..cap).filter(|&i| archive[ctrl + i] < 0x80).collect();
+    assert_eq!(full.len(), 300);
+    let empty = (0..cap).find(|&i| archive[ctrl + i] == 0xff).unwrap();
+    let inline: Vec<usize> = full
+        .iter()
+        .copied()
+        .filter(|&i| archive[bucket(i)] & 0xc0 != 0x80)
+        .collect();
+    let (a, b) = (inline[0], inline[1]);
+    let key_of = |i: usize| {
+        let bytes = &archive[bucket(i)..bucket(i) + 8];
+        let n = bytes.iter().position(|&c| c == 0xff).unwrap_or(8);
+        String::from_utf8(bytes[..n].to_vec()).unwrap()
+    };
+    let (key_a, key_b) = (key_of(a), key_of(b));
+    let qa = format!("u64:hashed[\"{key_a}\"]");
+    let qb = format!("u64:hashed[\"{key_b}\"]");
+    let mut twice = archive.to_vec();
+    twice.copy_within(bucket(a)..bucket(a) + 8, bucket(b));
+    let r = read(
+        &programs,
+        "region",
+        schema,
+        Some(&twice),
+        &[&qa, &qb, "len:hashed"],
+    );
+    assert_eq!(r.answer(&qa), corrupt, "a key twice: {:#?}", r.lines);
+    assert_eq!(r.answer(&qb), format!("!{ENONE}"), "{:#?}", r.lines);
+    for (what, bytes) in [
+        ("a full bucket more", patch(ctrl + empty, &[0x11])),
+        ("a full bucket less", patch(ctrl + full[7], &[0xff])),
+        ("len one more", patch(hashed + 4, &301u32.to_le_bytes())),
+        ("len one less", patch(hashed + 4, &299u32.to_le_bytes())),
+    ] {
+        let r = read(
+            &programs,
+            "region",
+            schema,
+            Some(&bytes),
+            &[&qa, "len:hashed"],
+        );
+        assert_eq!(r.answer(&qa), corrupt, "{what}: {:#?}", r.lines);
+        assert_eq!(r.answer("len:hashed"), corrupt, "{what}: {:#?}", r.lines);
+    }
+    // A tree must hold exactly `len` entries.
+    for len in [299u32, 301, 0x7fff_ffff] {
+        let bytes = patch(sorted + 4, &len.to_le_bytes());
+        let r = read(
+            &programs,
+            "region",
+            schema,
+            Some(&bytes),
+            &[s0, "len:sorted"],
+        );
+        assert_eq!(r.answer(s0), corrupt, "len {len}: {:#?}", r.lines);
+        assert_eq!(r.answer("len:sorted"), corrupt, "len {len}: {:#?}", r.lines);
+    }
+
     // A tree whose root node links back to itself: the walk ends.
     let node = (sorted as i64
         + i64::from(i32::from_le_bytes(
@@ -889,6 +959,43 @@ fn c_refuses_schemas_outside_the_grammar() {
             r.lines
         );
     }
+    // Texts cut short deep inside are refused as such: the nodes opened
+    // but not closed never exceed SHMSTORE_SCHEMA_NODES_FOR.
+    let cut = format!("{}u8,", "(".repeat(31));
+    let r = read(&programs, "region", &cut, None, &[]);
+    assert_eq!(r.code, Some(3), "{:#?}", r.lines);
+    assert!(
+        r.lines[0].starts_with(&format!("refused {ESCHEMA} at ")),
+        "{cut:?}: {:#?}",
+        r.lines
+    );
+    let wrap = |open: &str, close: &str, levels: usize| {
+        (0..levels).fold("u8".to_owned(), |t, _| format!("{open}{t}{close}"))
+    };
+    for deep in [
+        wrap("(", ",)", 31),
+        wrap("[", ";1]", 31),
+        wrap("box<[", "]>", 15),
+        wrap("enum E{A=0(", ")}", 31),
+        wrap("enum E{A=0,B=1{b:", "}}", 31),
+        wrap("A(", ")", 31),
+        wrap("result<", ",u8>", 31),
+    ] {
+        let r = read(&programs, "region", &deep, None, &[]);
+        assert_eq!(r.code, Some(0), "{deep}: {:#?}", r.lines);
+        for end in 1..deep.len() {
+            let text = &deep[..end];
+            let r = read(&programs, "region", text, None, &[]);
+            assert_eq!(r.code, Some(3), "{text:?}: {:#?}", r.lines);
+            assert!(
+                r.lines[0].starts_with(&format!("refused {ESCHEMA} at "))
+                    && !r.lines[0].contains("more nodes"),
+                "{text:?}: {:#?}",
+                r.lines
+            );
+        }
+    }
+
     // What is refused says where.
     let r = read(&programs, "region", "A{a:u8,b:x8}", None, &[]);
     assert_eq!(
@@ -1435,4 +1542,467 @@ fn c_and_rust_agree_on_every_schema_text() {
         differ.len(),
         differ.join("\n")
     );
+}
+
+#[derive(rkyv::Archive, rkyv::Serialize)]
+struct Keyed {
+    order: BTreeMap<u32, String>,
+    signed: HashMap<i64, u8>,
+    flags: HashMap<bool, u32>,
+    letters: BTreeMap<char, u16>,
+    wide: HashMap<u128, u8>,
+    low: BTreeMap<i128, i8>,
+    small: BTreeMap<u8, u16>,
+    ids: HashSet<u32>,
+    names: BTreeSet<String>,
+    bytes: BTreeSet<i8>,
+    points: HashMap<(u8, u8), u8>,
+    maybe: Option<HashSet<u16>>,
+}
+
+const KEYED_SCHEMA: &str = "Keyed{order:btree_map<u32,str>,signed:hash_map<i64,u8>,\
+flags:hash_map<bool,u32>,letters:btree_map<char,u16>,wide:hash_map<u128,u8>,\
+low:btree_map<i128,i8>,small:btree_map<u8,u16>,ids:hash_set<u32>,names:btree_set<str>,\
+bytes:btree_set<i8>,points:hash_map<(u8,u8),u8>,maybe:option<hash_set<u16>>}";
+
+fn keyed() -> Keyed {
+    Keyed {
+        order: (0..200)
+            .map(|i| (i * 7, format!("seven times {i}")))
+            .collect(),
+        signed: [-5, 0, 9, i64::MIN, i64::MAX]
+            .into_iter()
+            .zip(1..)
+            .collect(),
+        flags: HashMap::from([(true, 1), (false, 0)]),
+        letters: "aé€𝄞z".chars().zip(1..).collect(),
+        wide: HashMap::from([(u128::MAX, 1), (u128::from(u64::MAX) + 1, 2), (3, 3)]),
+        low: BTreeMap::from([(i128::MIN, -1), (-1, -2), (i128::MAX, 3)]),
+        small: (1..=7).map(|i| (i, u16::from(i) * 100)).collect(),
+        ids: (0..50).map(|i| i * i).collect(),
+        names: ["alpha", "a name longer than eight", ""]
+            .map(str::to_owned)
+            .into(),
+        bytes: [-128, -1, 0, 127].into(),
+        points: HashMap::from([((1, 2), 3)]),
+        maybe: None,
+    }
+}
+
+/// Maps whose keys are integers, bools and chars are read by key, and sets
+/// answer whether they hold an element, in swiss tables and B-trees.
+#[test]
+fn c_finds_keys_of_every_scalar_type() {
+    let Some(programs) = compile("schema-keys", &["schema_read"]) else {
+        return;
+    };
+    let value = keyed();
+    let archive = rkyv::to_bytes::<rkyv::rancor::Error>(&value).expect("archive");
+    let mut answers: Vec<(String, String)> = Vec::new();
+    let mut ask = |q: String, a: String| answers.push((q, a));
+    let e = |code: i32| format!("!{code}");
+    for (k, v) in &value.order {
+        ask(format!("str:order[{k}]"), format!("{v:?}"));
+    }
+    for k in [1u64, 6, 1400, 4_294_967_295, 4_294_967_296] {
+        ask(format!("str:order[{k}]"), e(ENONE));
+    }
+    for (k, v) in &value.signed {
+        ask(format!("u64:signed[{k}]"), v.to_string());
+    }
+    ask("u64:signed[-6]".into(), e(ENONE));
+    ask("u64:signed[-0]".into(), value.signed[&0].to_string());
+    ask("u64:flags[true]".into(), "1".into());
+    ask("u64:flags[false]".into(), "0".into());
+    for (k, v) in &value.letters {
+        ask(format!("u64:letters['{k}']"), v.to_string());
+        ask(format!("u64:letters[{}]", u32::from(*k)), v.to_string());
+    }
+    ask("u64:letters['b']".into(), e(ENONE));
+    for (k, v) in &value.wide {
+        if *k <= u128::from(u64::MAX) {
+            ask(format!("u64:wide[{k}]"), v.to_string());
+        }
+    }
+    ask("u64:wide[18446744073709551615]".into(), e(ENONE));
+    ask("i64:low[-1]".into(), "-2".into());
+    ask("i64:low[1]".into(), e(ENONE));
+    for (k, v) in &value.small {
+        ask(format!("u64:small[{k}]"), v.to_string());
+    }
+    ask("u64:small[300]".into(), e(ENONE));
+    for i in 0..60u32 {
+        let there = value.ids.contains(&i).to_string();
+        ask(format!("contains:ids{{{i}}}"), there.clone());
+        let got = if value.ids.contains(&i) {
+            i.to_string()
+        } else {
+            e(ENONE)
+        };
+        ask(format!("u64:ids{{{i}}}"), got);
+    }
+    for name in ["alpha", "a name longer than eight", "", "beta"] {
+        ask(
+            format!("contains:names{{\"{name}\"}}"),
+            value.names.contains(name).to_string(),
+        );
+    }
+    ask(
+        "str:names{\"a name longer than eight\"}".into(),
+        "\"a name longer than eight\"".into(),
+    );
+    for b in [-128i8, -1, 0, 1, 127] {
+        ask(
+            format!("contains:bytes{{{b}}}"),
+            value.bytes.contains(&b).to_string(),
+        );
+    }
+    // Maps take `[key]` and sets `{element}`; a literal of another kind
+    // than the key, or no literal, is no path; keys a path cannot name are
+    // not supported; an option that is None on the way is no element.
+    for (q, a) in [
+        ("u64:order[\"7\"]", e(ENOPATH)),
+        ("u64:order{7}", e(ENOPATH)),
+        ("u64:order.7", e(ENOPATH)),
+        ("u64:order[7", e(ENOPATH)),
+        ("u64:order[7]]", e(ENOPATH)),
+        ("u64:order[-]", e(ENOPATH)),
+        ("u64:order[true]", e(ENOPATH)),
+        ("u64:flags[1]", e(ENOPATH)),
+        ("u64:flags[True]", e(ENOPATH)),
+        ("u64:letters['ab']", e(ENOPATH)),
+        ("u64:letters['']", e(ENOPATH)),
+        ("u64:letters[\"a\"]", e(ENOPATH)),
+        ("u64:signed['a']", e(ENOPATH)),
+        ("contains:ids[4]", e(ENOPATH)),
+        ("contains:ids", e(ENOPATH)),
+        ("contains:order[7]", "true".into()),
+        ("contains:order[8]", "false".into()),
+        ("contains:order[7].x", e(ENOPATH)),
+        ("u64:points[1]", e(ENOTSUP)),
+        ("contains:points[\"x\"]", e(ENOTSUP)),
+        ("contains:maybe{1}", e(ENONE)),
+        ("u64:small[-1]", e(ENONE)),
+        ("len:ids", "50".into()),
+        ("len:names", "3".into()),
+    ] {
+        ask(q.into(), a);
+    }
+    let queries: Vec<&str> = answers.iter().map(|(q, _)| q.as_str()).collect();
+    let r = read(&programs, "region", KEYED_SCHEMA, Some(&archive), &queries);
+    assert_eq!(r.code, Some(0), "{:#?}", r.lines);
+    assert_eq!(
+        layout_of(&r),
+        (size_of::<ArchivedKeyed>(), align_of::<ArchivedKeyed>())
+    );
+    for (q, a) in &answers {
+        assert_eq!(r.answer(q), a, "{q}");
+    }
+
+    // A B-tree holding a key twice is corrupt. `small`'s tree is a leaf
+    // of keys 1 and 2 under a root of keys 3 to 7 (FORMAT.md's example):
+    // make the leaf's 2 a 1.
+    let root = archive.len() - size_of::<ArchivedKeyed>();
+    let small = root + offset_of!(ArchivedKeyed, small);
+    let node = (small as i64
+        + i64::from(i32::from_le_bytes(
+            archive[small..small + 4].try_into().unwrap(),
+        ))) as usize;
+    assert_eq!(archive[node..node + 6], [1, 3, 4, 5, 6, 7]);
+    let leaf = (node as i64
+        + 16
+        + i64::from(i32::from_le_bytes(
+            archive[node + 16..node + 20].try_into().unwrap(),
+        ))) as usize;
+    assert_eq!(archive[leaf..leaf + 3], [0, 1, 2]);
+    let mut twice = archive.to_vec();
+    twice[leaf + 2] = 1;
+    let r = read(
+        &programs,
+        "region",
+        KEYED_SCHEMA,
+        Some(&twice),
+        &["u64:small[1]", "u64:small[5]"],
+    );
+    assert_eq!(r.answer("u64:small[1]"), e(ECORRUPT), "{:#?}", r.lines);
+    assert_eq!(r.answer("u64:small[5]"), "500", "{:#?}", r.lines);
+    // A bool key of 2, a char key that is no scalar value.
+    let flags = root + offset_of!(ArchivedKeyed, flags);
+    let ctrl = (flags as i64
+        + i64::from(i32::from_le_bytes(
+            archive[flags..flags + 4].try_into().unwrap(),
+        ))) as usize;
+    let mut bad = archive.to_vec();
+    // A bucket of hash_map<bool,u32>: the bool at 0, the u32 at 4.
+    let full = (0..u32_at(&archive, flags + 8) as usize)
+        .find(|&i| archive[ctrl + i] < 0x80)
+        .unwrap();
+    bad[ctrl - (full + 1) * 8] = 2;
+    let r = read(
+        &programs,
+        "region",
+        KEYED_SCHEMA,
+        Some(&bad),
+        &["u64:flags[true]"],
+    );
+    assert_eq!(r.answer("u64:flags[true]"), e(ECORRUPT), "{:#?}", r.lines);
+}
+
+/// The visitor goes into maps and sets whose keys a path can name: each
+/// value's leaves under `map[key]`, each element as `set{element}`, in
+/// the map's order (a B-tree's is the keys'); a map keyed by tuples stays
+/// a leaf. Each path reads back.
+#[test]
+fn c_visits_the_entries_of_maps_and_sets() {
+    let Some(programs) = compile("schema-visit-maps", &["schema_read"]) else {
+        return;
+    };
+    let value = keyed();
+    let archive = rkyv::to_bytes::<rkyv::rancor::Error>(&value).expect("archive");
+    let r = read(&programs, "region", KEYED_SCHEMA, Some(&archive), &[]);
+    assert_eq!(r.code, Some(0), "{:#?}", r.lines);
+    let got = leaves(&r);
+    let under = |prefix: &str| -> Vec<String> {
+        got.iter()
+            .filter(|l| l.starts_with(prefix))
+            .map(|l| l.to_string())
+            .collect()
+    };
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    // B-trees, in key order.
+    let order: Vec<String> = value
+        .order
+        .iter()
+        .map(|(k, v)| format!("order[{k}]={v:?}"))
+        .collect();
+    assert_eq!(under("order["), order);
+    let letters: Vec<String> = value
+        .letters
+        .iter()
+        .map(|(k, v)| format!("letters['{k}']={v}"))
+        .collect();
+    assert_eq!(under("letters["), letters);
+    let low: Vec<String> = value
+        .low
+        .iter()
+        .map(|(k, v)| format!("low[{k}]={v}"))
+        .collect();
+    assert_eq!(under("low["), low);
+    let names: Vec<String> = value
+        .names
+        .iter()
+        .map(|k| format!("names{{{k:?}}}={k:?}"))
+        .collect();
+    assert_eq!(under("names{"), names);
+    let bytes: Vec<String> = value
+        .bytes
+        .iter()
+        .map(|k| format!("bytes{{{k}}}={k}"))
+        .collect();
+    assert_eq!(under("bytes{"), bytes);
+    // Swiss tables, in their buckets' order.
+    let signed: Vec<String> = value
+        .signed
+        .iter()
+        .map(|(k, v)| format!("signed[{k}]={v}"))
+        .collect();
+    assert_eq!(sorted(under("signed[")), sorted(signed));
+    assert_eq!(sorted(under("flags[")), ["flags[false]=0", "flags[true]=1"]);
+    // u128 keys beyond 64 bits are named in full; their values are u8.
+    let wide: Vec<String> = value
+        .wide
+        .iter()
+        .map(|(k, v)| format!("wide[{k}]={v}"))
+        .collect();
+    assert_eq!(sorted(under("wide[")), sorted(wide));
+    let ids: Vec<String> = value
+        .ids
+        .iter()
+        .map(|k| format!("ids{{{k}}}={k}"))
+        .collect();
+    assert_eq!(sorted(under("ids{")), sorted(ids));
+    assert!(got.contains(&"points=<type 25>"), "{got:#?}");
+    assert!(got.contains(&"maybe=None"), "{got:#?}");
+    let total = value.order.len()
+        + value.signed.len()
+        + value.flags.len()
+        + value.letters.len()
+        + value.wide.len()
+        + value.low.len()
+        + value.small.len()
+        + value.ids.len()
+        + value.names.len()
+        + value.bytes.len()
+        + 2;
+    assert_eq!(got.len(), total, "{got:#?}");
+
+    // Each leaf's path reads back to its value.
+    let queries: Vec<String> = got
+        .iter()
+        .filter_map(|l| {
+            let (path, v) = l.split_once('=')?;
+            let getter = if v.starts_with('"') {
+                "str"
+            } else if v.starts_with('-') {
+                "i64"
+            } else if v.starts_with(|c: char| c.is_ascii_digit()) {
+                "u64"
+            } else {
+                return None;
+            };
+            Some(format!("{getter}:{path}"))
+        })
+        .collect();
+    let args: Vec<&str> = queries.iter().map(String::as_str).collect();
+    let back = read(&programs, "region", KEYED_SCHEMA, Some(&archive), &args);
+    for (q, l) in queries.iter().zip(
+        got.iter()
+            .filter(|l| !l.ends_with("None") && !l.contains("<type")),
+    ) {
+        let (_, v) = l.split_once('=').unwrap();
+        assert_eq!(back.answer(q), v, "{q}");
+    }
+
+    // A corrupt map stops the walk with its error, after the leaves before.
+    let root = archive.len() - size_of::<ArchivedKeyed>();
+    let ids = root + offset_of!(ArchivedKeyed, ids);
+    let mut bad = archive.to_vec();
+    bad[ids + 4..ids + 8].copy_from_slice(&49u32.to_le_bytes());
+    let r = read(&programs, "region", KEYED_SCHEMA, Some(&bad), &[]);
+    assert_eq!(r.code, Some(4), "{:#?}", r.lines);
+    assert_eq!(r.line("visit=!"), ECORRUPT.to_string());
+    assert!(leaves(&r).iter().all(|l| !l.starts_with("ids{")));
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Wide {
+    max: u128,
+    min: i128,
+    top: i128,
+    one: u128,
+    small: i64,
+    byte: u8,
+    _pad: [u8; 7],
+}
+
+/// u128 and i128 are read in full, as two 64-bit halves, at their
+/// extremes; the 64-bit getters refuse what does not fit them.
+#[test]
+fn c_reads_128_bit_integers_in_full() {
+    let Some(programs) = compile("schema-wide", &["schema_read"]) else {
+        return;
+    };
+    let value = Wide {
+        max: u128::MAX,
+        min: i128::MIN,
+        top: i128::MAX,
+        one: 1,
+        small: -2,
+        byte: 200,
+        _pad: [0; 7],
+    };
+    let schema = "Wide{max:u128,min:i128,top:i128,one:u128,small:i64,byte:u8,_pad:[u8;7]}";
+    let e = |code: i32| format!("!{code}");
+    let answers = [
+        ("u128:max", u128::MAX.to_string()),
+        ("i128:max", e(ERANGE)),
+        ("u64:max", e(ERANGE)),
+        ("i128:min", i128::MIN.to_string()),
+        ("u128:min", e(ERANGE)),
+        ("i64:min", e(ERANGE)),
+        ("i128:top", i128::MAX.to_string()),
+        ("u128:top", i128::MAX.to_string()),
+        ("u128:one", "1".into()),
+        ("i128:one", "1".into()),
+        ("u64:one", "1".into()),
+        ("i128:small", "-2".into()),
+        ("u128:small", e(ERANGE)),
+        ("u128:byte", "200".into()),
+        ("i128:byte", "200".into()),
+        ("u128:_pad", e(ETYPE)),
+        ("i128:nope", e(ENOPATH)),
+    ];
+    let queries: Vec<&str> = answers.iter().map(|(q, _)| *q).collect();
+    let r = read(
+        &programs,
+        "cell",
+        schema,
+        Some(bytemuck::bytes_of(&value)),
+        &queries,
+    );
+    assert_eq!(r.code, Some(0), "{:#?}", r.lines);
+    assert_eq!(layout_of(&r), (size_of::<Wide>(), align_of::<Wide>()));
+    for (q, a) in &answers {
+        assert_eq!(r.answer(q), a, "{q}");
+    }
+    let leaves = leaves(&r);
+    assert_eq!(leaves[0], format!("max={}", u128::MAX));
+    assert_eq!(leaves[1], format!("min={}", i128::MIN));
+    assert_eq!(leaves[2], format!("top={}", i128::MAX));
+
+    // In an archive too, next to a char.
+    let archive =
+        rkyv::to_bytes::<rkyv::rancor::Error>(&(i128::MIN + 1, u128::MAX - 1, 'z')).unwrap();
+    let r = read(
+        &programs,
+        "region",
+        "(i128,u128,char)",
+        Some(&archive),
+        &["i128:0", "u128:1", "u128:2", "i128:2"],
+    );
+    assert_eq!(r.answer("i128:0"), (i128::MIN + 1).to_string());
+    assert_eq!(r.answer("u128:1"), (u128::MAX - 1).to_string());
+    assert_eq!(r.answer("u128:2"), "122");
+    assert_eq!(r.answer("i128:2"), "122");
+}
+
+/// A B-tree of a few nodes, each linking 6 times to the one below, would
+/// make a walk of 6^39 paths, all within a claimed `len` of four billion:
+/// the walk stops at as many nodes as the bytes can hold apart.
+#[test]
+fn c_stops_a_tree_of_shared_nodes() {
+    let Some(programs) = compile("schema-shared-nodes", &["schema_read"]) else {
+        return;
+    };
+    // btree_map<u8,u8>: a node is the kind at 0, keys at 1-5, values at
+    // 6-10, the links at 12-35; 36 bytes, aligned to 4.
+    let levels = 40;
+    let mut archive = vec![0u8; 36 * levels];
+    for j in 0..levels {
+        let node = 36 * j;
+        archive[node] = 1;
+        for i in 0..5 {
+            archive[node + 1 + i] = i as u8 + 1;
+        }
+        for link in 0..6 {
+            let at = node + 12 + 4 * link;
+            let off = if j == 0 {
+                1
+            } else {
+                (36 * (j - 1)) as i32 - at as i32
+            };
+            archive[at..at + 4].copy_from_slice(&off.to_le_bytes());
+        }
+    }
+    let map = archive.len();
+    archive.extend_from_slice(&((36 * (levels - 1)) as i32 - map as i32).to_le_bytes());
+    archive.extend_from_slice(&u32::MAX.to_le_bytes());
+    let started = std::time::Instant::now();
+    let r = read(
+        &programs,
+        "region",
+        "btree_map<u8,u8>",
+        Some(&archive),
+        &["u64:[9]", "len:", "contains:[1]"],
+    );
+    assert!(started.elapsed().as_secs() < 10, "{:?}", started.elapsed());
+    let corrupt = format!("!{ECORRUPT}");
+    assert_eq!(r.answer("u64:[9]"), corrupt, "{:#?}", r.lines);
+    assert_eq!(r.answer("len:"), corrupt);
+    assert_eq!(r.answer("contains:[1]"), corrupt);
+    assert_eq!(r.line("visit=!"), ECORRUPT.to_string());
 }

@@ -2,11 +2,13 @@
  * Printing what a schema reads, shared by the test programs schema_read.c
  * and schema_object.c: each leaf shmstore_visit() finds as `PATH=VALUE`,
  * and the answers to queries as `QUERY=VALUE` or `QUERY=!CODE`. A QUERY is
- * `u64:PATH`, `i64:PATH`, `f64:PATH`, `bool:PATH`, `str:PATH`, `len:PATH`
- * or `variant:PATH` (printed `NAME/TAG`). VALUE is a number (f64 printed
- * with %.17g), `true` or `false`, a string in double quotes with `\` and
- * `"` and bytes outside 0x20-0x7e escaped as \xNN, `None` (an option that
- * is None), a unit variant's name, `()`, or `<type N>` for a map or set.
+ * `u64:PATH`, `i64:PATH`, `u128:PATH`, `i128:PATH`, `f64:PATH`,
+ * `bool:PATH`, `str:PATH`, `len:PATH`, `variant:PATH` (printed
+ * `NAME/TAG`) or `contains:PATH` (`true` or `false`). VALUE is a number (f64 printed with %.17g), `true` or
+ * `false`, a string in double quotes with `\` and `"` and bytes outside
+ * 0x20-0x7e escaped as \xNN, `None` (an option that is None), a unit
+ * variant's name, `()`, or `<type N>` for a map or set the visitor does
+ * not go into.
  * The visitor's context, if not NULL, counts the leaves instead.
  */
 #ifndef SHMSTORE_TEST_SCHEMA_PRINT_H
@@ -33,14 +35,59 @@ static inline void print_str(const char *s, size_t n)
     putchar('"');
 }
 
+/* Print `hi` * 2^64 + `lo` in decimal, `-` first if `negative`. */
+static inline void print_u128(int negative, uint64_t hi, uint64_t lo)
+{
+    char buf[48];
+    char *p = buf + sizeof buf;
+    *--p = '\0';
+    do {
+        uint64_t a = ((hi % 10) << 32) | (lo >> 32);
+        uint64_t b = ((a % 10) << 32) | (lo & 0xffffffffu);
+        hi /= 10;
+        lo = ((a / 10) << 32) | (b / 10);
+        *--p = (char)('0' + b % 10);
+    } while ((hi | lo) != 0);
+    printf("%s%s", negative ? "-" : "", p);
+}
+
+/* Print an i128 given as halves: its sign, then its magnitude. */
+static inline void print_i128(int64_t hi, uint64_t lo)
+{
+    uint64_t h = (uint64_t)hi, l = lo;
+    int negative = hi < 0;
+    if (negative) {
+        h = ~h;
+        l = ~l;
+        if (++l == 0)
+            h++;
+    }
+    print_u128(negative, h, l);
+}
+
 /* Print the leaf `v` (the empty path) by its type. */
 static inline int print_leaf(const struct shmstore_value *v)
 {
     int type = shmstore_value_type(v);
     int rc;
     switch (type) {
+    case SHMSTORE_T_U128: {
+        uint64_t hi, lo;
+        if ((rc = shmstore_get_u128(v, "", &hi, &lo)) != SHMSTORE_OK)
+            return rc;
+        print_u128(0, hi, lo);
+        return SHMSTORE_OK;
+    }
+    case SHMSTORE_T_I128: {
+        int64_t hi;
+        uint64_t lo;
+        if ((rc = shmstore_get_i128(v, "", &hi, &lo)) != SHMSTORE_OK)
+            return rc;
+        print_i128(hi, lo);
+        return SHMSTORE_OK;
+    }
     case SHMSTORE_T_U8: case SHMSTORE_T_U16: case SHMSTORE_T_U32: case SHMSTORE_T_U64:
-    case SHMSTORE_T_USIZE: case SHMSTORE_T_U128: case SHMSTORE_T_CHAR: {
+    case SHMSTORE_T_USIZE: case SHMSTORE_T_CHAR: {
         uint64_t x;
         if ((rc = shmstore_get_u64(v, "", &x)) != SHMSTORE_OK)
             return rc;
@@ -48,7 +95,7 @@ static inline int print_leaf(const struct shmstore_value *v)
         return SHMSTORE_OK;
     }
     case SHMSTORE_T_I8: case SHMSTORE_T_I16: case SHMSTORE_T_I32: case SHMSTORE_T_I64:
-    case SHMSTORE_T_ISIZE: case SHMSTORE_T_I128: {
+    case SHMSTORE_T_ISIZE: {
         int64_t x;
         if ((rc = shmstore_get_i64(v, "", &x)) != SHMSTORE_OK)
             return rc;
@@ -128,6 +175,15 @@ static inline void query(const struct shmstore_value *root, const char *q)
         int64_t x;
         if ((rc = shmstore_get_i64(root, path, &x)) == SHMSTORE_OK)
             printf("%lld", (long long)x);
+    } else if (kind == 4 && memcmp(q, "u128", 4) == 0) {
+        uint64_t hi, lo;
+        if ((rc = shmstore_get_u128(root, path, &hi, &lo)) == SHMSTORE_OK)
+            print_u128(0, hi, lo);
+    } else if (kind == 4 && memcmp(q, "i128", 4) == 0) {
+        int64_t hi;
+        uint64_t lo;
+        if ((rc = shmstore_get_i128(root, path, &hi, &lo)) == SHMSTORE_OK)
+            print_i128(hi, lo);
     } else if (kind == 3 && memcmp(q, "f64", 3) == 0) {
         double x;
         if ((rc = shmstore_get_f64(root, path, &x)) == SHMSTORE_OK)
@@ -160,6 +216,10 @@ static inline void query(const struct shmstore_value *root, const char *q)
         unsigned tag;
         if ((rc = shmstore_get_variant(root, path, &name, &n, &tag)) == SHMSTORE_OK)
             printf("%.*s/%u", (int)n, name, tag);
+    } else if (kind == 8 && memcmp(q, "contains", 8) == 0) {
+        bool found;
+        if ((rc = shmstore_contains(root, path, &found)) == SHMSTORE_OK)
+            printf("%s", found ? "true" : "false");
     } else {
         fprintf(stderr, "bad query %s\n", q);
         exit(2);

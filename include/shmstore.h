@@ -4365,17 +4365,25 @@ int shmstore_get_i64(const struct shmstore_value *value, const char *path, int64
     return SHMSTORE_OK;
 }
 
-int shmstore_get_u128(const struct shmstore_value *value, const char *path, uint64_t *hi,
-                      uint64_t *lo)
+/* The integer at `path`: its sign and magnitude `h:l`. */
+static int shmstore__get_wide(const struct shmstore_value *value, const char *path, const void *hi,
+                              const void *lo, int *neg, uint64_t *h, uint64_t *l)
 {
     struct shmstore_value v;
-    int neg;
-    uint64_t h, l;
     if (hi == NULL || lo == NULL)
         return SHMSTORE_EINVAL;
     int rc = shmstore__leaf(value, path, &v);
     if (rc == SHMSTORE_OK)
-        rc = shmstore__integer(&v, &neg, &h, &l);
+        rc = shmstore__integer(&v, neg, h, l);
+    return rc;
+}
+
+int shmstore_get_u128(const struct shmstore_value *value, const char *path, uint64_t *hi,
+                      uint64_t *lo)
+{
+    int neg;
+    uint64_t h, l;
+    int rc = shmstore__get_wide(value, path, hi, lo, &neg, &h, &l);
     if (rc != SHMSTORE_OK)
         return rc;
     if (neg)
@@ -4388,14 +4396,9 @@ int shmstore_get_u128(const struct shmstore_value *value, const char *path, uint
 int shmstore_get_i128(const struct shmstore_value *value, const char *path, int64_t *hi,
                       uint64_t *lo)
 {
-    struct shmstore_value v;
     int neg;
     uint64_t h, l;
-    if (hi == NULL || lo == NULL)
-        return SHMSTORE_EINVAL;
-    int rc = shmstore__leaf(value, path, &v);
-    if (rc == SHMSTORE_OK)
-        rc = shmstore__integer(&v, &neg, &h, &l);
+    int rc = shmstore__get_wide(value, path, hi, lo, &neg, &h, &l);
     if (rc != SHMSTORE_OK)
         return rc;
     const uint64_t top = UINT64_C(1) << 63;

@@ -363,7 +363,14 @@ mod tests {
     /// A fresh, valid cell of `u64` in a private image of 4096 bytes, with
     /// the schema `text` stored (none if it is empty).
     fn with_schema(text: &str) -> Snapshot {
-        let img = Snapshot::zeroed(4096);
+        cell_in(4096, text, text.len())
+    }
+
+    /// A fresh, valid cell of `u64` in a private image of `len` bytes, its
+    /// data `room` bytes after the header, the schema `text` stored (none
+    /// if it is empty).
+    fn cell_in(len: usize, text: &str, room: usize) -> Snapshot {
+        let img = Snapshot::zeroed(len);
         let h = header_of(&img).unwrap();
         let ty = TypeDesc {
             kind: Kind::Cell,
@@ -374,7 +381,7 @@ mod tests {
             extra: 0,
             schema: (!text.is_empty()).then(|| text.into()),
         };
-        let layout = Layout::for_value(8, 8, 2, text.len()).unwrap();
+        let layout = Layout::for_value(8, 8, 2, room).unwrap();
         h.write_creator(1, 0, None);
         h.write_fresh(&ty, &layout);
         write_schema(&img, Kind::Cell, text).unwrap();
@@ -451,21 +458,9 @@ mod tests {
     fn a_schema_longer_than_the_limit_is_refused_even_with_room() {
         let len = SCHEMA_MAX + 8;
         let layout = Layout::for_value(8, 8, 2, len).unwrap();
-        let img = Snapshot::zeroed(layout.used_len);
+        let img = cell_in(layout.used_len, "", len);
         let h = header_of(&img).unwrap();
-        let ty = TypeDesc {
-            kind: Kind::Cell,
-            name: "u64".into(),
-            size: 8,
-            align: 8,
-            schema_version: 0,
-            extra: 0,
-            schema: None,
-        };
-        h.write_creator(1, 0, None);
-        h.write_fresh(&ty, &layout);
         h.schema_len.store(len as u32, Relaxed);
-        h.state.store(STATE_READY, Relaxed);
         let e = validate(h, img.len()).unwrap_err();
         assert!(e.to_string().contains("schema length"), "{e}");
     }

@@ -35,20 +35,14 @@ static inline void print_str(const char *s, size_t n)
     putchar('"');
 }
 
-/* Print `hi` * 2^64 + `lo` in decimal, `-` first if `negative`. */
+/* Print `hi` * 2^64 + `lo` in decimal, `-` first if `negative` (the
+ * header's own decimal writer, which its including file compiled). */
 static inline void print_u128(int negative, uint64_t hi, uint64_t lo)
 {
     char buf[48];
-    char *p = buf + sizeof buf;
-    *--p = '\0';
-    do {
-        uint64_t a = ((hi % 10) << 32) | (lo >> 32);
-        uint64_t b = ((a % 10) << 32) | (lo & 0xffffffffu);
-        hi /= 10;
-        lo = ((a / 10) << 32) | (b / 10);
-        *--p = (char)('0' + b % 10);
-    } while ((hi | lo) != 0);
-    printf("%s%s", negative ? "-" : "", p);
+    char *end = buf + sizeof buf - 1;
+    *end = '\0';
+    printf("%s%s", negative ? "-" : "", shmstore__decimal(hi, lo, end));
 }
 
 /* Print an i128 given as halves: its sign, then its magnitude. */

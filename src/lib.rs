@@ -62,6 +62,7 @@ mod format;
 pub mod fuzzing;
 pub mod inspect;
 mod key;
+pub mod raw;
 mod region;
 pub mod schema;
 mod store;
@@ -85,7 +86,7 @@ pub use cell::{
     CellCreator, CellLease, CellOpener, CellReader, CellSettings, DEFAULT_CELL_SLOTS, SharedCell,
 };
 pub use error::{Error, Limit, Result, Target};
-pub use format::{FORMAT_VERSION, Kind};
+pub use format::{FORMAT_VERSION, Kind, TypeDesc};
 pub use key::{Key, NAME_MAX, NAME_PROBES, SECRET_FILE};
 pub use region::{
     Publishable, Readable, RegionCreator, RegionOpener, RegionReader, RegionRef, RegionSettings,

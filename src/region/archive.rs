@@ -128,14 +128,15 @@ pub(super) fn serialize_into<T: Publishable>(
     })
 }
 
-/// Copy `archive` into buffer `buffer` and validate it there as an archived
-/// `T`; its length. The caller holds the write lock and chose the buffer as
-/// free (see the module's comment).
-pub(super) fn copy_into<T: Readable>(
+/// Copy `archive` into buffer `buffer` and validate it there with `check`
+/// (as an archived `T`: [`check_archive`]); its length. The caller holds
+/// the write lock and chose the buffer as free (see the module's comment).
+pub(super) fn copy_into(
     store: &Store,
     _guard: &WriteGuard<'_>,
     buffer: usize,
     archive: &[u8],
+    check: impl FnOnce(&[u8]) -> Result<()>,
 ) -> Result<u64> {
     assert!(
         archive.len() <= store.layout().slot_stride,
@@ -146,7 +147,7 @@ pub(super) fn copy_into<T: Readable>(
     // bytes.
     let dst = unsafe { std::slice::from_raw_parts_mut(store.slot_ptr(buffer), archive.len()) };
     dst.copy_from_slice(archive);
-    check_archive::<T>(dst)?;
+    check(dst)?;
     Ok(archive.len() as u64)
 }
 

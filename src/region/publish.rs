@@ -138,6 +138,18 @@ impl<T: Archive> SharedRegion<T, ReadWrite> {
     where
         T: Readable,
     {
+        self.publish_checked(archive, archive::check_archive::<T>)
+    }
+
+    /// Make `archive` current once `check` accepted it, copied into the
+    /// buffer (aligned as a buffer is); returns the new version. For
+    /// [`publish_bytes`](Self::publish_bytes), and for raw handles, which
+    /// check by the stored schema.
+    pub(crate) fn publish_checked(
+        &self,
+        archive: &[u8],
+        check: impl FnOnce(&[u8]) -> Result<()>,
+    ) -> Result<u64> {
         let capacity = self.capacity();
         if archive.len() > capacity {
             return Err(Error::CapacityExceeded {
@@ -153,7 +165,7 @@ impl<T: Archive> SharedRegion<T, ReadWrite> {
             |buffer, _| {
                 // As in publish: the buffer is ours alone until made current,
                 // and holds at least `capacity >= archive.len()` bytes.
-                archive::copy_into::<T>(&self.store, &guard, buffer, archive)
+                archive::copy_into(&self.store, &guard, buffer, archive, check)
             },
         )?;
         Ok(self.committed(&guard, next))

@@ -170,8 +170,9 @@ mod sealed {
     }
 }
 
-/// A handle a [`Subscription`] can watch: a [`SharedCell`] or a
-/// [`SharedRegion`], read-write or read-only.
+/// A handle a [`Subscription`] can watch: a [`SharedCell`], a
+/// [`SharedRegion`] or a [`RawObject`](crate::raw::RawObject), read-write
+/// or read-only.
 pub trait Watchable: sealed::Watch {}
 
 impl<T: bytemuck::Pod, A: Access> sealed::Watch for SharedCell<T, A> {
@@ -197,6 +198,21 @@ impl<T: rkyv::Archive, A: Access> sealed::Watch for SharedRegion<T, A> {
 }
 
 impl<T: rkyv::Archive, A: Access> Watchable for SharedRegion<T, A> {}
+
+impl<A: Access> sealed::Watch for crate::raw::RawObject<A> {
+    fn watched(&self) -> Object {
+        Object {
+            store: self.store().share(),
+            probe: match self.kind() {
+                crate::format::Kind::Cell => Probe::Cell,
+                crate::format::Kind::Region => Probe::Region,
+            },
+            gone: AtomicBool::new(false),
+        }
+    }
+}
+
+impl<A: Access> Watchable for crate::raw::RawObject<A> {}
 
 /// What [`Subscription::changes`] found about one object: which one (the
 /// token [`Subscription::add`] returned) and its new version, or

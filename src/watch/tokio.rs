@@ -12,6 +12,7 @@ use tokio::io::unix::AsyncFd;
 use super::{Subscription, Watchable};
 use crate::cell::SharedCell;
 use crate::error::{Error, Result};
+use crate::raw::RawObject;
 use crate::region::SharedRegion;
 use crate::store::Access;
 
@@ -158,5 +159,20 @@ impl<T: rkyv::Archive, A: Access> SharedRegion<T, A> {
     /// A [`Changes`] stream of this region's versions from the version now.
     pub fn changes(&self) -> Result<Changes> {
         Changes::since(self, self.version())
+    }
+}
+
+/// Async waiting (feature `tokio`).
+impl<A: Access> RawObject<A> {
+    /// Wait until the version differs from `since` and return it, as
+    /// [`SharedCell::changed`] does: `Err(Error::Removed)` once the object
+    /// is removed. Cancel-safe.
+    pub async fn changed(&self, since: u64) -> Result<u64> {
+        Changes::once(self, self.version(), since).await
+    }
+
+    /// A [`Changes`] stream of this object's versions from `since`.
+    pub fn changes_since(&self, since: u64) -> Result<Changes> {
+        Changes::since(self, since)
     }
 }

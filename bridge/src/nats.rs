@@ -1,0 +1,75 @@
+//! The connection to NATS and the bucket: a client that retries its first
+//! connection and reconnects for ever (async-nats does both), and the
+//! key-value bucket, made on first use.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv};
+
+use crate::config::Config;
+
+/// Connect to the configured server. Returns at once even if the server
+/// is down: the client connects when it comes up, and every request
+/// before that fails (the caller retries).
+pub async fn connect(config: &Config) -> Result<async_nats::Client, String> {
+    let mut options = async_nats::ConnectOptions::new()
+        .name(format!("shmstore-bridge {}", config.host()))
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .connection_timeout(Duration::from_secs(2))
+        .request_timeout(Some(Duration::from_secs(5)));
+    if let Some(creds) = &config.credentials {
+        options = options
+            .credentials_file(creds)
+            .await
+            .map_err(|e| format!("cannot read the credentials {}: {e}", creds.display()))?;
+    }
+    options
+        .connect(config.server.as_str())
+        .await
+        .map_err(|e| format!("cannot connect to {}: {e}", config.server))
+}
+
+/// The bucket, made if missing (one value per key is kept: the bridge
+/// needs only the latest).
+pub async fn bucket(client: &async_nats::Client, config: &Config) -> Result<kv::Store, String> {
+    let js = jetstream::new(client.clone());
+    match js.get_key_value(config.bucket.as_str()).await {
+        Ok(store) => Ok(store),
+        Err(_) => js
+            .create_key_value(kv::Config {
+                bucket: config.bucket.clone(),
+                history: 1,
+                max_value_size: i32::try_from(config.max_value_bytes + crate::envelope::overhead())
+                    .unwrap_or(i32::MAX),
+                storage: jetstream::stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| format!("cannot open or make the bucket {}: {e}", config.bucket)),
+    }
+}
+
+/// The bucket, waited for while the server cannot be reached (every
+/// `retry`, up to `retry * 16` between tries).
+pub async fn bucket_when_up(
+    client: &async_nats::Client,
+    config: &Config,
+    status: &crate::status::Shared,
+) -> kv::Store {
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match bucket(client, config).await {
+            Ok(store) => {
+                status.connected(true);
+                return store;
+            }
+            Err(e) => {
+                status.connected(false);
+                tracing::warn!("{e}; trying again in {wait:?}");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}

@@ -43,7 +43,9 @@ pub async fn run(bridge: Arc<Bridge>) {
     let mut locals: HashMap<String, Local> = HashMap::new();
     let mut wait = Duration::from_millis(50);
     loop {
-        let mut watch = match bridge.kv.watch_all().await {
+        // The newest entry of every key (deletes included), then every
+        // later one. (`watch_all` gives only later ones.)
+        let mut watch = match bridge.kv.watch_with_history(">").await {
             Ok(w) => w,
             Err(e) => {
                 bridge.status.connected(false);

@@ -32,22 +32,38 @@ pub async fn connect(config: &Config) -> Result<async_nats::Client, String> {
 
 /// The bucket, made if missing (one value per key is kept: the bridge
 /// needs only the latest).
+///
+/// async-nats's `create_key_value` cannot read the answer of a 2.9 server
+/// (Debian's) to the stream it asks for; the bucket is made as the stream a
+/// key-value bucket is (ADR-8: `KV_<bucket>` over `$KV.<bucket>.>`, roll-ups
+/// allowed, deletes of messages denied, direct gets allowed, new messages
+/// discarded when full), which every server version answers.
 pub async fn bucket(client: &async_nats::Client, config: &Config) -> Result<kv::Store, String> {
     let js = jetstream::new(client.clone());
-    match js.get_key_value(config.bucket.as_str()).await {
-        Ok(store) => Ok(store),
-        Err(_) => js
-            .create_key_value(kv::Config {
-                bucket: config.bucket.clone(),
-                history: 1,
-                max_value_size: i32::try_from(config.max_value_bytes + crate::envelope::overhead())
-                    .unwrap_or(i32::MAX),
-                storage: jetstream::stream::StorageType::File,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| format!("cannot open or make the bucket {}: {e}", config.bucket)),
+    if let Ok(store) = js.get_key_value(config.bucket.as_str()).await {
+        return Ok(store);
     }
+    let max_value = i32::try_from(config.max_value_bytes + crate::envelope::overhead())
+        .unwrap_or(i32::MAX);
+    js.get_or_create_stream(jetstream::stream::Config {
+        name: format!("KV_{}", config.bucket),
+        subjects: vec![format!("$KV.{}.>", config.bucket)],
+        max_messages_per_subject: 1,
+        max_message_size: max_value,
+        storage: jetstream::stream::StorageType::File,
+        allow_rollup: true,
+        deny_delete: true,
+        deny_purge: false,
+        allow_direct: true,
+        num_replicas: 1,
+        discard: jetstream::stream::DiscardPolicy::New,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| format!("cannot make the bucket {}: {e}", config.bucket))?;
+    js.get_key_value(config.bucket.as_str())
+        .await
+        .map_err(|e| format!("cannot open the bucket {}: {e}", config.bucket))
 }
 
 /// The bucket, waited for while the server cannot be reached (every

@@ -43,8 +43,8 @@ pub async fn bucket(client: &async_nats::Client, config: &Config) -> Result<kv::
     if let Ok(store) = js.get_key_value(config.bucket.as_str()).await {
         return Ok(store);
     }
-    let max_value = i32::try_from(config.max_value_bytes + crate::envelope::overhead())
-        .unwrap_or(i32::MAX);
+    let max_value =
+        i32::try_from(config.max_value_bytes + crate::envelope::overhead()).unwrap_or(i32::MAX);
     js.get_or_create_stream(jetstream::stream::Config {
         name: format!("KV_{}", config.bucket),
         subjects: vec![format!("$KV.{}.>", config.bucket)],

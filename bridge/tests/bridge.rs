@@ -151,7 +151,10 @@ fn child_entry() {
             report("removed", 1);
         }
         "remove" => {
-            if let Ok(r) = SharedRegion::<Config>::opener().with_schema().open(key(name, ns)) {
+            if let Ok(r) = SharedRegion::<Config>::opener()
+                .with_schema()
+                .open(key(name, ns))
+            {
                 r.remove().unwrap();
             }
             report("removed", 1);
@@ -259,14 +262,20 @@ fn wait_seq(host: &Host, name: &str, want: &str) {
         if got == want {
             return;
         }
-        assert!(Instant::now() < deadline, "host {} holds {got}, not {want}", host.name);
+        assert!(
+            Instant::now() < deadline,
+            "host {} holds {got}, not {want}",
+            host.name
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
 #[test]
 fn two_hosts_share_a_configuration_through_ten_thousand_updates() {
-    let Some(server) = Server::start() else { return };
+    let Some(server) = Server::start() else {
+        return;
+    };
     if !common::is_root() {
         eprintln!(
             "note: not root, so the two hosts are private namespaces of names in one IPC \
@@ -313,7 +322,10 @@ fn two_hosts_share_a_configuration_through_ten_thousand_updates() {
         .output()
         .unwrap();
     let table = String::from_utf8(out.stdout).unwrap();
-    assert!(table.contains(&name) && table.contains("mirrored"), "{table}");
+    assert!(
+        table.contains(&name) && table.contains("mirrored"),
+        "{table}"
+    );
 
     // Removed on A: removed on B, and B's readers see it.
     let mut waiter = b.child(&["wait_removed", &name, &b.ns_arg()]);
@@ -326,7 +338,9 @@ fn two_hosts_share_a_configuration_through_ten_thousand_updates() {
 
 #[test]
 fn the_server_down_at_start_and_during_the_run_then_caught_up() {
-    let Some(mut server) = Server::start() else { return };
+    let Some(mut server) = Server::start() else {
+        return;
+    };
     server.down();
     let (a, b) = (Host::new("a", true), Host::new("b", true));
     let name = fresh("outage");
@@ -355,11 +369,16 @@ fn the_server_down_at_start_and_during_the_run_then_caught_up() {
 
 #[test]
 fn bridges_killed_and_started_again_catch_up_without_writing_twice() {
-    let Some(server) = Server::start() else { return };
+    let Some(server) = Server::start() else {
+        return;
+    };
     let (a, b) = (Host::new("a", true), Host::new("b", true));
     let name = fresh("restart");
     a.run(&["publish", &name, &a.ns_arg(), "1", "1"]);
-    let (ca, cb) = (a.config(&server.url(), EXPORT), b.config(&server.url(), IMPORT));
+    let (ca, cb) = (
+        a.config(&server.url(), EXPORT),
+        b.config(&server.url(), IMPORT),
+    );
     let mut ba = a.bridge(&ca);
     let mut bb = b.bridge(&cb);
     wait_seq(&b, &name, "1");
@@ -378,18 +397,26 @@ fn bridges_killed_and_started_again_catch_up_without_writing_twice() {
 
     // Both killed and started again with nothing new: nothing is written
     // twice, on B or in the bucket.
-    let revision = bb.wait_object(&name, "B wrote the last value", |o| o["version"] == 300)
-        ["revision"]
-        .clone();
+    let revision =
+        bb.wait_object(&name, "B wrote the last value", |o| o["version"] == 300)["revision"]
+            .clone();
     ba.kill();
     bb.kill();
     let ba = a.bridge(&ca);
     let bb = b.bridge(&cb);
-    bb.wait_object(&name, "B looked at the entry again", |o| o["revision"] == revision);
-    ba.wait_object(&name, "A looked at its entry again", |o| o["revision"] == revision);
+    bb.wait_object(&name, "B looked at the entry again", |o| {
+        o["revision"] == revision
+    });
+    ba.wait_object(&name, "A looked at its entry again", |o| {
+        o["revision"] == revision
+    });
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(version(&b), before, "B wrote a value twice");
-    assert_eq!(ba.object(&name).unwrap()["revision"], revision, "A put a value twice");
+    assert_eq!(
+        ba.object(&name).unwrap()["revision"],
+        revision,
+        "A put a value twice"
+    );
 
     // A killed, the object changed and removed while A was away: the key
     // is deleted when A starts again, and B's object is removed.
@@ -403,7 +430,9 @@ fn bridges_killed_and_started_again_catch_up_without_writing_twice() {
 
 #[test]
 fn a_writer_killed_in_the_middle_of_a_publish_loses_nothing_committed() {
-    let Some(server) = Server::start() else { return };
+    let Some(server) = Server::start() else {
+        return;
+    };
     let (a, b) = (Host::new("a", true), Host::new("b", true));
     let name = fresh("crash");
     a.run(&["publish", &name, &a.ns_arg(), "1", "5"]);
@@ -417,13 +446,19 @@ fn a_writer_killed_in_the_middle_of_a_publish_loses_nothing_committed() {
         "region.after_commit",
     ] {
         let mut c = a.command(std::env::current_exe().unwrap());
-        c.args(["child_entry", "--exact", "--nocapture", "--test-threads=1", "-q"])
-            .env(
-                "SHMSTORE_BRIDGE_TEST_CHILD",
-                ["publish_and_die", &name, &a.ns_arg(), "6"].join("\u{1f}"),
-            )
-            .env("SHMSTORE_CRASH_AT", step)
-            .stdout(std::process::Stdio::null());
+        c.args([
+            "child_entry",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+            "-q",
+        ])
+        .env(
+            "SHMSTORE_BRIDGE_TEST_CHILD",
+            ["publish_and_die", &name, &a.ns_arg(), "6"].join("\u{1f}"),
+        )
+        .env("SHMSTORE_CRASH_AT", step)
+        .stdout(std::process::Stdio::null());
         let status = c.status().unwrap();
         assert!(!status.success(), "the writer survived {step}");
         // Committed (after_commit) or not, B ends where A is, and a new
@@ -438,8 +473,14 @@ fn a_writer_killed_in_the_middle_of_a_publish_loses_nothing_committed() {
 
 #[test]
 fn a_second_host_exporting_a_name_is_refused() {
-    let Some(server) = Server::start() else { return };
-    let (a, c, b) = (Host::new("a", true), Host::new("c", true), Host::new("b", true));
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let (a, c, b) = (
+        Host::new("a", true),
+        Host::new("c", true),
+        Host::new("b", true),
+    );
     let name = fresh("twice");
     a.run(&["publish", &name, &a.ns_arg(), "1", "1"]);
     let _ba = a.bridge(&a.config(&server.url(), EXPORT));
@@ -462,7 +503,9 @@ fn a_second_host_exporting_a_name_is_refused() {
 
 #[test]
 fn a_local_object_of_another_type_is_never_written() {
-    let Some(server) = Server::start() else { return };
+    let Some(server) = Server::start() else {
+        return;
+    };
     let (a, b) = (Host::new("a", true), Host::new("b", true));
     let name = fresh("mismatch");
     let mut squatter = b.child(&["squat_v2", &name, &b.ns_arg()]);
@@ -481,7 +524,9 @@ fn a_local_object_of_another_type_is_never_written() {
 
 #[test]
 fn bad_bytes_in_the_bucket_are_refused_and_never_written() {
-    let Some(server) = Server::start() else { return };
+    let Some(server) = Server::start() else {
+        return;
+    };
     let (a, b) = (Host::new("a", true), Host::new("b", true));
     let name = fresh("bad");
     a.run(&["publish", &name, &a.ns_arg(), "1", "1"]);
@@ -504,7 +549,12 @@ fn bad_bytes_in_the_bucket_are_refused_and_never_written() {
             .get_key_value("test")
             .await
             .unwrap();
-        kv.entry(key.as_str()).await.unwrap().unwrap().value.to_vec()
+        kv.entry(key.as_str())
+            .await
+            .unwrap()
+            .unwrap()
+            .value
+            .to_vec()
     });
     let good = shmstore_bridge::Envelope::decode(&good).unwrap();
     let mut bad_archive = good.clone();
@@ -546,8 +596,14 @@ fn bad_bytes_in_the_bucket_are_refused_and_never_written() {
 
 #[test]
 fn a_deleted_key_removes_the_local_object_unless_told_not_to() {
-    let Some(server) = Server::start() else { return };
-    let (a, b, c) = (Host::new("a", true), Host::new("b", true), Host::new("c", true));
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let (a, b, c) = (
+        Host::new("a", true),
+        Host::new("b", true),
+        Host::new("c", true),
+    );
     let name = fresh("deleted");
     a.run(&["publish", &name, &a.ns_arg(), "1", "1"]);
     let _ba = a.bridge(&a.config(&server.url(), EXPORT));
@@ -579,7 +635,9 @@ fn a_deleted_key_removes_the_local_object_unless_told_not_to() {
 
 #[test]
 fn a_cell_without_a_schema_is_mirrored_by_its_type_name() {
-    let Some(server) = Server::start() else { return };
+    let Some(server) = Server::start() else {
+        return;
+    };
     let (a, b) = (Host::new("a", true), Host::new("b", true));
     let name = fresh("pair");
     a.run(&["cell", &name, &a.ns_arg(), "41"]);

@@ -93,7 +93,14 @@ impl Server {
     pub fn up(&mut self) {
         assert!(self.child.is_none(), "the server runs already");
         let child = Command::new(&self.exe)
-            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
             .arg(self.store.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -165,10 +172,15 @@ impl Host {
             assert_eq!(line.trim(), "up", "unshare --ipc did not start");
             c
         });
+        let dir = TempDir::new(name);
+        let names = dir.path().join("names");
+        std::fs::create_dir(&names).unwrap();
+        std::fs::set_permissions(&names, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
         Host {
             name: name.into(),
             holder,
-            dir: TempDir::new(name),
+            dir,
         }
     }
 
@@ -227,11 +239,17 @@ impl Host {
     pub fn child(&self, args: &[&str]) -> Kid {
         let exe = std::env::current_exe().unwrap();
         let mut c = self.command(exe);
-        c.args(["child_entry", "--exact", "--nocapture", "--test-threads=1", "-q"])
-            .env(ARGS_ENV, args.join(&SEP.to_string()))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+        c.args([
+            "child_entry",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+            "-q",
+        ])
+        .env(ARGS_ENV, args.join(&SEP.to_string()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
         Kid::start(c)
     }
 
@@ -271,17 +289,20 @@ impl Host {
 
 impl Drop for Host {
     fn drop(&mut self) {
-        // What a failed test left in this IPC namespace: the objects of its
-        // names (`acme/...-PID`).
+        // What a failed test left in this host's namespace of names.
         if self.holder.is_none()
             && let Ok(objects) = shmstore::inspect::objects()
         {
-            let tail = format!("-{}", std::process::id());
+            let dir = self.dir.path().join("names");
             for o in objects {
-                if o.name().is_some_and(|n| n.starts_with("acme/") && n.ends_with(&tail))
-                    && let Ok(seg) = shmstore::inspect::attach_for_removal(o.info.id)
+                let Some(name) = o.name() else { continue };
+                let Ok(key) = shmstore::Key::named_in(&dir, name) else {
+                    continue;
+                };
+                if let Ok(object) = shmstore::raw::RawOptions::new().open(key)
+                    && object.id() == o.info.id
                 {
-                    let _ = shmstore::inspect::remove_attached(seg);
+                    let _ = object.remove();
                 }
             }
         }
@@ -317,7 +338,12 @@ impl Bridge {
     }
 
     /// Wait until `check` holds of the object's status entry.
-    pub fn wait_object(&self, name: &str, what: &str, check: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    pub fn wait_object(
+        &self,
+        name: &str,
+        what: &str,
+        check: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(o) = self.object(name)
@@ -392,7 +418,11 @@ impl Kid {
                 .lines
                 .recv_timeout(left)
                 .unwrap_or_else(|_| panic!("no report {name} from the child"));
-            if let Some((k, v)) = line.trim_end().strip_prefix('@').and_then(|l| l.split_once('=')) {
+            if let Some((k, v)) = line
+                .trim_end()
+                .strip_prefix('@')
+                .and_then(|l| l.split_once('='))
+            {
                 self.reports.push((k.into(), v.into()));
                 assert_eq!(k, name, "report {k}={v} while {name} was expected");
                 return v.into();
@@ -408,7 +438,11 @@ impl Kid {
     pub fn wait(&mut self) -> std::process::ExitStatus {
         let status = self.child.wait().unwrap();
         while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
-            if let Some((k, v)) = line.trim_end().strip_prefix('@').and_then(|l| l.split_once('=')) {
+            if let Some((k, v)) = line
+                .trim_end()
+                .strip_prefix('@')
+                .and_then(|l| l.split_once('='))
+            {
                 self.reports.push((k.into(), v.into()));
             }
         }
@@ -442,5 +476,8 @@ pub fn stdin_closed_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
 
 /// The report `name`'s value among `reports`.
 pub fn report_of<'a>(reports: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    reports.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    reports
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }

@@ -57,6 +57,14 @@ pub const STEPS: &[&str] = &[
     "pin.after_pin",
     // A reclaim of a dead reader's pin (region/pin_slot.rs).
     "reclaim.after_judge",
+    // The bridge between hosts (bridge/: its feature `crash-points`): an
+    // exporter with a value read and not yet put, and put (the bucket
+    // acknowledged it) and not yet noted; an importer with an entry
+    // decoded and not yet written, and written and not yet noted.
+    "bridge.export.after_read",
+    "bridge.export.after_put",
+    "bridge.import.after_decode",
+    "bridge.import.after_write",
 ];
 
 #[cfg(feature = "crash-points")]

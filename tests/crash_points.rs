@@ -417,6 +417,12 @@ fn every_step_is_in_a_table() {
     tabled.extend(["reclaim.after_judge", "notify.before_sleep"]);
     // Killed and stopped at in tests/watch.rs.
     tabled.push("notify.before_sleep_any");
+    // The bridge's steps are killed and stopped at in bridge/tests/bridge.rs.
+    tabled.extend(
+        shmstore::crash::STEPS
+            .iter()
+            .filter(|s| s.starts_with("bridge.")),
+    );
     // The life of an object's steps are killed and stopped at in
     // tests/life.rs.
     tabled.extend(common::life_steps().filter(|s| !CREATE_STEPS.contains(s)));

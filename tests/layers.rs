@@ -18,7 +18,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("the protocols' building blocks", &["sync"]),
     ("the format", &["format"]),
     ("an untyped object", &["store"]),
-    ("the typed objects", &["cell", "region", "watch"]),
+    ("the typed objects", &["cell", "region", "raw", "watch"]),
     ("the tools over objects", &["catalog", "inspect", "fuzzing"]),
 ];
 

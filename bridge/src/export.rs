@@ -161,6 +161,7 @@ async fn put_newest(
 ) -> Option<()> {
     let mut wait = Duration::from_millis(50);
     loop {
+        crate::step("bridge.export.after_read");
         let envelope = Envelope {
             identity: object.identity().clone(),
             origin: bridge.host.clone(),
@@ -171,6 +172,7 @@ async fn put_newest(
         };
         match put(bridge, key, &envelope, revision).await {
             Ok(Put::Done(r)) | Ok(Put::Same(r)) => {
+                crate::step("bridge.export.after_put");
                 *revision = Some(r);
                 bridge.status.connected(true);
                 bridge.status.object(name, |o| {

@@ -3,11 +3,10 @@
 //! is in `lib.rs`).
 //!
 //! A watch starts with the newest entry of every key, then every later one
-//! in revision order. Per key, an entry is applied only if its revision is
-//! above the last applied, and written only if its bytes differ from the
-//! local object's: a watch started again (the server restarted, the
-//! connection lost) or a bridge restarted catches up to the newest value
-//! without writing any value twice. An entry that does not decode, or whose
+//! in revision order. An entry is written only if its bytes differ from the
+//! local object's: a watch started again (the connection lost for good) or
+//! a bridge restarted catches up to the newest value without writing any
+//! value twice. An entry that does not decode, or whose
 //! value does not check against its identity, is refused with the reason,
 //! never written; so is one whose identity differs from the local object's.
 //! A deleted key removes the local object (unless `remove_on_delete` is
@@ -19,8 +18,8 @@ use std::time::Duration;
 
 use async_nats::jetstream::kv;
 use futures::StreamExt;
-use shmstore::Error;
 use shmstore::raw::{RawObject, RawOptions};
+use shmstore::{Error, TypeDesc};
 
 use crate::Bridge;
 use crate::config::Direction;
@@ -32,10 +31,11 @@ const DIRECTION: &str = "import";
 /// What the task keeps per key.
 #[derive(Default)]
 struct Local {
-    /// The revision last applied.
-    revision: u64,
     /// The local object written last.
     object: Option<RawObject>,
+    /// The identity of the last value written (or found there already):
+    /// a deleted key removes only a local object of this identity.
+    identity: Option<TypeDesc>,
 }
 
 /// Import for ever: watch, apply, and watch again when a watch ends.
@@ -59,7 +59,7 @@ pub async fn run(bridge: Arc<Bridge>) {
         wait = Duration::from_millis(50);
         while let Some(entry) = watch.next().await {
             match entry {
-                Ok(entry) => apply(&bridge, &mut locals, entry),
+                Ok(entry) => apply(&bridge, &mut locals, entry).await,
                 Err(e) => {
                     tracing::warn!("the watch of the bucket failed: {e}; watching again");
                     break;
@@ -71,7 +71,7 @@ pub async fn run(bridge: Arc<Bridge>) {
 }
 
 /// Apply one entry.
-fn apply(bridge: &Bridge, locals: &mut HashMap<String, Local>, entry: kv::Entry) {
+async fn apply(bridge: &Bridge, locals: &mut HashMap<String, Local>, entry: kv::Entry) {
     let name = match crate::keys::name_of(&entry.key) {
         Ok(n) => n,
         Err(e) => {
@@ -83,31 +83,58 @@ fn apply(bridge: &Bridge, locals: &mut HashMap<String, Local>, entry: kv::Entry)
         return;
     }
     let local = locals.entry(name.clone()).or_default();
-    if entry.revision <= local.revision {
-        return;
-    }
-    local.revision = entry.revision;
     match entry.operation {
-        kv::Operation::Delete | kv::Operation::Purge => remove(bridge, &name, local),
+        kv::Operation::Delete | kv::Operation::Purge => {
+            remove(bridge, &name, local, &entry.key).await
+        }
         kv::Operation::Put => write(bridge, &name, local, &entry),
     }
 }
 
-/// The key was deleted: remove the local object.
-fn remove(bridge: &Bridge, name: &str, local: &mut Local) {
+/// The key was deleted: remove the local object, if it holds what the
+/// bucket held. The identity of the value the key held is the one this
+/// task wrote last, or, for a key first seen deleted (the bridge started
+/// after the delete), that of the value before the delete, which the
+/// bucket keeps (two entries per key).
+async fn remove(bridge: &Bridge, name: &str, local: &mut Local, key: &str) {
     let object = local.object.take();
     if !bridge.config.remove_on_delete {
         return;
     }
-    let removed = match object {
-        Some(o) => o.remove(),
+    let identity = match local.identity.take() {
+        Some(id) => Some(id),
+        None => held_before_delete(bridge, key).await,
+    };
+    let object = match object {
+        Some(o) => o,
         None => match bridge.open_local_rw(name) {
-            Ok(o) => o.remove(),
+            Ok(o) => o,
             Err(Error::NotFound { .. }) => return,
-            Err(e) => Err(e),
+            Err(e) => {
+                bridge.status.error(
+                    name,
+                    DIRECTION,
+                    "refused",
+                    &format!("its key was deleted, but it cannot be opened to be removed: {e}"),
+                );
+                return;
+            }
         },
     };
-    match removed {
+    if identity.as_ref() != Some(object.identity()) {
+        bridge.status.error(
+            name,
+            DIRECTION,
+            "refused",
+            &format!(
+                "its key was deleted, but the local object ({}) is not known to hold what the \
+                 key held: it is left (remove it with `shmstore remove` if it should go)",
+                object.identity()
+            ),
+        );
+        return;
+    }
+    match object.remove() {
         Ok(()) | Err(Error::Removed { .. }) => {
             tracing::info!(object = name, "removed: its key was deleted");
             bridge.status.object(name, |o| {
@@ -123,6 +150,26 @@ fn remove(bridge: &Bridge, name: &str, local: &mut Local) {
         ),
     }
 }
+
+/// The identity of the last value `key` held before it was deleted, if
+/// the bucket still keeps it and it decodes.
+async fn held_before_delete(bridge: &Bridge, key: &str) -> Option<TypeDesc> {
+    let history = bridge.kv.history(key).await.ok()?;
+    let entries: Vec<kv::Entry> = history
+        .take(HISTORY)
+        .filter_map(|e| async { e.ok() })
+        .collect()
+        .await;
+    entries
+        .iter()
+        .rev()
+        .find(|e| e.operation == kv::Operation::Put)
+        .and_then(|e| Envelope::decode(&e.value).ok())
+        .map(|e| e.identity)
+}
+
+/// How many entries per key the bucket keeps.
+const HISTORY: usize = crate::nats::HISTORY as usize;
 
 /// Write the entry's value into the local object.
 fn write(bridge: &Bridge, name: &str, local: &mut Local, entry: &kv::Entry) {
@@ -141,6 +188,7 @@ fn write(bridge: &Bridge, name: &str, local: &mut Local, entry: &kv::Entry) {
     if envelope.origin == bridge.host {
         return;
     }
+    crate::step("bridge.import.after_decode");
     if envelope.bytes.len() > bridge.config.max_value_bytes {
         bridge.status.error(
             name,
@@ -158,6 +206,8 @@ fn write(bridge: &Bridge, name: &str, local: &mut Local, entry: &kv::Entry) {
     }
     match write_value(bridge, name, local, &envelope) {
         Ok(written) => {
+            crate::step("bridge.import.after_write");
+            local.identity = Some(envelope.identity.clone());
             let lag_us = now_ns().saturating_sub(envelope.read_at_ns) / 1000;
             bridge.status.object(name, |o| {
                 o.direction = DIRECTION.into();

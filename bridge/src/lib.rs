@@ -31,12 +31,13 @@
 //!    replacement object (the name removed and made again) is read only
 //!    after the old one's removal was seen, so its values come after.
 //! 3. **They arrive in that order.** The importer is one task reading one
-//!    watch of the bucket, which delivers entries in revision order. Per
-//!    key it applies an entry only if its revision is above the last it
-//!    applied, so a watch started again (after the server restarted or the
-//!    connection dropped, which delivers the newest entry of every key
-//!    again) never takes a key back. Each applied value is one local
-//!    write, so the local versions follow the revisions.
+//!    watch of the bucket, which delivers entries in revision order, and
+//!    writes each before it reads the next. A watch resumes by itself
+//!    after the server restarts or the connection drops (async-nats makes
+//!    its consumer again from the last revision it delivered); one started
+//!    again by the importer begins with the newest entry of every key,
+//!    never an older one. Each applied value is one local write, so the
+//!    local versions follow the revisions.
 //! 4. **Nothing lost.** A watch starts with the newest entry of every key:
 //!    an importer started again, or reconnected, catches up to the newest
 //!    revision. An exporter whose put fails waits and puts the object's
@@ -78,6 +79,14 @@ use shmstore::raw::{RawObject, RawOptions, RawReader};
 use shmstore::{Error, Key};
 
 pub use config::{Config, Direction};
+
+/// Die or stop here if a test armed this step (feature `crash-points`;
+/// nothing otherwise).
+#[inline(always)]
+fn step(_name: &'static str) {
+    #[cfg(feature = "crash-points")]
+    shmstore::crash::point(_name);
+}
 pub use envelope::Envelope;
 
 /// What the bridge's tasks share.

@@ -30,8 +30,12 @@ pub async fn connect(config: &Config) -> Result<async_nats::Client, String> {
         .map_err(|e| format!("cannot connect to {}: {e}", config.server))
 }
 
-/// The bucket, made if missing (one value per key is kept: the bridge
-/// needs only the latest).
+/// How many entries per key the bucket keeps: the newest, and the one
+/// before, so that an importer that first sees a key deleted knows what
+/// the key held (`import.rs`).
+pub const HISTORY: i64 = 2;
+
+/// The bucket, made if missing.
 ///
 /// async-nats's `create_key_value` cannot read the answer of a 2.9 server
 /// (Debian's) to the stream it asks for; the bucket is made as the stream a
@@ -48,7 +52,7 @@ pub async fn bucket(client: &async_nats::Client, config: &Config) -> Result<kv::
     js.get_or_create_stream(jetstream::stream::Config {
         name: format!("KV_{}", config.bucket),
         subjects: vec![format!("$KV.{}.>", config.bucket)],
-        max_messages_per_subject: 1,
+        max_messages_per_subject: HISTORY,
         max_message_size: max_value,
         storage: jetstream::stream::StorageType::File,
         allow_rollup: true,

@@ -110,8 +110,9 @@ fn child_entry() {
         "follow" => {
             let last: u64 = args[3].parse().unwrap();
             let r = open_reader(name, ns, Duration::from_secs(60)).expect("the object appears");
-            let (mut prev, mut seen, mut backwards) = (0u64, 0u64, 0u64);
+            let (mut prev, mut seen, mut backwards, mut repeats) = (0u64, 0u64, 0u64, 0u64);
             let mut at = 0;
+            let mut last_version = 0;
             let deadline = Instant::now() + Duration::from_secs(120);
             loop {
                 if let Ok(v) = r.read() {
@@ -121,7 +122,11 @@ fn child_entry() {
                     }
                     if seq != prev {
                         seen += 1;
+                    } else if r.version() != last_version && last_version != 0 {
+                        // A new version of the same value: written twice.
+                        repeats += 1;
                     }
+                    last_version = r.version();
                     prev = seq;
                     if prev >= last {
                         break;
@@ -133,6 +138,7 @@ fn child_entry() {
             report("seq", prev);
             report("seen", seen);
             report("backwards", backwards);
+            report("repeats", repeats);
             report("version", r.version());
         }
         // Wait until the object is removed.
@@ -212,6 +218,28 @@ fn child_entry() {
                     Err(e) => panic!("{e}"),
                 }
             }
+        }
+        "cell_as" => {
+            let cell = SharedCell::<[u64; 2]>::creator()
+                .type_name(args[3].as_str())
+                .create(key(name, ns), [args[4].parse().unwrap(), 7])
+                .unwrap();
+            report("stored", cell.version());
+        }
+        "read_cell_as" => {
+            let cell = SharedCell::<[u64; 2], shmstore::ReadOnly>::opener()
+                .type_name(args[3].as_str())
+                .open(key(name, ns))
+                .unwrap();
+            report("value", format!("{:?}", cell.load()));
+        }
+        "remove_cell_as" => {
+            SharedCell::<[u64; 2]>::opener()
+                .type_name(args[3].as_str())
+                .open(key(name, ns))
+                .unwrap()
+                .remove()
+                .unwrap();
         }
         "remove_cell" => {
             SharedCell::<[u64; 2]>::opener()
@@ -295,6 +323,7 @@ fn two_hosts_share_a_configuration_through_ten_thousand_updates() {
     assert_eq!(follower.expect("seq"), "10001");
     let seen: u64 = follower.expect("seen").parse().unwrap();
     assert_eq!(follower.expect("backwards"), "0");
+    assert_eq!(follower.expect("repeats"), "0");
     assert!(seen >= 1, "{seen}");
     assert!(follower.wait().success());
 
@@ -520,6 +549,21 @@ fn a_local_object_of_another_type_is_never_written() {
     assert_eq!(squatter.expect("seq_after"), "99");
     assert!(squatter.wait().success());
     a.run(&["remove", &name, &a.ns_arg()]);
+
+    // A cell of the same size under another type name: its bytes would
+    // fit, and are still not written.
+    let cell = fresh("mismatch-cell");
+    b.run(&["cell_as", &cell, &b.ns_arg(), "acme.Other", "5"]);
+    a.run(&["cell", &cell, &a.ns_arg(), "41"]);
+    let o = bb.wait_object(&cell, "B refused the cell", |o| o["state"] == "refused");
+    assert!(
+        o["last_error"].as_str().unwrap().contains("acme.Other"),
+        "{o}"
+    );
+    let r = b.run(&["read_cell_as", &cell, &b.ns_arg(), "acme.Other"]);
+    assert_eq!(report_of(&r, "value"), Some("[5, 7]"));
+    a.run(&["remove_cell", &cell, &a.ns_arg()]);
+    b.run(&["remove_cell_as", &cell, &b.ns_arg(), "acme.Other"]);
 }
 
 #[test]
@@ -607,11 +651,15 @@ fn a_deleted_key_removes_the_local_object_unless_told_not_to() {
     let name = fresh("deleted");
     a.run(&["publish", &name, &a.ns_arg(), "1", "1"]);
     let _ba = a.bridge(&a.config(&server.url(), EXPORT));
-    let _bb = b.bridge(&b.config(&server.url(), IMPORT));
+    let cb = b.config(&server.url(), IMPORT);
+    let mut bb = b.bridge(&cb);
     let keep = format!("remove_on_delete = false\n{IMPORT}");
     let _bc = c.bridge(&c.config(&server.url(), &keep));
     wait_seq(&b, &name, "1");
     wait_seq(&c, &name, "1");
+    // B is away when the key is deleted: started again, it first sees the
+    // key deleted, and still knows what it held.
+    bb.kill();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -626,6 +674,7 @@ fn a_deleted_key_removes_the_local_object_unless_told_not_to() {
             .await
             .unwrap();
     });
+    let _bb = b.bridge(&cb);
     wait_seq(&b, &name, "absent");
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(seq_on(&c, &name), "1");
@@ -651,4 +700,86 @@ fn a_cell_without_a_schema_is_mirrored_by_its_type_name() {
     a.run(&["remove_cell", &name, &a.ns_arg()]);
     let r = b.run(&["cell_removed", &name, &b.ns_arg()]);
     assert_eq!(report_of(&r, "removed"), Some("1"));
+}
+
+/// Each step of the bridge where it may die or pause: killed there, the
+/// bridge started again catches up; stopped there for a while, it goes on.
+/// Either way the reader on B never sees a value go back or written twice,
+/// and ends on the last.
+#[test]
+fn a_bridge_killed_or_paused_at_each_step_catches_up() {
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let steps = shmstore::crash::STEPS
+        .iter()
+        .filter(|s| s.starts_with("bridge."));
+    for (i, &step) in steps.enumerate() {
+        for stop in [false, true] {
+            let (a, b) = (Host::new("a", true), Host::new("b", true));
+            let name = fresh(&format!("step{i}{}", if stop { "s" } else { "k" }));
+            a.run(&["publish", &name, &a.ns_arg(), "1", "1"]);
+            let (ca, cb) = (
+                a.config(&server.url(), EXPORT),
+                b.config(&server.url(), IMPORT),
+            );
+            let arm = format!("{step}@3{}", if stop { ":stop" } else { "" });
+            let env = [("SHMSTORE_CRASH_AT", arm.as_str())];
+            let export_step = step.starts_with("bridge.export");
+            let mut ba = if export_step {
+                a.bridge_with(&ca, &env)
+            } else {
+                a.bridge(&ca)
+            };
+            let mut bb = if export_step {
+                b.bridge(&cb)
+            } else {
+                b.bridge_with(&cb, &env)
+            };
+            let mut follower = b.child(&["follow", &name, &b.ns_arg(), "60"]);
+            // One value at a time until the armed bridge reaches its step.
+            let armed = if export_step { &mut ba } else { &mut bb };
+            let mut seq = 2;
+            let exited = loop {
+                a.run(&[
+                    "publish",
+                    &name,
+                    &a.ns_arg(),
+                    &seq.to_string(),
+                    &seq.to_string(),
+                ]);
+                seq += 1;
+                std::thread::sleep(Duration::from_millis(30));
+                let state = std::fs::read_to_string(format!("/proc/{}/stat", armed.pid()))
+                    .unwrap_or_default();
+                if state
+                    .rsplit_once(") ")
+                    .is_none_or(|(_, r)| !r.starts_with(['R', 'S', 'D']))
+                {
+                    break armed.wait_dead_or_stopped();
+                }
+                assert!(seq < 40, "{step}: the bridge never reached its step");
+            };
+            assert_eq!(exited, !stop, "{step}");
+            // Values published while it is dead or stopped.
+            a.run(&["publish", &name, &a.ns_arg(), &seq.to_string(), "59"]);
+            std::thread::sleep(Duration::from_millis(300));
+            if stop {
+                armed.resume();
+            } else if export_step {
+                ba = a.bridge(&ca);
+            } else {
+                bb = b.bridge(&cb);
+            }
+            a.run(&["publish", &name, &a.ns_arg(), "60", "60"]);
+            assert_eq!(follower.expect("seq"), "60", "{step}");
+            follower.expect("seen");
+            assert_eq!(follower.expect("backwards"), "0", "{step}");
+            assert_eq!(follower.expect("repeats"), "0", "{step}");
+            assert!(follower.wait().success());
+            a.run(&["remove", &name, &a.ns_arg()]);
+            wait_seq(&b, &name, "absent");
+            drop((ba, bb));
+        }
+    }
 }

@@ -263,7 +263,13 @@ impl Host {
 
     /// Start a bridge on this host with the configuration at `config`.
     pub fn bridge(&self, config: &Path) -> Bridge {
+        self.bridge_with(config, &[])
+    }
+
+    /// Start a bridge with `env` added to its environment.
+    pub fn bridge_with(&self, config: &Path, env: &[(&str, &str)]) -> Bridge {
         let mut c = self.command(env!("CARGO_BIN_EXE_shmstore-bridge"));
+        c.envs(env.iter().copied());
         c.args(["run", "--config"])
             .arg(config)
             .env("RUST_LOG", "shmstore_bridge=debug,warn")
@@ -321,6 +327,45 @@ pub struct Bridge {
 }
 
 impl Bridge {
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Wait until it exited or stopped itself (`SIGSTOP`): `true` if it
+    /// exited.
+    pub fn wait_dead_or_stopped(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if self.child.try_wait().unwrap().is_some() {
+                return true;
+            }
+            let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+                .unwrap_or_default();
+            // The state follows the command's closing parenthesis.
+            if stat
+                .rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('T'))
+            {
+                return false;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the bridge neither died nor stopped"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Continue it after a stop.
+    pub fn resume(&self) {
+        // SAFETY: kill has no memory preconditions; the pid is our child's,
+        // not yet waited for.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGCONT);
+        }
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -185,9 +185,6 @@ fn write(bridge: &Bridge, name: &str, local: &mut Local, entry: &kv::Entry) {
             return;
         }
     };
-    if envelope.origin == bridge.host {
-        return;
-    }
     crate::step("bridge.import.after_decode");
     if envelope.bytes.len() > bridge.config.max_value_bytes {
         bridge.status.error(

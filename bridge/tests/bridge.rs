@@ -156,6 +156,10 @@ fn child_entry() {
             }
             report("removed", 1);
         }
+        "capacity" => {
+            let r = open_reader(name, ns, Duration::from_secs(30)).expect("the object");
+            report("capacity", r.capacity());
+        }
         "remove" => {
             if let Ok(r) = SharedRegion::<Config>::opener()
                 .with_schema()
@@ -512,7 +516,7 @@ fn a_second_host_exporting_a_name_is_refused() {
     );
     let name = fresh("twice");
     a.run(&["publish", &name, &a.ns_arg(), "1", "1"]);
-    let _ba = a.bridge(&a.config(&server.url(), EXPORT));
+    let ba = a.bridge(&a.config(&server.url(), EXPORT));
     let _bb = b.bridge(&b.config(&server.url(), IMPORT));
     wait_seq(&b, &name, "1");
     c.run(&["publish", &name, &c.ns_arg(), "1000", "1000"]);
@@ -526,8 +530,57 @@ fn a_second_host_exporting_a_name_is_refused() {
     c.run(&["publish", &name, &c.ns_arg(), "1001", "1001"]);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(seq_on(&b, &name), "2");
+
+    // A peer writes the key while A exports it (a host misconfigured, an
+    // operator): A's next put finds the key changed under it and stops,
+    // leaving the peer's entry.
+    let key = shmstore_bridge::keys::key_of(&name);
+    let mut foreign = kv_entry(&server, &key);
+    foreign.origin = "z".into();
+    kv_put(&server, &key, foreign.encode());
+    a.run(&["publish", &name, &a.ns_arg(), "3", "3"]);
+    let o = ba.wait_object(&name, "A refused", |o| o["state"] == "refused");
+    assert!(
+        o["last_error"].as_str().unwrap().contains("host \"z\""),
+        "{o}"
+    );
+    assert_eq!(kv_entry(&server, &key).origin, "z");
     a.run(&["remove", &name, &a.ns_arg()]);
     c.run(&["remove", &name, &c.ns_arg()]);
+    b.run(&["remove", &name, &b.ns_arg()]);
+}
+
+/// The entry at `key`, decoded.
+fn kv_entry(server: &Server, key: &str) -> shmstore_bridge::Envelope {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let bytes = rt.block_on(async {
+        let client = async_nats::connect(server.url()).await.unwrap();
+        let kv = async_nats::jetstream::new(client)
+            .get_key_value("test")
+            .await
+            .unwrap();
+        kv.entry(key).await.unwrap().unwrap().value.to_vec()
+    });
+    shmstore_bridge::Envelope::decode(&bytes).unwrap()
+}
+
+/// Put `bytes` at `key`, as a peer would.
+fn kv_put(server: &Server, key: &str, bytes: Vec<u8>) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = async_nats::connect(server.url()).await.unwrap();
+        let kv = async_nats::jetstream::new(client)
+            .get_key_value("test")
+            .await
+            .unwrap();
+        kv.put(key, bytes.into()).await.unwrap();
+    });
 }
 
 #[test]
@@ -630,6 +683,21 @@ fn bad_bytes_in_the_bucket_are_refused_and_never_written() {
         });
         assert_eq!(seq_on(&b, &name), "1", "entry {i} was written");
     }
+    // An entry that claims a huge capacity makes an object of the
+    // bridge's largest value at most.
+    let huge = fresh("huge");
+    let mut claim = good.clone();
+    claim.capacity = u32::MAX;
+    kv_put(
+        &server,
+        &shmstore_bridge::keys::key_of(&huge),
+        claim.encode(),
+    );
+    let r = b.run(&["capacity", &huge, &b.ns_arg()]);
+    let capacity: usize = report_of(&r, "capacity").unwrap().parse().unwrap();
+    assert!(capacity <= (1 << 20) + 64, "{capacity}");
+    b.run(&["remove", &huge, &b.ns_arg()]);
+
     // A good entry after them is written.
     a.run(&["publish", &name, &a.ns_arg(), "2", "2"]);
     let _ba = a.bridge(&a.config(&server.url(), EXPORT));

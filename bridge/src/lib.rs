@@ -134,6 +134,11 @@ impl Bridge {
 
 /// Run the bridge until `shutdown` completes.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), String> {
+    if let Some(dir) = &config.namespace {
+        // Checked once at the start, so that a namespace that cannot be
+        // used stops the bridge with the reason instead of every import.
+        Key::named_in(dir, "shmstore-bridge").map_err(|e| format!("`namespace`: {e}"))?;
+    }
     let host = config.host();
     let status = status::Shared::new(status::Status {
         host: host.clone(),

@@ -61,6 +61,8 @@
 //! bridge (a local writer's values there are overwritten by the next
 //! entry); clocks of different hosts make `lag_us` approximate.
 
+#![forbid(unsafe_code)]
+
 pub mod config;
 pub mod envelope;
 mod export;

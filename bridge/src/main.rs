@@ -2,6 +2,8 @@
 //! this host and a NATS JetStream key-value bucket; `status --config FILE`
 //! shows what a running bridge moved (README.md).
 
+#![forbid(unsafe_code)]
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -33,7 +33,7 @@
 use std::time::Duration;
 
 use crate::error::{Error, Result, Target};
-use crate::format::{Kind, Layout, MAX_SLOTS, TypeDesc};
+use crate::format::{Kind, Layout, MAX_ALIGN, MAX_SLOTS, TypeDesc};
 use crate::key::Key;
 use crate::region::{RegionSettings, SharedRegion};
 use crate::schema::{Form, Shape};
@@ -169,9 +169,12 @@ impl RawOptions {
     }
 
     /// Create an object of identity `ty` at `key`: a cell holding
-    /// `initial`, or a region with buffers of `capacity` bytes that
+    /// `initial`, or a region with buffers of `capacity` bytes (at least
+    /// the root's size and `initial`'s length, rounded up to 64) that
     /// publishes `initial` unless it is empty. Fails with
-    /// [`Error::AlreadyExists`] if the key is taken.
+    /// [`Error::AlreadyExists`] if the key is taken, and with
+    /// [`Error::InvalidLayout`] for an alignment over 4096 or a root larger
+    /// than `capacity`.
     pub fn create(
         &self,
         key: Key,
@@ -204,6 +207,14 @@ impl RawOptions {
         initial: &[u8],
         or_open: bool,
     ) -> Result<RawObject<ReadWrite>> {
+        if !ty.align.is_power_of_two() || ty.align > MAX_ALIGN {
+            return Err(Error::InvalidLayout {
+                reason: format!(
+                    "an alignment of {}: a power of two up to {MAX_ALIGN} is required",
+                    ty.align
+                ),
+            });
+        }
         let shape = parse_schema(ty)?;
         let schema_len = ty.schema.as_ref().map_or(0, String::len);
         let mut created = false;
@@ -241,9 +252,16 @@ impl RawOptions {
                         reason: format!("{buffers} buffers; a region has 2 to {MAX_SLOTS}"),
                     });
                 }
+                // The capacity asked for bounds the segment: a root larger
+                // than it is refused, not made room for (an identity may
+                // come from a peer).
+                let capacity = capacity.max(initial.len());
+                if ty.size as usize > capacity {
+                    return Err(Error::InvalidLayout {
+                        reason: format!("a root of {} bytes in buffers of {capacity}", ty.size),
+                    });
+                }
                 let capacity = capacity
-                    .max(ty.size as usize)
-                    .max(initial.len())
                     .checked_next_multiple_of(64)
                     .filter(|&c| c <= isize::MAX as usize)
                     .ok_or_else(|| Error::InvalidLayout {
@@ -375,7 +393,22 @@ impl<A: Access> RawObject<A> {
                 Target::Id(id) => Store::attach_id(id, common, &ty, A::READ_ONLY),
             };
             match opened {
-                Ok(store) => return Ok(Self::wrap(store, ty, shape)),
+                // The identity checked at the open is compared whole with
+                // the one the kept attachment holds: an object swapped in
+                // meanwhile whose schema is the same but whose name is not
+                // passes the open's check (schemas are compared instead of
+                // names), and is caught here.
+                Ok(store) => match identity_of(store.memory(), target, common) {
+                    Ok(kept) if kept == ty => return Ok(Self::wrap(store, ty, shape)),
+                    Ok(kept) => {
+                        last = Some(Error::TypeMismatch {
+                            stored: kept.to_string(),
+                            requested: ty.to_string(),
+                            differences: Vec::new(),
+                        })
+                    }
+                    Err(e) => return Err(e),
+                },
                 Err(e @ Error::TypeMismatch { .. }) => last = Some(e),
                 Err(e) => return Err(e),
             }
@@ -544,9 +577,14 @@ fn identity_at(target: Target, common: &Common) -> Result<TypeDesc> {
             .trust_user_opt(common.trust_user)
             .attach_id(id)?,
     };
-    let memory = Memory::Segment(seg);
-    let h = crate::format::header_of(&memory)?;
-    creator::wait_ready(h, &memory, target, common.init_timeout)?;
+    identity_of(&Memory::Segment(seg), target, common)
+}
+
+/// The identity the object in `memory` holds, read once it is READY and
+/// valid.
+fn identity_of(memory: &Memory, target: Target, common: &Common) -> Result<TypeDesc> {
+    let h = crate::format::header_of(memory)?;
+    creator::wait_ready(h, memory, target, common.init_timeout)?;
     let valid = crate::format::validate(h, memory.len())?;
     let mut ty = h.stored_type();
     ty.kind = valid.kind;
@@ -554,7 +592,7 @@ fn identity_at(target: Target, common: &Common) -> Result<TypeDesc> {
     ty.align = valid.value_align;
     ty.schema_version = valid.schema_version;
     ty.extra = valid.type_extra;
-    ty.schema = match valid.schema(&memory)? {
+    ty.schema = match valid.schema(memory)? {
         None => None,
         Some(bytes) => Some(String::from_utf8(bytes).map_err(|_| Error::Corrupt {
             reason: "the stored schema is not UTF-8".into(),

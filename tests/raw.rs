@@ -9,9 +9,11 @@ mod common;
 use std::time::Duration;
 
 use common::names::{NameGuard, fresh_name};
-use common::{Kid, child_args, report};
+use common::{Kid, SegGuard, child_args, report};
 use shmstore::raw::{RawObject, RawOptions, RawReader};
-use shmstore::{Error, Key, ReadOnly, RegionReader, Schema, SharedCell, SharedRegion, Target};
+use shmstore::{
+    Error, Key, Kind, ReadOnly, RegionReader, Schema, SharedCell, SharedRegion, Target, TypeDesc,
+};
 
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Schema, Debug, PartialEq)]
 #[rkyv(crate = shmstore::rkyv)]
@@ -153,6 +155,7 @@ fn bytes_that_do_not_check_are_refused_and_never_written() {
         .with_schema()
         .create(Key::PRIVATE, 4096)
         .unwrap();
+    let _g = SegGuard(region.id());
     region.publish(&config(1)).unwrap();
     let raw = RawOptions::new().open(Target::Id(region.id())).unwrap();
     let good = raw.read().unwrap().bytes;
@@ -177,6 +180,7 @@ fn bytes_that_do_not_check_are_refused_and_never_written() {
 
     // A cell's value of the wrong size.
     let cell = SharedCell::<u64>::create(Key::PRIVATE, 5).unwrap();
+    let _gc = SegGuard(cell.id());
     let raw_cell = RawOptions::new().open(Target::Id(cell.id())).unwrap();
     let e = raw_cell.write(&[1, 2, 3]).unwrap_err();
     assert!(matches!(e, Error::Corrupt { .. }), "{e}");
@@ -198,6 +202,7 @@ fn bytes_that_do_not_check_are_refused_and_never_written() {
 #[test]
 fn a_region_without_a_schema_is_not_written_from_bytes() {
     let region = SharedRegion::<String>::create(Key::PRIVATE, 256).unwrap();
+    let _g = SegGuard(region.id());
     region.publish(&"hello".to_string()).unwrap();
     let raw = RawOptions::new().open(Target::Id(region.id())).unwrap();
     let bytes = raw.read().unwrap().bytes;
@@ -240,6 +245,7 @@ fn a_type_name_cut_in_the_header_cannot_be_opened_raw() {
         .type_name(long.as_str())
         .create(Key::PRIVATE, 1)
         .unwrap();
+    let _g = SegGuard(cell.id());
     let e = RawReader::open(Target::Id(cell.id())).unwrap_err();
     assert!(matches!(e, Error::Unsupported { .. }), "{e}");
     cell.remove().unwrap();
@@ -248,6 +254,7 @@ fn a_type_name_cut_in_the_header_cannot_be_opened_raw() {
 #[test]
 fn a_raw_handle_waits_and_sees_removal() {
     let cell = SharedCell::<u64>::create(Key::PRIVATE, 0).unwrap();
+    let _g = SegGuard(cell.id());
     let raw = RawObject::<ReadOnly>::open(Target::Id(cell.id())).unwrap();
     assert_eq!(raw.wait_for_change(0, Some(Duration::ZERO)).unwrap(), 0);
     cell.store(1).unwrap();
@@ -261,4 +268,123 @@ fn a_raw_handle_waits_and_sees_removal() {
         .wait_for_change(1, Some(Duration::from_secs(5)))
         .unwrap_err();
     assert!(matches!(e, Error::Removed { .. }), "{e}");
+}
+
+/// rkyv's format of this build, as a region's identity holds it.
+fn rkyv_format() -> u64 {
+    let region = shmstore::SharedRegion::<String>::create(Key::PRIVATE, 256).unwrap();
+    let extra = RawReader::open(Target::Id(region.id()))
+        .unwrap()
+        .identity()
+        .extra;
+    region.remove().unwrap();
+    extra
+}
+
+fn segment_bytes(raw: &RawObject) -> u64 {
+    raw.info().unwrap().size as u64
+}
+
+/// A cell of size 0 with an alignment of 2^31 (an identity a peer may
+/// send) would lay out 4 slots of 2 GiB each, which no open accepts.
+#[test]
+fn a_cell_of_a_huge_alignment_is_refused() {
+    let ty = TypeDesc {
+        kind: Kind::Cell,
+        name: "peer::Zst".into(),
+        size: 0,
+        align: 1 << 31,
+        schema_version: 0,
+        extra: 0,
+        schema: None,
+    };
+    match RawOptions::new().create(Key::PRIVATE, &ty, 0, &[]) {
+        Ok(raw) => {
+            let bytes = segment_bytes(&raw);
+            raw.remove().unwrap();
+            panic!("a cell of 0 bytes made a segment of {bytes} bytes");
+        }
+        Err(e) => assert!(matches!(e, Error::InvalidLayout { .. }), "{e}"),
+    }
+}
+
+/// A region whose root is larger than the capacity asked for: its size (up
+/// to 4 GiB) must not become the buffers' capacity.
+#[test]
+fn a_root_larger_than_the_capacity_is_refused() {
+    let ty = TypeDesc {
+        kind: Kind::Region,
+        name: "peer::Huge".into(),
+        size: 0xffff_ff00,
+        align: 16,
+        schema_version: 0,
+        extra: rkyv_format(),
+        schema: None,
+    };
+    match RawOptions::new().create(Key::PRIVATE, &ty, 0, &[]) {
+        Ok(raw) => {
+            let bytes = segment_bytes(&raw);
+            raw.remove().unwrap();
+            panic!("an empty region made a segment of {bytes} bytes");
+        }
+        Err(e) => assert!(matches!(e, Error::InvalidLayout { .. }), "{e}"),
+    }
+}
+
+/// An open reads the identity on one attachment, then opens the name
+/// again, which compares schemas rather than names when both have one: an
+/// object of the same schema but another type name swapped in between must
+/// not be opened under the first one's identity.
+#[test]
+fn a_raw_handle_holds_its_own_objects_identity() {
+    use shmstore::SharedCell;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let name = fresh_name("raw-race");
+    let _g = NameGuard::of(&name);
+    let key = Key::named(&name).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let type_name = if i % 2 == 0 {
+                    "acme.Celsius"
+                } else {
+                    "acme.Fahrenheit"
+                };
+                if let Ok(c) = SharedCell::<u64>::creator()
+                    .type_name(type_name)
+                    .with_schema()
+                    .create(key, i)
+                {
+                    let _ = c.remove();
+                }
+                i += 1;
+            }
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut found = None;
+    let mut opened = 0u64;
+    while std::time::Instant::now() < deadline && found.is_none() {
+        let Ok(raw) = RawReader::open(key) else {
+            continue;
+        };
+        opened += 1;
+        // The identity of the segment the handle holds, read from it.
+        if let Ok(real) = RawReader::open(Target::Id(raw.id())) {
+            if real.identity().name != raw.identity().name {
+                found = Some((raw.identity().name.clone(), real.identity().name.clone()));
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    if let Ok(c) = shmstore::raw::RawOptions::new().open(key) {
+        let _ = c.remove();
+    }
+    eprintln!("{opened} opens");
+    assert_eq!(found, None, "(handle's type name, its object's type name)");
 }

@@ -349,7 +349,7 @@ fn a_raw_handle_holds_its_own_objects_identity() {
         std::thread::spawn(move || {
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                let type_name = if i % 2 == 0 {
+                let type_name = if i.is_multiple_of(2) {
                     "acme.Celsius"
                 } else {
                     "acme.Fahrenheit"
@@ -374,15 +374,15 @@ fn a_raw_handle_holds_its_own_objects_identity() {
         };
         opened += 1;
         // The identity of the segment the handle holds, read from it.
-        if let Ok(real) = RawReader::open(Target::Id(raw.id())) {
-            if real.identity().name != raw.identity().name {
-                found = Some((raw.identity().name.clone(), real.identity().name.clone()));
-            }
+        if let Ok(real) = RawReader::open(Target::Id(raw.id()))
+            && real.identity().name != raw.identity().name
+        {
+            found = Some((raw.identity().name.clone(), real.identity().name.clone()));
         }
     }
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
-    if let Ok(c) = shmstore::raw::RawOptions::new().open(key) {
+    if let Ok(c) = RawOptions::new().open(key) {
         let _ = c.remove();
     }
     eprintln!("{opened} opens");

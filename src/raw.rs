@@ -292,6 +292,25 @@ impl RawOptions {
     }
 }
 
+/// Whether an object of identity `ty` can be made holding `bytes` (a
+/// cell's value or a region's archive): what [`RawOptions::create`] checks
+/// before it makes anything, and [`RawObject::write`] before it writes.
+pub fn check(ty: &TypeDesc, bytes: &[u8]) -> Result<()> {
+    if !ty.align.is_power_of_two() || ty.align > MAX_ALIGN {
+        return Err(Error::InvalidLayout {
+            reason: format!(
+                "an alignment of {}: a power of two up to {MAX_ALIGN} is required",
+                ty.align
+            ),
+        });
+    }
+    let shape = parse_schema(ty)?;
+    match ty.kind {
+        Kind::Cell => check_cell(ty, shape.as_ref(), bytes),
+        Kind::Region => check_region(ty, shape.as_ref(), bytes),
+    }
+}
+
 /// The stored schema of `ty`, parsed, and checked to imply its layout.
 fn parse_schema(ty: &TypeDesc) -> Result<Option<Shape>> {
     let Some(text) = &ty.schema else {

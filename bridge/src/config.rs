@@ -79,8 +79,11 @@ fn default_rescan_ms() -> u64 {
 fn yes() -> bool {
     true
 }
+/// 1 MiB, a server's default `max_payload`, less what an entry adds to
+/// its value at most: an entry of any value this allows fits a server's
+/// default.
 fn default_max_value() -> usize {
-    1 << 20
+    (1 << 20) - crate::envelope::overhead()
 }
 fn default_mode() -> u32 {
     0o600

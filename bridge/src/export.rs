@@ -6,16 +6,19 @@
 //! value: values committed while a put was under way are skipped, never
 //! sent out of order. Every put is a compare-and-set on the revision the
 //! task wrote last; its first is a `create`, or an `update` of an entry of
-//! this host's own (a restart). An entry of another host is left alone and
-//! the name is reported refused. When the object is removed and no object
-//! of the name is left, the task deletes the key (if the entry there is
-//! still its own) and ends.
+//! this host's own (a restart) or of an entry no host's (bytes that do not
+//! decode). An entry of another host is left alone and the name is
+//! reported refused until the key is deleted (then the task takes it) or
+//! the object is removed. When the object is removed and no object of the
+//! name is left, the task deletes the key (if the entry there is still its
+//! own), trying until it can, and ends.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::kv;
 use bytes::Bytes;
+use futures::StreamExt;
 use shmstore::raw::{RawReader, RawValue};
 use shmstore::{Error, Kind};
 
@@ -35,6 +38,27 @@ enum Put {
     Refused(String),
 }
 
+/// How putting an object's newest value ended.
+enum Sent {
+    /// The bucket holds the value of this version.
+    Version(u64),
+    /// This version cannot be sent (too large for the server): the next
+    /// one is tried.
+    Skipped(u64),
+    /// The key holds another host's entry.
+    Refused,
+}
+
+/// What ended a wait of a refused name.
+enum Freed {
+    /// The object was removed.
+    Removed,
+    /// The key was deleted: the name can be taken.
+    Key,
+    /// Waiting failed.
+    Failed,
+}
+
 /// Export `name` until no object of that name is left.
 pub async fn run(bridge: Arc<Bridge>, name: String) {
     let key = crate::keys::key_of(&name);
@@ -45,7 +69,10 @@ pub async fn run(bridge: Arc<Bridge>, name: String) {
         let object = match bridge.open_local(&name) {
             Ok(o) => o,
             Err(Error::NotFound { .. }) => {
-                delete_if_ours(&bridge, &name, &key, revision).await;
+                if delete_if_ours(&bridge, &name, &key, revision).await {
+                    // Made again meanwhile: exported.
+                    continue;
+                }
                 return;
             }
             Err(e) => {
@@ -83,18 +110,21 @@ pub async fn run(bridge: Arc<Bridge>, name: String) {
             };
             let at = match value {
                 Some(v) if sent != Some(v.version) => {
-                    let version = v.version;
                     match put_newest(&bridge, &name, &key, &object, v, &mut revision).await {
-                        Some(()) => sent = Some(version),
-                        None => {
-                            // Refused: wait for the object's removal.
-                            if wait_removed(&object).await {
-                                break;
-                            }
-                            return;
+                        Sent::Version(version) | Sent::Skipped(version) => {
+                            sent = Some(version);
+                            version
                         }
+                        Sent::Refused => match freed(&bridge, &object, &key).await {
+                            Freed::Key => {
+                                revision = None;
+                                sent = None;
+                                continue;
+                            }
+                            Freed::Removed => break,
+                            Freed::Failed => return,
+                        },
                     }
-                    version
                 }
                 Some(v) => v.version,
                 None => object.version(),
@@ -149,8 +179,44 @@ async fn wait_removed(object: &RawReader) -> bool {
     }
 }
 
+/// Wait, for a refused name, until its key is deleted or its object
+/// removed.
+async fn freed(bridge: &Bridge, object: &RawReader, key: &str) -> Freed {
+    let key_deleted = async {
+        loop {
+            // The watch first, then the look: a delete between the two is
+            // seen by one of them.
+            let mut watch = match bridge.kv.watch(key).await {
+                Ok(w) => w,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            match bridge.kv.entry(key).await {
+                Ok(None) => return,
+                Ok(Some(e)) if e.operation != kv::Operation::Put => return,
+                _ => {}
+            }
+            while let Some(entry) = watch.next().await {
+                if entry.is_ok_and(|e| e.operation != kv::Operation::Put) {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    };
+    tokio::select! {
+        removed = wait_removed(object) => if removed { Freed::Removed } else { Freed::Failed },
+        () = key_deleted => {
+            tracing::info!(key, "the key was deleted: taking the name");
+            Freed::Key
+        }
+    }
+}
+
 /// Put `value`, or a newer one of `object` if the put must be tried again
-/// (the server down): `None` if another host holds the key.
+/// (the server down).
 async fn put_newest(
     bridge: &Bridge,
     name: &str,
@@ -158,7 +224,7 @@ async fn put_newest(
     object: &RawReader,
     mut value: RawValue,
     revision: &mut Option<u64>,
-) -> Option<()> {
+) -> Sent {
     let mut wait = Duration::from_millis(50);
     loop {
         crate::step("bridge.export.after_read");
@@ -170,7 +236,24 @@ async fn put_newest(
             capacity: object.capacity() as u32,
             bytes: value.bytes,
         };
-        match put(bridge, key, &envelope, revision).await {
+        let encoded = envelope.encode();
+        let limit = bridge.client.server_info().max_payload;
+        if limit > 0 && encoded.len() > limit {
+            bridge.status.error(
+                name,
+                DIRECTION,
+                "refused",
+                &format!(
+                    "version {} not exported: its entry takes {} bytes, over the server's \
+                     max_payload ({limit}); raise max_payload on the server or keep values \
+                     smaller",
+                    envelope.version,
+                    encoded.len()
+                ),
+            );
+            return Sent::Skipped(envelope.version);
+        }
+        match put(bridge, key, &envelope, encoded, revision).await {
             Ok(Put::Done(r)) | Ok(Put::Same(r)) => {
                 crate::step("bridge.export.after_put");
                 *revision = Some(r);
@@ -183,7 +266,7 @@ async fn put_newest(
                     o.moved += 1;
                     o.moved_ms = now_ns() / 1_000_000;
                 });
-                return Some(());
+                return Sent::Version(envelope.version);
             }
             Ok(Put::Refused(other)) => {
                 bridge.status.error(
@@ -196,7 +279,7 @@ async fn put_newest(
                         bridge.config.bucket
                     ),
                 );
-                return None;
+                return Sent::Refused;
             }
             Err(e) => {
                 bridge.status.connected(false);
@@ -205,6 +288,10 @@ async fn put_newest(
                     .error(name, DIRECTION, "waiting", &format!("cannot put it: {e}"));
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_secs(1));
+                // The bucket may have been deleted: made again.
+                if let Err(e) = crate::nats::bucket(&bridge.client, &bridge.config).await {
+                    tracing::warn!("{e}");
+                }
                 // Only the newest value matters.
                 value = match object.read() {
                     Ok(v) => v,
@@ -218,14 +305,16 @@ async fn put_newest(
     }
 }
 
-/// One put of `envelope` at `key` (see the module's docs).
+/// One put of `envelope` (encoded as `bytes`) at `key` (see the module's
+/// docs).
 async fn put(
     bridge: &Bridge,
     key: &str,
     envelope: &Envelope,
+    bytes: Vec<u8>,
     revision: &mut Option<u64>,
 ) -> Result<Put, String> {
-    let bytes = Bytes::from(envelope.encode());
+    let bytes = Bytes::from(bytes);
     if let Some(r) = *revision {
         match bridge.kv.update(key, bytes.clone(), r).await {
             Ok(r) => return Ok(Put::Done(r)),
@@ -245,18 +334,19 @@ async fn put(
                     if there.identity == envelope.identity && there.bytes == envelope.bytes {
                         return Ok(Put::Same(entry.revision));
                     }
-                    match bridge.kv.update(key, bytes, entry.revision).await {
-                        Ok(r) => Ok(Put::Done(r)),
-                        Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
-                            Err("the key changed while it was judged".into())
-                        }
-                        Err(e) => Err(e.to_string()),
-                    }
                 }
-                Ok(there) => Ok(Put::Refused(there.origin)),
-                Err(_) => Ok(Put::Refused(
-                    "unknown (the entry there is not readable)".into(),
-                )),
+                Ok(there) => return Ok(Put::Refused(there.origin)),
+                // No host's entry (a peer's bad bytes): written over.
+                Err(e) => {
+                    tracing::warn!(key, "the entry there is not readable ({e}): written over")
+                }
+            }
+            match bridge.kv.update(key, bytes, entry.revision).await {
+                Ok(r) => Ok(Put::Done(r)),
+                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                    Err("the key changed while it was judged".into())
+                }
+                Err(e) => Err(e.to_string()),
             }
         }
         // No entry, or a deleted one: a create, which fails if another
@@ -272,26 +362,31 @@ async fn put(
 }
 
 /// Delete `key` if the entry there is this host's (its revision is the one
-/// this task wrote last, or, after a restart, its origin is this host).
-async fn delete_if_ours(bridge: &Bridge, name: &str, key: &str, revision: Option<u64>) {
+/// this task wrote last, or, after a restart, its origin is this host),
+/// trying until the server answers. `true` if an object of the name was
+/// made again meanwhile (it is to be exported instead).
+async fn delete_if_ours(bridge: &Bridge, name: &str, key: &str, revision: Option<u64>) -> bool {
     let mut wait = Duration::from_millis(50);
-    for _ in 0..20 {
+    loop {
+        if bridge.open_local(name).is_ok() {
+            return true;
+        }
         let entry = match bridge.kv.entry(key).await {
             Ok(e) => e,
             Err(e) => {
                 tracing::warn!(object = name, "cannot look at the key to delete it: {e}");
                 tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(1));
+                wait = (wait * 2).min(Duration::from_secs(2));
                 continue;
             }
         };
         let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else {
-            return;
+            return false;
         };
         let ours = revision == Some(entry.revision)
             || Envelope::decode(&entry.value).is_ok_and(|e| e.origin == bridge.host);
         if !ours {
-            return;
+            return false;
         }
         match bridge
             .kv
@@ -304,12 +399,12 @@ async fn delete_if_ours(bridge: &Bridge, name: &str, key: &str, revision: Option
                     o.direction = DIRECTION.into();
                     o.state = "removed".into();
                 });
-                return;
+                return false;
             }
             Err(e) => {
                 tracing::warn!(object = name, "cannot delete the key: {e}");
                 tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(1));
+                wait = (wait * 2).min(Duration::from_secs(2));
             }
         }
     }

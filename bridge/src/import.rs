@@ -1,16 +1,22 @@
-//! Import: one task that watches the whole bucket and writes each entry
-//! under an import prefix into the local object of its name (the argument
-//! is in `lib.rs`).
+//! Import: one task watches the whole bucket and hands each entry under an
+//! import prefix to the task of its name, which writes it into the local
+//! object of that name (the argument is in `lib.rs`).
 //!
 //! A watch starts with the newest entry of every key, then every later one
-//! in revision order. An entry is written only if its bytes differ from the
-//! local object's: a watch started again (the connection lost for good) or
-//! a bridge restarted catches up to the newest value without writing any
-//! value twice. An entry that does not decode, or whose
-//! value does not check against its identity, is refused with the reason,
-//! never written; so is one whose identity differs from the local object's.
-//! A deleted key removes the local object (unless `remove_on_delete` is
-//! off).
+//! in revision order. A name's task takes the newest entry handed to it
+//! (entries that came while it wrote are coalesced, never reordered) and
+//! writes it on a blocking thread: a local object whose write lock is held
+//! by a stopped process stalls its own name only. An entry is written only
+//! if its bytes differ from the local object's, so a watch started again
+//! or a bridge restarted catches up without writing any value twice. An
+//! entry that does not decode, or whose value does not check against its
+//! identity, is refused with the reason and never written; so is one whose
+//! identity differs from a local object the bridge did not make. A local
+//! object the bridge made for the name (it holds the identity of the value
+//! the key held before) is made again when the identity or the capacity
+//! changes at the source (a new release, larger buffers): its readers see
+//! `Removed` and open the name again. A deleted key removes the local
+//! object, if it holds what the key held (unless `remove_on_delete` is off).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,6 +26,7 @@ use async_nats::jetstream::kv;
 use futures::StreamExt;
 use shmstore::raw::{RawObject, RawOptions};
 use shmstore::{Error, TypeDesc};
+use tokio::sync::watch;
 
 use crate::Bridge;
 use crate::config::Direction;
@@ -28,38 +35,42 @@ use crate::status::now_ns;
 
 const DIRECTION: &str = "import";
 
-/// What the task keeps per key.
+/// What a name's task keeps.
 #[derive(Default)]
 struct Local {
     /// The local object written last.
     object: Option<RawObject>,
-    /// The identity of the last value written (or found there already):
-    /// a deleted key removes only a local object of this identity.
+    /// The identity of the last value written (or found there already).
     identity: Option<TypeDesc>,
 }
 
-/// Import for ever: watch, apply, and watch again when a watch ends.
+/// Import for ever: watch, hand each entry to its name's task, and watch
+/// again when a watch ends.
 pub async fn run(bridge: Arc<Bridge>) {
-    let mut locals: HashMap<String, Local> = HashMap::new();
+    let mut names: HashMap<String, watch::Sender<Option<kv::Entry>>> = HashMap::new();
     let mut wait = Duration::from_millis(50);
     loop {
         // The newest entry of every key (deletes included), then every
         // later one. (`watch_all` gives only later ones.)
-        let mut watch = match bridge.kv.watch_with_history(">").await {
+        let mut stream = match bridge.kv.watch_with_history(">").await {
             Ok(w) => w,
             Err(e) => {
                 bridge.status.connected(false);
                 tracing::warn!("cannot watch the bucket: {e}; trying again in {wait:?}");
                 tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(1));
+                wait = (wait * 2).min(Duration::from_secs(2));
+                // The bucket may have been deleted: made again.
+                if let Err(e) = crate::nats::bucket(&bridge.client, &bridge.config).await {
+                    tracing::warn!("{e}");
+                }
                 continue;
             }
         };
         bridge.status.connected(true);
         wait = Duration::from_millis(50);
-        while let Some(entry) = watch.next().await {
+        while let Some(entry) = stream.next().await {
             match entry {
-                Ok(entry) => apply(&bridge, &mut locals, entry).await,
+                Ok(entry) => dispatch(&bridge, &mut names, entry),
                 Err(e) => {
                     tracing::warn!("the watch of the bucket failed: {e}; watching again");
                     break;
@@ -70,41 +81,104 @@ pub async fn run(bridge: Arc<Bridge>) {
     }
 }
 
-/// Apply one entry.
-async fn apply(bridge: &Bridge, locals: &mut HashMap<String, Local>, entry: kv::Entry) {
+/// Hand `entry` to the task of its name, started if there is none.
+fn dispatch(
+    bridge: &Arc<Bridge>,
+    names: &mut HashMap<String, watch::Sender<Option<kv::Entry>>>,
+    entry: kv::Entry,
+) {
     let name = match crate::keys::name_of(&entry.key) {
         Ok(n) => n,
         Err(e) => {
-            tracing::warn!("entry {:?} refused: {e}", entry.key);
+            tracing::warn!(
+                "entry {:?} refused: {e}",
+                entry.key.escape_debug().to_string()
+            );
             return;
         }
     };
     if bridge.config.direction(&name) != Some(Direction::Import) {
         return;
     }
-    let local = locals.entry(name.clone()).or_default();
-    match entry.operation {
-        kv::Operation::Delete | kv::Operation::Purge => {
-            remove(bridge, &name, local, &entry.key).await
+    if let Some(tx) = names.get(&name)
+        && !tx.is_closed()
+    {
+        tx.send_replace(Some(entry));
+        return;
+    }
+    let (tx, rx) = watch::channel(Some(entry));
+    tokio::spawn(follow(bridge.clone(), name.clone(), rx));
+    names.insert(name, tx);
+}
+
+/// A name's task: apply the newest entry handed to it, one at a time.
+async fn follow(bridge: Arc<Bridge>, name: String, mut rx: watch::Receiver<Option<kv::Entry>>) {
+    let mut local = Local::default();
+    loop {
+        let entry = rx.borrow_and_update().clone();
+        if let Some(entry) = entry {
+            local = apply(&bridge, &name, local, entry).await;
         }
-        kv::Operation::Put => write(bridge, &name, local, &entry),
+        if rx.changed().await.is_err() {
+            return;
+        }
     }
 }
 
-/// The key was deleted: remove the local object, if it holds what the
-/// bucket held. The identity of the value the key held is the one this
-/// task wrote last, or, for a key first seen deleted (the bridge started
-/// after the delete), that of the value before the delete, which the
-/// bucket keeps (two entries per key).
-async fn remove(bridge: &Bridge, name: &str, local: &mut Local, key: &str) {
+/// Apply one entry: look up in the bucket what the key held before if
+/// this task does not know, then do the local work on a blocking thread.
+async fn apply(bridge: &Arc<Bridge>, name: &str, mut local: Local, entry: kv::Entry) -> Local {
+    if local.identity.is_none() {
+        local.identity = held_before(bridge, &entry.key, entry.revision).await;
+    }
+    let (b, n) = (bridge.clone(), name.to_owned());
+    let done = tokio::task::spawn_blocking(move || {
+        match entry.operation {
+            kv::Operation::Delete | kv::Operation::Purge => remove(&b, &n, &mut local),
+            kv::Operation::Put => write(&b, &n, &mut local, &entry),
+        }
+        local
+    })
+    .await;
+    match done {
+        Ok(local) => local,
+        Err(e) => {
+            bridge.status.error(
+                name,
+                DIRECTION,
+                "refused",
+                &format!("the write failed: {e}"),
+            );
+            Local::default()
+        }
+    }
+}
+
+/// The identity of the value `key` held before `revision`, if the bucket
+/// still keeps it (two entries per key) and it decodes.
+async fn held_before(bridge: &Bridge, key: &str, revision: u64) -> Option<TypeDesc> {
+    let history = bridge.kv.history(key).await.ok()?;
+    let entries: Vec<kv::Entry> = history
+        .take(crate::nats::HISTORY as usize)
+        .filter_map(|e| async { e.ok() })
+        .collect()
+        .await;
+    entries
+        .iter()
+        .rev()
+        .find(|e| e.revision < revision && e.operation == kv::Operation::Put)
+        .and_then(|e| Envelope::decode(&e.value).ok())
+        .map(|e| e.identity)
+}
+
+/// The key was deleted: remove the local object, if it holds what the key
+/// held.
+fn remove(bridge: &Bridge, name: &str, local: &mut Local) {
     let object = local.object.take();
+    let identity = local.identity.take();
     if !bridge.config.remove_on_delete {
         return;
     }
-    let identity = match local.identity.take() {
-        Some(id) => Some(id),
-        None => held_before_delete(bridge, key).await,
-    };
     let object = match object {
         Some(o) => o,
         None => match bridge.open_local_rw(name) {
@@ -151,26 +225,6 @@ async fn remove(bridge: &Bridge, name: &str, local: &mut Local, key: &str) {
     }
 }
 
-/// The identity of the last value `key` held before it was deleted, if
-/// the bucket still keeps it and it decodes.
-async fn held_before_delete(bridge: &Bridge, key: &str) -> Option<TypeDesc> {
-    let history = bridge.kv.history(key).await.ok()?;
-    let entries: Vec<kv::Entry> = history
-        .take(HISTORY)
-        .filter_map(|e| async { e.ok() })
-        .collect()
-        .await;
-    entries
-        .iter()
-        .rev()
-        .find(|e| e.operation == kv::Operation::Put)
-        .and_then(|e| Envelope::decode(&e.value).ok())
-        .map(|e| e.identity)
-}
-
-/// How many entries per key the bucket keeps.
-const HISTORY: usize = crate::nats::HISTORY as usize;
-
 /// Write the entry's value into the local object.
 fn write(bridge: &Bridge, name: &str, local: &mut Local, entry: &kv::Entry) {
     let envelope = match Envelope::decode(&entry.value) {
@@ -186,17 +240,16 @@ fn write(bridge: &Bridge, name: &str, local: &mut Local, entry: &kv::Entry) {
         }
     };
     crate::step("bridge.import.after_decode");
-    if envelope.bytes.len() > bridge.config.max_value_bytes {
+    let largest = (envelope.bytes.len() as u64).max(u64::from(envelope.identity.size));
+    if largest > bridge.config.max_value_bytes as u64 {
         bridge.status.error(
             name,
             DIRECTION,
             "refused",
             &format!(
-                "revision {} refused, not written: a value of {} bytes, over `max_value_bytes` \
-                 ({})",
-                entry.revision,
-                envelope.bytes.len(),
-                bridge.config.max_value_bytes
+                "revision {} refused, not written: a value of {largest} bytes, over \
+                 `max_value_bytes` ({})",
+                entry.revision, bridge.config.max_value_bytes
             ),
         );
         return;
@@ -238,7 +291,8 @@ struct Written {
 }
 
 /// Write `envelope`'s value into the object of `name`, made with its
-/// identity if missing.
+/// identity if missing, or made again if the bridge made it for an
+/// earlier identity or a smaller capacity.
 fn write_value(
     bridge: &Bridge,
     name: &str,
@@ -259,8 +313,26 @@ fn write_value(
             },
         };
         if object.identity() != &envelope.identity {
+            // Made by the bridge for what the key held before: the source
+            // changed its type (a new release); made again.
+            if local.identity.as_ref() == Some(object.identity()) {
+                // Only if the new one can be made: a value that does not
+                // check leaves the old object as it was.
+                if let Err(e) = shmstore::raw::check(&envelope.identity, &envelope.bytes) {
+                    local.object = Some(object);
+                    return Err(e.to_string());
+                }
+                tracing::info!(
+                    object = name,
+                    "made again: its type changed at the source ({} now)",
+                    envelope.identity
+                );
+                let _ = object.remove();
+                continue;
+            }
             let e = format!(
-                "the local object holds {}, the entry {}: it is not written (remove the local                  object, or give one of them another name)",
+                "the local object holds {}, the entry {}: it is not written (remove the local \
+                 object, or give one of them another name)",
                 object.identity(),
                 envelope.identity
             );
@@ -286,12 +358,12 @@ fn write_value(
             }
             // Removed locally meanwhile: made again.
             Err(Error::Removed { .. }) => continue,
-            Err(e @ Error::CapacityExceeded { .. }) => {
-                local.object = Some(object);
-                return Err(format!(
-                    "{e}: the local object's buffers are smaller than the source's; remove it \
-                     and the bridge makes it again at the source's capacity"
-                ));
+            // The source's buffers grew: made again at their size (the
+            // object has the identity of the names the bridge imports).
+            Err(Error::CapacityExceeded { .. }) => {
+                tracing::info!(object = name, "made again: its buffers grew at the source");
+                let _ = object.remove();
+                continue;
             }
             Err(e) => {
                 local.object = Some(object);

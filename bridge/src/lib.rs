@@ -17,11 +17,12 @@
 //! 1. **One writer per key.** An exporter's first write to a key is a
 //!    `create`, which the server refuses if the key holds a value, or,
 //!    when the key holds an entry whose origin is this host (a bridge
-//!    restarted), an `update` at that entry's revision. Every later write
-//!    is an `update` at the revision it wrote last. So between two writes
-//!    of one exporter no other write lands; an exporter that finds another
-//!    host's entry refuses the name and says which host holds it
-//!    (`status`), and never writes it. Two hosts racing to create a key:
+//!    restarted) or bytes that are no host's entry, an `update` at that
+//!    entry's revision. Every later write is an `update` at the revision it
+//!    wrote last. So between two writes of one exporter no other write
+//!    lands; an exporter that finds another host's entry refuses the name,
+//!    says which host holds it (`status`), and writes it only once the key
+//!    is deleted (the name handed over). Two hosts racing to create a key:
 //!    the server accepts one create.
 //! 2. **Values leave in the order they were committed.** One task per
 //!    name reads the object's newest value and puts it, then waits for the
@@ -30,9 +31,11 @@
 //!    values committed during a put are coalesced into the next read. A
 //!    replacement object (the name removed and made again) is read only
 //!    after the old one's removal was seen, so its values come after.
-//! 3. **They arrive in that order.** The importer is one task reading one
-//!    watch of the bucket, which delivers entries in revision order, and
-//!    writes each before it reads the next. A watch resumes by itself
+//! 3. **They arrive in that order.** The importer reads one watch of the
+//!    bucket, which delivers entries in revision order, and hands each to
+//!    the task of its name, which writes the newest it was handed, one at
+//!    a time (so a name whose local object is stuck stalls no other name).
+//!    A watch resumes by itself
 //!    after the server restarts or the connection drops (async-nats makes
 //!    its consumer again from the last revision it delivered); one started
 //!    again by the importer begins with the newest entry of every key,
@@ -41,12 +44,16 @@
 //! 4. **Nothing lost.** A watch starts with the newest entry of every key:
 //!    an importer started again, or reconnected, catches up to the newest
 //!    revision. An exporter whose put fails waits and puts the object's
-//!    newest value then. An exporter started again reads the entry of its
-//!    own origin and goes on from its revision; a key of a name removed
-//!    while it was down is deleted at its start.
+//!    newest value then, making the bucket again if it was deleted. An
+//!    exporter started again reads the entry of its own origin and goes on
+//!    from its revision. A removal is put as a delete, tried until the
+//!    server answers (however long it is away); a key of a name removed
+//!    while the bridge was down is deleted at its start.
 //! 5. **Nothing duplicated.** An importer writes a value only if it differs
-//!    from the local object's bytes; an exporter puts one only if it
-//!    differs from the entry of its own there.
+//!    from the local object's bytes. An exporter puts each version once
+//!    (the version it put is the one it remembers, also after a put tried
+//!    again), and an exporter started again does not put a value its own
+//!    entry already holds.
 //! 6. **Nothing unchecked.** An entry is read by [`Envelope::decode`],
 //!    which trusts none of it, then written through
 //!    [`shmstore::raw::RawObject::write`], which checks the value against
@@ -55,7 +62,10 @@
 //!    A refused entry is reported (log and `status`) and nothing is
 //!    written.
 //!
-//! What is not promised: a reader on an importing host sees a subsequence
+//! What is not promised: a bucket deleted and made again while an
+//! importer runs is watched again only once its revisions pass those the
+//! importer saw (async-nats resumes from the last one): restart the
+//! importers then. A reader on an importing host sees a subsequence
 //! of the source's values (coalescing), later than the source's readers;
 //! an importing host's objects under an import prefix belong to the
 //! bridge (a local writer's values there are overwritten by the next
@@ -97,6 +107,8 @@ pub struct Bridge {
     pub config: Config,
     /// This host's name, the origin of what it exports.
     pub host: String,
+    /// The connection.
+    client: async_nats::Client,
     /// The bucket.
     kv: kv::Store,
     /// What `status` shows.
@@ -170,6 +182,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         let bridge = Arc::new(Bridge {
             config,
             host,
+            client,
             kv,
             status: status.clone(),
         });
@@ -186,6 +199,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         () = shutdown => Ok(()),
     };
     writer.abort();
+    status.stopped();
     let _ = status.write(&status_path);
     result
 }

@@ -22,8 +22,12 @@ pub struct Status {
     pub server: String,
     /// The bucket.
     pub bucket: String,
-    /// Whether the server answers now.
+    /// Whether the server answered the last request.
     pub connected: bool,
+    /// Whether the bridge stopped (SIGINT, SIGTERM): the status is its
+    /// last.
+    #[serde(default)]
+    pub stopped: bool,
     /// When this status was written, in milliseconds since the epoch.
     pub written_ms: u64,
     /// Every object the bridge moved or refused, by name.
@@ -96,6 +100,13 @@ impl Shared {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).connected = yes;
     }
 
+    /// Say that the bridge stopped.
+    pub fn stopped(&self) {
+        let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        s.stopped = true;
+        s.connected = false;
+    }
+
     /// A copy of the status now.
     pub fn snapshot(&self) -> Status {
         let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -103,13 +114,33 @@ impl Shared {
         s
     }
 
-    /// Write the status to `path`, whole (a temporary file renamed).
+    /// Write the status to `path`, whole: into a file made afresh beside
+    /// it (`create_new`, which follows no link, under a name no other
+    /// process can tell ahead), then renamed over it (a rename replaces a
+    /// link planted there, never its target).
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        use std::io::Write;
         let json = serde_json::to_vec_pretty(&self.snapshot()).map_err(std::io::Error::other)?;
-        let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-        std::fs::write(&tmp, json)?;
-        std::fs::rename(&tmp, path)
+        let tmp = path.with_extension(format!("tmp.{}.{}", std::process::id(), now_ns()));
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(&json))
+            .and_then(|()| std::fs::rename(&tmp, path));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written
     }
+}
+
+/// Whether the bridge that wrote `status` still runs: it did not say it
+/// stopped, its process is there, and its status is fresh (written every
+/// 250 ms).
+pub fn running(status: &Status) -> bool {
+    let age_ms = (now_ns() / 1_000_000).saturating_sub(status.written_ms);
+    !status.stopped && Path::new(&format!("/proc/{}", status.pid)).exists() && age_ms < 5_000
 }
 
 /// Read the status file at `path`.

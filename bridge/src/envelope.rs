@@ -26,8 +26,10 @@
 //! the entry's exact size, strings must be UTF-8 (a type name without
 //! control characters), the fingerprint must be the one the identity
 //! implies (so the identity is whole: a name cut at 128 bytes does not
-//! pass), and the value must fit the identity (checked again, by the
-//! stored schema, when it is written: `shmstore::raw`).
+//! pass), the alignment a power of two up to 4096, a region must carry a
+//! schema and at least its root, and the value must fit the identity
+//! (checked again, by the stored schema, when it is written:
+//! `shmstore::raw`).
 
 use shmstore::{Kind, TypeDesc};
 
@@ -190,13 +192,24 @@ impl Envelope {
         if identity.fingerprint() != u64_at(32) {
             return Err("its fingerprint is not the one its identity implies".into());
         }
-        if !identity.align.is_power_of_two() {
+        // FORMAT.md: a value is aligned to a power of two up to 4096.
+        if !identity.align.is_power_of_two() || identity.align > 4096 {
             return Err(format!("an alignment of {}", identity.align));
         }
         match kind {
             Kind::Cell if bytes.len() != identity.size as usize => {
                 return Err(format!(
                     "a cell's value of {} bytes where its size is {}",
+                    bytes.len(),
+                    identity.size
+                ));
+            }
+            Kind::Region if identity.schema.is_none() => {
+                return Err("a region without a schema (its bytes could not be checked)".into());
+            }
+            Kind::Region if bytes.len() < identity.size as usize => {
+                return Err(format!(
+                    "an archive of {} bytes, shorter than its root ({})",
                     bytes.len(),
                     identity.size
                 ));
@@ -240,7 +253,7 @@ mod tests {
             version: 42,
             read_at_ns: 7,
             capacity: 4096,
-            bytes: vec![1, 2, 3, 4],
+            bytes: (0..28).collect(),
         }
     }
 
@@ -249,12 +262,12 @@ mod tests {
         let e = sample();
         assert_eq!(e.check(), Ok(()));
         let bytes = e.encode();
-        assert_eq!(bytes.len(), FIXED + 12 + 6 + 16 + 4);
+        assert_eq!(bytes.len(), FIXED + 12 + 6 + 16 + 28);
         assert_eq!(Envelope::decode(&bytes).unwrap(), e);
         let mut cell = sample();
         cell.identity.kind = Kind::Cell;
         cell.identity.schema = None;
-        cell.identity.size = 4;
+        cell.identity.size = 28;
         assert_eq!(Envelope::decode(&cell.encode()).unwrap(), cell);
     }
 
@@ -280,7 +293,7 @@ mod tests {
     }
 
     #[test]
-    fn a_cell_of_the_wrong_size_or_a_control_character_is_refused() {
+    fn identities_that_cannot_be_made_are_refused() {
         let mut cell = sample();
         cell.identity.kind = Kind::Cell;
         cell.identity.size = 8;
@@ -298,10 +311,16 @@ mod tests {
         );
         let mut over = sample();
         over.capacity = 2;
-        assert!(
-            Envelope::decode(&over.encode())
-                .unwrap_err()
-                .contains("capacity")
-        );
+        let refused = |e: Envelope| Envelope::decode(&e.encode()).unwrap_err();
+        assert!(refused(over).contains("capacity"));
+        let mut aligned = sample();
+        aligned.identity.align = 8192;
+        assert!(refused(aligned).contains("alignment"));
+        let mut schemaless = sample();
+        schemaless.identity.schema = None;
+        assert!(refused(schemaless).contains("schema"));
+        let mut short = sample();
+        short.bytes.truncate(23);
+        assert!(refused(short).contains("root"));
     }
 }

@@ -87,6 +87,9 @@ fn run(path: PathBuf) -> ExitCode {
         }
         tracing::info!("stopping");
     }));
+    // A write stuck on a local object's lock held by a stopped process is
+    // not waited for.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -106,7 +109,9 @@ fn show(path: PathBuf, json: bool) -> ExitCode {
     };
     let mut out = std::io::stdout().lock();
     let written = if json {
-        serde_json::to_string_pretty(&status)
+        let mut value = serde_json::to_value(&status).unwrap_or_default();
+        value["running"] = status::running(&status).into();
+        serde_json::to_string_pretty(&value)
             .map_err(std::io::Error::other)
             .and_then(|s| writeln!(out, "{s}"))
     } else {
@@ -125,18 +130,24 @@ fn show(path: PathBuf, json: bool) -> ExitCode {
 
 fn print_table(out: &mut impl Write, s: &status::Status) -> std::io::Result<()> {
     let age_ms = status::now_ns() / 1_000_000;
-    writeln!(
-        out,
-        "host {} (pid {}), bucket {} on {}: {}, status written {} ms ago",
-        s.host,
-        s.pid,
-        s.bucket,
-        s.server,
+    let state = if status::running(s) {
         if s.connected {
             "connected"
         } else {
             "not connected"
-        },
+        }
+    } else if s.stopped {
+        "stopped"
+    } else {
+        "not running (it died, or is paused)"
+    };
+    writeln!(
+        out,
+        "host {} (pid {}), bucket {} on {}: {state}, status written {} ms ago",
+        s.host.escape_debug(),
+        s.pid,
+        s.bucket,
+        s.server.escape_debug(),
         age_ms.saturating_sub(s.written_ms)
     )?;
     writeln!(
@@ -148,7 +159,7 @@ fn print_table(out: &mut impl Write, s: &status::Status) -> std::io::Result<()> 
         writeln!(
             out,
             "{:<32} {:<6} {:<8} {:>9} {:>9} {:>9} {:>10} {:>6}  {}",
-            name,
+            name.escape_debug().to_string(),
             o.direction,
             o.state,
             o.revision,
@@ -156,7 +167,7 @@ fn print_table(out: &mut impl Write, s: &status::Status) -> std::io::Result<()> 
             o.moved,
             o.lag_us,
             o.errors,
-            o.last_error.as_deref().unwrap_or("-")
+            o.last_error.as_deref().unwrap_or("-").escape_debug()
         )?;
     }
     Ok(())

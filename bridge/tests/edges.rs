@@ -429,9 +429,17 @@ fn the_status_of_a_stopped_bridge_says_so() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        !out.status.success() || !text.contains(": connected"),
+        text.contains(": stopped,"),
         "status of a stopped bridge: {text}"
     );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shmstore-bridge"))
+        .args(["status", "--json", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["running"], false);
+    assert_eq!(json["stopped"], true);
 }
 
 /// Without `status_file` and `XDG_RUNTIME_DIR` the status goes to /tmp:

@@ -207,14 +207,7 @@ impl RawOptions {
         initial: &[u8],
         or_open: bool,
     ) -> Result<RawObject<ReadWrite>> {
-        if !ty.align.is_power_of_two() || ty.align > MAX_ALIGN {
-            return Err(Error::InvalidLayout {
-                reason: format!(
-                    "an alignment of {}: a power of two up to {MAX_ALIGN} is required",
-                    ty.align
-                ),
-            });
-        }
+        check_align(ty)?;
         let shape = parse_schema(ty)?;
         let schema_len = ty.schema.as_ref().map_or(0, String::len);
         let mut created = false;
@@ -296,6 +289,17 @@ impl RawOptions {
 /// cell's value or a region's archive): what [`RawOptions::create`] checks
 /// before it makes anything, and [`RawObject::write`] before it writes.
 pub fn check(ty: &TypeDesc, bytes: &[u8]) -> Result<()> {
+    check_align(ty)?;
+    let shape = parse_schema(ty)?;
+    match ty.kind {
+        Kind::Cell => check_cell(ty, shape.as_ref(), bytes),
+        Kind::Region => check_region(ty, shape.as_ref(), bytes),
+    }
+}
+
+/// Whether `ty`'s alignment is one a segment can have (FORMAT.md): a
+/// power of two up to [`MAX_ALIGN`].
+fn check_align(ty: &TypeDesc) -> Result<()> {
     if !ty.align.is_power_of_two() || ty.align > MAX_ALIGN {
         return Err(Error::InvalidLayout {
             reason: format!(
@@ -304,11 +308,7 @@ pub fn check(ty: &TypeDesc, bytes: &[u8]) -> Result<()> {
             ),
         });
     }
-    let shape = parse_schema(ty)?;
-    match ty.kind {
-        Kind::Cell => check_cell(ty, shape.as_ref(), bytes),
-        Kind::Region => check_region(ty, shape.as_ref(), bytes),
-    }
+    Ok(())
 }
 
 /// The stored schema of `ty`, parsed, and checked to imply its layout.

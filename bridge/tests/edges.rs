@@ -332,10 +332,9 @@ fn segments() -> Vec<(i32, u64)> {
         .collect()
 }
 
-/// A region within `max_value_bytes` whose archive nearly fills a MiB
-/// makes an entry over the server's `max_payload`: either it is moved (a
-/// server that allows it) or refused at once, naming the limit, not tried
-/// for ever.
+/// A region whose archive nearly fills a MiB: refused for its capacity by
+/// default, and with `max_value_bytes` raised, refused at once for the
+/// server's `max_payload`, naming the limit, not tried for ever.
 #[test]
 fn a_value_over_the_servers_max_payload_is_refused_at_once() {
     let Some(server) = Server::start() else {
@@ -344,17 +343,35 @@ fn a_value_over_the_servers_max_payload_is_refused_at_once() {
     let (a, b) = (Host::new("a", true), Host::new("b", true));
     let name = fresh("big");
     a.run(&["publish_big", &name, &a.ns_arg(), "1"]);
-    let ba = a.bridge(&a.config(&server.url(), EXPORT));
-    let _bb = b.bridge(&b.config(&server.url(), IMPORT));
-    let got = wait_holds(&b, &name, "v1 1", Duration::from_secs(10));
-    let o = ba.object(&name).unwrap_or_default();
-    let s = ba.status().unwrap_or_default();
-    a.run(&["remove", &name, &a.ns_arg()]);
+    // Within the default `max_value_bytes` the object is refused for its
+    // capacity; a host that raised it meets the server's limit.
+    let default = a.bridge(&a.config(&server.url(), EXPORT));
+    let o = default.wait_object(&name, "refused for its capacity", |o| {
+        o["state"] == "refused"
+    });
     assert!(
-        got == "v1 1" || o["state"] == "refused",
-        "B holds {got}; A's status of the object: {o}; connected: {}",
-        s["connected"]
+        o["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("max_value_bytes"),
+        "{o}"
     );
+    drop(default);
+    let raised = format!("max_value_bytes = 4194304\n{EXPORT}");
+    let ba = a.bridge(&a.config(&server.url(), &raised));
+    let _bb = b.bridge(&b.config(&server.url(), IMPORT));
+    let o = ba.wait_object(&name, "refused for the server's limit", |o| {
+        o["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("max_payload"))
+    });
+    assert_eq!(o["state"], "refused");
+    // Once, not for ever: the next change is tried, nothing in between.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(ba.object(&name).unwrap()["errors"], o["errors"]);
+    assert_eq!(ba.status().unwrap()["connected"], true);
+    assert_eq!(holds(&b, &name), "absent");
+    a.run(&["remove", &name, &a.ns_arg()]);
 }
 
 /// A peer's key whose name would hold escape sequences: refused (no

@@ -19,8 +19,8 @@ use std::time::Duration;
 use async_nats::jetstream::kv;
 use bytes::Bytes;
 use futures::StreamExt;
-use shmstore::raw::{RawReader, RawValue};
-use shmstore::{Error, Kind};
+use shmstore::raw::{RawObject, RawReader, RawValue};
+use shmstore::{Error, Kind, TypeDesc};
 
 use crate::Bridge;
 use crate::envelope::Envelope;
@@ -59,6 +59,69 @@ enum Freed {
     Failed,
 }
 
+/// The object exported: attached read-write where this user may, only to
+/// wait as a writer's peer (a read-write waiter is woken at a commit; a
+/// read-only one looks every few milliseconds); the bridge never writes
+/// it.
+enum Source {
+    ReadWrite(RawObject),
+    ReadOnly(RawReader),
+}
+
+impl Source {
+    fn open(bridge: &Bridge, name: &str) -> shmstore::Result<Source> {
+        match bridge.open_local_rw(name) {
+            Ok(o) => Ok(Source::ReadWrite(o)),
+            Err(Error::PermissionDenied { .. } | Error::ReadOnly { .. }) => {
+                bridge.open_local(name).map(Source::ReadOnly)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn identity(&self) -> &TypeDesc {
+        match self {
+            Source::ReadWrite(o) => o.identity(),
+            Source::ReadOnly(o) => o.identity(),
+        }
+    }
+
+    fn read(&self) -> shmstore::Result<RawValue> {
+        match self {
+            Source::ReadWrite(o) => o.read(),
+            Source::ReadOnly(o) => o.read(),
+        }
+    }
+
+    fn version(&self) -> u64 {
+        match self {
+            Source::ReadWrite(o) => o.version(),
+            Source::ReadOnly(o) => o.version(),
+        }
+    }
+
+    fn capacity(&self) -> usize {
+        match self {
+            Source::ReadWrite(o) => o.capacity(),
+            Source::ReadOnly(o) => o.capacity(),
+        }
+    }
+
+    fn id(&self) -> i32 {
+        match self {
+            Source::ReadWrite(o) => o.id(),
+            Source::ReadOnly(o) => o.id(),
+        }
+    }
+
+    async fn changed(&self, since: u64) -> shmstore::Result<u64> {
+        match self {
+            Source::ReadWrite(o) => o.changed(since).await,
+            Source::ReadOnly(o) => o.changed(since).await,
+        }
+    }
+}
+
 /// Export `name` until no object of that name is left.
 pub async fn run(bridge: Arc<Bridge>, name: String) {
     let key = crate::keys::key_of(&name);
@@ -66,7 +129,7 @@ pub async fn run(bridge: Arc<Bridge>, name: String) {
     // compare-and-set on it.
     let mut revision: Option<u64> = None;
     loop {
-        let object = match bridge.open_local(&name) {
+        let object = match Source::open(&bridge, &name) {
             Ok(o) => o,
             Err(Error::NotFound { .. }) => {
                 if delete_if_ours(&bridge, &name, &key, revision).await {
@@ -148,7 +211,7 @@ pub async fn run(bridge: Arc<Bridge>, name: String) {
 }
 
 /// Whether `object` can be exported as it is.
-fn exportable(bridge: &Bridge, object: &RawReader) -> Result<(), String> {
+fn exportable(bridge: &Bridge, object: &Source) -> Result<(), String> {
     let id = object.identity();
     if id.kind == Kind::Region && id.schema.is_none() {
         return Err(
@@ -168,7 +231,7 @@ fn exportable(bridge: &Bridge, object: &RawReader) -> Result<(), String> {
 }
 
 /// Wait until `object` is removed; `true` then, `false` if waiting fails.
-async fn wait_removed(object: &RawReader) -> bool {
+async fn wait_removed(object: &Source) -> bool {
     let mut at = object.version();
     loop {
         match object.changed(at).await {
@@ -181,7 +244,7 @@ async fn wait_removed(object: &RawReader) -> bool {
 
 /// Wait, for a refused name, until its key is deleted or its object
 /// removed.
-async fn freed(bridge: &Bridge, object: &RawReader, key: &str) -> Freed {
+async fn freed(bridge: &Bridge, object: &Source, key: &str) -> Freed {
     let key_deleted = async {
         loop {
             // The watch first, then the look: a delete between the two is
@@ -221,7 +284,7 @@ async fn put_newest(
     bridge: &Bridge,
     name: &str,
     key: &str,
-    object: &RawReader,
+    object: &Source,
     mut value: RawValue,
     revision: &mut Option<u64>,
 ) -> Sent {

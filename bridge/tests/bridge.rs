@@ -615,7 +615,15 @@ fn a_local_object_of_another_type_is_never_written() {
     );
     let r = b.run(&["read_cell_as", &cell, &b.ns_arg(), "acme.Other"]);
     assert_eq!(report_of(&r, "value"), Some("[5, 7]"));
+    // The key deleted: B's cell is not what the key held, and stays.
     a.run(&["remove_cell", &cell, &a.ns_arg()]);
+    bb.wait_object(&cell, "B left its own cell", |o| {
+        o["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not known to hold"))
+    });
+    let r = b.run(&["read_cell_as", &cell, &b.ns_arg(), "acme.Other"]);
+    assert_eq!(report_of(&r, "value"), Some("[5, 7]"));
     b.run(&["remove_cell_as", &cell, &b.ns_arg(), "acme.Other"]);
 }
 

@@ -25,8 +25,7 @@
 //! reader as [`Error::Corrupt`], never read as a value.
 //!
 //! **What a raw handle cannot mirror.** The header keeps a type's name up to
-//! [`TYPE_NAME_MAX`](crate::format::TYPE_NAME_MAX) bytes, and its fingerprint
-//! covers the whole name: an object whose type name was longer cannot be
+//! 128 bytes, and its fingerprint covers the whole name: an object whose type name was longer cannot be
 //! recreated with the same identity, and [`RawObject::open`] refuses it
 //! ([`Error::Unsupported`]).
 

@@ -125,8 +125,8 @@ pub struct TypeDesc {
 
 impl TypeDesc {
     /// The fingerprint stored in the header: FNV-1a over every field but
-    /// the schema (the whole name, even past the
-    /// [`TYPE_NAME_MAX`](crate::format::TYPE_NAME_MAX) bytes that are kept).
+    /// the schema (the whole name, even past the 128 bytes of it the
+    /// header keeps).
     pub fn fingerprint(&self) -> u64 {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         let mut eat = |bytes: &[u8]| {

@@ -12,42 +12,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::objects::{Config, ConfigV2, EXPORT, IMPORT, config, fresh, key, with_bucket};
 use common::{Host, Server, child_args, report, report_of, stdin_closed_flag};
-use shmstore::{Error, Key, RegionReader, Schema, SharedCell, SharedRegion};
-
-#[derive(rkyv::Archive, rkyv::Serialize, Schema, Debug)]
-#[rkyv(crate = shmstore::rkyv)]
-struct Config {
-    seq: u64,
-    name: String,
-    ports: Vec<u16>,
-}
-
-/// Another type under the same name (a field added).
-#[derive(rkyv::Archive, rkyv::Serialize, Schema, Debug)]
-#[rkyv(crate = shmstore::rkyv)]
-struct ConfigV2 {
-    seq: u64,
-    name: String,
-    ports: Vec<u16>,
-    weight: u32,
-}
-
-fn config(seq: u64) -> Config {
-    Config {
-        seq,
-        name: format!("edge-{seq}"),
-        ports: vec![80, 443, (seq % 60000) as u16],
-    }
-}
-
-fn key(name: &str, ns: &str) -> Key {
-    if ns == "-" {
-        Key::named(name).unwrap()
-    } else {
-        Key::named_in(ns, name).unwrap()
-    }
-}
+use shmstore::{Error, RegionReader, SharedCell, SharedRegion};
 
 fn open_reader(name: &str, ns: &str, within: Duration) -> Option<RegionReader<Config>> {
     let deadline = Instant::now() + within;
@@ -269,14 +236,6 @@ fn child_entry() {
         other => panic!("unknown role {other}"),
     }
     std::process::exit(0);
-}
-
-const EXPORT: &str = "[[export]]\nprefix = \"acme/\"\n";
-const IMPORT: &str = "[[import]]\nprefix = \"acme/\"\n";
-
-/// A fresh name for one test.
-fn fresh(what: &str) -> String {
-    format!("acme/{what}-{}", std::process::id())
 }
 
 /// The seq the region `name` holds on `host`, or `absent`.
@@ -552,16 +511,7 @@ fn a_second_host_exporting_a_name_is_refused() {
 
 /// The entry at `key`, decoded.
 fn kv_entry(server: &Server, key: &str) -> shmstore_bridge::Envelope {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let bytes = rt.block_on(async {
-        let client = async_nats::connect(server.url()).await.unwrap();
-        let kv = async_nats::jetstream::new(client)
-            .get_key_value("test")
-            .await
-            .unwrap();
+    let bytes = with_bucket(server, async |kv, _| {
         kv.entry(key).await.unwrap().unwrap().value.to_vec()
     });
     shmstore_bridge::Envelope::decode(&bytes).unwrap()
@@ -569,16 +519,7 @@ fn kv_entry(server: &Server, key: &str) -> shmstore_bridge::Envelope {
 
 /// Put `bytes` at `key`, as a peer would.
 fn kv_put(server: &Server, key: &str, bytes: Vec<u8>) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let client = async_nats::connect(server.url()).await.unwrap();
-        let kv = async_nats::jetstream::new(client)
-            .get_key_value("test")
-            .await
-            .unwrap();
+    with_bucket(server, async |kv, _| {
         kv.put(key, bytes.into()).await.unwrap();
     });
 }
@@ -644,24 +585,7 @@ fn bad_bytes_in_the_bucket_are_refused_and_never_written() {
     // A peer writes the key: garbage, a cut entry, an entry whose archive
     // points outside itself, one whose identity was changed.
     let key = shmstore_bridge::keys::key_of(&name);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let good = rt.block_on(async {
-        let client = async_nats::connect(server.url()).await.unwrap();
-        let kv = async_nats::jetstream::new(client)
-            .get_key_value("test")
-            .await
-            .unwrap();
-        kv.entry(key.as_str())
-            .await
-            .unwrap()
-            .unwrap()
-            .value
-            .to_vec()
-    });
-    let good = shmstore_bridge::Envelope::decode(&good).unwrap();
+    let good = kv_entry(&server, &key);
     let mut bad_archive = good.clone();
     let n = bad_archive.bytes.len();
     // `ports`' relative pointer, out of the archive (the root is seq,
@@ -678,14 +602,7 @@ fn bad_bytes_in_the_bucket_are_refused_and_never_written() {
         other_size.encode(),
     ];
     for (i, bytes) in entries.into_iter().enumerate() {
-        rt.block_on(async {
-            let client = async_nats::connect(server.url()).await.unwrap();
-            let kv = async_nats::jetstream::new(client)
-                .get_key_value("test")
-                .await
-                .unwrap();
-            kv.put(key.as_str(), bytes.into()).await.unwrap();
-        });
+        kv_put(&server, &key, bytes);
         bb.wait_object(&name, "B refused the entry", |o| {
             o["errors"].as_u64() == Some(i as u64 + 1)
         });
@@ -736,20 +653,8 @@ fn a_deleted_key_removes_the_local_object_unless_told_not_to() {
     // B is away when the key is deleted: started again, it first sees the
     // key deleted, and still knows what it held.
     bb.kill();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let client = async_nats::connect(server.url()).await.unwrap();
-        let kv = async_nats::jetstream::new(client)
-            .get_key_value("test")
-            .await
-            .unwrap();
-        kv.delete(shmstore_bridge::keys::key_of(&name).as_str())
-            .await
-            .unwrap();
-    });
+    let k = shmstore_bridge::keys::key_of(&name);
+    with_bucket(&server, async |kv, _| kv.delete(k.as_str()).await.unwrap());
     let _bb = b.bridge(&cb);
     wait_seq(&b, &name, "absent");
     std::thread::sleep(Duration::from_millis(300));

@@ -9,43 +9,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::objects::{Config, ConfigV2, EXPORT, IMPORT, config, fresh, key, with_bucket};
 use common::{Host, Server, child_args, report, report_of};
-use shmstore::{Error, Key, Kind, RegionReader, Schema, SharedRegion, TypeDesc};
+use shmstore::{Error, Key, Kind, RegionReader, SharedRegion, TypeDesc};
 use shmstore_bridge::Envelope;
-
-#[derive(rkyv::Archive, rkyv::Serialize, Schema, Debug)]
-#[rkyv(crate = shmstore::rkyv)]
-struct Config {
-    seq: u64,
-    name: String,
-    ports: Vec<u16>,
-}
-
-/// The next version of the writer's type (a field added).
-#[derive(rkyv::Archive, rkyv::Serialize, Schema, Debug)]
-#[rkyv(crate = shmstore::rkyv)]
-struct ConfigV2 {
-    seq: u64,
-    name: String,
-    ports: Vec<u16>,
-    weight: u32,
-}
-
-fn config(seq: u64) -> Config {
-    Config {
-        seq,
-        name: format!("edge-{seq}"),
-        ports: vec![80, 443],
-    }
-}
-
-fn key(name: &str, ns: &str) -> Key {
-    if ns == "-" {
-        Key::named(name).unwrap()
-    } else {
-        Key::named_in(ns, name).unwrap()
-    }
-}
 
 #[test]
 fn child_entry() {
@@ -117,13 +84,6 @@ fn child_entry() {
     std::process::exit(0);
 }
 
-const EXPORT: &str = "[[export]]\nprefix = \"acme/\"\n";
-const IMPORT: &str = "[[import]]\nprefix = \"acme/\"\n";
-
-fn fresh(what: &str) -> String {
-    format!("acme/{what}-{}", std::process::id())
-}
-
 fn holds(host: &Host, name: &str) -> String {
     report_of(&host.run(&["read_any", name, &host.ns_arg()]), "holds")
         .unwrap()
@@ -150,23 +110,6 @@ fn wait_connected(bridge: &common::Bridge) {
         assert!(Instant::now() < deadline, "the bridge never connected");
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// Run `f` with the test bucket.
-fn with_bucket<T>(
-    server: &Server,
-    f: impl AsyncFnOnce(async_nats::jetstream::kv::Store, async_nats::jetstream::Context) -> T,
-) -> T {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let client = async_nats::connect(server.url()).await.unwrap();
-        let js = async_nats::jetstream::new(client);
-        let kv = js.get_key_value("test").await.unwrap();
-        f(kv, js).await
-    })
 }
 
 /// The exporting host's object made again with the next type (removed

@@ -6,6 +6,8 @@
 //! reader on a host.
 #![allow(dead_code)]
 
+pub mod objects;
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

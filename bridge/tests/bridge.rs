@@ -13,7 +13,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::objects::{Config, ConfigV2, EXPORT, IMPORT, config, fresh, key, with_bucket};
-use common::{Host, Server, child_args, report, report_of, stdin_closed_flag};
+use common::{Host, Server, child_args, report, report_of, state_of, stdin_closed_flag};
 use shmstore::{Error, RegionReader, SharedCell, SharedRegion};
 
 fn open_reader(name: &str, ns: &str, within: Duration) -> Option<RegionReader<Config>> {
@@ -437,21 +437,12 @@ fn a_writer_killed_in_the_middle_of_a_publish_loses_nothing_committed() {
         "region.after_len",
         "region.after_commit",
     ] {
-        let mut c = a.command(std::env::current_exe().unwrap());
-        c.args([
-            "child_entry",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-            "-q",
-        ])
-        .env(
-            "SHMSTORE_BRIDGE_TEST_CHILD",
-            ["publish_and_die", &name, &a.ns_arg(), "6"].join("\u{1f}"),
-        )
-        .env("SHMSTORE_CRASH_AT", step)
-        .stdout(std::process::Stdio::null());
-        let status = c.status().unwrap();
+        let status = a
+            .child_command(&["publish_and_die", &name, &a.ns_arg(), "6"])
+            .env("SHMSTORE_CRASH_AT", step)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
         assert!(!status.success(), "the writer survived {step}");
         // Committed (after_commit) or not, B ends where A is, and a new
         // writer's values follow.
@@ -731,12 +722,7 @@ fn a_bridge_killed_or_paused_at_each_step_catches_up() {
                 ]);
                 seq += 1;
                 std::thread::sleep(Duration::from_millis(30));
-                let state = std::fs::read_to_string(format!("/proc/{}/stat", armed.pid()))
-                    .unwrap_or_default();
-                if state
-                    .rsplit_once(") ")
-                    .is_none_or(|(_, r)| !r.starts_with(['R', 'S', 'D']))
-                {
+                if !matches!(state_of(armed.pid()), Some('R' | 'S' | 'D')) {
                     break armed.wait_dead_or_stopped();
                 }
                 assert!(seq < 40, "{step}: the bridge never reached its step");

@@ -10,7 +10,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::objects::{Config, ConfigV2, EXPORT, IMPORT, config, fresh, key, with_bucket};
-use common::{Host, Server, child_args, report, report_of};
+use common::{Host, Server, child_args, report, report_of, state_of};
 use shmstore::{Error, Key, Kind, RegionReader, SharedRegion, TypeDesc};
 use shmstore_bridge::Envelope;
 
@@ -461,28 +461,14 @@ fn one_stuck_local_object_stalls_no_other_name() {
     assert_eq!(wait_holds(&b, &x, "v1 1", Duration::from_secs(30)), "v1 1");
     assert_eq!(wait_holds(&b, &y, "v1 1", Duration::from_secs(30)), "v1 1");
     // A local process on B stops holding x's lock.
-    let mut c = b.command(std::env::current_exe().unwrap());
-    c.args([
-        "child_entry",
-        "--exact",
-        "--nocapture",
-        "--test-threads=1",
-        "-q",
-    ])
-    .env(
-        "SHMSTORE_BRIDGE_TEST_CHILD",
-        ["publish", &x, &b.ns_arg(), "500"].join("\u{1f}"),
-    )
-    .env("SHMSTORE_CRASH_AT", "region.after_lock:stop")
-    .stdout(std::process::Stdio::null());
-    let mut stopped = c.spawn().unwrap();
+    let mut stopped = b
+        .child_command(&["publish", &x, &b.ns_arg(), "500"])
+        .env("SHMSTORE_CRASH_AT", "region.after_lock:stop")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while std::fs::read_to_string(format!("/proc/{}/stat", stopped.id()))
-        .unwrap()
-        .split_whitespace()
-        .nth(2)
-        .is_none_or(|s| s != "T")
-    {
+    while state_of(stopped.id()) != Some('T') {
         assert!(Instant::now() < deadline, "the local writer did not stop");
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -145,6 +145,14 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The state of process `pid` (`R`, `S`, `D`, `T` stopped, `Z`...), as
+/// `/proc/PID/stat` gives it; `None` once it is gone.
+pub fn state_of(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The state follows the command's closing parenthesis.
+    stat.rsplit_once(") ")?.1.chars().next()
+}
+
 /// Whether this process runs as root.
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -242,8 +250,9 @@ impl Host {
         path
     }
 
-    /// Run the test binary's `child_entry` on this host with `args`.
-    pub fn child(&self, args: &[&str]) -> Kid {
+    /// A command that runs the test binary's `child_entry` on this host
+    /// with `args`.
+    pub fn child_command(&self, args: &[&str]) -> Command {
         let exe = std::env::current_exe().unwrap();
         let mut c = self.command(exe);
         c.args([
@@ -253,10 +262,16 @@ impl Host {
             "--test-threads=1",
             "-q",
         ])
-        .env(ARGS_ENV, args.join(&SEP.to_string()))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+        .env(ARGS_ENV, args.join(&SEP.to_string()));
+        c
+    }
+
+    /// Run the test binary's `child_entry` on this host with `args`.
+    pub fn child(&self, args: &[&str]) -> Kid {
+        let mut c = self.child_command(args);
+        c.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
         Kid::start(c)
     }
 
@@ -347,13 +362,7 @@ impl Bridge {
             if self.child.try_wait().unwrap().is_some() {
                 return true;
             }
-            let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
-                .unwrap_or_default();
-            // The state follows the command's closing parenthesis.
-            if stat
-                .rsplit_once(") ")
-                .is_some_and(|(_, rest)| rest.starts_with('T'))
-            {
+            if state_of(self.child.id()) == Some('T') {
                 return false;
             }
             assert!(

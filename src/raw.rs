@@ -32,7 +32,7 @@
 use std::time::Duration;
 
 use crate::error::{Error, Result, Target};
-use crate::format::{Kind, Layout, MAX_ALIGN, MAX_SLOTS, TypeDesc};
+use crate::format::{Kind, MAX_ALIGN, TypeDesc};
 use crate::key::Key;
 use crate::region::{RegionSettings, SharedRegion};
 use crate::schema::{Form, Shape};
@@ -213,15 +213,12 @@ impl RawOptions {
         let store = match ty.kind {
             Kind::Cell => {
                 check_cell(ty, shape.as_ref(), initial)?;
-                let n = self.slots;
-                if !(2..=MAX_SLOTS as usize).contains(&n) || !n.is_power_of_two() {
-                    return Err(Error::InvalidLayout {
-                        reason: format!(
-                            "{n} slots; a cell has a power of two from 2 to {MAX_SLOTS}"
-                        ),
-                    });
-                }
-                let layout = Layout::for_value(ty.size as usize, ty.align as usize, n, schema_len)?;
+                let layout = crate::cell::cell_layout(
+                    ty.size as usize,
+                    ty.align as usize,
+                    self.slots,
+                    schema_len,
+                )?;
                 let init = |store: &Store| {
                     created = true;
                     // Nobody reads it before READY.
@@ -238,12 +235,6 @@ impl RawOptions {
                 if !initial.is_empty() {
                     check_region(ty, shape.as_ref(), initial)?;
                 }
-                let buffers = self.buffers;
-                if !(2..=MAX_SLOTS as usize).contains(&buffers) {
-                    return Err(Error::InvalidLayout {
-                        reason: format!("{buffers} buffers; a region has 2 to {MAX_SLOTS}"),
-                    });
-                }
                 // The capacity asked for bounds the segment: a root larger
                 // than it is refused, not made room for (an identity may
                 // come from a peer).
@@ -253,13 +244,12 @@ impl RawOptions {
                         reason: format!("a root of {} bytes in buffers of {capacity}", ty.size),
                     });
                 }
-                let capacity = capacity
-                    .checked_next_multiple_of(64)
-                    .filter(|&c| c <= isize::MAX as usize)
-                    .ok_or_else(|| Error::InvalidLayout {
-                        reason: format!("a capacity of {capacity} bytes does not fit in a segment"),
-                    })?;
-                let layout = Layout::for_region(capacity, buffers, ty.align as usize, schema_len)?;
+                let layout = crate::region::region_layout(
+                    capacity,
+                    self.buffers,
+                    ty.align as usize,
+                    schema_len,
+                )?;
                 let init = |_: &Store| {
                     created = true;
                     Ok(())

@@ -34,6 +34,7 @@ pub mod ring;
 pub(crate) mod ring;
 
 pub use lease::CellLease;
+pub(crate) use options::cell_layout;
 pub use options::{CellCreator, CellOpener, CellSettings, DEFAULT_CELL_SLOTS};
 
 /// A plain-data value shared between processes, read without locks.

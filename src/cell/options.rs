@@ -63,13 +63,12 @@ impl<T: Pod> Options<T, CellSettings, Create> {
     }
 
     fn layout(&self) -> Result<Layout> {
-        let n = self.kind.slots;
-        if !(2..=MAX_SLOTS as usize).contains(&n) || !n.is_power_of_two() {
-            return Err(Error::InvalidLayout {
-                reason: format!("{n} slots; a cell has a power of two from 2 to {MAX_SLOTS}"),
-            });
-        }
-        Layout::for_value(size_of::<T>(), align_of::<T>(), n, self.common.schema_len())
+        cell_layout(
+            size_of::<T>(),
+            align_of::<T>(),
+            self.kind.slots,
+            self.common.schema_len(),
+        )
     }
 
     /// Create the cell at `key` holding `initial`; fails with
@@ -106,4 +105,21 @@ impl<T: Pod> Options<T, CellSettings, Create> {
         })?;
         Ok(SharedCell::wrap(store))
     }
+}
+
+/// The layout of a created cell of values of `size` bytes aligned to
+/// `align` in `slots` slots (a power of two from 2 to 64), after a schema
+/// of `schema_len` bytes: for typed and raw handles alike.
+pub(crate) fn cell_layout(
+    size: usize,
+    align: usize,
+    slots: usize,
+    schema_len: usize,
+) -> Result<Layout> {
+    if !(2..=MAX_SLOTS as usize).contains(&slots) || !slots.is_power_of_two() {
+        return Err(Error::InvalidLayout {
+            reason: format!("{slots} slots; a cell has a power of two from 2 to {MAX_SLOTS}"),
+        });
+    }
+    Layout::for_value(size, align, slots, schema_len)
 }

@@ -70,6 +70,7 @@ mod publish;
 pub(crate) use archive::check_archive;
 pub(crate) use archive::rkyv_format;
 pub use archive::{Publishable, Readable, RegionRef};
+pub(crate) use options::region_layout;
 pub use options::{RegionCreator, RegionOpener, RegionSettings};
 
 /// The number of buffers a region has unless told otherwise.

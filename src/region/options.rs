@@ -96,22 +96,9 @@ impl<T: Archive> Options<T, RegionSettings, Create> {
     }
 
     pub(crate) fn layout(&self, capacity: usize) -> Result<Layout> {
-        let buffers = self.kind.buffers;
-        if !(2..=MAX_SLOTS as usize).contains(&buffers) {
-            return Err(Error::InvalidLayout {
-                reason: format!("{buffers} buffers; a region has 2 to {MAX_SLOTS}"),
-            });
-        }
-        let capacity = capacity
-            .max(size_of::<T::Archived>())
-            .checked_next_multiple_of(64)
-            .filter(|&c| c <= isize::MAX as usize)
-            .ok_or_else(|| Error::InvalidLayout {
-                reason: format!("a capacity of {capacity} bytes does not fit in a segment"),
-            })?;
-        Layout::for_region(
-            capacity,
-            buffers,
+        region_layout(
+            capacity.max(size_of::<T::Archived>()),
+            self.kind.buffers,
             align_of::<T::Archived>(),
             self.common.schema_len(),
         )
@@ -145,4 +132,27 @@ impl<T: Archive> Options<T, RegionSettings, Create> {
         let store = Store::open_or_create(key, &self.common, &ty, &layout, |_| Ok(()))?;
         Ok(SharedRegion::wrap(store, &self.kind))
     }
+}
+
+/// The layout of a created region of `buffers` buffers (2 to 64) of
+/// `capacity` bytes rounded up to 64, for a root aligned to `align`, after
+/// a schema of `schema_len` bytes: for typed and raw handles alike.
+pub(crate) fn region_layout(
+    capacity: usize,
+    buffers: usize,
+    align: usize,
+    schema_len: usize,
+) -> Result<Layout> {
+    if !(2..=MAX_SLOTS as usize).contains(&buffers) {
+        return Err(Error::InvalidLayout {
+            reason: format!("{buffers} buffers; a region has 2 to {MAX_SLOTS}"),
+        });
+    }
+    let capacity = capacity
+        .checked_next_multiple_of(64)
+        .filter(|&c| c <= isize::MAX as usize)
+        .ok_or_else(|| Error::InvalidLayout {
+            reason: format!("a capacity of {capacity} bytes does not fit in a segment"),
+        })?;
+    Layout::for_region(capacity, buffers, align, schema_len)
 }
